@@ -1,0 +1,34 @@
+"""Write files so a crash leaves either the old or the new content, never a torn file."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, IO
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Call `write` on a temporary file beside `path`, fsync it, then rename it over `path`."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Atomically write UTF-8 text."""
+    write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Atomically write pretty-printed JSON."""
+    write_text_atomic(path, json.dumps(data, indent=4, ensure_ascii=False) + "\n")

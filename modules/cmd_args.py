@@ -1,0 +1,60 @@
+"""Command-line flags, spelled as in AUTOMATIC1111's webui."""
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_PORT = 7860
+DEFAULT_API_PORT = 7861
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for app.py."""
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="Stable Diffusion web UI (A1111-compatible), built on diffusers and Gradio.",
+    )
+    add = parser.add_argument
+    add("--listen", action="store_true",
+        help="listen on 0.0.0.0 so other machines on the network can connect")
+    add("--port", type=int, default=None,
+        help=f"port to serve on (default {DEFAULT_PORT}, or {DEFAULT_API_PORT} with --nowebui)")
+    add("--api", action="store_true", help="serve the /sdapi/v1 REST API beside the page")
+    add("--nowebui", action="store_true", help="serve only the API, without the page")
+    add("--ckpt", type=str, default=None, help="checkpoint to load at start")
+    add("--ckpt-dir", type=str, default=None, help="extra folder to look for checkpoints in")
+    add("--data-dir", type=str, default=None,
+        help="folder for models/, outputs/, extensions/, embeddings/ and settings "
+             "(default: the repository root)")
+    add("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+        help="device to run the model on")
+    add("--no-half", action="store_true",
+        help="run the model in full precision (fp32) instead of fp16/bf16")
+    add("--gradio-auth", type=str, default=None,
+        help='page login as "user:password", several separated by commas')
+    add("--api-auth", type=str, default=None,
+        help='API login as "user:password", several separated by commas')
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse flags; fills in the port default that depends on --nowebui."""
+    args = build_parser().parse_args(argv)
+    if args.port is None:
+        args.port = DEFAULT_API_PORT if args.nowebui else DEFAULT_PORT
+    return args
+
+
+def parse_credentials(value: str | None) -> list[tuple[str, str]]:
+    """Turn "user:pass,user2:pass2" into pairs; raises ValueError on a malformed entry."""
+    if not value:
+        return []
+    pairs = []
+    for entry in value.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        user, sep, password = entry.partition(":")
+        if not sep or not user:
+            raise ValueError(f"Credentials must look like user:password, got {entry!r}")
+        pairs.append((user, password))
+    return pairs

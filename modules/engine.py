@@ -1,0 +1,147 @@
+"""The one engine: it owns the loaded model and runs every job, one at a time, from a FIFO queue."""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of what the worker is doing, safe to read from any thread."""
+
+    job: str = ""
+    job_no: int = 0
+    job_count: int = 0
+    step: int = 0
+    steps: int = 0
+    started_at: float = 0.0
+    textinfo: str = ""
+    busy: bool = False
+    queued: int = 0
+
+    @property
+    def fraction(self) -> float:
+        """Done part of the current job, 0..1, counting finished batches and steps."""
+        if not self.busy or self.job_count == 0:
+            return 0.0
+        per_batch = self.step / self.steps if self.steps else 0.0
+        return min(1.0, (self.job_no + per_batch) / self.job_count)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left, from the time spent so far; None before the first step."""
+        done = self.fraction
+        if done <= 0:
+            return None
+        elapsed = time.monotonic() - self.started_at
+        return elapsed * (1 - done) / done
+
+
+class JobContext:
+    """What a running job sees: progress reporting and the interrupt/skip flags."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self._engine = engine
+        self.interrupted = False
+        self.skipped = False
+
+    def set_job_count(self, count: int) -> None:
+        self._engine._update(job_count=count, job_no=0, step=0)
+
+    def begin_batch(self, job_no: int, steps: int) -> None:
+        """Start batch `job_no`; clears a pending skip."""
+        self.skipped = False
+        self._engine._update(job_no=job_no, step=0, steps=steps)
+
+    def report_step(self, step: int, textinfo: str = "") -> None:
+        self._engine._update(step=step, textinfo=textinfo)
+
+    @property
+    def should_stop(self) -> bool:
+        """True when the sampling loop must end now (interrupt, or skip of this batch)."""
+        return self.interrupted or self.skipped
+
+
+@dataclass
+class _Job:
+    name: str
+    run: Callable[[JobContext], Any]
+    future: Future = field(default_factory=Future)
+
+
+class Engine:
+    """Queue jobs with `submit`; a single worker thread runs them in order."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._progress = Progress()
+        self._context: JobContext | None = None
+        self._ids = itertools.count(1)
+        self._worker = threading.Thread(target=self._work, name="engine-worker", daemon=True)
+        self._worker.start()
+
+    def submit(self, name: str, run: Callable[[JobContext], T]) -> "Future[T]":
+        """Queue `run(context)`; the returned future holds its result or exception."""
+        job = _Job(f"{name}#{next(self._ids)}", run)
+        self._queue.put(job)
+        self._update(queued=self._queue.qsize())
+        return job.future
+
+    def call(self, name: str, run: Callable[[JobContext], T], timeout: float | None = None) -> T:
+        """Queue a job and wait for its result."""
+        return self.submit(name, run).result(timeout)
+
+    def interrupt(self) -> None:
+        """Stop the current job at its next step; it returns what it has done."""
+        with self._lock:
+            if self._context is not None:
+                self._context.interrupted = True
+
+    def skip(self) -> None:
+        """End the current batch of the current job and go on with the next one."""
+        with self._lock:
+            if self._context is not None:
+                self._context.skipped = True
+
+    @property
+    def progress(self) -> Progress:
+        with self._lock:
+            return self._progress
+
+    def shutdown(self) -> None:
+        """Stop the worker after the jobs already queued."""
+        self._queue.put(None)
+        self._worker.join()
+
+    def _update(self, **changes: Any) -> None:
+        with self._lock:
+            self._progress = replace(self._progress, **changes)
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            context = JobContext(self)
+            with self._lock:
+                self._context = context
+                self._progress = Progress(job=job.name, started_at=time.monotonic(), busy=True,
+                                          job_count=1, queued=self._queue.qsize())
+            try:
+                job.future.set_result(job.run(context))
+            except BaseException as exc:  # the future carries it to the caller
+                log.debug("job %s failed: %s", job.name, exc)
+                job.future.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._context = None
+                    self._progress = Progress(queued=self._queue.qsize())

@@ -1,0 +1,13 @@
+"""Domain errors whose message is shown to the user as is."""
+
+
+class UserError(Exception):
+    """A problem the user can act on (bad input, missing file). The UI and API show its message."""
+
+
+class ModelLoadError(UserError):
+    """A checkpoint could not be found, read or recognised."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when the user interrupts it before any result exists."""

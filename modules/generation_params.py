@@ -1,0 +1,92 @@
+"""The one description of a generation. UI controls, infotext and ui-config.json derive from it."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal
+
+Widget = Literal["textbox", "slider", "number", "dropdown", "checkbox"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """How a generation field is shown, bounded and written into infotext.
+
+    `label` is A1111's control label (it also forms ui-config.json keys); `infotext` is the
+    key in the parameters line (`Size-1`/`Size-2` pairs are written as one `WxH` value).
+    """
+
+    label: str | None = None
+    infotext: str | None = None
+    widget: Widget = "number"
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    tabs: tuple[str, ...] = ("txt2img", "img2img")
+
+
+def _field(default: Any, **spec: Any) -> Any:
+    return field(default=default, metadata={"spec": FieldSpec(**spec)})
+
+
+@dataclass
+class GenerationParams:
+    """A txt2img job. Field names are A1111's API names; order is the order on the page."""
+
+    prompt: str = _field("", label="Prompt", widget="textbox")
+    negative_prompt: str = _field("", label="Negative prompt", widget="textbox")
+    sampler_name: str = _field("DPM++ 2M", label="Sampling method", infotext="Sampler", widget="dropdown")
+    scheduler: str = _field("Automatic", label="Schedule type", infotext="Schedule type", widget="dropdown")
+    steps: int = _field(20, label="Sampling steps", infotext="Steps", widget="slider",
+                        minimum=1, maximum=150, step=1)
+    width: int = _field(512, label="Width", infotext="Size-1", widget="slider", minimum=64, maximum=2048, step=8)
+    height: int = _field(512, label="Height", infotext="Size-2", widget="slider", minimum=64, maximum=2048, step=8)
+    n_iter: int = _field(1, label="Batch count", widget="slider", minimum=1, maximum=100, step=1)
+    batch_size: int = _field(1, label="Batch size", widget="slider", minimum=1, maximum=8, step=1)
+    cfg_scale: float = _field(7.0, label="CFG Scale", infotext="CFG scale", widget="slider",
+                              minimum=1.0, maximum=30.0, step=0.5)
+    seed: int = _field(-1, label="Seed", infotext="Seed", widget="number")
+    clip_skip: int = _field(1, infotext="Clip skip", minimum=1, maximum=12, step=1, tabs=())
+
+    @classmethod
+    def fields(cls) -> Iterator[tuple[dataclasses.Field, FieldSpec]]:
+        """Each dataclass field with its spec, in declaration order."""
+        for f in dataclasses.fields(cls):
+            yield f, f.metadata["spec"]
+
+    @classmethod
+    def spec(cls, name: str) -> FieldSpec:
+        return next(spec for f, spec in cls.fields() if f.name == name)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "GenerationParams":
+        """Build from a mapping, ignoring unknown keys and coercing to each field's type."""
+        names = {f.name for f, _ in cls.fields()}
+        return cls(**{name: cls.coerce(name, value) for name, value in values.items()
+                      if name in names and value is not None})
+
+    @classmethod
+    def coerce(cls, name: str, value: Any) -> Any:
+        """Convert `value` to the type of field `name`; raises ValueError with a clear message."""
+        default = next(f.default for f, _ in cls.fields() if f.name == name)
+        return _coerce(name, type(default), value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, kind: type, value: Any) -> Any:
+    try:
+        if kind is int:
+            number = float(value)
+            if not math.isfinite(number) or number != int(number):
+                raise ValueError
+            return int(number)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a {kind.__name__}, got {value!r}") from None
+    return value

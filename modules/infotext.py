@@ -1,0 +1,122 @@
+"""Write and read A1111's generation parameters text (the PNG `parameters` chunk)."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from modules.generation_params import GenerationParams
+
+VERSION = "v0.1.0"
+
+# A1111's order of the keys it knows; other keys follow in insertion order, then Version.
+KEY_ORDER = (
+    "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Face restoration",
+    "Size", "Model hash", "Model", "VAE hash", "VAE", "Variation seed", "Variation seed strength",
+    "Seed resize from", "Denoising strength", "Conditional mask weight", "Clip skip", "ENSD",
+    "Token merging ratio", "Init image hash", "RNG", "Tiling",
+)
+
+# Defaults A1111 assumes for keys missing from pasted text.
+MISSING_KEY_DEFAULTS = {
+    "Clip skip": "1",
+    "Schedule type": "Automatic",
+}
+
+_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_SIZE_PAIR = re.compile(r"^(\d+)x(\d+)$")
+
+
+def quote(value: Any) -> str:
+    """JSON-quote a value that holds a comma, a colon or a newline, as A1111 does."""
+    text = str(value)
+    if any(ch in text for ch in ",:\n"):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def params_entries(params: GenerationParams) -> dict[str, Any]:
+    """The infotext entries that come from the parameter object itself."""
+    entries: dict[str, Any] = {}
+    for f, spec in GenerationParams.fields():
+        if spec.infotext is None:
+            continue
+        value = getattr(params, f.name)
+        key = spec.infotext
+        if key.endswith("-1"):
+            pair = GenerationParams.fields()
+            second = next(g.name for g, s in pair if s.infotext == key[:-1] + "2")
+            entries[key[:-2]] = f"{value}x{getattr(params, second)}"
+        elif key.endswith("-2"):
+            continue
+        elif key == "Clip skip" and value <= 1:
+            continue
+        else:
+            entries[key] = _number(value)
+    return entries
+
+
+def create_infotext(params: GenerationParams, extra: dict[str, Any] | None = None) -> str:
+    """Build the full infotext: prompt, optional negative prompt line, parameters line.
+
+    `params` holds one image's values (its own seed and prompt); `extra` adds keys such as
+    Model hash and Model. Keys with a None value are left out.
+    """
+    entries = params_entries(params)
+    entries.update(extra or {})
+    ordered = {key: entries[key] for key in KEY_ORDER if key in entries}
+    ordered.update({k: v for k, v in entries.items() if k not in ordered and k != "Version"})
+    ordered["Version"] = entries.get("Version", VERSION)
+    line = ", ".join(f"{key}: {quote(value)}" for key, value in ordered.items() if value is not None)
+    negative = f"\nNegative prompt: {params.negative_prompt}" if params.negative_prompt else ""
+    return f"{params.prompt}{negative}\n{line}".strip()
+
+
+def parse_infotext(text: str) -> dict[str, str]:
+    """Parse infotext into a dict with Prompt, Negative prompt and every parameter key.
+
+    As in A1111, the last line is parameters only if it holds at least three `key: value`
+    pairs; `AxB` values also fill `Key-1` and `Key-2`.
+    """
+    lines = text.strip().split("\n")
+    params_line = ""
+    if lines and len(_PAIR.findall(lines[-1])) >= 3:
+        params_line = lines.pop()
+    prompt_lines: list[str] = []
+    negative_lines: list[str] = []
+    in_negative = False
+    for line in lines:
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:"):].lstrip()
+        (negative_lines if in_negative else prompt_lines).append(line)
+    result: dict[str, str] = {"Prompt": "\n".join(prompt_lines), "Negative prompt": "\n".join(negative_lines)}
+    for key, value in _PAIR.findall(params_line):
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        result[key.strip()] = value
+        size = _SIZE_PAIR.match(value)
+        if size:
+            result[f"{key.strip()}-1"], result[f"{key.strip()}-2"] = size.groups()
+    for key, default in MISSING_KEY_DEFAULTS.items():
+        result.setdefault(key, default)
+    return result
+
+
+def params_from_infotext(text: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Split infotext into GenerationParams field values (typed) and the keys no field holds."""
+    parsed = parse_infotext(text)
+    by_key = {spec.infotext: f.name for f, spec in GenerationParams.fields() if spec.infotext}
+    by_key.update({"Prompt": "prompt", "Negative prompt": "negative_prompt"})
+    values = {by_key[key]: GenerationParams.coerce(by_key[key], value)
+              for key, value in parsed.items() if key in by_key}
+    rest = {key: value for key, value in parsed.items() if key not in by_key}
+    return values, rest

@@ -1,0 +1,129 @@
+"""User settings: declared once with defaults, stored in config.json, written atomically."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modules.atomic_files import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One setting: its default, the label the Settings page shows, and its section."""
+
+    default: Any
+    label: str
+    section: str = "Stable Diffusion"
+    choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+
+
+# Keys use A1111's names, since scripts and API clients read them.
+OPTIONS: dict[str, OptionInfo] = {
+    "sd_model_checkpoint": OptionInfo(None, "Stable Diffusion checkpoint"),
+    "CLIP_stop_at_last_layers": OptionInfo(1, "Clip skip", minimum=1, maximum=12, step=1),
+    "randn_source": OptionInfo("CPU", "Random number generator source", choices=("CPU", "GPU")),
+    "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta (ENSD)", minimum=0, step=1),
+    "max_pixels": OptionInfo(2048 * 2048, "Largest image size allowed, in pixels (width × height)",
+                             section="System", minimum=64 * 64, step=1),
+    "samples_save": OptionInfo(True, "Always save all generated images", section="Saving images"),
+    "outdir_txt2img_samples": OptionInfo("outputs/txt2img-images", "Output folder for txt2img images",
+                                         section="Saving images"),
+    "outdir_img2img_samples": OptionInfo("outputs/img2img-images", "Output folder for img2img images",
+                                         section="Saving images"),
+    "save_to_dirs": OptionInfo(True, "Save images to a subdirectory per date", section="Saving images"),
+    "samples_filename_prompt_words": OptionInfo(8, "Prompt words in file names", section="Saving images",
+                                                minimum=0, maximum=32, step=1),
+}
+
+
+class Options:
+    """Attribute access to settings (`opts.CLIP_stop_at_last_layers`), persisted in config.json."""
+
+    def __init__(self, path: Path, declared: dict[str, OptionInfo] = OPTIONS) -> None:
+        self._path = path
+        self._declared = dict(declared)
+        self._values: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.load_notice: str | None = None
+
+    def load(self) -> None:
+        """Read config.json; a broken file is moved aside and the defaults are used."""
+        if not self._path.exists():
+            return
+        try:
+            data = json.loads(self._path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("the top level is not an object")
+        except (OSError, ValueError) as exc:
+            aside = self._path.with_name(f"{self._path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+            self._path.replace(aside)
+            self.load_notice = f"{self._path.name} could not be read ({exc}); it was moved to {aside.name} and defaults are used."
+            log.error(self.load_notice)
+            return
+        self._values.update(data)
+
+    def save(self) -> None:
+        """Write every value that differs from nothing: declared defaults plus changes."""
+        with self._lock:
+            write_json_atomic(self._path, self.as_dict())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Current value of every declared setting, plus unknown keys kept from the file."""
+        merged = {key: info.default for key, info in self._declared.items()}
+        merged.update(self._values)
+        return merged
+
+    def declare(self, key: str, info: OptionInfo) -> None:
+        """Add a setting (used by extensions through on_ui_settings)."""
+        self._declared.setdefault(key, info)
+
+    def info(self, key: str) -> OptionInfo:
+        return self._declared[key]
+
+    def set(self, key: str, value: Any, save: bool = True) -> None:
+        """Validate and store one setting."""
+        info = self._declared.get(key)
+        if info is None:
+            raise KeyError(f"Unknown setting {key!r}")
+        value = _validated(key, info, value)
+        self._values[key] = value
+        if save:
+            self.save()
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        if key in self._values:
+            return self._values[key]
+        info = self._declared.get(key)
+        if info is None:
+            raise AttributeError(f"No setting named {key!r}")
+        return info.default
+
+
+def _validated(key: str, info: OptionInfo, value: Any) -> Any:
+    if info.choices is not None and value not in info.choices:
+        raise ValueError(f"{info.label} must be one of {', '.join(map(str, info.choices))}, got {value!r}")
+    if isinstance(info.default, bool):
+        return bool(value)
+    if isinstance(info.default, (int, float)) and not isinstance(info.default, bool):
+        try:
+            number = type(info.default)(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{info.label} must be a number, got {value!r}") from None
+        if info.minimum is not None and number < info.minimum:
+            raise ValueError(f"{info.label} must be at least {info.minimum}, got {number}")
+        if info.maximum is not None and number > info.maximum:
+            raise ValueError(f"{info.label} must be at most {info.maximum}, got {number}")
+        return number
+    return value
