@@ -23,7 +23,7 @@ class FieldSpec:
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
-    tabs: tuple[str, ...] = ("txt2img", "img2img")
+    tabs: tuple[str, ...] = ("txt2img",)
 
 
 def _field(default: Any, **spec: Any) -> Any:
@@ -67,10 +67,14 @@ class GenerationParams:
                       if name in names and value is not None})
 
     @classmethod
+    def field_type(cls, name: str) -> type:
+        """The Python type of field `name` (the type of its default)."""
+        return type(next(f.default for f, _ in cls.fields() if f.name == name))
+
+    @classmethod
     def coerce(cls, name: str, value: Any) -> Any:
         """Convert `value` to the type of field `name`; raises ValueError with a clear message."""
-        default = next(f.default for f, _ in cls.fields() if f.name == name)
-        return _coerce(name, type(default), value)
+        return _coerce(name, cls.field_type(name), value)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

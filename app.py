@@ -1,0 +1,76 @@
+"""Entry point: flags → settings → engine and model → page → serve."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from modules.cmd_args import parse_args, parse_credentials  # noqa: E402
+from modules.paths import DataPaths  # noqa: E402
+
+log = logging.getLogger("webui")
+
+
+def create_services(args):
+    """Build settings, engine and model manager, and start loading the first checkpoint."""
+    from modules.demo_model import ensure_demo_checkpoint
+    from modules.engine import Engine
+    from modules.model_manager import ModelManager
+    from modules.options import Options
+    from modules.sd_models import pick_device, pick_dtype
+    from modules.services import Services
+
+    paths = DataPaths.create(args.data_dir, args.ckpt_dir)
+    opts = Options(paths.config_file)
+    opts.load()
+    device = pick_device(args.device)
+    models = ModelManager(paths, device, pick_dtype(device, args.no_half))
+    if ensure_demo_checkpoint(paths.sd_models, bool(models.checkpoints)):
+        models.refresh()
+    services = Services(args=args, paths=paths, opts=opts, engine=Engine(), models=models)
+    if opts.load_notice:
+        services.notices.append(opts.load_notice)
+    first = args.ckpt or opts.sd_model_checkpoint or models.checkpoints[0].name
+    services.load_checkpoint(first).add_done_callback(lambda f: _report_load(services, f))
+    return services
+
+
+def _report_load(services, future) -> None:
+    exc = future.exception()
+    if exc is not None:
+        services.load_error = f"Could not load the checkpoint: {exc}"
+        log.error(services.load_error)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        gradio_auth = parse_credentials(args.gradio_auth)
+        parse_credentials(args.api_auth)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    if args.api or args.nowebui:
+        log.warning("The /sdapi/v1 REST API is not part of this version yet; --api and --nowebui are ignored.")
+    services = create_services(args)
+
+    from modules.ui.page import CSS, build_page
+    from modules.ui.ui_config import UiConfig
+
+    page = build_page(services, UiConfig(services.paths.ui_config_file))
+    page.queue()
+    page.launch(
+        server_name="0.0.0.0" if args.listen else "127.0.0.1",
+        server_port=args.port,
+        auth=gradio_auth or None,
+        allowed_paths=[str(services.paths.outputs)],
+        css=CSS,
+        show_error=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

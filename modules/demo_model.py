@@ -1,0 +1,54 @@
+"""A tiny SD-architecture checkpoint with deterministic random weights, for when no model exists.
+
+It makes abstract images only, but exercises every part of the app: it is written in the original
+single-file key layout and loaded through the same path as a user's checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from modules.atomic_files import write_atomic
+from modules.ldm_convert import to_ldm_state_dict
+from modules.paths import MODEL_CONFIGS_DIR
+
+log = logging.getLogger(__name__)
+
+DEMO_FILE_NAME = "demo-tiny-sd.safetensors"
+DEMO_NOTICE = ("No checkpoint was found, so a built-in DEMO model is loaded: it has random weights and "
+               "makes abstract images. Put real checkpoints (.safetensors or .ckpt) in {folder} "
+               "and pick one at the top of the page.")
+
+
+def build_demo_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """The demo model's weights in the original (LDM) layout, identical for a given seed."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = MODEL_CONFIGS_DIR / "demo"
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_config(json.loads((folder / "unet" / "config.json").read_text()))
+    vae = AutoencoderKL.from_config(json.loads((folder / "vae" / "config.json").read_text()))
+    text = CLIPTextModel(CLIPTextConfig(**json.loads((folder / "text_encoder" / "config.json").read_text())))
+    return to_ldm_state_dict("sd1", unet, vae, [text])
+
+
+def write_demo_checkpoint(target: Path, seed: int = 0) -> Path:
+    """Write the demo checkpoint as a single .safetensors file (atomically)."""
+    from safetensors.torch import save
+
+    data = save(build_demo_state_dict(seed), metadata={"format": "pt", "demo": "true"})
+    write_atomic(target, lambda handle: handle.write(data))
+    return target
+
+
+def ensure_demo_checkpoint(checkpoint_folder: Path, has_checkpoints: bool) -> Path | None:
+    """Create the demo checkpoint when the user has none; returns its path if it was written."""
+    if has_checkpoints:
+        return None
+    target = checkpoint_folder / DEMO_FILE_NAME
+    log.warning(DEMO_NOTICE.format(folder=checkpoint_folder))
+    return write_demo_checkpoint(target)

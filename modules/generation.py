@@ -1,0 +1,181 @@
+"""One txt2img generation as a list of stages: validate → encode → noise → denoise → decode → save."""
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from modules import images, rng, samplers
+from modules.conditioning import Conditioning
+from modules.engine import JobContext
+from modules.errors import UserError
+from modules.generation_params import GenerationParams
+from modules.infotext import create_infotext
+from modules.sd_models import StableDiffusionModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Settings a job reads, captured when it is submitted."""
+
+    randn_source: str = "CPU"
+    eta_noise_seed_delta: int = 0
+    max_pixels: int = 2048 * 2048
+    save_dir: Path | None = None  # None: don't save
+    filename_words: int = 8
+
+
+@dataclass
+class GenerationResult:
+    """Images of a job with each one's infotext and seed, and where they were saved."""
+
+    params: GenerationParams
+    images: list[Image.Image] = field(default_factory=list)
+    infotexts: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    negative_prompts: list[str] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def validate(params: GenerationParams, max_pixels: int) -> None:
+    """Refuse impossible or too-large jobs with a clear message, before anything is allocated."""
+    for name in ("width", "height"):
+        value = getattr(params, name)
+        if value < 64 or value % 8:
+            raise UserError(f"{name.capitalize()} must be a multiple of 8 and at least 64, got {value}")
+    if params.width * params.height > max_pixels:
+        raise UserError(f"{params.width}x{params.height} is {params.width * params.height:,} pixels, more than "
+                        f"the limit of {max_pixels:,} (setting: Largest image size allowed)")
+    if not 1 <= params.steps <= 1000:
+        raise UserError(f"Sampling steps must be between 1 and 1000, got {params.steps}")
+    if params.batch_size < 1 or params.n_iter < 1:
+        raise UserError("Batch size and batch count must be at least 1")
+    if not np.isfinite(params.cfg_scale):
+        raise UserError(f"CFG Scale must be a finite number, got {params.cfg_scale}")
+    try:
+        samplers.resolve(params.sampler_name, params.scheduler)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+class Txt2Img:
+    """Runs one txt2img job on a loaded model, reporting progress to `ctx`."""
+
+    def __init__(self, model: StableDiffusionModel, params: GenerationParams, ctx: JobContext,
+                 settings: RunSettings) -> None:
+        self.model = model
+        self.params = params
+        self.ctx = ctx
+        self.settings = settings
+
+    def run(self) -> GenerationResult:
+        p = self.params
+        validate(p, self.settings.max_pixels)
+        sampler, schedule = samplers.resolve(p.sampler_name, p.scheduler)
+        p = self.params = replace(p, sampler_name=sampler, scheduler=schedule, seed=rng.resolve_seed(p.seed))
+        result = GenerationResult(params=p)
+        all_seeds = rng.image_seeds(p.seed, p.batch_size * p.n_iter)
+        self.ctx.set_job_count(p.n_iter)
+        for batch_no in range(p.n_iter):
+            if self.ctx.interrupted:
+                break
+            self.ctx.begin_batch(batch_no, p.steps)
+            seeds = all_seeds[batch_no * p.batch_size:(batch_no + 1) * p.batch_size]
+            cond, uncond = self.encode([p.prompt] * len(seeds), [p.negative_prompt] * len(seeds))
+            latents, gens = self.prepare_latents(seeds)
+            latents = self.denoise(latents, cond, uncond, seeds, gens)
+            for image, seed in zip(self.decode(latents), seeds):
+                self.postprocess(result, image, seed)
+        result.interrupted = self.ctx.interrupted
+        return result
+
+    def encode(self, prompts: list[str], negatives: list[str]) -> tuple[Conditioning, Conditioning]:
+        """Batched conditioning for prompts and negative prompts, padded to the same length."""
+        encoder = self.model.prompt_encoder
+        clip_skip = self.params.clip_skip
+        conds = [encoder.encode(text, clip_skip) for text in prompts]
+        unconds = [encoder.encode(text, clip_skip) for text in negatives]
+        chunks = max(c.chunks for c in conds + unconds)
+        empty = encoder.encode("", clip_skip)
+        return _stack([c.padded_to(chunks, empty) for c in conds]), _stack([u.padded_to(chunks, empty) for u in unconds])
+
+    def prepare_latents(self, seeds: list[int]) -> tuple[torch.Tensor, list[torch.Generator]]:
+        """Initial noise, one generator per image (seeded with the image's seed)."""
+        m = self.model
+        factor = m.vae_scale_factor
+        shape = (m.unet.config.in_channels, self.params.height // factor, self.params.width // factor)
+        gens = rng.generators(seeds, m.device, self.settings.randn_source)
+        return rng.initial_noise(gens, shape, m.device, m.dtype), gens
+
+    def denoise(self, latents: torch.Tensor, cond: Conditioning, uncond: Conditioning,
+                seeds: list[int], gens: list[torch.Generator]) -> torch.Tensor:
+        """The sampling loop with classifier-free guidance; stops early on interrupt or skip."""
+        m, p = self.model, self.params
+        scheduler = samplers.create_scheduler(p.sampler_name, p.scheduler, m.scheduler_config, noise_seed=seeds)
+        scheduler.set_timesteps(p.steps, device=m.device)
+        latents = latents * scheduler.init_noise_sigma
+        step_args = inspect.signature(scheduler.step).parameters
+        extra = {}
+        if "generator" in step_args:
+            extra["generator"] = rng.sampler_generators(seeds, gens, m.device, self.settings.randn_source,
+                                                         self.settings.eta_noise_seed_delta)
+        embeds = torch.cat([uncond.embeds, cond.embeds])
+        added = self._sdxl_conditioning(cond, uncond, len(seeds))
+        order = getattr(scheduler, "order", 1)
+        with torch.inference_mode():
+            for i, t in enumerate(scheduler.timesteps):
+                if self.ctx.should_stop:
+                    break
+                model_input = scheduler.scale_model_input(torch.cat([latents] * 2), t)
+                noise = m.unet(model_input, t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample
+                noise_uncond, noise_cond = noise.chunk(2)
+                noise = noise_uncond + p.cfg_scale * (noise_cond - noise_uncond)
+                latents = scheduler.step(noise, t, latents, **extra).prev_sample
+                self.ctx.report_step((i + order) // order)
+        return latents
+
+    def _sdxl_conditioning(self, cond: Conditioning, uncond: Conditioning, batch: int) -> dict | None:
+        if not self.model.is_sdxl:
+            return None
+        p = self.params
+        time_ids = torch.tensor([[p.height, p.width, 0, 0, p.height, p.width]], device=self.model.device,
+                                dtype=self.model.dtype).repeat(2 * batch, 1)
+        return {"text_embeds": torch.cat([uncond.pooled, cond.pooled]), "time_ids": time_ids}
+
+    def decode(self, latents: torch.Tensor) -> list[Image.Image]:
+        """Latents → RGB images."""
+        vae = self.model.vae
+        with torch.inference_mode():
+            pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+        pixels = (pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
+        return [Image.fromarray(img) for img in (pixels * 255).round().astype(np.uint8)]
+
+    def postprocess(self, result: GenerationResult, image: Image.Image, seed: int) -> None:
+        """Write the infotext, save the image, and add it to the result."""
+        p = replace(self.params, seed=seed)
+        m = self.model
+        infotext = create_infotext(p, {"Model hash": m.short_hash, "Model": m.checkpoint.model_name})
+        result.images.append(image)
+        result.infotexts.append(infotext)
+        result.seeds.append(seed)
+        result.prompts.append(p.prompt)
+        result.negative_prompts.append(p.negative_prompt)
+        if self.settings.save_dir is not None:
+            folder = images.dated_folder(self.settings.save_dir)
+            result.paths.append(images.save_image(image, folder, seed, p.prompt, infotext,
+                                                  self.settings.filename_words))
+
+
+def _stack(items: list[Conditioning]) -> Conditioning:
+    pooled = [c.pooled for c in items]
+    return Conditioning(torch.cat([c.embeds for c in items]),
+                        torch.cat(pooled) if all(x is not None for x in pooled) else None)

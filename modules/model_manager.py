@@ -1,0 +1,99 @@
+"""Which checkpoints exist, which one is loaded, and switching between them."""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import torch
+
+from modules import sd_models
+from modules.checkpoints import CHECKPOINT_SUFFIXES, CheckpointInfo, HashCache, list_checkpoints
+from modules.errors import ModelLoadError
+from modules.paths import DataPaths
+
+log = logging.getLogger(__name__)
+
+
+class ModelManager:
+    """Owns the loaded model. Call `load` only from the engine's worker thread."""
+
+    def __init__(self, paths: DataPaths, device: torch.device, dtype: torch.dtype) -> None:
+        self.paths = paths
+        self.device = device
+        self.dtype = dtype
+        self.hashes = HashCache(paths.hash_cache_file)
+        self.current: sd_models.StableDiffusionModel | None = None
+        self._checkpoints: list[CheckpointInfo] = []
+        self._lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> list[CheckpointInfo]:
+        """Re-scan the checkpoint folders."""
+        found = list_checkpoints(self.paths.checkpoint_dirs())
+        with self._lock:
+            self._checkpoints = found
+        return found
+
+    @property
+    def checkpoints(self) -> list[CheckpointInfo]:
+        with self._lock:
+            return list(self._checkpoints)
+
+    def title(self, info: CheckpointInfo) -> str:
+        """`name [hash]` when the hash is known (it is computed when a checkpoint is loaded)."""
+        sha = self.hashes.cached(info.path) if info.path.is_file() else None
+        return info.title(HashCache.short(sha))
+
+    def titles(self) -> list[str]:
+        return [self.title(info) for info in self.checkpoints]
+
+    def find(self, name: str) -> CheckpointInfo:
+        """Match a dropdown title, a relative name, a file name, a stem or a short hash."""
+        wanted = name.strip()
+        direct = Path(wanted).expanduser()
+        if direct.suffix.lower() in CHECKPOINT_SUFFIXES and direct.is_file():
+            return CheckpointInfo(direct.resolve(), direct.name)
+        bare = wanted.rsplit(" [", 1)[0] if wanted.endswith("]") else wanted
+        for info in self.checkpoints:
+            sha = self.hashes.cached(info.path) if info.path.is_file() else None
+            if bare in (info.name, info.path.name, info.model_name, str(info.path)) or (
+                    sha and wanted.lower() in (sha[:10], sha[:8], sha)):
+                return info
+        raise ModelLoadError(f"No checkpoint named {name!r} in {', '.join(map(str, self.paths.checkpoint_dirs()))}")
+
+    @property
+    def current_title(self) -> str | None:
+        return self.title(self.current.checkpoint) if self.current else None
+
+    def load(self, name: str) -> sd_models.StableDiffusionModel:
+        """Switch to checkpoint `name`, freeing the old one.
+
+        The new file is read and recognised first; if that fails, the old model stays loaded.
+        If building the new model fails after the old one was freed, the old one is loaded again.
+        """
+        info = self.find(name)
+        if self.current is not None and self.current.checkpoint.path == info.path:
+            return self.current
+        prepared = sd_models.prepare_checkpoint(info)
+        previous = self.current.checkpoint if self.current else None
+        sd_models.free_model(self.current)
+        self.current = None
+        try:
+            self.current = sd_models.build_model(prepared, self.device, self.dtype, self.paths.cache, self.hashes)
+        except ModelLoadError:
+            if previous is not None:
+                log.warning("Reloading %s after the failed switch", previous.name)
+                self.current = sd_models.load_model(previous, self.device, self.dtype, self.paths.cache, self.hashes)
+            raise
+        return self.current
+
+    def unload(self) -> None:
+        sd_models.free_model(self.current)
+        self.current = None
+
+    def require(self) -> sd_models.StableDiffusionModel:
+        """The loaded model, or a clear error."""
+        if self.current is None:
+            raise ModelLoadError("No model is loaded. Pick a checkpoint at the top of the page.")
+        return self.current

@@ -1,0 +1,208 @@
+"""Load, hold, switch and free Stable Diffusion checkpoints (single-file and diffusers folders)."""
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from modules import model_detection
+from modules.checkpoints import CheckpointInfo, HashCache, read_state_dict
+from modules.clip_tokenizer import load_clip_tokenizer
+from modules.conditioning import EncoderSlot, PromptEncoder
+from modules.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+# Pad token of each family's tokenizers, as the official tokenizer configs set them.
+PAD_TOKENS = {"sd1": ["<|endoftext|>"], "sd2": ["!"], "sdxl": ["<|endoftext|>", "!"]}
+
+
+@dataclass
+class StableDiffusionModel:
+    """A loaded checkpoint: its components on one device, plus what describes it."""
+
+    checkpoint: CheckpointInfo
+    family: str
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoders: list[torch.nn.Module]
+    tokenizers: list
+    scheduler_config: dict
+    device: torch.device
+    dtype: torch.dtype
+    sha256: str | None = None
+    prompt_encoder: PromptEncoder = field(init=False)
+
+    def __post_init__(self) -> None:
+        sdxl = self.is_sdxl
+        slots = [EncoderSlot(tok, enc, penultimate=sdxl, pooled=sdxl and i == 1)
+                 for i, (tok, enc) in enumerate(zip(self.tokenizers, self.text_encoders))]
+        self.prompt_encoder = PromptEncoder(slots, self.device, self.dtype)
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.family == "sdxl"
+
+    @property
+    def short_hash(self) -> str | None:
+        return HashCache.short(self.sha256)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler_config.get("prediction_type", "epsilon")
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """auto → CUDA, then MPS, then CPU."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda was asked for, but no CUDA GPU is available")
+    return torch.device(requested)
+
+
+def pick_dtype(device: torch.device, no_half: bool) -> torch.dtype:
+    """fp16 on GPUs, fp32 on the CPU or with --no-half."""
+    if no_half or device.type == "cpu":
+        return torch.float32
+    return torch.float16
+
+
+@dataclass
+class PreparedCheckpoint:
+    """A checkpoint read and recognised, ready to be built into a model."""
+
+    info: CheckpointInfo
+    family: str = ""
+    state: dict = field(default_factory=dict, repr=False)
+    configs: dict = field(default_factory=dict, repr=False)
+
+
+def prepare_checkpoint(info: CheckpointInfo) -> PreparedCheckpoint:
+    """Read and recognise a checkpoint; raises ModelLoadError before anything is freed or built."""
+    if info.is_diffusers_folder:
+        if not (info.path / "model_index.json").is_file():
+            raise ModelLoadError(f"No diffusers model at {info.path}")
+        return PreparedCheckpoint(info)
+    state = read_state_dict(info.path)
+    family = model_detection.detect_family(state)
+    return PreparedCheckpoint(info, family, state, model_detection.fit_configs(family, state))
+
+
+def build_model(prepared: PreparedCheckpoint, device: torch.device, dtype: torch.dtype, cache_dir: Path,
+                hashes: HashCache | None = None) -> StableDiffusionModel:
+    """Turn a prepared checkpoint into a model on `device`, fully offline."""
+    info = prepared.info
+    if info.is_diffusers_folder:
+        return _load_diffusers_folder(info, device, dtype)
+    folder = model_detection.write_config_folder(prepared.configs, cache_dir / "model_configs")
+    try:
+        unet, vae, encoders = _components_from_state(prepared.state, prepared.family, str(folder), dtype)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"{info.name} looks like an {prepared.family.upper()} checkpoint, but its "
+                             f"weights do not fit that architecture: {exc}") from exc
+    finally:
+        prepared.state = {}
+    scheduler_config = dict(prepared.configs["scheduler"])
+    if _wants_v_prediction(info.path, prepared.family, unet):
+        scheduler_config["prediction_type"] = "v_prediction"
+    model = StableDiffusionModel(
+        checkpoint=info, family=prepared.family, unet=_to(unet, device), vae=_to(vae, device),
+        text_encoders=[_to(e, device) for e in encoders],
+        tokenizers=[load_clip_tokenizer(pad) for pad in PAD_TOKENS[prepared.family]],
+        scheduler_config=scheduler_config, device=device, dtype=dtype,
+        sha256=hashes.sha256(info.path) if hashes else None,
+    )
+    log.info("Loaded %s (%s, %s, %s on %s)", info.name, model.family, model.prediction_type, dtype, device)
+    return model
+
+
+def load_model(info: CheckpointInfo, device: torch.device, dtype: torch.dtype, cache_dir: Path,
+               hashes: HashCache | None = None) -> StableDiffusionModel:
+    """Read, recognise and build a checkpoint in one go."""
+    return build_model(prepare_checkpoint(info), device, dtype, cache_dir, hashes)
+
+
+def _components_from_state(state: dict, family: str, config: str, dtype: torch.dtype):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    common = {"config": config, "torch_dtype": dtype, "local_files_only": True}
+    unet = UNet2DConditionModel.from_single_file(state, subfolder="unet", **common)
+    vae = AutoencoderKL.from_single_file(state, subfolder="vae", **common)
+    encoders = []
+    for folder in model_detection.TEXT_ENCODERS[family]:
+        cls = CLIPTextModelWithProjection if folder == "text_encoder_2" else CLIPTextModel
+        encoders.append(create_diffusers_clip_model_from_ldm(
+            cls, state, subfolder=folder, config=config, torch_dtype=dtype, local_files_only=True))
+    return unet, vae, encoders
+
+
+def _wants_v_prediction(path: Path, family: str, unet: torch.nn.Module) -> bool:
+    """A sidecar .yaml with `parameterization: "v"` decides, as in A1111; else SD 2.x UNets are probed."""
+    sidecar = path.with_suffix(".yaml")
+    if sidecar.is_file():
+        try:
+            config = yaml.safe_load(sidecar.read_text(errors="replace")) or {}
+            return config.get("model", {}).get("params", {}).get("parameterization") == "v"
+        except (yaml.YAMLError, AttributeError) as exc:
+            log.warning("Ignoring unreadable %s: %s", sidecar.name, exc)
+    if family != "sd2":
+        return False
+    return model_detection.predicts_v(unet, unet.config.cross_attention_dim)
+
+
+def _load_diffusers_folder(info: CheckpointInfo, device: torch.device, dtype: torch.dtype) -> StableDiffusionModel:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    root = info.path
+    try:
+        index = json.loads((root / "model_index.json").read_text())
+        family = "sdxl" if "text_encoder_2" in index else "sd1"
+        unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=dtype, local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype, local_files_only=True)
+        encoders = [CLIPTextModel.from_pretrained(root / "text_encoder", torch_dtype=dtype, local_files_only=True)]
+        if family == "sdxl":
+            encoders.append(CLIPTextModelWithProjection.from_pretrained(
+                root / "text_encoder_2", torch_dtype=dtype, local_files_only=True))
+        elif encoders[0].config.hidden_size == 1024:
+            family = "sd2"
+        scheduler = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"Could not load the diffusers folder {info.name}: {exc}") from exc
+    return StableDiffusionModel(
+        checkpoint=info, family=family, unet=_to(unet, device), vae=_to(vae, device),
+        text_encoders=[_to(e, device) for e in encoders],
+        tokenizers=[load_clip_tokenizer(pad) for pad in PAD_TOKENS[family]],
+        scheduler_config=scheduler, device=device, dtype=dtype)
+
+
+def _to(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move a freshly loaded (CPU) module to `device`, leaving CPU modules untouched."""
+    return module if device.type == "cpu" else module.to(device)
+
+
+def free_model(model: StableDiffusionModel | None) -> None:
+    """Drop a model's tensors so its memory goes back to the system."""
+    if model is None:
+        return
+    for module in [model.unet, model.vae, *model.text_encoders]:
+        module.to("meta")
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

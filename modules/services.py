@@ -1,0 +1,68 @@
+"""The process-wide services built once in app.py's main() and handed to the UI and API."""
+from __future__ import annotations
+
+import argparse
+import logging
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
+from modules.engine import Engine, JobContext
+from modules.generation import GenerationResult, RunSettings, Txt2Img
+from modules.generation_params import GenerationParams
+from modules.model_manager import ModelManager
+from modules.options import Options
+from modules.paths import DataPaths
+from modules.sd_models import StableDiffusionModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything a front end needs: settings, paths, the engine and the model manager."""
+
+    args: argparse.Namespace
+    paths: DataPaths
+    opts: Options
+    engine: Engine
+    models: ModelManager
+    load_error: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+    def run_settings(self, outdir_option: str) -> RunSettings:
+        """Settings for a job, read from the options now."""
+        opts = self.opts
+        save_dir = None
+        if opts.samples_save:
+            save_dir = Path(getattr(opts, outdir_option))
+            if not save_dir.is_absolute():
+                save_dir = self.paths.root / save_dir
+        return RunSettings(randn_source=opts.randn_source, eta_noise_seed_delta=opts.eta_noise_seed_delta,
+                           max_pixels=opts.max_pixels, save_dir=save_dir,
+                           filename_words=opts.samples_filename_prompt_words)
+
+    def txt2img(self, params: GenerationParams) -> "Future[GenerationResult]":
+        """Queue a txt2img job on the engine."""
+        settings = self.run_settings("outdir_txt2img_samples")
+        return self.engine.submit("txt2img", lambda ctx: Txt2Img(self.models.require(), params, ctx, settings).run())
+
+    def load_checkpoint(self, name: str) -> "Future[StableDiffusionModel]":
+        """Queue a checkpoint switch; on success it becomes the sd_model_checkpoint setting."""
+        def run(ctx: JobContext) -> StableDiffusionModel:
+            model = self.models.load(name)
+            self.opts.set("sd_model_checkpoint", self.models.current_title)
+            self.load_error = None
+            return model
+        return self.engine.submit("load checkpoint", run)
+
+    @property
+    def status(self) -> str:
+        """One line for the top of the page: what is loaded, or why nothing is."""
+        current = self.models.current
+        if current is None:
+            return self.load_error or "Loading model…"
+        if current.checkpoint.path.name == DEMO_FILE_NAME:
+            return DEMO_NOTICE.format(folder=self.paths.sd_models)
+        return f"Model: {self.models.current_title}"

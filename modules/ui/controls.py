@@ -1,0 +1,34 @@
+"""Gradio controls made from GenerationParams field specs and ui-config.json overrides."""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from modules import samplers
+from modules.generation_params import GenerationParams
+from modules.ui.ui_config import UiConfig
+
+CHOICES = {
+    "sampler_name": lambda: samplers.SAMPLER_NAMES,
+    "scheduler": lambda: samplers.SCHEDULE_LABELS,
+}
+
+
+def make_control(name: str, tab: str, ui_config: UiConfig, **extra: Any) -> gr.components.Component:
+    """The control for field `name` on `tab`, labelled as in A1111, with ui-config.json applied."""
+    spec = GenerationParams.spec(name)
+    kwargs: dict[str, Any] = {"label": spec.label, "elem_id": f"{tab}_{name}"}
+    kwargs.update(ui_config.control(tab, spec.label))
+    kwargs.update(extra)
+    if spec.widget == "textbox":
+        return gr.Textbox(**kwargs)
+    if spec.widget == "slider":
+        return gr.Slider(**kwargs)
+    if spec.widget == "dropdown":
+        return gr.Dropdown(choices=CHOICES[name](), **kwargs)
+    if spec.widget == "checkbox":
+        return gr.Checkbox(**kwargs)
+    for bound in ("minimum", "maximum", "step"):
+        kwargs.pop(bound, None)
+    return gr.Number(precision=0 if GenerationParams.field_type(name) is int else None, **kwargs)

@@ -1,0 +1,66 @@
+"""The whole page: quicksettings row (checkpoint, Clip skip), status line and the tabs."""
+from __future__ import annotations
+
+import gradio as gr
+
+from modules.errors import UserError
+from modules.options import OPTIONS
+from modules.services import Services
+from modules.ui import txt2img
+from modules.ui.ui_config import UiConfig
+
+CSS = """
+.infotext { font-family: monospace; font-size: 0.9em; white-space: pre-wrap; word-break: break-word; }
+#quicksettings { align-items: end; }
+"""
+
+
+def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
+    """Build the Gradio page. It never touches the model; it talks to the engine."""
+    models = services.models
+    clip_info = OPTIONS["CLIP_stop_at_last_layers"]
+    with gr.Blocks(title="Stable Diffusion") as page:
+        with gr.Row(elem_id="quicksettings"):
+            checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=models.titles(),
+                                     value=models.current_title, elem_id="setting_sd_model_checkpoint", scale=4)
+            refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", size="sm", scale=0, min_width=40)
+            clip_skip = gr.Slider(label=clip_info.label, minimum=clip_info.minimum, maximum=clip_info.maximum,
+                                  step=clip_info.step, value=services.opts.CLIP_stop_at_last_layers,
+                                  elem_id="setting_CLIP_stop_at_last_layers", scale=2)
+        status = gr.Markdown(services.status, elem_id="model_status")
+        with gr.Tabs():
+            with gr.Tab("txt2img", id="txt2img"):
+                txt2img.build_tab(services, ui_config, clip_skip)
+
+        def change_checkpoint(title: str, progress: gr.Progress = gr.Progress()) -> tuple:
+            if not title or title == models.current_title:
+                return gr.update(), services.status
+            progress(0, desc=f"Loading {title}…")
+            future = services.load_checkpoint(title)
+            try:
+                future.result()
+            except UserError as exc:
+                services.load_error = None if models.current else str(exc)
+                gr.Warning(str(exc))
+                return gr.update(value=models.current_title), f"⚠️ {exc}"
+            return gr.update(choices=models.titles(), value=models.current_title), services.status
+
+        def refresh_list() -> dict:
+            models.refresh()
+            return gr.update(choices=models.titles(), value=models.current_title)
+
+        def save_clip_skip(value: float) -> None:
+            services.opts.set("CLIP_stop_at_last_layers", int(value))
+
+        def page_status() -> tuple:
+            loaded = models.current is not None or services.load_error is not None
+            return services.status, gr.update(choices=models.titles(), value=models.current_title), gr.Timer(active=not loaded)
+
+        checkpoint.input(change_checkpoint, inputs=checkpoint, outputs=[checkpoint, status],
+                         api_name="change_checkpoint")
+        refresh.click(refresh_list, outputs=checkpoint, api_visibility="private")
+        clip_skip.release(save_clip_skip, inputs=clip_skip, api_visibility="private")
+        timer = gr.Timer(1.0)
+        timer.tick(page_status, outputs=[status, checkpoint, timer], api_visibility="private")
+        page.load(page_status, outputs=[status, checkpoint, timer], api_visibility="private")
+    return page

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv in the repository root and install the project into it; reuse it when it is current.
+# Usage: ./setup_venv.sh [extra]   (for example "test" to add the test dependencies)
+set -euo pipefail
+cd "$(dirname "$0")"
+extra="${1:-}"
+python="${PYTHON:-python3}"
+stamp=".venv/.installed${extra:+-$extra}"
+want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
+
+if [ ! -x .venv/bin/python ]; then
+    echo "Creating the virtual environment in .venv"
+    "$python" -m venv .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "Installing the project${extra:+ with [$extra]} into .venv (the first time takes a while)"
+    .venv/bin/python -m pip install --disable-pip-version-check -e ".${extra:+[$extra]}"
+    echo "$want" > "$stamp"
+fi

@@ -1,0 +1,39 @@
+"""Shared fixtures: a real demo checkpoint on disk, a loaded model, an engine."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in demo model written as a real single-file .safetensors checkpoint."""
+    from modules.demo_model import write_demo_checkpoint
+
+    return write_demo_checkpoint(tmp_path_factory.mktemp("ckpt") / "demo-tiny-sd.safetensors")
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The demo checkpoint loaded through the same single-file path as a user's checkpoint."""
+    from modules.checkpoints import CheckpointInfo, HashCache
+    from modules.sd_models import load_model
+
+    cache = tmp_path_factory.mktemp("cache")
+    return load_model(CheckpointInfo(demo_checkpoint, demo_checkpoint.name), torch.device("cpu"),
+                      torch.float32, cache, HashCache(cache / "cache.json"))
+
+
+@pytest.fixture
+def engine():
+    from modules.engine import Engine
+
+    eng = Engine()
+    yield eng
+    eng.shutdown()
