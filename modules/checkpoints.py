@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from modules.atomic_files import write_json_atomic
 from modules.errors import ModelLoadError
@@ -108,7 +110,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"No checkpoint at {path}")
     try:
         if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
             state = load_file(str(path))
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -116,7 +117,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(
             f"Refused to load {path.name}: it contains Python code or objects other than tensors, "
             f"which could run code on this machine. Convert it to .safetensors. ({exc})") from exc
-    except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile, SafetensorError) as exc:
         raise ModelLoadError(f"Could not read {path.name}: the file is damaged or not a checkpoint ({exc})") from exc
     while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

@@ -29,6 +29,7 @@ TEXT_ENCODERS = {
 # Families whose attention heads are 64 wide; SD 1.x uses 8 heads at every width.
 HEAD_DIM_64 = {"sd2", "sdxl"}
 SD2_TEXT_LAYERS = 23
+SDXL_TIME_IDS = 6  # original size, crop offset and target size, each (h, w)
 
 
 def detect_family(state: dict[str, torch.Tensor]) -> str:
@@ -61,6 +62,11 @@ def fit_configs(family: str, state: dict[str, torch.Tensor]) -> dict[str, dict[s
     configs["vae"].update(_fit_vae(state))
     for folder, (prefix, layout) in TEXT_ENCODERS[family].items():
         configs[folder].update(_fit_text_encoder(state, prefix, layout))
+    if family == "sdxl":
+        # The time-id embedding has no weights: its width is what the pooled text embedding leaves.
+        pooled = configs["text_encoder_2"]["projection_dim"]
+        time_ids = configs["unet"]["projection_class_embeddings_input_dim"] - pooled
+        configs["unet"]["addition_time_embed_dim"] = time_ids // SDXL_TIME_IDS
     return configs
 
 

@@ -116,6 +116,10 @@ def build_model(prepared: PreparedCheckpoint, device: torch.device, dtype: torch
                              f"weights do not fit that architecture: {exc}") from exc
     finally:
         prepared.state = {}
+    missing = [name for module in (unet, vae, *encoders) for name, p in module.named_parameters() if p.is_meta]
+    if missing:
+        raise ModelLoadError(f"{info.name} is incomplete: it has no weights for {len(missing)} parameters "
+                             f"(for example {missing[0]}).")
     scheduler_config = dict(prepared.configs["scheduler"])
     if _wants_v_prediction(info.path, prepared.family, unet):
         scheduler_config["prediction_type"] = "v_prediction"
