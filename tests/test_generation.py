@@ -1,0 +1,128 @@
+"""txt2img end to end on the demo model: parity with diffusers, seeds, interrupt/skip, limits."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modules.errors import UserError
+from modules.generation import RunSettings, Txt2Img
+from modules.generation_params import GenerationParams
+
+
+def run(engine, model, settings=None, **kw):
+    params = GenerationParams(**{"prompt": "a red house", "steps": 8, "width": 64, "height": 64, "seed": 5, **kw})
+    return engine.call("txt2img", lambda ctx: Txt2Img(model, params, ctx, settings or RunSettings()).run(), timeout=300)
+
+
+def pixels(image):
+    return np.asarray(image).astype(int)
+
+
+@pytest.mark.parametrize("sampler,scheduler_cls,extra", [
+    ("Euler a", "EulerAncestralDiscreteScheduler", {}),
+    ("DPM++ 2M", "DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+])
+def test_plain_prompt_matches_diffusers_pipeline(engine, demo_model, sampler, scheduler_cls, extra):
+    import diffusers
+
+    m = demo_model
+    ours = run(engine, m, prompt="a photo of a cat", negative_prompt="blurry", steps=20, width=128, height=128,
+               sampler_name=sampler, seed=1234, cfg_scale=7.0)
+    scheduler = getattr(diffusers, scheduler_cls).from_config(m.scheduler_config, **extra)
+    pipe = diffusers.StableDiffusionPipeline(vae=m.vae, text_encoder=m.text_encoders[0], tokenizer=m.tokenizers[0],
+                                             unet=m.unet, scheduler=scheduler, safety_checker=None,
+                                             feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe("a photo of a cat", negative_prompt="blurry", num_inference_steps=20, guidance_scale=7.0,
+                  width=128, height=128, generator=torch.Generator("cpu").manual_seed(1234)).images[0]
+    diff = np.abs(pixels(ours.images[0]) - pixels(theirs))
+    assert diff.max() <= 1, diff.max()
+    assert pixels(theirs).std() > 5  # a real image, not a flat one
+
+
+def test_same_seed_same_pixels_and_batch_uses_seed_plus_i(engine, demo_model):
+    batch = run(engine, demo_model, batch_size=2, n_iter=2, seed=100)
+    assert batch.seeds == [100, 101, 102, 103]
+    again = run(engine, demo_model, seed=101)
+    assert np.array_equal(pixels(batch.images[1]), pixels(again.images[0]))
+    assert not np.array_equal(pixels(batch.images[0]), pixels(batch.images[1]))
+    assert "Seed: 101," in batch.infotexts[1]
+
+
+def test_random_seed_is_resolved_and_written(engine, demo_model):
+    result = run(engine, demo_model, seed=-1, steps=2)
+    assert result.params.seed >= 0
+    assert f"Seed: {result.seeds[0]}," in result.infotexts[0]
+
+
+def test_empty_prompt_is_allowed(engine, demo_model):
+    result = run(engine, demo_model, prompt="", steps=2)
+    assert result.infotexts[0].startswith("Steps: 2,")
+
+
+def test_clip_skip_changes_the_image_and_the_infotext(engine, demo_model):
+    one = run(engine, demo_model, steps=3)
+    two = run(engine, demo_model, steps=3, clip_skip=2)
+    assert "Clip skip: 2" in two.infotexts[0] and "Clip skip" not in one.infotexts[0]
+    assert not np.array_equal(pixels(one.images[0]), pixels(two.images[0]))
+
+
+def test_images_are_saved_with_their_infotext(engine, demo_model, tmp_path):
+    result = run(engine, demo_model, settings=RunSettings(save_dir=tmp_path), steps=2, batch_size=2)
+    assert len(result.paths) == 2
+    for path, infotext in zip(result.paths, result.infotexts):
+        assert path.parent.parent == tmp_path
+        assert Image.open(path).info["parameters"] == infotext
+
+
+def _act_when(engine, predicate, action):
+    """Call `action` once the running job's progress matches; returns the steps seen afterwards."""
+    seen_after: list[int] = []
+
+    def watch():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (engine.progress.busy and predicate(engine.progress)):
+            time.sleep(0.002)
+        seen_after.append(engine.progress.step)
+        action()
+        while engine.progress.busy and time.monotonic() < deadline:
+            seen_after.append(engine.progress.step)
+            time.sleep(0.002)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return seen_after
+
+
+def test_interrupt_stops_within_a_step_and_returns_the_image(engine, demo_model):
+    seen = _act_when(engine, lambda s: s.step >= 3, engine.interrupt)
+    result = run(engine, demo_model, steps=150, n_iter=3)
+    assert result.interrupted
+    assert len(result.images) == 1  # the batch in progress is decoded; later batches never start
+    assert max(seen) - seen[0] <= 2, seen
+
+
+def test_skip_moves_on_to_the_next_batch(engine, demo_model):
+    _act_when(engine, lambda s: s.step >= 2 and s.job_no == 0, engine.skip)
+    result = run(engine, demo_model, steps=60, n_iter=2)
+    assert not result.interrupted
+    assert len(result.images) == 2
+    full = run(engine, demo_model, steps=60, seed=6)
+    assert np.array_equal(pixels(result.images[1]), pixels(full.images[0]))  # second batch ran to the end
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"width": 100}, "multiple of 8"),
+    ({"width": 60000, "height": 60000}, "more than the limit"),
+    ({"steps": 0}, "between 1 and 1000"),
+    ({"sampler_name": "Nope"}, "Unknown sampler"),
+    ({"batch_size": 0}, "at least 1"),
+])
+def test_bad_input_is_refused_before_any_work(engine, demo_model, kw, message):
+    started = time.monotonic()
+    with pytest.raises(UserError, match=message):
+        run(engine, demo_model, **kw)
+    assert time.monotonic() - started < 2
+    assert run(engine, demo_model, steps=1).images  # the engine and model still work
