@@ -42,7 +42,6 @@ def _report_load(services, future) -> None:
     exc = future.exception()
     if exc is not None:
         services.load_error = f"Could not load the checkpoint: {exc}"
-        log.error(services.load_error)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import string
 import threading
 from datetime import date
 from pathlib import Path
@@ -12,15 +13,15 @@ from PIL import Image, PngImagePlugin
 
 from modules.atomic_files import write_atomic
 
-_INVALID_CHARS = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
+_NON_WORD = re.compile(r"[\s" + re.escape(string.punctuation) + r"\x00-\x1f]+")
 _COUNTER = re.compile(r"^(\d{5})-")
 _save_lock = threading.Lock()
 
 
 def prompt_words(prompt: str, count: int) -> str:
-    """The first `count` words of a prompt, made safe for a file name."""
-    words = _INVALID_CHARS.sub(" ", prompt).split()[:count]
-    return " ".join(words)[:128].strip(" .")
+    """The first `count` words of a prompt, split on spaces and punctuation, as A1111 names files."""
+    words = [word for word in _NON_WORD.split(prompt) if word][:count]
+    return " ".join(words)[:128].strip()
 
 
 def dated_folder(base: Path, day: date | None = None) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
 from modules.engine import Engine, JobContext
+from modules.errors import UserError
 from modules.generation import GenerationResult, RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
 from modules.model_manager import ModelManager
@@ -51,7 +52,11 @@ class Services:
     def load_checkpoint(self, name: str) -> "Future[StableDiffusionModel]":
         """Queue a checkpoint switch; on success it becomes the sd_model_checkpoint setting."""
         def run(ctx: JobContext) -> StableDiffusionModel:
-            model = self.models.load(name)
+            try:
+                model = self.models.load(name)
+            except UserError as exc:
+                log.error("Could not load checkpoint %s: %s", name, exc)
+                raise
             self.opts.set("sd_model_checkpoint", self.models.current_title)
             self.load_error = None
             return model

@@ -22,7 +22,8 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
     with gr.Blocks(title="Stable Diffusion") as page:
         with gr.Row(elem_id="quicksettings"):
             checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=models.titles(),
-                                     value=models.current_title, elem_id="setting_sd_model_checkpoint", scale=4)
+                                     value=models.current_title, elem_id="setting_sd_model_checkpoint", scale=4,
+                                     allow_custom_value=True)
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", size="sm", scale=0, min_width=40)
             clip_skip = gr.Slider(label=clip_info.label, minimum=clip_info.minimum, maximum=clip_info.maximum,
                                   step=clip_info.step, value=services.opts.CLIP_stop_at_last_layers,
