@@ -22,6 +22,9 @@ def create_services(args):
     from modules.options import Options
     from modules.sd_models import pick_device, pick_dtype
     from modules.services import Services
+    from modules.torchvision_compat import ensure_functional_tensor
+
+    ensure_functional_tensor()  # before anything (an extension, face restoration) imports gfpgan
 
     paths = DataPaths.create(args.data_dir, args.ckpt_dir)
     opts = Options(paths.config_file)
