@@ -1,0 +1,98 @@
+"""Benchmarks. Prints one `name: value` line each; run with `python bench/run.py`."""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def txt2img_overhead_ratio(rounds: int = 5) -> float:
+    """Engine time per image / diffusers StableDiffusionPipeline time, same tiny model, alternating."""
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
+
+    from modules.checkpoints import CheckpointInfo
+    from modules.demo_model import write_demo_checkpoint
+    from modules.engine import Engine
+    from modules.generation import RunSettings, Txt2Img
+    from modules.generation_params import GenerationParams
+    from modules.sd_models import load_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_demo_checkpoint(Path(tmp) / "demo.safetensors")
+        model = load_model(CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, Path(tmp))
+    pipe = StableDiffusionPipeline(
+        vae=model.vae, text_encoder=model.text_encoders[0], tokenizer=model.tokenizers[0], unet=model.unet,
+        scheduler=EulerAncestralDiscreteScheduler.from_config(model.scheduler_config),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    engine = Engine()
+    ours, theirs = [], []
+
+    def run_engine(seed: int) -> None:
+        params = GenerationParams(prompt=f"a lighthouse at dusk {seed}", negative_prompt="blurry", steps=20,
+                                  width=256, height=256, sampler_name="Euler a", seed=seed)
+        engine.call("bench", lambda ctx: Txt2Img(model, params, ctx, RunSettings()).run())
+
+    def run_diffusers(seed: int) -> None:
+        pipe(f"a lighthouse at dusk {seed}", negative_prompt="blurry", num_inference_steps=20, width=256,
+             height=256, guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(seed))
+
+    run_engine(0), run_diffusers(0)  # warm-up
+    for i in range(1, rounds + 1):
+        for runner, times in ((run_engine, ours), (run_diffusers, theirs)):
+            start = time.perf_counter()
+            runner(i)
+            times.append(time.perf_counter() - start)
+    engine.shutdown()
+    return statistics.median(ours) / statistics.median(theirs)
+
+
+def launch_to_page_s() -> float:
+    """Seconds from starting app.py to the first HTTP 200 of the page (demo model, fresh data dir)."""
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as data:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "app.py", "--data-dir", data, "--port", str(port)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status == 200:
+                        return time.perf_counter() - start
+                except OSError:
+                    if proc.poll() is not None:
+                        raise RuntimeError("app.py exited before serving the page")
+                    time.sleep(0.1)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+BENCHMARKS = {"txt2img_overhead_ratio": txt2img_overhead_ratio, "launch_to_page_s": launch_to_page_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
+    args = parser.parse_args()
+    for name in args.names or BENCHMARKS:
+        print(f"{name}: {BENCHMARKS[name]():.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
