@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     from modules.ui.page import CSS, build_page
     from modules.ui.ui_config import UiConfig
 
-    page = build_page(services, UiConfig(services.paths.ui_config_file))
+    ui_config = UiConfig(services.paths.ui_config_file)
+    if ui_config.notice:
+        services.notices.append(ui_config.notice)
+    page = build_page(services, ui_config)
     page.queue()
     page.launch(
         server_name="0.0.0.0" if args.listen else "127.0.0.1",

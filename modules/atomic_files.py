@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, IO
 
@@ -32,3 +33,20 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     """Atomically write pretty-printed JSON."""
     write_text_atomic(path, json.dumps(data, indent=4, ensure_ascii=False) + "\n")
+
+
+def read_json_object(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
+    """Read a JSON object file. A missing file gives {}; a broken one is moved aside to
+    `<name>.bad-<time>` and gives {} plus a notice saying so."""
+    target = Path(path)
+    if not target.exists():
+        return {}, None
+    try:
+        data = json.loads(target.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("the top level is not an object")
+        return data, None
+    except (OSError, ValueError) as exc:
+        aside = target.with_name(f"{target.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        target.replace(aside)
+        return {}, f"{target.name} could not be read ({exc}); it was moved to {aside.name} and defaults are used."

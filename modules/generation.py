@@ -106,7 +106,8 @@ class Txt2Img:
         unconds = [encoder.encode(text, clip_skip) for text in negatives]
         chunks = max(c.chunks for c in conds + unconds)
         empty = encoder.encode("", clip_skip)
-        return _stack([c.padded_to(chunks, empty) for c in conds]), _stack([u.padded_to(chunks, empty) for u in unconds])
+        padded = [c.padded_to(chunks, empty) for c in conds + unconds]
+        return _stack(padded[:len(conds)]), _stack(padded[len(conds):])
 
     def prepare_latents(self, seeds: list[int]) -> tuple[torch.Tensor, list[torch.Generator]]:
         """Initial noise, one generator per image (seeded with the image's seed)."""

@@ -146,7 +146,8 @@ def _fit_text_encoder(state: dict, prefix: str, layout: str) -> dict[str, Any]:
     if projection is not None and prefix.startswith("conditioner"):
         fitted["projection_dim"] = projection.shape[1]
     # SD 2.x conditions on OpenCLIP's penultimate layer, so diffusers keeps only 23 of its 24.
-    fitted["num_hidden_layers"] = min(layers, SD2_TEXT_LAYERS) if prefix.startswith("cond_stage_model.model") else layers
+    is_sd2 = prefix.startswith("cond_stage_model.model")
+    fitted["num_hidden_layers"] = min(layers, SD2_TEXT_LAYERS) if is_sd2 else layers
     return fitted
 
 

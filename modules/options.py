@@ -1,15 +1,13 @@
 """User settings: declared once with defaults, stored in config.json, written atomically."""
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modules.atomic_files import write_json_atomic
+from modules.atomic_files import read_json_object, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +56,13 @@ class Options:
 
     def load(self) -> None:
         """Read config.json; a broken file is moved aside and the defaults are used."""
-        if not self._path.exists():
-            return
-        try:
-            data = json.loads(self._path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                raise ValueError("the top level is not an object")
-        except (OSError, ValueError) as exc:
-            aside = self._path.with_name(f"{self._path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
-            self._path.replace(aside)
-            self.load_notice = f"{self._path.name} could not be read ({exc}); it was moved to {aside.name} and defaults are used."
+        data, self.load_notice = read_json_object(self._path)
+        if self.load_notice:
             log.error(self.load_notice)
-            return
         self._values.update(data)
 
     def save(self) -> None:
-        """Write every value that differs from nothing: declared defaults plus changes."""
+        """Write all settings."""
         with self._lock:
             write_json_atomic(self._path, self.as_dict())
 

@@ -119,7 +119,8 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
     SamplerInfo("LMS", "LMSDiscreteScheduler", ("k_lms",)),
     SamplerInfo("Heun", "HeunDiscreteScheduler", ("k_heun",)),
     SamplerInfo("DPM2", "KDPM2DiscreteScheduler", ("k_dpm_2",), default_schedule="karras"),
-    SamplerInfo("DPM2 a", "KDPM2AncestralDiscreteScheduler", ("k_dpm_2_a",), default_schedule="karras", stochastic=True),
+    SamplerInfo("DPM2 a", "KDPM2AncestralDiscreteScheduler", ("k_dpm_2_a",), default_schedule="karras",
+                stochastic=True),
     # Closest diffusers match: single-step 2nd-order DPM-Solver++ with SDE noise (one model call per step).
     SamplerInfo("DPM++ 2S a", "DPMSolverSinglestepScheduler", ("k_dpmpp_2s_a",),
                 {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, "karras", True),

@@ -29,6 +29,8 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
                                   step=clip_info.step, value=services.opts.CLIP_stop_at_last_layers,
                                   elem_id="setting_CLIP_stop_at_last_layers", scale=2)
         status = gr.Markdown(services.status, elem_id="model_status")
+        if services.notices:
+            gr.Markdown("\n".join(f"⚠️ {notice}" for notice in services.notices), elem_id="notices")
         with gr.Tabs():
             with gr.Tab("txt2img", id="txt2img"):
                 txt2img.build_tab(services, ui_config, clip_skip)
@@ -55,7 +57,8 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
 
         def page_status() -> tuple:
             loaded = models.current is not None or services.load_error is not None
-            return services.status, gr.update(choices=models.titles(), value=models.current_title), gr.Timer(active=not loaded)
+            dropdown = gr.update(choices=models.titles(), value=models.current_title)
+            return services.status, dropdown, gr.Timer(active=not loaded)
 
         checkpoint.input(change_checkpoint, inputs=checkpoint, outputs=[checkpoint, status],
                          api_name="change_checkpoint")

@@ -1,12 +1,11 @@
 """ui-config.json: A1111-style `<tab>/<label>/<property>` defaults for the page's controls."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from modules.atomic_files import write_json_atomic
+from modules.atomic_files import read_json_object, write_json_atomic
 from modules.generation_params import GenerationParams
 
 log = logging.getLogger(__name__)
@@ -37,15 +36,9 @@ class UiConfig:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries = default_entries()
-        stored: dict[str, Any] = {}
-        if path.exists():
-            try:
-                stored = json.loads(path.read_text(encoding="utf-8"))
-                if not isinstance(stored, dict):
-                    raise ValueError("the top level is not an object")
-            except (OSError, ValueError) as exc:
-                log.error("Ignoring unreadable %s: %s", path, exc)
-                stored = {}
+        stored, self.notice = read_json_object(path)
+        if self.notice:
+            log.error(self.notice)
         merged = {**self.entries, **stored}
         if merged != stored:
             write_json_atomic(path, merged)
