@@ -136,3 +136,36 @@ def test_demo_model_is_written_when_there_is_no_checkpoint(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_gradio_auth_requires_a_login(tmp_path, demo_checkpoint):
+    import shutil
+
+    from gradio_client import Client
+
+    ckpts = tmp_path / "models" / "Stable-diffusion"
+    ckpts.mkdir(parents=True)
+    shutil.copy(demo_checkpoint, ckpts / "demo.safetensors")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "app.py", "--data-dir", str(tmp_path), "--port", str(port),
+                             "--gradio-auth", "alice:secret"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        def up():
+            try:
+                return requests.get(url, timeout=2).status_code == 200
+            except requests.ConnectionError:
+                assert proc.poll() is None
+                return False
+        wait_for(up, 180, "the page")
+        assert requests.get(url + "config", timeout=10).status_code == 401
+        wrong = requests.post(url + "login", data={"username": "alice", "password": "wrong"}, timeout=10)
+        assert wrong.status_code != 200
+        session = requests.Session()
+        assert session.post(url + "login", data={"username": "alice", "password": "secret"}, timeout=10).ok
+        assert session.get(url + "config", timeout=10).status_code == 200
+        Client(url, auth=("alice", "secret"), verbose=False)
+    finally:
+        proc.terminate()
+        proc.wait(30)
