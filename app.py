@@ -18,10 +18,13 @@ def create_services(args):
     """Build settings, engine and model manager, and start loading the first checkpoint."""
     from modules.demo_model import ensure_demo_checkpoint
     from modules.engine import Engine
+    from modules.lora import LoraLibrary
     from modules.model_manager import ModelManager
+    from modules.networks import Networks
     from modules.options import Options
     from modules.sd_models import pick_device, pick_dtype
     from modules.services import Services
+    from modules.textual_inversion import EmbeddingDatabase
     from modules.torchvision_compat import ensure_functional_tensor
 
     ensure_functional_tensor()  # before anything (an extension, face restoration) imports gfpgan
@@ -33,7 +36,8 @@ def create_services(args):
     models = ModelManager(paths, device, pick_dtype(device, args.no_half))
     if ensure_demo_checkpoint(paths.sd_models, bool(models.checkpoints)):
         models.refresh()
-    services = Services(args=args, paths=paths, opts=opts, engine=Engine(), models=models)
+    networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"))
+    services = Services(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks)
     if opts.load_notice:
         services.notices.append(opts.load_notice)
     first = args.ckpt or opts.sd_model_checkpoint or models.checkpoints[0].name

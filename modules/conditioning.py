@@ -1,9 +1,11 @@
-"""Prompt text → text-encoder conditioning: 75-token chunks, BREAK, emphasis, clip skip, cache."""
+"""Prompt text → text-encoder conditioning: 75-token chunks, BREAK, emphasis, clip skip, embeddings, cache."""
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Hashable, Iterator
 
 import torch
 
@@ -18,6 +20,7 @@ class Conditioning:
 
     embeds: torch.Tensor
     pooled: torch.Tensor | None = None
+    embeddings_used: tuple[str, ...] = ()
 
     @property
     def chunks(self) -> int:
@@ -29,12 +32,21 @@ class Conditioning:
         if missing <= 0:
             return self
         extra = empty.embeds[:, : CHUNK_TOKENS + 2].repeat(1, missing, 1)
-        return Conditioning(torch.cat([self.embeds, extra], dim=1), self.pooled)
+        return Conditioning(torch.cat([self.embeds, extra], dim=1), self.pooled, self.embeddings_used)
+
+
+@dataclass
+class Segment:
+    """Token ids with one emphasis weight; `tokens=None` is a BREAK, `atomic` ones (embeddings) never split."""
+
+    tokens: list[int] | None
+    weight: float = 1.0
+    atomic: bool = False
 
 
 @dataclass
 class TokenChunk:
-    """75 prompt tokens (before BOS/EOS) and each token's emphasis weight."""
+    """Up to 75 prompt tokens (before BOS/EOS) and each token's emphasis weight."""
 
     tokens: list[int] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
@@ -49,13 +61,26 @@ class EncoderSlot:
     penultimate: bool = False
     pooled: bool = False
 
+    @property
+    def width(self) -> int:
+        return self.encoder.get_input_embeddings().weight.shape[1]
 
-def split_into_chunks(segments: list[tuple[list[int], float]], comma_token: int | None,
-                      comma_backtrack: int = 20) -> list[TokenChunk]:
-    """Split weighted token runs into chunks of 75; `None` token lists mark BREAK.
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """Settings that change what a prompt encodes to (so they are part of the cache key)."""
+
+    comma_backtrack: int = 20
+    emphasis: str = "Original"
+
+
+def split_into_chunks(segments: list[Segment], comma_token: int | None, comma_backtrack: int = 20
+                      ) -> list[TokenChunk]:
+    """Split weighted token runs into chunks of 75.
 
     When a chunk fills and the last comma is within `comma_backtrack` tokens of its end, the
-    tokens after that comma move to the next chunk so a phrase is not cut in half.
+    tokens after that comma move to the next chunk so a phrase is not cut in half. An atomic
+    segment that does not fit in the current chunk starts a new one.
     """
     chunks: list[TokenChunk] = []
     current = TokenChunk()
@@ -67,11 +92,13 @@ def split_into_chunks(segments: list[tuple[list[int], float]], comma_token: int 
         current = TokenChunk()
         last_comma = -1
 
-    for tokens, weight in segments:
-        if tokens is None:
+    for segment in segments:
+        if segment.tokens is None:
             close()
             continue
-        for token in tokens:
+        if segment.atomic and current.tokens and len(current.tokens) + len(segment.tokens) > CHUNK_TOKENS:
+            close()
+        for token in segment.tokens:
             if token == comma_token:
                 last_comma = len(current.tokens)
             elif (comma_backtrack and len(current.tokens) == CHUNK_TOKENS and last_comma != -1
@@ -84,7 +111,7 @@ def split_into_chunks(segments: list[tuple[list[int], float]], comma_token: int 
             if len(current.tokens) == CHUNK_TOKENS:
                 close()
             current.tokens.append(token)
-            current.weights.append(weight)
+            current.weights.append(segment.weight)
     if current.tokens or not chunks:
         close()
     return chunks
@@ -94,15 +121,45 @@ def _final_norm(encoder: torch.nn.Module) -> torch.nn.Module:
     return getattr(encoder, "text_model", encoder).final_layer_norm
 
 
+@contextlib.contextmanager
+def _extra_token_rows(embedding: torch.nn.Embedding, extra: torch.Tensor) -> Iterator[None]:
+    """While active, ids past the vocabulary look up rows of `extra` (textual inversion vectors).
+
+    Hooks clamp the ids going in and put the extra rows into what comes out; removing the
+    hooks restores the layer exactly.
+    """
+    vocab = embedding.num_embeddings
+    pending: list[torch.Tensor] = []
+
+    def before(module, args):
+        ids = args[0]
+        pending.append(ids)
+        return (ids.clamp(max=vocab - 1),)
+
+    def after(module, args, output):
+        ids = pending.pop()
+        mask = ids >= vocab
+        if bool(mask.any()):
+            output = output.clone()
+            output[mask] = extra[ids[mask] - vocab].to(output.dtype)
+        return output
+
+    handles = [embedding.register_forward_pre_hook(before), embedding.register_forward_hook(after)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class PromptEncoder:
-    """Encodes prompts for one loaded model; results are cached by (text, clip skip)."""
+    """Encodes prompts for one loaded model, with an LRU cache keyed by everything that matters."""
 
     def __init__(self, slots: list[EncoderSlot], device: torch.device, dtype: torch.dtype,
-                 cache_size: int = 64, comma_backtrack: int = 20) -> None:
+                 cache_size: int = 64) -> None:
         self.slots = slots
         self.device = device
         self.dtype = dtype
-        self.comma_backtrack = comma_backtrack
         self._cache: OrderedDict[tuple, Conditioning] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -111,30 +168,76 @@ class PromptEncoder:
         self._bos = tokenizer.bos_token_id
         self._eos = tokenizer.eos_token_id
         self._comma = tokenizer.convert_tokens_to_ids(",</w>")
+        self._vocab = slots[0].encoder.get_input_embeddings().num_embeddings
+        self._embedding_ids: dict[str, tuple[int, int]] = {}
+        self._extra_rows: list[torch.Tensor] = []
+        self._embeddings_version: Hashable = ()
 
-    def tokenize(self, text: str) -> list[TokenChunk]:
-        """The prompt's chunks: emphasis parsed, BREAKs honoured, commas backtracked."""
-        parts = prompt_parser.parse_prompt_attention(text)
-        texts = [part for part, weight in parts if not (part == "BREAK" and weight == -1)]
-        ids = iter(self.slots[0].tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else [])
-        segments = [(None, 0.0) if part == "BREAK" and weight == -1 else (next(ids), float(weight))
-                    for part, weight in parts]
-        return split_into_chunks(segments, self._comma, self.comma_backtrack)
+    @property
+    def widths(self) -> list[int]:
+        return [slot.width for slot in self.slots]
 
-    def token_count(self, text: str) -> tuple[int, int]:
+    def set_embeddings(self, embeddings: dict[str, list[torch.Tensor]], version: Hashable) -> None:
+        """Make these embeddings (name → one tensor per encoder) usable by name in prompts."""
+        if version == self._embeddings_version:
+            return
+        ids, start = {}, self._vocab
+        for name, vectors in embeddings.items():
+            ids[name] = (start, vectors[0].shape[0])
+            start += vectors[0].shape[0]
+        rows = [torch.cat([vectors[i] for vectors in embeddings.values()]).to(self.device)
+                if embeddings else torch.empty(0) for i in range(len(self.slots))]
+        with self._lock:
+            self._embedding_ids, self._extra_rows = ids, rows
+            self._embeddings_version = version
+            self._cache.clear()
+
+    def tokenize(self, text: str, options: EncoderOptions = EncoderOptions()
+                 ) -> tuple[list[TokenChunk], tuple[str, ...]]:
+        """The prompt's chunks (emphasis, BREAKs, embeddings, comma backtrack) and the embeddings used."""
+        if options.emphasis == "None":
+            parts = [[text, 1.0]]
+        else:
+            parts = prompt_parser.parse_prompt_attention(text)
+        segments: list[Segment] = []
+        used: list[str] = []
+        for part, weight in parts:
+            if part == "BREAK" and weight == -1:
+                segments.append(Segment(None))
+                continue
+            weight = 1.0 if options.emphasis == "Ignore" else float(weight)
+            position = 0
+            for match in prompt_parser.find_embeddings(part, self._embedding_ids):
+                segments.extend(self._text_segments(part[position:match.start], weight))
+                start, count = self._embedding_ids[match.name]
+                segments.append(Segment(list(range(start, start + count)), weight, atomic=True))
+                used.append(match.name)
+                position = match.end
+            segments.extend(self._text_segments(part[position:], weight))
+        return split_into_chunks(segments, self._comma, options.comma_backtrack), tuple(dict.fromkeys(used))
+
+    def _text_segments(self, text: str, weight: float) -> list[Segment]:
+        if not text:
+            return []
+        return [Segment(self.slots[0].tokenizer(text, add_special_tokens=False)["input_ids"], weight)]
+
+    def token_count(self, text: str, options: EncoderOptions = EncoderOptions()) -> tuple[int, int]:
         """(tokens used, tokens available) as the page's counter shows them, e.g. (80, 150)."""
-        chunks = self.tokenize(text)
-        used = sum(len(c.tokens) for c in chunks[:-1]) + len(chunks[-1].tokens) if chunks else 0
-        return used, max(1, len(chunks)) * CHUNK_TOKENS
+        chunks, _ = self.tokenize(text, options)
+        return sum(len(c.tokens) for c in chunks), max(1, len(chunks)) * CHUNK_TOKENS
 
-    def encode(self, text: str, clip_skip: int = 1) -> Conditioning:
-        """Encoded conditioning for `text`, from the cache when it was encoded before."""
-        key = (text, clip_skip, self.comma_backtrack)
+    def encode(self, text: str, clip_skip: int = 1, options: EncoderOptions = EncoderOptions(),
+               variant: Hashable = ()) -> Conditioning:
+        """Encoded conditioning for `text`, from the cache when it was encoded before.
+
+        `variant` names anything else that changes the text encoders' output (active LoRAs).
+        """
+        key = (text, clip_skip, options, variant, self._embeddings_version)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        result = self._encode_uncached(text, clip_skip)
+        result = self._encode_uncached(text, clip_skip, options)
         with self._lock:
             self._cache[key] = result
             while len(self._cache) > self._cache_size:
@@ -142,29 +245,34 @@ class PromptEncoder:
         return result
 
     @torch.inference_mode()
-    def _encode_uncached(self, text: str, clip_skip: int) -> Conditioning:
+    def _encode_uncached(self, text: str, clip_skip: int, options: EncoderOptions) -> Conditioning:
         self.encoder_calls += 1
-        chunks = self.tokenize(text)
+        chunks, used = self.tokenize(text, options)
         embeds, pooled = [], None
         for index, chunk in enumerate(chunks):
             pad = CHUNK_TOKENS - len(chunk.tokens)
             weights = torch.tensor([1.0] + chunk.weights + [1.0] * (pad + 1), device=self.device)
             per_encoder = []
-            for slot in self.slots:
+            for slot_no, slot in enumerate(self.slots):
                 ids = [self._bos] + chunk.tokens + [self._eos] + [slot.tokenizer.pad_token_id] * pad
-                hidden, slot_pooled = self._run_encoder(slot, ids, clip_skip)
+                hidden, slot_pooled = self._run_encoder(slot_no, ids, clip_skip)
                 per_encoder.append(hidden)
                 if slot.pooled and index == 0:
                     pooled = slot_pooled
             z = torch.cat(per_encoder, dim=-1).float()
-            embeds.append(_apply_emphasis(z, weights))
+            embeds.append(_apply_emphasis(z, weights, normalize=options.emphasis == "Original"))
         result = torch.cat(embeds, dim=1).to(self.dtype)
-        return Conditioning(result, pooled.to(self.dtype) if pooled is not None else None)
+        return Conditioning(result, pooled.to(self.dtype) if pooled is not None else None, used)
 
-    def _run_encoder(self, slot: EncoderSlot, ids: list[int], clip_skip: int
+    def _run_encoder(self, slot_no: int, ids: list[int], clip_skip: int
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        slot = self.slots[slot_no]
         tokens = torch.tensor([ids], device=self.device)
-        out = slot.encoder(tokens, output_hidden_states=True)
+        rows = self._extra_rows[slot_no] if self._extra_rows else None
+        patch = _extra_token_rows(slot.encoder.get_input_embeddings(), rows) \
+            if rows is not None and max(ids) >= self._vocab else contextlib.nullcontext()
+        with patch:
+            out = slot.encoder(tokens, output_hidden_states=True)
         layers = len(out.hidden_states) - 1
         skip = max(1, min(clip_skip, layers))
         if slot.penultimate:
@@ -176,10 +284,10 @@ class PromptEncoder:
         return hidden, getattr(out, "text_embeds", None)
 
 
-def _apply_emphasis(z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """A1111's "Original" emphasis: scale token vectors by weight, then restore the mean."""
+def _apply_emphasis(z: torch.Tensor, weights: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Scale token vectors by their weights; "Original" emphasis then restores the mean."""
     if bool((weights == 1.0).all()):
         return z
     original_mean = z.mean()
     z = z * weights.reshape(1, -1, 1)
-    return z * (original_mean / z.mean())
+    return z * (original_mean / z.mean()) if normalize else z

@@ -11,12 +11,14 @@ import torch
 from PIL import Image
 
 from modules import images, rng, samplers
-from modules.conditioning import Conditioning
+from modules.conditioning import EncoderOptions
 from modules.engine import JobContext
 from modules.errors import UserError
 from modules.generation_params import GenerationParams
 from modules.infotext import create_infotext
+from modules.networks import Networks
 from modules.sd_models import StableDiffusionModel
+from modules.step_conditioning import StepBatch, StepConditioning, guided_noise, model_input
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ class RunSettings:
     max_pixels: int = 2048 * 2048
     save_dir: Path | None = None  # None: don't save
     filename_words: int = 8
+    encoder_options: EncoderOptions = EncoderOptions()
 
 
 @dataclass
@@ -43,6 +46,7 @@ class GenerationResult:
     prompts: list[str] = field(default_factory=list)
     negative_prompts: list[str] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
 
 
@@ -71,11 +75,13 @@ class Txt2Img:
     """Runs one txt2img job on a loaded model, reporting progress to `ctx`."""
 
     def __init__(self, model: StableDiffusionModel, params: GenerationParams, ctx: JobContext,
-                 settings: RunSettings) -> None:
+                 settings: RunSettings, networks: Networks | None = None) -> None:
         self.model = model
         self.params = params
         self.ctx = ctx
         self.settings = settings
+        self.networks = networks
+        self.extra_infotext: dict[str, str] = {}
 
     def run(self) -> GenerationResult:
         p = self.params
@@ -90,24 +96,27 @@ class Txt2Img:
                 break
             self.ctx.begin_batch(batch_no, p.steps)
             seeds = all_seeds[batch_no * p.batch_size:(batch_no + 1) * p.batch_size]
-            cond, uncond = self.encode([p.prompt] * len(seeds), [p.negative_prompt] * len(seeds))
+            conditioning = self.encode([p.prompt] * len(seeds), [p.negative_prompt] * len(seeds), result)
             latents, gens = self.prepare_latents(seeds)
-            latents = self.denoise(latents, cond, uncond, seeds, gens)
+            latents = self.denoise(latents, conditioning, seeds, gens)
             for image, seed in zip(self.decode(latents), seeds):
                 self.postprocess(result, image, seed)
         result.interrupted = self.ctx.interrupted
         return result
 
-    def encode(self, prompts: list[str], negatives: list[str]) -> tuple[Conditioning, Conditioning]:
-        """Batched conditioning for prompts and negative prompts, padded to the same length."""
-        encoder = self.model.prompt_encoder
-        clip_skip = self.params.clip_skip
-        conds = [encoder.encode(text, clip_skip) for text in prompts]
-        unconds = [encoder.encode(text, clip_skip) for text in negatives]
-        chunks = max(c.chunks for c in conds + unconds)
-        empty = encoder.encode("", clip_skip)
-        padded = [c.padded_to(chunks, empty) for c in conds + unconds]
-        return _stack(padded[:len(conds)]), _stack(padded[len(conds):])
+    def encode(self, prompts: list[str], negatives: list[str], result: GenerationResult) -> StepConditioning:
+        """Each image's conditioning for every step, with the prompts' LoRAs and embeddings ready."""
+        variant: tuple = ()
+        if self.networks is not None:
+            applied = self.networks.prepare(self.model, prompts)
+            variant = applied.variant
+            result.warnings.extend(w for w in applied.warnings if w not in result.warnings)
+            self.extra_infotext.update(applied.infotext)
+        conditioning = StepConditioning(self.model.prompt_encoder, prompts, negatives, self.params.steps,
+                                        self.params.clip_skip, self.settings.encoder_options, variant)
+        if self.networks is not None:
+            self.extra_infotext.update(self.networks.ti_hashes(conditioning.embeddings_used))
+        return conditioning
 
     def prepare_latents(self, seeds: list[int]) -> tuple[torch.Tensor, list[torch.Generator]]:
         """Initial noise, one generator per image (seeded with the image's seed)."""
@@ -117,40 +126,37 @@ class Txt2Img:
         gens = rng.generators(seeds, m.device, self.settings.randn_source)
         return rng.initial_noise(gens, shape, m.device, m.dtype), gens
 
-    def denoise(self, latents: torch.Tensor, cond: Conditioning, uncond: Conditioning,
-                seeds: list[int], gens: list[torch.Generator]) -> torch.Tensor:
+    def denoise(self, latents: torch.Tensor, conditioning: StepConditioning, seeds: list[int],
+                gens: list[torch.Generator]) -> torch.Tensor:
         """The sampling loop with classifier-free guidance; stops early on interrupt or skip."""
         m, p = self.model, self.params
         scheduler = samplers.create_scheduler(p.sampler_name, p.scheduler, m.scheduler_config, noise_seed=seeds)
         scheduler.set_timesteps(p.steps, device=m.device)
         latents = latents * scheduler.init_noise_sigma
-        step_args = inspect.signature(scheduler.step).parameters
         extra = {}
-        if "generator" in step_args:
+        if "generator" in inspect.signature(scheduler.step).parameters:
             extra["generator"] = rng.sampler_generators(seeds, gens, m.device, self.settings.randn_source,
                                                          self.settings.eta_noise_seed_delta)
-        embeds = torch.cat([uncond.embeds, cond.embeds])
-        added = self._sdxl_conditioning(cond, uncond, len(seeds))
         order = getattr(scheduler, "order", 1)
         with torch.inference_mode():
             for i, t in enumerate(scheduler.timesteps):
                 if self.ctx.should_stop:
                     break
-                model_input = scheduler.scale_model_input(torch.cat([latents] * 2), t)
-                noise = m.unet(model_input, t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample
-                noise_uncond, noise_cond = noise.chunk(2)
-                noise = noise_uncond + p.cfg_scale * (noise_cond - noise_uncond)
-                latents = scheduler.step(noise, t, latents, **extra).prev_sample
+                batch = conditioning.at((i + order - 1) // order)
+                x_in = scheduler.scale_model_input(model_input(latents, batch), t)
+                noise = m.unet(x_in, t, encoder_hidden_states=batch.embeds,
+                               added_cond_kwargs=self._sdxl_conditioning(batch)).sample
+                latents = scheduler.step(guided_noise(noise, batch, p.cfg_scale), t, latents, **extra).prev_sample
                 self.ctx.report_step((i + order) // order)
         return latents
 
-    def _sdxl_conditioning(self, cond: Conditioning, uncond: Conditioning, batch: int) -> dict | None:
+    def _sdxl_conditioning(self, batch: StepBatch) -> dict | None:
         if not self.model.is_sdxl:
             return None
         p = self.params
         time_ids = torch.tensor([[p.height, p.width, 0, 0, p.height, p.width]], device=self.model.device,
-                                dtype=self.model.dtype).repeat(2 * batch, 1)
-        return {"text_embeds": torch.cat([uncond.pooled, cond.pooled]), "time_ids": time_ids}
+                                dtype=self.model.dtype).repeat(batch.embeds.shape[0], 1)
+        return {"text_embeds": batch.pooled, "time_ids": time_ids}
 
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
         """Latents → RGB images."""
@@ -164,7 +170,10 @@ class Txt2Img:
         """Write the infotext, save the image, and add it to the result."""
         p = replace(self.params, seed=seed)
         m = self.model
-        infotext = create_infotext(p, {"Model hash": m.short_hash, "Model": m.checkpoint.model_name})
+        extra = {"Model hash": m.short_hash, "Model": m.checkpoint.model_name}
+        if self.settings.encoder_options.emphasis != EncoderOptions().emphasis:
+            extra["Emphasis"] = self.settings.encoder_options.emphasis
+        infotext = create_infotext(p, {**extra, **self.extra_infotext})
         result.images.append(image)
         result.infotexts.append(infotext)
         result.seeds.append(seed)
@@ -175,8 +184,3 @@ class Txt2Img:
             result.paths.append(images.save_image(image, folder, seed, p.prompt, infotext,
                                                   self.settings.filename_words))
 
-
-def _stack(items: list[Conditioning]) -> Conditioning:
-    pooled = [c.pooled for c in items]
-    return Conditioning(torch.cat([c.embeds for c in items]),
-                        torch.cat(pooled) if all(x is not None for x in pooled) else None)

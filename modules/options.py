@@ -29,6 +29,9 @@ class OptionInfo:
 OPTIONS: dict[str, OptionInfo] = {
     "sd_model_checkpoint": OptionInfo(None, "Stable Diffusion checkpoint"),
     "CLIP_stop_at_last_layers": OptionInfo(1, "Clip skip", minimum=1, maximum=12, step=1),
+    "comma_padding_backtrack": OptionInfo(20, "Prompt word wrap length limit (comma backtrack, tokens)",
+                                          minimum=0, maximum=74, step=1),
+    "emphasis": OptionInfo("Original", "Emphasis mode", choices=("Original", "No norm", "Ignore", "None")),
     "randn_source": OptionInfo("CPU", "Random number generator source", choices=("CPU", "GPU")),
     "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta (ENSD)", minimum=0, step=1),
     "max_pixels": OptionInfo(2048 * 2048, "Largest image size allowed, in pixels (width × height)",

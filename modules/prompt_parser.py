@@ -90,7 +90,7 @@ class PromptSchedule:
     schedule: tuple[ScheduledText, ...]
 
     def at_step(self, step: int) -> ScheduledText:
-        """The entry used at sampling step `step` (1-based, as in A1111)."""
+        """The entry used at sampling step `step`: A1111 counts steps from 0 against these 1-based ends."""
         return next((entry for entry in self.schedule if step <= entry.end_at_step),
                     self.schedule[-1])
 

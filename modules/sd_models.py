@@ -37,12 +37,32 @@ class StableDiffusionModel:
     dtype: torch.dtype
     sha256: str | None = None
     prompt_encoder: PromptEncoder = field(init=False)
+    lora_adapters: set[str] = field(default_factory=set)
+    _lora_host: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         sdxl = self.is_sdxl
         slots = [EncoderSlot(tok, enc, penultimate=sdxl, pooled=sdxl and i == 1)
                  for i, (tok, enc) in enumerate(zip(self.tokenizers, self.text_encoders))]
         self.prompt_encoder = PromptEncoder(slots, self.device, self.dtype)
+
+    def lora_host(self):
+        """A diffusers pipeline over this model's own components, used for its LoRA adapter methods."""
+        if self._lora_host is None:
+            from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+            scheduler = EulerDiscreteScheduler.from_config(self.scheduler_config)
+            if self.is_sdxl:
+                self._lora_host = StableDiffusionXLPipeline(
+                    vae=self.vae, text_encoder=self.text_encoders[0], text_encoder_2=self.text_encoders[1],
+                    tokenizer=self.tokenizers[0], tokenizer_2=self.tokenizers[1], unet=self.unet,
+                    scheduler=scheduler)
+            else:
+                self._lora_host = StableDiffusionPipeline(
+                    vae=self.vae, text_encoder=self.text_encoders[0], tokenizer=self.tokenizers[0], unet=self.unet,
+                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                    requires_safety_checker=False)
+        return self._lora_host
 
     @property
     def is_sdxl(self) -> bool:

@@ -7,12 +7,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modules.conditioning import EncoderOptions
 from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
 from modules.engine import Engine, JobContext
 from modules.errors import UserError
 from modules.generation import GenerationResult, RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
 from modules.model_manager import ModelManager
+from modules.networks import Networks
 from modules.options import Options
 from modules.paths import DataPaths
 from modules.sd_models import StableDiffusionModel
@@ -29,6 +31,7 @@ class Services:
     opts: Options
     engine: Engine
     models: ModelManager
+    networks: Networks
     load_error: str | None = None
     notices: list[str] = field(default_factory=list)
 
@@ -42,12 +45,14 @@ class Services:
                 save_dir = self.paths.root / save_dir
         return RunSettings(randn_source=opts.randn_source, eta_noise_seed_delta=opts.eta_noise_seed_delta,
                            max_pixels=opts.max_pixels, save_dir=save_dir,
-                           filename_words=opts.samples_filename_prompt_words)
+                           filename_words=opts.samples_filename_prompt_words,
+                           encoder_options=EncoderOptions(opts.comma_padding_backtrack, opts.emphasis))
 
     def txt2img(self, params: GenerationParams) -> "Future[GenerationResult]":
         """Queue a txt2img job on the engine."""
         settings = self.run_settings("outdir_txt2img_samples")
-        return self.engine.submit("txt2img", lambda ctx: Txt2Img(self.models.require(), params, ctx, settings).run())
+        return self.engine.submit(
+            "txt2img", lambda ctx: Txt2Img(self.models.require(), params, ctx, settings, self.networks).run())
 
     def load_checkpoint(self, name: str) -> "Future[StableDiffusionModel]":
         """Queue a checkpoint switch; on success it becomes the sd_model_checkpoint setting."""

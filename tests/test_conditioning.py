@@ -1,7 +1,7 @@
 """Prompt encoding on the demo model's real CLIP tokenizer and text encoder."""
 import torch
 
-from modules.conditioning import CHUNK_TOKENS, PromptEncoder, split_into_chunks
+from modules.conditioning import CHUNK_TOKENS, PromptEncoder, Segment, split_into_chunks
 
 
 def words(n: int) -> str:
@@ -17,13 +17,13 @@ def test_chunk_boundaries_at_75_and_76_tokens(demo_model):
 
 
 def test_break_closes_the_chunk(demo_model):
-    chunks = demo_model.prompt_encoder.tokenize("cat BREAK dog")
+    chunks, _ = demo_model.prompt_encoder.tokenize("cat BREAK dog")
     assert [len(c.tokens) for c in chunks] == [1, 1]
     assert demo_model.prompt_encoder.encode("cat BREAK dog").chunks == 2
 
 
 def test_comma_backtrack_moves_the_words_after_the_last_comma():
-    tokens = [(list(range(70)) + [9] + [1, 2, 3, 4, 5, 6], 1.0)]  # 9 is the comma, 77 tokens in all
+    tokens = [Segment(list(range(70)) + [9] + [1, 2, 3, 4, 5, 6])]  # 9 is the comma, 77 tokens in all
     chunks = split_into_chunks(tokens, comma_token=9, comma_backtrack=20)
     assert len(chunks[0].tokens) == 71 and chunks[0].tokens[-1] == 9
     assert chunks[1].tokens == [1, 2, 3, 4, 5, 6]
@@ -66,3 +66,25 @@ def test_second_encode_comes_from_the_cache(demo_model):
     enc.encode("three")
     enc.encode("one")
     assert enc.encoder_calls == 5  # evicted by the LRU limit of 2
+
+
+def test_emphasis_modes(demo_model):
+    from modules.conditioning import EncoderOptions
+
+    enc = demo_model.prompt_encoder
+    plain = enc.encode("a red house").embeds
+    weighted = "a (red:1.5) house"
+    no_norm = enc.encode(weighted, options=EncoderOptions(emphasis="No norm")).embeds
+    assert torch.allclose(no_norm[:, 2], plain[:, 2] * 1.5)  # BOS, "a", "red": only red is scaled
+    assert torch.equal(no_norm[:, 3:], plain[:, 3:])
+    original = enc.encode(weighted).embeds
+    assert torch.allclose(original, no_norm * (plain.mean() / no_norm.mean()), atol=1e-6)
+    assert torch.equal(enc.encode(weighted, options=EncoderOptions(emphasis="Ignore")).embeds,
+                       enc.encode("a red house").embeds)
+    literal, _ = enc.tokenize(weighted, EncoderOptions(emphasis="None"))
+    assert len(literal[0].tokens) > len(enc.tokenize("a red house")[0][0].tokens)  # brackets are tokens
+
+
+def test_a_2000_token_prompt_works(demo_model):
+    cond = demo_model.prompt_encoder.encode(", ".join(["cat"] * 1000))
+    assert cond.chunks >= 2000 // 75 and torch.isfinite(cond.embeds).all()

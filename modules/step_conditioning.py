@@ -1,0 +1,103 @@
+"""Conditioning that changes during sampling: prompt editing, alternation and AND (composable diffusion)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Hashable
+
+import torch
+
+from modules import prompt_parser
+from modules.conditioning import Conditioning, EncoderOptions, PromptEncoder
+
+# A scheduled text: (last step it is used at, 0-based as in A1111's sampler loop; its conditioning).
+Schedule = tuple[tuple[int, Conditioning], ...]
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """What the UNet gets at one step: the negative conditioning of every image, then each image's
+    AND parts; `part_image[k]` is the image of part k and `part_weight[k]` its weight."""
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor | None
+    part_image: torch.Tensor
+    part_weight: torch.Tensor
+
+    @property
+    def images(self) -> int:
+        return self.embeds.shape[0] - self.part_image.shape[0]
+
+
+def _entry_at(schedule: Schedule, step: int) -> int:
+    return next((i for i, (end, _) in enumerate(schedule) if step <= end), len(schedule) - 1)
+
+
+class StepConditioning:
+    """Encodes each distinct text of a batch once, and assembles the UNet batch for any step."""
+
+    def __init__(self, encoder: PromptEncoder, prompts: list[str], negatives: list[str], steps: int,
+                 clip_skip: int = 1, options: EncoderOptions = EncoderOptions(), variant: Hashable = ()) -> None:
+        def encode(text: str) -> Conditioning:
+            return encoder.encode(text, clip_skip, options, variant)
+
+        def scheduled(pairs) -> Schedule:
+            return tuple((end, encode(text)) for end, text in pairs)
+
+        self.positive: list[list[tuple[Schedule, float]]] = []
+        for prompt in prompts:
+            parsed = prompt_parser.parse_prompt(prompt, steps)
+            self.positive.append([(scheduled((e.end_at_step, e.text) for e in sub.schedule), sub.weight)
+                                  for sub in parsed.subprompts])
+        self.negative: list[Schedule] = []
+        for negative in negatives:
+            text, _ = prompt_parser.extract_extra_networks(negative)
+            self.negative.append(scheduled(prompt_parser.get_learned_conditioning_prompt_schedules([text], steps)[0]))
+        conds = [c for s in self._schedules() for _, c in s]
+        self._chunks = max(c.chunks for c in conds)
+        self._empty = encode("")
+        self._device = conds[0].embeds.device
+        self._last: tuple[tuple, StepBatch] | None = None
+
+    def _schedules(self) -> list[Schedule]:
+        return self.negative + [schedule for parts in self.positive for schedule, _ in parts]
+
+    @property
+    def embeddings_used(self) -> list[str]:
+        """Textual inversion embeddings any of the texts used."""
+        return list(dict.fromkeys(name for s in self._schedules() for _, c in s for name in c.embeddings_used))
+
+    @property
+    def varies(self) -> bool:
+        """Whether the conditioning changes during sampling."""
+        return any(len(s) > 1 for s in self._schedules())
+
+    def at(self, step: int) -> StepBatch:
+        """The batch for sampling step `step` (0-based); rebuilt only when the selection changes."""
+        selection = tuple(_entry_at(s, step) for s in self._schedules())
+        if self._last is not None and self._last[0] == selection:
+            return self._last[1]
+        picked = [s[i][1].padded_to(self._chunks, self._empty) for s, i in zip(self._schedules(), selection)]
+        pooled = [c.pooled for c in picked]
+        batch = StepBatch(
+            embeds=torch.cat([c.embeds for c in picked]),
+            pooled=torch.cat(pooled) if all(p is not None for p in pooled) else None,
+            part_image=torch.tensor([i for i, parts in enumerate(self.positive) for _ in parts], device=self._device),
+            part_weight=torch.tensor([w for parts in self.positive for _, w in parts], device=self._device),
+        )
+        self._last = (selection, batch)
+        return batch
+
+
+def guided_noise(noise: torch.Tensor, batch: StepBatch, cfg_scale: float) -> torch.Tensor:
+    """Classifier-free guidance over AND parts: uncond + cfg · Σ_k w_k (cond_k − uncond)."""
+    images = batch.images
+    uncond, conds = noise[:images], noise[images:]
+    delta = conds - uncond[batch.part_image]
+    weights = batch.part_weight.to(delta.dtype).reshape(-1, *([1] * (delta.ndim - 1)))
+    summed = torch.zeros_like(uncond).index_add_(0, batch.part_image, delta * weights)
+    return uncond + cfg_scale * summed
+
+
+def model_input(latents: torch.Tensor, batch: StepBatch) -> torch.Tensor:
+    """Latents in UNet batch order: each image once for its negative, then once per AND part."""
+    return torch.cat([latents, latents[batch.part_image]])

@@ -1,0 +1,86 @@
+"""Conditioning that changes during sampling: editing, alternation, AND, and their use in the loop."""
+import pytest
+import torch
+
+from modules.conditioning import PromptEncoder
+from modules.generation import RunSettings, Txt2Img
+from modules.generation_params import GenerationParams
+from modules.step_conditioning import StepBatch, StepConditioning, guided_noise, model_input
+
+
+@pytest.fixture
+def encoder(demo_model):
+    return PromptEncoder(demo_model.prompt_encoder.slots, torch.device("cpu"), torch.float32)
+
+
+def cond_of(encoder, text):
+    return encoder.encode(text).embeds
+
+
+def test_prompt_editing_switches_after_the_given_step(encoder):
+    sc = StepConditioning(encoder, ["a [cat:dog:3] on grass"], [""], steps=10)
+    cat, dog = cond_of(encoder, "a cat on grass"), cond_of(encoder, "a dog on grass")
+    for step in range(10):
+        expected = cat if step <= 3 else dog  # A1111: steps 0..3 use the first text
+        assert torch.equal(sc.at(step).embeds[1:], expected), step
+    assert sc.varies
+
+
+def test_fractional_when_and_alternation(encoder):
+    sc = StepConditioning(encoder, ["[cow|horse] and [sun::0.5]"], [""], steps=10)
+    cow_sun, horse_sun = cond_of(encoder, "cow and sun"), cond_of(encoder, "horse and sun")
+    cow, horse = cond_of(encoder, "cow and "), cond_of(encoder, "horse and ")
+    # A1111 compares its 0-based step counter with the 1-based ends, so step 0 and 1 share a word.
+    expected = [cow_sun, cow_sun, horse_sun, cow_sun, horse_sun, cow_sun, horse, cow, horse, cow]
+    for step, cond in enumerate(expected):
+        assert torch.equal(sc.at(step).embeds[1:], cond), step
+
+
+def test_each_distinct_text_is_encoded_once(encoder):
+    StepConditioning(encoder, ["a [cat:dog:5]"] * 3, ["ugly"] * 3, steps=20)
+    assert encoder.encoder_calls == 4  # "a cat", "a dog", "ugly", and the empty prompt for padding
+
+
+def test_and_parts_get_their_weights_and_combine_as_composable_diffusion(encoder):
+    sc = StepConditioning(encoder, ["a cat :1.2 AND a dog :0.8", "a bird"], ["", "blurry"], steps=4)
+    batch = sc.at(0)
+    assert batch.images == 2
+    assert batch.part_image.tolist() == [0, 0, 1]
+    assert torch.allclose(batch.part_weight, torch.tensor([1.2, 0.8, 1.0]))
+    assert torch.equal(batch.embeds[2], cond_of(encoder, "a cat")[0])
+    latents = torch.randn(2, 4, 8, 8)
+    assert torch.equal(model_input(latents, batch)[2:], latents[[0, 0, 1]])
+    noise = torch.randn(5, 4, 8, 8)
+    guided = guided_noise(noise, batch, 7.0)
+    u0, u1 = noise[0], noise[1]
+    expected0 = u0 + 7.0 * (1.2 * (noise[2] - u0) + 0.8 * (noise[3] - u0))
+    assert torch.allclose(guided[0], expected0, atol=1e-5)
+    assert torch.allclose(guided[1], u1 + 7.0 * (noise[4] - u1), atol=1e-5)
+
+
+def test_positive_and_negative_are_padded_to_the_same_length(encoder):
+    sc = StepConditioning(encoder, ["short"], [" ".join(["ugly"] * 100)], steps=4)
+    assert sc.at(0).embeds.shape[1] == 154
+
+
+def test_the_sampling_loop_uses_the_edited_conditioning_at_the_right_step(engine, demo_model):
+    seen = []
+    handle = demo_model.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][1].clone()), with_kwargs=True)
+    params = GenerationParams(prompt="a [red:blue:2] house", steps=6, width=64, height=64, seed=1,
+                              sampler_name="Euler")
+    try:
+        engine.call("t", lambda ctx: Txt2Img(demo_model, params, ctx, RunSettings()).run(), timeout=120)
+    finally:
+        handle.remove()
+    red = demo_model.prompt_encoder.encode("a red house").embeds[0]
+    blue = demo_model.prompt_encoder.encode("a blue house").embeds[0]
+    assert len(seen) == 6
+    assert [torch.equal(s, red) for s in seen] == [True, True, True, False, False, False]
+    assert all(torch.equal(s, blue) for s in seen[3:])
+
+
+def test_step_batch_without_and_is_plain_cfg():
+    batch = StepBatch(torch.zeros(2, 77, 8), None, torch.tensor([0]), torch.tensor([1.0]))
+    noise = torch.randn(2, 4, 4, 4)
+    assert torch.equal(guided_noise(noise, batch, 5.0), noise[:1] + 5.0 * (noise[1:] - noise[:1]))
