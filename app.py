@@ -51,6 +51,16 @@ def _report_load(services, future) -> None:
         services.load_error = f"Could not load the checkpoint: {exc}"
 
 
+def _quiet_library_logs() -> None:
+    """diffusers and transformers log advice meant for library users; keep the console for ours."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -61,9 +71,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {exc}")
     if args.api or args.nowebui:
         log.warning("The /sdapi/v1 REST API is not part of this version yet; --api and --nowebui are ignored.")
+    _quiet_library_logs()
     services = create_services(args)
 
-    from modules.ui.page import CSS, build_page
+    from modules.ui.page import CSS, build_page, head_scripts
     from modules.ui.ui_config import UiConfig
 
     ui_config = UiConfig(services.paths.ui_config_file)
@@ -77,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         auth=gradio_auth or None,
         allowed_paths=[str(services.paths.outputs)],
         css=CSS,
+        head=head_scripts(),
         show_error=True,
     )
 

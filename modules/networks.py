@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from modules import prompt_parser
 from modules.lora import AppliedLoras, LoraLibrary
@@ -25,15 +26,27 @@ class Networks:
         """Make the current embeddings usable and activate the LoRAs the prompts name."""
         self.embeddings.refresh()
         encoder = model.prompt_encoder
-        encoder.set_embeddings(self.embeddings.compatible(encoder.widths), version=id(self.embeddings.embeddings))
+        usable = self.embeddings.compatible(encoder.widths)
+        encoder.set_embeddings(usable, version=id(self.embeddings.embeddings))
         tags = [tag for prompt in dict.fromkeys(prompts)
                 for tag in prompt_parser.extract_extra_networks(prompt)[1]]
         applied = self.loras.apply(model, tags)
+        applied.warnings.extend(self._unusable_embeddings(prompts, usable, model.family))
         for kind in sorted({tag.kind for tag in tags} - set(HANDLED_KINDS)):
             message = f"Extra networks of type {kind!r} are not supported here; their tags were ignored."
             log.warning(message)
             applied.warnings.append(message)
         return applied
+
+    def _unusable_embeddings(self, prompts: list[str], usable: dict, family: str) -> list[str]:
+        """Warnings for embeddings a prompt names that failed to load or don't fit this model."""
+        problems = {name: f"Embedding {name} does not fit this {family.upper()} model and was ignored."
+                    for name in self.embeddings.embeddings if name not in usable}
+        problems.update({Path(file).stem: message for file, message in self.embeddings.errors.items()})
+        found = {m.name for prompt in prompts for m in prompt_parser.find_embeddings(prompt, problems)}
+        for name in sorted(found):
+            log.warning(problems[name])
+        return [problems[name] for name in sorted(found)]
 
     def ti_hashes(self, names: list[str]) -> dict[str, str]:
         """The "TI hashes" infotext entry for the embeddings a job used."""

@@ -401,7 +401,8 @@ def _schedule(prompt: str, base_steps: int, hires_steps: int | None,
         return ((steps, prompt),)
     ends = {steps}
     whens: dict[str, float] = {}
-    for construct in _constructs(parsed.items):
+    constructs = list(_constructs(parsed.items))
+    for construct in constructs:
         if isinstance(construct, _Alternate):
             ends.update(range(1, steps + 1))
         elif construct.when not in whens:
@@ -409,7 +410,18 @@ def _schedule(prompt: str, base_steps: int, hires_steps: int | None,
             whens[construct.when] = end
             if end >= 1:
                 ends.add(end)
-    return tuple((end, _render(parsed.items, end, whens)) for end in sorted(ends))
+    # A step's text depends only on the branch each construct takes, so render each combination once.
+    ordered = sorted(ends)
+    columns = [[end <= whens[c.when] for end in ordered] if isinstance(c, _Edit)
+               else [(end - 1) % len(c.options) for end in ordered] for c in constructs]
+    rendered: dict[tuple, str] = {}
+    schedule = []
+    for end, choice in zip(ordered, zip(*columns) if columns else [()] * len(ordered)):
+        text = rendered.get(choice)
+        if text is None:
+            text = rendered[choice] = _render(parsed.items, end, whens)
+        schedule.append((end, text))
+    return tuple(schedule)
 
 
 def get_learned_conditioning_prompt_schedules(prompts: Iterable[str], base_steps: int,

@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modules import prompt_parser
 from modules.conditioning import EncoderOptions
 from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
 from modules.engine import Engine, JobContext
@@ -53,6 +54,17 @@ class Services:
         settings = self.run_settings("outdir_txt2img_samples")
         return self.engine.submit(
             "txt2img", lambda ctx: Txt2Img(self.models.require(), params, ctx, settings, self.networks).run())
+
+    def token_count(self, text: str, steps: int) -> tuple[int, int] | None:
+        """(tokens used, tokens available) for a prompt box's counter: the longest text the prompt
+        has at any step, in the loaded model's tokenizer; None while no model is loaded."""
+        model = self.models.current
+        if model is None:
+            return None
+        options = self.run_settings("outdir_txt2img_samples").encoder_options
+        parsed = prompt_parser.parse_prompt(text, max(1, int(steps)))
+        texts = [entry.text for sub in parsed.subprompts for entry in sub.schedule] or [""]
+        return max(model.prompt_encoder.token_count(t, options) for t in dict.fromkeys(texts))
 
     def load_checkpoint(self, name: str) -> "Future[StableDiffusionModel]":
         """Queue a checkpoint switch; on success it becomes the sd_model_checkpoint setting."""

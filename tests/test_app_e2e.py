@@ -2,37 +2,17 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
+import shutil
 from datetime import date
-from pathlib import Path
 
 import pytest
 import requests
+import torch
 from PIL import Image
 
-from tiny_models import write_tiny_checkpoint
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+from app_process import running_app
+from network_files import a1111_embedding, kohya_lora
+from tiny_models import tiny_modules, write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -40,31 +20,16 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     ckpts = data / "models" / "Stable-diffusion"
     write_tiny_checkpoint("sd1", ckpts / "other.safetensors", seed=7)
+    unet, _, (text_encoder,) = tiny_modules("sd1", seed=7)
+    (data / "models" / "Lora").mkdir(parents=True)
+    kohya_lora(data / "models" / "Lora" / "tinylora.safetensors", unet, text_encoder)
+    (data / "embeddings").mkdir()
+    a1111_embedding(data / "embeddings" / "mystyle.pt", torch.randn(2, 64))
     (ckpts / "corrupt.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
     (data / "ui-config.json").write_text(json.dumps({"txt2img/Sampling steps/maximum": 300,
                                                      "txt2img/Sampling steps/value": 33}))
-    port = free_port()
-    log = open(data / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py", "--data-dir", str(data), "--port", str(port),
-                             "--ckpt", "other.safetensors"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}/"
-
-    def page_up():
-        try:
-            return requests.get(url, timeout=2).status_code == 200
-        except requests.ConnectionError:
-            assert proc.poll() is None, (data / "server.log").read_text()
-            return False
-
-    try:
-        wait_for(page_up, 180, "the page")
-        wait_for(lambda: "Loaded other.safetensors" in (data / "server.log").read_text(), 120, "the model")
+    with running_app(data, "--ckpt", "other.safetensors", model_name="other.safetensors") as url:
         yield url, data
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -118,47 +83,21 @@ def test_checkpoint_dropdown_lists_switches_and_survives_a_corrupt_file(server, 
 
 
 def test_demo_model_is_written_when_there_is_no_checkpoint(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "app.py", "--data-dir", str(tmp_path), "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    try:
-        def loaded_and_serving():
-            lines.append(proc.stdout.readline())
-            assert proc.poll() is None, "".join(lines)
-            text = "".join(lines)
-            return "Loaded demo-tiny-sd.safetensors" in text and "Running on local URL" in text
-        wait_for(loaded_and_serving, 180, "the demo model and the page")
-        assert any("DEMO model" in line and "abstract images" in line for line in lines)
+    with running_app(tmp_path, model_name="demo-tiny-sd.safetensors"):
+        log = (tmp_path / "server.log").read_text()
+        assert "DEMO model" in log and "abstract images" in log
         assert (tmp_path / "models" / "Stable-diffusion" / "demo-tiny-sd.safetensors").is_file()
         for name in ("outputs", "embeddings", "extensions", "ui-config.json"):
             assert (tmp_path / name).exists(), name
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_gradio_auth_requires_a_login(tmp_path, demo_checkpoint):
-    import shutil
-
     from gradio_client import Client
 
     ckpts = tmp_path / "models" / "Stable-diffusion"
     ckpts.mkdir(parents=True)
     shutil.copy(demo_checkpoint, ckpts / "demo.safetensors")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "app.py", "--data-dir", str(tmp_path), "--port", str(port),
-                             "--gradio-auth", "alice:secret"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        def up():
-            try:
-                return requests.get(url, timeout=2).status_code == 200
-            except requests.ConnectionError:
-                assert proc.poll() is None
-                return False
-        wait_for(up, 180, "the page")
+    with running_app(tmp_path, "--gradio-auth", "alice:secret") as url:
         assert requests.get(url + "config", timeout=10).status_code == 401
         wrong = requests.post(url + "login", data={"username": "alice", "password": "wrong"}, timeout=10)
         assert wrong.status_code != 200
@@ -166,6 +105,20 @@ def test_gradio_auth_requires_a_login(tmp_path, demo_checkpoint):
         assert session.post(url + "login", data={"username": "alice", "password": "secret"}, timeout=10).ok
         assert session.get(url + "config", timeout=10).status_code == 200
         Client(url, auth=("alice", "secret"), verbose=False)
-    finally:
-        proc.terminate()
-        proc.wait(30)
+
+
+def test_prompt_syntax_lora_and_embedding_from_the_data_dir(server, client):
+    url, data = server
+    gallery, info = client.predict("a [red:blue:1] house <lora:tinylora:0.8> in mystyle AND a tree :0.5",
+                                   "ugly", "Euler", "Automatic", 3, 64, 64, 1, 1, 7, 5, 1, api_name="/txt2img")
+    assert 'Lora hashes: &quot;tinylora: ' in info and 'TI hashes: &quot;mystyle: ' in info
+    _, missing = client.predict("a house <lora:nope:1>", "", "Euler", "Automatic", 3, 64, 64, 1, 1, 7, 5, 1,
+                                api_name="/txt2img")
+    assert "LoRA not found: nope" in missing
+    assert "LoRA not found: nope" in (data / "server.log").read_text()
+
+
+def test_token_counter_endpoint(client):
+    assert client.predict("a castle on a hill", 20, api_name="/txt2img_prompt_tokens") == "5/75"
+    assert client.predict(" ".join(["cat"] * 80), 20, api_name="/txt2img_prompt_tokens") == "80/150"
+    assert client.predict("[cat:a much longer phrase here:5]", 20, api_name="/txt2img_prompt_tokens") == "5/75"

@@ -56,3 +56,19 @@ def test_an_embedding_is_never_split_across_chunks(demo_model):
     chunks, _ = enc.tokenize(" ".join(["cat"] * 70) + " bigstyle")
     assert [len(c.tokens) for c in chunks] == [70, 8]
     assert enc.encode(" ".join(["cat"] * 70) + " bigstyle").embeds.shape[1] == 2 * (CHUNK_TOKENS + 2)
+
+
+def test_prompts_naming_unusable_embeddings_get_a_warning(engine, demo_model, tmp_path):
+    from modules.generation import RunSettings, Txt2Img
+    from modules.generation_params import GenerationParams
+    from modules.lora import LoraLibrary
+    from modules.networks import Networks
+
+    a1111_embedding(tmp_path / "wideone.pt", torch.randn(2, 768))  # an SD 1.x embedding: wrong width here
+    (tmp_path / "broken.pt").write_bytes(b"junk")
+    networks = Networks(EmbeddingDatabase(tmp_path), LoraLibrary(tmp_path / "Lora"))
+    params = GenerationParams(prompt="a wideone house, broken style", steps=1, width=64, height=64, seed=1)
+    result = engine.call("t", lambda ctx: Txt2Img(demo_model, params, ctx, RunSettings(), networks).run())
+    assert any("wideone does not fit" in w for w in result.warnings)
+    assert any("broken.pt was skipped" in w for w in result.warnings)
+    assert result.images

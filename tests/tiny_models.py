@@ -38,8 +38,8 @@ def tiny_configs(family: str) -> dict[str, dict]:
     return configs
 
 
-def write_tiny_checkpoint(family: str, path: Path, seed: int = 0) -> Path:
-    """Build tiny random models for `family` and save them as one original-layout .safetensors."""
+def tiny_modules(family: str, seed: int = 0) -> tuple:
+    """Random-weight (unet, vae, text encoders) of a tiny `family` model."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -50,6 +50,12 @@ def write_tiny_checkpoint(family: str, path: Path, seed: int = 0) -> Path:
     encoders = [CLIPTextModel(CLIPTextConfig(**configs["text_encoder"]))]
     if "text_encoder_2" in configs:
         encoders.append(CLIPTextModelWithProjection(CLIPTextConfig(**configs["text_encoder_2"])))
+    return unet, vae, encoders
+
+
+def write_tiny_checkpoint(family: str, path: Path, seed: int = 0) -> Path:
+    """Build tiny random models for `family` and save them as one original-layout .safetensors."""
+    unet, vae, encoders = tiny_modules(family, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(to_ldm_state_dict(family, unet, vae, encoders), str(path))
     return path

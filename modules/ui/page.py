@@ -1,6 +1,8 @@
 """The whole page: quicksettings row (checkpoint, Clip skip), status line and the tabs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from modules.errors import UserError
@@ -12,7 +14,15 @@ from modules.ui.ui_config import UiConfig
 CSS = """
 .infotext { font-family: monospace; font-size: 0.9em; white-space: pre-wrap; word-break: break-word; }
 #quicksettings { align-items: end; }
+.token-counter { text-align: right; font-size: 0.8em; opacity: 0.7; margin: -2.4em 0.8em 0 0; z-index: 10;
+                 pointer-events: none; min-height: 0 !important; }
 """
+JAVASCRIPT_DIR = Path(__file__).with_name("javascript")
+
+
+def head_scripts() -> str:
+    """The page's own scripts (for example Ctrl+Up/Down weight editing), as <script> tags."""
+    return "\n".join(f"<script>{path.read_text()}</script>" for path in sorted(JAVASCRIPT_DIR.glob("*.js")))
 
 
 def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:

@@ -63,7 +63,10 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> 
     with gr.Row():
         with gr.Column(scale=6):
             control("prompt", lines=3, placeholder="Prompt (press Generate)", show_label=False)
+            counters = {"prompt": gr.HTML(elem_id=f"{TAB}_token_counter", elem_classes="token-counter")}
             control("negative_prompt", lines=2, placeholder="Negative prompt", show_label=False)
+            counters["negative_prompt"] = gr.HTML(elem_id=f"{TAB}_negative_token_counter",
+                                                  elem_classes="token-counter")
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button("Generate", variant="primary", elem_id=f"{TAB}_generate")
             with gr.Row():
@@ -100,7 +103,9 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> 
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
         result: GenerationResult = wait_with_progress(services, services.txt2img(params), progress)
-        text = result.infotexts[0] if result.infotexts else ""
+        for warning in result.warnings:
+            gr.Warning(warning)
+        text = "\n".join([*(f"⚠️ {w}" for w in result.warnings), *result.infotexts[:1]])
         if result.interrupted:
             text = f"(interrupted)\n{text}"
         return gallery_items(result), infotext_html(text), result.params.seed
@@ -109,5 +114,12 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> 
                    api_name="txt2img", concurrency_limit=None)
     interrupt.click(services.engine.interrupt, queue=False, api_name="interrupt")
     skip.click(services.engine.skip, queue=False, api_name="skip")
+    def count(text: str, steps: float) -> str:
+        counted = services.token_count(text or "", steps)
+        return "" if counted is None else f"{counted[0]}/{counted[1]}"
+
+    for name, counter in counters.items():
+        controls[name].change(count, inputs=[controls[name], controls["steps"]], outputs=counter, queue=False,
+                              show_progress="hidden", trigger_mode="always_last", api_name=f"{TAB}_{name}_tokens")
     random_seed.click(lambda: -1, outputs=seed, queue=False, api_visibility="private")
     reuse_seed.click(lambda last: last, inputs=last_seed, outputs=seed, queue=False, api_visibility="private")

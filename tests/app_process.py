@@ -1,0 +1,60 @@
+"""Start app.py as a real subprocess on a free port, for end-to-end and browser tests."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def running_app(data_dir: Path, *flags: str, model_name: str | None = None) -> Iterator[str]:
+    """Run app.py with this data dir; yields the page URL once the page answers (and, if
+    `model_name` is given, once that checkpoint is loaded). The log is data_dir/server.log."""
+    port = free_port()
+    log_path = data_dir / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "app.py", "--data-dir", str(data_dir), "--port", str(port), *flags],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        url = f"http://127.0.0.1:{port}/"
+
+        def page_up() -> bool:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                return requests.get(url, timeout=2).status_code in (200, 401)
+            except requests.ConnectionError:
+                return False
+
+        try:
+            wait_for(page_up, 180, "the page")
+            if model_name:
+                wait_for(lambda: f"Loaded {model_name}" in log_path.read_text(), 120, f"model {model_name}")
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(30)
