@@ -126,3 +126,11 @@ def test_bad_input_is_refused_before_any_work(engine, demo_model, kw, message):
         run(engine, demo_model, **kw)
     assert time.monotonic() - started < 2
     assert run(engine, demo_model, steps=1).images  # the engine and model still work
+
+
+def test_repeating_a_prompt_does_not_run_the_text_encoder_again(engine, demo_model):
+    run(engine, demo_model, prompt="a unique [cat:dog:2] prompt AND a tree", negative_prompt="ugly", steps=3)
+    calls = demo_model.prompt_encoder.encoder_calls
+    run(engine, demo_model, prompt="a unique [cat:dog:2] prompt AND a tree", negative_prompt="ugly", steps=3,
+        seed=99)
+    assert demo_model.prompt_encoder.encoder_calls == calls
