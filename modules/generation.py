@@ -72,7 +72,9 @@ def validate(params: GenerationParams, max_pixels: int) -> None:
 
 
 class Txt2Img:
-    """Runs one txt2img job on a loaded model, reporting progress to `ctx`."""
+    """Runs one txt2img job on a loaded model, reporting progress to `ctx`. Img2Img builds on it."""
+
+    job = "txt2img"
 
     def __init__(self, model: StableDiffusionModel, params: GenerationParams, ctx: JobContext,
                  settings: RunSettings, networks: Networks | None = None) -> None:
@@ -94,13 +96,14 @@ class Txt2Img:
         for batch_no in range(p.n_iter):
             if self.ctx.interrupted:
                 break
-            self.ctx.begin_batch(batch_no, p.steps)
-            seeds = all_seeds[batch_no * p.batch_size:(batch_no + 1) * p.batch_size]
+            self.ctx.begin_batch(batch_no, self.sampling_steps())
+            first = batch_no * p.batch_size
+            seeds = all_seeds[first:first + p.batch_size]
             conditioning = self.encode([p.prompt] * len(seeds), [p.negative_prompt] * len(seeds), result)
-            latents, gens = self.prepare_latents(seeds)
+            latents, gens = self.prepare_latents(seeds, first)
             latents = self.denoise(latents, conditioning, seeds, gens)
-            for image, seed in zip(self.decode(latents), seeds):
-                self.postprocess(result, image, seed)
+            for index, (image, seed) in enumerate(zip(self.decode(latents), seeds), start=first):
+                self.postprocess(result, self.finish_image(image, index), seed)
         result.interrupted = self.ctx.interrupted
         return result
 
@@ -118,13 +121,43 @@ class Txt2Img:
             self.extra_infotext.update(self.networks.ti_hashes(conditioning.embeddings_used))
         return conditioning
 
-    def prepare_latents(self, seeds: list[int]) -> tuple[torch.Tensor, list[torch.Generator]]:
-        """Initial noise, one generator per image (seeded with the image's seed)."""
+    def sampling_steps(self) -> int:
+        """How many steps the sampler runs (img2img runs fewer, by denoising strength)."""
+        return self.params.steps
+
+    def prepare_latents(self, seeds: list[int], first: int) -> tuple[torch.Tensor, list[torch.Generator]]:
+        """Initial noise for images first, first+1, …: one generator per image, seeded with its seed."""
         m = self.model
         factor = m.vae_scale_factor
-        shape = (m.unet.config.in_channels, self.params.height // factor, self.params.width // factor)
+        shape = (m.vae.config.latent_channels, self.params.height // factor, self.params.width // factor)
         gens = rng.generators(seeds, m.device, self.settings.randn_source)
         return rng.initial_noise(gens, shape, m.device, m.dtype), gens
+
+    def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The timesteps to run and the latents to start from: all of them, from pure noise."""
+        return scheduler.timesteps, noise * scheduler.init_noise_sigma
+
+    def image_conditioning(self, batch_size: int) -> torch.Tensor | None:
+        """Extra UNet input channels of inpainting models (mask + masked image latents).
+
+        For txt2img, as in A1111: the whole image is "masked" and the masked image is grey.
+        """
+        if not self.model.is_inpainting:
+            return None
+        m, factor = self.model, self.model.vae_scale_factor
+        grey = torch.zeros(1, 3, self.params.height, self.params.width, device=m.device, dtype=m.vae.dtype)
+        with torch.inference_mode():
+            latents = m.vae.encode(grey).latent_dist.mode() * m.vae.config.scaling_factor
+        mask = torch.ones(1, 1, self.params.height // factor, self.params.width // factor, device=m.device)
+        return torch.cat([mask, latents.float()], dim=1).to(m.dtype).repeat(batch_size, 1, 1, 1)
+
+    def after_step(self, latents: torch.Tensor, scheduler, index: int, timesteps: torch.Tensor) -> torch.Tensor:
+        """A hook after each sampler step (img2img keeps the unmasked area there)."""
+        return latents
+
+    def finish_image(self, image: Image.Image, index: int) -> Image.Image:
+        """A hook for each decoded image (img2img composites it back into the original)."""
+        return image
 
     def denoise(self, latents: torch.Tensor, conditioning: StepConditioning, seeds: list[int],
                 gens: list[torch.Generator]) -> torch.Tensor:
@@ -132,21 +165,25 @@ class Txt2Img:
         m, p = self.model, self.params
         scheduler = samplers.create_scheduler(p.sampler_name, p.scheduler, m.scheduler_config, noise_seed=seeds)
         scheduler.set_timesteps(p.steps, device=m.device)
-        latents = latents * scheduler.init_noise_sigma
+        timesteps, latents = self.start(scheduler, latents)
+        conditioning_channels = self.image_conditioning(len(seeds))
         extra = {}
         if "generator" in inspect.signature(scheduler.step).parameters:
             extra["generator"] = rng.sampler_generators(seeds, gens, m.device, self.settings.randn_source,
                                                          self.settings.eta_noise_seed_delta)
         order = getattr(scheduler, "order", 1)
         with torch.inference_mode():
-            for i, t in enumerate(scheduler.timesteps):
+            for i, t in enumerate(timesteps):
                 if self.ctx.should_stop:
                     break
                 batch = conditioning.at((i + order - 1) // order)
                 x_in = scheduler.scale_model_input(model_input(latents, batch), t)
+                if conditioning_channels is not None:
+                    x_in = torch.cat([x_in, model_input(conditioning_channels, batch)], dim=1)
                 noise = m.unet(x_in, t, encoder_hidden_states=batch.embeds,
                                added_cond_kwargs=self._sdxl_conditioning(batch)).sample
                 latents = scheduler.step(guided_noise(noise, batch, p.cfg_scale), t, latents, **extra).prev_sample
+                latents = self.after_step(latents, scheduler, i, timesteps)
                 self.ctx.report_step((i + order) // order)
         return latents
 
@@ -173,7 +210,7 @@ class Txt2Img:
         extra = {"Model hash": m.short_hash, "Model": m.checkpoint.model_name}
         if self.settings.encoder_options.emphasis != EncoderOptions().emphasis:
             extra["Emphasis"] = self.settings.encoder_options.emphasis
-        infotext = create_infotext(p, {**extra, **self.extra_infotext})
+        infotext = create_infotext(p, {**extra, **self.extra_infotext}, self.job)
         result.images.append(image)
         result.infotexts.append(infotext)
         result.seeds.append(seed)

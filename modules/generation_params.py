@@ -6,7 +6,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
-Widget = Literal["textbox", "slider", "number", "dropdown", "checkbox"]
+from modules.image_resize import RESIZE_MODES
+from modules.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
+
+Widget = Literal["textbox", "slider", "number", "dropdown", "checkbox", "radio"]
+JOBS = ("txt2img", "img2img", "inpaint")
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,10 @@ class FieldSpec:
     """How a generation field is shown, bounded and written into infotext.
 
     `label` is A1111's control label (it also forms ui-config.json keys); `infotext` is the
-    key in the parameters line (`Size-1`/`Size-2` pairs are written as one `WxH` value).
+    key in the parameters line (`Size-1`/`Size-2` pairs are written as one `WxH` value), written
+    for the kinds of job in `jobs`, and, with `omit_default`, only when it differs from the
+    default. A field with `choices` holds an index into them (as A1111's API does); the page and
+    the infotext show the choice's label.
     """
 
     label: str | None = None
@@ -23,7 +30,14 @@ class FieldSpec:
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
-    tabs: tuple[str, ...] = ("txt2img",)
+    tabs: tuple[str, ...] = ("txt2img", "img2img")
+    jobs: tuple[str, ...] = JOBS
+    omit_default: bool = False
+    choices: tuple[str, ...] | None = None
+
+
+IMG2IMG = ("img2img",)
+INPAINT = ("inpaint",)
 
 
 def _field(default: Any, **spec: Any) -> Any:
@@ -32,7 +46,8 @@ def _field(default: Any, **spec: Any) -> Any:
 
 @dataclass
 class GenerationParams:
-    """A txt2img job. Field names are A1111's API names; order is the order on the page."""
+    """A txt2img or img2img job's settings (images travel beside it). Field names are A1111's API
+    names; order is the order on the page."""
 
     prompt: str = _field("", label="Prompt", widget="textbox")
     negative_prompt: str = _field("", label="Negative prompt", widget="textbox")
@@ -47,7 +62,22 @@ class GenerationParams:
     cfg_scale: float = _field(7.0, label="CFG Scale", infotext="CFG scale", widget="slider",
                               minimum=1.0, maximum=30.0, step=0.5)
     seed: int = _field(-1, label="Seed", infotext="Seed", widget="number")
-    clip_skip: int = _field(1, infotext="Clip skip", minimum=1, maximum=12, step=1, tabs=())
+    clip_skip: int = _field(1, infotext="Clip skip", minimum=1, maximum=12, step=1, tabs=(), omit_default=True)
+    denoising_strength: float = _field(0.75, label="Denoising strength", infotext="Denoising strength",
+                                       widget="slider", minimum=0.0, maximum=1.0, step=0.01, tabs=IMG2IMG,
+                                       jobs=("img2img", "inpaint"))
+    resize_mode: int = _field(0, label="Resize mode", widget="radio", tabs=IMG2IMG, choices=RESIZE_MODES)
+    mask_blur: int = _field(4, label="Mask blur", infotext="Mask blur", widget="slider", minimum=0, maximum=64,
+                            step=1, tabs=IMG2IMG, jobs=INPAINT)
+    inpainting_mask_invert: int = _field(0, label="Mask mode", infotext="Mask mode", widget="radio", tabs=IMG2IMG,
+                                         jobs=INPAINT, choices=MASK_MODES)
+    inpainting_fill: int = _field(1, label="Masked content", infotext="Masked content", widget="radio",
+                                  tabs=IMG2IMG, jobs=INPAINT, choices=MASKED_CONTENT)
+    inpaint_full_res: int = _field(0, label="Inpaint area", infotext="Inpaint area", widget="radio", tabs=IMG2IMG,
+                                   jobs=INPAINT, choices=INPAINT_AREAS)
+    inpaint_full_res_padding: int = _field(32, label="Only masked padding, pixels", infotext="Masked area padding",
+                                           widget="slider", minimum=0, maximum=256, step=4, tabs=IMG2IMG,
+                                           jobs=INPAINT)
 
     @classmethod
     def fields(cls) -> Iterator[tuple[dataclasses.Field, FieldSpec]]:
@@ -73,8 +103,24 @@ class GenerationParams:
 
     @classmethod
     def coerce(cls, name: str, value: Any) -> Any:
-        """Convert `value` to the type of field `name`; raises ValueError with a clear message."""
-        return _coerce(name, cls.field_type(name), value)
+        """Convert `value` to the type of field `name`; a choice field also takes its label.
+        Raises ValueError with a clear message."""
+        choices = cls.spec(name).choices
+        if choices and isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+            lowered = [c.lower() for c in choices]
+            if value.strip().lower() not in lowered:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+            return lowered.index(value.strip().lower())
+        coerced = _coerce(name, cls.field_type(name), value)
+        if choices and not 0 <= coerced < len(choices):
+            raise ValueError(f"{name} must be between 0 and {len(choices) - 1}, got {coerced}")
+        return coerced
+
+    @classmethod
+    def display(cls, name: str, value: Any) -> Any:
+        """The value as the page and the infotext show it: a choice's label, else the value."""
+        choices = cls.spec(name).choices
+        return choices[value] if choices else value
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -21,6 +21,10 @@ KEY_ORDER = (
 MISSING_KEY_DEFAULTS = {
     "Clip skip": "1",
     "Schedule type": "Automatic",
+    "Mask mode": "Inpaint masked",
+    "Masked content": "original",
+    "Inpaint area": "Whole picture",
+    "Masked area padding": "32",
 }
 
 _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -39,34 +43,32 @@ def _number(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def params_entries(params: GenerationParams) -> dict[str, Any]:
-    """The infotext entries that come from the parameter object itself."""
+def params_entries(params: GenerationParams, job: str = "txt2img") -> dict[str, Any]:
+    """The infotext entries that come from the parameter object itself, for a kind of job."""
     entries: dict[str, Any] = {}
     for f, spec in GenerationParams.fields():
-        if spec.infotext is None:
+        if spec.infotext is None or job not in spec.jobs:
             continue
         value = getattr(params, f.name)
+        if spec.omit_default and value == f.default:
+            continue
         key = spec.infotext
         if key.endswith("-1"):
-            pair = GenerationParams.fields()
-            second = next(g.name for g, s in pair if s.infotext == key[:-1] + "2")
+            second = next(g.name for g, s in GenerationParams.fields() if s.infotext == key[:-1] + "2")
             entries[key[:-2]] = f"{value}x{getattr(params, second)}"
-        elif key.endswith("-2"):
-            continue
-        elif key == "Clip skip" and value <= 1:
-            continue
-        else:
-            entries[key] = _number(value)
+        elif not key.endswith("-2"):
+            entries[key] = _number(GenerationParams.display(f.name, value))
     return entries
 
 
-def create_infotext(params: GenerationParams, extra: dict[str, Any] | None = None) -> str:
+def create_infotext(params: GenerationParams, extra: dict[str, Any] | None = None, job: str = "txt2img") -> str:
     """Build the full infotext: prompt, optional negative prompt line, parameters line.
 
-    `params` holds one image's values (its own seed and prompt); `extra` adds keys such as
-    Model hash and Model. Keys with a None value are left out.
+    `params` holds one image's values (its own seed and prompt); `job` is "txt2img", "img2img"
+    or "inpaint" and picks the fields that apply; `extra` adds keys such as Model hash and Model.
+    Keys with a None value are left out.
     """
-    entries = params_entries(params)
+    entries = params_entries(params, job)
     entries.update(extra or {})
     ordered = {key: entries[key] for key in KEY_ORDER if key in entries}
     ordered.update({k: v for k, v in entries.items() if k not in ordered and k != "Version"})

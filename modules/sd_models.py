@@ -69,6 +69,11 @@ class StableDiffusionModel:
         return self.family == "sdxl"
 
     @property
+    def is_inpainting(self) -> bool:
+        """An inpainting UNet: it takes the mask and the masked image's latents as 5 extra channels."""
+        return self.unet.config.in_channels == self.vae.config.latent_channels * 2 + 1
+
+    @property
     def short_hash(self) -> str | None:
         return HashCache.short(self.sha256)
 

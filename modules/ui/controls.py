@@ -29,6 +29,8 @@ def make_control(name: str, tab: str, ui_config: UiConfig, **extra: Any) -> gr.c
         return gr.Dropdown(choices=CHOICES[name](), **kwargs)
     if spec.widget == "checkbox":
         return gr.Checkbox(**kwargs)
+    if spec.widget == "radio":
+        return gr.Radio(choices=list(spec.choices), type="index", **kwargs)
     for bound in ("minimum", "maximum", "step"):
         kwargs.pop(bound, None)
     return gr.Number(precision=0 if GenerationParams.field_type(name) is int else None, **kwargs)

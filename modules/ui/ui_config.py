@@ -22,7 +22,7 @@ def default_entries() -> dict[str, Any]:
         for tab in spec.tabs:
             base = f"{tab}/{spec.label}"
             entries[f"{base}/visible"] = True
-            entries[f"{base}/value"] = f.default
+            entries[f"{base}/value"] = GenerationParams.display(f.name, f.default)
             if spec.widget == "slider":
                 entries[f"{base}/minimum"] = spec.minimum
                 entries[f"{base}/maximum"] = spec.maximum

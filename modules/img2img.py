@@ -1,0 +1,193 @@
+"""img2img and inpainting: the txt2img stages, started from an encoded image and kept to a mask."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from modules import masking
+from modules.errors import UserError
+from modules.generation import GenerationResult, Txt2Img
+from modules.image_resize import LATENT_UPSCALE, resize_image
+
+
+@dataclass
+class Img2ImgInputs:
+    """The images of an img2img job: init images (image i uses images[i % n]) and an optional mask
+    (white = repaint) that applies to each of them."""
+
+    images: list[Image.Image]
+    mask: Image.Image | None = None
+
+
+@dataclass
+class _Source:
+    """One init image made ready: what is encoded, and what the result is composited into."""
+
+    processed: Image.Image          # width × height, what the VAE encodes
+    original: Image.Image           # what the result is pasted back into
+    mask: Image.Image | None = None          # blurred mask at the original's size
+    processed_mask: Image.Image | None = None  # the same at width × height
+    box: masking.Box | None = None  # "Only masked": where the processed area sits in the original
+
+
+@dataclass
+class _BatchLatents:
+    init: torch.Tensor
+    noise: torch.Tensor
+    mask: torch.Tensor | None = None   # latent mask, 1 = repaint
+    image_conditioning: torch.Tensor | None = None
+
+
+def flatten(image: Image.Image) -> Image.Image:
+    """Upright RGB: EXIF rotation applied, transparency flattened onto white."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "P") and "A" in image.convert("RGBA").getbands():
+        canvas = Image.new("RGBA", image.size, "white")
+        canvas.alpha_composite(image.convert("RGBA"))
+        image = canvas
+    return image.convert("RGB")
+
+
+class Img2Img(Txt2Img):
+    """An img2img (or, with a mask, inpainting) job."""
+
+    def __init__(self, *args, inputs: Img2ImgInputs, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not inputs.images:
+            raise UserError("img2img needs an input image")
+        self.inputs = inputs
+        self.notes: list[str] = []
+        self.sources: list[_Source] = []
+        self._latents: _BatchLatents | None = None
+
+    @property
+    def job(self) -> str:
+        return "inpaint" if self.sources and self.sources[0].mask is not None else "img2img"
+
+    def run(self) -> GenerationResult:
+        p = self.params
+        if not 0.0 <= p.denoising_strength <= 1.0:
+            raise UserError(f"Denoising strength must be between 0 and 1, got {p.denoising_strength}")
+        self.sources = [self._prepare(flatten(image)) for image in self.inputs.images]
+        result = super().run()
+        result.warnings[:0] = self.notes
+        return result
+
+    def _prepare(self, image: Image.Image) -> _Source:
+        p = self.params
+        if self.inputs.mask is None:
+            return _Source(resize_image(image, p.resize_mode, p.width, p.height), image)
+        raw = self.inputs.mask
+        if raw.size != image.size:
+            self._note(f"The mask is {raw.width}x{raw.height} but the image is {image.width}x{image.height}; "
+                       "the mask was resized to fit.")
+        mask = masking.prepare_mask(masking.to_mask(raw, image.size), bool(p.inpainting_mask_invert), p.mask_blur)
+        if mask.getbbox() is None:
+            self._note("The mask is empty, so the image was processed as plain img2img.")
+            return _Source(resize_image(image, p.resize_mode, p.width, p.height), image)
+        if p.inpaint_full_res:
+            box = masking.crop_region(mask, p.inpaint_full_res_padding, p.width, p.height)
+            processed = image.crop(box).resize((p.width, p.height), Image.LANCZOS)
+            processed_mask = mask.crop(box).resize((p.width, p.height), Image.LANCZOS)
+            return _Source(processed, image, mask, processed_mask, box)
+        processed = resize_image(image, p.resize_mode, p.width, p.height)
+        processed_mask = resize_image(mask, min(p.resize_mode, 2), p.width, p.height)
+        return _Source(processed, processed, processed_mask, processed_mask)
+
+    def _note(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def sampling_steps(self) -> int:
+        p = self.params
+        return min(int(p.steps * p.denoising_strength), p.steps)
+
+    def prepare_latents(self, seeds: list[int], first: int) -> tuple[torch.Tensor, list[torch.Generator]]:
+        """Noise as for txt2img, plus the init images' latents (and masks) for this batch."""
+        noise, gens = super().prepare_latents(seeds, first)
+        sources = [self.sources[i % len(self.sources)] for i in range(first, first + len(seeds))]
+        init = torch.cat([self._encode(s, noise.shape[-2:]) for s in sources])
+        batch = _BatchLatents(init, noise)
+        if sources[0].processed_mask is not None:
+            m = self.model
+            batch.mask = torch.cat([masking.latent_mask(s.processed_mask, *noise.shape[-2:], m.device, m.dtype)
+                                    for s in sources])
+            fill = self.params.inpainting_fill
+            if fill == masking.LATENT_NOISE:
+                batch.init = init * (1 - batch.mask) + noise * batch.mask
+            elif fill == masking.LATENT_NOTHING:
+                batch.init = init * (1 - batch.mask)
+            if m.is_inpainting:
+                batch.image_conditioning = torch.cat([self._masked_image_conditioning(s) for s in sources])
+        self._latents = batch
+        return noise, gens
+
+    def _pixels(self, image: Image.Image) -> torch.Tensor:
+        m = self.model
+        array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+        return torch.from_numpy(array).permute(2, 0, 1)[None].to(device=m.device, dtype=m.vae.dtype)
+
+    @torch.inference_mode()
+    def _encode(self, source: _Source, latent_size: torch.Size) -> torch.Tensor:
+        """VAE latents of the processed image (its distribution's mean, so results repeat)."""
+        m, p = self.model, self.params
+        image = source.processed
+        if source.mask is not None and p.inpainting_fill == masking.FILL:
+            image = masking.fill(image, source.processed_mask)
+        if p.resize_mode == LATENT_UPSCALE and source.mask is None:
+            factor = m.vae_scale_factor
+            image = image.resize((max(factor, image.width // factor * factor),
+                                  max(factor, image.height // factor * factor)), Image.LANCZOS)
+        latents = m.vae.encode(self._pixels(image)).latent_dist.mode() * m.vae.config.scaling_factor
+        if latents.shape[-2:] != latent_size:
+            latents = torch.nn.functional.interpolate(latents.float(), size=tuple(latent_size), mode="bilinear")
+        return latents.to(m.dtype)
+
+    @torch.inference_mode()
+    def _masked_image_conditioning(self, source: _Source) -> torch.Tensor:
+        """An inpainting UNet's extra channels: the latent mask and the latents of the kept pixels."""
+        m = self.model
+        keep = np.asarray(source.processed_mask, dtype=np.float32)[..., None] < 127.5
+        kept = Image.fromarray((np.asarray(source.processed, dtype=np.float32) * keep + 127.5 * ~keep)
+                               .astype(np.uint8))
+        latents = m.vae.encode(self._pixels(kept)).latent_dist.mode() * m.vae.config.scaling_factor
+        mask = masking.latent_mask(source.processed_mask, *latents.shape[-2:], m.device, m.dtype)
+        return torch.cat([mask, latents.to(m.dtype)], dim=1)
+
+    def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Skip the first (1 − denoising strength) of the schedule and noise the init latents to it."""
+        order = getattr(scheduler, "order", 1)
+        skip = (self.params.steps - self.sampling_steps()) * order
+        timesteps = scheduler.timesteps[skip:]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(skip)
+        init = self._latents.init
+        if len(timesteps) == 0:
+            return timesteps, init
+        return timesteps, scheduler.add_noise(init, noise, timesteps[:1].repeat(init.shape[0]))
+
+    def image_conditioning(self, batch_size: int) -> torch.Tensor | None:
+        if not self.model.is_inpainting or self._latents.image_conditioning is None:
+            return super().image_conditioning(batch_size)
+        return self._latents.image_conditioning
+
+    def after_step(self, latents: torch.Tensor, scheduler, index: int, timesteps: torch.Tensor) -> torch.Tensor:
+        """Outside the mask, put back the init latents, noised to the level of the next step."""
+        batch = self._latents
+        if batch.mask is None or self.model.is_inpainting:
+            return latents
+        if index + 1 < len(timesteps):
+            kept = scheduler.add_noise(batch.init, batch.noise, timesteps[index + 1:index + 2].repeat(latents.shape[0]))
+        else:
+            kept = batch.init
+        return kept * (1 - batch.mask) + latents * batch.mask
+
+    def finish_image(self, image: Image.Image, index: int) -> Image.Image:
+        """Composite the result into the original through the blurred mask."""
+        source = self.sources[index % len(self.sources)]
+        if source.mask is None:
+            return image
+        return masking.composite(source.original, image, source.mask, source.box)

@@ -1,0 +1,97 @@
+"""Inpainting masks: blur, invert, the "Only masked" crop region, "fill", and compositing back."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+from scipy.ndimage import gaussian_filter
+
+MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = range(4)
+MASK_MODES = ("Inpaint masked", "Inpaint not masked")
+INPAINT_AREAS = ("Whole picture", "Only masked")
+Box = tuple[int, int, int, int]
+
+
+def to_mask(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """An "L" mask (255 = repaint) of `size` from any image: alpha if it has some, else luminance."""
+    if image.mode in ("RGBA", "LA") and image.getextrema()[-1][0] < 255:
+        mask = image.getchannel("A")
+    else:
+        mask = image.convert("L")
+    return mask if mask.size == size else mask.resize(size, Image.LANCZOS)
+
+
+def prepare_mask(mask: Image.Image, invert: bool, blur: int) -> Image.Image:
+    """Invert ("Inpaint not masked") and Gaussian-blur the mask."""
+    if invert:
+        mask = Image.eval(mask, lambda v: 255 - v)
+    return mask.filter(ImageFilter.GaussianBlur(blur)) if blur > 0 else mask
+
+
+def crop_region(mask: Image.Image, padding: int, width: int, height: int) -> Box | None:
+    """The box "Only masked" works on: the mask's bounding box plus `padding`, grown to the
+    width:height aspect ratio and kept inside the image. None for an empty mask."""
+    box = mask.getbbox()
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box[0] - padding, box[1] - padding, box[2] + padding, box[3] + padding
+    w, h = x1 - x0, y1 - y0
+    target = width / height
+    if w / h < target:
+        grow = round(h * target) - w
+        x0, x1 = x0 - grow // 2, x1 + grow - grow // 2
+    else:
+        grow = round(w / target) - h
+        y0, y1 = y0 - grow // 2, y1 + grow - grow // 2
+    return _inside((x0, y0, x1, y1), mask.size)
+
+
+def _inside(box: Box, size: tuple[int, int]) -> Box:
+    """Shift a box into the image, shrinking it only where it is bigger than the image."""
+    x0, y0, x1, y1 = box
+    w, h = min(x1 - x0, size[0]), min(y1 - y0, size[1])
+    x0 = min(max(x0, 0), size[0] - w)
+    y0 = min(max(y0, 0), size[1] - h)
+    return x0, y0, x0 + w, y0 + h
+
+
+def fill(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """Replace the masked area with colours spread in from around it ("Masked content: fill").
+
+    Each radius gives a normalised blur of the unmasked pixels; smaller radii win where they
+    reach, so the fill follows nearby colours and falls back to the image's overall tone.
+    """
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    keep = 1.0 - np.asarray(mask, dtype=np.float32)[..., None] / 255.0
+    result = np.broadcast_to(
+        (rgb * keep).sum((0, 1)) / max(float(keep.sum()), 1e-6), rgb.shape).copy()
+    for radius in (64, 16, 4, 1):
+        weight = _blur(keep, radius)
+        colour = _blur(rgb * keep, radius) / np.maximum(weight, 1e-6)
+        reach = np.clip(weight * 4, 0, 1)
+        result = result * (1 - reach) + colour * reach
+    out = rgb * keep + result * (1 - keep)
+    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+
+
+def _blur(values: np.ndarray, radius: float) -> np.ndarray:
+    return gaussian_filter(values, sigma=(radius, radius, 0), mode="nearest")
+
+
+def latent_mask(mask: Image.Image, height: int, width: int, device: torch.device, dtype: torch.dtype
+                ) -> torch.Tensor:
+    """The mask at latent size, rounded to 0/1 as A1111 does: (1, 1, height, width), 1 = repaint."""
+    small = np.asarray(mask.convert("L").resize((width, height), Image.LANCZOS), dtype=np.float32) / 255.0
+    return torch.from_numpy(np.around(small))[None, None].to(device=device, dtype=dtype)
+
+
+def composite(original: Image.Image, generated: Image.Image, mask: Image.Image, box: Box | None) -> Image.Image:
+    """Put `generated` back into `original` through the (blurred) mask, into `box` if given.
+    Outside the mask the result is the original's pixels exactly."""
+    if box is not None:
+        generated = generated.resize((box[2] - box[0], box[3] - box[1]), Image.LANCZOS)
+        canvas = original.convert("RGB").copy()
+        canvas.paste(generated, box[:2])
+        generated = canvas
+    return Image.composite(generated.convert("RGB"), original.convert("RGB"), mask)

@@ -1,0 +1,165 @@
+"""img2img and inpainting on the demo model, checked numerically on a real photo."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from modules import masking
+from modules.errors import UserError
+from modules.generation import RunSettings
+from modules.generation_params import GenerationParams
+from modules.img2img import Img2Img, Img2ImgInputs
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    return Image.fromarray(data.astronaut()).resize((SIZE, SIZE), Image.LANCZOS)
+
+
+def square_mask(size=SIZE, box=(16, 16, 40, 40)) -> Image.Image:
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, box)
+    return mask
+
+
+def job(model, ctx=None, mask=None, images=None, **kw):
+    params = GenerationParams(**{"prompt": "a photo", "steps": 10, "width": SIZE, "height": SIZE, "seed": 3,
+                                 "sampler_name": "Euler", **kw})
+    return Img2Img(model, params, ctx, RunSettings(), inputs=Img2ImgInputs(images, mask))
+
+
+def run(engine, model, images, mask=None, **kw):
+    return engine.call("img2img", lambda ctx: job(model, ctx, mask, images, **kw).run(), timeout=300)
+
+
+def pixels(image):
+    return np.asarray(image).astype(int)
+
+
+def vae_round_trip(model, image):
+    with torch.no_grad():
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+        out = model.vae.decode(model.vae.encode(x).latent_dist.mode()).sample
+    return ((out[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().numpy().astype(int)
+
+
+def test_denoising_zero_returns_the_input_through_the_vae(engine, demo_model, photo):
+    result = run(engine, demo_model, [photo], denoising_strength=0.0)
+    assert np.abs(pixels(result.images[0]) - vae_round_trip(demo_model, photo)).max() <= 1
+    assert "Denoising strength: 0," in result.infotexts[0] and "Mask blur" not in result.infotexts[0]
+
+
+def test_denoising_strength_sets_the_steps_run(engine, demo_model, photo):
+    seen = []
+    handle = demo_model.unet.register_forward_pre_hook(lambda *a: seen.append(1))
+    try:
+        result = run(engine, demo_model, [photo], denoising_strength=0.6)
+    finally:
+        handle.remove()
+    assert len(seen) == 6  # int(10 × 0.6) steps, one UNet call each for Euler
+    assert "Denoising strength: 0.6" in result.infotexts[0]
+
+
+def test_inpainting_changes_only_the_blurred_mask(engine, demo_model, photo):
+    mask = square_mask()
+    result = run(engine, demo_model, [photo], mask=mask, denoising_strength=0.9, mask_blur=4)
+    out = pixels(result.images[0])
+    blurred = np.asarray(masking.prepare_mask(mask, False, 4))
+    assert (out[blurred == 0] == pixels(photo)[blurred == 0]).all()
+    assert np.abs(out[blurred == 255] - pixels(photo)[blurred == 255]).mean() > 5
+    text = result.infotexts[0]
+    for entry in ("Mask blur: 4", "Mask mode: Inpaint masked", "Masked content: original",
+                  "Inpaint area: Whole picture", "Masked area padding: 32", "Denoising strength: 0.9"):
+        assert entry in text, entry
+
+
+def test_inpaint_not_masked_changes_the_outside(engine, demo_model, photo):
+    mask = square_mask()
+    result = run(engine, demo_model, [photo], mask=mask, inpainting_mask_invert=1, mask_blur=0)
+    out, src = pixels(result.images[0]), pixels(photo)
+    inside = np.asarray(mask) == 255
+    assert (out[inside] == src[inside]).all() and np.abs(out[~inside] - src[~inside]).mean() > 5
+
+
+def test_only_masked_works_on_the_crop_and_pastes_back_at_full_size(engine, demo_model):
+    big = Image.fromarray(data.astronaut()).resize((160, 160), Image.LANCZOS)
+    mask = square_mask(160, (60, 60, 90, 90))
+    result = run(engine, demo_model, [big], mask=mask, inpaint_full_res=1, inpaint_full_res_padding=8, mask_blur=2)
+    out = pixels(result.images[0])
+    assert result.images[0].size == (160, 160)
+    blurred = np.asarray(masking.prepare_mask(mask, False, 2))
+    assert (out[blurred == 0] == pixels(big)[blurred == 0]).all()
+    assert "Inpaint area: Only masked" in result.infotexts[0] and "Masked area padding: 8" in result.infotexts[0]
+
+
+@pytest.mark.parametrize("fill", [masking.LATENT_NOISE, masking.LATENT_NOTHING])
+def test_latent_fills_replace_the_masked_latents(demo_model, photo, fill):
+    j = job(demo_model, mask=square_mask(), images=[photo], inpainting_fill=fill, mask_blur=0)
+    j.sources = [j._prepare(photo)]
+    noise, _ = j.prepare_latents([3], 0)
+    init, lm = j._latents.init, j._latents.mask.bool().expand_as(j._latents.init)
+    expected = noise[lm] if fill == masking.LATENT_NOISE else torch.zeros_like(init[lm])
+    assert torch.equal(init[lm], expected)
+    assert not torch.equal(init[~lm], torch.zeros_like(init[~lm]))
+
+
+def test_every_masked_content_option_runs(engine, demo_model, photo):
+    outputs = [pixels(run(engine, demo_model, [photo], mask=square_mask(), inpainting_fill=fill).images[0])
+               for fill in range(4)]
+    assert all(not np.array_equal(outputs[0], other) for other in outputs[1:])
+
+
+def test_odd_inputs_get_a_defined_result(engine, demo_model, photo):
+    empty = run(engine, demo_model, [photo], mask=Image.new("L", (SIZE, SIZE)))
+    assert any("mask is empty" in w for w in empty.warnings) and "Mask blur" not in empty.infotexts[0]
+    other_size = run(engine, demo_model, [photo], mask=square_mask(32, (8, 8, 20, 20)))
+    assert any("was resized" in w for w in other_size.warnings)
+    white = run(engine, demo_model, [photo], mask=Image.new("L", (SIZE, SIZE), 255), mask_blur=0)
+    assert white.images[0].size == (SIZE, SIZE)
+    tiny = run(engine, demo_model, [Image.new("RGB", (1, 1), "red")])
+    assert tiny.images[0].size == (SIZE, SIZE)
+    rgba = run(engine, demo_model, [Image.new("RGBA", (SIZE, SIZE), (0, 0, 0, 0))], denoising_strength=0.0)
+    assert rgba.images
+    with pytest.raises(UserError, match="needs an input image"):
+        run(engine, demo_model, [])
+    with pytest.raises(UserError, match="between 0 and 1"):
+        run(engine, demo_model, [photo], denoising_strength=1.5)
+
+
+def test_batch_cycles_the_init_images(engine, demo_model, photo):
+    flipped = photo.transpose(Image.FLIP_LEFT_RIGHT)
+    result = run(engine, demo_model, [photo, flipped], batch_size=2, n_iter=2, denoising_strength=0.0)
+    assert len(result.images) == 4
+    assert np.array_equal(pixels(result.images[0]), pixels(result.images[2]))
+    assert not np.array_equal(pixels(result.images[0]), pixels(result.images[1]))
+
+
+def test_inpainting_checkpoint_uses_its_masked_image_conditioning(engine, tmp_path, photo):
+    from safetensors.torch import load_file, save_file
+
+    from modules.checkpoints import CheckpointInfo
+    from modules.generation import Txt2Img
+    from modules.sd_models import load_model
+    from tiny_models import write_tiny_checkpoint
+
+    state = load_file(str(write_tiny_checkpoint("sd1", tmp_path / "base.safetensors")))
+    key = "model.diffusion_model.input_blocks.0.0.weight"
+    state[key] = torch.cat([state[key], torch.randn(state[key].shape[0], 5, 3, 3) * 0.1], dim=1)
+    save_file(state, str(tmp_path / "inpainting.safetensors"))
+    model = load_model(CheckpointInfo(tmp_path / "inpainting.safetensors", "inpainting.safetensors"),
+                       torch.device("cpu"), torch.float32, tmp_path)
+    assert model.is_inpainting
+    seen = []
+    handle = model.unet.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
+    try:
+        result = run(engine, model, [photo], mask=square_mask(), mask_blur=0)
+        params = GenerationParams(prompt="x", steps=2, width=SIZE, height=SIZE, seed=1)
+        engine.call("t", lambda ctx: Txt2Img(model, params, ctx, RunSettings()).run())
+    finally:
+        handle.remove()
+    assert set(seen) == {9}
+    out, inside = pixels(result.images[0]), np.asarray(square_mask()) == 255
+    assert (out[~inside] == pixels(photo)[~inside]).all()

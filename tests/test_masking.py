@@ -1,0 +1,61 @@
+import numpy as np
+import torch
+from PIL import Image
+
+from modules import masking
+
+
+def square_mask(size=64, box=(20, 20, 40, 40)) -> Image.Image:
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, box)
+    return mask
+
+
+def test_invert_and_blur():
+    mask = square_mask()
+    inverted = masking.prepare_mask(mask, invert=True, blur=0)
+    assert inverted.getpixel((0, 0)) == 255 and inverted.getpixel((30, 30)) == 0
+    blurred = np.asarray(masking.prepare_mask(mask, invert=False, blur=4))
+    assert 0 < blurred[30, 18] < 255 and blurred[30, 30] > 240 and blurred[0, 0] == 0
+
+
+def test_mask_from_alpha_or_luminance_and_resized():
+    rgba = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    rgba.paste((255, 0, 0, 255), (0, 0, 16, 32))
+    mask = masking.to_mask(rgba, (64, 64))
+    assert mask.size == (64, 64) and mask.getpixel((5, 5)) == 255 and mask.getpixel((60, 5)) == 0
+    assert masking.to_mask(Image.new("RGB", (8, 8), "white"), (8, 8)).getpixel((1, 1)) == 255
+
+
+def test_crop_region_pads_keeps_aspect_and_stays_inside():
+    box = masking.crop_region(square_mask(), padding=4, width=64, height=32)
+    x0, y0, x1, y1 = box
+    assert (x1 - x0) == 2 * (y1 - y0)  # 2:1 like the target size
+    assert x0 <= 16 and x1 >= 44 and y0 <= 16 and y1 >= 44
+    edge = masking.crop_region(square_mask(box=(0, 0, 10, 10)), padding=8, width=32, height=32)
+    assert edge[0] == 0 and edge[1] == 0
+    assert masking.crop_region(Image.new("L", (8, 8)), 4, 8, 8) is None
+
+
+def test_fill_uses_surrounding_colours_and_keeps_the_rest():
+    image = Image.new("RGB", (64, 64), (200, 30, 30))
+    image.paste((0, 0, 0), (20, 20, 40, 40))
+    filled = np.asarray(masking.fill(image, square_mask()))
+    assert tuple(filled[30, 30]) == (200, 30, 30)  # the black hole takes the red around it
+    assert tuple(filled[5, 5]) == (200, 30, 30)
+
+
+def test_latent_mask_is_rounded():
+    lm = masking.latent_mask(square_mask(), 8, 8, torch.device("cpu"), torch.float32)
+    assert lm.shape == (1, 1, 8, 8) and set(lm.unique().tolist()) == {0.0, 1.0}
+    assert lm[0, 0, 3, 3] == 1 and lm[0, 0, 0, 0] == 0
+
+
+def test_composite_keeps_the_original_outside_the_mask():
+    original = Image.new("RGB", (64, 64), (10, 20, 30))
+    generated = Image.new("RGB", (32, 32), (250, 250, 250))
+    mask = masking.prepare_mask(square_mask(), False, 2)
+    out = np.asarray(masking.composite(original, generated, mask, (16, 16, 48, 48)))
+    outside = np.asarray(mask) == 0
+    assert (out[outside] == (10, 20, 30)).all()
+    assert tuple(out[30, 30]) == (250, 250, 250)
