@@ -3,16 +3,16 @@ checked against a sha256, then renamed into place. Nothing else in the program d
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import requests
 
 from modules.atomic_files import write_atomic
 from modules.errors import UserError
 
-Progress = Callable[[int, "int | None"], None]
+Progress = Callable[[int, int | None], None]
 """Called as progress(bytes_done, bytes_total); the total is None when the server does not say."""
 
 CHUNK_SIZE = 1 << 20
@@ -60,7 +60,7 @@ def download_file(url: str, dest: Path, sha256: str | None = None, progress: Pro
 
 
 def download_files(files: Iterable[RemoteFile], folder: Path,
-                   progress: Callable[[RemoteFile, int, "int | None"], None] | None = None,
+                   progress: Callable[[RemoteFile, int, int | None], None] | None = None,
                    timeout: float = 30.0) -> list[Path]:
     """Download each file into `folder` unless a file of that name is already there.
     Returns the paths of all the files, downloaded or already present."""

@@ -16,7 +16,7 @@ PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         if self.path == "/model.pth":
             self._send(PAYLOAD, len(PAYLOAD))
         elif self.path == "/short.pth":  # announces the whole file, sends a third, hangs up

@@ -1,0 +1,195 @@
+"""Face restoration with the real architectures and random weights, written to a temporary models folder.
+
+Random detector weights give random detections, so the detector's three 1x1 output heads (class,
+box, landmarks) are set by hand; every other weight stays random. One detector answers "no face"
+everywhere; the other reports faces at the 512-pixel anchors of its coarsest level with a fixed
+five-point landmark layout, so on a 128-pixel photo exactly one face survives NMS and the whole
+path runs: detection -> alignment -> GFPGAN -> ParseNet mask -> paste back. ParseNet's output head
+is set to "skin" so the mask is not empty. This checks the plumbing, not restoration quality."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modules.errors import UserError
+from modules.face_restoration import (
+    CODEFORMER_WEIGHTS,
+    DETECTION_WEIGHTS,
+    FACE_MODEL_FILES,
+    GFPGAN_WEIGHTS,
+    NO_FACE_NOTE,
+    PARSING_WEIGHTS,
+    CodeFormerRestorer,
+    GFPGANRestorer,
+    MissingWeightsError,
+    create_face_restorer,
+)
+from modules.torchvision_compat import ensure_functional_tensor
+
+# Five landmarks (eyes, nose, mouth corners) relative to a face centre, in pixels: FFHQ's template at 0.2 scale.
+_LANDMARKS = (np.array([[192.98, 239.95], [318.90, 240.19], [256.63, 314.02], [201.26, 371.41], [313.09, 371.15]])
+              - [256.0, 300.0]) * 0.2
+
+
+def _detector(faces: bool) -> dict[str, torch.Tensor]:
+    from facexlib.detection.retinaface import RetinaFace
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():  # torchvision's note on resnet50(pretrained=False)
+        warnings.simplefilter("ignore", UserWarning)
+        state = RetinaFace(network_name="resnet50", device=torch.device("cpu")).state_dict()
+    for key in state:
+        if key.split(".")[0] in ("ClassHead", "BboxHead", "LandmarkHead"):
+            state[key] = torch.zeros_like(state[key])
+    # Class logits per position: (anchor 0: background, face), (anchor 1: background, face).
+    for level in range(3):
+        state[f"ClassHead.{level}.conv1x1.bias"] = torch.tensor([10.0, -10.0, 10.0, -10.0])
+    if faces:  # level 2, anchor 1 = the 512-pixel prior box
+        state["ClassHead.2.conv1x1.bias"] = torch.tensor([10.0, -10.0, -10.0, 10.0])
+        # Landmarks decode as centre + value * 0.1 * 512.
+        state["LandmarkHead.2.conv1x1.bias"][10:] = torch.from_numpy(_LANDMARKS.reshape(-1) / 51.2).float()
+    return state
+
+
+def _parser() -> dict[str, torch.Tensor]:
+    from facexlib.parsing.parsenet import ParseNet
+
+    torch.manual_seed(1)
+    state = ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict()
+    state["out_mask_conv.conv2d.weight"].zero_()
+    state["out_mask_conv.conv2d.bias"].copy_(torch.nn.functional.one_hot(torch.tensor(1), 19).float() * 10)
+    return state
+
+
+def _gfpgan() -> dict[str, torch.Tensor]:
+    ensure_functional_tensor()
+    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
+
+    torch.manual_seed(2)
+    net = GFPGANv1Clean(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
+                        fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
+                        sft_half=True)
+    return {"params_ema": net.state_dict()}
+
+
+def _codeformer() -> dict[str, torch.Tensor]:
+    with warnings.catch_warnings():  # spandrel_extra_arches calls the deprecated torch.jit.script
+        warnings.simplefilter("ignore", FutureWarning)
+        from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
+
+    torch.manual_seed(3)
+    return {"params_ema": CodeFormer().state_dict()}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The real file names in two models folders that differ only in the detector."""
+    store = tmp_path_factory.mktemp("weights")
+    files = {"gfpgan": store / GFPGAN_WEIGHTS.name, "parse": store / PARSING_WEIGHTS.name,
+             "face": store / "detector-face.pth", "noface": store / "detector-noface.pth"}
+    torch.save(_gfpgan(), files["gfpgan"])
+    torch.save(_parser(), files["parse"])
+    torch.save(_detector(True), files["face"])
+    torch.save(_detector(False), files["noface"])
+    for kind in ("face", "noface"):
+        folder = store / kind / "GFPGAN"
+        folder.mkdir(parents=True)
+        os.link(files["gfpgan"], folder / GFPGAN_WEIGHTS.name)
+        os.link(files["parse"], folder / PARSING_WEIGHTS.name)
+        os.link(files[kind], folder / DETECTION_WEIGHTS.name)
+        files[f"{kind}_models"] = store / kind
+    return files
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    """The astronaut's head and shoulders, 128 pixels square."""
+    from skimage.data import astronaut
+
+    return Image.fromarray(astronaut()).crop((130, 20, 322, 212)).resize((128, 128), Image.Resampling.LANCZOS)
+
+
+def _diff(a: Image.Image, b: Image.Image) -> np.ndarray:
+    return np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
+
+
+def test_gfpgan_restores_the_face_and_blends_by_visibility(weights, photo):
+    restorer = GFPGANRestorer(weights["face_models"])
+    assert restorer.available()
+    full, note = restorer.restore(photo, 1.0)
+    assert note is None and full.size == photo.size and full.mode == "RGB"
+    changed = _diff(full, photo).max(axis=2) > 0
+    assert changed.mean() > 0.05  # the pasted face covers a good part of the image
+    assert not changed.all()  # ... but not all of it: the ParseNet mask is feathered and bounded
+    part, note = restorer.restore(photo, 0.3)
+    assert note is None
+    assert _diff(part, Image.blend(photo, full, 0.3)).max() <= 1  # the same restore, 30% of it
+    assert restorer.restore(photo, 0.0) == (photo, None)
+
+
+def test_no_face_returns_the_image_unchanged_with_a_note(weights, photo):
+    restored, note = GFPGANRestorer(weights["noface_models"]).restore(photo, 1.0)
+    assert restored is photo and note == NO_FACE_NOTE
+
+
+def test_alpha_channel_survives(weights, photo):
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(200)
+    restored, note = GFPGANRestorer(weights["noface_models"]).restore(rgba, 1.0)
+    assert restored.mode == "RGBA" and note == NO_FACE_NOTE
+
+
+def test_missing_weights_name_files_urls_and_folder(tmp_path: Path, photo):
+    restorer = GFPGANRestorer(tmp_path)
+    assert not restorer.available()
+    with pytest.raises(MissingWeightsError) as info:
+        restorer.restore(photo, 1.0)
+    message = str(info.value)
+    for remote in FACE_MODEL_FILES:
+        assert f"{remote.name}: download {remote.url} and put it in {tmp_path / 'GFPGAN'}" in message
+    assert list(tmp_path.iterdir()) == []  # nothing fetched, nothing created
+
+
+def test_only_the_missing_files_are_named(tmp_path: Path, weights, photo):
+    (tmp_path / "GFPGAN").mkdir()
+    os.link(weights["gfpgan"], tmp_path / "GFPGAN" / "GFPGANv1.3-renamed-GFPGAN.pth")
+    restorer = GFPGANRestorer(tmp_path)
+    assert restorer.model_path() == tmp_path / "GFPGAN" / "GFPGANv1.3-renamed-GFPGAN.pth"
+    with pytest.raises(MissingWeightsError) as info:
+        restorer.restore(photo, 1.0)
+    assert GFPGAN_WEIGHTS.url not in str(info.value)
+    assert DETECTION_WEIGHTS.url in str(info.value) and PARSING_WEIGHTS.url in str(info.value)
+
+
+def test_a_file_that_is_not_gfpgan_is_refused(tmp_path: Path, weights, photo):
+    folder = tmp_path / "GFPGAN"
+    folder.mkdir()
+    torch.save({"params_ema": {"conv.weight": torch.zeros(3, 3, 1, 1)}}, folder / GFPGAN_WEIGHTS.name)
+    os.link(weights["parse"], folder / PARSING_WEIGHTS.name)
+    os.link(weights["noface"], folder / DETECTION_WEIGHTS.name)
+    with pytest.raises(UserError, match="GFPGANv1.4.pth is not a GFPGAN v1.2-v1.4 model"):
+        GFPGANRestorer(tmp_path).restore(photo, 1.0)
+
+
+def test_codeformer_restores_the_face(tmp_path: Path, weights, photo):
+    (tmp_path / "Codeformer").mkdir()
+    torch.save(_codeformer(), tmp_path / "Codeformer" / CODEFORMER_WEIGHTS.name)
+    restorer = create_face_restorer("CodeFormer", weights["face_models"])
+    assert isinstance(restorer, CodeFormerRestorer) and restorer.missing_files() == [
+        (CODEFORMER_WEIGHTS, weights["face_models"] / "Codeformer")]
+    restorer = CodeFormerRestorer(tmp_path)
+    (tmp_path / "GFPGAN").symlink_to(weights["face_models"] / "GFPGAN")
+    restored, note = restorer.restore(photo, 1.0, weight=0.3)
+    assert note is None and restored.size == photo.size
+    assert (_diff(restored, photo).max(axis=2) > 0).mean() > 0.05
+
+
+def test_unknown_restorer_name(tmp_path: Path):
+    with pytest.raises(UserError, match="Unknown face restoration model"):
+        create_face_restorer("RestoreFormer", tmp_path)
