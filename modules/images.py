@@ -8,10 +8,12 @@ import string
 import threading
 from datetime import date
 from pathlib import Path
+from typing import IO
 
 from PIL import Image, PngImagePlugin
 
 from modules.atomic_files import write_atomic
+from modules.errors import UserError
 
 _NON_WORD = re.compile(r"[\s" + re.escape(string.punctuation) + r"\x00-\x1f]+")
 _COUNTER = re.compile(r"^(\d{5})-")
@@ -74,3 +76,16 @@ def save_image(image: Image.Image, folder: Path, seed: int, prompt: str, infotex
 def read_infotext(image: Image.Image) -> str | None:
     """The generation parameters stored in an image, if any."""
     return image.info.get("parameters") if hasattr(image, "info") else None
+
+
+def open_image(source: str | Path | IO[bytes], name: str | None = None) -> Image.Image:
+    """Open and fully decode an image, or raise UserError naming what is wrong with it."""
+    label = name or (Path(source).name if isinstance(source, (str, Path)) else "the image")
+    try:
+        image = Image.open(source)
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise UserError(f"{label} is too large to open safely ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"{label} is not an image this app can read, or it is damaged ({exc})") from exc
+    return image

@@ -14,6 +14,8 @@ from modules.engine import Engine, JobContext
 from modules.errors import UserError
 from modules.generation import GenerationResult, RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
+from modules.img2img import Img2Img, Img2ImgInputs
+from modules.img2img_batch import run_batch
 from modules.model_manager import ModelManager
 from modules.networks import Networks
 from modules.options import Options
@@ -54,6 +56,19 @@ class Services:
         settings = self.run_settings("outdir_txt2img_samples")
         return self.engine.submit(
             "txt2img", lambda ctx: Txt2Img(self.models.require(), params, ctx, settings, self.networks).run())
+
+    def img2img(self, params: GenerationParams, inputs: Img2ImgInputs) -> "Future[GenerationResult]":
+        """Queue an img2img or inpainting job."""
+        settings = self.run_settings("outdir_img2img_samples")
+        return self.engine.submit("img2img", lambda ctx: Img2Img(
+            self.models.require(), params, ctx, settings, self.networks, inputs=inputs).run())
+
+    def img2img_batch(self, params: GenerationParams, input_dir: str, output_dir: str,
+                      mask_dir: str = "") -> "Future[GenerationResult]":
+        """Queue img2img over a folder of images."""
+        settings = self.run_settings("outdir_img2img_samples")
+        return self.engine.submit("img2img batch", lambda ctx: run_batch(
+            self.models.require(), params, ctx, settings, self.networks, input_dir, output_dir, mask_dir))
 
     def token_count(self, text: str, steps: int) -> tuple[int, int] | None:
         """(tokens used, tokens available) for a prompt box's counter: the longest text the prompt

@@ -5,6 +5,7 @@ import json
 import shutil
 from datetime import date
 
+import numpy as np
 import pytest
 import requests
 import torch
@@ -122,3 +123,35 @@ def test_token_counter_endpoint(client):
     assert client.predict("a castle on a hill", 20, api_name="/txt2img_prompt_tokens") == "5/75"
     assert client.predict(" ".join(["cat"] * 80), 20, api_name="/txt2img_prompt_tokens") == "80/150"
     assert client.predict("[cat:a much longer phrase here:5]", 20, api_name="/txt2img_prompt_tokens") == "5/75"
+
+
+IMG2IMG_DEFAULTS = ["a portrait", "", "Just resize", "Euler", "Automatic", 4, 64, 64, 1, 1, 7, 5, 0.75, 0,
+                    "Inpaint masked", "original", "Whole picture", 32, 1]
+
+
+def test_img2img_and_inpaint_upload_through_the_page_endpoint(server, client, tmp_path):
+    from gradio_client import handle_file
+    from skimage import data as samples
+
+    url, data = server
+    photo_path = tmp_path / "photo.png"
+    Image.fromarray(samples.astronaut()).resize((64, 64)).save(photo_path)
+    mask_path = tmp_path / "mask.png"
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    mask.save(mask_path)
+    no_images = [None] * 6 + ["", "", "", False, 128, ["left"]]
+    gallery, info = client.predict(*IMG2IMG_DEFAULTS, 0, handle_file(str(photo_path)), *no_images[1:],
+                                   api_name="/img2img")
+    assert "Denoising strength: 0.75" in info and "Mask blur" not in info
+    uploads = [None, None, None, None, handle_file(str(photo_path)), handle_file(str(mask_path))]
+    gallery, info = client.predict(*IMG2IMG_DEFAULTS, 4, *uploads, "", "", "", False, 128, ["left"],
+                                   api_name="/img2img")
+    assert "Mask blur: 0, Mask mode: Inpaint masked" in info
+    saved = sorted((data / "outputs" / "img2img-images" / date.today().isoformat()).glob("*.png"))
+    result = np.asarray(Image.open(saved[-1]).convert("RGB")).astype(int)
+    source = np.asarray(Image.open(photo_path).convert("RGB")).astype(int)
+    outside = np.asarray(mask) == 0
+    assert (result[outside] == source[outside]).all() and (result[~outside] != source[~outside]).any()
+    with pytest.raises(Exception, match="Drop an image"):
+        client.predict(*IMG2IMG_DEFAULTS, 0, *no_images, api_name="/img2img")

@@ -163,3 +163,24 @@ def test_inpainting_checkpoint_uses_its_masked_image_conditioning(engine, tmp_pa
     assert set(seen) == {9}
     out, inside = pixels(result.images[0]), np.asarray(square_mask()) == 255
     assert (out[~inside] == pixels(photo)[~inside]).all()
+
+
+def test_batch_folder_skips_bad_files_and_writes_the_rest(engine, demo_model, photo, tmp_path):
+    from modules.img2img_batch import run_batch
+
+    source, masks, target = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    source.mkdir(), masks.mkdir()
+    photo.save(source / "a.png")
+    photo.save(source / "b.jpg")
+    (source / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    (source / "notes.txt").write_text("not an image")
+    square_mask().save(masks / "b.png")
+    params = GenerationParams(prompt="x", steps=2, width=SIZE, height=SIZE, seed=1, mask_blur=0)
+    result = engine.call("batch", lambda ctx: run_batch(demo_model, params, ctx, RunSettings(), None,
+                                                        str(source), str(target), str(masks)))
+    assert sorted(p.name for p in target.iterdir()) == ["a.png", "b.png"]
+    assert any("Skipped broken.png" in w for w in result.warnings)
+    assert "Mask blur: 0" in Image.open(target / "b.png").info["parameters"]
+    assert "Mask blur" not in Image.open(target / "a.png").info["parameters"]
+    with pytest.raises(UserError, match="does not exist"):
+        run_batch(demo_model, params, None, RunSettings(), None, str(tmp_path / "nowhere"), str(target))

@@ -59,3 +59,14 @@ def test_composite_keeps_the_original_outside_the_mask():
     outside = np.asarray(mask) == 0
     assert (out[outside] == (10, 20, 30)).all()
     assert tuple(out[30, 30]) == (250, 250, 250)
+
+
+def test_outpainting_canvas_grows_the_chosen_sides_to_multiples_of_8():
+    from modules.outpainting import expand_canvas
+
+    image = Image.new("RGB", (60, 40), (0, 128, 0))
+    canvas, mask = expand_canvas(image, 30, ["left", "down"])
+    assert canvas.size == (96, 72) and canvas.width % 8 == 0 and canvas.height % 8 == 0
+    assert mask.getbbox() == (0, 0, 96, 72)
+    assert mask.getpixel((36 + 59, 0)) == 0 and mask.getpixel((35, 0)) == 255  # the image sits top right
+    assert canvas.getpixel((5, 60)) == (0, 128, 0)  # the new area starts from the image's colours

@@ -4,11 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
 from modules.errors import UserError
 from modules.options import OPTIONS
 from modules.services import Services
-from modules.ui import txt2img
+from modules.ui import img2img, txt2img
+from modules.ui.generation_tab import GenerationTab
 from modules.ui.ui_config import UiConfig
 
 CSS = """
@@ -41,9 +43,12 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
         status = gr.Markdown(services.status, elem_id="model_status")
         if services.notices:
             gr.Markdown("\n".join(f"⚠️ {notice}" for notice in services.notices), elem_id="notices")
-        with gr.Tabs():
+        with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img"):
-                txt2img.build_tab(services, ui_config, clip_skip)
+                t2i = txt2img.build_tab(services, ui_config, clip_skip)
+            with gr.Tab("img2img", id="img2img"):
+                i2i = img2img.build_tab(services, ui_config, clip_skip)
+        send_to_img2img(t2i, i2i, tabs)
 
         def change_checkpoint(title: str, progress: gr.Progress = gr.Progress()) -> tuple:
             if not title or title == models.current_title:
@@ -78,3 +83,24 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
         timer.tick(page_status, outputs=[status, checkpoint, timer], api_visibility="private")
         page.load(page_status, outputs=[status, checkpoint, timer], api_visibility="private")
     return page
+
+
+def send_to_img2img(source: GenerationTab, target: GenerationTab, tabs: gr.Tabs) -> None:
+    """The "Send to img2img / inpaint" buttons: the selected image and the shared settings move over."""
+    shared = [name for name in source.controls if name in target.controls]
+
+    def sender(sub_tab: str, mode: int):
+        def send(gallery: list | None, selected: int, *values):
+            if not gallery:
+                raise gr.Error("Generate an image first")
+            item = gallery[min(selected or 0, len(gallery) - 1)]
+            image = Image.open(item[0] if isinstance(item, (list, tuple)) else item)
+            picture = image if mode == img2img.IMG2IMG else {"background": image, "layers": [], "composite": image}
+            return (picture, *values, gr.Tabs(selected="img2img"), gr.Tabs(selected=sub_tab), mode)
+        return send
+
+    for button, sub_tab, mode, picture in ((source.send_to_img2img, "img2img_tab", img2img.IMG2IMG, target.image),
+                                           (source.send_to_inpaint, "inpaint_tab", img2img.INPAINT, target.inpaint)):
+        inputs = [source.gallery, source.selected] + [source.controls[n] for n in shared]
+        outputs = [picture] + [target.controls[n] for n in shared] + [tabs, target.modes, target.mode]
+        button.click(sender(sub_tab, mode), inputs=inputs, outputs=outputs, api_visibility="private")

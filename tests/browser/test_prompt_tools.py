@@ -6,9 +6,9 @@ def test_token_counter_updates_as_you_type(page):
     box = page.locator("#txt2img_prompt textarea")
     box.click()
     box.type("a castle on a hill")
-    expect(page.locator("#txt2img_token_counter")).to_have_text("5/75", timeout=10000)
+    expect(page.locator("#txt2img_prompt_token_counter")).to_have_text("5/75", timeout=10000)
     box.type(" cat" * 75)
-    expect(page.locator("#txt2img_token_counter")).to_have_text("80/150", timeout=10000)
+    expect(page.locator("#txt2img_prompt_token_counter")).to_have_text("80/150", timeout=10000)
 
 
 def test_ctrl_up_and_down_edit_the_weight_of_the_selection(page):

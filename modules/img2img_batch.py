@@ -1,0 +1,74 @@
+"""img2img over a folder: each image (with its mask of the same name, if any) into an output folder."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from modules.atomic_files import write_atomic
+from modules.engine import JobContext
+from modules.errors import UserError
+from modules.generation import GenerationResult, RunSettings
+from modules.generation_params import GenerationParams
+from modules.images import encode_png, open_image
+from modules.img2img import Img2Img, Img2ImgInputs
+from modules.networks import Networks
+from modules.sd_models import StableDiffusionModel
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def _folder(value: str, what: str, must_exist: bool = True) -> Path:
+    if not value or not value.strip():
+        raise UserError(f"Batch needs an {what}")
+    folder = Path(value.strip()).expanduser()
+    if must_exist and not folder.is_dir():
+        raise UserError(f"The {what} {folder} does not exist")
+    return folder
+
+
+def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobContext, settings: RunSettings,
+              networks: Networks | None, input_dir: str, output_dir: str, mask_dir: str = "") -> GenerationResult:
+    """Process every image in `input_dir`; a file that can't be read is skipped with a warning."""
+    source = _folder(input_dir, "input folder")
+    target = _folder(output_dir, "output folder", must_exist=False)
+    masks = _folder(mask_dir, "mask folder") if mask_dir and mask_dir.strip() else None
+    files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    result = GenerationResult(params=params)
+    if not files:
+        result.warnings.append(f"No images in {source}")
+    for path in files:
+        if ctx.interrupted:
+            break
+        try:
+            inputs = Img2ImgInputs([open_image(path)], _mask_for(path, masks))
+        except UserError as exc:
+            message = f"Skipped {path.name}: {exc}"
+            log.warning(message)
+            result.warnings.append(message)
+            continue
+        job = Img2Img(model, params, ctx, replace(settings, save_dir=None), networks, inputs=inputs)
+        done = job.run()
+        result.warnings.extend(w for w in done.warnings if w not in result.warnings)
+        for number, (image, infotext, seed) in enumerate(zip(done.images, done.infotexts, done.seeds)):
+            name = f"{path.stem}.png" if number == 0 else f"{path.stem}-{number}.png"
+            data = encode_png(image, infotext)
+            write_atomic(target / name, lambda handle, data=data: handle.write(data))
+            result.paths.append(target / name)
+            result.images.append(image)
+            result.infotexts.append(infotext)
+            result.seeds.append(seed)
+        result.params = done.params
+    result.interrupted = ctx.interrupted
+    return result
+
+
+def _mask_for(path: Path, masks: Path | None):
+    """The image in the mask folder with the same name (any image extension), opened."""
+    if masks is None:
+        return None
+    for candidate in sorted(masks.glob(f"{path.stem}.*")):
+        if candidate.suffix.lower() in IMAGE_SUFFIXES:
+            return open_image(candidate)
+    return None

@@ -1,0 +1,162 @@
+"""What txt2img and img2img share on the page: prompt boxes with token counters, Generate /
+Interrupt / Skip, the sampling controls, the seed row, and the gallery with its infotext."""
+from __future__ import annotations
+
+import html
+import time
+from concurrent.futures import Future
+from typing import Any, Callable
+
+import gradio as gr
+
+from modules.engine import Progress
+from modules.errors import UserError
+from modules.generation import GenerationResult
+from modules.generation_params import GenerationParams
+from modules.services import Services
+from modules.ui.controls import make_control
+from modules.ui.ui_config import UiConfig
+
+POLL_SECONDS = 0.25
+
+
+def infotext_html(text: str) -> str:
+    """Infotext as A1111 shows it under the gallery."""
+    return f"<p class='infotext'>{'<br>'.join(html.escape(line) for line in text.splitlines())}</p>"
+
+
+def progress_text(progress: Progress) -> str:
+    """"Step 5/20 · batch 1/2 · ETA 3s"."""
+    parts = [f"Step {progress.step}/{progress.steps}"]
+    if progress.job_count > 1:
+        parts.append(f"batch {progress.job_no + 1}/{progress.job_count}")
+    if progress.eta is not None:
+        parts.append(f"ETA {progress.eta:.0f}s")
+    return " · ".join(parts)
+
+
+def wait_with_progress(services: Services, future: Future, progress: gr.Progress) -> Any:
+    """Wait for an engine job, mirroring its progress on the page; user errors become gr.Error."""
+    while not future.done():
+        state = services.engine.progress
+        if state.busy and state.steps:
+            progress(state.fraction, desc=progress_text(state))
+        time.sleep(POLL_SECONDS)
+    try:
+        return future.result()
+    except UserError as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def gallery_items(result: GenerationResult) -> list:
+    """Saved files when the images were saved (they carry their infotext), else the images."""
+    return [str(p) for p in result.paths] if len(result.paths) == len(result.images) else result.images
+
+
+class GenerationTab:
+    """Builds the shared parts of one generation tab and wires them to a submit function."""
+
+    def __init__(self, tab: str, services: Services, ui_config: UiConfig) -> None:
+        self.tab = tab
+        self.services = services
+        self.ui_config = ui_config
+        self.controls: dict[str, gr.components.Component] = {}
+        self.counters: dict[str, gr.HTML] = {}
+
+    def control(self, name: str, **extra: Any) -> gr.components.Component:
+        """The control of one GenerationParams field on this tab."""
+        self.controls[name] = make_control(name, self.tab, self.ui_config, **extra)
+        return self.controls[name]
+
+    def prompt_row(self) -> None:
+        """Prompt and negative prompt with their token counters, and the Generate buttons."""
+        with gr.Row():
+            with gr.Column(scale=6):
+                for name, lines, hint in (("prompt", 3, "Prompt (press Generate or Ctrl+Enter)"),
+                                          ("negative_prompt", 2, "Negative prompt")):
+                    self.control(name, lines=lines, placeholder=hint, show_label=False)
+                    self.counters[name] = gr.HTML("0/75", elem_id=f"{self.tab}_{name}_token_counter",
+                                                  elem_classes="token-counter")
+            with gr.Column(scale=1, min_width=160):
+                self.generate = gr.Button("Generate", variant="primary", elem_id=f"{self.tab}_generate")
+                with gr.Row():
+                    self.interrupt = gr.Button("Interrupt", elem_id=f"{self.tab}_interrupt", size="sm")
+                    self.skip = gr.Button("Skip", elem_id=f"{self.tab}_skip", size="sm")
+
+    def sampling_controls(self) -> None:
+        """Sampler, schedule, steps, size, batch, CFG and the seed row."""
+        with gr.Row():
+            self.control("sampler_name")
+            self.control("scheduler")
+        self.control("steps")
+        with gr.Row():
+            with gr.Column(scale=3):
+                self.control("width")
+                self.control("height")
+            with gr.Column(scale=1):
+                self.control("n_iter")
+                self.control("batch_size")
+        self.control("cfg_scale")
+        with gr.Row():
+            self.control("seed", scale=4)
+            self.random_seed = gr.Button("🎲", elem_id=f"{self.tab}_random_seed", size="sm", scale=0, min_width=40)
+            self.reuse_seed = gr.Button("♻️", elem_id=f"{self.tab}_reuse_seed", size="sm", scale=0, min_width=40)
+
+    def output_column(self) -> None:
+        """The gallery and the infotext under it."""
+        self.gallery = gr.Gallery(label="Output", elem_id=f"{self.tab}_gallery", format="png", columns=2,
+                                  height=512)
+        self.info = gr.HTML(elem_id=f"html_info_{self.tab}")
+        self.last_seed = gr.State(-1)
+        self.selected = gr.State(0)
+
+    def wire(self, clip_skip: gr.Slider, submit: Callable[[GenerationParams, list], Future],
+             extra_inputs: list | None = None) -> None:
+        """Connect Generate (API name = the tab's), the counters, the seed buttons and Interrupt/Skip.
+
+        `submit(params, extra_values)` queues the job; `extra_values` are the values of `extra_inputs`.
+        """
+        names = list(self.controls)
+        extra_inputs = extra_inputs or []
+        services = self.services
+
+        def run(*values: Any, progress: gr.Progress = gr.Progress()) -> tuple:
+            field_values, skip_value = values[:len(names)], values[len(names)]
+            try:
+                params = GenerationParams.from_dict({**dict(zip(names, field_values)), "clip_skip": skip_value})
+            except ValueError as exc:
+                raise gr.Error(str(exc)) from exc
+            try:
+                future = submit(params, list(values[len(names) + 1:]))
+            except UserError as exc:
+                raise gr.Error(str(exc)) from exc
+            result: GenerationResult = wait_with_progress(services, future, progress)
+            for warning in result.warnings:
+                gr.Warning(warning)
+            text = "\n".join([*(f"⚠️ {w}" for w in result.warnings), *result.infotexts[:1]])
+            if result.interrupted:
+                text = f"(interrupted)\n{text}"
+            return gallery_items(result), infotext_html(text), result.params.seed
+
+        self.generate.click(run, inputs=[self.controls[n] for n in names] + [clip_skip] + extra_inputs,
+                            outputs=[self.gallery, self.info, self.last_seed], api_name=self.tab,
+                            concurrency_limit=None)
+        self.interrupt.click(services.engine.interrupt, queue=False, api_name=f"{self.tab}_interrupt")
+        self.skip.click(services.engine.skip, queue=False, api_name=f"{self.tab}_skip")
+
+        def count(text: str, steps: float) -> str:
+            counted = services.token_count(text or "", steps)
+            return "" if counted is None else f"{counted[0]}/{counted[1]}"
+
+        for name, counter in self.counters.items():
+            self.controls[name].change(count, inputs=[self.controls[name], self.controls["steps"]], outputs=counter,
+                                       queue=False, show_progress="hidden", trigger_mode="always_last",
+                                       api_name=f"{self.tab}_{name}_tokens")
+        seed = self.controls["seed"]
+        self.random_seed.click(lambda: -1, outputs=seed, queue=False, api_visibility="private")
+        self.reuse_seed.click(lambda last: last, inputs=self.last_seed, outputs=seed, queue=False,
+                              api_visibility="private")
+        def remember(event: gr.SelectData) -> int:
+            return event.index
+
+        self.gallery.select(remember, outputs=self.selected, api_visibility="private")

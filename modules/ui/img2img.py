@@ -1,0 +1,136 @@
+"""The img2img tab: sub-tabs for img2img, Sketch, Inpaint, Inpaint sketch, Inpaint upload and Batch."""
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from modules.errors import UserError
+from modules.generation_params import GenerationParams
+from modules.img2img import Img2ImgInputs
+from modules.outpainting import DIRECTIONS, expand_canvas
+from modules.services import Services
+from modules.ui.generation_tab import GenerationTab
+from modules.ui.ui_config import UiConfig
+
+TAB = "img2img"
+MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
+IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(len(MODES))
+MASK_FIELDS = ("mask_blur", "inpainting_mask_invert", "inpainting_fill", "inpaint_full_res",
+               "inpaint_full_res_padding")
+INTERROGATE_NOTE = ("No interrogation model is installed, so the prompt can't be guessed from the image. "
+                    "This app never downloads one.")
+
+
+def strokes_mask(editor: dict) -> Image.Image | None:
+    """White where any layer of an ImageEditor value was painted; None when nothing was."""
+    layers = [layer for layer in (editor or {}).get("layers") or [] if layer is not None]
+    if not layers:
+        return None
+    alpha = np.zeros((layers[0].height, layers[0].width), dtype=np.uint8)
+    for layer in layers:
+        alpha = np.maximum(alpha, np.asarray(layer.convert("RGBA").getchannel("A")))
+    return Image.fromarray(np.where(alpha > 0, 255, 0).astype(np.uint8)) if alpha.any() else None
+
+
+def editor_image(editor: dict | None, key: str) -> Image.Image:
+    image = (editor or {}).get(key)
+    if image is None:
+        raise UserError("Drop an image onto the canvas first")
+    return image
+
+
+def inputs_for(mode: int, values: list) -> Img2ImgInputs:
+    """The job's images from whichever sub-tab is active."""
+    image, sketch, inpaint, inpaint_sketch, upload_image, upload_mask = values
+    if mode == IMG2IMG:
+        if image is None:
+            raise UserError("Drop an image onto the img2img input first")
+        return Img2ImgInputs([image])
+    if mode == SKETCH:
+        return Img2ImgInputs([editor_image(sketch, "composite")])
+    if mode == INPAINT:
+        return Img2ImgInputs([editor_image(inpaint, "background")], strokes_mask(inpaint))
+    if mode == INPAINT_SKETCH:
+        return Img2ImgInputs([editor_image(inpaint_sketch, "composite")], strokes_mask(inpaint_sketch))
+    if upload_image is None or upload_mask is None:
+        raise UserError("Inpaint upload needs both an image and a mask")
+    return Img2ImgInputs([upload_image], upload_mask)
+
+
+def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> GenerationTab:
+    """Lay out the tab and wire Generate. Call inside a gr.Tab context."""
+    tab = GenerationTab(TAB, services, ui_config)
+    tab.prompt_row()
+    # Which sub-tab is active (0 img2img … 5 Batch); a hidden number, so API clients can set it too.
+    mode = tab.mode = gr.Number(IMG2IMG, precision=0, visible=False, label="img2img mode",
+                                elem_id="img2img_mode")
+    editor = {"type": "pil", "format": "png", "height": 480, "sources": ("upload", "clipboard")}
+    with gr.Row():
+        with gr.Column():
+            with gr.Tabs(elem_id="mode_img2img") as tab.modes:
+                with gr.Tab("img2img", id="img2img_tab") as sub_img2img:
+                    tab.image = gr.Image(label="Image for img2img", type="pil", elem_id="img2img_image",
+                                         sources=("upload", "clipboard"), image_mode="RGBA", height=480)
+                with gr.Tab("Sketch", id="sketch_tab") as sub_sketch:
+                    tab.sketch = gr.ImageEditor(label="Sketch", elem_id="img2img_sketch", **editor)
+                with gr.Tab("Inpaint", id="inpaint_tab") as sub_inpaint:
+                    tab.inpaint = gr.ImageEditor(label="Image for inpainting with mask", elem_id="img2maskimg",
+                                                 brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
+                                                 layers=False, **editor)
+                with gr.Tab("Inpaint sketch", id="inpaint_sketch_tab") as sub_inpaint_sketch:
+                    tab.inpaint_sketch = gr.ImageEditor(label="Color sketch inpainting", elem_id="inpaint_sketch",
+                                                        layers=False, **editor)
+                with gr.Tab("Inpaint upload", id="inpaint_upload_tab") as sub_upload:
+                    tab.upload_image = gr.Image(label="Image", type="pil", elem_id="img_inpaint_base")
+                    tab.upload_mask = gr.Image(label="Mask", type="pil", elem_id="img_inpaint_mask",
+                                               image_mode="L")
+                with gr.Tab("Batch", id="batch_tab") as sub_batch:
+                    gr.Markdown("Process every image in a folder on this machine; a mask with the same file "
+                                "name in the mask folder turns it into inpainting.")
+                    batch_in = gr.Textbox(label="Input directory", elem_id="img2img_batch_input_dir")
+                    batch_out = gr.Textbox(label="Output directory", elem_id="img2img_batch_output_dir")
+                    batch_mask = gr.Textbox(label="Inpaint batch mask directory (required for inpaint batch)",
+                                            elem_id="img2img_batch_inpaint_mask_dir")
+            for number, sub in enumerate((sub_img2img, sub_sketch, sub_inpaint, sub_inpaint_sketch, sub_upload,
+                                          sub_batch)):
+                sub.select(lambda n=number: n, outputs=mode, api_visibility="private")
+            interrogate = gr.Button("Interrogate", elem_id="img2img_interrogate", size="sm")
+            tab.control("resize_mode")
+            tab.sampling_controls()
+            tab.control("denoising_strength")
+            with gr.Accordion("Inpainting", open=False, elem_id="img2img_inpaint_controls"):
+                for name in MASK_FIELDS:
+                    tab.control(name)
+            with gr.Accordion("Outpainting", open=False, elem_id="img2img_outpainting"):
+                outpaint = gr.Checkbox(label="Extend the canvas and inpaint the new area", value=False,
+                                       elem_id="img2img_outpaint_enable")
+                outpaint_pixels = gr.Slider(label="Pixels to expand", minimum=8, maximum=256, step=8, value=128,
+                                            elem_id="img2img_outpaint_pixels")
+                outpaint_sides = gr.CheckboxGroup(label="Outpainting direction", choices=list(DIRECTIONS),
+                                                  value=list(DIRECTIONS), elem_id="img2img_outpaint_directions")
+        with gr.Column():
+            tab.output_column()
+    interrogate.click(lambda: gr.Warning(INTERROGATE_NOTE), api_name="interrogate")
+
+    def submit(params: GenerationParams, extra: list) -> Future:
+        mode_value, *images, batch_values, outpaint_values = extra[0], *extra[1:7], extra[7:10], extra[10:]
+        mode_value = int(mode_value or 0)
+        if mode_value == BATCH:
+            return services.img2img_batch(params, *batch_values)
+        inputs = inputs_for(mode_value, images)
+        enabled, pixels, sides = outpaint_values
+        if enabled:
+            if not sides:
+                raise UserError("Pick at least one outpainting direction")
+            canvas, mask = expand_canvas(inputs.images[0], int(pixels), sides)
+            inputs = Img2ImgInputs([canvas], mask)
+            params.width, params.height = canvas.size
+        return services.img2img(params, inputs)
+
+    tab.wire(clip_skip, submit, [mode, tab.image, tab.sketch, tab.inpaint, tab.inpaint_sketch, tab.upload_image,
+                                 tab.upload_mask, batch_in, batch_out, batch_mask, outpaint, outpaint_pixels,
+                                 outpaint_sides])
+    return tab

@@ -1,0 +1,85 @@
+"""img2img in the browser: drag an image in, paint an inpainting mask with the mouse."""
+import base64
+import io
+
+import numpy as np
+import requests
+from PIL import Image
+from playwright.sync_api import expect
+from skimage import data
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def drop_file(page, selector: str, content: bytes, name: str = "photo.png") -> None:
+    """Drop a file the way a person's drag does: dragenter, dragover and drop with a DataTransfer."""
+    page.evaluate("""([selector, b64, name]) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, {type: "image/png"}));
+        const target = document.querySelector(selector);
+        for (const type of ["dragenter", "dragover", "drop"]) {
+            target.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: transfer}));
+        }
+    }""", [selector, base64.b64encode(content).decode(), name])
+
+
+def set_number(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def gallery_image(page, tab: str) -> Image.Image:
+    image = page.locator(f"#{tab}_gallery img").first
+    expect(image).to_be_visible(timeout=120000)
+    return Image.open(io.BytesIO(requests.get(image.get_attribute("src"), timeout=30).content)).convert("RGB")
+
+
+def test_drag_an_image_into_img2img_and_generate_at_the_chosen_size(page):
+    page.click("button[role=tab]:has-text('img2img')")
+    photo = Image.fromarray(data.astronaut()).resize((96, 80))
+    drop_file(page, "#img2img_image button[aria-dropeffect]", png_bytes(photo))
+    expect(page.locator("#img2img_image img")).to_be_visible(timeout=20000)
+    page.fill("#img2img_prompt textarea", "a portrait")
+    for elem_id, value in (("img2img_steps", 3), ("img2img_width", 64), ("img2img_height", 96)):
+        set_number(page, elem_id, value)
+    page.click("#img2img_generate")
+    expect(page.locator("#html_info_img2img")).to_contain_text("Denoising strength: 0.75", timeout=120000)
+    assert gallery_image(page, "img2img").size == (64, 96)
+    expect(page.locator("#html_info_img2img")).to_contain_text("Size: 64x96")
+
+
+def test_paint_a_mask_with_the_mouse_and_only_that_area_changes(page):
+    for elem_id, value in (("txt2img_steps", 3), ("txt2img_width", 128), ("txt2img_height", 128)):
+        set_number(page, elem_id, value)
+    page.fill("#txt2img_prompt textarea", "a house")
+    page.click("#txt2img_generate")
+    source = gallery_image(page, "txt2img")
+    page.click("#txt2img_send_to_inpaint")
+    canvas = page.locator("#img2maskimg canvas").first
+    expect(canvas).to_be_visible(timeout=20000)
+    page.wait_for_timeout(1500)
+    box = canvas.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(box["x"] + box["width"] * (0.3 + 0.04 * step), y)
+    page.mouse.up()
+    set_number(page, "img2img_steps", 4)
+    page.click("#img2img_generate")
+    expect(page.locator("#html_info_img2img")).to_contain_text("Mask blur: 4", timeout=120000)
+    result = np.asarray(gallery_image(page, "img2img")).astype(int)
+    before = np.asarray(source).astype(int)
+    assert result.shape == before.shape
+    band = slice(20, 108)  # the stroke crosses the middle row; the (broad) brush and the blur stay within it
+    outside = np.ones(result.shape[:2], bool)
+    outside[band] = False
+    ys, xs = np.nonzero(np.abs(result - before).sum(axis=2))
+    assert (result[outside] == before[outside]).all(), (ys.min(), ys.max(), xs.min(), xs.max())
+    assert np.abs(result[64, 50:78] - before[64, 50:78]).mean() > 5
