@@ -18,7 +18,7 @@ from modules.generation_params import GenerationParams
 from modules.infotext import create_infotext
 from modules.networks import Networks
 from modules.sd_models import StableDiffusionModel
-from modules.step_conditioning import StepBatch, StepConditioning, guided_noise, model_input
+from modules.step_conditioning import StepConditioning, guided_noise, model_input
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,7 @@ class Txt2Img:
             extra["generator"] = rng.sampler_generators(seeds, gens, m.device, self.settings.randn_source,
                                                          self.settings.eta_noise_seed_delta)
         order = getattr(scheduler, "order", 1)
+        time_ids = self._sdxl_time_ids(conditioning.at(0).embeds.shape[0])
         with torch.inference_mode():
             for i, t in enumerate(timesteps):
                 if self.ctx.should_stop:
@@ -180,20 +181,20 @@ class Txt2Img:
                 x_in = scheduler.scale_model_input(model_input(latents, batch), t)
                 if conditioning_channels is not None:
                     x_in = torch.cat([x_in, model_input(conditioning_channels, batch)], dim=1)
-                noise = m.unet(x_in, t, encoder_hidden_states=batch.embeds,
-                               added_cond_kwargs=self._sdxl_conditioning(batch)).sample
+                added = None if time_ids is None else {"text_embeds": batch.pooled, "time_ids": time_ids}
+                noise = m.unet(x_in, t, encoder_hidden_states=batch.embeds, added_cond_kwargs=added).sample
                 latents = scheduler.step(guided_noise(noise, batch, p.cfg_scale), t, latents, **extra).prev_sample
                 latents = self.after_step(latents, scheduler, i, timesteps)
                 self.ctx.report_step((i + order) // order)
         return latents
 
-    def _sdxl_conditioning(self, batch: StepBatch) -> dict | None:
+    def _sdxl_time_ids(self, rows: int) -> torch.Tensor | None:
+        """SDXL's size conditioning (original size, crop offset, target size) for `rows` UNet inputs."""
         if not self.model.is_sdxl:
             return None
         p = self.params
-        time_ids = torch.tensor([[p.height, p.width, 0, 0, p.height, p.width]], device=self.model.device,
-                                dtype=self.model.dtype).repeat(batch.embeds.shape[0], 1)
-        return {"text_embeds": batch.pooled, "time_ids": time_ids}
+        return torch.tensor([[p.height, p.width, 0, 0, p.height, p.width]], device=self.model.device,
+                            dtype=self.model.dtype).repeat(rows, 1)
 
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
         """Latents → RGB images."""

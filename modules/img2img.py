@@ -44,7 +44,7 @@ class _BatchLatents:
 def flatten(image: Image.Image) -> Image.Image:
     """Upright RGB: EXIF rotation applied, transparency flattened onto white."""
     image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "P") and "A" in image.convert("RGBA").getbands():
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         canvas = Image.new("RGBA", image.size, "white")
         canvas.alpha_composite(image.convert("RGBA"))
         image = canvas
@@ -62,6 +62,7 @@ class Img2Img(Txt2Img):
         self.notes: list[str] = []
         self.sources: list[_Source] = []
         self._latents: _BatchLatents | None = None
+        self._encoded: dict[int, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = {}
 
     @property
     def job(self) -> str:
@@ -108,22 +109,34 @@ class Img2Img(Txt2Img):
     def prepare_latents(self, seeds: list[int], first: int) -> tuple[torch.Tensor, list[torch.Generator]]:
         """Noise as for txt2img, plus the init images' latents (and masks) for this batch."""
         noise, gens = super().prepare_latents(seeds, first)
-        sources = [self.sources[i % len(self.sources)] for i in range(first, first + len(seeds))]
-        init = torch.cat([self._encode(s, noise.shape[-2:]) for s in sources])
+        encoded = [self._source_latents(i % len(self.sources), noise.shape[-2:])
+                   for i in range(first, first + len(seeds))]
+        init = torch.cat([latents for latents, _, _ in encoded])
         batch = _BatchLatents(init, noise)
-        if sources[0].processed_mask is not None:
-            m = self.model
-            batch.mask = torch.cat([masking.latent_mask(s.processed_mask, *noise.shape[-2:], m.device, m.dtype)
-                                    for s in sources])
+        if encoded[0][1] is not None:
+            batch.mask = torch.cat([mask for _, mask, _ in encoded])
             fill = self.params.inpainting_fill
             if fill == masking.LATENT_NOISE:
                 batch.init = init * (1 - batch.mask) + noise * batch.mask
             elif fill == masking.LATENT_NOTHING:
                 batch.init = init * (1 - batch.mask)
-            if m.is_inpainting:
-                batch.image_conditioning = torch.cat([self._masked_image_conditioning(s) for s in sources])
+            if self.model.is_inpainting:
+                batch.image_conditioning = torch.cat([conditioning for _, _, conditioning in encoded])
         self._latents = batch
         return noise, gens
+
+    def _source_latents(self, index: int, latent_size: torch.Size
+                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Init latents, latent mask and inpainting-model channels of one source, computed once per job."""
+        if index not in self._encoded:
+            m, source = self.model, self.sources[index]
+            mask = conditioning = None
+            if source.processed_mask is not None:
+                mask = masking.latent_mask(source.processed_mask, *latent_size, m.device, m.dtype)
+                if m.is_inpainting:
+                    conditioning = self._masked_image_conditioning(source)
+            self._encoded[index] = (self._encode(source, latent_size), mask, conditioning)
+        return self._encoded[index]
 
     def _pixels(self, image: Image.Image) -> torch.Tensor:
         m = self.model

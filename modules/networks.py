@@ -27,7 +27,7 @@ class Networks:
         self.embeddings.refresh()
         encoder = model.prompt_encoder
         usable = self.embeddings.compatible(encoder.widths)
-        encoder.set_embeddings(usable, version=id(self.embeddings.embeddings))
+        encoder.set_embeddings(usable, version=self.embeddings.version)
         tags = [tag for prompt in dict.fromkeys(prompts)
                 for tag in prompt_parser.extract_extra_networks(prompt)[1]]
         applied = self.loras.apply(model, tags)

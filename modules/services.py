@@ -49,7 +49,12 @@ class Services:
         return RunSettings(randn_source=opts.randn_source, eta_noise_seed_delta=opts.eta_noise_seed_delta,
                            max_pixels=opts.max_pixels, save_dir=save_dir,
                            filename_words=opts.samples_filename_prompt_words,
-                           encoder_options=EncoderOptions(opts.comma_padding_backtrack, opts.emphasis))
+                           encoder_options=self.encoder_options)
+
+    @property
+    def encoder_options(self) -> EncoderOptions:
+        """The prompt-encoding settings in force now."""
+        return EncoderOptions(self.opts.comma_padding_backtrack, self.opts.emphasis)
 
     def txt2img(self, params: GenerationParams) -> "Future[GenerationResult]":
         """Queue a txt2img job on the engine."""
@@ -76,7 +81,7 @@ class Services:
         model = self.models.current
         if model is None:
             return None
-        options = self.run_settings("outdir_txt2img_samples").encoder_options
+        options = self.encoder_options
         parsed = prompt_parser.parse_prompt(text, max(1, int(steps)))
         texts = [entry.text for sub in parsed.subprompts for entry in sub.schedule] or [""]
         return max(model.prompt_encoder.token_count(t, options) for t in dict.fromkeys(texts))

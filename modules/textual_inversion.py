@@ -105,6 +105,11 @@ class EmbeddingDatabase:
             self.embeddings, self.errors, self._stamp = loaded, errors, stamp
         return True
 
+    @property
+    def version(self) -> tuple:
+        """Changes whenever the set of embeddings (or any of their files) changes."""
+        return self._stamp
+
     def compatible(self, widths: list[int]) -> dict[str, list[torch.Tensor]]:
         """Name → per-encoder vectors, for the embeddings that fit text encoders of these widths."""
         with self._lock:

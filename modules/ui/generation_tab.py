@@ -72,7 +72,7 @@ class GenerationTab:
         """Prompt and negative prompt with their token counters, and the Generate buttons."""
         with gr.Row():
             with gr.Column(scale=6):
-                for name, lines, hint in (("prompt", 3, "Prompt (press Generate or Ctrl+Enter)"),
+                for name, lines, hint in (("prompt", 3, "Prompt"),
                                           ("negative_prompt", 2, "Negative prompt")):
                     self.control(name, lines=lines, placeholder=hint, show_label=False)
                     self.counters[name] = gr.HTML("0/75", elem_id=f"{self.tab}_{name}_token_counter",
@@ -156,6 +156,7 @@ class GenerationTab:
         self.random_seed.click(lambda: -1, outputs=seed, queue=False, api_visibility="private")
         self.reuse_seed.click(lambda last: last, inputs=self.last_seed, outputs=seed, queue=False,
                               api_visibility="private")
+
         def remember(event: gr.SelectData) -> int:
             return event.index
 
