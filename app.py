@@ -18,6 +18,7 @@ def create_services(args):
     """Build settings, engine and model manager, and start loading the first checkpoint."""
     from modules.demo_model import ensure_demo_checkpoint
     from modules.engine import Engine
+    from modules.image_tools import ImageTools
     from modules.lora import LoraLibrary
     from modules.model_manager import ModelManager
     from modules.networks import Networks
@@ -37,7 +38,8 @@ def create_services(args):
     if ensure_demo_checkpoint(paths.sd_models, bool(models.checkpoints)):
         models.refresh()
     networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"))
-    services = Services(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks)
+    services = Services(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks,
+                        tools=ImageTools.create(paths.models, device))
     if opts.load_notice:
         services.notices.append(opts.load_notice)
     first = args.ckpt or opts.sd_model_checkpoint or models.checkpoints[0].name

@@ -258,3 +258,26 @@ def create_face_restorer(name: str, models_dir: Path, device: torch.device | str
     if name not in classes:
         raise UserError(f"Unknown face restoration model {name!r}; choose one of {', '.join(FACE_RESTORERS)}.")
     return classes[name](models_dir, device)
+
+
+class FaceRestorers:
+    """One restorer per name, created on first use and kept (with its loaded networks)."""
+
+    def __init__(self, models_dir: Path, device: torch.device | str = "cpu"):
+        self.models_dir = Path(models_dir)
+        self.device = device
+        self._restorers: dict[str, FaceRestorer] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> FaceRestorer:
+        """The restorer called `name` (one of FACE_RESTORERS)."""
+        with self._lock:
+            if name not in self._restorers:
+                self._restorers[name] = create_face_restorer(name, self.models_dir, self.device)
+            return self._restorers[name]
+
+    def unload(self) -> None:
+        """Free every loaded network."""
+        with self._lock:
+            for restorer in self._restorers.values():
+                restorer.unload()

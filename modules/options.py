@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modules.atomic_files import read_json_object, write_json_atomic
+from modules.face_restoration import FACE_RESTORERS
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,19 @@ OPTIONS: dict[str, OptionInfo] = {
                                          section="Saving images"),
     "outdir_img2img_samples": OptionInfo("outputs/img2img-images", "Output folder for img2img images",
                                          section="Saving images"),
+    "outdir_extras_samples": OptionInfo("outputs/extras-images", "Output folder for images from the extras tab",
+                                        section="Saving images"),
     "save_to_dirs": OptionInfo(True, "Save images to a subdirectory per date", section="Saving images"),
     "samples_filename_prompt_words": OptionInfo(8, "Prompt words in file names", section="Saving images",
                                                 minimum=0, maximum=32, step=1),
+    "face_restoration_model": OptionInfo("GFPGAN", "Face restoration model", section="Face restoration",
+                                         choices=FACE_RESTORERS),
+    "code_former_weight": OptionInfo(0.5, "CodeFormer weight (0 = maximum effect, 1 = minimum effect)",
+                                     section="Face restoration", minimum=0.0, maximum=1.0, step=0.01),
+    "ESRGAN_tile": OptionInfo(192, "Tile size for upscaler models (0 = no tiling)", section="Upscaling",
+                              minimum=0, maximum=512, step=16),
+    "ESRGAN_tile_overlap": OptionInfo(8, "Tile overlap for upscaler models, in pixels", section="Upscaling",
+                                      minimum=0, maximum=48, step=1),
 }
 
 

@@ -14,6 +14,7 @@ from modules.engine import Engine, JobContext
 from modules.errors import UserError
 from modules.generation import GenerationResult, RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
+from modules.image_tools import ImageTools
 from modules.img2img import Img2Img, Img2ImgInputs
 from modules.img2img_batch import run_batch
 from modules.model_manager import ModelManager
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Services:
-    """Everything a front end needs: settings, paths, the engine and the model manager."""
+    """Everything a front end needs: settings, paths, the engine, the model manager, networks
+    (LoRA, embeddings) and the pixel tools (upscalers, face restorers)."""
 
     args: argparse.Namespace
     paths: DataPaths
@@ -35,6 +37,7 @@ class Services:
     engine: Engine
     models: ModelManager
     networks: Networks
+    tools: ImageTools
     load_error: str | None = None
     notices: list[str] = field(default_factory=list)
 
