@@ -1,4 +1,5 @@
-"""One txt2img generation as a list of stages: validate → encode → noise → denoise → decode → save."""
+"""One txt2img generation as a list of stages: validate → encode → noise → denoise → (hires fix) →
+decode → (face restoration) → save."""
 from __future__ import annotations
 
 import inspect
@@ -10,14 +11,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import images, rng, samplers
+from modules import hires_fix, images, rng, samplers
 from modules.conditioning import EncoderOptions
 from modules.engine import JobContext
 from modules.errors import UserError
+from modules.face_restoration import MissingWeightsError, missing_weights_message
 from modules.generation_params import GenerationParams
+from modules.image_tools import ImageTools
 from modules.infotext import create_infotext
 from modules.networks import Networks
 from modules.sd_models import StableDiffusionModel
+from modules.upscalers import is_latent_upscaler
 from modules.step_conditioning import StepConditioning, guided_noise, model_input
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,10 @@ class RunSettings:
     save_dir: Path | None = None  # None: don't save
     filename_words: int = 8
     encoder_options: EncoderOptions = EncoderOptions()
+    face_restoration_model: str = "GFPGAN"
+    code_former_weight: float = 0.5
+    upscale_tile: int = 192
+    upscale_overlap: int = 8
 
 
 @dataclass
@@ -71,41 +79,104 @@ def validate(params: GenerationParams, max_pixels: int) -> None:
         raise UserError(str(exc)) from exc
 
 
+def partial_steps(steps: int, strength: float) -> int:
+    """How many of `steps` an img2img-style pass runs at denoising `strength`."""
+    return min(int(steps * strength), steps)
+
+
+def noised_start(scheduler, steps: int, sampling_steps: int, init: torch.Tensor,
+                 noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Skip the first `steps - sampling_steps` steps of the schedule and noise `init` to where it resumes."""
+    skip = (steps - sampling_steps) * getattr(scheduler, "order", 1)
+    timesteps = scheduler.timesteps[skip:]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(skip)
+    if len(timesteps) == 0:
+        return timesteps, init
+    return timesteps, scheduler.add_noise(init, noise, timesteps[:1].repeat(init.shape[0]))
+
+
+@torch.inference_mode()
+def encode_image(model: StableDiffusionModel, image: Image.Image) -> torch.Tensor:
+    """VAE latents of an RGB image (the distribution's mean, so results repeat), scaled for the UNet."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    pixels = torch.from_numpy(array).permute(2, 0, 1)[None].to(device=model.device, dtype=model.vae.dtype)
+    latents = model.vae.encode(pixels).latent_dist.mode() * model.vae.config.scaling_factor
+    return latents.to(model.dtype)
+
+
 class Txt2Img:
     """Runs one txt2img job on a loaded model, reporting progress to `ctx`. Img2Img builds on it."""
 
-    job = "txt2img"
+    supports_hires = True
+    step_offset = 0  # steps already reported in this batch (the hires pass follows the first)
 
     def __init__(self, model: StableDiffusionModel, params: GenerationParams, ctx: JobContext,
-                 settings: RunSettings, networks: Networks | None = None) -> None:
+                 settings: RunSettings, networks: Networks | None = None, tools: ImageTools | None = None) -> None:
         self.model = model
         self.params = params
         self.ctx = ctx
         self.settings = settings
         self.networks = networks
+        self.tools = tools
         self.extra_infotext: dict[str, str] = {}
+
+    @property
+    def job(self) -> str:
+        """The kind of job, which picks the infotext fields: "txt2img", or "hires" with hires fix."""
+        return "hires" if self.params.enable_hr else "txt2img"
 
     def run(self) -> GenerationResult:
         p = self.params
         validate(p, self.settings.max_pixels)
         sampler, schedule = samplers.resolve(p.sampler_name, p.scheduler)
         p = self.params = replace(p, sampler_name=sampler, scheduler=schedule, seed=rng.resolve_seed(p.seed))
+        hires = HiresPass(self) if p.enable_hr and self.supports_hires else None
+        self._check_face_restoration()
         result = GenerationResult(params=p)
         all_seeds = rng.image_seeds(p.seed, p.batch_size * p.n_iter)
         self.ctx.set_job_count(p.n_iter)
         for batch_no in range(p.n_iter):
             if self.ctx.interrupted:
                 break
-            self.ctx.begin_batch(batch_no, self.sampling_steps())
+            self.ctx.begin_batch(batch_no, self.sampling_steps() + (hires.sampling_steps() if hires else 0))
             first = batch_no * p.batch_size
             seeds = all_seeds[first:first + p.batch_size]
             conditioning = self.encode([p.prompt] * len(seeds), [p.negative_prompt] * len(seeds), result)
             latents, gens = self.prepare_latents(seeds, first)
             latents = self.denoise(latents, conditioning, seeds, gens)
+            if hires is not None and not self.ctx.should_stop:
+                latents = hires.continue_from(latents, seeds, gens, result)
             for index, (image, seed) in enumerate(zip(self.decode(latents), seeds), start=first):
+                image = self.restore_faces(image, result)
                 self.postprocess(result, self.finish_image(image, index), seed)
         result.interrupted = self.ctx.interrupted
         return result
+
+    def _check_face_restoration(self) -> None:
+        """Refuse "Restore faces" up front when the chosen restorer's weights are missing."""
+        if not self.params.restore_faces:
+            return
+        if self.tools is None:
+            raise UserError("Face restoration is not available in this context")
+        restorer = self.tools.face_restorers.get(self.settings.face_restoration_model)
+        missing = restorer.missing_files()
+        if missing:
+            raise MissingWeightsError(missing_weights_message(restorer.name, missing))
+
+    def restore_faces(self, image: Image.Image, result: GenerationResult) -> Image.Image:
+        """With "Restore faces" on, restore every face fully with the chosen model."""
+        if not self.params.restore_faces or self.tools is None:
+            return image
+        name = self.settings.face_restoration_model
+        restorer = self.tools.face_restorers.get(name)
+        if name == "CodeFormer":
+            image, note = restorer.restore(image, 1.0, self.settings.code_former_weight)
+        else:
+            image, note = restorer.restore(image, 1.0)
+        if note and note not in result.warnings:
+            result.warnings.append(note)
+        return image
 
     def encode(self, prompts: list[str], negatives: list[str], result: GenerationResult) -> StepConditioning:
         """Each image's conditioning for every step, with the prompts' LoRAs and embeddings ready."""
@@ -185,7 +256,7 @@ class Txt2Img:
                 noise = m.unet(x_in, t, encoder_hidden_states=batch.embeds, added_cond_kwargs=added).sample
                 latents = scheduler.step(guided_noise(noise, batch, p.cfg_scale), t, latents, **extra).prev_sample
                 latents = self.after_step(latents, scheduler, i, timesteps)
-                self.ctx.report_step((i + order) // order)
+                self.ctx.report_step(self.step_offset + (i + order) // order)
         return latents
 
     def _sdxl_time_ids(self, rows: int) -> torch.Tensor | None:
@@ -209,6 +280,8 @@ class Txt2Img:
         p = replace(self.params, seed=seed)
         m = self.model
         extra = {"Model hash": m.short_hash, "Model": m.checkpoint.model_name}
+        if p.restore_faces:
+            extra["Face restoration"] = self.settings.face_restoration_model
         if self.settings.encoder_options.emphasis != EncoderOptions().emphasis:
             extra["Emphasis"] = self.settings.encoder_options.emphasis
         infotext = create_infotext(p, {**extra, **self.extra_infotext}, self.job)
@@ -222,3 +295,49 @@ class Txt2Img:
             result.paths.append(images.save_image(image, folder, seed, p.prompt, infotext,
                                                   self.settings.filename_words))
 
+
+
+class HiresPass(Txt2Img):
+    """Hires fix's second pass: img2img at the larger size, started from the upscaled first pass."""
+
+    supports_hires = False
+
+    def __init__(self, first: Txt2Img) -> None:
+        super().__init__(first.model, hires_fix.second_pass_params(first.params), first.ctx, first.settings,
+                         first.networks, first.tools)
+        self.first = first
+        self.size = hires_fix.hires_size(first.params)
+        self.upscaler = first.params.hr_upscaler
+        self.step_offset = first.sampling_steps()
+        self._init: torch.Tensor | None = None
+        if not 0.0 <= first.params.denoising_strength <= 1.0:
+            raise UserError(f"Denoising strength must be between 0 and 1, got {first.params.denoising_strength}")
+        validate(self.params, self.settings.max_pixels)
+        sampler, schedule = samplers.resolve(self.params.sampler_name, self.params.scheduler)
+        self.params = replace(self.params, sampler_name=sampler, scheduler=schedule)
+        hires_fix.check_upscaler(self.upscaler, self.tools.upscalers if self.tools else None)
+
+    def sampling_steps(self) -> int:
+        return partial_steps(self.params.steps, self.params.denoising_strength)
+
+    def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return noised_start(scheduler, self.params.steps, self.sampling_steps(), self._init, noise)
+
+    def continue_from(self, latents: torch.Tensor, seeds: list[int], gens: list[torch.Generator],
+                      result: GenerationResult) -> torch.Tensor:
+        """Upscale a batch of first-pass latents and denoise them again at the larger size."""
+        m, p = self.model, self.params
+        self._init = self._upscaled(latents)
+        noise = rng.initial_noise(gens, tuple(self._init.shape[1:]), m.device, m.dtype)
+        conditioning = self.encode([p.prompt] * len(seeds), [p.negative_prompt] * len(seeds), result)
+        self.first.extra_infotext.update(self.extra_infotext)
+        return self.denoise(noise, conditioning, seeds, gens)
+
+    def _upscaled(self, latents: torch.Tensor) -> torch.Tensor:
+        factor = self.model.vae_scale_factor
+        if is_latent_upscaler(self.upscaler):
+            return hires_fix.upscale_latent_batch(latents, self.upscaler, self.size, factor)
+        s = self.settings
+        pictures = [hires_fix.upscale_image(image, self.upscaler, self.size, self.tools.upscalers, s.upscale_tile,
+                                            s.upscale_overlap) for image in self.first.decode(latents)]
+        return torch.cat([encode_image(self.model, picture) for picture in pictures])

@@ -4,13 +4,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 from modules.image_resize import RESIZE_MODES
 from modules.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 
 Widget = Literal["textbox", "slider", "number", "dropdown", "checkbox", "radio"]
-JOBS = ("txt2img", "img2img", "inpaint")
+JOBS = ("txt2img", "img2img", "inpaint", "hires")  # "hires": txt2img with hires fix
+USE_SAME_SAMPLER = "Use same sampler"
+USE_SAME_SCHEDULER = "Use same scheduler"
 
 
 @dataclass(frozen=True)
@@ -20,8 +22,11 @@ class FieldSpec:
     `label` is A1111's control label (it also forms ui-config.json keys); `infotext` is the
     key in the parameters line (`Size-1`/`Size-2` pairs are written as one `WxH` value), written
     for the kinds of job in `jobs`, and, with `omit_default`, only when it differs from the
-    default. A field with `choices` holds an index into them (as A1111's API does); the page and
-    the infotext show the choice's label.
+    default, and with `when`, only when `when(params)` is true. A flag field with `present_if` is
+    written by the job itself and read back as true when any of those keys is in the infotext.
+    A field with `choices` holds an index into them (as A1111's API does); the page and the
+    infotext show the choice's label. `tab_values` gives a page default that differs from the
+    field's default on some tabs.
     """
 
     label: str | None = None
@@ -34,10 +39,19 @@ class FieldSpec:
     jobs: tuple[str, ...] = JOBS
     omit_default: bool = False
     choices: tuple[str, ...] | None = None
+    when: Callable[[Any], bool] | None = None
+    present_if: tuple[str, ...] = ()
+    tab_values: tuple[tuple[str, Any], ...] = ()
 
 
 IMG2IMG = ("img2img",)
+TXT2IMG = ("txt2img",)
 INPAINT = ("inpaint",)
+HIRES = ("hires",)
+
+
+def _hires_resize(p: Any) -> bool:
+    return bool(p.hr_resize_x or p.hr_resize_y)
 
 
 def _field(default: Any, **spec: Any) -> Any:
@@ -63,9 +77,31 @@ class GenerationParams:
                               minimum=1.0, maximum=30.0, step=0.5)
     seed: int = _field(-1, label="Seed", infotext="Seed", widget="number")
     clip_skip: int = _field(1, infotext="Clip skip", minimum=1, maximum=12, step=1, tabs=(), omit_default=True)
+    restore_faces: bool = _field(False, label="Restore faces", widget="checkbox", present_if=("Face restoration",))
+    enable_hr: bool = _field(False, label="Hires. fix", widget="checkbox", tabs=TXT2IMG,
+                             present_if=("Hires upscale", "Hires resize", "Hires upscaler"))
     denoising_strength: float = _field(0.75, label="Denoising strength", infotext="Denoising strength",
-                                       widget="slider", minimum=0.0, maximum=1.0, step=0.01, tabs=IMG2IMG,
-                                       jobs=("img2img", "inpaint"))
+                                       widget="slider", minimum=0.0, maximum=1.0, step=0.01,
+                                       jobs=("img2img", "inpaint", "hires"), tab_values=(("txt2img", 0.7),))
+    hr_scale: float = _field(2.0, label="Upscale by", infotext="Hires upscale", widget="slider", minimum=1.0,
+                             maximum=4.0, step=0.05, tabs=TXT2IMG, jobs=HIRES, when=lambda p: not _hires_resize(p))
+    hr_resize_x: int = _field(0, label="Resize width to", infotext="Hires resize-1", widget="slider", minimum=0,
+                              maximum=2048, step=8, tabs=TXT2IMG, jobs=HIRES, when=_hires_resize)
+    hr_resize_y: int = _field(0, label="Resize height to", infotext="Hires resize-2", widget="slider", minimum=0,
+                              maximum=2048, step=8, tabs=TXT2IMG, jobs=HIRES, when=_hires_resize)
+    hr_second_pass_steps: int = _field(0, label="Hires steps", infotext="Hires steps", widget="slider", minimum=0,
+                                       maximum=150, step=1, tabs=TXT2IMG, jobs=HIRES, omit_default=True)
+    hr_upscaler: str = _field("Latent", label="Upscaler", infotext="Hires upscaler", widget="dropdown",
+                              tabs=TXT2IMG, jobs=HIRES)
+    hr_sampler_name: str = _field(USE_SAME_SAMPLER, label="Hires sampling method", infotext="Hires sampler",
+                                  widget="dropdown", tabs=TXT2IMG, jobs=HIRES, omit_default=True)
+    hr_scheduler: str = _field(USE_SAME_SCHEDULER, label="Hires schedule type", infotext="Hires schedule type",
+                               widget="dropdown", tabs=TXT2IMG, jobs=HIRES, omit_default=True)
+    hr_prompt: str = _field("", label="Hires prompt", infotext="Hires prompt", widget="textbox", tabs=TXT2IMG,
+                            jobs=HIRES, when=lambda p: p.hr_prompt not in ("", p.prompt))
+    hr_negative_prompt: str = _field("", label="Hires negative prompt", infotext="Hires negative prompt",
+                                     widget="textbox", tabs=TXT2IMG, jobs=HIRES,
+                                     when=lambda p: p.hr_negative_prompt not in ("", p.negative_prompt))
     resize_mode: int = _field(0, label="Resize mode", widget="radio", tabs=IMG2IMG, choices=RESIZE_MODES)
     mask_blur: int = _field(4, label="Mask blur", infotext="Mask blur", widget="slider", minimum=0, maximum=64,
                             step=1, tabs=IMG2IMG, jobs=INPAINT)
@@ -137,6 +173,12 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
             return float(value)
         if kind is str:
             return str(value)
+        if kind is bool:
+            if isinstance(value, str):
+                if value.strip().lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                return value.strip().lower() in ("true", "1")
+            return bool(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a {kind.__name__}, got {value!r}") from None
     return value

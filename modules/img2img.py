@@ -9,7 +9,7 @@ from PIL import Image, ImageOps
 
 from modules import masking
 from modules.errors import UserError
-from modules.generation import GenerationResult, Txt2Img
+from modules.generation import GenerationResult, Txt2Img, encode_image, noised_start, partial_steps
 from modules.image_resize import LATENT_UPSCALE, resize_image
 
 
@@ -53,6 +53,8 @@ def flatten(image: Image.Image) -> Image.Image:
 
 class Img2Img(Txt2Img):
     """An img2img (or, with a mask, inpainting) job."""
+
+    supports_hires = False
 
     def __init__(self, *args, inputs: Img2ImgInputs, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -103,8 +105,7 @@ class Img2Img(Txt2Img):
             self.notes.append(note)
 
     def sampling_steps(self) -> int:
-        p = self.params
-        return min(int(p.steps * p.denoising_strength), p.steps)
+        return partial_steps(self.params.steps, self.params.denoising_strength)
 
     def prepare_latents(self, seeds: list[int], first: int) -> tuple[torch.Tensor, list[torch.Generator]]:
         """Noise as for txt2img, plus the init images' latents (and masks) for this batch."""
@@ -138,14 +139,8 @@ class Img2Img(Txt2Img):
             self._encoded[index] = (self._encode(source, latent_size), mask, conditioning)
         return self._encoded[index]
 
-    def _pixels(self, image: Image.Image) -> torch.Tensor:
-        m = self.model
-        array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
-        return torch.from_numpy(array).permute(2, 0, 1)[None].to(device=m.device, dtype=m.vae.dtype)
-
-    @torch.inference_mode()
     def _encode(self, source: _Source, latent_size: torch.Size) -> torch.Tensor:
-        """VAE latents of the processed image (its distribution's mean, so results repeat)."""
+        """VAE latents of the processed image, at the job's latent size."""
         m, p = self.model, self.params
         image = source.processed
         if source.mask is not None and p.inpainting_fill == masking.FILL:
@@ -154,33 +149,24 @@ class Img2Img(Txt2Img):
             factor = m.vae_scale_factor
             image = image.resize((max(factor, image.width // factor * factor),
                                   max(factor, image.height // factor * factor)), Image.LANCZOS)
-        latents = m.vae.encode(self._pixels(image)).latent_dist.mode() * m.vae.config.scaling_factor
+        latents = encode_image(m, image)
         if latents.shape[-2:] != latent_size:
             latents = torch.nn.functional.interpolate(latents.float(), size=tuple(latent_size), mode="bilinear")
         return latents.to(m.dtype)
 
-    @torch.inference_mode()
     def _masked_image_conditioning(self, source: _Source) -> torch.Tensor:
         """An inpainting UNet's extra channels: the latent mask and the latents of the kept pixels."""
         m = self.model
         keep = np.asarray(source.processed_mask, dtype=np.float32)[..., None] < 127.5
         kept = Image.fromarray((np.asarray(source.processed, dtype=np.float32) * keep + 127.5 * ~keep)
                                .astype(np.uint8))
-        latents = m.vae.encode(self._pixels(kept)).latent_dist.mode() * m.vae.config.scaling_factor
+        latents = encode_image(m, kept)
         mask = masking.latent_mask(source.processed_mask, *latents.shape[-2:], m.device, m.dtype)
-        return torch.cat([mask, latents.to(m.dtype)], dim=1)
+        return torch.cat([mask, latents], dim=1)
 
     def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Skip the first (1 − denoising strength) of the schedule and noise the init latents to it."""
-        order = getattr(scheduler, "order", 1)
-        skip = (self.params.steps - self.sampling_steps()) * order
-        timesteps = scheduler.timesteps[skip:]
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(skip)
-        init = self._latents.init
-        if len(timesteps) == 0:
-            return timesteps, init
-        return timesteps, scheduler.add_noise(init, noise, timesteps[:1].repeat(init.shape[0]))
+        return noised_start(scheduler, self.params.steps, self.sampling_steps(), self._latents.init, noise)
 
     def image_conditioning(self, batch_size: int) -> torch.Tensor | None:
         if not self.model.is_inpainting or self._latents.image_conditioning is None:

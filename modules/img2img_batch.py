@@ -11,6 +11,7 @@ from modules.errors import UserError
 from modules.generation import GenerationResult, RunSettings
 from modules.generation_params import GenerationParams
 from modules.images import encode_png, open_image
+from modules.image_tools import ImageTools
 from modules.img2img import Img2Img, Img2ImgInputs
 from modules.networks import Networks
 from modules.sd_models import StableDiffusionModel
@@ -29,7 +30,8 @@ def _folder(value: str, what: str, must_exist: bool = True) -> Path:
 
 
 def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobContext, settings: RunSettings,
-              networks: Networks | None, input_dir: str, output_dir: str, mask_dir: str = "") -> GenerationResult:
+              networks: Networks | None, input_dir: str, output_dir: str, mask_dir: str = "",
+              tools: ImageTools | None = None) -> GenerationResult:
     """Process every image in `input_dir`; a file that can't be read is skipped with a warning."""
     source = _folder(input_dir, "input folder")
     target = _folder(output_dir, "output folder", must_exist=False)
@@ -48,7 +50,7 @@ def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobCon
             log.warning(message)
             result.warnings.append(message)
             continue
-        job = Img2Img(model, params, ctx, replace(settings, save_dir=None), networks, inputs=inputs)
+        job = Img2Img(model, params, ctx, replace(settings, save_dir=None), networks, tools, inputs=inputs)
         done = job.run()
         result.warnings.extend(w for w in done.warnings if w not in result.warnings)
         for number, (image, infotext, seed) in enumerate(zip(done.images, done.infotexts, done.seeds)):

@@ -5,7 +5,7 @@ import json
 import re
 from typing import Any
 
-from modules.generation_params import GenerationParams
+from modules.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
 
 VERSION = "v0.1.0"
 
@@ -25,6 +25,13 @@ MISSING_KEY_DEFAULTS = {
     "Masked content": "original",
     "Inpaint area": "Whole picture",
     "Masked area padding": "32",
+    "Hires steps": "0",
+    "Hires resize-1": "0",
+    "Hires resize-2": "0",
+    "Hires sampler": USE_SAME_SAMPLER,
+    "Hires schedule type": USE_SAME_SCHEDULER,
+    "Hires prompt": "",
+    "Hires negative prompt": "",
 }
 
 _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -50,7 +57,7 @@ def params_entries(params: GenerationParams, job: str = "txt2img") -> dict[str, 
         if spec.infotext is None or job not in spec.jobs:
             continue
         value = getattr(params, f.name)
-        if spec.omit_default and value == f.default:
+        if (spec.omit_default and value == f.default) or (spec.when is not None and not spec.when(params)):
             continue
         key = spec.infotext
         if key.endswith("-1"):
@@ -114,11 +121,25 @@ def parse_infotext(text: str) -> dict[str, str]:
 
 
 def params_from_infotext(text: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """Split infotext into GenerationParams field values (typed) and the keys no field holds."""
+    """Split infotext into GenerationParams field values (typed) and the keys no field holds.
+
+    Flag fields (Restore faces, Hires. fix) are true when one of their keys is present. A value
+    that does not fit its field is left out and reported under "Unreadable" in the rest."""
     parsed = parse_infotext(text)
     by_key = {spec.infotext: f.name for f, spec in GenerationParams.fields() if spec.infotext}
     by_key.update({"Prompt": "prompt", "Negative prompt": "negative_prompt"})
-    values = {by_key[key]: GenerationParams.coerce(by_key[key], value)
-              for key, value in parsed.items() if key in by_key}
+    values: dict[str, Any] = {}
+    unreadable = []
+    for key, value in parsed.items():
+        if key in by_key:
+            try:
+                values[by_key[key]] = GenerationParams.coerce(by_key[key], value)
+            except ValueError as exc:
+                unreadable.append(str(exc))
+    for f, spec in GenerationParams.fields():
+        if spec.present_if:
+            values[f.name] = any(key in parsed for key in spec.present_if)
     rest = {key: value for key, value in parsed.items() if key not in by_key}
+    if unreadable:
+        rest["Unreadable"] = "; ".join(unreadable)
     return values, rest

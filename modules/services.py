@@ -12,6 +12,7 @@ from modules.conditioning import EncoderOptions
 from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
 from modules.engine import Engine, JobContext
 from modules.errors import UserError
+from modules.extras import ExtrasJob, ExtrasParams, ExtrasResult, ExtrasSettings
 from modules.generation import GenerationResult, RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
 from modules.image_tools import ImageTools
@@ -40,6 +41,7 @@ class Services:
     tools: ImageTools
     load_error: str | None = None
     notices: list[str] = field(default_factory=list)
+    last_infotext: str | None = None  # the page's last generation, for the ↙️ button (A1111 keeps params.txt)
 
     def run_settings(self, outdir_option: str) -> RunSettings:
         """Settings for a job, read from the options now."""
@@ -52,7 +54,9 @@ class Services:
         return RunSettings(randn_source=opts.randn_source, eta_noise_seed_delta=opts.eta_noise_seed_delta,
                            max_pixels=opts.max_pixels, save_dir=save_dir,
                            filename_words=opts.samples_filename_prompt_words,
-                           encoder_options=self.encoder_options)
+                           encoder_options=self.encoder_options, face_restoration_model=opts.face_restoration_model,
+                           code_former_weight=opts.code_former_weight, upscale_tile=opts.ESRGAN_tile,
+                           upscale_overlap=opts.ESRGAN_tile_overlap)
 
     @property
     def encoder_options(self) -> EncoderOptions:
@@ -62,21 +66,21 @@ class Services:
     def txt2img(self, params: GenerationParams) -> "Future[GenerationResult]":
         """Queue a txt2img job on the engine."""
         settings = self.run_settings("outdir_txt2img_samples")
-        return self.engine.submit(
-            "txt2img", lambda ctx: Txt2Img(self.models.require(), params, ctx, settings, self.networks).run())
+        return self.engine.submit("txt2img", lambda ctx: Txt2Img(
+            self.models.require(), params, ctx, settings, self.networks, self.tools).run())
 
     def img2img(self, params: GenerationParams, inputs: Img2ImgInputs) -> "Future[GenerationResult]":
         """Queue an img2img or inpainting job."""
         settings = self.run_settings("outdir_img2img_samples")
         return self.engine.submit("img2img", lambda ctx: Img2Img(
-            self.models.require(), params, ctx, settings, self.networks, inputs=inputs).run())
+            self.models.require(), params, ctx, settings, self.networks, self.tools, inputs=inputs).run())
 
     def img2img_batch(self, params: GenerationParams, input_dir: str, output_dir: str,
                       mask_dir: str = "") -> "Future[GenerationResult]":
         """Queue img2img over a folder of images."""
         settings = self.run_settings("outdir_img2img_samples")
         return self.engine.submit("img2img batch", lambda ctx: run_batch(
-            self.models.require(), params, ctx, settings, self.networks, input_dir, output_dir, mask_dir))
+            self.models.require(), params, ctx, settings, self.networks, input_dir, output_dir, mask_dir, self.tools))
 
     def token_count(self, text: str, steps: int) -> tuple[int, int] | None:
         """(tokens used, tokens available) for a prompt box's counter: the longest text the prompt
@@ -101,6 +105,15 @@ class Services:
             self.load_error = None
             return model
         return self.engine.submit("load checkpoint", run)
+
+    def extras(self, params: ExtrasParams, inputs: list, output_dir: Path | None = None,
+               keep_images: bool = True) -> "Future[ExtrasResult]":
+        """Queue an Extras job over `inputs` (PIL images or image files); see ExtrasJob.run."""
+        opts = self.opts
+        settings = ExtrasSettings(self.run_settings("outdir_extras_samples").save_dir, opts.max_pixels,
+                                  opts.ESRGAN_tile, opts.ESRGAN_tile_overlap)
+        return self.engine.submit("extras", lambda ctx: ExtrasJob(self.tools, params, settings, ctx).run(
+            inputs, output_dir, keep_images))
 
     @property
     def status(self) -> str:

@@ -8,7 +8,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import requests
 
@@ -58,3 +58,14 @@ def running_app(data_dir: Path, *flags: str, model_name: str | None = None) -> I
         finally:
             proc.terminate()
             proc.wait(30)
+
+
+def endpoint_args(client, api_name: str, values: dict[str, Any]) -> list:
+    """Positional inputs for a page endpoint: each control's current default, or `values[label]`.
+
+    Refuses a label the endpoint doesn't have, so a renamed control fails loudly."""
+    params = client.view_api(return_format="dict", print_info=False)["named_endpoints"][api_name]["parameters"]
+    labels = [p["label"] for p in params]
+    unknown = set(values) - set(labels)
+    assert not unknown, f"{api_name} has no inputs labelled {sorted(unknown)}; it has {labels}"
+    return [values[p["label"]] if p["label"] in values else p["parameter_default"] for p in params]

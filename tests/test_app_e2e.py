@@ -11,7 +11,7 @@ import requests
 import torch
 from PIL import Image
 
-from app_process import running_app
+from app_process import endpoint_args, running_app
 from network_files import a1111_embedding, kohya_lora
 from tiny_models import tiny_modules, write_tiny_checkpoint
 
@@ -40,6 +40,19 @@ def client(server):
     return Client(server[0], verbose=False)
 
 
+BASE = {"Sampling method": "Euler", "Width": 64, "Height": 64, "Seed": 5, "Clip skip": 1}
+
+
+def txt2img(client, values: dict) -> tuple:
+    """Call the page's Generate endpoint of txt2img with small defaults and `values` by label."""
+    return client.predict(*endpoint_args(client, "/txt2img", {**BASE, **values}), api_name="/txt2img")
+
+
+def img2img(client, values: dict) -> tuple:
+    """The same for img2img."""
+    return client.predict(*endpoint_args(client, "/img2img", {**BASE, **values}), api_name="/img2img")
+
+
 def component(url: str, label: str) -> dict:
     config = requests.get(url + "config", timeout=10).json()
     return next(c["props"] for c in config["components"] if c.get("props", {}).get("label") == label)
@@ -47,8 +60,9 @@ def component(url: str, label: str) -> dict:
 
 def test_generate_through_the_page_endpoint_saves_png_with_parameters(server, client):
     url, data = server
-    gallery, info = client.predict("a lighthouse, at night", "fog", "Euler a", "Automatic", 6, 64, 96, 1, 2,
-                                   6.5, 77, 2, api_name="/txt2img")
+    gallery, info = txt2img(client, {"Prompt": "a lighthouse, at night", "Negative prompt": "fog",
+                                     "Sampling method": "Euler a", "Sampling steps": 6, "Height": 96, "Batch size": 2,
+                                     "CFG Scale": 6.5, "Seed": 77, "Clip skip": 2})
     assert len(gallery) == 2
     assert "Steps: 6, Sampler: Euler a, Schedule type: Automatic, CFG scale: 6.5, Seed: 77, Size: 64x96" in info
     folder = data / "outputs" / "txt2img-images" / date.today().isoformat()
@@ -78,8 +92,7 @@ def test_checkpoint_dropdown_lists_switches_and_survives_a_corrupt_file(server, 
     assert "corrupt.safetensors" in status and "damaged" in status
     log = (data / "server.log").read_text()
     assert "corrupt.safetensors" in log
-    gallery, info = client.predict("still works", "", "Euler", "Automatic", 2, 64, 64, 1, 1, 7, 1, 1,
-                                   api_name="/txt2img")
+    gallery, info = txt2img(client, {"Prompt": "still works", "Sampling steps": 2})
     assert "Model: other," in info
 
 
@@ -110,11 +123,10 @@ def test_gradio_auth_requires_a_login(tmp_path, demo_checkpoint):
 
 def test_prompt_syntax_lora_and_embedding_from_the_data_dir(server, client):
     url, data = server
-    gallery, info = client.predict("a [red:blue:1] house <lora:tinylora:0.8> in mystyle AND a tree :0.5",
-                                   "ugly", "Euler", "Automatic", 3, 64, 64, 1, 1, 7, 5, 1, api_name="/txt2img")
+    gallery, info = txt2img(client, {"Prompt": "a [red:blue:1] house <lora:tinylora:0.8> in mystyle AND a tree :0.5",
+                                     "Negative prompt": "ugly", "Sampling steps": 3})
     assert 'Lora hashes: &quot;tinylora: ' in info and 'TI hashes: &quot;mystyle: ' in info
-    _, missing = client.predict("a house <lora:nope:1>", "", "Euler", "Automatic", 3, 64, 64, 1, 1, 7, 5, 1,
-                                api_name="/txt2img")
+    _, missing = txt2img(client, {"Prompt": "a house <lora:nope:1>", "Sampling steps": 3})
     assert "LoRA not found: nope" in missing
     assert "LoRA not found: nope" in (data / "server.log").read_text()
 
@@ -123,10 +135,6 @@ def test_token_counter_endpoint(client):
     assert client.predict("a castle on a hill", 20, api_name="/txt2img_prompt_tokens") == "5/75"
     assert client.predict(" ".join(["cat"] * 80), 20, api_name="/txt2img_prompt_tokens") == "80/150"
     assert client.predict("[cat:a much longer phrase here:5]", 20, api_name="/txt2img_prompt_tokens") == "5/75"
-
-
-IMG2IMG_DEFAULTS = ["a portrait", "", "Just resize", "Euler", "Automatic", 4, 64, 64, 1, 1, 7, 5, 0.75, 0,
-                    "Inpaint masked", "original", "Whole picture", 32, 1]
 
 
 def test_img2img_and_inpaint_upload_through_the_page_endpoint(server, client, tmp_path):
@@ -140,13 +148,11 @@ def test_img2img_and_inpaint_upload_through_the_page_endpoint(server, client, tm
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 48, 48))
     mask.save(mask_path)
-    no_images = [None] * 6 + ["", "", "", False, 128, ["left"]]
-    gallery, info = client.predict(*IMG2IMG_DEFAULTS, 0, handle_file(str(photo_path)), *no_images[1:],
-                                   api_name="/img2img")
+    portrait = {"Prompt": "a portrait", "Sampling steps": 4}
+    gallery, info = img2img(client, {**portrait, "Image for img2img": handle_file(str(photo_path))})
     assert "Denoising strength: 0.75" in info and "Mask blur" not in info
-    uploads = [None, None, None, None, handle_file(str(photo_path)), handle_file(str(mask_path))]
-    gallery, info = client.predict(*IMG2IMG_DEFAULTS, 4, *uploads, "", "", "", False, 128, ["left"],
-                                   api_name="/img2img")
+    gallery, info = img2img(client, {**portrait, "img2img mode": 4, "Image": handle_file(str(photo_path)),
+                                     "Mask": handle_file(str(mask_path)), "Mask blur": 0})
     assert "Mask blur: 0, Mask mode: Inpaint masked" in info
     saved = sorted((data / "outputs" / "img2img-images" / date.today().isoformat()).glob("*.png"))
     result = np.asarray(Image.open(saved[-1]).convert("RGB")).astype(int)
@@ -154,4 +160,18 @@ def test_img2img_and_inpaint_upload_through_the_page_endpoint(server, client, tm
     outside = np.asarray(mask) == 0
     assert (result[outside] == source[outside]).all() and (result[~outside] != source[~outside]).any()
     with pytest.raises(Exception, match="Drop an image"):
-        client.predict(*IMG2IMG_DEFAULTS, 0, *no_images, api_name="/img2img")
+        img2img(client, portrait)
+
+
+def test_hires_fix_through_the_page_endpoint(server, client):
+    url, data = server
+    gallery, info = txt2img(client, {"Prompt": "a tower", "Sampling steps": 2, "Hires. fix": True,
+                                     "Upscale by": 1.5, "Hires steps": 2, "Denoising strength": 0.5,
+                                     "Upscaler": "Lanczos"})
+    assert Image.open(gallery[0]["image"]).size == (96, 96)
+    assert "Size: 64x64" in info and "Hires upscale: 1.5, Hires steps: 2, Hires upscaler: Lanczos" in info
+    assert component(url, "Denoising strength")["value"] == 0.7  # txt2img's own default, as in A1111
+    assert any(c.get("props", {}).get("value") == "from 512x512 to 1024x1024"
+               for c in requests.get(url + "config", timeout=10).json()["components"])
+    with pytest.raises(Exception, match="no upscaler called"):
+        txt2img(client, {"Prompt": "a tower", "Hires. fix": True, "Upscaler": "nope"})

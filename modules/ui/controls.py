@@ -6,12 +6,14 @@ from typing import Any
 import gradio as gr
 
 from modules import samplers
-from modules.generation_params import GenerationParams
+from modules.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
 from modules.ui.ui_config import UiConfig
 
 CHOICES = {
     "sampler_name": lambda: samplers.SAMPLER_NAMES,
     "scheduler": lambda: samplers.SCHEDULE_LABELS,
+    "hr_sampler_name": lambda: [USE_SAME_SAMPLER, *samplers.SAMPLER_NAMES],
+    "hr_scheduler": lambda: [USE_SAME_SCHEDULER, *samplers.SCHEDULE_LABELS],
 }
 
 
@@ -26,7 +28,8 @@ def make_control(name: str, tab: str, ui_config: UiConfig, **extra: Any) -> gr.c
     if spec.widget == "slider":
         return gr.Slider(**kwargs)
     if spec.widget == "dropdown":
-        return gr.Dropdown(choices=CHOICES[name](), **kwargs)
+        kwargs.setdefault("choices", CHOICES[name]() if name in CHOICES else None)
+        return gr.Dropdown(**kwargs)
     if spec.widget == "checkbox":
         return gr.Checkbox(**kwargs)
     if spec.widget == "radio":

@@ -19,10 +19,11 @@ def default_entries() -> dict[str, Any]:
     for f, spec in GenerationParams.fields():
         if spec.label is None:
             continue
+        tab_values = dict(spec.tab_values)
         for tab in spec.tabs:
             base = f"{tab}/{spec.label}"
             entries[f"{base}/visible"] = True
-            entries[f"{base}/value"] = GenerationParams.display(f.name, f.default)
+            entries[f"{base}/value"] = GenerationParams.display(f.name, tab_values.get(tab, f.default))
             if spec.widget == "slider":
                 entries[f"{base}/minimum"] = spec.minimum
                 entries[f"{base}/maximum"] = spec.maximum
