@@ -4,18 +4,20 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from modules.cmd_args import parse_args, parse_credentials  # noqa: E402
-from modules.paths import DataPaths  # noqa: E402
+from modules.paths import REPO_ROOT, DataPaths  # noqa: E402
 
 log = logging.getLogger("webui")
 
 
 def create_services(args):
     """Build settings, engine and model manager, and start loading the first checkpoint."""
+    from modules import shared
     from modules.demo_model import ensure_demo_checkpoint
     from modules.engine import Engine
     from modules.image_tools import ImageTools
@@ -42,6 +44,8 @@ def create_services(args):
                         tools=ImageTools.create(paths.models, device))
     if opts.load_notice:
         services.notices.append(opts.load_notice)
+    shared.install(services)
+    services.load_scripts([REPO_ROOT / "scripts"])
     first = args.ckpt or opts.sd_model_checkpoint or models.checkpoints[0].name
     services.load_checkpoint(first).add_done_callback(lambda f: _report_load(services, f))
     return services
@@ -51,6 +55,29 @@ def _report_load(services, future) -> None:
     exc = future.exception()
     if exc is not None:
         services.load_error = f"Could not load the checkpoint: {exc}"
+
+
+def download_face_models_at_start(models_dir: Path) -> None:
+    """--download-face-models: fetch what face restoration needs, logging progress. A failure is
+    logged and the app starts anyway."""
+    from modules.errors import UserError
+    from modules.face_restoration import download_face_models
+
+    logged: dict[str, int] = {}
+
+    def report(remote, done: int, total: int | None) -> None:
+        quarter = 4 * done // total if total else 0
+        if logged.get(remote.name) != quarter:
+            logged[remote.name] = quarter
+            size = f"{done / 1e6:.1f} of {total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+            log.info("Downloading %s from %s: %s", remote.name, remote.url, size)
+
+    try:
+        paths = download_face_models(models_dir, codeformer=True, progress=report)
+    except (UserError, OSError) as exc:
+        log.error("Could not download the face restoration models: %s", exc)
+        return
+    log.info("Face restoration models ready: %s", ", ".join(str(p) for p in paths))
 
 
 def _quiet_library_logs() -> None:
@@ -75,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         log.warning("The /sdapi/v1 REST API is not part of this version yet; --api and --nowebui are ignored.")
     _quiet_library_logs()
     services = create_services(args)
+    if args.download_face_models:
+        download_face_models_at_start(services.paths.models)
 
     from modules.ui.page import CSS, build_page, head_scripts
     from modules.ui.ui_config import UiConfig

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         help='page login as "user:password", several separated by commas')
     add("--api-auth", type=str, default=None,
         help='API login as "user:password", several separated by commas')
+    add("--download-face-models", action="store_true",
+        help="before serving, download the GFPGAN, face detection and CodeFormer weights (sha256-checked) "
+             "into models/GFPGAN and models/Codeformer")
     return parser
 
 

@@ -101,6 +101,13 @@ class Engine:
         """Queue a job and wait for its result."""
         return self.submit(name, run).result(timeout)
 
+    def run_in_job(self, name: str, run: Callable[[JobContext], T]) -> T:
+        """Run `run` at once inside the current job when called from one (a script calling
+        process_images), else queue it as a job of its own and wait."""
+        if threading.current_thread() is self._worker and self._context is not None:
+            return run(self._context)
+        return self.call(name, run)
+
     def interrupt(self) -> None:
         """Stop the current job at its next step; it returns what it has done."""
         with self._lock:
@@ -112,6 +119,12 @@ class Engine:
         with self._lock:
             if self._context is not None:
                 self._context.skipped = True
+
+    @property
+    def context(self) -> JobContext | None:
+        """The running job's context, or None when idle."""
+        with self._lock:
+            return self._context
 
     @property
     def progress(self) -> Progress:

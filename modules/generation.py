@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import hires_fix, images, rng, samplers
+from modules import hires_fix, images, rng, samplers, script_callbacks
 from modules.conditioning import EncoderOptions
 from modules.engine import JobContext
 from modules.errors import UserError
@@ -56,6 +56,36 @@ class GenerationResult:
     paths: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
+
+
+@dataclass
+class ImagePlan:
+    """Each image's prompt, negative prompt and seed (scripts may give every image its own)."""
+
+    prompts: list[str]
+    negative_prompts: list[str]
+    seeds: list[int]
+
+    @classmethod
+    def repeated(cls, params: GenerationParams, count: int) -> "ImagePlan":
+        """The usual plan: the same prompts for every image, seeds counting up from the seed."""
+        return cls([params.prompt] * count, [params.negative_prompt] * count, rng.image_seeds(params.seed, count))
+
+
+class JobHooks:
+    """Where scripts join a running job. This base class changes nothing."""
+
+    p = None  # the A1111 processing object the job was started from, if any
+
+    def before_batch(self, batch_no: int, plan: ImagePlan, first: int, count: int) -> None:
+        """Before a batch is encoded and sampled."""
+
+    def image(self, image: Image.Image, index: int) -> Image.Image:
+        """Each finished image before it is saved; may return a replacement."""
+        return image
+
+    def after_batch(self, batch_no: int, batch_images: list[Image.Image]) -> None:
+        """After a batch's images are finished and saved."""
 
 
 def validate(params: GenerationParams, max_pixels: int) -> None:
@@ -120,6 +150,8 @@ class Txt2Img:
         self.networks = networks
         self.tools = tools
         self.extra_infotext: dict[str, str] = {}
+        self.plan: ImagePlan | None = None  # None: ImagePlan.repeated
+        self.hooks = JobHooks()
 
     @property
     def job(self) -> str:
@@ -134,22 +166,30 @@ class Txt2Img:
         hires = HiresPass(self) if p.enable_hr and self.supports_hires else None
         self._check_face_restoration()
         result = GenerationResult(params=p)
-        all_seeds = rng.image_seeds(p.seed, p.batch_size * p.n_iter)
+        plan = self.plan or ImagePlan.repeated(p, p.batch_size * p.n_iter)
+        count = min(p.batch_size * p.n_iter, len(plan.prompts))  # a script's plan may end in a smaller batch
+        if min(len(plan.negative_prompts), len(plan.seeds)) < count:
+            raise UserError(f"{count} images need as many negative prompts and seeds")
         self.ctx.set_job_count(p.n_iter)
         for batch_no in range(p.n_iter):
-            if self.ctx.interrupted:
+            first = batch_no * p.batch_size
+            if self.ctx.interrupted or first >= count:
                 break
             self.ctx.begin_batch(batch_no, self.sampling_steps() + (hires.sampling_steps() if hires else 0))
-            first = batch_no * p.batch_size
-            seeds = all_seeds[first:first + p.batch_size]
-            conditioning = self.encode([p.prompt] * len(seeds), [p.negative_prompt] * len(seeds), result)
+            self.hooks.before_batch(batch_no, plan, first, min(p.batch_size, count - first))
+            batch = slice(first, min(first + p.batch_size, count))
+            prompts, negatives, seeds = plan.prompts[batch], plan.negative_prompts[batch], plan.seeds[batch]
+            conditioning = self.encode(prompts, negatives, result)
             latents, gens = self.prepare_latents(seeds, first)
             latents = self.denoise(latents, conditioning, seeds, gens)
             if hires is not None and not self.ctx.should_stop:
-                latents = hires.continue_from(latents, seeds, gens, result)
-            for index, (image, seed) in enumerate(zip(self.decode(latents), seeds), start=first):
-                image = self.restore_faces(image, result)
-                self.postprocess(result, self.finish_image(image, index), seed)
+                latents = hires.continue_from(latents, seeds, gens, result, prompts, negatives)
+            finished = []
+            for index, image in enumerate(self.decode(latents), start=first):
+                image = self.hooks.image(self.finish_image(self.restore_faces(image, result), index), index)
+                self.postprocess(result, image, plan.seeds[index], plan.prompts[index], plan.negative_prompts[index])
+                finished.append(image)
+            self.hooks.after_batch(batch_no, finished)
         result.interrupted = self.ctx.interrupted
         return result
 
@@ -252,9 +292,20 @@ class Txt2Img:
                 x_in = scheduler.scale_model_input(model_input(latents, batch), t)
                 if conditioning_channels is not None:
                     x_in = torch.cat([x_in, model_input(conditioning_channels, batch)], dim=1)
+                embeds = batch.embeds
+                if script_callbacks.has("cfg_denoiser"):
+                    before = script_callbacks.CFGDenoiserParams(x_in, conditioning_channels, t, i, len(timesteps),
+                                                                embeds, None)
+                    script_callbacks.cfg_denoiser_callback(before)
+                    x_in, embeds = before.x, before.text_cond
                 added = None if time_ids is None else {"text_embeds": batch.pooled, "time_ids": time_ids}
-                noise = m.unet(x_in, t, encoder_hidden_states=batch.embeds, added_cond_kwargs=added).sample
-                latents = scheduler.step(guided_noise(noise, batch, p.cfg_scale), t, latents, **extra).prev_sample
+                noise = m.unet(x_in, t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample
+                guided = guided_noise(noise, batch, p.cfg_scale)
+                if script_callbacks.has("cfg_denoised"):
+                    after = script_callbacks.CFGDenoisedParams(guided, i, len(timesteps), m.unet)
+                    script_callbacks.cfg_denoised_callback(after)
+                    guided = after.x
+                latents = scheduler.step(guided, t, latents, **extra).prev_sample
                 latents = self.after_step(latents, scheduler, i, timesteps)
                 self.ctx.report_step(self.step_offset + (i + order) // order)
         return latents
@@ -275,9 +326,10 @@ class Txt2Img:
         pixels = (pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
         return [Image.fromarray(img) for img in (pixels * 255).round().astype(np.uint8)]
 
-    def postprocess(self, result: GenerationResult, image: Image.Image, seed: int) -> None:
+    def postprocess(self, result: GenerationResult, image: Image.Image, seed: int, prompt: str,
+                    negative_prompt: str) -> None:
         """Write the infotext, save the image, and add it to the result."""
-        p = replace(self.params, seed=seed)
+        p = replace(self.params, seed=seed, prompt=prompt, negative_prompt=negative_prompt)
         m = self.model
         extra = {"Model hash": m.short_hash, "Model": m.checkpoint.model_name}
         if p.restore_faces:
@@ -291,9 +343,13 @@ class Txt2Img:
         result.prompts.append(p.prompt)
         result.negative_prompts.append(p.negative_prompt)
         if self.settings.save_dir is not None:
-            folder = images.dated_folder(self.settings.save_dir)
-            result.paths.append(images.save_image(image, folder, seed, p.prompt, infotext,
-                                                  self.settings.filename_words))
+            saving = script_callbacks.ImageSaveParams(image, self.hooks.p, "", {"parameters": infotext})
+            script_callbacks.before_image_saved_callback(saving)
+            path = images.save_numbered(saving.image, images.dated_folder(self.settings.save_dir), seed,
+                                        p.prompt, saving.pnginfo.get("parameters"), self.settings.filename_words)
+            saving.filename = str(path)
+            script_callbacks.image_saved_callback(saving)
+            result.paths.append(path)
 
 
 
@@ -324,12 +380,15 @@ class HiresPass(Txt2Img):
         return noised_start(scheduler, self.params.steps, self.sampling_steps(), self._init, noise)
 
     def continue_from(self, latents: torch.Tensor, seeds: list[int], gens: list[torch.Generator],
-                      result: GenerationResult) -> torch.Tensor:
-        """Upscale a batch of first-pass latents and denoise them again at the larger size."""
-        m, p = self.model, self.params
+                      result: GenerationResult, prompts: list[str], negatives: list[str]) -> torch.Tensor:
+        """Upscale a batch of first-pass latents and denoise them again at the larger size, with the
+        hires prompts where given, else the batch's own."""
+        m, first = self.model, self.first.params
         self._init = self._upscaled(latents)
         noise = rng.initial_noise(gens, tuple(self._init.shape[1:]), m.device, m.dtype)
-        conditioning = self.encode([p.prompt] * len(seeds), [p.negative_prompt] * len(seeds), result)
+        conditioning = self.encode([first.hr_prompt] * len(seeds) if first.hr_prompt else prompts,
+                                   [first.hr_negative_prompt] * len(seeds) if first.hr_negative_prompt else negatives,
+                                   result)
         self.first.extra_infotext.update(self.extra_infotext)
         return self.denoise(noise, conditioning, seeds, gens)
 

@@ -44,6 +44,13 @@ OPTIONS: dict[str, OptionInfo] = {
                                          section="Saving images"),
     "outdir_extras_samples": OptionInfo("outputs/extras-images", "Output folder for images from the extras tab",
                                         section="Saving images"),
+    "outdir_txt2img_grids": OptionInfo("outputs/txt2img-grids", "Output folder for txt2img grids",
+                                       section="Saving images"),
+    "outdir_img2img_grids": OptionInfo("outputs/img2img-grids", "Output folder for img2img grids",
+                                       section="Saving images"),
+    "grid_save": OptionInfo(True, "Always save all generated image grids", section="Saving images"),
+    "samples_format": OptionInfo("png", "File format for images", section="Saving images", choices=("png",)),
+    "grid_format": OptionInfo("png", "File format for grids", section="Saving images", choices=("png",)),
     "save_to_dirs": OptionInfo(True, "Save images to a subdirectory per date", section="Saving images"),
     "samples_filename_prompt_words": OptionInfo(8, "Prompt words in file names", section="Saving images",
                                                 minimum=0, maximum=32, step=1),
@@ -89,6 +96,10 @@ class Options:
     def declare(self, key: str, info: OptionInfo) -> None:
         """Add a setting (used by extensions through on_ui_settings)."""
         self._declared.setdefault(key, info)
+
+    def add_option(self, key: str, info: OptionInfo) -> None:
+        """A1111's name for declare(), used by extensions' on_ui_settings callbacks."""
+        self.declare(key, info)
 
     def info(self, key: str) -> OptionInfo:
         return self._declared[key]

@@ -7,21 +7,22 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modules import prompt_parser
+from modules import processing, prompt_parser, script_callbacks
 from modules.conditioning import EncoderOptions
 from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
 from modules.engine import Engine, JobContext
 from modules.errors import UserError
 from modules.extras import ExtrasJob, ExtrasParams, ExtrasResult, ExtrasSettings
-from modules.generation import GenerationResult, RunSettings, Txt2Img
+from modules.generation import GenerationResult, RunSettings
 from modules.generation_params import GenerationParams
 from modules.image_tools import ImageTools
-from modules.img2img import Img2Img, Img2ImgInputs
+from modules.img2img import Img2ImgInputs
 from modules.img2img_batch import run_batch
 from modules.model_manager import ModelManager
 from modules.networks import Networks
 from modules.options import Options
 from modules.paths import DataPaths
+from modules.scripts import ScriptRunner, load_scripts
 from modules.sd_models import StableDiffusionModel
 
 log = logging.getLogger(__name__)
@@ -41,16 +42,18 @@ class Services:
     tools: ImageTools
     load_error: str | None = None
     notices: list[str] = field(default_factory=list)
+    script_runners: dict[str, ScriptRunner] = field(default_factory=dict)  # "txt2img"/"img2img"
     last_infotext: str | None = None  # the page's last generation, for the ↙️ button (A1111 keeps params.txt)
+
+    def output_dir(self, option: str) -> Path:
+        """The folder an outdir_* setting names, relative to the data folder unless absolute."""
+        folder = Path(getattr(self.opts, option))
+        return folder if folder.is_absolute() else self.paths.root / folder
 
     def run_settings(self, outdir_option: str) -> RunSettings:
         """Settings for a job, read from the options now."""
         opts = self.opts
-        save_dir = None
-        if opts.samples_save:
-            save_dir = Path(getattr(opts, outdir_option))
-            if not save_dir.is_absolute():
-                save_dir = self.paths.root / save_dir
+        save_dir = self.output_dir(outdir_option) if opts.samples_save else None
         return RunSettings(randn_source=opts.randn_source, eta_noise_seed_delta=opts.eta_noise_seed_delta,
                            max_pixels=opts.max_pixels, save_dir=save_dir,
                            filename_words=opts.samples_filename_prompt_words,
@@ -63,17 +66,34 @@ class Services:
         """The prompt-encoding settings in force now."""
         return EncoderOptions(self.opts.comma_padding_backtrack, self.opts.emphasis)
 
-    def txt2img(self, params: GenerationParams) -> "Future[GenerationResult]":
-        """Queue a txt2img job on the engine."""
-        settings = self.run_settings("outdir_txt2img_samples")
-        return self.engine.submit("txt2img", lambda ctx: Txt2Img(
-            self.models.require(), params, ctx, settings, self.networks, self.tools).run())
+    def txt2img(self, params: GenerationParams, script_args: list | None = None) -> "Future[GenerationResult]":
+        """Queue a txt2img job on the engine; `script_args` are the Script controls' values (the
+        dropdown's index first), as the page sends them."""
+        p = processing.StableDiffusionProcessingTxt2Img.from_params(params)
+        return self._submit(p, self.script_runners.get("txt2img"), script_args)
 
-    def img2img(self, params: GenerationParams, inputs: Img2ImgInputs) -> "Future[GenerationResult]":
+    def img2img(self, params: GenerationParams, inputs: Img2ImgInputs,
+                script_args: list | None = None) -> "Future[GenerationResult]":
         """Queue an img2img or inpainting job."""
-        settings = self.run_settings("outdir_img2img_samples")
-        return self.engine.submit("img2img", lambda ctx: Img2Img(
-            self.models.require(), params, ctx, settings, self.networks, self.tools, inputs=inputs).run())
+        p = processing.StableDiffusionProcessingImg2Img.from_params(params, init_images=inputs.images,
+                                                                     mask=inputs.mask)
+        return self._submit(p, self.script_runners.get("img2img"), script_args)
+
+    def _submit(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
+                script_args: list | None) -> "Future[GenerationResult]":
+        p.scripts, p.script_args = runner, list(script_args or [0])
+        kind = "img2img" if p.is_img2img else "txt2img"
+        p.outpath_samples = str(self.output_dir(f"outdir_{kind}_samples"))
+        p.outpath_grids = str(self.output_dir(f"outdir_{kind}_grids"))
+
+        def run(ctx: JobContext) -> GenerationResult:
+            if runner is not None:
+                runner.setup(p)
+            processed = runner.run(p, p.script_args) if runner is not None else None
+            if processed is None:
+                processed = processing.run_processing(p, ctx, self)
+            return processed.to_result(p.params)
+        return self.engine.submit(kind, run)
 
     def img2img_batch(self, params: GenerationParams, input_dir: str, output_dir: str,
                       mask_dir: str = "") -> "Future[GenerationResult]":
@@ -81,6 +101,15 @@ class Services:
         settings = self.run_settings("outdir_img2img_samples")
         return self.engine.submit("img2img batch", lambda ctx: run_batch(
             self.models.require(), params, ctx, settings, self.networks, input_dir, output_dir, mask_dir, self.tools))
+
+    def load_scripts(self, folders: list[Path]) -> None:
+        """(Re)load the script files of `folders`: callbacks, settings and each tab's runner."""
+        script_callbacks.script_unloaded_callback()
+        script_callbacks.clear()
+        loaded = load_scripts(folders)
+        self.notices.extend(error for error in loaded.errors if error not in self.notices)
+        self.script_runners = {"txt2img": ScriptRunner(loaded, False), "img2img": ScriptRunner(loaded, True)}
+        script_callbacks.ui_settings_callback()
 
     def token_count(self, text: str, steps: int) -> tuple[int, int] | None:
         """(tokens used, tokens available) for a prompt box's counter: the longest text the prompt
@@ -103,6 +132,7 @@ class Services:
                 raise
             self.opts.set("sd_model_checkpoint", self.models.current_title)
             self.load_error = None
+            script_callbacks.model_loaded_callback(model)
             return model
         return self.engine.submit("load checkpoint", run)
 

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import requests
 import torch
-from PIL import Image
-
 from app_process import endpoint_args, running_app
 from network_files import a1111_embedding, kohya_lora
+from PIL import Image
 from tiny_models import tiny_modules, write_tiny_checkpoint
 
 

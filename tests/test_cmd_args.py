@@ -8,7 +8,7 @@ from modules.cmd_args import DEFAULT_API_PORT, DEFAULT_PORT, parse_args, parse_c
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--listen", "--port", "--api", "--nowebui", "--ckpt", "--ckpt-dir", "--data-dir", "--device",
-         "--no-half", "--gradio-auth", "--api-auth"]
+         "--no-half", "--gradio-auth", "--api-auth", "--download-face-models"]
 
 
 def test_help_lists_every_a1111_flag():
@@ -23,6 +23,11 @@ def test_port_defaults_follow_nowebui():
     assert parse_args([]).port == DEFAULT_PORT == 7860
     assert parse_args(["--nowebui"]).port == DEFAULT_API_PORT == 7861
     assert parse_args(["--port", "9000", "--nowebui"]).port == 9000
+
+
+def test_download_face_models_is_off_unless_asked():
+    assert parse_args([]).download_face_models is False
+    assert parse_args(["--download-face-models"]).download_face_models is True
 
 
 def test_device_choices_are_checked():

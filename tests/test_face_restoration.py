@@ -9,12 +9,12 @@ is set to "skin" so the mask is not empty. This checks the plumbing, not restora
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from model_weights import codeformer_weights, write_face_weights
 from PIL import Image
 
 from modules.errors import UserError
@@ -30,81 +30,11 @@ from modules.face_restoration import (
     MissingWeightsError,
     create_face_restorer,
 )
-from modules.torchvision_compat import ensure_functional_tensor
-
-# Five landmarks (eyes, nose, mouth corners) relative to a face centre, in pixels: FFHQ's template at 0.2 scale.
-_LANDMARKS = (np.array([[192.98, 239.95], [318.90, 240.19], [256.63, 314.02], [201.26, 371.41], [313.09, 371.15]])
-              - [256.0, 300.0]) * 0.2
-
-
-def _detector(faces: bool) -> dict[str, torch.Tensor]:
-    from facexlib.detection.retinaface import RetinaFace
-
-    torch.manual_seed(0)
-    with warnings.catch_warnings():  # torchvision's note on resnet50(pretrained=False)
-        warnings.simplefilter("ignore", UserWarning)
-        state = RetinaFace(network_name="resnet50", device=torch.device("cpu")).state_dict()
-    for key in state:
-        if key.split(".")[0] in ("ClassHead", "BboxHead", "LandmarkHead"):
-            state[key] = torch.zeros_like(state[key])
-    # Class logits per position: (anchor 0: background, face), (anchor 1: background, face).
-    for level in range(3):
-        state[f"ClassHead.{level}.conv1x1.bias"] = torch.tensor([10.0, -10.0, 10.0, -10.0])
-    if faces:  # level 2, anchor 1 = the 512-pixel prior box
-        state["ClassHead.2.conv1x1.bias"] = torch.tensor([10.0, -10.0, -10.0, 10.0])
-        # Landmarks decode as centre + value * 0.1 * 512.
-        state["LandmarkHead.2.conv1x1.bias"][10:] = torch.from_numpy(_LANDMARKS.reshape(-1) / 51.2).float()
-    return state
-
-
-def _parser() -> dict[str, torch.Tensor]:
-    from facexlib.parsing.parsenet import ParseNet
-
-    torch.manual_seed(1)
-    state = ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict()
-    state["out_mask_conv.conv2d.weight"].zero_()
-    state["out_mask_conv.conv2d.bias"].copy_(torch.nn.functional.one_hot(torch.tensor(1), 19).float() * 10)
-    return state
-
-
-def _gfpgan() -> dict[str, torch.Tensor]:
-    ensure_functional_tensor()
-    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
-
-    torch.manual_seed(2)
-    net = GFPGANv1Clean(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
-                        fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
-                        sft_half=True)
-    return {"params_ema": net.state_dict()}
-
-
-def _codeformer() -> dict[str, torch.Tensor]:
-    with warnings.catch_warnings():  # spandrel_extra_arches calls the deprecated torch.jit.script
-        warnings.simplefilter("ignore", FutureWarning)
-        from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
-
-    torch.manual_seed(3)
-    return {"params_ema": CodeFormer().state_dict()}
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The real file names in two models folders that differ only in the detector."""
-    store = tmp_path_factory.mktemp("weights")
-    files = {"gfpgan": store / GFPGAN_WEIGHTS.name, "parse": store / PARSING_WEIGHTS.name,
-             "face": store / "detector-face.pth", "noface": store / "detector-noface.pth"}
-    torch.save(_gfpgan(), files["gfpgan"])
-    torch.save(_parser(), files["parse"])
-    torch.save(_detector(True), files["face"])
-    torch.save(_detector(False), files["noface"])
-    for kind in ("face", "noface"):
-        folder = store / kind / "GFPGAN"
-        folder.mkdir(parents=True)
-        os.link(files["gfpgan"], folder / GFPGAN_WEIGHTS.name)
-        os.link(files["parse"], folder / PARSING_WEIGHTS.name)
-        os.link(files[kind], folder / DETECTION_WEIGHTS.name)
-        files[f"{kind}_models"] = store / kind
-    return files
+    return write_face_weights(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +109,7 @@ def test_a_file_that_is_not_gfpgan_is_refused(tmp_path: Path, weights, photo):
 
 def test_codeformer_restores_the_face(tmp_path: Path, weights, photo):
     (tmp_path / "Codeformer").mkdir()
-    torch.save(_codeformer(), tmp_path / "Codeformer" / CODEFORMER_WEIGHTS.name)
+    torch.save(codeformer_weights(), tmp_path / "Codeformer" / CODEFORMER_WEIGHTS.name)
     restorer = create_face_restorer("CodeFormer", weights["face_models"])
     assert isinstance(restorer, CodeFormerRestorer) and restorer.missing_files() == [
         (CODEFORMER_WEIGHTS, weights["face_models"] / "Codeformer")]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_weights import write_face_weights
 
 from modules.errors import UserError
 from modules.generation import RunSettings, Txt2Img
@@ -14,7 +15,6 @@ from modules.hires_fix import hires_size, second_pass_params, summary
 from modules.image_tools import ImageTools
 from modules.infotext import params_from_infotext
 from modules.upscalers import LATENT_MODES
-from test_face_restoration import weights  # noqa: F401 - the face-restoration weights fixture
 
 BASE = {"prompt": "a red house", "steps": 6, "width": 64, "height": 64, "seed": 5, "enable_hr": True,
         "sampler_name": "Euler"}
@@ -174,16 +174,21 @@ def test_restore_faces_without_weights_names_the_files(engine, demo_model, tmp_p
     assert "detection_Resnet50_Final.pth" in str(error.value) and str(tmp_path / "GFPGAN") in str(error.value)
 
 
-def test_restore_faces_runs_after_hires_and_is_written(engine, demo_model, weights):
+@pytest.fixture(scope="module")
+def face_weights(tmp_path_factory) -> dict[str, Path]:
+    return write_face_weights(tmp_path_factory.mktemp("faces"))
+
+
+def test_restore_faces_runs_after_hires_and_is_written(engine, demo_model, face_weights):
     from modules.face_restoration import NO_FACE_NOTE
 
     kw = {"steps": 2, "width": 64, "height": 64, "hr_scale": 2.0, "denoising_strength": 0.3}
     plain = run(engine, demo_model, **kw)
-    restored = run(engine, demo_model, ImageTools.create(weights["face_models"]), restore_faces=True, **kw)
+    restored = run(engine, demo_model, ImageTools.create(face_weights["face_models"]), restore_faces=True, **kw)
     assert restored.images[0].size == (128, 128)
     assert restored.images[0].tobytes() != plain.images[0].tobytes()
     assert "Face restoration: GFPGAN" in restored.infotexts[0]
     assert params_from_infotext(restored.infotexts[0])[0]["restore_faces"] is True
-    unchanged = run(engine, demo_model, ImageTools.create(weights["noface_models"]), restore_faces=True, **kw)
+    unchanged = run(engine, demo_model, ImageTools.create(face_weights["noface_models"]), restore_faces=True, **kw)
     assert unchanged.images[0].tobytes() == plain.images[0].tobytes()
     assert NO_FACE_NOTE in unchanged.warnings

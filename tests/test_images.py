@@ -2,13 +2,13 @@ import threading
 
 from PIL import Image
 
-from modules.images import dated_folder, prompt_words, save_image
+from modules.images import dated_folder, prompt_words, save_numbered
 
 
 def test_file_name_counter_and_parameters_chunk(tmp_path):
     image = Image.new("RGB", (8, 8), "red")
-    first = save_image(image, tmp_path, 123, "a cat: on/a mat", "a cat\nSteps: 1, Seed: 123, Size: 8x8")
-    second = save_image(image, tmp_path, 124, "", None)
+    first = save_numbered(image, tmp_path, 123, "a cat: on/a mat", "a cat\nSteps: 1, Seed: 123, Size: 8x8")
+    second = save_numbered(image, tmp_path, 124, "", None)
     assert first.name == "00000-123-a cat on a mat.png"
     assert second.name == "00001-124.png"
     assert Image.open(first).info["parameters"].startswith("a cat")
@@ -18,7 +18,7 @@ def test_file_name_counter_and_parameters_chunk(tmp_path):
 def test_parallel_saves_never_overwrite(tmp_path):
     image = Image.new("RGB", (4, 4))
     paths = []
-    threads = [threading.Thread(target=lambda i=i: paths.append(save_image(image, tmp_path, i, "x", None)))
+    threads = [threading.Thread(target=lambda i=i: paths.append(save_numbered(image, tmp_path, i, "x", None)))
                for i in range(12)]
     for t in threads:
         t.start()

@@ -139,11 +139,11 @@ def test_batch_cycles_the_init_images(engine, demo_model, photo):
 
 def test_inpainting_checkpoint_uses_its_masked_image_conditioning(engine, tmp_path, photo):
     from safetensors.torch import load_file, save_file
+    from tiny_models import write_tiny_checkpoint
 
     from modules.checkpoints import CheckpointInfo
     from modules.generation import Txt2Img
     from modules.sd_models import load_model
-    from tiny_models import write_tiny_checkpoint
 
     state = load_file(str(write_tiny_checkpoint("sd1", tmp_path / "base.safetensors")))
     key = "model.diffusion_model.input_blocks.0.0.weight"

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from network_files import kohya_lora
 from safetensors.torch import load_file, save_file
 
 from modules.generation import RunSettings, Txt2Img
@@ -9,7 +10,6 @@ from modules.generation_params import GenerationParams
 from modules.lora import LoraLibrary, addnet_hash
 from modules.networks import Networks
 from modules.textual_inversion import EmbeddingDatabase
-from network_files import kohya_lora
 
 
 @pytest.fixture(scope="module")

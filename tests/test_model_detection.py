@@ -3,12 +3,12 @@ import json
 
 import pytest
 from accelerate import init_empty_weights
+from tiny_models import tiny_configs
 
 from modules import model_detection
 from modules.errors import ModelLoadError
 from modules.ldm_convert import to_ldm_state_dict
 from modules.paths import MODEL_CONFIGS_DIR
-from tiny_models import tiny_configs
 
 
 def _meta_checkpoint(family: str, configs: dict) -> dict:

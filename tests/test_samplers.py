@@ -11,7 +11,6 @@ from diffusers import DPMSolverMultistepScheduler, EulerAncestralDiscreteSchedul
 
 from modules import samplers
 
-
 SD1_CONFIG = {
     "_class_name": "PNDMScheduler",
     "beta_start": 0.00085,

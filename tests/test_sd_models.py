@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_models import write_tiny_checkpoint
 
 from modules import model_detection
 from modules.checkpoints import CheckpointInfo, HashCache
@@ -13,8 +14,6 @@ from modules.generation_params import GenerationParams
 from modules.model_manager import ModelManager
 from modules.paths import DataPaths
 from modules.sd_models import load_model
-from tiny_models import write_tiny_checkpoint
-
 
 TOKEN_EMBEDDINGS = {
     "sd1": ["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"],

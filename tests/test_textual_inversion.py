@@ -1,9 +1,9 @@
 """Embeddings from real files in A1111 and diffusers formats, used by name in prompts."""
 import torch
+from network_files import a1111_embedding, diffusers_embedding, safetensors_embedding, sdxl_embedding
 
 from modules.conditioning import CHUNK_TOKENS, PromptEncoder
 from modules.textual_inversion import EmbeddingDatabase, read_embedding
-from network_files import a1111_embedding, diffusers_embedding, safetensors_embedding, sdxl_embedding
 
 
 def test_every_format_is_read(tmp_path):

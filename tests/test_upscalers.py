@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_weights import tiny_esrgan
 from PIL import Image
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
-from spandrel.architectures.ESRGAN import ESRGAN
 
 from modules.errors import UserError
 from modules.upscalers import LATENT_MODES, UpscalerLibrary, is_latent_upscaler, tiled_apply, upscale_latents
@@ -19,12 +19,6 @@ def _photo(size: tuple[int, int] = (48, 40)) -> Image.Image:
     from skimage.data import astronaut
 
     return Image.fromarray(astronaut()).resize(size, Image.Resampling.LANCZOS)
-
-
-def _tiny_esrgan(scale: int = 4) -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    net = ESRGAN(num_filters=8, num_blocks=1, scale=scale)
-    return {k: v.contiguous() for k, v in net.state_dict().items()}
 
 
 def _tiny_compact() -> dict[str, torch.Tensor]:
@@ -37,8 +31,8 @@ def _tiny_compact() -> dict[str, torch.Tensor]:
 def models_dir(tmp_path: Path) -> Path:
     (tmp_path / "ESRGAN").mkdir()
     (tmp_path / "RealESRGAN" / "nested").mkdir(parents=True)
-    torch.save(_tiny_esrgan(), tmp_path / "ESRGAN" / "4x-tiny.pth")
-    save_file(_tiny_esrgan(), str(tmp_path / "ESRGAN" / "tiny-safe.safetensors"))
+    torch.save(tiny_esrgan(), tmp_path / "ESRGAN" / "4x-tiny.pth")
+    save_file(tiny_esrgan(), str(tmp_path / "ESRGAN" / "tiny-safe.safetensors"))
     torch.save({"params": _tiny_compact()}, tmp_path / "RealESRGAN" / "nested" / "compact-2x.pth")
     (tmp_path / "ESRGAN" / "readme.txt").write_text("not a model")
     return tmp_path

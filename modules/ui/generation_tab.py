@@ -82,6 +82,9 @@ class GenerationTab:
                 with gr.Row():
                     self.interrupt = gr.Button("Interrupt", elem_id=f"{self.tab}_interrupt", size="sm")
                     self.skip = gr.Button("Skip", elem_id=f"{self.tab}_skip", size="sm")
+                with gr.Row(elem_id=f"{self.tab}_tools"):
+                    # Wired by infotext_paste.connect_paste_button, which also needs the quicksettings row.
+                    self.paste = gr.Button("↙️", elem_id=f"{self.tab}_paste", size="sm", scale=0, min_width=40)
 
     def sampling_controls(self) -> None:
         """Sampler, schedule, steps, size, batch, CFG and the seed row."""
@@ -131,6 +134,7 @@ class GenerationTab:
             except UserError as exc:
                 raise gr.Error(str(exc)) from exc
             result: GenerationResult = wait_with_progress(services, future, progress)
+            services.last_infotext = next(iter(result.infotexts), services.last_infotext)
             for warning in result.warnings:
                 gr.Warning(warning)
             text = "\n".join([*(f"⚠️ {w}" for w in result.warnings), *result.infotexts[:1]])

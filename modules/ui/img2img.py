@@ -13,6 +13,7 @@ from modules.img2img import Img2ImgInputs
 from modules.outpainting import DIRECTIONS, expand_canvas
 from modules.services import Services
 from modules.ui.generation_tab import GenerationTab
+from modules.ui.script_controls import script_controls
 from modules.ui.ui_config import UiConfig
 
 TAB = "img2img"
@@ -112,12 +113,13 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> 
                                             elem_id="img2img_outpaint_pixels")
                 outpaint_sides = gr.CheckboxGroup(label="Outpainting direction", choices=list(DIRECTIONS),
                                                   value=list(DIRECTIONS), elem_id="img2img_outpaint_directions")
+            script_inputs = script_controls(services, TAB)
         with gr.Column():
             tab.output_column()
     interrogate.click(lambda: gr.Warning(INTERROGATE_NOTE), api_name="interrogate")
 
     def submit(params: GenerationParams, extra: list) -> Future:
-        mode_value, *images, batch_values, outpaint_values = extra[0], *extra[1:7], extra[7:10], extra[10:]
+        mode_value, images, batch_values, outpaint_values = extra[0], extra[1:7], extra[7:10], extra[10:13]
         mode_value = int(mode_value or 0)
         if mode_value == BATCH:
             return services.img2img_batch(params, *batch_values)
@@ -129,9 +131,9 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> 
             canvas, mask = expand_canvas(inputs.images[0], int(pixels), sides)
             inputs = Img2ImgInputs([canvas], mask)
             params.width, params.height = canvas.size
-        return services.img2img(params, inputs)
+        return services.img2img(params, inputs, extra[13:])
 
     tab.wire(clip_skip, submit, [mode, tab.image, tab.sketch, tab.inpaint, tab.inpaint_sketch, tab.upload_image,
                                  tab.upload_mask, batch_in, batch_out, batch_mask, outpaint, outpaint_pixels,
-                                 outpaint_sides])
+                                 outpaint_sides, *script_inputs])
     return tab

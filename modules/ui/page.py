@@ -9,8 +9,9 @@ from PIL import Image
 from modules.errors import UserError
 from modules.options import OPTIONS
 from modules.services import Services
-from modules.ui import img2img, txt2img
+from modules.ui import extras, img2img, png_info, txt2img
 from modules.ui.generation_tab import GenerationTab
+from modules.ui.infotext_paste import Quicksettings, connect_paste_button
 from modules.ui.ui_config import UiConfig
 
 CSS = """
@@ -48,6 +49,10 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
                 t2i = txt2img.build_tab(services, ui_config, clip_skip)
             with gr.Tab("img2img", id="img2img"):
                 i2i = img2img.build_tab(services, ui_config, clip_skip)
+            with gr.Tab("Extras", id="extras"):
+                extras.build_tab(services)
+            with gr.Tab("PNG Info", id="pnginfo"):
+                png = png_info.build_tab()
         send_to_img2img(t2i, i2i, tabs)
 
         def change_checkpoint(title: str, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -77,6 +82,11 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
 
         checkpoint.input(change_checkpoint, inputs=checkpoint, outputs=[checkpoint, status],
                          api_name="change_checkpoint")
+        quick = Quicksettings({"clip_skip": clip_skip}, checkpoint, status, models, change_checkpoint)
+        for tab in (t2i, i2i):
+            connect_paste_button(tab, quick)
+        for target in png_info.generation_targets(t2i, i2i):
+            png_info.connect_send_button(png, target, tabs, quick)
         refresh.click(refresh_list, outputs=checkpoint, api_visibility="private")
         clip_skip.release(save_clip_skip, inputs=clip_skip, api_visibility="private")
         timer = gr.Timer(1.0)

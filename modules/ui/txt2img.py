@@ -7,6 +7,7 @@ from modules import hires_fix
 from modules.generation_params import GenerationParams
 from modules.services import Services
 from modules.ui.generation_tab import GenerationTab
+from modules.ui.script_controls import script_controls
 from modules.ui.ui_config import UiConfig
 from modules.upscalers import LATENT_MODES
 
@@ -60,10 +61,11 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> 
             tab.sampling_controls()
             tab.control("restore_faces")
             hires_accordion(tab, services)
+            script_inputs = script_controls(services, TAB)
         with gr.Column():
             tab.output_column()
             with gr.Row():
                 tab.send_to_img2img = gr.Button("🖼️ Send to img2img", elem_id=f"{TAB}_send_to_img2img", size="sm")
                 tab.send_to_inpaint = gr.Button("🎨️ Send to inpaint", elem_id=f"{TAB}_send_to_inpaint", size="sm")
-    tab.wire(clip_skip, lambda params, extra: services.txt2img(params))
+    tab.wire(clip_skip, lambda params, extra: services.txt2img(params, extra), script_inputs)
     return tab

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from app_process import running_app
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,0 +1,104 @@
+"""Image grids with text labels along the top and left, as A1111's scripts make them.
+
+Labels use the font Pillow itself embeds, so nothing has to be installed or downloaded."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw, ImageFont
+
+INACTIVE_COLOUR = (153, 153, 153)
+ACTIVE_COLOUR = (0, 0, 0)
+
+
+@dataclass
+class GridAnnotation:
+    """One label line; an inactive one is drawn grey and struck through (prompt matrix's "off" parts)."""
+
+    text: str = ""
+    is_active: bool = True
+
+
+def image_grid(imgs: list[Image.Image], batch_size: int = 1, rows: int | None = None) -> Image.Image:
+    """Paste images left to right, top to bottom. Without `rows`: a square-ish grid, or one row per
+    batch when the images are a multiple of it."""
+    if rows is None:
+        rows = math.floor(math.sqrt(len(imgs)))
+        while rows > 1 and len(imgs) % rows:
+            rows -= 1
+    rows = max(1, min(rows, len(imgs)))
+    cols = math.ceil(len(imgs) / rows)
+    width, height = imgs[0].size
+    grid = Image.new("RGB", (cols * width, rows * height), "white")
+    for index, image in enumerate(imgs):
+        grid.paste(image, (index % cols * width, index // cols * height))
+    return grid
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _draw_labels(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, labels: list[GridAnnotation], font,
+                 line_height: int) -> None:
+    """Centred label lines in a column `width` wide whose middle row is at y."""
+    lines = [(line, label.is_active) for label in labels for line in _wrap(draw, label.text, font, width)]
+    top = y - len(lines) * line_height // 2
+    for number, (line, active) in enumerate(lines):
+        cx, cy = x + width // 2, top + number * line_height + line_height // 2
+        draw.text((cx, cy), line, font=font, fill=ACTIVE_COLOUR if active else INACTIVE_COLOUR, anchor="mm")
+        if not active:
+            half = draw.textlength(line, font=font) / 2
+            draw.line((cx - half, cy, cx + half, cy), fill=INACTIVE_COLOUR, width=max(1, line_height // 12))
+
+
+def draw_grid_annotations(im: Image.Image, width: int, height: int, hor_texts: list[list[GridAnnotation]],
+                          ver_texts: list[list[GridAnnotation]], margin: int = 0) -> Image.Image:
+    """Add a band of column labels above the grid and row labels to its left. `width`/`height` are
+    one cell's size; `margin` is extra space between cells."""
+    cols, rows = len(hor_texts), len(ver_texts)
+    size = max(12, (width + height) // 28)
+    font, line_height = _font(size), int(size * 1.3)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = 0 if all(not t.text for texts in ver_texts for t in texts) else int(width * 0.75)
+    max_lines = max((sum(len(_wrap(probe, t.text, font, width)) for t in texts) for texts in hor_texts), default=0)
+    has_top = max_lines and any(t.text for texts in hor_texts for t in texts)
+    top = max_lines * line_height + line_height // 2 if has_top else 0
+    result = Image.new("RGB", (im.width + left + margin * (cols - 1), im.height + top + margin * (rows - 1)), "white")
+    for row in range(rows):
+        for col in range(cols):
+            cell = im.crop((col * width, row * height, (col + 1) * width, (row + 1) * height))
+            result.paste(cell, (left + col * (width + margin), top + row * (height + margin)))
+    draw = ImageDraw.Draw(result)
+    if top:
+        for col, texts in enumerate(hor_texts):
+            _draw_labels(draw, left + col * (width + margin), top // 2, width, texts, font, line_height)
+    if left:
+        for row, texts in enumerate(ver_texts):
+            _draw_labels(draw, 0, top + row * (height + margin) + height // 2, left, texts, font, line_height)
+    return result
+
+
+def draw_prompt_matrix(im: Image.Image, width: int, height: int, all_prompts: list[str],
+                       margin: int = 0) -> Image.Image:
+    """Label a prompt matrix grid: the first half of the optional parts across, the rest down; each
+    cell's parts are on (black) or off (grey, struck through) by the bits of its index."""
+    parts = all_prompts[1:]
+    boundary = math.ceil(len(parts) / 2)
+    across, down = parts[:boundary], parts[boundary:]
+    hor = [[GridAnnotation(text, bool(pos & (1 << i))) for i, text in enumerate(across)]
+           for pos in range(1 << len(across))]
+    ver = [[GridAnnotation(text, bool(pos & (1 << i))) for i, text in enumerate(down)]
+           for pos in range(1 << len(down))]
+    return draw_grid_annotations(im, width, height, hor, ver, margin)

@@ -1,0 +1,270 @@
+"""A1111's `modules.processing` for scripts: `StableDiffusionProcessingTxt2Img`/`Img2Img`,
+`process_images` and `Processed`.
+
+The processing objects are views over one GenerationParams (A1111's field names are its field
+names); anything else a script sets is kept on the object. process_images runs on the one engine:
+inside a running job (a script's run()) at once, otherwise as a queued job."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from modules import rng
+from modules.engine import JobContext
+from modules.generation import GenerationResult, ImagePlan, JobHooks, Txt2Img
+from modules.generation_params import GenerationParams
+from modules.img2img import Img2Img, Img2ImgInputs
+
+FIELDS = frozenset(f.name for f, _ in GenerationParams.fields())
+LISTABLE = frozenset({"prompt", "negative_prompt", "seed"})  # A1111 lets scripts set one per image
+
+
+class StableDiffusionProcessing:
+    """What a script reads and changes before calling process_images(p)."""
+
+    outdir_option = "outdir_txt2img_samples"
+    is_img2img = False
+    outpath_samples: str | None = None
+    outpath_grids: str | None = None
+    do_not_save_samples = False
+    do_not_save_grid = False
+    subseed = -1
+    subseed_strength = 0.0
+    seed_resize_from_h = -1
+    seed_resize_from_w = -1
+    sd_model = None
+    scripts = None
+    iteration = 0
+    all_prompts: list[str] | None = None
+    all_negative_prompts: list[str] | None = None
+    all_seeds: list[int] | None = None
+    all_subseeds: list[int] | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        object.__setattr__(self, "params", GenerationParams())
+        self.styles: list[str] = []
+        self.extra_generation_params: dict[str, Any] = {}
+        self.override_settings: dict[str, Any] = {}
+        self.script_args: list = []
+        for name, value in kwargs.items():
+            if value is not None or name not in FIELDS:
+                setattr(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        params = self.__dict__.get("params")
+        if params is not None and name in FIELDS:
+            return getattr(params, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in FIELDS:
+            object.__setattr__(self, name, value)
+        elif name in LISTABLE and isinstance(value, list):
+            self.__dict__[name] = value
+        else:
+            self.__dict__.pop(name, None)
+            setattr(self.params, name, GenerationParams.coerce(name, value))
+
+    def __copy__(self) -> StableDiffusionProcessing:
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.__dict__["params"] = dataclasses.replace(self.params)
+        return clone
+
+    def __deepcopy__(self, memo: dict) -> StableDiffusionProcessing:
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update({k: v if k == "scripts" else copy.deepcopy(v, memo) for k, v in self.__dict__.items()})
+        return clone
+
+    @classmethod
+    def from_params(cls, params: GenerationParams, **kwargs: Any) -> StableDiffusionProcessing:
+        """A processing object over a copy of `params`."""
+        p = cls(**kwargs)
+        p.__dict__["params"] = dataclasses.replace(params)
+        return p
+
+    @property
+    def sampler_index(self) -> int:
+        from modules.samplers import SAMPLER_NAMES
+
+        return SAMPLER_NAMES.index(self.sampler_name) if self.sampler_name in SAMPLER_NAMES else 0
+
+    def plan(self) -> ImagePlan:
+        """Fill all_prompts / all_negative_prompts / all_seeds (A1111 does this before scripts' process())."""
+        count = self.batch_size * self.n_iter
+        prompts = self.__dict__.get("prompt") or [self.params.prompt] * count
+        negatives = self.__dict__.get("negative_prompt") or [self.params.negative_prompt] * count
+        seeds = self.__dict__.get("seed")
+        if seeds is None:
+            seeds = rng.image_seeds(rng.resolve_seed(self.params.seed), count)
+        self.all_prompts = list(prompts)
+        self.all_negative_prompts = list(negatives)
+        self.all_seeds = [rng.resolve_seed(int(s)) for s in seeds]
+        self.params.seed = self.all_seeds[0]
+        return ImagePlan(self.all_prompts, self.all_negative_prompts, self.all_seeds)
+
+    def create_job(self, model, ctx: JobContext, settings, networks, tools) -> Txt2Img:
+        return Txt2Img(model, self.params, ctx, settings, networks, tools)
+
+
+class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
+    """A txt2img job's settings (hires fix included: enable_hr and the hr_* fields)."""
+
+
+class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    """An img2img job's settings plus init_images and an optional mask."""
+
+    outdir_option = "outdir_img2img_samples"
+    is_img2img = True
+
+    def __init__(self, init_images: list | None = None, mask: Image.Image | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.init_images = list(init_images or [])
+        self.mask = mask
+
+    def create_job(self, model, ctx: JobContext, settings, networks, tools) -> Txt2Img:
+        return Img2Img(model, self.params, ctx, settings, networks, tools,
+                       inputs=Img2ImgInputs(self.init_images, self.mask))
+
+
+class PostprocessImageArgs:
+    """What postprocess_image(p, pp) receives; a script may replace `pp.image`."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self.image = image
+
+
+class PostprocessBatchListArgs:
+    """What postprocess_batch_list(p, pp, batch_number=…) receives; `pp.images` may be changed."""
+
+    def __init__(self, images: list[Image.Image]) -> None:
+        self.images = images
+
+
+class Processed:
+    """The outcome of process_images, with A1111's attribute names."""
+
+    def __init__(self, p: StableDiffusionProcessing, images_list: list, seed: int = -1, info: str = "",
+                 subseed: int | None = None, all_prompts: list | None = None, all_negative_prompts: list | None = None,
+                 all_seeds: list | None = None, all_subseeds: list | None = None, index_of_first_image: int = 0,
+                 infotexts: list | None = None, comments: str = "") -> None:
+        self.images = images_list
+        self.prompt = p.prompt
+        self.negative_prompt = p.negative_prompt
+        self.seed = seed
+        self.subseed = subseed
+        self.info = info
+        self.comments = comments
+        self.width, self.height = p.width, p.height
+        self.sampler_name, self.cfg_scale, self.steps = p.sampler_name, p.cfg_scale, p.steps
+        self.batch_size, self.clip_skip = p.batch_size, p.clip_skip
+        self.restore_faces, self.denoising_strength = p.restore_faces, p.denoising_strength
+        self.extra_generation_params = dict(p.extra_generation_params)
+        self.styles = list(p.styles)
+        self.index_of_first_image = index_of_first_image
+        self.all_prompts = all_prompts or p.all_prompts or [p.prompt]
+        self.all_negative_prompts = all_negative_prompts or p.all_negative_prompts or [p.negative_prompt]
+        self.all_seeds = all_seeds or p.all_seeds or [seed]
+        self.all_subseeds = all_subseeds or p.all_subseeds or [-1] * len(self.all_seeds)
+        self.infotexts = infotexts or [info]
+        self.warnings: list[str] = []
+        self.paths: list[Path] = []
+        self.interrupted = False
+
+    def js(self) -> str:
+        """The `info` JSON that A1111's API returns."""
+        keys = ("prompt", "negative_prompt", "seed", "subseed", "all_prompts", "all_negative_prompts", "all_seeds",
+                "all_subseeds", "width", "height", "sampler_name", "cfg_scale", "steps", "batch_size",
+                "restore_faces", "denoising_strength", "extra_generation_params", "index_of_first_image",
+                "infotexts", "styles", "clip_skip")
+        return json.dumps({key: getattr(self, key) for key in keys}, default=str)
+
+    def to_result(self, params: GenerationParams) -> GenerationResult:
+        """The project's result type (what the page shows); a grid a script added gets its infotext too."""
+        infotexts = list(self.infotexts) + [self.info] * (len(self.images) - len(self.infotexts))
+        seeds = list(self.all_seeds)
+        seeds = [seeds[0]] * self.index_of_first_image + seeds
+        return GenerationResult(params=dataclasses.replace(params, seed=self.seed), images=list(self.images),
+                                infotexts=infotexts[:len(self.images)], seeds=seeds[:len(self.images)],
+                                paths=self.paths if len(self.paths) == len(self.images) else [],
+                                warnings=self.warnings, interrupted=self.interrupted)
+
+
+class _ScriptHooks(JobHooks):
+    """Calls the AlwaysVisible scripts' batch and image hooks from inside the job."""
+
+    def __init__(self, p: StableDiffusionProcessing) -> None:
+        self.p = p
+
+    def before_batch(self, batch_no: int, plan: ImagePlan, first: int, count: int) -> None:
+        p, part = self.p, slice(first, first + count)
+        p.iteration = batch_no
+        p.prompts, p.negative_prompts, p.seeds = plan.prompts[part], plan.negative_prompts[part], plan.seeds[part]
+        p.subseeds = [-1] * len(p.seeds)
+        if p.scripts is not None:
+            kw = {"batch_number": batch_no, "prompts": p.prompts, "seeds": p.seeds, "subseeds": p.subseeds}
+            p.scripts.before_process_batch(p, **kw)
+            p.scripts.process_batch(p, **kw)
+        plan.prompts[part], plan.negative_prompts[part] = p.prompts, p.negative_prompts
+
+    def image(self, image: Image.Image, index: int) -> Image.Image:
+        if self.p.scripts is None:
+            return image
+        pp = PostprocessImageArgs(image)
+        self.p.scripts.postprocess_image(self.p, pp)
+        return pp.image
+
+    def after_batch(self, batch_no: int, batch_images: list[Image.Image]) -> None:
+        if self.p.scripts is not None:
+            self.p.scripts.postprocess_batch(self.p, batch_images, batch_number=batch_no)
+            self.p.scripts.postprocess_batch_list(self.p, PostprocessBatchListArgs(batch_images), batch_number=batch_no)
+
+
+def fix_seed(p: StableDiffusionProcessing) -> None:
+    """Replace a random seed (-1) with the one that will be used, as A1111 scripts expect."""
+    if not isinstance(p.seed, list):
+        p.seed = rng.resolve_seed(p.seed)
+
+
+def get_fixed_seed(seed: int | None) -> int:
+    return rng.resolve_seed(-1 if seed is None else int(seed))
+
+
+def process_images(p: StableDiffusionProcessing) -> Processed:
+    """Generate the images `p` describes and return them with their infotexts and seeds."""
+    from modules import shared
+
+    services = shared.services
+    return services.engine.run_in_job("process_images", lambda ctx: run_processing(p, ctx, services))
+
+
+def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> Processed:
+    """process_images' body, on the engine's worker: hooks, the job itself, then Processed."""
+    if p.scripts is not None:
+        p.scripts.before_process(p)
+    plan = p.plan()
+    if p.scripts is not None:
+        p.scripts.process(p)
+    settings = services.run_settings(p.outdir_option)
+    if p.do_not_save_samples:
+        settings = dataclasses.replace(settings, save_dir=None)
+    elif p.outpath_samples and settings.save_dir is not None:
+        settings = dataclasses.replace(settings, save_dir=Path(p.outpath_samples))
+    job = p.create_job(services.models.require(), ctx, settings, services.networks, services.tools)
+    job.plan = ImagePlan(p.all_prompts, p.all_negative_prompts, p.all_seeds) if p.all_prompts else plan
+    job.hooks = _ScriptHooks(p)
+    job.extra_infotext.update({k: str(v) for k, v in p.extra_generation_params.items() if v is not None})
+    result = job.run()
+    processed = Processed(p, result.images, result.seeds[0] if result.seeds else p.params.seed,
+                          result.infotexts[0] if result.infotexts else "", infotexts=result.infotexts,
+                          all_seeds=list(plan.seeds), all_prompts=list(plan.prompts))
+    processed.warnings, processed.paths, processed.interrupted = result.warnings, result.paths, result.interrupted
+    if p.scripts is not None:
+        p.scripts.postprocess(p, processed)
+    return processed

@@ -1,0 +1,123 @@
+"""Infotext into a generation tab, shared by the ↙️ button beside the prompt and PNG Info's send buttons.
+
+The fields come from `params_from_infotext`, so every GenerationParams field that the text names and the
+tab (or the quicksettings row) shows is filled. The checkpoint it names is picked in the quicksettings
+dropdown and loaded through that dropdown's own handler.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import gradio as gr
+
+from modules.errors import UserError
+from modules.generation_params import GenerationParams
+from modules.infotext import params_from_infotext
+from modules.model_manager import ModelManager
+from modules.ui.generation_tab import GenerationTab
+
+log = logging.getLogger(__name__)
+
+UNREADABLE = "Unreadable"  # the key params_from_infotext reports skipped values under
+
+
+@dataclass
+class Quicksettings:
+    """The quicksettings row as pasted infotext sees it: the generation fields shown there (Clip skip),
+    the checkpoint dropdown, the status line, and the dropdown's handler, which loads a checkpoint."""
+
+    fields: dict[str, gr.components.Component]
+    checkpoint: gr.Dropdown
+    status: gr.Markdown
+    models: ModelManager
+    switch_checkpoint: Callable[..., tuple]
+
+
+@dataclass
+class Pasted:
+    """What infotext says: typed GenerationParams values, the keys no field holds, and what was skipped."""
+
+    values: dict[str, Any]
+    rest: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_fields(text: str) -> Pasted:
+    """Parse infotext into field values; a value that doesn't fit its field ("Steps: abc") is left out
+    and becomes a warning."""
+    values, rest = params_from_infotext(text)
+    skipped = rest.pop(UNREADABLE, None)
+    return Pasted(values, rest, [f"Skipped unreadable values: {skipped}"] if skipped else [])
+
+
+def find_checkpoint(models: ModelManager, rest: dict[str, str]) -> tuple[str | None, str | None]:
+    """(dropdown title to switch to, warning) for the checkpoint the infotext names by "Model hash" or
+    "Model": no title when it is the loaded one or names none, a warning when it isn't one listed here."""
+    wanted = [rest[key] for key in ("Model hash", "Model") if rest.get(key)]
+    if not wanted:
+        return None, None
+    listed = {info.path for info in models.checkpoints}
+    for name in wanted:
+        try:
+            info = models.find(name)
+        except UserError:
+            continue
+        if info.path in listed:
+            loaded = models.current is not None and models.current.checkpoint.path == info.path
+            return (None if loaded else models.title(info)), None
+    label = " ".join([rest.get("Model", ""), f"[{rest['Model hash']}]" if rest.get("Model hash") else ""]).strip()
+    return None, f"Checkpoint {label} is not here; keeping {models.current_title or 'the current model'}"
+
+
+def field_updates(pasted: Pasted, names: Sequence[str]) -> list[dict]:
+    """One update per named control: the pasted value (a choice field shows its label), else no change."""
+    return [gr.update(value=GenerationParams.display(name, pasted.values[name])) if name in pasted.values
+            else gr.update() for name in names]
+
+
+def paste_controls(tab: GenerationTab, quick: Quicksettings) -> dict[str, gr.components.Component]:
+    """Where pasted fields go: the tab's controls, and the quicksettings fields the tab doesn't have."""
+    return {**quick.fields, **tab.controls}
+
+
+def paste_updates(text: str, names: Sequence[str], models: ModelManager) -> list[dict]:
+    """Updates for the named controls, then for the checkpoint dropdown; warnings go to the page and the log."""
+    pasted = read_fields(text)
+    title, missing = find_checkpoint(models, pasted.rest)
+    for warning in [*pasted.warnings, *([missing] if missing else [])]:
+        log.warning("Pasting infotext: %s", warning)
+        gr.Warning(warning)
+    return [*field_updates(pasted, names), gr.update(value=title) if title else gr.update()]
+
+
+def wire_paste(button: gr.Button, source: Callable[..., tuple[str | None, list]], inputs: list,
+               tab: GenerationTab | None, quick: Quicksettings, extra_outputs: list, api_name: str) -> None:
+    """On a click, `source(*inputs)` gives (infotext or None, values for `extra_outputs`); the infotext fills
+    `tab`'s controls and the quicksettings, then a checkpoint it named and that differs is loaded."""
+    controls = paste_controls(tab, quick) if tab else {}
+    names = list(controls)
+
+    def run(*values: Any) -> tuple:
+        text, extra = source(*values)
+        updates = paste_updates(text, names, quick.models) if text else [gr.update()] * (len(names) + 1)
+        return (*updates, *extra)
+
+    outputs = [*controls.values(), quick.checkpoint, *extra_outputs]
+    button.click(run, inputs=inputs, outputs=outputs, api_name=api_name).success(
+        quick.switch_checkpoint, inputs=quick.checkpoint, outputs=[quick.checkpoint, quick.status],
+        api_visibility="private")
+
+
+def connect_paste_button(tab: GenerationTab, quick: Quicksettings) -> None:
+    """The ↙️ button: infotext from the prompt box, or the last generation's when the box is empty."""
+    services = tab.services
+
+    def source(prompt: str | None) -> tuple[str | None, list]:
+        text = (prompt or "").strip() or services.last_infotext
+        if not text:
+            gr.Warning("Nothing to read: the prompt is empty and nothing was generated yet")
+        return text, []
+
+    wire_paste(tab.paste, source, [tab.controls["prompt"]], tab, quick, [], api_name=f"{tab.tab}_paste")

@@ -1,0 +1,81 @@
+"""Prompts from file or textbox: one job per line; a line may set options such as
+`--prompt "a cat" --steps 10 --cfg_scale 5 --negative_prompt "blurry"`."""
+import copy
+import shlex
+
+import gradio as gr
+
+import modules.scripts as scripts
+from modules.errors import UserError
+from modules.generation_params import GenerationParams
+from modules.processing import Processed, fix_seed, process_images
+from modules.shared import state
+
+FIELDS = {f.name for f, _ in GenerationParams.fields()}
+OTHER_KEYS = {"outpath_samples", "outpath_grids", "do_not_save_samples", "do_not_save_grid", "styles"}
+
+
+def parse_line(line: str) -> dict:
+    """The settings of one line: `--key value` pairs, or the whole line as the prompt."""
+    if not line.startswith("--"):
+        return {"prompt": line}
+    try:
+        tokens = shlex.split(line)
+    except ValueError as exc:
+        raise UserError(f"Can't read the line {line!r}: {exc}") from exc
+    settings = {}
+    while tokens:
+        key = tokens.pop(0)
+        name = key[2:]
+        if not key.startswith("--") or (name not in FIELDS and name not in OTHER_KEYS):
+            raise UserError(f"Unknown option {key!r} in the line {line!r}")
+        if not tokens:
+            raise UserError(f"The option {key} has no value in the line {line!r}")
+        value = tokens.pop(0)
+        settings[name] = GenerationParams.coerce(name, value) if name in FIELDS else value
+    return settings
+
+
+class Script(scripts.Script):
+    def title(self):
+        return "Prompts from file or textbox"
+
+    def ui(self, is_img2img):
+        iterate = gr.Checkbox(label="Iterate seed every line", value=False, elem_id=self.elem_id("checkbox_iterate"))
+        same_seed = gr.Checkbox(label="Use same random seed for all lines", value=False,
+                                elem_id=self.elem_id("checkbox_iterate_batch"))
+        position = gr.Radio(["start", "end"], label="Insert prompts at the", value="start",
+                            elem_id=self.elem_id("prompt_position"))
+        text = gr.Textbox(label="List of prompt inputs", lines=2, elem_id=self.elem_id("prompt_txt"))
+        upload = gr.File(label="Upload prompt inputs", type="binary", elem_id=self.elem_id("file"))
+        return [iterate, same_seed, position, text, upload]
+
+    def run(self, p, iterate, same_seed, position, text, upload):
+        if upload:
+            text = upload.decode("utf-8", errors="replace")
+        lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+        if not lines:
+            raise UserError("Give at least one prompt, one per line")
+        jobs = [parse_line(line) for line in lines]
+        if iterate or same_seed:
+            fix_seed(p)
+        state.job_count = len(jobs)
+        images, prompts, seeds, infotexts = [], [], [], []
+        for number, settings in enumerate(jobs):
+            job = copy.copy(p)
+            for name, value in settings.items():
+                setattr(job, name, value)
+            if "prompt" in settings and p.prompt and "--prompt" not in lines[number]:
+                job.prompt = f"{settings['prompt']} {p.prompt}" if position == "start" else \
+                    f"{p.prompt} {settings['prompt']}"
+            if iterate and "seed" not in settings:
+                job.seed = p.seed + number * p.batch_size * p.n_iter
+            processed = process_images(job)
+            images += processed.images
+            prompts += processed.all_prompts
+            seeds += processed.all_seeds
+            infotexts += processed.infotexts
+            if state.interrupted:
+                break
+        return Processed(p, images, p.seed, infotexts[0] if infotexts else "", all_prompts=prompts,
+                         all_seeds=seeds, infotexts=infotexts)

@@ -1,0 +1,102 @@
+"""Real model architectures with random weights, written for tests (face restoration, upscalers).
+
+Face restoration with the real architectures and random weights, written to a temporary models folder.
+
+Random detector weights give random detections, so the detector's three 1x1 output heads (class,
+box, landmarks) are set by hand; every other weight stays random. One detector answers "no face"
+everywhere; the other reports faces at the 512-pixel anchors of its coarsest level with a fixed
+five-point landmark layout, so on a 128-pixel photo exactly one face survives NMS and the whole
+path runs: detection -> alignment -> GFPGAN -> ParseNet mask -> paste back. ParseNet's output head
+is set to "skin" so the mask is not empty. This checks the plumbing, not restoration quality."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from spandrel.architectures.ESRGAN import ESRGAN
+
+from modules.face_restoration import DETECTION_WEIGHTS, GFPGAN_WEIGHTS, PARSING_WEIGHTS
+from modules.torchvision_compat import ensure_functional_tensor
+
+# Five landmarks (eyes, nose, mouth corners) relative to a face centre, in pixels: FFHQ's template at 0.2 scale.
+LANDMARKS = (np.array([[192.98, 239.95], [318.90, 240.19], [256.63, 314.02], [201.26, 371.41], [313.09, 371.15]])
+              - [256.0, 300.0]) * 0.2
+
+
+def face_detector(faces: bool) -> dict[str, torch.Tensor]:
+    from facexlib.detection.retinaface import RetinaFace
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():  # torchvision's note on resnet50(pretrained=False)
+        warnings.simplefilter("ignore", UserWarning)
+        state = RetinaFace(network_name="resnet50", device=torch.device("cpu")).state_dict()
+    for key in state:
+        if key.split(".")[0] in ("ClassHead", "BboxHead", "LandmarkHead"):
+            state[key] = torch.zeros_like(state[key])
+    # Class logits per position: (anchor 0: background, face), (anchor 1: background, face).
+    for level in range(3):
+        state[f"ClassHead.{level}.conv1x1.bias"] = torch.tensor([10.0, -10.0, 10.0, -10.0])
+    if faces:  # level 2, anchor 1 = the 512-pixel prior box
+        state["ClassHead.2.conv1x1.bias"] = torch.tensor([10.0, -10.0, -10.0, 10.0])
+        # Landmarks decode as centre + value * 0.1 * 512.
+        state["LandmarkHead.2.conv1x1.bias"][10:] = torch.from_numpy(LANDMARKS.reshape(-1) / 51.2).float()
+    return state
+
+
+def face_parser() -> dict[str, torch.Tensor]:
+    from facexlib.parsing.parsenet import ParseNet
+
+    torch.manual_seed(1)
+    state = ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict()
+    state["out_mask_conv.conv2d.weight"].zero_()
+    state["out_mask_conv.conv2d.bias"].copy_(torch.nn.functional.one_hot(torch.tensor(1), 19).float() * 10)
+    return state
+
+
+def gfpgan_weights() -> dict[str, torch.Tensor]:
+    ensure_functional_tensor()
+    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
+
+    torch.manual_seed(2)
+    net = GFPGANv1Clean(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
+                        fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
+                        sft_half=True)
+    return {"params_ema": net.state_dict()}
+
+
+def codeformer_weights() -> dict[str, torch.Tensor]:
+    with warnings.catch_warnings():  # spandrel_extra_arches calls the deprecated torch.jit.script
+        warnings.simplefilter("ignore", FutureWarning)
+        from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
+
+    torch.manual_seed(3)
+    return {"params_ema": CodeFormer().state_dict()}
+
+
+def tiny_esrgan(scale: int = 4) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    net = ESRGAN(num_filters=8, num_blocks=1, scale=scale)
+    return {k: v.contiguous() for k, v in net.state_dict().items()}
+
+
+
+def write_face_weights(store: Path) -> dict[str, Path]:
+    """The real file names in two models folders under `store` that differ only in the detector
+    (keys face_models and noface_models), plus each file."""
+    files = {"gfpgan": store / GFPGAN_WEIGHTS.name, "parse": store / PARSING_WEIGHTS.name,
+             "face": store / "detector-face.pth", "noface": store / "detector-noface.pth"}
+    torch.save(gfpgan_weights(), files["gfpgan"])
+    torch.save(face_parser(), files["parse"])
+    torch.save(face_detector(True), files["face"])
+    torch.save(face_detector(False), files["noface"])
+    for kind in ("face", "noface"):
+        folder = store / kind / "GFPGAN"
+        folder.mkdir(parents=True)
+        os.link(files["gfpgan"], folder / GFPGAN_WEIGHTS.name)
+        os.link(files["parse"], folder / PARSING_WEIGHTS.name)
+        os.link(files[kind], folder / DETECTION_WEIGHTS.name)
+        files[f"{kind}_models"] = store / kind
+    return files
