@@ -102,3 +102,64 @@ def draw_prompt_matrix(im: Image.Image, width: int, height: int, all_prompts: li
     ver = [[GridAnnotation(text, bool(pos & (1 << i))) for i, text in enumerate(down)]
            for pos in range(1 << len(down))]
     return draw_grid_annotations(im, width, height, hor, ver, margin)
+
+
+@dataclass
+class Tiles:
+    """An image cut into overlapping tiles: rows of (x, tile) with each row's y and height."""
+
+    tile_w: int
+    tile_h: int
+    image_w: int
+    image_h: int
+    overlap: int
+    rows: list[tuple[int, int, list[tuple[int, Image.Image]]]]
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    step = (length - tile) / (count - 1)
+    return [round(i * step) for i in range(count)]
+
+
+def split_grid(image: Image.Image, tile_w: int = 512, tile_h: int = 512, overlap: int = 64) -> Tiles:
+    """Cut `image` into tiles of at most tile_w x tile_h that overlap by at least `overlap` pixels."""
+    overlap = max(0, min(overlap, tile_w - 1, tile_h - 1))
+    rows = []
+    for y in _starts(image.height, tile_h, overlap):
+        h = min(tile_h, image.height - y)
+        row = [(x, image.crop((x, y, x + min(tile_w, image.width - x), y + h)))
+               for x in _starts(image.width, tile_w, overlap)]
+        rows.append((y, h, row))
+    return Tiles(tile_w, tile_h, image.width, image.height, overlap, rows)
+
+
+def _ramp_mask(size: tuple[int, int], fade: int, horizontal: bool) -> Image.Image:
+    """Opaque, fading in over the first `fade` pixels along one axis."""
+    w, h = size
+    mask = Image.new("L", size, 255)
+    steps = max(1, fade)
+    for i in range(min(fade, w if horizontal else h)):
+        value = round(255 * (i + 1) / (steps + 1))
+        box = (i, 0, i + 1, h) if horizontal else (0, i, w, i + 1)
+        mask.paste(value, box)
+    return mask
+
+
+def combine_grid(tiles: Tiles) -> Image.Image:
+    """Put tiles back together, blending each overlap linearly so no seam shows."""
+    result = Image.new("RGB", (tiles.image_w, tiles.image_h))
+    previous_bottom = 0
+    for y, h, row in tiles.rows:
+        strip = Image.new("RGB", (tiles.image_w, h))
+        previous_right = 0
+        for x, tile in row:
+            fade = max(0, previous_right - x)
+            strip.paste(tile, (x, 0), _ramp_mask(tile.size, fade, True) if x else None)
+            previous_right = x + tile.width
+        fade = max(0, previous_bottom - y)
+        result.paste(strip, (0, y), _ramp_mask(strip.size, fade, False) if y else None)
+        previous_bottom = y + h
+    return result

@@ -14,7 +14,14 @@ from PIL import Image, PngImagePlugin
 
 from modules.atomic_files import write_atomic
 from modules.errors import UserError
-from modules.grids import GridAnnotation, draw_grid_annotations, draw_prompt_matrix, image_grid  # noqa: F401 - A1111 names
+from modules.grids import (  # noqa: F401 - A1111's names, which scripts import from here
+    GridAnnotation,
+    combine_grid,
+    draw_grid_annotations,
+    draw_prompt_matrix,
+    image_grid,
+    split_grid,
+)
 
 _NON_WORD = re.compile(r"[\s" + re.escape(string.punctuation) + r"\x00-\x1f]+")
 _COUNTER = re.compile(r"^(\d{5})[-.]")

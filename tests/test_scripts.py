@@ -3,18 +3,14 @@ callbacks, load errors, and the processing objects' behaviour."""
 from __future__ import annotations
 
 import copy
-import shutil
-import time
 from pathlib import Path
 
-import gradio as gr
 import numpy as np
 import pytest
 
 from modules import script_callbacks
-from modules.generation_params import GenerationParams
-from modules.paths import REPO_ROOT
 from modules.samplers import SAMPLER_NAMES
+from script_services import generate, services_with_scripts
 
 # A script as A1111's wiki shows it: it imports modules.scripts, modules.processing, modules.shared
 # and gradio, calls process_images, and saves with images.save_image.
@@ -88,40 +84,15 @@ class Invert(scripts.Script):
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory, demo_checkpoint):
-    from app import create_services
-    from modules.cmd_args import parse_args
-
     data = tmp_path_factory.mktemp("data")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
-    made = create_services(parse_args(["--data-dir", str(data)]))
-    deadline = time.monotonic() + 120
-    while made.models.current is None and time.monotonic() < deadline:
-        time.sleep(0.2)
     folder = data / "my-scripts"
     folder.mkdir()
     (folder / "flip.py").write_text(WIKI_SCRIPT)
     (folder / "hooks.py").write_text(HOOKS_SCRIPT)
     (folder / "broken.py").write_text("import modules.scripts\nraise RuntimeError('this script is broken')\n")
-    made.load_scripts([folder, REPO_ROOT / "scripts"])
-    with gr.Blocks():
-        made.ui_inputs = {tab: runner.setup_ui() for tab, runner in made.script_runners.items()}
+    made = services_with_scripts(data, demo_checkpoint, [folder])
     yield made
     made.engine.shutdown()
-
-
-def args_for(services, title: str | None, values: dict[str, object], tab: str = "txt2img") -> list:
-    """The page's script inputs: the dropdown index, then every control's value (by label)."""
-    runner = services.script_runners[tab]
-    inputs = services.ui_inputs[tab]
-    chosen = runner.script_by_title(title) if title else 0
-    return [chosen] + [values.get(control.label, control.value) for control in inputs[1:]]
-
-
-def generate(services, title=None, values=None, **kw):
-    params = GenerationParams(**{"prompt": "a red house", "steps": 3, "width": 64, "height": 64, "seed": 11,
-                                 "sampler_name": "Euler", **kw})
-    return services.txt2img(params, args_for(services, title, values or {})).result(timeout=300)
 
 
 def test_a_failing_script_is_reported_and_the_rest_load(services):

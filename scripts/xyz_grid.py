@@ -1,0 +1,220 @@
+"""X/Y/Z plot: one image per combination of up to three axes' values, in labelled grids (one per Z
+value, side by side in a summary). Values use A1111's range syntax: `1-5`, `1-10 (+2)`, `1-10 [5]`,
+or a comma-separated list."""
+import copy
+import csv
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+import modules.scripts as scripts
+from modules import images, samplers, shared
+from modules.errors import UserError
+from modules.processing import Processed, fix_seed, process_images
+from modules.shared import opts, state
+
+_INT_RANGE = re.compile(r"^\s*([+-]?\d+)\s*-\s*([+-]?\d+)\s*(?:\(\s*([+-]\d+)\s*\)|\[\s*(\d+)\s*\])?\s*$")
+_FLOAT_RANGE = re.compile(r"^\s*([+-]?\d*\.?\d+)\s*-\s*([+-]?\d*\.?\d+)\s*"
+                          r"(?:\(\s*([+-]\d*\.?\d+)\s*\)|\[\s*(\d+)\s*\])?\s*$")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One kind of axis: how its values are read, applied to a job (given the value and the axis's
+    first value), and labelled."""
+
+    label: str
+    kind: type
+    apply: Callable[[Any, Any, Any], None]
+    show_label: bool = True  # "Steps: 20" rather than "20"
+
+
+def _field(name: str) -> Callable[[Any, Any, Any], None]:
+    return lambda p, value, _first: setattr(p, name, value)
+
+
+def _size(p, value: str, _first: str) -> None:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
+    if not match:
+        raise UserError(f"A Size value must look like 512x768, got {value!r}")
+    p.width, p.height = int(match[1]), int(match[2])
+
+
+def _prompt_sr(p, value: str, search: str) -> None:
+    """Replace the axis's first value, wherever it is in the prompts, with `value`."""
+    if search not in p.prompt and search not in p.negative_prompt:
+        raise UserError(f"Prompt S/R: {search!r} is not in the prompt or the negative prompt")
+    p.prompt, p.negative_prompt = p.prompt.replace(search, value), p.negative_prompt.replace(search, value)
+
+
+def _checkpoint(p, value: str, _first: str) -> None:
+    models = shared.services.models
+    if models.current_title is None or value not in (models.current_title, models.current.checkpoint.name):
+        models.load(value)
+
+
+AXES = (
+    Axis("Nothing", str, lambda p, value, first: None),
+    Axis("Seed", int, _field("seed")),
+    Axis("Steps", int, _field("steps")),
+    Axis("CFG Scale", float, _field("cfg_scale")),
+    Axis("Sampler", str, _field("sampler_name"), show_label=False),
+    Axis("Schedule type", str, _field("scheduler")),
+    Axis("Prompt S/R", str, _prompt_sr, show_label=False),
+    Axis("Checkpoint name", str, _checkpoint, show_label=False),
+    Axis("Clip skip", int, _field("clip_skip")),
+    Axis("Denoising", float, _field("denoising_strength")),
+    Axis("Hires steps", int, _field("hr_second_pass_steps")),
+    Axis("Size", str, _size, show_label=False),
+)
+
+
+def _expand(match: re.Match, kind: type) -> list:
+    start, end, step, count = kind(match[1]), kind(match[2]), match[3], match[4]
+    if count is not None:
+        values = np.linspace(start, end, int(count))
+        return [int(round(v)) if kind is int else round(float(v), 6) for v in values]
+    step = kind(step) if step is not None else (1 if end >= start else -1)
+    if step == 0 or (end - start) * step < 0:
+        raise UserError(f"The step {step} never gets from {start} to {end}")
+    values, value = [], start
+    while (value <= end + 1e-9) if step > 0 else (value >= end - 1e-9):
+        values.append(round(value, 6) if kind is float else value)
+        value += step
+    return values
+
+
+def parse_values(axis: Axis, text: str) -> list:
+    """An axis's values from its text box, ranges expanded and each value checked."""
+    tokens = [token.strip() for row in csv.reader([text or ""], skipinitialspace=True) for token in row]
+    tokens = [token for token in tokens if token]
+    if axis.kind is str:
+        return tokens
+    values = []
+    for token in tokens:
+        match = (_INT_RANGE if axis.kind is int else _FLOAT_RANGE).match(token)
+        try:
+            values += _expand(match, axis.kind) if match else [axis.kind(token)]
+        except ValueError:
+            raise UserError(f"{axis.label}: can't read {token!r} as a number or a range") from None
+    return values
+
+
+def check_values(axis: Axis, values: list) -> None:
+    """Refuse values that would only fail once the grid is half done."""
+    if axis.label == "Sampler":
+        for value in values:
+            try:
+                samplers.resolve(value, "Automatic")
+            except ValueError as exc:
+                raise UserError(str(exc)) from exc
+    if axis.label == "Checkpoint name":
+        titles = shared.services.models.titles()
+        for value in values:
+            if not any(value == title or title.startswith(value) for title in titles):
+                raise UserError(f"There is no checkpoint called {value!r}")
+
+
+def label(axis: Axis, value: Any) -> str:
+    return f"{axis.label}: {value}" if axis.show_label else str(value)
+
+
+class Script(scripts.Script):
+    def title(self):
+        return "X/Y/Z plot"
+
+    def ui(self, is_img2img):
+        names = [axis.label for axis in AXES]
+        controls = []
+        for letter, default in (("x", 1), ("y", 0), ("z", 0)):
+            with gr.Row():
+                controls.append(gr.Dropdown(label=f"{letter.upper()} type", choices=names, value=names[default],
+                                            type="index", elem_id=self.elem_id(f"{letter}_type")))
+                controls.append(gr.Textbox(label=f"{letter.upper()} values", lines=1,
+                                           elem_id=self.elem_id(f"{letter}_values")))
+        with gr.Row():
+            controls.append(gr.Checkbox(label="Draw legend", value=True, elem_id=self.elem_id("draw_legend")))
+            controls.append(gr.Checkbox(label="Include Sub Images", value=False,
+                                        elem_id=self.elem_id("include_lone_images")))
+            controls.append(gr.Checkbox(label="Include Sub Grids", value=False,
+                                        elem_id=self.elem_id("include_sub_grids")))
+            controls.append(gr.Checkbox(label="Keep -1 for seeds", value=False,
+                                        elem_id=self.elem_id("no_fixed_seeds")))
+        controls.append(gr.Slider(label="Grid margins (px)", minimum=0, maximum=500, value=0, step=2,
+                                  elem_id=self.elem_id("margin_size")))
+        return controls
+
+    def run(self, p, x_type, x_values, y_type, y_values, z_type, z_values, draw_legend, include_images,
+            include_grids, keep_random_seeds, margin):
+        axes = [AXES[int(x_type or 0)], AXES[int(y_type or 0)], AXES[int(z_type or 0)]]
+        values = []
+        for axis, text in zip(axes, (x_values, y_values, z_values)):
+            parsed = parse_values(axis, text) if axis.label != "Nothing" else []
+            check_values(axis, parsed)
+            values.append(parsed or [None])
+        if not keep_random_seeds:
+            fix_seed(p)
+        xs, ys, zs = values
+        state.job_count = len(xs) * len(ys) * len(zs)
+        models = shared.services.models
+        original_model = models.current_title
+        cells, infotexts = {}, {}
+        try:
+            for iz, z in enumerate(zs):
+                for iy, y in enumerate(ys):
+                    for ix, x in enumerate(xs):
+                        job = copy.copy(p)
+                        job.do_not_save_grid = True
+                        for axis, value, axis_values in zip(axes, (x, y, z), values):
+                            if value is not None:
+                                axis.apply(job, value, axis_values[0])
+                        processed = process_images(job)
+                        if not processed.images or state.interrupted:
+                            raise _Stopped
+                        cells[ix, iy, iz] = processed.images[0]
+                        infotexts[ix, iy, iz] = processed.infotexts[0]
+        except _Stopped:
+            pass
+        finally:
+            if models.current_title != original_model and original_model is not None:
+                models.load(original_model)
+        if not cells:
+            return Processed(p, [], p.seed, "")
+        first = next(iter(cells.values()))
+        blank = Image.new("RGB", first.size, "white")
+        z_grids = []
+        for iz in range(len(zs)):
+            tiles = [cells.get((ix, iy, iz), blank).resize(first.size)
+                     for iy in range(len(ys)) for ix in range(len(xs))]
+            grid = images.image_grid(tiles, rows=len(ys))
+            if draw_legend:
+                hor = [[images.GridAnnotation(label(axes[0], x) if x is not None else "")] for x in xs]
+                ver = [[images.GridAnnotation(label(axes[1], y) if y is not None else "")] for y in ys]
+                grid = images.draw_grid_annotations(grid, first.width, first.height, hor, ver, int(margin))
+            z_grids.append(grid)
+        main = z_grids[0]
+        if len(z_grids) > 1:
+            size = z_grids[0].size
+            main = images.image_grid([g.resize(size) for g in z_grids], rows=1)
+            if draw_legend:
+                main = images.draw_grid_annotations(main, size[0], size[1],
+                                                    [[images.GridAnnotation(label(axes[2], z))] for z in zs],
+                                                    [[images.GridAnnotation("")]])
+        info = next(iter(infotexts.values()))
+        if opts.grid_save:
+            images.save_image(main, p.outpath_grids, "xyz_grid", p.seed, p.prompt, opts.grid_format, info=info,
+                              grid=True, p=p)
+        results = [main] + (z_grids if include_grids and len(z_grids) > 1 else [])
+        firsts = len(results)
+        if include_images:
+            results += list(cells.values())
+        return Processed(p, results, p.seed, info, infotexts=[info] * firsts + list(infotexts.values()),
+                         index_of_first_image=firsts)
+
+
+class _Stopped(Exception):
+    """Interrupted: draw what is done."""

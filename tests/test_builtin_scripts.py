@@ -1,0 +1,116 @@
+"""The built-in scripts in scripts/ end to end on the demo model: grids, labels and sizes."""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modules import script_callbacks
+from modules.errors import UserError
+from script_services import generate, generate_img2img, services_with_scripts
+from tiny_models import write_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory, demo_checkpoint):
+    data = tmp_path_factory.mktemp("data")
+    write_tiny_checkpoint("sd1", data / "models" / "Stable-diffusion" / "other.safetensors", seed=7)
+    made = services_with_scripts(data, demo_checkpoint, [])
+    yield made
+    made.engine.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    from skimage import data as samples
+
+    return Image.fromarray(samples.astronaut()).resize((64, 64))
+
+
+def script_module(name: str):
+    return importlib.import_module(f"scripts.{name}")
+
+
+def test_xyz_range_syntax(services):
+    xyz = script_module("xyz_grid")
+    steps, cfg = xyz.AXES[2], xyz.AXES[3]
+    assert xyz.parse_values(steps, "1-10 (+3)") == [1, 4, 7, 10]
+    assert xyz.parse_values(steps, "1-10 [4]") == [1, 4, 7, 10]
+    assert xyz.parse_values(steps, "5-2, 9") == [5, 4, 3, 2, 9]
+    assert xyz.parse_values(cfg, "0.5-1.0 (+0.25)") == [0.5, 0.75, 1.0]
+    assert xyz.parse_values(xyz.AXES[4], 'Euler, "DPM++ 2M"') == ["Euler", "DPM++ 2M"]
+    with pytest.raises(UserError, match="can't read 'a-b'"):
+        xyz.parse_values(steps, "a-b")
+
+
+def test_xyz_grid_cells_labels_and_sizes(services):
+    result = generate(services, "X/Y/Z plot", {"X type": "Steps", "X values": "2-4", "Y type": "CFG Scale",
+                                                "Y values": "3, 7", "Include Sub Images": True})
+    grid, *cells = result.images
+    assert len(cells) == 6
+    assert grid.width > 3 * 64 and grid.height > 2 * 64  # 3 columns and 2 rows plus the label bands
+    assert ["Steps: 2," in t and "CFG scale: 3," in t for t in result.infotexts[1:]][0]
+    assert "Steps: 4," in result.infotexts[3] and "CFG scale: 7," in result.infotexts[6]
+    alone = generate(services, steps=3, cfg_scale=7)
+    assert np.array_equal(np.asarray(cells[4]), np.asarray(alone.images[0]))  # x=3, y=7: the same seed
+    assert np.array_equal(np.asarray(grid.crop((grid.width - 128, grid.height - 64, grid.width - 64, grid.height))),
+                          np.asarray(cells[4]))
+
+
+def test_xyz_z_axis_prompt_sr_and_checkpoints(services):
+    before = services.models.current_title
+    result = generate(services, "X/Y/Z plot", {"X type": "Prompt S/R", "X values": "red, blue",
+                                                "Y type": "Nothing", "Z type": "Checkpoint name",
+                                                "Z values": "demo, other", "Include Sub Images": True,
+                                                "Include Sub Grids": True})
+    summary, grid_a, grid_b, *cells = result.images
+    assert len(cells) == 4 and summary.width >= grid_a.width + grid_b.width
+    prompts = [text.split("\n")[0] for text in result.infotexts[3:]]
+    assert prompts == ["a red house", "a blue house", "a red house", "a blue house"]
+    assert "Model: demo" in result.infotexts[3] and "Model: other" in result.infotexts[5]
+    assert services.models.current_title == before
+
+
+def test_xyz_refuses_a_bad_sampler_before_any_work(services):
+    with pytest.raises(UserError, match="Nope"):
+        generate(services, "X/Y/Z plot", {"X type": "Sampler", "X values": "Euler, Nope"})
+
+
+def test_prompts_from_textbox(services):
+    text = 'a cat\n--prompt "a dog" --steps 2 --cfg_scale 5\n'
+    result = generate(services, "Prompts from file or textbox", {"List of prompt inputs": text}, prompt="")
+    assert [t.split("\n")[0] for t in result.infotexts] == ["a cat", "a dog"]
+    assert "Steps: 3," in result.infotexts[0] and "Steps: 2, " in result.infotexts[1]
+    assert "CFG scale: 5," in result.infotexts[1]
+    with pytest.raises(UserError, match="Unknown option '--colour'"):
+        generate(services, "Prompts from file or textbox", {"List of prompt inputs": "--colour red"})
+
+
+def test_loopback_feeds_each_result_back(services, photo):
+    loopback = script_module("loopback")
+    assert loopback.denoising_strength(0.8, 0.4, "Linear", 1, 3) == pytest.approx(0.6)
+    assert loopback.denoising_strength(0.8, 0.4, "Aggressive", 1, 3) < 0.6
+    result = generate_img2img(services, photo, "Loopback", {"Loops": 3, "Final denoising strength": 0.3},
+                              denoising_strength=0.6)
+    grid, *loops = result.images
+    assert len(loops) == 3 and grid.size == (3 * 64, 64)
+    assert "Denoising strength: 0.6," in result.infotexts[1] and "Denoising strength: 0.3," in result.infotexts[3]
+    assert "Final denoising strength: 0.3" in result.infotexts[1]
+
+
+def test_sd_upscale_redraws_tiles_at_the_new_size(services, photo):
+    steps = []
+    script_callbacks.on_cfg_denoiser(lambda params: steps.append(params.x.shape[-1]))
+    try:
+        result = generate_img2img(services, photo, "SD upscale", {"Scale Factor": 2.0, "Tile overlap": 16,
+                                                                   "Upscaler": "Lanczos"},
+                                  denoising_strength=0.5, steps=4)
+    finally:
+        script_callbacks.clear()
+    assert result.images[0].size == (128, 128)
+    # 128 pixels in 64-pixel tiles overlapping by at least 16: 3 x 3 tiles, each img2img'd for 4 * 0.5 steps.
+    assert steps == [8] * 9 * 2
+    lanczos = np.asarray(photo.resize((128, 128), Image.Resampling.LANCZOS), dtype=int)
+    assert np.abs(np.asarray(result.images[0], dtype=int) - lanczos).mean() > 0
