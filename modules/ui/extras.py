@@ -24,6 +24,7 @@ class ExtrasTab:
     """The tab's components; `image` is the Single Image input that "Send to extras" buttons fill."""
 
     mode: gr.Number  # the active sub-tab: SINGLE, BATCH or DIRECTORY
+    modes: gr.Tabs  # the sub-tabs themselves
     image: gr.Image
     image_batch: gr.File
     input_dir: gr.Textbox
@@ -100,7 +101,7 @@ def build_tab(services: Services) -> ExtrasTab:
     with gr.Row():
         with gr.Column():
             tab.mode = gr.Number(SINGLE, precision=0, visible=False, label="Extras mode", elem_id="extras_mode")
-            with gr.Tabs(elem_id="mode_extras"):
+            with gr.Tabs(elem_id="mode_extras") as tab.modes:
                 with gr.Tab(MODES[SINGLE], id="single_image", elem_id="extras_single_tab") as single:
                     tab.image = gr.Image(label="Source", type="pil", image_mode=None, format="png", height=420,
                                          sources=("upload", "clipboard"), elem_id="extras_image")

@@ -14,6 +14,7 @@ from modules.outpainting import DIRECTIONS, expand_canvas
 from modules.services import Services
 from modules.ui.generation_tab import GenerationTab
 from modules.ui.script_controls import script_controls
+from modules.ui.send_buttons import add_send_buttons
 from modules.ui.ui_config import UiConfig
 
 TAB = "img2img"
@@ -116,6 +117,7 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> 
             script_inputs = script_controls(services, TAB)
         with gr.Column():
             tab.output_column()
+            add_send_buttons(tab)
     interrogate.click(lambda: gr.Warning(INTERROGATE_NOTE), api_name="interrogate")
 
     def submit(params: GenerationParams, extra: list) -> Future:

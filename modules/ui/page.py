@@ -4,14 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image
 
 from modules.errors import UserError
 from modules.options import OPTIONS
 from modules.services import Services
 from modules.ui import extras, img2img, png_info, txt2img
-from modules.ui.generation_tab import GenerationTab
 from modules.ui.infotext_paste import Quicksettings, connect_paste_button
+from modules.ui.send_buttons import connect_send_buttons
 from modules.ui.ui_config import UiConfig
 
 CSS = """
@@ -50,10 +49,11 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
             with gr.Tab("img2img", id="img2img"):
                 i2i = img2img.build_tab(services, ui_config, clip_skip)
             with gr.Tab("Extras", id="extras"):
-                extras.build_tab(services)
+                extras_tab = extras.build_tab(services)
             with gr.Tab("PNG Info", id="pnginfo"):
                 png = png_info.build_tab()
-        send_to_img2img(t2i, i2i, tabs)
+        for tab in (t2i, i2i):
+            connect_send_buttons(tab, i2i, extras_tab, tabs)
 
         def change_checkpoint(title: str, progress: gr.Progress = gr.Progress()) -> tuple:
             if not title or title == models.current_title:
@@ -85,7 +85,7 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
         quick = Quicksettings({"clip_skip": clip_skip}, checkpoint, status, models, change_checkpoint)
         for tab in (t2i, i2i):
             connect_paste_button(tab, quick)
-        for target in png_info.generation_targets(t2i, i2i):
+        for target in [*png_info.generation_targets(t2i, i2i), png_info.extras_target(extras_tab)]:
             png_info.connect_send_button(png, target, tabs, quick)
         refresh.click(refresh_list, outputs=checkpoint, api_visibility="private")
         clip_skip.release(save_clip_skip, inputs=clip_skip, api_visibility="private")
@@ -93,24 +93,3 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
         timer.tick(page_status, outputs=[status, checkpoint, timer], api_visibility="private")
         page.load(page_status, outputs=[status, checkpoint, timer], api_visibility="private")
     return page
-
-
-def send_to_img2img(source: GenerationTab, target: GenerationTab, tabs: gr.Tabs) -> None:
-    """The "Send to img2img / inpaint" buttons: the selected image and the shared settings move over."""
-    shared = [name for name in source.controls if name in target.controls]
-
-    def sender(sub_tab: str, mode: int):
-        def send(gallery: list | None, selected: int, *values):
-            if not gallery:
-                raise gr.Error("Generate an image first")
-            item = gallery[min(selected or 0, len(gallery) - 1)]
-            image = Image.open(item[0] if isinstance(item, (list, tuple)) else item)
-            picture = image if mode == img2img.IMG2IMG else {"background": image, "layers": [], "composite": image}
-            return (picture, *values, gr.Tabs(selected="img2img"), gr.Tabs(selected=sub_tab), mode)
-        return send
-
-    for button, sub_tab, mode, picture in ((source.send_to_img2img, "img2img_tab", img2img.IMG2IMG, target.image),
-                                           (source.send_to_inpaint, "inpaint_tab", img2img.INPAINT, target.inpaint)):
-        inputs = [source.gallery, source.selected] + [source.controls[n] for n in shared]
-        outputs = [picture] + [target.controls[n] for n in shared] + [tabs, target.modes, target.mode]
-        button.click(sender(sub_tab, mode), inputs=inputs, outputs=outputs, api_visibility="private")

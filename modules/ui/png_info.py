@@ -11,7 +11,7 @@ from PIL import Image
 from modules.errors import UserError
 from modules.images import open_image, read_image_texts, read_infotext
 from modules.infotext import MISSING_KEY_DEFAULTS, parse_infotext
-from modules.ui import img2img
+from modules.ui import extras, img2img
 from modules.ui.generation_tab import GenerationTab
 from modules.ui.infotext_paste import Quicksettings, wire_paste
 
@@ -129,3 +129,9 @@ def generation_targets(txt2img: GenerationTab, i2i: GenerationTab) -> list[SendT
             SendTarget("img2img", "img2img", i2i, i2i.image, fixed=sub_tab("img2img_tab", img2img.IMG2IMG)),
             SendTarget("inpaint", "img2img", i2i, i2i.inpaint, editor_value,
                        fixed=sub_tab("inpaint_tab", img2img.INPAINT))]
+
+
+def extras_target(extras_tab: extras.ExtrasTab) -> SendTarget:
+    """Send target for the Extras tab's single image (the image only; Extras has no generation fields)."""
+    return SendTarget("extras", "extras", None, extras_tab.image,
+                      fixed=((extras_tab.modes, gr.update(selected="single_image")), (extras_tab.mode, extras.SINGLE)))

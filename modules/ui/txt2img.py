@@ -8,6 +8,7 @@ from modules.generation_params import GenerationParams
 from modules.services import Services
 from modules.ui.generation_tab import GenerationTab
 from modules.ui.script_controls import script_controls
+from modules.ui.send_buttons import add_send_buttons
 from modules.ui.ui_config import UiConfig
 from modules.upscalers import LATENT_MODES
 
@@ -64,8 +65,6 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> 
             script_inputs = script_controls(services, TAB)
         with gr.Column():
             tab.output_column()
-            with gr.Row():
-                tab.send_to_img2img = gr.Button("🖼️ Send to img2img", elem_id=f"{TAB}_send_to_img2img", size="sm")
-                tab.send_to_inpaint = gr.Button("🎨️ Send to inpaint", elem_id=f"{TAB}_send_to_inpaint", size="sm")
+            add_send_buttons(tab)
     tab.wire(clip_skip, lambda params, extra: services.txt2img(params, extra), script_inputs)
     return tab

@@ -83,3 +83,19 @@ def test_paint_a_mask_with_the_mouse_and_only_that_area_changes(page):
     ys, xs = np.nonzero(np.abs(result - before).sum(axis=2))
     assert (result[outside] == before[outside]).all(), (ys.min(), ys.max(), xs.min(), xs.max())
     assert np.abs(result[64, 50:78] - before[64, 50:78]).mean() > 5
+
+
+def test_send_a_txt2img_image_to_extras_and_upscale_it(page):
+    for elem_id, value in (("txt2img_steps", 2), ("txt2img_width", 64), ("txt2img_height", 64)):
+        set_number(page, elem_id, value)
+    page.fill("#txt2img_prompt textarea", "a lighthouse")
+    page.click("#txt2img_generate")
+    source = gallery_image(page, "txt2img")
+    page.click("#txt2img_send_to_extras")
+    expect(page.locator("#extras_image img")).to_be_visible(timeout=20000)
+    page.click("#extras_upscaler_1 input")
+    page.click("ul[role=listbox] li:has-text('Lanczos')")
+    page.click("#extras_generate")
+    expect(page.locator("#html_info_extras")).to_contain_text("Postprocess upscaler: Lanczos", timeout=120000)
+    result = gallery_image(page, "extras")
+    assert result.size == (2 * source.width, 2 * source.height)
