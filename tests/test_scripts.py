@@ -168,3 +168,24 @@ def test_processing_copies_are_independent():
     with pytest.raises(ValueError, match="steps must be a int"):
         p.steps = "many"
     assert p.sampler_index == SAMPLER_NAMES.index("Euler")
+
+
+def test_on_ui_tabs_adds_a_top_level_tab(services, tmp_path):
+    import gradio as gr
+
+    from modules.ui.page import build_page
+    from modules.ui.ui_config import UiConfig
+
+    def extension_tabs():
+        with gr.Blocks() as ui:
+            gr.Textbox(label="Extension box", elem_id="my_extension_box")
+        return [(ui, "My Extension", "my_extension")]
+
+    script_callbacks.on_ui_tabs(extension_tabs)
+    try:
+        page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
+    finally:
+        script_callbacks.clear()
+    props = [c.get("props", {}) for c in page.get_config_file()["components"]]
+    assert any(p.get("label") == "My Extension" for p in props)
+    assert any(p.get("elem_id") == "my_extension_box" for p in props)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from modules import script_callbacks
 from modules.errors import UserError
 from modules.options import OPTIONS
 from modules.services import Services
@@ -31,6 +32,7 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
     """Build the Gradio page. It never touches the model; it talks to the engine."""
     models = services.models
     clip_info = OPTIONS["CLIP_stop_at_last_layers"]
+    extension_tabs = script_callbacks.ui_tabs_callback()  # built before the page, rendered in it
     with gr.Blocks(title="Stable Diffusion") as page:
         with gr.Row(elem_id="quicksettings"):
             checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=models.titles(),
@@ -52,6 +54,9 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
                 extras_tab = extras.build_tab(services)
             with gr.Tab("PNG Info", id="pnginfo"):
                 png = png_info.build_tab()
+            for blocks, title, tab_id in extension_tabs:
+                with gr.Tab(title, id=tab_id, elem_id=f"tab_{tab_id}"):
+                    blocks.render()
         for tab in (t2i, i2i):
             connect_send_buttons(tab, i2i, extras_tab, tabs)
 
