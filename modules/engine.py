@@ -27,6 +27,7 @@ class Progress:
     textinfo: str = ""
     busy: bool = False
     queued: int = 0
+    preview_id: int = 0  # changes whenever a new live preview can be had from Engine.preview()
 
     @property
     def fraction(self) -> float:
@@ -65,6 +66,10 @@ class JobContext:
     def report_step(self, step: int, textinfo: str = "") -> None:
         self._engine._update(step=step, textinfo=textinfo)
 
+    def set_preview(self, make: Callable[[], Any]) -> None:
+        """Offer a live preview; `make()` builds the image when someone asks for it."""
+        self._engine._set_preview(make)
+
     @property
     def should_stop(self) -> bool:
         """True when the sampling loop must end now (interrupt, or skip of this batch)."""
@@ -86,6 +91,8 @@ class Engine:
         self._lock = threading.Lock()
         self._progress = Progress()
         self._context: JobContext | None = None
+        self._preview_make: Callable[[], Any] | None = None
+        self._preview_cache: tuple[int, Any] | None = None
         self._ids = itertools.count(1)
         self._worker = threading.Thread(target=self._work, name="engine-worker", daemon=True)
         self._worker.start()
@@ -119,6 +126,29 @@ class Engine:
         with self._lock:
             if self._context is not None:
                 self._context.skipped = True
+
+    def preview(self) -> Any:
+        """The running job's latest live preview image (built once per offer), or None."""
+        with self._lock:
+            make, key = self._preview_make, self._progress.preview_id
+            cached = self._preview_cache
+        if make is None:
+            return None
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            image = make()
+        except Exception:
+            log.exception("Could not make a live preview")
+            return None
+        with self._lock:
+            self._preview_cache = (key, image)
+        return image
+
+    def _set_preview(self, make: Callable[[], Any]) -> None:
+        with self._lock:
+            self._preview_make = make
+            self._progress = replace(self._progress, preview_id=self._progress.preview_id + 1)
 
     @property
     def context(self) -> JobContext | None:
@@ -157,4 +187,5 @@ class Engine:
             finally:
                 with self._lock:
                     self._context = None
+                    self._preview_make = self._preview_cache = None
                     self._progress = Progress(queued=self._queue.qsize())

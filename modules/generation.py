@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import hires_fix, images, rng, samplers, script_callbacks
+from modules import hires_fix, images, previews, rng, samplers, script_callbacks
 from modules.conditioning import EncoderOptions
 from modules.engine import JobContext
 from modules.errors import UserError
@@ -41,6 +41,8 @@ class RunSettings:
     code_former_weight: float = 0.5
     upscale_tile: int = 192
     upscale_overlap: int = 8
+    preview_every: int = 0  # offer a live preview every this many steps; 0: none
+    preview_method: str = "Approx cheap"
 
 
 @dataclass
@@ -307,8 +309,26 @@ class Txt2Img:
                     guided = after.x
                 latents = scheduler.step(guided, t, latents, **extra).prev_sample
                 latents = self.after_step(latents, scheduler, i, timesteps)
-                self.ctx.report_step(self.step_offset + (i + order) // order)
+                step = (i + order) // order
+                self.ctx.report_step(self.step_offset + step)
+                if self.settings.preview_every and step % self.settings.preview_every == 0:
+                    self.offer_preview(latents)
         return latents
+
+    def offer_preview(self, latents: torch.Tensor) -> None:
+        """Offer the first image of the batch as a live preview, by the chosen method. Only "Full"
+        decodes here; the others are built by whoever asks for the preview."""
+        method, sdxl = self.settings.preview_method, self.model.is_sdxl
+        if method == "Full":
+            image = self.decode(latents[:1])[0]
+            self.ctx.set_preview(lambda: image)
+            return
+        taesd = self.tools.taesd if self.tools is not None and method == "TAESD" else None
+
+        def make() -> Image.Image:
+            with torch.inference_mode():
+                return (taesd.decode(latents, sdxl) if taesd else None) or previews.approx_cheap(latents, sdxl)
+        self.ctx.set_preview(make)
 
     def _sdxl_time_ids(self, rows: int) -> torch.Tensor | None:
         """SDXL's size conditioning (original size, crop offset, target size) for `rows` UNet inputs."""

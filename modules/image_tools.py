@@ -1,4 +1,4 @@
-"""The pixel tools a job may use beside the diffusion model: upscalers and face restorers."""
+"""The pixel tools a job may use beside the diffusion model: upscalers, face restorers, TAESD."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from modules.face_restoration import FaceRestorers
+from modules.previews import TaesdDecoders
 from modules.upscalers import UpscalerLibrary
 
 
@@ -16,7 +17,9 @@ class ImageTools:
 
     upscalers: UpscalerLibrary
     face_restorers: FaceRestorers
+    taesd: TaesdDecoders
 
     @classmethod
     def create(cls, models_dir: Path, device: torch.device | str = "cpu") -> "ImageTools":
-        return cls(UpscalerLibrary(models_dir, device), FaceRestorers(models_dir, device))
+        return cls(UpscalerLibrary(models_dir, device), FaceRestorers(models_dir, device),
+                   TaesdDecoders(models_dir / "VAE-taesd"))

@@ -9,6 +9,7 @@ from typing import Any
 
 from modules.atomic_files import read_json_object, write_json_atomic
 from modules.face_restoration import FACE_RESTORERS
+from modules.previews import PREVIEW_METHODS
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,11 @@ OPTIONS: dict[str, OptionInfo] = {
     "save_to_dirs": OptionInfo(True, "Save images to a subdirectory per date", section="Saving images"),
     "samples_filename_prompt_words": OptionInfo(8, "Prompt words in file names", section="Saving images",
                                                 minimum=0, maximum=32, step=1),
+    "live_previews_enable": OptionInfo(True, "Show live previews of the created image", section="Live previews"),
+    "show_progress_every_n_steps": OptionInfo(10, "Live preview display period, in sampling steps", minimum=1,
+                                              maximum=32, step=1, section="Live previews"),
+    "show_progress_type": OptionInfo("Approx cheap", "Live preview method", section="Live previews",
+                                     choices=PREVIEW_METHODS),
     "face_restoration_model": OptionInfo("GFPGAN", "Face restoration model", section="Face restoration",
                                          choices=FACE_RESTORERS),
     "code_former_weight": OptionInfo(0.5, "CodeFormer weight (0 = maximum effect, 1 = minimum effect)",

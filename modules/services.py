@@ -59,7 +59,9 @@ class Services:
                            filename_words=opts.samples_filename_prompt_words,
                            encoder_options=self.encoder_options, face_restoration_model=opts.face_restoration_model,
                            code_former_weight=opts.code_former_weight, upscale_tile=opts.ESRGAN_tile,
-                           upscale_overlap=opts.ESRGAN_tile_overlap)
+                           upscale_overlap=opts.ESRGAN_tile_overlap,
+                           preview_every=opts.show_progress_every_n_steps if opts.live_previews_enable else 0,
+                           preview_method=opts.show_progress_type)
 
     @property
     def encoder_options(self) -> EncoderOptions:
