@@ -16,21 +16,29 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def _demo_model():
+    """The demo checkpoint, written to a temporary file and loaded as a user's checkpoint is."""
+    import torch
+
+    from modules.checkpoints import CheckpointInfo
+    from modules.demo_model import write_demo_checkpoint
+    from modules.sd_models import load_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_demo_checkpoint(Path(tmp) / "demo.safetensors")
+        return load_model(CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, Path(tmp))
+
+
 def txt2img_overhead_ratio(rounds: int = 5) -> float:
     """Engine time per image / diffusers StableDiffusionPipeline time, same tiny model, alternating."""
     import torch
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
-    from modules.checkpoints import CheckpointInfo
-    from modules.demo_model import write_demo_checkpoint
     from modules.engine import Engine
     from modules.generation import RunSettings, Txt2Img
     from modules.generation_params import GenerationParams
-    from modules.sd_models import load_model
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write_demo_checkpoint(Path(tmp) / "demo.safetensors")
-        model = load_model(CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, Path(tmp))
+    model = _demo_model()
     pipe = StableDiffusionPipeline(
         vae=model.vae, text_encoder=model.text_encoders[0], tokenizer=model.tokenizers[0], unet=model.unet,
         scheduler=EulerAncestralDiscreteScheduler.from_config(model.scheduler_config),
@@ -108,8 +116,51 @@ def prompt_parse_vs_tokenize_ratio(count: int = 300) -> float:
     return parse / (time.perf_counter() - start)
 
 
+def preview_overhead_ratio(rounds: int = 5) -> float:
+    """Extra time a job takes with live previews at the default interval (every 10 steps, Approx
+    cheap) while a poller asks for them as the page does, over the time without previews."""
+    import threading
+
+    from modules.engine import Engine
+    from modules.generation import RunSettings, Txt2Img
+    from modules.generation_params import GenerationParams
+    from modules.options import OPTIONS
+    from modules.ui.generation_tab import POLL_SECONDS
+
+    model = _demo_model()
+    engine = Engine()
+    every = OPTIONS["show_progress_every_n_steps"].default
+    params = GenerationParams(prompt="a lighthouse at dusk", steps=20, width=256, height=256, sampler_name="Euler a")
+
+    def timed(settings: RunSettings) -> float:
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.wait(POLL_SECONDS):
+                engine.preview()
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        start = time.perf_counter()
+        engine.call("bench", lambda ctx: Txt2Img(model, params, ctx, settings).run())
+        elapsed = time.perf_counter() - start
+        done.set()
+        poller.join()
+        return elapsed
+
+    with_previews, without = RunSettings(preview_every=every), RunSettings(preview_every=0)
+    timed(with_previews), timed(without)  # warm-up
+    on, off = [], []
+    for _ in range(rounds):
+        on.append(timed(with_previews))
+        off.append(timed(without))
+    engine.shutdown()
+    return statistics.median(on) / statistics.median(off) - 1
+
+
 BENCHMARKS = {"txt2img_overhead_ratio": txt2img_overhead_ratio, "launch_to_page_s": launch_to_page_s,
-              "prompt_parse_vs_tokenize_ratio": prompt_parse_vs_tokenize_ratio}
+              "prompt_parse_vs_tokenize_ratio": prompt_parse_vs_tokenize_ratio,
+              "preview_overhead_ratio": preview_overhead_ratio}
 
 
 def main() -> None:
