@@ -107,6 +107,10 @@ class Options:
         """A1111's name for declare(), used by extensions' on_ui_settings callbacks."""
         self.declare(key, info)
 
+    def declared(self) -> dict[str, OptionInfo]:
+        """Every declared setting (built-in ones first, then those extensions added)."""
+        return dict(self._declared)
+
     def info(self, key: str) -> OptionInfo:
         return self._declared[key]
 

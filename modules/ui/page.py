@@ -9,7 +9,7 @@ from modules import script_callbacks
 from modules.errors import UserError
 from modules.options import OPTIONS
 from modules.services import Services
-from modules.ui import extras, img2img, png_info, txt2img
+from modules.ui import extras, img2img, png_info, settings, txt2img
 from modules.ui.infotext_paste import Quicksettings, connect_paste_button
 from modules.ui.send_buttons import connect_send_buttons
 from modules.ui.ui_config import UiConfig
@@ -57,6 +57,8 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
             for blocks, title, tab_id in extension_tabs:
                 with gr.Tab(title, id=tab_id, elem_id=f"tab_{tab_id}"):
                     blocks.render()
+            with gr.Tab("Settings", id="settings"):
+                settings.build_tab(services.opts)
         for tab in (t2i, i2i):
             connect_send_buttons(tab, i2i, extras_tab, tabs)
 

@@ -1,0 +1,65 @@
+"""The Settings tab: every declared setting (extensions' included), grouped by section, and
+"Apply settings", which validates and saves the changed ones atomically."""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from modules.options import OptionInfo, Options
+
+QUICKSETTINGS = ("sd_model_checkpoint", "CLIP_stop_at_last_layers")  # shown in the top row instead
+
+
+def setting_control(key: str, info: OptionInfo, value: Any) -> gr.components.Component:
+    """The control for one setting: a dropdown for choices, a checkbox for a flag, a slider for a
+    bounded number, else a number or text box."""
+    kwargs: dict[str, Any] = {"label": info.label, "value": value, "elem_id": f"setting_{key}"}
+    if info.choices is not None:
+        return gr.Dropdown(choices=list(info.choices), **kwargs)
+    if isinstance(info.default, bool):
+        return gr.Checkbox(**kwargs)
+    if isinstance(info.default, (int, float)):
+        if info.minimum is not None and info.maximum is not None:
+            return gr.Slider(minimum=info.minimum, maximum=info.maximum, step=info.step or 1, **kwargs)
+        return gr.Number(precision=0 if isinstance(info.default, int) else None, **kwargs)
+    return gr.Textbox(**kwargs)
+
+
+def apply_settings(opts: Options, keys: list[str], values: list[Any]) -> str:
+    """Store every changed value; a bad one is named and left as it was. Returns what happened."""
+    changed, problems = [], []
+    for key, value in zip(keys, values):
+        if value == getattr(opts, key):
+            continue
+        try:
+            opts.set(key, value, save=False)
+            changed.append(opts.info(key).label)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if changed:
+        opts.save()
+    lines = [f"{len(changed)} settings changed" + (f": {', '.join(changed)}." if changed else ".")]
+    lines += [f"Not changed: {problem}" for problem in problems]
+    return "<br>".join(html.escape(line) for line in lines)
+
+
+def build_tab(opts: Options) -> None:
+    """Lay out the tab (call inside a gr.Tab context)."""
+    declared = {key: info for key, info in opts.declared().items() if key not in QUICKSETTINGS}
+    sections: dict[str, list[str]] = {}
+    for key, info in declared.items():
+        sections.setdefault(info.section, []).append(key)
+    with gr.Row():
+        submit = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
+    result = gr.HTML(elem_id="settings_result")
+    keys, controls = [], []
+    with gr.Tabs(elem_id="settings"):
+        for section, section_keys in sections.items():
+            with gr.Tab(section, elem_id=f"settings_{section.lower().replace(' ', '_')}"):
+                for key in section_keys:
+                    keys.append(key)
+                    controls.append(setting_control(key, declared[key], getattr(opts, key)))
+    submit.click(lambda *values: apply_settings(opts, keys, list(values)), inputs=controls, outputs=result,
+                 api_name="settings_apply")
