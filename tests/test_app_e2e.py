@@ -26,6 +26,7 @@ def server(tmp_path_factory):
     (data / "embeddings").mkdir()
     a1111_embedding(data / "embeddings" / "mystyle.pt", torch.randn(2, 64))
     (ckpts / "corrupt.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
+    (data / "config.json").write_text(json.dumps({"show_progress_every_n_steps": 2}))
     (data / "ui-config.json").write_text(json.dumps({"txt2img/Sampling steps/maximum": 300,
                                                      "txt2img/Sampling steps/value": 33}))
     with running_app(data, "--ckpt", "other.safetensors", model_name="other.safetensors") as url:
@@ -174,3 +175,15 @@ def test_hires_fix_through_the_page_endpoint(server, client):
                for c in requests.get(url + "config", timeout=10).json()["components"])
     with pytest.raises(Exception, match="no upscaler called"):
         txt2img(client, {"Prompt": "a tower", "Hires. fix": True, "Upscaler": "nope"})
+
+
+def test_live_previews_arrive_before_the_result(client):
+    args = endpoint_args(client, "/txt2img", {**BASE, "Prompt": "a field", "Sampling steps": 60, "Width": 256,
+                                              "Height": 256})
+    job = client.submit(*args, api_name="/txt2img")
+    job.result(timeout=300)
+    *previews, (gallery, info) = job.outputs()
+    assert previews, "no live preview reached the page"
+    for preview in previews:
+        assert len(preview[0]) == 1 and Image.open(preview[0][0]["image"]).size == (256, 256)
+    assert "Steps: 60," in info and len(gallery) == 1

@@ -5,9 +5,10 @@ from __future__ import annotations
 import html
 import time
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gradio as gr
+from PIL import Image
 
 from modules.engine import Progress
 from modules.errors import UserError
@@ -35,17 +36,34 @@ def progress_text(progress: Progress) -> str:
     return " · ".join(parts)
 
 
-def wait_with_progress(services: Services, future: Future, progress: gr.Progress) -> Any:
-    """Wait for an engine job, mirroring its progress on the page; user errors become gr.Error."""
+def previews_while_waiting(services: Services, future: Future, progress: gr.Progress) -> Iterator[Image.Image]:
+    """Mirror an engine job's progress on the page until it ends, yielding each new live preview."""
+    shown = 0
     while not future.done():
         state = services.engine.progress
         if state.busy and state.steps:
             progress(state.fraction, desc=progress_text(state))
+        if state.preview_id != shown:
+            shown = state.preview_id
+            image = services.engine.preview()
+            if image is not None:
+                yield image
         time.sleep(POLL_SECONDS)
+
+
+def job_result(future: Future) -> Any:
+    """A finished job's result; user errors become gr.Error."""
     try:
         return future.result()
     except UserError as exc:
         raise gr.Error(str(exc)) from exc
+
+
+def wait_with_progress(services: Services, future: Future, progress: gr.Progress) -> Any:
+    """Wait for an engine job, mirroring its progress on the page."""
+    for _ in previews_while_waiting(services, future, progress):
+        pass
+    return job_result(future)
 
 
 def gallery_items(result: GenerationResult) -> list:
@@ -123,7 +141,7 @@ class GenerationTab:
         extra_inputs = extra_inputs or []
         services = self.services
 
-        def run(*values: Any, progress: gr.Progress = gr.Progress()) -> tuple:
+        def run(*values: Any, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
             field_values, skip_value = values[:len(names)], values[len(names)]
             try:
                 params = GenerationParams.from_dict({**dict(zip(names, field_values)), "clip_skip": skip_value})
@@ -133,14 +151,16 @@ class GenerationTab:
                 future = submit(params, list(values[len(names) + 1:]))
             except UserError as exc:
                 raise gr.Error(str(exc)) from exc
-            result: GenerationResult = wait_with_progress(services, future, progress)
+            for preview in previews_while_waiting(services, future, progress):
+                yield [preview], gr.skip(), gr.skip()
+            result: GenerationResult = job_result(future)
             services.last_infotext = next(iter(result.infotexts), services.last_infotext)
             for warning in result.warnings:
                 gr.Warning(warning)
             text = "\n".join([*(f"⚠️ {w}" for w in result.warnings), *result.infotexts[:1]])
             if result.interrupted:
                 text = f"(interrupted)\n{text}"
-            return gallery_items(result), infotext_html(text), result.params.seed
+            yield gallery_items(result), infotext_html(text), result.params.seed
 
         self.generate.click(run, inputs=[self.controls[n] for n in names] + [clip_skip] + extra_inputs,
                             outputs=[self.gallery, self.info, self.last_seed], api_name=self.tab,
