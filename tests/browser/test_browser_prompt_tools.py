@@ -25,3 +25,16 @@ def test_ctrl_up_and_down_edit_the_weight_of_the_selection(page):
     box.evaluate("t => t.setSelectionRange(3, 3)")  # cursor inside "castle", nothing selected
     box.press("Control+ArrowDown")
     expect(box).to_have_value("a (castle:0.9), sunset glow")
+
+
+def test_ctrl_enter_in_the_prompt_generates(page):
+    for elem_id, value in (("txt2img_steps", 2), ("txt2img_width", 64), ("txt2img_height", 64)):
+        box = page.locator(f"#{elem_id} input[type=number]")
+        box.fill(str(value))
+        box.press("Tab")
+    prompt = page.locator("#txt2img_prompt textarea")
+    prompt.fill("a windmill")
+    prompt.press("Control+Enter")
+    expect(page.locator("#html_info_txt2img")).to_contain_text("a windmill", timeout=120000)
+    expect(page.locator("#html_info_txt2img")).to_contain_text("Steps: 2,")
+    expect(prompt).to_have_value("a windmill")  # no newline was typed
