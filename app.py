@@ -27,6 +27,7 @@ def create_services(args):
     from modules.options import Options
     from modules.sd_models import pick_device, pick_dtype
     from modules.services import Services
+    from modules.styles import StyleDatabase
     from modules.textual_inversion import EmbeddingDatabase
     from modules.torchvision_compat import ensure_functional_tensor
 
@@ -41,9 +42,8 @@ def create_services(args):
         models.refresh()
     networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"))
     services = Services(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks,
-                        tools=ImageTools.create(paths.models, device))
-    if opts.load_notice:
-        services.notices.append(opts.load_notice)
+                        tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
+    services.notices += [notice for notice in (opts.load_notice, services.styles.notice) if notice]
     shared.install(services)
     services.load_scripts([REPO_ROOT / "scripts"])
     first = args.ckpt or opts.sd_model_checkpoint or models.checkpoints[0].name

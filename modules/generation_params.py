@@ -65,6 +65,7 @@ class GenerationParams:
 
     prompt: str = _field("", label="Prompt", widget="textbox")
     negative_prompt: str = _field("", label="Negative prompt", widget="textbox")
+    styles: tuple = _field((), label="Styles", widget="dropdown")
     sampler_name: str = _field("DPM++ 2M", label="Sampling method", infotext="Sampler", widget="dropdown")
     scheduler: str = _field("Automatic", label="Schedule type", infotext="Schedule type", widget="dropdown")
     steps: int = _field(20, label="Sampling steps", infotext="Steps", widget="slider",
@@ -156,6 +157,8 @@ class GenerationParams:
     def display(cls, name: str, value: Any) -> Any:
         """The value as the page and the infotext show it: a choice's label, else the value."""
         choices = cls.spec(name).choices
+        if isinstance(value, tuple):
+            return list(value)
         return choices[value] if choices else value
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,6 +176,9 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
             return float(value)
         if kind is str:
             return str(value)
+        if kind is tuple:
+            items = [value] if isinstance(value, str) else list(value)
+            return tuple(str(item) for item in items if str(item))
         if kind is bool:
             if isinstance(value, str):
                 if value.strip().lower() not in ("true", "false", "1", "0"):

@@ -19,6 +19,7 @@ from modules.engine import JobContext
 from modules.generation import GenerationResult, ImagePlan, JobHooks, Txt2Img
 from modules.generation_params import GenerationParams
 from modules.img2img import Img2Img, Img2ImgInputs
+from modules.styles import StyleDatabase
 
 FIELDS = frozenset(f.name for f, _ in GenerationParams.fields())
 LISTABLE = frozenset({"prompt", "negative_prompt", "seed"})  # A1111 lets scripts set one per image
@@ -47,7 +48,6 @@ class StableDiffusionProcessing:
 
     def __init__(self, **kwargs: Any) -> None:
         object.__setattr__(self, "params", GenerationParams())
-        self.styles: list[str] = []
         self.extra_generation_params: dict[str, Any] = {}
         self.override_settings: dict[str, Any] = {}
         self.script_args: list = []
@@ -95,11 +95,15 @@ class StableDiffusionProcessing:
 
         return SAMPLER_NAMES.index(self.sampler_name) if self.sampler_name in SAMPLER_NAMES else 0
 
-    def plan(self) -> ImagePlan:
-        """Fill all_prompts / all_negative_prompts / all_seeds (A1111 does this before scripts' process())."""
+    def plan(self, styles: StyleDatabase | None = None) -> ImagePlan:
+        """Fill all_prompts / all_negative_prompts / all_seeds (A1111 does this before scripts' process()),
+        with the chosen styles applied to every prompt."""
         count = self.batch_size * self.n_iter
         prompts = self.__dict__.get("prompt") or [self.params.prompt] * count
         negatives = self.__dict__.get("negative_prompt") or [self.params.negative_prompt] * count
+        if self.styles and styles is not None:
+            prompts = [styles.apply_to_prompt(prompt, self.styles) for prompt in prompts]
+            negatives = [styles.apply_to_negative_prompt(prompt, self.styles) for prompt in negatives]
         seeds = self.__dict__.get("seed")
         if seeds is None:
             seeds = rng.image_seeds(rng.resolve_seed(self.params.seed), count)
@@ -248,7 +252,7 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
     """process_images' body, on the engine's worker: hooks, the job itself, then Processed."""
     if p.scripts is not None:
         p.scripts.before_process(p)
-    plan = p.plan()
+    plan = p.plan(services.styles)
     if p.scripts is not None:
         p.scripts.process(p)
     settings = services.run_settings(p.outdir_option)

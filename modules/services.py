@@ -24,6 +24,7 @@ from modules.options import Options
 from modules.paths import DataPaths
 from modules.scripts import ScriptRunner, load_scripts
 from modules.sd_models import StableDiffusionModel
+from modules.styles import StyleDatabase
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Services:
     models: ModelManager
     networks: Networks
     tools: ImageTools
+    styles: StyleDatabase
     load_error: str | None = None
     notices: list[str] = field(default_factory=list)
     script_runners: dict[str, ScriptRunner] = field(default_factory=dict)  # "txt2img"/"img2img"

@@ -27,6 +27,7 @@ def server(tmp_path_factory):
     a1111_embedding(data / "embeddings" / "mystyle.pt", torch.randn(2, 64))
     (ckpts / "corrupt.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
     (data / "config.json").write_text(json.dumps({"show_progress_every_n_steps": 2}))
+    (data / "styles.csv").write_text('name,prompt,negative_prompt\nGolden,"{prompt}, golden hour",fog\n')
     (data / "ui-config.json").write_text(json.dumps({"txt2img/Sampling steps/maximum": 300,
                                                      "txt2img/Sampling steps/value": 33}))
     with running_app(data, "--ckpt", "other.safetensors", model_name="other.safetensors") as url:
@@ -187,3 +188,13 @@ def test_live_previews_arrive_before_the_result(client):
     for preview in previews:
         assert len(preview[0]) == 1 and Image.open(preview[0][0]["image"]).size == (256, 256)
     assert "Steps: 60," in info and len(gallery) == 1
+
+
+def test_styles_apply_at_generation_and_save_through_the_page(server, client):
+    url, data = server
+    _, info = txt2img(client, {"Prompt": "a barn", "Sampling steps": 2, "Styles": ["Golden"]})
+    assert "a barn, golden hour" in info and "Negative prompt: fog" in info
+    client.predict("Rainy", "{prompt}, rain", "", api_name="/txt2img_styles_save")
+    assert "Rainy" in (data / "styles.csv").read_text()
+    _, info = txt2img(client, {"Prompt": "a barn", "Sampling steps": 2, "Styles": ["Rainy"]})
+    assert "a barn, rain" in info

@@ -16,6 +16,7 @@ from modules.generation import GenerationResult
 from modules.generation_params import GenerationParams
 from modules.services import Services
 from modules.ui.controls import make_control
+from modules.ui.styles_editor import StylesEditor
 from modules.ui.ui_config import UiConfig
 
 POLL_SECONDS = 0.25
@@ -103,6 +104,28 @@ class GenerationTab:
                 with gr.Row(elem_id=f"{self.tab}_tools"):
                     # Wired by infotext_paste.connect_paste_button, which also needs the quicksettings row.
                     self.paste = gr.Button("↙️", elem_id=f"{self.tab}_paste", size="sm", scale=0, min_width=40)
+                    self.clear_prompt = gr.Button("🗑️", elem_id=f"{self.tab}_clear_prompt", size="sm", scale=0,
+                                                  min_width=40)
+                    self.apply_styles = gr.Button("📋", elem_id=f"{self.tab}_style_apply", size="sm", scale=0,
+                                                  min_width=40)
+                self.control("styles", choices=self.services.styles.names(), multiselect=True)
+        self.styles_editor = StylesEditor(self.tab, self.services.styles)
+
+    def wire_prompt_tools(self) -> None:
+        """🗑️ clears the prompt; 📋 writes the chosen styles into the prompts and unselects them."""
+        styles = self.services.styles
+        prompt, negative, chosen = (self.controls[n] for n in ("prompt", "negative_prompt", "styles"))
+        self.clear_prompt.click(lambda: "", outputs=prompt, queue=False, api_visibility="private")
+
+        def apply(text: str, negative_text: str, names: list[str]) -> tuple:
+            try:
+                return styles.apply_to_prompt(text, names), styles.apply_to_negative_prompt(negative_text, names), []
+            except UserError as exc:
+                raise gr.Error(str(exc)) from exc
+
+        self.apply_styles.click(apply, inputs=[prompt, negative, chosen], outputs=[prompt, negative, chosen],
+                                api_visibility="private")
+        self.styles_editor.wire(prompt, negative, chosen)
 
     def sampling_controls(self) -> None:
         """Sampler, schedule, steps, size, batch, CFG and the seed row."""
@@ -165,6 +188,7 @@ class GenerationTab:
         self.generate.click(run, inputs=[self.controls[n] for n in names] + [clip_skip] + extra_inputs,
                             outputs=[self.gallery, self.info, self.last_seed], api_name=self.tab,
                             concurrency_limit=None)
+        self.wire_prompt_tools()
         self.interrupt.click(services.engine.interrupt, queue=False, api_name=f"{self.tab}_interrupt")
         self.skip.click(services.engine.skip, queue=False, api_name=f"{self.tab}_skip")
 

@@ -1,0 +1,58 @@
+"""The "Edit styles" accordion of a generation tab: load a style, change it, save or delete it."""
+from __future__ import annotations
+
+import gradio as gr
+
+from modules.errors import UserError
+from modules.styles import PromptStyle, StyleDatabase
+
+
+class StylesEditor:
+    """Name (pick one or type a new one), prompt and negative prompt, with Save and Delete."""
+
+    def __init__(self, tab: str, styles: StyleDatabase) -> None:
+        self.styles = styles
+        with gr.Accordion("Edit styles", open=False, elem_id=f"{tab}_edit_styles"):
+            self.name = gr.Dropdown(label="Style", choices=styles.names(), allow_custom_value=True, value=None,
+                                    elem_id=f"{tab}_edit_style_name")
+            self.prompt = gr.Textbox(label="Style prompt", lines=2, elem_id=f"{tab}_edit_style_prompt",
+                                     placeholder="Use {prompt} where the prompt goes; otherwise it is appended")
+            self.negative = gr.Textbox(label="Style negative prompt", lines=2, elem_id=f"{tab}_edit_style_negative")
+            with gr.Row():
+                self.copy = gr.Button("Copy the prompts in", size="sm", elem_id=f"{tab}_edit_style_copy")
+                self.save = gr.Button("Save", size="sm", variant="primary", elem_id=f"{tab}_edit_style_save")
+                self.delete = gr.Button("Delete", size="sm", variant="stop", elem_id=f"{tab}_edit_style_delete")
+
+    def wire(self, prompt: gr.Textbox, negative: gr.Textbox, chosen: gr.Dropdown) -> None:
+        """Connect the buttons; saving or deleting refreshes the tab's Styles list."""
+        styles = self.styles
+
+        def load(name: str | None) -> tuple:
+            style = styles.styles.get(name or "")
+            return (style.prompt, style.negative_prompt) if style else (gr.skip(), gr.skip())
+
+        def changed(message: str) -> tuple:
+            gr.Info(message)
+            names = styles.names()
+            return gr.Dropdown(choices=names), gr.Dropdown(choices=names)
+
+        def save(name: str | None, text: str, negative_text: str) -> tuple:
+            try:
+                styles.save_style(PromptStyle((name or "").strip(), text, negative_text))
+            except UserError as exc:
+                raise gr.Error(str(exc)) from exc
+            return changed(f"Saved the style {name.strip()!r}")
+
+        def delete(name: str | None) -> tuple:
+            try:
+                styles.delete_style(name or "")
+            except UserError as exc:
+                raise gr.Error(str(exc)) from exc
+            return changed(f"Deleted the style {name!r}")
+
+        self.name.change(load, inputs=self.name, outputs=[self.prompt, self.negative], api_visibility="private")
+        self.copy.click(lambda a, b: (a, b), inputs=[prompt, negative], outputs=[self.prompt, self.negative],
+                        api_visibility="private")
+        self.save.click(save, inputs=[self.name, self.prompt, self.negative], outputs=[self.name, chosen],
+                        api_name=f"{chosen.elem_id}_save")
+        self.delete.click(delete, inputs=self.name, outputs=[self.name, chosen], api_name=f"{chosen.elem_id}_delete")
