@@ -121,11 +121,15 @@ def parse_infotext(text: str) -> dict[str, str]:
 
 
 def params_from_infotext(text: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """Split infotext into GenerationParams field values (typed) and the keys no field holds.
+    """Split infotext into GenerationParams field values (typed) and the keys no field holds."""
+    return params_from_parsed(parse_infotext(text))
+
+
+def params_from_parsed(parsed: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """params_from_infotext for text parse_infotext has already read.
 
     Flag fields (Restore faces, Hires. fix) are true when one of their keys is present. A value
     that does not fit its field is left out and reported under "Unreadable" in the rest."""
-    parsed = parse_infotext(text)
     by_key = {spec.infotext: f.name for f, spec in GenerationParams.fields() if spec.infotext}
     by_key.update({"Prompt": "prompt", "Negative prompt": "negative_prompt"})
     values: dict[str, Any] = {}

@@ -189,3 +189,17 @@ def test_on_ui_tabs_adds_a_top_level_tab(services, tmp_path):
     props = [c.get("props", {}) for c in page.get_config_file()["components"]]
     assert any(p.get("label") == "My Extension" for p in props)
     assert any(p.get("elem_id") == "my_extension_box" for p in props)
+
+
+def test_on_infotext_pasted_can_change_the_parsed_keys():
+    from modules.ui.infotext_paste import read_fields
+
+    def louder(text, params):
+        params["Steps"] = str(int(params["Steps"]) * 2)
+
+    script_callbacks.on_infotext_pasted(louder)
+    try:
+        pasted = read_fields("a cat\nSteps: 10, Sampler: Euler, Seed: 3")
+    finally:
+        script_callbacks.clear()
+    assert pasted.values["steps"] == 20 and pasted.values["seed"] == 3

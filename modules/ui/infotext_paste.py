@@ -12,9 +12,10 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
+from modules import script_callbacks
 from modules.errors import UserError
 from modules.generation_params import GenerationParams
-from modules.infotext import params_from_infotext
+from modules.infotext import params_from_parsed, parse_infotext
 from modules.model_manager import ModelManager
 from modules.ui.generation_tab import GenerationTab
 
@@ -45,9 +46,12 @@ class Pasted:
 
 
 def read_fields(text: str) -> Pasted:
-    """Parse infotext into field values; a value that doesn't fit its field ("Steps: abc") is left out
-    and becomes a warning."""
-    values, rest = params_from_infotext(text)
+    """Parse infotext into field values (after extensions' on_infotext_pasted callbacks have seen and
+    perhaps changed the parsed keys); a value that doesn't fit its field ("Steps: abc") is left out and
+    becomes a warning."""
+    parsed = parse_infotext(text)
+    script_callbacks.infotext_pasted_callback(text, parsed)
+    values, rest = params_from_parsed(parsed)
     skipped = rest.pop(UNREADABLE, None)
     return Pasted(values, rest, [f"Skipped unreadable values: {skipped}"] if skipped else [])
 
