@@ -1,0 +1,32 @@
+"""A long job in the browser: the progress bar and live preview appear, Interrupt stops it, and the
+page goes on working."""
+import re
+import time
+
+from playwright.sync_api import expect
+
+
+def set_number(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def test_progress_preview_and_interrupt(page):
+    for elem_id, value in (("txt2img_steps", 150), ("txt2img_width", 512), ("txt2img_height", 512)):
+        set_number(page, elem_id, value)
+    page.fill("#txt2img_prompt textarea", "a long walk")
+    page.click("#txt2img_generate")
+    progress = page.locator(".progress-text, .meta-text, .progress-level-inner").filter(has_text=re.compile("Step"))
+    expect(progress.first).to_be_visible(timeout=60000)
+    expect(page.locator("#txt2img_gallery img").first).to_be_visible(timeout=60000)  # a live preview
+    started = time.monotonic()
+    page.click("#txt2img_interrupt")
+    expect(page.locator("#html_info_txt2img")).to_contain_text("(interrupted)", timeout=60000)
+    assert time.monotonic() - started < 30  # the 150 steps were not run out
+    set_number(page, "txt2img_steps", 2)
+    set_number(page, "txt2img_width", 64)
+    set_number(page, "txt2img_height", 64)
+    page.click("#txt2img_generate")
+    expect(page.locator("#html_info_txt2img")).to_contain_text("Steps: 2,", timeout=60000)
+    expect(page.locator("#html_info_txt2img")).not_to_contain_text("(interrupted)")
