@@ -12,6 +12,7 @@ from modules.generation_params import GenerationParams
 from modules.img2img import Img2ImgInputs
 from modules.outpainting import DIRECTIONS, expand_canvas
 from modules.services import Services
+from modules.ui.extra_networks import ExtraNetworksPanel
 from modules.ui.generation_tab import GenerationTab
 from modules.ui.script_controls import script_controls
 from modules.ui.send_buttons import add_send_buttons
@@ -66,6 +67,7 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> 
     """Lay out the tab and wire Generate. Call inside a gr.Tab context."""
     tab = GenerationTab(TAB, services, ui_config)
     tab.prompt_row()
+    tab.extra_networks = ExtraNetworksPanel(tab)
     # Which sub-tab is active (0 img2img … 5 Batch); a hidden number, so API clients can set it too.
     mode = tab.mode = gr.Number(IMG2IMG, precision=0, visible=False, label="img2img mode",
                                 elem_id="img2img_mode")

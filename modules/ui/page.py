@@ -92,6 +92,7 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
         quick = Quicksettings({"clip_skip": clip_skip}, checkpoint, status, models, change_checkpoint)
         for tab in (t2i, i2i):
             connect_paste_button(tab, quick)
+            tab.extra_networks.connect_checkpoints(checkpoint, change_checkpoint, status)
         for target in [*png_info.generation_targets(t2i, i2i), png_info.extras_target(extras_tab)]:
             png_info.connect_send_button(png, target, tabs, quick)
         refresh.click(refresh_list, outputs=checkpoint, api_visibility="private")

@@ -6,6 +6,7 @@ import gradio as gr
 from modules import hires_fix
 from modules.generation_params import GenerationParams
 from modules.services import Services
+from modules.ui.extra_networks import ExtraNetworksPanel
 from modules.ui.generation_tab import GenerationTab
 from modules.ui.script_controls import script_controls
 from modules.ui.send_buttons import add_send_buttons
@@ -57,6 +58,7 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> 
     """Lay out the tab and wire Generate. Call inside a gr.Tab context."""
     tab = GenerationTab(TAB, services, ui_config)
     tab.prompt_row()
+    tab.extra_networks = ExtraNetworksPanel(tab)
     with gr.Row():
         with gr.Column():
             tab.sampling_controls()

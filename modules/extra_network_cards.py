@@ -1,0 +1,50 @@
+"""The cards of the extra-networks panel: embeddings, LoRAs and checkpoints, each with the text a
+click puts into the prompt and the preview image found beside its file (`<name>.preview.png`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from modules.model_manager import ModelManager
+from modules.networks import Networks
+
+KINDS = ("Textual Inversion", "Lora", "Checkpoints")
+PREVIEW_SUFFIXES = (".preview.png", ".preview.jpg", ".preview.webp", ".png", ".jpg", ".webp")
+
+
+@dataclass(frozen=True)
+class Card:
+    name: str
+    path: Path
+    insert: str  # the prompt text (a checkpoint card's is its dropdown title)
+    preview: Path | None
+
+
+def preview_for(path: Path) -> Path | None:
+    """`name.preview.png` (or .jpg/.webp, or plain `name.png`) beside a model file, if there is one."""
+    for suffix in PREVIEW_SUFFIXES:
+        candidate = path.with_name(path.stem + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def cards(kind: str, networks: Networks, models: ModelManager) -> list[Card]:
+    """The cards of one kind (one of KINDS), by name."""
+    if kind == "Textual Inversion":
+        networks.embeddings.refresh()
+        found = [(e.name, e.path, e.name) for e in networks.embeddings.embeddings.values()]
+    elif kind == "Lora":
+        found = [(name, path, f"<lora:{name}:1>") for name, path in networks.loras.available().items()]
+    else:
+        found = [(info.name, info.path, models.title(info)) for info in models.checkpoints]
+    found.sort(key=lambda item: item[0].lower())
+    return [Card(name, path, insert, preview_for(path)) for name, path, insert in found]
+
+
+def add_to_prompt(prompt: str, text: str) -> str:
+    """Append a card's text to a prompt, or take it out again if the prompt already ends with it."""
+    prompt = prompt or ""
+    if prompt.rstrip().endswith(text):
+        return prompt.rstrip()[:-len(text)].rstrip(" ,")
+    return f"{prompt.rstrip()} {text}".strip() if prompt.strip() else text
