@@ -32,13 +32,16 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 @contextmanager
-def running_app(data_dir: Path, *flags: str, model_name: str | None = None) -> Iterator[str]:
-    """Run app.py with this data dir; yields the page URL once the page answers (and, if
-    `model_name` is given, once that checkpoint is loaded). The log is data_dir/server.log."""
+def running_app(data_dir: Path, *flags: str, model_name: str | None = None,
+                command: list[str] | None = None) -> Iterator[str]:
+    """Run app.py (or `command`, which must end by calling app.main with the flags it is given) with
+    this data dir; yields the page URL once the page answers (and, if `model_name` is given, once
+    that checkpoint is loaded). The log is data_dir/server.log."""
     port = free_port()
     log_path = data_dir / "server.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--data-dir", str(data_dir), "--port", str(port), *flags],
+        proc = subprocess.Popen([*(command or [sys.executable, "app.py"]), "--data-dir", str(data_dir),
+                                 "--port", str(port), *flags],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         url = f"http://127.0.0.1:{port}/"

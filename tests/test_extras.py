@@ -3,15 +3,14 @@ random weights (its detector set to find no face), real PNG files, and the real 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
-import threading
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from file_server import serving
 from model_weights import face_detector, face_parser, gfpgan_weights, tiny_esrgan
 from PIL import Image, PngImagePlugin
 
@@ -208,41 +207,20 @@ def test_folder_errors():
 
 # -- the Download button --------------------------------------------------------------------------
 
-class _Files(http.server.BaseHTTPRequestHandler):
-    served: dict[str, bytes] = {}
-
-    def do_GET(self):
-        body = self.served.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def release_server(monkeypatch):
     """Every face model file served from 127.0.0.1 under its real name, with the sha256 of what is served."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    _Files.served = {}
-    for variable in ("GFPGAN_WEIGHTS", "DETECTION_WEIGHTS", "PARSING_WEIGHTS", "CODEFORMER_WEIGHTS"):
-        remote = getattr(face_restoration, variable)
-        body = remote.name.encode() * 50_000
-        _Files.served[f"/{remote.name}"] = body
-        monkeypatch.setattr(face_restoration, variable, RemoteFile(remote.name, f"{base}/{remote.name}",
-                                                                   hashlib.sha256(body).hexdigest()))
-    monkeypatch.setattr(face_restoration, "FACE_MODEL_FILES", tuple(getattr(face_restoration, v) for v in (
-        "GFPGAN_WEIGHTS", "DETECTION_WEIGHTS", "PARSING_WEIGHTS")))
-    yield _Files.served
-    httpd.shutdown()
-    httpd.server_close()
+    served: dict[str, bytes] = {}
+    with serving(served) as base:
+        for variable in ("GFPGAN_WEIGHTS", "DETECTION_WEIGHTS", "PARSING_WEIGHTS", "CODEFORMER_WEIGHTS"):
+            remote = getattr(face_restoration, variable)
+            body = remote.name.encode() * 50_000
+            served[f"/{remote.name}"] = body
+            monkeypatch.setattr(face_restoration, variable, RemoteFile(remote.name, f"{base}/{remote.name}",
+                                                                       hashlib.sha256(body).hexdigest()))
+        monkeypatch.setattr(face_restoration, "FACE_MODEL_FILES", tuple(getattr(face_restoration, v) for v in (
+            "GFPGAN_WEIGHTS", "DETECTION_WEIGHTS", "PARSING_WEIGHTS")))
+        yield served
 
 
 def test_download_fetches_every_missing_file_with_progress(release_server, tmp_path: Path):

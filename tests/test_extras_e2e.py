@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import json
-import subprocess
 import sys
-import threading
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 import torch
-from app_process import ROOT, free_port, wait_for
+from app_process import running_app
+from file_server import serving
 from model_weights import face_detector, face_parser, gfpgan_weights, tiny_esrgan
 from PIL import Image, PngImagePlugin
 from tiny_models import write_tiny_checkpoint
@@ -42,44 +39,22 @@ app.main(sys.argv[2:])
 """
 
 
-class _Release(http.server.BaseHTTPRequestHandler):
-    files: dict[str, Path | bytes] = {}
-
-    def do_GET(self):
-        source = self.files.get(self.path)
-        if source is None:
-            self.send_error(404)
-            return
-        body = source if isinstance(source, bytes) else source.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     """The GFPGAN files (real architectures, random weights, a detector that finds one face) on 127.0.0.1.
     CodeFormer's file is served tampered until a test puts the right one in place."""
     store = tmp_path_factory.mktemp("release")
     built = {GFPGAN_WEIGHTS: gfpgan_weights(), DETECTION_WEIGHTS: face_detector(True), PARSING_WEIGHTS: face_parser()}
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Release)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    urls = {}
-    for variable, remote in (("GFPGAN_WEIGHTS", GFPGAN_WEIGHTS), ("DETECTION_WEIGHTS", DETECTION_WEIGHTS),
-                             ("PARSING_WEIGHTS", PARSING_WEIGHTS)):
-        torch.save(built[remote], store / remote.name)
-        _Release.files[f"/{remote.name}"] = store / remote.name
-        urls[variable] = (f"{base}/{remote.name}", hashlib.sha256((store / remote.name).read_bytes()).hexdigest())
-    _Release.files["/codeformer.pth"] = b"tampered"
-    urls["CODEFORMER_WEIGHTS"] = (f"{base}/codeformer.pth", hashlib.sha256(CODEFORMER_BODY).hexdigest())
-    yield urls
-    httpd.shutdown()
-    httpd.server_close()
+    files: dict[str, Path | bytes] = {"/codeformer.pth": b"tampered"}
+    with serving(files) as base:
+        urls = {"CODEFORMER_WEIGHTS": (f"{base}/codeformer.pth", hashlib.sha256(CODEFORMER_BODY).hexdigest()),
+                "files": files}
+        for variable, remote in (("GFPGAN_WEIGHTS", GFPGAN_WEIGHTS), ("DETECTION_WEIGHTS", DETECTION_WEIGHTS),
+                                 ("PARSING_WEIGHTS", PARSING_WEIGHTS)):
+            torch.save(built[remote], store / remote.name)
+            files[f"/{remote.name}"] = store / remote.name
+            urls[variable] = (f"{base}/{remote.name}", hashlib.sha256((store / remote.name).read_bytes()).hexdigest())
+        yield urls
 
 
 @pytest.fixture(scope="module")
@@ -89,27 +64,10 @@ def server(tmp_path_factory, release):
     (data / "models" / "ESRGAN").mkdir(parents=True)
     torch.save(tiny_esrgan(), data / "models" / "ESRGAN" / "4x-tiny.pth")
     torch.save({"encoder.weight": torch.randn(8, 8)}, data / "models" / "ESRGAN" / "not-an-upscaler.pth")
-    port = free_port()
-    log_path = data / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, json.dumps(release), "--data-dir", str(data),
-                                 "--port", str(port), "--download-face-models"],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/"
-
-        def page_up() -> bool:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                return requests.get(url, timeout=2).ok
-            except requests.ConnectionError:
-                return False
-
-        try:
-            wait_for(page_up, 180, "the page")
-            yield url, data
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    urls = {key: value for key, value in release.items() if key != "files"}
+    with running_app(data, "--download-face-models",
+                     command=[sys.executable, "-c", LAUNCHER, json.dumps(urls)]) as url:
+        yield url, data
 
 
 @pytest.fixture(scope="module")
@@ -211,10 +169,10 @@ def test_batch_process_of_uploaded_files(server, client, tmp_path):
     assert any(p.name.endswith("-first.png") for p in folder.iterdir())
 
 
-def test_download_button_checks_the_sha256_then_fetches(server, client):
+def test_download_button_checks_the_sha256_then_fetches(server, client, release):
     url, data = server
     with pytest.raises(Exception, match="failed its checksum"):
         client.predict(api_name="/extras_download_face_models")
-    _Release.files["/codeformer.pth"] = CODEFORMER_BODY
+    release["files"]["/codeformer.pth"] = CODEFORMER_BODY
     assert client.predict(api_name="/extras_download_face_models") == FACE_MODELS_READY
     assert (data / "models" / "Codeformer" / CODEFORMER_WEIGHTS.name).read_bytes() == CODEFORMER_BODY
