@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
@@ -20,6 +21,7 @@ def create_services(args):
     from modules import shared
     from modules.demo_model import ensure_demo_checkpoint
     from modules.engine import Engine
+    from modules.extensions import disabled_names, list_extensions, requirement_problems, run_install_scripts
     from modules.image_tools import ImageTools
     from modules.lora import LoraLibrary
     from modules.model_manager import ModelManager
@@ -45,10 +47,30 @@ def create_services(args):
                         tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
     services.notices += [notice for notice in (opts.load_notice, services.styles.notice) if notice]
     shared.install(services)
-    services.load_scripts([REPO_ROOT / "scripts"])
+    extensions = list_extensions(paths.extensions, disabled_names(opts))
+    if not args.skip_install:
+        services.notices += run_install_scripts([ext for ext in extensions if ext.enabled])
+    services.notices += requirement_problems(extensions)
+    load_scripts(services)
     first = args.ckpt or opts.sd_model_checkpoint or models.checkpoints[0].name
     services.load_checkpoint(first).add_done_callback(lambda f: _report_load(services, f))
     return services
+
+
+def load_scripts(services) -> None:
+    """(Re)load the built-in scripts and those of the enabled extensions (extensions/<name>/scripts)."""
+    from modules.extensions import active_extensions, disabled_names
+
+    active = active_extensions(services.paths.extensions, disabled_names(services.opts))
+    services.load_scripts([REPO_ROOT / "scripts", *(ext.path / "scripts" for ext in active)])
+
+
+def preload_extensions(parser, data_dir: str | None) -> None:
+    """Before the flags are parsed: each enabled extension's preload.py may add flags."""
+    from modules.extensions import load_preload, read_disabled
+
+    paths = DataPaths(Path(data_dir).expanduser().resolve() if data_dir else REPO_ROOT)
+    load_preload(parser, paths.extensions, read_disabled(paths.config_file))
 
 
 def _report_load(services, future) -> None:
@@ -90,38 +112,70 @@ def _quiet_library_logs() -> None:
     transformers_logging.disable_progress_bar()
 
 
+def build_ui(services, gradio_auth: list[tuple[str, str]]):
+    """The page and its launch options (with the enabled extensions' javascript and style.css)."""
+    from modules.extensions import active_extensions, disabled_names
+    from modules.ui.page import build_page, page_assets
+    from modules.ui.ui_config import UiConfig
+
+    ui_config = UiConfig(services.paths.ui_config_file)
+    if ui_config.notice and ui_config.notice not in services.notices:
+        services.notices.append(ui_config.notice)
+    page = build_page(services, ui_config)
+    page.queue()
+    active = active_extensions(services.paths.extensions, disabled_names(services.opts))
+    options = {"auth": gradio_auth or None, "allowed_paths": [str(services.paths.outputs)], "show_error": True,
+               **page_assets(active)}
+    return page, options
+
+
+def serve_page(services, args, gradio_auth: list[tuple[str, str]]) -> None:
+    """Serve the page until Ctrl+C. A restart request (Extensions → "Apply and restart UI") closes it,
+    reloads the scripts, builds the page again with the extensions enabled now, and serves it on the same
+    port."""
+    from modules import restart, script_callbacks
+
+    with restart.accepting_restarts():
+        while True:
+            page, options = build_ui(services, gradio_auth)
+            page.launch(server_name="0.0.0.0" if args.listen else "127.0.0.1", server_port=args.port,
+                        share=args.share, prevent_thread_lock=True, **options)
+            script_callbacks.app_started_callback(page, getattr(page, "app", None))
+            try:
+                restart.wait_for_restart()
+                time.sleep(1)  # let the reply to the click reach the browser before the server goes
+            except KeyboardInterrupt:
+                return
+            finally:
+                page.close()
+            log.info("Restarting the page: reloading scripts and extensions")
+            load_scripts(services)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = parse_args(argv, preload=preload_extensions)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         gradio_auth = parse_credentials(args.gradio_auth)
-        parse_credentials(args.api_auth)
+        api_auth = parse_credentials(args.api_auth)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
-    if args.api or args.nowebui:
-        log.warning("The /sdapi/v1 REST API is not part of this version yet; --api and --nowebui are ignored.")
     _quiet_library_logs()
     services = create_services(args)
     if args.download_face_models:
         download_face_models_at_start(services.paths.models)
+    if args.nowebui:
+        from modules.api.server import serve
 
-    from modules.ui.page import CSS, build_page, head_scripts
-    from modules.ui.ui_config import UiConfig
+        serve(services, args, api_auth)
+        return
 
-    ui_config = UiConfig(services.paths.ui_config_file)
-    if ui_config.notice:
-        services.notices.append(ui_config.notice)
-    page = build_page(services, ui_config)
-    page.queue()
-    page.launch(
-        server_name="0.0.0.0" if args.listen else "127.0.0.1",
-        server_port=args.port,
-        auth=gradio_auth or None,
-        allowed_paths=[str(services.paths.outputs)],
-        css=CSS,
-        head=head_scripts(),
-        show_error=True,
-    )
+    if args.api:
+        from modules.api.server import serve
+
+        serve(services, args, api_auth, *build_ui(services, gradio_auth))
+        return
+    serve_page(services, args, gradio_auth)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 DEFAULT_PORT = 7860
 DEFAULT_API_PORT = 7861
@@ -36,12 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
     add("--download-face-models", action="store_true",
         help="before serving, download the GFPGAN, face detection and CodeFormer weights (sha256-checked) "
              "into models/GFPGAN and models/Codeformer")
+    add("--share", action="store_true",
+        help="ask Gradio for a public gradio.live link (needs internet access, so it does nothing offline); "
+             "like --listen, it turns extension installs off")
+    add("--enable-insecure-extension-access", action="store_true",
+        help="allow installing and switching extensions even with --listen or --share")
+    add("--skip-install", action="store_true", help="don't run the extensions' install.py at start")
     return parser
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse flags; fills in the port default that depends on --nowebui."""
-    args = build_parser().parse_args(argv)
+def parse_args(argv: list[str] | None = None,
+               preload: Callable[[argparse.ArgumentParser, str | None], object] | None = None) -> argparse.Namespace:
+    """Parse flags; fills in the port default that depends on --nowebui. `preload(parser, data_dir)` is
+    called first, with --data-dir's value, so extensions can add their flags (A1111's preload.py)."""
+    parser = build_parser()
+    if preload is not None:
+        early = argparse.ArgumentParser(add_help=False)
+        early.add_argument("--data-dir", type=str, default=None)
+        preload(parser, early.parse_known_args(argv)[0].data_dir)
+    args = parser.parse_args(argv)
     if args.port is None:
         args.port = DEFAULT_API_PORT if args.nowebui else DEFAULT_PORT
     return args

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from modules.atomic_files import read_json_object, write_json_atomic
 from modules.face_restoration import FACE_RESTORERS
@@ -16,11 +17,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class OptionInfo:
-    """One setting: its default, the label the Settings page shows, and its section."""
+    """One setting: its default, the label the Settings page shows, and its section (None: kept in
+    config.json but not shown on the Settings page, as A1111's hidden options)."""
 
     default: Any
     label: str
-    section: str = "Stable Diffusion"
+    section: str | None = "Stable Diffusion"
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
@@ -50,6 +52,8 @@ OPTIONS: dict[str, OptionInfo] = {
     "outdir_img2img_grids": OptionInfo("outputs/img2img-grids", "Output folder for img2img grids",
                                        section="Saving images"),
     "grid_save": OptionInfo(True, "Always save all generated image grids", section="Saving images"),
+    "sd_vae": OptionInfo("Automatic", "SD VAE (separate VAE files are not supported yet: both choices use the "
+                                      "checkpoint's own VAE)", choices=("Automatic", "None")),
     "samples_format": OptionInfo("png", "File format for images", section="Saving images", choices=("png",)),
     "grid_format": OptionInfo("png", "File format for grids", section="Saving images", choices=("png",)),
     "save_to_dirs": OptionInfo(True, "Save images to a subdirectory per date", section="Saving images"),
@@ -68,6 +72,10 @@ OPTIONS: dict[str, OptionInfo] = {
                               minimum=0, maximum=512, step=16),
     "ESRGAN_tile_overlap": OptionInfo(8, "Tile overlap for upscaler models, in pixels", section="Upscaling",
                                       minimum=0, maximum=48, step=1),
+    "disabled_extensions": OptionInfo([], "Disable these extensions", section=None),
+    "extensions_index_url": OptionInfo(
+        "https://raw.githubusercontent.com/AUTOMATIC1111/stable-diffusion-webui-extensions/master/index.json",
+        "Extension index URL (Extensions → Available)", section="Extensions"),
 }
 
 
@@ -79,6 +87,7 @@ class Options:
         self._declared = dict(declared)
         self._values: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()  # per-thread overrides, see overridden()
         self.load_notice: str | None = None
 
     def load(self) -> None:
@@ -124,9 +133,31 @@ class Options:
         if save:
             self.save()
 
+    def validated(self, key: str, value: Any) -> Any:
+        """`value` checked and converted for setting `key`; KeyError for an unknown key, ValueError for a bad value."""
+        info = self._declared.get(key)
+        if info is None:
+            raise KeyError(f"Unknown setting {key!r}")
+        return _validated(key, info, value)
+
+    @contextmanager
+    def overridden(self, values: dict[str, Any]) -> Iterator[None]:
+        """Inside the block, and on this thread only, read `values` instead of the stored settings
+        (one job's override_settings). Nothing is stored or saved."""
+        checked = {key: self.validated(key, value) for key, value in values.items()}
+        previous = getattr(self._local, "values", {})
+        self._local.values = {**previous, **checked}
+        try:
+            yield
+        finally:
+            self._local.values = previous
+
     def __getattr__(self, key: str) -> Any:
         if key.startswith("_"):
             raise AttributeError(key)
+        overrides = getattr(self._local, "values", {})
+        if key in overrides:
+            return overrides[key]
         if key in self._values:
             return self._values[key]
         info = self._declared.get(key)
@@ -138,6 +169,10 @@ class Options:
 def _validated(key: str, info: OptionInfo, value: Any) -> Any:
     if info.choices is not None and value not in info.choices:
         raise ValueError(f"{info.label} must be one of {', '.join(map(str, info.choices))}, got {value!r}")
+    if isinstance(info.default, list):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{info.label} must be a list, got {value!r}")
+        return [str(item) for item in value]
     if isinstance(info.default, bool):
         return bool(value)
     if isinstance(info.default, (int, float)) and not isinstance(info.default, bool):

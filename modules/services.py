@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import logging
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
 from modules import processing, prompt_parser, script_callbacks
 from modules.conditioning import EncoderOptions
@@ -91,12 +93,13 @@ class Services:
         p.outpath_grids = str(self.output_dir(f"outdir_{kind}_grids"))
 
         def run(ctx: JobContext) -> GenerationResult:
-            if runner is not None:
-                runner.setup(p)
-            processed = runner.run(p, p.script_args) if runner is not None else None
-            if processed is None:
-                processed = processing.run_processing(p, ctx, self)
-            return processed.to_result(p.params)
+            with self.job_settings(p.override_settings, getattr(p, "override_settings_restore_afterwards", True)):
+                if runner is not None:
+                    runner.setup(p)
+                processed = runner.run(p, p.script_args) if runner is not None else None
+                if processed is None:
+                    processed = processing.run_processing(p, ctx, self)
+                return processed.to_result(p.params)
         return self.engine.submit(kind, run)
 
     def img2img_batch(self, params: GenerationParams, input_dir: str, output_dir: str,
@@ -148,6 +151,48 @@ class Services:
                                   opts.ESRGAN_tile, opts.ESRGAN_tile_overlap)
         return self.engine.submit("extras", lambda ctx: ExtrasJob(self.tools, params, settings, ctx).run(
             inputs, output_dir, keep_images))
+
+    def submit_processing(self, p: processing.StableDiffusionProcessing) -> "Future[GenerationResult]":
+        """Queue a processing object the caller built and keeps (the API reads all_prompts and all_seeds
+        from it afterwards); `p.script_args` are laid out as the page sends them."""
+        return self._submit(p, self.script_runners.get("img2img" if p.is_img2img else "txt2img"), p.script_args)
+
+    @contextmanager
+    def job_settings(self, overrides: dict[str, Any], restore: bool = True) -> Iterator[None]:
+        """Run on the engine's worker around one job: `overrides` (setting key → value, A1111's
+        override_settings) are in force for this job only; sd_model_checkpoint switches the model and
+        back afterwards. With `restore` False they are stored as the settings instead."""
+        overrides = dict(overrides or {})
+        if not overrides:
+            yield
+            return
+        previous = self.models.current_title
+        if overrides.get("sd_model_checkpoint"):
+            self._switch_model(overrides["sd_model_checkpoint"])
+            overrides["sd_model_checkpoint"] = self.models.current_title
+        if not restore:
+            for key, value in overrides.items():
+                self.opts.set(key, value, save=False)
+            self.opts.save()
+            yield
+            return
+        try:
+            with self.opts.overridden(overrides):
+                yield
+        finally:
+            if previous and self.models.current_title != previous:
+                try:
+                    self._switch_model(previous)
+                except UserError as exc:
+                    self.load_error = f"Could not load {previous} again after a job: {exc}"
+                    log.error(self.load_error)
+
+    def _switch_model(self, name: str) -> None:
+        """Load checkpoint `name` now (on the worker), telling scripts when the model changed."""
+        before = self.models.current
+        model = self.models.load(name)
+        if model is not before:
+            script_callbacks.model_loaded_callback(model)
 
     @property
     def status(self) -> str:

@@ -8,7 +8,8 @@ from modules.cmd_args import DEFAULT_API_PORT, DEFAULT_PORT, parse_args, parse_c
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--listen", "--port", "--api", "--nowebui", "--ckpt", "--ckpt-dir", "--data-dir", "--device",
-         "--no-half", "--gradio-auth", "--api-auth", "--download-face-models"]
+         "--no-half", "--gradio-auth", "--api-auth", "--download-face-models", "--share",
+         "--enable-insecure-extension-access", "--skip-install"]
 
 
 def test_help_lists_every_a1111_flag():
@@ -28,6 +29,27 @@ def test_port_defaults_follow_nowebui():
 def test_download_face_models_is_off_unless_asked():
     assert parse_args([]).download_face_models is False
     assert parse_args(["--download-face-models"]).download_face_models is True
+
+
+def test_extension_flags_are_off_unless_given():
+    args = parse_args([])
+    assert (args.share, args.enable_insecure_extension_access, args.skip_install) == (False, False, False)
+    args = parse_args(["--share", "--enable-insecure-extension-access", "--skip-install"])
+    assert (args.share, args.enable_insecure_extension_access, args.skip_install) == (True, True, True)
+
+
+def test_preload_hook_adds_flags_before_parsing_and_sees_the_data_dir():
+    seen = []
+
+    def preload(parser, data_dir):
+        seen.append(data_dir)
+        parser.add_argument("--from-extension", type=int)
+
+    assert parse_args(["--from-extension", "3", "--data-dir", "d"], preload=preload).from_extension == 3
+    assert parse_args([], preload=preload).from_extension is None
+    assert seen == ["d", None]
+    with pytest.raises(SystemExit):
+        parse_args(["--from-extension", "3"])  # without the hook the flag is unknown
 
 
 def test_device_choices_are_checked():

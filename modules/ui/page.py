@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import gradio as gr
 
 from modules import script_callbacks
 from modules.errors import UserError
+from modules.extensions import Extension, extension_assets
 from modules.options import OPTIONS
 from modules.services import Services
+from modules.ui import extensions as extensions_ui
 from modules.ui import extras, img2img, png_info, settings, txt2img
 from modules.ui.infotext_paste import Quicksettings, connect_paste_button
 from modules.ui.send_buttons import connect_send_buttons
@@ -23,9 +26,22 @@ CSS = """
 JAVASCRIPT_DIR = Path(__file__).with_name("javascript")
 
 
-def head_scripts() -> str:
-    """The page's own scripts (for example Ctrl+Up/Down weight editing), as <script> tags."""
-    return "\n".join(f"<script>{path.read_text()}</script>" for path in sorted(JAVASCRIPT_DIR.glob("*.js")))
+def head_scripts(extra: Sequence[Path] = ()) -> str:
+    """The page's own scripts (for example Ctrl+Up/Down weight editing), then `extra` (extensions'
+    javascript/*.js), as <script> tags."""
+    files = [*sorted(JAVASCRIPT_DIR.glob("*.js")), *extra]
+    return "\n".join("<script>" + _read(path).replace("</script", r"<\/script") + "</script>" for path in files)
+
+
+def page_assets(extensions: Sequence[Extension]) -> dict[str, str]:
+    """The launch options "head" and "css": the page's own, then the scripts and style.css of
+    `extensions` (the enabled ones)."""
+    assets = extension_assets(list(extensions))
+    return {"head": head_scripts(assets.scripts), "css": "\n".join([CSS, *map(_read, assets.styles)])}
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")
 
 
 def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
@@ -59,6 +75,8 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
                     blocks.render()
             with gr.Tab("Settings", id="settings"):
                 settings.build_tab(services.opts)
+            with gr.Tab("Extensions", id="extensions"):
+                extensions_ui.build_tab(services)
         for tab in (t2i, i2i):
             connect_send_buttons(tab, i2i, extras_tab, tabs)
 

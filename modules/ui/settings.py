@@ -47,7 +47,8 @@ def apply_settings(opts: Options, keys: list[str], values: list[Any]) -> str:
 
 def build_tab(opts: Options) -> None:
     """Lay out the tab (call inside a gr.Tab context)."""
-    declared = {key: info for key, info in opts.declared().items() if key not in QUICKSETTINGS}
+    declared = {key: info for key, info in opts.declared().items()
+                if key not in QUICKSETTINGS and info.section is not None}  # None: a hidden setting
     sections: dict[str, list[str]] = {}
     for key, info in declared.items():
         sections.setdefault(info.section, []).append(key)

@@ -38,3 +38,8 @@ def test_ctrl_enter_in_the_prompt_generates(page):
     expect(page.locator("#html_info_txt2img")).to_contain_text("a windmill", timeout=120000)
     expect(page.locator("#html_info_txt2img")).to_contain_text("Steps: 2,")
     expect(prompt).to_have_value("a windmill")  # no newline was typed
+
+
+def test_a1111_page_helpers_for_extension_scripts(page):
+    assert page.evaluate("gradioApp().querySelector('#txt2img_prompt textarea') !== null")
+    assert page.evaluate("new Promise(resolve => onUiLoaded(() => resolve(true)))")

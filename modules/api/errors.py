@@ -1,0 +1,74 @@
+"""Errors in A1111's JSON shape, `{error, detail, body, errors}`, for every failure of an API route."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from modules.errors import UserError
+
+_LONG = 200  # strings longer than this (base64 images) are summarised when a request body is echoed
+
+
+class RequestError(ValueError):
+    """A request field found wrong after pydantic's checks (an unknown script, an unreadable image…)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _shortened(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _LONG:
+        return f"<{len(value)} characters>"
+    if isinstance(value, dict):
+        return {key: _shortened(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shortened(item) for item in value]
+    return value
+
+
+def _body(status: int, error: str, detail: Any, errors: str, body: Any = "",
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    content = {"error": error, "detail": detail, "body": _shortened(body), "errors": errors}
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+def _field_errors(exc: RequestValidationError) -> JSONResponse:
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    summary = "; ".join(f"{'.'.join(str(part) for part in e['loc'][1:]) or 'body'}: {e['msg']}" for e in detail)
+    return _body(422, "RequestValidationError", detail, summary, exc.body)
+
+
+def _request_error(exc: RequestError) -> JSONResponse:
+    detail = [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]
+    return _body(422, "RequestValidationError", detail, str(exc))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer validation errors with 422 (field and reason), a UserError from a job with 422 and its
+    message, HTTP errors with their status, and anything else with 500; the server keeps running."""
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _field_errors(exc)
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+        return _request_error(exc)
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        return _body(422, type(exc).__name__, str(exc), str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _body(exc.status_code, "HTTPException", exc.detail, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def failure(request: Request, exc: Exception) -> JSONResponse:  # the server logs the traceback
+        return _body(500, type(exc).__name__, "", str(exc) or type(exc).__name__)

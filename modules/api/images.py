@@ -1,0 +1,46 @@
+"""Images in API requests and responses: base64 or a data: URI in, base64 PNG (with its text chunks) out."""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+
+from PIL import Image, UnidentifiedImageError
+
+from modules.images import encode_png, open_image
+
+
+def decode_base64(text: str) -> bytes:
+    """The bytes of a base64 string or a `data:<type>;base64,<data>` URI; ValueError saying what is wrong."""
+    if text.startswith("data:"):
+        header, sep, text = text.partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise ValueError("a data: URI must be base64-encoded, like data:image/png;base64,<data>")
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"not valid base64 ({exc})") from None
+    if not data:
+        raise ValueError("the image is empty")
+    return data
+
+
+def check_image(text: str) -> str:
+    """Validator: `text` must decode to an image Pillow can identify (only its header is read here)."""
+    try:
+        Image.open(io.BytesIO(decode_base64(text)))
+    except UnidentifiedImageError:
+        raise ValueError("not an image this server can read (PNG, JPEG, WebP…)") from None
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"not an image this server can read ({exc})") from None
+    return text
+
+
+def decode_image(text: str, name: str) -> Image.Image:
+    """The fully decoded image of a base64 string or data: URI; UserError naming `name` when it can't be read."""
+    return open_image(io.BytesIO(decode_base64(text)), name)
+
+
+def encode_image(image: Image.Image, infotext: str | None = None, chunks: dict[str, str] | None = None) -> str:
+    """Base64 PNG with the infotext in its `parameters` chunk, as A1111's API sends images."""
+    return base64.b64encode(encode_png(image, infotext, chunks)).decode("ascii")

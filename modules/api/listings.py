@@ -1,0 +1,124 @@
+"""The GET routes that list what this server has: samplers, schedulers, upscalers, checkpoints, face
+restorers, styles, embeddings, LoRAs, scripts, extensions and memory, in A1111's shapes."""
+from __future__ import annotations
+
+import os
+
+import psutil
+import torch
+
+from modules import samplers
+from modules.api.models import (EmbeddingItem, EmbeddingsResponse, ExtensionItem, FaceRestorerItem, LoraItem,
+                                MemoryResponse, NameItem, PromptStyleItem, SamplerItem, SchedulerItem, ScriptsList,
+                                SDModelItem, SDVaeItem, UpscalerItem)
+from modules.checkpoints import HashCache
+from modules.extensions import disabled_names, list_extensions
+from modules.face_restoration import FACE_RESTORERS
+from modules.services import Services
+from modules.upscalers import LATENT_MODES
+
+
+def sampler_items() -> list[SamplerItem]:
+    return [SamplerItem(name=s.label, aliases=list(s.aliases),
+                        options={} if s.default_schedule == "uniform" else {"scheduler": s.default_schedule})
+            for s in samplers.SAMPLERS]
+
+
+def scheduler_items() -> list[SchedulerItem]:
+    return [SchedulerItem(name=s.name, label=s.label) for s in samplers.SCHEDULES]
+
+
+def upscaler_items(services: Services) -> list[UpscalerItem]:
+    library = services.tools.upscalers
+    files = library.model_files()
+    return [UpscalerItem(name=name, model_name=name if name in files else None,
+                         model_path=str(files[name]) if name in files else None) for name in library.names()]
+
+
+def latent_mode_items() -> list[NameItem]:
+    return [NameItem(name=name) for name in LATENT_MODES]
+
+
+def sd_model_items(services: Services) -> list[SDModelItem]:
+    models = services.models
+    items = []
+    for info in models.checkpoints:
+        sha = models.hashes.cached(info.path) if info.path.is_file() else None
+        items.append(SDModelItem(title=models.title(info), model_name=info.model_name, hash=HashCache.short(sha),
+                                 sha256=sha, filename=str(info.path)))
+    return items
+
+
+def sd_vae_items() -> list[SDVaeItem]:
+    """None: separate VAE files are not supported yet; every checkpoint uses its own VAE."""
+    return []
+
+
+def face_restorer_items(services: Services) -> list[FaceRestorerItem]:
+    restorers = services.tools.face_restorers
+    return [FaceRestorerItem(name=name, cmd_dir=str(restorers.models_dir / restorers.get(name).folder_name))
+            for name in FACE_RESTORERS]
+
+
+def style_items(services: Services) -> list[PromptStyleItem]:
+    return [PromptStyleItem(name=s.name, prompt=s.prompt, negative_prompt=s.negative_prompt)
+            for s in services.styles.styles.values()]
+
+
+def embeddings(services: Services) -> EmbeddingsResponse:
+    """Embeddings the loaded model can use ("loaded") and the others ("skipped")."""
+    database = services.networks.embeddings
+    database.refresh()
+    model = services.models.current
+    widths = model.prompt_encoder.widths if model is not None else []
+    loaded, skipped = {}, {}
+    for name, embedding in database.embeddings.items():
+        fitting = embedding.vectors_for(widths) if widths else None
+        vectors = fitting[0] if fitting else next(iter(embedding.vectors.values()))
+        item = EmbeddingItem(shape=vectors.shape[-1], vectors=vectors.shape[0])
+        (loaded if fitting else skipped)[name] = item
+    return EmbeddingsResponse(loaded=loaded, skipped=skipped)
+
+
+def lora_items(services: Services) -> list[LoraItem]:
+    return [LoraItem(name=name, alias=name, path=str(path))
+            for name, path in services.networks.loras.available().items()]
+
+
+def script_names(services: Services) -> ScriptsList:
+    """Every script's title, lowercased as A1111 lists them, per tab."""
+    def titles(tab: str) -> list[str]:
+        runner = services.script_runners.get(tab)
+        return [s.title().lower() for s in [*runner.selectable, *runner.alwayson]] if runner else []
+    return ScriptsList(txt2img=titles("txt2img"), img2img=titles("img2img"))
+
+
+def extension_items(services: Services) -> list[ExtensionItem]:
+    """Every folder in extensions/, enabled or not, with its git state."""
+    items = []
+    for extension in list_extensions(services.paths.extensions, disabled_names(services.opts)):
+        extension.read_git_info()
+        items.append(ExtensionItem(name=extension.name, remote=extension.remote, branch=extension.branch,
+                                   commit_hash=extension.commit_hash or None, version=extension.version or None,
+                                   commit_date=extension.commit_date, enabled=extension.enabled))
+    return items
+
+
+def memory() -> MemoryResponse:
+    """This process's RAM use and the machine's, and torch's CUDA figures when there is a GPU."""
+    process = psutil.Process(os.getpid())
+    system = psutil.virtual_memory()
+    ram = {"free": system.available, "used": process.memory_info().rss, "total": system.total}
+    if not torch.cuda.is_available():
+        return MemoryResponse(ram=ram, cuda={"error": "unavailable"})
+    free, total = torch.cuda.mem_get_info()
+    stats = torch.cuda.memory_stats()
+
+    def pair(key: str) -> dict[str, int]:
+        return {"current": stats.get(f"{key}.all.current", 0), "peak": stats.get(f"{key}.all.peak", 0)}
+
+    cuda = {"system": {"free": free, "used": total - free, "total": total},
+            "active": pair("active_bytes"), "allocated": pair("allocated_bytes"),
+            "reserved": pair("reserved_bytes"), "inactive": pair("inactive_split_bytes"),
+            "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)}}
+    return MemoryResponse(ram=ram, cuda=cuda)

@@ -1,0 +1,372 @@
+"""Request and response models of /sdapi/v1, with A1111's field names.
+
+The generation fields of txt2img and img2img requests are made from GenerationParams (type, default,
+FieldSpec label, bounds and choices), and the extras fields from ExtrasParams, so /docs, validation and
+the page all follow the same declarations. Only fields that are the API's own are written out here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Annotated, Any, Callable
+
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, create_model,
+                      model_validator)
+
+from modules import samplers
+from modules.errors import UserError
+from modules.extras import ExtrasParams
+from modules.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
+from modules.api.images import check_image
+
+Base64Image = Annotated[str, AfterValidator(check_image),
+                        Field(description="An image as base64, or as a data: URI (data:image/png;base64,…)")]
+_TYPES: dict[type, Any] = {int: int, float: float, str: str, bool: bool, tuple: list[str]}
+
+
+def _sampler(value: str) -> str:
+    samplers.sampler_info(value)  # raises ValueError naming the valid samplers
+    return value
+
+
+def _schedule(value: str) -> str:
+    samplers.resolve(samplers.SAMPLER_NAMES[0], value)  # raises ValueError naming the valid schedules
+    return value
+
+
+def _or_same(same: str, check: Callable[[str], str]) -> Callable[[str], str]:
+    return lambda value: value if value == same else check(value)
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "sampler_name": _sampler,
+    "scheduler": _schedule,
+    "hr_sampler_name": _or_same(USE_SAME_SAMPLER, _sampler),
+    "hr_scheduler": _or_same(USE_SAME_SCHEDULER, _schedule),
+}
+
+
+def _none_passes(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: value if value is None else check(value)
+
+
+def _choice(name: str) -> Callable[[Any], Any]:
+    """A choice field takes its index or its label (`true`/`false` for two choices); it holds the index."""
+    return _none_passes(lambda value: GenerationParams.coerce(name, value))
+
+
+def generation_fields(tab: str) -> dict[str, Any]:
+    """Pydantic fields for every GenerationParams field the `tab` ("txt2img"/"img2img") shows. Each is
+    nullable, as in A1111: null means the default."""
+    fields: dict[str, Any] = {}
+    for f, spec in GenerationParams.fields():
+        if tab not in spec.tabs:
+            continue
+        default = dict(spec.tab_values).get(tab, f.default)
+        annotation: Any = _TYPES[GenerationParams.field_type(f.name)]
+        metadata: list[Any] = []
+        description = spec.label or f.name
+        if spec.choices:
+            annotation = int | str
+            metadata.append(BeforeValidator(_choice(f.name)))
+            description += ": " + ", ".join(f"{i} = {label}" for i, label in enumerate(spec.choices)) + \
+                " (the index or the label)"
+        if f.name in _CHECKS:
+            metadata.append(AfterValidator(_none_passes(_CHECKS[f.name])))
+        default = list(default) if isinstance(default, tuple) else default
+        field = Field(default, ge=spec.minimum, le=spec.maximum, title=spec.label, description=description)
+        fields[f.name] = Annotated[(annotation | None, *metadata, field)]
+    return fields
+
+
+def _neutral(feature: str, accepts: Callable[[Any], bool], hint: str) -> AfterValidator:
+    """For a field of a feature this server lacks: only its neutral values pass."""
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if value is not None and not accepts(value):
+            raise ValueError(f"not supported by this server yet ({feature}); leave {info.field_name} at {hint}")
+        return value
+    return AfterValidator(check)
+
+
+def _is(*values: Any) -> Callable[[Any], bool]:
+    return lambda value: value in values
+
+
+def _off(value: Any) -> bool:
+    return not value or value in ("None", "Use same checkpoint")
+
+
+VARIATION = _neutral("variation seeds", _is(0), "0")
+SEED_RESIZE = _neutral("resizing the seed", lambda v: v <= 0, "-1")
+TILING = _neutral("tiling", _is(False), "false")
+REFINER = _neutral("a refiner checkpoint", _off, "null")
+EXTRA_NETWORKS = _neutral("turning off extra networks", _is(False), "false")
+HIRES_CHECKPOINT = _neutral("a separate hires checkpoint", _off, "null")
+NOISE = "the sampler's churn and noise settings"
+
+
+class GenerationApiFields(BaseModel):
+    """What txt2img and img2img requests hold beside the generation fields: A1111's API-only fields, and
+    fields of features this server lacks, which accept only their neutral values."""
+
+    model_config = ConfigDict(extra="ignore")  # as A1111: keys it doesn't know are ignored
+
+    sampler_index: str | None = Field(None, description="Older name of sampler_name; used when that is not given")
+    override_settings: dict[str, Any] = Field(default_factory=dict, description=(
+        "Settings for this job only (keys as in /sdapi/v1/options), e.g. {\"CLIP_stop_at_last_layers\": 2}"))
+    override_settings_restore_afterwards: bool = Field(True, description="False keeps override_settings afterwards")
+    script_name: str | None = Field(None, description="Title of a script from /sdapi/v1/scripts to run")
+    script_args: list[Any] = Field(default_factory=list, description="The script's arguments, in its controls' order")
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict, description="{\"<title>\": {\"args\": [...]}}")
+    send_images: bool = Field(True, description="Return the images in the response")
+    save_images: bool = Field(False, description="Also save the images in the outputs folder")
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    infotext: str | None = Field(None, description="Generation parameters text; fills fields the request leaves out")
+    comments: dict[str, Any] | None = None
+    subseed: int | None = -1
+    subseed_strength: Annotated[float | None, VARIATION] = 0.0
+    seed_resize_from_h: Annotated[int | None, SEED_RESIZE] = -1
+    seed_resize_from_w: Annotated[int | None, SEED_RESIZE] = -1
+    tiling: Annotated[bool | None, TILING] = False
+    eta: float | None = Field(None, description="Accepted when it is the sampler's own: 1 for ancestral and SDE "
+                                                "samplers, 0 for DDIM; other samplers don't use it")
+    s_min_uncond: Annotated[float | None, _neutral(NOISE, _is(0), "0")] = None
+    s_churn: Annotated[float | None, _neutral(NOISE, _is(0), "0")] = None
+    s_tmax: Annotated[float | None, _neutral(NOISE, _is(0, math.inf), "0")] = None
+    s_tmin: Annotated[float | None, _neutral(NOISE, _is(0), "0")] = None
+    s_noise: Annotated[float | None, _neutral(NOISE, _is(1), "1")] = None
+    refiner_checkpoint: Annotated[str | None, REFINER] = None
+    refiner_switch_at: float | None = None
+    disable_extra_networks: Annotated[bool | None, EXTRA_NETWORKS] = False
+
+    def chosen_sampler(self) -> str:
+        """sampler_name, else the legacy sampler_index, else GenerationParams' default."""
+        name = getattr(self, "sampler_name", None) if "sampler_name" in self.model_fields_set else None
+        return name or self.sampler_index or GenerationParams.sampler_name
+
+    @model_validator(mode="after")
+    def _check_eta(self) -> "GenerationApiFields":
+        if self.sampler_index is not None:
+            _sampler(self.sampler_index)
+        if self.eta is not None:
+            info = samplers.sampler_info(self.chosen_sampler())
+            used = 0.0 if info.label == "DDIM" else 1.0 if info.stochastic else None
+            if used is not None and self.eta != used:
+                raise ValueError(f"eta {self.eta} is not supported by this server yet: {info.label} runs with eta "
+                                 f"{used:g}; send {used:g} or leave eta out")
+        return self
+
+
+class Txt2ImgApiFields(GenerationApiFields):
+    """txt2img's own API fields."""
+
+    firstphase_width: int = Field(0, ge=0, description="Older way to ask for hires fix: the first pass's width")
+    firstphase_height: int = Field(0, ge=0, description="Older way to ask for hires fix: the first pass's height")
+    hr_checkpoint_name: Annotated[str | None, HIRES_CHECKPOINT] = None
+
+
+class Img2ImgApiFields(GenerationApiFields):
+    """img2img's own API fields."""
+
+    init_images: list[Base64Image] = Field(min_length=1, description="The images to start from")
+    mask: Base64Image | None = Field(None, description="White where the image is repainted")
+    mask_blur_x: int = Field(4, ge=0, description="Horizontal mask blur; must equal mask_blur_y (or give mask_blur)")
+    mask_blur_y: int = Field(4, ge=0, description="Vertical mask blur")
+    mask_round: Annotated[bool | None, _neutral("an unrounded latent mask", _is(True), "true")] = True
+    image_cfg_scale: float | None = Field(None, description="Only instruct-pix2pix models use it; none load here")
+    initial_noise_multiplier: Annotated[float | None, _neutral("scaling the initial noise", _is(1), "1")] = None
+    latent_mask: Annotated[str | None, _neutral("a separate latent mask", _is(None, ""), "null")] = None
+    include_init_images: bool = Field(False, description="Echo init_images and mask in the response's parameters")
+
+
+StableDiffusionTxt2ImgProcessingAPI = create_model(
+    "StableDiffusionTxt2ImgProcessingAPI", __base__=Txt2ImgApiFields, **generation_fields("txt2img"))
+StableDiffusionImg2ImgProcessingAPI = create_model(
+    "StableDiffusionImg2ImgProcessingAPI", __base__=Img2ImgApiFields, **generation_fields("img2img"))
+
+
+class ExtrasApiFields(BaseModel):
+    """What extras requests hold beside ExtrasParams' fields."""
+
+    show_extras_results: bool = Field(True, description="Return the processed images")
+
+    def extras_params(self) -> ExtrasParams:
+        """The job's ExtrasParams (already checked by the validator below)."""
+        return ExtrasParams.from_dict({f.name: getattr(self, f.name) for f in dataclasses.fields(ExtrasParams)})
+
+    @model_validator(mode="after")
+    def _check_params(self) -> "ExtrasApiFields":
+        try:
+            self.extras_params()
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+def extras_fields() -> dict[str, Any]:
+    """Pydantic fields for ExtrasParams, with its labels and bounds."""
+    return {f.name: Annotated[_TYPES[type(f.default)], Field(f.default, ge=spec.minimum, le=spec.maximum,
+                                                                title=spec.label, description=spec.label)]
+            for f, spec in ExtrasParams.fields()}
+
+
+class ExtrasSingleImageFields(ExtrasApiFields):
+    image: Base64Image
+
+
+class FileData(BaseModel):
+    data: Base64Image
+    name: str = ""
+
+
+class ExtrasBatchImagesFields(ExtrasApiFields):
+    imageList: list[FileData] = Field(min_length=1, description="The images, each with a name")  # noqa: N815
+
+
+ExtrasSingleImageRequest = create_model("ExtrasSingleImageRequest", __base__=ExtrasSingleImageFields,
+                                        **extras_fields())
+ExtrasBatchImagesRequest = create_model("ExtrasBatchImagesRequest", __base__=ExtrasBatchImagesFields,
+                                        **extras_fields())
+
+
+class ImagesResponse(BaseModel):
+    images: list[str] = Field(description="Base64 PNGs, each with its `parameters` text chunk")
+    parameters: dict[str, Any] = Field(description="The request")
+    info: str = Field(description="JSON: seed, all_seeds, all_prompts, infotexts and the rest, as A1111 sends")
+
+
+class ExtrasSingleImageResponse(BaseModel):
+    html_info: str
+    image: str | None = None
+
+
+class ExtrasBatchImagesResponse(BaseModel):
+    html_info: str
+    images: list[str]
+
+
+class PNGInfoRequest(BaseModel):
+    image: Base64Image
+
+
+class PNGInfoResponse(BaseModel):
+    info: str = Field(description="The generation parameters text")
+    items: dict[str, Any] = Field(description="The image's other text chunks")
+    parameters: dict[str, Any] = Field(description="The parameters text, parsed")
+
+
+class ProgressResponse(BaseModel):
+    progress: float = Field(description="Done part of the running job, 0 to 1")
+    eta_relative: float = Field(description="Seconds left, estimated")
+    state: dict[str, Any]
+    current_image: str | None = Field(None, description="Latest live preview, base64 PNG")
+    textinfo: str | None = None
+    current_task: str | None = None
+
+
+class SamplerItem(BaseModel):
+    name: str
+    aliases: list[str]
+    options: dict[str, Any]
+
+
+class SchedulerItem(BaseModel):
+    name: str
+    label: str
+    aliases: list[str] | None = None
+    default_rho: float = -1
+    need_inner_model: bool = False
+
+
+class UpscalerItem(BaseModel):
+    name: str
+    model_name: str | None = None
+    model_path: str | None = None
+    model_url: str | None = None
+    scale: float | None = None
+
+
+class NameItem(BaseModel):
+    name: str
+
+
+class SDModelItem(BaseModel):
+    title: str
+    model_name: str
+    hash: str | None = None
+    sha256: str | None = None
+    filename: str
+    config: str | None = None
+
+
+class SDVaeItem(BaseModel):
+    model_name: str
+    filename: str
+
+
+class FaceRestorerItem(BaseModel):
+    name: str
+    cmd_dir: str | None = None
+
+
+class PromptStyleItem(BaseModel):
+    name: str
+    prompt: str | None = None
+    negative_prompt: str | None = None
+
+
+class EmbeddingItem(BaseModel):
+    step: int | None = None
+    sd_checkpoint: str | None = None
+    sd_checkpoint_name: str | None = None
+    shape: int
+    vectors: int
+
+
+class EmbeddingsResponse(BaseModel):
+    loaded: dict[str, EmbeddingItem]
+    skipped: dict[str, EmbeddingItem]
+
+
+class LoraItem(BaseModel):
+    name: str
+    alias: str
+    path: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScriptsList(BaseModel):
+    txt2img: list[str]
+    img2img: list[str]
+
+
+class ScriptArg(BaseModel):
+    label: str | None = None
+    value: Any = None
+    minimum: Any = None
+    maximum: Any = None
+    step: Any = None
+    choices: list[Any] | None = None
+
+
+class ScriptInfo(BaseModel):
+    name: str
+    is_alwayson: bool
+    is_img2img: bool
+    args: list[ScriptArg]
+
+
+class ExtensionItem(BaseModel):
+    name: str
+    remote: str | None = None
+    branch: str | None = None
+    commit_hash: str | None = None
+    version: str | None = None
+    commit_date: int | None = None
+    enabled: bool
+
+
+class MemoryResponse(BaseModel):
+    ram: dict[str, Any] = Field(description="free, used (by this process) and total, in bytes")
+    cuda: dict[str, Any] = Field(description="GPU memory as torch reports it, or {\"error\": …}")

@@ -1,0 +1,200 @@
+"""The Extensions tab: Installed (a table, which ones are enabled, "Check for updates", "Apply and
+restart UI"), Available (an extension index such as A1111's index.json) and Install from URL.
+
+Installing, updating and switching extensions are refused, with the reason shown, when the server can
+be reached from other machines, unless --enable-insecure-extension-access is given."""
+from __future__ import annotations
+
+import html
+import time
+
+import gradio as gr
+
+from modules import restart
+from modules.extensions import (Extension, ExtensionError, check_access, check_for_updates, disabled_names,
+                                fetch_index, install_from_url, list_extensions, set_disabled, update)
+from modules.services import Services
+
+RESTARTING = "extensions-restarting"  # marks the reply after which the page reloads itself
+RELOAD_AFTER_RESTART_JS = f"""(message) => {{
+    if (!String(message).includes("{RESTARTING}")) return;
+    const reload = () => fetch(window.location.href, {{cache: "no-store"}})
+        .then((reply) => reply.ok ? window.location.reload() : setTimeout(reload, 1000))
+        .catch(() => setTimeout(reload, 1000));
+    setTimeout(reload, 3000);
+}}"""
+COLUMNS = ("Extension", "URL", "Branch", "Version", "Date", "Update")
+
+
+def _message(text: str, problem: bool = False, css_class: str = "") -> str:
+    return f'<p class="{css_class}">{"⚠️ " if problem else ""}{html.escape(text)}</p>'
+
+
+def installed_table(extensions: list[Extension]) -> str:
+    """The Installed tab's table (every value escaped)."""
+    rows = []
+    for ext in extensions:
+        date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ext.commit_date)) if ext.commit_date else ""
+        name = ext.name if ext.enabled else f"{ext.name} (disabled)"
+        cells = (name, ext.remote or "", ext.branch or "", ext.version, date, ext.status)
+        rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
+    body = "".join(rows) or f'<tr><td colspan="{len(COLUMNS)}">No extensions are installed.</td></tr>'
+    head = "".join(f"<th>{column}</th>" for column in COLUMNS)
+    return f'<table id="extensions"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+class ExtensionActions:
+    """What the tab's buttons do, apart from Gradio. Each returns HTML to show; none raises."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.statuses: dict[str, str] = {}  # folder name -> what the last check for updates found
+
+    def extensions(self) -> list[Extension]:
+        """The installed extensions with their git details and last update status."""
+        found = list_extensions(self.services.paths.extensions, disabled_names(self.services.opts))
+        for ext in found:
+            ext.read_git_info()
+            ext.status = self.statuses.get(ext.name, "")
+        return found
+
+    def table(self) -> str:
+        return installed_table(self.extensions())
+
+    def install(self, url: str, branch: str = "", folder: str = "") -> str:
+        """Install from a git URL or folder; the outcome, or git's or install.py's message."""
+        try:
+            check_access(self.services.args)
+            ext = install_from_url(url, self.services.paths.extensions, self.services.opts, branch or None,
+                                   folder or None)
+        except ExtensionError as exc:
+            return _message(str(exc), problem=True)
+        return _message(f'Installed {ext.name} into {ext.path}. Press "Apply and restart UI" on the Installed '
+                        "tab to load it.")
+
+    def apply(self, enabled: list[str], to_update: list[str]) -> str:
+        """Update the extensions in `to_update`, store which ones are disabled, and restart the page."""
+        try:
+            check_access(self.services.args)
+        except ExtensionError as exc:
+            return _message(str(exc), problem=True)
+        installed = self.extensions()
+        problems = []
+        for ext in installed:
+            if ext.name in to_update:
+                try:
+                    update(ext)
+                    self.statuses.pop(ext.name, None)
+                except ExtensionError as exc:
+                    problems.append(_message(f"{ext.name} was not updated: {exc}", problem=True))
+        set_disabled(self.services.opts, {ext.name for ext in installed} - set(enabled or []))
+        if restart.request_restart():
+            return "".join(problems) + _message("Restarting the page…", css_class=RESTARTING)
+        return "".join(problems) + _message("Saved. Restart the app to load the changes.")
+
+    def check(self) -> tuple[str, list[str]]:
+        """`git fetch` each clone; (a message, the names that have new commits)."""
+        try:
+            check_access(self.services.args)
+        except ExtensionError as exc:
+            return _message(str(exc), problem=True), []
+        problems, updatable = [], []
+        for ext in self.extensions():
+            if not ext.is_git:
+                continue
+            try:
+                check_for_updates(ext)
+            except ExtensionError as exc:
+                problems.append(_message(f"{ext.name}: {exc}", problem=True))
+            self.statuses[ext.name] = ext.status
+            if ext.can_update:
+                updatable.append(ext.name)
+        summary = f"New commits for: {', '.join(updatable)}." if updatable else "No updates found."
+        return "".join(problems) + _message(summary), updatable
+
+    def available(self, index_url: str) -> tuple[str, list[tuple[str, str]], str]:
+        """(the index as a table, (name, url) choices of the ones not installed, a message)."""
+        try:
+            entries = fetch_index(index_url.strip())
+        except ExtensionError as exc:
+            return "", [], _message(str(exc), problem=True)
+        installed = {(ext.remote or "").rstrip("/").removesuffix(".git") for ext in self.extensions()}
+        rows, choices = [], []
+        for entry in entries:
+            is_installed = entry.url.rstrip("/").removesuffix(".git") in installed
+            if not is_installed:
+                choices.append((entry.name, entry.url))
+            name = html.escape(entry.name)
+            if entry.url.startswith(("https://", "http://")):
+                name = f'<a href="{html.escape(entry.url)}" target="_blank">{name}</a>'
+            cells = (name, html.escape(entry.description), html.escape(", ".join(entry.tags)),
+                     "installed" if is_installed else "")
+            rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+        table = ('<table id="available_extensions"><thead><tr><th>Extension</th><th>Description</th><th>Tags</th>'
+                 f"<th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        return table, choices, _message(f"{len(entries)} extensions in the index.")
+
+
+def build_tab(services: Services) -> None:
+    """Lay out the tab (call inside a gr.Tab context)."""
+    actions = ExtensionActions(services)
+    installed = actions.extensions()
+
+    def enabled_choices() -> dict:
+        found = list_extensions(services.paths.extensions, disabled_names(services.opts))
+        return gr.update(choices=[ext.name for ext in found], value=[ext.name for ext in found if ext.enabled])
+
+    with gr.Tabs(elem_id="tabs_extensions"):
+        with gr.Tab("Installed", id="installed") as installed_tab:
+            with gr.Row(elem_id="extensions_installed_top"):
+                apply = gr.Button("Apply and restart UI", variant="primary", elem_id="extensions_apply")
+                check = gr.Button("Check for updates", elem_id="extensions_check")
+            enabled = gr.CheckboxGroup(label="Enabled extensions", choices=[ext.name for ext in installed],
+                                       value=[ext.name for ext in installed if ext.enabled],
+                                       elem_id="extensions_enabled_list")
+            to_update = gr.CheckboxGroup(label="Update when applying", choices=[], value=[],
+                                         elem_id="extensions_update_list")
+            info = gr.HTML(elem_id="extensions_installed_info")
+            table = gr.HTML(installed_table(installed), elem_id="extensions_installed_html")
+        with gr.Tab("Available", id="available"):
+            with gr.Row():
+                load = gr.Button("Load from:", variant="primary", elem_id="extensions_load_index", scale=0)
+                index_url = gr.Textbox(value=services.opts.extensions_index_url, label="Extension index URL",
+                                       elem_id="extensions_index_url")
+            with gr.Row():
+                chosen = gr.Dropdown(label="Extension to install", choices=[], elem_id="extension_to_install")
+                install_chosen = gr.Button("Install", elem_id="install_extension_button", scale=0)
+            available_info = gr.HTML(elem_id="extensions_available_info")
+            available_table = gr.HTML(elem_id="extensions_available_html")
+        with gr.Tab("Install from URL", id="install_from_url"):
+            url = gr.Textbox(label="URL for extension's git repository", elem_id="extensions_install_url",
+                             placeholder="https://…, git@host:…, file://… or a folder")
+            branch = gr.Textbox(label="Specific branch name", placeholder="Leave empty for the default branch",
+                                elem_id="extensions_install_branch")
+            folder = gr.Textbox(label="Local directory name", placeholder="Leave empty for auto",
+                                elem_id="extensions_install_dirname")
+            install = gr.Button("Install", variant="primary", elem_id="extensions_install_button")
+            result = gr.HTML(elem_id="extension_install_result")
+
+    def after_install(message: str) -> tuple:
+        return message, actions.table(), enabled_choices()
+
+    def run_check() -> tuple:
+        message, updatable = actions.check()
+        return message, actions.table(), gr.update(choices=updatable, value=updatable)
+
+    def run_available(address: str) -> tuple:
+        table_html, choices, message = actions.available(address)
+        return table_html, gr.update(choices=choices, value=None), message
+
+    install.click(lambda *values: after_install(actions.install(*values)), inputs=[url, branch, folder],
+                  outputs=[result, table, enabled], api_name="extensions_install")
+    install_chosen.click(lambda address: after_install(actions.install(address or "")), inputs=chosen,
+                         outputs=[available_info, table, enabled], api_name="extensions_install_from_index")
+    apply.click(actions.apply, inputs=[enabled, to_update], outputs=info, api_name="extensions_apply").then(
+        None, inputs=info, js=RELOAD_AFTER_RESTART_JS)
+    check.click(run_check, outputs=[info, table, to_update], api_name="extensions_check")
+    load.click(run_available, inputs=index_url, outputs=[available_table, chosen, available_info],
+               api_name="extensions_index")
+    installed_tab.select(lambda: (actions.table(), enabled_choices()), outputs=[table, enabled],
+                         api_visibility="private")

@@ -1,0 +1,59 @@
+"""PNG Info in the browser: drop a PNG with parameters, send it to txt2img; the ↙️ button reads the prompt box."""
+import re
+import shutil
+
+import pytest
+from app_process import running_app
+from playwright.sync_api import expect
+from PIL import Image
+from test_browser_img2img import drop_file
+
+from modules.images import save_numbered
+
+INFOTEXT = ("a red boat, at dawn\nNegative prompt: blurry\n"
+            "Steps: 9, Sampler: Euler, CFG scale: 5.5, Seed: 1234, Size: 128x192, Model: second, Clip skip: 3")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, demo_checkpoint):
+    """app.py with the demo model loaded and a second checkpoint to switch to."""
+    data = tmp_path_factory.mktemp("pnginfo-browser-data")
+    ckpts = data / "models" / "Stable-diffusion"
+    ckpts.mkdir(parents=True)
+    shutil.copy(demo_checkpoint, ckpts / "demo.safetensors")
+    shutil.copy(demo_checkpoint, ckpts / "second.safetensors")
+    with running_app(data, "--ckpt", "demo.safetensors", model_name="demo.safetensors") as url:
+        yield url
+
+
+def number(page, elem_id: str):
+    return page.locator(f"#{elem_id} input[type=number]").first
+
+
+def test_drop_a_png_and_send_it_to_txt2img_with_its_checkpoint(page, tmp_path):
+    path = save_numbered(Image.new("RGB", (32, 48), "navy"), tmp_path, 1234, "a red boat", INFOTEXT)
+    page.click("button[role=tab]:has-text('PNG Info')")
+    drop_file(page, "#pnginfo_image button[aria-dropeffect]", path.read_bytes())
+    expect(page.locator("#pnginfo_html_parameters")).to_contain_text("1234", timeout=20000)
+    expect(page.locator("#pnginfo_html_info")).to_contain_text("a red boat, at dawn")
+    page.click("#txt2img_tab")
+    expect(page.locator("#txt2img_prompt textarea")).to_have_value("a red boat, at dawn", timeout=20000)
+    expect(page.locator("#txt2img_negative_prompt textarea")).to_have_value("blurry")
+    for elem_id, value in (("txt2img_steps", "9"), ("txt2img_seed", "1234"), ("txt2img_width", "128"),
+                           ("txt2img_height", "192"), ("txt2img_cfg_scale", "5.5"),
+                           ("setting_CLIP_stop_at_last_layers", "3")):
+        expect(number(page, elem_id)).to_have_value(value)
+    expect(page.locator("#model_status")).to_contain_text("second.safetensors", timeout=60000)
+    loaded = re.compile(r"^second\.safetensors \[\w{10}\]$")  # its hash is known once it is loaded
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(loaded)
+
+
+def test_paste_button_fills_the_fields_from_the_prompt_box(page):
+    prompt = page.locator("#img2img_prompt textarea")
+    page.click("button[role=tab]:has-text('img2img')")
+    prompt.fill("a fox\nSteps: 11, Seed: 99, Size: 64x80, Denoising strength: 0.35")
+    page.click("#img2img_paste")
+    expect(prompt).to_have_value("a fox", timeout=20000)
+    for elem_id, value in (("img2img_steps", "11"), ("img2img_seed", "99"), ("img2img_width", "64"),
+                           ("img2img_height", "80"), ("img2img_denoising_strength", "0.35")):
+        expect(number(page, elem_id)).to_have_value(value)

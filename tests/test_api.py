@@ -1,0 +1,385 @@
+"""The /sdapi/v1 REST API through real HTTP, against `app.py --nowebui --api-auth …` on a free port."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import threading
+from datetime import date
+
+import gradio as gr
+import pytest
+import requests
+import torch
+from app_process import running_app, wait_for
+from network_files import a1111_embedding
+from PIL import Image, PngImagePlugin
+from tiny_models import write_tiny_checkpoint
+
+from modules import scripts
+from modules.api.errors import RequestError
+from modules.api.scripts import ScriptControls
+
+ACCOUNTS = "user:pass,second:word"
+SMALL = {"prompt": "a red house", "steps": 2, "width": 64, "height": 64, "seed": 5, "sampler_name": "Euler"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    ckpts = data / "models" / "Stable-diffusion"
+    write_tiny_checkpoint("sd1", ckpts / "tiny.safetensors", seed=7)
+    write_tiny_checkpoint("sd1", ckpts / "other.safetensors", seed=8)
+    (data / "models" / "Lora").mkdir(parents=True)
+    (data / "models" / "Lora" / "tinylora.safetensors").write_bytes(b"listed by name only")
+    (data / "embeddings").mkdir()
+    a1111_embedding(data / "embeddings" / "mystyle.pt", torch.randn(2, 64))
+    a1111_embedding(data / "embeddings" / "wide.pt", torch.randn(3, 768))
+    (data / "extensions" / "my-extension").mkdir(parents=True)
+    (data / "config.json").write_text(json.dumps({"show_progress_every_n_steps": 1}))
+    (data / "styles.csv").write_text('name,prompt,negative_prompt\nGolden,"{prompt}, golden hour",fog\n')
+    with running_app(data, "--nowebui", "--api-auth", ACCOUNTS, "--ckpt", "tiny.safetensors",
+                     model_name="tiny.safetensors") as url:
+        yield url + "sdapi/v1", data
+
+
+@pytest.fixture(scope="module")
+def api(server):
+    session = requests.Session()
+    session.auth = ("user", "pass")
+    return session
+
+
+def b64(image: Image.Image, data_uri: bool = False, text: str | None = None) -> str:
+    buffer = io.BytesIO()
+    info = PngImagePlugin.PngInfo()
+    if text:
+        info.add_text("parameters", text)
+    image.save(buffer, "PNG", pnginfo=info)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return "data:image/png;base64," + encoded if data_uri else encoded
+
+
+def unb64(text: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(text)))
+
+
+def post(api, url: str, route: str, body: dict) -> requests.Response:
+    return api.post(f"{url}/{route}", json=body, timeout=120)
+
+
+def generate(api, url: str, route: str = "txt2img", **body) -> tuple[list[Image.Image], dict, dict]:
+    response = post(api, url, route, {**SMALL, **body})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    return [unb64(i) for i in answer["images"]], json.loads(answer["info"]), answer["parameters"]
+
+
+def test_txt2img_answers_pngs_with_parameters_and_a1111_info(server, api):
+    url, data = server
+    images, info, parameters = generate(api, url, prompt="a lighthouse", sampler_name="DPM++ 2M Karras",
+                                        batch_size=2, seed=77, styles=["Golden"], negative_prompt="rain")
+    assert [image.size for image in images] == [(64, 64), (64, 64)]
+    assert [image.info["parameters"] for image in images] == info["infotexts"]
+    assert "Sampler: DPM++ 2M, Schedule type: Karras," in info["infotexts"][0]
+    assert info["seed"] == 77 and info["all_seeds"] == [77, 78] and "Seed: 78," in info["infotexts"][1]
+    assert info["all_prompts"] == ["a lighthouse, golden hour"] * 2
+    assert info["all_negative_prompts"] == ["rain, fog"] * 2
+    assert info["sampler_name"] == "DPM++ 2M" and info["sd_model_name"] == "tiny" and len(info["sd_model_hash"]) == 10
+    for key in ("subseed", "all_subseeds", "width", "height", "cfg_scale", "steps", "batch_size", "restore_faces",
+                "job_timestamp", "clip_skip", "index_of_first_image", "extra_generation_params", "styles"):
+        assert key in info, key
+    assert parameters["prompt"] == "a lighthouse" and parameters["styles"] == ["Golden"]
+    assert not (data / "outputs" / "txt2img-images").exists() or not any((data / "outputs").rglob("*-77-*"))
+
+
+def test_schedulers_by_name_or_label_and_images_saved_on_request(server, api):
+    url, data = server
+    for scheduler, label in (("karras", "Karras"), ("Exponential", "Exponential"), ("sgm_uniform", "SGM Uniform")):
+        _, info, _ = generate(api, url, scheduler=scheduler, sampler_name="DPM++ 2M")
+        assert f"Schedule type: {label}," in info["infotexts"][0]
+    generate(api, url, seed=4242, save_images=True)
+    assert len(list((data / "outputs" / "txt2img-images" / date.today().isoformat()).glob("*-4242-*.png"))) == 1
+
+
+def test_override_settings_apply_to_that_job_only(server, api):
+    url, _ = server
+    _, info, _ = generate(api, url, override_settings={"CLIP_stop_at_last_layers": 2,
+                                                       "sd_model_checkpoint": "other.safetensors"})
+    assert "Clip skip: 2" in info["infotexts"][0] and info["sd_model_name"] == "other" and info["clip_skip"] == 2
+    _, info, _ = generate(api, url)
+    assert "Clip skip" not in info["infotexts"][0] and info["sd_model_name"] == "tiny"
+    options = api.get(f"{url}/options", timeout=10).json()
+    assert options["CLIP_stop_at_last_layers"] == 1 and options["sd_model_checkpoint"].startswith("tiny.safetensors")
+
+
+def test_older_a1111_spellings_and_infotext(server, api):
+    url, _ = server
+    body = {"prompt": "a tower", "steps": 2, "seed": 3, "sampler_index": "Euler a", "enable_hr": True,
+            "firstphase_width": 64, "firstphase_height": 64, "width": 128, "height": 128}
+    images, info, _ = generate(api, url, **{**body, "sampler_name": None})
+    assert images[0].size == (128, 128) and info["sampler_name"] == "Euler a"
+    assert "Size: 64x64" in info["infotexts"][0] and "Hires resize: 128x128" in info["infotexts"][0]
+    text = "a castle\nNegative prompt: fog\nSteps: 3, Sampler: Heun, CFG scale: 5, Seed: 42, Size: 64x64, Clip skip: 2"
+    response = post(api, url, "txt2img", {"infotext": text, "steps": 2})
+    info = json.loads(response.json()["info"])
+    assert info["infotexts"][0].startswith("a castle\nNegative prompt: fog\nSteps: 2, Sampler: Heun,")
+    assert "CFG scale: 5, Seed: 42, Size: 64x64" in info["infotexts"][0] and info["clip_skip"] == 2
+
+
+def test_img2img_inpaints_inside_the_mask_only(server, api):
+    url, _ = server
+    source = Image.new("RGB", (64, 64), (200, 30, 30))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    images, info, parameters = generate(api, url, "img2img", init_images=[b64(source, data_uri=True)], mask=b64(mask),
+                                        mask_blur=0, denoising_strength=0.9, inpainting_fill="latent noise",
+                                        inpaint_full_res=False)
+    assert images[0].convert("RGB").getpixel((2, 2)) == (200, 30, 30)
+    assert images[0].convert("RGB").getpixel((32, 32)) != (200, 30, 30)
+    text = info["infotexts"][0]
+    assert "Denoising strength: 0.9" in text and "Masked content: latent noise" in text and "Mask blur: 0" in text
+    assert parameters["init_images"] is None and parameters["mask"] is None
+
+
+@pytest.mark.parametrize("route, body, field", [
+    ("txt2img", {"width": -64}, "width"),
+    ("txt2img", {"steps": 151}, "steps"),
+    ("txt2img", {"sampler_name": "Euler z"}, "sampler_name"),
+    ("txt2img", {"scheduler": "wobbly"}, "scheduler"),
+    ("txt2img", {"subseed_strength": 0.5}, "subseed_strength"),
+    ("txt2img", {"tiling": True}, "tiling"),
+    ("txt2img", {"script_name": "no such script"}, "script_name"),
+    ("txt2img", {"override_settings": {"no_such_setting": 1}}, "override_settings"),
+    ("txt2img", {"styles": ["Nope"]}, None),
+    ("img2img", {"init_images": ["%%% not base64"]}, "init_images"),
+    ("img2img", {"init_images": [base64.b64encode(b"not an image").decode()]}, "init_images"),
+    ("extra-single-image", {"image": "", "upscaler_1": "Lanczos"}, "image"),
+    ("png-info", {"image": "data:text/plain,hello"}, "image"),
+])
+def test_bad_input_is_422_in_a1111_shape(server, api, route, body, field):
+    url, _ = server
+    response = post(api, url, route, {**SMALL, **body} if route.endswith("2img") else body)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert set(error) == {"error", "detail", "body", "errors"}
+    if field:
+        assert any(item["loc"][1] == field for item in error["detail"]), error
+        assert field in error["errors"]
+    assert api.get(f"{url}/samplers", timeout=10).status_code == 200
+
+
+def test_a_job_that_fails_late_answers_and_the_next_runs(server, api):
+    url, _ = server
+    response = post(api, url, "txt2img", {**SMALL, "restore_faces": True})  # GFPGAN weights are not there
+    assert response.status_code == 422 and "GFPGAN" in response.json()["errors"]
+    images, _, _ = generate(api, url)
+    assert len(images) == 1
+
+
+def _start(api, url: str, body: dict) -> tuple[threading.Thread, dict]:
+    answer: dict = {}
+    thread = threading.Thread(target=lambda: answer.update(response=post(api, url, "txt2img", {**SMALL, **body})))
+    thread.start()
+    return thread, answer
+
+
+def _progress(api, url: str, **params) -> dict:
+    return api.get(f"{url}/progress", params=params, timeout=10).json()
+
+
+def test_progress_preview_and_interrupt(server, api):
+    url, _ = server
+    thread, answer = _start(api, url, {"steps": 150, "n_iter": 3})
+    state = wait_for(lambda: (p := _progress(api, url)) and p["state"]["sampling_step"] >= 3 and p, 30, "steps")
+    assert state["state"]["job"].startswith("txt2img") and state["state"]["job_count"] == 3
+    assert 0 < state["progress"] < 1 and state["eta_relative"] > 0
+    assert unb64(_progress(api, url)["current_image"]).size == (64, 64)
+    assert _progress(api, url, skip_current_image="true")["current_image"] is None
+    assert api.post(f"{url}/interrupt", timeout=10).json() == {}
+    thread.join(60)
+    info = json.loads(answer["response"].json()["info"])
+    assert info["interrupted"] and len(info["infotexts"]) == 1
+    idle = wait_for(lambda: (p := _progress(api, url)) and p["state"]["job"] == "" and p, 10, "the engine to idle")
+    assert idle["progress"] == 0 and idle["current_image"] is None
+
+
+def test_skip_ends_the_current_batch_only(server, api):
+    url, _ = server
+    thread, answer = _start(api, url, {"steps": 150, "n_iter": 2})
+    wait_for(lambda: _progress(api, url)["state"]["sampling_step"] >= 3, 30, "steps")
+    assert api.post(f"{url}/skip", timeout=10).json() == {}
+    moved_on = wait_for(lambda: (p := _progress(api, url)["state"])["job_no"] == 1 and p, 30, "the second batch")
+    assert moved_on["sampling_step"] < 140
+    api.post(f"{url}/interrupt", timeout=10)
+    thread.join(60)
+    assert answer["response"].status_code == 200
+
+
+def test_options_read_and_persist_with_a1111_keys(server, api):
+    url, data = server
+    options = api.get(f"{url}/options", timeout=10).json()
+    for key in ("sd_model_checkpoint", "CLIP_stop_at_last_layers", "eta_noise_seed_delta", "samples_format",
+                "outdir_txt2img_samples", "sd_vae"):
+        assert key in options, key
+    assert api.post(f"{url}/options", json={"eta_noise_seed_delta": 31337}, timeout=10).status_code == 200
+    assert json.loads((data / "config.json").read_text())["eta_noise_seed_delta"] == 31337
+    assert api.get(f"{url}/options", timeout=10).json()["eta_noise_seed_delta"] == 31337
+    assert api.post(f"{url}/options", json={**options, "eta_noise_seed_delta": 31337}, timeout=10).ok
+    bad = api.post(f"{url}/options", json={"samples_format": "gif", "eta_noise_seed_delta": 1}, timeout=10)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "samples_format"]
+    assert api.post(f"{url}/options", json={"no_such_setting": 1}, timeout=10).status_code == 422
+    assert api.get(f"{url}/options", timeout=10).json()["eta_noise_seed_delta"] == 31337  # nothing half-applied
+
+
+def test_listing_routes(server, api):
+    url, _ = server
+
+    def get(route: str):
+        response = api.get(f"{url}/{route}", timeout=30)
+        assert response.status_code == 200, (route, response.text)
+        return response.json()
+
+    samplers = {s["name"]: s for s in get("samplers")}
+    assert {"Euler a", "DPM++ 2M", "DDIM"} <= set(samplers)
+    assert samplers["DPM++ 2M"]["options"] == {"scheduler": "karras"}
+    schedulers = {s["name"]: s["label"] for s in get("schedulers")}
+    assert schedulers["automatic"] == "Automatic" and schedulers["sgm_uniform"] == "SGM Uniform"
+    assert [u["name"] for u in get("upscalers")][:3] == ["None", "Lanczos", "Nearest"]
+    assert "Latent (bicubic antialiased)" in [m["name"] for m in get("latent-upscale-modes")]
+    models = {m["model_name"]: m for m in get("sd-models")}
+    assert set(models) == {"tiny", "other"} and models["tiny"]["title"].startswith("tiny.safetensors [")
+    assert get("sd-vae") == []
+    assert [(e["name"], e["enabled"], e["remote"]) for e in get("extensions")] == [("my-extension", True, None)]
+    assert {f["name"] for f in get("face-restorers")} == {"GFPGAN", "CodeFormer"}
+    assert get("prompt-styles") == [{"name": "Golden", "prompt": "{prompt}, golden hour", "negative_prompt": "fog"}]
+    embeddings = get("embeddings")
+    assert embeddings["loaded"]["mystyle"]["vectors"] == 2 and embeddings["skipped"]["wide"]["shape"] == 768
+    assert [lora["name"] for lora in get("loras")] == ["tinylora"]
+    assert "prompt matrix" in get("scripts")["txt2img"] and "loopback" in get("scripts")["img2img"]
+    matrix = next(s for s in get("script-info") if s["name"] == "prompt matrix" and not s["is_img2img"])
+    assert matrix["args"][2] == {"label": "Select prompt", "value": "positive", "minimum": None, "maximum": None,
+                                 "step": None, "choices": ["positive", "negative"]}
+    assert get("memory")["ram"]["total"] > 0
+    flags = get("cmd-flags")
+    assert flags["nowebui"] is True and flags["api_auth"] == "***"
+
+
+def test_scripts_run_by_name(server, api):
+    url, _ = server
+    images, info, _ = generate(api, url, prompt="a house|red", script_name="Prompt Matrix",
+                               script_args=[False, False, "positive", "comma", 0])
+    assert len(images) == 3 and info["index_of_first_image"] == 1 and images[0].size != (64, 64)
+    response = post(api, url, "txt2img", {**SMALL, "script_name": "prompt matrix", "script_args": [0] * 50})
+    assert response.status_code == 422 and "takes 5 arguments" in response.json()["errors"]
+
+
+def test_extras_routes_keep_the_source_parameters(server, api):
+    url, _ = server
+    source = Image.new("RGB", (32, 24), "navy")
+    response = post(api, url, "extra-single-image", {"image": b64(source, text="a ship\nSteps: 5"),
+                                                     "upscaler_1": "Lanczos", "upscaling_resize": 2})
+    assert response.status_code == 200, response.text
+    image = unb64(response.json()["image"])
+    assert image.size == (64, 48) and image.info["parameters"] == "a ship\nSteps: 5"
+    assert image.info["extras"] == "Postprocess upscale by: 2, Postprocess upscaler: Lanczos"
+    assert "Postprocess upscaler: Lanczos" in response.json()["html_info"]
+    batch = post(api, url, "extra-batch-images", {"imageList": [{"data": b64(source), "name": "a"},
+                                                                {"data": b64(source, True), "name": "b"}],
+                                                  "upscaler_1": "Nearest", "resize_mode": 1,
+                                                  "upscaling_resize_w": 80, "upscaling_resize_h": 64})
+    assert batch.status_code == 200, batch.text
+    assert [unb64(i).size for i in batch.json()["images"]] == [(80, 64), (80, 64)]
+    unknown = post(api, url, "extra-single-image", {"image": b64(source), "upscaler_1": "4x-Nothing"})
+    assert unknown.status_code == 422 and "4x-Nothing" in unknown.json()["errors"]
+
+
+def test_png_info_reads_parameters_and_other_chunks(server, api):
+    url, _ = server
+    images, info, _ = generate(api, url, seed=9)
+    response = post(api, url, "png-info", {"image": b64(images[0], text=info["infotexts"][0])})
+    answer = response.json()
+    assert answer["info"] == info["infotexts"][0] and answer["parameters"]["Seed"] == "9"
+    assert answer["parameters"]["Size-1"] == "64" and answer["items"] == {}
+
+
+def test_checkpoint_routes(server, api):
+    url, data = server
+    shutil.copy(data / "models" / "Stable-diffusion" / "other.safetensors",
+                data / "models" / "Stable-diffusion" / "third.safetensors")
+    assert "third" not in [m["model_name"] for m in api.get(f"{url}/sd-models", timeout=10).json()]
+    assert api.post(f"{url}/refresh-checkpoints", timeout=10).status_code == 200
+    assert "third" in [m["model_name"] for m in api.get(f"{url}/sd-models", timeout=10).json()]
+    assert api.post(f"{url}/refresh-embeddings", timeout=10).status_code == 200
+    assert api.post(f"{url}/refresh-loras", timeout=10).status_code == 200
+    assert api.post(f"{url}/unload-checkpoint", timeout=30).status_code == 200
+    response = post(api, url, "txt2img", SMALL)
+    assert response.status_code == 422 and "No model is loaded" in response.json()["errors"]
+    assert api.post(f"{url}/reload-checkpoint", timeout=60).status_code == 200
+    _, info, _ = generate(api, url)
+    assert info["sd_model_name"] == "tiny"
+
+
+def test_api_auth_needs_the_right_credentials(server):
+    url, _ = server
+    anonymous = requests.get(f"{url}/samplers", timeout=10)
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Basic"
+    assert requests.get(f"{url}/samplers", auth=("user", "word"), timeout=10).status_code == 401
+    assert requests.post(f"{url}/txt2img", json=SMALL, auth=("nobody", "pass"), timeout=10).status_code == 401
+    assert requests.get(f"{url}/samplers", auth=("second", "word"), timeout=10).status_code == 200
+
+
+def test_openapi_schema_is_derived_from_generation_params(server):
+    url, _ = server
+    schema = requests.get(url.removesuffix("sdapi/v1") + "openapi.json", timeout=10).json()
+    txt2img = schema["components"]["schemas"]["StableDiffusionTxt2ImgProcessingAPI"]["properties"]
+    steps = next(option for option in txt2img["steps"]["anyOf"] if option["type"] == "integer")
+    assert (steps["minimum"], steps["maximum"], txt2img["steps"]["title"]) == (1, 150, "Sampling steps")
+    img2img = schema["components"]["schemas"]["StableDiffusionImg2ImgProcessingAPI"]["properties"]
+    assert "0 = fill, 1 = original" in img2img["inpainting_fill"]["description"] and "enable_hr" not in img2img
+
+
+def test_eight_clients_at_once_get_their_images_in_submission_order(server, api):
+    url, data = server
+    seeds = [9000 + 10 * number for number in range(8)]
+    answers: dict[int, requests.Response] = {}
+    threads = []
+    for number, seed in enumerate(seeds):
+        body = {**SMALL, "seed": seed, "save_images": True, **({"steps": 150, "n_iter": 2} if number == 0 else {})}
+        thread = threading.Thread(target=lambda s=seed, b=body: answers.update({s: post(api, url, "txt2img", b)}))
+        thread.start()
+        threads.append(thread)
+        # The next client connects once this one's job is in the queue (the first one runs meanwhile).
+        wait_for(lambda n=number: _progress(api, url)["state"]["queued"] == n and _progress(api, url)["state"]["job"],
+                 30, f"request {number} to be queued")
+    for thread in threads:
+        thread.join(120)
+    assert [answers[seed].status_code for seed in seeds] == [200] * 8
+    assert [json.loads(answers[seed].json()["info"])["all_seeds"][0] for seed in seeds] == seeds
+    saved = sorted((data / "outputs" / "txt2img-images" / date.today().isoformat()).glob("*-90??-*.png"))
+    assert [int(path.name.split("-")[1]) for path in saved] == [9000, 9001, *seeds[1:]]  # in the queue's order
+
+
+class Switch(scripts.Script):
+    """An AlwaysVisible script with two controls, for the argument layout."""
+
+    def title(self):
+        return "Switch"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        return [gr.Checkbox(label="On", value=False), gr.Slider(label="Level", minimum=0, maximum=9, value=3)]
+
+
+def test_alwayson_script_args_land_in_the_page_layout():
+    runner = scripts.ScriptRunner(scripts.LoadedScripts(classes=[(Switch, "switch.py")]), False)
+    controls = ScriptControls()
+    assert controls.args_for(runner, None, [], {}) == [0, False, 3]
+    assert controls.args_for(runner, None, [], {"switch": {"args": [True]}}) == [0, True, 3]
+    with pytest.raises(RequestError, match="no always-on script named 'Other'"):
+        controls.args_for(runner, None, [], {"Other": {"args": []}})
+    with pytest.raises(RequestError, match="takes 2 arguments"):
+        controls.args_for(runner, None, [], {"Switch": {"args": [1, 2, 3]}})
