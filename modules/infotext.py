@@ -134,6 +134,7 @@ def params_from_parsed(parsed: dict[str, str]) -> tuple[dict[str, Any], dict[str
     by_key.update({"Prompt": "prompt", "Negative prompt": "negative_prompt"})
     values: dict[str, Any] = {}
     unreadable = []
+    parsed = _split_legacy_sampler(parsed)
     for key, value in parsed.items():
         if key in by_key:
             try:
@@ -147,3 +148,19 @@ def params_from_parsed(parsed: dict[str, str]) -> tuple[dict[str, Any], dict[str
     if unreadable:
         rest["Unreadable"] = "; ".join(unreadable)
     return values, rest
+
+
+def _split_legacy_sampler(parsed: dict[str, str]) -> dict[str, str]:
+    """Older infotext writes the schedule inside the sampler name ("DPM++ 2M Karras"): split it into
+    Sampler and Schedule type. Unknown names are left for the field check to report."""
+    name = parsed.get("Sampler")
+    if not name:
+        return parsed
+    from modules import samplers
+
+    try:
+        sampler, schedule = samplers.resolve(name, parsed.get("Schedule type"))
+    except ValueError:
+        return parsed
+    return {**parsed, "Sampler": sampler, "Schedule type": schedule}
+

@@ -51,3 +51,10 @@ def test_parse_defaults_and_short_last_line():
     parsed = parse_infotext("just a prompt\nwith: one pair")
     assert parsed["Prompt"] == "just a prompt\nwith: one pair"
     assert parsed["Clip skip"] == "1" and parsed["Schedule type"] == "Automatic"
+
+
+def test_legacy_sampler_names_are_split_into_sampler_and_schedule():
+    values, _ = params_from_infotext("a cat\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1")
+    assert (values["sampler_name"], values["scheduler"]) == ("DPM++ 2M", "Karras")
+    values, _ = params_from_infotext("a cat\nSteps: 20, Sampler: Euler a, Schedule type: Uniform, Seed: 1")
+    assert (values["sampler_name"], values["scheduler"]) == ("Euler a", "Uniform")
