@@ -63,7 +63,7 @@ def test_paint_a_mask_with_the_mouse_and_only_that_area_changes(page):
     page.click("#txt2img_send_to_inpaint")
     canvas = page.locator("#img2maskimg canvas").first
     expect(canvas).to_be_visible(timeout=20000)
-    page.wait_for_timeout(1500)
+    page.wait_for_timeout(3000)  # the editor draws its background first; a stroke before that is lost
     box = canvas.bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * 0.3, y)
