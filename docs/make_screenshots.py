@@ -22,7 +22,9 @@ TABS = {"txt2img": "txt2img", "img2img": "img2img", "Extras": "extras", "PNG Inf
 def main() -> None:
     out = ROOT / "docs" / "screenshots"
     out.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory() as data, running_app(Path(data), model_name="demo-tiny-sd.safetensors") as url, sync_playwright() as playwright:
+    with (tempfile.TemporaryDirectory() as data,
+          running_app(Path(data), model_name="demo-tiny-sd.safetensors") as url,
+          sync_playwright() as playwright):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(url)

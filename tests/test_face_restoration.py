@@ -1,11 +1,5 @@
-"""Face restoration with the real architectures and random weights, written to a temporary models folder.
-
-Random detector weights give random detections, so the detector's three 1x1 output heads (class,
-box, landmarks) are set by hand; every other weight stays random. One detector answers "no face"
-everywhere; the other reports faces at the 512-pixel anchors of its coarsest level with a fixed
-five-point landmark layout, so on a 128-pixel photo exactly one face survives NMS and the whole
-path runs: detection -> alignment -> GFPGAN -> ParseNet mask -> paste back. ParseNet's output head
-is set to "skin" so the mask is not empty. This checks the plumbing, not restoration quality."""
+"""Face restoration with GFPGAN's and CodeFormer's real architectures and random weights; how the
+detector is made to find exactly one face is explained in tests/model_weights.py."""
 from __future__ import annotations
 
 import os
