@@ -104,7 +104,7 @@ def test_schedulers_by_name_or_label_and_images_saved_on_request(server, api):
 
 
 def test_override_settings_apply_to_that_job_only(server, api):
-    url, _ = server
+    url, data = server
     _, info, _ = generate(api, url, override_settings={"CLIP_stop_at_last_layers": 2,
                                                        "sd_model_checkpoint": "other.safetensors"})
     assert "Clip skip: 2" in info["infotexts"][0] and info["sd_model_name"] == "other" and info["clip_skip"] == 2
@@ -112,6 +112,9 @@ def test_override_settings_apply_to_that_job_only(server, api):
     assert "Clip skip" not in info["infotexts"][0] and info["sd_model_name"] == "tiny"
     options = api.get(f"{url}/options", timeout=10).json()
     assert options["CLIP_stop_at_last_layers"] == 1 and options["sd_model_checkpoint"].startswith("tiny.safetensors")
+    outside = shutil.copy(data / "models" / "Stable-diffusion" / "other.safetensors", data / "outside.safetensors")
+    response = post(api, url, "txt2img", {**SMALL, "override_settings": {"sd_model_checkpoint": str(outside)}})
+    assert response.status_code == 422 and "not one of the checkpoints" in response.json()["errors"]
 
 
 def test_older_a1111_spellings_and_infotext(server, api):
@@ -342,23 +345,27 @@ def test_openapi_schema_is_derived_from_generation_params(server):
 
 def test_eight_clients_at_once_get_their_images_in_submission_order(server, api):
     url, data = server
-    seeds = [9000 + 10 * number for number in range(8)]
+    seeds = [10000 + 1000 * number for number in range(8)]
     answers: dict[int, requests.Response] = {}
     threads = []
     for number, seed in enumerate(seeds):
-        body = {**SMALL, "seed": seed, "save_images": True, **({"steps": 150, "n_iter": 2} if number == 0 else {})}
+        # The first job runs until interrupted, so the others are all waiting in the queue meanwhile.
+        body = {**SMALL, "seed": seed, "save_images": True, **({"steps": 150, "n_iter": 100} if number == 0 else {})}
         thread = threading.Thread(target=lambda s=seed, b=body: answers.update({s: post(api, url, "txt2img", b)}))
         thread.start()
         threads.append(thread)
-        # The next client connects once this one's job is in the queue (the first one runs meanwhile).
-        wait_for(lambda n=number: _progress(api, url)["state"]["queued"] == n and _progress(api, url)["state"]["job"],
-                 30, f"request {number} to be queued")
+        # The next client connects once this one's job is in the queue.
+        wait_for(lambda n=number: (state := _progress(api, url)["state"])["job"] and state["queued"] == n,
+                 60, f"request {number} to be queued")
+    api.post(f"{url}/interrupt", timeout=10)
     for thread in threads:
         thread.join(120)
     assert [answers[seed].status_code for seed in seeds] == [200] * 8
     assert [json.loads(answers[seed].json()["info"])["all_seeds"][0] for seed in seeds] == seeds
-    saved = sorted((data / "outputs" / "txt2img-images" / date.today().isoformat()).glob("*-90??-*.png"))
-    assert [int(path.name.split("-")[1]) for path in saved] == [9000, 9001, *seeds[1:]]  # in the queue's order
+    saved = sorted((data / "outputs" / "txt2img-images" / date.today().isoformat()).glob("*-1????-*.png"))
+    order = [int(path.name.split("-")[1]) for path in saved]
+    first = len([seed for seed in order if seed < 11000])  # the interrupted job's images
+    assert first >= 1 and order == list(range(10000, 10000 + first)) + seeds[1:]  # in the queue's order
 
 
 class Switch(scripts.Script):

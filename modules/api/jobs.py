@@ -72,13 +72,21 @@ class Jobs:
         for key, value in settings.items():
             try:
                 if key == "sd_model_checkpoint":
-                    checked[key] = self.services.models.title(self.services.models.find(str(value)))
+                    checked[key] = self.listed_checkpoint(str(value))
                 else:
                     checked[key] = self.services.opts.validated(key, value)
             except (KeyError, ValueError, UserError) as exc:
                 message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
                 raise RequestError(f"{field}.{key}" if field else key, message) from None
         return checked
+
+    def listed_checkpoint(self, name: str) -> str:
+        """The title of checkpoint `name`, which must be one of the listed ones (never any path on the server)."""
+        models = self.services.models
+        info = models.find(name)
+        if info.path not in {listed.path for listed in models.checkpoints}:
+            raise UserError(f"{name} is not one of the checkpoints in {models.paths.sd_models}")
+        return models.title(info)
 
     def processing(self, request: GenerationApiFields, params: GenerationParams,
                    overrides: dict[str, Any]) -> StableDiffusionProcessing:
