@@ -134,7 +134,7 @@ def encode_image(model: StableDiffusionModel, image: Image.Image) -> torch.Tenso
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
     pixels = torch.from_numpy(array).permute(2, 0, 1)[None].to(device=model.device, dtype=model.vae.dtype)
     latents = model.vae.encode(pixels).latent_dist.mode() * model.vae.config.scaling_factor
-    return latents.to(model.dtype)
+    return latents.to(model.latent_dtype)
 
 
 class Txt2Img:
@@ -244,7 +244,7 @@ class Txt2Img:
         factor = m.vae_scale_factor
         shape = (m.vae.config.latent_channels, self.params.height // factor, self.params.width // factor)
         gens = rng.generators(seeds, m.device, self.settings.randn_source)
-        return rng.initial_noise(gens, shape, m.device, m.dtype), gens
+        return rng.initial_noise(gens, shape, m.device, m.latent_dtype), gens
 
     def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The timesteps to run and the latents to start from: all of them, from pure noise."""
@@ -262,7 +262,7 @@ class Txt2Img:
         with torch.inference_mode():
             latents = m.vae.encode(grey).latent_dist.mode() * m.vae.config.scaling_factor
         mask = torch.ones(1, 1, self.params.height // factor, self.params.width // factor, device=m.device)
-        return torch.cat([mask, latents.float()], dim=1).to(m.dtype).repeat(batch_size, 1, 1, 1)
+        return torch.cat([mask, latents.float()], dim=1).to(m.latent_dtype).repeat(batch_size, 1, 1, 1)
 
     def after_step(self, latents: torch.Tensor, scheduler, index: int, timesteps: torch.Tensor) -> torch.Tensor:
         """A hook after each sampler step (img2img keeps the unmasked area there)."""
@@ -301,7 +301,8 @@ class Txt2Img:
                     script_callbacks.cfg_denoiser_callback(before)
                     x_in, embeds = before.x, before.text_cond
                 added = None if time_ids is None else {"text_embeds": batch.pooled, "time_ids": time_ids}
-                noise = m.unet(x_in, t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample
+                noise = m.unet(x_in.to(m.dtype), t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample
+                noise = noise.to(latents.dtype)
                 guided = guided_noise(noise, batch, p.cfg_scale)
                 if script_callbacks.has("cfg_denoised"):
                     after = script_callbacks.CFGDenoisedParams(guided, i, len(timesteps), m.unet)
@@ -405,7 +406,7 @@ class HiresPass(Txt2Img):
         hires prompts where given, else the batch's own."""
         m, first = self.model, self.first.params
         self._init = self._upscaled(latents)
-        noise = rng.initial_noise(gens, tuple(self._init.shape[1:]), m.device, m.dtype)
+        noise = rng.initial_noise(gens, tuple(self._init.shape[1:]), m.device, m.latent_dtype)
         conditioning = self.encode([first.hr_prompt] * len(seeds) if first.hr_prompt else prompts,
                                    [first.hr_negative_prompt] * len(seeds) if first.hr_negative_prompt else negatives,
                                    result)

@@ -133,7 +133,7 @@ class Img2Img(Txt2Img):
             m, source = self.model, self.sources[index]
             mask = conditioning = None
             if source.processed_mask is not None:
-                mask = masking.latent_mask(source.processed_mask, *latent_size, m.device, m.dtype)
+                mask = masking.latent_mask(source.processed_mask, *latent_size, m.device, m.latent_dtype)
                 if m.is_inpainting:
                     conditioning = self._masked_image_conditioning(source)
             self._encoded[index] = (self._encode(source, latent_size), mask, conditioning)
@@ -152,7 +152,7 @@ class Img2Img(Txt2Img):
         latents = encode_image(m, image)
         if latents.shape[-2:] != latent_size:
             latents = torch.nn.functional.interpolate(latents.float(), size=tuple(latent_size), mode="bilinear")
-        return latents.to(m.dtype)
+        return latents.to(m.latent_dtype)
 
     def _masked_image_conditioning(self, source: _Source) -> torch.Tensor:
         """An inpainting UNet's extra channels: the latent mask and the latents of the kept pixels."""
@@ -161,7 +161,7 @@ class Img2Img(Txt2Img):
         kept = Image.fromarray((np.asarray(source.processed, dtype=np.float32) * keep + 127.5 * ~keep)
                                .astype(np.uint8))
         latents = encode_image(m, kept)
-        mask = masking.latent_mask(source.processed_mask, *latents.shape[-2:], m.device, m.dtype)
+        mask = masking.latent_mask(source.processed_mask, *latents.shape[-2:], m.device, m.latent_dtype)
         return torch.cat([mask, latents], dim=1)
 
     def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,13 +80,17 @@ class ModelManager:
         sd_models.free_model(self.current)
         self.current = None
         try:
-            self.current = sd_models.build_model(prepared, self.device, self.dtype, self.paths.cache, self.hashes)
+            self.current = self._build(prepared)
         except ModelLoadError:
             if previous is not None:
                 log.warning("Reloading %s after the failed switch", previous.name)
-                self.current = sd_models.load_model(previous, self.device, self.dtype, self.paths.cache, self.hashes)
+                self.current = self._build(sd_models.prepare_checkpoint(previous))
             raise
         return self.current
+
+    def _build(self, prepared: sd_models.PreparedCheckpoint) -> sd_models.StableDiffusionModel:
+        dtype = sd_models.dtype_for(prepared, self.device, self.dtype)
+        return sd_models.build_model(prepared, self.device, dtype, self.paths.cache, self.hashes)
 
     def unload(self) -> None:
         sd_models.free_model(self.current)

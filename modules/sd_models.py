@@ -82,6 +82,11 @@ class StableDiffusionModel:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
+    def latent_dtype(self) -> torch.dtype:
+        """Latents and the sampler's arithmetic stay in fp32, whatever the weights' precision."""
+        return torch.float32
+
+    @property
     def prediction_type(self) -> str:
         return self.scheduler_config.get("prediction_type", "epsilon")
 
@@ -100,10 +105,30 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def pick_dtype(device: torch.device, no_half: bool) -> torch.dtype:
-    """fp16 on GPUs, fp32 on the CPU or with --no-half."""
-    if no_half or device.type == "cpu":
+    """fp16 on GPUs; bf16 on CPUs with AMX or AVX512-BF16; otherwise, or with --no-half, fp32."""
+    if no_half:
         return torch.float32
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     return torch.float16
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles or AVX512-BF16)."""
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
+# Below this many UNet parameters (the demo model has a few million), bf16 on the CPU costs more in
+# conversions than its faster matrix units save; an SD1.5 UNet has 860 million.
+BF16_MIN_UNET_PARAMS = 100_000_000
+
+
+def dtype_for(prepared: PreparedCheckpoint, device: torch.device, preferred: torch.dtype) -> torch.dtype:
+    """The precision to build a checkpoint in: `preferred`, except bf16 on the CPU for a small UNet."""
+    if device.type != "cpu" or preferred != torch.bfloat16 or not prepared.state:
+        return preferred
+    unet_params = sum(v.numel() for k, v in prepared.state.items() if k.startswith("model.diffusion_model."))
+    return preferred if unet_params >= BF16_MIN_UNET_PARAMS else torch.float32
 
 
 @dataclass
