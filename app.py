@@ -10,7 +10,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from modules.cmd_args import parse_args, parse_credentials  # noqa: E402
+from modules.cmd_args import parse_args, parse_credentials, read_credentials_file  # noqa: E402
 from modules.paths import REPO_ROOT, DataPaths  # noqa: E402
 
 log = logging.getLogger("webui")
@@ -152,14 +152,29 @@ def serve_page(services, args, gradio_auth: list[tuple[str, str]]) -> None:
             load_scripts(services)
 
 
+def warn_if_open(args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[str, str]]) -> None:
+    """Log a warning when other machines can reach a page or API that asks for no login."""
+    if not (args.listen or args.share):
+        return
+    open_parts = []
+    if not args.nowebui and not gradio_auth:
+        open_parts.append("the page (--gradio-auth, --gradio-auth-path)")
+    if (args.api or args.nowebui) and not api_auth:
+        open_parts.append("the API (--api-auth)")
+    if open_parts:
+        log.warning("Other machines can connect (--listen/--share) and no login protects %s: anyone on the "
+                    "network can generate images and change settings.", " or ".join(open_parts))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv, preload=preload_extensions)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        gradio_auth = parse_credentials(args.gradio_auth)
+        gradio_auth = parse_credentials(args.gradio_auth) + read_credentials_file(args.gradio_auth_path)
         api_auth = parse_credentials(args.api_auth)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
+    warn_if_open(args, gradio_auth, api_auth)
     _quiet_library_logs()
     services = create_services(args)
     if args.download_face_models:

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the model in full precision (fp32) instead of fp16/bf16")
     add("--gradio-auth", type=str, default=None,
         help='page login as "user:password", several separated by commas')
+    add("--gradio-auth-path", type=str, default=None,
+        help='file with page logins: "user:password" entries, one a line or separated by commas')
     add("--api-auth", type=str, default=None,
         help='API login as "user:password", several separated by commas')
     add("--download-face-models", action="store_true",
@@ -66,12 +68,30 @@ def parse_credentials(value: str | None) -> list[tuple[str, str]]:
     if not value:
         return []
     pairs = []
-    for entry in value.split(","):
+    for number, entry in enumerate(value.split(","), 1):
         entry = entry.strip()
         if not entry:
             continue
         user, sep, password = entry.partition(":")
-        if not sep or not user:
-            raise ValueError(f"Credentials must look like user:password, got {entry!r}")
+        if not sep or not user:  # the entry itself is not echoed: it may hold a password
+            raise ValueError(f"Credentials must look like user:password (entry {number} does not)")
         pairs.append((user, password))
+    return pairs
+
+
+def read_credentials_file(path: str | None) -> list[tuple[str, str]]:
+    """The logins in a --gradio-auth-path file: "user:password" entries, one a line or comma-separated;
+    raises ValueError (naming the file, never a password) when it can't be read or an entry is malformed."""
+    if not path:
+        return []
+    try:
+        text = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"Could not read the login file {path}: {exc}") from None
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            pairs += parse_credentials(line)
+        except ValueError:
+            raise ValueError(f"{path}, line {number}: entries must look like user:password") from None
     return pairs
