@@ -12,6 +12,10 @@ import torch
 from modules import prompt_parser
 
 CHUNK_TOKENS = 75
+# Emphasis weights are clamped to ±this: a larger one (`(a:99999999999)`) would overflow the token
+# vectors to inf, and no useful prompt comes near it.
+MAX_EMPHASIS = 1000.0
+_CHUNKS_PER_CALL = 16  # a long prompt's chunks are encoded this many at a time
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,7 @@ class PromptEncoder:
     def _text_segments(self, text: str, weight: float) -> list[Segment]:
         if not text:
             return []
+        text = text.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate (from JSON) becomes "?"
         return [Segment(self.slots[0].tokenizer(text, add_special_tokens=False)["input_ids"], weight)]
 
     def token_count(self, text: str, options: EncoderOptions = EncoderOptions()) -> tuple[int, int]:
@@ -249,28 +254,32 @@ class PromptEncoder:
         self.encoder_calls += 1
         chunks, used = self.tokenize(text, options)
         embeds, pooled = [], None
-        for index, chunk in enumerate(chunks):
-            pad = CHUNK_TOKENS - len(chunk.tokens)
-            weights = torch.tensor([1.0] + chunk.weights + [1.0] * (pad + 1), device=self.device)
+        for first in range(0, len(chunks), _CHUNKS_PER_CALL):  # chunks go through the encoders in batches
+            group = chunks[first:first + _CHUNKS_PER_CALL]
             per_encoder = []
             for slot_no, slot in enumerate(self.slots):
-                ids = [self._bos] + chunk.tokens + [self._eos] + [slot.tokenizer.pad_token_id] * pad
+                ids = [[self._bos] + chunk.tokens + [self._eos]
+                       + [slot.tokenizer.pad_token_id] * (CHUNK_TOKENS - len(chunk.tokens)) for chunk in group]
                 hidden, slot_pooled = self._run_encoder(slot_no, ids, clip_skip)
                 per_encoder.append(hidden)
-                if slot.pooled and index == 0:
-                    pooled = slot_pooled
+                if slot.pooled and first == 0:
+                    pooled = slot_pooled[:1]
             z = torch.cat(per_encoder, dim=-1).float()
-            embeds.append(_apply_emphasis(z, weights, normalize=options.emphasis == "Original"))
-        result = torch.cat(embeds, dim=1).to(self.dtype)
+            for row, chunk in enumerate(group):
+                pad = CHUNK_TOKENS - len(chunk.tokens)
+                weights = torch.tensor([1.0] + chunk.weights + [1.0] * (pad + 1), device=self.device)
+                embeds.append(_apply_emphasis(z[row:row + 1], weights, normalize=options.emphasis == "Original"))
+        limit = torch.finfo(self.dtype).max  # extreme emphasis stays finite in half precision too
+        result = torch.cat(embeds, dim=1).clamp(-limit, limit).to(self.dtype)
         return Conditioning(result, pooled.to(self.dtype) if pooled is not None else None, used)
 
-    def _run_encoder(self, slot_no: int, ids: list[int], clip_skip: int
+    def _run_encoder(self, slot_no: int, ids: list[list[int]], clip_skip: int
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
         slot = self.slots[slot_no]
-        tokens = torch.tensor([ids], device=self.device)
+        tokens = torch.tensor(ids, device=self.device)
         rows = self._extra_rows[slot_no] if self._extra_rows else None
         patch = _extra_token_rows(slot.encoder.get_input_embeddings(), rows) \
-            if rows is not None and max(ids) >= self._vocab else contextlib.nullcontext()
+            if rows is not None and int(tokens.max()) >= self._vocab else contextlib.nullcontext()
         with patch:
             out = slot.encoder(tokens, output_hidden_states=True)
         layers = len(out.hidden_states) - 1
@@ -285,9 +294,11 @@ class PromptEncoder:
 
 
 def _apply_emphasis(z: torch.Tensor, weights: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """Scale token vectors by their weights; "Original" emphasis then restores the mean."""
+    """Scale token vectors by their weights (clamped to ±MAX_EMPHASIS); "Original" emphasis then
+    restores the mean, unless the weighted mean is 0 (weights that cancel out) and cannot be rescaled."""
     if bool((weights == 1.0).all()):
         return z
     original_mean = z.mean()
-    z = z * weights.reshape(1, -1, 1)
-    return z * (original_mean / z.mean()) if normalize else z
+    z = z * weights.clamp(-MAX_EMPHASIS, MAX_EMPHASIS).reshape(1, -1, 1)
+    weighted_mean = z.mean()
+    return z * (original_mean / weighted_mean) if normalize and bool(weighted_mean != 0) else z
