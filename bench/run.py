@@ -29,8 +29,10 @@ def _demo_model():
         return load_model(CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, Path(tmp))
 
 
-def txt2img_overhead_ratio(rounds: int = 5) -> float:
-    """Engine time per image / diffusers StableDiffusionPipeline time, same tiny model, alternating."""
+def _engine_vs_diffusers(prompt_for, rounds: int) -> float:
+    """Median engine time per image / median diffusers StableDiffusionPipeline time, same demo-model
+    weights and settings (20 steps, 256x256, Euler a, CFG 7), alternated after a warm-up round.
+    `prompt_for(round)` gives each round's prompt."""
     import torch
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
@@ -48,12 +50,12 @@ def txt2img_overhead_ratio(rounds: int = 5) -> float:
     ours, theirs = [], []
 
     def run_engine(seed: int) -> None:
-        params = GenerationParams(prompt=f"a lighthouse at dusk {seed}", negative_prompt="blurry", steps=20,
+        params = GenerationParams(prompt=prompt_for(seed), negative_prompt="blurry", steps=20,
                                   width=256, height=256, sampler_name="Euler a", seed=seed)
         engine.call("bench", lambda ctx: Txt2Img(model, params, ctx, RunSettings()).run())
 
     def run_diffusers(seed: int) -> None:
-        pipe(f"a lighthouse at dusk {seed}", negative_prompt="blurry", num_inference_steps=20, width=256,
+        pipe(prompt_for(seed), negative_prompt="blurry", num_inference_steps=20, width=256,
              height=256, guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(seed))
 
     run_engine(0), run_diffusers(0)  # warm-up
@@ -64,6 +66,74 @@ def txt2img_overhead_ratio(rounds: int = 5) -> float:
             times.append(time.perf_counter() - start)
     engine.shutdown()
     return statistics.median(ours) / statistics.median(theirs)
+
+
+def txt2img_overhead_ratio(rounds: int = 5) -> float:
+    """Engine / diffusers with a new prompt each round, so the conditioning cache never helps."""
+    return _engine_vs_diffusers(lambda i: f"a lighthouse at dusk {i}", rounds)
+
+
+def repeat_prompt_ratio(rounds: int = 5) -> float:
+    """Engine / diffusers with the same prompt every round (new seeds): the engine's conditioning
+    comes from its cache after the warm-up, diffusers encodes the prompt each time."""
+    return _engine_vs_diffusers(lambda i: "a lighthouse at dusk", rounds)
+
+
+def cpu_bf16_vs_fp32_ratio(repeats: int = 3) -> float:
+    """Median time of one SD1.5-size UNet step (random weights, 256x256, a CFG batch of 2) in bf16
+    divided by the same step in fp32, in one process."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from modules.paths import MODEL_CONFIGS_DIR
+
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(MODEL_CONFIGS_DIR / "sd1" / "unet"))
+    latents, context = torch.randn(2, 4, 32, 32), torch.randn(2, 77, 768)
+    medians = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        unet.to(dtype)
+        x, c = latents.to(dtype), context.to(dtype)
+        times = []
+        with torch.inference_mode():
+            for i in range(repeats + 1):
+                start = time.perf_counter()
+                unet(x, 500, encoder_hidden_states=c)
+                times.append(time.perf_counter() - start)
+        medians[dtype] = statistics.median(times[1:])  # the first call warms up
+    return medians[torch.bfloat16] / medians[torch.float32]
+
+
+def _probe(*args: str) -> float:
+    """Run bench/memory_probe.py in a fresh process and return the number it prints last."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "memory_probe.py"), *args], cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1]) if out.strip() else 0.0
+
+
+def _probe_with_checkpoints(action: str, blueprint: str, count: int) -> float:
+    """Write `count` random checkpoints of `blueprint` into a fresh data dir, then probe `action` there."""
+    with tempfile.TemporaryDirectory() as data:
+        folder = Path(data) / "models" / "Stable-diffusion"
+        folder.mkdir(parents=True)
+        for seed in range(count):
+            _probe("write", blueprint, str(seed), str(folder / f"{blueprint}-{seed}.safetensors"))
+        return _probe(action, data)
+
+
+def model_switch_rss_growth() -> float:
+    """RSS growth, as a fraction, over 10 switches between two SD1.5-size random checkpoints, counted
+    from the point where both have been loaded once."""
+    return _probe_with_checkpoints("switch", "sd1", 2)
+
+
+def peak_rss_mb_demo() -> float:
+    """Peak RSS (MB) of a process that loads the demo model and makes one 512x512 image."""
+    return _probe_with_checkpoints("generate", "demo", 1)
+
+
+def peak_rss_mb_sd15() -> float:
+    """Peak RSS (MB) of a process that loads an SD1.5-size random checkpoint and makes one 512x512 image."""
+    return _probe_with_checkpoints("generate", "sd1", 1)
 
 
 def launch_to_page_s() -> float:
@@ -158,7 +228,10 @@ def preview_overhead_ratio(rounds: int = 5) -> float:
     return statistics.median(on) / statistics.median(off) - 1
 
 
-BENCHMARKS = {"txt2img_overhead_ratio": txt2img_overhead_ratio, "launch_to_page_s": launch_to_page_s,
+BENCHMARKS = {"txt2img_overhead_ratio": txt2img_overhead_ratio, "repeat_prompt_ratio": repeat_prompt_ratio,
+              "cpu_bf16_vs_fp32_ratio": cpu_bf16_vs_fp32_ratio, "model_switch_rss_growth": model_switch_rss_growth,
+              "launch_to_page_s": launch_to_page_s, "peak_rss_mb_demo": peak_rss_mb_demo,
+              "peak_rss_mb_sd15": peak_rss_mb_sd15,
               "prompt_parse_vs_tokenize_ratio": prompt_parse_vs_tokenize_ratio,
               "preview_overhead_ratio": preview_overhead_ratio}
 

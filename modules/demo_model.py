@@ -23,12 +23,15 @@ DEMO_NOTICE = ("No checkpoint was found, so a built-in DEMO model is loaded: it 
                "and pick one at the top of the page.")
 
 
-def build_demo_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """The demo model's weights in the original (LDM) layout, identical for a given seed."""
+def build_demo_state_dict(seed: int = 0, blueprint: str = "demo") -> dict[str, torch.Tensor]:
+    """The demo model's weights in the original (LDM) layout, identical for a given seed.
+
+    `blueprint` names the shipped SD1-family config folder to build: "demo", or "sd1" for a
+    full-size SD1.5 architecture with random weights (used by the benchmarks)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    folder = MODEL_CONFIGS_DIR / "demo"
+    folder = MODEL_CONFIGS_DIR / blueprint
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_config(json.loads((folder / "unet" / "config.json").read_text()))
     vae = AutoencoderKL.from_config(json.loads((folder / "vae" / "config.json").read_text()))
@@ -36,11 +39,13 @@ def build_demo_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     return to_ldm_state_dict("sd1", unet, vae, [text])
 
 
-def write_demo_checkpoint(target: Path, seed: int = 0) -> Path:
-    """Write the demo checkpoint as a single .safetensors file (atomically)."""
+def write_demo_checkpoint(target: Path, seed: int = 0, blueprint: str = "demo",
+                          dtype: torch.dtype = torch.float32) -> Path:
+    """Write the demo checkpoint (or another blueprint's) as a single .safetensors file, atomically."""
     from safetensors.torch import save
 
-    data = save(build_demo_state_dict(seed), metadata={"format": "pt", "demo": "true"})
+    state = {key: value.to(dtype) for key, value in build_demo_state_dict(seed, blueprint).items()}
+    data = save(state, metadata={"format": "pt", "demo": "true"})
     write_atomic(target, lambda handle: handle.write(data))
     return target
 
