@@ -4,16 +4,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from modules.atomic_files import write_json_atomic
 from modules.errors import ModelLoadError
+from modules.safe_weights import UnsafeWeightsError, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +106,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelLoadError(f"No checkpoint at {path}")
     try:
-        if path.suffix.lower() == ".safetensors":
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ModelLoadError(
-            f"Refused to load {path.name}: it contains Python code or objects other than tensors, "
-            f"which could run code on this machine. Convert it to .safetensors. ({exc})") from exc
+        state = read_weights(path)
+    except UnsafeWeightsError as exc:
+        raise ModelLoadError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - an untrusted file can fail to parse in many ways
         raise ModelLoadError(f"Could not read {path.name}: the file is damaged or not a checkpoint ({exc})") from exc
     while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -17,6 +17,7 @@ from PIL import Image
 
 from modules.errors import UserError
 from modules.model_download import RemoteFile, download_files
+from modules.safe_weights import check_pickled_files
 from modules.upscalers import read_state_dict
 
 # The official release files. Their publishers post no checksums: each sha256 here is the hash of
@@ -142,6 +143,8 @@ class FaceRestorer:
         missing = self.missing_files()
         if missing:
             raise MissingWeightsError(missing_weights_message(self.name, missing))
+        if self._helper is None:  # facexlib unpickles these itself: check them first
+            check_pickled_files(self.facexlib_dir / remote.name for remote in (DETECTION_WEIGHTS, PARSING_WEIGHTS))
         if self._net is None:
             self._net = self._load_net(self.model_path())
         if self._helper is None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modules.prompt_parser import ExtraNetwork
+from modules.safe_weights import UnsafeWeightsError, read_weights
 from modules.sd_models import StableDiffusionModel
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,11 @@ class LoraLibrary:
                 continue
             if request.name not in model.lora_adapters:
                 try:
-                    host.load_lora_weights(str(path), adapter_name=request.name)
+                    source = str(path) if path.suffix == ".safetensors" else read_weights(path)
+                    host.load_lora_weights(source, adapter_name=request.name)
+                except UnsafeWeightsError as exc:
+                    result.warnings.append(f"LoRA {request.name} was skipped: {exc}")
+                    continue
                 except (ValueError, RuntimeError, KeyError, OSError, json.JSONDecodeError) as exc:
                     _forget(host, request.name)
                     result.warnings.append(f"LoRA {request.name} does not fit this {model.family.upper()} "

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from modules.safe_weights import check_pickled_files
+
 log = logging.getLogger(__name__)
 
 PREVIEW_METHODS = ("Approx cheap", "TAESD", "Full")
@@ -68,6 +70,7 @@ class TaesdDecoders:
                     return None
                 from diffusers import AutoencoderTiny
 
+                check_pickled_files(path.glob("*"))
                 self._loaded[sdxl] = AutoencoderTiny.from_pretrained(path, local_files_only=True).eval()
             model = self._loaded[sdxl]
             with torch.inference_mode():

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+
+from modules.safe_weights import UnsafeWeightsError, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,9 @@ class Embedding:
 def read_embedding(path: Path) -> Embedding:
     """Load an embedding file; raises ValueError with the reason if it is not one."""
     try:
-        if path.suffix == ".safetensors":
-            data = load_file(str(path))
-        else:
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
+        data = read_weights(path)
+    except UnsafeWeightsError as exc:
+        raise ValueError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - an untrusted file can fail to parse in many ways
         raise ValueError(f"cannot read it ({type(exc).__name__}: {exc})") from exc
     tensors = _tensors(data)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from modules.errors import UserError
+from modules.safe_weights import read_weights
 
 # name -> (torch interpolate mode, antialias), as A1111 names the hires fix latent upscalers.
 _LATENT_MODES: dict[str, tuple[str, bool]] = {
@@ -174,14 +175,11 @@ def _rgb_or_rgba(image: Image.Image) -> Image.Image:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a .safetensors, .pth, .pt or .ckpt file as plain tensors: torch.load runs weights-only,
     so no pickled code can run. Unreadable files give a UserError naming the file."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     try:
-        if path.suffix.lower() == ".safetensors":
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_weights(path)
+    except UserError:
+        raise
     except Exception as exc:  # pickle refusals, truncated files, TorchScript archives, ...
         raise UserError(f"Could not read {path.name} as model weights (only plain tensor files are "
                         f"loaded): {exc}") from exc
