@@ -47,6 +47,18 @@ def read_json_object(path: str | os.PathLike) -> tuple[dict[str, Any], str | Non
             raise ValueError("the top level is not an object")
         return data, None
     except (OSError, ValueError) as exc:
-        aside = target.with_name(f"{target.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
-        target.replace(aside)
+        aside = move_aside(target)
         return {}, f"{target.name} could not be read ({exc}); it was moved to {aside.name} and defaults are used."
+
+
+def move_aside(path: str | os.PathLike) -> Path:
+    """Rename a broken file to `<name>.bad-<time>` (never over an earlier one) and return the new path."""
+    target = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = target.with_name(f"{target.name}.bad-{stamp}")
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = target.with_name(f"{target.name}.bad-{stamp}-{number}")
+    target.replace(aside)
+    return aside

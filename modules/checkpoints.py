@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from modules.atomic_files import write_json_atomic
+from modules.atomic_files import read_json_object, write_json_atomic
 from modules.errors import ModelLoadError
 from modules.safe_weights import UnsafeWeightsError, read_weights
 
@@ -67,10 +66,11 @@ class HashCache:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
-        try:
-            self._data = json.loads(path.read_text(encoding="utf-8")).get("hashes", {})
-        except (OSError, ValueError, AttributeError):
-            self._data = {}
+        stored, notice = read_json_object(path)
+        if notice:
+            log.warning(notice)
+        hashes = stored.get("hashes")
+        self._data = hashes if isinstance(hashes, dict) else {}
 
     def cached(self, file: Path) -> str | None:
         """The sha256 if it was computed for this exact file version before."""

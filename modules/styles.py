@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from modules.atomic_files import write_atomic
+from modules.atomic_files import move_aside, write_atomic
 from modules.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,20 @@ def merge(style_text: str, prompt: str) -> str:
     return f"{prompt}, {style_text}" if prompt.strip() else style_text
 
 
+def _read(path: Path) -> dict[str, PromptStyle]:
+    """The styles in a styles.csv; ValueError when it has rows but no `name` column."""
+    styles: dict[str, PromptStyle] = {}
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle, skipinitialspace=True)
+        if reader.fieldnames is not None and "name" not in reader.fieldnames:
+            raise ValueError("its first line has no 'name' column")
+        for row in reader:
+            name = (row.get("name") or "").strip()
+            if name:
+                styles[name] = PromptStyle(name, row.get("prompt") or "", row.get("negative_prompt") or "")
+    return styles
+
+
 class StyleDatabase:
     """The styles of one styles.csv, kept in memory in file order."""
 
@@ -50,13 +64,11 @@ class StyleDatabase:
         self.notice = None
         if self.path.is_file():
             try:
-                with self.path.open(encoding="utf-8-sig", newline="") as handle:
-                    for row in csv.DictReader(handle, skipinitialspace=True):
-                        name = (row.get("name") or "").strip()
-                        if name:
-                            styles[name] = PromptStyle(name, row.get("prompt") or "", row.get("negative_prompt") or "")
-            except (OSError, UnicodeDecodeError, csv.Error) as exc:
-                self.notice = f"Could not read {self.path.name}: {exc}; no styles are loaded."
+                styles = _read(self.path)
+            except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+                aside = move_aside(self.path)
+                self.notice = (f"Could not read {self.path.name} ({exc}); it was moved to {aside.name} "
+                               "and no styles are loaded.")
                 log.error(self.notice)
         with self._lock:
             self.styles = styles
