@@ -352,7 +352,8 @@ class Txt2Img:
         """Write the infotext, save the image, and add it to the result."""
         p = replace(self.params, seed=seed, prompt=prompt, negative_prompt=negative_prompt)
         m = self.model
-        extra = {"Model hash": m.short_hash, "Model": m.checkpoint.model_name}
+        extra = {"Model hash": m.short_hash, "Model": m.checkpoint.model_name,
+                 "VAE hash": m.vae_short_hash, "VAE": m.vae_name}
         if p.restore_faces:
             extra["Face restoration"] = self.settings.face_restoration_model
         if self.settings.encoder_options.emphasis != EncoderOptions().emphasis:

@@ -11,6 +11,7 @@ from modules import sd_models
 from modules.checkpoints import CHECKPOINT_SUFFIXES, CheckpointInfo, HashCache, list_checkpoints
 from modules.errors import ModelLoadError
 from modules.paths import DataPaths
+from modules.sd_vae import is_vae_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ class ModelManager:
         self.refresh()
 
     def refresh(self) -> list[CheckpointInfo]:
-        """Re-scan the checkpoint folders."""
-        found = list_checkpoints(self.paths.checkpoint_dirs())
+        """Re-scan the checkpoint folders (a `*.vae.*` file there is a VAE, not a checkpoint)."""
+        found = [info for info in list_checkpoints(self.paths.checkpoint_dirs()) if not is_vae_sidecar(info.path)]
         with self._lock:
             self._checkpoints = found
         return found

@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from modules.atomic_files import read_json_object, write_json_atomic
 from modules.face_restoration import FACE_RESTORERS
@@ -18,15 +18,23 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class OptionInfo:
     """One setting: its default, the label the Settings page shows, and its section (None: kept in
-    config.json but not shown on the Settings page, as A1111's hidden options)."""
+    config.json but not shown on the Settings page, as A1111's hidden options). `choices` may be a
+    function for a list that changes (VAE files); `refresh` then scans again (the 🔄 beside the control)."""
 
     default: Any
     label: str
     section: str | None = "Stable Diffusion"
-    choices: tuple | None = None
+    choices: tuple | Callable[[], Sequence] | None = None
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
+    refresh: Callable[[], Any] | None = None
+
+    def choice_list(self) -> list | None:
+        """The allowed values now, or None when any value of the default's type goes."""
+        if self.choices is None:
+            return None
+        return list(self.choices() if callable(self.choices) else self.choices)
 
 
 # Keys use A1111's names, since scripts and API clients read them.
@@ -52,8 +60,10 @@ OPTIONS: dict[str, OptionInfo] = {
     "outdir_img2img_grids": OptionInfo("outputs/img2img-grids", "Output folder for img2img grids",
                                        section="Saving images"),
     "grid_save": OptionInfo(True, "Always save all generated image grids", section="Saving images"),
-    "sd_vae": OptionInfo("Automatic", "SD VAE (separate VAE files are not supported yet: both choices use the "
-                                      "checkpoint's own VAE)", choices=("Automatic", "None")),
+    "sd_vae": OptionInfo("Automatic", "SD VAE", choices=("Automatic", "None")),  # the files: Services binds them
+    "quicksettings_list": OptionInfo(["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"],
+                                     "Quicksettings list (settings shown at the top of the page; applies when "
+                                     "the page is built again)", section="User interface"),
     "samples_format": OptionInfo("png", "File format for images", section="Saving images", choices=("png",)),
     "grid_format": OptionInfo("png", "File format for grids", section="Saving images", choices=("png",)),
     "save_to_dirs": OptionInfo(True, "Save images to a subdirectory per date", section="Saving images"),
@@ -116,6 +126,10 @@ class Options:
         """A1111's name for declare(), used by extensions' on_ui_settings callbacks."""
         self.declare(key, info)
 
+    def bind(self, key: str, **changes: Any) -> None:
+        """Give a declared setting what only the running app knows, such as `choices` and `refresh`."""
+        self._declared[key] = replace(self._declared[key], **changes)
+
     def declared(self) -> dict[str, OptionInfo]:
         """Every declared setting (built-in ones first, then those extensions added)."""
         return dict(self._declared)
@@ -167,12 +181,16 @@ class Options:
 
 
 def _validated(key: str, info: OptionInfo, value: Any) -> Any:
-    if info.choices is not None and value not in info.choices:
-        raise ValueError(f"{info.label} must be one of {', '.join(map(str, info.choices))}, got {value!r}")
+    choices = info.choice_list()
     if isinstance(info.default, list):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{info.label} must be a list, got {value!r}")
+        wrong = [item for item in value if choices is not None and item not in choices]
+        if wrong:
+            raise ValueError(f"{info.label} can't hold {', '.join(map(repr, wrong))}")
         return [str(item) for item in value]
+    if choices is not None and value not in choices:
+        raise ValueError(f"{info.label} must be one of {', '.join(map(str, choices))}, got {value!r}")
     if isinstance(info.default, bool):
         return bool(value)
     if isinstance(info.default, (int, float)) and not isinstance(info.default, bool):

@@ -255,6 +255,7 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
     plan = p.plan(services.styles)
     if p.scripts is not None:
         p.scripts.process(p)
+    vae_problem = services.sync_vae(p.override_settings.get("sd_vae"))  # X/Y/Z's VAE axis sets it per cell
     settings = services.run_settings(p.outdir_option)
     if p.do_not_save_samples:
         settings = dataclasses.replace(settings, save_dir=None)
@@ -265,6 +266,8 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
     job.hooks = _ScriptHooks(p)
     job.extra_infotext.update({k: str(v) for k, v in p.extra_generation_params.items() if v is not None})
     result = job.run()
+    if vae_problem:
+        result.warnings.insert(0, vae_problem)
     processed = Processed(p, result.images, result.seeds[0] if result.seeds else p.params.seed,
                           result.infotexts[0] if result.infotexts else "", infotexts=result.infotexts,
                           all_seeds=list(plan.seeds), all_prompts=list(plan.prompts))

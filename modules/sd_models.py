@@ -38,6 +38,9 @@ class StableDiffusionModel:
     sha256: str | None = None
     prompt_encoder: PromptEncoder = field(init=False)
     lora_adapters: set[str] = field(default_factory=set)
+    vae_file: Path | None = None  # a separate VAE file whose weights are in `vae`; None: the checkpoint's own
+    vae_sha256: str | None = None
+    own_vae_state: dict | None = field(default=None, repr=False)  # the checkpoint's VAE weights (CPU) meanwhile
     _lora_host: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +79,15 @@ class StableDiffusionModel:
     @property
     def short_hash(self) -> str | None:
         return HashCache.short(self.sha256)
+
+    @property
+    def vae_short_hash(self) -> str | None:
+        return HashCache.short(self.vae_sha256)
+
+    @property
+    def vae_name(self) -> str | None:
+        """The `VAE:` infotext value: the separate VAE's file name, None for the checkpoint's own."""
+        return self.vae_file.name if self.vae_file else None
 
     @property
     def vae_scale_factor(self) -> int:

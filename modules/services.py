@@ -26,6 +26,7 @@ from modules.options import Options
 from modules.paths import DataPaths
 from modules.scripts import ScriptRunner, load_scripts
 from modules.sd_models import StableDiffusionModel
+from modules.sd_vae import VaeLibrary
 from modules.styles import StyleDatabase
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Services:
-    """Everything a front end needs: settings, paths, the engine, the model manager, networks
-    (LoRA, embeddings) and the pixel tools (upscalers, face restorers)."""
+    """Everything a front end needs: settings, paths, the engine, the model manager, the VAE files,
+    networks (LoRA, embeddings) and the pixel tools (upscalers, face restorers)."""
 
     args: argparse.Namespace
     paths: DataPaths
@@ -48,6 +49,12 @@ class Services:
     notices: list[str] = field(default_factory=list)
     script_runners: dict[str, ScriptRunner] = field(default_factory=dict)  # "txt2img"/"img2img"
     last_infotext: str | None = None  # the page's last generation, for the ↙️ button (A1111 keeps params.txt)
+    vaes: VaeLibrary = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.vaes = VaeLibrary(self.paths, self.models.hashes)
+        self.opts.bind("sd_vae", choices=self.vaes.choices, refresh=self.vaes.refresh)
+        self.opts.bind("quicksettings_list", choices=lambda: list(self.opts.declared()))
 
     def output_dir(self, option: str) -> Path:
         """The folder an outdir_* setting names, relative to the data folder unless absolute."""
@@ -106,8 +113,12 @@ class Services:
                       mask_dir: str = "") -> "Future[GenerationResult]":
         """Queue img2img over a folder of images."""
         settings = self.run_settings("outdir_img2img_samples")
-        return self.engine.submit("img2img batch", lambda ctx: run_batch(
-            self.models.require(), params, ctx, settings, self.networks, input_dir, output_dir, mask_dir, self.tools))
+
+        def run(ctx: JobContext) -> GenerationResult:
+            self.sync_vae()
+            return run_batch(self.models.require(), params, ctx, settings, self.networks, input_dir, output_dir,
+                             mask_dir, self.tools)
+        return self.engine.submit("img2img batch", run)
 
     def load_scripts(self, folders: list[Path]) -> None:
         """(Re)load the script files of `folders`: callbacks, settings and each tab's runner."""
@@ -139,9 +150,38 @@ class Services:
                 raise
             self.opts.set("sd_model_checkpoint", self.models.current_title)
             self.load_error = None
+            self.sync_vae()
             script_callbacks.model_loaded_callback(model)
             return model
         return self.engine.submit("load checkpoint", run)
+
+    def set_vae(self, choice: str) -> "Future[None]":
+        """Queue a switch of the loaded model's VAE to `choice` (Automatic, None or a file name); once it
+        worked, it becomes the sd_vae setting. A file that can't be used raises and changes nothing."""
+        def run(ctx: JobContext) -> None:
+            checked = self.opts.validated("sd_vae", choice)
+            if self.models.current is not None:
+                try:
+                    self.vaes.apply(self.models.current, checked)
+                except UserError as exc:
+                    log.error("%s", exc)
+                    raise
+            self.opts.set("sd_vae", checked)
+        return self.engine.submit("load VAE", run)
+
+    def sync_vae(self, choice: str | None = None) -> str | None:
+        """On the worker: make the loaded model's VAE the one `choice` (default: the sd_vae setting in force)
+        names. Returns why that could not be done (logged; the VAE in use stays), else None."""
+        model = self.models.current
+        if model is None:
+            return None
+        try:
+            self.vaes.apply(model, choice or self.opts.sd_vae)
+        except UserError as exc:
+            log.error("%s", exc)
+            kept = model.vae_name or "the checkpoint's own VAE"
+            return f"{exc} Using {kept} instead."
+        return None
 
     def extras(self, params: ExtrasParams, inputs: list, output_dir: Path | None = None,
                keep_images: bool = True) -> "Future[ExtrasResult]":
@@ -186,12 +226,15 @@ class Services:
                 except UserError as exc:
                     self.load_error = f"Could not load {previous} again after a job: {exc}"
                     log.error(self.load_error)
+            if "sd_vae" in overrides:
+                self.sync_vae()
 
     def _switch_model(self, name: str) -> None:
         """Load checkpoint `name` now (on the worker), telling scripts when the model changed."""
         before = self.models.current
         model = self.models.load(name)
         if model is not before:
+            self.sync_vae()
             script_callbacks.model_loaded_callback(model)
 
     @property
@@ -202,4 +245,5 @@ class Services:
             return self.load_error or "Loading model…"
         if current.checkpoint.path.name == DEMO_FILE_NAME:
             return DEMO_NOTICE.format(folder=self.paths.sd_models)
-        return f"Model: {self.models.current_title}"
+        vae = f", VAE: {current.vae_name}" if current.vae_name else ""
+        return f"Model: {self.models.current_title}{vae}"

@@ -57,6 +57,11 @@ def _checkpoint(p, value: str, _first: str) -> None:
         models.load(value)
 
 
+def _vae(p, value: str, _first: str) -> None:
+    """A VAE for this cell only: process_images swaps it in (and the grid puts the setting's back)."""
+    p.override_settings = {**p.override_settings, "sd_vae": value}  # a copy: the cells share the first dict
+
+
 AXES = (
     Axis("Nothing", str, lambda p, value, first: None),
     Axis("Seed", int, _field("seed")),
@@ -70,6 +75,7 @@ AXES = (
     Axis("Denoising", float, _field("denoising_strength")),
     Axis("Hires steps", int, _field("hr_second_pass_steps")),
     Axis("Size", str, _size, show_label=False),
+    Axis("VAE", str, _vae),
 )
 
 
@@ -117,6 +123,11 @@ def check_values(axis: Axis, values: list) -> None:
         for value in values:
             if not any(value == title or title.startswith(value) for title in titles):
                 raise UserError(f"There is no checkpoint called {value!r}")
+    if axis.label == "VAE":
+        names = shared.services.vaes.choices()
+        for value in values:
+            if value not in names:
+                raise UserError(f"There is no VAE called {value!r}; there are {', '.join(names)}")
 
 
 def label(axis: Axis, value: Any) -> str:
@@ -182,6 +193,7 @@ class Script(scripts.Script):
         finally:
             if models.current_title != original_model and original_model is not None:
                 models.load(original_model)
+            shared.services.sync_vae()  # the VAE the settings name, after a VAE axis
         if not cells:
             return Processed(p, [], p.seed, "")
         first = next(iter(cells.values()))

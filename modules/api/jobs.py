@@ -131,7 +131,8 @@ class Jobs:
             "restore_faces": params.restore_faces,
             "face_restoration_model": self.services.opts.face_restoration_model if params.restore_faces else None,
             "sd_model_name": first.get("Model"), "sd_model_hash": first.get("Model hash"),
-            "sd_vae_name": None, "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+            "sd_vae_name": first.get("VAE"), "sd_vae_hash": first.get("VAE hash"),
+            "seed_resize_from_w": -1, "seed_resize_from_h": -1,
             "denoising_strength": params.denoising_strength if p.is_img2img or params.enable_hr else None,
             "extra_generation_params": dict(p.extra_generation_params),
             "index_of_first_image": max(0, len(result.images) - len(seeds)),  # a script's grid comes first

@@ -49,9 +49,9 @@ def sd_model_items(services: Services) -> list[SDModelItem]:
     return items
 
 
-def sd_vae_items() -> list[SDVaeItem]:
-    """None: separate VAE files are not supported yet; every checkpoint uses its own VAE."""
-    return []
+def sd_vae_items(services: Services) -> list[SDVaeItem]:
+    """The VAE files (models/VAE, and `*.vae.*` beside checkpoints): file name and path."""
+    return [SDVaeItem(model_name=path.name, filename=str(path)) for path in services.vaes.files]
 
 
 def face_restorer_items(services: Services) -> list[FaceRestorerItem]:

@@ -66,7 +66,7 @@ class SdApi:
         get("/upscalers", lambda: listings.upscaler_items(s), list[UpscalerItem])
         get("/latent-upscale-modes", listings.latent_mode_items, list[NameItem])
         get("/sd-models", lambda: listings.sd_model_items(s), list[SDModelItem])
-        get("/sd-vae", listings.sd_vae_items, list[SDVaeItem])
+        get("/sd-vae", lambda: listings.sd_vae_items(s), list[SDVaeItem])
         get("/face-restorers", lambda: listings.face_restorer_items(s), list[FaceRestorerItem])
         get("/prompt-styles", lambda: listings.style_items(s), list[PromptStyleItem])
         get("/embeddings", lambda: listings.embeddings(s), EmbeddingsResponse)
@@ -76,6 +76,7 @@ class SdApi:
         get("/extensions", lambda: listings.extension_items(s), list[ExtensionItem])
         get("/memory", listings.memory, MemoryResponse)
         post("/refresh-checkpoints", self.refresh_checkpoints)
+        post("/refresh-vae", self.refresh_vae)
         post("/refresh-embeddings", self.refresh_embeddings)
         post("/refresh-loras", self.refresh_loras)
         post("/unload-checkpoint", self.unload_checkpoint)
@@ -161,12 +162,15 @@ class SdApi:
         return self.services.opts.as_dict()
 
     def set_options(self, values: dict[str, Any] = Body(...)) -> None:
-        """Check every value first, then store them all (config.json); sd_model_checkpoint loads that model."""
+        """Check every value first, then store them all (config.json); sd_vae swaps the loaded model's VAE
+        first (a file that can't be used changes nothing), and sd_model_checkpoint loads that model."""
         s = self.services
         current = s.opts.as_dict()
         changed = {key: value for key, value in values.items() if key not in current or current[key] != value}
         checked = self.jobs.overrides(changed, field="")
         checkpoint = checked.pop("sd_model_checkpoint", None)
+        if "sd_vae" in checked:
+            s.set_vae(checked.pop("sd_vae")).result()
         for key, value in checked.items():
             s.opts.set(key, value, save=False)
         s.opts.save()
@@ -184,6 +188,9 @@ class SdApi:
 
     def refresh_checkpoints(self) -> None:
         self.services.models.refresh()
+
+    def refresh_vae(self) -> None:
+        self.services.vaes.refresh()
 
     def refresh_embeddings(self) -> None:
         self.services.networks.embeddings.refresh()

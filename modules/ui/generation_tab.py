@@ -154,9 +154,11 @@ class GenerationTab:
         self.last_seed = gr.State(-1)
         self.selected = gr.State(0)
 
-    def wire(self, clip_skip: gr.Slider, submit: Callable[[GenerationParams, list], Future],
+    def wire(self, clip_skip: gr.Slider | None, submit: Callable[[GenerationParams, list], Future],
              extra_inputs: list | None = None) -> None:
         """Connect Generate (API name = the tab's), the counters, the seed buttons and Interrupt/Skip.
+
+        `clip_skip` is the quicksettings row's slider; without one, the Clip skip setting is used.
 
         `submit(params, extra_values)` queues the job; `extra_values` are the values of `extra_inputs`.
         """
@@ -164,14 +166,17 @@ class GenerationTab:
         extra_inputs = extra_inputs or []
         services = self.services
 
+        skip_inputs = [clip_skip] if clip_skip is not None else []
+
         def run(*values: Any, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
-            field_values, skip_value = values[:len(names)], values[len(names)]
+            field_values = values[:len(names)]
+            skip_value = values[len(names)] if skip_inputs else services.opts.CLIP_stop_at_last_layers
             try:
                 params = GenerationParams.from_dict({**dict(zip(names, field_values)), "clip_skip": skip_value})
             except ValueError as exc:
                 raise gr.Error(str(exc)) from exc
             try:
-                future = submit(params, list(values[len(names) + 1:]))
+                future = submit(params, list(values[len(names) + len(skip_inputs):]))
             except UserError as exc:
                 raise gr.Error(str(exc)) from exc
             for preview in previews_while_waiting(services, future, progress):
@@ -185,7 +190,7 @@ class GenerationTab:
                 text = f"(interrupted)\n{text}"
             yield gallery_items(result), infotext_html(text), result.params.seed
 
-        self.generate.click(run, inputs=[self.controls[n] for n in names] + [clip_skip] + extra_inputs,
+        self.generate.click(run, inputs=[self.controls[n] for n in names] + skip_inputs + extra_inputs,
                             outputs=[self.gallery, self.info, self.last_seed], api_name=self.tab,
                             concurrency_limit=None)
         self.wire_prompt_tools()

@@ -63,7 +63,7 @@ def inputs_for(mode: int, values: list) -> Img2ImgInputs:
     return Img2ImgInputs([upload_image], upload_mask)
 
 
-def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> GenerationTab:
+def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | None) -> GenerationTab:
     """Lay out the tab and wire Generate. Call inside a gr.Tab context."""
     tab = GenerationTab(TAB, services, ui_config)
     tab.prompt_row()

@@ -1,4 +1,5 @@
-"""The whole page: quicksettings row (checkpoint, Clip skip), status line and the tabs."""
+"""The whole page: quicksettings row (checkpoint, then the settings quicksettings_list names), status line
+and the tabs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,10 +10,9 @@ import gradio as gr
 from modules import script_callbacks
 from modules.errors import UserError
 from modules.extensions import Extension, extension_assets
-from modules.options import OPTIONS
 from modules.services import Services
 from modules.ui import extensions as extensions_ui
-from modules.ui import extras, img2img, png_info, settings, txt2img
+from modules.ui import extras, img2img, png_info, quicksettings, settings, txt2img
 from modules.ui.infotext_paste import Quicksettings, connect_paste_button
 from modules.ui.send_buttons import connect_send_buttons
 from modules.ui.ui_config import UiConfig
@@ -47,7 +47,6 @@ def _read(path: Path) -> str:
 def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
     """Build the Gradio page. It never touches the model; it talks to the engine."""
     models = services.models
-    clip_info = OPTIONS["CLIP_stop_at_last_layers"]
     extension_tabs = script_callbacks.ui_tabs_callback()  # built before the page, rendered in it
     with gr.Blocks(title="Stable Diffusion") as page:
         with gr.Row(elem_id="quicksettings"):
@@ -55,9 +54,8 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
                                      value=models.current_title, elem_id="setting_sd_model_checkpoint", scale=4,
                                      allow_custom_value=True)
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", size="sm", scale=0, min_width=40)
-            clip_skip = gr.Slider(label=clip_info.label, minimum=clip_info.minimum, maximum=clip_info.maximum,
-                                  step=clip_info.step, value=services.opts.CLIP_stop_at_last_layers,
-                                  elem_id="setting_CLIP_stop_at_last_layers", scale=2)
+            quick_controls = quicksettings.build_controls(services.opts)
+        clip_skip = quick_controls.controls.get("CLIP_stop_at_last_layers")  # None: the setting's value is used
         status = gr.Markdown(services.status, elem_id="model_status")
         if services.notices:
             gr.Markdown("\n".join(f"⚠️ {notice}" for notice in services.notices), elem_id="notices")
@@ -97,9 +95,6 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
             models.refresh()
             return gr.update(choices=models.titles(), value=models.current_title)
 
-        def save_clip_skip(value: float) -> None:
-            services.opts.set("CLIP_stop_at_last_layers", int(value))
-
         def page_status() -> tuple:
             loaded = models.current is not None or services.load_error is not None
             dropdown = gr.update(choices=models.titles(), value=models.current_title)
@@ -107,14 +102,15 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
 
         checkpoint.input(change_checkpoint, inputs=checkpoint, outputs=[checkpoint, status],
                          api_name="change_checkpoint")
-        quick = Quicksettings({"clip_skip": clip_skip}, checkpoint, status, models, change_checkpoint)
+        quicksettings.wire(quick_controls, services, status)
+        quick = Quicksettings({"clip_skip": clip_skip} if clip_skip else {}, checkpoint, status, models,
+                              change_checkpoint)
         for tab in (t2i, i2i):
             connect_paste_button(tab, quick)
             tab.extra_networks.connect_checkpoints(checkpoint, change_checkpoint, status)
         for target in [*png_info.generation_targets(t2i, i2i), png_info.extras_target(extras_tab)]:
             png_info.connect_send_button(png, target, tabs, quick)
         refresh.click(refresh_list, outputs=checkpoint, api_visibility="private")
-        clip_skip.release(save_clip_skip, inputs=clip_skip, api_visibility="private")
         timer = gr.Timer(1.0)
         timer.tick(page_status, outputs=[status, checkpoint, timer], api_visibility="private")
         page.load(page_status, outputs=[status, checkpoint, timer], api_visibility="private")

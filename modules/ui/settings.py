@@ -9,15 +9,17 @@ import gradio as gr
 
 from modules.options import OptionInfo, Options
 
-QUICKSETTINGS = ("sd_model_checkpoint", "CLIP_stop_at_last_layers")  # shown in the top row instead
 
-
-def setting_control(key: str, info: OptionInfo, value: Any) -> gr.components.Component:
-    """The control for one setting: a dropdown for choices, a checkbox for a flag, a slider for a
-    bounded number, else a number or text box."""
-    kwargs: dict[str, Any] = {"label": info.label, "value": value, "elem_id": f"setting_{key}"}
-    if info.choices is not None:
-        return gr.Dropdown(choices=list(info.choices), **kwargs)
+def setting_control(key: str, info: OptionInfo, value: Any, **extra: Any) -> gr.components.Component:
+    """The control for one setting: a dropdown for choices (several for a list), a checkbox for a flag,
+    a slider for a bounded number, else a number or text box. `extra` goes to the control (scale...)."""
+    kwargs: dict[str, Any] = {"label": info.label, "value": value, "elem_id": f"setting_{key}", **extra}
+    choices = info.choice_list()
+    if isinstance(info.default, list):
+        return gr.Dropdown(choices=choices or list(value), multiselect=True, allow_custom_value=choices is None,
+                           **kwargs)
+    if choices is not None:
+        return gr.Dropdown(choices=choices, **kwargs)
     if isinstance(info.default, bool):
         return gr.Checkbox(**kwargs)
     if isinstance(info.default, (int, float)):
@@ -46,9 +48,10 @@ def apply_settings(opts: Options, keys: list[str], values: list[Any]) -> str:
 
 
 def build_tab(opts: Options) -> None:
-    """Lay out the tab (call inside a gr.Tab context)."""
+    """Lay out the tab (call inside a gr.Tab context). The quicksettings row's settings live there instead."""
+    on_top = {"sd_model_checkpoint", *opts.quicksettings_list}
     declared = {key: info for key, info in opts.declared().items()
-                if key not in QUICKSETTINGS and info.section is not None}  # None: a hidden setting
+                if key not in on_top and info.section is not None}  # None: a hidden setting
     sections: dict[str, list[str]] = {}
     for key, info in declared.items():
         sections.setdefault(info.section, []).append(key)

@@ -54,7 +54,7 @@ def hires_accordion(tab: GenerationTab, services: Services) -> None:
     summary.value = hires_summary(*(control.value for control in sizes))
 
 
-def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider) -> GenerationTab:
+def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | None) -> GenerationTab:
     """Lay out the tab and wire Generate. Call inside a gr.Tab context."""
     tab = GenerationTab(TAB, services, ui_config)
     tab.prompt_row()

@@ -1,0 +1,184 @@
+"""Separate VAE files on the demo model: listing, switching and back, bad files, infotext, the API, the X/Y/Z
+VAE axis and the quicksettings row, with real single-file VAEs written to models/VAE."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from safetensors.torch import save_file
+from script_services import generate, services_with_scripts
+
+from modules.checkpoints import CheckpointInfo, HashCache
+from modules.errors import ModelLoadError
+from modules.ldm_convert import vae_to_ldm
+from modules.sd_vae import list_vae_files, matches_checkpoint
+
+OTHER = "other.safetensors"
+
+
+def random_vae(config: dict, seed: int) -> torch.nn.Module:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL.from_config(config)
+
+
+def write_vae_files(folder: Path, config: dict) -> None:
+    """other (original layout, as A1111 users have them), diffusers (diffusers layout), broken (cut short),
+    wrong (a VAE of another shape)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(vae_to_ldm(random_vae(config, 5)), str(folder / OTHER))
+    save_file(dict(random_vae(config, 6).state_dict()), str(folder / "diffusers.safetensors"))
+    whole = (folder / OTHER).read_bytes()
+    (folder / "broken.safetensors").write_bytes(whole[: len(whole) // 2])
+    wide = {**config, "block_out_channels": [2 * width for width in config["block_out_channels"]]}
+    save_file(vae_to_ldm(random_vae(wide, 7)), str(folder / "wrong.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory, demo_checkpoint, demo_model):
+    data = tmp_path_factory.mktemp("data")
+    write_vae_files(data / "models" / "VAE", dict(demo_model.vae.config))
+    made = services_with_scripts(data, demo_checkpoint, [])
+    yield made
+    made.engine.shutdown()
+
+
+@pytest.fixture
+def own_vae_after(services):
+    """Whatever a test switches to, the checkpoint's own VAE is back afterwards."""
+    yield
+    services.set_vae("None").result(timeout=60)
+
+
+def pixels(result) -> np.ndarray:
+    return np.asarray(result.images[0], dtype=np.int16)
+
+
+def differ(a, b) -> bool:
+    return np.abs(pixels(a) - pixels(b)).mean() > 1
+
+
+def test_vae_files_are_listed_and_automatic_finds_the_checkpoints_own(tmp_path):
+    (tmp_path / "VAE").mkdir()
+    (tmp_path / "ckpt").mkdir()
+    for name in ("VAE/b10.pt", "VAE/b9.safetensors", "VAE/notes.txt", "ckpt/model.vae.safetensors",
+                 "ckpt/model.safetensors"):
+        (tmp_path / name).write_bytes(b"x")
+    found = list_vae_files(tmp_path / "VAE", [tmp_path / "ckpt"])
+    assert [p.name for p in found] == ["b9.safetensors", "b10.pt", "model.vae.safetensors"]
+    model = CheckpointInfo(tmp_path / "ckpt" / "model.safetensors", "model.safetensors")
+    assert matches_checkpoint(tmp_path / "ckpt" / "model.vae.safetensors", model)
+    assert matches_checkpoint(tmp_path / "VAE" / "model.pt", model)
+    assert not matches_checkpoint(tmp_path / "VAE" / "model2.pt", model)
+
+
+def test_a_vae_file_changes_the_images_and_none_brings_the_checkpoints_back(services, own_vae_after):
+    base = generate(services)
+    assert "VAE" not in base.infotexts[0]
+    services.set_vae(OTHER).result(timeout=60)
+    other = generate(services)
+    assert differ(base, other)
+    sha = HashCache(services.paths.hash_cache_file).sha256(services.paths.models / "VAE" / OTHER)
+    assert f"VAE hash: {sha[:10]}, VAE: {OTHER}" in other.infotexts[0]
+    assert json.loads(services.paths.config_file.read_text())["sd_vae"] == OTHER
+    assert services.status.endswith(f"VAE: {OTHER}") or "DEMO" in services.status
+    services.set_vae("diffusers.safetensors").result(timeout=60)  # diffusers' key layout loads too
+    diffusers_layout = generate(services)
+    assert differ(diffusers_layout, other) and differ(diffusers_layout, base)
+    services.set_vae("None").result(timeout=60)
+    again = generate(services)
+    assert np.array_equal(pixels(again), pixels(base))
+    assert services.models.current.own_vae_state is None
+
+
+@pytest.mark.parametrize("name, reason", [("broken.safetensors", "damaged"), ("wrong.safetensors", "another shape")])
+def test_a_bad_vae_file_is_refused_and_the_vae_in_use_stays(services, own_vae_after, name, reason):
+    services.set_vae(OTHER).result(timeout=60)
+    before = generate(services)
+    with pytest.raises(ModelLoadError, match=f"Could not use the VAE {name}: .*{reason}"):
+        services.set_vae(name).result(timeout=60)
+    assert services.opts.sd_vae == OTHER and services.models.current.vae_name == OTHER
+    assert np.array_equal(pixels(generate(services)), pixels(before))
+    # A job that asks for it (override_settings) gets a warning and the VAE in use.
+    assert name in services.engine.call("sync", lambda ctx: services.sync_vae(name))
+    assert services.models.current.vae_name == OTHER
+
+
+def test_automatic_uses_a_vae_named_like_the_checkpoint(services, own_vae_after):
+    base = generate(services)
+    sidecar = services.paths.sd_models / "demo.vae.safetensors"
+    sidecar.write_bytes((services.paths.models / "VAE" / OTHER).read_bytes())
+    try:
+        services.vaes.refresh()
+        services.models.refresh()
+        assert "demo.vae.safetensors" not in services.models.titles()  # a VAE, not a checkpoint
+        services.set_vae("Automatic").result(timeout=60)
+        automatic = generate(services)
+        assert "VAE: demo.vae.safetensors" in automatic.infotexts[0] and differ(automatic, base)
+    finally:
+        sidecar.unlink()
+        services.vaes.refresh()
+    services.set_vae("Automatic").result(timeout=60)
+    assert np.array_equal(pixels(generate(services)), pixels(base))
+
+
+def test_infotext_vae_keys_follow_model_and_parse_back():
+    from modules.generation_params import GenerationParams
+    from modules.infotext import create_infotext, parse_infotext
+
+    text = create_infotext(GenerationParams(prompt="a cat", steps=3), {"Model": "m", "VAE": "v.pt",
+                                                                       "VAE hash": "0123456789", "Clip skip": 2})
+    assert "Model: m, VAE hash: 0123456789, VAE: v.pt, Clip skip: 2" in text
+    parsed = parse_infotext(text)
+    assert parsed["VAE"] == "v.pt" and parsed["VAE hash"] == "0123456789"
+
+
+def test_api_lists_switches_and_overrides_the_vae(services, own_vae_after):
+    from modules.api.server import create_app
+
+    client = TestClient(create_app(services, []))
+    url = "/sdapi/v1"
+    names = {item["model_name"]: item["filename"] for item in client.get(f"{url}/sd-vae").json()}
+    assert names[OTHER] == str(services.paths.models / "VAE" / OTHER)
+    body = {"prompt": "a red house", "steps": 3, "width": 64, "height": 64, "seed": 11, "sampler_name": "Euler"}
+
+    def txt2img(**extra) -> dict:
+        response = client.post(f"{url}/txt2img", json={**body, **extra})
+        assert response.status_code == 200, response.text
+        return json.loads(response.json()["info"])
+
+    stored = client.get(f"{url}/options").json()["sd_vae"]
+    assert txt2img()["sd_vae_name"] is None
+    once = txt2img(override_settings={"sd_vae": OTHER})
+    assert once["sd_vae_name"] == OTHER and len(once["sd_vae_hash"]) == 10
+    assert services.models.current.vae_name is None and client.get(f"{url}/options").json()["sd_vae"] == stored
+    assert client.post(f"{url}/options", json={"sd_vae": OTHER}).status_code == 200
+    assert services.models.current.vae_name == OTHER and txt2img()["sd_vae_name"] == OTHER
+    refused = client.post(f"{url}/options", json={"sd_vae": "broken.safetensors"})
+    assert refused.status_code >= 400 and "broken.safetensors" in refused.text
+    assert client.get(f"{url}/options").json()["sd_vae"] == OTHER
+    assert client.post(f"{url}/options", json={"sd_vae": "nothing.pt"}).status_code == 422
+    late = services.paths.models / "VAE" / "late.safetensors"
+    late.write_bytes((services.paths.models / "VAE" / OTHER).read_bytes())
+    try:
+        assert client.post(f"{url}/refresh-vae").status_code == 200
+        assert "late.safetensors" in [item["model_name"] for item in client.get(f"{url}/sd-vae").json()]
+    finally:
+        late.unlink()
+        services.vaes.refresh()
+
+
+def test_xyz_vae_axis_switches_per_cell_and_restores(services):
+    result = generate(services, "X/Y/Z plot", {"X type": "VAE", "X values": f"None, {OTHER}",
+                                               "Include Sub Images": True})
+    grid, *cells = result.images
+    assert len(cells) == 2
+    first, second = (np.asarray(cell, dtype=np.int16) for cell in cells)
+    assert np.abs(first - second).mean() > 1
+    assert "VAE" not in result.infotexts[1] and f"VAE: {OTHER}" in result.infotexts[2]
+    assert services.models.current.vae_name is None  # the setting (Automatic: the checkpoint's own) again
