@@ -1,6 +1,7 @@
 """The one engine: it owns the loaded model and runs every job, one at a time, from a FIFO queue."""
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import queue
@@ -9,6 +10,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, TypeVar
+
+from modules.errors import OutOfMemory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -179,13 +182,46 @@ class Engine:
                 self._context = context
                 self._progress = Progress(job=job.name, started_at=time.monotonic(), busy=True,
                                           job_count=1, queued=self._queue.qsize())
+            out_of_memory = False
             try:
                 job.future.set_result(job.run(context))
             except BaseException as exc:  # the future carries it to the caller
                 log.debug("job %s failed: %s", job.name, exc)
-                job.future.set_exception(exc)
+                out_of_memory = is_out_of_memory(exc)
+                job.future.set_exception(out_of_memory_error(job.name, exc) if out_of_memory else exc)
             finally:
                 with self._lock:
                     self._context = None
                     self._preview_make = self._preview_cache = None
                     self._progress = Progress(queued=self._queue.qsize())
+            if out_of_memory:
+                free_memory()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for Python's MemoryError and torch's out-of-memory errors (CUDA, MPS, XPU)."""
+    import torch
+
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def out_of_memory_error(job_name: str, exc: BaseException) -> OutOfMemory:
+    """The message the caller gets. The original exception's traceback is dropped: its frames hold
+    the job's tensors, which must go before the next job starts."""
+    exc.__traceback__ = None
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    log.warning("Out of memory in %s (%s); caches freed, the next job runs normally", job_name, first_line)
+    return OutOfMemory(f"Out of memory: {first_line}. Try a smaller image size, batch size or hires fix "
+                       "scale; memory was freed and other jobs can run.")
+
+
+def free_memory() -> None:
+    """Collect garbage and give cached device memory back after an out-of-memory error."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if hasattr(torch, "mps") and torch.backends.mps.is_available():
+        torch.mps.empty_cache()

@@ -9,5 +9,9 @@ class ModelLoadError(UserError):
     """A checkpoint could not be found, read or recognised."""
 
 
+class OutOfMemory(UserError):
+    """A job ran out of memory (device or RAM); the engine freed what it could and runs the next job."""
+
+
 class JobCancelled(Exception):
     """Raised inside a job when the user interrupts it before any result exists."""

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from modules.engine import is_out_of_memory
+
 log = logging.getLogger(__name__)
 
 _callbacks: dict[str, list[tuple[str, Callable]]] = defaultdict(list)
@@ -67,7 +69,9 @@ def _run(name: str, *args: Any) -> list[Any]:
     for origin, callback in list(_callbacks[name]):
         try:
             results.append(callback(*args))
-        except Exception:
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise  # not the extension's bug: the engine frees memory and tells the caller
             log.exception("The %s callback from %s failed", name, origin)
     return results
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from modules.engine import is_out_of_memory
 from modules.processing import PostprocessBatchListArgs, PostprocessImageArgs  # noqa: F401 - A1111 names
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,9 @@ class ScriptRunner:
         for script in self.alwayson:
             try:
                 getattr(script, hook)(p, *extra, *p.script_args[script.args_from:script.args_to], **kwargs)
-            except Exception:
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    raise  # not the script's bug: the engine frees memory and tells the caller
                 log.exception("Script %s failed in %s", script.title(), hook)
 
     def setup(self, p) -> None:
