@@ -182,3 +182,65 @@ def test_xyz_vae_axis_switches_per_cell_and_restores(services):
     assert np.abs(first - second).mean() > 1
     assert "VAE" not in result.infotexts[1] and f"VAE: {OTHER}" in result.infotexts[2]
     assert services.models.current.vae_name is None  # the setting (Automatic: the checkpoint's own) again
+
+
+def quicksettings_row(page) -> list[str]:
+    """The elem_ids of the controls in the page's quicksettings row, in order."""
+    config = page.get_config_file()
+    elem_ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+
+    def find(node: dict) -> dict | None:
+        if elem_ids.get(node["id"]) == "quicksettings":
+            return node
+        return next((found for child in node.get("children", []) if (found := find(child))), None)
+
+    def inside(node: dict) -> list[str]:  # Gradio wraps form controls in blocks of its own
+        return [elem_id for child in node.get("children", [])
+                for elem_id in ([elem_ids[child["id"]]] if elem_ids.get(child["id"]) else inside(child))]
+
+    return inside(find(config["layout"]))
+
+
+def test_quicksettings_list_decides_the_row_and_the_settings_tab_keeps_the_rest(services, tmp_path):
+    from modules.ui.page import build_page
+    from modules.ui.ui_config import UiConfig
+
+    page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
+    assert quicksettings_row(page) == ["setting_sd_model_checkpoint", "refresh_sd_model_checkpoint", "setting_sd_vae",
+                                       "refresh_sd_vae", "setting_CLIP_stop_at_last_layers"]
+    vae = next(c for c in page.get_config_file()["components"] if c.get("props", {}).get("elem_id") == "setting_sd_vae")
+    assert [choice[0] for choice in vae["props"]["choices"]][:3] == ["Automatic", "None", "broken.safetensors"]
+    assert vae["props"]["label"] == "SD VAE"
+    with pytest.raises(ValueError, match="can't hold 'no_such_setting'"):
+        services.opts.validated("quicksettings_list", ["sd_vae", "no_such_setting"])
+    with services.opts.overridden({"quicksettings_list": ["eta_noise_seed_delta", "grid_save"]}):
+        page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
+    assert quicksettings_row(page) == ["setting_sd_model_checkpoint", "refresh_sd_model_checkpoint",
+                                       "setting_eta_noise_seed_delta", "setting_grid_save"]
+    elem_ids = [c.get("props", {}).get("elem_id") for c in page.get_config_file()["components"]]
+    assert "setting_sd_vae" in elem_ids and "setting_CLIP_stop_at_last_layers" in elem_ids  # in the Settings tab
+    assert elem_ids.count("setting_eta_noise_seed_delta") == 1
+
+
+def test_a_setting_gone_from_quicksettings_list_is_skipped(tmp_path):
+    from modules.options import Options
+    from modules.ui.quicksettings import row_keys
+
+    (tmp_path / "config.json").write_text(json.dumps({"quicksettings_list": ["an_uninstalled_extensions", "sd_vae"]}))
+    opts = Options(tmp_path / "config.json")
+    opts.load()
+    assert row_keys(opts) == ["sd_vae"]
+
+
+def test_a_quicksetting_change_applies_and_persists(services, own_vae_after):
+    from modules.ui.quicksettings import apply_quicksetting
+
+    apply_quicksetting(services, "eta_noise_seed_delta", 7.0)
+    assert json.loads(services.paths.config_file.read_text())["eta_noise_seed_delta"] == 7
+    apply_quicksetting(services, "sd_vae", OTHER)
+    assert services.models.current.vae_name == OTHER
+    with pytest.raises(ModelLoadError):
+        apply_quicksetting(services, "sd_vae", "broken.safetensors")
+    assert json.loads(services.paths.config_file.read_text())["sd_vae"] == OTHER
+    with pytest.raises(ValueError, match="Clip skip must be at most"):
+        apply_quicksetting(services, "CLIP_stop_at_last_layers", 40)
