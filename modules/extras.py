@@ -15,6 +15,7 @@ from modules import images
 from modules.engine import JobContext
 from modules.errors import UserError
 from modules.face_restoration import MissingWeightsError, missing_weights_message
+from modules.image_inputs import normalize_input
 from modules.image_tools import ImageTools
 from modules.img2img_batch import IMAGE_SUFFIXES
 from modules.infotext import quote
@@ -234,7 +235,7 @@ class ExtrasJob:
 
     def process(self, image: Image.Image) -> tuple[Image.Image, list[str]]:
         """One image through face restoration and upscaling (in A1111's order unless upscale_first)."""
-        image = _rgb_or_rgba(image)
+        image = normalize_input(image)
         notes: list[str] = []
         steps = (self.upscale, self.restore_faces) if self.params.upscale_first else (self.restore_faces, self.upscale)
         for step in steps:
@@ -289,10 +290,3 @@ class ExtrasJob:
         else:
             return None
         return images.save_numbered(image, folder, None, name, parameters, words=32, chunks={"extras": text})
-
-
-def _rgb_or_rgba(image: Image.Image) -> Image.Image:
-    """Grey, palette, CMYK, 16-bit... as RGB, or RGBA where the image has transparency (PNG can't hold them all)."""
-    if image.mode in ("RGB", "RGBA"):
-        return image
-    return image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")

@@ -19,6 +19,7 @@ from modules.face_restoration import MissingWeightsError, missing_weights_messag
 from modules.generation_params import GenerationParams
 from modules.image_tools import ImageTools
 from modules.infotext import create_infotext
+from modules.limits import Limits
 from modules.networks import Networks
 from modules.sd_models import StableDiffusionModel
 from modules.upscalers import is_latent_upscaler
@@ -33,7 +34,7 @@ class RunSettings:
 
     randn_source: str = "CPU"
     eta_noise_seed_delta: int = 0
-    max_pixels: int = 2048 * 2048
+    limits: Limits = Limits()
     save_dir: Path | None = None  # None: don't save
     filename_words: int = 8
     encoder_options: EncoderOptions = EncoderOptions()
@@ -90,19 +91,17 @@ class JobHooks:
         """After a batch's images are finished and saved."""
 
 
-def validate(params: GenerationParams, max_pixels: int) -> None:
-    """Refuse impossible or too-large jobs with a clear message, before anything is allocated."""
+def validate(params: GenerationParams, limits: Limits) -> None:
+    """Refuse impossible jobs and those over the limits with a clear message, before anything is allocated."""
     for name in ("width", "height"):
         value = getattr(params, name)
         if value < 64 or value % 8:
             raise UserError(f"{name.capitalize()} must be a multiple of 8 and at least 64, got {value}")
-    if params.width * params.height > max_pixels:
-        raise UserError(f"{params.width}x{params.height} is {params.width * params.height:,} pixels, more than "
-                        f"the limit of {max_pixels:,} (setting: Largest image size allowed)")
     if not 1 <= params.steps <= 1000:
         raise UserError(f"Sampling steps must be between 1 and 1000, got {params.steps}")
     if params.batch_size < 1 or params.n_iter < 1:
         raise UserError("Batch size and batch count must be at least 1")
+    limits.check_generation(params)
     if not np.isfinite(params.cfg_scale):
         raise UserError(f"CFG Scale must be a finite number, got {params.cfg_scale}")
     try:
@@ -162,7 +161,7 @@ class Txt2Img:
 
     def run(self) -> GenerationResult:
         p = self.params
-        validate(p, self.settings.max_pixels)
+        validate(p, self.settings.limits)
         sampler, schedule = samplers.resolve(p.sampler_name, p.scheduler)
         p = self.params = replace(p, sampler_name=sampler, scheduler=schedule, seed=rng.resolve_seed(p.seed))
         hires = HiresPass(self) if p.enable_hr and self.supports_hires else None
@@ -390,7 +389,7 @@ class HiresPass(Txt2Img):
         self._init: torch.Tensor | None = None
         if not 0.0 <= first.params.denoising_strength <= 1.0:
             raise UserError(f"Denoising strength must be between 0 and 1, got {first.params.denoising_strength}")
-        validate(self.params, self.settings.max_pixels)
+        validate(self.params, self.settings.limits)
         sampler, schedule = samplers.resolve(self.params.sampler_name, self.params.scheduler)
         self.params = replace(self.params, sampler_name=sampler, scheduler=schedule)
         hires_fix.check_upscaler(self.upscaler, self.tools.upscalers if self.tools else None)

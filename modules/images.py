@@ -162,10 +162,15 @@ def read_infotext(image: Image.Image) -> str | None:
 
 
 def open_image(source: str | Path | IO[bytes], name: str | None = None) -> Image.Image:
-    """Open and fully decode an image, or raise UserError naming what is wrong with it."""
+    """Open and fully decode an image, or raise UserError naming what is wrong with it. An image over Pillow's
+    MAX_IMAGE_PIXELS (where Pillow only warns of a possible decompression bomb) is refused before decoding."""
     label = name or (Path(source).name if isinstance(source, (str, Path)) else "the image")
     try:
         image = Image.open(source)
+        pixels, limit = image.width * image.height, Image.MAX_IMAGE_PIXELS
+        if limit and pixels > limit:
+            raise UserError(f"{label} is {image.width}x{image.height} ({pixels:,} pixels), too large to open "
+                            f"safely (more than {limit:,}); it may be a decompression bomb")
         image.load()
     except Image.DecompressionBombError as exc:
         raise UserError(f"{label} is too large to open safely ({exc})") from exc

@@ -5,11 +5,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from modules import masking
 from modules.errors import UserError
 from modules.generation import GenerationResult, Txt2Img, encode_image, noised_start, partial_steps
+from modules.image_inputs import flatten_input
 from modules.image_resize import LATENT_UPSCALE, resize_image
 
 
@@ -41,16 +42,6 @@ class _BatchLatents:
     image_conditioning: torch.Tensor | None = None
 
 
-def flatten(image: Image.Image) -> Image.Image:
-    """Upright RGB: EXIF rotation applied, transparency flattened onto white."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        canvas = Image.new("RGBA", image.size, "white")
-        canvas.alpha_composite(image.convert("RGBA"))
-        image = canvas
-    return image.convert("RGB")
-
-
 class Img2Img(Txt2Img):
     """An img2img (or, with a mask, inpainting) job."""
 
@@ -74,7 +65,8 @@ class Img2Img(Txt2Img):
         p = self.params
         if not 0.0 <= p.denoising_strength <= 1.0:
             raise UserError(f"Denoising strength must be between 0 and 1, got {p.denoising_strength}")
-        self.sources = [self._prepare(flatten(image)) for image in self.inputs.images]
+        self.sources = [self._prepare(flatten_input(image, f"Input image {number}"))
+                        for number, image in enumerate(self.inputs.images, start=1)]
         result = super().run()
         result.warnings[:0] = self.notes
         return result

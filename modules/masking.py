@@ -6,6 +6,8 @@ import torch
 from PIL import Image, ImageFilter
 from scipy.ndimage import gaussian_filter
 
+from modules.image_inputs import normalize_input
+
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = range(4)
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
@@ -15,6 +17,7 @@ Box = tuple[int, int, int, int]
 
 def to_mask(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """An "L" mask (255 = repaint) of `size` from any image: alpha if it has some, else luminance."""
+    image = normalize_input(image, "The mask")
     if image.mode in ("RGBA", "LA") and image.getextrema()[-1][0] < 255:
         mask = image.getchannel("A")
     else:

@@ -15,11 +15,12 @@ from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
 from modules.engine import Engine, JobContext
 from modules.errors import UserError
 from modules.extras import ExtrasJob, ExtrasParams, ExtrasResult, ExtrasSettings
-from modules.generation import GenerationResult, RunSettings
+from modules.generation import GenerationResult, RunSettings, validate
 from modules.generation_params import GenerationParams
 from modules.image_tools import ImageTools
 from modules.img2img import Img2ImgInputs
 from modules.img2img_batch import run_batch
+from modules.limits import Limits
 from modules.model_manager import ModelManager
 from modules.networks import Networks
 from modules.options import Options
@@ -66,7 +67,7 @@ class Services:
         opts = self.opts
         save_dir = self.output_dir(outdir_option) if opts.samples_save else None
         return RunSettings(randn_source=opts.randn_source, eta_noise_seed_delta=opts.eta_noise_seed_delta,
-                           max_pixels=opts.max_pixels, save_dir=save_dir,
+                           limits=Limits.from_options(opts), save_dir=save_dir,
                            filename_words=opts.samples_filename_prompt_words,
                            encoder_options=self.encoder_options, face_restoration_model=opts.face_restoration_model,
                            code_former_weight=opts.code_former_weight, upscale_tile=opts.ESRGAN_tile,
@@ -94,6 +95,7 @@ class Services:
 
     def _submit(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
                 script_args: list | None) -> "Future[GenerationResult]":
+        validate(p.params, Limits.from_options(self.opts))  # refused now, not after waiting in the queue
         p.scripts, p.script_args = runner, list(script_args or [0])
         kind = "img2img" if p.is_img2img else "txt2img"
         p.outpath_samples = str(self.output_dir(f"outdir_{kind}_samples"))
@@ -113,6 +115,7 @@ class Services:
                       mask_dir: str = "") -> "Future[GenerationResult]":
         """Queue img2img over a folder of images."""
         settings = self.run_settings("outdir_img2img_samples")
+        validate(params, settings.limits)
 
         def run(ctx: JobContext) -> GenerationResult:
             self.sync_vae()

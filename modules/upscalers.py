@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from modules.errors import UserError
+from modules.image_inputs import normalize_input
 from modules.safe_weights import read_weights
 
 # name -> (torch interpolate mode, antialias), as A1111 names the hires fix latent upscalers.
@@ -99,7 +100,7 @@ class UpscalerLibrary:
         times, e.g. a 4x model twice for 8x) until the image is at least that big, then Lanczos
         brings it to the exact size. "None" and "Lanczos" are a plain Lanczos resize."""
         self._check_pixels(width, height, "the requested size")
-        image = _rgb_or_rgba(image)
+        image = normalize_input(image)
         if name in _PIL_UPSCALERS:
             return image.resize((width, height), resample=_PIL_UPSCALERS[name])
         model = self.load(name)
@@ -162,14 +163,6 @@ class UpscalerLibrary:
                           pixels, model.scale, tile, overlap, progress)
         data = (out[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
         return Image.fromarray(data, "RGB")
-
-
-def _rgb_or_rgba(image: Image.Image) -> Image.Image:
-    """Palette, grey, CMYK, 16-bit, ... images as RGB, or RGBA where they carry transparency."""
-    if image.mode in ("RGB", "RGBA"):
-        return image
-    has_alpha = "A" in image.getbands() or "transparency" in image.info
-    return image.convert("RGBA" if has_alpha else "RGB")
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -14,6 +14,7 @@ from modules.generation_params import GenerationParams
 from modules.hires_fix import hires_size, second_pass_params, summary
 from modules.image_tools import ImageTools
 from modules.infotext import params_from_infotext
+from modules.limits import Limits
 from modules.upscalers import LATENT_MODES
 
 BASE = {"prompt": "a red house", "steps": 6, "width": 64, "height": 64, "seed": 5, "enable_hr": True,
@@ -150,7 +151,7 @@ def test_plain_txt2img_writes_no_hires_keys(engine, demo_model):
     ({"denoising_strength": 1.5}, "Denoising strength must be between 0 and 1"),
 ])
 def test_bad_hires_settings_are_refused_before_any_work(engine, demo_model, kw, message):
-    settings = RunSettings(max_pixels=512 * 512)
+    settings = RunSettings(limits=Limits(max_pixels=512 * 512))
     with UnetCalls(demo_model.unet) as calls, pytest.raises(UserError, match=message):
         run(engine, demo_model, settings=settings, **kw)
     assert calls.sizes == []

@@ -8,6 +8,7 @@ import io
 from PIL import Image, UnidentifiedImageError
 
 from modules.images import encode_png, open_image
+from modules.limits import Limits
 
 
 def decode_base64(text: str) -> bytes:
@@ -36,9 +37,12 @@ def check_image(text: str) -> str:
     return text
 
 
-def decode_image(text: str, name: str) -> Image.Image:
-    """The fully decoded image of a base64 string or data: URI; UserError naming `name` when it can't be read."""
-    return open_image(io.BytesIO(decode_base64(text)), name)
+def decode_image(text: str, name: str, limits: Limits) -> Image.Image:
+    """The fully decoded image of a base64 string or data: URI; UserError naming `name` when it is over the
+    upload limit or can't be read."""
+    data = decode_base64(text)
+    limits.check_upload(len(data), name)
+    return open_image(io.BytesIO(data), name)
 
 
 def encode_image(image: Image.Image, infotext: str | None = None, chunks: dict[str, str] | None = None) -> str:

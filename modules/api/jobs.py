@@ -18,6 +18,7 @@ from modules.errors import UserError
 from modules.generation import GenerationResult
 from modules.generation_params import GenerationParams
 from modules.infotext import VERSION, params_from_infotext, parse_infotext
+from modules.limits import Limits
 from modules.processing import (StableDiffusionProcessing, StableDiffusionProcessingImg2Img,
                                 StableDiffusionProcessingTxt2Img)
 from modules.services import Services
@@ -54,7 +55,7 @@ class Jobs:
         except ValueError as exc:
             raise RequestError("body", str(exc)) from None
         with services.opts.overridden(overrides):  # settings read while queueing (limits, output folders)
-            generation.validate(params, services.opts.max_pixels)
+            generation.validate(params, Limits.from_options(services.opts))
             services.styles.apply_to_prompt("", params.styles)  # names an unknown style now, not after queueing
             if params.enable_hr:
                 hires_fix.check_upscaler(params.hr_upscaler, services.tools.upscalers)
@@ -92,8 +93,9 @@ class Jobs:
                    overrides: dict[str, Any]) -> StableDiffusionProcessing:
         """The processing object scripts see, with the API's saving rules and per-job settings."""
         if isinstance(request, Img2ImgApiFields):
-            images = [decode_image(text, f"init_images[{i}]") for i, text in enumerate(request.init_images)]
-            mask = decode_image(request.mask, "mask") if request.mask else None
+            limits = Limits.from_options(self.services.opts)
+            images = [decode_image(text, f"init_images[{i}]", limits) for i, text in enumerate(request.init_images)]
+            mask = decode_image(request.mask, "mask", limits) if request.mask else None
             p = StableDiffusionProcessingImg2Img.from_params(params, init_images=images, mask=mask)
         else:
             p = StableDiffusionProcessingTxt2Img.from_params(params)

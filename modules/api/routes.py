@@ -27,6 +27,7 @@ from modules.errors import UserError
 from modules.extras import ExtrasResult
 from modules.images import read_image_texts, read_infotext
 from modules.infotext import parse_infotext
+from modules.limits import Limits
 from modules.services import Services
 
 PREFIX = "/sdapi/v1"
@@ -98,7 +99,7 @@ class SdApi:
 
     async def extra_single_image(self, request: ExtrasSingleImageRequest) -> ExtrasSingleImageResponse:
         """Upscale and/or restore faces in one image (not saved, as in A1111's API)."""
-        source = await run_in_threadpool(decode_image, request.image, "image")
+        source = await run_in_threadpool(decode_image, request.image, "image", self.limits)
         result = await self._extras(request, [source])
         image = encode_image(result.images[0], read_infotext(source), {"extras": result.infotexts[0]}) \
             if request.show_extras_results and result.images else None
@@ -106,7 +107,7 @@ class SdApi:
 
     async def extra_batch_images(self, request: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
         """The same for several images; one that can't be processed is skipped with a warning."""
-        sources = await run_in_threadpool(lambda: [decode_image(item.data, item.name or f"imageList[{i}]")
+        sources = await run_in_threadpool(lambda: [decode_image(item.data, item.name or f"imageList[{i}]", self.limits)
                                                    for i, item in enumerate(request.imageList)])
         result = await self._extras(request, sources)
         # Each result keeps its source's parameters when none was skipped (then they pair up one to one).
@@ -123,9 +124,14 @@ class SdApi:
                 return self.services.extras(request.extras_params(), sources)
         return await asyncio.wrap_future(await run_in_threadpool(submit))
 
+    @property
+    def limits(self) -> Limits:
+        """The request limits the settings hold now."""
+        return Limits.from_options(self.services.opts)
+
     def png_info(self, request: PNGInfoRequest) -> PNGInfoResponse:
         """The image's generation parameters (text and parsed) and its other text chunks."""
-        texts = read_image_texts(decode_image(request.image, "image"))
+        texts = read_image_texts(decode_image(request.image, "image", self.limits))
         info = texts.pop("parameters", "")
         parameters = parse_infotext(info) if info else {}
         if info:

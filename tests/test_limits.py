@@ -1,0 +1,167 @@
+"""Request limits (modules/limits.py): each is a setting, and a request over one is refused with a message
+naming that setting before any work, in the engine, on the page and in the API (422, A1111's error shape)."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import pytest
+import requests
+from app_process import endpoint_args, running_app
+from PIL import Image
+
+from modules.errors import UserError
+from modules.generation import RunSettings, Txt2Img
+from modules.generation_params import GenerationParams
+from modules.limits import Limits
+from modules.options import OPTIONS, Options
+
+SMALL = {"prompt": "a red house", "steps": 2, "width": 64, "height": 64, "seed": 5, "sampler_name": "Euler"}
+# The limits the app below runs with.
+LOW = {"max_pixels": 96 * 96, "max_batch_images": 3, "max_steps": 4, "max_prompt_length": 200,
+       "max_upload_bytes": 20_000}
+
+# (generation values over a LOW limit, the setting whose label the message names)
+OVER = [
+    ({"width": 128, "height": 128}, "max_pixels"),
+    ({"batch_size": 2, "n_iter": 2}, "max_batch_images"),
+    ({"steps": 5}, "max_steps"),
+    ({"prompt": "x" * 201}, "max_prompt_length"),
+    ({"negative_prompt": "y" * 201}, "max_prompt_length"),
+]
+
+
+def test_every_limit_is_a_declared_setting_with_a_sane_default():
+    limits = Limits()
+    for name in ("max_pixels", "max_batch_images", "max_steps", "max_prompt_length", "max_upload_bytes"):
+        info = OPTIONS[name]
+        assert info.section == "System" and getattr(limits, name) == info.default
+    assert 512 * 512 < limits.max_pixels and 8 <= limits.max_batch_images and 150 <= limits.max_steps
+    assert 10_000 <= limits.max_prompt_length and 10 * 2**20 <= limits.max_upload_bytes
+
+
+def test_limits_are_read_from_the_settings(tmp_path):
+    opts = Options(tmp_path / "config.json")
+    opts.set("max_steps", 7)
+    assert Limits.from_options(opts).max_steps == 7
+    with opts.overridden({"max_steps": 9}):
+        assert Limits.from_options(opts).max_steps == 9
+    with pytest.raises(ValueError, match="at most 1000"):
+        opts.set("max_steps", 5000)
+
+
+@pytest.mark.parametrize("values,setting", OVER)
+def test_each_limit_refuses_with_the_setting_named(values, setting):
+    params = GenerationParams.from_dict({**SMALL, **values})
+    with pytest.raises(UserError, match=f"more than the limit .*{re.escape(OPTIONS[setting].label)}"):
+        Limits(**LOW).check_generation(params)
+    Limits().check_generation(params)  # the defaults allow it
+
+
+def test_limits_allow_exactly_the_limit():
+    at_limit = GenerationParams.from_dict({**SMALL, "width": 96, "height": 96, "batch_size": 3, "steps": 4,
+                                           "prompt": "p" * 200, "hr_second_pass_steps": 4})
+    Limits(**LOW).check_generation(at_limit)
+    Limits(**LOW).check_upload(20_000, "image")
+    with pytest.raises(UserError, match="image is 20,001 bytes, more than the limit of 20,000"):
+        Limits(**LOW).check_upload(20_001, "image")
+    with pytest.raises(UserError, match="Hires steps 5"):
+        Limits(**LOW).check_generation(GenerationParams.from_dict({**SMALL, "hr_second_pass_steps": 5}))
+
+
+def test_the_engine_refuses_before_the_unet_runs(engine, demo_model):
+    calls = []
+    handle = demo_model.unet.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        params = GenerationParams.from_dict({**SMALL, "steps": 5})
+        job = lambda ctx: Txt2Img(demo_model, params, ctx, RunSettings(limits=Limits(**LOW))).run()  # noqa: E731
+        with pytest.raises(UserError, match="Sampling steps 5 is more than the limit of 4"):
+            engine.call("txt2img", job, timeout=120)
+    finally:
+        handle.remove()
+    assert calls == []
+
+
+# ---- Through a real app: the page and the API ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, demo_checkpoint):
+    data = tmp_path_factory.mktemp("data")
+    ckpts = data / "models" / "Stable-diffusion"
+    ckpts.mkdir(parents=True)
+    (ckpts / demo_checkpoint.name).write_bytes(demo_checkpoint.read_bytes())
+    (data / "config.json").write_text(json.dumps(LOW))
+    with running_app(data, "--api", model_name=demo_checkpoint.name) as url:
+        yield url
+
+
+def png_bytes(size: tuple[int, int], noisy: bool = False) -> bytes:
+    image = Image.effect_noise(size, 64).convert("RGB") if noisy else Image.new("RGB", size, "teal")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def assert_refused(response: requests.Response, setting: str) -> None:
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert set(body) == {"error", "detail", "body", "errors"}
+    assert "more than the limit" in body["errors"] and OPTIONS[setting].label in body["errors"]
+
+
+@pytest.mark.parametrize("values,setting", OVER)
+def test_api_generation_over_a_limit_is_a_422(server, values, setting):
+    for route, extra in (("txt2img", {}), ("img2img", {"init_images": [b64(png_bytes((64, 64)))]})):
+        response = requests.post(f"{server}sdapi/v1/{route}", json={**SMALL, **extra, **values}, timeout=60)
+        assert_refused(response, setting)
+
+
+def test_api_uploads_over_the_limit_are_a_422(server):
+    big = b64(png_bytes((128, 128), noisy=True))
+    assert len(base64.b64decode(big)) > LOW["max_upload_bytes"]
+    api = f"{server}sdapi/v1"
+    assert_refused(requests.post(f"{api}/img2img", json={**SMALL, "init_images": [big]}, timeout=60),
+                   "max_upload_bytes")
+    assert_refused(requests.post(f"{api}/img2img", json={**SMALL, "init_images": [b64(png_bytes((64, 64)))],
+                                                         "mask": big}, timeout=60), "max_upload_bytes")
+    assert_refused(requests.post(f"{api}/extra-single-image", json={"image": big}, timeout=60), "max_upload_bytes")
+    batch = {"imageList": [{"data": big, "name": "big.png"}]}
+    assert_refused(requests.post(f"{api}/extra-batch-images", json=batch, timeout=60), "max_upload_bytes")
+    assert_refused(requests.post(f"{api}/png-info", json={"image": big}, timeout=60), "max_upload_bytes")
+
+
+def test_api_requests_within_the_limits_still_work(server):
+    response = requests.post(f"{server}sdapi/v1/txt2img", json={**SMALL, "steps": 4, "batch_size": 3,
+                                                                 "width": 96, "height": 96}, timeout=300)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["images"]) == 3
+
+
+def test_page_uploads_over_the_limit_are_refused(server):
+    small = requests.post(f"{server}gradio_api/upload", files={"files": ("a.png", png_bytes((16, 16)))}, timeout=30)
+    assert small.status_code == 200, small.text
+    big = requests.post(f"{server}gradio_api/upload", files={"files": ("b.png", png_bytes((128, 128), True))},
+                        timeout=30)
+    assert big.status_code == 413 and "File size exceeded" in big.text
+
+
+def test_page_generation_over_a_limit_shows_the_message(server):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    values = {"Sampling method": "Euler", "Width": 64, "Height": 64, "Sampling steps": 5}
+    with pytest.raises(Exception, match=r"Sampling steps 5 is more than the limit of 4 \(setting: Most sampling"):
+        client.predict(*endpoint_args(client, "/txt2img", values), api_name="/txt2img")
+    with pytest.raises(Exception, match="Prompt is 201 characters long"):
+        client.predict(*endpoint_args(client, "/txt2img", {**values, "Sampling steps": 2, "Prompt": "z" * 201}),
+                       api_name="/txt2img")
+    gallery, *_ = client.predict(*endpoint_args(client, "/txt2img", {**values, "Sampling steps": 2}),
+                                 api_name="/txt2img")
+    assert len(gallery) == 1
