@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from app_process import running_app
+from app_process import ROOT, running_app
 from git_repos import Remote
 
 SECRET = "top-secret-file-contents"
@@ -76,6 +76,7 @@ def escapes(root) -> list[str]:
         quote("/etc/passwd", safe=""), quote("../../etc/passwd", safe=""), quote(quote(secret, safe=""), safe=""),
         quote(quote("../../etc/passwd", safe=""), safe=""), "..%2f..%2f..%2fetc%2fpasswd", "%2e%2e/%2e%2e/etc/passwd",
         f"{outputs}/txt2img-images/link.txt", f"{outputs}/txt2img-images/link-dir/secret.txt",
+        "app.py", str(ROOT / "app.py"), str(root / "data" / "models" / "Stable-diffusion" / "demo.safetensors"),
     ]
 
 
