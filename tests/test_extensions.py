@@ -262,3 +262,19 @@ def test_actions_check_update_apply_and_restart(remote, exts, opts):
         restart.wait_for_restart(poll=0.01)  # returns: the request is there
     assert disabled_names(opts) == set()
     assert "(disabled)" not in installed_table(list_extensions(exts, disabled_names(opts)))
+
+
+def test_install_py_can_use_a1111s_launch_helpers(tmp_path, exts, opts):
+    script = ("import launch\n"
+              "assert launch.is_installed('numpy') and not launch.is_installed('surely-not-a-package-xyz')\n"
+              "out = launch.run(f'\"{launch.python}\" -c \"print(6 * 7)\"', desc='multiplying')\n"
+              "open('launch-ran.txt', 'w').write(out.strip())\n"
+              "try:\n"
+              "    launch.run('exit 3', errdesc='meant to fail')\n"
+              "except RuntimeError as exc:\n"
+              "    open('launch-failed.txt', 'w').write(str(exc))\n")
+    uses_launch = Remote(tmp_path, "launch-ext", {"install.py": script})
+    extension = install_from_url(str(uses_launch.bare), exts, opts)
+    assert extension.enabled
+    assert (exts / "launch-ext" / "launch-ran.txt").read_text() == "42"
+    assert "meant to fail" in (exts / "launch-ext" / "launch-failed.txt").read_text()

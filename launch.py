@@ -1,0 +1,49 @@
+"""The helpers A1111 extensions' install.py files import (`import launch`): is_installed, run_pip, run.
+
+install.py runs in a separate process with this folder on PYTHONPATH, so these use that process's
+own Python (the web UI's virtual environment)."""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+
+python = sys.executable
+index_url = os.environ.get("INDEX_URL", "")
+
+
+def is_installed(package: str) -> bool:
+    """Whether a distribution (pip name) or an importable module of that name is present."""
+    try:
+        importlib.metadata.distribution(package)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def run(command: str, desc: str | None = None, errdesc: str | None = None, custom_env: dict | None = None,
+        live: bool = False) -> str:
+    """Run a shell command; print `desc` first. Raises RuntimeError with its output when it fails."""
+    if desc:
+        print(desc, flush=True)
+    result = subprocess.run(command, shell=True, env=custom_env or os.environ, text=True,
+                            stdout=None if live else subprocess.PIPE, stderr=None if live else subprocess.PIPE)
+    if result.returncode != 0:
+        details = "" if live else f"\nstdout: {result.stdout}\nstderr: {result.stderr}"
+        raise RuntimeError(f"{errdesc or 'Command failed'}\ncommand: {command}\n"
+                           f"exit code: {result.returncode}{details}")
+    return "" if live else result.stdout
+
+
+def run_pip(command: str, desc: str | None = None, live: bool = False) -> str:
+    """`pip <command>` with this Python, e.g. run_pip("install somepackage", "somepackage")."""
+    extra = f" --index-url {shlex.quote(index_url)}" if index_url else ""
+    return run(f"{shlex.quote(python)} -m pip {command} --prefer-binary{extra}",
+               desc=f"Installing {desc}" if desc else None, errdesc=f"Couldn't install {desc or command}", live=live)
