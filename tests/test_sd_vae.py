@@ -236,14 +236,29 @@ def test_a_setting_gone_from_quicksettings_list_is_skipped(tmp_path):
 
 
 def test_a_quicksetting_change_applies_and_persists(services, own_vae_after):
-    from modules.ui.quicksettings import apply_quicksetting
+    from modules.ui.quicksettings import apply_setting
 
-    apply_quicksetting(services, "eta_noise_seed_delta", 7.0)
+    apply_setting(services, "eta_noise_seed_delta", 7.0)
     assert json.loads(services.paths.config_file.read_text())["eta_noise_seed_delta"] == 7
-    apply_quicksetting(services, "sd_vae", OTHER)
+    apply_setting(services, "sd_vae", OTHER)
     assert services.models.current.vae_name == OTHER
     with pytest.raises(ModelLoadError):
-        apply_quicksetting(services, "sd_vae", "broken.safetensors")
+        apply_setting(services, "sd_vae", "broken.safetensors")
     assert json.loads(services.paths.config_file.read_text())["sd_vae"] == OTHER
     with pytest.raises(ValueError, match="Clip skip must be at most"):
-        apply_quicksetting(services, "CLIP_stop_at_last_layers", 40)
+        apply_setting(services, "CLIP_stop_at_last_layers", 40)
+
+
+def test_the_settings_tab_swaps_the_vae_too(services, own_vae_after):
+    from modules.ui.quicksettings import apply_setting
+    from modules.ui.settings import apply_settings
+
+    def store(key, value):
+        apply_setting(services, key, value)
+
+    message = apply_settings(services.opts, ["sd_vae", "eta_noise_seed_delta"], ["broken.safetensors", 9], store)
+    assert "1 settings changed: Eta noise seed delta (ENSD)." in message
+    assert "Not changed: Could not use the VAE broken.safetensors" in message
+    assert services.opts.sd_vae != "broken.safetensors"
+    apply_settings(services.opts, ["sd_vae"], [OTHER], store)
+    assert services.models.current.vae_name == OTHER

@@ -72,7 +72,8 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
                 with gr.Tab(title, id=tab_id, elem_id=f"tab_{tab_id}"):
                     blocks.render()
             with gr.Tab("Settings", id="settings"):
-                settings.build_tab(services.opts)
+                settings.build_tab(services.opts, lambda key, value: quicksettings.apply_setting(
+                    services, key, value))
             with gr.Tab("Extensions", id="extensions"):
                 extensions_ui.build_tab(services)
         for tab in (t2i, i2i):

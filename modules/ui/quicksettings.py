@@ -46,7 +46,7 @@ def build_controls(opts: Options) -> QuickControls:
     return QuickControls(controls, buttons)
 
 
-def apply_quicksetting(services: Services, key: str, value: object) -> None:
+def apply_setting(services: Services, key: str, value: object) -> None:
     """Apply and save one changed setting: sd_vae first swaps the loaded model's VAE (an engine job), the
     others are stored. Raises UserError or ValueError, and then nothing changed."""
     if key == "sd_vae":
@@ -61,7 +61,7 @@ def wire(quick: QuickControls, services: Services, status: gr.Markdown) -> None:
     for key, control in quick.controls.items():
         def change(value: object, key: str = key) -> tuple:
             try:
-                apply_quicksetting(services, key, value)
+                apply_setting(services, key, value)
             except (UserError, ValueError) as exc:
                 gr.Warning(str(exc))
                 return gr.update(value=getattr(opts, key)), f"⚠️ {exc}"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
+from modules.errors import UserError
 from modules.options import OptionInfo, Options
 
 
@@ -29,16 +30,21 @@ def setting_control(key: str, info: OptionInfo, value: Any, **extra: Any) -> gr.
     return gr.Textbox(**kwargs)
 
 
-def apply_settings(opts: Options, keys: list[str], values: list[Any]) -> str:
-    """Store every changed value; a bad one is named and left as it was. Returns what happened."""
+def apply_settings(opts: Options, keys: list[str], values: list[Any],
+                   store: Callable[[str, Any], None] | None = None) -> str:
+    """Store every changed value (through `store(key, value)` when given, which may apply it first, as
+    the sd_vae setting swaps the VAE); a bad one is named and left as it was. Returns what happened."""
     changed, problems = [], []
     for key, value in zip(keys, values):
         if value == getattr(opts, key):
             continue
         try:
-            opts.set(key, value, save=False)
+            if store is not None:
+                store(key, value)
+            else:
+                opts.set(key, value, save=False)
             changed.append(opts.info(key).label)
-        except ValueError as exc:
+        except (ValueError, UserError) as exc:
             problems.append(str(exc))
     if changed:
         opts.save()
@@ -47,8 +53,9 @@ def apply_settings(opts: Options, keys: list[str], values: list[Any]) -> str:
     return "<br>".join(html.escape(line) for line in lines)
 
 
-def build_tab(opts: Options) -> None:
-    """Lay out the tab (call inside a gr.Tab context). The quicksettings row's settings live there instead."""
+def build_tab(opts: Options, store: Callable[[str, Any], None] | None = None) -> None:
+    """Lay out the tab (call inside a gr.Tab context); `store` as for apply_settings. The quicksettings
+    row's settings live there instead."""
     on_top = {"sd_model_checkpoint", *opts.quicksettings_list}
     declared = {key: info for key, info in opts.declared().items()
                 if key not in on_top and info.section is not None}  # None: a hidden setting
@@ -65,5 +72,5 @@ def build_tab(opts: Options) -> None:
                 for key in section_keys:
                     keys.append(key)
                     controls.append(setting_control(key, declared[key], getattr(opts, key)))
-    submit.click(lambda *values: apply_settings(opts, keys, list(values)), inputs=controls, outputs=result,
+    submit.click(lambda *values: apply_settings(opts, keys, list(values), store), inputs=controls, outputs=result,
                  api_name="settings_apply")
