@@ -2,6 +2,7 @@
 decode → (face restoration) → save."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from dataclasses import dataclass, field, replace
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import hires_fix, images, previews, rng, samplers, script_callbacks
+from modules import hires_fix, images, previews, rng, samplers, script_callbacks, tiling
 from modules.conditioning import EncoderOptions
 from modules.engine import JobContext
 from modules.errors import UserError
@@ -63,16 +64,19 @@ class GenerationResult:
 
 @dataclass
 class ImagePlan:
-    """Each image's prompt, negative prompt and seed (scripts may give every image its own)."""
+    """Each image's prompt, negative prompt, seed and variation seed (scripts may give every image its own)."""
 
     prompts: list[str]
     negative_prompts: list[str]
     seeds: list[int]
+    subseeds: list[int] = field(default_factory=list)  # needed only with a variation strength
 
     @classmethod
     def repeated(cls, params: GenerationParams, count: int) -> "ImagePlan":
-        """The usual plan: the same prompts for every image, seeds counting up from the seed."""
-        return cls([params.prompt] * count, [params.negative_prompt] * count, rng.image_seeds(params.seed, count))
+        """The usual plan: the same prompts for every image, seeds (or, with a variation strength,
+        variation seeds) counting up."""
+        return cls([params.prompt] * count, [params.negative_prompt] * count,
+                   rng.image_seeds(params.seed, count, params.subseed_strength), rng.image_seeds(params.subseed, count))
 
 
 class JobHooks:
@@ -104,10 +108,20 @@ def validate(params: GenerationParams, limits: Limits) -> None:
     limits.check_generation(params)
     if not np.isfinite(params.cfg_scale):
         raise UserError(f"CFG Scale must be a finite number, got {params.cfg_scale}")
+    if not 0.0 <= params.subseed_strength <= 1.0:
+        raise UserError(f"Variation strength must be between 0 and 1, got {params.subseed_strength}")
+    if seed_resize_from(params) and min(params.seed_resize_from_w, params.seed_resize_from_h) < 8:
+        raise UserError("Resize seed from width and height must be at least 8 (or 0 for off), got "
+                        f"{params.seed_resize_from_w}x{params.seed_resize_from_h}")
     try:
         samplers.resolve(params.sampler_name, params.scheduler)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+
+
+def seed_resize_from(params: GenerationParams) -> bool:
+    """Whether "Resize seed from" is on: both sides above 0 (0 or -1 is off, as in A1111)."""
+    return params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0
 
 
 def partial_steps(steps: int, strength: float) -> int:
@@ -163,7 +177,8 @@ class Txt2Img:
         p = self.params
         validate(p, self.settings.limits)
         sampler, schedule = samplers.resolve(p.sampler_name, p.scheduler)
-        p = self.params = replace(p, sampler_name=sampler, scheduler=schedule, seed=rng.resolve_seed(p.seed))
+        p = self.params = replace(p, sampler_name=sampler, scheduler=schedule, seed=rng.resolve_seed(p.seed),
+                                  subseed=rng.resolve_seed(p.subseed))
         hires = HiresPass(self) if p.enable_hr and self.supports_hires else None
         self._check_face_restoration()
         result = GenerationResult(params=p)
@@ -171,28 +186,43 @@ class Txt2Img:
         count = min(p.batch_size * p.n_iter, len(plan.prompts))  # a script's plan may end in a smaller batch
         if min(len(plan.negative_prompts), len(plan.seeds)) < count:
             raise UserError(f"{count} images need as many negative prompts and seeds")
+        if p.subseed_strength and len(plan.subseeds) < count:
+            raise UserError(f"{count} images with a variation strength need as many variation seeds")
         self.ctx.set_job_count(p.n_iter)
-        for batch_no in range(p.n_iter):
-            first = batch_no * p.batch_size
-            if self.ctx.interrupted or first >= count:
-                break
-            self.ctx.begin_batch(batch_no, self.sampling_steps() + (hires.sampling_steps() if hires else 0))
-            self.hooks.before_batch(batch_no, plan, first, min(p.batch_size, count - first))
-            batch = slice(first, min(first + p.batch_size, count))
-            prompts, negatives, seeds = plan.prompts[batch], plan.negative_prompts[batch], plan.seeds[batch]
-            conditioning = self.encode(prompts, negatives, result)
-            latents, gens = self.prepare_latents(seeds, first)
-            latents = self.denoise(latents, conditioning, seeds, gens)
-            if hires is not None and not self.ctx.should_stop:
-                latents = hires.continue_from(latents, seeds, gens, result, prompts, negatives)
-            finished = []
-            for index, image in enumerate(self.decode(latents), start=first):
-                image = self.hooks.image(self.finish_image(self.restore_faces(image, result), index), index)
-                self.postprocess(result, image, plan.seeds[index], plan.prompts[index], plan.negative_prompts[index])
-                finished.append(image)
-            self.hooks.after_batch(batch_no, finished)
+        with self.tiling():
+            for batch_no in range(p.n_iter):
+                first = batch_no * p.batch_size
+                if self.ctx.interrupted or first >= count:
+                    break
+                self.ctx.begin_batch(batch_no, self.sampling_steps() + (hires.sampling_steps() if hires else 0))
+                self.hooks.before_batch(batch_no, plan, first, min(p.batch_size, count - first))
+                self.run_batch(batch_no, plan, slice(first, min(first + p.batch_size, count)), hires, result)
         result.interrupted = self.ctx.interrupted
         return result
+
+    def run_batch(self, batch_no: int, plan: ImagePlan, batch: slice, hires: HiresPass | None,
+                  result: GenerationResult) -> None:
+        """Encode, sample, (hires fix,) decode and save the images `batch` of the plan."""
+        prompts, negatives, seeds = plan.prompts[batch], plan.negative_prompts[batch], plan.seeds[batch]
+        conditioning = self.encode(prompts, negatives, result)
+        noise = self.batch_noise(seeds, plan.subseeds[batch])
+        latents = self.denoise(self.prepare_latents(noise, batch.start), conditioning, seeds, noise.generators)
+        if hires is not None and not self.ctx.should_stop:
+            latents = hires.continue_from(latents, noise, result, prompts, negatives)
+        finished = []
+        for index, image in enumerate(self.decode(latents), start=batch.start):
+            image = self.hooks.image(self.finish_image(self.restore_faces(image, result), index), index)
+            subseed = plan.subseeds[index] if index < len(plan.subseeds) else self.params.subseed
+            self.postprocess(result, image, plan.seeds[index], plan.prompts[index], plan.negative_prompts[index],
+                             subseed)
+            finished.append(image)
+        self.hooks.after_batch(batch_no, finished)
+
+    def tiling(self) -> contextlib.AbstractContextManager:
+        """With "Tiling" on, the UNet and the VAE pad circularly for this job (restored afterwards)."""
+        if not self.params.tiling:
+            return contextlib.nullcontext()
+        return tiling.circular_padding(self.model.unet, self.model.vae)
 
     def _check_face_restoration(self) -> None:
         """Refuse "Restore faces" up front when the chosen restorer's weights are missing."""
@@ -237,13 +267,19 @@ class Txt2Img:
         """How many steps the sampler runs (img2img runs fewer, by denoising strength)."""
         return self.params.steps
 
-    def prepare_latents(self, seeds: list[int], first: int) -> tuple[torch.Tensor, list[torch.Generator]]:
-        """Initial noise for images first, first+1, …: one generator per image, seeded with its seed."""
+    def batch_noise(self, seeds: list[int], subseeds: list[int]) -> rng.BatchNoise:
+        """The noise source of a batch: its seeds, and its variation seeds and "Resize seed from" if set."""
+        p, factor = self.params, self.model.vae_scale_factor
+        resize = (p.seed_resize_from_h // factor, p.seed_resize_from_w // factor) if seed_resize_from(p) else None
+        return rng.BatchNoise(seeds, self.model.device, self.settings.randn_source, subseeds, p.subseed_strength,
+                              resize)
+
+    def prepare_latents(self, noise: rng.BatchNoise, first: int) -> torch.Tensor:
+        """Initial noise for images first, first+1, …, each from its own seeds."""
         m = self.model
         factor = m.vae_scale_factor
         shape = (m.vae.config.latent_channels, self.params.height // factor, self.params.width // factor)
-        gens = rng.generators(seeds, m.device, self.settings.randn_source)
-        return rng.initial_noise(gens, shape, m.device, m.latent_dtype), gens
+        return noise.first(shape, m.device, m.latent_dtype)
 
     def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The timesteps to run and the latents to start from: all of them, from pure noise."""
@@ -347,9 +383,9 @@ class Txt2Img:
         return [Image.fromarray(img) for img in (pixels * 255).round().astype(np.uint8)]
 
     def postprocess(self, result: GenerationResult, image: Image.Image, seed: int, prompt: str,
-                    negative_prompt: str) -> None:
+                    negative_prompt: str, subseed: int) -> None:
         """Write the infotext, save the image, and add it to the result."""
-        p = replace(self.params, seed=seed, prompt=prompt, negative_prompt=negative_prompt)
+        p = replace(self.params, seed=seed, prompt=prompt, negative_prompt=negative_prompt, subseed=subseed)
         m = self.model
         extra = {"Model hash": m.short_hash, "Model": m.checkpoint.model_name,
                  "VAE hash": m.vae_short_hash, "VAE": m.vae_name}
@@ -400,18 +436,18 @@ class HiresPass(Txt2Img):
     def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return noised_start(scheduler, self.params.steps, self.sampling_steps(), self._init, noise)
 
-    def continue_from(self, latents: torch.Tensor, seeds: list[int], gens: list[torch.Generator],
-                      result: GenerationResult, prompts: list[str], negatives: list[str]) -> torch.Tensor:
+    def continue_from(self, latents: torch.Tensor, noise: rng.BatchNoise, result: GenerationResult,
+                      prompts: list[str], negatives: list[str]) -> torch.Tensor:
         """Upscale a batch of first-pass latents and denoise them again at the larger size, with the
-        hires prompts where given, else the batch's own."""
-        m, first = self.model, self.first.params
+        hires prompts where given, else the batch's own. Its noise continues the batch's generators."""
+        m, first, count = self.model, self.first.params, len(noise.seeds)
         self._init = self._upscaled(latents)
-        noise = rng.initial_noise(gens, tuple(self._init.shape[1:]), m.device, m.latent_dtype)
-        conditioning = self.encode([first.hr_prompt] * len(seeds) if first.hr_prompt else prompts,
-                                   [first.hr_negative_prompt] * len(seeds) if first.hr_negative_prompt else negatives,
+        start = noise.next(tuple(self._init.shape[1:]), m.device, m.latent_dtype)
+        conditioning = self.encode([first.hr_prompt] * count if first.hr_prompt else prompts,
+                                   [first.hr_negative_prompt] * count if first.hr_negative_prompt else negatives,
                                    result)
         self.first.extra_infotext.update(self.extra_infotext)
-        return self.denoise(noise, conditioning, seeds, gens)
+        return self.denoise(start, conditioning, noise.seeds, noise.generators)
 
     def _upscaled(self, latents: torch.Tensor) -> torch.Tensor:
         factor = self.model.vae_scale_factor

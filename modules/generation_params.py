@@ -23,7 +23,8 @@ class FieldSpec:
     key in the parameters line (`Size-1`/`Size-2` pairs are written as one `WxH` value), written
     for the kinds of job in `jobs`, and, with `omit_default`, only when it differs from the
     default, and with `when`, only when `when(params)` is true. A flag field with `present_if` is
-    written by the job itself and read back as true when any of those keys is in the infotext.
+    read back as true when any of those keys is in the infotext, else false (the job itself writes
+    those keys unless the field has an `infotext` key).
     A field with `choices` holds an index into them (as A1111's API does); the page and the
     infotext show the choice's label. `tab_values` gives a page default that differs from the
     field's default on some tabs.
@@ -54,6 +55,14 @@ def _hires_resize(p: Any) -> bool:
     return bool(p.hr_resize_x or p.hr_resize_y)
 
 
+def _varied(p: Any) -> bool:
+    return p.subseed_strength > 0
+
+
+def _seed_resized(p: Any) -> bool:
+    return p.seed_resize_from_w > 0 and p.seed_resize_from_h > 0
+
+
 def _field(default: Any, **spec: Any) -> Any:
     return field(default=default, metadata={"spec": FieldSpec(**spec)})
 
@@ -77,8 +86,17 @@ class GenerationParams:
     cfg_scale: float = _field(7.0, label="CFG Scale", infotext="CFG scale", widget="slider",
                               minimum=1.0, maximum=30.0, step=0.5)
     seed: int = _field(-1, label="Seed", infotext="Seed", widget="number")
+    subseed: int = _field(-1, label="Variation seed", infotext="Variation seed", widget="number", when=_varied)
+    subseed_strength: float = _field(0.0, label="Variation strength", infotext="Variation seed strength",
+                                     widget="slider", minimum=0.0, maximum=1.0, step=0.01, omit_default=True)
+    seed_resize_from_w: int = _field(0, label="Resize seed from width", infotext="Seed resize from-1",
+                                     widget="slider", minimum=0, maximum=2048, step=8, when=_seed_resized)
+    seed_resize_from_h: int = _field(0, label="Resize seed from height", infotext="Seed resize from-2",
+                                     widget="slider", minimum=0, maximum=2048, step=8, when=_seed_resized)
     clip_skip: int = _field(1, infotext="Clip skip", minimum=1, maximum=12, step=1, tabs=(), omit_default=True)
     restore_faces: bool = _field(False, label="Restore faces", widget="checkbox", present_if=("Face restoration",))
+    tiling: bool = _field(False, label="Tiling", infotext="Tiling", widget="checkbox", omit_default=True,
+                          present_if=("Tiling",))
     enable_hr: bool = _field(False, label="Hires. fix", widget="checkbox", tabs=TXT2IMG,
                              present_if=("Hires upscale", "Hires resize", "Hires upscaler"))
     denoising_strength: float = _field(0.75, label="Denoising strength", infotext="Denoising strength",

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import masking
+from modules import masking, rng
 from modules.errors import UserError
 from modules.generation import GenerationResult, Txt2Img, encode_image, noised_start, partial_steps
 from modules.image_inputs import flatten_input
@@ -99,11 +99,11 @@ class Img2Img(Txt2Img):
     def sampling_steps(self) -> int:
         return partial_steps(self.params.steps, self.params.denoising_strength)
 
-    def prepare_latents(self, seeds: list[int], first: int) -> tuple[torch.Tensor, list[torch.Generator]]:
+    def prepare_latents(self, noise_source: rng.BatchNoise, first: int) -> torch.Tensor:
         """Noise as for txt2img, plus the init images' latents (and masks) for this batch."""
-        noise, gens = super().prepare_latents(seeds, first)
+        noise = super().prepare_latents(noise_source, first)
         encoded = [self._source_latents(i % len(self.sources), noise.shape[-2:])
-                   for i in range(first, first + len(seeds))]
+                   for i in range(first, first + len(noise_source.seeds))]
         init = torch.cat([latents for latents, _, _ in encoded])
         batch = _BatchLatents(init, noise)
         if encoded[0][1] is not None:
@@ -116,7 +116,7 @@ class Img2Img(Txt2Img):
             if self.model.is_inpainting:
                 batch.image_conditioning = torch.cat([conditioning for _, _, conditioning in encoded])
         self._latents = batch
-        return noise, gens
+        return noise
 
     def _source_latents(self, index: int, latent_size: torch.Size
                         ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:

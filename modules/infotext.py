@@ -17,7 +17,8 @@ KEY_ORDER = (
     "Token merging ratio", "Init image hash", "RNG", "Tiling",
 )
 
-# Defaults A1111 assumes for keys missing from pasted text.
+# Defaults A1111 assumes for keys missing from pasted text (variation seed and seed resize are off
+# there too: its "Extra" checkbox is unticked when the text lacks them).
 MISSING_KEY_DEFAULTS = {
     "Clip skip": "1",
     "Schedule type": "Automatic",
@@ -32,6 +33,9 @@ MISSING_KEY_DEFAULTS = {
     "Hires schedule type": USE_SAME_SCHEDULER,
     "Hires prompt": "",
     "Hires negative prompt": "",
+    "Variation seed strength": "0",
+    "Seed resize from-1": "0",
+    "Seed resize from-2": "0",
 }
 
 _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')

@@ -22,7 +22,7 @@ from modules.img2img import Img2Img, Img2ImgInputs
 from modules.styles import StyleDatabase
 
 FIELDS = frozenset(f.name for f, _ in GenerationParams.fields())
-LISTABLE = frozenset({"prompt", "negative_prompt", "seed"})  # A1111 lets scripts set one per image
+LISTABLE = frozenset({"prompt", "negative_prompt", "seed", "subseed"})  # A1111 lets scripts set one per image
 
 
 class StableDiffusionProcessing:
@@ -34,10 +34,6 @@ class StableDiffusionProcessing:
     outpath_grids: str | None = None
     do_not_save_samples = False
     do_not_save_grid = False
-    subseed = -1
-    subseed_strength = 0.0
-    seed_resize_from_h = -1
-    seed_resize_from_w = -1
     sd_model = None
     scripts = None
     iteration = 0
@@ -96,8 +92,8 @@ class StableDiffusionProcessing:
         return SAMPLER_NAMES.index(self.sampler_name) if self.sampler_name in SAMPLER_NAMES else 0
 
     def plan(self, styles: StyleDatabase | None = None) -> ImagePlan:
-        """Fill all_prompts / all_negative_prompts / all_seeds (A1111 does this before scripts' process()),
-        with the chosen styles applied to every prompt."""
+        """Fill all_prompts / all_negative_prompts / all_seeds / all_subseeds (A1111 does this before
+        scripts' process()), with the chosen styles applied to every prompt."""
         count = self.batch_size * self.n_iter
         prompts = self.__dict__.get("prompt") or [self.params.prompt] * count
         negatives = self.__dict__.get("negative_prompt") or [self.params.negative_prompt] * count
@@ -106,12 +102,14 @@ class StableDiffusionProcessing:
             negatives = [styles.apply_to_negative_prompt(prompt, self.styles) for prompt in negatives]
         seeds = self.__dict__.get("seed")
         if seeds is None:
-            seeds = rng.image_seeds(rng.resolve_seed(self.params.seed), count)
+            seeds = rng.image_seeds(rng.resolve_seed(self.params.seed), count, self.params.subseed_strength)
+        subseeds = self.__dict__.get("subseed") or rng.image_seeds(rng.resolve_seed(self.params.subseed), count)
         self.all_prompts = list(prompts)
         self.all_negative_prompts = list(negatives)
         self.all_seeds = [rng.resolve_seed(int(s)) for s in seeds]
-        self.params.seed = self.all_seeds[0]
-        return ImagePlan(self.all_prompts, self.all_negative_prompts, self.all_seeds)
+        self.all_subseeds = [rng.resolve_seed(int(s)) for s in subseeds]
+        self.params.seed, self.params.subseed = self.all_seeds[0], self.all_subseeds[0]
+        return ImagePlan(self.all_prompts, self.all_negative_prompts, self.all_seeds, self.all_subseeds)
 
     def create_job(self, model, ctx: JobContext, settings, networks, tools) -> Txt2Img:
         return Txt2Img(model, self.params, ctx, settings, networks, tools)
@@ -162,7 +160,9 @@ class Processed:
         self.prompt = p.prompt
         self.negative_prompt = p.negative_prompt
         self.seed = seed
-        self.subseed = subseed
+        self.subseed = p.subseed if subseed is None else subseed
+        self.subseed_strength = p.subseed_strength
+        self.seed_resize_from_w, self.seed_resize_from_h = p.seed_resize_from_w, p.seed_resize_from_h
         self.info = info
         self.comments = comments
         self.width, self.height = p.width, p.height
@@ -175,7 +175,7 @@ class Processed:
         self.all_prompts = all_prompts or p.all_prompts or [p.prompt]
         self.all_negative_prompts = all_negative_prompts or p.all_negative_prompts or [p.negative_prompt]
         self.all_seeds = all_seeds or p.all_seeds or [seed]
-        self.all_subseeds = all_subseeds or p.all_subseeds or [-1] * len(self.all_seeds)
+        self.all_subseeds = all_subseeds or p.all_subseeds or [self.subseed] * len(self.all_seeds)
         self.infotexts = infotexts or [info]
         self.warnings: list[str] = []
         self.paths: list[Path] = []
@@ -184,9 +184,9 @@ class Processed:
     def js(self) -> str:
         """The `info` JSON that A1111's API returns."""
         keys = ("prompt", "negative_prompt", "seed", "subseed", "all_prompts", "all_negative_prompts", "all_seeds",
-                "all_subseeds", "width", "height", "sampler_name", "cfg_scale", "steps", "batch_size",
-                "restore_faces", "denoising_strength", "extra_generation_params", "index_of_first_image",
-                "infotexts", "styles", "clip_skip")
+                "all_subseeds", "subseed_strength", "width", "height", "sampler_name", "cfg_scale", "steps",
+                "batch_size", "restore_faces", "seed_resize_from_w", "seed_resize_from_h", "denoising_strength",
+                "extra_generation_params", "index_of_first_image", "infotexts", "styles", "clip_skip")
         return json.dumps({key: getattr(self, key) for key in keys}, default=str)
 
     def to_result(self, params: GenerationParams) -> GenerationResult:
@@ -210,7 +210,7 @@ class _ScriptHooks(JobHooks):
         p, part = self.p, slice(first, first + count)
         p.iteration = batch_no
         p.prompts, p.negative_prompts, p.seeds = plan.prompts[part], plan.negative_prompts[part], plan.seeds[part]
-        p.subseeds = [-1] * len(p.seeds)
+        p.subseeds = plan.subseeds[part]
         if p.scripts is not None:
             kw = {"batch_number": batch_no, "prompts": p.prompts, "seeds": p.seeds, "subseeds": p.subseeds}
             p.scripts.before_process_batch(p, **kw)
@@ -262,7 +262,8 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
     elif p.outpath_samples and settings.save_dir is not None:
         settings = dataclasses.replace(settings, save_dir=Path(p.outpath_samples))
     job = p.create_job(services.models.require(), ctx, settings, services.networks, services.tools)
-    job.plan = ImagePlan(p.all_prompts, p.all_negative_prompts, p.all_seeds) if p.all_prompts else plan
+    job.plan = ImagePlan(p.all_prompts, p.all_negative_prompts, p.all_seeds, p.all_subseeds or []) \
+        if p.all_prompts else plan
     job.hooks = _ScriptHooks(p)
     job.extra_infotext.update({k: str(v) for k, v in p.extra_generation_params.items() if v is not None})
     result = job.run()
@@ -270,7 +271,8 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
         result.warnings.insert(0, vae_problem)
     processed = Processed(p, result.images, result.seeds[0] if result.seeds else p.params.seed,
                           result.infotexts[0] if result.infotexts else "", infotexts=result.infotexts,
-                          all_seeds=list(plan.seeds), all_prompts=list(plan.prompts))
+                          all_seeds=list(plan.seeds), all_prompts=list(plan.prompts),
+                          all_subseeds=list(plan.subseeds))
     processed.warnings, processed.paths, processed.interrupted = result.warnings, result.paths, result.interrupted
     if p.scripts is not None:
         p.scripts.postprocess(p, processed)

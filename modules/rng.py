@@ -1,4 +1,5 @@
-"""Seeds and initial noise, reproducible per image whatever the device (A1111's CPU RNG)."""
+"""Seeds and initial noise, reproducible per image whatever the device (A1111's CPU RNG), with A1111's
+variation seeds (a second seed's noise mixed in by a strength) and "Resize seed from"."""
 from __future__ import annotations
 
 import random
@@ -13,9 +14,10 @@ def resolve_seed(seed: int) -> int:
     return random.randrange(MAX_SEED) if seed is None or seed < 0 else int(seed)
 
 
-def image_seeds(seed: int, count: int) -> list[int]:
-    """Image i of a job uses seed + i."""
-    return [seed + i for i in range(count)]
+def image_seeds(seed: int, count: int, variation_strength: float = 0.0) -> list[int]:
+    """Image i uses seed + i; with a variation strength every image keeps the seed, as in A1111 (their
+    variation seeds count up instead)."""
+    return [seed + (0 if variation_strength else i) for i in range(count)]
 
 
 def generators(seeds: list[int], device: torch.device, source: str = "CPU") -> list[torch.Generator]:
@@ -24,11 +26,78 @@ def generators(seeds: list[int], device: torch.device, source: str = "CPU") -> l
     return [torch.Generator(where).manual_seed(int(s)) for s in seeds]
 
 
-def initial_noise(gens: list[torch.Generator], shape: tuple[int, ...], device: torch.device,
-                  dtype: torch.dtype) -> torch.Tensor:
-    """Noise of `shape` (C, H, W) for each image from its own generator, stacked into a batch."""
-    noise = [torch.randn(shape, generator=g, device=g.device, dtype=torch.float32) for g in gens]
-    return torch.stack(noise).to(device=device, dtype=dtype)
+def _draw(generator: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
+
+
+def slerp(strength: float, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation from `start` to `end` ((C, H, W) noise) by `strength`.
+
+    As in A1111, each (channel, column) vector along the height axis is interpolated on its own, so
+    variations look the same as there. Nearly equal noises are interpolated linearly."""
+    cos = ((start / start.norm(dim=1, keepdim=True)) * (end / end.norm(dim=1, keepdim=True))).sum(1, keepdim=True)
+    if cos.mean() > 0.9995:
+        return torch.lerp(start, end, strength)
+    angle = torch.acos(cos.clamp(-1.0, 1.0))
+    return (torch.sin((1.0 - strength) * angle) * start + torch.sin(strength * angle) * end) / torch.sin(angle)
+
+
+def _centred(target: int, source: int) -> tuple[int, int, int]:
+    """(offset in target, offset in source, length) of a `source`-long span centred on a `target`-long one."""
+    shift = (target - source) // 2
+    return max(shift, 0), max(-shift, 0), source if shift >= 0 else source + 2 * shift
+
+
+def paste_centred(noise: torch.Tensor, into: torch.Tensor) -> torch.Tensor:
+    """`into` with `noise` ((C, h, w)) pasted over its centre; a larger `noise` is cropped around its centre."""
+    top, src_top, rows = _centred(into.shape[1], noise.shape[1])
+    left, src_left, cols = _centred(into.shape[2], noise.shape[2])
+    out = into.clone()
+    out[:, top:top + rows, left:left + cols] = noise[:, src_top:src_top + rows, src_left:src_left + cols]
+    return out
+
+
+class BatchNoise:
+    """The noise of one batch: each image's generator seeded with its seed, and with a variation strength
+    above 0 a second generator seeded with its variation seed (subseed).
+
+    `first()` is the initial noise (A1111's create_random_tensors): the seed's noise, slerped towards the
+    subseed's by `strength`. With `resize_from` ((height, width) in latent units) that mix is made at that
+    size and pasted centred into the seed's noise of the real size, so a seed keeps its composition at
+    another size. `next()` draws more noise (for hires fix) from where the generators are.
+    """
+
+    def __init__(self, seeds: list[int], device: torch.device, source: str = "CPU", subseeds: list[int] = (),
+                 strength: float = 0.0, resize_from: tuple[int, int] | None = None) -> None:
+        if strength and len(subseeds) < len(seeds):
+            raise ValueError(f"{len(seeds)} images need as many variation seeds, got {len(subseeds)}")
+        self.seeds = list(seeds)
+        self.device, self.source = device, source
+        self.strength = float(strength)
+        self.resize_from = resize_from
+        self.generators = generators(self.seeds, device, source)
+        self.sub_generators = generators(list(subseeds)[:len(seeds)], device, source) if strength else []
+
+    def first(self, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The initial noise of `shape` (C, H, W) for every image, stacked into a batch."""
+        base = [_draw(g, shape) for g in self.generators]
+        if not self.strength and self.resize_from is None:
+            return torch.stack(base).to(device=device, dtype=dtype)
+        made = shape if self.resize_from is None else (shape[0], *self.resize_from)
+        images = []
+        for i, seed in enumerate(self.seeds):
+            noise = base[i] if made == shape else _draw(generators([seed], self.device, self.source)[0], made)
+            if self.strength:
+                noise = slerp(self.strength, noise, _draw(self.sub_generators[i], made))
+            images.append(noise if made == shape else paste_centred(noise, base[i]))
+        return torch.stack(images).to(device=device, dtype=dtype)
+
+    def next(self, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """More noise of `shape` for every image, varied by the same strength."""
+        noise = [_draw(g, shape) for g in self.generators]
+        if self.strength:
+            noise = [slerp(self.strength, n, _draw(g, shape)) for n, g in zip(noise, self.sub_generators)]
+        return torch.stack(noise).to(device=device, dtype=dtype)
 
 
 def sampler_generators(seeds: list[int], gens: list[torch.Generator], device: torch.device,

@@ -131,6 +131,16 @@ def test_older_a1111_spellings_and_infotext(server, api):
     assert "CFG scale: 5, Seed: 42, Size: 64x64" in info["infotexts"][0] and info["clip_skip"] == 2
 
 
+def test_variation_seeds_and_tiling_are_real_fields(server, api):
+    url, _ = server
+    _, info, _ = generate(api, url, batch_size=2, subseed=9, subseed_strength=0.5, seed_resize_from_w=-1,
+                          seed_resize_from_h=-1, tiling=True)
+    assert info["all_seeds"] == [5, 5] and info["subseed"] == 9 and info["all_subseeds"] == [9, 10]
+    assert info["subseed_strength"] == 0.5 and info["seed_resize_from_w"] == 0
+    assert "Variation seed: 10, Variation seed strength: 0.5," in info["infotexts"][1]
+    assert "Tiling: True" in info["infotexts"][0]
+
+
 def test_img2img_inpaints_inside_the_mask_only(server, api):
     url, _ = server
     source = Image.new("RGB", (64, 64), (200, 30, 30))
@@ -151,8 +161,7 @@ def test_img2img_inpaints_inside_the_mask_only(server, api):
     ("txt2img", {"steps": 151}, "steps"),
     ("txt2img", {"sampler_name": "Euler z"}, "sampler_name"),
     ("txt2img", {"scheduler": "wobbly"}, "scheduler"),
-    ("txt2img", {"subseed_strength": 0.5}, "subseed_strength"),
-    ("txt2img", {"tiling": True}, "tiling"),
+    ("txt2img", {"subseed_strength": 1.5}, "subseed_strength"),
     ("txt2img", {"script_name": "no such script"}, "script_name"),
     ("txt2img", {"override_settings": {"no_such_setting": 1}}, "override_settings"),
     ("txt2img", {"styles": ["Nope"]}, None),

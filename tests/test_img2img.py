@@ -99,7 +99,7 @@ def test_only_masked_works_on_the_crop_and_pastes_back_at_full_size(engine, demo
 def test_latent_fills_replace_the_masked_latents(demo_model, photo, fill):
     j = job(demo_model, mask=square_mask(), images=[photo], inpainting_fill=fill, mask_blur=0)
     j.sources = [j._prepare(photo)]
-    noise, _ = j.prepare_latents([3], 0)
+    noise = j.prepare_latents(j.batch_noise([3], [3]), 0)
     init, lm = j._latents.init, j._latents.mask.bool().expand_as(j._latents.init)
     expected = noise[lm] if fill == masking.LATENT_NOISE else torch.zeros_like(init[lm])
     assert torch.equal(init[lm], expected)

@@ -125,8 +125,9 @@ class Jobs:
         return {
             "prompt": params.prompt, "all_prompts": list(p.all_prompts or []),
             "negative_prompt": params.negative_prompt, "all_negative_prompts": list(p.all_negative_prompts or []),
-            "seed": params.seed, "all_seeds": seeds, "subseed": request.subseed,
-            "all_subseeds": [request.subseed] * len(seeds), "subseed_strength": 0.0,
+            "seed": params.seed, "all_seeds": seeds, "subseed": params.subseed,
+            "all_subseeds": list(p.all_subseeds or [params.subseed] * len(seeds)),
+            "subseed_strength": params.subseed_strength,
             "width": params.width, "height": params.height,
             "sampler_name": samplers.resolve(params.sampler_name, params.scheduler)[0],
             "cfg_scale": params.cfg_scale, "steps": params.steps, "batch_size": params.batch_size,
@@ -134,7 +135,8 @@ class Jobs:
             "face_restoration_model": self.services.opts.face_restoration_model if params.restore_faces else None,
             "sd_model_name": first.get("Model"), "sd_model_hash": first.get("Model hash"),
             "sd_vae_name": first.get("VAE"), "sd_vae_hash": first.get("VAE hash"),
-            "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+            "seed_resize_from_w": params.seed_resize_from_w,
+            "seed_resize_from_h": params.seed_resize_from_h,
             "denoising_strength": params.denoising_strength if p.is_img2img or params.enable_hr else None,
             "extra_generation_params": dict(p.extra_generation_params),
             "index_of_first_image": max(0, len(result.images) - len(seeds)),  # a script's grid comes first

@@ -38,6 +38,12 @@ def _or_same(same: str, check: Callable[[str], str]) -> Callable[[str], str]:
     return lambda value: value if value == same else check(value)
 
 
+def _off_is_zero(value: Any) -> Any:
+    """A1111's clients send -1 for "off"; the field holds 0 for it."""
+    return 0 if isinstance(value, (int, float)) and value < 0 else value
+
+
+_BEFORE: dict[str, Callable[[Any], Any]] = {"seed_resize_from_w": _off_is_zero, "seed_resize_from_h": _off_is_zero}
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "sampler_name": _sampler,
     "scheduler": _schedule,
@@ -71,6 +77,8 @@ def generation_fields(tab: str) -> dict[str, Any]:
             metadata.append(BeforeValidator(_choice(f.name)))
             description += ": " + ", ".join(f"{i} = {label}" for i, label in enumerate(spec.choices)) + \
                 " (the index or the label)"
+        if f.name in _BEFORE:
+            metadata.append(BeforeValidator(_BEFORE[f.name]))
         if f.name in _CHECKS:
             metadata.append(AfterValidator(_none_passes(_CHECKS[f.name])))
         default = list(default) if isinstance(default, tuple) else default
@@ -96,9 +104,6 @@ def _off(value: Any) -> bool:
     return not value or value in ("None", "Use same checkpoint")
 
 
-VARIATION = _neutral("variation seeds", _is(0), "0")
-SEED_RESIZE = _neutral("resizing the seed", lambda v: v <= 0, "-1")
-TILING = _neutral("tiling", _is(False), "false")
 REFINER = _neutral("a refiner checkpoint", _off, "null")
 EXTRA_NETWORKS = _neutral("turning off extra networks", _is(False), "false")
 HIRES_CHECKPOINT = _neutral("a separate hires checkpoint", _off, "null")
@@ -124,11 +129,6 @@ class GenerationApiFields(BaseModel):
     do_not_save_grid: bool = False
     infotext: str | None = Field(None, description="Generation parameters text; fills fields the request leaves out")
     comments: dict[str, Any] | None = None
-    subseed: int | None = -1
-    subseed_strength: Annotated[float | None, VARIATION] = 0.0
-    seed_resize_from_h: Annotated[int | None, SEED_RESIZE] = -1
-    seed_resize_from_w: Annotated[int | None, SEED_RESIZE] = -1
-    tiling: Annotated[bool | None, TILING] = False
     eta: float | None = Field(None, description="Accepted when it is the sampler's own: 1 for ancestral and SDE "
                                                 "samplers, 0 for DDIM; other samplers don't use it")
     s_min_uncond: Annotated[float | None, _neutral(NOISE, _is(0), "0")] = None

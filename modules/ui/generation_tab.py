@@ -145,6 +145,38 @@ class GenerationTab:
             self.control("seed", scale=4)
             self.random_seed = gr.Button("🎲", elem_id=f"{self.tab}_random_seed", size="sm", scale=0, min_width=40)
             self.reuse_seed = gr.Button("♻️", elem_id=f"{self.tab}_reuse_seed", size="sm", scale=0, min_width=40)
+            self.seed_extras = gr.Checkbox(label="Extra", elem_id=f"{self.tab}_subseed_show", scale=0, min_width=80)
+        self.seed_extra_controls()
+
+    def seed_extra_controls(self) -> None:
+        """A1111's seed extras, shown by "Extra": variation seed and strength, and resize seed from. Hidden
+        values never count: unticking "Extra" turns them off, and values that turn them on (pasted
+        infotext, ui-config.json) tick it."""
+        with gr.Row(visible=False, elem_id=f"{self.tab}_seed_extra_row_1") as variation_row:
+            self.control("subseed", scale=4)
+            random_subseed = gr.Button("🎲", elem_id=f"{self.tab}_random_subseed", size="sm", scale=0, min_width=40)
+            self.control("subseed_strength", scale=4)
+        with gr.Row(visible=False, elem_id=f"{self.tab}_seed_extra_row_2") as resize_row:
+            self.control("seed_resize_from_w")
+            self.control("seed_resize_from_h")
+        rows = [variation_row, resize_row]
+        extras = [self.controls[name] for name in ("subseed_strength", "seed_resize_from_w", "seed_resize_from_h")]
+
+        def active(strength: float, width: float, height: float) -> bool:
+            return bool(strength and strength > 0) or bool(width and height and width > 0 and height > 0)
+
+        def toggle(shown: bool) -> list:
+            return [gr.update(visible=shown)] * len(rows) + [gr.update() if shown else 0] * len(extras)
+
+        self.seed_extras.value = active(*(control.value for control in extras))
+        for row in rows:
+            row.visible = self.seed_extras.value
+        self.seed_extras.change(toggle, inputs=self.seed_extras, outputs=rows + extras, queue=False,
+                                show_progress="hidden", api_visibility="private")
+        for control in extras:
+            control.change(lambda *values: gr.update(value=True) if active(*values) else gr.update(), inputs=extras,
+                           outputs=self.seed_extras, queue=False, show_progress="hidden", api_visibility="private")
+        random_subseed.click(lambda: -1, outputs=self.controls["subseed"], queue=False, api_visibility="private")
 
     def output_column(self) -> None:
         """The gallery and the infotext under it."""

@@ -105,7 +105,9 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
             tab.control("resize_mode")
             tab.sampling_controls()
             tab.control("denoising_strength")
-            tab.control("restore_faces")
+            with gr.Row():
+                tab.control("restore_faces")
+                tab.control("tiling")
             with gr.Accordion("Inpainting", open=False, elem_id="img2img_inpaint_controls"):
                 for name in MASK_FIELDS:
                     tab.control(name)

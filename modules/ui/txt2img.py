@@ -62,7 +62,9 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
     with gr.Row():
         with gr.Column():
             tab.sampling_controls()
-            tab.control("restore_faces")
+            with gr.Row():
+                tab.control("restore_faces")
+                tab.control("tiling")
             hires_accordion(tab, services)
             script_inputs = script_controls(services, TAB)
         with gr.Column():
