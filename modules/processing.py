@@ -231,9 +231,11 @@ class _ScriptHooks(JobHooks):
 
 
 def fix_seed(p: StableDiffusionProcessing) -> None:
-    """Replace a random seed (-1) with the one that will be used, as A1111 scripts expect."""
+    """Replace a random seed and variation seed (-1) with the ones that will be used, as A1111 scripts expect."""
     if not isinstance(p.seed, list):
         p.seed = rng.resolve_seed(p.seed)
+    if not isinstance(p.subseed, list):
+        p.subseed = rng.resolve_seed(p.subseed)
 
 
 def get_fixed_seed(seed: int | None) -> int:

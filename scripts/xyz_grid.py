@@ -76,6 +76,8 @@ AXES = (
     Axis("Hires steps", int, _field("hr_second_pass_steps")),
     Axis("Size", str, _size, show_label=False),
     Axis("VAE", str, _vae),
+    Axis("Var. seed", int, _field("subseed")),
+    Axis("Var. strength", float, _field("subseed_strength")),
 )
 
 

@@ -73,6 +73,16 @@ def test_xyz_z_axis_prompt_sr_and_checkpoints(services):
     assert services.models.current_title == before
 
 
+def test_xyz_variation_axes(services):
+    result = generate(services, "X/Y/Z plot", {"X type": "Var. strength", "X values": "0, 1", "Y type": "Var. seed",
+                                                "Y values": "40, 41", "Include Sub Images": True})
+    cells = result.images[1:]
+    assert "Variation" not in result.infotexts[1]
+    assert "Variation seed: 41, Variation seed strength: 1," in result.infotexts[4]
+    assert np.array_equal(np.asarray(cells[0]), np.asarray(cells[2]))  # strength 0: the variation seed is unused
+    assert not np.array_equal(np.asarray(cells[1]), np.asarray(cells[3]))
+
+
 def test_xyz_refuses_a_bad_sampler_before_any_work(services):
     with pytest.raises(UserError, match="Nope"):
         generate(services, "X/Y/Z plot", {"X type": "Sampler", "X values": "Euler, Nope"})
