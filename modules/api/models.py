@@ -82,8 +82,9 @@ def generation_fields(tab: str) -> dict[str, Any]:
         if f.name in _CHECKS:
             metadata.append(AfterValidator(_none_passes(_CHECKS[f.name])))
         default = list(default) if isinstance(default, tuple) else default
-        field = Field(default, ge=spec.minimum, le=spec.maximum, title=spec.label, description=description)
-        fields[f.name] = Annotated[(annotation | None, *metadata, field)]
+        bounded = Annotated[annotation, Field(ge=spec.minimum, le=spec.maximum)]  # the value's range; null passes
+        field = Field(default, title=spec.label, description=description)
+        fields[f.name] = Annotated[(bounded | None, *metadata, field)]
     return fields
 
 
