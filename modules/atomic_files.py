@@ -6,7 +6,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import Any, Callable, IO, Iterable
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
@@ -62,3 +62,41 @@ def move_aside(path: str | os.PathLike) -> Path:
         aside = target.with_name(f"{target.name}.bad-{stamp}-{number}")
     target.replace(aside)
     return aside
+
+
+def write_new(folder: str | os.PathLike, names: Iterable[str], write: Callable[[IO[bytes]], None]) -> Path:
+    """Write a file to a temporary name in `folder`, fsync it, then give it the first of `names` that is
+    free, never replacing an existing file (even one another thread or process creates meanwhile): the
+    name is taken by a hard link, which fails when it exists, or where links aren't supported by creating
+    it exclusively and renaming over that placeholder. Returns the new path."""
+    directory = Path(folder)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        for name in names:
+            target = directory / name
+            if _claim(tmp, target):
+                return target
+        raise FileExistsError(f"Every name offered for the new file in {directory} is taken")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _claim(tmp: str, target: Path) -> bool:
+    """Give `tmp`'s content the name `target` unless that name exists; False when it does."""
+    try:
+        os.link(tmp, target)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links here (FAT, some network shares): reserve the name, then fill it
+        try:
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        os.replace(tmp, target)
+        return True

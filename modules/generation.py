@@ -16,6 +16,7 @@ from modules import hires_fix, images, previews, rng, samplers, script_callbacks
 from modules.conditioning import EncoderOptions
 from modules.engine import JobContext
 from modules.errors import UserError
+from modules.file_names import NameFields
 from modules.face_restoration import MissingWeightsError, missing_weights_message
 from modules.generation_params import GenerationParams
 from modules.image_tools import ImageTools
@@ -37,7 +38,7 @@ class RunSettings:
     eta_noise_seed_delta: int = 0
     limits: Limits = Limits()
     save_dir: Path | None = None  # None: don't save
-    filename_words: int = 8
+    naming: images.FileNaming = field(default_factory=images.FileNaming)  # file names and format
     encoder_options: EncoderOptions = EncoderOptions()
     face_restoration_model: str = "GFPGAN"
     code_former_weight: float = 0.5
@@ -402,8 +403,10 @@ class Txt2Img:
         if self.settings.save_dir is not None:
             saving = script_callbacks.ImageSaveParams(image, self.hooks.p, "", {"parameters": infotext})
             script_callbacks.before_image_saved_callback(saving)
-            path = images.save_numbered(saving.image, images.dated_folder(self.settings.save_dir), seed,
-                                        p.prompt, saving.pnginfo.get("parameters"), self.settings.filename_words)
+            fields = NameFields.of_image(p, len(result.images) - 1, self.job, m.checkpoint.model_name, m.short_hash,
+                                         self.params.prompt)
+            path = self.settings.naming.save(saving.image, images.dated_folder(self.settings.save_dir), fields,
+                                             saving.pnginfo.get("parameters"))
             saving.filename = str(path)
             script_callbacks.image_saved_callback(saving)
             result.paths.append(path)

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
-import string
-import threading
-from datetime import date
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from PIL import Image, PngImagePlugin
 
-from modules.atomic_files import write_atomic
+from modules.atomic_files import write_atomic, write_new
 from modules.errors import UserError
+from modules.file_names import DEFAULT_PATTERN, NameFields, expand, prompt_words, safe_file_name  # noqa: F401 - prompt_words: scripts import it from here
 from modules.grids import (  # noqa: F401 - A1111's names, which scripts import from here
     GridAnnotation,
     combine_grid,
@@ -23,15 +24,15 @@ from modules.grids import (  # noqa: F401 - A1111's names, which scripts import 
     split_grid,
 )
 
-_NON_WORD = re.compile(r"[\s" + re.escape(string.punctuation) + r"\x00-\x1f]+")
-_COUNTER = re.compile(r"^(\d{5})[-.]")
-_save_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
-
-def prompt_words(prompt: str, count: int) -> str:
-    """The first `count` words of a prompt, split on spaces and punctuation, as A1111 names files."""
-    words = [word for word in _NON_WORD.split(prompt) if word][:count]
-    return " ".join(words)[:128].strip()
+_COUNTER = re.compile(r"^(\d{5,})[-.]")
+_EXIF_IFD = 0x8769
+_USER_COMMENT = 0x9286
+_JPEG_EXIF_LIMIT = 65000  # a JPEG APP1 segment holds at most 64 KiB
+_PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
+SAVE_FORMATS = tuple(_PIL_FORMATS)
+_MAX_TRIES = 100_000
 
 
 def dated_folder(base: Path, day: date | None = None) -> Path:
@@ -40,9 +41,28 @@ def dated_folder(base: Path, day: date | None = None) -> Path:
 
 
 def _next_counter(folder: Path, basename: str = "") -> int:
-    pattern = re.compile(rf"^{re.escape(basename)}-(\d{{4}})[-.]") if basename else _COUNTER
+    if not folder.is_dir():
+        return 0
+    pattern = re.compile(rf"^{re.escape(basename)}-(\d{{4,}})[-.]") if basename else _COUNTER
     numbers = [int(m.group(1)) for name in os.listdir(folder) if (m := pattern.match(name))]
     return max(numbers, default=-1) + 1
+
+
+@dataclass(frozen=True)
+class SaveFormat:
+    """How images are encoded: `extension` is png, jpg (jpeg) or webp; quality applies to jpg and lossy webp."""
+
+    extension: str = "png"
+    jpeg_quality: int = 80
+    webp_lossless: bool = False
+
+    @classmethod
+    def named(cls, extension: str, jpeg_quality: int = 80, webp_lossless: bool = False) -> SaveFormat:
+        """The format for an extension written any way (".JPG"), or UserError for one that can't be saved."""
+        name = str(extension).lower().lstrip(".")
+        if name not in _PIL_FORMATS:
+            raise UserError(f"Images can't be saved as {extension!r}; choose one of {', '.join(SAVE_FORMATS)}")
+        return cls(name, int(jpeg_quality), bool(webp_lossless))
 
 
 def encode_png(image: Image.Image, infotext: str | None, chunks: dict[str, str] | None = None) -> bytes:
@@ -57,33 +77,89 @@ def encode_png(image: Image.Image, infotext: str | None, chunks: dict[str, str] 
     return buffer.getvalue()
 
 
+def user_comment_exif(text: str) -> bytes:
+    """EXIF holding `text` as its UserComment, as A1111 writes JPEG and WebP: UNICODE, big-endian UTF-16.
+    A text too long for that in a JPEG is written as UTF-8, which read_image_texts reads too."""
+    comment = b"UNICODE\0" + text.encode("utf-16-be")
+    if len(comment) > _JPEG_EXIF_LIMIT:
+        comment = b"UNICODE\0" + text.encode("utf-8")
+    exif = Image.Exif()
+    exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = comment
+    return exif.tobytes()
+
+
+def encode_image(image: Image.Image, infotext: str | None, chunks: dict[str, str] | None = None,
+                 fmt: SaveFormat = SaveFormat()) -> bytes:
+    """The image's bytes in `fmt`. PNG keeps the infotext and `chunks` as text chunks; JPEG and WebP keep
+    the infotext in EXIF UserComment (a JPEG whose infotext is over 64 KiB even as UTF-8 is saved without it)."""
+    kind = _PIL_FORMATS[fmt.extension]
+    if kind == "PNG":
+        return encode_png(image, infotext, chunks)
+    exif = user_comment_exif(infotext) if infotext else b""
+    if kind == "JPEG" and len(exif) > _JPEG_EXIF_LIMIT:
+        log.warning("The generation parameters are too long for a JPEG's EXIF; the image is saved without them")
+        exif = b""
+    keep = ("RGB", "L") if kind == "JPEG" else ("RGB", "RGBA")
+    if image.mode not in keep:
+        image = image.convert("RGBA" if kind == "WEBP" and "A" in image.getbands() else "RGB")
+    options = {"lossless": True} if kind == "WEBP" and fmt.webp_lossless else {"quality": fmt.jpeg_quality}
+    buffer = io.BytesIO()
+    image.save(buffer, format=kind, exif=exif, **options)
+    return buffer.getvalue()
+
+
+def save_unique(image: Image.Image, folder: Path, decoration: str, infotext: str | None = None, *,
+                chunks: dict[str, str] | None = None, basename: str = "", add_number: bool = True,
+                fmt: SaveFormat = SaveFormat()) -> Path:
+    """Save under a name no other file has, even when other threads or processes save at the same moment:
+    `<5-digit counter>-<decoration>.<ext>` (with a basename: `<basename>-<4-digit counter>…`), or with
+    `add_number` off `<decoration>.<ext>`, then `<decoration>-1.<ext>`… when taken. The decoration is made
+    safe (safe_file_name); an empty one always gets the counter."""
+    data = encode_image(image, infotext, chunks, fmt)
+    decoration = safe_file_name(decoration.lstrip("-"))
+    basename = safe_file_name(basename)
+    ext = fmt.extension
+    if add_number or not decoration:
+        tail = f"-{decoration}" if decoration else ""
+        first = _next_counter(folder, basename)
+        numbers = range(first, first + _MAX_TRIES)
+        names = (f"{basename}-{n:04d}{tail}.{ext}" if basename else f"{n:05d}{tail}.{ext}" for n in numbers)
+    else:
+        names = (f"{decoration}-{n}.{ext}" if n else f"{decoration}.{ext}" for n in range(_MAX_TRIES))
+    return write_new(folder, names, lambda handle: handle.write(data))
+
+
 def save_numbered(image: Image.Image, folder: Path, seed: int | None, prompt: str, infotext: str | None,
                   words: int = 8, chunks: dict[str, str] | None = None, basename: str = "") -> Path:
-    """Save as `<5-digit counter>[-<seed>][-<prompt words>].png` in `folder` (with a basename:
-    `<basename>-<4-digit counter>…`), with `chunks` as in encode_png.
+    """Save a PNG as `<5-digit counter>[-<seed>][-<prompt words>].png` in `folder` (with a basename:
+    `<basename>-<4-digit counter>…`), with `chunks` as in encode_png; see save_unique."""
+    decoration = expand(DEFAULT_PATTERN, NameFields(seed=seed, prompt=prompt), words)
+    return save_unique(image, folder, decoration, infotext, chunks=chunks, basename=basename)
 
-    The PNG is written to a temporary file and then linked under its final name, which fails
-    rather than overwrites if the name was taken meanwhile, so two jobs never clash.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    data = encode_png(image, infotext, chunks)
-    suffix = prompt_words(prompt, words)
-    stem_tail = ("" if seed is None else f"-{seed}") + (f"-{suffix}" if suffix else "")
-    tmp = folder / f".saving-{os.getpid()}-{threading.get_ident()}.png"
-    write_atomic(tmp, lambda handle: handle.write(data))
-    try:
-        with _save_lock:
-            counter = _next_counter(folder, basename)
-            while True:
-                stem = f"{basename}-{counter:04d}" if basename else f"{counter:05d}"
-                target = folder / f"{stem}{stem_tail}.png"
-                try:
-                    os.link(tmp, target)
-                    return target
-                except FileExistsError:
-                    counter += 1
-    finally:
-        tmp.unlink(missing_ok=True)
+
+@dataclass(frozen=True)
+class FileNaming:
+    """The saving settings a job captures when it is submitted: A1111's samples_filename_pattern (empty:
+    `[seed]-[prompt_words]`), save_images_add_number, the prompt word count and the format."""
+
+    pattern: str = ""
+    add_number: bool = True
+    prompt_words: int = 8
+    format: SaveFormat = SaveFormat()
+    job_timestamp: datetime = field(default_factory=datetime.now)
+
+    @classmethod
+    def from_options(cls, opts: Any) -> FileNaming:
+        """The settings in force now."""
+        fmt = SaveFormat.named(opts.samples_format, opts.jpeg_quality, opts.webp_lossless)
+        return cls(opts.samples_filename_pattern, opts.save_images_add_number, opts.samples_filename_prompt_words,
+                   fmt)
+
+    def save(self, image: Image.Image, folder: Path, fields: NameFields, infotext: str | None) -> Path:
+        """Save one generated image in `folder`, named by the pattern."""
+        fields = replace(fields, job_timestamp=self.job_timestamp)
+        decoration = expand(self.pattern or DEFAULT_PATTERN, fields, self.prompt_words)
+        return save_unique(image, folder, decoration, infotext, add_number=self.add_number, fmt=self.format)
 
 
 def save_image(image: Image.Image, path: str | Path, basename: str, seed: int | None = None, prompt: str | None = None,
@@ -91,31 +167,33 @@ def save_image(image: Image.Image, path: str | Path, basename: str, seed: int | 
                no_prompt: bool = False, grid: bool = False, pnginfo_section_name: str = "parameters", p=None,
                existing_info: dict | None = None, forced_filename: str | None = None, suffix: str = "",
                save_to_dirs: bool | None = None) -> tuple[str, None]:
-    """A1111's save_image, for scripts: save a PNG under `path` (in a dated folder when the
-    save_to_dirs setting says so) and return (file name, None)."""
+    """A1111's save_image, for scripts: save under `path` (in a dated folder when the save_to_dirs setting
+    says so), named by the samples_filename_pattern setting, and return (file name, None)."""
     from modules import shared
 
     opts = shared.opts
-    if extension.lower().lstrip(".") != "png":
-        raise UserError(f"Saving as {extension!r} is not supported; images are saved as PNG")
+    fmt = SaveFormat.named(extension, opts.jpeg_quality, opts.webp_lossless)
     folder = Path(path)
     if save_to_dirs if save_to_dirs is not None else opts.save_to_dirs:
         folder = dated_folder(folder)
     chunks = {key: str(value) for key, value in (existing_info or {}).items() if key != pnginfo_section_name}
-    if info:
+    infotext = info if pnginfo_section_name == "parameters" else None
+    if info and infotext is None:
         chunks = {pnginfo_section_name: info, **chunks}
     if forced_filename:
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{forced_filename}.png"
-        write_atomic(target, lambda handle: handle.write(encode_png(image, None, chunks)))
+        target = folder / f"{safe_file_name(forced_filename)}.{fmt.extension}"
+        write_atomic(target, lambda handle: handle.write(encode_image(image, infotext, chunks, fmt)))
         return str(target), None
-    words = 0 if short_filename or no_prompt else opts.samples_filename_prompt_words
-    target = save_numbered(image, folder, seed, f"{prompt or ''} {suffix}".strip(), None, words, chunks, basename)
+    decoration = ""
+    if not short_filename and seed is not None:
+        params = getattr(p, "params", None)
+        fields = NameFields.of_image(params, 0) if params is not None else NameFields()
+        fields = replace(fields, seed=seed, prompt=prompt or "")
+        words = 0 if no_prompt else opts.samples_filename_prompt_words
+        decoration = expand(opts.samples_filename_pattern or DEFAULT_PATTERN, fields, words)
+    target = save_unique(image, folder, decoration + suffix, infotext, chunks=chunks, basename=basename,
+                         add_number=opts.save_images_add_number, fmt=fmt)
     return str(target), None
-
-
-_EXIF_IFD = 0x8769
-_USER_COMMENT = 0x9286
 
 
 def _utf16_codec(body: bytes) -> str:

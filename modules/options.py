@@ -10,16 +10,22 @@ from typing import Any, Callable, Iterator, Sequence
 
 from modules.atomic_files import read_json_object, write_json_atomic
 from modules.face_restoration import FACE_RESTORERS
+from modules.file_names import check_pattern
+from modules.images import SAVE_FORMATS
 from modules.previews import PREVIEW_METHODS
 
 log = logging.getLogger(__name__)
+RELOAD_UI = "Reload UI"
+RESTART = "restart"
 
 
 @dataclass(frozen=True)
 class OptionInfo:
     """One setting: its default, the label the Settings page shows, and its section (None: kept in
     config.json but not shown on the Settings page, as A1111's hidden options). `choices` may be a
-    function for a list that changes (VAE files); `refresh` then scans again (the 🔄 beside the control)."""
+    function for a list that changes (VAE files); `refresh` then scans again (the 🔄 beside the control).
+    `check` may refuse a value with a ValueError; `applies` says when a change takes effect: None (at once),
+    RELOAD_UI (when the page is built again) or RESTART (when the program starts again)."""
 
     default: Any
     label: str
@@ -29,6 +35,21 @@ class OptionInfo:
     maximum: float | None = None
     step: float | None = None
     refresh: Callable[[], Any] | None = None
+    check: Callable[[Any], Any] | None = None
+    applies: str | None = None
+
+    def needs_reload_ui(self) -> OptionInfo:
+        """This setting with RELOAD_UI (A1111's name, which extensions call)."""
+        return replace(self, applies=RELOAD_UI)
+
+    def needs_restart(self) -> OptionInfo:
+        """This setting with RESTART (A1111's name)."""
+        return replace(self, applies=RESTART)
+
+    @property
+    def shown_label(self) -> str:
+        """The label with "(requires Reload UI)" or "(requires restart)" when a change waits for that."""
+        return f"{self.label} (requires {self.applies})" if self.applies else self.label
 
     def choice_list(self) -> list | None:
         """The allowed values now, or None when any value of the default's type goes."""
@@ -70,9 +91,16 @@ OPTIONS: dict[str, OptionInfo] = {
     "sd_vae": OptionInfo("Automatic", "SD VAE", choices=("Automatic", "None")),  # the files: Services binds them
     "quicksettings_list": OptionInfo(["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"],
                                      "Quicksettings list (settings shown at the top of the page; applies when "
-                                     "the page is built again)", section="User interface"),
-    "samples_format": OptionInfo("png", "File format for images", section="Saving images", choices=("png",)),
-    "grid_format": OptionInfo("png", "File format for grids", section="Saving images", choices=("png",)),
+                                     "the page is built again)", section="User interface").needs_reload_ui(),
+    "samples_format": OptionInfo("png", "File format for images", section="Saving images", choices=SAVE_FORMATS),
+    "grid_format": OptionInfo("png", "File format for grids", section="Saving images", choices=SAVE_FORMATS),
+    "samples_filename_pattern": OptionInfo("", "Images filename pattern (tags such as [seed], [prompt_spaces], "
+                                               "[datetime<%Y%m%d>]; empty: [seed]-[prompt_words])",
+                                           section="Saving images", check=check_pattern),
+    "save_images_add_number": OptionInfo(True, "Add number to filename when saving", section="Saving images"),
+    "jpeg_quality": OptionInfo(80, "Quality for saved jpeg and webp images", section="Saving images",
+                               minimum=1, maximum=100, step=1),
+    "webp_lossless": OptionInfo(False, "Use lossless compression for webp images", section="Saving images"),
     "save_to_dirs": OptionInfo(True, "Save images to a subdirectory per date", section="Saving images"),
     "samples_filename_prompt_words": OptionInfo(8, "Prompt words in file names", section="Saving images",
                                                 minimum=0, maximum=32, step=1),
@@ -209,5 +237,7 @@ def _validated(key: str, info: OptionInfo, value: Any) -> Any:
             raise ValueError(f"{info.label} must be at least {info.minimum}, got {number}")
         if info.maximum is not None and number > info.maximum:
             raise ValueError(f"{info.label} must be at most {info.maximum}, got {number}")
-        return number
+        value = number
+    if info.check is not None:
+        info.check(value)
     return value

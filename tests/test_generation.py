@@ -10,6 +10,7 @@ from PIL import Image
 from modules.errors import UserError
 from modules.generation import RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
+from modules.images import FileNaming, SaveFormat, read_infotext
 
 
 def run(engine, model, settings=None, **kw):
@@ -76,6 +77,14 @@ def test_images_are_saved_with_their_infotext(engine, demo_model, tmp_path):
     for path, infotext in zip(result.paths, result.infotexts):
         assert path.parent.parent == tmp_path
         assert Image.open(path).info["parameters"] == infotext
+
+
+def test_saved_names_follow_the_pattern_and_the_format(engine, demo_model, tmp_path):
+    naming = FileNaming(pattern="[seed]-[steps]-[batch_number]-[model_name]", format=SaveFormat("webp"))
+    result = run(engine, demo_model, settings=RunSettings(save_dir=tmp_path, naming=naming), steps=2, batch_size=2)
+    model = demo_model.checkpoint.model_name
+    assert [path.name for path in result.paths] == [f"00000-5-2-1-{model}.webp", f"00001-6-2-2-{model}.webp"]
+    assert [read_infotext(Image.open(path)) for path in result.paths] == result.infotexts
 
 
 def _act_when(engine, predicate, action):
