@@ -10,6 +10,15 @@ from modules.errors import UserError
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # "I" holds 16-bit PNGs on some Pillow versions
 
 
+def check_pixel_count(image: Image.Image, name: str) -> None:
+    """Refuse an image over Pillow's MAX_IMAGE_PIXELS, where Pillow itself only warns of a possible
+    decompression bomb (it refuses at twice that); only the header needs to have been read."""
+    pixels, limit = image.width * image.height, Image.MAX_IMAGE_PIXELS
+    if limit and pixels > limit:
+        raise UserError(f"{name} is {image.width}x{image.height} ({pixels:,} pixels), too large to open safely "
+                        f"(more than {limit:,}); it may be a decompression bomb")
+
+
 def _to_8bit(image: Image.Image) -> Image.Image:
     """A single-channel image with wide values as "L": 16-bit ranges scaled down, floats in 0..1 scaled up
     (0..255 otherwise). Pillow's own conversion clips instead, so most 16-bit images would turn white."""
@@ -25,6 +34,7 @@ def normalize_input(image: Image.Image, name: str = "The image") -> Image.Image:
     """`image` ready for processing: fully decoded (a damaged one gives a UserError naming `name`), EXIF
     orientation applied, 16-bit and float images scaled to 8 bits, and RGB, or RGBA where it has
     transparency (an alpha band, or a palette or grey image with a transparent colour)."""
+    check_pixel_count(image, name)
     try:
         image.load()
         image = ImageOps.exif_transpose(image)

@@ -14,6 +14,7 @@ from PIL import Image, PngImagePlugin
 
 from modules.atomic_files import write_atomic, write_new
 from modules.errors import UserError
+from modules.image_inputs import check_pixel_count
 from modules.file_names import DEFAULT_PATTERN, NameFields, expand, prompt_words, safe_file_name  # noqa: F401 - prompt_words: scripts import it from here
 from modules.grids import (  # noqa: F401 - A1111's names, which scripts import from here
     GridAnnotation,
@@ -245,10 +246,7 @@ def open_image(source: str | Path | IO[bytes], name: str | None = None) -> Image
     label = name or (Path(source).name if isinstance(source, (str, Path)) else "the image")
     try:
         image = Image.open(source)
-        pixels, limit = image.width * image.height, Image.MAX_IMAGE_PIXELS
-        if limit and pixels > limit:
-            raise UserError(f"{label} is {image.width}x{image.height} ({pixels:,} pixels), too large to open "
-                            f"safely (more than {limit:,}); it may be a decompression bomb")
+        check_pixel_count(image, label)
         image.load()
     except Image.DecompressionBombError as exc:
         raise UserError(f"{label} is too large to open safely ({exc})") from exc

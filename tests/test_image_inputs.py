@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_process import endpoint_args, running_app
 from PIL import Image
 
 from modules.errors import UserError
@@ -209,3 +210,47 @@ def test_extras_refuses_a_bad_single_file_and_skips_it_in_a_batch(engine, extras
         extras(engine, [files[name]])
     result = extras(engine, [files[name], files["rgba.png"]], tmp_path)
     assert len(result.paths) == 1 and any(f"Skipped {Path(name).stem}" in w for w in result.warnings)
+
+
+def test_an_undecoded_huge_image_is_refused_before_decoding(files):
+    with pytest.raises(UserError, match="The upload is 9500x9500 .* too large to open safely"):
+        normalize_input(Image.open(files["over-limit.png"]), "The upload")
+
+
+# ---- Through the page ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, demo_checkpoint):
+    from gradio_client import Client
+
+    data = tmp_path_factory.mktemp("data")
+    ckpts = data / "models" / "Stable-diffusion"
+    ckpts.mkdir(parents=True)
+    (ckpts / demo_checkpoint.name).write_bytes(demo_checkpoint.read_bytes())
+    with running_app(data, model_name=demo_checkpoint.name) as url:
+        yield Client(url, verbose=False)
+
+
+def page_img2img(client, path: Path) -> bytes:
+    from gradio_client import handle_file
+
+    values = {"Sampling method": "Euler", "Width": 64, "Height": 64, "Sampling steps": 2, "Seed": 9,
+              "Image for img2img": handle_file(str(path))}
+    gallery, *_ = client.predict(*endpoint_args(client, "/img2img", values), api_name="/img2img")
+    return Image.open(gallery[0]["image"]).tobytes()
+
+
+@pytest.mark.parametrize("name", ["sixteen-bit.png", "exif-rotated.jpg", "palette-transparent.png", "cmyk.jpg"])
+def test_the_page_hands_odd_uploads_to_the_one_normalizer(page, files, tmp_path, name):
+    """The same result as the file's normalized pixels saved as a plain PNG: the page neither clips 16-bit
+    values nor drops the rotation or the transparency on the way."""
+    plain = tmp_path / "plain.png"
+    flatten_input(open_image(files[name])).save(plain)
+    assert page_img2img(page, files[name]) == page_img2img(page, plain)
+
+
+@pytest.mark.parametrize("name", ["over-limit.png", "bomb.png"])
+def test_the_page_refuses_a_huge_upload_with_a_message(page, files, name):
+    with pytest.raises(Exception, match="decompression bomb"):
+        page_img2img(page, files[name])

@@ -76,8 +76,9 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
         with gr.Column():
             with gr.Tabs(elem_id="mode_img2img") as tab.modes:
                 with gr.Tab("img2img", id="img2img_tab") as sub_img2img:
+                    # image_mode=None: uploads arrive as they are; modules/image_inputs.py makes them uniform.
                     tab.image = gr.Image(label="Image for img2img", type="pil", elem_id="img2img_image",
-                                         sources=("upload", "clipboard"), image_mode="RGBA", height=480)
+                                         sources=("upload", "clipboard"), image_mode=None, height=480)
                 with gr.Tab("Sketch", id="sketch_tab") as sub_sketch:
                     tab.sketch = gr.ImageEditor(label="Sketch", elem_id="img2img_sketch", **editor)
                 with gr.Tab("Inpaint", id="inpaint_tab") as sub_inpaint:
@@ -88,9 +89,10 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
                     tab.inpaint_sketch = gr.ImageEditor(label="Color sketch inpainting", elem_id="inpaint_sketch",
                                                         layers=False, **editor)
                 with gr.Tab("Inpaint upload", id="inpaint_upload_tab") as sub_upload:
-                    tab.upload_image = gr.Image(label="Image", type="pil", elem_id="img_inpaint_base")
+                    tab.upload_image = gr.Image(label="Image", type="pil", elem_id="img_inpaint_base",
+                                                image_mode=None)
                     tab.upload_mask = gr.Image(label="Mask", type="pil", elem_id="img_inpaint_mask",
-                                               image_mode="L")
+                                               image_mode=None)
                 with gr.Tab("Batch", id="batch_tab") as sub_batch:
                     gr.Markdown("Process every image in a folder on this machine; a mask with the same file "
                                 "name in the mask folder turns it into inpainting.")
