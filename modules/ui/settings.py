@@ -1,5 +1,6 @@
-"""The Settings tab: every declared setting (extensions' included), grouped by section, and
-"Apply settings", which validates and saves the changed ones atomically."""
+"""The Settings tab: every declared setting (extensions' included), grouped by section; "Apply settings",
+which validates the changed ones and saves them atomically (or none, if any is wrong) and says which wait
+for a Reload UI or a restart; and "Reload UI", which rebuilds the page in the process."""
 from __future__ import annotations
 
 import html
@@ -7,14 +8,16 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from modules import restart
 from modules.errors import UserError
-from modules.options import OptionInfo, Options
+from modules.options import RELOAD_UI, RESTART, OptionInfo, Options
+from modules.ui.extensions import RELOAD_AFTER_RESTART_JS, RESTARTING
 
 
 def setting_control(key: str, info: OptionInfo, value: Any, **extra: Any) -> gr.components.Component:
     """The control for one setting: a dropdown for choices (several for a list), a checkbox for a flag,
     a slider for a bounded number, else a number or text box. `extra` goes to the control (scale...)."""
-    kwargs: dict[str, Any] = {"label": info.label, "value": value, "elem_id": f"setting_{key}", **extra}
+    kwargs: dict[str, Any] = {"label": info.shown_label, "value": value, "elem_id": f"setting_{key}", **extra}
     choices = info.choice_list()
     if isinstance(info.default, list):
         return gr.Dropdown(choices=choices or list(value), multiselect=True, allow_custom_value=choices is None,
@@ -32,25 +35,49 @@ def setting_control(key: str, info: OptionInfo, value: Any, **extra: Any) -> gr.
 
 def apply_settings(opts: Options, keys: list[str], values: list[Any],
                    store: Callable[[str, Any], None] | None = None) -> str:
-    """Store every changed value (through `store(key, value)` when given, which may apply it first, as
-    the sd_vae setting swaps the VAE); a bad one is named and left as it was. Returns what happened."""
-    changed, problems = [], []
-    for key, value in zip(keys, values):
-        if value == getattr(opts, key):
-            continue
+    """Store the changed values (through `store(key, value)` when given, which may apply it first, as
+    the sd_vae setting swaps the VAE). They are all checked first: when any is wrong, each wrong one is
+    named and nothing is stored. Returns what happened, naming the changes that wait for a Reload UI or a
+    restart."""
+    wanted = {key: value for key, value in zip(keys, values) if value != getattr(opts, key)}
+    problems = []
+    for key, value in wanted.items():
+        try:
+            opts.validated(key, value)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        return _html(["Nothing was saved; fix these first:", *problems])
+    changed = []
+    for key, value in wanted.items():
         try:
             if store is not None:
                 store(key, value)
             else:
                 opts.set(key, value, save=False)
-            changed.append(opts.info(key).label)
+            changed.append(key)
         except (ValueError, UserError) as exc:
-            problems.append(str(exc))
+            problems.append(f"Not changed: {exc}")
     if changed:
         opts.save()
-    lines = [f"{len(changed)} settings changed" + (f": {', '.join(changed)}." if changed else ".")]
-    lines += [f"Not changed: {problem}" for problem in problems]
+    labels = [opts.info(key).label for key in changed]
+    lines = [f"{len(changed)} settings changed" + (f": {', '.join(labels)}." if changed else "."), *problems]
+    for when, what in ((RELOAD_UI, "press Reload UI"), (RESTART, "restart the program")):
+        waiting = [opts.info(key).label for key in changed if opts.info(key).applies == when]
+        if waiting:
+            lines.append(f"To use {', '.join(waiting)}, {what}.")
+    return _html(lines)
+
+
+def _html(lines: list[str]) -> str:
     return "<br>".join(html.escape(line) for line in lines)
+
+
+def reload_ui() -> str:
+    """Ask for the in-process restart; the page reloads itself once the new one answers."""
+    if restart.request_restart():
+        return f'<p class="{RESTARTING}">Reloading the UI…</p>'
+    return _html(["This app was started in a way that can't reload the UI in place; restart it instead."])
 
 
 def build_tab(opts: Options, store: Callable[[str, Any], None] | None = None) -> None:
@@ -64,6 +91,7 @@ def build_tab(opts: Options, store: Callable[[str, Any], None] | None = None) ->
         sections.setdefault(info.section, []).append(key)
     with gr.Row():
         submit = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
+        reload = gr.Button("Reload UI", elem_id="settings_restart_gradio")
     result = gr.HTML(elem_id="settings_result")
     keys, controls = [], []
     with gr.Tabs(elem_id="settings"):
@@ -74,3 +102,5 @@ def build_tab(opts: Options, store: Callable[[str, Any], None] | None = None) ->
                     controls.append(setting_control(key, declared[key], getattr(opts, key)))
     submit.click(lambda *values: apply_settings(opts, keys, list(values), store), inputs=controls, outputs=result,
                  api_name="settings_apply")
+    reload.click(reload_ui, outputs=result, api_name="settings_reload_ui").then(None, inputs=result,
+                                                                               js=RELOAD_AFTER_RESTART_JS)
