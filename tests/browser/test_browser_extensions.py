@@ -1,0 +1,75 @@
+"""The Extensions tab in the browser: install an extension from a local git repository by its URL, press
+"Apply and restart UI", and the reloaded page has the extension's tab; Settings → "Reload UI" reloads too."""
+import shutil
+
+import pytest
+from app_process import running_app
+from git_repos import Remote
+from playwright.sync_api import expect
+
+TAB_SCRIPT = '''import gradio as gr
+from modules import script_callbacks
+
+
+def tabs():
+    with gr.Blocks() as ui:
+        gr.Markdown("Harbor extension tab body")
+    return [(ui, "Harbor tab", "harbor_tab")]
+
+
+script_callbacks.on_ui_tabs(tabs)
+'''
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory):
+    return Remote(tmp_path_factory.mktemp("harbor-remote"), "harbor-ext", {"scripts/harbor.py": TAB_SCRIPT})
+
+
+@pytest.fixture(scope="module")
+def app_data(tmp_path_factory, demo_checkpoint):
+    data = tmp_path_factory.mktemp("extensions-browser-data")
+    (data / "models" / "Stable-diffusion").mkdir(parents=True)
+    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    return data
+
+
+@pytest.fixture(scope="module")
+def app_url(app_data):
+    with running_app(app_data) as url:
+        yield url
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def test_install_from_url_then_apply_and_restart_shows_its_tab(page, remote, app_data):
+    expect(page.get_by_role("tab", name="Harbor tab")).to_have_count(0)
+    open_tab(page, "Extensions")
+    open_tab(page, "Install from URL")
+    page.locator("#extensions_install_url textarea").fill(remote.bare.as_uri())
+    page.click("#extensions_install_button")
+    expect(page.locator("#extension_install_result")).to_contain_text("Installed harbor-ext", timeout=60000)
+    assert (app_data / "extensions" / "harbor-ext" / "scripts" / "harbor.py").exists()
+
+    open_tab(page, "Installed")
+    expect(page.locator("#extensions_installed_html")).to_contain_text("harbor-ext")
+    expect(page.locator("#extensions_enabled_list").get_by_label("harbor-ext")).to_be_checked()
+    page.evaluate("window.beforeRestart = true")
+    page.click("#extensions_apply")
+    expect(page.locator("#extensions_installed_info")).to_contain_text("Restarting the page")
+    harbor = page.get_by_role("tab", name="Harbor tab")
+    expect(harbor).to_be_visible(timeout=180000)  # the page reloaded itself from the restarted server
+    assert page.evaluate("window.beforeRestart === undefined")
+    harbor.click()
+    expect(page.get_by_text("Harbor extension tab body")).to_be_visible()
+
+
+def test_reload_ui_in_settings_rebuilds_the_page(page):
+    page.evaluate("window.beforeReload = true")
+    open_tab(page, "Settings")
+    page.click("#settings_restart_gradio")
+    expect(page.locator("#settings_result")).to_contain_text("Reloading the UI")
+    page.wait_for_function("window.beforeReload === undefined", timeout=180000)
+    expect(page.locator("#txt2img_generate")).to_be_visible(timeout=60000)
