@@ -119,6 +119,7 @@ class ExtrasSettings:
     max_pixels: int = 2048 * 2048
     tile: int = 192
     overlap: int = 8
+    save_format: images.SaveFormat = images.SaveFormat()
 
 
 @dataclass
@@ -282,11 +283,12 @@ class ExtrasJob:
 
     def save(self, image: Image.Image, parameters: str | None, text: str, name: str,
              output_dir: Path | None) -> Path | None:
-        """`<counter>[-<name>].png` with the source's `parameters` kept and the `extras` chunk added."""
+        """`<counter>[-<name>].<ext>` with the source's `parameters` kept (a PNG also gets the `extras` chunk)."""
         if output_dir is not None:
             folder = output_dir
         elif self.settings.save_dir is not None:
             folder = images.dated_folder(self.settings.save_dir)
         else:
             return None
-        return images.save_numbered(image, folder, None, name, parameters, words=32, chunks={"extras": text})
+        return images.save_unique(image, folder, images.prompt_words(name, 32), parameters, chunks={"extras": text},
+                                  fmt=self.settings.save_format)

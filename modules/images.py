@@ -65,6 +65,11 @@ class SaveFormat:
             raise UserError(f"Images can't be saved as {extension!r}; choose one of {', '.join(SAVE_FORMATS)}")
         return cls(name, int(jpeg_quality), bool(webp_lossless))
 
+    @classmethod
+    def from_options(cls, opts: Any) -> SaveFormat:
+        """The format the samples_format, jpeg_quality and webp_lossless settings choose now."""
+        return cls.named(opts.samples_format, opts.jpeg_quality, opts.webp_lossless)
+
 
 def encode_png(image: Image.Image, infotext: str | None, chunks: dict[str, str] | None = None) -> bytes:
     """PNG bytes with the infotext in a `parameters` text chunk, then any other text `chunks` (name -> text)."""
@@ -152,9 +157,8 @@ class FileNaming:
     @classmethod
     def from_options(cls, opts: Any) -> FileNaming:
         """The settings in force now."""
-        fmt = SaveFormat.named(opts.samples_format, opts.jpeg_quality, opts.webp_lossless)
         return cls(opts.samples_filename_pattern, opts.save_images_add_number, opts.samples_filename_prompt_words,
-                   fmt)
+                   SaveFormat.from_options(opts))
 
     def save(self, image: Image.Image, folder: Path, fields: NameFields, infotext: str | None) -> Path:
         """Save one generated image in `folder`, named by the pattern."""

@@ -191,7 +191,7 @@ class Services:
         """Queue an Extras job over `inputs` (PIL images or image files); see ExtrasJob.run."""
         opts = self.opts
         settings = ExtrasSettings(self.run_settings("outdir_extras_samples").save_dir, opts.max_pixels,
-                                  opts.ESRGAN_tile, opts.ESRGAN_tile_overlap)
+                                  opts.ESRGAN_tile, opts.ESRGAN_tile_overlap, images.SaveFormat.from_options(opts))
         return self.engine.submit("extras", lambda ctx: ExtrasJob(self.tools, params, settings, ctx).run(
             inputs, output_dir, keep_images))
 

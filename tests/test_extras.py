@@ -27,6 +27,7 @@ from modules.face_restoration import (
     MissingWeightsError,
 )
 from modules.image_tools import ImageTools
+from modules.images import SaveFormat, read_infotext
 from modules.model_download import DownloadError, RemoteFile
 from modules.ui.extras import FACE_MODELS_READY, download_missing_face_models, face_models_status
 
@@ -116,6 +117,15 @@ def test_single_image_is_upscaled_blended_and_saved_with_both_chunks(tools, engi
     assert result.infotexts[0] == ("Postprocess upscale by: 2, Postprocess upscaler: 4x-tiny, "
                                    "Postprocess upscaler 2: Nearest, Postprocess upscaler 2 visibility: 0.25")
     assert not result.warnings and not result.interrupted
+
+
+def test_extras_saves_in_the_chosen_format_with_the_parameters(tools, engine, tmp_path: Path):
+    source = Image.open(_png(tmp_path / "in.png", _photo(), SOURCE_PARAMETERS))
+    settings = ExtrasSettings(save_dir=tmp_path / "out", save_format=SaveFormat("webp"))
+    params = ExtrasParams(upscaler_1="Nearest")
+    result = engine.submit("extras", lambda ctx: ExtrasJob(tools, params, settings, ctx).run([source])).result()
+    assert result.paths[0].name == "00000.webp"
+    assert read_infotext(Image.open(result.paths[0])) == SOURCE_PARAMETERS
 
 
 def test_scale_to_covers_the_size_then_crops_the_centre(tools):
