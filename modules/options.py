@@ -90,8 +90,8 @@ OPTIONS: dict[str, OptionInfo] = {
     "grid_save": OptionInfo(True, "Always save all generated image grids", section="Saving images"),
     "sd_vae": OptionInfo("Automatic", "SD VAE", choices=("Automatic", "None")),  # the files: Services binds them
     "quicksettings_list": OptionInfo(["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"],
-                                     "Quicksettings list (settings shown at the top of the page; applies when "
-                                     "the page is built again)", section="User interface").needs_reload_ui(),
+                                     "Quicksettings list (settings shown at the top of the page)",
+                                     section="User interface").needs_reload_ui(),
     "samples_format": OptionInfo("png", "File format for images", section="Saving images", choices=SAVE_FORMATS),
     "grid_format": OptionInfo("png", "File format for grids", section="Saving images", choices=SAVE_FORMATS),
     "samples_filename_pattern": OptionInfo("", "Images filename pattern (tags such as [seed], [prompt_spaces], "
