@@ -59,6 +59,18 @@ def test_pattern_and_numbering_settings(tmp_path):
     assert empty.save(Image.new("RGB", (8, 8)), tmp_path, fields, None).name == "00001.png"
 
 
+def test_naming_follows_the_settings(tmp_path):
+    opts = Options(tmp_path / "config.json")
+    for key, value in (("samples_format", "webp"), ("jpeg_quality", 50), ("samples_filename_pattern", "[seed]"),
+                       ("save_images_add_number", False), ("samples_filename_prompt_words", 3)):
+        opts.set(key, value)
+    naming = FileNaming.from_options(opts)
+    assert (naming.pattern, naming.add_number, naming.prompt_words) == ("[seed]", False, 3)
+    assert naming.format == SaveFormat("webp", 50, False)
+    with pytest.raises(ValueError, match="Unknown file name tag"):
+        opts.set("samples_filename_pattern", "[seeds]")
+
+
 @pytest.mark.parametrize("naming", [FileNaming(), FileNaming(pattern="[job_timestamp]", add_number=False)],
                          ids=["numbered", "same name, no number"])
 def test_many_threads_saving_at_once_never_overwrite(tmp_path, naming):
