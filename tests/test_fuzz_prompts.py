@@ -36,7 +36,8 @@ FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=150
 
 
 def _finite(value: float) -> bool:
-    return isinstance(value, float) and math.isfinite(value)
+    """A real number that is not inf or nan (BREAK's weight is the int -1, as in A1111)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @FUZZ
