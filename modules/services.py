@@ -134,9 +134,10 @@ class Services:
 
     def token_count(self, text: str, steps: int) -> tuple[int, int] | None:
         """(tokens used, tokens available) for a prompt box's counter: the longest text the prompt
-        has at any step, in the loaded model's tokenizer; None while no model is loaded."""
+        has at any step, in the loaded model's tokenizer; None while no model is loaded or while the text is
+        over the prompt length limit (Generate says so)."""
         model = self.models.current
-        if model is None:
+        if model is None or len(text) > Limits.from_options(self.opts).max_prompt_length:
             return None
         options = self.encoder_options
         parsed = prompt_parser.parse_prompt(text, max(1, int(steps)))

@@ -165,3 +165,12 @@ def test_page_generation_over_a_limit_shows_the_message(server):
     gallery, *_ = client.predict(*endpoint_args(client, "/txt2img", {**values, "Sampling steps": 2}),
                                  api_name="/txt2img")
     assert len(gallery) == 1
+
+
+def test_the_token_counter_skips_prompts_over_the_limit(server):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    assert client.predict("a cat", 20, api_name="/txt2img_prompt_tokens") == "2/75"
+    # Over 200 characters: not counted (tokenizing every step's text of a huge prompt is slow).
+    assert client.predict("z " * 101, 20, api_name="/txt2img_prompt_tokens") == ""
