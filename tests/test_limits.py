@@ -174,3 +174,22 @@ def test_the_token_counter_skips_prompts_over_the_limit(server):
     assert client.predict("a cat", 20, api_name="/txt2img_prompt_tokens") == "2/75"
     # Over 200 characters: not counted (tokenizing every step's text of a huge prompt is slow).
     assert client.predict("z " * 101, 20, api_name="/txt2img_prompt_tokens") == ""
+
+
+def test_api_images_are_refused_or_normalized_with_a_clear_answer(server):
+    api = f"{server}sdapi/v1"
+    huge = io.BytesIO()
+    Image.new("1", (9_500, 9_500)).save(huge, "PNG")  # 11 kB, under the upload limit, 90 million pixels
+    response = requests.post(f"{api}/extra-single-image", json={"image": b64(huge.getvalue())}, timeout=60)
+    assert response.status_code == 422 and "decompression bomb" in response.json()["errors"]
+    whole = png_bytes((64, 64), noisy=True)
+    response = requests.post(f"{api}/img2img", json={**SMALL, "init_images": [b64(whole[: len(whole) // 2])]},
+                             timeout=60)
+    assert response.status_code == 422 and "damaged" in response.json()["errors"]
+    cmyk = io.BytesIO()
+    Image.new("CMYK", (32, 32), (0, 255, 255, 0)).save(cmyk, "JPEG")
+    response = requests.post(f"{api}/extra-single-image", timeout=60,
+                             json={"image": b64(cmyk.getvalue()), "upscaler_1": "Lanczos", "upscaling_resize": 2})
+    assert response.status_code == 200, response.text
+    result = Image.open(io.BytesIO(base64.b64decode(response.json()["image"])))
+    assert result.mode == "RGB" and result.size == (64, 64) and result.getpixel((5, 5))[0] > 200
