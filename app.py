@@ -25,6 +25,7 @@ def create_services(args):
     from modules.image_tools import ImageTools
     from modules.lora import LoraLibrary
     from modules.model_manager import ModelManager
+    from modules.model_optimizations import Optimizations
     from modules.networks import Networks
     from modules.options import Options
     from modules.sd_models import pick_device, pick_dtype
@@ -39,7 +40,7 @@ def create_services(args):
     opts = Options(paths.config_file)
     opts.load()
     device = pick_device(args.device)
-    models = ModelManager(paths, device, pick_dtype(device, args.no_half))
+    models = ModelManager(paths, device, pick_dtype(device, args.no_half), Optimizations.from_args(args))
     if ensure_demo_checkpoint(paths.sd_models, bool(models.checkpoints)):
         models.refresh()
     networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"))
@@ -130,27 +131,35 @@ def build_ui(services, gradio_auth: list[tuple[str, str]]):
     return page, options
 
 
-def serve_page(services, args, gradio_auth: list[tuple[str, str]]) -> None:
-    """Serve the page until Ctrl+C. A restart request (Extensions → "Apply and restart UI") closes it,
-    reloads the scripts, builds the page again with the extensions enabled now, and serves it on the same
-    port."""
-    from modules import restart, script_callbacks
+def serve_restartable(services, start) -> None:
+    """Serve with `start()`, which returns the function that stops serving, until Ctrl+C. A restart
+    request (Extensions → "Apply and restart UI", Settings → "Reload UI") stops it, reloads the scripts,
+    and starts again on the same port, so the page is built with the extensions enabled now."""
+    from modules import restart
 
     with restart.accepting_restarts():
         while True:
-            page, options = build_ui(services, gradio_auth)
-            page.launch(server_name="0.0.0.0" if args.listen else "127.0.0.1", server_port=args.port,
-                        share=args.share, prevent_thread_lock=True, **options)
-            script_callbacks.app_started_callback(page, getattr(page, "app", None))
+            stop = start()
             try:
                 restart.wait_for_restart()
                 time.sleep(1)  # let the reply to the click reach the browser before the server goes
             except KeyboardInterrupt:
                 return
             finally:
-                page.close()
+                stop()
             log.info("Restarting the page: reloading scripts and extensions")
             load_scripts(services)
+
+
+def launch_page(services, args, gradio_auth: list[tuple[str, str]]):
+    """Serve the page alone with Gradio's own server; returns the function that closes it."""
+    from modules import script_callbacks
+
+    page, options = build_ui(services, gradio_auth)
+    page.launch(server_name="0.0.0.0" if args.listen else "127.0.0.1", server_port=args.port,
+                share=args.share, prevent_thread_lock=True, **options)
+    script_callbacks.app_started_callback(page, getattr(page, "app", None))
+    return page.close
 
 
 def warn_if_open(args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[str, str]]) -> None:
@@ -187,11 +196,11 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     if args.api:
-        from modules.api.server import serve
+        from modules.api import server
 
-        serve(services, args, api_auth, *build_ui(services, gradio_auth))
+        serve_restartable(services, lambda: server.start(services, args, api_auth, *build_ui(services, gradio_auth)))
         return
-    serve_page(services, args, gradio_auth)
+    serve_restartable(services, lambda: launch_page(services, args, gradio_auth))
 
 
 if __name__ == "__main__":

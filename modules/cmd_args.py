@@ -45,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--enable-insecure-extension-access", action="store_true",
         help="allow installing and switching extensions even with --listen or --share")
     add("--skip-install", action="store_true", help="don't run the extensions' install.py at start")
+    add("--medvram", action="store_true",
+        help="keep the model in CPU memory and move one whole component (text encoder, UNet, VAE) to the GPU "
+             "at a time")
+    add("--lowvram", action="store_true",
+        help="keep the model in CPU memory and move one layer at a time to the GPU (slowest, least VRAM)")
+    add("--opt-sdp-attention", action="store_true",
+        help="use PyTorch's scaled-dot-product attention (the default)")
+    add("--xformers", action="store_true", help="use xformers' memory-efficient attention where it is installed")
+    add("--compile", action="store_true",
+        help="torch.compile the UNet and VAE (slow first image at each new size, faster after)")
     return parser
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import hires_fix, images, previews, rng, samplers, script_callbacks, tiling
+from modules import hires_fix, images, model_optimizations, previews, rng, samplers, script_callbacks, tiling
 from modules.conditioning import EncoderOptions
 from modules.engine import JobContext
 from modules.errors import UserError
@@ -25,7 +25,7 @@ from modules.limits import Limits
 from modules.networks import Networks
 from modules.sd_models import StableDiffusionModel
 from modules.upscalers import is_latent_upscaler
-from modules.step_conditioning import StepConditioning, guided_noise, model_input
+from modules.step_conditioning import StepConditioning, guided_noise, model_input, with_negatives_from_first_part
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class RunSettings:
     upscale_overlap: int = 8
     preview_every: int = 0  # offer a live preview every this many steps; 0: none
     preview_method: str = "Approx cheap"
+    negative_guidance_min_sigma: float = 0.0  # A1111's NGMS: 0 = always run the negative prompt
+    vae_tiling_min_pixels: int = 0  # decode tile by tile from this many pixels; 0 = never
 
 
 @dataclass
@@ -123,6 +125,13 @@ def validate(params: GenerationParams, limits: Limits) -> None:
 def seed_resize_from(params: GenerationParams) -> bool:
     """Whether "Resize seed from" is on: both sides above 0 (0 or -1 is off, as in A1111)."""
     return params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0
+
+
+def sigma_of(scheduler, t: torch.Tensor) -> float:
+    """The noise level (k-diffusion's sigma) of diffusers timestep `t`."""
+    alphas = scheduler.alphas_cumprod
+    index = min(max(int(round(float(t))), 0), len(alphas) - 1)
+    return float(((1 - alphas[index]) / alphas[index]) ** 0.5)
 
 
 def partial_steps(steps: int, strength: float) -> int:
@@ -322,6 +331,8 @@ class Txt2Img:
                                                          self.settings.eta_noise_seed_delta)
         order = getattr(scheduler, "order", 1)
         time_ids = self._sdxl_time_ids(conditioning.at(0).embeds.shape[0])
+        if self.settings.negative_guidance_min_sigma > 0:
+            self.extra_infotext["NGMS"] = f"{self.settings.negative_guidance_min_sigma:g}"
         with torch.inference_mode():
             for i, t in enumerate(timesteps):
                 if self.ctx.should_stop:
@@ -336,9 +347,13 @@ class Txt2Img:
                                                                 embeds, None)
                     script_callbacks.cfg_denoiser_callback(before)
                     x_in, embeds = before.x, before.text_cond
-                added = None if time_ids is None else {"text_embeds": batch.pooled, "time_ids": time_ids}
-                noise = m.unet(x_in.to(m.dtype), t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample
-                noise = noise.to(latents.dtype)
+                skip = i % 2 == 1 and sigma_of(scheduler, t) < self.settings.negative_guidance_min_sigma
+                rows = slice(batch.images if skip else 0, None)  # NGMS: without the negatives' rows
+                added = None if time_ids is None else {"text_embeds": batch.pooled[rows], "time_ids": time_ids[rows]}
+                noise = m.unet(x_in[rows].to(m.dtype), t, encoder_hidden_states=embeds[rows],
+                               added_cond_kwargs=added).sample.to(latents.dtype)
+                if skip:
+                    noise = with_negatives_from_first_part(noise, batch)
                 guided = guided_noise(noise, batch, p.cfg_scale)
                 if script_callbacks.has("cfg_denoised"):
                     after = script_callbacks.CFGDenoisedParams(guided, i, len(timesteps), m.unet)
@@ -377,8 +392,11 @@ class Txt2Img:
 
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
         """Latents → RGB images."""
-        vae = self.model.vae
-        with torch.inference_mode():
+        vae, factor = self.model.vae, self.model.vae_scale_factor
+        # Tiled decoding would break the seamless wrap-around of "Tiling" at the tiles' seams.
+        tiled = (not self.params.tiling
+                 and 0 < self.settings.vae_tiling_min_pixels <= latents.shape[-1] * latents.shape[-2] * factor ** 2)
+        with torch.inference_mode(), model_optimizations.vae_tiling(vae, tiled):
             pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
         pixels = (pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
         return [Image.fromarray(img) for img in (pixels * 255).round().astype(np.uint8)]

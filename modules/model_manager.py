@@ -7,9 +7,10 @@ from pathlib import Path
 
 import torch
 
-from modules import sd_models
+from modules import model_optimizations, sd_models
 from modules.checkpoints import CHECKPOINT_SUFFIXES, CheckpointInfo, HashCache, list_checkpoints
 from modules.errors import ModelLoadError
+from modules.model_optimizations import Optimizations
 from modules.paths import DataPaths
 from modules.sd_vae import is_vae_sidecar
 
@@ -19,10 +20,12 @@ log = logging.getLogger(__name__)
 class ModelManager:
     """Owns the loaded model. Call `load` only from the engine's worker thread."""
 
-    def __init__(self, paths: DataPaths, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, paths: DataPaths, device: torch.device, dtype: torch.dtype,
+                 optimizations: Optimizations = Optimizations()) -> None:
         self.paths = paths
         self.device = device
         self.dtype = dtype
+        self.optimizations = optimizations
         self.hashes = HashCache(paths.hash_cache_file)
         self.current: sd_models.StableDiffusionModel | None = None
         self._checkpoints: list[CheckpointInfo] = []
@@ -91,7 +94,10 @@ class ModelManager:
 
     def _build(self, prepared: sd_models.PreparedCheckpoint) -> sd_models.StableDiffusionModel:
         dtype = sd_models.dtype_for(prepared, self.device, self.dtype)
-        return sd_models.build_model(prepared, self.device, dtype, self.paths.cache, self.hashes)
+        place = torch.device("cpu") if self.optimizations.offloads else self.device
+        model = sd_models.build_model(prepared, place, dtype, self.paths.cache, self.hashes)
+        model_optimizations.apply(model, self.optimizations, self.device)
+        return model
 
     def unload(self) -> None:
         sd_models.free_model(self.current)

@@ -67,6 +67,12 @@ OPTIONS: dict[str, OptionInfo] = {
     "emphasis": OptionInfo("Original", "Emphasis mode", choices=("Original", "No norm", "Ignore", "None")),
     "randn_source": OptionInfo("CPU", "Random number generator source", choices=("CPU", "GPU")),
     "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta (ENSD)", minimum=0, step=1),
+    "s_min_uncond": OptionInfo(0.0, "Negative Guidance minimum sigma: below this noise level, skip the negative "
+                                    "prompt's UNet pass (faster, changes the image; 0 = off)",
+                               section="Optimizations", minimum=0.0, maximum=15.0, step=0.01),
+    "vae_tiling_min_pixels": OptionInfo(1536 * 1536, "Decode with a tiled VAE from this many pixels "
+                                                     "(width × height; 0 = never), so large images fit in memory",
+                                        section="Optimizations", minimum=0, step=1),
     "max_pixels": OptionInfo(2048 * 2048, "Largest image size allowed, in pixels (width × height)",
                              section="System", minimum=64 * 64, step=1),
     "max_batch_images": OptionInfo(100, "Most images one job may make (batch size × batch count)",

@@ -73,7 +73,8 @@ class Services:
                            code_former_weight=opts.code_former_weight, upscale_tile=opts.ESRGAN_tile,
                            upscale_overlap=opts.ESRGAN_tile_overlap,
                            preview_every=opts.show_progress_every_n_steps if opts.live_previews_enable else 0,
-                           preview_method=opts.show_progress_type)
+                           preview_method=opts.show_progress_type, negative_guidance_min_sigma=opts.s_min_uncond,
+                           vae_tiling_min_pixels=opts.vae_tiling_min_pixels)
 
     @property
     def encoder_options(self) -> EncoderOptions:

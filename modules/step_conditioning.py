@@ -101,3 +101,11 @@ def guided_noise(noise: torch.Tensor, batch: StepBatch, cfg_scale: float) -> tor
 def model_input(latents: torch.Tensor, batch: StepBatch) -> torch.Tensor:
     """Latents in UNet batch order: each image once for its negative, then once per AND part."""
     return torch.cat([latents, latents[batch.part_image]])
+
+
+def with_negatives_from_first_part(cond_noise: torch.Tensor, batch: StepBatch) -> torch.Tensor:
+    """The UNet output of a step that skipped the negatives (Negative Guidance minimum sigma): each
+    image's first AND part stands in for its negative, so guidance keeps that part's prediction."""
+    images = torch.arange(batch.images, device=batch.part_image.device)
+    first_part = torch.searchsorted(batch.part_image, images)
+    return torch.cat([cond_noise[first_part], cond_noise])

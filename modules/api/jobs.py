@@ -47,7 +47,8 @@ class Jobs:
     def submit(self, request: GenerationApiFields) -> ApiJob:
         """Check the request against this server's state and queue it; RequestError or UserError if it can't run."""
         services = self.services
-        overrides = self.overrides(request.override_settings)
+        per_request = {"s_min_uncond": request.s_min_uncond} if request.s_min_uncond is not None else {}
+        overrides = self.overrides({**per_request, **request.override_settings})
         values = generation_values(request)
         values["clip_skip"] = overrides.get(CLIP_SKIP, values.get("clip_skip", services.opts.CLIP_stop_at_last_layers))
         try:

@@ -132,7 +132,7 @@ class GenerationApiFields(BaseModel):
     comments: dict[str, Any] | None = None
     eta: float | None = Field(None, description="Accepted when it is the sampler's own: 1 for ancestral and SDE "
                                                 "samplers, 0 for DDIM; other samplers don't use it")
-    s_min_uncond: Annotated[float | None, _neutral(NOISE, _is(0), "0")] = None
+    s_min_uncond: float | None = None  # the s_min_uncond setting (Negative Guidance minimum sigma) for this job
     s_churn: Annotated[float | None, _neutral(NOISE, _is(0), "0")] = None
     s_tmax: Annotated[float | None, _neutral(NOISE, _is(0, math.inf), "0")] = None
     s_tmin: Annotated[float | None, _neutral(NOISE, _is(0), "0")] = None

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+import threading
+import time
+from typing import Any, Callable
 
 import gradio as gr
 import uvicorn
@@ -33,13 +35,38 @@ def create_app(services: Services, api_auth: list[tuple[str, str]], page: gr.Blo
     return gr.mount_gradio_app(app, page, path="/", **(page_options or {}))
 
 
-def serve(services: Services, args: argparse.Namespace, api_auth: list[tuple[str, str]],
-          page: gr.Blocks | None = None, page_options: dict[str, Any] | None = None) -> None:
-    """Build the app, tell scripts it started (on_app_started), and serve it until stopped."""
+def start(services: Services, args: argparse.Namespace, api_auth: list[tuple[str, str]],
+          page: gr.Blocks | None = None, page_options: dict[str, Any] | None = None) -> Callable[[], None]:
+    """Build the app, tell scripts it started (on_app_started) and serve it from a thread.
+    Returns the function that stops the server."""
     app = create_app(services, api_auth, page, page_options)
     script_callbacks.app_started_callback(page, app)
     host = "0.0.0.0" if args.listen else "127.0.0.1"
+    # Streams the page keeps open (heartbeats) never end by themselves: give them a moment, then stop.
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=args.port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, name="http-server", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise SystemExit(f"error: could not serve on {host}:{args.port}")
+        time.sleep(0.05)
     log.info("Serving %s on http://%s:%d (API schema at /docs)", "the page and the API" if page else "the API",
              host, args.port)
-    # Streams the page keeps open (heartbeats) never end by themselves: give them a moment, then stop.
-    uvicorn.run(app, host=host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+    return stop
+
+
+def serve(services: Services, args: argparse.Namespace, api_auth: list[tuple[str, str]]) -> None:
+    """Serve the API alone (--nowebui) until Ctrl+C."""
+    stop = start(services, args, api_auth)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
