@@ -16,17 +16,33 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _demo_model():
-    """The demo checkpoint, written to a temporary file and loaded as a user's checkpoint is."""
+def _demo_model(with_pipeline: bool = False):
+    """The demo checkpoint, written to a temporary file and loaded as a user's checkpoint is; with
+    `with_pipeline`, also diffusers' own StableDiffusionPipeline on the same file, its components
+    loaded by diffusers' single-file loader and left as diffusers leaves them."""
     import torch
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
+    from modules import model_detection, sd_models
     from modules.checkpoints import CheckpointInfo
     from modules.demo_model import write_demo_checkpoint
-    from modules.sd_models import load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_demo_checkpoint(Path(tmp) / "demo.safetensors")
-        return load_model(CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, Path(tmp))
+        info = CheckpointInfo(path, path.name)
+        model = sd_models.load_model(info, torch.device("cpu"), torch.float32, Path(tmp))
+        if not with_pipeline:
+            return model
+        prepared = sd_models.prepare_checkpoint(info)
+        folder = model_detection.write_config_folder(prepared.configs, Path(tmp) / "configs")
+        unet, vae, (text_encoder,) = sd_models.components_from_state(prepared.state, prepared.family, str(folder),
+                                                                      torch.float32)
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=model.tokenizers[0], unet=unet,
+        scheduler=EulerAncestralDiscreteScheduler.from_config(model.scheduler_config),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return model, pipe
 
 
 def _engine_vs_diffusers(prompt_for, rounds: int) -> float:
@@ -34,18 +50,12 @@ def _engine_vs_diffusers(prompt_for, rounds: int) -> float:
     weights and settings (20 steps, 256x256, Euler a, CFG 7), alternated after a warm-up round.
     `prompt_for(round)` gives each round's prompt."""
     import torch
-    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
     from modules.engine import Engine
     from modules.generation import RunSettings, Txt2Img
     from modules.generation_params import GenerationParams
 
-    model = _demo_model()
-    pipe = StableDiffusionPipeline(
-        vae=model.vae, text_encoder=model.text_encoders[0], tokenizer=model.tokenizers[0], unet=model.unet,
-        scheduler=EulerAncestralDiscreteScheduler.from_config(model.scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    model, pipe = _demo_model(with_pipeline=True)
     engine = Engine()
     ours, theirs = [], []
 

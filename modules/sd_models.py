@@ -44,6 +44,8 @@ class StableDiffusionModel:
     _lora_host: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        for module in (self.unet, self.vae):  # convolutions on channels-last weights run ~10% faster
+            module.to(memory_format=torch.channels_last)
         sdxl = self.is_sdxl
         slots = [EncoderSlot(tok, enc, penultimate=sdxl, pooled=sdxl and i == 1)
                  for i, (tok, enc) in enumerate(zip(self.tokenizers, self.text_encoders))]
@@ -172,7 +174,7 @@ def build_model(prepared: PreparedCheckpoint, device: torch.device, dtype: torch
         return _load_diffusers_folder(info, device, dtype)
     folder = model_detection.write_config_folder(prepared.configs, cache_dir / "model_configs")
     try:
-        unet, vae, encoders = _components_from_state(prepared.state, prepared.family, str(folder), dtype)
+        unet, vae, encoders = components_from_state(prepared.state, prepared.family, str(folder), dtype)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{info.name} looks like an {prepared.family.upper()} checkpoint, but its "
                              f"weights do not fit that architecture: {exc}") from exc
@@ -202,7 +204,8 @@ def load_model(info: CheckpointInfo, device: torch.device, dtype: torch.dtype, c
     return build_model(prepare_checkpoint(info), device, dtype, cache_dir, hashes)
 
 
-def _components_from_state(state: dict, family: str, config: str, dtype: torch.dtype):
+def components_from_state(state: dict, family: str, config: str, dtype: torch.dtype):
+    """The UNet, VAE and text encoders of a checkpoint's state dict, as diffusers loads them from one file."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
