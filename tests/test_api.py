@@ -124,6 +124,9 @@ def test_older_a1111_spellings_and_infotext(server, api):
     images, info, _ = generate(api, url, **{**body, "sampler_name": None})
     assert images[0].size == (128, 128) and info["sampler_name"] == "Euler a"
     assert "Size: 64x64" in info["infotexts"][0] and "Hires resize: 128x128" in info["infotexts"][0]
+    unnamed = {key: value for key, value in SMALL.items() if key != "sampler_name"}
+    info = json.loads(post(api, url, "txt2img", unnamed).json()["info"])
+    assert info["sampler_name"] == "Euler" and "Sampler: Euler," in info["infotexts"][0], "A1111's API default"
     text = "a castle\nNegative prompt: fog\nSteps: 3, Sampler: Heun, CFG scale: 5, Seed: 42, Size: 64x64, Clip skip: 2"
     response = post(api, url, "txt2img", {"infotext": text, "steps": 2})
     info = json.loads(response.json()["info"])

@@ -12,7 +12,8 @@ from typing import Any
 from modules import generation, hires_fix, samplers
 from modules.api.errors import RequestError
 from modules.api.images import decode_image, encode_image
-from modules.api.models import GenerationApiFields, ImagesResponse, Img2ImgApiFields, Txt2ImgApiFields
+from modules.api.models import (DEFAULT_SAMPLER, GenerationApiFields, ImagesResponse, Img2ImgApiFields,
+                                Txt2ImgApiFields)
 from modules.api.scripts import ScriptControls
 from modules.errors import UserError
 from modules.generation import GenerationResult
@@ -154,12 +155,11 @@ def generation_values(request: GenerationApiFields) -> dict[str, Any]:
     request leaves out, with A1111's older spellings (sampler_index, firstphase_*, mask_blur_x/y) mapped."""
     given = request.model_fields_set
     values = {name: getattr(request, name) for name in type(request).model_fields if name in FIELDS}
-    if request.infotext:
-        from_text, _ = params_from_infotext(request.infotext)
-        values.update({name: value for name, value in from_text.items()
-                       if name not in given and (name in values or name == "clip_skip")})
+    from_text = params_from_infotext(request.infotext)[0] if request.infotext else {}
+    values.update({name: value for name, value in from_text.items()
+                   if name not in given and (name in values or name == "clip_skip")})
     chosen = getattr(request, "sampler_name", None) if "sampler_name" in given else None
-    values["sampler_name"] = chosen or request.sampler_index or values.get("sampler_name")
+    values["sampler_name"] = chosen or request.sampler_index or from_text.get("sampler_name") or DEFAULT_SAMPLER
     if isinstance(request, Txt2ImgApiFields):
         _first_phase(request, values)
     if isinstance(request, Img2ImgApiFields) and "mask_blur" not in given:

@@ -61,6 +61,10 @@ def _choice(name: str) -> Callable[[Any], Any]:
     return _none_passes(lambda value: GenerationParams.coerce(name, value))
 
 
+DEFAULT_SAMPLER = "Euler"  # what A1111's API runs when a request names no sampler (the page's default differs)
+_API_DEFAULTS = {"sampler_name": DEFAULT_SAMPLER}
+
+
 def generation_fields(tab: str) -> dict[str, Any]:
     """Pydantic fields for every GenerationParams field the `tab` ("txt2img"/"img2img") shows. Each is
     nullable, as in A1111: null means the default."""
@@ -68,7 +72,7 @@ def generation_fields(tab: str) -> dict[str, Any]:
     for f, spec in GenerationParams.fields():
         if tab not in spec.tabs:
             continue
-        default = dict(spec.tab_values).get(tab, f.default)
+        default = _API_DEFAULTS.get(f.name, dict(spec.tab_values).get(tab, f.default))
         annotation: Any = _TYPES[GenerationParams.field_type(f.name)]
         metadata: list[Any] = []
         description = spec.label or f.name
@@ -142,9 +146,9 @@ class GenerationApiFields(BaseModel):
     disable_extra_networks: Annotated[bool | None, EXTRA_NETWORKS] = False
 
     def chosen_sampler(self) -> str:
-        """sampler_name, else the legacy sampler_index, else GenerationParams' default."""
+        """sampler_name, else the legacy sampler_index, else A1111's API default."""
         name = getattr(self, "sampler_name", None) if "sampler_name" in self.model_fields_set else None
-        return name or self.sampler_index or GenerationParams.sampler_name
+        return name or self.sampler_index or DEFAULT_SAMPLER
 
     @model_validator(mode="after")
     def _check_eta(self) -> "GenerationApiFields":
