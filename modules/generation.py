@@ -375,11 +375,12 @@ class Txt2Img:
             image = self.decode(latents[:1])[0]
             self.ctx.set_preview(lambda: image)
             return
-        taesd = self.tools.taesd if self.tools is not None and method == "TAESD" else None
+        tools = self.tools
+        decoder = {"TAESD": tools.taesd, "Approx NN": tools.approx_nn}.get(method) if tools is not None else None
 
         def make() -> Image.Image:
             with torch.inference_mode():
-                return (taesd.decode(latents, sdxl) if taesd else None) or previews.approx_cheap(latents, sdxl)
+                return (decoder.decode(latents, sdxl) if decoder else None) or previews.approx_cheap(latents, sdxl)
         self.ctx.set_preview(make)
 
     def _sdxl_time_ids(self, rows: int) -> torch.Tensor | None:

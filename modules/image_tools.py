@@ -1,4 +1,4 @@
-"""The pixel tools a job may use beside the diffusion model: upscalers, face restorers, TAESD."""
+"""The pixel tools a job may use beside the diffusion model: upscalers, face restorers, preview decoders."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,19 +7,21 @@ from pathlib import Path
 import torch
 
 from modules.face_restoration import FaceRestorers
-from modules.previews import TaesdDecoders
+from modules.previews import ApproxNNDecoders, TaesdDecoders
 from modules.upscalers import UpscalerLibrary
 
 
 @dataclass
 class ImageTools:
-    """Upscaler models (models/ESRGAN, …) and face restorers (models/GFPGAN, models/Codeformer)."""
+    """Upscaler models (models/ESRGAN, …), face restorers (models/GFPGAN, models/Codeformer) and live preview
+    decoders (models/VAE-taesd, models/VAE-approx)."""
 
     upscalers: UpscalerLibrary
     face_restorers: FaceRestorers
     taesd: TaesdDecoders
+    approx_nn: ApproxNNDecoders
 
     @classmethod
     def create(cls, models_dir: Path, device: torch.device | str = "cpu") -> "ImageTools":
         return cls(UpscalerLibrary(models_dir, device), FaceRestorers(models_dir, device),
-                   TaesdDecoders(models_dir / "VAE-taesd"))
+                   TaesdDecoders(models_dir / "VAE-taesd"), ApproxNNDecoders(models_dir / "VAE-approx"))

@@ -1,9 +1,11 @@
 """Live previews of the latents while a job samples.
 
 "Approx cheap" maps the four latent channels to RGB with a fixed linear map per model family;
+"Approx NN" runs A1111's tiny convolutional VAE approximation when its weights are in models/VAE-approx;
 "TAESD" decodes with diffusers' AutoencoderTiny when its weights are in models/VAE-taesd (never
-downloaded); "Full" decodes with the model's own VAE. Cheap and TAESD previews are made on demand
-by whoever asks for them (the page or /progress), so sampling does not wait for them."""
+downloaded); "Full" decodes with the model's own VAE. All but Full are made on demand
+by whoever asks for them (the page or /progress), so sampling does not wait for them. Approx NN and
+TAESD fall back to Approx cheap when their weights are missing."""
 from __future__ import annotations
 
 import logging
@@ -14,11 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules.safe_weights import check_pickled_files
+from modules.safe_weights import check_pickled_files, read_weights
 
 log = logging.getLogger(__name__)
 
-PREVIEW_METHODS = ("Approx cheap", "TAESD", "Full")
+PREVIEW_METHODS = ("Approx cheap", "Approx NN", "TAESD", "Full")
 
 # Latent channel -> (R, G, B) weights fitted to each family's VAE, plus an RGB offset. Values in -1..1.
 _LINEAR = {
@@ -40,18 +42,49 @@ def approx_cheap(latents: torch.Tensor, sdxl: bool = False) -> Image.Image:
     weights, bias = _LINEAR["sdxl" if sdxl else "sd"]
     first = latents[0, :4].float().cpu()
     rgb = torch.einsum("chw,cr->rhw", first, torch.tensor(weights)) + torch.tensor(bias)[:, None, None]
-    image = to_image(rgb)
-    return image.resize((image.width * 8, image.height * 8), Image.Resampling.BILINEAR)
+    return enlarged(to_image(rgb), 8)
 
 
-class TaesdDecoders:
-    """AutoencoderTiny models from models/VAE-taesd/<name>/ (diffusers folders), loaded on first use.
-    The folder for SDXL is the one whose name contains "xl"."""
+def enlarged(image: Image.Image, factor: int) -> Image.Image:
+    """The image scaled up `factor` times, bilinearly."""
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.BILINEAR)
+
+
+class FamilyDecoders:
+    """One preview decoder per model family (SD or SDXL), loaded from `folder` on first use and kept.
+    Subclasses say how to load one (`load`, None when it can't be) and how to run it (`run`)."""
+
+    scale = 1  # how many times larger than `run`'s output the preview is shown
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self._loaded: dict[bool, torch.nn.Module] = {}
         self._lock = threading.Lock()
+
+    def load(self, sdxl: bool) -> torch.nn.Module | None:
+        raise NotImplementedError
+
+    def run(self, model: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, latents: torch.Tensor, sdxl: bool = False) -> Image.Image | None:
+        """The first image of the batch decoded; None when no usable weights are installed."""
+        with self._lock:
+            if sdxl not in self._loaded:
+                model = self.load(sdxl)
+                if model is None:
+                    return None
+                self._loaded[sdxl] = model.eval()
+            model = self._loaded[sdxl]
+            with torch.inference_mode():
+                pixels = self.run(model, latents[:1].float().cpu())[0]
+        image = to_image(pixels)
+        return enlarged(image, self.scale) if self.scale > 1 else image
+
+
+class TaesdDecoders(FamilyDecoders):
+    """AutoencoderTiny models from models/VAE-taesd/<name>/ (diffusers folders).
+    The folder for SDXL is the one whose name contains "xl"."""
 
     def path(self, sdxl: bool) -> Path | None:
         candidates = sorted(p for p in self.folder.glob("*") if (p / "config.json").is_file())
@@ -61,18 +94,72 @@ class TaesdDecoders:
     def available(self, sdxl: bool) -> bool:
         return self.path(sdxl) is not None
 
-    def decode(self, latents: torch.Tensor, sdxl: bool = False) -> Image.Image | None:
-        """The first image of the batch decoded by TAESD; None when no weights are installed."""
-        with self._lock:
-            if sdxl not in self._loaded:
-                path = self.path(sdxl)
-                if path is None:
-                    return None
-                from diffusers import AutoencoderTiny
+    def load(self, sdxl: bool) -> torch.nn.Module | None:
+        path = self.path(sdxl)
+        if path is None:
+            return None
+        from diffusers import AutoencoderTiny
 
-                check_pickled_files(path.glob("*"))
-                self._loaded[sdxl] = AutoencoderTiny.from_pretrained(path, local_files_only=True).eval()
-            model = self._loaded[sdxl]
-            with torch.inference_mode():
-                pixels = model.decode(latents[:1].float().cpu()).sample[0]
-        return to_image(pixels)
+        check_pickled_files(path.glob("*"))
+        return AutoencoderTiny.from_pretrained(path, local_files_only=True)
+
+    def run(self, model: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+        return model.decode(latents).sample
+
+
+# Approx NN, A1111's "VAEApprox": the latents are doubled in size (nearest neighbour) and padded with 11
+# zeros on every side, then go through eight unpadded convolutions (in, out, kernel), each followed by a
+# leaky ReLU of slope 0.1. The kernels eat the padding, so the RGB output is twice the latent size. The
+# layers are named conv1 … conv8, the keys of A1111's weight files.
+APPROX_NN_LAYERS = ((4, 8, 7), (8, 16, 5), (16, 32, 3), (32, 64, 3), (64, 32, 3), (32, 16, 3), (16, 8, 3), (8, 3, 3))
+APPROX_NN_FILES = {False: "model.pt", True: "vaeapprox-sdxl.pt"}  # SD1/SD2, SDXL
+
+
+class ApproxNN(torch.nn.Module):
+    """A1111's tiny convolutional approximation of the VAE decoder: (n, 4, h, w) -> (n, 3, 2h, 2w)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for number, (channels_in, channels_out, kernel) in enumerate(APPROX_NN_LAYERS, start=1):
+            self.add_module(f"conv{number}", torch.nn.Conv2d(channels_in, channels_out, kernel))
+        self.margin = sum(kernel - 1 for *_, kernel in APPROX_NN_LAYERS) // 2
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.interpolate(latents, scale_factor=2, mode="nearest")
+        x = torch.nn.functional.pad(x, (self.margin,) * 4)
+        for conv in self.children():
+            x = torch.nn.functional.leaky_relu(conv(x), 0.1)
+        return x
+
+
+class ApproxNNDecoders(FamilyDecoders):
+    """ApproxNN weights from models/VAE-approx/model.pt (SD1/SD2) or vaeapprox-sdxl.pt (SDXL), A1111's
+    files, read weights-only and never downloaded. A missing or broken file is logged once per problem
+    and gives no model, so the caller shows Approx cheap; a file put there later is picked up."""
+
+    scale = 4  # 2x from the network, 4x more to match the image size
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self._warned: set[str] = set()
+
+    def load(self, sdxl: bool) -> torch.nn.Module | None:
+        path = self.folder / APPROX_NN_FILES[sdxl]
+        if not path.is_file():
+            return self._warn(f"Approx NN preview: no {path.name} in {self.folder}; put A1111's {path.name} "
+                              f"({'SDXL' if sdxl else 'SD1/SD2'}) there to use it. Showing Approx cheap instead.")
+        try:
+            model = ApproxNN()
+            model.load_state_dict(read_weights(path))
+            return model
+        except Exception as exc:  # any defect of the file: unsafe pickle, truncated, wrong keys or shapes
+            return self._warn(f"Approx NN preview: could not load {path} ({' '.join(str(exc).split())[:300]}); "
+                              f"put a working A1111 {path.name} in {self.folder}. Showing Approx cheap instead.")
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning(message)
+
+    def run(self, model: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+        return model(latents[:, :4])
