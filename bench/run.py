@@ -47,9 +47,9 @@ def _demo_model(with_pipeline: bool = False):
 
 def _engine_vs_diffusers(prompt_for, rounds: int) -> float:
     """Engine time per image / diffusers StableDiffusionPipeline time, same demo-model weights and
-    settings (20 steps, 256x256, Euler a, CFG 7), alternated after a warm-up round; the fastest round
-    of each, since other load on a shared machine only ever adds time. `prompt_for(round)` gives each
-    round's prompt."""
+    settings (20 steps, 256x256, Euler a, CFG 7), alternated after a warm-up round, each going first in
+    every other round; the fastest round of each, since other load on a shared machine only ever adds
+    time. `prompt_for(round)` gives each round's prompt."""
     import torch
 
     from modules.engine import Engine
@@ -71,7 +71,8 @@ def _engine_vs_diffusers(prompt_for, rounds: int) -> float:
 
     run_engine(0), run_diffusers(0)  # warm-up
     for i in range(1, rounds + 1):
-        for runner, times in ((run_engine, ours), (run_diffusers, theirs)):
+        pairs = ((run_engine, ours), (run_diffusers, theirs))
+        for runner, times in pairs if i % 2 else pairs[::-1]:  # each goes first in every other round
             start = time.perf_counter()
             runner(i)
             times.append(time.perf_counter() - start)
@@ -79,12 +80,12 @@ def _engine_vs_diffusers(prompt_for, rounds: int) -> float:
     return min(ours) / min(theirs)
 
 
-def txt2img_overhead_ratio(rounds: int = 7) -> float:
+def txt2img_overhead_ratio(rounds: int = 10) -> float:
     """Engine / diffusers with a new prompt each round, so the conditioning cache never helps."""
     return _engine_vs_diffusers(lambda i: f"a lighthouse at dusk {i}", rounds)
 
 
-def repeat_prompt_ratio(rounds: int = 7) -> float:
+def repeat_prompt_ratio(rounds: int = 10) -> float:
     """Engine / diffusers with the same prompt every round (new seeds): the engine's conditioning
     comes from its cache after the warm-up, diffusers encodes the prompt each time."""
     return _engine_vs_diffusers(lambda i: "a lighthouse at dusk", rounds)
