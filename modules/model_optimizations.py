@@ -13,9 +13,6 @@ import torch
 
 log = logging.getLogger(__name__)
 
-OFFLOAD_MODES = ("none", "model", "sequential")
-
-
 @dataclass(frozen=True)
 class Optimizations:
     """How to place and run a model's components.
