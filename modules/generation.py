@@ -18,7 +18,7 @@ from modules.engine import JobContext
 from modules.errors import UserError
 from modules.file_names import NameFields
 from modules.face_restoration import MissingWeightsError, missing_weights_message
-from modules.generation_params import GenerationParams
+from modules.generation_params import GenerationParams, same_checkpoint
 from modules.image_tools import ImageTools
 from modules.infotext import create_infotext
 from modules.limits import Limits
@@ -177,6 +177,7 @@ class Txt2Img:
         self.extra_infotext: dict[str, str] = {}
         self.plan: ImagePlan | None = None  # None: ImagePlan.repeated
         self.hooks = JobHooks()
+        self.hires_model: StableDiffusionModel | None = None  # hires fix's own checkpoint ("Hires checkpoint")
 
     @property
     def job(self) -> str:
@@ -188,7 +189,7 @@ class Txt2Img:
         validate(p, self.settings.limits)
         sampler, schedule = samplers.resolve(p.sampler_name, p.scheduler)
         p = self.params = replace(p, sampler_name=sampler, scheduler=schedule, seed=rng.resolve_seed(p.seed),
-                                  subseed=rng.resolve_seed(p.subseed))
+                                  subseed=rng.resolve_seed(p.subseed), hr_checkpoint_name=self._hires_checkpoint())
         hires = HiresPass(self) if p.enable_hr and self.supports_hires else None
         self._check_face_restoration()
         result = GenerationResult(params=p)
@@ -210,6 +211,15 @@ class Txt2Img:
         result.interrupted = self.ctx.interrupted
         return result
 
+    def _hires_checkpoint(self) -> str:
+        """The "Hires checkpoint" value to run and write: the hires model's title when it has its own."""
+        p = self.params
+        if not (p.enable_hr and self.supports_hires) or same_checkpoint(p.hr_checkpoint_name):
+            return p.hr_checkpoint_name
+        if self.hires_model is None:
+            raise UserError(f"Hires checkpoint {p.hr_checkpoint_name} is not loaded for this job")
+        return self.hires_model.short_title
+
     def run_batch(self, batch_no: int, plan: ImagePlan, batch: slice, hires: HiresPass | None,
                   result: GenerationResult) -> None:
         """Encode, sample, (hires fix,) decode and save the images `batch` of the plan."""
@@ -217,10 +227,12 @@ class Txt2Img:
         conditioning = self.encode(prompts, negatives, result)
         noise = self.batch_noise(seeds, plan.subseeds[batch])
         latents = self.denoise(self.prepare_latents(noise, batch.start), conditioning, seeds, noise.generators)
+        decoder: Txt2Img = self
         if hires is not None and not self.ctx.should_stop:
             latents = hires.continue_from(latents, noise, result, prompts, negatives)
+            decoder = hires  # its model's VAE (a "Hires checkpoint" may have its own)
         finished = []
-        for index, image in enumerate(self.decode(latents), start=batch.start):
+        for index, image in enumerate(decoder.decode(latents), start=batch.start):
             image = self.hooks.image(self.finish_image(self.restore_faces(image, result), index), index)
             subseed = plan.subseeds[index] if index < len(plan.subseeds) else self.params.subseed
             self.postprocess(result, image, plan.seeds[index], plan.prompts[index], plan.negative_prompts[index],
@@ -230,9 +242,12 @@ class Txt2Img:
 
     def tiling(self) -> contextlib.AbstractContextManager:
         """With "Tiling" on, the UNet and the VAE pad circularly for this job (restored afterwards)."""
-        if not self.params.tiling:
-            return contextlib.nullcontext()
-        return tiling.circular_padding(self.model.unet, self.model.vae)
+        stack = contextlib.ExitStack()
+        if self.params.tiling:
+            own = self.hires_model is not None and self.hires_model is not self.model
+            for model in [self.model, *([self.hires_model] if own else [])]:
+                stack.enter_context(tiling.circular_padding(model.unet, model.vae))
+        return stack
 
     def _check_face_restoration(self) -> None:
         """Refuse "Restore faces" up front when the chosen restorer's weights are missing."""
@@ -438,8 +453,8 @@ class HiresPass(Txt2Img):
     supports_hires = False
 
     def __init__(self, first: Txt2Img) -> None:
-        super().__init__(first.model, hires_fix.second_pass_params(first.params), first.ctx, first.settings,
-                         first.networks, first.tools)
+        super().__init__(first.hires_model or first.model, hires_fix.second_pass_params(first.params), first.ctx,
+                         first.settings, first.networks, first.tools)
         self.first = first
         self.size = hires_fix.hires_size(first.params)
         self.upscaler = first.params.hr_upscaler

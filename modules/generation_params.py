@@ -13,6 +13,7 @@ Widget = Literal["textbox", "slider", "number", "dropdown", "checkbox", "radio"]
 JOBS = ("txt2img", "img2img", "inpaint", "hires")  # "hires": txt2img with hires fix
 USE_SAME_SAMPLER = "Use same sampler"
 USE_SAME_SCHEDULER = "Use same scheduler"
+USE_SAME_CHECKPOINT = "Use same checkpoint"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,11 @@ HIRES = ("hires",)
 
 def _hires_resize(p: Any) -> bool:
     return bool(p.hr_resize_x or p.hr_resize_y)
+
+
+def same_checkpoint(name: str) -> bool:
+    """Whether a "Hires checkpoint" value means the first pass's checkpoint (A1111's API sends null or "")."""
+    return name in ("", "None", USE_SAME_CHECKPOINT)
 
 
 def _varied(p: Any) -> bool:
@@ -112,6 +118,9 @@ class GenerationParams:
                                        maximum=150, step=1, tabs=TXT2IMG, jobs=HIRES, omit_default=True)
     hr_upscaler: str = _field("Latent", label="Upscaler", infotext="Hires upscaler", widget="dropdown",
                               tabs=TXT2IMG, jobs=HIRES)
+    hr_checkpoint_name: str = _field(USE_SAME_CHECKPOINT, label="Hires checkpoint", infotext="Hires checkpoint",
+                                     widget="dropdown", tabs=TXT2IMG, jobs=HIRES,
+                                     when=lambda p: not same_checkpoint(p.hr_checkpoint_name))
     hr_sampler_name: str = _field(USE_SAME_SAMPLER, label="Hires sampling method", infotext="Hires sampler",
                                   widget="dropdown", tabs=TXT2IMG, jobs=HIRES, omit_default=True)
     hr_scheduler: str = _field(USE_SAME_SCHEDULER, label="Hires schedule type", infotext="Hires schedule type",

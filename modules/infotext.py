@@ -5,7 +5,7 @@ import json
 import re
 from typing import Any
 
-from modules.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
+from modules.generation_params import USE_SAME_CHECKPOINT, USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
 
 VERSION = "v0.1.0"
 
@@ -29,6 +29,7 @@ MISSING_KEY_DEFAULTS = {
     "Hires steps": "0",
     "Hires resize-1": "0",
     "Hires resize-2": "0",
+    "Hires checkpoint": USE_SAME_CHECKPOINT,
     "Hires sampler": USE_SAME_SAMPLER,
     "Hires schedule type": USE_SAME_SCHEDULER,
     "Hires prompt": "",

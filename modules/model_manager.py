@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -66,6 +68,13 @@ class ModelManager:
                 return info
         raise ModelLoadError(f"No checkpoint named {name!r} in {', '.join(map(str, self.paths.checkpoint_dirs()))}")
 
+    def find_listed(self, name: str) -> CheckpointInfo:
+        """Like `find`, but only one of the listed checkpoints (never any other path on the server)."""
+        info = self.find(name)
+        if info.path not in {listed.path for listed in self.checkpoints}:
+            raise ModelLoadError(f"{name} is not one of the checkpoints in {self.paths.sd_models}")
+        return info
+
     @property
     def current_title(self) -> str | None:
         return self.title(self.current.checkpoint) if self.current else None
@@ -91,6 +100,20 @@ class ModelManager:
                 self.current = self._build(sd_models.prepare_checkpoint(previous))
             raise
         return self.current
+
+    @contextmanager
+    def borrowed(self, name: str) -> Iterator[sd_models.StableDiffusionModel]:
+        """Listed checkpoint `name` for one job beside the loaded model: the loaded model itself when it is
+        that file, else a second model built now and freed when the block ends (the loaded one stays)."""
+        info = self.find_listed(name)
+        if self.current is not None and self.current.checkpoint.path == info.path:
+            yield self.current
+            return
+        model = self._build(sd_models.prepare_checkpoint(info))
+        try:
+            yield model
+        finally:
+            sd_models.free_model(model)
 
     def _build(self, prepared: sd_models.PreparedCheckpoint) -> sd_models.StableDiffusionModel:
         dtype = sd_models.dtype_for(prepared, self.device, self.dtype)

@@ -83,6 +83,12 @@ class StableDiffusionModel:
         return HashCache.short(self.sha256)
 
     @property
+    def short_title(self) -> str:
+        """`name [hash]`, as infotext names a checkpoint other than the first pass's ("Hires checkpoint")."""
+        name = self.checkpoint.model_name
+        return f"{name} [{self.short_hash}]" if self.short_hash else name
+
+    @property
     def vae_short_hash(self) -> str | None:
         return HashCache.short(self.vae_sha256)
 

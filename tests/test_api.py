@@ -117,6 +117,25 @@ def test_override_settings_apply_to_that_job_only(server, api):
     assert response.status_code == 422 and "not one of the checkpoints" in response.json()["errors"]
 
 
+def test_hires_checkpoint_runs_the_second_pass_on_that_model_for_the_job(server, api):
+    url, _ = server
+    hires = {"enable_hr": True, "hr_scale": 2, "denoising_strength": 0.6, "seed": 21}
+    (plain,), info, _ = generate(api, url, **hires, hr_checkpoint_name=None)
+    assert "Hires checkpoint" not in info["infotexts"][0]
+    (same,), info, _ = generate(api, url, **hires, hr_checkpoint_name="tiny.safetensors")
+    assert same.tobytes() == plain.tobytes() and "Hires checkpoint: tiny [" in info["infotexts"][0]
+    (other,), info, _ = generate(api, url, **hires, hr_checkpoint_name="other")
+    text = info["infotexts"][0]
+    assert other.size == (128, 128) and other.tobytes() != plain.tobytes()
+    assert "Hires checkpoint: other [" in text and info["sd_model_name"] == "tiny" and "Model: tiny," in text
+    options = api.get(f"{url}/options", timeout=10).json()
+    assert options["sd_model_checkpoint"].startswith("tiny.safetensors"), "the first pass's model stays loaded"
+    (again,), _, _ = generate(api, url, **hires, hr_checkpoint_name="other")
+    assert again.tobytes() == other.tobytes()
+    response = post(api, url, "txt2img", {**SMALL, **hires, "hr_checkpoint_name": "missing.safetensors"})
+    assert response.status_code == 422 and "hr_checkpoint_name" in response.json()["errors"]
+
+
 def test_older_a1111_spellings_and_infotext(server, api):
     url, _ = server
     body = {"prompt": "a tower", "steps": 2, "seed": 3, "sampler_index": "Euler a", "enable_hr": True,

@@ -178,6 +178,22 @@ def test_hires_fix_through_the_page_endpoint(server, client):
         txt2img(client, {"Prompt": "a tower", "Hires. fix": True, "Upscaler": "nope"})
 
 
+def test_hires_checkpoint_through_the_page_endpoint(server, client):
+    url, data = server
+    choices = [c[0] if isinstance(c, list) else c for c in component(url, "Hires checkpoint")["choices"]]
+    assert choices[0] == "Use same checkpoint" and any(c.startswith("other.safetensors") for c in choices)
+    hires = {"Prompt": "a tower", "Sampling steps": 2, "Hires. fix": True, "Denoising strength": 0.5}
+    gallery, info = txt2img(client, {**hires, "Hires checkpoint": "other.safetensors"})
+    assert "Hires checkpoint: other [" in info and Image.open(gallery[0]["image"]).size == (128, 128)
+    with pytest.raises(Exception, match="corrupt.safetensors"):
+        txt2img(client, {**hires, "Hires checkpoint": "corrupt.safetensors"})
+    outside = shutil.copy(data / "models" / "Stable-diffusion" / "other.safetensors", data / "outside.safetensors")
+    with pytest.raises(Exception, match="not one of the checkpoints"):
+        txt2img(client, {**hires, "Hires checkpoint": str(outside)})
+    gallery, info = txt2img(client, {"Prompt": "still works", "Sampling steps": 2})
+    assert "Model: other," in info and "Hires" not in info
+
+
 def test_live_previews_arrive_before_the_result(client):
     args = endpoint_args(client, "/txt2img", {**BASE, "Prompt": "a field", "Sampling steps": 60, "Width": 256,
                                               "Height": 256})

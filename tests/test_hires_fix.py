@@ -134,8 +134,11 @@ def test_hires_sampler_prompt_and_infotext_round_trip(engine, demo_model):
     values, _ = params_from_infotext(result.infotexts[0])
     expected = {"enable_hr": True, "hr_second_pass_steps": 4, "hr_sampler_name": "DPM++ 2M",
                 "hr_scheduler": "Karras", "hr_prompt": "a blue house", "hr_negative_prompt": "fog",
-                "hr_resize_x": 96, "hr_resize_y": 0, "denoising_strength": 0.6, "hr_upscaler": "Latent"}
+                "hr_resize_x": 96, "hr_resize_y": 0, "denoising_strength": 0.6, "hr_upscaler": "Latent",
+                "hr_checkpoint_name": "Use same checkpoint"}
     assert {k: values[k] for k in expected} == expected
+    named = result.infotexts[0].replace("Hires upscaler:", "Hires checkpoint: other [0123456789], Hires upscaler:")
+    assert params_from_infotext(named)[0]["hr_checkpoint_name"] == "other [0123456789]"
 
 
 def test_plain_txt2img_writes_no_hires_keys(engine, demo_model):
@@ -149,6 +152,7 @@ def test_plain_txt2img_writes_no_hires_keys(engine, demo_model):
     ({"hr_scale": 4.0, "width": 256, "height": 256}, "more than the limit"),
     ({"hr_upscaler": "4x-missing"}, "no upscaler called '4x-missing'"),
     ({"denoising_strength": 1.5}, "Denoising strength must be between 0 and 1"),
+    ({"hr_checkpoint_name": "other.safetensors"}, "Hires checkpoint other.safetensors is not loaded"),
 ])
 def test_bad_hires_settings_are_refused_before_any_work(engine, demo_model, kw, message):
     settings = RunSettings(limits=Limits(max_pixels=512 * 512))

@@ -140,3 +140,22 @@ def test_manager_lists_switches_and_keeps_the_old_model_on_failure(tmp_path, dem
     with pytest.raises(ModelLoadError, match="No checkpoint named"):
         manager.load("missing.safetensors")
     assert manager.find(sha[:10]).name == "a.safetensors"
+
+
+def test_a_borrowed_checkpoint_lives_beside_the_loaded_one_for_one_job(tmp_path):
+    paths = DataPaths.create(str(tmp_path / "data"))
+    write_tiny_checkpoint("sd1", paths.sd_models / "a.safetensors", seed=1)
+    write_tiny_checkpoint("sd1", paths.sd_models / "b.safetensors", seed=2)
+    outside = write_tiny_checkpoint("sd1", tmp_path / "outside.safetensors", seed=3)
+    manager = ModelManager(paths, torch.device("cpu"), torch.float32)
+    loaded = manager.load("a.safetensors")
+    with manager.borrowed("a.safetensors") as same:
+        assert same is loaded
+    with manager.borrowed("b") as other:
+        assert other is not loaded and other.checkpoint.name == "b.safetensors"
+        assert other.short_title == f"b [{other.short_hash}]"
+        assert not torch.equal(other.unet.conv_in.weight, loaded.unet.conv_in.weight)
+    assert other.unet.conv_in.weight.device.type == "meta"  # freed after the job
+    assert manager.current is loaded and loaded.unet.conv_in.weight.device.type == "cpu"
+    with pytest.raises(ModelLoadError, match="not one of the checkpoints"), manager.borrowed(str(outside)):
+        pass

@@ -111,7 +111,6 @@ def _off(value: Any) -> bool:
 
 REFINER = _neutral("a refiner checkpoint", _off, "null")
 EXTRA_NETWORKS = _neutral("turning off extra networks", _is(False), "false")
-HIRES_CHECKPOINT = _neutral("a separate hires checkpoint", _off, "null")
 NOISE = "the sampler's churn and noise settings"
 
 
@@ -168,7 +167,6 @@ class Txt2ImgApiFields(GenerationApiFields):
 
     firstphase_width: int = Field(0, ge=0, description="Older way to ask for hires fix: the first pass's width")
     firstphase_height: int = Field(0, ge=0, description="Older way to ask for hires fix: the first pass's height")
-    hr_checkpoint_name: Annotated[str | None, HIRES_CHECKPOINT] = None
 
 
 class Img2ImgApiFields(GenerationApiFields):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from modules import hires_fix
-from modules.generation_params import GenerationParams
+from modules.generation_params import USE_SAME_CHECKPOINT, GenerationParams
 from modules.services import Services
 from modules.ui.extra_networks import ExtraNetworksPanel
 from modules.ui.generation_tab import GenerationTab
@@ -27,7 +27,7 @@ def hires_summary(*values: float) -> str:
 
 
 def hires_accordion(tab: GenerationTab, services: Services) -> None:
-    """Hires. fix: upscaler, steps, denoising strength, target size, sampler and prompts."""
+    """Hires. fix: upscaler, steps, denoising strength, target size, checkpoint, sampler and prompts."""
     with gr.Accordion("Hires. fix", open=False, elem_id=f"{TAB}_hr"):
         with gr.Row():
             tab.control("enable_hr", scale=1)
@@ -42,6 +42,8 @@ def hires_accordion(tab: GenerationTab, services: Services) -> None:
             tab.control("hr_resize_x")
             tab.control("hr_resize_y")
         with gr.Row():
+            tab.control("hr_checkpoint_name", choices=[USE_SAME_CHECKPOINT, *services.models.titles()],
+                        allow_custom_value=True)
             tab.control("hr_sampler_name")
             tab.control("hr_scheduler")
         tab.control("hr_prompt", lines=2, placeholder="Prompt for hires fix pass (empty: the same as the first)")
