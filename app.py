@@ -10,6 +10,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from modules import cpu_threads  # noqa: E402
 from modules.cmd_args import parse_args, parse_credentials, read_credentials_file  # noqa: E402
 from modules.paths import REPO_ROOT, DataPaths  # noqa: E402
 
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {exc}")
     warn_if_open(args, gradio_auth, api_auth)
     _quiet_library_logs()
+    cpu_threads.single_threaded()  # multi-threaded torch work belongs to the engine's worker
     services = create_services(args)
     if args.download_face_models:
         download_face_models_at_start(services.paths.models)

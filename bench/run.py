@@ -49,15 +49,19 @@ def _engine_vs_diffusers(prompt_for, rounds: int) -> float:
     """Engine time per image / diffusers StableDiffusionPipeline time, same demo-model weights and
     settings (20 steps, 256x256, Euler a, CFG 7), alternated after a warm-up round, each going first in
     every other round; the fastest round of each, since other load on a shared machine only ever adds
-    time. `prompt_for(round)` gives each round's prompt."""
+    time. `prompt_for(round)` gives each round's prompt.
+
+    All torch work, both pipelines' and the loading, runs on the engine's worker thread, as in the app.
+    Torch work on a second thread would give that thread an OpenMP pool of its own, and with more pooled
+    threads than cores libgomp stops spinning between ops, which slows both sides by a third on 2 cores."""
     import torch
 
     from modules.engine import Engine
     from modules.generation import RunSettings, Txt2Img
     from modules.generation_params import GenerationParams
 
-    model, pipe = _demo_model(with_pipeline=True)
     engine = Engine()
+    model, pipe = engine.call("load", lambda ctx: _demo_model(with_pipeline=True))
     ours, theirs = [], []
 
     def run_engine(seed: int) -> None:
@@ -66,8 +70,9 @@ def _engine_vs_diffusers(prompt_for, rounds: int) -> float:
         engine.call("bench", lambda ctx: Txt2Img(model, params, ctx, RunSettings()).run())
 
     def run_diffusers(seed: int) -> None:
-        pipe(prompt_for(seed), negative_prompt="blurry", num_inference_steps=20, width=256,
-             height=256, guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(seed))
+        engine.call("diffusers", lambda ctx: pipe(
+            prompt_for(seed), negative_prompt="blurry", num_inference_steps=20, width=256, height=256,
+            guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(seed)))
 
     run_engine(0), run_diffusers(0)  # warm-up
     for i in range(1, rounds + 1):
@@ -209,8 +214,8 @@ def preview_overhead_ratio(rounds: int = 5) -> float:
     from modules.options import OPTIONS
     from modules.ui.generation_tab import POLL_SECONDS
 
-    model = _demo_model()
     engine = Engine()
+    model = engine.call("load", lambda ctx: _demo_model())  # torch work on the worker only, as in the app
     every = OPTIONS["show_progress_every_n_steps"].default
     params = GenerationParams(prompt="a lighthouse at dusk", steps=20, width=256, height=256, sampler_name="Euler a")
 

@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, TypeVar
 
+from modules import cpu_threads
 from modules.errors import OutOfMemory
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class Engine:
             return None
         if cached is not None and cached[0] == key:
             return cached[1]
+        cpu_threads.single_threaded()  # built in the asking thread, which must not start an OpenMP pool
         try:
             image = make()
         except Exception:
@@ -174,6 +176,7 @@ class Engine:
             self._progress = replace(self._progress, **changes)
 
     def _work(self) -> None:
+        cpu_threads.mark_compute_thread()
         while (job := self._queue.get()) is not None:
             if not job.future.set_running_or_notify_cancel():
                 continue

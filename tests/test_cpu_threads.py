@@ -1,0 +1,60 @@
+"""Only the engine's worker starts an OpenMP pool: other threads run torch single-threaded."""
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+import torch
+
+from modules import cpu_threads
+from modules.engine import Engine
+
+pytestmark = pytest.mark.skipif(cpu_threads._gnu_openmp() is None or torch.get_num_threads() < 2,
+                                reason="needs GNU OpenMP and two cores")
+
+
+def in_new_thread(work):
+    """Run `work()` in a new thread (which stays alive until it returns) and give back its result."""
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(result=work()))
+    thread.start()
+    thread.join()
+    return out["result"]
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def pool_threads_started(settle: bool) -> int:
+    """How many OS threads a new thread's parallel torch op adds to the process (its OpenMP pool)."""
+    def work() -> int:
+        if settle:
+            cpu_threads.single_threaded()
+        before = os_threads()
+        torch.ones(4_000_000).mul_(2)  # far above torch's grain size: runs as a parallel region
+        return os_threads() - before
+    return in_new_thread(work)
+
+
+def test_a_single_threaded_thread_starts_no_openmp_pool():
+    assert pool_threads_started(settle=False) >= 1, "the runtime starts a pool for a new thread's parallel op"
+    assert pool_threads_started(settle=True) == 0
+
+
+def test_previews_are_built_single_threaded_and_the_worker_keeps_every_core():
+    engine = Engine()
+    try:
+        cores = engine.call("count", lambda ctx: torch.get_num_threads())
+        engine.submit("offer", lambda ctx: (ctx.set_preview(lambda: torch.get_num_threads()), ctx.report_step(1),
+                                            threading.Event().wait(2)))
+        for _ in range(100):
+            seen = in_new_thread(engine.preview)
+            if seen is not None:
+                break
+            threading.Event().wait(0.02)
+        assert seen == 1, "the asking thread built the preview on itself alone"
+        assert engine.call("count", lambda ctx: torch.get_num_threads()) == cores >= 2
+    finally:
+        engine.shutdown()
