@@ -124,3 +124,17 @@ def test_sd_upscale_redraws_tiles_at_the_new_size(services, photo):
     assert steps == [8] * 9 * 2
     lanczos = np.asarray(photo.resize((128, 128), Image.Resampling.LANCZOS), dtype=int)
     assert np.abs(np.asarray(result.images[0], dtype=int) - lanczos).mean() > 0
+
+
+def test_outpainting_mk2_grows_the_chosen_sides_and_keeps_the_image(services, photo):
+    values = {"Pixels to expand": 32, "Mask blur": 0, "Outpainting direction": ["left", "up"], "Color variation": 0.2}
+    result = generate_img2img(services, photo, "Outpainting mk2", values, denoising_strength=0.8)
+    (image,) = result.images
+    assert image.size == (96, 96)
+    out = np.asarray(image, dtype=int)
+    assert (out[32:, 32:] == np.asarray(photo, dtype=int)).all(), "the old image is composited back unchanged"
+    assert out[:32].std() > 0 and "Mask blur: 0" in result.infotexts[0]
+    again = generate_img2img(services, photo, "Outpainting mk2", values, denoising_strength=0.8)
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(image))
+    with pytest.raises(UserError, match="at least one outpainting direction"):
+        generate_img2img(services, photo, "Outpainting mk2", {"Outpainting direction": []})

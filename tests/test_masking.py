@@ -70,3 +70,16 @@ def test_outpainting_canvas_grows_the_chosen_sides_to_multiples_of_8():
     assert mask.getbbox() == (0, 0, 96, 72)
     assert mask.getpixel((36 + 59, 0)) == 0 and mask.getpixel((35, 0)) == 255  # the image sits top right
     assert canvas.getpixel((5, 60)) == (0, 128, 0)  # the new area starts from the image's colours
+
+
+def test_outpainting_noise_grows_away_from_the_image_and_repeats_by_seed():
+    from modules.outpainting import add_falloff_noise, expand_canvas
+
+    canvas, mask = expand_canvas(Image.new("RGB", (64, 64), (120, 90, 60)), 64, ["right"])
+    noisy = np.asarray(add_falloff_noise(canvas, mask, 64, 1.0, 0.2, seed=3), dtype=float)
+    plain = np.asarray(canvas, dtype=float)
+    assert (noisy[:, :64] == plain[:, :64]).all(), "the image itself gets no noise"
+    near, far = np.abs(noisy - plain)[:, 64:72].mean(), np.abs(noisy - plain)[:, 120:].mean()
+    assert 0 < near < far / 3
+    assert np.array_equal(noisy, np.asarray(add_falloff_noise(canvas, mask, 64, 1.0, 0.2, seed=3)))
+    assert add_falloff_noise(canvas, mask, 64, 1.0, 0.0, seed=3) is canvas

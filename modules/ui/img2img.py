@@ -10,7 +10,6 @@ from PIL import Image
 from modules.errors import UserError
 from modules.generation_params import GenerationParams
 from modules.img2img import Img2ImgInputs
-from modules.outpainting import DIRECTIONS, expand_canvas
 from modules.services import Services
 from modules.ui.extra_networks import ExtraNetworksPanel
 from modules.ui.generation_tab import GenerationTab
@@ -113,13 +112,6 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
             with gr.Accordion("Inpainting", open=False, elem_id="img2img_inpaint_controls"):
                 for name in MASK_FIELDS:
                     tab.control(name)
-            with gr.Accordion("Outpainting", open=False, elem_id="img2img_outpainting"):
-                outpaint = gr.Checkbox(label="Extend the canvas and inpaint the new area", value=False,
-                                       elem_id="img2img_outpaint_enable")
-                outpaint_pixels = gr.Slider(label="Pixels to expand", minimum=8, maximum=256, step=8, value=128,
-                                            elem_id="img2img_outpaint_pixels")
-                outpaint_sides = gr.CheckboxGroup(label="Outpainting direction", choices=list(DIRECTIONS),
-                                                  value=list(DIRECTIONS), elem_id="img2img_outpaint_directions")
             script_inputs = script_controls(services, TAB)
         with gr.Column():
             tab.output_column()
@@ -127,21 +119,11 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
     interrogate.click(lambda: gr.Warning(INTERROGATE_NOTE), api_name="interrogate")
 
     def submit(params: GenerationParams, extra: list) -> Future:
-        mode_value, images, batch_values, outpaint_values = extra[0], extra[1:7], extra[7:10], extra[10:13]
-        mode_value = int(mode_value or 0)
+        mode_value, images, batch_values = int(extra[0] or 0), extra[1:7], extra[7:10]
         if mode_value == BATCH:
             return services.img2img_batch(params, *batch_values)
-        inputs = inputs_for(mode_value, images)
-        enabled, pixels, sides = outpaint_values
-        if enabled:
-            if not sides:
-                raise UserError("Pick at least one outpainting direction")
-            canvas, mask = expand_canvas(inputs.images[0], int(pixels), sides)
-            inputs = Img2ImgInputs([canvas], mask)
-            params.width, params.height = canvas.size
-        return services.img2img(params, inputs, extra[13:])
+        return services.img2img(params, inputs_for(mode_value, images), extra[10:])
 
     tab.wire(clip_skip, submit, [mode, tab.image, tab.sketch, tab.inpaint, tab.inpaint_sketch, tab.upload_image,
-                                 tab.upload_mask, batch_in, batch_out, batch_mask, outpaint, outpaint_pixels,
-                                 outpaint_sides, *script_inputs])
+                                 tab.upload_mask, batch_in, batch_out, batch_mask, *script_inputs])
     return tab
