@@ -23,18 +23,19 @@ def in_new_thread(work):
     return out["result"]
 
 
-def os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+def os_threads() -> set[str]:
+    return set(os.listdir("/proc/self/task"))
 
 
 def pool_threads_started(settle: bool) -> int:
-    """How many OS threads a new thread's parallel torch op adds to the process (its OpenMP pool)."""
+    """How many new OS threads a new thread's parallel torch op starts (its OpenMP pool); threads that end
+    meanwhile elsewhere in the process don't count."""
     def work() -> int:
         if settle:
             cpu_threads.single_threaded()
         before = os_threads()
         torch.ones(4_000_000).mul_(2)  # far above torch's grain size: runs as a parallel region
-        return os_threads() - before
+        return len(os_threads() - before)
     return in_new_thread(work)
 
 
