@@ -18,7 +18,7 @@ from modules.engine import JobContext
 from modules.errors import UserError
 from modules.file_names import NameFields
 from modules.face_restoration import MissingWeightsError, missing_weights_message
-from modules.generation_params import GenerationParams, same_checkpoint
+from modules.generation_params import GenerationParams
 from modules.image_tools import ImageTools
 from modules.infotext import create_infotext
 from modules.limits import Limits
@@ -214,7 +214,7 @@ class Txt2Img:
     def _hires_checkpoint(self) -> str:
         """The "Hires checkpoint" value to run and write: the hires model's title when it has its own."""
         p = self.params
-        if not (p.enable_hr and self.supports_hires) or same_checkpoint(p.hr_checkpoint_name):
+        if not self.supports_hires or p.hires_checkpoint is None:
             return p.hr_checkpoint_name
         if self.hires_model is None:
             raise UserError(f"Hires checkpoint {p.hr_checkpoint_name} is not loaded for this job")

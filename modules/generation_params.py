@@ -56,11 +56,6 @@ def _hires_resize(p: Any) -> bool:
     return bool(p.hr_resize_x or p.hr_resize_y)
 
 
-def same_checkpoint(name: str) -> bool:
-    """Whether a "Hires checkpoint" value means the first pass's checkpoint (A1111's API sends null or "")."""
-    return name in ("", "None", USE_SAME_CHECKPOINT)
-
-
 def _varied(p: Any) -> bool:
     return p.subseed_strength > 0
 
@@ -120,7 +115,7 @@ class GenerationParams:
                               tabs=TXT2IMG, jobs=HIRES)
     hr_checkpoint_name: str = _field(USE_SAME_CHECKPOINT, label="Hires checkpoint", infotext="Hires checkpoint",
                                      widget="dropdown", tabs=TXT2IMG, jobs=HIRES,
-                                     when=lambda p: not same_checkpoint(p.hr_checkpoint_name))
+                                     when=lambda p: p.hires_checkpoint is not None)
     hr_sampler_name: str = _field(USE_SAME_SAMPLER, label="Hires sampling method", infotext="Hires sampler",
                                   widget="dropdown", tabs=TXT2IMG, jobs=HIRES, omit_default=True)
     hr_scheduler: str = _field(USE_SAME_SCHEDULER, label="Hires schedule type", infotext="Hires schedule type",
@@ -142,6 +137,13 @@ class GenerationParams:
     inpaint_full_res_padding: int = _field(32, label="Only masked padding, pixels", infotext="Masked area padding",
                                            widget="slider", minimum=0, maximum=256, step=4, tabs=IMG2IMG,
                                            jobs=INPAINT)
+
+    @property
+    def hires_checkpoint(self) -> str | None:
+        """The checkpoint hires fix's second pass runs on when it names one of its own, else None
+        ("Use same checkpoint"; A1111's API also sends null, "" or "None")."""
+        own = self.enable_hr and self.hr_checkpoint_name not in ("", "None", USE_SAME_CHECKPOINT)
+        return self.hr_checkpoint_name if own else None
 
     @classmethod
     def fields(cls) -> Iterator[tuple[dataclasses.Field, FieldSpec]]:

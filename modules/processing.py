@@ -268,7 +268,7 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
         if p.all_prompts else plan
     job.hooks = _ScriptHooks(p)
     job.extra_infotext.update({k: str(v) for k, v in p.extra_generation_params.items() if v is not None})
-    with services.hires_model(job.params if job.supports_hires else None) as job.hires_model:
+    with services.hires_model(job.params.hires_checkpoint if job.supports_hires else None) as job.hires_model:
         result = job.run()
     if vae_problem:
         result.warnings.insert(0, vae_problem)

@@ -16,7 +16,7 @@ from modules.engine import Engine, JobContext
 from modules.errors import UserError
 from modules.extras import ExtrasJob, ExtrasParams, ExtrasResult, ExtrasSettings
 from modules.generation import GenerationResult, RunSettings, validate
-from modules.generation_params import GenerationParams, same_checkpoint
+from modules.generation_params import GenerationParams
 from modules.image_tools import ImageTools
 from modules.img2img import Img2ImgInputs
 from modules.img2img_batch import run_batch
@@ -97,8 +97,8 @@ class Services:
     def _submit(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
                 script_args: list | None) -> "Future[GenerationResult]":
         validate(p.params, Limits.from_options(self.opts))  # refused now, not after waiting in the queue
-        if p.params.enable_hr and not same_checkpoint(p.params.hr_checkpoint_name):
-            self.models.find_listed(p.params.hr_checkpoint_name)
+        if p.params.hires_checkpoint:
+            self.models.find_listed(p.params.hires_checkpoint)
         p.scripts, p.script_args = runner, list(script_args or [0])
         kind = "img2img" if p.is_img2img else "txt2img"
         p.outpath_samples = str(self.output_dir(f"outdir_{kind}_samples"))
@@ -192,16 +192,15 @@ class Services:
         return None
 
     @contextmanager
-    def hires_model(self, params: GenerationParams | None) -> Iterator[StableDiffusionModel | None]:
-        """On the worker, around a job with hires fix (`params`; None for a job without): the model its hires
-        pass runs on when "Hires checkpoint" names one (with the VAE setting applied), else None. A second
-        model lives only for the job."""
-        if params is None or not params.enable_hr or same_checkpoint(params.hr_checkpoint_name):
+    def hires_model(self, name: str | None) -> Iterator[StableDiffusionModel | None]:
+        """On the worker, around a job: the model of checkpoint `name`, which its hires pass runs on (with the
+        VAE setting applied), or None for no name. A second model lives only for the job."""
+        if name is None:
             yield None
             return
-        with self.models.borrowed(params.hr_checkpoint_name) as model:
+        with self.models.borrowed(name) as model:
             if model is not self.models.current:
-                self.sync_vae(self.opts.sd_vae, model)
+                self.sync_vae(model=model)
             yield model
 
     def extras(self, params: ExtrasParams, inputs: list, output_dir: Path | None = None,

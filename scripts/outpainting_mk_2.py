@@ -5,11 +5,9 @@ import gradio as gr
 
 import modules.scripts as scripts
 from modules.errors import UserError
+from modules.masking import ORIGINAL
 from modules.outpainting import DIRECTIONS, add_falloff_noise, expand_canvas
 from modules.processing import fix_seed, process_images
-
-ORIGINAL = 1  # "Masked content: original": the prepared canvas is where sampling starts
-
 
 class Script(scripts.Script):
     def title(self):
@@ -41,7 +39,7 @@ class Script(scripts.Script):
         fix_seed(p)
         canvas, mask = expand_canvas(p.init_images[0], int(pixels), list(direction))
         p.init_images = [add_falloff_noise(canvas, mask, int(pixels), float(exponent), float(variation), p.seed)]
-        p.mask, p.mask_blur, p.inpainting_fill = mask, int(mask_blur), ORIGINAL
+        p.mask, p.mask_blur, p.inpainting_fill = mask, int(mask_blur), ORIGINAL  # sampling starts from the canvas
         p.inpainting_mask_invert, p.inpaint_full_res = 0, 0
         p.width, p.height = canvas.size
         return process_images(p)

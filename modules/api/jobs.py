@@ -17,7 +17,7 @@ from modules.api.models import (DEFAULT_SAMPLER, GenerationApiFields, ImagesResp
 from modules.api.scripts import ScriptControls
 from modules.errors import UserError
 from modules.generation import GenerationResult
-from modules.generation_params import USE_SAME_CHECKPOINT, GenerationParams, same_checkpoint
+from modules.generation_params import GenerationParams
 from modules.infotext import VERSION, params_from_infotext, parse_infotext
 from modules.limits import Limits
 from modules.processing import (StableDiffusionProcessing, StableDiffusionProcessingImg2Img,
@@ -61,7 +61,7 @@ class Jobs:
             services.styles.apply_to_prompt("", params.styles)  # names an unknown style now, not after queueing
             if params.enable_hr:
                 hires_fix.check_upscaler(params.hr_upscaler, services.tools.upscalers)
-                params.hr_checkpoint_name = self.hires_checkpoint(params.hr_checkpoint_name)
+                self.check_hires_checkpoint(params)
             p = self.processing(request, params, overrides)
             tab = "img2img" if p.is_img2img else "txt2img"
             p.script_args = self.scripts.args_for(services.script_runners.get(tab), request.script_name,
@@ -89,14 +89,13 @@ class Jobs:
         models = self.services.models
         return models.title(models.find_listed(name))
 
-    def hires_checkpoint(self, name: str) -> str:
-        """hr_checkpoint_name as the job takes it: a listed checkpoint's title, or "Use same checkpoint"."""
-        if same_checkpoint(name):
-            return USE_SAME_CHECKPOINT
-        try:
-            return self.listed_checkpoint(name)
-        except UserError as exc:
-            raise RequestError("hr_checkpoint_name", str(exc)) from None
+    def check_hires_checkpoint(self, params: GenerationParams) -> None:
+        """A "Hires checkpoint" the request names must be a listed one; else a 422 on hr_checkpoint_name."""
+        if params.hires_checkpoint:
+            try:
+                self.services.models.find_listed(params.hires_checkpoint)
+            except UserError as exc:
+                raise RequestError("hr_checkpoint_name", str(exc)) from None
 
     def processing(self, request: GenerationApiFields, params: GenerationParams,
                    overrides: dict[str, Any]) -> StableDiffusionProcessing:
