@@ -1,0 +1,34 @@
+"""bench/gpu.py fills docs/PERFORMANCE.md's GPU lines on a machine with CUDA; here it runs the same
+code on the CPU with the demo model, so the script is known to work before a GPU is lent."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_gpu_benchmark_script_runs_every_line_on_the_cpu():
+    out = subprocess.run(
+        [sys.executable, "bench/gpu.py", "--device", "cpu", "--blueprint", "demo", "--size", "128", "--steps", "5",
+         "--rounds", "2", "--batches", "1", "2", "--no-compile", "--peak-tflops", "1"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=300).stdout
+    values = dict(line.split(": ", 1) for line in out.splitlines())
+    assert values["device"] == "cpu"
+    assert float(values["tflop_per_cfg_step"]) > 0
+    for batch in (1, 2):
+        ours, theirs = float(values[f"b{batch}_engine_it_per_s"]), float(values[f"b{batch}_diffusers_it_per_s"])
+        assert ours > 0 and theirs > 0
+        assert abs(float(values[f"b{batch}_engine_over_diffusers_speed"]) - ours / theirs) < 0.01
+        assert 0 < float(values[f"b{batch}_share_of_peak"]) < 1
+    assert not any("compile" in key for key in values)
+
+
+def test_card_peaks_are_found_by_device_name():
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu import peak_tflops
+
+    assert peak_tflops("NVIDIA H200") == 989.0
+    assert peak_tflops("NVIDIA GeForce RTX 4090") == 165.2
+    assert peak_tflops("Some Future Card") is None
