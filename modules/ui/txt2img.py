@@ -5,6 +5,7 @@ import gradio as gr
 
 from modules import hires_fix
 from modules.generation_params import USE_SAME_CHECKPOINT, GenerationParams
+from modules.model_manager import ModelManager
 from modules.services import Services
 from modules.ui.extra_networks import ExtraNetworksPanel
 from modules.ui.generation_tab import GenerationTab
@@ -26,6 +27,11 @@ def hires_summary(*values: float) -> str:
     return hires_fix.summary(params)
 
 
+def hires_checkpoint_choices(models: ModelManager) -> list[str]:
+    """The Hires checkpoint dropdown's choices: the first pass's own model, then every listed one."""
+    return [USE_SAME_CHECKPOINT, *models.titles()]
+
+
 def hires_accordion(tab: GenerationTab, services: Services) -> None:
     """Hires. fix: upscaler, steps, denoising strength, target size, checkpoint, sampler and prompts."""
     with gr.Accordion("Hires. fix", open=False, elem_id=f"{TAB}_hr"):
@@ -42,7 +48,7 @@ def hires_accordion(tab: GenerationTab, services: Services) -> None:
             tab.control("hr_resize_x")
             tab.control("hr_resize_y")
         with gr.Row():
-            tab.control("hr_checkpoint_name", choices=[USE_SAME_CHECKPOINT, *services.models.titles()],
+            tab.control("hr_checkpoint_name", choices=hires_checkpoint_choices(services.models),
                         allow_custom_value=True)
             tab.control("hr_sampler_name")
             tab.control("hr_scheduler")
