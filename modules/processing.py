@@ -257,7 +257,8 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
     plan = p.plan(services.styles)
     if p.scripts is not None:
         p.scripts.process(p)
-    vae_problem = services.sync_vae(p.override_settings.get("sd_vae"))  # X/Y/Z's VAE axis sets it per cell
+    vae = p.override_settings.get("sd_vae")  # X/Y/Z's VAE axis and the API set it per job
+    vae_problem = services.sync_vae(vae)
     settings = services.run_settings(p.outdir_option)
     if p.do_not_save_samples:
         settings = dataclasses.replace(settings, save_dir=None)
@@ -268,7 +269,7 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
         if p.all_prompts else plan
     job.hooks = _ScriptHooks(p)
     job.extra_infotext.update({k: str(v) for k, v in p.extra_generation_params.items() if v is not None})
-    with services.hires_model(job.params.hires_checkpoint if job.supports_hires else None) as job.hires_model:
+    with services.hires_model(job.params.hires_checkpoint if job.supports_hires else None, vae) as job.hires_model:
         result = job.run()
     if vae_problem:
         result.warnings.insert(0, vae_problem)

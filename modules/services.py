@@ -192,15 +192,16 @@ class Services:
         return None
 
     @contextmanager
-    def hires_model(self, name: str | None) -> Iterator[StableDiffusionModel | None]:
-        """On the worker, around a job: the model of checkpoint `name`, which its hires pass runs on (with the
-        VAE setting applied), or None for no name. A second model lives only for the job."""
+    def hires_model(self, name: str | None, vae: str | None = None) -> Iterator[StableDiffusionModel | None]:
+        """On the worker, around a job: the model of checkpoint `name`, which its hires pass runs on, or None
+        for no name. It gets the VAE `vae` names (default: the sd_vae setting), as the first pass's model
+        does. A second model lives only for the job."""
         if name is None:
             yield None
             return
         with self.models.borrowed(name) as model:
             if model is not self.models.current:
-                self.sync_vae(model=model)
+                self.sync_vae(vae, model=model)
             yield model
 
     def extras(self, params: ExtrasParams, inputs: list, output_dir: Path | None = None,

@@ -262,3 +262,22 @@ def test_the_settings_tab_swaps_the_vae_too(services, own_vae_after):
     assert services.opts.sd_vae != "broken.safetensors"
     apply_settings(services.opts, ["sd_vae"], [OTHER], store)
     assert services.models.current.vae_name == OTHER
+
+
+def test_the_xyz_vae_axis_reaches_hires_fixs_own_checkpoint(services, own_vae_after):
+    folder = services.paths.models / "Stable-diffusion"
+    (folder / "second.safetensors").write_bytes((folder / "demo.safetensors").read_bytes())
+    services.models.refresh()
+    hires = {"enable_hr": True, "hr_scale": 2, "denoising_strength": 0.5, "hr_checkpoint_name": "second.safetensors"}
+    try:
+        result = generate(services, "X/Y/Z plot", {"X type": "VAE", "X values": f"None, {OTHER}",
+                                                   "Include Sub Images": True}, **hires)
+        services.set_vae(OTHER).result(timeout=60)
+        as_setting = generate(services, **hires)
+    finally:
+        (folder / "second.safetensors").unlink()
+        services.models.refresh()
+    _, own, overridden = result.images
+    assert "Hires checkpoint: second [" in result.infotexts[2] and f"VAE: {OTHER}" in result.infotexts[2]
+    assert np.abs(np.asarray(own, dtype=np.int16) - pixels(as_setting)).mean() > 1, "the VAE file changes the image"
+    assert np.array_equal(np.asarray(overridden), pixels(as_setting)), "the cell's VAE decoded the hires pass"
