@@ -47,6 +47,7 @@ class RunSettings:
     preview_every: int = 0  # offer a live preview every this many steps; 0: none
     preview_method: str = "Approx cheap"
     negative_guidance_min_sigma: float = 0.0  # A1111's NGMS: 0 = always run the negative prompt
+    img2img_noise_multiplier: float = 1.0  # scales the noise img2img starts from ("Noise multiplier")
     vae_tiling_min_pixels: int = 0  # decode tile by tile from this many pixels; 0 = never
 
 

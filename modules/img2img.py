@@ -157,7 +157,12 @@ class Img2Img(Txt2Img):
         return torch.cat([mask, latents], dim=1)
 
     def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Skip the first (1 − denoising strength) of the schedule and noise the init latents to it."""
+        """Skip the first (1 − denoising strength) of the schedule and noise the init latents to it, with the
+        noise scaled by the Noise multiplier setting."""
+        multiplier = self.settings.img2img_noise_multiplier
+        if multiplier != 1.0:
+            self.extra_infotext["Noise multiplier"] = f"{multiplier:g}"
+            noise = noise * multiplier
         return noised_start(scheduler, self.params.steps, self.sampling_steps(), self._latents.init, noise)
 
     def image_conditioning(self, batch_size: int) -> torch.Tensor | None:

@@ -70,6 +70,9 @@ OPTIONS: dict[str, OptionInfo] = {
     "s_min_uncond": OptionInfo(0.0, "Negative Guidance minimum sigma: below this noise level, skip the negative "
                                     "prompt's UNet pass (faster, changes the image; 0 = off)",
                                section="Optimizations", minimum=0.0, maximum=15.0, step=0.01),
+    "initial_noise_multiplier": OptionInfo(1.0, "Noise multiplier for img2img: scales the noise img2img starts "
+                                                "from (below 1 keeps more of the image)",
+                                           section="img2img", minimum=0.0, maximum=1.5, step=0.001),
     "vae_tiling_min_pixels": OptionInfo(1536 * 1536, "Decode with a tiled VAE from this many pixels "
                                                      "(width × height; 0 = never), so large images fit in memory",
                                         section="Optimizations", minimum=0, step=1),

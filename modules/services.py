@@ -74,6 +74,7 @@ class Services:
                            upscale_overlap=opts.ESRGAN_tile_overlap,
                            preview_every=opts.show_progress_every_n_steps if opts.live_previews_enable else 0,
                            preview_method=opts.show_progress_type, negative_guidance_min_sigma=opts.s_min_uncond,
+                           img2img_noise_multiplier=opts.initial_noise_multiplier,
                            vae_tiling_min_pixels=opts.vae_tiling_min_pixels)
 
     @property

@@ -9,6 +9,7 @@ import threading
 from datetime import date
 
 import gradio as gr
+import numpy as np
 import pytest
 import requests
 import torch
@@ -176,6 +177,28 @@ def test_img2img_inpaints_inside_the_mask_only(server, api):
     text = info["infotexts"][0]
     assert "Denoising strength: 0.9" in text and "Masked content: latent noise" in text and "Mask blur: 0" in text
     assert parameters["init_images"] is None and parameters["mask"] is None
+
+
+def test_img2img_noise_multiplier_per_job_and_as_a_setting(server, api):
+    url, _ = server
+    source = b64(Image.new("RGB", (64, 64), (40, 120, 200)))
+    body = {"init_images": [source], "denoising_strength": 0.6, "seed": 8}
+    (plain,), info, _ = generate(api, url, "img2img", **body)
+    assert "Noise multiplier" not in info["infotexts"][0]
+    (quieter,), info, _ = generate(api, url, "img2img", **body, initial_noise_multiplier=0.5)
+    assert "Noise multiplier: 0.5" in info["infotexts"][0]
+    assert np.abs(np.asarray(quieter, dtype=np.int16) - np.asarray(plain, dtype=np.int16)).mean() > 1
+    assert api.get(f"{url}/options", timeout=10).json()["initial_noise_multiplier"] == 1.0, "for that job only"
+    assert api.post(f"{url}/options", json={"initial_noise_multiplier": 0.5}, timeout=10).status_code == 200
+    try:
+        (as_setting,), info, _ = generate(api, url, "img2img", **body)
+        (txt,), txt_info, _ = generate(api, url, seed=8)
+    finally:
+        api.post(f"{url}/options", json={"initial_noise_multiplier": 1.0}, timeout=10)
+    assert as_setting.tobytes() == quieter.tobytes() and "Noise multiplier: 0.5" in info["infotexts"][0]
+    assert "Noise multiplier" not in txt_info["infotexts"][0], "txt2img starts from plain noise"
+    response = post(api, url, "img2img", {**SMALL, **body, "initial_noise_multiplier": -1})
+    assert response.status_code == 422 and "initial_noise_multiplier" in response.json()["errors"]
 
 
 @pytest.mark.parametrize("route, body, field", [

@@ -178,7 +178,8 @@ class Img2ImgApiFields(GenerationApiFields):
     mask_blur_y: int = Field(4, ge=0, description="Vertical mask blur")
     mask_round: Annotated[bool | None, _neutral("an unrounded latent mask", _is(True), "true")] = True
     image_cfg_scale: float | None = Field(None, description="Only instruct-pix2pix models use it; none load here")
-    initial_noise_multiplier: Annotated[float | None, _neutral("scaling the initial noise", _is(1), "1")] = None
+    initial_noise_multiplier: float | None = Field(None, ge=0, description=(
+        "Scales the noise img2img starts from, for this job (the initial_noise_multiplier setting)"))
     latent_mask: Annotated[str | None, _neutral("a separate latent mask", _is(None, ""), "null")] = None
     include_init_images: bool = Field(False, description="Echo init_images and mask in the response's parameters")
 
