@@ -179,6 +179,7 @@ class Txt2Img:
         self.plan: ImagePlan | None = None  # None: ImagePlan.repeated
         self.hooks = JobHooks()
         self.hires_model: StableDiffusionModel | None = None  # hires fix's own checkpoint ("Hires checkpoint")
+        self.use_extra_network_tags = True  # False: <lora:…> tags are ignored (A1111's disable_extra_networks)
 
     @property
     def job(self) -> str:
@@ -279,7 +280,7 @@ class Txt2Img:
         """Each image's conditioning for every step, with the prompts' LoRAs and embeddings ready."""
         variant: tuple = ()
         if self.networks is not None:
-            applied = self.networks.prepare(self.model, prompts)
+            applied = self.networks.prepare(self.model, prompts, self.use_extra_network_tags)
             variant = applied.variant
             result.warnings.extend(w for w in applied.warnings if w not in result.warnings)
             self.extra_infotext.update(applied.infotext)
@@ -457,6 +458,7 @@ class HiresPass(Txt2Img):
         super().__init__(first.hires_model or first.model, hires_fix.second_pass_params(first.params), first.ctx,
                          first.settings, first.networks, first.tools)
         self.first = first
+        self.use_extra_network_tags = first.use_extra_network_tags
         self.size = hires_fix.hires_size(first.params)
         self.upscaler = first.params.hr_upscaler
         self.step_offset = first.sampling_steps()

@@ -22,14 +22,15 @@ class Networks:
     embeddings: EmbeddingDatabase
     loras: LoraLibrary
 
-    def prepare(self, model: StableDiffusionModel, prompts: list[str]) -> AppliedLoras:
-        """Make the current embeddings usable and activate the LoRAs the prompts name."""
+    def prepare(self, model: StableDiffusionModel, prompts: list[str], use_tags: bool = True) -> AppliedLoras:
+        """Make the current embeddings usable and activate the LoRAs the prompts name (with `use_tags`
+        false, A1111's disable_extra_networks, none: the tags are only taken out of the prompts)."""
         self.embeddings.refresh()
         encoder = model.prompt_encoder
         usable = self.embeddings.compatible(encoder.widths)
         encoder.set_embeddings(usable, version=self.embeddings.version)
         tags = [tag for prompt in dict.fromkeys(prompts)
-                for tag in prompt_parser.extract_extra_networks(prompt)[1]]
+                for tag in prompt_parser.extract_extra_networks(prompt)[1]] if use_tags else []
         applied = self.loras.apply(model, tags)
         applied.warnings.extend(self._unusable_embeddings(prompts, usable, model.family))
         for kind in sorted({tag.kind for tag in tags} - set(HANDLED_KINDS)):

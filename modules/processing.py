@@ -34,6 +34,7 @@ class StableDiffusionProcessing:
     outpath_grids: str | None = None
     do_not_save_samples = False
     do_not_save_grid = False
+    disable_extra_networks = False  # True: the prompts' <lora:…> tags are taken out but not used
     sd_model = None
     scripts = None
     iteration = 0
@@ -268,6 +269,7 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
     job.plan = ImagePlan(p.all_prompts, p.all_negative_prompts, p.all_seeds, p.all_subseeds or []) \
         if p.all_prompts else plan
     job.hooks = _ScriptHooks(p)
+    job.use_extra_network_tags = not p.disable_extra_networks
     job.extra_infotext.update({k: str(v) for k, v in p.extra_generation_params.items() if v is not None})
     with services.hires_model(job.params.hires_checkpoint if job.supports_hires else None, vae) as job.hires_model:
         result = job.run()

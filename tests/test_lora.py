@@ -1,8 +1,13 @@
 """LoRA files in the kohya/A1111 format, applied at a weight and removed without reloading."""
+import base64
+import io
+import json
+
 import numpy as np
 import pytest
 import torch
 from network_files import kohya_lora
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from modules.generation import RunSettings, Txt2Img
@@ -79,3 +84,34 @@ def test_addnet_hash_skips_the_safetensors_header(tmp_path):
     save_file({"a": torch.ones(2)}, str(tmp_path / "x.safetensors"), metadata={"note": "one"})
     save_file({"a": torch.ones(2)}, str(tmp_path / "y.safetensors"), metadata={"note": "another"})
     assert addnet_hash(tmp_path / "x.safetensors") == addnet_hash(tmp_path / "y.safetensors")
+
+
+def test_disable_extra_networks_takes_the_tags_out_without_using_them(tmp_path, demo_checkpoint):
+    from fastapi.testclient import TestClient
+    from script_services import services_with_scripts
+
+    from modules.api.server import create_app
+
+    services = services_with_scripts(tmp_path, demo_checkpoint, [])
+    try:
+        model = services.models.current
+        (services.paths.models / "Lora").mkdir(parents=True, exist_ok=True)
+        kohya_lora(services.paths.models / "Lora" / "tiny.safetensors", model.unet, model.text_encoders[0], seed=1)
+        client = TestClient(create_app(services, []))
+        body = {"prompt": "a house", "steps": 3, "width": 64, "height": 64, "seed": 11, "sampler_name": "Euler"}
+
+        def txt2img(**extra) -> tuple[bytes, str]:
+            response = client.post("/sdapi/v1/txt2img", json={**body, **extra})
+            assert response.status_code == 200, response.text
+            answer = response.json()
+            pixels = Image.open(io.BytesIO(base64.b64decode(answer["images"][0]))).tobytes()
+            return pixels, json.loads(answer["info"])["infotexts"][0]
+
+        plain, _ = txt2img()
+        tagged, tagged_text = txt2img(prompt="a house <lora:tiny:1>")
+        disabled, disabled_text = txt2img(prompt="a house <lora:tiny:1>", disable_extra_networks=True)
+    finally:
+        services.engine.shutdown()
+    assert tagged != plain and "Lora hashes" in tagged_text
+    assert disabled == plain, "the tag was taken out of the prompt and the LoRA not used"
+    assert "Lora hashes" not in disabled_text and disabled_text.startswith("a house <lora:tiny:1>\n")

@@ -115,6 +115,7 @@ class Jobs:
         p.do_not_save_samples = request.do_not_save_samples or not request.save_images
         p.do_not_save_grid = request.do_not_save_grid or not request.save_images
         p.override_settings = overrides
+        p.disable_extra_networks = bool(request.disable_extra_networks)
         p.override_settings_restore_afterwards = request.override_settings_restore_afterwards
         return p
 

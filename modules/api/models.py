@@ -110,7 +110,6 @@ def _off(value: Any) -> bool:
 
 
 REFINER = _neutral("a refiner checkpoint", _off, "null")
-EXTRA_NETWORKS = _neutral("turning off extra networks", _is(False), "false")
 NOISE = "the sampler's churn and noise settings"
 
 
@@ -142,7 +141,8 @@ class GenerationApiFields(BaseModel):
     s_noise: Annotated[float | None, _neutral(NOISE, _is(1), "1")] = None
     refiner_checkpoint: Annotated[str | None, REFINER] = None
     refiner_switch_at: float | None = None
-    disable_extra_networks: Annotated[bool | None, EXTRA_NETWORKS] = False
+    disable_extra_networks: bool | None = Field(False, description="Take <lora:…> tags out of the prompts "
+                                                                  "without using them")
 
     def chosen_sampler(self) -> str:
         """sampler_name, else the legacy sampler_index, else A1111's API default."""
