@@ -3,7 +3,6 @@ decode → (face restoration) → save."""
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +35,7 @@ class RunSettings:
 
     randn_source: str = "CPU"
     eta_noise_seed_delta: int = 0
+    ddim_eta: float = 0.0  # A1111's "Eta for DDIM"
     limits: Limits = Limits()
     save_dir: Path | None = None  # None: don't save
     naming: images.FileNaming = field(default_factory=images.FileNaming)  # file names and format
@@ -334,6 +334,19 @@ class Txt2Img:
         """A hook for each decoded image (img2img composites it back into the original)."""
         return image
 
+    def _step_arguments(self, seeds: list[int], gens: list[torch.Generator]) -> dict:
+        """The scheduler step's eta (DDIM) and noise generators, noting Eta DDIM and ENSD in the infotext."""
+        info, settings, extra = samplers.sampler_info(self.params.sampler_name), self.settings, {}
+        if info.accepts_eta and settings.ddim_eta:
+            extra["eta"] = settings.ddim_eta
+            self.extra_infotext["Eta DDIM"] = f"{settings.ddim_eta:g}"
+        if info.accepts_generator:
+            extra["generator"] = rng.sampler_generators(seeds, gens, self.model.device, settings.randn_source,
+                                                         settings.eta_noise_seed_delta)
+            if settings.eta_noise_seed_delta and (info.stochastic or "eta" in extra):
+                self.extra_infotext["ENSD"] = str(settings.eta_noise_seed_delta)
+        return extra
+
     def denoise(self, latents: torch.Tensor, conditioning: StepConditioning, seeds: list[int],
                 gens: list[torch.Generator]) -> torch.Tensor:
         """The sampling loop with classifier-free guidance; stops early on interrupt or skip."""
@@ -342,10 +355,7 @@ class Txt2Img:
         scheduler.set_timesteps(p.steps, device=m.device)
         timesteps, latents = self.start(scheduler, latents)
         conditioning_channels = self.image_conditioning(len(seeds))
-        extra = {}
-        if "generator" in inspect.signature(scheduler.step).parameters:
-            extra["generator"] = rng.sampler_generators(seeds, gens, m.device, self.settings.randn_source,
-                                                         self.settings.eta_noise_seed_delta)
+        extra = self._step_arguments(seeds, gens)
         order = getattr(scheduler, "order", 1)
         time_ids = self._sdxl_time_ids(conditioning.at(0).embeds.shape[0])
         if self.settings.negative_guidance_min_sigma > 0:

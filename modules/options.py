@@ -67,6 +67,8 @@ OPTIONS: dict[str, OptionInfo] = {
     "emphasis": OptionInfo("Original", "Emphasis mode", choices=("Original", "No norm", "Ignore", "None")),
     "randn_source": OptionInfo("CPU", "Random number generator source", choices=("CPU", "GPU")),
     "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta (ENSD)", minimum=0, step=1),
+    "eta_ddim": OptionInfo(0.0, "Eta for DDIM: how much fresh noise each DDIM step adds (0: none, 1: as DDPM)",
+                           section="Sampler parameters", minimum=0.0, maximum=1.0, step=0.01),
     "s_min_uncond": OptionInfo(0.0, "Negative Guidance minimum sigma: below this noise level, skip the negative "
                                     "prompt's UNet pass (faster, changes the image; 0 = off)",
                                section="Optimizations", minimum=0.0, maximum=15.0, step=0.01),

@@ -67,6 +67,7 @@ class Services:
         opts = self.opts
         save_dir = self.output_dir(outdir_option) if opts.samples_save else None
         return RunSettings(randn_source=opts.randn_source, eta_noise_seed_delta=opts.eta_noise_seed_delta,
+                           ddim_eta=opts.eta_ddim,
                            limits=Limits.from_options(opts), save_dir=save_dir,
                            naming=images.FileNaming.from_options(opts),
                            encoder_options=self.encoder_options, face_restoration_model=opts.face_restoration_model,

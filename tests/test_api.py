@@ -201,6 +201,19 @@ def test_img2img_noise_multiplier_per_job_and_as_a_setting(server, api):
     assert response.status_code == 422 and "initial_noise_multiplier" in response.json()["errors"]
 
 
+def test_eta_is_ddims_eta_for_that_job(server, api):
+    url, _ = server
+    (zero,), info, _ = generate(api, url, sampler_name="DDIM", eta=0)
+    (one,), info_one, _ = generate(api, url, sampler_name="DDIM", eta=1.0)  # what webuiapi sends by default
+    assert "Eta DDIM" not in info["infotexts"][0] and "Eta DDIM: 1," in info_one["infotexts"][0]
+    assert zero.tobytes() != one.tobytes()
+    assert api.get(f"{url}/options", timeout=10).json()["eta_ddim"] == 0
+    generate(api, url, sampler_name="Euler", eta=0.3)  # a sampler without eta ignores it, as in A1111
+    for sampler, eta in (("DDIM", 1.5), ("Euler a", 0.5)):
+        response = post(api, url, "txt2img", {**SMALL, "sampler_name": sampler, "eta": eta})
+        assert response.status_code == 422 and "eta" in response.text, (sampler, eta)
+
+
 @pytest.mark.parametrize("route, body, field", [
     ("txt2img", {"width": -64}, "width"),
     ("txt2img", {"steps": 151}, "steps"),

@@ -143,3 +143,27 @@ def test_repeating_a_prompt_does_not_run_the_text_encoder_again(engine, demo_mod
     run(engine, demo_model, prompt="a unique [cat:dog:2] prompt AND a tree", negative_prompt="ugly", steps=3,
         seed=99)
     assert demo_model.prompt_encoder.encoder_calls == calls
+
+
+def _run(engine, model, sampler: str, **settings):
+    params = GenerationParams(prompt="a red house", steps=4, width=64, height=64, seed=5, sampler_name=sampler)
+    result = engine.call("t", lambda ctx: Txt2Img(model, params, ctx, RunSettings(**settings)).run())
+    return np.asarray(result.images[0]), result.infotexts[0]
+
+
+def test_ddim_eta_adds_seeded_noise_and_is_written(engine, demo_model):
+    plain, plain_text = _run(engine, demo_model, "DDIM")
+    noisy, text = _run(engine, demo_model, "DDIM", ddim_eta=1.0)
+    again, _ = _run(engine, demo_model, "DDIM", ddim_eta=1.0)
+    shifted, shifted_text = _run(engine, demo_model, "DDIM", ddim_eta=1.0, eta_noise_seed_delta=31337)
+    assert "Eta DDIM" not in plain_text and "Eta DDIM: 1," in text
+    assert not np.array_equal(plain, noisy) and np.array_equal(noisy, again)
+    assert not np.array_equal(noisy, shifted) and "ENSD: 31337" in shifted_text
+
+
+def test_ensd_is_written_only_for_samplers_that_draw_noise(engine, demo_model):
+    _, ancestral = _run(engine, demo_model, "Euler a", eta_noise_seed_delta=31337)
+    _, plain = _run(engine, demo_model, "Euler", eta_noise_seed_delta=31337)
+    _, ddim = _run(engine, demo_model, "DDIM", eta_noise_seed_delta=31337)
+    assert "ENSD: 31337" in ancestral
+    assert "ENSD" not in plain and "ENSD" not in ddim

@@ -38,10 +38,6 @@ class ApiJob:
     timestamp: str
 
 
-# Request fields that set the setting of the same name for their job only.
-SETTING_FIELDS = ("s_min_uncond", "initial_noise_multiplier")
-
-
 class Jobs:
     """Builds, queues and answers the API's generation jobs."""
 
@@ -52,8 +48,7 @@ class Jobs:
     def submit(self, request: GenerationApiFields) -> ApiJob:
         """Check the request against this server's state and queue it; RequestError or UserError if it can't run."""
         services = self.services
-        per_request = {key: value for key in SETTING_FIELDS if (value := getattr(request, key, None)) is not None}
-        overrides = self.overrides({**per_request, **request.override_settings})
+        overrides = self.overrides({**request.job_settings(), **request.override_settings})
         values = generation_values(request)
         values["clip_skip"] = overrides.get(CLIP_SKIP, values.get("clip_skip", services.opts.CLIP_stop_at_last_layers))
         try:

@@ -113,6 +113,10 @@ REFINER = _neutral("a refiner checkpoint", _off, "null")
 NOISE = "the sampler's churn and noise settings"
 
 
+# Request fields that set the setting of the same name for their job only.
+SETTING_FIELDS = ("s_min_uncond", "initial_noise_multiplier")
+
+
 class GenerationApiFields(BaseModel):
     """What txt2img and img2img requests hold beside the generation fields: A1111's API-only fields, and
     fields of features this server lacks, which accept only their neutral values."""
@@ -132,8 +136,8 @@ class GenerationApiFields(BaseModel):
     do_not_save_grid: bool = False
     infotext: str | None = Field(None, description="Generation parameters text; fills fields the request leaves out")
     comments: dict[str, Any] | None = None
-    eta: float | None = Field(None, description="Accepted when it is the sampler's own: 1 for ancestral and SDE "
-                                                "samplers, 0 for DDIM; other samplers don't use it")
+    eta: float | None = Field(None, description="DDIM: 0 to 1, the eta_ddim setting for this job; ancestral and SDE "
+                                                "samplers accept only their own 1; other samplers don't use it")
     s_min_uncond: float | None = None  # the s_min_uncond setting (Negative Guidance minimum sigma) for this job
     s_churn: Annotated[float | None, _neutral(NOISE, _is(0), "0")] = None
     s_tmax: Annotated[float | None, _neutral(NOISE, _is(0, math.inf), "0")] = None
@@ -155,11 +159,20 @@ class GenerationApiFields(BaseModel):
             _sampler(self.sampler_index)
         if self.eta is not None:
             info = samplers.sampler_info(self.chosen_sampler())
-            used = 0.0 if info.label == "DDIM" else 1.0 if info.stochastic else None
-            if used is not None and self.eta != used:
+            if info.accepts_eta and not 0 <= self.eta <= 1:
+                raise ValueError(f"eta for {info.label} must be between 0 and 1, got {self.eta}")
+            if info.stochastic and self.eta != 1:
                 raise ValueError(f"eta {self.eta} is not supported by this server yet: {info.label} runs with eta "
-                                 f"{used:g}; send {used:g} or leave eta out")
+                                 "1; send 1 or leave eta out")
         return self
+
+    def job_settings(self) -> dict[str, Any]:
+        """Settings this request sets for its job only: those of SETTING_FIELDS, and eta_ddim from eta when the
+        sampler is DDIM."""
+        values = {key: value for key in SETTING_FIELDS if (value := getattr(self, key, None)) is not None}
+        if self.eta is not None and samplers.sampler_info(self.chosen_sampler()).accepts_eta:
+            values["eta_ddim"] = self.eta
+        return values
 
 
 class Txt2ImgApiFields(GenerationApiFields):
