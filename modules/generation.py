@@ -17,7 +17,7 @@ from modules.engine import JobContext
 from modules.errors import UserError
 from modules.file_names import NameFields
 from modules.face_restoration import MissingWeightsError, missing_weights_message
-from modules.generation_params import GenerationParams
+from modules.generation_params import NO_REFINER, GenerationParams
 from modules.image_tools import ImageTools
 from modules.infotext import create_infotext
 from modules.limits import Limits
@@ -161,6 +161,15 @@ def encode_image(model: StableDiffusionModel, image: Image.Image) -> torch.Tenso
     return latents.to(model.latent_dtype)
 
 
+@dataclass
+class Refiner:
+    """The model sampling switches to, its conditioning of the batch's prompts, and the step it takes over at."""
+
+    model: StableDiffusionModel
+    conditioning: StepConditioning
+    step: int
+
+
 class Txt2Img:
     """Runs one txt2img job on a loaded model, reporting progress to `ctx`. Img2Img builds on it."""
 
@@ -179,6 +188,8 @@ class Txt2Img:
         self.plan: ImagePlan | None = None  # None: ImagePlan.repeated
         self.hooks = JobHooks()
         self.hires_model: StableDiffusionModel | None = None  # hires fix's own checkpoint ("Hires checkpoint")
+        self.refiner_model: StableDiffusionModel | None = None  # the "Refiner" checkpoint
+        self.refiner_step: int | None = None  # the sampling step at which the refiner takes over
         self.use_extra_network_tags = True  # False: <lora:…> tags are ignored (A1111's disable_extra_networks)
 
     @property
@@ -191,7 +202,8 @@ class Txt2Img:
         validate(p, self.settings.limits)
         sampler, schedule = samplers.resolve(p.sampler_name, p.scheduler)
         p = self.params = replace(p, sampler_name=sampler, scheduler=schedule, seed=rng.resolve_seed(p.seed),
-                                  subseed=rng.resolve_seed(p.subseed), hr_checkpoint_name=self._hires_checkpoint())
+                                  subseed=rng.resolve_seed(p.subseed), hr_checkpoint_name=self._hires_checkpoint(),
+                                  refiner_checkpoint=self._refiner_checkpoint())
         hires = HiresPass(self) if p.enable_hr and self.supports_hires else None
         self._check_face_restoration()
         result = GenerationResult(params=p)
@@ -222,19 +234,40 @@ class Txt2Img:
             raise UserError(f"Hires checkpoint {p.hr_checkpoint_name} is not loaded for this job")
         return self.hires_model.short_title
 
+    def _refiner_checkpoint(self) -> str:
+        """The "Refiner" value to run and write: the refiner's title when sampling switches to it, else
+        "None". Sets `refiner_step`; a refiner of another kind than the model is refused."""
+        p, refiner = self.params, self.refiner_model
+        if p.refiner is None:
+            return p.refiner_checkpoint
+        if refiner is None:
+            raise UserError(f"Refiner {p.refiner_checkpoint} is not loaded for this job")
+        m = self.model
+        if (refiner.family, refiner.unet.config.in_channels) != (m.family, m.unet.config.in_channels):
+            raise UserError(f"The refiner {refiner.short_title} can't take over from {m.short_title}: a refiner "
+                            "must be of the same kind (SD 1.x, SD 2.x or SDXL; inpainting or not)")
+        steps = self.sampling_steps()  # as A1111: the first step before which more than switch_at of them are done
+        self.refiner_step = next((step for step in range(steps) if step / steps > p.refiner_switch_at), None)
+        return NO_REFINER if self.refiner_step is None else refiner.short_title
+
     def run_batch(self, batch_no: int, plan: ImagePlan, batch: slice, hires: HiresPass | None,
                   result: GenerationResult) -> None:
-        """Encode, sample, (hires fix,) decode and save the images `batch` of the plan."""
+        """Encode, sample (switching to the refiner), (hires fix,) decode and save the images `batch` of the plan."""
         prompts, negatives, seeds = plan.prompts[batch], plan.negative_prompts[batch], plan.seeds[batch]
         conditioning = self.encode(prompts, negatives, result)
+        refiner = None
+        if self.refiner_step is not None:
+            refiner = Refiner(self.refiner_model, self.encode(prompts, negatives, result, self.refiner_model),
+                              self.refiner_step)
         noise = self.batch_noise(seeds, plan.subseeds[batch])
-        latents = self.denoise(self.prepare_latents(noise, batch.start), conditioning, seeds, noise.generators)
-        decoder: Txt2Img = self
+        latents = self.denoise(self.prepare_latents(noise, batch.start), conditioning, seeds, noise.generators,
+                               refiner)
+        vae_model = self.model if refiner is None else refiner.model  # A1111 decodes with the refiner's VAE
         if hires is not None and not self.ctx.should_stop:
             latents = hires.continue_from(latents, noise, result, prompts, negatives)
-            decoder = hires  # its model's VAE (a "Hires checkpoint" may have its own)
+            vae_model = hires.model  # a "Hires checkpoint" may have a VAE of its own
         finished = []
-        for index, image in enumerate(decoder.decode(latents), start=batch.start):
+        for index, image in enumerate(self.decode(latents, vae_model), start=batch.start):
             image = self.hooks.image(self.finish_image(self.restore_faces(image, result), index), index)
             subseed = plan.subseeds[index] if index < len(plan.subseeds) else self.params.subseed
             self.postprocess(result, image, plan.seeds[index], plan.prompts[index], plan.negative_prompts[index],
@@ -246,8 +279,7 @@ class Txt2Img:
         """With "Tiling" on, the UNet and the VAE pad circularly for this job (restored afterwards)."""
         stack = contextlib.ExitStack()
         if self.params.tiling:
-            own = self.hires_model is not None and self.hires_model is not self.model
-            for model in [self.model, *([self.hires_model] if own else [])]:
+            for model in {id(m): m for m in (self.model, self.hires_model, self.refiner_model) if m}.values():
                 stack.enter_context(tiling.circular_padding(model.unet, model.vae))
         return stack
 
@@ -276,15 +308,18 @@ class Txt2Img:
             result.warnings.append(note)
         return image
 
-    def encode(self, prompts: list[str], negatives: list[str], result: GenerationResult) -> StepConditioning:
-        """Each image's conditioning for every step, with the prompts' LoRAs and embeddings ready."""
+    def encode(self, prompts: list[str], negatives: list[str], result: GenerationResult,
+               model: StableDiffusionModel | None = None) -> StepConditioning:
+        """Each image's conditioning for every step by `model`'s text encoders (default: the job's model's),
+        with the prompts' LoRAs and embeddings ready on it."""
+        model = model or self.model
         variant: tuple = ()
         if self.networks is not None:
-            applied = self.networks.prepare(self.model, prompts, self.use_extra_network_tags)
+            applied = self.networks.prepare(model, prompts, self.use_extra_network_tags)
             variant = applied.variant
             result.warnings.extend(w for w in applied.warnings if w not in result.warnings)
             self.extra_infotext.update(applied.infotext)
-        conditioning = StepConditioning(self.model.prompt_encoder, prompts, negatives, self.params.steps,
+        conditioning = StepConditioning(model.prompt_encoder, prompts, negatives, self.params.steps,
                                         self.params.clip_skip, self.settings.encoder_options, variant)
         if self.networks is not None:
             self.extra_infotext.update(self.networks.ti_hashes(conditioning.embeddings_used))
@@ -348,8 +383,9 @@ class Txt2Img:
         return extra
 
     def denoise(self, latents: torch.Tensor, conditioning: StepConditioning, seeds: list[int],
-                gens: list[torch.Generator]) -> torch.Tensor:
-        """The sampling loop with classifier-free guidance; stops early on interrupt or skip."""
+                gens: list[torch.Generator], refiner: Refiner | None = None) -> torch.Tensor:
+        """The sampling loop with classifier-free guidance, switching to `refiner` at its step; stops early
+        on interrupt or skip."""
         m, p = self.model, self.params
         scheduler = samplers.create_scheduler(p.sampler_name, p.scheduler, m.scheduler_config, noise_seed=seeds)
         scheduler.set_timesteps(p.steps, device=m.device)
@@ -357,13 +393,16 @@ class Txt2Img:
         conditioning_channels = self.image_conditioning(len(seeds))
         extra = self._step_arguments(seeds, gens)
         order = getattr(scheduler, "order", 1)
-        time_ids = self._sdxl_time_ids(conditioning.at(0).embeds.shape[0])
+        time_ids = self._sdxl_time_ids(conditioning.at(0).embeds.shape[0], m)
         if self.settings.negative_guidance_min_sigma > 0:
             self.extra_infotext["NGMS"] = f"{self.settings.negative_guidance_min_sigma:g}"
         with torch.inference_mode():
             for i, t in enumerate(timesteps):
                 if self.ctx.should_stop:
                     break
+                if refiner is not None and i == refiner.step * order:
+                    m, conditioning = refiner.model, refiner.conditioning
+                    time_ids = self._sdxl_time_ids(conditioning.at(0).embeds.shape[0], m)
                 batch = conditioning.at((i + order - 1) // order)
                 x_in = scheduler.scale_model_input(model_input(latents, batch), t)
                 if conditioning_channels is not None:
@@ -410,17 +449,18 @@ class Txt2Img:
                 return (decoder.decode(latents, sdxl) if decoder else None) or previews.approx_cheap(latents, sdxl)
         self.ctx.set_preview(make)
 
-    def _sdxl_time_ids(self, rows: int) -> torch.Tensor | None:
-        """SDXL's size conditioning (original size, crop offset, target size) for `rows` UNet inputs."""
-        if not self.model.is_sdxl:
+    def _sdxl_time_ids(self, rows: int, model: StableDiffusionModel) -> torch.Tensor | None:
+        """SDXL's size conditioning (original size, crop offset, target size) for `rows` inputs of `model`."""
+        if not model.is_sdxl:
             return None
         p = self.params
-        return torch.tensor([[p.height, p.width, 0, 0, p.height, p.width]], device=self.model.device,
-                            dtype=self.model.dtype).repeat(rows, 1)
+        return torch.tensor([[p.height, p.width, 0, 0, p.height, p.width]], device=model.device,
+                            dtype=model.dtype).repeat(rows, 1)
 
-    def decode(self, latents: torch.Tensor) -> list[Image.Image]:
-        """Latents → RGB images."""
-        vae, factor = self.model.vae, self.model.vae_scale_factor
+    def decode(self, latents: torch.Tensor, model: StableDiffusionModel | None = None) -> list[Image.Image]:
+        """Latents → RGB images, with the VAE of `model` (default: the job's)."""
+        model = model or self.model
+        vae, factor = model.vae, model.vae_scale_factor
         # Tiled decoding would break the seamless wrap-around of "Tiling" at the tiles' seams.
         tiled = (not self.params.tiling
                  and 0 < self.settings.vae_tiling_min_pixels <= latents.shape[-1] * latents.shape[-2] * factor ** 2)

@@ -14,6 +14,7 @@ JOBS = ("txt2img", "img2img", "inpaint", "hires")  # "hires": txt2img with hires
 USE_SAME_SAMPLER = "Use same sampler"
 USE_SAME_SCHEDULER = "Use same scheduler"
 USE_SAME_CHECKPOINT = "Use same checkpoint"
+NO_REFINER = "None"
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,10 @@ class GenerationParams:
     hr_negative_prompt: str = _field("", label="Hires negative prompt", infotext="Hires negative prompt",
                                      widget="textbox", tabs=TXT2IMG, jobs=HIRES,
                                      when=lambda p: p.hr_negative_prompt not in ("", p.negative_prompt))
+    refiner_checkpoint: str = _field(NO_REFINER, label="Checkpoint", infotext="Refiner", widget="dropdown",
+                                     when=lambda p: p.refiner is not None)
+    refiner_switch_at: float = _field(0.8, label="Switch at", infotext="Refiner switch at", widget="slider",
+                                      minimum=0.01, maximum=1.0, step=0.01, when=lambda p: p.refiner is not None)
     resize_mode: int = _field(0, label="Resize mode", widget="radio", tabs=IMG2IMG, choices=RESIZE_MODES)
     mask_blur: int = _field(4, label="Mask blur", infotext="Mask blur", widget="slider", minimum=0, maximum=64,
                             step=1, tabs=IMG2IMG, jobs=INPAINT)
@@ -144,6 +149,12 @@ class GenerationParams:
         ("Use same checkpoint"; A1111's API also sends null, "" or "None")."""
         own = self.enable_hr and self.hr_checkpoint_name not in ("", "None", USE_SAME_CHECKPOINT)
         return self.hr_checkpoint_name if own else None
+
+    @property
+    def refiner(self) -> str | None:
+        """The checkpoint sampling switches to after `refiner_switch_at` of the steps, or None for no
+        refiner ("None"; A1111's API also sends null or "")."""
+        return None if self.refiner_checkpoint in ("", NO_REFINER) else self.refiner_checkpoint
 
     @classmethod
     def fields(cls) -> Iterator[tuple[dataclasses.Field, FieldSpec]]:

@@ -5,7 +5,13 @@ import json
 import re
 from typing import Any
 
-from modules.generation_params import USE_SAME_CHECKPOINT, USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
+from modules.generation_params import (
+    NO_REFINER,
+    USE_SAME_CHECKPOINT,
+    USE_SAME_SAMPLER,
+    USE_SAME_SCHEDULER,
+    GenerationParams,
+)
 
 VERSION = "v0.1.0"
 
@@ -34,6 +40,7 @@ MISSING_KEY_DEFAULTS = {
     "Hires schedule type": USE_SAME_SCHEDULER,
     "Hires prompt": "",
     "Hires negative prompt": "",
+    "Refiner": NO_REFINER,
     "Variation seed strength": "0",
     "Seed resize from-1": "0",
     "Seed resize from-2": "0",

@@ -271,7 +271,9 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
     job.hooks = _ScriptHooks(p)
     job.use_extra_network_tags = not p.disable_extra_networks
     job.extra_infotext.update({k: str(v) for k, v in p.extra_generation_params.items() if v is not None})
-    with services.hires_model(job.params.hires_checkpoint if job.supports_hires else None, vae) as job.hires_model:
+    hires, refiner = job.params.hires_checkpoint if job.supports_hires else None, job.params.refiner
+    with services.job_models((hires, refiner), vae) as models:
+        job.hires_model, job.refiner_model = models.get(hires), models.get(refiner)
         result = job.run()
     if vae_problem:
         result.warnings.insert(0, vae_problem)

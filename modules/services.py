@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import logging
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from modules import images, processing, prompt_parser, script_callbacks
 from modules.conditioning import EncoderOptions
@@ -99,8 +99,9 @@ class Services:
     def _submit(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
                 script_args: list | None) -> "Future[GenerationResult]":
         validate(p.params, Limits.from_options(self.opts))  # refused now, not after waiting in the queue
-        if p.params.hires_checkpoint:
-            self.models.find_listed(p.params.hires_checkpoint)
+        for name in (p.params.hires_checkpoint, p.params.refiner):
+            if name:
+                self.models.find_listed(name)
         p.scripts, p.script_args = runner, list(script_args or [0])
         kind = "img2img" if p.is_img2img else "txt2img"
         p.outpath_samples = str(self.output_dir(f"outdir_{kind}_samples"))
@@ -194,17 +195,18 @@ class Services:
         return None
 
     @contextmanager
-    def hires_model(self, name: str | None, vae: str | None = None) -> Iterator[StableDiffusionModel | None]:
-        """On the worker, around a job: the model of checkpoint `name`, which its hires pass runs on, or None
-        for no name. It gets the VAE `vae` names (default: the sd_vae setting), as the first pass's model
-        does. A second model lives only for the job."""
-        if name is None:
-            yield None
-            return
-        with self.models.borrowed(name) as model:
-            if model is not self.models.current:
-                self.sync_vae(vae, model=model)
-            yield model
+    def job_models(self, names: Iterable[str | None], vae: str | None = None
+                   ) -> Iterator[dict[str, StableDiffusionModel]]:
+        """On the worker, around a job: the models of the checkpoints a job names besides its own (its hires
+        fix's and its refiner's; None for none), by name. Each gets the VAE `vae` names (default: the sd_vae
+        setting), as the job's own model does, and lives only for the job; the loaded model stays."""
+        with ExitStack() as stack:
+            models = {}
+            for name in dict.fromkeys(name for name in names if name):
+                model = models[name] = stack.enter_context(self.models.borrowed(name))
+                if model is not self.models.current:
+                    self.sync_vae(vae, model=model)
+            yield models
 
     def extras(self, params: ExtrasParams, inputs: list, output_dir: Path | None = None,
                keep_images: bool = True) -> "Future[ExtrasResult]":

@@ -14,6 +14,7 @@ from PIL import Image
 import modules.scripts as scripts
 from modules import images, samplers, shared
 from modules.errors import UserError
+from modules.generation_params import NO_REFINER
 from modules.processing import Processed, fix_seed, process_images
 from modules.shared import opts, state
 
@@ -78,6 +79,8 @@ AXES = (
     Axis("VAE", str, _vae),
     Axis("Var. seed", int, _field("subseed")),
     Axis("Var. strength", float, _field("subseed_strength")),
+    Axis("Refiner checkpoint", str, _field("refiner_checkpoint")),
+    Axis("Refiner switch at", float, _field("refiner_switch_at")),
 )
 
 
@@ -120,10 +123,11 @@ def check_values(axis: Axis, values: list) -> None:
                 samplers.resolve(value, "Automatic")
             except ValueError as exc:
                 raise UserError(str(exc)) from exc
-    if axis.label == "Checkpoint name":
+    if axis.label in ("Checkpoint name", "Refiner checkpoint"):
         titles = shared.services.models.titles()
+        off = {NO_REFINER} if axis.label == "Refiner checkpoint" else set()
         for value in values:
-            if not any(value == title or title.startswith(value) for title in titles):
+            if value not in off and not any(value == title or title.startswith(value) for title in titles):
                 raise UserError(f"There is no checkpoint called {value!r}")
     if axis.label == "VAE":
         names = shared.services.vaes.choices()

@@ -137,6 +137,20 @@ def test_hires_checkpoint_runs_the_second_pass_on_that_model_for_the_job(server,
     assert response.status_code == 422 and "hr_checkpoint_name" in response.json()["errors"]
 
 
+def test_refiner_checkpoint_takes_over_sampling_for_the_job(server, api):
+    url, _ = server
+    (plain,), info, _ = generate(api, url, steps=4, refiner_checkpoint=None)
+    assert "Refiner" not in info["infotexts"][0]
+    (refined,), info, _ = generate(api, url, steps=4, refiner_checkpoint="other", refiner_switch_at=0.5)
+    text = info["infotexts"][0]
+    assert "Refiner: other [" in text and "Refiner switch at: 0.5" in text and info["sd_model_name"] == "tiny"
+    assert refined.tobytes() != plain.tobytes()
+    options = api.get(f"{url}/options", timeout=10).json()
+    assert options["sd_model_checkpoint"].startswith("tiny.safetensors"), "the loaded model stays"
+    response = post(api, url, "txt2img", {**SMALL, "refiner_checkpoint": "missing.safetensors"})
+    assert response.status_code == 422 and "refiner_checkpoint" in response.json()["errors"]
+
+
 def test_older_a1111_spellings_and_infotext(server, api):
     url, _ = server
     body = {"prompt": "a tower", "steps": 2, "seed": 3, "sampler_index": "Euler a", "enable_hr": True,

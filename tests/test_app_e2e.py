@@ -194,6 +194,19 @@ def test_hires_checkpoint_through_the_page_endpoint(server, client):
     assert "Model: other," in info and "Hires" not in info
 
 
+def test_refiner_through_the_page_endpoint(server, client):
+    url, _ = server
+    config = requests.get(url + "config", timeout=10).json()
+    for tab in ("txt2img", "img2img"):
+        dropdown = next(c["props"] for c in config["components"]
+                        if c.get("props", {}).get("elem_id") == f"{tab}_refiner_checkpoint")
+        choices = [c[0] if isinstance(c, list) else c for c in dropdown["choices"]]
+        assert choices[0] == "None" and any(c.startswith("other.safetensors") for c in choices)
+    gallery, info = txt2img(client, {"Prompt": "a tower", "Sampling steps": 4, "Checkpoint": "other.safetensors",
+                                     "Switch at": 0.5})
+    assert "Refiner: other [" in info and "Refiner switch at: 0.5" in info
+
+
 def test_live_previews_arrive_before_the_result(client):
     args = endpoint_args(client, "/txt2img", {**BASE, "Prompt": "a field", "Sampling steps": 60, "Width": 256,
                                               "Height": 256})

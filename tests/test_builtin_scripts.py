@@ -83,6 +83,19 @@ def test_xyz_variation_axes(services):
     assert not np.array_equal(np.asarray(cells[1]), np.asarray(cells[3]))
 
 
+def test_xyz_refiner_axes(services):
+    result = generate(services, "X/Y/Z plot", {"X type": "Refiner checkpoint", "X values": "None, other",
+                                                "Y type": "Refiner switch at", "Y values": "0.3, 1",
+                                                "Include Sub Images": True}, steps=4)
+    none_early, other_early, none_late, other_late = (np.asarray(cell) for cell in result.images[1:])
+    assert "Refiner" not in result.infotexts[1] and "Refiner: other [" in result.infotexts[2]
+    assert "Refiner switch at: 0.3" in result.infotexts[2] and "Refiner" not in result.infotexts[4]
+    assert not np.array_equal(none_early, other_early)
+    assert np.array_equal(none_early, none_late) and np.array_equal(none_late, other_late)  # 1: never takes over
+    with pytest.raises(UserError, match="no checkpoint called 'nope'"):
+        generate(services, "X/Y/Z plot", {"X type": "Refiner checkpoint", "X values": "nope"})
+
+
 def test_xyz_refuses_a_bad_sampler_before_any_work(services):
     with pytest.raises(UserError, match="Nope"):
         generate(services, "X/Y/Z plot", {"X type": "Sampler", "X values": "Euler, Nope"})

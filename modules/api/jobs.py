@@ -60,7 +60,7 @@ class Jobs:
             services.styles.apply_to_prompt("", params.styles)  # names an unknown style now, not after queueing
             if params.enable_hr:
                 hires_fix.check_upscaler(params.hr_upscaler, services.tools.upscalers)
-                self.check_hires_checkpoint(params)
+            self.check_job_checkpoints(params)
             p = self.processing(request, params, overrides)
             tab = "img2img" if p.is_img2img else "txt2img"
             p.script_args = self.scripts.args_for(services.script_runners.get(tab), request.script_name,
@@ -88,13 +88,14 @@ class Jobs:
         models = self.services.models
         return models.title(models.find_listed(name))
 
-    def check_hires_checkpoint(self, params: GenerationParams) -> None:
-        """A "Hires checkpoint" the request names must be a listed one; else a 422 on hr_checkpoint_name."""
-        if params.hires_checkpoint:
+    def check_job_checkpoints(self, params: GenerationParams) -> None:
+        """A hires or refiner checkpoint the request names must be a listed one; else a 422 on its field."""
+        for field, name in (("hr_checkpoint_name", params.hires_checkpoint), ("refiner_checkpoint", params.refiner)):
             try:
-                self.services.models.find_listed(params.hires_checkpoint)
+                if name:
+                    self.services.models.find_listed(name)
             except UserError as exc:
-                raise RequestError("hr_checkpoint_name", str(exc)) from None
+                raise RequestError(field, str(exc)) from None
 
     def processing(self, request: GenerationApiFields, params: GenerationParams,
                    overrides: dict[str, Any]) -> StableDiffusionProcessing:

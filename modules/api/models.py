@@ -105,11 +105,6 @@ def _is(*values: Any) -> Callable[[Any], bool]:
     return lambda value: value in values
 
 
-def _off(value: Any) -> bool:
-    return not value or value in ("None", "Use same checkpoint")
-
-
-REFINER = _neutral("a refiner checkpoint", _off, "null")
 NOISE = "the sampler's churn and noise settings"
 
 
@@ -143,8 +138,6 @@ class GenerationApiFields(BaseModel):
     s_tmax: Annotated[float | None, _neutral(NOISE, _is(0, math.inf), "0")] = None
     s_tmin: Annotated[float | None, _neutral(NOISE, _is(0), "0")] = None
     s_noise: Annotated[float | None, _neutral(NOISE, _is(1), "1")] = None
-    refiner_checkpoint: Annotated[str | None, REFINER] = None
-    refiner_switch_at: float | None = None
     disable_extra_networks: bool | None = Field(False, description="Take <lora:…> tags out of the prompts "
                                                                   "without using them")
 

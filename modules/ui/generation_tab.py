@@ -13,7 +13,7 @@ from PIL import Image
 from modules.engine import Progress
 from modules.errors import UserError
 from modules.generation import GenerationResult
-from modules.generation_params import GenerationParams
+from modules.generation_params import NO_REFINER, GenerationParams
 from modules.services import Services
 from modules.ui.controls import make_control
 from modules.ui.styles_editor import StylesEditor
@@ -81,11 +81,26 @@ class GenerationTab:
         self.ui_config = ui_config
         self.controls: dict[str, gr.components.Component] = {}
         self.counters: dict[str, gr.HTML] = {}
+        self.checkpoint_lists: list[tuple[gr.Dropdown, str]] = []  # dropdowns of checkpoints, each first choice
 
     def control(self, name: str, **extra: Any) -> gr.components.Component:
         """The control of one GenerationParams field on this tab."""
         self.controls[name] = make_control(name, self.tab, self.ui_config, **extra)
         return self.controls[name]
+
+    def checkpoint_control(self, name: str, first: str) -> gr.components.Component:
+        """A dropdown of the listed checkpoints after `first` ("Use same checkpoint", "None"); the 🔄 beside
+        the page's checkpoint refreshes it too. A typed name of a listed checkpoint is accepted."""
+        control = self.control(name, choices=[first, *self.services.models.titles()], allow_custom_value=True)
+        self.checkpoint_lists.append((control, first))
+        return control
+
+    def refiner_accordion(self) -> None:
+        """Refiner: a checkpoint that takes over sampling after "Switch at" of the steps (None: no refiner)."""
+        with gr.Accordion("Refiner", open=False, elem_id=f"{self.tab}_refiner"):
+            with gr.Row():
+                self.checkpoint_control("refiner_checkpoint", NO_REFINER)
+                self.control("refiner_switch_at")
 
     def prompt_row(self) -> None:
         """Prompt and negative prompt with their token counters, and the Generate buttons."""

@@ -109,6 +109,7 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
             with gr.Row():
                 tab.control("restore_faces")
                 tab.control("tiling")
+            tab.refiner_accordion()
             with gr.Accordion("Inpainting", open=False, elem_id="img2img_inpaint_controls"):
                 for name in MASK_FIELDS:
                     tab.control(name)

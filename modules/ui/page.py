@@ -92,11 +92,14 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
                 return gr.update(value=models.current_title), f"⚠️ {exc}"
             return gr.update(choices=models.titles(), value=models.current_title), services.status
 
-        def refresh_list() -> tuple[dict, dict]:
-            """Read the checkpoint folder again, for the top dropdown and hires fix's."""
+        checkpoint_lists = [pair for tab in (t2i, i2i) for pair in tab.checkpoint_lists]
+
+        def refresh_list() -> tuple[dict, ...]:
+            """Read the checkpoint folder again, for the top dropdown and the tabs' (hires fix's, the refiner's)."""
             models.refresh()
-            return (gr.update(choices=models.titles(), value=models.current_title),
-                    gr.update(choices=txt2img.hires_checkpoint_choices(models)))
+            titles = models.titles()
+            return (gr.update(choices=titles, value=models.current_title),
+                    *(gr.update(choices=[first, *titles]) for _, first in checkpoint_lists))
 
         def page_status() -> tuple:
             loaded = models.current is not None or services.load_error is not None
@@ -113,7 +116,7 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
             tab.extra_networks.connect_checkpoints(checkpoint, change_checkpoint, status)
         for target in [*png_info.generation_targets(t2i, i2i), png_info.extras_target(extras_tab)]:
             png_info.connect_send_button(png, target, tabs, quick)
-        refresh.click(refresh_list, outputs=[checkpoint, t2i.controls["hr_checkpoint_name"]],
+        refresh.click(refresh_list, outputs=[checkpoint, *(control for control, _ in checkpoint_lists)],
                       api_visibility="private")
         timer = gr.Timer(1.0)
         timer.tick(page_status, outputs=[status, checkpoint, timer], api_visibility="private")

@@ -5,7 +5,6 @@ import gradio as gr
 
 from modules import hires_fix
 from modules.generation_params import USE_SAME_CHECKPOINT, GenerationParams
-from modules.model_manager import ModelManager
 from modules.services import Services
 from modules.ui.extra_networks import ExtraNetworksPanel
 from modules.ui.generation_tab import GenerationTab
@@ -27,11 +26,6 @@ def hires_summary(*values: float) -> str:
     return hires_fix.summary(params)
 
 
-def hires_checkpoint_choices(models: ModelManager) -> list[str]:
-    """The Hires checkpoint dropdown's choices: the first pass's own model, then every listed one."""
-    return [USE_SAME_CHECKPOINT, *models.titles()]
-
-
 def hires_accordion(tab: GenerationTab, services: Services) -> None:
     """Hires. fix: upscaler, steps, denoising strength, target size, checkpoint, sampler and prompts."""
     with gr.Accordion("Hires. fix", open=False, elem_id=f"{TAB}_hr"):
@@ -48,8 +42,7 @@ def hires_accordion(tab: GenerationTab, services: Services) -> None:
             tab.control("hr_resize_x")
             tab.control("hr_resize_y")
         with gr.Row():
-            tab.control("hr_checkpoint_name", choices=hires_checkpoint_choices(services.models),
-                        allow_custom_value=True)
+            tab.checkpoint_control("hr_checkpoint_name", USE_SAME_CHECKPOINT)
             tab.control("hr_sampler_name")
             tab.control("hr_scheduler")
         tab.control("hr_prompt", lines=2, placeholder="Prompt for hires fix pass (empty: the same as the first)")
@@ -74,6 +67,7 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
                 tab.control("restore_faces")
                 tab.control("tiling")
             hires_accordion(tab, services)
+            tab.refiner_accordion()
             script_inputs = script_controls(services, TAB)
         with gr.Column():
             tab.output_column()
