@@ -1,5 +1,5 @@
-"""The checkpoint list in the browser: a file added while the app runs appears in the top dropdown and in
-hires fix's Hires checkpoint dropdown after 🔄."""
+"""Checkpoints in the browser: a file added while the app runs appears in the top dropdown and in hires
+fix's Hires checkpoint dropdown after 🔄; the Refiner accordion hands sampling to a second checkpoint."""
 import shutil
 
 import pytest
@@ -12,6 +12,7 @@ def app_data(tmp_path_factory, demo_checkpoint):
     data = tmp_path_factory.mktemp("checkpoints-browser-data")
     (data / "models" / "Stable-diffusion").mkdir(parents=True)
     shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "second.safetensors")
     return data
 
 
@@ -41,3 +42,20 @@ def test_refresh_lists_a_new_checkpoint_in_both_dropdowns(page, app_data, demo_c
     hires = options_of(page, "txt2img_hr_checkpoint_name")
     assert hires[0] == "Use same checkpoint", hires
     assert any("added-later" in text for text in hires)
+
+
+def test_the_refiner_accordion_hands_sampling_to_another_checkpoint(page):
+    page.click("#txt2img_refiner .label-wrap")
+    page.locator("#txt2img_refiner_checkpoint input").click()
+    page.locator("#txt2img_refiner_checkpoint [role=option]", has_text="second").first.click()
+    for elem_id, value in (("txt2img_steps", 4), ("txt2img_width", 64), ("txt2img_height", 64),
+                           ("txt2img_refiner_switch_at", 0.5)):
+        box = page.locator(f"#{elem_id} input[type=number]")
+        box.fill(str(value))
+        box.press("Tab")
+    page.fill("#txt2img_prompt textarea", "a quiet lake")
+    page.click("#txt2img_generate")
+    info = page.locator("#html_info_txt2img")
+    expect(info).to_contain_text("Refiner: second", timeout=60000)
+    expect(info).to_contain_text("Refiner switch at: 0.5")
+    expect(info).to_contain_text("Model: demo")
