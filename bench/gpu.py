@@ -99,11 +99,10 @@ class Sides:
 
 def compile_both(model, pipe) -> None:
     """Compile the engine's model as --compile does, and the pipeline's UNet and VAE the same way."""
-    from modules.model_optimizations import Optimizations, apply
+    from modules.model_optimizations import Optimizations, apply, compile_unet_and_vae
 
     apply(model, Optimizations(compile=True), model.device)
-    for module in (pipe.unet, pipe.vae):
-        module.compile(dynamic=False)
+    compile_unet_and_vae(pipe.unet, pipe.vae)
 
 
 def main() -> None:

@@ -47,11 +47,18 @@ def apply(model, optimizations: Optimizations, device: torch.device) -> list[str
     if optimizations.xformers:
         notes.extend(_use_xformers(model))
     if optimizations.compile:
-        for module in (model.unet, model.vae):
-            module.compile(dynamic=False)  # specialised per shape: a new size compiles once more
+        compile_unet_and_vae(model.unet, model.vae)
     for note in notes:
         log.warning(note)
     return notes
+
+
+def compile_unet_and_vae(unet: torch.nn.Module, vae: torch.nn.Module) -> None:
+    """torch.compile the UNet, and the VAE's encoder and decoder: VAE.decode and VAE.encode call those, so
+    compiling the VAE module itself would only reach its unused forward. Each is specialised per shape, so
+    a new image size compiles once more."""
+    for module in (unet, vae.encoder, vae.decoder):
+        module.compile(dynamic=False)
 
 
 def _offload(model, mode: str, device: torch.device) -> None:

@@ -68,7 +68,11 @@ def test_missing_xformers_falls_back_with_a_note(paths, caplog):
 @pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
                     reason="torch.compile's CPU backend needs a C compiler")
 def test_compiled_model_gives_the_same_image(paths):
+    from torch._dynamo.utils import counters
+
     plain, _ = _image(paths, Optimizations(), size=64, steps=2)
+    counters.clear()
     compiled, model = _image(paths, Optimizations(compile=True), size=64, steps=2)
-    assert model.unet._compiled_call_impl is not None
+    assert all(module._compiled_call_impl is not None for module in (model.unet, model.vae.encoder, model.vae.decoder))
+    assert counters["stats"]["unique_graphs"] == 2, "the UNet and the VAE decoder ran compiled"
     assert np.abs(plain - compiled).max() <= 2
