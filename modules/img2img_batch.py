@@ -31,8 +31,9 @@ def _folder(value: str, what: str, must_exist: bool = True) -> Path:
 
 def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobContext, settings: RunSettings,
               networks: Networks | None, input_dir: str, output_dir: str, mask_dir: str = "",
-              tools: ImageTools | None = None) -> GenerationResult:
-    """Process every image in `input_dir`; a file that can't be read is skipped with a warning."""
+              tools: ImageTools | None = None, refiner: StableDiffusionModel | None = None) -> GenerationResult:
+    """Process every image in `input_dir` (with `refiner`, the model of the params' Refiner checkpoint);
+    a file that can't be read is skipped with a warning."""
     source = _folder(input_dir, "input folder")
     target = _folder(output_dir, "output folder", must_exist=False)
     masks = _folder(mask_dir, "mask folder") if mask_dir and mask_dir.strip() else None
@@ -51,6 +52,7 @@ def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobCon
             result.warnings.append(message)
             continue
         job = Img2Img(model, params, ctx, replace(settings, save_dir=None), networks, tools, inputs=inputs)
+        job.refiner_model = refiner
         done = job.run()
         result.warnings.extend(w for w in done.warnings if w not in result.warnings)
         for number, (image, infotext, seed) in enumerate(zip(done.images, done.infotexts, done.seeds)):

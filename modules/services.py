@@ -122,11 +122,14 @@ class Services:
         """Queue img2img over a folder of images."""
         settings = self.run_settings("outdir_img2img_samples")
         validate(params, settings.limits)
+        if params.refiner:
+            self.models.find_listed(params.refiner)
 
         def run(ctx: JobContext) -> GenerationResult:
             self.sync_vae()
-            return run_batch(self.models.require(), params, ctx, settings, self.networks, input_dir, output_dir,
-                             mask_dir, self.tools)
+            with self.job_models([params.refiner]) as models:
+                return run_batch(self.models.require(), params, ctx, settings, self.networks, input_dir,
+                                 output_dir, mask_dir, self.tools, models.get(params.refiner))
         return self.engine.submit("img2img batch", run)
 
     def load_scripts(self, folders: list[Path]) -> None:

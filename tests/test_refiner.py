@@ -86,3 +86,24 @@ def test_a_refiner_of_another_kind_is_refused_before_any_work(engine, demo_model
     assert calls.sizes == []
     with pytest.raises(UserError, match="is not loaded"):
         run(engine, demo_model, None, refiner_checkpoint="xl.safetensors")
+
+
+def test_img2img_batch_folders_borrow_the_refiner_too(tmp_path, demo_checkpoint, other):
+    from script_services import services_with_scripts
+
+    services = services_with_scripts(tmp_path / "data", demo_checkpoint, [])
+    try:
+        (services.paths.models / "Stable-diffusion" / "other.safetensors").write_bytes(
+            other.checkpoint.path.read_bytes())
+        services.models.refresh()
+        (tmp_path / "in").mkdir()
+        init_image().save(tmp_path / "in" / "a.png")
+        params = GenerationParams(prompt="a red house", steps=4, width=64, height=64, seed=9, denoising_strength=0.5,
+                                  refiner_checkpoint="other", refiner_switch_at=0.3)
+        result = services.img2img_batch(params, str(tmp_path / "in"), str(tmp_path / "out")).result(timeout=300)
+        with pytest.raises(UserError, match="No checkpoint named 'missing'"):
+            services.img2img_batch(GenerationParams(refiner_checkpoint="missing"), str(tmp_path / "in"),
+                                   str(tmp_path / "out"))
+    finally:
+        services.engine.shutdown()
+    assert "Refiner: other [" in result.infotexts[0] and (tmp_path / "out" / "a.png").is_file()
