@@ -99,9 +99,7 @@ class Services:
     def _submit(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
                 script_args: list | None) -> "Future[GenerationResult]":
         validate(p.params, Limits.from_options(self.opts))  # refused now, not after waiting in the queue
-        for name in (p.params.hires_checkpoint, p.params.refiner):
-            if name:
-                self.models.find_listed(name)
+        self.check_job_checkpoints(p.params)
         p.scripts, p.script_args = runner, list(script_args or [0])
         kind = "img2img" if p.is_img2img else "txt2img"
         p.outpath_samples = str(self.output_dir(f"outdir_{kind}_samples"))
@@ -122,8 +120,7 @@ class Services:
         """Queue img2img over a folder of images."""
         settings = self.run_settings("outdir_img2img_samples")
         validate(params, settings.limits)
-        if params.refiner:
-            self.models.find_listed(params.refiner)
+        self.check_job_checkpoints(params)
 
         def run(ctx: JobContext) -> GenerationResult:
             self.sync_vae()
@@ -196,6 +193,12 @@ class Services:
             kept = model.vae_name or "the checkpoint's own VAE"
             return f"{exc} Using {kept} instead."
         return None
+
+    def check_job_checkpoints(self, params: GenerationParams) -> None:
+        """Refuse a hires fix or refiner checkpoint that is not one of the listed ones (ModelLoadError)."""
+        for name in (params.hires_checkpoint, params.refiner):
+            if name:
+                self.models.find_listed(name)
 
     @contextmanager
     def job_models(self, names: Iterable[str | None], vae: str | None = None
