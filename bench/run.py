@@ -111,7 +111,7 @@ def repeat_prompt_ratio(rounds: int = 10) -> float:
 def text_encoding_share_sd15(steps: int = 20) -> float:
     """Share of an SD1.5-size 512x512 job (random weights, in the precision the app picks on this
     machine) spent encoding a typical prompt and negative prompt: the most that the conditioning cache
-    can take off a repeated job, and so the floor under `repeat_prompt_ratio`'s gain over diffusers."""
+    can take off a repeated job, and so the most `repeat_prompt_ratio` can sit below `txt2img_overhead_ratio`."""
     import torch
 
     from modules.engine import Engine
