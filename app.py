@@ -20,7 +20,7 @@ log = logging.getLogger("webui")
 def create_services(args):
     """Build settings, engine and model manager, and start loading the first checkpoint."""
     from modules import shared
-    from modules.demo_model import ensure_demo_checkpoint
+    from modules.demo_model import DEMO_FILE_NAME, add_demo_checkpoint
     from modules.engine import Engine
     from modules.extensions import disabled_names, list_extensions, requirement_problems, run_install_scripts
     from modules.image_tools import ImageTools
@@ -42,8 +42,6 @@ def create_services(args):
     opts.load()
     device = pick_device(args.device)
     models = ModelManager(paths, device, pick_dtype(device, args.no_half), Optimizations.from_args(args))
-    if ensure_demo_checkpoint(paths.sd_models, bool(models.checkpoints)):
-        models.refresh()
     networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"))
     services = Services(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks,
                         tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
@@ -54,7 +52,14 @@ def create_services(args):
         services.notices += run_install_scripts([ext for ext in extensions if ext.enabled])
     services.notices += requirement_problems(extensions)
     load_scripts(services)
-    first = args.ckpt or opts.sd_model_checkpoint or models.checkpoints[0].name
+    if not models.checkpoints:  # written on the worker, before the load below, so the page need not wait
+
+        def add_demo(ctx) -> None:
+            add_demo_checkpoint(paths.sd_models)
+            models.refresh()
+        services.engine.submit("write the demo model", add_demo)
+    first = args.ckpt or opts.sd_model_checkpoint or (models.checkpoints[0].name if models.checkpoints
+                                                      else DEMO_FILE_NAME)
     services.load_checkpoint(first).add_done_callback(lambda f: _report_load(services, f))
     return services
 

@@ -50,10 +50,7 @@ def write_demo_checkpoint(target: Path, seed: int = 0, blueprint: str = "demo",
     return target
 
 
-def ensure_demo_checkpoint(checkpoint_folder: Path, has_checkpoints: bool) -> Path | None:
-    """Create the demo checkpoint when the user has none; returns its path if it was written."""
-    if has_checkpoints:
-        return None
-    target = checkpoint_folder / DEMO_FILE_NAME
+def add_demo_checkpoint(checkpoint_folder: Path) -> Path:
+    """Write the demo checkpoint into `checkpoint_folder` (for a user who has none) and say so in the log."""
     log.warning(DEMO_NOTICE.format(folder=checkpoint_folder))
-    return write_demo_checkpoint(target)
+    return write_demo_checkpoint(checkpoint_folder / DEMO_FILE_NAME)
