@@ -45,7 +45,8 @@ def write_demo_checkpoint(target: Path, seed: int = 0, blueprint: str = "demo",
     from safetensors.torch import save
 
     state = {key: value.to(dtype) for key, value in build_demo_state_dict(seed, blueprint).items()}
-    data = save(state, metadata={"format": "pt", "demo": "true"})
+    data = save(state, metadata={"format": "pt"})  # one key: safetensors orders several at random, and the
+    # same weights should give the same file (and so the same short hash) every time
     write_atomic(target, lambda handle: handle.write(data))
     return target
 

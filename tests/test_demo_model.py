@@ -19,3 +19,10 @@ def test_demo_model_has_sd_shapes_and_an_8x_vae(demo_model):
     with torch.no_grad():
         latents = demo_model.vae.encode(torch.zeros(1, 3, 512, 512)).latent_dist.mean
     assert latents.shape == (1, 4, 64, 64)
+
+
+def test_the_demo_file_is_the_same_bytes_every_time(tmp_path):
+    from modules.demo_model import write_demo_checkpoint
+
+    first, second = (write_demo_checkpoint(tmp_path / f"{name}.safetensors").read_bytes() for name in "ab")
+    assert first == second, "so a fresh data dir always shows the same short hash"
