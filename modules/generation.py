@@ -36,6 +36,7 @@ class RunSettings:
     randn_source: str = "CPU"
     eta_noise_seed_delta: int = 0
     ddim_eta: float = 0.0  # A1111's "Eta for DDIM"
+    sigma_churn: samplers.SigmaChurn = samplers.SigmaChurn()
     limits: Limits = Limits()
     save_dir: Path | None = None  # None: don't save
     naming: images.FileNaming = field(default_factory=images.FileNaming)  # file names and format
@@ -370,11 +371,15 @@ class Txt2Img:
         return image
 
     def _step_arguments(self, seeds: list[int], gens: list[torch.Generator]) -> dict:
-        """The scheduler step's eta (DDIM) and noise generators, noting Eta DDIM and ENSD in the infotext."""
+        """The scheduler step's eta (DDIM), sigma churn (Euler) and noise generators, noting them and ENSD in the
+        infotext."""
         info, settings, extra = samplers.sampler_info(self.params.sampler_name), self.settings, {}
         if info.accepts_eta and settings.ddim_eta:
             extra["eta"] = settings.ddim_eta
             self.extra_infotext["Eta DDIM"] = f"{settings.ddim_eta:g}"
+        if info.accepts_churn and settings.sigma_churn != samplers.SigmaChurn():
+            extra.update(settings.sigma_churn.step_arguments())
+            self.extra_infotext.update(settings.sigma_churn.infotext())
         if info.accepts_generator:
             extra["generator"] = rng.sampler_generators(seeds, gens, self.model.device, settings.randn_source,
                                                          settings.eta_noise_seed_delta)

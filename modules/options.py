@@ -69,6 +69,13 @@ OPTIONS: dict[str, OptionInfo] = {
     "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta (ENSD)", minimum=0, step=1),
     "eta_ddim": OptionInfo(0.0, "Eta for DDIM: how much fresh noise each DDIM step adds (0: none, 1: as DDPM)",
                            section="Sampler parameters", minimum=0.0, maximum=1.0, step=0.01),
+    "s_churn": OptionInfo(0.0, "sigma churn: noise Euler adds before each step in the tmin–tmax range",
+                          section="Sampler parameters", minimum=0.0, maximum=100.0, step=0.01),
+    "s_tmin": OptionInfo(0.0, "sigma tmin", section="Sampler parameters", minimum=0.0, maximum=10.0, step=0.01),
+    "s_tmax": OptionInfo(0.0, "sigma tmax (0 = no limit)", section="Sampler parameters", minimum=0.0,
+                         maximum=999.0, step=0.01),
+    "s_noise": OptionInfo(1.0, "sigma noise: scale of that noise", section="Sampler parameters", minimum=0.0,
+                          maximum=1.1, step=0.001),
     "s_min_uncond": OptionInfo(0.0, "Negative Guidance minimum sigma: below this noise level, skip the negative "
                                     "prompt's UNet pass (faster, changes the image; 0 = off)",
                                section="Optimizations", minimum=0.0, maximum=15.0, step=0.01),

@@ -19,6 +19,7 @@ DPM adaptive, Restart and DDIM CFG++.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +99,11 @@ class SamplerInfo:
         return "eta" in self._step_params
 
     @property
+    def accepts_churn(self) -> bool:
+        """Whether ``step()`` takes the sigma churn parameters (see ``SigmaChurn``)."""
+        return "s_churn" in self._step_params
+
+    @property
     def brownian_noise(self) -> bool:
         """Whether noise comes from a Brownian tree seeded via the config (see ``create_scheduler``)."""
         return "noise_sampler_seed" in self.config_keys
@@ -107,6 +113,28 @@ class SamplerInfo:
         """Labels of the schedules that change this sampler's behaviour."""
         keys = self.config_keys
         return [s.label for s in SCHEDULES if s.key is None or s.key in keys]
+
+
+@dataclass(frozen=True)
+class SigmaChurn:
+    """A1111's sampler parameters sigma churn, tmin, tmax (0: no upper bound) and noise: noise, scaled by
+    `noise`, that a step whose sigma lies in [tmin, tmax] adds before it runs, more with more `churn`.
+    Here only Euler takes them (A1111 also gives them to Heun and DPM2); other samplers ignore them."""
+
+    churn: float = 0.0
+    tmin: float = 0.0
+    tmax: float = 0.0
+    noise: float = 1.0
+
+    def step_arguments(self) -> dict[str, float]:
+        return {"s_churn": self.churn, "s_tmin": self.tmin, "s_tmax": self.tmax or math.inf, "s_noise": self.noise}
+
+    def infotext(self) -> dict[str, str]:
+        """A1111's infotext keys for the values that differ from the defaults."""
+        default = SigmaChurn()
+        keys = {"churn": "Sigma churn", "tmin": "Sigma tmin", "tmax": "Sigma tmax", "noise": "Sigma noise"}
+        return {key: f"{getattr(self, name):g}" for name, key in keys.items()
+                if getattr(self, name) != getattr(default, name)}
 
 
 def _dpm(algorithm: str, order: int = 2, solver_type: str = "midpoint") -> dict[str, Any]:

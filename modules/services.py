@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from modules import images, processing, prompt_parser, script_callbacks
+from modules import images, processing, prompt_parser, samplers, script_callbacks
 from modules.conditioning import EncoderOptions
 from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
 from modules.engine import Engine, JobContext
@@ -68,6 +68,7 @@ class Services:
         save_dir = self.output_dir(outdir_option) if opts.samples_save else None
         return RunSettings(randn_source=opts.randn_source, eta_noise_seed_delta=opts.eta_noise_seed_delta,
                            ddim_eta=opts.eta_ddim,
+                           sigma_churn=samplers.SigmaChurn(opts.s_churn, opts.s_tmin, opts.s_tmax, opts.s_noise),
                            limits=Limits.from_options(opts), save_dir=save_dir,
                            naming=images.FileNaming.from_options(opts),
                            encoder_options=self.encoder_options, face_restoration_model=opts.face_restoration_model,

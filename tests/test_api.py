@@ -215,6 +215,16 @@ def test_img2img_noise_multiplier_per_job_and_as_a_setting(server, api):
     assert response.status_code == 422 and "initial_noise_multiplier" in response.json()["errors"]
 
 
+def test_sigma_churn_fields_set_the_settings_for_that_job_unless_neutral(server, api):
+    url, _ = server
+    neutral = {"sampler_name": "Euler", "steps": 4, "s_churn": 0, "s_tmin": 0, "s_tmax": 0, "s_noise": 1}
+    (plain,), info, _ = generate(api, url, **neutral)  # what webuiapi sends every time
+    assert "Sigma" not in info["infotexts"][0]
+    (churned,), info, _ = generate(api, url, **{**neutral, "s_churn": 2.5})
+    assert "Sigma churn: 2.5" in info["infotexts"][0] and churned.tobytes() != plain.tobytes()
+    assert api.get(f"{url}/options", timeout=10).json()["s_churn"] == 0, "for that job only"
+
+
 def test_eta_is_ddims_eta_for_that_job(server, api):
     url, _ = server
     (zero,), info, _ = generate(api, url, sampler_name="DDIM", eta=0)

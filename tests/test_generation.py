@@ -167,3 +167,16 @@ def test_ensd_is_written_only_for_samplers_that_draw_noise(engine, demo_model):
     _, ddim = _run(engine, demo_model, "DDIM", eta_noise_seed_delta=31337)
     assert "ENSD: 31337" in ancestral
     assert "ENSD" not in plain and "ENSD" not in ddim
+
+
+def test_sigma_churn_reaches_euler_only_and_is_written(engine, demo_model):
+    from modules.samplers import SigmaChurn
+
+    churn = SigmaChurn(churn=4.0, tmax=10.0)
+    plain, _ = _run(engine, demo_model, "Euler")
+    churned, text = _run(engine, demo_model, "Euler", sigma_churn=churn)
+    again, _ = _run(engine, demo_model, "Euler", sigma_churn=churn)
+    assert not np.array_equal(plain, churned) and np.array_equal(churned, again)
+    assert "Sigma churn: 4, Sigma tmax: 10," in text and "Sigma noise" not in text
+    heun, heun_text = _run(engine, demo_model, "Heun", sigma_churn=churn)
+    assert np.array_equal(heun, _run(engine, demo_model, "Heun")[0]) and "Sigma" not in heun_text

@@ -105,11 +105,11 @@ def _is(*values: Any) -> Callable[[Any], bool]:
     return lambda value: value in values
 
 
-NOISE = "the sampler's churn and noise settings"
-
-
 # Request fields that set the setting of the same name for their job only.
 SETTING_FIELDS = ("s_min_uncond", "initial_noise_multiplier")
+# The sigma churn fields do the same only with a value other than their neutral ones: A1111's clients always send
+# those, and in A1111 the settings win over them.
+SIGMA_FIELDS = {"s_churn": (0,), "s_tmin": (0,), "s_tmax": (0, math.inf), "s_noise": (1,)}
 
 
 class GenerationApiFields(BaseModel):
@@ -134,10 +134,10 @@ class GenerationApiFields(BaseModel):
     eta: float | None = Field(None, description="DDIM: 0 to 1, the eta_ddim setting for this job; ancestral and SDE "
                                                 "samplers accept only their own 1; other samplers don't use it")
     s_min_uncond: float | None = None  # the s_min_uncond setting (Negative Guidance minimum sigma) for this job
-    s_churn: Annotated[float | None, _neutral(NOISE, _is(0), "0")] = None
-    s_tmax: Annotated[float | None, _neutral(NOISE, _is(0, math.inf), "0")] = None
-    s_tmin: Annotated[float | None, _neutral(NOISE, _is(0), "0")] = None
-    s_noise: Annotated[float | None, _neutral(NOISE, _is(1), "1")] = None
+    s_churn: float | None = None  # these four: see SIGMA_FIELDS (only Euler uses them)
+    s_tmax: float | None = None
+    s_tmin: float | None = None
+    s_noise: float | None = None
     disable_extra_networks: bool | None = Field(False, description="Take <lora:…> tags out of the prompts "
                                                                   "without using them")
 
@@ -160,9 +160,11 @@ class GenerationApiFields(BaseModel):
         return self
 
     def job_settings(self) -> dict[str, Any]:
-        """Settings this request sets for its job only: those of SETTING_FIELDS, and eta_ddim from eta when the
-        sampler is DDIM."""
+        """Settings this request sets for its job only: those of SETTING_FIELDS and SIGMA_FIELDS, and eta_ddim
+        from eta when the sampler is DDIM."""
         values = {key: value for key in SETTING_FIELDS if (value := getattr(self, key, None)) is not None}
+        values.update({key: value for key, neutral in SIGMA_FIELDS.items()
+                       if (value := getattr(self, key)) is not None and value not in neutral})
         if self.eta is not None and samplers.sampler_info(self.chosen_sampler()).accepts_eta:
             values["eta_ddim"] = self.eta
         return values
