@@ -132,7 +132,12 @@ class GenerationParams:
                                       minimum=0.01, maximum=1.0, step=0.01, when=lambda p: p.refiner is not None)
     resize_mode: int = _field(0, label="Resize mode", widget="radio", tabs=IMG2IMG, choices=RESIZE_MODES)
     mask_blur: int = _field(4, label="Mask blur", infotext="Mask blur", widget="slider", minimum=0, maximum=64,
-                            step=1, tabs=IMG2IMG, jobs=INPAINT)
+                            step=1, tabs=IMG2IMG, jobs=INPAINT,
+                            when=lambda p: p.vertical_mask_blur in (-1, p.mask_blur))
+    # API-only, as in A1111: a vertical blur of its own (the API's mask_blur_y; -1: mask_blur, which is then
+    # both), and mask_round false for a soft latent mask where the blurred edge is only partly repainted.
+    vertical_mask_blur: int = _field(-1, minimum=-1, maximum=64, step=1, tabs=(), jobs=INPAINT)
+    mask_round: bool = _field(True, widget="checkbox", tabs=(), jobs=INPAINT)
     inpainting_mask_invert: int = _field(0, label="Mask mode", infotext="Mask mode", widget="radio", tabs=IMG2IMG,
                                          jobs=INPAINT, choices=MASK_MODES)
     inpainting_fill: int = _field(1, label="Masked content", infotext="Masked content", widget="radio",

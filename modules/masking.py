@@ -25,11 +25,13 @@ def to_mask(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return mask if mask.size == size else mask.resize(size, Image.LANCZOS)
 
 
-def prepare_mask(mask: Image.Image, invert: bool, blur: int) -> Image.Image:
-    """Invert ("Inpaint not masked") and Gaussian-blur the mask."""
+def prepare_mask(mask: Image.Image, invert: bool, blur: int, blur_y: int | None = None) -> Image.Image:
+    """Invert ("Inpaint not masked") and Gaussian-blur the mask, by `blur` across and `blur_y` (default: the
+    same) down."""
     if invert:
         mask = Image.eval(mask, lambda v: 255 - v)
-    return mask.filter(ImageFilter.GaussianBlur(blur)) if blur > 0 else mask
+    radius = (blur, blur if blur_y is None else blur_y)
+    return mask.filter(ImageFilter.GaussianBlur(radius)) if max(radius) > 0 else mask
 
 
 def crop_region(mask: Image.Image, padding: int, width: int, height: int) -> Box | None:
@@ -82,11 +84,11 @@ def _blur(values: np.ndarray, radius: float) -> np.ndarray:
     return gaussian_filter(values, sigma=(radius, radius, 0), mode="nearest")
 
 
-def latent_mask(mask: Image.Image, height: int, width: int, device: torch.device, dtype: torch.dtype
-                ) -> torch.Tensor:
-    """The mask at latent size, rounded to 0/1 as A1111 does: (1, 1, height, width), 1 = repaint."""
+def latent_mask(mask: Image.Image, height: int, width: int, device: torch.device, dtype: torch.dtype,
+                rounded: bool = True) -> torch.Tensor:
+    """The mask at latent size, (1, 1, height, width), 1 = repaint; rounded to 0/1 as A1111 does by default."""
     small = np.asarray(mask.convert("L").resize((width, height), Image.LANCZOS), dtype=np.float32) / 255.0
-    return torch.from_numpy(np.around(small))[None, None].to(device=device, dtype=dtype)
+    return torch.from_numpy(np.around(small) if rounded else small)[None, None].to(device=device, dtype=dtype)
 
 
 def composite(original: Image.Image, generated: Image.Image, mask: Image.Image, box: Box | None) -> Image.Image:

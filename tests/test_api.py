@@ -193,6 +193,22 @@ def test_img2img_inpaints_inside_the_mask_only(server, api):
     assert parameters["init_images"] is None and parameters["mask"] is None
 
 
+def test_inpainting_with_separate_blurs_and_an_unrounded_mask(server, api):
+    url, _ = server
+    source = Image.new("RGB", (64, 64), (200, 30, 30))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    body = {"init_images": [b64(source)], "mask": b64(mask), "denoising_strength": 0.9, "inpaint_full_res": False}
+    (even,), info, _ = generate(api, url, "img2img", **body, mask_blur_x=6, mask_blur_y=6)
+    assert "Mask blur: 6" in info["infotexts"][0]
+    (across,), info, _ = generate(api, url, "img2img", **body, mask_blur_x=6, mask_blur_y=0)
+    assert "Mask blur" not in info["infotexts"][0], "A1111 writes it only when both are equal"
+    pixels = np.asarray(across.convert("RGB"), dtype=np.int16)
+    assert (pixels[10, 32] == (200, 30, 30)).all() and across.tobytes() != even.tobytes()  # no blur downwards
+    (soft,), _, _ = generate(api, url, "img2img", **body, mask_blur=6, mask_round=False)
+    assert soft.tobytes() != even.tobytes()
+
+
 def test_img2img_noise_multiplier_per_job_and_as_a_setting(server, api):
     url, _ = server
     source = b64(Image.new("RGB", (64, 64), (40, 120, 200)))

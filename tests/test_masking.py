@@ -19,6 +19,12 @@ def test_invert_and_blur():
     assert 0 < blurred[30, 18] < 255 and blurred[30, 30] > 240 and blurred[0, 0] == 0
 
 
+def test_blur_across_and_down_may_differ():
+    blurred = np.asarray(masking.prepare_mask(square_mask(), invert=False, blur=6, blur_y=0))
+    assert 0 < blurred[30, 18] < 255, "blurred across"
+    assert blurred[18, 30] == 0 and blurred[20, 30] == blurred[30, 30], "a sharp edge downwards"
+
+
 def test_mask_from_alpha_or_luminance_and_resized():
     rgba = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
     rgba.paste((255, 0, 0, 255), (0, 0, 16, 32))
@@ -49,6 +55,12 @@ def test_latent_mask_is_rounded():
     lm = masking.latent_mask(square_mask(), 8, 8, torch.device("cpu"), torch.float32)
     assert lm.shape == (1, 1, 8, 8) and set(lm.unique().tolist()) == {0.0, 1.0}
     assert lm[0, 0, 3, 3] == 1 and lm[0, 0, 0, 0] == 0
+
+
+def test_an_unrounded_latent_mask_keeps_the_soft_edge():
+    soft = masking.prepare_mask(square_mask(), invert=False, blur=8)
+    lm = masking.latent_mask(soft, 8, 8, torch.device("cpu"), torch.float32, rounded=False)
+    assert any(0.05 < value < 0.95 for value in lm.flatten().tolist())
 
 
 def test_composite_keeps_the_original_outside_the_mask():

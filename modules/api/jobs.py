@@ -169,11 +169,9 @@ def generation_values(request: GenerationApiFields) -> dict[str, Any]:
     values["sampler_name"] = chosen or request.sampler_index or from_text.get("sampler_name") or DEFAULT_SAMPLER
     if isinstance(request, Txt2ImgApiFields):
         _first_phase(request, values)
-    if isinstance(request, Img2ImgApiFields) and "mask_blur" not in given:
-        if request.mask_blur_x != request.mask_blur_y:
-            raise RequestError("mask_blur_x", "different horizontal and vertical mask blur is not supported by this "
-                                              "server yet; give mask_blur, or equal mask_blur_x and mask_blur_y")
+    if isinstance(request, Img2ImgApiFields) and "mask_blur" not in given:  # else mask_blur is both, as in A1111
         values["mask_blur"] = request.mask_blur_x
+        values["vertical_mask_blur"] = -1 if request.mask_blur_y == request.mask_blur_x else request.mask_blur_y
     return values
 
 

@@ -182,9 +182,9 @@ class Img2ImgApiFields(GenerationApiFields):
 
     init_images: list[Base64Image] = Field(min_length=1, description="The images to start from")
     mask: Base64Image | None = Field(None, description="White where the image is repainted")
-    mask_blur_x: int = Field(4, ge=0, description="Horizontal mask blur; must equal mask_blur_y (or give mask_blur)")
-    mask_blur_y: int = Field(4, ge=0, description="Vertical mask blur")
-    mask_round: Annotated[bool | None, _neutral("an unrounded latent mask", _is(True), "true")] = True
+    mask_blur_x: int = Field(4, ge=0, le=64, description="Horizontal mask blur (when mask_blur is not given)")
+    mask_blur_y: int = Field(4, ge=0, le=64, description="Vertical mask blur (when mask_blur is not given)")
+    mask_round: bool = Field(True, description="False: a soft latent mask, the blurred edge partly repainted")
     image_cfg_scale: float | None = Field(None, description="Only instruct-pix2pix models use it; none load here")
     initial_noise_multiplier: float | None = Field(None, ge=0, description=(
         "Scales the noise img2img starts from, for this job (the initial_noise_multiplier setting)"))
