@@ -17,7 +17,7 @@ from modules.engine import JobContext
 from modules.errors import UserError
 from modules.file_names import NameFields
 from modules.face_restoration import MissingWeightsError, missing_weights_message
-from modules.generation_params import NO_REFINER, GenerationParams
+from modules.generation_params import FIRST_PASS, NO_REFINER, SECOND_PASS, GenerationParams
 from modules.image_tools import ImageTools
 from modules.infotext import create_infotext
 from modules.limits import Limits
@@ -37,6 +37,7 @@ class RunSettings:
     eta_noise_seed_delta: int = 0
     ddim_eta: float = 0.0  # A1111's "Eta for DDIM"
     sigma_churn: samplers.SigmaChurn = samplers.SigmaChurn()
+    hires_refiner_pass: str = SECOND_PASS  # with hires fix, the passes a refiner takes part in (A1111's default)
     limits: Limits = Limits()
     save_dir: Path | None = None  # None: don't save
     naming: images.FileNaming = field(default_factory=images.FileNaming)  # file names and format
@@ -162,6 +163,12 @@ def encode_image(model: StableDiffusionModel, image: Image.Image) -> torch.Tenso
     return latents.to(model.latent_dtype)
 
 
+def refiner_switch_step(steps: int, switch_at: float) -> int | None:
+    """The sampling step a refiner takes over at, as A1111 counts: the first before which more than
+    `switch_at` of the `steps` are done; None when there is none."""
+    return next((step for step in range(steps) if step / steps > switch_at), None)
+
+
 @dataclass
 class Refiner:
     """The model sampling switches to, its conditioning of the batch's prompts, and the step it takes over at."""
@@ -202,10 +209,10 @@ class Txt2Img:
         p = self.params
         validate(p, self.settings.limits)
         sampler, schedule = samplers.resolve(p.sampler_name, p.scheduler)
-        p = self.params = replace(p, sampler_name=sampler, scheduler=schedule, seed=rng.resolve_seed(p.seed),
-                                  subseed=rng.resolve_seed(p.subseed), hr_checkpoint_name=self._hires_checkpoint(),
-                                  refiner_checkpoint=self._refiner_checkpoint())
+        self.params = replace(p, sampler_name=sampler, scheduler=schedule, seed=rng.resolve_seed(p.seed),
+                              subseed=rng.resolve_seed(p.subseed), hr_checkpoint_name=self._hires_checkpoint())
         hires = HiresPass(self) if p.enable_hr and self.supports_hires else None
+        p = self.params = replace(self.params, refiner_checkpoint=self._refiner_checkpoint(hires))
         self._check_face_restoration()
         result = GenerationResult(params=p)
         plan = self.plan or ImagePlan.repeated(p, p.batch_size * p.n_iter)
@@ -235,21 +242,28 @@ class Txt2Img:
             raise UserError(f"Hires checkpoint {p.hr_checkpoint_name} is not loaded for this job")
         return self.hires_model.short_title
 
-    def _refiner_checkpoint(self) -> str:
-        """The "Refiner" value to run and write: the refiner's title when sampling switches to it, else
-        "None". Sets `refiner_step`; a refiner of another kind than the model is refused."""
-        p, refiner = self.params, self.refiner_model
+    def _refiner_checkpoint(self, hires: HiresPass | None) -> str:
+        """The "Refiner" value to run and write: the refiner's title when sampling switches to it, else "None".
+        Sets `refiner_step` of this pass and of `hires` (the setting hires_fix_refiner_pass picks the passes);
+        a refiner of another kind than the model is refused."""
+        p, refiner, m = self.params, self.refiner_model, self.model
         if p.refiner is None:
             return p.refiner_checkpoint
         if refiner is None:
             raise UserError(f"Refiner {p.refiner_checkpoint} is not loaded for this job")
-        m = self.model
         if (refiner.family, refiner.unet.config.in_channels) != (m.family, m.unet.config.in_channels):
             raise UserError(f"The refiner {refiner.short_title} can't take over from {m.short_title}: a refiner "
                             "must be of the same kind (SD 1.x, SD 2.x or SDXL; inpainting or not)")
-        steps = self.sampling_steps()  # as A1111: the first step before which more than switch_at of them are done
-        self.refiner_step = next((step for step in range(steps) if step / steps > p.refiner_switch_at), None)
-        return NO_REFINER if self.refiner_step is None else refiner.short_title
+        passes = self.settings.hires_refiner_pass if hires is not None else FIRST_PASS
+        if passes != SECOND_PASS:
+            self.refiner_step = refiner_switch_step(self.sampling_steps(), p.refiner_switch_at)
+        if hires is not None and passes != FIRST_PASS:
+            hires.refiner_step = refiner_switch_step(hires.sampling_steps(), p.refiner_switch_at)
+        if self.refiner_step is None and (hires is None or hires.refiner_step is None):
+            return NO_REFINER
+        if hires is not None and passes != SECOND_PASS:
+            self.extra_infotext["Hires refiner"] = passes
+        return refiner.short_title
 
     def run_batch(self, batch_no: int, plan: ImagePlan, batch: slice, hires: HiresPass | None,
                   result: GenerationResult) -> None:
@@ -266,7 +280,8 @@ class Txt2Img:
         vae_model = self.model if refiner is None else refiner.model  # A1111 decodes with the refiner's VAE
         if hires is not None and not self.ctx.should_stop:
             latents = hires.continue_from(latents, noise, result, prompts, negatives)
-            vae_model = hires.model  # a "Hires checkpoint" may have a VAE of its own
+            # a "Hires checkpoint" may have a VAE of its own, and so may a refiner in the second pass
+            vae_model = hires.model if hires.refiner_step is None else self.refiner_model
         finished = []
         for index, image in enumerate(self.decode(latents, vae_model), start=batch.start):
             image = self.hooks.image(self.finish_image(self.restore_faces(image, result), index), index)
@@ -538,11 +553,15 @@ class HiresPass(Txt2Img):
         m, first, count = self.model, self.first.params, len(noise.seeds)
         self._init = self._upscaled(latents)
         start = noise.next(tuple(self._init.shape[1:]), m.device, m.latent_dtype)
-        conditioning = self.encode([first.hr_prompt] * count if first.hr_prompt else prompts,
-                                   [first.hr_negative_prompt] * count if first.hr_negative_prompt else negatives,
-                                   result)
+        prompts = [first.hr_prompt] * count if first.hr_prompt else prompts
+        negatives = [first.hr_negative_prompt] * count if first.hr_negative_prompt else negatives
+        conditioning = self.encode(prompts, negatives, result)
+        refiner = None
+        if self.refiner_step is not None:
+            model = self.first.refiner_model
+            refiner = Refiner(model, self.encode(prompts, negatives, result, model), self.refiner_step)
         self.first.extra_infotext.update(self.extra_infotext)
-        return self.denoise(start, conditioning, noise.seeds, noise.generators)
+        return self.denoise(start, conditioning, noise.seeds, noise.generators, refiner)
 
     def _upscaled(self, latents: torch.Tensor) -> torch.Tensor:
         factor = self.model.vae_scale_factor

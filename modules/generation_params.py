@@ -15,6 +15,8 @@ USE_SAME_SAMPLER = "Use same sampler"
 USE_SAME_SCHEDULER = "Use same scheduler"
 USE_SAME_CHECKPOINT = "Use same checkpoint"
 NO_REFINER = "None"
+# With hires fix, the passes a refiner takes part in (A1111's setting hires_fix_refiner_pass).
+FIRST_PASS, SECOND_PASS, BOTH_PASSES = HIRES_REFINER_PASSES = ("first pass", "second pass", "both passes")
 
 
 @dataclass(frozen=True)

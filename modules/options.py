@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, Sequence
 from modules.atomic_files import read_json_object, write_json_atomic
 from modules.face_restoration import FACE_RESTORERS
 from modules.file_names import check_pattern
+from modules.generation_params import HIRES_REFINER_PASSES, SECOND_PASS
 from modules.images import SAVE_FORMATS
 from modules.previews import PREVIEW_METHODS
 
@@ -67,6 +68,8 @@ OPTIONS: dict[str, OptionInfo] = {
     "emphasis": OptionInfo("Original", "Emphasis mode", choices=("Original", "No norm", "Ignore", "None")),
     "randn_source": OptionInfo("CPU", "Random number generator source", choices=("CPU", "GPU")),
     "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta (ENSD)", minimum=0, step=1),
+    "hires_fix_refiner_pass": OptionInfo(SECOND_PASS, "Hires fix: which pass the refiner takes part in",
+                                         choices=HIRES_REFINER_PASSES),
     "eta_ddim": OptionInfo(0.0, "Eta for DDIM: how much fresh noise each DDIM step adds (0: none, 1: as DDPM)",
                            section="Sampler parameters", minimum=0.0, maximum=1.0, step=0.01),
     "s_churn": OptionInfo(0.0, "sigma churn: noise Euler adds before each step in the tmin–tmax range",

@@ -69,6 +69,7 @@ class Services:
         return RunSettings(randn_source=opts.randn_source, eta_noise_seed_delta=opts.eta_noise_seed_delta,
                            ddim_eta=opts.eta_ddim,
                            sigma_churn=samplers.SigmaChurn(opts.s_churn, opts.s_tmin, opts.s_tmax, opts.s_noise),
+                           hires_refiner_pass=opts.hires_fix_refiner_pass,
                            limits=Limits.from_options(opts), save_dir=save_dir,
                            naming=images.FileNaming.from_options(opts),
                            encoder_options=self.encoder_options, face_restoration_model=opts.face_restoration_model,

@@ -30,14 +30,14 @@ def other(tmp_path_factory):
                  tmp_path_factory)
 
 
-def run(engine, model, refiner=None, job=Txt2Img, **kw):
+def run(engine, model, refiner=None, job=Txt2Img, settings=RunSettings(), **kw):
     values = {"prompt": "a red house", "negative_prompt": "fog", "steps": 4, "width": 64, "height": 64, "seed": 9,
               "sampler_name": "DPM++ 2M", **kw}
     params = GenerationParams(**values)
 
     def work(ctx):
         extra = {"inputs": Img2ImgInputs([init_image()])} if job is Img2Img else {}
-        task = job(model, params, ctx, RunSettings(), **extra)
+        task = job(model, params, ctx, settings, **extra)
         task.refiner_model = refiner
         return task.run()
     result = engine.call("t", work, timeout=300)
@@ -77,6 +77,24 @@ def test_the_refiner_works_in_img2img_over_the_steps_it_samples(engine, demo_mod
         _, text = run(engine, demo_model, other, job=Img2Img, steps=8, denoising_strength=0.5,
                       refiner_checkpoint="other.safetensors", refiner_switch_at=0.5)
     assert len(base_calls.sizes) == 3 and len(refiner_calls.sizes) == 1 and "Refiner switch at: 0.5" in text
+
+
+@pytest.mark.parametrize("passes, first_pass_calls, second_pass_calls", [
+    ("second pass", (4, 0), (3, 1)),  # A1111's default
+    ("first pass", (3, 1), (4, 0)),
+    ("both passes", (3, 1), (3, 1)),
+])
+def test_with_hires_fix_a_setting_picks_the_passes_the_refiner_joins(engine, demo_model, other, passes,
+                                                                     first_pass_calls, second_pass_calls):
+    with UnetCalls(demo_model.unet) as base, UnetCalls(other.unet) as refiner:
+        _, text = run(engine, demo_model, other, settings=RunSettings(hires_refiner_pass=passes), enable_hr=True,
+                      hr_scale=2, hr_second_pass_steps=4, denoising_strength=1.0, refiner_checkpoint="other",
+                      refiner_switch_at=0.5)
+    for size, expected in (((8, 8), first_pass_calls), ((16, 16), second_pass_calls)):
+        assert (base.sizes.count(size), refiner.sizes.count(size)) == expected, size
+    assert f"Refiner: {other.short_title}," in text
+    written = passes != "second pass"  # A1111 writes "Hires refiner" only when it is not the default
+    assert ("Hires refiner" in text) == written and (f"Hires refiner: {passes}," in text) == written
 
 
 def test_a_refiner_of_another_kind_is_refused_before_any_work(engine, demo_model, tmp_path_factory):
