@@ -48,8 +48,10 @@ def test_same_seed_same_pixels_and_batch_uses_seed_plus_i(engine, demo_model):
     batch = run(engine, demo_model, batch_size=2, n_iter=2, seed=100)
     assert batch.seeds == [100, 101, 102, 103]
     again = run(engine, demo_model, seed=101)
-    assert np.array_equal(pixels(batch.images[1]), pixels(again.images[0]))
-    assert not np.array_equal(pixels(batch.images[0]), pixels(batch.images[1]))
+    # A batch of two may take other CPU kernels than a batch of one (AVX2 oneDNN does), so allow a level of rounding.
+    diff = np.abs(pixels(batch.images[1]) - pixels(again.images[0]))
+    assert diff.max() <= 1
+    assert np.abs(pixels(batch.images[0]) - pixels(batch.images[1])).mean() > 5
     assert "Seed: 101," in batch.infotexts[1]
 
 
