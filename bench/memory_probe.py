@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import sys
 from pathlib import Path
 
@@ -18,12 +17,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SWITCHES = 10
 
 
-def rss_mb() -> float:
-    """This process's resident set size now, in MB."""
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set size now (VmRSS), or its peak (VmHWM), in MB.
+
+    The peak is read here rather than from getrusage: Linux carries ru_maxrss over from the parent
+    across fork and exec, so a probe started by a large benchmark process would report the parent's peak."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def manager(data_dir: str):
@@ -51,7 +53,7 @@ def generate(data_dir: str) -> float:
     engine = Engine()
     engine.call("probe", lambda ctx: Txt2Img(model, params, ctx, RunSettings()).run())
     engine.shutdown()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return rss_mb("VmHWM")
 
 
 def switch(data_dir: str) -> float:

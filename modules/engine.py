@@ -1,7 +1,6 @@
 """The one engine: it owns the loaded model and runs every job, one at a time, from a FIFO queue."""
 from __future__ import annotations
 
-import gc
 import itertools
 import logging
 import queue
@@ -13,6 +12,7 @@ from typing import Any, Callable, TypeVar
 
 from modules import cpu_threads
 from modules.errors import OutOfMemory
+from modules.memory_release import release_freed_memory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -198,7 +198,7 @@ class Engine:
                     self._preview_make = self._preview_cache = None
                     self._progress = Progress(queued=self._queue.qsize())
             if out_of_memory:
-                free_memory()
+                release_freed_memory()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -218,13 +218,3 @@ def out_of_memory_error(job_name: str, exc: BaseException) -> OutOfMemory:
     return OutOfMemory(f"Out of memory: {first_line}. Try a smaller image size, batch size or hires fix "
                        "scale; memory was freed and other jobs can run.")
 
-
-def free_memory() -> None:
-    """Collect garbage and give cached device memory back after an out-of-memory error."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if hasattr(torch, "mps") and torch.backends.mps.is_available():
-        torch.mps.empty_cache()

@@ -1,7 +1,6 @@
 """Load, hold, switch and free Stable Diffusion checkpoints (single-file and diffusers folders)."""
 from __future__ import annotations
 
-import gc
 import json
 import logging
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from modules.checkpoints import CheckpointInfo, HashCache, read_state_dict
 from modules.clip_tokenizer import load_clip_tokenizer
 from modules.conditioning import EncoderSlot, PromptEncoder
 from modules.errors import ModelLoadError
+from modules.memory_release import release_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +278,4 @@ def free_model(model: StableDiffusionModel | None) -> None:
         return
     for module in [model.unet, model.vae, *model.text_encoders]:
         module.to("meta")
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    release_freed_memory()
