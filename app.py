@@ -109,7 +109,7 @@ def download_face_models_at_start(models_dir: Path) -> None:
     log.info("Face restoration models ready: %s", ", ".join(str(p) for p in paths))
 
 
-def _quiet_library_logs() -> None:
+def quiet_library_logs() -> None:
     """diffusers and transformers log advice meant for library users; keep the console for ours."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     warn_if_open(args, gradio_auth, api_auth)
-    _quiet_library_logs()
+    quiet_library_logs()
     cpu_threads.single_threaded()  # multi-threaded torch work belongs to the engine's worker
     services = create_services(args)
     if args.download_face_models:

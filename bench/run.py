@@ -292,6 +292,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
     args = parser.parse_args()
+    from app import quiet_library_logs
+
+    quiet_library_logs()
     for name in args.names or BENCHMARKS:
         print(f"{name}: {BENCHMARKS[name]():.3f}", flush=True)
 
