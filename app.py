@@ -52,11 +52,11 @@ def create_services(args):
         services.notices += run_install_scripts([ext for ext in extensions if ext.enabled])
     services.notices += requirement_problems(extensions)
     load_scripts(services)
-    if not models.checkpoints:  # written on the worker, before the load below, so the page need not wait
-
-        def add_demo(ctx) -> None:
+    if not models.checkpoints:
+        def add_demo(ctx) -> None:  # on the worker, queued before the load below: the page need not wait
             add_demo_checkpoint(paths.sd_models)
             models.refresh()
+
         services.engine.submit("write the demo model", add_demo)
     first = args.ckpt or opts.sd_model_checkpoint or (models.checkpoints[0].name if models.checkpoints
                                                       else DEMO_FILE_NAME)

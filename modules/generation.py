@@ -270,10 +270,7 @@ class Txt2Img:
         """Encode, sample (switching to the refiner), (hires fix,) decode and save the images `batch` of the plan."""
         prompts, negatives, seeds = plan.prompts[batch], plan.negative_prompts[batch], plan.seeds[batch]
         conditioning = self.encode(prompts, negatives, result)
-        refiner = None
-        if self.refiner_step is not None:
-            refiner = Refiner(self.refiner_model, self.encode(prompts, negatives, result, self.refiner_model),
-                              self.refiner_step)
+        refiner = self.refiner_for(prompts, negatives, result)
         noise = self.batch_noise(seeds, plan.subseeds[batch])
         latents = self.denoise(self.prepare_latents(noise, batch.start), conditioning, seeds, noise.generators,
                                refiner)
@@ -281,7 +278,7 @@ class Txt2Img:
         if hires is not None and not self.ctx.should_stop:
             latents = hires.continue_from(latents, noise, result, prompts, negatives)
             # a "Hires checkpoint" may have a VAE of its own, and so may a refiner in the second pass
-            vae_model = hires.model if hires.refiner_step is None else self.refiner_model
+            vae_model = hires.model if hires.refiner_step is None else hires.refiner_model
         finished = []
         for index, image in enumerate(self.decode(latents, vae_model), start=batch.start):
             image = self.hooks.image(self.finish_image(self.restore_faces(image, result), index), index)
@@ -290,6 +287,13 @@ class Txt2Img:
                              subseed)
             finished.append(image)
         self.hooks.after_batch(batch_no, finished)
+
+    def refiner_for(self, prompts: list[str], negatives: list[str], result: GenerationResult) -> Refiner | None:
+        """The refiner this pass switches to, with its conditioning of the prompts; None when it doesn't."""
+        if self.refiner_step is None:
+            return None
+        return Refiner(self.refiner_model, self.encode(prompts, negatives, result, self.refiner_model),
+                       self.refiner_step)
 
     def tiling(self) -> contextlib.AbstractContextManager:
         """With "Tiling" on, the UNet and the VAE pad circularly for this job (restored afterwards)."""
@@ -529,6 +533,7 @@ class HiresPass(Txt2Img):
                          first.settings, first.networks, first.tools)
         self.first = first
         self.use_extra_network_tags = first.use_extra_network_tags
+        self.refiner_model = first.refiner_model  # takes over when hires_fix_refiner_pass includes this pass
         self.size = hires_fix.hires_size(first.params)
         self.upscaler = first.params.hr_upscaler
         self.step_offset = first.sampling_steps()
@@ -556,10 +561,7 @@ class HiresPass(Txt2Img):
         prompts = [first.hr_prompt] * count if first.hr_prompt else prompts
         negatives = [first.hr_negative_prompt] * count if first.hr_negative_prompt else negatives
         conditioning = self.encode(prompts, negatives, result)
-        refiner = None
-        if self.refiner_step is not None:
-            model = self.first.refiner_model
-            refiner = Refiner(model, self.encode(prompts, negatives, result, model), self.refiner_step)
+        refiner = self.refiner_for(prompts, negatives, result)
         self.first.extra_infotext.update(self.extra_infotext)
         return self.denoise(start, conditioning, noise.seeds, noise.generators, refiner)
 

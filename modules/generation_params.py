@@ -163,6 +163,13 @@ class GenerationParams:
         refiner ("None"; A1111's API also sends null or "")."""
         return None if self.refiner_checkpoint in ("", NO_REFINER) else self.refiner_checkpoint
 
+    @property
+    def job_checkpoints(self) -> dict[str, str]:
+        """The checkpoints the job runs on besides the loaded one (hires fix's and the refiner's), keyed by the
+        field that names each."""
+        named = {"hr_checkpoint_name": self.hires_checkpoint, "refiner_checkpoint": self.refiner}
+        return {field: name for field, name in named.items() if name}
+
     @classmethod
     def fields(cls) -> Iterator[tuple[dataclasses.Field, FieldSpec]]:
         """Each dataclass field with its spec, in declaration order."""

@@ -198,9 +198,8 @@ class Services:
 
     def check_job_checkpoints(self, params: GenerationParams) -> None:
         """Refuse a hires fix or refiner checkpoint that is not one of the listed ones (ModelLoadError)."""
-        for name in (params.hires_checkpoint, params.refiner):
-            if name:
-                self.models.find_listed(name)
+        for name in params.job_checkpoints.values():
+            self.models.find_listed(name)
 
     @contextmanager
     def job_models(self, names: Iterable[str | None], vae: str | None = None

@@ -90,10 +90,9 @@ class Jobs:
 
     def check_job_checkpoints(self, params: GenerationParams) -> None:
         """A hires or refiner checkpoint the request names must be a listed one; else a 422 on its field."""
-        for field, name in (("hr_checkpoint_name", params.hires_checkpoint), ("refiner_checkpoint", params.refiner)):
+        for field, name in params.job_checkpoints.items():
             try:
-                if name:
-                    self.services.models.find_listed(name)
+                self.services.models.find_listed(name)
             except UserError as exc:
                 raise RequestError(field, str(exc)) from None
 
