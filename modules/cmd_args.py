@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
              "like --listen, it turns extension installs off")
     add("--enable-insecure-extension-access", action="store_true",
         help="allow installing and switching extensions even with --listen or --share")
+    add("--allow-server-paths", action="store_true",
+        help="with --listen or --share, let page and API users name folders inside the data dir (img2img Batch, "
+             "Extras batch from directory, output folder settings); refused otherwise")
+    add("--hide-ui-dir-config", action="store_true",
+        help="hide the server folder fields (img2img Batch, Extras batch from directory, output folders) from the page")
     add("--skip-install", action="store_true", help="don't run the extensions' install.py at start")
     add("--medvram", action="store_true",
         help="keep the model in CPU memory and move one whole component (text encoder, UNet, VAE) to the GPU "

@@ -18,6 +18,9 @@ from modules.previews import PREVIEW_METHODS
 log = logging.getLogger(__name__)
 RELOAD_UI = "Reload UI"
 RESTART = "restart"
+MAX_PROMPT_CHUNKS = 100
+MAX_INPUT_IMAGES = 16
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class OptionInfo:
     refresh: Callable[[], Any] | None = None
     check: Callable[[Any], Any] | None = None
     applies: str | None = None
+    limit: bool = False  # bounds what one request may ask for: a job's override_settings may lower it, not raise it
 
     def needs_reload_ui(self) -> OptionInfo:
         """This setting with RELOAD_UI (A1111's name, which extensions call)."""
@@ -88,15 +92,31 @@ OPTIONS: dict[str, OptionInfo] = {
     "vae_tiling_min_pixels": OptionInfo(1536 * 1536, "Decode with a tiled VAE from this many pixels "
                                                      "(width × height; 0 = never), so large images fit in memory",
                                         section="Optimizations", minimum=0, step=1),
-    "max_pixels": OptionInfo(2048 * 2048, "Largest image size allowed, in pixels (width × height)",
-                             section="System", minimum=64 * 64, step=1),
+    "max_pixels": OptionInfo(2048 * 2048, "Largest image size allowed, in pixels (width × height), for every "
+                                          "image made, Extras included", section="System", minimum=64 * 64, step=1,
+                             limit=True),
     "max_batch_images": OptionInfo(100, "Most images one job may make (batch size × batch count)",
-                                   section="System", minimum=1, step=1),
-    "max_steps": OptionInfo(150, "Most sampling steps allowed", section="System", minimum=1, maximum=1000, step=1),
+                                   section="System", minimum=1, step=1, limit=True),
+    "max_steps": OptionInfo(150, "Most sampling steps allowed", section="System", minimum=1, maximum=1000, step=1,
+                            limit=True),
     "max_prompt_length": OptionInfo(20_000, "Longest prompt allowed, in characters", section="System",
-                                    minimum=100, step=1),
-    "max_upload_bytes": OptionInfo(50 * 1024 * 1024, "Largest image upload allowed, in bytes", section="System",
-                                   minimum=1024, step=1),
+                                    minimum=100, step=1, limit=True),
+    "max_prompt_chunks": OptionInfo(MAX_PROMPT_CHUNKS, "Most 75-token prompt chunks one job may encode (AND parts × "
+                                                       "chunks of the longest part)", section="System", minimum=1,
+                                    step=1, limit=True),
+    "max_grid_cells": OptionInfo(1000, "Most images a script may plan for one job (X/Y/Z cells, prompt matrix "
+                                       "combinations, Loopback loops, prompt lines)", section="System", minimum=1,
+                                 step=1, limit=True),
+    "img_max_size_mp": OptionInfo(200, "Largest grid allowed, in megapixels", section="System", minimum=1, step=1,
+                                  limit=True),
+    "max_input_images": OptionInfo(MAX_INPUT_IMAGES, "Most input images one request may send", section="System",
+                                   minimum=1, step=1, limit=True),
+    "max_upload_bytes": OptionInfo(MAX_UPLOAD_BYTES, "Largest image upload allowed, in bytes", section="System",
+                                   minimum=1024, step=1, limit=True),
+    "max_request_bytes": OptionInfo(MAX_INPUT_IMAGES * MAX_UPLOAD_BYTES * 4 // 3 + 1024 * 1024,
+                                    "Largest request body allowed, in bytes (answered with 413 beyond; requires "
+                                    "restart)", section="System", minimum=64 * 1024, step=1,
+                                    limit=True).needs_restart(),
     "samples_save": OptionInfo(True, "Always save all generated images", section="Saving images"),
     "outdir_txt2img_samples": OptionInfo("outputs/txt2img-images", "Output folder for txt2img images",
                                          section="Saving images"),
@@ -210,11 +230,21 @@ class Options:
             raise KeyError(f"Unknown setting {key!r}")
         return _validated(key, info, value)
 
+    def validated_override(self, key: str, value: Any) -> Any:
+        """`value` checked as for validated(), and refused (ValueError) when it would raise a limit above the
+        value in force: one job's settings may tighten a limit, never loosen it."""
+        checked = self.validated(key, value)
+        info = self._declared[key]
+        if info.limit and checked > getattr(self, key):
+            raise ValueError(f"{info.label} ({key}) can't be raised for one job: the server allows at most "
+                             f"{getattr(self, key)}, asked for {checked}")
+        return checked
+
     @contextmanager
     def overridden(self, values: dict[str, Any]) -> Iterator[None]:
         """Inside the block, and on this thread only, read `values` instead of the stored settings
-        (one job's override_settings). Nothing is stored or saved."""
-        checked = {key: self.validated(key, value) for key, value in values.items()}
+        (one job's override_settings; a limit may only be lowered). Nothing is stored or saved."""
+        checked = {key: self.validated_override(key, value) for key, value in values.items()}
         previous = getattr(self._local, "values", {})
         self._local.values = {**previous, **checked}
         try:

@@ -70,14 +70,17 @@ class Jobs:
 
     def overrides(self, settings: dict[str, Any], field: str = "override_settings") -> dict[str, Any]:
         """Settings (override_settings, or a POST to options) checked against the declared settings and
-        the checkpoints there are; a RequestError names the first bad one under `field`."""
+        the checkpoints there are (override_settings may lower a limit, never raise it); a RequestError names
+        the first bad one under `field`."""
+        opts = self.services.opts
+        check = opts.validated_override if field == "override_settings" else opts.validated
         checked = {}
         for key, value in settings.items():
             try:
                 if key == "sd_model_checkpoint":
                     checked[key] = self.listed_checkpoint(str(value))
                 else:
-                    checked[key] = self.services.opts.validated(key, value)
+                    checked[key] = check(key, value)
             except (KeyError, ValueError, UserError) as exc:
                 message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
                 raise RequestError(f"{field}.{key}" if field else key, message) from None
