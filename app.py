@@ -60,7 +60,7 @@ def create_services(args):
         services.engine.submit("write the demo model", add_demo)
     first = args.ckpt or opts.sd_model_checkpoint or (models.checkpoints[0].name if models.checkpoints
                                                       else DEMO_FILE_NAME)
-    services.load_checkpoint(first).add_done_callback(lambda f: _report_load(services, f))
+    services.load_checkpoint(first, listed_only=False).add_done_callback(lambda f: _report_load(services, f))
     return services
 
 

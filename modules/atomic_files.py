@@ -1,28 +1,67 @@
 """Write files so a crash leaves either the old or the new content, never a torn file."""
 from __future__ import annotations
 
+import errno
+import itertools
 import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, IO, Iterable
+from typing import IO, Any, Callable, Iterable, Iterator
+
+from modules.errors import DiskFull
+
+
+def process_umask() -> int:
+    """The process's file creation mask, read without changing it where the system shows it (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def _saving(target: Path) -> Iterator[None]:
+    """Turn a full disk (or quota) into DiskFull naming `target`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"No space left on device while saving {target}") from exc
+        raise
+
+
+def _temp_file(directory: Path, prefix: str) -> tuple[int, str]:
+    """A new temporary file in `directory`, with the permissions a plain open() would give it (mkstemp's are
+    0600), so saved files follow the process umask."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    os.fchmod(fd, 0o666 & ~process_umask())
+    return fd, tmp
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Call `write` on a temporary file beside `path`, fsync it, then rename it over `path`."""
+    """Call `write` on a temporary file beside `path`, fsync it, then rename it over `path`. A full disk
+    raises DiskFull and leaves `path` as it was."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _saving(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_file(target.parent, f".{target.name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -68,22 +107,28 @@ def write_new(folder: str | os.PathLike, names: Iterable[str], write: Callable[[
     """Write a file to a temporary name in `folder`, fsync it, then give it the first of `names` that is
     free, never replacing an existing file (even one another thread or process creates meanwhile): the
     name is taken by a hard link, which fails when it exists, or where links aren't supported by creating
-    it exclusively and renaming over that placeholder. Returns the new path."""
+    it exclusively and renaming over that placeholder. Returns the new path; a full disk raises DiskFull
+    naming the first name."""
     directory = Path(folder)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        for name in names:
-            target = directory / name
-            if _claim(tmp, target):
-                return target
-        raise FileExistsError(f"Every name offered for the new file in {directory} is taken")
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    names = iter(names)
+    first = next(names, None)
+    if first is None:
+        raise FileExistsError(f"No name was offered for the new file in {directory}")
+    with _saving(directory / first):
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_file(directory, ".saving-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            for name in itertools.chain([first], names):
+                target = directory / name
+                if _claim(tmp, target):
+                    return target
+            raise FileExistsError(f"Every name offered for the new file in {directory} is taken")
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _claim(tmp: str, target: Path) -> bool:

@@ -13,5 +13,9 @@ class OutOfMemory(UserError):
     """A job ran out of memory (device or RAM); the engine freed what it could and runs the next job."""
 
 
+class DiskFull(UserError):
+    """A file could not be written because its disk is full; the message names the file."""
+
+
 class JobCancelled(Exception):
     """Raised inside a job when the user interrupts it before any result exists."""

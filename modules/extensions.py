@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
+from urllib.parse import urlsplit
 
 import requests
 
@@ -388,9 +389,19 @@ class IndexEntry:
     added: str = ""
 
 
+def check_index_url(url: str) -> None:
+    """Refuse (ValueError) an extension index address that is not http(s): no file://, no other schemes."""
+    if urlsplit(url.strip()).scheme.lower() not in ("http", "https"):
+        raise ValueError(f"The extension index URL must start with http:// or https://, got {url!r}")
+
+
 def fetch_index(url: str, timeout: float = 10.0) -> list[IndexEntry]:
     """Download and read an extension index (JSON with an "extensions" list of name, url, description,
-    tags, added). Raises ExtensionError saying what went wrong when it can't be loaded."""
+    tags, added) from an http(s) URL. Raises ExtensionError saying what went wrong when it can't be loaded."""
+    try:
+        check_index_url(url)
+    except ValueError as exc:
+        raise ExtensionError(str(exc)) from None
     try:
         response = requests.get(url, timeout=timeout)
         response.raise_for_status()

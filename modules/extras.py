@@ -13,7 +13,7 @@ from PIL import Image
 
 from modules import images
 from modules.engine import JobContext
-from modules.errors import UserError
+from modules.errors import DiskFull, UserError
 from modules.face_restoration import MissingWeightsError, missing_weights_message
 from modules.image_inputs import normalize_input
 from modules.image_tools import ImageTools
@@ -161,14 +161,11 @@ def create_infotext(params: ExtrasParams) -> str:
     return ", ".join(f"{key}: {quote(value)}" for key, value in entries.items())
 
 
-def images_in_folder(folder: str) -> list[Path]:
+def images_in_folder(folder: Path) -> list[Path]:
     """The image files directly in `folder`, by name."""
-    if not folder or not folder.strip():
-        raise UserError("Batch from directory needs an input directory")
-    path = Path(folder.strip()).expanduser()
-    if not path.is_dir():
-        raise UserError(f"The input directory {path} does not exist")
-    return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not folder.is_dir():
+        raise UserError(f"The input directory {folder} does not exist")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 class ExtrasJob:
@@ -210,7 +207,13 @@ class ExtrasJob:
                 continue
             result.warnings.extend(n if len(inputs) == 1 else f"{name}: {n}" for n in notes)
             text = create_infotext(self.params)
-            path = self.save(processed, images.read_infotext(image), text, name, output_dir)
+            try:
+                path = self.save(processed, images.read_infotext(image), text, name, output_dir)
+            except DiskFull as exc:  # the image is still in the answer
+                log.error("%s", exc)
+                path = None
+                if str(exc) not in result.warnings:
+                    result.warnings.append(str(exc))
             if path is not None:
                 result.paths.append(path)
             if keep_images:

@@ -14,7 +14,7 @@ from PIL import Image
 from modules import hires_fix, images, model_optimizations, previews, rng, samplers, script_callbacks, tiling
 from modules.conditioning import EncoderOptions
 from modules.engine import JobContext
-from modules.errors import UserError
+from modules.errors import DiskFull, UserError
 from modules.file_names import NameFields
 from modules.face_restoration import MissingWeightsError, missing_weights_message
 from modules.generation_params import FIRST_PASS, NO_REFINER, SECOND_PASS, GenerationParams
@@ -339,8 +339,11 @@ class Txt2Img:
             variant = applied.variant
             result.warnings.extend(w for w in applied.warnings if w not in result.warnings)
             self.extra_infotext.update(applied.infotext)
+        options = self.settings.encoder_options  # scripts may have changed the prompts since the job was submitted
+        self.settings.limits.check_prompt_chunks(prompts, negatives, self.params.steps,
+                                                 lambda text: model.prompt_encoder.chunk_count(text, options))
         conditioning = StepConditioning(model.prompt_encoder, prompts, negatives, self.params.steps,
-                                        self.params.clip_skip, self.settings.encoder_options, variant)
+                                        self.params.clip_skip, options, variant)
         if self.networks is not None:
             self.extra_infotext.update(self.networks.ti_hashes(conditioning.embeddings_used))
         return conditioning
@@ -515,8 +518,14 @@ class Txt2Img:
             script_callbacks.before_image_saved_callback(saving)
             fields = NameFields.of_image(p, len(result.images) - 1, self.job, m.checkpoint.model_name, m.short_hash,
                                          self.params.prompt)
-            path = self.settings.naming.save(saving.image, images.dated_folder(self.settings.save_dir), fields,
-                                             saving.pnginfo.get("parameters"))
+            try:
+                path = self.settings.naming.save(saving.image, images.dated_folder(self.settings.save_dir), fields,
+                                                 saving.pnginfo.get("parameters"))
+            except DiskFull as exc:  # the image is still in the answer
+                log.error("%s", exc)
+                if str(exc) not in result.warnings:
+                    result.warnings.append(str(exc))
+                return
             saving.filename = str(path)
             script_callbacks.image_saved_callback(saving)
             result.paths.append(path)

@@ -1,11 +1,13 @@
-"""img2img over a folder: each image (with its mask of the same name, if any) into an output folder."""
+"""img2img over a folder: each image (with its mask of the same name, if any) into an output folder, under a
+name no other file has."""
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
-from modules.atomic_files import write_atomic
+from modules.atomic_files import write_new
 from modules.engine import JobContext
 from modules.errors import UserError
 from modules.generation import GenerationResult, RunSettings
@@ -55,17 +57,24 @@ def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobCon
         job.refiner_model = refiner
         done = job.run()
         result.warnings.extend(w for w in done.warnings if w not in result.warnings)
-        for number, (image, infotext, seed) in enumerate(zip(done.images, done.infotexts, done.seeds)):
-            name = f"{path.stem}.png" if number == 0 else f"{path.stem}-{number}.png"
+        for image, infotext, seed in zip(done.images, done.infotexts, done.seeds):
             data = encode_png(image, infotext)
-            write_atomic(target / name, lambda handle, data=data: handle.write(data))
-            result.paths.append(target / name)
+            saved = write_new(target, _free_names(path.stem), lambda handle, data=data: handle.write(data))
+            result.paths.append(saved)
             result.images.append(image)
             result.infotexts.append(infotext)
             result.seeds.append(seed)
         result.params = done.params
     result.interrupted = ctx.interrupted
     return result
+
+
+def _free_names(stem: str) -> Iterator[str]:
+    """`<stem>.png`, then `<stem>-1.png`, `<stem>-2.png`…: write_new takes the first that is free, so no
+    output ever replaces a file, an input in the same folder included."""
+    yield f"{stem}.png"
+    for number in range(1, 10_000):
+        yield f"{stem}-{number}.png"
 
 
 def _mask_for(path: Path, masks: Path | None):

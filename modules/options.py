@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from modules.atomic_files import read_json_object, write_json_atomic
+from modules.atomic_files import move_aside, read_json_object, write_json_atomic
+from modules.extensions import check_index_url
 from modules.face_restoration import FACE_RESTORERS
 from modules.file_names import check_pattern
 from modules.generation_params import HIRES_REFINER_PASSES, SECOND_PASS
@@ -42,6 +44,8 @@ class OptionInfo:
     check: Callable[[Any], Any] | None = None
     applies: str | None = None
     limit: bool = False  # bounds what one request may ask for: a job's override_settings may lower it, not raise it
+    server_folder: bool = False  # names a folder on the server (see modules/server_paths.py)
+    extension_state: bool = False  # changes which extensions run (see modules/extensions.py access_refusal)
 
     def needs_reload_ui(self) -> OptionInfo:
         """This setting with RELOAD_UI (A1111's name, which extensions call)."""
@@ -119,17 +123,17 @@ OPTIONS: dict[str, OptionInfo] = {
                                     limit=True).needs_restart(),
     "samples_save": OptionInfo(True, "Always save all generated images", section="Saving images"),
     "outdir_txt2img_samples": OptionInfo("outputs/txt2img-images", "Output folder for txt2img images",
-                                         section="Saving images"),
+                                         section="Saving images", server_folder=True),
     "outdir_img2img_samples": OptionInfo("outputs/img2img-images", "Output folder for img2img images",
-                                         section="Saving images"),
+                                         section="Saving images", server_folder=True),
     "outdir_extras_samples": OptionInfo("outputs/extras-images", "Output folder for images from the extras tab",
-                                        section="Saving images"),
+                                        section="Saving images", server_folder=True),
     "outdir_txt2img_grids": OptionInfo("outputs/txt2img-grids", "Output folder for txt2img grids",
-                                       section="Saving images"),
+                                       section="Saving images", server_folder=True),
     "outdir_img2img_grids": OptionInfo("outputs/img2img-grids", "Output folder for img2img grids",
-                                       section="Saving images"),
+                                       section="Saving images", server_folder=True),
     "grid_save": OptionInfo(True, "Always save all generated image grids", section="Saving images"),
-    "sd_vae": OptionInfo("Automatic", "SD VAE", choices=("Automatic", "None")),  # the files: Services binds them
+    "sd_vae": OptionInfo("Automatic", "SD VAE"),  # Services binds the choices: Automatic, None and the files
     "quicksettings_list": OptionInfo(["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"],
                                      "Quicksettings list (settings shown at the top of the page)",
                                      section="User interface").needs_reload_ui(),
@@ -158,10 +162,11 @@ OPTIONS: dict[str, OptionInfo] = {
                               minimum=0, maximum=512, step=16),
     "ESRGAN_tile_overlap": OptionInfo(8, "Tile overlap for upscaler models, in pixels", section="Upscaling",
                                       minimum=0, maximum=48, step=1),
-    "disabled_extensions": OptionInfo([], "Disable these extensions", section=None),
+    "disabled_extensions": OptionInfo([], "Disable these extensions", section=None, extension_state=True),
     "extensions_index_url": OptionInfo(
         "https://raw.githubusercontent.com/AUTOMATIC1111/stable-diffusion-webui-extensions/master/index.json",
-        "Extension index URL (Extensions → Available)", section="Extensions"),
+        "Extension index URL (Extensions → Available; http or https)", section="Extensions", extension_state=True,
+        check=check_index_url),
 }
 
 
@@ -177,11 +182,28 @@ class Options:
         self.load_notice: str | None = None
 
     def load(self) -> None:
-        """Read config.json; a broken file is moved aside and the defaults are used."""
+        """Read config.json. A file that can't be read, or that holds a value its setting can't take, is moved
+        aside (`config.json.bad-<time>`, said in `load_notice`): unreadable, the defaults are used; with bad
+        values, those settings are back at their defaults and the others are kept and saved."""
         data, self.load_notice = read_json_object(self._path)
+        bad = {}
+        for key, value in data.items():
+            if key in self._declared:  # others are kept as they are: an extension may declare them later
+                try:
+                    data[key] = self.validated(key, value)
+                except ValueError as exc:
+                    bad[key] = str(exc)
+        if bad:
+            aside = move_aside(self._path)
+            for key in bad:
+                del data[key]
+            self.load_notice = (f"{self._path.name} held values that can't be used ({'; '.join(bad.values())}); "
+                                f"it was moved to {aside.name}, and those settings are back at their defaults.")
         if self.load_notice:
             log.error(self.load_notice)
         self._values.update(data)
+        if bad:
+            self.save()
 
     def save(self) -> None:
         """Write all settings."""
@@ -195,8 +217,15 @@ class Options:
         return merged
 
     def declare(self, key: str, info: OptionInfo) -> None:
-        """Add a setting (used by extensions through on_ui_settings)."""
+        """Add a setting (used by extensions through on_ui_settings). A value config.json holds for it that it
+        can't take is dropped with a warning, and the default is used."""
         self._declared.setdefault(key, info)
+        if key in self._values:
+            try:
+                self._values[key] = self.validated(key, self._values[key])
+            except ValueError as exc:
+                log.warning("Setting %s from %s is not used: %s", key, self._path.name, exc)
+                del self._values[key]
 
     def add_option(self, key: str, info: OptionInfo) -> None:
         """A1111's name for declare(), used by extensions' on_ui_settings callbacks."""
@@ -213,15 +242,18 @@ class Options:
     def info(self, key: str) -> OptionInfo:
         return self._declared[key]
 
-    def set(self, key: str, value: Any, save: bool = True) -> None:
-        """Validate and store one setting."""
-        info = self._declared.get(key)
-        if info is None:
-            raise KeyError(f"Unknown setting {key!r}")
-        value = _validated(key, info, value)
-        self._values[key] = value
-        if save:
-            self.save()
+    def set(self, key: str, value: Any) -> None:
+        """Validate one setting and save it; it is in force only once saved."""
+        self.set_many({key: value})
+
+    def set_many(self, values: dict[str, Any]) -> None:
+        """Validate every value (KeyError or ValueError: nothing changes), write config.json with them, then put
+        them in force. When writing fails (OSError, such as a full disk), nothing changes: the running app and
+        config.json always agree."""
+        checked = {key: self.validated(key, value) for key, value in values.items()}
+        with self._lock:
+            write_json_atomic(self._path, {**self.as_dict(), **checked})
+            self._values.update(checked)
 
     def validated(self, key: str, value: Any) -> Any:
         """`value` checked and converted for setting `key`; KeyError for an unknown key, ValueError for a bad value."""
@@ -267,28 +299,48 @@ class Options:
 
 
 def _validated(key: str, info: OptionInfo, value: Any) -> Any:
+    value = _typed(info, value)
     choices = info.choice_list()
     if isinstance(info.default, list):
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{info.label} must be a list, got {value!r}")
         wrong = [item for item in value if choices is not None and item not in choices]
         if wrong:
             raise ValueError(f"{info.label} can't hold {', '.join(map(repr, wrong))}")
-        return [str(item) for item in value]
-    if choices is not None and value not in choices:
+    elif choices is not None and value not in choices:
         raise ValueError(f"{info.label} must be one of {', '.join(map(str, choices))}, got {value!r}")
-    if isinstance(info.default, bool):
-        return bool(value)
-    if isinstance(info.default, (int, float)) and not isinstance(info.default, bool):
-        try:
-            number = type(info.default)(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{info.label} must be a number, got {value!r}") from None
-        if info.minimum is not None and number < info.minimum:
-            raise ValueError(f"{info.label} must be at least {info.minimum}, got {number}")
-        if info.maximum is not None and number > info.maximum:
-            raise ValueError(f"{info.label} must be at most {info.maximum}, got {number}")
-        value = number
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if info.minimum is not None and value < info.minimum:
+            raise ValueError(f"{info.label} must be at least {info.minimum}, got {value}")
+        if info.maximum is not None and value > info.maximum:
+            raise ValueError(f"{info.label} must be at most {info.maximum}, got {value}")
     if info.check is not None:
         info.check(value)
+    return value
+
+
+def _typed(info: OptionInfo, value: Any) -> Any:
+    """`value` as the type of the setting's default (a whole float may stand for an int), or ValueError: no
+    null for a folder, no "nan" for a number, no 5 for a list."""
+    default = info.default
+    if default is None:  # a name that may be unset (the checkpoint)
+        if value is None or isinstance(value, str):
+            return value
+        raise ValueError(f"{info.label} must be text or null, got {value!r}")
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{info.label} must be true or false, got {value!r}")
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{info.label} must be a finite number, got {value!r}")
+        if isinstance(default, int):
+            if value != int(value):
+                raise ValueError(f"{info.label} must be a whole number, got {value!r}")
+            return int(value)
+        return float(value)
+    if isinstance(default, list):
+        if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+            return list(value)
+        raise ValueError(f"{info.label} must be a list of text, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ValueError(f"{info.label} must be text, got {value!r}")
     return value

@@ -14,6 +14,7 @@ from modules.conditioning import EncoderOptions
 from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
 from modules.engine import Engine, JobContext
 from modules.errors import UserError
+from modules.extensions import access_refusal
 from modules.extras import ExtrasJob, ExtrasParams, ExtrasResult, ExtrasSettings
 from modules.generation import GenerationResult, RunSettings, validate
 from modules.generation_params import GenerationParams
@@ -26,6 +27,7 @@ from modules.networks import Networks
 from modules.options import Options
 from modules.paths import DataPaths
 from modules.scripts import ScriptRunner, load_scripts
+from modules.server_paths import ServerPaths
 from modules.sd_models import StableDiffusionModel
 from modules.sd_vae import VaeLibrary
 from modules.styles import StyleDatabase
@@ -51,9 +53,11 @@ class Services:
     script_runners: dict[str, ScriptRunner] = field(default_factory=dict)  # "txt2img"/"img2img"
     last_infotext: str | None = None  # the page's last generation, for the ↙️ button (A1111 keeps params.txt)
     vaes: VaeLibrary = field(init=False)
+    server_paths: ServerPaths = field(init=False)
 
     def __post_init__(self) -> None:
         self.vaes = VaeLibrary(self.paths, self.models.hashes)
+        self.server_paths = ServerPaths.from_args(self.args, self.paths)
         self.opts.bind("sd_vae", choices=self.vaes.choices, refresh=self.vaes.refresh)
         self.opts.bind("quicksettings_list", choices=lambda: list(self.opts.declared()))
 
@@ -119,10 +123,14 @@ class Services:
 
     def img2img_batch(self, params: GenerationParams, input_dir: str, output_dir: str,
                       mask_dir: str = "") -> "Future[GenerationResult]":
-        """Queue img2img over a folder of images."""
+        """Queue img2img over a folder of images (folders as the server paths policy allows)."""
         settings = self.run_settings("outdir_img2img_samples")
         validate(params, settings.limits)
         self.check_job_checkpoints(params)
+        input_dir, output_dir, mask_dir = (
+            str(self.server_paths.folder(value, label)) if value and value.strip() else ""
+            for value, label in ((input_dir, "Input directory"), (output_dir, "Output directory"),
+                                 (mask_dir, "Inpaint batch mask directory")))
 
         def run(ctx: JobContext) -> GenerationResult:
             self.sync_vae()
@@ -152,8 +160,13 @@ class Services:
         texts = [entry.text for sub in parsed.subprompts for entry in sub.schedule] or [""]
         return max(model.prompt_encoder.token_count(t, options) for t in dict.fromkeys(texts))
 
-    def load_checkpoint(self, name: str) -> "Future[StableDiffusionModel]":
-        """Queue a checkpoint switch; on success it becomes the sd_model_checkpoint setting."""
+    def load_checkpoint(self, name: str, listed_only: bool = True) -> "Future[StableDiffusionModel]":
+        """Queue a checkpoint switch; on success it becomes the sd_model_checkpoint setting. Unless
+        `listed_only` is False (the operator's --ckpt), `name` must be one of the listed checkpoints, never any
+        other file on the server (ModelLoadError at once)."""
+        if listed_only:
+            self.models.find_listed(name)
+
         def run(ctx: JobContext) -> StableDiffusionModel:
             try:
                 model = self.models.load(name)
@@ -195,6 +208,38 @@ class Services:
             kept = model.vae_name or "the checkpoint's own VAE"
             return f"{exc} Using {kept} instead."
         return None
+
+    def change_settings(self, values: dict[str, Any]) -> None:
+        """Apply a page or API user's changes to the settings. All are checked first (KeyError, ValueError or
+        UserError, and nothing changes). sd_vae then swaps the loaded model's VAE (a file that can't be used
+        changes nothing more), the others are saved together and only then in force, and sd_model_checkpoint
+        loads that model, which must be a listed one."""
+        checked = {key: self.opts.validated(key, value) for key, value in values.items()}
+        self.check_user_settings(checked)
+        checkpoint = checked.pop("sd_model_checkpoint", None)
+        if checkpoint:
+            self.models.find_listed(checkpoint)
+        if "sd_vae" in checked:
+            self.set_vae(checked.pop("sd_vae")).result()
+        if checked:
+            self.opts.set_many(checked)
+        if checkpoint:
+            self.load_checkpoint(checkpoint).result()
+
+    def check_user_settings(self, values: dict[str, Any]) -> None:
+        """Refuse (UserError) settings a page or API user may not change on this server: extension state
+        while extension access is off, and output folders the server paths policy refuses."""
+        opts, declared = self.opts, self.opts.declared()
+        for key, value in values.items():
+            info = declared.get(key)
+            if info is None:
+                continue
+            if info.extension_state:
+                refusal = access_refusal(self.args)
+                if refusal:
+                    raise UserError(f"{info.label} can't be changed: {refusal}")
+            if info.server_folder and isinstance(value, str) and value != getattr(opts, key):
+                self.server_paths.folder(value, info.label)
 
     def check_job_checkpoints(self, params: GenerationParams) -> None:
         """Refuse a hires fix or refiner checkpoint that is not one of the listed ones (ModelLoadError)."""
@@ -243,9 +288,7 @@ class Services:
             self._switch_model(overrides["sd_model_checkpoint"])
             overrides["sd_model_checkpoint"] = self.models.current_title
         if not restore:
-            for key, value in overrides.items():
-                self.opts.set(key, value, save=False)
-            self.opts.save()
+            self.opts.set_many(overrides)
             yield
             return
         try:

@@ -195,7 +195,7 @@ def test_a_batch_skips_bad_files_and_goes_on(tools, tmp_path: Path):
     _photo((400, 300)).save(folder / "huge.jpg")
     _photo((32, 32)).convert("L").save(folder / "grey.png")
     (folder / "notes.txt").write_text("not an image")
-    files = images_in_folder(str(folder))
+    files = images_in_folder(folder)
     assert [p.name for p in files] == ["a.png", "broken.png", "grey.png", "huge.jpg"]
     params = ExtrasParams(upscaler_1="Nearest")
     result = ExtrasJob(tools, params, ExtrasSettings(max_pixels=50_000)).run(files, tmp_path / "out")
@@ -209,10 +209,8 @@ def test_a_batch_skips_bad_files_and_goes_on(tools, tmp_path: Path):
 
 
 def test_folder_errors():
-    with pytest.raises(UserError, match="needs an input directory"):
-        images_in_folder("  ")
     with pytest.raises(UserError, match="does not exist"):
-        images_in_folder("/no/such/folder")
+        images_in_folder(Path("/no/such/folder"))
 
 
 # -- the Download button --------------------------------------------------------------------------

@@ -250,18 +250,16 @@ def test_a_quicksetting_change_applies_and_persists(services, own_vae_after):
 
 
 def test_the_settings_tab_swaps_the_vae_too(services, own_vae_after):
-    from modules.ui.quicksettings import apply_setting
     from modules.ui.settings import apply_settings
 
-    def store(key, value):
-        apply_setting(services, key, value)
-
-    message = apply_settings(services.opts, ["sd_vae", "eta_noise_seed_delta"], ["broken.safetensors", 9], store)
-    assert "1 settings changed: Eta noise seed delta (ENSD)." in message
-    assert "Not changed: Could not use the VAE broken.safetensors" in message
-    assert services.opts.sd_vae != "broken.safetensors"
-    apply_settings(services.opts, ["sd_vae"], [OTHER], store)
-    assert services.models.current.vae_name == OTHER
+    ensd = services.opts.eta_noise_seed_delta
+    message = apply_settings(services.opts, ["sd_vae", "eta_noise_seed_delta"], ["broken.safetensors", ensd + 9],
+                             services.change_settings)
+    assert message.startswith("Nothing was saved") and "Could not use the VAE broken.safetensors" in message
+    assert services.opts.sd_vae != "broken.safetensors" and services.opts.eta_noise_seed_delta == ensd
+    assert json.loads(services.paths.config_file.read_text()).get("eta_noise_seed_delta", 0) == ensd
+    apply_settings(services.opts, ["sd_vae", "eta_noise_seed_delta"], [OTHER, ensd + 9], services.change_settings)
+    assert services.models.current.vae_name == OTHER and services.opts.eta_noise_seed_delta == ensd + 9
 
 
 def test_the_xyz_vae_axis_reaches_hires_fixs_own_checkpoint(services, own_vae_after):

@@ -81,6 +81,7 @@ class Jobs:
                     checked[key] = self.listed_checkpoint(str(value))
                 else:
                     checked[key] = check(key, value)
+                    self.services.check_user_settings({key: checked[key]})
             except (KeyError, ValueError, UserError) as exc:
                 message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
                 raise RequestError(f"{field}.{key}" if field else key, message) from None

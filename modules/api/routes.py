@@ -168,20 +168,11 @@ class SdApi:
         return self.services.opts.as_dict()
 
     def set_options(self, values: dict[str, Any] = Body(...)) -> None:
-        """Check every value first, then store them all (config.json); sd_vae swaps the loaded model's VAE
-        first (a file that can't be used changes nothing), and sd_model_checkpoint loads that model."""
-        s = self.services
-        current = s.opts.as_dict()
+        """Check every value first (a 422 names the first bad one), then apply them as Services.change_settings
+        does: saved in config.json before they are in force."""
+        current = self.services.opts.as_dict()
         changed = {key: value for key, value in values.items() if key not in current or current[key] != value}
-        checked = self.jobs.overrides(changed, field="")
-        checkpoint = checked.pop("sd_model_checkpoint", None)
-        if "sd_vae" in checked:
-            s.set_vae(checked.pop("sd_vae")).result()
-        for key, value in checked.items():
-            s.opts.set(key, value, save=False)
-        s.opts.save()
-        if checkpoint:
-            s.load_checkpoint(checkpoint).result()
+        self.services.change_settings(self.jobs.overrides(changed, field=""))
 
     def cmd_flags(self) -> dict[str, Any]:
         """The command-line flags (passwords hidden)."""
@@ -215,7 +206,7 @@ class SdApi:
         name = s.opts.sd_model_checkpoint or (s.models.checkpoints[0].name if s.models.checkpoints else None)
         if not name:
             raise UserError(f"There is no checkpoint in {s.paths.sd_models}")
-        s.load_checkpoint(name).result()
+        s.load_checkpoint(name, listed_only=False).result()  # the setting: a listed one or --ckpt
         return {}
 
 

@@ -113,8 +113,10 @@ class ExtensionActions:
         return "".join(problems) + _message(summary), updatable
 
     def available(self, index_url: str) -> tuple[str, list[tuple[str, str]], str]:
-        """(the index as a table, (name, url) choices of the ones not installed, a message)."""
+        """(the index as a table, (name, url) choices of the ones not installed, a message). Only http(s), and
+        not while extension access is off (--listen or --share): the server must not fetch what page users name."""
         try:
+            check_access(self.services.args)
             entries = fetch_index(index_url.strip())
         except ExtensionError as exc:
             return "", [], _message(str(exc), problem=True)

@@ -11,6 +11,7 @@ from modules.errors import UserError
 from modules.extras import RESIZE_MODES, ExtrasParams, images_in_folder
 from modules.face_restoration import FaceRestorers, download_face_models, missing_weights_message
 from modules.model_download import RemoteFile
+from modules.server_paths import ServerPaths
 from modules.services import Services
 from modules.ui.generation_tab import infotext_html, wait_with_progress
 
@@ -60,8 +61,10 @@ def download_missing_face_models(restorers: FaceRestorers, progress: Callable[..
     return face_models_status(restorers)
 
 
-def job_inputs(mode: int, image: Any, files: list | None, input_dir: str, output_dir: str) -> tuple[list, Path | None]:
-    """The images to process for the active sub-tab, and the folder to write to (None: the default one)."""
+def job_inputs(mode: int, image: Any, files: list | None, input_dir: str, output_dir: str,
+               server_paths: ServerPaths) -> tuple[list, Path | None]:
+    """The images to process for the active sub-tab, and the folder to write to (None: the default one);
+    folders as `server_paths` allows."""
     if mode == SINGLE:
         if image is None:
             raise UserError("Drop an image onto the Extras input first")
@@ -70,8 +73,10 @@ def job_inputs(mode: int, image: Any, files: list | None, input_dir: str, output
         if not files:
             raise UserError("Add some images to Batch Process first")
         return [Path(f) for f in files], None
-    inputs = images_in_folder(input_dir)
-    return inputs, Path(output_dir.strip()).expanduser() if output_dir and output_dir.strip() else None
+    if not input_dir or not input_dir.strip():
+        raise UserError("Batch from directory needs an input directory")
+    inputs = images_in_folder(server_paths.folder(input_dir, "Input directory"))
+    return inputs, server_paths.folder(output_dir, "Output directory") if output_dir and output_dir.strip() else None
 
 
 def _control(name: str, upscalers: list[str]) -> gr.components.Component:
@@ -108,8 +113,8 @@ def build_tab(services: Services) -> ExtrasTab:
                 with gr.Tab(MODES[BATCH], id="batch_process", elem_id="extras_batch_process_tab") as batch:
                     tab.image_batch = gr.File(label="Batch Process", file_count="multiple", type="filepath",
                                               elem_id="extras_image_batch")
-                with gr.Tab(MODES[DIRECTORY], id="batch_from_directory",
-                            elem_id="extras_batch_directory_tab") as directory:
+                with gr.Tab(MODES[DIRECTORY], id="batch_from_directory", elem_id="extras_batch_directory_tab",
+                            visible=not services.server_paths.hidden) as directory:
                     tab.input_dir = gr.Textbox(label="Input directory", elem_id="extras_batch_input_dir",
                                                placeholder="A directory on the same machine where the server is "
                                                            "running.")
@@ -159,7 +164,7 @@ def _wire(services: Services, tab: ExtrasTab) -> None:
         show = mode != DIRECTORY or bool(show_results)  # as in A1111, the checkbox is for folders only
         try:
             params = ExtrasParams.from_dict(dict(zip(names, values)))
-            inputs, folder = job_inputs(mode, image, files, input_dir, output_dir)
+            inputs, folder = job_inputs(mode, image, files, input_dir, output_dir, services.server_paths)
         except UserError as exc:
             raise gr.Error(str(exc)) from exc
         result = wait_with_progress(services, services.extras(params, inputs, folder, show), progress)

@@ -92,7 +92,7 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
                                                 image_mode=None)
                     tab.upload_mask = gr.Image(label="Mask", type="pil", elem_id="img_inpaint_mask",
                                                image_mode=None)
-                with gr.Tab("Batch", id="batch_tab") as sub_batch:
+                with gr.Tab("Batch", id="batch_tab", visible=not services.server_paths.hidden) as sub_batch:
                     gr.Markdown("Process every image in a folder on this machine; a mask with the same file "
                                 "name in the mask folder turns it into inpainting.")
                     batch_in = gr.Textbox(label="Input directory", elem_id="img2img_batch_input_dir")

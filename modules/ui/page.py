@@ -72,8 +72,7 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
                 with gr.Tab(title, id=tab_id, elem_id=f"tab_{tab_id}"):
                     blocks.render()
             with gr.Tab("Settings", id="settings"):
-                settings.build_tab(services.opts, lambda key, value: quicksettings.apply_setting(
-                    services, key, value))
+                settings.build_tab(services.opts, services.change_settings, services.args.hide_ui_dir_config)
             with gr.Tab("Extensions", id="extensions"):
                 extensions_ui.build_tab(services)
         for tab in (t2i, i2i):
@@ -83,9 +82,8 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
             if not title or title == models.current_title:
                 return gr.update(), services.status
             progress(0, desc=f"Loading {title}…")
-            future = services.load_checkpoint(title)
-            try:
-                future.result()
+            try:  # only a listed checkpoint, as the API: the dropdown takes typed text too
+                services.load_checkpoint(title).result()
             except UserError as exc:
                 services.load_error = None if models.current else str(exc)
                 gr.Warning(str(exc))

@@ -47,12 +47,9 @@ def build_controls(opts: Options) -> QuickControls:
 
 
 def apply_setting(services: Services, key: str, value: object) -> None:
-    """Apply and save one changed setting: sd_vae first swaps the loaded model's VAE (an engine job), the
-    others are stored. Raises UserError or ValueError, and then nothing changed."""
-    if key == "sd_vae":
-        services.set_vae(str(value)).result()
-    else:
-        services.opts.set(key, value)
+    """Apply and save one changed setting (Services.change_settings: sd_vae swaps the loaded model's VAE).
+    Raises UserError or ValueError, and then nothing changed."""
+    services.change_settings({key: value})
 
 
 def wire(quick: QuickControls, services: Services, status: gr.Markdown) -> None:

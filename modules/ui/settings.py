@@ -34,11 +34,11 @@ def setting_control(key: str, info: OptionInfo, value: Any, **extra: Any) -> gr.
 
 
 def apply_settings(opts: Options, keys: list[str], values: list[Any],
-                   store: Callable[[str, Any], None] | None = None) -> str:
-    """Store the changed values (through `store(key, value)` when given, which may apply it first, as
-    the sd_vae setting swaps the VAE). They are all checked first: when any is wrong, each wrong one is
-    named and nothing is stored. Returns what happened, naming the changes that wait for a Reload UI or a
-    restart."""
+                   change: Callable[[dict[str, Any]], None] | None = None) -> str:
+    """Apply the changed values together, through `change(values)` when given (Services.change_settings,
+    which also swaps the VAE and checks what a page user may change), else saved with opts.set_many. They are
+    all checked first: when any is wrong (or can't be applied or saved), each problem is named and nothing is
+    changed. Returns what happened, naming the changes that wait for a Reload UI or a restart."""
     wanted = {key: value for key, value in zip(keys, values) if value != getattr(opts, key)}
     problems = []
     for key, value in wanted.items():
@@ -46,24 +46,17 @@ def apply_settings(opts: Options, keys: list[str], values: list[Any],
             opts.validated(key, value)
         except ValueError as exc:
             problems.append(str(exc))
+    if not problems:
+        try:
+            (change or opts.set_many)(wanted)
+        except (ValueError, UserError) as exc:
+            problems.append(str(exc))
     if problems:
         return _html(["Nothing was saved; fix these first:", *problems])
-    changed = []
-    for key, value in wanted.items():
-        try:
-            if store is not None:
-                store(key, value)
-            else:
-                opts.set(key, value, save=False)
-            changed.append(key)
-        except (ValueError, UserError) as exc:
-            problems.append(f"Not changed: {exc}")
-    if changed:
-        opts.save()
-    labels = [opts.info(key).label for key in changed]
-    lines = [f"{len(changed)} settings changed" + (f": {', '.join(labels)}." if changed else "."), *problems]
+    labels = [opts.info(key).label for key in wanted]
+    lines = [f"{len(wanted)} settings changed" + (f": {', '.join(labels)}." if wanted else ".")]
     for when, what in ((RELOAD_UI, "press Reload UI"), (RESTART, "restart the program")):
-        waiting = [opts.info(key).label for key in changed if opts.info(key).applies == when]
+        waiting = [opts.info(key).label for key in wanted if opts.info(key).applies == when]
         if waiting:
             lines.append(f"To use {', '.join(waiting)}, {what}.")
     return _html(lines)
@@ -80,12 +73,14 @@ def reload_ui() -> str:
     return _html(["This app was started in a way that can't reload the UI in place; restart it instead."])
 
 
-def build_tab(opts: Options, store: Callable[[str, Any], None] | None = None) -> None:
-    """Lay out the tab (call inside a gr.Tab context); `store` as for apply_settings. The quicksettings
-    row's settings live there instead."""
+def build_tab(opts: Options, change: Callable[[dict[str, Any]], None] | None = None,
+              hide_folders: bool = False) -> None:
+    """Lay out the tab (call inside a gr.Tab context); `change` as for apply_settings. The quicksettings
+    row's settings live there instead; `hide_folders` (--hide-ui-dir-config) leaves out the output folders."""
     on_top = {"sd_model_checkpoint", *opts.quicksettings_list}
     declared = {key: info for key, info in opts.declared().items()
-                if key not in on_top and info.section is not None}  # None: a hidden setting
+                if key not in on_top and info.section is not None  # None: a hidden setting
+                and not (hide_folders and info.server_folder)}
     sections: dict[str, list[str]] = {}
     for key, info in declared.items():
         sections.setdefault(info.section, []).append(key)
@@ -100,7 +95,7 @@ def build_tab(opts: Options, store: Callable[[str, Any], None] | None = None) ->
                 for key in section_keys:
                     keys.append(key)
                     controls.append(setting_control(key, declared[key], getattr(opts, key)))
-    submit.click(lambda *values: apply_settings(opts, keys, list(values), store), inputs=controls, outputs=result,
+    submit.click(lambda *values: apply_settings(opts, keys, list(values), change), inputs=controls, outputs=result,
                  api_name="settings_apply")
     reload.click(reload_ui, outputs=result, api_name="settings_reload_ui").then(None, inputs=result,
                                                                                js=RELOAD_AFTER_RESTART_JS)
