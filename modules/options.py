@@ -197,7 +197,8 @@ class Options:
             aside = move_aside(self._path)
             for key in bad:
                 del data[key]
-            self.load_notice = (f"{self._path.name} held values that can't be used ({'; '.join(bad.values())}); "
+            problems = "; ".join(f"{key}: {why}" for key, why in bad.items())
+            self.load_notice = (f"{self._path.name} held values that can't be used ({problems}); "
                                 f"it was moved to {aside.name}, and those settings are back at their defaults.")
         if self.load_notice:
             log.error(self.load_notice)

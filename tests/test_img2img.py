@@ -184,3 +184,17 @@ def test_batch_folder_skips_bad_files_and_writes_the_rest(engine, demo_model, ph
     assert "Mask blur" not in Image.open(target / "a.png").info["parameters"]
     with pytest.raises(UserError, match="does not exist"):
         run_batch(demo_model, params, None, RunSettings(), None, str(tmp_path / "nowhere"), str(target))
+
+
+def test_batch_output_into_the_input_folder_never_replaces_a_file(engine, demo_model, photo, tmp_path):
+    from modules.img2img_batch import run_batch
+
+    folder = tmp_path / "same"
+    folder.mkdir()
+    photo.save(folder / "a.png")
+    original = (folder / "a.png").read_bytes()
+    params = GenerationParams(prompt="x", steps=1, width=SIZE, height=SIZE, seed=1)
+    result = engine.call("batch", lambda ctx: run_batch(demo_model, params, ctx, RunSettings(), None,
+                                                        str(folder), str(folder)))
+    assert (folder / "a.png").read_bytes() == original
+    assert result.paths == [folder / "a-1.png"] and "Steps: 1" in Image.open(folder / "a-1.png").info["parameters"]
