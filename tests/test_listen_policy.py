@@ -132,3 +132,14 @@ def test_hide_ui_dir_config_hides_and_refuses_the_folder_fields(tmp_path, demo_c
             services.change_settings({"outdir_txt2img_samples": "outputs/elsewhere"})
     finally:
         services.engine.shutdown()
+
+
+def test_settings_of_the_wrong_type_are_a_422_and_change_nothing(listening):
+    url, data, _ = listening
+    before = requests.get(url + "sdapi/v1/options", timeout=10).json()
+    for values in ({"outdir_txt2img_samples": None}, {"s_noise": "nan"}, {"quicksettings_list": 5},
+                   {"CLIP_stop_at_last_layers": 2, "grid_save": "yes"}):
+        answer = requests.post(url + "sdapi/v1/options", json=values, timeout=30)
+        assert answer.status_code == 422, (values, answer.text)
+    assert requests.get(url + "sdapi/v1/options", timeout=10).json() == before
+    assert json.loads((data / "config.json").read_text()).get("CLIP_stop_at_last_layers", 1) == 1
