@@ -120,7 +120,7 @@ def quiet_library_logs() -> None:
 
 
 def build_ui(services, gradio_auth: list[tuple[str, str]]):
-    """The page and its launch options (with the enabled extensions' javascript and style.css)."""
+    """The page and its serving options (with the enabled extensions' javascript and style.css)."""
     from modules.extensions import active_extensions, disabled_names
     from modules.ui.page import build_page, page_assets
     from modules.ui.ui_config import UiConfig
@@ -157,15 +157,11 @@ def serve_restartable(services, start) -> None:
             load_scripts(services)
 
 
-def launch_page(services, args, gradio_auth: list[tuple[str, str]]):
-    """Serve the page alone with Gradio's own server; returns the function that closes it."""
-    from modules import script_callbacks
+def start_page(services, args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[str, str]]):
+    """Serve the page (and the API beside it with --api); returns the function that stops serving."""
+    from modules import web_server
 
-    page, options = build_ui(services, gradio_auth)
-    page.launch(server_name="0.0.0.0" if args.listen else "127.0.0.1", server_port=args.port,
-                share=args.share, prevent_thread_lock=True, **options)
-    script_callbacks.app_started_callback(page, getattr(page, "app", None))
-    return page.close
+    return web_server.start(services, args, api_auth, *build_ui(services, gradio_auth))
 
 
 def warn_if_open(args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[str, str]]) -> None:
@@ -196,18 +192,14 @@ def main(argv: list[str] | None = None) -> None:
     services = create_services(args)
     if args.download_face_models:
         download_face_models_at_start(services.paths.models)
+    from modules import web_server
+
+    if args.share:
+        web_server.open_share_tunnel(args.port)
     if args.nowebui:
-        from modules.api.server import serve
-
-        serve(services, args, api_auth)
+        web_server.serve(services, args, api_auth)
         return
-
-    if args.api:
-        from modules.api import server
-
-        serve_restartable(services, lambda: server.start(services, args, api_auth, *build_ui(services, gradio_auth)))
-        return
-    serve_restartable(services, lambda: launch_page(services, args, gradio_auth))
+    serve_restartable(services, lambda: start_page(services, args, gradio_auth, api_auth))
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def test_disable_extra_networks_takes_the_tags_out_without_using_them(tmp_path, 
     from fastapi.testclient import TestClient
     from script_services import services_with_scripts
 
-    from modules.api.server import create_app
+    from modules.web_server import create_app
 
     services = services_with_scripts(tmp_path, demo_checkpoint, [])
     try:

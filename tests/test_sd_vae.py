@@ -142,7 +142,7 @@ def test_infotext_vae_keys_follow_model_and_parse_back():
 
 
 def test_api_lists_switches_and_overrides_the_vae(services, own_vae_after):
-    from modules.api.server import create_app
+    from modules.web_server import create_app
 
     client = TestClient(create_app(services, []))
     url = "/sdapi/v1"

@@ -23,17 +23,24 @@ class RequestError(ValueError):
 
 
 def _shortened(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > _LONG:
-        return f"<{len(value)} characters>"
+    """A request body made fit to echo as JSON: long strings summarised, and anything that is not JSON
+    already (raw bytes of a text/plain or binary body, form data...) named by its type and size."""
+    if isinstance(value, str):
+        return f"<{len(value)} characters>" if len(value) > _LONG else value
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
     if isinstance(value, dict):
-        return {key: _shortened(item) for key, item in value.items()}
+        return {str(key): _shortened(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_shortened(item) for item in value]
-    return value
+    return f"<{type(value).__name__}>"
 
 
-def _body(status: int, error: str, detail: Any, errors: str, body: Any = "",
-          headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, error: str, detail: Any, errors: str, body: Any = "",
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """An answer in A1111's error shape; `body` is the request body to echo, made fit for JSON."""
     content = {"error": error, "detail": detail, "body": _shortened(body), "errors": errors}
     return JSONResponse(content, status_code=status, headers=headers)
 
@@ -41,12 +48,12 @@ def _body(status: int, error: str, detail: Any, errors: str, body: Any = "",
 def _field_errors(exc: RequestValidationError) -> JSONResponse:
     detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     summary = "; ".join(f"{'.'.join(str(part) for part in e['loc'][1:]) or 'body'}: {e['msg']}" for e in detail)
-    return _body(422, "RequestValidationError", detail, summary, exc.body)
+    return error_response(422, "RequestValidationError", detail, summary, exc.body)
 
 
 def _request_error(exc: RequestError) -> JSONResponse:
     detail = [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]
-    return _body(422, "RequestValidationError", detail, str(exc))
+    return error_response(422, "RequestValidationError", detail, str(exc))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -64,16 +71,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
-        return _body(422, type(exc).__name__, str(exc), str(exc))
+        return error_response(422, type(exc).__name__, str(exc), str(exc))
 
     @app.exception_handler(OutOfMemory)
     async def out_of_memory(request: Request, exc: OutOfMemory) -> JSONResponse:  # the request may fit later
-        return _body(503, type(exc).__name__, str(exc), str(exc))
+        return error_response(503, type(exc).__name__, str(exc), str(exc))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _body(exc.status_code, "HTTPException", exc.detail, str(exc.detail), headers=exc.headers)
+        return error_response(exc.status_code, "HTTPException", exc.detail, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def failure(request: Request, exc: Exception) -> JSONResponse:  # the server logs the traceback
-        return _body(500, type(exc).__name__, "", str(exc) or type(exc).__name__)
+        return error_response(500, type(exc).__name__, "", str(exc) or type(exc).__name__)

@@ -1,0 +1,147 @@
+"""Serving, whatever the flags: the page, the /sdapi/v1 API, or both on one port, as one FastAPI app on one
+uvicorn server. Every request passes modules/http_guards.py first, and the page is marked launched the way
+Blocks.launch marks it, so Gradio checks every file a request names (only the user's uploads) and every
+file an answer names (only allowed_paths, its cache, the working and temp folders)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+import gradio as gr
+import uvicorn
+from fastapi import Depends, FastAPI
+from fastapi.responses import RedirectResponse
+from gradio import networking
+from gradio.routes import App as GradioApp
+from starlette.requests import Request
+from starlette.routing import Mount
+
+from modules import script_callbacks
+from modules.api.auth import schema_declaration
+from modules.api.errors import install_error_handlers
+from modules.api.routes import SdApi
+from modules.http_guards import RequestGuard, SessionCheck
+from modules.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def create_app(services: Services, api_auth: Sequence[tuple[str, str]] = (), page: gr.Blocks | None = None,
+               page_options: dict[str, Any] | None = None, *, serve_api: bool = True,
+               host: str = "127.0.0.1", port: int = 7860) -> FastAPI:
+    """The app: the /sdapi/v1 routes when `serve_api` (HTTP Basic when `api_auth` has accounts) with their
+    schema at /docs, the page at / when given (`page_options` as for Blocks.launch: auth, allowed_paths,
+    css, head…, served at http://host:port), and the request guard (body cap: setting max_request_bytes)."""
+    if serve_api:
+        app = FastAPI(title="Stable Diffusion web UI API", description="AUTOMATIC1111-compatible /sdapi/v1 routes")
+        install_error_handlers(app)
+        app.include_router(SdApi(services).router([Depends(schema_declaration)] if api_auth else []))
+    else:
+        app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    page_session = None
+    if page is not None:
+        gr.mount_gradio_app(app, page, path="/", server_name=host, server_port=port, **(page_options or {}))
+        gradio_app = _mounted_app(app)
+        _mark_launched(page, gradio_app, host, port)
+        if gradio_app.auth is not None:
+            page_session = _session_check(gradio_app)
+    elif serve_api:
+        app.add_api_route("/", lambda: RedirectResponse("/docs"), include_in_schema=False)
+    app.add_middleware(RequestGuard, max_body=services.opts.max_request_bytes,
+                       api_accounts=api_auth if serve_api else (), page_session=page_session)
+    return app
+
+
+def _mounted_app(app: FastAPI) -> GradioApp:
+    return next(route.app for route in app.router.routes
+                if isinstance(route, Mount) and isinstance(route.app, GradioApp))
+
+
+def _mark_launched(page: gr.Blocks, gradio_app: GradioApp, host: str, port: int) -> None:
+    """What Blocks.launch records once its server runs. `has_launched` is what turns on Gradio's checks of
+    the files named in requests and answers (processing_utils._check_allowed)."""
+    page.server_app = page.app = gradio_app
+    page._queue.set_server_app(gradio_app)
+    page.server = None  # uvicorn is ours: Blocks.close must not close it
+    page.server_name, page.server_port, page.protocol = host, port, "http"
+    page.local_url = f"http://{host}:{port}/"
+    page.local_api_url = f"{page.local_url}gradio_api/"
+    page.has_launched = page.is_running = True
+
+
+def _session_check(gradio_app: GradioApp) -> SessionCheck:
+    """Whether a request carries a page session: a cookie Gradio's /login set, named and kept as
+    gradio/routes.py does (`access-token[-unsecure]-<cookie_id>`, the token a key of `tokens`)."""
+    def logged_in(request: Request) -> bool:
+        return any(request.cookies.get(f"{name}-{gradio_app.cookie_id}") in gradio_app.tokens
+                   for name in ("access-token", "access-token-unsecure"))
+    return logged_in
+
+
+def _serve_page_last(app: FastAPI) -> None:
+    """The page is mounted at /, so it would answer every path: routes that on_app_started hooks add
+    (A1111 extensions do) go before it."""
+    app.router.routes.sort(key=lambda route: isinstance(route, Mount) and route.path == "")
+
+
+def start(services: Services, args: argparse.Namespace, api_auth: Sequence[tuple[str, str]] = (),
+          page: gr.Blocks | None = None, page_options: dict[str, Any] | None = None) -> Callable[[], None]:
+    """Build the app (the API with --api or --nowebui), tell scripts it started (on_app_started) and serve
+    it from a thread. Returns the function that stops serving."""
+    host = "0.0.0.0" if args.listen else "127.0.0.1"
+    serve_api = bool(args.api or args.nowebui)
+    app = create_app(services, api_auth, page, page_options, serve_api=serve_api, host=host, port=args.port)
+    script_callbacks.app_started_callback(page, app)
+    _serve_page_last(app)
+    # Streams the page keeps open (heartbeats) end when the page closes; anything else gets a moment.
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=args.port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, name="http-server", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise SystemExit(f"error: could not serve on {host}:{args.port}")
+        time.sleep(0.05)
+    served = " and ".join(part for part, on in (("the page", page is not None), ("the API", serve_api)) if on)
+    log.info("Serving %s on http://%s:%d%s", served, host, args.port, " (API schema at /docs)" if serve_api else "")
+
+    def stop() -> None:
+        if page is not None:
+            page.close(verbose=False)
+        server.should_exit = True
+        thread.join(10)
+    return stop
+
+
+def serve(services: Services, args: argparse.Namespace, api_auth: Sequence[tuple[str, str]]) -> None:
+    """Serve the API alone (--nowebui) until Ctrl+C."""
+    stop = start(services, args, api_auth)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+
+
+def open_share_tunnel(port: int) -> threading.Thread:
+    """--share: ask Gradio's share server for a public link to this port, in the background. Offline (or
+    when the share server refuses) the log says so and serving goes on."""
+    def open_tunnel() -> None:
+        try:
+            url = networking.setup_tunnel("127.0.0.1", port, secrets.token_urlsafe(32), None, None)
+        except Exception as exc:  # noqa: BLE001 - any failure of the tunnel only costs the public link
+            reason = f"{exc} ({exc.__cause__})" if exc.__cause__ else str(exc)
+            log.error("Could not create the --share link, so there is no public address (the local one still "
+                      "works): %s", reason)
+            return
+        log.info("Public link (--share): %s", url)
+
+    thread = threading.Thread(target=open_tunnel, name="share-tunnel", daemon=True)
+    thread.start()
+    return thread
