@@ -226,6 +226,10 @@ class PromptEncoder:
         text = text.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate (from JSON) becomes "?"
         return [Segment(self.slots[0].tokenizer(text, add_special_tokens=False)["input_ids"], weight)]
 
+    def chunk_count(self, text: str, options: EncoderOptions = EncoderOptions()) -> int:
+        """How many 75-token chunks `text` encodes to (tokenizing only)."""
+        return len(self.tokenize(text, options)[0])
+
     def token_count(self, text: str, options: EncoderOptions = EncoderOptions()) -> tuple[int, int]:
         """(tokens used, tokens available) as the page's counter shows them, e.g. (80, 150)."""
         chunks, _ = self.tokenize(text, options)

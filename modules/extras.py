@@ -15,10 +15,11 @@ from modules import images
 from modules.engine import JobContext
 from modules.errors import DiskFull, UserError
 from modules.face_restoration import MissingWeightsError, missing_weights_message
-from modules.image_inputs import normalize_input
+from modules.image_inputs import header_size, normalize_input
 from modules.image_tools import ImageTools
 from modules.img2img_batch import IMAGE_SUFFIXES
 from modules.infotext import quote
+from modules.options import OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,25 @@ class ExtrasParams:
     def second_upscaler(self) -> bool:
         return self.upscaling and self.upscaler_2 != NO_UPSCALER and self.extras_upscaler_2_visibility > 0
 
+    def upscaled_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size a width x height source is upscaled to: by the factor, or (scale to) just covering
+        width x height, aspect kept (and cropped to it afterwards)."""
+        if self.resize_mode == SCALE_BY:
+            scale = self.upscaling_resize
+            return max(1, round(width * scale)), max(1, round(height * scale))
+        scale = max(self.upscaling_resize_w / width, self.upscaling_resize_h / height)
+        return max(self.upscaling_resize_w, round(width * scale)), max(self.upscaling_resize_h, round(height * scale))
+
+    def check_result_size(self, width: int, height: int, max_pixels: int, name: str = "") -> None:
+        """Refuse a width x height source (`name`) whose result (the upscaled size, or with no upscaler its own
+        size) would be over `max_pixels`, before anything is decoded or processed (UserError)."""
+        if self.upscaling:
+            width, height = self.upscaled_size(width, height)
+        if width * height > max_pixels:
+            refused = "Upscaling refused: the result" if self.upscaling else "The result"
+            raise UserError(f"{name}{': ' if name else ''}{refused} would be {width}x{height} ({width * height:,} "
+                            f"pixels), over the limit of {max_pixels:,} (setting: {OPTIONS['max_pixels'].label})")
+
 
 @dataclass(frozen=True)
 class ExtrasSettings:
@@ -196,7 +216,11 @@ class ExtrasJob:
                 self.ctx.begin_batch(index, 1)
             name = source.stem if isinstance(source, Path) else ""
             try:
-                image = images.open_image(source) if isinstance(source, Path) else source
+                if isinstance(source, Path):  # the result's size is checked before the file is decoded
+                    self.params.check_result_size(*header_size(source, source.name), self.settings.max_pixels)
+                    image = images.open_image(source)
+                else:
+                    image = source
                 processed, notes = self.process(image)
             except UserError as exc:
                 if len(inputs) == 1:
@@ -238,8 +262,10 @@ class ExtrasJob:
                 raise MissingWeightsError(missing_weights_message(model, missing))
 
     def process(self, image: Image.Image) -> tuple[Image.Image, list[str]]:
-        """One image through face restoration and upscaling (in A1111's order unless upscale_first)."""
+        """One image through face restoration and upscaling (in A1111's order unless upscale_first); refused
+        first when the result would be over max_pixels."""
         image = normalize_input(image)
+        self.params.check_result_size(image.width, image.height, self.settings.max_pixels)
         notes: list[str] = []
         steps = (self.upscale, self.restore_faces) if self.params.upscale_first else (self.restore_faces, self.upscale)
         for step in steps:
@@ -260,10 +286,7 @@ class ExtrasJob:
         p = self.params
         if not p.upscaling:
             return image
-        width, height = self.target_size(image)
-        if width * height > self.settings.max_pixels:
-            raise UserError(f"Upscaling refused: the result would be {width}x{height} ({width * height:,} pixels), "
-                            f"over the limit of {self.settings.max_pixels:,} (setting: Largest image size allowed)")
+        width, height = p.upscaled_size(image.width, image.height)
         upscalers, tile, overlap = self.tools.upscalers, self.settings.tile, self.settings.overlap
         result = upscalers.upscale_to(image, width, height, p.upscaler_1, tile, overlap)
         if p.second_upscaler:
@@ -273,16 +296,6 @@ class ExtrasJob:
             left, top = (width - p.upscaling_resize_w) // 2, (height - p.upscaling_resize_h) // 2
             result = result.crop((left, top, left + p.upscaling_resize_w, top + p.upscaling_resize_h))
         return result
-
-    def target_size(self, image: Image.Image) -> tuple[int, int]:
-        """The upscaled size: by the factor, or (scale to) just covering width x height, aspect kept."""
-        p = self.params
-        if p.resize_mode == SCALE_BY:
-            scale = p.upscaling_resize
-            return max(1, round(image.width * scale)), max(1, round(image.height * scale))
-        scale = max(p.upscaling_resize_w / image.width, p.upscaling_resize_h / image.height)
-        return (max(p.upscaling_resize_w, round(image.width * scale)),
-                max(p.upscaling_resize_h, round(image.height * scale)))
 
     def save(self, image: Image.Image, parameters: str | None, text: str, name: str,
              output_dir: Path | None) -> Path | None:

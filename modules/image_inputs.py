@@ -2,6 +2,9 @@
 uniform in one place: fully read, upright, 8 bits per channel, RGB or RGBA."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import IO
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -17,6 +20,19 @@ def check_pixel_count(image: Image.Image, name: str) -> None:
     if limit and pixels > limit:
         raise UserError(f"{name} is {image.width}x{image.height} ({pixels:,} pixels), too large to open safely "
                         f"(more than {limit:,}); it may be a decompression bomb")
+
+
+def header_size(source: str | Path | IO[bytes], name: str) -> tuple[int, int]:
+    """(width, height) read from an image's header, without decoding its pixels; a UserError naming `name`
+    for a file that is no image, or one over MAX_IMAGE_PIXELS (see check_pixel_count)."""
+    try:
+        with Image.open(source) as image:
+            check_pixel_count(image, name)
+            return image.size
+    except Image.DecompressionBombError as exc:
+        raise UserError(f"{name} is too large to open safely ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"{name} is not an image this app can read, or it is damaged ({exc})") from exc
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

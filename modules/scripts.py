@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from modules.engine import is_out_of_memory
+from modules.errors import UserError
 from modules.processing import PostprocessBatchListArgs, PostprocessImageArgs  # noqa: F401 - A1111 names
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ class Script:
 
     def run(self, p, *args):
         """For a script picked in the dropdown: do the job, usually through process_images(p)."""
+
+    def check_plan(self, p, *args) -> None:
+        """Not in A1111; optional. Before the job is queued, raise a UserError when the work these arguments
+        plan for `p` (images, grid size) is over the server's limits, so the request is refused at once.
+        Change nothing here: the job has not started."""
 
     def setup(self, p, *args) -> None:
         """When the processing object is made, before anything else."""
@@ -209,6 +215,20 @@ class ScriptRunner:
             return None
         script = self.selectable[index - 1]
         return script.run(p, *args[script.args_from:script.args_to])
+
+    def check_plan(self, p) -> None:
+        """Before queueing: the picked script's and the AlwaysVisible scripts' check_plan with their arguments
+        in `p.script_args`; a UserError refuses the job, any other error is the script's bug and is logged."""
+        args = p.script_args
+        index = int(args[0] or 0) if args else 0
+        picked = [self.selectable[index - 1]] if 0 < index <= len(self.selectable) else []
+        for script in [*picked, *self.alwayson]:
+            try:
+                script.check_plan(p, *args[script.args_from:script.args_to])
+            except UserError:
+                raise
+            except Exception:
+                log.exception("Script %s failed in check_plan", script.title())
 
     def _each_alwayson(self, hook: str, p, *extra: Any, **kwargs: Any) -> None:
         for script in self.alwayson:

@@ -104,9 +104,15 @@ class Services:
 
     def _submit(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
                 script_args: list | None) -> "Future[GenerationResult]":
-        validate(p.params, Limits.from_options(self.opts))  # refused now, not after waiting in the queue
+        limits = Limits.from_options(self.opts)
+        validate(p.params, limits)  # refused now, not after waiting in the queue
         self.check_job_checkpoints(p.params)
+        model, options = self.models.current, self.encoder_options
+        if model is not None:  # else the worker checks the prompts once a model is loaded
+            limits.check_job_prompts(p.params, lambda text: model.prompt_encoder.chunk_count(text, options))
         p.scripts, p.script_args = runner, list(script_args or [0])
+        if runner is not None:
+            runner.check_plan(p)  # the chosen script's plan (grid cells, loops, lines) against the limits
         kind = "img2img" if p.is_img2img else "txt2img"
         p.outpath_samples = str(self.output_dir(f"outdir_{kind}_samples"))
         p.outpath_grids = str(self.output_dir(f"outdir_{kind}_grids"))
@@ -118,6 +124,7 @@ class Services:
                 processed = runner.run(p, p.script_args) if runner is not None else None
                 if processed is None:
                     processed = processing.run_processing(p, ctx, self)
+                processed.interrupted = processed.interrupted or ctx.interrupted  # a script stopped early
                 return processed.to_result(p.params)
         return self.engine.submit(kind, run)
 

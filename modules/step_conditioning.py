@@ -11,6 +11,42 @@ from modules.conditioning import Conditioning, EncoderOptions, PromptEncoder
 
 # A scheduled text: (last step it is used at, 0-based as in A1111's sampler loop; its conditioning).
 Schedule = tuple[tuple[int, Conditioning], ...]
+# The same before encoding: (last step, text).
+TextSchedule = tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True)
+class BatchTexts:
+    """Every text a batch's conditioning is made of: each image's AND parts (each with its weight) and each
+    image's negative prompt, as (last step, text) pairs. Parsing only: nothing is tokenized or encoded."""
+
+    positive: tuple[tuple[tuple[TextSchedule, float], ...], ...]
+    negative: tuple[TextSchedule, ...]
+
+    @classmethod
+    def of(cls, prompts: list[str], negatives: list[str], steps: int) -> "BatchTexts":
+        """The texts of a batch of `prompts` and `negatives` sampled for `steps` steps."""
+        positive = []
+        for prompt in prompts:
+            parsed = prompt_parser.parse_prompt(prompt, steps)
+            positive.append(tuple((tuple((e.end_at_step, e.text) for e in sub.schedule), sub.weight)
+                                  for sub in parsed.subprompts))
+        negative = []
+        for text in negatives:
+            text, _ = prompt_parser.extract_extra_networks(text)
+            pairs = prompt_parser.get_learned_conditioning_prompt_schedules([text], steps)[0]
+            negative.append(tuple((end, scheduled) for end, scheduled in pairs))
+        return cls(tuple(positive), tuple(negative))
+
+    @property
+    def and_parts(self) -> int:
+        """The most AND parts any image's prompt has."""
+        return max((len(parts) for parts in self.positive), default=0)
+
+    def distinct(self) -> list[str]:
+        """Each text that is encoded, once."""
+        schedules = [*self.negative, *(pairs for parts in self.positive for pairs, _ in parts)]
+        return list(dict.fromkeys(text for pairs in schedules for _, text in pairs))
 
 
 @dataclass(frozen=True)
@@ -43,15 +79,10 @@ class StepConditioning:
         def scheduled(pairs) -> Schedule:
             return tuple((end, encode(text)) for end, text in pairs)
 
-        self.positive: list[list[tuple[Schedule, float]]] = []
-        for prompt in prompts:
-            parsed = prompt_parser.parse_prompt(prompt, steps)
-            self.positive.append([(scheduled((e.end_at_step, e.text) for e in sub.schedule), sub.weight)
-                                  for sub in parsed.subprompts])
-        self.negative: list[Schedule] = []
-        for negative in negatives:
-            text, _ = prompt_parser.extract_extra_networks(negative)
-            self.negative.append(scheduled(prompt_parser.get_learned_conditioning_prompt_schedules([text], steps)[0]))
+        texts = BatchTexts.of(prompts, negatives, steps)
+        self.positive: list[list[tuple[Schedule, float]]] = [[(scheduled(pairs), weight) for pairs, weight in parts]
+                                                              for parts in texts.positive]
+        self.negative: list[Schedule] = [scheduled(pairs) for pairs in texts.negative]
         conds = [c for s in self._schedules() for _, c in s]
         self._chunks = max(c.chunks for c in conds)
         self._empty = encode("")

@@ -6,6 +6,8 @@ import gradio as gr
 
 import modules.scripts as scripts
 from modules import images
+from modules.errors import UserError
+from modules.limits import Limits, output_size
 from modules.processing import Processed, fix_seed, process_images
 from modules.shared import opts, state
 
@@ -36,7 +38,17 @@ class Script(scripts.Script):
                             elem_id=self.elem_id("denoising_curve"))
         return [loops, final, curve]
 
+    def check_plan(self, p, loops, final, curve):
+        """Loops × batch count images, within max_grid_cells; each batch's row of loops within img_max_size_mp."""
+        loops = int(loops)
+        if loops < 1:
+            raise UserError(f"Loops must be at least 1, got {loops}")
+        limits = Limits.from_options(opts)
+        limits.check_planned_images(loops * p.n_iter, f"Loopback: {loops} loops × batch count {p.n_iter}")
+        limits.check_grid(loops, *output_size(p.params), "Loopback")
+
     def run(self, p, loops, final, curve):
+        self.check_plan(p, loops, final, curve)
         fix_seed(p)
         loops, batches = int(loops), p.n_iter
         p.extra_generation_params = {**p.extra_generation_params, "Final denoising strength": final,

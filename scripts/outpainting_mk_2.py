@@ -5,9 +5,11 @@ import gradio as gr
 
 import modules.scripts as scripts
 from modules.errors import UserError
+from modules.limits import Limits
 from modules.masking import ORIGINAL
 from modules.outpainting import DIRECTIONS, add_falloff_noise, expand_canvas
 from modules.processing import fix_seed, process_images
+from modules.shared import opts
 
 class Script(scripts.Script):
     def title(self):
@@ -31,11 +33,20 @@ class Script(scripts.Script):
                               elem_id=self.elem_id("color_variation"))
         return [info, pixels, mask_blur, direction, exponent, variation]
 
-    def run(self, p, _info, pixels, mask_blur, direction, exponent, variation):
+    def check_plan(self, p, _info, pixels, mask_blur, direction, exponent, variation):
+        """The grown canvas (each chosen side + pixels, rounded up to a multiple of 8) within max_pixels."""
         if not p.init_images:
             raise UserError("Outpainting mk2 needs an input image")
         if not direction:
             raise UserError("Pick at least one outpainting direction")
+        image, grow = p.init_images[0], int(pixels)
+        width, height = (size + grow * sum(side in direction for side in sides)
+                         for size, sides in ((image.width, ("left", "right")), (image.height, ("up", "down"))))
+        Limits.from_options(opts).check_pixels(width + -width % 8, height + -height % 8,
+                                               "Outpainting mk2: the grown canvas")
+
+    def run(self, p, _info, pixels, mask_blur, direction, exponent, variation):
+        self.check_plan(p, _info, pixels, mask_blur, direction, exponent, variation)
         fix_seed(p)
         canvas, mask = expand_canvas(p.init_images[0], int(pixels), list(direction))
         p.init_images = [add_falloff_noise(canvas, mask, int(pixels), float(exponent), float(variation), p.seed)]

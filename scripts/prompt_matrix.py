@@ -1,10 +1,12 @@
 """Prompt matrix: `base|part a|part b` renders every on/off combination of the parts in a labelled grid."""
+import dataclasses
 import math
 
 import gradio as gr
 
 import modules.scripts as scripts
 from modules import images
+from modules.limits import Limits, output_size
 from modules.processing import fix_seed, process_images
 from modules.shared import opts
 
@@ -41,7 +43,18 @@ class Script(scripts.Script):
                            elem_id=self.elem_id("margin_size"))
         return [at_start, different_seeds, prompt_type, delimiter, margin]
 
+    def check_plan(self, p, at_start, different_seeds, prompt_type, delimiter, margin):
+        """2^(parts - 1) images, counted before any prompt is built: within max_grid_cells, as one job within
+        max_batch_images, and their grid within img_max_size_mp."""
+        limits = Limits.from_options(opts)
+        variable = (p.prompt if prompt_type == "positive" else p.negative_prompt).count("|")  # as combinations() splits
+        count = 1 << variable
+        limits.check_planned_images(count, f"Prompt matrix with {variable} variable parts")
+        limits.check_generation(dataclasses.replace(p.params, n_iter=math.ceil(count / p.batch_size)))
+        limits.check_grid(count, *output_size(p.params), "Prompt matrix")
+
     def run(self, p, at_start, different_seeds, prompt_type, delimiter, margin):
+        self.check_plan(p, at_start, different_seeds, prompt_type, delimiter, margin)
         fix_seed(p)
         source = p.prompt if prompt_type == "positive" else p.negative_prompt
         parts, prompts = combinations(source, at_start, DELIMITERS.get(delimiter, ", "))

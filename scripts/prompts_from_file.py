@@ -7,9 +7,11 @@ import gradio as gr
 
 import modules.scripts as scripts
 from modules.errors import UserError
+from modules.generation import validate
 from modules.generation_params import GenerationParams
+from modules.limits import Limits
 from modules.processing import Processed, fix_seed, process_images
-from modules.shared import state
+from modules.shared import opts, state
 
 FIELDS = {f.name for f, _ in GenerationParams.fields()}
 OTHER_KEYS = {"outpath_samples", "outpath_grids", "do_not_save_samples", "do_not_save_grid", "styles"}
@@ -50,24 +52,34 @@ class Script(scripts.Script):
         upload = gr.File(label="Upload prompt inputs", type="binary", elem_id=self.elem_id("file"))
         return [iterate, same_seed, position, text, upload]
 
+    def check_plan(self, p, iterate, same_seed, position, text, upload):
+        """The lines are counted before any is parsed, then each line's job is checked against the limits; all
+        the lines' images together within max_grid_cells."""
+        limits = Limits.from_options(opts)
+        lines = prompt_lines(text, upload)
+        limits.check_planned_images(len(lines) * p.batch_size * p.n_iter, f"Prompts from file: {len(lines)} lines")
+        total = 0
+        for number, settings in enumerate(parse_line(line) for line in lines):
+            job = line_job(p, settings, lines[number], position)
+            try:
+                validate(job.params, limits)
+            except UserError as exc:
+                raise UserError(f"Prompts from file, line {number + 1}: {exc}") from None
+            total += job.batch_size * job.n_iter
+        limits.check_planned_images(total, f"Prompts from file: {len(lines)} lines")
+
     def run(self, p, iterate, same_seed, position, text, upload):
-        if upload:
-            text = upload.decode("utf-8", errors="replace")
-        lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-        if not lines:
-            raise UserError("Give at least one prompt, one per line")
+        self.check_plan(p, iterate, same_seed, position, text, upload)
+        lines = prompt_lines(text, upload)
         jobs = [parse_line(line) for line in lines]
         if iterate or same_seed:
             fix_seed(p)
         state.job_count = len(jobs)
         images, prompts, seeds, infotexts = [], [], [], []
         for number, settings in enumerate(jobs):
-            job = copy.copy(p)
-            for name, value in settings.items():
-                setattr(job, name, value)
-            if "prompt" in settings and p.prompt and "--prompt" not in lines[number]:
-                job.prompt = f"{settings['prompt']} {p.prompt}" if position == "start" else \
-                    f"{p.prompt} {settings['prompt']}"
+            if state.interrupted:
+                break
+            job = line_job(p, settings, lines[number], position)
             if iterate and "seed" not in settings:
                 job.seed = p.seed + number * p.batch_size * p.n_iter
             processed = process_images(job)
@@ -75,7 +87,25 @@ class Script(scripts.Script):
             prompts += processed.all_prompts
             seeds += processed.all_seeds
             infotexts += processed.infotexts
-            if state.interrupted:
-                break
         return Processed(p, images, p.seed, infotexts[0] if infotexts else "", all_prompts=prompts,
                          all_seeds=seeds, infotexts=infotexts)
+
+
+def prompt_lines(text: str | None, upload: bytes | None) -> list[str]:
+    """The non-empty lines of the uploaded file, else of the text box."""
+    if upload:
+        text = upload.decode("utf-8", errors="replace")
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        raise UserError("Give at least one prompt, one per line")
+    return lines
+
+
+def line_job(p, settings: dict, line: str, position: str):
+    """A copy of `p` with one line's settings; a plain prompt goes before or after the tab's prompt."""
+    job = copy.copy(p)
+    for name, value in settings.items():
+        setattr(job, name, value)
+    if "prompt" in settings and p.prompt and "--prompt" not in line:
+        job.prompt = f"{settings['prompt']} {p.prompt}" if position == "start" else f"{p.prompt} {settings['prompt']}"
+    return job

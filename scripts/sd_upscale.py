@@ -1,12 +1,14 @@
 """SD upscale (img2img): enlarge the image with an upscaler, then redraw it tile by tile with img2img
 at the tab's width x height, blending the tiles' overlaps."""
 import copy
+import math
 
 import gradio as gr
 
 import modules.scripts as scripts
 from modules import images, shared
 from modules.errors import UserError
+from modules.limits import Limits
 from modules.processing import Processed, fix_seed, process_images
 from modules.shared import opts, state
 
@@ -30,9 +32,21 @@ class Script(scripts.Script):
                             elem_id=self.elem_id("upscaler_index"))
         return [info, overlap, upscaler, scale]
 
-    def run(self, p, _info, overlap, upscaler_index, scale):
+    def check_plan(self, p, _info, overlap, upscaler_index, scale):
+        """The upscaled image within max_pixels, and its tiles (one image each) within max_grid_cells."""
         if not p.init_images:
             raise UserError("SD upscale needs an input image")
+        limits = Limits.from_options(opts)
+        source = p.init_images[0]
+        width, height = max(1, round(source.width * float(scale))), max(1, round(source.height * float(scale)))
+        limits.check_pixels(width, height, "SD upscale: the upscaled image")
+        overlap = max(0, min(int(overlap), p.width - 1, p.height - 1))  # as images.split_grid clamps it
+        columns, rows = (1 if length <= tile else math.ceil((length - overlap) / (tile - overlap))
+                         for length, tile in ((width, p.width), (height, p.height)))
+        limits.check_planned_images(columns * rows, f"SD upscale: {columns} × {rows} tiles of {p.width}x{p.height}")
+
+    def run(self, p, _info, overlap, upscaler_index, scale):
+        self.check_plan(p, _info, overlap, upscaler_index, scale)
         fix_seed(p)
         upscalers = shared.services.tools.upscalers
         name = upscalers.names()[int(upscaler_index or 0)]

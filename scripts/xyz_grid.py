@@ -3,6 +3,7 @@ value, side by side in a summary). Values use A1111's range syntax: `1-5`, `1-10
 or a comma-separated list."""
 import copy
 import csv
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -14,7 +15,9 @@ from PIL import Image
 import modules.scripts as scripts
 from modules import images, samplers, shared
 from modules.errors import UserError
+from modules.generation import validate
 from modules.generation_params import NO_REFINER
+from modules.limits import Limits, output_size
 from modules.processing import Processed, fix_seed, process_images
 from modules.shared import opts, state
 
@@ -84,31 +87,47 @@ AXES = (
 )
 
 
-def _expand(match: re.Match, kind: type) -> list:
+def _range_count(match: re.Match, kind: type) -> int:
+    """How many values a range has, counted without listing them."""
     start, end, step, count = kind(match[1]), kind(match[2]), match[3], match[4]
     if count is not None:
-        values = np.linspace(start, end, int(count))
-        return [int(round(v)) if kind is int else round(float(v), 6) for v in values]
+        return int(count)
     step = kind(step) if step is not None else (1 if end >= start else -1)
     if step == 0 or (end - start) * step < 0:
         raise UserError(f"The step {step} never gets from {start} to {end}")
-    values, value = [], start
-    while (value <= end + 1e-9) if step > 0 else (value >= end - 1e-9):
-        values.append(round(value, 6) if kind is float else value)
-        value += step
-    return values
+    if kind is int:
+        return (end - start) // step + 1
+    steps = (end - start) / step
+    if not math.isfinite(steps):
+        raise ValueError("the range is too wide")
+    return math.floor(steps + 1e-9) + 1
 
 
-def parse_values(axis: Axis, text: str) -> list:
-    """An axis's values from its text box, ranges expanded and each value checked."""
+def _expand(match: re.Match, kind: type) -> list:
+    start, end, step, count = kind(match[1]), kind(match[2]), match[3], _range_count(match, kind)
+    if match[4] is not None:
+        values = np.linspace(start, end, count)
+        return [int(round(v)) if kind is int else round(float(v), 6) for v in values]
+    step = kind(step) if step is not None else (1 if end >= start else -1)
+    return [start + i * step if kind is int else round(start + i * step, 6) for i in range(count)]
+
+
+def parse_values(axis: Axis, text: str, limits: Limits | None = None) -> list:
+    """An axis's values from its text box, ranges expanded and each value checked. With `limits`, an axis
+    may have at most max_grid_cells values, and a range is counted (and refused) before it is expanded."""
     tokens = [token.strip() for row in csv.reader([text or ""], skipinitialspace=True) for token in row]
     tokens = [token for token in tokens if token]
+    if limits is not None:
+        limits.check_planned_images(len(tokens), f"{axis.label}: {len(tokens)} values")
     if axis.kind is str:
         return tokens
     values = []
     for token in tokens:
         match = (_INT_RANGE if axis.kind is int else _FLOAT_RANGE).match(token)
         try:
+            if match and limits is not None:
+                limits.check_planned_images(len(values) + _range_count(match, axis.kind),
+                                            f"{axis.label} values up to the range {token!r}")
             values += _expand(match, axis.kind) if match else [axis.kind(token)]
         except ValueError:
             raise UserError(f"{axis.label}: can't read {token!r} as a number or a range") from None
@@ -165,14 +184,42 @@ class Script(scripts.Script):
                                   elem_id=self.elem_id("margin_size")))
         return controls
 
-    def run(self, p, x_type, x_values, y_type, y_values, z_type, z_values, draw_legend, include_images,
-            include_grids, keep_random_seeds, margin):
-        axes = [AXES[int(x_type or 0)], AXES[int(y_type or 0)], AXES[int(z_type or 0)]]
+    def check_plan(self, p, x_type, x_values, y_type, y_values, z_type, z_values, *_options):
+        self.plan(p, (x_type, y_type, z_type), (x_values, y_values, z_values))
+
+    def plan(self, p, types: tuple, texts: tuple) -> tuple[list[Axis], list[list]]:
+        """The axes and their values, checked before the first image: the cells (× the images each cell
+        makes) within max_grid_cells, every axis value within the generation limits, and the grid (every
+        cell the size of the first) within img_max_size_mp."""
+        limits = Limits.from_options(opts)
+        try:
+            axes = [AXES[int(kind or 0)] for kind in types]
+        except (IndexError, TypeError, ValueError):
+            raise UserError(f"Axis types must be numbers from 0 to {len(AXES) - 1}, got {list(types)}") from None
         values = []
-        for axis, text in zip(axes, (x_values, y_values, z_values)):
-            parsed = parse_values(axis, text) if axis.label != "Nothing" else []
+        for axis, text in zip(axes, texts):
+            parsed = parse_values(axis, text, limits) if axis.label != "Nothing" else []
             check_values(axis, parsed)
             values.append(parsed or [None])
+        cells, per_cell = math.prod(len(v) for v in values), p.batch_size * p.n_iter
+        each = f" of {per_cell} images each" if per_cell > 1 else ""
+        limits.check_planned_images(cells * per_cell, f"X/Y/Z plot: {' × '.join(str(len(v)) for v in values)} "
+                                                       f"cells{each}")
+        first = copy.copy(p)
+        for axis, axis_values in zip(axes, values):
+            if axis.label in ("Nothing", "Checkpoint name") or axis_values == [None]:  # checkpoints: by name only
+                continue
+            for value in axis_values:
+                job = copy.copy(p)
+                axis.apply(job, value, axis_values[0])
+                validate(job.params, limits)
+            axis.apply(first, axis_values[0], axis_values[0])
+        limits.check_grid(cells, *output_size(first.params), "X/Y/Z plot")
+        return axes, values
+
+    def run(self, p, x_type, x_values, y_type, y_values, z_type, z_values, draw_legend, include_images,
+            include_grids, keep_random_seeds, margin):
+        axes, values = self.plan(p, (x_type, y_type, z_type), (x_values, y_values, z_values))
         if not keep_random_seeds:
             fix_seed(p)
         xs, ys, zs = values
@@ -184,6 +231,8 @@ class Script(scripts.Script):
             for iz, z in enumerate(zs):
                 for iy, y in enumerate(ys):
                     for ix, x in enumerate(xs):
+                        if state.interrupted:  # before a Checkpoint axis loads a model for the next cell
+                            raise _Stopped
                         job = copy.copy(p)
                         job.do_not_save_grid = True
                         for axis, value, axis_values in zip(axes, (x, y, z), values):

@@ -3,6 +3,7 @@ naming that setting before any work, in the engine, on the page and in the API (
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import re
@@ -13,7 +14,7 @@ from app_process import endpoint_args, running_app
 from PIL import Image
 
 from modules.errors import UserError
-from modules.generation import RunSettings, Txt2Img
+from modules.generation import ImagePlan, RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
 from modules.limits import Limits
 from modules.options import OPTIONS, Options
@@ -21,7 +22,7 @@ from modules.options import OPTIONS, Options
 SMALL = {"prompt": "a red house", "steps": 2, "width": 64, "height": 64, "seed": 5, "sampler_name": "Euler"}
 # The limits the app below runs with.
 LOW = {"max_pixels": 96 * 96, "max_batch_images": 3, "max_steps": 4, "max_prompt_length": 200,
-       "max_upload_bytes": 20_000}
+       "max_upload_bytes": 20_000, "max_prompt_chunks": 4, "max_input_images": 2}
 
 # (generation values over a LOW limit, the setting whose label the message names)
 OVER = [
@@ -35,19 +36,24 @@ OVER = [
 
 def test_every_limit_is_a_declared_setting_with_a_sane_default():
     limits = Limits()
-    for name in ("max_pixels", "max_batch_images", "max_steps", "max_prompt_length", "max_upload_bytes"):
+    for name in ("max_pixels", "max_batch_images", "max_steps", "max_prompt_length", "max_upload_bytes",
+                 "max_prompt_chunks", "max_grid_cells", "img_max_size_mp", "max_input_images"):
         info = OPTIONS[name]
-        assert info.section == "System" and getattr(limits, name) == info.default
+        assert info.section == "System" and info.limit and getattr(limits, name) == info.default
     assert 512 * 512 < limits.max_pixels and 8 <= limits.max_batch_images and 150 <= limits.max_steps
     assert 10_000 <= limits.max_prompt_length and 10 * 2**20 <= limits.max_upload_bytes
+    assert 8 <= limits.max_prompt_chunks and 100 <= limits.max_grid_cells and 4 <= limits.max_input_images
 
 
 def test_limits_are_read_from_the_settings(tmp_path):
     opts = Options(tmp_path / "config.json")
     opts.set("max_steps", 7)
     assert Limits.from_options(opts).max_steps == 7
-    with opts.overridden({"max_steps": 9}):
-        assert Limits.from_options(opts).max_steps == 9
+    with opts.overridden({"max_steps": 5}):
+        assert Limits.from_options(opts).max_steps == 5
+    with pytest.raises(ValueError, match="can't be raised for one job"):
+        with opts.overridden({"max_steps": 9}):
+            pass
     with pytest.raises(ValueError, match="at most 1000"):
         opts.set("max_steps", 5000)
 
@@ -78,6 +84,43 @@ def test_the_engine_refuses_before_the_unet_runs(engine, demo_model):
         params = GenerationParams.from_dict({**SMALL, "steps": 5})
         job = lambda ctx: Txt2Img(demo_model, params, ctx, RunSettings(limits=Limits(**LOW))).run()  # noqa: E731
         with pytest.raises(UserError, match="Sampling steps 5 is more than the limit of 4"):
+            engine.call("txt2img", job, timeout=120)
+    finally:
+        handle.remove()
+    assert calls == []
+
+
+def test_prompt_chunks_are_and_parts_times_the_longest_text_or_every_text_encoded(demo_model):
+    def count(text: str) -> int:
+        return demo_model.prompt_encoder.chunk_count(text)
+
+    padded = ["a BREAK b AND c"]  # 2 AND parts, the longest 2 chunks: each image's conditioning is 2 × 2 wide
+    Limits(max_prompt_chunks=4).check_prompt_chunks(padded, [""], 20, count)
+    with pytest.raises(UserError, match=r"needs at least 4 chunks .*: 2 AND part\(s\), each padded to the longest "
+                                        r"text's at least 2 chunk\(s\)"):
+        Limits(max_prompt_chunks=3).check_prompt_chunks(padded, [""], 20, count)
+    with pytest.raises(UserError, match=r"needs at least 3 chunks .*the longest text's at least 3 chunk"):
+        Limits(max_prompt_chunks=2).check_prompt_chunks(["a"], ["x BREAK y BREAK z"], 20, count)  # the negative
+    scheduled = ["[a:b:2] [c|d]"]  # four texts over 4 steps, each encoded: a c, a d, b c, b d (and the negative)
+    Limits(max_prompt_chunks=5).check_prompt_chunks(scheduled, [""], 4, count)
+    with pytest.raises(UserError, match=r"at least 5 chunk\(s\) to encode"):
+        Limits(max_prompt_chunks=4).check_prompt_chunks(scheduled, [""], 4, count)
+    tokenized = []
+    with pytest.raises(UserError, match="at least 301 chunks"):  # more parts than the limit: nothing tokenized
+        Limits().check_prompt_chunks(["BREAK " * 300 + "a" + " AND a" * 300], [""], 20, tokenized.append)
+    assert tokenized == []
+
+
+def test_the_worker_refuses_a_scripts_prompts_before_the_text_encoder_runs(engine, demo_model):
+    calls = []
+    handle = demo_model.text_encoders[0].register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        def job(ctx):
+            txt2img = Txt2Img(demo_model, GenerationParams.from_dict(SMALL), ctx,
+                              RunSettings(limits=Limits(max_prompt_chunks=3)))
+            txt2img.plan = ImagePlan(["a BREAK b BREAK c BREAK d"], [""], [5])  # as a script would set it
+            return txt2img.run()
+        with pytest.raises(UserError, match=r"The prompt needs 5 chunks"):  # 4, and the negative prompt's 1
             engine.call("txt2img", job, timeout=120)
     finally:
         handle.remove()
@@ -162,9 +205,33 @@ def test_page_generation_over_a_limit_shows_the_message(server):
     with pytest.raises(Exception, match="Prompt is 201 characters long"):
         client.predict(*endpoint_args(client, "/txt2img", {**values, "Sampling steps": 2, "Prompt": "z" * 201}),
                        api_name="/txt2img")
+    with pytest.raises(Exception, match=r"The prompt needs 6 chunks .*Most 75-token prompt chunks"):  # and the negative
+        client.predict(*endpoint_args(client, "/txt2img", {**values, "Sampling steps": 2,
+                                                           "Prompt": "a BREAK b BREAK c BREAK d BREAK e"}),
+                       api_name="/txt2img")
     gallery, *_ = client.predict(*endpoint_args(client, "/txt2img", {**values, "Sampling steps": 2}),
                                  api_name="/txt2img")
     assert len(gallery) == 1
+
+
+def test_page_batch_process_takes_at_most_max_input_images(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from modules.extras import ExtrasParams
+
+    files = []
+    for number in range(3):
+        Image.new("RGB", (16, 16), "teal").save(tmp_path / f"{number}.png")
+        files.append(handle_file(str(tmp_path / f"{number}.png")))
+    client = Client(server, verbose=False)
+
+    def extras(batch: list) -> tuple:
+        return client.predict(1, None, batch, "", "", True, *dataclasses.asdict(ExtrasParams()).values(),
+                              api_name="/extras")
+    with pytest.raises(Exception, match=r"Batch Process holds 3 images, more than the limit of 2 \(setting: Most input"):
+        extras(files)
+    gallery, _ = extras(files[:2])
+    assert len(gallery) == 2
 
 
 def test_the_token_counter_skips_prompts_over_the_limit(server):

@@ -4,9 +4,13 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+from typing import Callable, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
+from modules.api.errors import RequestError
+from modules.errors import UserError
+from modules.image_inputs import header_size
 from modules.images import encode_png, open_image
 from modules.limits import Limits
 
@@ -39,10 +43,31 @@ def check_image(text: str) -> str:
 
 def decode_image(text: str, name: str, limits: Limits) -> Image.Image:
     """The fully decoded image of a base64 string or data: URI; UserError naming `name` when it is over the
-    upload limit or can't be read."""
-    data = decode_base64(text)
-    limits.check_upload(len(data), name)
-    return open_image(io.BytesIO(data), name)
+    upload limit, over the input pixel limit (read from its header first) or can't be read."""
+    return decode_images([(name, text)], limits, name)[0]
+
+
+def decode_images(items: Sequence[tuple[str, str]], limits: Limits, field: str,
+                  extra: Sequence[tuple[str, str]] = (),
+                  check_sizes: Callable[[list[tuple[str, int, int]]], None] | None = None) -> list[Image.Image]:
+    """The images (name, base64 text) of request field `field`, then the `extra` ones (a mask), fully decoded.
+    Before any is decoded: `items` no more than max_input_images (a RequestError naming `field`), each image
+    within the upload limit, and all their sizes, read from the headers, within check_input_pixels and
+    `check_sizes` (a list of (name, width, height)), else a UserError."""
+    try:
+        limits.check_input_count(len(items), field)
+    except UserError as exc:
+        raise RequestError(field, str(exc)) from None
+    named = [*items, *extra]
+    data = []
+    for name, text in named:
+        data.append(decode_base64(text))
+        limits.check_upload(len(data[-1]), name)
+    sizes = [(name, *header_size(io.BytesIO(raw), name)) for (name, _), raw in zip(named, data)]
+    limits.check_input_pixels(sizes)
+    if check_sizes is not None:
+        check_sizes(sizes)
+    return [open_image(io.BytesIO(raw), name) for (name, _), raw in zip(named, data)]
 
 
 def encode_image(image: Image.Image, infotext: str | None = None, chunks: dict[str, str] | None = None) -> str:

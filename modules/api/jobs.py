@@ -11,7 +11,7 @@ from typing import Any
 
 from modules import generation, hires_fix, samplers
 from modules.api.errors import RequestError
-from modules.api.images import decode_image, encode_image
+from modules.api.images import decode_images, encode_image
 from modules.api.models import (DEFAULT_SAMPLER, GenerationApiFields, ImagesResponse, Img2ImgApiFields,
                                 Txt2ImgApiFields)
 from modules.api.scripts import ScriptControls
@@ -105,8 +105,9 @@ class Jobs:
         """The processing object scripts see, with the API's saving rules and per-job settings."""
         if isinstance(request, Img2ImgApiFields):
             limits = Limits.from_options(self.services.opts)
-            images = [decode_image(text, f"init_images[{i}]", limits) for i, text in enumerate(request.init_images)]
-            mask = decode_image(request.mask, "mask", limits) if request.mask else None
+            images = decode_images([(f"init_images[{i}]", text) for i, text in enumerate(request.init_images)],
+                                   limits, "init_images", extra=[("mask", request.mask)] if request.mask else [])
+            mask = images.pop() if request.mask else None
             p = StableDiffusionProcessingImg2Img.from_params(params, init_images=images, mask=mask)
         else:
             p = StableDiffusionProcessingTxt2Img.from_params(params)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from modules import script_callbacks
 from modules.api import listings
-from modules.api.images import decode_image, encode_image
+from modules.api.images import decode_image, decode_images, encode_image
 from modules.api.jobs import Jobs
 from modules.api.models import (EmbeddingsResponse, ExtensionItem, ExtrasApiFields, ExtrasBatchImagesRequest,
                                 ExtrasBatchImagesResponse, ExtrasSingleImageRequest, ExtrasSingleImageResponse,
@@ -99,7 +99,7 @@ class SdApi:
 
     async def extra_single_image(self, request: ExtrasSingleImageRequest) -> ExtrasSingleImageResponse:
         """Upscale and/or restore faces in one image (not saved, as in A1111's API)."""
-        source = await run_in_threadpool(decode_image, request.image, "image", self.limits)
+        (source,) = await run_in_threadpool(self._extras_sources, request, [("image", request.image)], "image")
         result = await self._extras(request, [source])
         image = encode_image(result.images[0], read_infotext(source), {"extras": result.infotexts[0]}) \
             if request.show_extras_results and result.images else None
@@ -107,8 +107,8 @@ class SdApi:
 
     async def extra_batch_images(self, request: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
         """The same for several images; one that can't be processed is skipped with a warning."""
-        sources = await run_in_threadpool(lambda: [decode_image(item.data, item.name or f"imageList[{i}]", self.limits)
-                                                   for i, item in enumerate(request.imageList)])
+        items = [(item.name or f"imageList[{i}]", item.data) for i, item in enumerate(request.imageList)]
+        sources = await run_in_threadpool(self._extras_sources, request, items, "imageList")
         result = await self._extras(request, sources)
         # Each result keeps its source's parameters when none was skipped (then they pair up one to one).
         texts = [read_infotext(source) for source in sources] if len(sources) == len(result.images) \
@@ -117,6 +117,16 @@ class SdApi:
                   for image, text, extras in zip(result.images, texts, result.infotexts)] \
             if request.show_extras_results else []
         return ExtrasBatchImagesResponse(html_info=_html_info(result), images=images)
+
+    def _extras_sources(self, request: ExtrasApiFields, items: list[tuple[str, str]], field: str) -> list[Image.Image]:
+        """The decoded (name, base64) sources of an Extras request; before any is decoded, refused beyond
+        max_input_images or when a result would be over max_pixels (sizes from the images' headers)."""
+        limits, params = self.limits, request.extras_params()
+
+        def check_results(sizes: list[tuple[str, int, int]]) -> None:
+            for name, width, height in sizes:
+                params.check_result_size(width, height, limits.max_pixels, name)
+        return decode_images(items, limits, field, check_sizes=check_results)
 
     async def _extras(self, request: ExtrasApiFields, sources: list[Image.Image]) -> ExtrasResult:
         def submit():

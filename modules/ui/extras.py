@@ -10,6 +10,7 @@ import gradio as gr
 from modules.errors import UserError
 from modules.extras import RESIZE_MODES, ExtrasParams, images_in_folder
 from modules.face_restoration import FaceRestorers, download_face_models, missing_weights_message
+from modules.limits import Limits
 from modules.model_download import RemoteFile
 from modules.server_paths import ServerPaths
 from modules.services import Services
@@ -165,6 +166,8 @@ def _wire(services: Services, tab: ExtrasTab) -> None:
         try:
             params = ExtrasParams.from_dict(dict(zip(names, values)))
             inputs, folder = job_inputs(mode, image, files, input_dir, output_dir, services.server_paths)
+            if mode == BATCH:
+                Limits.from_options(services.opts).check_input_count(len(inputs), MODES[BATCH])
         except UserError as exc:
             raise gr.Error(str(exc)) from exc
         result = wait_with_progress(services, services.extras(params, inputs, folder, show), progress)
