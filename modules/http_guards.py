@@ -64,9 +64,8 @@ class RequestGuard:
             await body.answer_too_large(scope)
 
     def _refusal(self, request: Request, login: bool, limit: int) -> Response | None:
-        path = request.scope["path"]
-        if path.startswith(API_PREFIX) and self.api_accounts:
-            refusal = self._api_login_refusal(request)
+        if request.scope["path"].startswith(API_PREFIX):  # the API's own login, or none: never the page's
+            refusal = self._api_login_refusal(request) if self.api_accounts else None
             if refusal is not None:
                 return refusal
         elif login:
