@@ -3,7 +3,7 @@ login (a Gradio session cookie, for requests that carry a body), throttled faile
 body cap (max_request_bytes, 413 beyond). Refusals never read or echo the body."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +19,16 @@ PAGE_LOGIN_REFUSED = 400
 LOGIN_FORM_MAX_BYTES = 64 * 1024  # a user name and a password: the login form needs no more
 
 SessionCheck = Callable[[Request], bool]  # does the request carry a valid page session?
+
+
+class _Limit(NamedTuple):
+    """The largest body a request may have, and why."""
+    size: int
+    reason: str
+
+    def refusal(self) -> Response:
+        message = f"The request body is larger than {self.size:,} bytes ({self.reason})"
+        return error_response(413, "RequestTooLarge", message, message, headers={"Connection": "close"})
 
 
 class RequestTooLarge(Exception):
@@ -45,7 +55,8 @@ class RequestGuard:
             return
         request = Request(scope)  # headers and cookies only: the body stays unread here
         login = self.page_session is not None and _is_page_login(request)
-        limit = LOGIN_FORM_MAX_BYTES if login else self.max_body
+        limit = (_Limit(LOGIN_FORM_MAX_BYTES, "a login needs no more") if login
+                 else _Limit(self.max_body, "setting max_request_bytes"))
         refusal = self._refusal(request, login, limit)
         if refusal is not None:
             if _has_body(request):  # unread: the connection can't carry another request
@@ -63,7 +74,7 @@ class RequestGuard:
         if body.exceeded:
             await body.answer_too_large(scope)
 
-    def _refusal(self, request: Request, login: bool, limit: int) -> Response | None:
+    def _refusal(self, request: Request, login: bool, limit: _Limit) -> Response | None:
         if request.scope["path"].startswith(API_PREFIX):  # the API's own login, or none: never the page's
             refusal = self._api_login_refusal(request) if self.api_accounts else None
             if refusal is not None:
@@ -75,8 +86,8 @@ class RequestGuard:
         elif self.page_session is not None and _has_body(request) and not self.page_session(request):
             return error_response(401, "Unauthorized", "Log in to the page first (POST /login)", "Not authenticated")
         length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            return _too_large(limit)
+        if length.isdigit() and int(length) > limit.size:
+            return limit.refusal()
         return None
 
     def _api_login_refusal(self, request: Request) -> Response | None:
@@ -105,7 +116,7 @@ class _CappedBody:
     app answers then is replaced by a 413. An answer sent before the whole body was read closes the
     connection, so the server doesn't go on receiving the rest only to drop it."""
 
-    def __init__(self, receive: Receive, send: Send, limit: int, unread: bool) -> None:
+    def __init__(self, receive: Receive, send: Send, limit: _Limit, unread: bool) -> None:
         self._receive, self._send, self.limit, self.unread = receive, send, limit, unread
         self.size = 0
         self.exceeded = False
@@ -117,9 +128,9 @@ class _CappedBody:
         if message["type"] == "http.request":
             self.unread = message.get("more_body", False)
             self.size += len(message.get("body", b""))
-            if self.size > self.limit:
+            if self.size > self.limit.size:
                 self.exceeded = True
-                raise RequestTooLarge(f"the request body is over {self.limit:,} bytes")
+                raise RequestTooLarge(f"the request body is over {self.limit.size:,} bytes")
         return message
 
     async def send(self, message: Message) -> None:
@@ -135,12 +146,7 @@ class _CappedBody:
 
     async def answer_too_large(self, scope: Scope) -> None:
         if not self.started:
-            await _too_large(self.limit)(scope, self._receive, self._send)
-
-
-def _too_large(limit: int) -> Response:
-    message = f"The request body is larger than {limit:,} bytes (setting max_request_bytes)"
-    return error_response(413, "RequestTooLarge", message, message, headers={"Connection": "close"})
+            await self.limit.refusal()(scope, self._receive, self._send)
 
 
 def _too_many_failures(wait: float) -> Response:
@@ -150,7 +156,7 @@ def _too_many_failures(wait: float) -> Response:
 
 
 def _is_page_login(request: Request) -> bool:
-    return request.method == "POST" and request.url.path in PAGE_LOGIN_PATHS
+    return request.method == "POST" and request.scope["path"] in PAGE_LOGIN_PATHS
 
 
 def _has_body(request: Request) -> bool:
