@@ -1,6 +1,6 @@
 """Fuzzing every /sdapi/v1 route from the server's own OpenAPI schema (schemathesis): data that fits the
-schema and data that doesn't, against a real `app.py --nowebui`. No request may get a 5xx, and the
-server must answer after each one.
+schema and data that doesn't, and bodies of types the schema doesn't name, against a real
+`app.py --nowebui`. No request may get a 5xx, and the server must answer after each one.
 
 Generation stays cheap through the server's limits (tiny sizes, few steps and images) and a small
 number of examples per route; the examples are derandomized, so CI sends the same requests every run.
@@ -82,3 +82,21 @@ def test_no_route_answers_5xx_and_the_server_stays_up(server):
             assert _alive(url), f"the server stopped answering after {operation.label}:\n" \
                                 f"{(data / 'server.log').read_text()[-3000:]}"
     assert not failures, "\n".join(failures[:20])
+
+
+# Bodies the schema doesn't describe (it names JSON only): raw text, bytes, forms, broken or mislabelled JSON.
+OTHER_BODIES = {"text/plain": b"a lighthouse", "application/octet-stream": b"\xff\xd8\xff\x00",
+                "application/x-www-form-urlencoded": b"prompt=a&steps=2", "multipart/form-data; boundary=b": b"--b--\r\n",
+                "application/json": b"{not json", "application/xml": b"<prompt/>"}
+
+
+def test_bodies_of_any_type_get_no_5xx(server):
+    url, _ = server
+    schema = requests.get(f"{url}openapi.json", timeout=30).json()
+    routes = [path for path, methods in schema["paths"].items() if "requestBody" in methods.get("post", {})]
+    assert len(routes) > 5, routes
+    for path in routes:
+        for content_type, body in OTHER_BODIES.items():
+            response = requests.post(url.rstrip("/") + path, data=body, headers={"Content-Type": content_type},
+                                     timeout=60)
+            assert response.status_code < 500, (path, content_type, response.status_code, response.text[:300])
