@@ -84,10 +84,11 @@ def test_no_route_answers_5xx_and_the_server_stays_up(server):
     assert not failures, "\n".join(failures[:20])
 
 
-# Bodies the schema doesn't describe (it names JSON only): raw text, bytes, forms, broken or mislabelled JSON.
+# Bodies the schema doesn't describe (it names JSON only): raw text, bytes, forms, XML, broken JSON.
 OTHER_BODIES = {"text/plain": b"a lighthouse", "application/octet-stream": b"\xff\xd8\xff\x00",
-                "application/x-www-form-urlencoded": b"prompt=a&steps=2", "multipart/form-data; boundary=b": b"--b--\r\n",
-                "application/json": b"{not json", "application/xml": b"<prompt/>"}
+                "application/x-www-form-urlencoded": b"prompt=a&steps=2",
+                "multipart/form-data; boundary=b": b"--b--\r\n", "application/json": b"{not json",
+                "application/xml": b"<prompt/>"}
 
 
 def test_bodies_of_any_type_get_no_5xx(server):
