@@ -142,8 +142,8 @@ class Limits:
     def check_planned_images(self, count: int, what: str) -> None:
         """Refuse a script's plan of `count` images over max_grid_cells; `what` describes the plan (UserError)."""
         if count > self.max_grid_cells:
-            raise UserError(f"{what} would make {_amount(count)} images, more than the limit of {self.max_grid_cells:,} "
-                            f"{_setting('max_grid_cells')}")
+            raise UserError(f"{what} would make {_amount(count)} images, more than the limit of "
+                            f"{self.max_grid_cells:,} {_setting('max_grid_cells')}")
 
     def check_grid(self, cells: int, width: int, height: int, what: str) -> None:
         """Refuse a grid of `cells` images of width x height larger than img_max_size_mp megapixels (UserError)."""

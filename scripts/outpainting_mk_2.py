@@ -11,6 +11,7 @@ from modules.outpainting import DIRECTIONS, add_falloff_noise, expand_canvas
 from modules.processing import fix_seed, process_images
 from modules.shared import opts
 
+
 class Script(scripts.Script):
     def title(self):
         return "Outpainting mk2"

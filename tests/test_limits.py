@@ -228,7 +228,7 @@ def test_page_batch_process_takes_at_most_max_input_images(server, tmp_path):
     def extras(batch: list) -> tuple:
         return client.predict(1, None, batch, "", "", True, *dataclasses.asdict(ExtrasParams()).values(),
                               api_name="/extras")
-    with pytest.raises(Exception, match=r"Batch Process holds 3 images, more than the limit of 2 \(setting: Most input"):
+    with pytest.raises(Exception, match=r"Batch Process holds 3 images, more than the limit of 2 \(setting: Most"):
         extras(files)
     gallery, _ = extras(files[:2])
     assert len(gallery) == 2
