@@ -140,6 +140,20 @@ def test_loopback_and_prompt_lines_are_bounded(api):
     assert "line 2: Sampling steps 500" in message
 
 
+def test_sd_upscale_and_outpainting_sizes_are_checked_before_the_first_image(api):
+    image = png(Image.new("RGB", (64, 64), "teal"))
+    small_images = {**SMALL, "init_images": [image], "override_settings": {"max_pixels": 100 * 100}}
+    upscale = {**small_images, "script_name": "sd upscale"}
+    message = refused(api.post(f"{API}/img2img", json={**upscale, "script_args": [None, 0, 0, 2]}), "max_pixels")
+    assert "SD upscale: the upscaled image: 128x128" in message
+    tiles = {**SMALL, "init_images": [image], "script_name": "sd upscale", "script_args": [None, 64, 0, 2]}
+    message = refused(api.post(f"{API}/img2img", json=tiles), "max_grid_cells")  # 63 pixels of each 64 overlap
+    assert "65 × 65 tiles of 64x64 would make 4,225 images" in message
+    outpainting = {**small_images, "script_name": "outpainting mk2", "script_args": [None, 256]}
+    message = refused(api.post(f"{API}/img2img", json=outpainting), "max_pixels")
+    assert "Outpainting mk2: the grown canvas: 576x576" in message
+
+
 def test_script_arguments_from_the_api_must_fit_their_controls(api):
     image = png(Image.new("RGB", (64, 64), "teal"))
     loopback = {**SMALL, "init_images": [image], "script_name": "loopback"}
