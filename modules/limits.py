@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 from modules.errors import UserError
 from modules.generation_params import GenerationParams
+from modules.hires_fix import hires_size, second_pass_params
 from modules.options import OPTIONS
 from modules.step_conditioning import BatchTexts
 
@@ -59,8 +60,6 @@ def output_size(params: GenerationParams) -> tuple[int, int]:
     """The size of the images a job with `params` makes: with hires fix, the second pass's."""
     if not params.enable_hr:
         return params.width, params.height
-    from modules.hires_fix import hires_size
-
     size = hires_size(params)
     return size.width, size.height
 
@@ -131,8 +130,6 @@ class Limits:
 
     def check_job_prompts(self, params: GenerationParams, chunks_of: Callable[[str], int]) -> None:
         """check_prompt_chunks for a job's prompts, and with hires fix for its second pass's too."""
-        from modules.hires_fix import second_pass_params
-
         self.check_prompt_chunks([params.prompt], [params.negative_prompt], params.steps, chunks_of)
         if params.enable_hr:
             second = second_pass_params(params)

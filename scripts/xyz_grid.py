@@ -87,28 +87,26 @@ AXES = (
 )
 
 
-def _range_count(match: re.Match, kind: type) -> int:
-    """How many values a range has, counted without listing them."""
-    start, end, step, count = kind(match[1]), kind(match[2]), match[3], match[4]
-    if count is not None:
-        return int(count)
-    step = kind(step) if step is not None else (1 if end >= start else -1)
+def _range(match: re.Match, kind: type) -> tuple:
+    """(start, end, step, count) of a range, counted without listing its values; step None: `[count]`."""
+    start, end = kind(match[1]), kind(match[2])
+    if match[4] is not None:
+        return start, end, None, int(match[4])
+    step = kind(match[3]) if match[3] is not None else (1 if end >= start else -1)
     if step == 0 or (end - start) * step < 0:
         raise UserError(f"The step {step} never gets from {start} to {end}")
     if kind is int:
-        return (end - start) // step + 1
+        return start, end, step, (end - start) // step + 1
     steps = (end - start) / step
     if not math.isfinite(steps):
         raise ValueError("the range is too wide")
-    return math.floor(steps + 1e-9) + 1
+    return start, end, step, math.floor(steps + 1e-9) + 1
 
 
 def _expand(match: re.Match, kind: type) -> list:
-    start, end, step, count = kind(match[1]), kind(match[2]), match[3], _range_count(match, kind)
-    if match[4] is not None:
-        values = np.linspace(start, end, count)
-        return [int(round(v)) if kind is int else round(float(v), 6) for v in values]
-    step = kind(step) if step is not None else (1 if end >= start else -1)
+    start, end, step, count = _range(match, kind)
+    if step is None:
+        return [int(round(v)) if kind is int else round(float(v), 6) for v in np.linspace(start, end, count)]
     return [start + i * step if kind is int else round(start + i * step, 6) for i in range(count)]
 
 
@@ -126,7 +124,7 @@ def parse_values(axis: Axis, text: str, limits: Limits | None = None) -> list:
         match = (_INT_RANGE if axis.kind is int else _FLOAT_RANGE).match(token)
         try:
             if match and limits is not None:
-                limits.check_planned_images(len(values) + _range_count(match, axis.kind),
+                limits.check_planned_images(len(values) + _range(match, axis.kind)[3],
                                             f"{axis.label} values up to the range {token!r}")
             values += _expand(match, axis.kind) if match else [axis.kind(token)]
         except ValueError:
