@@ -6,6 +6,7 @@ import shlex
 import gradio as gr
 
 import modules.scripts as scripts
+from modules import shared
 from modules.errors import UserError
 from modules.generation import validate
 from modules.generation_params import GenerationParams
@@ -14,7 +15,8 @@ from modules.processing import Processed, fix_seed, process_images
 from modules.shared import opts, state
 
 FIELDS = {f.name for f, _ in GenerationParams.fields()}
-OTHER_KEYS = {"outpath_samples", "outpath_grids", "do_not_save_samples", "do_not_save_grid", "styles"}
+FOLDER_KEYS = {"outpath_samples", "outpath_grids"}  # server folders: as the server paths policy allows
+OTHER_KEYS = {*FOLDER_KEYS, "do_not_save_samples", "do_not_save_grid", "styles"}
 
 
 def parse_line(line: str) -> dict:
@@ -34,6 +36,8 @@ def parse_line(line: str) -> dict:
         if not tokens:
             raise UserError(f"The option {key} has no value in the line {line!r}")
         value = tokens.pop(0)
+        if name in FOLDER_KEYS:
+            value = str(shared.services.server_paths.folder(value, f"Prompts from file {key}"))
         settings[name] = GenerationParams.coerce(name, value) if name in FIELDS else value
     return settings
 

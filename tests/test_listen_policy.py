@@ -57,6 +57,16 @@ def test_img2img_batch_and_extras_folders_are_refused(listening, client):
     assert not (data / "outputs" / "batch").exists()
 
 
+def test_a_prompt_line_may_not_name_an_output_folder(listening):
+    url, _, root = listening
+    line = f'--prompt "a cat" --outpath_samples "{root / "evil"}"'
+    job = {**SMALL, "save_images": True, "script_name": "prompts from file or textbox",
+           "script_args": [False, False, "start", line]}
+    answer = requests.post(url + "sdapi/v1/txt2img", json=job, timeout=60)
+    assert answer.status_code == 422 and "--outpath_samples" in answer.text and "--allow-server-paths" in answer.text
+    assert not (root / "evil").exists()
+
+
 def test_output_folder_settings_are_refused_from_the_page_and_the_api(listening, client):
     url, data, root = listening
     label = "Output folder for txt2img images"

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from modules.errors import OutOfMemory, UserError
+from modules.errors import DiskFull, OutOfMemory, UserError
 
 _LONG = 200  # strings longer than this (base64 images) are summarised when a request body is echoed
 
@@ -58,8 +58,8 @@ def _request_error(exc: RequestError) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Answer validation errors with 422 (field and reason), a UserError from a job with 422 and its
-    message (503 when it ran out of memory), HTTP errors with their status, and anything else with 500;
-    the server keeps running."""
+    message (503 when it ran out of memory, 507 when the disk is full), HTTP errors with their status, and
+    anything else with 500; the server keeps running."""
 
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -76,6 +76,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OutOfMemory)
     async def out_of_memory(request: Request, exc: OutOfMemory) -> JSONResponse:  # the request may fit later
         return error_response(503, type(exc).__name__, str(exc), str(exc))
+
+    @app.exception_handler(DiskFull)
+    async def disk_full(request: Request, exc: DiskFull) -> JSONResponse:  # the server's disk, not the request
+        return error_response(507, type(exc).__name__, str(exc), str(exc))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
