@@ -105,9 +105,10 @@ OPTIONS: dict[str, OptionInfo] = {
                             limit=True),
     "max_prompt_length": OptionInfo(20_000, "Longest prompt allowed, in characters", section="System",
                                     minimum=100, step=1, limit=True),
-    "max_prompt_chunks": OptionInfo(MAX_PROMPT_CHUNKS, "Most 75-token prompt chunks one job may encode (AND parts × "
-                                                       "chunks of the longest part)", section="System", minimum=1,
-                                    step=1, limit=True),
+    "max_prompt_chunks": OptionInfo(MAX_PROMPT_CHUNKS, "Most 75-token prompt chunks a job's prompts may cost (AND "
+                                                       "parts × the longest text's chunks, or all texts' chunks at "
+                                                       "every step, whichever is more)", section="System",
+                                    minimum=1, step=1, limit=True),
     "max_grid_cells": OptionInfo(1000, "Most images a script may plan for one job (X/Y/Z cells, prompt matrix "
                                        "combinations, Loopback loops, prompt lines)", section="System", minimum=1,
                                  step=1, limit=True),

@@ -252,7 +252,12 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
 
 
 def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> Processed:
-    """process_images' body, on the engine's worker: hooks, the job itself, then Processed."""
+    """process_images' body, on the engine's worker: hooks, the job itself, then Processed. After Interrupt
+    nothing more starts: a script that calls again gets no images at once."""
+    if ctx.interrupted:
+        stopped = Processed(p, [], p.params.seed, "")
+        stopped.interrupted = True
+        return stopped
     if p.scripts is not None:
         p.scripts.before_process(p)
     plan = p.plan(services.styles)
