@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from small_disk import small_disk  # noqa: F401 - a fixture for every test module
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))

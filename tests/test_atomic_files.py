@@ -5,7 +5,7 @@ import os
 import stat
 
 import pytest
-from small_disk import free_bytes, small_disk  # noqa: F401 - a fixture
+from small_disk import fill
 
 from modules.atomic_files import process_umask, write_json_atomic, write_new
 from modules.errors import DiskFull
@@ -34,7 +34,7 @@ def test_saved_files_follow_the_umask(tmp_path, umask_027):
 
 def test_a_full_disk_names_the_file_and_leaves_no_temporary_file(small_disk):
     write_json_atomic(small_disk / "config.json", {"kept": True})
-    (small_disk / "filler").write_bytes(b"\0" * (free_bytes(small_disk) - 1024))
+    fill(small_disk)
     with pytest.raises(DiskFull, match=f"No space left on device while saving {small_disk / 'config.json'}"):
         write_json_atomic(small_disk / "config.json", {"big": "x" * 8192})
     with pytest.raises(DiskFull, match="while saving .*00001.png"):
@@ -47,7 +47,7 @@ def test_a_generation_on_a_full_disk_still_answers_with_its_images(engine, demo_
     from modules.generation import RunSettings, Txt2Img
     from modules.generation_params import GenerationParams
 
-    (small_disk / "filler").write_bytes(b"\0" * (free_bytes(small_disk) - 1024))
+    fill(small_disk)
     params = GenerationParams(prompt="a boat", steps=2, width=128, height=128, seed=3, batch_size=2)
     settings = RunSettings(save_dir=small_disk / "outputs")
     result = engine.call("full", lambda ctx: Txt2Img(demo_model, params, ctx, settings).run())

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from small_disk import free_bytes, small_disk  # noqa: F401 - a fixture
+from small_disk import fill
 
 from modules.errors import DiskFull
 from modules.options import OPTIONS, OptionInfo, Options
@@ -108,7 +108,7 @@ def test_a_failed_save_changes_nothing_in_memory(small_disk):
     opts = Options(path)
     opts.set("CLIP_stop_at_last_layers", 2)
     saved = path.read_text()
-    (small_disk / "filler").write_bytes(b"\0" * (free_bytes(small_disk) - 1024))
+    fill(small_disk)
     with pytest.raises(DiskFull, match=f"No space left on device while saving {path}"):
         opts.set_many({"CLIP_stop_at_last_layers": 3, "samples_filename_pattern": "[seed]-" + "x" * 4000})
     assert opts.CLIP_stop_at_last_layers == 2 and path.read_text() == saved
