@@ -136,9 +136,8 @@ def test_routes_that_extensions_add_at_start_are_served(app):
     assert answer.status_code == 200 and answer.json() == {"pong": True}
 
 
+@pytest.mark.parametrize("app", ["page and API"], indirect=True)
 def test_the_api_beside_a_page_login_keeps_its_own_login(app):
-    url, _, _, mode = app
-    if mode != "page and API":
-        pytest.skip("no API in this mode")
+    url, _, _, _ = app
     answer = requests.post(url + "sdapi/v1/png-info", json={"image": ""}, timeout=10)  # no page session, no login
     assert answer.status_code == 422 and "image" in answer.text, answer.text[:300]
