@@ -122,6 +122,7 @@ def quiet_library_logs() -> None:
 def build_ui(services, gradio_auth: list[tuple[str, str]]):
     """The page and its serving options (with the enabled extensions' javascript and style.css)."""
     from modules.extensions import active_extensions, disabled_names
+    from modules.login_throttle import LOGIN_PAGE_NOTE
     from modules.ui.page import build_page, page_assets
     from modules.ui.ui_config import UiConfig
 
@@ -131,7 +132,8 @@ def build_ui(services, gradio_auth: list[tuple[str, str]]):
     page = build_page(services, ui_config)
     page.queue()
     active = active_extensions(services.paths.extensions, disabled_names(services.opts))
-    options = {"auth": gradio_auth or None, "allowed_paths": [str(services.paths.outputs)], "show_error": True,
+    options = {"auth": gradio_auth or None, "auth_message": LOGIN_PAGE_NOTE,
+               "allowed_paths": [str(services.paths.outputs)], "show_error": True,
                "max_file_size": services.opts.max_upload_bytes,  # Gradio refuses larger uploads with a message
                **page_assets(active)}
     return page, options

@@ -12,6 +12,10 @@ FREE_FAILURES = 5
 FIRST_WAIT_S = 1.0
 LONGEST_WAIT_S = 300.0
 MAX_ADDRESSES = 10_000  # beyond this many addresses on record, those no longer waiting are forgotten
+# The login form can't show the 429's message, so the page says beforehand what happens.
+LOGIN_PAGE_NOTE = (f"After {FREE_FAILURES} wrong passwords in a row, this address must wait before each next try: "
+                   f"{FIRST_WAIT_S:g} s, then twice as long each time, up to {LONGEST_WAIT_S / 60:g} minutes. "
+                   "While it waits, Login does nothing.")
 
 
 @dataclass

@@ -145,6 +145,8 @@ def test_failed_page_logins_are_throttled(server):
         return session.post(url + "login", data={"username": PAGE[0], "password": "nope" if wrong else PAGE[1]},
                             timeout=10)
 
+    note = requests.get(url + "config", timeout=10).json()["detail"]["auth_message"]  # what the login form shows
+    assert "wrong passwords in a row" in note and "Login does nothing" in note
     assert_waits_then_works(wrong_logins_until_refused(attempt), attempt)
     assert session.get(url + "config", timeout=10).status_code == 200  # the session works
     assert attempt(wrong=True).status_code == 400  # and the count started again
