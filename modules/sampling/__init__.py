@@ -1,0 +1,1 @@
+"""This project's own sampling core, k-diffusion style (see docs/SAMPLING.md)."""
