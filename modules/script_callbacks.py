@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 _callbacks: dict[str, list[tuple[str, Callable]]] = defaultdict(list)
 NAMES = ("app_started", "model_loaded", "ui_tabs", "ui_settings", "before_image_saved", "image_saved",
-         "cfg_denoiser", "cfg_denoised", "infotext_pasted", "script_unloaded")
+         "cfg_denoiser", "cfg_denoised", "cfg_after_cfg", "infotext_pasted", "script_unloaded")
 
 
 @dataclass
@@ -40,6 +40,7 @@ class CFGDenoiserParams:
     total_sampling_steps: int
     text_cond: Any
     text_uncond: Any
+    denoiser: Any = None  # the CFG denoiser making this call
 
 
 @dataclass
@@ -50,6 +51,15 @@ class CFGDenoisedParams:
     sampling_step: int
     total_sampling_steps: int
     inner_model: Any = None
+
+
+@dataclass
+class AfterCFGCallbackParams:
+    """The guided x0 of a step, after CFG and the inpainting keep; a callback may replace `x`."""
+
+    x: Any
+    sampling_step: int
+    total_sampling_steps: int
 
 
 def _origin() -> str:
@@ -126,6 +136,11 @@ def on_cfg_denoised(callback: Callable) -> None:
     _add("cfg_denoised", callback)
 
 
+def on_cfg_after_cfg(callback: Callable) -> None:
+    """callback(AfterCFGCallbackParams) after each step's guidance is combined."""
+    _add("cfg_after_cfg", callback)
+
+
 def on_infotext_pasted(callback: Callable) -> None:
     """callback(infotext: str, params: dict) when infotext is pasted; it may change params."""
     _add("infotext_pasted", callback)
@@ -166,6 +181,10 @@ def cfg_denoiser_callback(params: CFGDenoiserParams) -> None:
 
 def cfg_denoised_callback(params: CFGDenoisedParams) -> None:
     _run("cfg_denoised", params)
+
+
+def cfg_after_cfg_callback(params: AfterCFGCallbackParams) -> None:
+    _run("cfg_after_cfg", params)
 
 
 def infotext_pasted_callback(infotext: str, params: dict) -> None:
