@@ -91,7 +91,7 @@ class Denoiser:
         c_in = 1 / (sigma ** 2 + 1) ** 0.5
         if self.prediction == EPSILON:
             return torch.ones_like(sigma), -sigma, c_in
-        return 1 / (sigma ** 2 + 1), -sigma * c_in, c_in
+        return 1 / (sigma ** 2 + 1), -sigma / (sigma ** 2 + 1) ** 0.5, c_in  # k-diffusion's rounding of c_out
 
     def denoised(self, model_output: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """x0 from the model's output at `x` (k-diffusion scale) and `sigma` (shape [batch])."""
