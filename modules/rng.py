@@ -1,10 +1,15 @@
-"""Seeds and initial noise, reproducible per image whatever the device (A1111's CPU RNG), with A1111's
-variation seeds (a second seed's noise mixed in by a strength) and "Resize seed from"."""
+"""Seeds: a random one for -1, and each image's seed in a batch.
+
+A1111's noise itself (ImageRNG, the CPU / GPU / NV sources, ENSD, variation seeds, "Resize seed from") is
+modules/sampling/noise.py. BatchNoise and sampler_generators below feed the diffusers-scheduler path of
+generation.py until it moves to noise.ImageRNG; they go with it."""
 from __future__ import annotations
 
 import random
 
 import torch
+
+from modules.sampling.noise import paste_centred, slerp
 
 MAX_SEED = 2**32 - 1
 
@@ -28,33 +33,6 @@ def generators(seeds: list[int], device: torch.device, source: str = "CPU") -> l
 
 def _draw(generator: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
-
-
-def slerp(strength: float, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation from `start` to `end` ((C, H, W) noise) by `strength`.
-
-    As in A1111, each (channel, column) vector along the height axis is interpolated on its own, so
-    variations look the same as there. Nearly equal noises are interpolated linearly."""
-    cos = ((start / start.norm(dim=1, keepdim=True)) * (end / end.norm(dim=1, keepdim=True))).sum(1, keepdim=True)
-    if cos.mean() > 0.9995:
-        return torch.lerp(start, end, strength)
-    angle = torch.acos(cos.clamp(-1.0, 1.0))
-    return (torch.sin((1.0 - strength) * angle) * start + torch.sin(strength * angle) * end) / torch.sin(angle)
-
-
-def _centred(target: int, source: int) -> tuple[int, int, int]:
-    """(offset in target, offset in source, length) of a `source`-long span centred on a `target`-long one."""
-    shift = (target - source) // 2
-    return max(shift, 0), max(-shift, 0), source if shift >= 0 else source + 2 * shift
-
-
-def paste_centred(noise: torch.Tensor, into: torch.Tensor) -> torch.Tensor:
-    """`into` with `noise` ((C, h, w)) pasted over its centre; a larger `noise` is cropped around its centre."""
-    top, src_top, rows = _centred(into.shape[1], noise.shape[1])
-    left, src_left, cols = _centred(into.shape[2], noise.shape[2])
-    out = into.clone()
-    out[:, top:top + rows, left:left + cols] = noise[:, src_top:src_top + rows, src_left:src_left + cols]
-    return out
 
 
 class BatchNoise:

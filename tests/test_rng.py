@@ -1,3 +1,4 @@
+"""Seeds, and the diffusers path's BatchNoise (A1111's exact noise, ImageRNG, is tested in test_sampling_noise.py)."""
 import pytest
 import torch
 
@@ -44,11 +45,6 @@ def test_variation_strength_slerps_from_the_seed_noise_to_the_variation_seed_noi
     to_seed, to_sub = cosine(half.flatten(), seed_noise.flatten(), 0), cosine(half.flatten(), sub_noise.flatten(), 0)
     assert 0.6 < to_seed < 0.8 and 0.6 < to_sub < 0.8  # half way round the sphere: about cos 45°
     assert abs(half.std() - seed_noise.std()) < 0.1  # a slerp keeps the noise's scale, a straight mix would not
-
-
-def test_equal_noises_are_interpolated_linearly():
-    noise = randn(3, (4, 8, 8))
-    assert torch.allclose(rng.slerp(0.3, noise, noise), noise)
 
 
 def test_seed_resize_pastes_the_smaller_noise_centred():
