@@ -13,6 +13,7 @@ import torch
 
 from modules.atomic_files import write_atomic
 from modules.ldm_convert import to_ldm_state_dict
+from modules.model_families import sd1
 from modules.paths import MODEL_CONFIGS_DIR
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def build_demo_state_dict(seed: int = 0, blueprint: str = "demo") -> dict[str, t
     unet = UNet2DConditionModel.from_config(json.loads((folder / "unet" / "config.json").read_text()))
     vae = AutoencoderKL.from_config(json.loads((folder / "vae" / "config.json").read_text()))
     text = CLIPTextModel(CLIPTextConfig(**json.loads((folder / "text_encoder" / "config.json").read_text())))
-    return to_ldm_state_dict("sd1", unet, vae, [text])
+    return to_ldm_state_dict(sd1.FAMILY, unet, vae, [text])
 
 
 def write_demo_checkpoint(target: Path, seed: int = 0, blueprint: str = "demo",

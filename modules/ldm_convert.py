@@ -23,18 +23,13 @@ import re
 from collections.abc import Mapping, Sequence
 import torch
 
+from modules import model_families
+from modules.model_families.base import CLIP, OPEN_CLIP, ModelFamily
+
 StateDictLike = torch.nn.Module | Mapping[str, torch.Tensor]
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
-
-# Text encoders per family, in pipeline order: (embedder module prefix, "clip" | "open_clip").
-TEXT_LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "sd1": (("cond_stage_model.", "clip"),),
-    "sd2": (("cond_stage_model.", "open_clip"),),
-    "sdxl": (("conditioner.embedders.0.", "clip"), ("conditioner.embedders.1.", "open_clip")),
-}
-TEXT_LAYOUTS["demo"] = TEXT_LAYOUTS["sd1"]
 
 _UNET_TOP_LEVEL = {
     "time_embedding.linear_1": "time_embed.0",
@@ -239,27 +234,26 @@ def open_clip_to_ldm(encoder: StateDictLike) -> dict[str, torch.Tensor]:
     return {f"model.{key}": value for key, value in converted.items()}
 
 
-_TEXT_CONVERTERS = {"clip": clip_to_ldm, "open_clip": open_clip_to_ldm}
+_TEXT_CONVERTERS = {CLIP: clip_to_ldm, OPEN_CLIP: open_clip_to_ldm}
 
 
 def to_ldm_state_dict(
-    family: str,
+    family: ModelFamily | str,
     unet: StateDictLike,
     vae: StateDictLike,
     text_encoders: Sequence[StateDictLike],
 ) -> dict[str, torch.Tensor]:
-    """Build one original-layout checkpoint state dict for ``family`` ("sd1", "sd2", "sdxl", "demo").
+    """Build one original-layout checkpoint state dict for ``family`` (a family or its name: "sd1", "sd2", "sdxl").
 
     Every argument may be a model or a state dict; ``text_encoders`` lists them in
     pipeline order (SDXL: CLIP-L ``text_encoder``, then bigG ``text_encoder_2``).
     Returned tensors are contiguous and may share memory with the inputs.
     """
-    if family not in TEXT_LAYOUTS:
-        raise ValueError(f"unknown family {family!r}; expected one of {sorted(TEXT_LAYOUTS)}")
-    layouts = TEXT_LAYOUTS[family]
-    if len(text_encoders) != len(layouts):
-        raise ValueError(f"{family} needs {len(layouts)} text encoder(s), got {len(text_encoders)}")
+    family = model_families.get(family) if isinstance(family, str) else family
+    slots = family.text_encoders
+    if len(text_encoders) != len(slots):
+        raise ValueError(f"{family.label} needs {len(slots)} text encoder(s), got {len(text_encoders)}")
     parts = [(UNET_PREFIX, unet_to_ldm(unet)), (VAE_PREFIX, vae_to_ldm(vae))]
-    for (prefix, layout), encoder in zip(layouts, text_encoders):
-        parts.append((prefix, _TEXT_CONVERTERS[layout](encoder)))
+    for slot, encoder in zip(slots, text_encoders):
+        parts.append((slot.embedder, _TEXT_CONVERTERS[slot.layout](encoder)))
     return {prefix + key: value.contiguous() for prefix, weights in parts for key, value in weights.items()}

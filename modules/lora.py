@@ -121,7 +121,7 @@ class LoraLibrary:
                     continue
                 except (ValueError, RuntimeError, KeyError, OSError, json.JSONDecodeError) as exc:
                     _forget(host, request.name)
-                    result.warnings.append(f"LoRA {request.name} does not fit this {model.family.upper()} "
+                    result.warnings.append(f"LoRA {request.name} does not fit this {model.family.label} "
                                            f"model and was skipped: {str(exc)[:300]}")
                     continue
                 model.lora_adapters.add(request.name)

@@ -1,72 +1,47 @@
-"""Tell which model family a single-file checkpoint is, and fit the shipped configs to its shapes."""
+"""Fit a model family's shipped configs to a checkpoint's shapes, and probe a UNet for v-prediction.
+Which family a checkpoint is, and what each family is, live in modules/model_families."""
 from __future__ import annotations
 
 import copy
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from modules.errors import ModelLoadError
 from modules.paths import MODEL_CONFIGS_DIR
 
+if TYPE_CHECKING:
+    from modules.model_families.base import ModelFamily, TextEncoderSlot
+
 UNET = "model.diffusion_model."
-FAMILY_TEXT_KEYS = {
-    # family: the key that only that family's text encoder has
-    "sdxl": "conditioner.embedders.1.model.positional_embedding",
-    "sd2": "cond_stage_model.model.token_embedding.weight",
-    "sd1": "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
-}
-# Where each family keeps each CLIP text encoder, and the layout of its keys.
-TEXT_ENCODERS = {
-    "sd1": {"text_encoder": ("cond_stage_model.transformer.text_model.", "hf")},
-    "sd2": {"text_encoder": ("cond_stage_model.model.", "open_clip")},
-    "sdxl": {"text_encoder": ("conditioner.embedders.0.transformer.text_model.", "hf"),
-             "text_encoder_2": ("conditioner.embedders.1.model.", "open_clip")},
-}
-# Families whose attention heads are 64 wide; SD 1.x uses 8 heads at every width.
-HEAD_DIM_64 = {"sd2", "sdxl"}
-SD2_TEXT_LAYERS = 23
-SDXL_TIME_IDS = 6  # original size, crop offset and target size, each (h, w)
 
 
-def detect_family(state: dict[str, torch.Tensor]) -> str:
-    """"sd1", "sd2" or "sdxl", from the text encoder keys."""
-    if f"{UNET}input_blocks.0.0.weight" not in state:
-        raise ModelLoadError("This file has no Stable Diffusion UNet (model.diffusion_model.*): "
-                             "it is not an SD 1.x, SD 2.x or SDXL checkpoint.")
-    for family, key in FAMILY_TEXT_KEYS.items():
-        if key in state:
-            return family
-    raise ModelLoadError("This checkpoint has a UNet but no text encoder this app recognises "
-                         "(SD 1.x, SD 2.x or SDXL).")
-
-
-def load_family_configs(family: str) -> dict[str, dict[str, Any]]:
-    """The shipped component configs of a family, keyed by folder name."""
-    root = MODEL_CONFIGS_DIR / family
+def load_family_configs(folder: str) -> dict[str, dict[str, Any]]:
+    """The shipped component configs in modules/model_configs/`folder`, keyed by component folder name."""
+    root = MODEL_CONFIGS_DIR / folder
     return {path.parent.name if path.parent != root else "model_index": json.loads(path.read_text())
             for path in root.rglob("*.json")}
 
 
-def fit_configs(family: str, state: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
+def fit_configs(family: ModelFamily, state: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
     """The family's configs with every shape-bearing value taken from the checkpoint itself.
 
     For a checkpoint of the family's standard size this changes nothing; it lets inpainting
     UNets (9 input channels) and smaller models of the same architecture load too.
     """
-    configs = copy.deepcopy(load_family_configs(family))
+    configs = copy.deepcopy(family.load_configs())
     configs["unet"].update(_fit_unet(family, state, configs["unet"]))
     configs["vae"].update(_fit_vae(state))
-    for folder, (prefix, layout) in TEXT_ENCODERS[family].items():
-        configs[folder].update(_fit_text_encoder(state, prefix, layout))
-    if family == "sdxl":
+    for slot in family.text_encoders:
+        configs[slot.folder].update(_fit_text_encoder(state, slot))
+    if family.needs_size_conditioning:
         # The time-id embedding has no weights: its width is what the pooled text embedding leaves.
-        pooled = configs["text_encoder_2"]["projection_dim"]
+        pooled = configs[family.pooled_slot.folder]["projection_dim"]
         time_ids = configs["unet"]["projection_class_embeddings_input_dim"] - pooled
-        configs["unet"]["addition_time_embed_dim"] = time_ids // SDXL_TIME_IDS
+        configs["unet"]["addition_time_embed_dim"] = time_ids // family.time_ids
     return configs
 
 
@@ -75,7 +50,7 @@ def _indices(state: dict, prefix: str) -> list[int]:
     return sorted({int(m.group(1)) for key in state if (m := pattern.match(key))})
 
 
-def _fit_unet(family: str, state: dict, base: dict) -> dict[str, Any]:
+def _fit_unet(family: ModelFamily, state: dict, base: dict) -> dict[str, Any]:
     conv_in = state[f"{UNET}input_blocks.0.0.weight"]
     blocks = _indices(state, f"{UNET}input_blocks.")[1:]
     downsamplers = [i for i in blocks if f"{UNET}input_blocks.{i}.0.op.weight" in state]
@@ -104,8 +79,8 @@ def _fit_unet(family: str, state: dict, base: dict) -> dict[str, Any]:
     to_k = next((v for k, v in state.items() if k.startswith(UNET) and k.endswith("attn2.to_k.weight")), None)
     if to_k is not None:
         fitted["cross_attention_dim"] = to_k.shape[1]
-    if family in HEAD_DIM_64:
-        fitted["attention_head_dim"] = [max(1, c // 64) for c in channels]
+    if family.attention_head_dim:  # heads of a fixed width; otherwise the config's head counts stand
+        fitted["attention_head_dim"] = [max(1, c // family.attention_head_dim) for c in channels]
     label = state.get(f"{UNET}label_emb.0.0.weight")
     if label is not None:
         fitted["projection_class_embeddings_input_dim"] = label.shape[1]
@@ -131,8 +106,9 @@ def _fit_vae(state: dict) -> dict[str, Any]:
     }
 
 
-def _fit_text_encoder(state: dict, prefix: str, layout: str) -> dict[str, Any]:
-    if layout == "hf":
+def _fit_text_encoder(state: dict, slot: TextEncoderSlot) -> dict[str, Any]:
+    prefix = slot.weights_prefix
+    if slot.layout == "clip":
         hidden = state[f"{prefix}embeddings.token_embedding.weight"].shape[1]
         layers = len(_indices(state, f"{prefix}encoder.layers."))
         intermediate = state[f"{prefix}encoder.layers.0.mlp.fc1.weight"].shape[0]
@@ -143,11 +119,9 @@ def _fit_text_encoder(state: dict, prefix: str, layout: str) -> dict[str, Any]:
     fitted = {"hidden_size": hidden, "intermediate_size": intermediate,
               "num_attention_heads": max(1, hidden // 64)}
     projection = state.get(f"{prefix}text_projection")
-    if projection is not None and prefix.startswith("conditioner"):
+    if projection is not None and slot.pooled:
         fitted["projection_dim"] = projection.shape[1]
-    # SD 2.x conditions on OpenCLIP's penultimate layer, so diffusers keeps only 23 of its 24.
-    is_sd2 = prefix.startswith("cond_stage_model.model")
-    fitted["num_hidden_layers"] = min(layers, SD2_TEXT_LAYERS) if is_sd2 else layers
+    fitted["num_hidden_layers"] = min(layers, slot.max_layers) if slot.max_layers else layers
     return fitted
 
 

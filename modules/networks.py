@@ -32,16 +32,17 @@ class Networks:
         tags = [tag for prompt in dict.fromkeys(prompts)
                 for tag in prompt_parser.extract_extra_networks(prompt)[1]] if use_tags else []
         applied = self.loras.apply(model, tags)
-        applied.warnings.extend(self._unusable_embeddings(prompts, usable, model.family))
+        applied.warnings.extend(self._unusable_embeddings(prompts, usable, model.family.label))
         for kind in sorted({tag.kind for tag in tags} - set(HANDLED_KINDS)):
             message = f"Extra networks of type {kind!r} are not supported here; their tags were ignored."
             log.warning(message)
             applied.warnings.append(message)
         return applied
 
-    def _unusable_embeddings(self, prompts: list[str], usable: dict, family: str) -> list[str]:
-        """Warnings for embeddings a prompt names that failed to load or don't fit this model."""
-        problems = {name: f"Embedding {name} does not fit this {family.upper()} model and was ignored."
+    def _unusable_embeddings(self, prompts: list[str], usable: dict, model_kind: str) -> list[str]:
+        """Warnings for embeddings a prompt names that failed to load or don't fit this model, a `model_kind`
+        model ("SD 1.x", …)."""
+        problems = {name: f"Embedding {name} does not fit this {model_kind} model and was ignored."
                     for name in self.embeddings.embeddings if name not in usable}
         problems.update({Path(file).stem: message for file, message in self.embeddings.errors.items()})
         found = {m.name for prompt in prompts for m in prompt_parser.find_embeddings(prompt, problems)}

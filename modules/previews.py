@@ -1,11 +1,12 @@
 """Live previews of the latents while a job samples.
 
-"Approx cheap" maps the four latent channels to RGB with a fixed linear map per model family;
+"Approx cheap" maps the four latent channels to RGB with the fixed linear map of the model's latent format;
 "Approx NN" runs A1111's tiny convolutional VAE approximation when its weights are in models/VAE-approx;
 "TAESD" decodes with diffusers' AutoencoderTiny when its weights are in models/VAE-taesd (never
 downloaded); "Full" decodes with the model's own VAE. All but Full are made on demand
 by whoever asks for them (the page or /progress), so sampling does not wait for them. Approx NN and
-TAESD fall back to Approx cheap when their weights are missing."""
+TAESD fall back to Approx cheap when their weights are missing. Every method reads what it needs from the
+model family's `LatentFormat`."""
 from __future__ import annotations
 
 import logging
@@ -16,19 +17,23 @@ import numpy as np
 import torch
 from PIL import Image
 
+from modules import model_families
+from modules.model_families.base import LatentFormat
+from modules.model_families.sd1 import SD_LATENTS
+from modules.model_families.sdxl import SDXL_LATENTS
 from modules.safe_weights import check_pickled_files, read_weights
 
 log = logging.getLogger(__name__)
 
 PREVIEW_METHODS = ("Approx cheap", "Approx NN", "TAESD", "Full")
 
-# Latent channel -> (R, G, B) weights fitted to each family's VAE, plus an RGB offset. Values in -1..1.
-_LINEAR = {
-    "sd": (((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721),
-            (-0.2120, -0.2616, -0.7177)), (0.0, 0.0, 0.0)),
-    "sdxl": (((0.3651, 0.4232, 0.4341), (-0.2533, -0.0042, 0.1068), (0.1076, 0.1111, -0.0362),
-              (-0.3165, -0.2492, -0.2188)), (0.1084, -0.0175, -0.0011)),
-}
+
+def _format(latent_format: LatentFormat | bool) -> LatentFormat:
+    """The latent format to preview. generation.py still passes `model.is_sdxl` (a bool) until it passes
+    `model.family.latent_format`; the bool form goes then."""
+    if isinstance(latent_format, LatentFormat):
+        return latent_format
+    return SDXL_LATENTS if latent_format else SD_LATENTS
 
 
 def to_image(pixels: torch.Tensor) -> Image.Image:
@@ -37,12 +42,14 @@ def to_image(pixels: torch.Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array))
 
 
-def approx_cheap(latents: torch.Tensor, sdxl: bool = False) -> Image.Image:
-    """The first image of a (batch, 4, h, w) latent batch through the family's linear map, at 8x size."""
-    weights, bias = _LINEAR["sdxl" if sdxl else "sd"]
-    first = latents[0, :4].float().cpu()
-    rgb = torch.einsum("chw,cr->rhw", first, torch.tensor(weights)) + torch.tensor(bias)[:, None, None]
-    return enlarged(to_image(rgb), 8)
+def approx_cheap(latents: torch.Tensor, latent_format: LatentFormat | bool = SD_LATENTS) -> Image.Image:
+    """The first image of a latent batch through its format's linear map (latent channel → RGB weights, fitted
+    to the family's VAE, plus an offset; values in -1..1), at the VAE's size."""
+    fmt = _format(latent_format)
+    first = latents[0, :fmt.channels].float().cpu()
+    bias = torch.tensor(fmt.preview_bias)[:, None, None]
+    rgb = torch.einsum("chw,cr->rhw", first, torch.tensor(fmt.preview_rgb)) + bias
+    return enlarged(to_image(rgb), fmt.vae_scale_factor)
 
 
 def enlarged(image: Image.Image, factor: int) -> Image.Image:
@@ -51,31 +58,32 @@ def enlarged(image: Image.Image, factor: int) -> Image.Image:
 
 
 class FamilyDecoders:
-    """One preview decoder per model family (SD or SDXL), loaded from `folder` on first use and kept.
+    """One preview decoder per latent format (SD, SDXL, …), loaded from `folder` on first use and kept.
     Subclasses say how to load one (`load`, None when it can't be) and how to run it (`run`)."""
 
     scale = 1  # how many times larger than `run`'s output the preview is shown
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        self._loaded: dict[bool, torch.nn.Module] = {}
+        self._loaded: dict[LatentFormat, torch.nn.Module] = {}
         self._lock = threading.Lock()
 
-    def load(self, sdxl: bool) -> torch.nn.Module | None:
+    def load(self, latent_format: LatentFormat) -> torch.nn.Module | None:
         raise NotImplementedError
 
     def run(self, model: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def decode(self, latents: torch.Tensor, sdxl: bool = False) -> Image.Image | None:
+    def decode(self, latents: torch.Tensor, latent_format: LatentFormat | bool = SD_LATENTS) -> Image.Image | None:
         """The first image of the batch decoded; None when no usable weights are installed."""
+        fmt = _format(latent_format)
         with self._lock:
-            if sdxl not in self._loaded:
-                model = self.load(sdxl)
+            if fmt not in self._loaded:
+                model = self.load(fmt)
                 if model is None:
                     return None
-                self._loaded[sdxl] = model.eval()
-            model = self._loaded[sdxl]
+                self._loaded[fmt] = model.eval()
+            model = self._loaded[fmt]
             with torch.inference_mode():
                 pixels = self.run(model, latents[:1].float().cpu())[0]
         image = to_image(pixels)
@@ -83,19 +91,22 @@ class FamilyDecoders:
 
 
 class TaesdDecoders(FamilyDecoders):
-    """AutoencoderTiny models from models/VAE-taesd/<name>/ (diffusers folders).
-    The folder for SDXL is the one whose name contains "xl"."""
+    """AutoencoderTiny models from models/VAE-taesd/<name>/ (diffusers folders). A format with a TAESD marker
+    takes the first folder whose name contains it (SDXL: "xl"); SD's takes the first with no format's marker."""
 
-    def path(self, sdxl: bool) -> Path | None:
+    def path(self, latent_format: LatentFormat) -> Path | None:
+        markers = [fmt.taesd_marker for fmt in model_families.latent_formats() if fmt.taesd_marker]
+
+        def fits(name: str) -> bool:
+            if latent_format.taesd_marker:
+                return latent_format.taesd_marker in name
+            return not any(marker in name for marker in markers)
+
         candidates = sorted(p for p in self.folder.glob("*") if (p / "config.json").is_file())
-        matching = [p for p in candidates if ("xl" in p.name.lower()) == sdxl]
-        return matching[0] if matching else None
+        return next((p for p in candidates if fits(p.name.lower())), None)
 
-    def available(self, sdxl: bool) -> bool:
-        return self.path(sdxl) is not None
-
-    def load(self, sdxl: bool) -> torch.nn.Module | None:
-        path = self.path(sdxl)
+    def load(self, latent_format: LatentFormat) -> torch.nn.Module | None:
+        path = self.path(latent_format)
         if path is None:
             return None
         from diffusers import AutoencoderTiny
@@ -112,7 +123,6 @@ class TaesdDecoders(FamilyDecoders):
 # leaky ReLU of slope 0.1. The kernels eat the padding, so the RGB output is twice the latent size. The
 # layers are named conv1 … conv8, the keys of A1111's weight files.
 APPROX_NN_LAYERS = ((4, 8, 7), (8, 16, 5), (16, 32, 3), (32, 64, 3), (64, 32, 3), (32, 16, 3), (16, 8, 3), (8, 3, 3))
-APPROX_NN_FILES = {False: "model.pt", True: "vaeapprox-sdxl.pt"}  # SD1/SD2, SDXL
 
 
 class ApproxNN(torch.nn.Module):
@@ -133,9 +143,10 @@ class ApproxNN(torch.nn.Module):
 
 
 class ApproxNNDecoders(FamilyDecoders):
-    """ApproxNN weights from models/VAE-approx/model.pt (SD1/SD2) or vaeapprox-sdxl.pt (SDXL), A1111's
-    files, read weights-only and never downloaded. A missing or broken file is logged once per problem
-    and gives no model, so the caller shows Approx cheap; a file put there later is picked up."""
+    """ApproxNN weights from models/VAE-approx, the file each latent format names (A1111's model.pt for
+    SD1/SD2, vaeapprox-sdxl.pt for SDXL), read weights-only and never downloaded. A missing or broken file is
+    logged once per problem and gives no model, so the caller shows Approx cheap; a file put there later is
+    picked up."""
 
     scale = 4  # 2x from the network, 4x more to match the image size
 
@@ -143,11 +154,13 @@ class ApproxNNDecoders(FamilyDecoders):
         super().__init__(folder)
         self._warned: set[str] = set()
 
-    def load(self, sdxl: bool) -> torch.nn.Module | None:
-        path = self.folder / APPROX_NN_FILES[sdxl]
+    def load(self, latent_format: LatentFormat) -> torch.nn.Module | None:
+        if latent_format.approx_nn_file is None:
+            return None
+        path = self.folder / latent_format.approx_nn_file
         if not path.is_file():
             return self._warn(f"Approx NN preview: no {path.name} in {self.folder}; put A1111's {path.name} "
-                              f"({'SDXL' if sdxl else 'SD1/SD2'}) there to use it. Showing Approx cheap instead.")
+                              f"({latent_format.label}) there to use it. Showing Approx cheap instead.")
         try:
             model = ApproxNN()
             model.load_state_dict(read_weights(path))

@@ -4,22 +4,21 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
-import yaml
 
-from modules import model_detection
+from modules import model_detection, model_families
 from modules.checkpoints import CheckpointInfo, HashCache, read_state_dict
 from modules.clip_tokenizer import load_clip_tokenizer
 from modules.conditioning import EncoderSlot, PromptEncoder
 from modules.errors import ModelLoadError
 from modules.memory_release import release_freed_memory
+from modules.model_families.base import ModelFamily
+from modules.sampling.denoiser import Denoiser, alphas_cumprod_of
 
 log = logging.getLogger(__name__)
-
-# Pad token of each family's tokenizers, as the official tokenizer configs set them.
-PAD_TOKENS = {"sd1": ["<|endoftext|>"], "sd2": ["!"], "sdxl": ["<|endoftext|>", "!"]}
 
 
 @dataclass
@@ -27,7 +26,7 @@ class StableDiffusionModel:
     """A loaded checkpoint: its components on one device, plus what describes it."""
 
     checkpoint: CheckpointInfo
-    family: str
+    family: ModelFamily
     unet: torch.nn.Module
     vae: torch.nn.Module
     text_encoders: list[torch.nn.Module]
@@ -46,32 +45,25 @@ class StableDiffusionModel:
     def __post_init__(self) -> None:
         for module in (self.unet, self.vae):  # convolutions on channels-last weights run ~10% faster
             module.to(memory_format=torch.channels_last)
-        sdxl = self.is_sdxl
-        slots = [EncoderSlot(tok, enc, penultimate=sdxl, pooled=sdxl and i == 1)
-                 for i, (tok, enc) in enumerate(zip(self.tokenizers, self.text_encoders))]
+        slots = [EncoderSlot(tok, enc, penultimate=slot.penultimate, pooled=slot.pooled)
+                 for slot, tok, enc in zip(self.family.text_encoders, self.tokenizers, self.text_encoders)]
         self.prompt_encoder = PromptEncoder(slots, self.device, self.dtype)
 
     def lora_host(self):
         """A diffusers pipeline over this model's own components, used for its LoRA adapter methods."""
         if self._lora_host is None:
-            from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+            from diffusers import EulerDiscreteScheduler
 
             scheduler = EulerDiscreteScheduler.from_config(self.scheduler_config)
-            if self.is_sdxl:
-                self._lora_host = StableDiffusionXLPipeline(
-                    vae=self.vae, text_encoder=self.text_encoders[0], text_encoder_2=self.text_encoders[1],
-                    tokenizer=self.tokenizers[0], tokenizer_2=self.tokenizers[1], unet=self.unet,
-                    scheduler=scheduler)
-            else:
-                self._lora_host = StableDiffusionPipeline(
-                    vae=self.vae, text_encoder=self.text_encoders[0], tokenizer=self.tokenizers[0], unet=self.unet,
-                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                    requires_safety_checker=False)
+            self._lora_host = self.family.pipeline(self.unet, self.vae, self.text_encoders, self.tokenizers,
+                                                   scheduler)
         return self._lora_host
 
     @property
     def is_sdxl(self) -> bool:
-        return self.family == "sdxl"
+        """Kept for generation.py, which still asks; new code reads `family` (its latent format, its
+        size conditioning)."""
+        return self.family.name == "sdxl"
 
     @property
     def is_inpainting(self) -> bool:
@@ -109,6 +101,17 @@ class StableDiffusionModel:
     @property
     def prediction_type(self) -> str:
         return self.scheduler_config.get("prediction_type", "epsilon")
+
+    @cached_property
+    def denoiser(self) -> Denoiser:
+        """The sampling core's view of the model: its family's training sigmas, predicting ε or v."""
+        return self.make_denoiser()
+
+    def make_denoiser(self, zero_terminal_snr: bool = False, quantize: bool = False) -> Denoiser:
+        """A Denoiser over the family's beta schedule, with A1111's "Zero Terminal SNR" noise schedule and its
+        enable_quantization setting when asked."""
+        alphas_cumprod = alphas_cumprod_of(self.family.beta_schedule.config(), zero_terminal_snr)
+        return Denoiser(alphas_cumprod, self.prediction_type, quantize)
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -156,7 +159,7 @@ class PreparedCheckpoint:
     """A checkpoint read and recognised, ready to be built into a model."""
 
     info: CheckpointInfo
-    family: str = ""
+    family: ModelFamily | None = None  # None for a diffusers folder, recognised when it is built
     state: dict = field(default_factory=dict, repr=False)
     configs: dict = field(default_factory=dict, repr=False)
 
@@ -168,7 +171,7 @@ def prepare_checkpoint(info: CheckpointInfo) -> PreparedCheckpoint:
             raise ModelLoadError(f"No diffusers model at {info.path}")
         return PreparedCheckpoint(info)
     state = read_state_dict(info.path)
-    family = model_detection.detect_family(state)
+    family = model_families.detect(state)
     return PreparedCheckpoint(info, family, state, model_detection.fit_configs(family, state))
 
 
@@ -182,7 +185,7 @@ def build_model(prepared: PreparedCheckpoint, device: torch.device, dtype: torch
     try:
         unet, vae, encoders = components_from_state(prepared.state, prepared.family, str(folder), dtype)
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"{info.name} looks like an {prepared.family.upper()} checkpoint, but its "
+        raise ModelLoadError(f"{info.name} looks like an {prepared.family.label} checkpoint, but its "
                              f"weights do not fit that architecture: {exc}") from exc
     finally:
         prepared.state = {}
@@ -190,17 +193,15 @@ def build_model(prepared: PreparedCheckpoint, device: torch.device, dtype: torch
     if missing:
         raise ModelLoadError(f"{info.name} is incomplete: it has no weights for {len(missing)} parameters "
                              f"(for example {missing[0]}).")
-    scheduler_config = dict(prepared.configs["scheduler"])
-    if _wants_v_prediction(info.path, prepared.family, unet):
-        scheduler_config["prediction_type"] = "v_prediction"
+    prediction = prepared.family.prediction_type(info.path, unet)
+    scheduler_config = {**prepared.configs["scheduler"], "prediction_type": prediction}
     model = StableDiffusionModel(
         checkpoint=info, family=prepared.family, unet=_to(unet, device), vae=_to(vae, device),
-        text_encoders=[_to(e, device) for e in encoders],
-        tokenizers=[load_clip_tokenizer(pad) for pad in PAD_TOKENS[prepared.family]],
+        text_encoders=[_to(e, device) for e in encoders], tokenizers=_tokenizers(prepared.family),
         scheduler_config=scheduler_config, device=device, dtype=dtype,
         sha256=hashes.sha256(info.path) if hashes else None,
     )
-    log.info("Loaded %s (%s, %s, %s on %s)", info.name, model.family, model.prediction_type, dtype, device)
+    log.info("Loaded %s (%s, %s, %s on %s)", info.name, model.family.name, model.prediction_type, dtype, device)
     return model
 
 
@@ -210,7 +211,7 @@ def load_model(info: CheckpointInfo, device: torch.device, dtype: torch.dtype, c
     return build_model(prepare_checkpoint(info), device, dtype, cache_dir, hashes)
 
 
-def components_from_state(state: dict, family: str, config: str, dtype: torch.dtype):
+def components_from_state(state: dict, family: ModelFamily, config: str, dtype: torch.dtype):
     """The UNet, VAE and text encoders of a checkpoint's state dict, as diffusers loads them from one file."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
@@ -220,25 +221,16 @@ def components_from_state(state: dict, family: str, config: str, dtype: torch.dt
     unet = UNet2DConditionModel.from_single_file(state, subfolder="unet", **common)
     vae = AutoencoderKL.from_single_file(state, subfolder="vae", **common)
     encoders = []
-    for folder in model_detection.TEXT_ENCODERS[family]:
-        cls = CLIPTextModelWithProjection if folder == "text_encoder_2" else CLIPTextModel
+    for slot in family.text_encoders:
+        cls = CLIPTextModelWithProjection if slot.pooled else CLIPTextModel
         encoders.append(create_diffusers_clip_model_from_ldm(
-            cls, state, subfolder=folder, config=config, torch_dtype=dtype, local_files_only=True))
+            cls, state, subfolder=slot.folder, config=config, torch_dtype=dtype, local_files_only=True))
     return unet, vae, encoders
 
 
-def _wants_v_prediction(path: Path, family: str, unet: torch.nn.Module) -> bool:
-    """A sidecar .yaml with `parameterization: "v"` decides, as in A1111; else SD 2.x UNets are probed."""
-    sidecar = path.with_suffix(".yaml")
-    if sidecar.is_file():
-        try:
-            config = yaml.safe_load(sidecar.read_text(errors="replace")) or {}
-            return config.get("model", {}).get("params", {}).get("parameterization") == "v"
-        except (yaml.YAMLError, AttributeError) as exc:
-            log.warning("Ignoring unreadable %s: %s", sidecar.name, exc)
-    if family != "sd2":
-        return False
-    return model_detection.predicts_v(unet, unet.config.cross_attention_dim)
+def _tokenizers(family: ModelFamily) -> list:
+    """One CLIP tokenizer per text encoder of the family, with its pad token."""
+    return [load_clip_tokenizer(slot.pad_token) for slot in family.text_encoders]
 
 
 def _load_diffusers_folder(info: CheckpointInfo, device: torch.device, dtype: torch.dtype) -> StableDiffusionModel:
@@ -247,23 +239,17 @@ def _load_diffusers_folder(info: CheckpointInfo, device: torch.device, dtype: to
 
     root = info.path
     try:
-        index = json.loads((root / "model_index.json").read_text())
-        family = "sdxl" if "text_encoder_2" in index else "sd1"
+        family = model_families.detect_diffusers(root)
         unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=dtype, local_files_only=True)
         vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype, local_files_only=True)
-        encoders = [CLIPTextModel.from_pretrained(root / "text_encoder", torch_dtype=dtype, local_files_only=True)]
-        if family == "sdxl":
-            encoders.append(CLIPTextModelWithProjection.from_pretrained(
-                root / "text_encoder_2", torch_dtype=dtype, local_files_only=True))
-        elif encoders[0].config.hidden_size == 1024:
-            family = "sd2"
+        encoders = [(CLIPTextModelWithProjection if slot.pooled else CLIPTextModel).from_pretrained(
+            root / slot.folder, torch_dtype=dtype, local_files_only=True) for slot in family.text_encoders]
         scheduler = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"Could not load the diffusers folder {info.name}: {exc}") from exc
     return StableDiffusionModel(
         checkpoint=info, family=family, unet=_to(unet, device), vae=_to(vae, device),
-        text_encoders=[_to(e, device) for e in encoders],
-        tokenizers=[load_clip_tokenizer(pad) for pad in PAD_TOKENS[family]],
+        text_encoders=[_to(e, device) for e in encoders], tokenizers=_tokenizers(family),
         scheduler_config=scheduler, device=device, dtype=dtype)
 
 

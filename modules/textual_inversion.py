@@ -9,13 +9,12 @@ from pathlib import Path
 
 import torch
 
+from modules import model_families
 from modules.safe_weights import UnsafeWeightsError, read_weights
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".pt", ".bin", ".safetensors")
-# SDXL embeddings keep one tensor per text encoder, by these keys.
-SDXL_KEYS = ("clip_l", "clip_g")
 
 
 @dataclass(frozen=True)
@@ -61,14 +60,15 @@ def read_embedding(path: Path) -> Embedding:
 
 
 def _tensors(data: object) -> list[torch.Tensor]:
-    """The vectors in the formats in use: string_to_param (A1111 .pt), emb_params, clip_l/clip_g
-    (SDXL), or a single {token: tensor} entry (diffusers .bin)."""
+    """The vectors in the formats in use: string_to_param (A1111 .pt), emb_params, one tensor per text
+    encoder by the keys a family names (SDXL: clip_l, clip_g), or a single {token: tensor} entry (diffusers .bin)."""
     if not isinstance(data, dict):
         return []
     if isinstance(data.get("string_to_param"), dict):
         return [v for v in data["string_to_param"].values() if isinstance(v, torch.Tensor)][:1]
-    if all(key in data for key in SDXL_KEYS):
-        return [data[key] for key in SDXL_KEYS]
+    for keys in model_families.embedding_key_sets():
+        if all(isinstance(data.get(key), torch.Tensor) for key in keys):
+            return [data[key] for key in keys]
     if isinstance(data.get("emb_params"), torch.Tensor):
         return [data["emb_params"]]
     tensors = [v for v in data.values() if isinstance(v, torch.Tensor)]

@@ -14,7 +14,7 @@ def test_demo_checkpoint_is_deterministic_in_the_original_layout(demo_checkpoint
 
 
 def test_demo_model_has_sd_shapes_and_an_8x_vae(demo_model):
-    assert demo_model.family == "sd1"
+    assert demo_model.family.name == "sd1"
     assert demo_model.vae_scale_factor == 8
     with torch.no_grad():
         latents = demo_model.vae.encode(torch.zeros(1, 3, 512, 512)).latent_dist.mean

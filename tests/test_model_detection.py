@@ -5,7 +5,7 @@ import pytest
 from accelerate import init_empty_weights
 from tiny_models import tiny_configs
 
-from modules import model_detection
+from modules import model_detection, model_families
 from modules.errors import ModelLoadError
 from modules.ldm_convert import to_ldm_state_dict
 from modules.paths import MODEL_CONFIGS_DIR
@@ -29,8 +29,8 @@ def _meta_checkpoint(family: str, configs: dict) -> dict:
 def test_full_size_checkpoints_are_recognised_and_fit_the_shipped_configs_exactly(family):
     shipped = model_detection.load_family_configs(family)
     state = _meta_checkpoint(family, shipped)
-    assert model_detection.detect_family(state) == family
-    fitted = model_detection.fit_configs(family, state)
+    assert model_families.detect(state) is model_families.get(family)
+    fitted = model_detection.fit_configs(model_families.get(family), state)
     for component, config in shipped.items():
         changed = {k: (config.get(k), v) for k, v in fitted[component].items() if config.get(k) != v}
         assert not changed, f"{component}: {changed}"
@@ -39,7 +39,7 @@ def test_full_size_checkpoints_are_recognised_and_fit_the_shipped_configs_exactl
 @pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
 def test_small_models_of_a_family_get_their_own_shapes(family):
     configs = tiny_configs(family)
-    fitted = model_detection.fit_configs(family, _meta_checkpoint(family, configs))
+    fitted = model_detection.fit_configs(model_families.get(family), _meta_checkpoint(family, configs))
     for component in ("unet", "vae", "text_encoder"):
         for key in ("block_out_channels", "layers_per_block", "cross_attention_dim", "hidden_size",
                     "num_hidden_layers", "intermediate_size"):
@@ -50,7 +50,7 @@ def test_small_models_of_a_family_get_their_own_shapes(family):
 def test_demo_config_is_an_sd1_model_after_fitting():
     demo = model_detection.load_family_configs("demo")
     state = _meta_checkpoint("sd1", demo)
-    fitted = model_detection.fit_configs("sd1", state)
+    fitted = model_detection.fit_configs(model_families.get("sd1"), state)
     for component in ("unet", "vae", "text_encoder"):
         for key, value in demo[component].items():
             if not key.startswith("_") and key not in ("architectures", "sample_size", "projection_dim"):
@@ -59,9 +59,9 @@ def test_demo_config_is_an_sd1_model_after_fitting():
 
 def test_files_that_are_not_checkpoints_are_named_as_such():
     with pytest.raises(ModelLoadError, match="no Stable Diffusion UNet"):
-        model_detection.detect_family({"lora_unet_x.weight": None})
+        model_families.detect({"lora_unet_x.weight": None})
     with pytest.raises(ModelLoadError, match="no text encoder"):
-        model_detection.detect_family({"model.diffusion_model.input_blocks.0.0.weight": None})
+        model_families.detect({"model.diffusion_model.input_blocks.0.0.weight": None})
 
 
 def test_fitted_configs_folder_is_a_diffusers_layout(tmp_path):

@@ -14,6 +14,8 @@ from test_safe_weights import write_evil
 
 from modules.generation import RunSettings
 from modules.image_tools import ImageTools
+from modules.model_families.sd1 import SD_LATENTS
+from modules.model_families.sdxl import SDXL_LATENTS
 from modules.options import OPTIONS
 from modules.previews import PREVIEW_METHODS, ApproxNNDecoders, approx_cheap, enlarged, to_image
 
@@ -71,7 +73,7 @@ def test_approx_nn_decodes_at_eight_times_the_latent_size(approx_models):
 def test_approx_nn_matches_the_network_written_out_by_hand(approx_models):
     decoders = ApproxNNDecoders(approx_models / "VAE-approx")
     latents = torch.randn(1, 4, 5, 7, generator=torch.Generator().manual_seed(2))
-    model = decoders.load(sdxl=False)
+    model = decoders.load(SD_LATENTS)
     assert model is not None
     with torch.inference_mode():
         ours = decoders.run(model.eval(), latents)
@@ -95,7 +97,7 @@ def test_a_missing_file_gives_no_decoder_and_one_message_naming_it(tmp_path, cap
     with caplog.at_level(logging.WARNING, logger="modules.previews"):
         assert decoders.decode(latents) is None
         assert decoders.decode(latents) is None
-        assert decoders.decode(latents, sdxl=True) is None
+        assert decoders.decode(latents, SDXL_LATENTS) is None
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 2  # once per file, not once per preview
     assert "model.pt" in messages[0] and str(tmp_path / "VAE-approx") in messages[0]

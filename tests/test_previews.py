@@ -8,6 +8,7 @@ import torch
 from modules.generation import RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
 from modules.image_tools import ImageTools
+from modules.model_families.sdxl import SDXL_LATENTS
 from modules.previews import TaesdDecoders, approx_cheap
 
 
@@ -18,7 +19,7 @@ def test_approx_cheap_is_the_linear_map_at_eight_times_the_size():
     assert image.size == (40, 24)
     assert np.allclose(np.asarray(image)[12, 20], [(0.3512 + 1) * 127.5, (0.2297 + 1) * 127.5, (0.3227 + 1) * 127.5],
                        atol=1)
-    assert not np.array_equal(np.asarray(approx_cheap(latents, sdxl=True)), np.asarray(image))
+    assert not np.array_equal(np.asarray(approx_cheap(latents, SDXL_LATENTS)), np.asarray(image))
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_taesd_decodes_from_its_folder_and_only_for_its_family(taesd_models):
     latents = torch.randn(1, 4, 8, 8)
     image = decoders.decode(latents)
     assert image.size == (64, 64)
-    assert decoders.decode(latents, sdxl=True) is None  # no folder with "xl" in its name
+    assert decoders.decode(latents, SDXL_LATENTS) is None  # no folder with "xl" in its name
 
 
 def run_with_previews(engine, model, settings, tools=None):

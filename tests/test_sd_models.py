@@ -40,7 +40,7 @@ def _generate(model, **kw):
 def test_each_family_loads_offline_and_generates(family, tmp_path):
     path = write_tiny_checkpoint(family, tmp_path / f"{family}.safetensors")
     model = _load(path, tmp_path)
-    assert model.family == family
+    assert model.family.name == family
     assert len(model.text_encoders) == (2 if family == "sdxl" else 1)
     assert model.vae_scale_factor == 8
     pad_ids = [tok.pad_token_id for tok in model.tokenizers]
@@ -100,7 +100,7 @@ def test_ckpt_with_plain_tensors_loads(tmp_path):
     path = write_tiny_checkpoint("sd1", tmp_path / "m.safetensors")
     ckpt = tmp_path / "m.ckpt"
     torch.save({"state_dict": load_file(str(path)), "global_step": 1}, ckpt)
-    assert _load(ckpt, tmp_path).family == "sd1"
+    assert _load(ckpt, tmp_path).family.name == "sd1"
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage" * 100, b"\x00\x01"])
