@@ -20,6 +20,8 @@ from modules.previews import PREVIEW_METHODS
 log = logging.getLogger(__name__)
 RELOAD_UI = "Reload UI"
 RESTART = "restart"
+SAMPLER_PARAMETERS = "Sampler parameters"
+COMPATIBILITY = "Compatibility"
 MAX_PROMPT_CHUNKS = 100
 MAX_INPUT_IMAGES = 16
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -45,6 +47,7 @@ class OptionInfo:
     applies: str | None = None
     limit: bool = False  # bounds what one request may ask for: a job's override_settings may lower it, not raise it
     server_folder: bool = False  # names a folder on the server (see modules/server_paths.py)
+    infotext: str | None = None  # the infotext key A1111 writes it under; pasted infotext sets it for the job
     extension_state: bool = False  # changes which extensions run (see modules/extensions.py access_refusal)
 
     def needs_reload_ui(self) -> OptionInfo:
@@ -74,25 +77,70 @@ OPTIONS: dict[str, OptionInfo] = {
     "comma_padding_backtrack": OptionInfo(20, "Prompt word wrap length limit (comma backtrack, tokens)",
                                           minimum=0, maximum=74, step=1),
     "emphasis": OptionInfo("Original", "Emphasis mode", choices=("Original", "No norm", "Ignore", "None")),
-    "randn_source": OptionInfo("CPU", "Random number generator source", choices=("CPU", "GPU")),
-    "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta (ENSD)", minimum=0, step=1),
+    "randn_source": OptionInfo("GPU", "Random number generator source (GPU: the model's device; NV: NVIDIA's "
+                                      "numbers on any device)", choices=("GPU", "CPU", "NV"), infotext="RNG"),
+    "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta (ENSD)", minimum=0, step=1, infotext="ENSD"),
     "hires_fix_refiner_pass": OptionInfo(SECOND_PASS, "Hires fix: which pass the refiner takes part in",
                                          choices=HIRES_REFINER_PASSES),
     "eta_ddim": OptionInfo(0.0, "Eta for DDIM: how much fresh noise each DDIM step adds (0: none, 1: as DDPM)",
-                           section="Sampler parameters", minimum=0.0, maximum=1.0, step=0.01),
-    "s_churn": OptionInfo(0.0, "sigma churn: noise Euler adds before each step in the tmin–tmax range",
-                          section="Sampler parameters", minimum=0.0, maximum=100.0, step=0.01),
-    "s_tmin": OptionInfo(0.0, "sigma tmin", section="Sampler parameters", minimum=0.0, maximum=10.0, step=0.01),
-    "s_tmax": OptionInfo(0.0, "sigma tmax (0 = no limit)", section="Sampler parameters", minimum=0.0,
-                         maximum=999.0, step=0.01),
-    "s_noise": OptionInfo(1.0, "sigma noise: scale of that noise", section="Sampler parameters", minimum=0.0,
-                          maximum=1.1, step=0.001),
+                           section=SAMPLER_PARAMETERS, minimum=0.0, maximum=1.0, step=0.01, infotext="Eta DDIM"),
+    "eta_ancestral": OptionInfo(1.0, "Eta for k-diffusion samplers: noise multiplier of the ancestral and SDE "
+                                     "samplers", section=SAMPLER_PARAMETERS, minimum=0.0, maximum=1.0, step=0.01,
+                                infotext="Eta"),
+    "s_churn": OptionInfo(0.0, "sigma churn: noise added before each step in the tmin–tmax range (Euler, Heun, "
+                               "DPM2)", section=SAMPLER_PARAMETERS, minimum=0.0, maximum=100.0, step=0.01,
+                          infotext="Sigma churn"),
+    "s_tmin": OptionInfo(0.0, "sigma tmin", section=SAMPLER_PARAMETERS, minimum=0.0, maximum=10.0, step=0.01,
+                         infotext="Sigma tmin"),
+    "s_tmax": OptionInfo(0.0, "sigma tmax (0 = no limit)", section=SAMPLER_PARAMETERS, minimum=0.0, maximum=999.0,
+                         step=0.01, infotext="Sigma tmax"),
+    "s_noise": OptionInfo(1.0, "sigma noise: scale of that noise", section=SAMPLER_PARAMETERS, minimum=0.0,
+                          maximum=1.1, step=0.001, infotext="Sigma noise"),
+    "sigma_min": OptionInfo(0.0, "sigma min of the noise schedule (0 = the model's, about 0.03)",
+                            section=SAMPLER_PARAMETERS, minimum=0.0, maximum=2.0, step=0.001,
+                            infotext="Schedule min sigma"),
+    "sigma_max": OptionInfo(0.0, "sigma max of the noise schedule (0 = the model's, about 14.6)",
+                            section=SAMPLER_PARAMETERS, minimum=0.0, maximum=60.0, step=0.001,
+                            infotext="Schedule max sigma"),
+    "rho": OptionInfo(0.0, "rho of the noise schedule (0 = default: 7 for Karras, 1 for Polyexponential)",
+                      section=SAMPLER_PARAMETERS, minimum=0.0, step=0.01, infotext="Schedule rho"),
+    "k_sched_type": OptionInfo("Automatic", "Noise schedule for k-diffusion samplers when a job's Schedule type is "
+                                            "Automatic (an older A1111 setting)", section=SAMPLER_PARAMETERS,
+                               choices=("Automatic", "karras", "exponential", "polyexponential")),
+    "always_discard_next_to_last_sigma": OptionInfo(False, "Always discard next-to-last sigma",
+                                                    section=SAMPLER_PARAMETERS, infotext="Discard penultimate sigma"),
+    "sgm_noise_multiplier": OptionInfo(False, "SGM noise multiplier: scale the initial noise as the official SDXL "
+                                              "code does", section=SAMPLER_PARAMETERS, infotext="SGM noise multiplier"),
+    "uni_pc_variant": OptionInfo("bh1", "UniPC variant", section=SAMPLER_PARAMETERS,
+                                 choices=("bh1", "bh2", "vary_coeff"), infotext="UniPC variant"),
+    "uni_pc_skip_type": OptionInfo("time_uniform", "UniPC skip type", section=SAMPLER_PARAMETERS,
+                                   choices=("time_uniform", "time_quadratic", "logSNR"), infotext="UniPC skip type"),
+    "uni_pc_order": OptionInfo(3, "UniPC order (must be below the sampling steps)", section=SAMPLER_PARAMETERS,
+                               minimum=1, maximum=50, step=1, infotext="UniPC order"),
+    "uni_pc_lower_order_final": OptionInfo(True, "UniPC lower order final", section=SAMPLER_PARAMETERS,
+                                           infotext="UniPC lower order final"),
+    "sd_noise_schedule": OptionInfo("Default", "Noise schedule for sampling (Zero Terminal SNR for models trained "
+                                               "with it)", section=SAMPLER_PARAMETERS,
+                                    choices=("Default", "Zero Terminal SNR"), infotext="Noise Schedule"),
+    "beta_dist_alpha": OptionInfo(0.6, "Beta scheduler - alpha", section=SAMPLER_PARAMETERS, minimum=0.01,
+                                  maximum=1.0, step=0.01, infotext="Beta scheduler alpha"),
+    "beta_dist_beta": OptionInfo(0.6, "Beta scheduler - beta", section=SAMPLER_PARAMETERS, minimum=0.01,
+                                 maximum=1.0, step=0.01, infotext="Beta scheduler beta"),
+    "enable_quantization": OptionInfo(False, "Enable quantization in K samplers for sharper and cleaner results "
+                                             "(changes existing seeds)", section=SAMPLER_PARAMETERS),
+    "use_old_karras_scheduler_sigmas": OptionInfo(False, "Use old karras scheduler sigmas (0.1 to 10)",
+                                                  section=COMPATIBILITY),
+    "no_dpmpp_sde_batch_determinism": OptionInfo(False, "Do not make DPM++ SDE deterministic across different batch "
+                                                        "sizes", section=COMPATIBILITY),
+    "use_old_scheduling": OptionInfo(False, "Use old prompt editing timelines", section=COMPATIBILITY,
+                                     infotext="Old prompt editing timelines"),
     "s_min_uncond": OptionInfo(0.0, "Negative Guidance minimum sigma: below this noise level, skip the negative "
                                     "prompt's UNet pass (faster, changes the image; 0 = off)",
-                               section="Optimizations", minimum=0.0, maximum=15.0, step=0.01),
+                               section="Optimizations", minimum=0.0, maximum=15.0, step=0.01, infotext="NGMS"),
     "initial_noise_multiplier": OptionInfo(1.0, "Noise multiplier for img2img: scales the noise img2img starts "
                                                 "from (below 1 keeps more of the image)",
-                                           section="img2img", minimum=0.0, maximum=1.5, step=0.001),
+                                           section="img2img", minimum=0.0, maximum=1.5, step=0.001,
+                                           infotext="Noise multiplier"),
     "vae_tiling_min_pixels": OptionInfo(1536 * 1536, "Decode with a tiled VAE from this many pixels "
                                                      "(width × height; 0 = never), so large images fit in memory",
                                         section="Optimizations", minimum=0, step=1),
