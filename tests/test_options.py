@@ -22,7 +22,7 @@ def test_out_of_range_and_unknown_values_are_refused(tmp_path):
     opts = Options(tmp_path / "config.json")
     with pytest.raises(ValueError, match="at most 12"):
         opts.set("CLIP_stop_at_last_layers", 13)
-    with pytest.raises(ValueError, match="one of CPU, GPU"):
+    with pytest.raises(ValueError, match="one of GPU, CPU, NV"):
         opts.set("randn_source", "TPU")
     with pytest.raises(KeyError):
         opts.set("no_such_setting", 1)
