@@ -13,8 +13,8 @@ V_PREDICTION = "v_prediction"
 
 def alphas_cumprod_of(config: Mapping, zero_terminal_snr: bool = False) -> torch.Tensor:
     """The training schedule's ᾱ (cumulative products of 1 − β) from a diffusers scheduler config, computed in
-    float64 as the original LDM code computes it and stored as float32. `zero_terminal_snr` rescales it so the
-    last step is pure noise (A1111's "Zero Terminal SNR" noise schedule)."""
+    float64 as the original LDM code computes it and stored as float32. `zero_terminal_snr` rescales it (in
+    float32, as A1111 does) so the last step is pure noise (A1111's "Zero Terminal SNR" noise schedule)."""
     steps = int(config.get("num_train_timesteps", 1000))
     start, end = float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012))
     kind = config.get("beta_schedule", "scaled_linear")
@@ -24,10 +24,8 @@ def alphas_cumprod_of(config: Mapping, zero_terminal_snr: bool = False) -> torch
         betas = torch.linspace(start, end, steps, dtype=torch.float64)
     else:
         raise ValueError(f"The beta schedule {kind!r} is not supported")
-    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-    if zero_terminal_snr:
-        alphas_cumprod = rescale_zero_terminal_snr(alphas_cumprod)
-    return alphas_cumprod.to(torch.float32)
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+    return rescale_zero_terminal_snr(alphas_cumprod) if zero_terminal_snr else alphas_cumprod
 
 
 def rescale_zero_terminal_snr(alphas_cumprod: torch.Tensor) -> torch.Tensor:
