@@ -394,3 +394,81 @@ def _typed(info: OptionInfo, value: Any) -> Any:
     if isinstance(default, str) and not isinstance(value, str):
         raise ValueError(f"{info.label} must be text, got {value!r}")
     return value
+
+
+# Infotext ↔ settings (A1111's get_override_settings and create_override_settings_dict): a setting with an
+# `infotext` key is read back from pasted text and from the API's `infotext`, and carried on the page as
+# "Key: value" entries of the "Override settings" dropdown.
+
+def infotext_setting_keys(opts: Options) -> dict[str, str]:
+    """Infotext key → setting key, for every declared setting that has an infotext key."""
+    return {info.infotext: key for key, info in opts.declared().items() if info.infotext}
+
+
+def setting_from_text(opts: Options, key: str, text: str) -> Any:
+    """Infotext's text for setting `key` as a value of that setting ("True"/"False" for a switch, a number for
+    a number, else the text), checked as any value of it is (range, choices); ValueError when it doesn't fit."""
+    info = opts.info(key)
+    text = text.strip()
+    if isinstance(info.default, bool):
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"{info.label} must be True or False, got {text!r}")
+        value: Any = text.lower() == "true"
+    elif isinstance(info.default, (int, float)):
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"{info.label} must be a number, got {text!r}") from None
+    elif isinstance(info.default, list):
+        raise ValueError(f"{info.label} can't be read from infotext")
+    else:
+        value = text
+    return opts.validated(key, value)
+
+
+def settings_from_infotext(opts: Options, parsed: dict[str, str],
+                           skip: Sequence[str] = ()) -> tuple[dict[str, Any], list[str]]:
+    """({setting key: value}, warnings) for the settings parsed infotext names (keys in `skip` aside: those
+    the page's fields take), leaving out values equal to the settings in force. A value that doesn't fit its
+    setting is left out and described in the warnings, which are logged too."""
+    skipped = set(skip)
+    settings: dict[str, Any] = {}
+    warnings = []
+    for name, key in infotext_setting_keys(opts).items():
+        if name in skipped or parsed.get(name) is None:
+            continue
+        try:
+            value = setting_from_text(opts, key, str(parsed[name]))
+        except ValueError as exc:
+            warnings.append(f"{name}: {exc}")
+            log.warning("Infotext value not used: %s: %s", name, exc)
+            continue
+        if value != getattr(opts, key):
+            settings[key] = value
+    return settings, warnings
+
+
+def override_entries(opts: Options, settings: dict[str, Any]) -> list[str]:
+    """The "Override settings" dropdown's entries for `settings`: {"randn_source": "CPU"} → ["RNG: CPU"]."""
+    return [f"{opts.info(key).infotext}: {value}" for key, value in settings.items()]
+
+
+def settings_from_entries(opts: Options, entries: Sequence[str]) -> dict[str, Any]:
+    """The "Override settings" entries back into {setting key: value} for one job, each checked as a job's
+    override (a limit may be lowered, never raised); ValueError naming the first entry that can't be used."""
+    by_name = infotext_setting_keys(opts)
+    settings: dict[str, Any] = {}
+    for entry in entries:
+        name, colon, text = entry.partition(":")
+        key = by_name.get(name.strip())
+        if not colon or key is None:
+            raise ValueError(f"Override settings: {entry!r} names no setting; entries are \"<infotext key>: "
+                             "<value>\", such as \"RNG: CPU\"")
+        try:
+            settings[key] = opts.validated_override(key, setting_from_text(opts, key, text))
+        except ValueError as exc:
+            raise ValueError(f"Override settings: {entry!r} can't be used: {exc}") from None
+    return settings
