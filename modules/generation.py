@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import hires_fix, images, model_optimizations, previews, rng, samplers, script_callbacks, tiling
+from modules import hires_fix, images, model_optimizations, previews, rng, script_callbacks, tiling
 from modules.conditioning import EncoderOptions
 from modules.engine import JobContext
 from modules.errors import DiskFull, UserError
@@ -22,9 +22,13 @@ from modules.image_tools import ImageTools
 from modules.infotext import create_infotext
 from modules.limits import Limits
 from modules.networks import Networks
+from modules.sampling import noise as noise_sources
+from modules.sampling import registry
+from modules.sampling.guidance import CFGDenoiser, Keep, ModelPass, RefinerSwitch
+from modules.sampling.passes import PassPlan, SamplingSettings, plan_pass, run_pass, start_latent, uses_ensd
 from modules.sd_models import StableDiffusionModel
+from modules.step_conditioning import StepBatch, StepConditioning, Timeline
 from modules.upscalers import is_latent_upscaler
-from modules.step_conditioning import StepConditioning, guided_noise, model_input, with_negatives_from_first_part
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +37,7 @@ log = logging.getLogger(__name__)
 class RunSettings:
     """Settings a job reads, captured when it is submitted."""
 
-    randn_source: str = "CPU"
-    eta_noise_seed_delta: int = 0
-    ddim_eta: float = 0.0  # A1111's "Eta for DDIM"
-    sigma_churn: samplers.SigmaChurn = samplers.SigmaChurn()
+    sampling: SamplingSettings = SamplingSettings()  # A1111's sampling settings (RNG, ENSD, eta, sigmas…)
     hires_refiner_pass: str = SECOND_PASS  # with hires fix, the passes a refiner takes part in (A1111's default)
     limits: Limits = Limits()
     save_dir: Path | None = None  # None: don't save
@@ -48,8 +49,6 @@ class RunSettings:
     upscale_overlap: int = 8
     preview_every: int = 0  # offer a live preview every this many steps; 0: none
     preview_method: str = "Approx cheap"
-    negative_guidance_min_sigma: float = 0.0  # A1111's NGMS: 0 = always run the negative prompt
-    img2img_noise_multiplier: float = 1.0  # scales the noise img2img starts from ("Noise multiplier")
     vae_tiling_min_pixels: int = 0  # decode tile by tile from this many pixels; 0 = never
 
 
@@ -120,7 +119,7 @@ def validate(params: GenerationParams, limits: Limits) -> None:
         raise UserError("Resize seed from width and height must be at least 8 (or 0 for off), got "
                         f"{params.seed_resize_from_w}x{params.seed_resize_from_h}")
     try:
-        samplers.resolve(params.sampler_name, params.scheduler)
+        registry.resolve(params.sampler_name, params.scheduler)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
 
@@ -128,30 +127,6 @@ def validate(params: GenerationParams, limits: Limits) -> None:
 def seed_resize_from(params: GenerationParams) -> bool:
     """Whether "Resize seed from" is on: both sides above 0 (0 or -1 is off, as in A1111)."""
     return params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0
-
-
-def sigma_of(scheduler, t: torch.Tensor) -> float:
-    """The noise level (k-diffusion's sigma) of diffusers timestep `t`."""
-    alphas = scheduler.alphas_cumprod
-    index = min(max(int(round(float(t))), 0), len(alphas) - 1)
-    return float(((1 - alphas[index]) / alphas[index]) ** 0.5)
-
-
-def partial_steps(steps: int, strength: float) -> int:
-    """How many of `steps` an img2img-style pass runs at denoising `strength`."""
-    return min(int(steps * strength), steps)
-
-
-def noised_start(scheduler, steps: int, sampling_steps: int, init: torch.Tensor,
-                 noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Skip the first `steps - sampling_steps` steps of the schedule and noise `init` to where it resumes."""
-    skip = (steps - sampling_steps) * getattr(scheduler, "order", 1)
-    timesteps = scheduler.timesteps[skip:]
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(skip)
-    if len(timesteps) == 0:
-        return timesteps, init
-    return timesteps, scheduler.add_noise(init, noise, timesteps[:1].repeat(init.shape[0]))
 
 
 @torch.inference_mode()
@@ -163,19 +138,19 @@ def encode_image(model: StableDiffusionModel, image: Image.Image) -> torch.Tenso
     return latents.to(model.latent_dtype)
 
 
-def refiner_switch_step(steps: int, switch_at: float) -> int | None:
-    """The sampling step a refiner takes over at, as A1111 counts: the first before which more than
-    `switch_at` of the `steps` are done; None when there is none."""
-    return next((step for step in range(steps) if step / steps > switch_at), None)
+def refiner_switch_call(calls: int, switch_at: float) -> int | None:
+    """The model call a refiner takes over at, as A1111 counts: the first whose share of the pass's expected
+    calls reaches `switch_at`; None when there is none."""
+    return next((call for call in range(calls) if call / calls >= switch_at), None)
 
 
 @dataclass
 class Refiner:
-    """The model sampling switches to, its conditioning of the batch's prompts, and the step it takes over at."""
+    """The model sampling switches to, its conditioning of the batch's prompts, and when (a share of the calls)."""
 
     model: StableDiffusionModel
     conditioning: StepConditioning
-    step: int
+    at: float
 
 
 class Txt2Img:
@@ -194,10 +169,11 @@ class Txt2Img:
         self.tools = tools
         self.extra_infotext: dict[str, str] = {}
         self.plan: ImagePlan | None = None  # None: ImagePlan.repeated
+        self._pass_plan: PassPlan | None = None
         self.hooks = JobHooks()
         self.hires_model: StableDiffusionModel | None = None  # hires fix's own checkpoint ("Hires checkpoint")
         self.refiner_model: StableDiffusionModel | None = None  # the "Refiner" checkpoint
-        self.refiner_step: int | None = None  # the sampling step at which the refiner takes over
+        self.refiner_call: int | None = None  # the model call at which the refiner takes over
         self.use_extra_network_tags = True  # False: <lora:…> tags are ignored (A1111's disable_extra_networks)
 
     @property
@@ -208,7 +184,7 @@ class Txt2Img:
     def run(self) -> GenerationResult:
         p = self.params
         validate(p, self.settings.limits)
-        sampler, schedule = samplers.resolve(p.sampler_name, p.scheduler)
+        sampler, schedule = registry.resolve(p.sampler_name, p.scheduler)
         self.params = replace(p, sampler_name=sampler, scheduler=schedule, seed=rng.resolve_seed(p.seed),
                               subseed=rng.resolve_seed(p.subseed), hr_checkpoint_name=self._hires_checkpoint())
         hires = HiresPass(self) if p.enable_hr and self.supports_hires else None
@@ -244,7 +220,7 @@ class Txt2Img:
 
     def _refiner_checkpoint(self, hires: HiresPass | None) -> str:
         """The "Refiner" value to run and write: the refiner's title when sampling switches to it, else "None".
-        Sets `refiner_step` of this pass and of `hires` (the setting hires_fix_refiner_pass picks the passes);
+        Sets `refiner_call` of this pass and of `hires` (the setting hires_fix_refiner_pass picks the passes);
         a refiner of another kind than the model is refused."""
         p, refiner, m = self.params, self.refiner_model, self.model
         if p.refiner is None:
@@ -253,13 +229,13 @@ class Txt2Img:
             raise UserError(f"Refiner {p.refiner_checkpoint} is not loaded for this job")
         if (refiner.family, refiner.unet.config.in_channels) != (m.family, m.unet.config.in_channels):
             raise UserError(f"The refiner {refiner.short_title} can't take over from {m.short_title}: a refiner "
-                            "must be of the same kind (SD 1.x, SD 2.x or SDXL; inpainting or not)")
+                            f"must be of the same kind ({m.family.label}; inpainting or not)")
         passes = self.settings.hires_refiner_pass if hires is not None else FIRST_PASS
         if passes != SECOND_PASS:
-            self.refiner_step = refiner_switch_step(self.sampling_steps(), p.refiner_switch_at)
+            self.refiner_call = refiner_switch_call(self.sampling_plan().calls, p.refiner_switch_at)
         if hires is not None and passes != FIRST_PASS:
-            hires.refiner_step = refiner_switch_step(hires.sampling_steps(), p.refiner_switch_at)
-        if self.refiner_step is None and (hires is None or hires.refiner_step is None):
+            hires.refiner_call = refiner_switch_call(hires.sampling_plan().calls, p.refiner_switch_at)
+        if self.refiner_call is None and (hires is None or hires.refiner_call is None):
             return NO_REFINER
         if hires is not None and passes != SECOND_PASS:
             self.extra_infotext["Hires refiner"] = passes
@@ -269,16 +245,17 @@ class Txt2Img:
                   result: GenerationResult) -> None:
         """Encode, sample (switching to the refiner), (hires fix,) decode and save the images `batch` of the plan."""
         prompts, negatives, seeds = plan.prompts[batch], plan.negative_prompts[batch], plan.seeds[batch]
+        subseeds = plan.subseeds[batch] if plan.subseeds else []
         conditioning = self.encode(prompts, negatives, result)
         refiner = self.refiner_for(prompts, negatives, result)
-        noise = self.batch_noise(seeds, plan.subseeds[batch])
-        latents = self.denoise(self.prepare_latents(noise, batch.start), conditioning, seeds, noise.generators,
-                               refiner)
+        noise = self.image_rng(seeds, subseeds, self.params.width, self.params.height)
+        latents = self.sample(self.prepare_latents(noise, batch.start, seeds), conditioning, seeds, noise, refiner,
+                              result)
         vae_model = self.model if refiner is None else refiner.model  # A1111 decodes with the refiner's VAE
         if hires is not None and not self.ctx.should_stop:
-            latents = hires.continue_from(latents, noise, result, prompts, negatives)
+            latents = hires.continue_from(latents, seeds, subseeds, result, prompts, negatives)
             # a "Hires checkpoint" may have a VAE of its own, and so may a refiner in the second pass
-            vae_model = hires.model if hires.refiner_step is None else hires.refiner_model
+            vae_model = hires.model if hires.refiner_call is None else hires.refiner_model
         finished = []
         for index, image in enumerate(self.decode(latents, vae_model), start=batch.start):
             image = self.hooks.image(self.finish_image(self.restore_faces(image, result), index), index)
@@ -290,10 +267,10 @@ class Txt2Img:
 
     def refiner_for(self, prompts: list[str], negatives: list[str], result: GenerationResult) -> Refiner | None:
         """The refiner this pass switches to, with its conditioning of the prompts; None when it doesn't."""
-        if self.refiner_step is None:
+        if self.refiner_call is None:
             return None
         return Refiner(self.refiner_model, self.encode(prompts, negatives, result, self.refiner_model),
-                       self.refiner_step)
+                       self.params.refiner_switch_at)
 
     def tiling(self) -> contextlib.AbstractContextManager:
         """With "Tiling" on, the UNet and the VAE pad circularly for this job (restored afterwards)."""
@@ -340,35 +317,57 @@ class Txt2Img:
             result.warnings.extend(w for w in applied.warnings if w not in result.warnings)
             self.extra_infotext.update(applied.infotext)
         options = self.settings.encoder_options  # scripts may have changed the prompts since the job was submitted
-        self.settings.limits.check_prompt_chunks(prompts, negatives, self.params.steps,
+        timeline = self.timeline()
+        self.settings.limits.check_prompt_chunks(prompts, negatives, timeline,
                                                  lambda text: model.prompt_encoder.chunk_count(text, options))
-        conditioning = StepConditioning(model.prompt_encoder, prompts, negatives, self.params.steps,
-                                        self.params.clip_skip, options, variant)
+        conditioning = StepConditioning(model.prompt_encoder, prompts, negatives, timeline, self.params.clip_skip,
+                                        options, variant)
         if self.networks is not None:
             self.extra_infotext.update(self.networks.ti_hashes(conditioning.embeddings_used))
         return conditioning
 
+    def timeline(self) -> Timeline:
+        """What prompt editing counts in this pass: A1111's model calls of its sampler over the job's steps."""
+        return Timeline(self.sampling_plan().sampler.total_steps(self.params.steps),
+                        use_old_scheduling=self.settings.sampling.use_old_scheduling)
+
+    def sampling_plan(self) -> PassPlan:
+        """This pass's schedule and sampler, as A1111 builds them (worked out once)."""
+        if self._pass_plan is None:
+            self._pass_plan = self.make_plan()
+        return self._pass_plan
+
+    def make_plan(self) -> PassPlan:
+        """txt2img: the whole schedule, from pure noise."""
+        p = self.params
+        return plan_pass(p.sampler_name, p.scheduler, p.steps, self.model.denoiser, self.settings.sampling,
+                         sdxl_steps_table=self.model.family.needs_size_conditioning)
+
     def sampling_steps(self) -> int:
         """How many steps the sampler runs (img2img runs fewer, by denoising strength)."""
-        return self.params.steps
+        return self.sampling_plan().steps
 
-    def batch_noise(self, seeds: list[int], subseeds: list[int]) -> rng.BatchNoise:
-        """The noise source of a batch: its seeds, and its variation seeds and "Resize seed from" if set."""
-        p, factor = self.params, self.model.vae_scale_factor
+    def image_rng(self, seeds: list[int], subseeds: list[int], width: int, height: int) -> noise_sources.ImageRNG:
+        """A1111's noise for a batch at width x height: its seeds, variation seeds and "Resize seed from"."""
+        p, m, factor = self.params, self.model, self.model.vae_scale_factor
         resize = (p.seed_resize_from_h // factor, p.seed_resize_from_w // factor) if seed_resize_from(p) else None
-        return rng.BatchNoise(seeds, self.model.device, self.settings.randn_source, subseeds, p.subseed_strength,
-                              resize)
+        s = self.settings.sampling
+        return noise_sources.ImageRNG((m.family.latent_format.channels, height // factor, width // factor), seeds,
+                                      subseeds=subseeds, subseed_strength=p.subseed_strength, seed_resize=resize,
+                                      source=s.randn_source, device=m.device,
+                                      eta_noise_seed_delta=s.eta_noise_seed_delta)
 
-    def prepare_latents(self, noise: rng.BatchNoise, first: int) -> torch.Tensor:
-        """Initial noise for images first, first+1, …, each from its own seeds."""
-        m = self.model
-        factor = m.vae_scale_factor
-        shape = (m.vae.config.latent_channels, self.params.height // factor, self.params.width // factor)
-        return noise.first(shape, m.device, m.latent_dtype)
+    def prepare_latents(self, noise: noise_sources.ImageRNG, first: int, seeds: list[int]) -> torch.Tensor:
+        """The batch's initial noise (images first, first+1, …), each from its own seeds."""
+        return noise.next().to(self.model.latent_dtype)
 
-    def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The timesteps to run and the latents to start from: all of them, from pure noise."""
-        return scheduler.timesteps, noise * scheduler.init_noise_sigma
+    def start(self, plan: PassPlan, noise: torch.Tensor) -> torch.Tensor:
+        """The latent sampling starts from: pure noise, scaled to the first step's level."""
+        return start_latent(plan, noise, self.settings.sampling)
+
+    def keep(self) -> Keep | None:
+        """What inpainting keeps of the init latents (img2img with a mask); None for txt2img."""
+        return None
 
     def image_conditioning(self, batch_size: int) -> torch.Tensor | None:
         """Extra UNet input channels of inpainting models (mask + masked image latents).
@@ -384,86 +383,73 @@ class Txt2Img:
         mask = torch.ones(1, 1, self.params.height // factor, self.params.width // factor, device=m.device)
         return torch.cat([mask, latents.float()], dim=1).to(m.latent_dtype).repeat(batch_size, 1, 1, 1)
 
-    def after_step(self, latents: torch.Tensor, scheduler, index: int, timesteps: torch.Tensor) -> torch.Tensor:
-        """A hook after each sampler step (img2img keeps the unmasked area there)."""
-        return latents
-
     def finish_image(self, image: Image.Image, index: int) -> Image.Image:
         """A hook for each decoded image (img2img composites it back into the original)."""
         return image
 
-    def _step_arguments(self, seeds: list[int], gens: list[torch.Generator]) -> dict:
-        """The scheduler step's eta (DDIM), sigma churn (Euler) and noise generators, noting them and ENSD in the
-        infotext."""
-        info, settings, extra = samplers.sampler_info(self.params.sampler_name), self.settings, {}
-        if info.accepts_eta and settings.ddim_eta:
-            extra["eta"] = settings.ddim_eta
-            self.extra_infotext["Eta DDIM"] = f"{settings.ddim_eta:g}"
-        if info.accepts_churn and settings.sigma_churn != samplers.SigmaChurn():
-            extra.update(settings.sigma_churn.step_arguments())
-            self.extra_infotext.update(settings.sigma_churn.infotext())
-        if info.accepts_generator:
-            extra["generator"] = rng.sampler_generators(seeds, gens, self.model.device, settings.randn_source,
-                                                         settings.eta_noise_seed_delta)
-            if settings.eta_noise_seed_delta and (info.stochastic or "eta" in extra):
-                self.extra_infotext["ENSD"] = str(settings.eta_noise_seed_delta)
-        return extra
+    def sample(self, noise: torch.Tensor, conditioning: StepConditioning, seeds: list[int],
+               noise_source: noise_sources.ImageRNG, refiner: Refiner | None, result: GenerationResult) -> torch.Tensor:
+        """Sample the batch from `noise` with classifier-free guidance (switching to `refiner` when its share of
+        the calls is reached); an interrupt or skip ends it with the last prediction."""
+        plan, settings, p = self.sampling_plan(), self.settings.sampling, self.params
+        x = self.start(plan, noise)
+        switch = None
+        if refiner is not None:
+            switch = RefinerSwitch(self.model_pass(refiner.model, refiner.conditioning, plan, len(seeds)), refiner.at)
+        model = CFGDenoiser(self.model_pass(self.model, conditioning, plan, len(seeds)), p.cfg_scale, plan.calls,
+                            negative_min_sigma=settings.s_min_uncond, keep=self.keep(), refiner=switch,
+                            check_stop=lambda: self.ctx.should_stop)
+        model.sampling_steps = plan.steps
 
-    def denoise(self, latents: torch.Tensor, conditioning: StepConditioning, seeds: list[int],
-                gens: list[torch.Generator], refiner: Refiner | None = None) -> torch.Tensor:
-        """The sampling loop with classifier-free guidance, switching to `refiner` at its step; stops early
-        on interrupt or skip."""
-        m, p = self.model, self.params
-        scheduler = samplers.create_scheduler(p.sampler_name, p.scheduler, m.scheduler_config, noise_seed=seeds)
-        scheduler.set_timesteps(p.steps, device=m.device)
-        timesteps, latents = self.start(scheduler, latents)
-        conditioning_channels = self.image_conditioning(len(seeds))
-        extra = self._step_arguments(seeds, gens)
-        order = getattr(scheduler, "order", 1)
-        time_ids = self._sdxl_time_ids(conditioning.at(0).embeds.shape[0], m)
-        if self.settings.negative_guidance_min_sigma > 0:
-            self.extra_infotext["NGMS"] = f"{self.settings.negative_guidance_min_sigma:g}"
+        def on_step(step: dict) -> None:
+            model.sampling_step = step["i"] + 1
+            self.ctx.report_step(self.step_offset + min(step["i"] + 1, plan.steps))
+            if self.settings.preview_every and (step["i"] + 1) % self.settings.preview_every == 0:
+                self.offer_preview(step["denoised"])
+
         with torch.inference_mode():
-            for i, t in enumerate(timesteps):
-                if self.ctx.should_stop:
-                    break
-                if refiner is not None and i == refiner.step * order:
-                    m, conditioning = refiner.model, refiner.conditioning
-                    time_ids = self._sdxl_time_ids(conditioning.at(0).embeds.shape[0], m)
-                batch = conditioning.at((i + order - 1) // order)
-                x_in = scheduler.scale_model_input(model_input(latents, batch), t)
-                if conditioning_channels is not None:
-                    x_in = torch.cat([x_in, model_input(conditioning_channels, batch)], dim=1)
-                embeds = batch.embeds
-                if script_callbacks.has("cfg_denoiser"):
-                    before = script_callbacks.CFGDenoiserParams(x_in, conditioning_channels, t, i, len(timesteps),
-                                                                embeds, None)
-                    script_callbacks.cfg_denoiser_callback(before)
-                    x_in, embeds = before.x, before.text_cond
-                skip = i % 2 == 1 and sigma_of(scheduler, t) < self.settings.negative_guidance_min_sigma
-                rows = slice(batch.images if skip else 0, None)  # NGMS: without the negatives' rows
-                added = None if time_ids is None else {"text_embeds": batch.pooled[rows], "time_ids": time_ids[rows]}
-                noise = m.unet(x_in[rows].to(m.dtype), t, encoder_hidden_states=embeds[rows],
-                               added_cond_kwargs=added).sample.to(latents.dtype)
-                if skip:
-                    noise = with_negatives_from_first_part(noise, batch)
-                guided = guided_noise(noise, batch, p.cfg_scale)
-                if script_callbacks.has("cfg_denoised"):
-                    after = script_callbacks.CFGDenoisedParams(guided, i, len(timesteps), m.unet)
-                    script_callbacks.cfg_denoised_callback(after)
-                    guided = after.x
-                latents = scheduler.step(guided, t, latents, **extra).prev_sample
-                latents = self.after_step(latents, scheduler, i, timesteps)
-                step = (i + order) // order
-                self.ctx.report_step(self.step_offset + step)
-                if self.settings.preview_every and step % self.settings.preview_every == 0:
-                    self.offer_preview(latents)
+            latents = run_pass(plan, model, x.float(), noise_source, seeds, settings, None, on_step)
+        self.note_sampling(plan, result)
+        return self.after_sampling(latents.to(self.model.latent_dtype))
+
+    def after_sampling(self, latents: torch.Tensor) -> torch.Tensor:
+        """A hook on the sampled latents (img2img puts back what the mask keeps)."""
         return latents
 
+    def note_sampling(self, plan: PassPlan, result: GenerationResult) -> None:
+        """The infotext keys and page notes of the sampling: A1111's sampler keys, RNG, ENSD and NGMS."""
+        s = self.settings.sampling
+        self.extra_infotext.update({key: _text(value) for key, value in plan.infotext.items()})
+        if s.randn_source != "GPU":
+            self.extra_infotext["RNG"] = s.randn_source
+        if uses_ensd(plan, s, None):
+            self.extra_infotext["ENSD"] = str(s.eta_noise_seed_delta)
+        if s.s_min_uncond > 0:
+            self.extra_infotext["NGMS"] = _text(s.s_min_uncond)
+        result.warnings.extend(note for note in plan.notes if note not in result.warnings)
+
+    def model_pass(self, model: StableDiffusionModel, conditioning: StepConditioning, plan: PassPlan,
+                   images: int) -> ModelPass:
+        """`model`'s part in sampling: its UNet on a guided batch (with SDXL's size conditioning and an
+        inpainting model's extra channels), the pass's noise levels and the batch's prompts."""
+        channels = self.image_conditioning(images) if model.is_inpainting else None
+        time_ids = self.size_conditioning(model)
+
+        def unet(x_in: torch.Tensor, t: torch.Tensor, batch: StepBatch, rows: slice) -> torch.Tensor:
+            if channels is not None:
+                x_in = torch.cat([x_in, torch.cat([channels, channels[batch.part_image]])[rows].to(x_in.dtype)], dim=1)
+            added = None
+            if time_ids is not None:
+                added = {"text_embeds": batch.pooled[rows],
+                         "time_ids": time_ids.repeat(batch.embeds.shape[0], 1)[rows]}
+            return model.unet(x_in.to(model.dtype), t, encoder_hidden_states=batch.embeds[rows],
+                              added_cond_kwargs=added).sample
+        return ModelPass(unet, plan.denoiser, conditioning)
+
     def offer_preview(self, latents: torch.Tensor) -> None:
-        """Offer the first image of the batch as a live preview, by the chosen method. Only "Full"
-        decodes here; the others are built by whoever asks for the preview."""
-        method, sdxl = self.settings.preview_method, self.model.is_sdxl
+        """Offer the first image of the batch (the sampler's latest prediction) as a live preview, by the chosen
+        method. Only "Full" decodes here; the others are built by whoever asks for the preview."""
+        method, latent_format = self.settings.preview_method, self.model.family.latent_format
         if method == "Full":
             image = self.decode(latents[:1])[0]
             self.ctx.set_preview(lambda: image)
@@ -473,16 +459,17 @@ class Txt2Img:
 
         def make() -> Image.Image:
             with torch.inference_mode():
-                return (decoder.decode(latents, sdxl) if decoder else None) or previews.approx_cheap(latents, sdxl)
+                return ((decoder.decode(latents, latent_format) if decoder else None)
+                        or previews.approx_cheap(latents, latent_format))
         self.ctx.set_preview(make)
 
-    def _sdxl_time_ids(self, rows: int, model: StableDiffusionModel) -> torch.Tensor | None:
-        """SDXL's size conditioning (original size, crop offset, target size) for `rows` inputs of `model`."""
-        if not model.is_sdxl:
+    def size_conditioning(self, model: StableDiffusionModel) -> torch.Tensor | None:
+        """The size conditioning of families that take it (SDXL: original size, crop offset, target size), one
+        row; None for the others."""
+        if not model.family.needs_size_conditioning:
             return None
         p = self.params
-        return torch.tensor([[p.height, p.width, 0, 0, p.height, p.width]], device=model.device,
-                            dtype=model.dtype).repeat(rows, 1)
+        return torch.tensor([[p.height, p.width, 0, 0, p.height, p.width]], device=model.device, dtype=model.dtype)
 
     def decode(self, latents: torch.Tensor, model: StableDiffusionModel | None = None) -> list[Image.Image]:
         """Latents → RGB images, with the VAE of `model` (default: the job's)."""
@@ -493,8 +480,8 @@ class Txt2Img:
                  and 0 < self.settings.vae_tiling_min_pixels <= latents.shape[-1] * latents.shape[-2] * factor ** 2)
         with torch.inference_mode(), model_optimizations.vae_tiling(vae, tiled):
             pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-        pixels = (pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
-        return [Image.fromarray(img) for img in (pixels * 255).round().astype(np.uint8)]
+        pixels = torch.clamp((pixels.float() + 1.0) / 2.0, min=0.0, max=1.0).permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(img) for img in (255.0 * pixels).astype(np.uint8)]  # truncated, as A1111 writes
 
     def postprocess(self, result: GenerationResult, image: Image.Image, seed: int, prompt: str,
                     negative_prompt: str, subseed: int) -> None:
@@ -550,29 +537,44 @@ class HiresPass(Txt2Img):
         if not 0.0 <= first.params.denoising_strength <= 1.0:
             raise UserError(f"Denoising strength must be between 0 and 1, got {first.params.denoising_strength}")
         validate(self.params, self.settings.limits)
-        sampler, schedule = samplers.resolve(self.params.sampler_name, self.params.scheduler)
+        sampler, schedule = registry.resolve(self.params.sampler_name, self.params.scheduler)
         self.params = replace(self.params, sampler_name=sampler, scheduler=schedule)
         hires_fix.check_upscaler(self.upscaler, self.tools.upscalers if self.tools else None)
 
-    def sampling_steps(self) -> int:
-        return partial_steps(self.params.steps, self.params.denoising_strength)
+    def make_plan(self) -> PassPlan:
+        """Exactly the hires steps, taken from the end of a schedule stretched by the denoising strength (A1111
+        hands the hires pass its steps, so its fixed-steps rule applies)."""
+        p = self.params
+        return plan_pass(p.sampler_name, p.scheduler, p.steps, self.model.denoiser, self.settings.sampling,
+                         denoising_strength=p.denoising_strength, fixed_steps=True, hires=True,
+                         first_schedule=self.first.sampling_plan().infotext.get("Schedule type"),
+                         sdxl_steps_table=self.model.family.needs_size_conditioning)
 
-    def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return noised_start(scheduler, self.params.steps, self.sampling_steps(), self._init, noise)
+    def timeline(self) -> Timeline:
+        """Prompt editing over both passes, as A1111 ≥ 1.6 counts it (unless use_old_scheduling)."""
+        first = self.first
+        return Timeline(first.sampling_plan().sampler.total_steps(first.params.steps),
+                        self.sampling_plan().sampler.total_steps(self.params.steps),
+                        self.settings.sampling.use_old_scheduling)
 
-    def continue_from(self, latents: torch.Tensor, noise: rng.BatchNoise, result: GenerationResult,
+    def start(self, plan: PassPlan, noise: torch.Tensor) -> torch.Tensor:
+        return start_latent(plan, noise, self.settings.sampling, init=self._init.float())
+
+    def continue_from(self, latents: torch.Tensor, seeds: list[int], subseeds: list[int], result: GenerationResult,
                       prompts: list[str], negatives: list[str]) -> torch.Tensor:
-        """Upscale a batch of first-pass latents and denoise them again at the larger size, with the
-        hires prompts where given, else the batch's own. Its noise continues the batch's generators."""
-        m, first, count = self.model, self.first.params, len(noise.seeds)
+        """Upscale a batch of first-pass latents and denoise them again at the larger size, with the hires prompts
+        where given, else the batch's own. Its noise is fresh noise of the same seeds at the larger size."""
+        first, count, factor = self.first.params, len(seeds), self.model.vae_scale_factor
         self._init = self._upscaled(latents)
-        start = noise.next(tuple(self._init.shape[1:]), m.device, m.latent_dtype)
+        noise_source = self.image_rng(seeds, subseeds, self._init.shape[-1] * factor, self._init.shape[-2] * factor)
+        noise = noise_source.next().to(self.model.latent_dtype)
         prompts = [first.hr_prompt] * count if first.hr_prompt else prompts
         negatives = [first.hr_negative_prompt] * count if first.hr_negative_prompt else negatives
         conditioning = self.encode(prompts, negatives, result)
         refiner = self.refiner_for(prompts, negatives, result)
+        latents = self.sample(noise, conditioning, seeds, noise_source, refiner, result)
         self.first.extra_infotext.update(self.extra_infotext)
-        return self.denoise(start, conditioning, noise.seeds, noise.generators, refiner)
+        return latents
 
     def _upscaled(self, latents: torch.Tensor) -> torch.Tensor:
         factor = self.model.vae_scale_factor
@@ -582,3 +584,8 @@ class HiresPass(Txt2Img):
         pictures = [hires_fix.upscale_image(image, self.upscaler, self.size, self.tools.upscalers, s.upscale_tile,
                                             s.upscale_overlap) for image in self.first.decode(latents)]
         return torch.cat([encode_image(self.model, picture) for picture in pictures])
+
+
+def _text(value: object) -> str:
+    """An infotext value as A1111 writes numbers: 0.5, 2, 1e-05; True."""
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -7,11 +7,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import masking, rng
+from modules import masking
 from modules.errors import UserError
-from modules.generation import GenerationResult, Txt2Img, encode_image, noised_start, partial_steps
+from modules.generation import GenerationResult, Txt2Img, encode_image
 from modules.image_inputs import flatten_input
 from modules.image_resize import LATENT_UPSCALE, resize_image
+from modules.sampling import noise as noise_sources
+from modules.sampling.guidance import Keep
+from modules.sampling.passes import TIMESTEPS, PassPlan, plan_pass, start_latent
 
 
 @dataclass
@@ -37,7 +40,6 @@ class _Source:
 @dataclass
 class _BatchLatents:
     init: torch.Tensor
-    noise: torch.Tensor
     mask: torch.Tensor | None = None   # latent mask, 1 = repaint
     image_conditioning: torch.Tensor | None = None
 
@@ -55,6 +57,7 @@ class Img2Img(Txt2Img):
         self.notes: list[str] = []
         self.sources: list[_Source] = []
         self._latents: _BatchLatents | None = None
+        self._fill_seeds: list[int] | None = None  # A1111 fills "latent noise" with the first batch's seeds
         self._encoded: dict[int, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = {}
 
     @property
@@ -97,21 +100,25 @@ class Img2Img(Txt2Img):
         if note not in self.notes:
             self.notes.append(note)
 
-    def sampling_steps(self) -> int:
-        return partial_steps(self.params.steps, self.params.denoising_strength)
+    def make_plan(self) -> PassPlan:
+        """The tail of the schedule the denoising strength keeps, as A1111's setup_img2img_steps cuts it."""
+        p = self.params
+        return plan_pass(p.sampler_name, p.scheduler, p.steps, self.model.denoiser, self.settings.sampling,
+                         denoising_strength=p.denoising_strength,
+                         sdxl_steps_table=self.model.family.needs_size_conditioning)
 
-    def prepare_latents(self, noise_source: rng.BatchNoise, first: int) -> torch.Tensor:
+    def prepare_latents(self, noise_source: noise_sources.ImageRNG, first: int, seeds: list[int]) -> torch.Tensor:
         """Noise as for txt2img, plus the init images' latents (and masks) for this batch."""
-        noise = super().prepare_latents(noise_source, first)
+        noise = super().prepare_latents(noise_source, first, seeds)
         encoded = [self._source_latents(i % len(self.sources), noise.shape[-2:])
-                   for i in range(first, first + len(noise_source.seeds))]
+                   for i in range(first, first + len(seeds))]
         init = torch.cat([latents for latents, _, _ in encoded])
-        batch = _BatchLatents(init, noise)
+        batch = _BatchLatents(init)
         if encoded[0][1] is not None:
             batch.mask = torch.cat([mask for _, mask, _ in encoded])
             fill = self.params.inpainting_fill
             if fill == masking.LATENT_NOISE:
-                batch.init = init * (1 - batch.mask) + noise * batch.mask
+                batch.init = init * (1 - batch.mask) + self._fill_noise(seeds, init) * batch.mask
             elif fill == masking.LATENT_NOTHING:
                 batch.init = init * (1 - batch.mask)
             if self.model.is_inpainting:
@@ -158,30 +165,43 @@ class Img2Img(Txt2Img):
         mask = masking.latent_mask(source.processed_mask, *latents.shape[-2:], m.device, m.latent_dtype)
         return torch.cat([mask, latents], dim=1)
 
-    def start(self, scheduler, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Skip the first (1 − denoising strength) of the schedule and noise the init latents to it, with the
-        noise scaled by the Noise multiplier setting."""
-        multiplier = self.settings.img2img_noise_multiplier
+    def _fill_noise(self, seeds: list[int], init: torch.Tensor) -> torch.Tensor:
+        """"latent noise" fill: fresh noise of the job's first batch's seeds, as A1111 makes it."""
+        if self._fill_seeds is None:
+            self._fill_seeds = list(seeds)
+        s, m = self.settings.sampling, self.model
+        fill = noise_sources.ImageRNG(tuple(init.shape[1:]), self._fill_seeds[:len(seeds)], source=s.randn_source,
+                                      device=m.device).next()
+        return fill.to(init.dtype)
+
+    def start(self, plan: PassPlan, noise: torch.Tensor) -> torch.Tensor:
+        """The init latents noised to where the schedule's kept tail starts, with the noise scaled by the
+        Noise multiplier setting."""
+        multiplier = self.settings.sampling.initial_noise_multiplier
         if multiplier != 1.0:
             self.extra_infotext["Noise multiplier"] = f"{multiplier:g}"
             noise = noise * multiplier
-        return noised_start(scheduler, self.params.steps, self.sampling_steps(), self._latents.init, noise)
+        return start_latent(plan, noise.float(), self.settings.sampling, init=self._latents.init.float())
+
+    def keep(self) -> Keep | None:
+        """With a mask, the unmasked init latents are kept at every step (A1111's mask and nmask)."""
+        batch = self._latents
+        if batch is None or batch.mask is None:
+            return None
+        return Keep(batch.init.float(), 1 - batch.mask.float(),
+                    before_denoising=self.sampling_plan().sampler.kind == TIMESTEPS)
+
+    def after_sampling(self, latents: torch.Tensor) -> torch.Tensor:
+        """Put back what the mask keeps, as A1111 does once sampling is done."""
+        batch = self._latents
+        if batch is None or batch.mask is None:
+            return latents
+        return latents * batch.mask + batch.init * (1 - batch.mask)
 
     def image_conditioning(self, batch_size: int) -> torch.Tensor | None:
         if not self.model.is_inpainting or self._latents.image_conditioning is None:
             return super().image_conditioning(batch_size)
         return self._latents.image_conditioning
-
-    def after_step(self, latents: torch.Tensor, scheduler, index: int, timesteps: torch.Tensor) -> torch.Tensor:
-        """Outside the mask, put back the init latents, noised to the level of the next step."""
-        batch = self._latents
-        if batch.mask is None or self.model.is_inpainting:
-            return latents
-        if index + 1 < len(timesteps):
-            kept = scheduler.add_noise(batch.init, batch.noise, timesteps[index + 1:index + 2].repeat(latents.shape[0]))
-        else:
-            kept = batch.init
-        return kept * (1 - batch.mask) + latents * batch.mask
 
     def finish_image(self, image: Image.Image, index: int) -> Image.Image:
         """Composite the result into the original through the blurred mask."""

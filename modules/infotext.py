@@ -24,7 +24,8 @@ KEY_ORDER = (
 )
 
 # Defaults A1111 assumes for keys missing from pasted text (variation seed and seed resize are off
-# there too: its "Extra" checkbox is unticked when the text lacks them).
+# there too: its "Extra" checkbox is unticked when the text lacks them). The settings' keys among them
+# (RNG, the Schedule sigmas and rho) become the job's override_settings when they differ from the settings.
 MISSING_KEY_DEFAULTS = {
     "Clip skip": "1",
     "Schedule type": "Automatic",
@@ -44,6 +45,10 @@ MISSING_KEY_DEFAULTS = {
     "Variation seed strength": "0",
     "Seed resize from-1": "0",
     "Seed resize from-2": "0",
+    "RNG": "GPU",
+    "Schedule max sigma": "0",
+    "Schedule min sigma": "0",
+    "Schedule rho": "0",
 }
 
 _PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -168,10 +173,10 @@ def _split_legacy_sampler(parsed: dict[str, str]) -> dict[str, str]:
     name = parsed.get("Sampler")
     if not name:
         return parsed
-    from modules import samplers
+    from modules.sampling import registry
 
     try:
-        sampler, schedule = samplers.resolve(name, parsed.get("Schedule type"))
+        sampler, schedule = registry.resolve(name, parsed.get("Schedule type"))
     except ValueError:
         return parsed
     return {**parsed, "Sampler": sampler, "Schedule type": schedule}

@@ -88,7 +88,7 @@ class StableDiffusionProcessing:
 
     @property
     def sampler_index(self) -> int:
-        from modules.samplers import SAMPLER_NAMES
+        from modules.sampling.registry import SAMPLER_NAMES
 
         return SAMPLER_NAMES.index(self.sampler_name) if self.sampler_name in SAMPLER_NAMES else 0
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from modules import images, processing, prompt_parser, samplers, script_callbacks
+from modules import images, processing, prompt_parser, script_callbacks
 from modules.conditioning import EncoderOptions
 from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
 from modules.engine import Engine, JobContext
@@ -26,6 +26,7 @@ from modules.model_manager import ModelManager
 from modules.networks import Networks
 from modules.options import Options
 from modules.paths import DataPaths
+from modules.sampling.passes import SamplingSettings
 from modules.scripts import ScriptRunner, load_scripts
 from modules.server_paths import ServerPaths
 from modules.sd_models import StableDiffusionModel
@@ -70,18 +71,14 @@ class Services:
         """Settings for a job, read from the options now."""
         opts = self.opts
         save_dir = self.output_dir(outdir_option) if opts.samples_save else None
-        return RunSettings(randn_source=opts.randn_source, eta_noise_seed_delta=opts.eta_noise_seed_delta,
-                           ddim_eta=opts.eta_ddim,
-                           sigma_churn=samplers.SigmaChurn(opts.s_churn, opts.s_tmin, opts.s_tmax, opts.s_noise),
-                           hires_refiner_pass=opts.hires_fix_refiner_pass,
+        return RunSettings(sampling=SamplingSettings.from_options(opts), hires_refiner_pass=opts.hires_fix_refiner_pass,
                            limits=Limits.from_options(opts), save_dir=save_dir,
                            naming=images.FileNaming.from_options(opts),
                            encoder_options=self.encoder_options, face_restoration_model=opts.face_restoration_model,
                            code_former_weight=opts.code_former_weight, upscale_tile=opts.ESRGAN_tile,
                            upscale_overlap=opts.ESRGAN_tile_overlap,
                            preview_every=opts.show_progress_every_n_steps if opts.live_previews_enable else 0,
-                           preview_method=opts.show_progress_type, negative_guidance_min_sigma=opts.s_min_uncond,
-                           img2img_noise_multiplier=opts.initial_noise_multiplier,
+                           preview_method=opts.show_progress_type,
                            vae_tiling_min_pixels=opts.vae_tiling_min_pixels)
 
     @property

@@ -16,6 +16,18 @@ TextSchedule = tuple[tuple[int, str], ...]
 
 
 @dataclass(frozen=True)
+class Timeline:
+    """What prompt-editing steps count: A1111 schedules a pass's prompts over its model calls (`steps`: twice the
+    sampling steps for second-order samplers); in a hires pass, `hires_steps` are its calls and `steps` the
+    first pass's, so `[a:b:1.5]` switches halfway through the hires pass (A1111 ≥ 1.6), unless
+    `use_old_scheduling` (A1111's "Use old prompt editing timelines")."""
+
+    steps: int
+    hires_steps: int | None = None
+    use_old_scheduling: bool = False
+
+
+@dataclass(frozen=True)
 class BatchTexts:
     """Every text a batch's conditioning is made of: each image's AND parts (each with its weight) and each
     image's negative prompt, as (last step, text) pairs. Parsing only: nothing is tokenized or encoded."""
@@ -24,17 +36,19 @@ class BatchTexts:
     negative: tuple[TextSchedule, ...]
 
     @classmethod
-    def of(cls, prompts: list[str], negatives: list[str], steps: int) -> "BatchTexts":
-        """The texts of a batch of `prompts` and `negatives` sampled for `steps` steps."""
+    def of(cls, prompts: list[str], negatives: list[str], timeline: Timeline | int) -> "BatchTexts":
+        """The texts of a batch of `prompts` and `negatives` over `timeline` (or that many steps)."""
+        t = timeline if isinstance(timeline, Timeline) else Timeline(timeline)
         positive = []
         for prompt in prompts:
-            parsed = prompt_parser.parse_prompt(prompt, steps)
+            parsed = prompt_parser.parse_prompt(prompt, t.steps, t.hires_steps, t.use_old_scheduling)
             positive.append(tuple((tuple((e.end_at_step, e.text) for e in sub.schedule), sub.weight)
                                   for sub in parsed.subprompts))
         negative = []
         for text in negatives:
             text, _ = prompt_parser.extract_extra_networks(text)
-            pairs = prompt_parser.get_learned_conditioning_prompt_schedules([text], steps)[0]
+            pairs = prompt_parser.get_learned_conditioning_prompt_schedules([text], t.steps, t.hires_steps,
+                                                                            t.use_old_scheduling)[0]
             negative.append(tuple((end, scheduled) for end, scheduled in pairs))
         return cls(tuple(positive), tuple(negative))
 
@@ -71,7 +85,7 @@ def _entry_at(schedule: Schedule, step: int) -> int:
 class StepConditioning:
     """Encodes each distinct text of a batch once, and assembles the UNet batch for any step."""
 
-    def __init__(self, encoder: PromptEncoder, prompts: list[str], negatives: list[str], steps: int,
+    def __init__(self, encoder: PromptEncoder, prompts: list[str], negatives: list[str], steps: Timeline | int,
                  clip_skip: int = 1, options: EncoderOptions = EncoderOptions(), variant: Hashable = ()) -> None:
         def encode(text: str) -> Conditioning:
             return encoder.encode(text, clip_skip, options, variant)
@@ -118,25 +132,3 @@ class StepConditioning:
         self._last = (selection, batch)
         return batch
 
-
-def guided_noise(noise: torch.Tensor, batch: StepBatch, cfg_scale: float) -> torch.Tensor:
-    """Classifier-free guidance over AND parts: uncond + cfg · Σ_k w_k (cond_k − uncond)."""
-    images = batch.images
-    uncond, conds = noise[:images], noise[images:]
-    delta = conds - uncond[batch.part_image]
-    weights = batch.part_weight.to(delta.dtype).reshape(-1, *([1] * (delta.ndim - 1)))
-    summed = torch.zeros_like(uncond).index_add_(0, batch.part_image, delta * weights)
-    return uncond + cfg_scale * summed
-
-
-def model_input(latents: torch.Tensor, batch: StepBatch) -> torch.Tensor:
-    """Latents in UNet batch order: each image once for its negative, then once per AND part."""
-    return torch.cat([latents, latents[batch.part_image]])
-
-
-def with_negatives_from_first_part(cond_noise: torch.Tensor, batch: StepBatch) -> torch.Tensor:
-    """The UNet output of a step that skipped the negatives (Negative Guidance minimum sigma): each
-    image's first AND part stands in for its negative, so guidance keeps that part's prediction."""
-    images = torch.arange(batch.images, device=batch.part_image.device)
-    first_part = torch.searchsorted(batch.part_image, images)
-    return torch.cat([cond_noise[first_part], cond_noise])

@@ -13,12 +13,13 @@ import numpy as np
 from PIL import Image
 
 import modules.scripts as scripts
-from modules import images, samplers, shared
+from modules import images, shared
 from modules.errors import UserError
 from modules.generation import validate
 from modules.generation_params import NO_REFINER
 from modules.limits import Limits, output_size
 from modules.processing import Processed, fix_seed, process_images
+from modules.sampling import registry
 from modules.shared import opts, state
 
 _INT_RANGE = re.compile(r"^\s*([+-]?\d+)\s*-\s*([+-]?\d+)\s*(?:\(\s*([+-]\d+)\s*\)|\[\s*(\d+)\s*\])?\s*$")
@@ -137,7 +138,7 @@ def check_values(axis: Axis, values: list) -> None:
     if axis.label == "Sampler":
         for value in values:
             try:
-                samplers.resolve(value, "Automatic")
+                registry.resolve(value, "Automatic")
             except ValueError as exc:
                 raise UserError(str(exc)) from exc
     if axis.label in ("Checkpoint name", "Refiner checkpoint"):

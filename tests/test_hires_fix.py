@@ -74,8 +74,9 @@ def test_second_pass_defaults_to_the_first_pass_settings():
 def test_second_pass_gets_the_right_size_and_steps(engine, demo_model):
     with UnetCalls(demo_model.unet) as calls:
         result = run(engine, demo_model, steps=6, hr_second_pass_steps=10, denoising_strength=0.5)
-    # The first pass: 6 steps at 64x64 (8x8 latents), then int(10 * 0.5) = 5 steps at 128x128, each with CFG's batch.
-    assert calls.sizes == [(8, 8)] * 6 + [(16, 16)] * 5
+    # The first pass: 6 steps at 64x64 (8x8 latents), then, as A1111 runs hires fix, exactly the 10 hires steps at
+    # 128x128 (the last 10 of a 20-step schedule at denoising 0.5), each with CFG's batch.
+    assert calls.sizes == [(8, 8)] * 6 + [(16, 16)] * 10
     assert result.images[0].size == (128, 128)
     text = result.infotexts[0]
     for part in ("Size: 64x64", "Denoising strength: 0.5", "Hires upscale: 2", "Hires steps: 10",

@@ -39,27 +39,27 @@ def pixels(image):
     return np.asarray(image).astype(int)
 
 
-def vae_round_trip(model, image):
-    with torch.no_grad():
-        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-        out = model.vae.decode(model.vae.encode(x).latent_dist.mode()).sample
-    return ((out[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().numpy().astype(int)
+def unet_timesteps(engine, model, images, **kw):
+    """(the result, the timestep of each UNet call)."""
+    seen = []
+    handle = model.unet.register_forward_pre_hook(lambda module, args: seen.append(float(args[1][0])))
+    try:
+        return run(engine, model, images, **kw), seen
+    finally:
+        handle.remove()
 
 
-def test_denoising_zero_returns_the_input_through_the_vae(engine, demo_model, photo):
-    result = run(engine, demo_model, [photo], denoising_strength=0.0)
-    assert np.abs(pixels(result.images[0]) - vae_round_trip(demo_model, photo)).max() <= 1
+def test_denoising_zero_runs_the_last_step_only(engine, demo_model, photo):
+    """As A1111: only the schedule's last step, from its smallest noise level (timestep 0)."""
+    result, timesteps = unet_timesteps(engine, demo_model, [photo], denoising_strength=0.0)
+    assert timesteps == [0.0]
     assert "Denoising strength: 0," in result.infotexts[0] and "Mask blur" not in result.infotexts[0]
 
 
 def test_denoising_strength_sets_the_steps_run(engine, demo_model, photo):
-    seen = []
-    handle = demo_model.unet.register_forward_pre_hook(lambda *a: seen.append(1))
-    try:
-        result = run(engine, demo_model, [photo], denoising_strength=0.6)
-    finally:
-        handle.remove()
-    assert len(seen) == 6  # int(10 × 0.6) steps, one UNet call each for Euler
+    result, timesteps = unet_timesteps(engine, demo_model, [photo], denoising_strength=0.6)
+    # A1111: int(10 × 0.6) + 1 steps of the 10-step schedule's tail, one UNet call each for Euler
+    assert timesteps == pytest.approx([666, 555, 444, 333, 222, 111, 0], abs=1e-3)
     assert "Denoising strength: 0.6" in result.infotexts[0]
 
 
@@ -99,7 +99,7 @@ def test_only_masked_works_on_the_crop_and_pastes_back_at_full_size(engine, demo
 def test_latent_fills_replace_the_masked_latents(demo_model, photo, fill):
     j = job(demo_model, mask=square_mask(), images=[photo], inpainting_fill=fill, mask_blur=0)
     j.sources = [j._prepare(photo)]
-    noise = j.prepare_latents(j.batch_noise([3], [3]), 0)
+    noise = j.prepare_latents(j.image_rng([3], [], SIZE, SIZE), 0, [3])
     init, lm = j._latents.init, j._latents.mask.bool().expand_as(j._latents.init)
     expected = noise[lm] if fill == masking.LATENT_NOISE else torch.zeros_like(init[lm])
     assert torch.equal(init[lm], expected)
@@ -129,12 +129,16 @@ def test_odd_inputs_get_a_defined_result(engine, demo_model, photo):
         run(engine, demo_model, [photo], denoising_strength=1.5)
 
 
-def test_batch_cycles_the_init_images(engine, demo_model, photo):
+def test_batch_cycles_the_init_images(demo_model, photo):
     flipped = photo.transpose(Image.FLIP_LEFT_RIGHT)
-    result = run(engine, demo_model, [photo, flipped], batch_size=2, n_iter=2, denoising_strength=0.0)
-    assert len(result.images) == 4
-    assert np.array_equal(pixels(result.images[0]), pixels(result.images[2]))
-    assert not np.array_equal(pixels(result.images[0]), pixels(result.images[1]))
+    j = job(demo_model, images=[photo, flipped], batch_size=2, n_iter=2)
+    j.sources = [j._prepare(photo), j._prepare(flipped)]
+    inits = []
+    for first in (0, 2):
+        j.prepare_latents(j.image_rng([first, first + 1], [], SIZE, SIZE), first, [first, first + 1])
+        inits.append(j._latents.init)
+    assert torch.equal(inits[0], inits[1])  # images 0 and 2 start from the photo, 1 and 3 from the flipped one
+    assert not torch.equal(inits[0][0], inits[0][1])
 
 
 def test_inpainting_checkpoint_uses_its_masked_image_conditioning(engine, tmp_path, photo):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modules import script_callbacks
-from modules.samplers import SAMPLER_NAMES
+from modules.sampling.registry import SAMPLER_NAMES
 from script_services import generate, services_with_scripts
 
 # A script as A1111's wiki shows it: it imports modules.scripts, modules.processing, modules.shared

@@ -6,6 +6,7 @@ import torch
 
 from modules.generation import RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
+from modules.sampling.passes import SamplingSettings
 
 
 def _decoder_calls(model, settings: RunSettings, latents: torch.Tensor,
@@ -39,8 +40,8 @@ def _run(engine, model, ngms: float):
     params = GenerationParams(prompt="a red house", negative_prompt="blue", steps=6, width=64, height=64, seed=3,
                               sampler_name="Euler")
     try:
-        result = engine.call("test", lambda ctx: Txt2Img(model, params, ctx,
-                                                         RunSettings(negative_guidance_min_sigma=ngms)).run())
+        settings = RunSettings(sampling=SamplingSettings(s_min_uncond=ngms))
+        result = engine.call("test", lambda ctx: Txt2Img(model, params, ctx, settings).run())
     finally:
         handle.remove()
     return result, batch_sizes

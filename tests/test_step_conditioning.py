@@ -5,7 +5,8 @@ import torch
 from modules.conditioning import PromptEncoder
 from modules.generation import RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
-from modules.step_conditioning import StepBatch, StepConditioning, guided_noise, model_input
+from modules.sampling.guidance import combine
+from modules.step_conditioning import StepBatch, StepConditioning, Timeline
 
 
 @pytest.fixture
@@ -48,10 +49,8 @@ def test_and_parts_get_their_weights_and_combine_as_composable_diffusion(encoder
     assert batch.part_image.tolist() == [0, 0, 1]
     assert torch.allclose(batch.part_weight, torch.tensor([1.2, 0.8, 1.0]))
     assert torch.equal(batch.embeds[2], cond_of(encoder, "a cat")[0])
-    latents = torch.randn(2, 4, 8, 8)
-    assert torch.equal(model_input(latents, batch)[2:], latents[[0, 0, 1]])
     noise = torch.randn(5, 4, 8, 8)
-    guided = guided_noise(noise, batch, 7.0)
+    guided = combine(noise[:2], noise[2:], batch, 7.0)
     u0, u1 = noise[0], noise[1]
     expected0 = u0 + 7.0 * (1.2 * (noise[2] - u0) + 0.8 * (noise[3] - u0))
     assert torch.allclose(guided[0], expected0, atol=1e-5)
@@ -83,4 +82,30 @@ def test_the_sampling_loop_uses_the_edited_conditioning_at_the_right_step(engine
 def test_step_batch_without_and_is_plain_cfg():
     batch = StepBatch(torch.zeros(2, 77, 8), None, torch.tensor([0]), torch.tensor([1.0]))
     noise = torch.randn(2, 4, 4, 4)
-    assert torch.equal(guided_noise(noise, batch, 5.0), noise[:1] + 5.0 * (noise[1:] - noise[:1]))
+    assert torch.allclose(combine(noise[:1], noise[1:], batch, 5.0), noise[:1] + 5.0 * (noise[1:] - noise[:1]))
+
+
+def test_second_order_samplers_count_prompt_editing_in_model_calls(engine, demo_model):
+    """A1111 schedules prompts over model calls: Heun's 6 steps are 12 calls (11 made), so [red:blue:2] switches
+    after 3 calls, in the middle of step 2."""
+    seen = []
+    handle = demo_model.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][1].clone()), with_kwargs=True)
+    params = GenerationParams(prompt="a [red:blue:2] house", steps=6, width=64, height=64, seed=1,
+                              sampler_name="Heun")
+    try:
+        engine.call("t", lambda ctx: Txt2Img(demo_model, params, ctx, RunSettings()).run(), timeout=120)
+    finally:
+        handle.remove()
+    red = demo_model.prompt_encoder.encode("a red house").embeds[0]
+    assert len(seen) == 11
+    assert [torch.equal(s, red) for s in seen] == [True] * 3 + [False] * 8
+
+
+def test_a_hires_pass_times_prompt_editing_over_both_passes(encoder):
+    """A1111 ≥ 1.6: in the hires pass a fraction of 1 or more counts in the hires steps, a smaller one is over."""
+    red, blue = cond_of(encoder, "a red house"), cond_of(encoder, "a blue house")
+    hires = StepConditioning(encoder, ["a [red:blue:1.5] house"], [""], Timeline(20, 10))
+    assert [torch.equal(hires.at(step).embeds[1:], red) for step in range(10)] == [True] * 6 + [False] * 4
+    old = StepConditioning(encoder, ["a [red:blue:1.5] house"], [""], Timeline(20, 10, use_old_scheduling=True))
+    assert torch.equal(old.at(0).embeds[1:], red) and torch.equal(old.at(2).embeds[1:], blue)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from modules import generation, hires_fix, samplers
+from modules import generation, hires_fix
 from modules.api.errors import RequestError
 from modules.api.images import decode_images, encode_image
 from modules.api.models import (DEFAULT_SAMPLER, GenerationApiFields, ImagesResponse, Img2ImgApiFields,
@@ -20,6 +20,8 @@ from modules.generation import GenerationResult
 from modules.generation_params import GenerationParams
 from modules.infotext import VERSION, params_from_infotext, parse_infotext
 from modules.limits import Limits
+from modules.options import Options, settings_from_infotext
+from modules.sampling import registry
 from modules.processing import (StableDiffusionProcessing, StableDiffusionProcessingImg2Img,
                                 StableDiffusionProcessingTxt2Img)
 from modules.services import Services
@@ -48,7 +50,8 @@ class Jobs:
     def submit(self, request: GenerationApiFields) -> ApiJob:
         """Check the request against this server's state and queue it; RequestError or UserError if it can't run."""
         services = self.services
-        overrides = self.overrides({**request.job_settings(), **request.override_settings})
+        from_text = infotext_settings(request, services.opts)
+        overrides = self.overrides({**from_text, **request.job_settings(), **request.override_settings})
         values = generation_values(request)
         values["clip_skip"] = overrides.get(CLIP_SKIP, values.get("clip_skip", services.opts.CLIP_stop_at_last_layers))
         try:
@@ -142,7 +145,7 @@ class Jobs:
             "all_subseeds": list(p.all_subseeds or [params.subseed] * len(seeds)),
             "subseed_strength": params.subseed_strength,
             "width": params.width, "height": params.height,
-            "sampler_name": samplers.resolve(params.sampler_name, params.scheduler)[0],
+            "sampler_name": registry.resolve(params.sampler_name, params.scheduler)[0],
             "cfg_scale": params.cfg_scale, "steps": params.steps, "batch_size": params.batch_size,
             "restore_faces": params.restore_faces,
             "face_restoration_model": self.services.opts.face_restoration_model if params.restore_faces else None,
@@ -177,6 +180,13 @@ def generation_values(request: GenerationApiFields) -> dict[str, Any]:
         values["mask_blur"] = request.mask_blur_x
         values["vertical_mask_blur"] = -1 if request.mask_blur_y == request.mask_blur_x else request.mask_blur_y
     return values
+
+
+def infotext_settings(request: GenerationApiFields, opts: Options) -> dict[str, Any]:
+    """The settings the request's `infotext` names with values other than those in force (A1111's
+    get_override_settings; no "RNG" means GPU): they go into override_settings below the request's own
+    settings fields and override_settings. A value that doesn't fit its setting is left out and logged."""
+    return settings_from_infotext(opts, parse_infotext(request.infotext))[0] if request.infotext else {}
 
 
 def _first_phase(request: Txt2ImgApiFields, values: dict[str, Any]) -> None:

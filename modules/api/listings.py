@@ -7,7 +7,6 @@ import os
 import psutil
 import torch
 
-from modules import samplers
 from modules.api.models import (EmbeddingItem, EmbeddingsResponse, ExtensionItem, FaceRestorerItem, LoraItem,
                                 MemoryResponse, NameItem, PromptStyleItem, SamplerItem, SchedulerItem, ScriptsList,
                                 SDModelItem, SDVaeItem, UpscalerItem)
@@ -15,17 +14,26 @@ from modules.checkpoints import HashCache
 from modules.extensions import disabled_names, list_extensions
 from modules.face_restoration import FACE_RESTORERS
 from modules.services import Services
+from modules.sampling import registry
+from modules.sampling.schedules import SCHEDULES
 from modules.upscalers import LATENT_MODES
 
 
 def sampler_items() -> list[SamplerItem]:
-    return [SamplerItem(name=s.label, aliases=list(s.aliases),
-                        options={} if s.default_schedule == "uniform" else {"scheduler": s.default_schedule})
-            for s in samplers.SAMPLERS]
+    """Each sampler with its aliases and A1111's options for it (default schedule, second_order, …)."""
+    items = []
+    for s in registry.SAMPLERS:
+        options: dict = {"scheduler": s.default_schedule} if s.default_schedule else {}
+        options.update({flag: True for flag in ("second_order", "uses_ensd", "brownian_noise",
+                                                "discard_next_to_last_sigma") if getattr(s, flag)})
+        items.append(SamplerItem(name=s.label, aliases=list(s.aliases), options={**options, **s.fixed}))
+    return items
 
 
 def scheduler_items() -> list[SchedulerItem]:
-    return [SchedulerItem(name=s.name, label=s.label) for s in samplers.SCHEDULES]
+    """Every schedule type with A1111's name and label (Automatic first)."""
+    return [SchedulerItem(name="automatic", label=registry.AUTOMATIC),
+            *(SchedulerItem(name=s.name, label=s.label, aliases=list(s.aliases) or None) for s in SCHEDULES)]
 
 
 def upscaler_items(services: Services) -> list[UpscalerItem]:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Callable
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, create_model,
                       model_validator)
 
-from modules import samplers
+from modules.sampling import registry
 from modules.errors import UserError
 from modules.extras import ExtrasParams
 from modules.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
@@ -25,12 +25,12 @@ _TYPES: dict[type, Any] = {int: int, float: float, str: str, bool: bool, tuple: 
 
 
 def _sampler(value: str) -> str:
-    samplers.sampler_info(value)  # raises ValueError naming the valid samplers
+    registry.sampler_info(value)  # raises ValueError naming the valid samplers
     return value
 
 
 def _schedule(value: str) -> str:
-    samplers.resolve(samplers.SAMPLER_NAMES[0], value)  # raises ValueError naming the valid schedules
+    registry.find_schedule(value)  # raises ValueError naming the valid schedules
     return value
 
 
@@ -131,10 +131,10 @@ class GenerationApiFields(BaseModel):
     do_not_save_grid: bool = False
     infotext: str | None = Field(None, description="Generation parameters text; fills fields the request leaves out")
     comments: dict[str, Any] | None = None
-    eta: float | None = Field(None, description="DDIM: 0 to 1, the eta_ddim setting for this job; ancestral and SDE "
-                                                "samplers accept only their own 1; other samplers don't use it")
+    eta: float | None = Field(None, description="The sampler's eta for this job, 0 to 1 (the settings eta_ancestral "
+                                                "and eta_ddim): how much fresh noise ancestral, SDE and DDIM steps add")
     s_min_uncond: float | None = None  # the s_min_uncond setting (Negative Guidance minimum sigma) for this job
-    s_churn: float | None = None  # these four: see SIGMA_FIELDS (only Euler uses them)
+    s_churn: float | None = None  # these four: see SIGMA_FIELDS (Euler, Heun, DPM2; s_noise others too)
     s_tmax: float | None = None
     s_tmin: float | None = None
     s_noise: float | None = None
@@ -147,26 +147,19 @@ class GenerationApiFields(BaseModel):
         return name or self.sampler_index or DEFAULT_SAMPLER
 
     @model_validator(mode="after")
-    def _check_eta(self) -> "GenerationApiFields":
+    def _check_sampler_index(self) -> "GenerationApiFields":
         if self.sampler_index is not None:
             _sampler(self.sampler_index)
-        if self.eta is not None:
-            info = samplers.sampler_info(self.chosen_sampler())
-            if info.accepts_eta and not 0 <= self.eta <= 1:
-                raise ValueError(f"eta for {info.label} must be between 0 and 1, got {self.eta}")
-            if info.stochastic and self.eta != 1:
-                raise ValueError(f"eta {self.eta} is not supported by this server yet: {info.label} runs with eta "
-                                 "1; send 1 or leave eta out")
         return self
 
     def job_settings(self) -> dict[str, Any]:
-        """Settings this request sets for its job only: those of SETTING_FIELDS and SIGMA_FIELDS, and eta_ddim
-        from eta when the sampler is DDIM."""
+        """Settings this request sets for its job only: those of SETTING_FIELDS and SIGMA_FIELDS, and from eta
+        both eta settings (each sampler reads its own, as A1111's p.eta stands for either)."""
         values = {key: value for key in SETTING_FIELDS if (value := getattr(self, key, None)) is not None}
         values.update({key: value for key, neutral in SIGMA_FIELDS.items()
                        if (value := getattr(self, key)) is not None and value not in neutral})
-        if self.eta is not None and samplers.sampler_info(self.chosen_sampler()).accepts_eta:
-            values["eta_ddim"] = self.eta
+        if self.eta is not None:
+            values["eta_ancestral"] = values["eta_ddim"] = self.eta
         return values
 
 

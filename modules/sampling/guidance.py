@@ -48,13 +48,21 @@ class ModelPass:
 
 @dataclass
 class Keep:
-    """Inpainting: the init latents and where they are kept (1 = keep, A1111's `mask`; 0 = repaint)."""
+    """Inpainting: the init latents and where they are kept (1 = keep, A1111's `mask`; 0 = repaint). A1111 blends
+    them into each step's x0 for k-diffusion samplers, and into each step's input for its timestep samplers
+    (`before_denoising`; there the init latents stand unscaled in the DDPM-scale input, so in k-diffusion scale
+    they count √(σ²+1) times)."""
 
     init: torch.Tensor
     mask: torch.Tensor
+    before_denoising: bool = False
 
-    def blend(self, denoised: torch.Tensor) -> torch.Tensor:
-        return self.init * self.mask + denoised * (1 - self.mask)
+    def blend(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.init * self.mask + latents * (1 - self.mask)
+
+    def blend_input(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        scale = ((sigma ** 2 + 1) ** 0.5).reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+        return self.init * scale * self.mask + x * (1 - self.mask)
 
 
 @dataclass
@@ -92,6 +100,10 @@ class CFGDenoiser:
         if self.check_stop is not None and self.check_stop():
             raise SamplingStopped
         self._maybe_switch()
+        keep_before = self.keep is not None and self.keep.before_denoising
+        given = x
+        if keep_before:
+            x = self.keep.blend_input(x, sigma)
         batch = self.model.conditioning.at(self.calls)
         images = batch.images
         x_rows = torch.cat([x, x[batch.part_image]])
@@ -117,7 +129,9 @@ class CFGDenoiser:
         self.last_uncond = uncond
         self.last_prediction = conds[_first_parts(batch) - images]
         denoised = combine(uncond, conds, batch, 1.0 if skip_negatives else self.cfg_scale)
-        if self.keep is not None:
+        if keep_before:  # the sampler reads ε against its own x, as A1111's timestep samplers do
+            denoised = denoised + (given - x)
+        elif self.keep is not None:
             denoised = self.keep.blend(denoised)
         if script_callbacks.has("cfg_after_cfg"):
             params = script_callbacks.AfterCFGCallbackParams(denoised, self.sampling_step, self.sampling_steps)

@@ -5,15 +5,15 @@ from typing import Any
 
 import gradio as gr
 
-from modules import samplers
+from modules.sampling import registry
 from modules.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
 from modules.ui.ui_config import UiConfig
 
 CHOICES = {
-    "sampler_name": lambda: samplers.SAMPLER_NAMES,
-    "scheduler": lambda: samplers.SCHEDULE_LABELS,
-    "hr_sampler_name": lambda: [USE_SAME_SAMPLER, *samplers.SAMPLER_NAMES],
-    "hr_scheduler": lambda: [USE_SAME_SCHEDULER, *samplers.SCHEDULE_LABELS],
+    "sampler_name": lambda: registry.SAMPLER_NAMES,
+    "scheduler": lambda: registry.SCHEDULE_LABELS,
+    "hr_sampler_name": lambda: [USE_SAME_SAMPLER, *registry.SAMPLER_NAMES],
+    "hr_scheduler": lambda: [USE_SAME_SCHEDULER, *registry.SCHEDULE_LABELS],
 }
 
 
