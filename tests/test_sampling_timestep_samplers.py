@@ -201,6 +201,42 @@ def test_matches_a1111(key):
     assert relative_error(run_case(key), reference) < tolerance
 
 
+# Made the same way with a v-prediction network: v at (x_t, τ) = √ā·ε − √(1−ā)·x0 of the analytic model at
+# σ(τ) (ā = 1/(σ²+1)), which A1111's CompVisTimestepsVDenoiser turns into ε with ᾱ[int(τ)]; UniPC's τ are
+# fractional here. Keys: (variant, skip type, order, steps).
+A1111_V_PREDICTION = {
+    ("bh2", "time_uniform", 3, 10): [-0.637316346, -0.0463689826, -0.315957129, -0.708004832, -0.305032462,
+                                     0.645733416, 1.09454715, 0.727024734],
+    ("bh1", "logSNR", 2, 8): [-0.581998706, 0.0817652419, -0.29522419, -0.820319116, -0.383897007, 0.715040445,
+                              1.20690441, 0.711470604],
+}
+
+
+def v_network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    sigma = Denoiser(AC).t_to_sigma(t.float()).reshape(-1, 1, 1, 1)
+    x = x_t * (sigma ** 2 + 1) ** 0.5
+    x0 = posterior(x, sigma)
+    alpha = 1 / (sigma ** 2 + 1)
+    return alpha ** 0.5 * (x - x0) / sigma - (1 - alpha) ** 0.5 * x0
+
+
+@pytest.mark.parametrize("key", A1111_V_PREDICTION, ids=str)
+def test_unipc_v_prediction_matches_a1111(key):
+    denoiser = Denoiser(AC, "v_prediction")
+
+    def model(x, sigma):
+        latents, t = denoiser.model_input(x, sigma)
+        return denoiser.denoised(v_network(latents, t), x, sigma)
+
+    variant, skip_type, order, steps = key
+    reference = torch.tensor(A1111_V_PREDICTION[key]).reshape(SHAPE)
+    common = dict(alphas_cumprod=AC, variant=variant, skip_type=skip_type, order=order)
+    ours = ts.sample_unipc(model, START, ts.a1111_timesteps(steps), v_prediction=True, **common)
+    assert relative_error(ours, reference) < 1e-5
+    # without A1111's whole-timestep ᾱ the result is ~1e-3 off
+    assert relative_error(ts.sample_unipc(model, START, ts.a1111_timesteps(steps), **common), reference) > 1e-4
+
+
 @pytest.mark.parametrize(("steps", "eta"), [(10, 0.0), (20, 0.8)])
 def test_ddim_is_diffusers_ddim_on_a1111_timesteps(steps, eta):
     """diffusers' DDIM stepping from A1111's last timestep down to its first (A1111 never steps from it)."""

@@ -291,12 +291,13 @@ def _unipc_step(schedule: _VPSchedule, data: Callable, variant: str, x: torch.Te
 def sample_unipc(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict | None = None,
                  callback: Callable | None = None, *, alphas_cumprod: torch.Tensor, variant: str = "bh1",
                  skip_type: str = "time_uniform", order: int = 3, lower_order_final: bool = True,
-                 is_img2img: bool = False) -> torch.Tensor:
+                 is_img2img: bool = False, v_prediction: bool = False) -> torch.Tensor:
     """UniPC (Zhao et al. 2023), multistep with data prediction, as A1111 runs it: len(timesteps) steps from
     t = 1 (img2img: the last timestep's time) to t = 1/N, spaced by `skip_type`; the settings uni_pc_variant,
     uni_pc_skip_type, uni_pc_order and uni_pc_lower_order_final give the options. The first order − 1 steps
     warm up at orders 1, 2, …; every step but the last is corrected; `lower_order_final` lowers the order of
-    the last steps to the steps left."""
+    the last steps to the steps left. The model timesteps are fractional: for a v-prediction model
+    (`v_prediction`) A1111 turns v into ε with ᾱ at the timestep truncated to a whole one, and so does this."""
     steps = len(timesteps)
     if variant not in UNIPC_VARIANTS:
         raise ValueError(f"Unknown UniPC variant {variant!r} (one of {', '.join(UNIPC_VARIANTS)})")
@@ -312,7 +313,13 @@ def sample_unipc(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_a
     def data(x_t: torch.Tensor, t: float) -> torch.Tensor:
         """x0 as A1111's UniPC forms it from the model's ε at model timestep N·t − 1."""
         timestep = torch.tensor(min(max(t * n - 1, 0.0), n - 1.0))
-        _, _, eps = _eps(model, x_t, model_sigma.t_to_sigma(timestep), extra_args)
+        sigma = model_sigma.t_to_sigma(timestep)
+        _, _, eps = _eps(model, x_t, sigma, extra_args)
+        if v_prediction:  # ε = √(1−ā)·x_t + √ā·v at the model's own ā = 1/(σ²+1); A1111 uses ᾱ[⌊timestep⌋]
+            alpha_model = 1 / (sigma ** 2 + 1)
+            v = (eps - (1 - alpha_model) ** 0.5 * x_t) / alpha_model ** 0.5
+            alpha_whole = alphas_cumprod[int(timestep)].to(x_t.dtype)
+            eps = alpha_whole ** 0.5 * v + (1 - alpha_whole) ** 0.5 * x_t
         return (x_t - schedule.std(t) * eps) / schedule.alpha(t)
 
     done, values = [times[0]], [data(x, times[0])]
