@@ -25,7 +25,8 @@ from modules.networks import Networks
 from modules.sampling import noise as noise_sources
 from modules.sampling import registry
 from modules.sampling.guidance import CFGDenoiser, Keep, ModelPass, RefinerSwitch
-from modules.sampling.passes import PassPlan, SamplingSettings, plan_pass, run_pass, start_latent, uses_ensd
+from modules.sampling.passes import (TIMESTEPS, PassPlan, SamplingSettings, plan_pass, run_pass, start_latent,
+                                     uses_ensd)
 from modules.sd_models import StableDiffusionModel
 from modules.step_conditioning import StepBatch, StepConditioning, Timeline
 from modules.upscalers import is_latent_upscaler
@@ -397,8 +398,9 @@ class Txt2Img:
         if refiner is not None:
             switch = RefinerSwitch(self.model_pass(refiner.model, refiner.conditioning, plan, len(seeds)), refiner.at)
         model = CFGDenoiser(self.model_pass(self.model, conditioning, plan, len(seeds)), p.cfg_scale, plan.calls,
-                            negative_min_sigma=settings.s_min_uncond, keep=self.keep(), refiner=switch,
-                            check_stop=lambda: self.ctx.should_stop)
+                            negative_min_sigma=settings.s_min_uncond,
+                            negative_min_on_timesteps=plan.sampler.kind == TIMESTEPS, keep=self.keep(),
+                            refiner=switch, check_stop=lambda: self.ctx.should_stop)
         model.sampling_steps = plan.steps
 
         def on_step(step: dict) -> None:

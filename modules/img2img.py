@@ -104,7 +104,7 @@ class Img2Img(Txt2Img):
         """The tail of the schedule the denoising strength keeps, as A1111's setup_img2img_steps cuts it."""
         p = self.params
         return plan_pass(p.sampler_name, p.scheduler, p.steps, self.model.denoiser, self.settings.sampling,
-                         denoising_strength=p.denoising_strength,
+                         denoising_strength=p.denoising_strength, fixed_steps=self.settings.sampling.img2img_fix_steps,
                          sdxl_steps_table=self.model.family.needs_size_conditioning)
 
     def prepare_latents(self, noise_source: noise_sources.ImageRNG, first: int, seeds: list[int]) -> torch.Tensor:

@@ -137,6 +137,8 @@ OPTIONS: dict[str, OptionInfo] = {
     "s_min_uncond": OptionInfo(0.0, "Negative Guidance minimum sigma: below this noise level, skip the negative "
                                     "prompt's UNet pass (faster, changes the image; 0 = off)",
                                section="Optimizations", minimum=0.0, maximum=15.0, step=0.01, infotext="NGMS"),
+    "img2img_fix_steps": OptionInfo(False, "With img2img, do exactly the amount of steps the slider specifies",
+                                    section="img2img"),
     "initial_noise_multiplier": OptionInfo(1.0, "Noise multiplier for img2img: scales the noise img2img starts "
                                                 "from (below 1 keeps more of the image)",
                                            section="img2img", minimum=0.0, maximum=1.5, step=0.001,

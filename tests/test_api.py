@@ -241,17 +241,53 @@ def test_sigma_churn_fields_set_the_settings_for_that_job_unless_neutral(server,
     assert api.get(f"{url}/options", timeout=10).json()["s_churn"] == 0, "for that job only"
 
 
-def test_eta_is_ddims_eta_for_that_job(server, api):
+def test_eta_is_the_samplers_eta_for_that_job(server, api):
     url, _ = server
     (zero,), info, _ = generate(api, url, sampler_name="DDIM", eta=0)
     (one,), info_one, _ = generate(api, url, sampler_name="DDIM", eta=1.0)  # what webuiapi sends by default
     assert "Eta DDIM" not in info["infotexts"][0] and "Eta DDIM: 1," in info_one["infotexts"][0]
     assert zero.tobytes() != one.tobytes()
-    assert api.get(f"{url}/options", timeout=10).json()["eta_ddim"] == 0
-    generate(api, url, sampler_name="Euler", eta=0.3)  # a sampler without eta ignores it, as in A1111
-    for sampler, eta in (("DDIM", 1.5), ("Euler a", 0.5)):
-        response = post(api, url, "txt2img", {**SMALL, "sampler_name": sampler, "eta": eta})
-        assert response.status_code == 422 and "eta" in response.text, (sampler, eta)
+    (quiet,), info_quiet, _ = generate(api, url, sampler_name="Euler a", eta=0)  # as A1111's own API tests send
+    (euler,), _, _ = generate(api, url, sampler_name="Euler")
+    assert "Eta: 0," in info_quiet["infotexts"][0]
+    assert np.abs(np.asarray(quiet, dtype=int) - np.asarray(euler, dtype=int)).max() <= 1, "no noise: Euler's steps"
+    options = api.get(f"{url}/options", timeout=10).json()
+    assert (options["eta_ddim"], options["eta_ancestral"]) == (0, 1), "for that job only"
+    response = post(api, url, "txt2img", {**SMALL, "sampler_name": "DDIM", "eta": 1.5})
+    assert response.status_code == 422 and "eta" in response.text
+
+
+A1111_TXT2IMG = {  # the request A1111's own API tests (test/test_txt2img.py) start from
+    "batch_size": 1, "cfg_scale": 7, "denoising_strength": 0, "enable_hr": False, "eta": 0, "firstphase_height": 0,
+    "firstphase_width": 0, "height": 64, "n_iter": 1, "negative_prompt": "", "prompt": "example prompt",
+    "restore_faces": False, "s_churn": 0, "s_noise": 1, "s_tmax": 0, "s_tmin": 0, "sampler_index": "Euler a",
+    "seed": -1, "seed_resize_from_h": -1, "seed_resize_from_w": -1, "steps": 3, "styles": [], "subseed": -1,
+    "subseed_strength": 0, "tiling": False, "width": 64}
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"negative_prompt": "example negative prompt"},
+    {"prompt": "((emphasis)), (emphasis1:1.1), [to:1], [from::2], [from:to:0.3], [alt|alt1]"}, {"height": 128},
+    {"enable_hr": True}, {"tiling": True}, {"sampler_index": "PLMS"}, {"sampler_index": "DDIM"},
+    {"sampler_index": "UniPC"}, {"n_iter": 2}, {"batch_size": 2}])
+def test_a1111s_own_api_test_requests_succeed(server, api, changes):
+    url, _ = server
+    response = post(api, url, "txt2img", {**A1111_TXT2IMG, **changes})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["images"]) == {"n_iter": 2, "batch_size": 2}.get(next(iter(changes), ""), 1)
+
+
+def test_every_listed_sampler_and_schedule_runs(server, api):
+    url, _ = server
+    for sampler in api.get(f"{url}/samplers", timeout=10).json():
+        (image,), info, _ = generate(api, url, sampler_name=sampler["name"], steps=3)
+        assert f"Sampler: {sampler['name']}," in info["infotexts"][0] and image.size == (64, 64)
+    for schedule in api.get(f"{url}/schedulers", timeout=10).json():
+        (image,), info, _ = generate(api, url, sampler_name="Euler", scheduler=schedule["name"], steps=3)
+        label = schedule["label"]
+        assert label == "Automatic" or f"Schedule type: {label}," in info["infotexts"][0], info["infotexts"][0]
+    response = post(api, url, "txt2img", {**SMALL, "override_settings": {"randn_source": "TPU"}})
+    assert response.status_code == 422 and "GPU, CPU, NV" in response.text
 
 
 @pytest.mark.parametrize("route, body, field", [

@@ -78,12 +78,13 @@ class CFGDenoiser:
     """`(x, sigma) -> guided x0` for a batch of images, as samplers call it (see docs/SAMPLING.md)."""
 
     def __init__(self, model: ModelPass, cfg_scale: float, expected_calls: int, *, negative_min_sigma: float = 0.0,
-                 keep: Keep | None = None, refiner: RefinerSwitch | None = None,
-                 check_stop: Callable[[], bool] | None = None) -> None:
+                 negative_min_on_timesteps: bool = False, keep: Keep | None = None,
+                 refiner: RefinerSwitch | None = None, check_stop: Callable[[], bool] | None = None) -> None:
         self.model = model
         self.cfg_scale = cfg_scale
         self.expected_calls = max(1, expected_calls)
         self.negative_min_sigma = negative_min_sigma
+        self.negative_min_on_timesteps = negative_min_on_timesteps  # A1111's timestep samplers compare it with t
         self.keep = keep
         self.refiner = refiner
         self.check_stop = check_stop
@@ -115,8 +116,8 @@ class CFGDenoiser:
             script_callbacks.cfg_denoiser_callback(params)
             x_rows, sigma_rows = params.x, params.sigma
             batch = _with_embeds(batch, torch.cat([params.text_uncond, params.text_cond]))
-        skip_negatives = self.calls % 2 == 1 and 0 < self.negative_min_sigma and float(sigma[0]) < \
-            self.negative_min_sigma
+        level = self.model.denoiser.sigma_to_t(sigma[:1]) if self.negative_min_on_timesteps else sigma[:1]
+        skip_negatives = self.calls % 2 == 1 and 0 < self.negative_min_sigma and float(level) < self.negative_min_sigma
         rows = slice(images if skip_negatives else 0, None)
         out = self._denoised(x_rows[rows], sigma_rows[rows], batch, rows)
         if skip_negatives:  # each image's first part stands in for its negative

@@ -11,7 +11,7 @@ import torch
 from modules.options import OPTIONS
 from modules.sampling import noise as noise_sources
 from modules.sampling import registry, schedules, timestep_samplers
-from modules.sampling.denoiser import Denoiser, rescale_zero_terminal_snr
+from modules.sampling.denoiser import V_PREDICTION, Denoiser, rescale_zero_terminal_snr
 from modules.sampling.extra_samplers import LCMDenoiser
 from modules.sampling.guidance import CFGDenoiser, SamplingStopped
 from modules.sampling.registry import TIMESTEPS, SamplerInfo
@@ -60,6 +60,7 @@ class SamplingSettings:
     eta_noise_seed_delta: int = _setting("eta_noise_seed_delta")
     s_min_uncond: float = _setting("s_min_uncond")
     initial_noise_multiplier: float = _setting("initial_noise_multiplier")
+    img2img_fix_steps: bool = _setting("img2img_fix_steps")
     use_old_scheduling: bool = _setting("use_old_scheduling")
 
     @classmethod
@@ -96,7 +97,8 @@ def pass_denoiser(sampler: SamplerInfo, model_denoiser: Denoiser, settings: Samp
         infotext["Noise Schedule"] = ZERO_TERMINAL_SNR
     if sampler.lcm:
         return LCMDenoiser(alphas)
-    return Denoiser(alphas, model_denoiser.prediction, settings.enable_quantization)
+    # A1111's timestep samplers hand the UNet their timesteps as they are, never quantized
+    return Denoiser(alphas, model_denoiser.prediction, settings.enable_quantization and sampler.kind != TIMESTEPS)
 
 
 def plan_pass(sampler_name: str, schedule_name: str | None, steps: int, model_denoiser: Denoiser,
@@ -228,7 +230,7 @@ def _options(plan: PassPlan, settings: SamplingSettings, eta: float | None) -> d
         if sampler.takes("variant"):
             options.update(variant=settings.uni_pc_variant, skip_type=settings.uni_pc_skip_type,
                            order=settings.uni_pc_order, lower_order_final=settings.uni_pc_lower_order_final,
-                           is_img2img=plan.img2img)
+                           is_img2img=plan.img2img, v_prediction=plan.denoiser.prediction == V_PREDICTION)
     return options
 
 
