@@ -102,6 +102,46 @@ def txt2img_overhead_ratio(rounds: int = 10) -> float:
     return _engine_vs_diffusers(lambda i: f"a lighthouse at dusk {i}", rounds)
 
 
+def sampler_step_overhead_ms(steps: int = 30, rounds: int = 5) -> float:
+    """Milliseconds per sampling step spent outside the UNet on the demo model at 64x64: the CFG batch, the
+    sampler's maths, its noise, the callbacks. The larger of DPM++ 2M (A1111's default) and Euler a (noise every
+    step), each the fastest of `rounds`, all on the engine's worker as in the app."""
+    from modules.engine import Engine
+    from modules.generation import RunSettings, Txt2Img
+    from modules.generation_params import GenerationParams
+
+    class Timed(Txt2Img):
+        def sample(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return super().sample(*args, **kwargs)
+            finally:
+                spent["sampling"] += time.perf_counter() - start
+
+    engine = Engine()
+    model = engine.call("load", lambda ctx: _demo_model())
+    spent = {"sampling": 0.0, "unet": 0.0}
+    entered: list[float] = []
+    before = model.unet.register_forward_pre_hook(lambda *_: entered.append(time.perf_counter()))
+    after = model.unet.register_forward_hook(
+        lambda *_: spent.__setitem__("unet", spent["unet"] + time.perf_counter() - entered.pop()))
+    worst = 0.0
+    try:
+        for sampler in ("DPM++ 2M", "Euler a"):
+            params = GenerationParams(prompt="a lighthouse", negative_prompt="blurry", steps=steps, width=64,
+                                      height=64, sampler_name=sampler, seed=1)
+            rounds_ms = []
+            for _ in range(rounds + 1):  # the first warms up
+                spent.update(sampling=0.0, unet=0.0)
+                engine.call("bench", lambda ctx: Timed(model, params, ctx, RunSettings()).run())
+                rounds_ms.append((spent["sampling"] - spent["unet"]) / steps * 1000)
+            worst = max(worst, min(rounds_ms[1:]))
+    finally:
+        before.remove(), after.remove()
+        engine.shutdown()
+    return worst
+
+
 def repeat_prompt_ratio(rounds: int = 10) -> float:
     """Engine / diffusers with the same prompt every round (new seeds): the engine's conditioning
     comes from its cache after the warm-up, diffusers encodes the prompt each time."""
@@ -283,7 +323,7 @@ def preview_overhead_ratio(rounds: int = 5) -> float:
 
 
 BENCHMARKS = {benchmark.__name__: benchmark for benchmark in (
-    txt2img_overhead_ratio, repeat_prompt_ratio, text_encoding_share_sd15, cpu_bf16_vs_fp32_ratio,
+    txt2img_overhead_ratio, sampler_step_overhead_ms, repeat_prompt_ratio, text_encoding_share_sd15, cpu_bf16_vs_fp32_ratio,
     model_switch_rss_growth, launch_to_page_s, peak_rss_mb_demo, peak_rss_mb_sd15, prompt_parse_vs_tokenize_ratio,
     preview_overhead_ratio)}
 
