@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from modules.errors import UserError
@@ -171,3 +172,28 @@ def test_sigma_churn_reaches_the_samplers_that_read_it_and_is_written(engine, de
     assert not np.array_equal(heun, _run(engine, demo_model, "Heun")[0]) and "Sigma churn: 4" in heun_text
     lms, lms_text = _run(engine, demo_model, "LMS", **churn)
     assert np.array_equal(lms, _run(engine, demo_model, "LMS")[0]) and "Sigma" not in lms_text
+
+
+def test_a_schedule_type_a_sampler_ignores_is_a_note(engine, demo_model):
+    params = GenerationParams(prompt="a red house", steps=4, width=64, height=64, seed=5, sampler_name="DDIM",
+                              scheduler="Karras")
+    result = engine.call("t", lambda ctx: Txt2Img(demo_model, params, ctx, RunSettings()).run())
+    assert any("Schedule type Karras does not apply to DDIM" in w for w in result.warnings)
+    assert "Schedule type: Karras," in result.infotexts[0] and "Schedule type unused: Karras," in result.infotexts[0]
+    plain = run(engine, demo_model, sampler_name="DDIM", steps=4)
+    assert np.array_equal(np.asarray(plain.images[0]), np.asarray(result.images[0])) and not plain.warnings
+
+
+def test_a_unet_that_gives_nans_stops_the_job_with_a_clear_message(engine, demo_model):
+    from modules import script_callbacks
+
+    def poison(params):
+        params.x = torch.full_like(params.x, float("nan"))
+
+    script_callbacks.on_cfg_denoiser(poison)
+    try:
+        with pytest.raises(UserError, match="A tensor with all NaNs was produced in the UNet"):
+            run(engine, demo_model, steps=2)
+    finally:
+        script_callbacks.clear()
+    assert np.asarray(run(engine, demo_model, steps=2).images[0]).std() > 5, "the next job runs"

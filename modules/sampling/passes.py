@@ -17,6 +17,7 @@ from modules.sampling.guidance import CFGDenoiser, SamplingStopped
 from modules.sampling.registry import TIMESTEPS, SamplerInfo
 
 ZERO_TERMINAL_SNR = "Zero Terminal SNR"
+UNUSED_SCHEDULE = "Schedule type unused"  # infotext key: the chosen schedule type, which the sampler ignores
 CHURN = ("s_churn", "s_tmin", "s_tmax", "s_noise")
 # A1111 gives the sigma settings only to these samplers (sampler_extra_params); s_tmax 0 means no limit.
 _SIGMA_OPTIONS = {k: CHURN for k in ("sample_euler", "sample_heun", "sample_dpm_2")} | {
@@ -119,9 +120,10 @@ def plan_pass(sampler_name: str, schedule_name: str | None, steps: int, model_de
     if settings.always_discard_next_to_last_sigma and not sampler.discard_next_to_last_sigma:
         infotext["Discard penultimate sigma"] = True
     if sampler.kind == TIMESTEPS:
-        if chosen is not None:
+        if chosen is not None:  # a note, never silently dropped; the infotext keeps the user's choice too
             notes.append(f"Schedule type {chosen.label} does not apply to {sampler.label}, which walks its own "
                          "timesteps")
+            infotext[UNUSED_SCHEDULE] = chosen.label
         full = timestep_samplers.a1111_timesteps(total, discard_next_to_last_sigma=discard)
         noise_timestep = int(full[t_enc]) if img2img else 0
         schedule = full[:t_enc] if img2img else full
