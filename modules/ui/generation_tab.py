@@ -1,5 +1,5 @@
 """What txt2img and img2img share on the page: prompt boxes with token counters, Generate /
-Interrupt / Skip, the sampling controls, the seed row, and the gallery with its infotext."""
+Interrupt / Skip, the sampling controls, the seed row, Override settings, and the gallery with its infotext."""
 from __future__ import annotations
 
 import html
@@ -10,10 +10,12 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 from PIL import Image
 
+from modules import processing
 from modules.engine import Progress
 from modules.errors import UserError
 from modules.generation import GenerationResult
 from modules.generation_params import NO_REFINER, GenerationParams
+from modules.options import settings_from_entries
 from modules.services import Services
 from modules.ui.controls import make_control
 from modules.ui.styles_editor import StylesEditor
@@ -65,6 +67,13 @@ def wait_with_progress(services: Services, future: Future, progress: gr.Progress
     for _ in previews_while_waiting(services, future, progress):
         pass
     return job_result(future)
+
+
+def queue_job(services: Services, p: processing.StableDiffusionProcessing, script_args: list,
+              override_settings: dict[str, Any]) -> Future:
+    """Queue a page job: its processing object with the Script controls' values and the Override settings."""
+    p.script_args, p.override_settings = list(script_args), dict(override_settings)
+    return services.submit_processing(p)
 
 
 def gallery_items(result: GenerationResult) -> list:
@@ -193,6 +202,17 @@ class GenerationTab:
                            outputs=self.seed_extras, queue=False, show_progress="hidden", api_visibility="private")
         random_subseed.click(lambda: -1, outputs=self.controls["subseed"], queue=False, api_visibility="private")
 
+    def override_settings_control(self) -> None:
+        """A1111's "Override settings": the settings pasted infotext sets (RNG, ENSD, Eta…) with values other than
+        those in force, as "Key: value" entries that Generate applies to its job only. Hidden while empty; an
+        entry removed by hand is not applied."""
+        self.override_settings = gr.Dropdown([], value=[], label="Override settings", multiselect=True,
+                                             allow_custom_value=True, visible=False,
+                                             elem_id=f"{self.tab}_override_settings")
+        self.override_settings.change(lambda entries: gr.update(visible=bool(entries)), inputs=self.override_settings,
+                                      outputs=self.override_settings, queue=False, show_progress="hidden",
+                                      api_visibility="private")
+
     def output_column(self) -> None:
         """The gallery and the infotext under it."""
         self.gallery = gr.Gallery(label="Output", elem_id=f"{self.tab}_gallery", format="png", columns=2,
@@ -201,29 +221,32 @@ class GenerationTab:
         self.last_seed = gr.State(-1)
         self.selected = gr.State(0)
 
-    def wire(self, clip_skip: gr.Slider | None, submit: Callable[[GenerationParams, list], Future],
+    def wire(self, clip_skip: gr.Slider | None, submit: Callable[[GenerationParams, list, dict[str, Any]], Future],
              extra_inputs: list | None = None) -> None:
         """Connect Generate (API name = the tab's), the counters, the seed buttons and Interrupt/Skip.
 
         `clip_skip` is the quicksettings row's slider; without one, the Clip skip setting is used.
 
-        `submit(params, extra_values)` queues the job; `extra_values` are the values of `extra_inputs`.
+        `submit(params, extra_values, override_settings)` queues the job; `extra_values` are the values of
+        `extra_inputs`, `override_settings` the Override settings entries as {setting key: value}.
         """
         names = list(self.controls)
         extra_inputs = extra_inputs or []
         services = self.services
 
         skip_inputs = [clip_skip] if clip_skip is not None else []
+        settings_at = len(names) + len(skip_inputs)  # where the Override settings entries are among the inputs
 
         def run(*values: Any, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
             field_values = values[:len(names)]
             skip_value = values[len(names)] if skip_inputs else services.opts.CLIP_stop_at_last_layers
             try:
                 params = GenerationParams.from_dict({**dict(zip(names, field_values)), "clip_skip": skip_value})
+                overrides = settings_from_entries(services.opts, values[settings_at] or [])
             except ValueError as exc:
                 raise gr.Error(str(exc)) from exc
             try:
-                future = submit(params, list(values[len(names) + len(skip_inputs):]))
+                future = submit(params, list(values[settings_at + 1:]), overrides)
             except UserError as exc:
                 raise gr.Error(str(exc)) from exc
             for preview in previews_while_waiting(services, future, progress):
@@ -237,7 +260,8 @@ class GenerationTab:
                 text = f"(interrupted)\n{text}"
             yield gallery_items(result), infotext_html(text), result.params.seed
 
-        self.generate.click(run, inputs=[self.controls[n] for n in names] + skip_inputs + extra_inputs,
+        self.generate.click(run, inputs=[self.controls[n] for n in names] + skip_inputs + [self.override_settings]
+                            + extra_inputs,
                             outputs=[self.gallery, self.info, self.last_seed], api_name=self.tab,
                             concurrency_limit=None)
         self.wire_prompt_tools()

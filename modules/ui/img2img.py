@@ -10,9 +10,10 @@ from PIL import Image
 from modules.errors import UserError
 from modules.generation_params import GenerationParams
 from modules.img2img import Img2ImgInputs
+from modules.processing import StableDiffusionProcessingImg2Img
 from modules.services import Services
 from modules.ui.extra_networks import ExtraNetworksPanel
-from modules.ui.generation_tab import GenerationTab
+from modules.ui.generation_tab import GenerationTab, queue_job
 from modules.ui.script_controls import script_controls
 from modules.ui.send_buttons import add_send_buttons
 from modules.ui.ui_config import UiConfig
@@ -113,17 +114,21 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
             with gr.Accordion("Inpainting", open=False, elem_id="img2img_inpaint_controls"):
                 for name in MASK_FIELDS:
                     tab.control(name)
+            tab.override_settings_control()
             script_inputs = script_controls(services, TAB)
         with gr.Column():
             tab.output_column()
             add_send_buttons(tab)
     interrogate.click(lambda: gr.Warning(INTERROGATE_NOTE), api_name="interrogate")
 
-    def submit(params: GenerationParams, extra: list) -> Future:
+    def submit(params: GenerationParams, extra: list, overrides: dict) -> Future:
         mode_value, images, batch_values = int(extra[0] or 0), extra[1:7], extra[7:10]
         if mode_value == BATCH:
-            return services.img2img_batch(params, *batch_values)
-        return services.img2img(params, inputs_for(mode_value, images), extra[10:])
+            with services.opts.overridden(overrides):  # a batch job reads its settings when it is queued
+                return services.img2img_batch(params, *batch_values)
+        inputs = inputs_for(mode_value, images)
+        p = StableDiffusionProcessingImg2Img.from_params(params, init_images=inputs.images, mask=inputs.mask)
+        return queue_job(services, p, extra[10:], overrides)
 
     tab.wire(clip_skip, submit, [mode, tab.image, tab.sketch, tab.inpaint, tab.inpaint_sketch, tab.upload_image,
                                  tab.upload_mask, batch_in, batch_out, batch_mask, *script_inputs])

@@ -2,7 +2,9 @@
 
 The fields come from `params_from_infotext`, so every GenerationParams field that the text names and the
 tab (or the quicksettings row) shows is filled. The checkpoint it names is picked in the quicksettings
-dropdown and loaded through that dropdown's own handler.
+dropdown and loaded through that dropdown's own handler. The settings it names (RNG, ENSD, Eta, the sigmas…:
+those with an infotext key) with values other than those in force fill the tab's "Override settings", as
+A1111's get_override_settings does; Generate applies them to its job.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from modules.errors import UserError
 from modules.generation_params import GenerationParams
 from modules.infotext import params_from_parsed, parse_infotext
 from modules.model_manager import ModelManager
+from modules.options import Options, override_entries, settings_from_infotext
 from modules.ui.generation_tab import GenerationTab
 
 log = logging.getLogger(__name__)
@@ -38,22 +41,29 @@ class Quicksettings:
 
 @dataclass
 class Pasted:
-    """What infotext says: typed GenerationParams values, the keys no field holds, and what was skipped."""
+    """What infotext says: typed GenerationParams values, the keys no field holds, the settings whose values
+    differ from those in force (setting key → value), and what was skipped."""
 
     values: dict[str, Any]
     rest: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
-def read_fields(text: str) -> Pasted:
+def read_fields(text: str, opts: Options | None = None) -> Pasted:
     """Parse infotext into field values (after extensions' on_infotext_pasted callbacks have seen and
-    perhaps changed the parsed keys); a value that doesn't fit its field ("Steps: abc") is left out and
-    becomes a warning."""
+    perhaps changed the parsed keys), and with `opts`, into the settings it sets for a job; a value that
+    doesn't fit its field ("Steps: abc") or setting ("ENSD: x") is left out and becomes a warning."""
     parsed = parse_infotext(text)
     script_callbacks.infotext_pasted_callback(text, parsed)
     values, rest = params_from_parsed(parsed)
     skipped = rest.pop(UNREADABLE, None)
-    return Pasted(values, rest, [f"Skipped unreadable values: {skipped}"] if skipped else [])
+    warnings = [f"Skipped unreadable values: {skipped}"] if skipped else []
+    settings: dict[str, Any] = {}
+    if opts is not None:
+        settings, unusable = settings_from_infotext(opts, rest)
+        warnings += [f"Skipped a setting: {reason}" for reason in unusable]
+    return Pasted(values, rest, warnings, settings)
 
 
 def find_checkpoint(models: ModelManager, rest: dict[str, str]) -> tuple[str | None, str | None]:
@@ -86,29 +96,41 @@ def paste_controls(tab: GenerationTab, quick: Quicksettings) -> dict[str, gr.com
     return {**quick.fields, **tab.controls}
 
 
-def paste_updates(text: str, names: Sequence[str], models: ModelManager) -> list[dict]:
-    """Updates for the named controls, then for the checkpoint dropdown; warnings go to the page and the log."""
-    pasted = read_fields(text)
+def override_update(opts: Options, settings: dict[str, Any]) -> dict:
+    """The "Override settings" dropdown holding `settings` as "Key: value" entries, shown only when there is one."""
+    entries = override_entries(opts, settings)
+    return gr.update(value=entries, choices=entries, visible=bool(entries))
+
+
+def paste_updates(text: str, names: Sequence[str], models: ModelManager, opts: Options | None = None) -> list[dict]:
+    """Updates for the named controls, then for the checkpoint dropdown, then (with `opts`) for the
+    "Override settings" dropdown; warnings go to the page and the log."""
+    pasted = read_fields(text, opts)
     title, missing = find_checkpoint(models, pasted.rest)
     for warning in [*pasted.warnings, *([missing] if missing else [])]:
         log.warning("Pasting infotext: %s", warning)
         gr.Warning(warning)
-    return [*field_updates(pasted, names), gr.update(value=title) if title else gr.update()]
+    overrides = [override_update(opts, pasted.settings)] if opts is not None else []
+    return [*field_updates(pasted, names), gr.update(value=title) if title else gr.update(), *overrides]
 
 
 def wire_paste(button: gr.Button, source: Callable[..., tuple[str | None, list]], inputs: list,
                tab: GenerationTab | None, quick: Quicksettings, extra_outputs: list, api_name: str) -> None:
     """On a click, `source(*inputs)` gives (infotext or None, values for `extra_outputs`); the infotext fills
-    `tab`'s controls and the quicksettings, then a checkpoint it named and that differs is loaded."""
+    `tab`'s controls, its Override settings and the quicksettings, then a checkpoint it named and that differs
+    is loaded."""
     controls = paste_controls(tab, quick) if tab else {}
     names = list(controls)
+    overrides = [tab.override_settings] if tab else []
+    opts = tab.services.opts if tab else None
 
     def run(*values: Any) -> tuple:
         text, extra = source(*values)
-        updates = paste_updates(text, names, quick.models) if text else [gr.update()] * (len(names) + 1)
+        updates = paste_updates(text, names, quick.models, opts) if text \
+            else [gr.update()] * (len(names) + 1 + len(overrides))
         return (*updates, *extra)
 
-    outputs = [*controls.values(), quick.checkpoint, *extra_outputs]
+    outputs = [*controls.values(), quick.checkpoint, *overrides, *extra_outputs]
     button.click(run, inputs=inputs, outputs=outputs, api_name=api_name).success(
         quick.switch_checkpoint, inputs=quick.checkpoint, outputs=[quick.checkpoint, quick.status],
         api_visibility="private")

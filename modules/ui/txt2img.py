@@ -5,9 +5,10 @@ import gradio as gr
 
 from modules import hires_fix
 from modules.generation_params import USE_SAME_CHECKPOINT, GenerationParams
+from modules.processing import StableDiffusionProcessingTxt2Img
 from modules.services import Services
 from modules.ui.extra_networks import ExtraNetworksPanel
-from modules.ui.generation_tab import GenerationTab
+from modules.ui.generation_tab import GenerationTab, queue_job
 from modules.ui.script_controls import script_controls
 from modules.ui.send_buttons import add_send_buttons
 from modules.ui.ui_config import UiConfig
@@ -68,9 +69,11 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
                 tab.control("tiling")
             hires_accordion(tab, services)
             tab.refiner_accordion()
+            tab.override_settings_control()
             script_inputs = script_controls(services, TAB)
         with gr.Column():
             tab.output_column()
             add_send_buttons(tab)
-    tab.wire(clip_skip, lambda params, extra: services.txt2img(params, extra), script_inputs)
+    tab.wire(clip_skip, lambda params, extra, overrides: queue_job(
+        services, StableDiffusionProcessingTxt2Img.from_params(params), extra, overrides), script_inputs)
     return tab
