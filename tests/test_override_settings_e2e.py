@@ -100,11 +100,11 @@ def outputs(client, api_name: str, *args) -> dict:
     return {r["label"]: value for r, value in zip(returns, client.predict(*args, api_name=api_name))}
 
 
-def generate(client, entries: list[str]) -> str:
-    """Generate on the txt2img page with these Override settings; the infotext shown under the gallery."""
+def generate(client, entries: list[str], tab: str = "txt2img", **values) -> str:
+    """Generate on a tab of the page with these Override settings; the infotext shown under the gallery."""
     values = {"Prompt": "a fox", "Sampling method": "Euler a", "Sampling steps": 2, "Width": 64, "Height": 64,
-              "Seed": 5, "Override settings": entries}
-    _, info = client.predict(*endpoint_args(client, "/txt2img", values), api_name="/txt2img")
+              "Seed": 5, "Override settings": entries, **values}
+    _, info = client.predict(*endpoint_args(client, f"/{tab}", values), api_name=f"/{tab}")
     return html.unescape(re.sub(r"</?p[^>]*>", "", info.replace("<br>", "\n")))
 
 
@@ -118,6 +118,15 @@ def test_paste_fills_override_settings_and_generate_runs_with_the_entries_left(c
     without_rng = generate(client, ENTRIES[1:])  # an entry removed by hand is not applied
     assert ran_with(without_rng) == {**FROM_TEXT, "randn_source": "NV"} and "RNG: NV" in without_rng
     assert ran_with(generate(client, [])) == SERVER_SETTINGS
+
+
+def test_img2img_batch_runs_with_the_override_settings(client, tmp_path):
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (64, 64), "teal").save(tmp_path / "in" / "teal.png")
+    folders = {"img2img mode": 5, "Input directory": str(tmp_path / "in"), "Output directory": str(tmp_path / "out")}
+    infotext = generate(client, ENTRIES, "img2img", **folders)
+    assert all(entry in infotext for entry in ("RNG: CPU", "ENSD: 31337", "Eta: 0.5")), infotext
+    assert "RNG: NV" in generate(client, [], "img2img", **folders)
 
 
 def test_a_missing_rng_pastes_gpu_and_text_without_settings_hides_the_dropdown(client):
