@@ -12,7 +12,7 @@ import torch
 from modules.sampling import extra_samplers as ex
 from modules.sampling.denoiser import Denoiser, alphas_cumprod_of
 from modules.sampling.schedules import karras
-from test_sampling_schedules import k_diffusion_module
+from sampling_oracles import k_diffusion_module
 from test_sampling_timestep_samplers import (AC, LATENT, MEAN, SHAPE, SIGMAS, START, Draws, flow_solution,
                                              posterior, relative_error)
 

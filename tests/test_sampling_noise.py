@@ -3,12 +3,7 @@ A1111 documents for its NV source, plain torch.Generator draws in A1111's order,
 BrownianTreeNoiseSampler (test-only)."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import struct
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -17,6 +12,7 @@ from torchsde._brownian import brownian_interval
 
 from modules.sampling import noise
 from modules.sampling.noise import BrownianNoise, ImageRNG, PhiloxGenerator
+from sampling_oracles import k_diffusion_module, philox_randn, philox_words
 
 SHAPE = (4, 8, 8)
 TORCHSDE_RANDN = brownian_interval._randn
@@ -51,20 +47,6 @@ def test_philox_gives_random123s_known_answers(line):
     assert noise.philox4x32(counter, key, int(rounds))[:, 0].tolist() == values[6:]
 
 
-def philox_words(seed: int, offset: int, index: int) -> tuple[int, int]:
-    """The first two words of Philox4x32-10 at counter (offset, 0, index, 0) under the seed's two halves, in
-    plain Python integers (a second, scalar implementation of the published algorithm)."""
-    mask = 0xFFFFFFFF
-    c = [offset, 0, index, 0]
-    k = [seed & mask, seed >> 32]
-    for done in range(10):
-        if done:
-            k = [(k[0] + 0x9E3779B9) & mask, (k[1] + 0xBB67AE85) & mask]
-        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
-        c = [(p1 >> 32) ^ c[1] ^ k[0], p1 & mask, (p0 >> 32) ^ c[3] ^ k[1], p0 & mask]
-    return c[0], c[1]
-
-
 def test_nv_seed_0_gives_the_values_a1111_documents():
     # The documented values are Box-Muller of the Philox words with an exact 2π/2³², unrounded: that pins the
     # counter and key layout and which words are used, to the printed precision.
@@ -78,20 +60,11 @@ def test_nv_seed_0_gives_the_values_a1111_documents():
     assert np.abs(values.ravel() - A1111_SEED_0).max() < 3e-7
 
 
-def f32(value: float) -> float:
-    return struct.unpack("f", struct.pack("f", value))[0]
-
-
 @pytest.mark.parametrize("seed", [12345, 2**32 + 7])
 def test_nv_values_follow_a1111s_box_muller_for_other_seeds_and_later_calls(seed):
-    unit, unit_2pi = f32(2.3283064e-10), f32(2.3283064e-10 * 6.2831855)  # A1111's float32 constants
     generator = PhiloxGenerator(seed)
     for offset in range(2):  # each call moves the counter's first word on by one
-        got = generator.randn((2, 5)).ravel()
-        words = [philox_words(seed, offset, i) for i in range(10)]
-        want = np.array([math.sqrt(-2.0 * math.log(x * unit + unit / 2)) * math.sin(y * unit_2pi + unit_2pi / 2)
-                         for x, y in words], dtype=np.float32)
-        np.testing.assert_array_max_ulp(got, want, maxulp=1)
+        np.testing.assert_array_max_ulp(generator.randn((2, 5)), philox_randn(seed, offset, (2, 5)), maxulp=1)
 
 
 def test_first_is_each_images_first_draw_and_next_continues_it():
@@ -210,18 +183,6 @@ def test_sources():
         ImageRNG(SHAPE, [3], source="cuda")
 
 
-def k_diffusion_sampling() -> types.ModuleType:
-    """k_diffusion.sampling (the test-only oracle); its package __init__ imports training extras that are not
-    installed, so without them the package is entered bare."""
-    try:
-        return importlib.import_module("k_diffusion.sampling")
-    except ImportError:
-        package = types.ModuleType("k_diffusion")
-        package.__path__ = list(importlib.util.find_spec("k_diffusion").submodule_search_locations)
-        sys.modules["k_diffusion"] = package
-        return importlib.import_module("k_diffusion.sampling")
-
-
 SIGMAS = torch.tensor([14.6146, 7.0, 3.5, 1.5, 0.6, 0.2, 0.0292, 0.0])
 
 
@@ -235,7 +196,7 @@ def queries() -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def test_brownian_noise_is_k_diffusions_brownian_tree_per_image():
-    oracle_module = k_diffusion_sampling()
+    oracle_module = k_diffusion_module("sampling")
     x = torch.zeros(2, *SHAPE)
     ours = noise.brownian_noise(x, SIGMAS, [11, 12], source="CPU")
     oracle = oracle_module.BrownianTreeNoiseSampler(x, SIGMAS[SIGMAS > 0].min(), SIGMAS.max(), seed=[11, 12])
@@ -257,13 +218,13 @@ def test_brownian_noise_of_a_batch_of_two_equals_two_batches_of_one():
 
 def test_brownian_noise_draws_its_tree_from_the_nv_source(monkeypatch):
     # A1111 replaces torchsde's Gaussian draw with the RNG source's first draw for the node's seed.
-    def philox_randn(size, dtype, device, seed):
+    def nv_randn(size, dtype, device, seed):
         return torch.from_numpy(PhiloxGenerator(int(seed)).randn(size)).to(device=device, dtype=dtype)
 
-    oracle_module = k_diffusion_sampling()
+    oracle_module = k_diffusion_module("sampling")
     x = torch.zeros(1, *SHAPE)
     ours = noise.brownian_noise(x, SIGMAS, [11], source="NV")
-    monkeypatch.setattr(brownian_interval, "_randn", philox_randn)
+    monkeypatch.setattr(brownian_interval, "_randn", nv_randn)
     oracle = oracle_module.BrownianTreeNoiseSampler(x, SIGMAS[SIGMAS > 0].min(), SIGMAS.max(), seed=[11])
     plain = noise.brownian_noise(x, SIGMAS, [11], source="CPU")
     for sigma, sigma_next in queries()[:4]:
@@ -272,7 +233,7 @@ def test_brownian_noise_draws_its_tree_from_the_nv_source(monkeypatch):
 
 
 def test_without_batch_determinism_one_tree_is_seeded_as_k_diffusion_seeds_it_in_a1111():
-    oracle_module = k_diffusion_sampling()
+    oracle_module = k_diffusion_module("sampling")
     x = torch.zeros(2, *SHAPE)
     ours = noise.brownian_noise(x, SIGMAS, [11, 12], source="CPU", batch_determinism=False)
     with torch.random.fork_rng(devices=[]):

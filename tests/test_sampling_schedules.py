@@ -4,11 +4,7 @@ sd_schedulers.py re-derived here over the oracle's σ↔t maps where it has its 
 A1111 prints (docs/A1111-REFERENCE.md)."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -17,23 +13,11 @@ from scipy import stats
 
 from modules.sampling import schedules
 from modules.sampling.denoiser import Denoiser, alphas_cumprod_of
+from sampling_oracles import k_diffusion_module
 
 SD15_UNIFORM_10 = [14.6146, 7.8399, 4.6092, 2.9183, 1.9502, 1.3449, 0.9324, 0.6250, 0.3687, 0.0292, 0]
 SD15_KARRAS_10 = [14.6146, 9.1029, 5.4784, 3.1686, 1.7494, 0.9141, 0.4469, 0.2014, 0.0819, 0.0292, 0]
 STEPS = [1, 3, 7, 10, 11, 20, 33]
-
-
-def k_diffusion_module(name: str):
-    """A module of the installed k-diffusion, imported without its package __init__ (which needs training
-    dependencies), under a private package name."""
-    if "_kd_oracle" not in sys.modules:
-        spec = importlib.util.find_spec("k_diffusion")
-        if spec is None:
-            raise ImportError("k-diffusion (the `test` extra) is needed as the oracle")
-        package = types.ModuleType("_kd_oracle")
-        package.__path__ = list(spec.submodule_search_locations)
-        sys.modules["_kd_oracle"] = package
-    return importlib.import_module(f"_kd_oracle.{name}")
 
 
 @pytest.fixture(scope="module")
