@@ -100,6 +100,10 @@ class JobHooks:
     def after_batch(self, batch_no: int, batch_images: list[Image.Image]) -> None:
         """After a batch's images are finished and saved."""
 
+    def start_noise(self, job: "Txt2Img", noise: torch.Tensor) -> torch.Tensor:
+        """The noise a pass starts from; a script may put its own in (img2img alternative test does)."""
+        return noise
+
 
 def validate(params: GenerationParams, limits: Limits) -> None:
     """Refuse impossible jobs and those over the limits with a clear message, before anything is allocated."""

@@ -177,11 +177,17 @@ class Img2Img(Txt2Img):
     def start(self, plan: PassPlan, noise: torch.Tensor) -> torch.Tensor:
         """The init latents noised to where the schedule's kept tail starts, with the noise scaled by the
         Noise multiplier setting."""
+        noise = self.hooks.start_noise(self, noise)
         multiplier = self.settings.sampling.initial_noise_multiplier
         if multiplier != 1.0:
             self.extra_infotext["Noise multiplier"] = f"{multiplier:g}"
             noise = noise * multiplier
         return start_latent(plan, noise.float(), self.settings.sampling, init=self._latents.init.float())
+
+    @property
+    def init_latents(self) -> torch.Tensor:
+        """The batch's init latents (encoded images, masked content filled), as sampling starts from them."""
+        return self._latents.init
 
     def keep(self) -> Keep | None:
         """With a mask, the unmasked init latents are kept at every step (A1111's mask and nmask)."""

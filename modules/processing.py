@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 
 from modules import rng
@@ -224,6 +225,10 @@ class _ScriptHooks(JobHooks):
         pp = PostprocessImageArgs(image)
         self.p.scripts.postprocess_image(self.p, pp)
         return pp.image
+
+    def start_noise(self, job, noise: torch.Tensor) -> torch.Tensor:
+        override = getattr(self.p, "start_noise", None)  # set by a script's run() for its process_images
+        return noise if override is None else override(job, noise)
 
     def after_batch(self, batch_no: int, batch_images: list[Image.Image]) -> None:
         if self.p.scripts is not None:

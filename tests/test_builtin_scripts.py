@@ -151,3 +151,49 @@ def test_outpainting_mk2_grows_the_chosen_sides_and_keeps_the_image(services, ph
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(image))
     with pytest.raises(UserError, match="at least one outpainting direction"):
         generate_img2img(services, photo, "Outpainting mk2", {"Outpainting direction": []})
+
+
+@pytest.mark.parametrize("sigma_adjustment", [False, True])
+def test_reverse_euler_finds_the_noise_that_euler_turns_back_into_the_image(sigma_adjustment):
+    """On a model whose x0 is exact (Gaussian data), Euler from the found noise lands back on the image."""
+    import torch
+
+    from modules.sampling.denoiser import Denoiser, alphas_cumprod_of
+    from modules.sampling.k_samplers import sample_euler
+
+    alt = script_module("img2imgalt")
+    denoiser, variance = Denoiser(alphas_cumprod_of({})), 0.5
+    model = lambda x, sigma: x * variance / (variance + sigma.reshape(-1, 1, 1, 1) ** 2)  # noqa: E731
+    image = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * variance ** 0.5
+    noise = alt.reverse_euler(model, image, denoiser.uniform_sigmas(40).flip(0), sigma_adjustment)
+    start = alt.mixed(noise, torch.zeros_like(noise), 0.0) - image / denoiser.sigma_max  # as the script starts
+    schedule = denoiser.uniform_sigmas(40)
+    rebuilt = sample_euler(model, image + start * schedule[0], schedule)
+    assert (rebuilt - image).abs().mean() < 0.1 * image.abs().mean()
+
+
+def test_img2img_alternative_test_samples_from_the_image_not_the_seed(services, photo):
+    import torch
+
+    settings = {"prompt": "a photo", "sampler_name": "Euler", "steps": 6, "cfg_scale": 1.0, "denoising_strength": 1.0}
+    values = {"Original prompt": "a photo", "Decode CFG scale": 1.0, "Decode steps": 6}
+    calls = []
+    handle = services.models.current.unet.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        first = generate_img2img(services, photo, "img2img alternative test", values, seed=1, **settings)
+        decoded_and_sampled = len(calls)
+        second = generate_img2img(services, photo, "img2img alternative test", values, seed=2, **settings)
+    finally:
+        handle.remove()
+    assert decoded_and_sampled == 12 and len(calls) == 18, "the found noise is reused while nothing changed"
+    assert np.array_equal(np.asarray(first.images[0]), np.asarray(second.images[0])), "the seed plays no part"
+    plain = [generate_img2img(services, photo, seed=seed, **settings).images[0] for seed in (1, 2)]
+    assert not np.array_equal(np.asarray(plain[0]), np.asarray(plain[1]))
+    random = generate_img2img(services, photo, "img2img alternative test", {**values, "Randomness": 0.5}, seed=1,
+                              **settings)
+    assert not np.array_equal(np.asarray(random.images[0]), np.asarray(first.images[0]))
+    text = first.infotexts[0]
+    for entry in ("Decode prompt: a photo", "Decode CFG scale: 1.0", "Decode steps: 6", "Randomness: 0",
+                  "Sigma Adjustment: False"):
+        assert entry in text, text
+    assert torch.is_tensor(script_module("img2imgalt").mixed(torch.ones(1), torch.zeros(1), 0.5))
