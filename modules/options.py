@@ -76,12 +76,13 @@ OPTIONS: dict[str, OptionInfo] = {
     "CLIP_stop_at_last_layers": OptionInfo(1, "Clip skip", minimum=1, maximum=12, step=1),
     "comma_padding_backtrack": OptionInfo(20, "Prompt word wrap length limit (comma backtrack, tokens)",
                                           minimum=0, maximum=74, step=1),
-    "emphasis": OptionInfo("Original", "Emphasis mode", choices=("Original", "No norm", "Ignore", "None")),
+    "emphasis": OptionInfo("Original", "Emphasis mode", choices=("Original", "No norm", "Ignore", "None"),
+                           infotext="Emphasis"),
     "randn_source": OptionInfo("GPU", "Random number generator source (GPU: the model's device; NV: NVIDIA's "
                                       "numbers on any device)", choices=("GPU", "CPU", "NV"), infotext="RNG"),
     "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta (ENSD)", minimum=0, step=1, infotext="ENSD"),
     "hires_fix_refiner_pass": OptionInfo(SECOND_PASS, "Hires fix: which pass the refiner takes part in",
-                                         choices=HIRES_REFINER_PASSES),
+                                         choices=HIRES_REFINER_PASSES, infotext="Hires refiner"),
     "eta_ddim": OptionInfo(0.0, "Eta for DDIM: how much fresh noise each DDIM step adds (0: none, 1: as DDPM)",
                            section=SAMPLER_PARAMETERS, minimum=0.0, maximum=1.0, step=0.01, infotext="Eta DDIM"),
     "eta_ancestral": OptionInfo(1.0, "Eta for k-diffusion samplers: noise multiplier of the ancestral and SDE "

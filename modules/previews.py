@@ -20,20 +20,11 @@ from PIL import Image
 from modules import model_families
 from modules.model_families.base import LatentFormat
 from modules.model_families.sd1 import SD_LATENTS
-from modules.model_families.sdxl import SDXL_LATENTS
 from modules.safe_weights import check_pickled_files, read_weights
 
 log = logging.getLogger(__name__)
 
 PREVIEW_METHODS = ("Approx cheap", "Approx NN", "TAESD", "Full")
-
-
-def _format(latent_format: LatentFormat | bool) -> LatentFormat:
-    """The latent format to preview. generation.py still passes `model.is_sdxl` (a bool) until it passes
-    `model.family.latent_format`; the bool form goes then."""
-    if isinstance(latent_format, LatentFormat):
-        return latent_format
-    return SDXL_LATENTS if latent_format else SD_LATENTS
 
 
 def to_image(pixels: torch.Tensor) -> Image.Image:
@@ -42,14 +33,13 @@ def to_image(pixels: torch.Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array))
 
 
-def approx_cheap(latents: torch.Tensor, latent_format: LatentFormat | bool = SD_LATENTS) -> Image.Image:
+def approx_cheap(latents: torch.Tensor, latent_format: LatentFormat = SD_LATENTS) -> Image.Image:
     """The first image of a latent batch through its format's linear map (latent channel → RGB weights, fitted
     to the family's VAE, plus an offset; values in -1..1), at the VAE's size."""
-    fmt = _format(latent_format)
-    first = latents[0, :fmt.channels].float().cpu()
-    bias = torch.tensor(fmt.preview_bias)[:, None, None]
-    rgb = torch.einsum("chw,cr->rhw", first, torch.tensor(fmt.preview_rgb)) + bias
-    return enlarged(to_image(rgb), fmt.vae_scale_factor)
+    first = latents[0, :latent_format.channels].float().cpu()
+    bias = torch.tensor(latent_format.preview_bias)[:, None, None]
+    rgb = torch.einsum("chw,cr->rhw", first, torch.tensor(latent_format.preview_rgb)) + bias
+    return enlarged(to_image(rgb), latent_format.vae_scale_factor)
 
 
 def enlarged(image: Image.Image, factor: int) -> Image.Image:
@@ -74,16 +64,15 @@ class FamilyDecoders:
     def run(self, model: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def decode(self, latents: torch.Tensor, latent_format: LatentFormat | bool = SD_LATENTS) -> Image.Image | None:
+    def decode(self, latents: torch.Tensor, latent_format: LatentFormat = SD_LATENTS) -> Image.Image | None:
         """The first image of the batch decoded; None when no usable weights are installed."""
-        fmt = _format(latent_format)
         with self._lock:
-            if fmt not in self._loaded:
-                model = self.load(fmt)
+            if latent_format not in self._loaded:
+                model = self.load(latent_format)
                 if model is None:
                     return None
-                self._loaded[fmt] = model.eval()
-            model = self._loaded[fmt]
+                self._loaded[latent_format] = model.eval()
+            model = self._loaded[latent_format]
             with torch.inference_mode():
                 pixels = self.run(model, latents[:1].float().cpu())[0]
         image = to_image(pixels)

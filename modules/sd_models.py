@@ -60,12 +60,6 @@ class StableDiffusionModel:
         return self._lora_host
 
     @property
-    def is_sdxl(self) -> bool:
-        """Kept for generation.py, which still asks; new code reads `family` (its latent format, its
-        size conditioning)."""
-        return self.family.name == "sdxl"
-
-    @property
     def is_inpainting(self) -> bool:
         """An inpainting UNet: it takes the mask and the masked image's latents as 5 extra channels."""
         return self.unet.config.in_channels == self.vae.config.latent_channels * 2 + 1

@@ -129,7 +129,8 @@ class GenerationApiFields(BaseModel):
     save_images: bool = Field(False, description="Also save the images in the outputs folder")
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
-    infotext: str | None = Field(None, description="Generation parameters text; fills fields the request leaves out")
+    infotext: str | None = Field(None, description="Generation parameters text; fills fields the request leaves out, "
+                                                     "and its settings (RNG, ENSD, Eta…) join override_settings")
     comments: dict[str, Any] | None = None
     eta: float | None = Field(None, description="The sampler's eta for this job, 0 to 1 (the settings eta_ancestral "
                                                 "and eta_ddim): how much fresh noise ancestral, SDE and DDIM steps add")
