@@ -485,7 +485,8 @@ class Txt2Img:
         tiled = (not self.params.tiling
                  and 0 < self.settings.vae_tiling_min_pixels <= latents.shape[-1] * latents.shape[-2] * factor ** 2)
         with torch.inference_mode(), model_optimizations.vae_tiling(vae, tiled):
-            pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+            # times the reciprocal, as A1111's decode_first_stage (dividing rounds some pixels a level off)
+            pixels = vae.decode(latents.to(vae.dtype) * (1.0 / vae.config.scaling_factor)).sample
         pixels = torch.clamp((pixels.float() + 1.0) / 2.0, min=0.0, max=1.0).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(img) for img in (255.0 * pixels).astype(np.uint8)]  # truncated, as A1111 writes
 
