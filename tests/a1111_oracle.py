@@ -1,0 +1,583 @@
+"""An independent rebuild of A1111 1.10's sampling pipeline: the oracle that tests/test_a1111_parity.py holds the
+project's jobs to ("the same infotext gives A1111's image", within 2/255 per pixel).
+
+A1111's glue, rewritten here from A1111 1.10's sources, without the project's sampling code (no
+modules/sampling guidance, passes, noise, registry or denoiser, no modules/generation):
+- processing.py: txt2img samples from `x = rng.next()`, img2img from the init latent and that same draw; the
+  latents are decoded one image at a time (decode_first_stage: z · (1 / scale factor) through the VAE), then
+  clamp((x + 1) / 2) · 255 truncated to uint8.
+- rng.py's ImageRNG: one generator per image seeded with its seed, first() then next() (the first next() is
+  first()), re-seeded with seed + ENSD after first(). CPU: a torch.Generator (on a CPU machine the GPU source is
+  the same); NV: Philox4x32-10 + Box-Muller (tests/sampling_oracles.py's plain-Python reference). A1111's
+  torchsde patch: each Brownian tree node's Gaussian is the source's first draw for the node's seed.
+- sd_samplers_common.py: setup_img2img_steps; TorchHijack (k-diffusion's torch.randn_like is the next image
+  noise); create_noise_sampler (a BrownianTreeNoiseSampler over the schedule's σ range, a tree per image seed);
+  Sampler.initialize (eta, and the s_* settings for the functions that take them).
+- sd_samplers_cfg_denoiser.py's CFGDenoiser.forward for plain prompts: one model batch [conds…, uncond],
+  combine_denoised, cond_scale_miltiplier and last_noise_uncond (DDIM CFG++).
+- sd_samplers_kdiffusion.py: the sampler table, get_sigmas (schedule type or the sampler's default, the settings'
+  σ range and ρ, the old Karras range, discarding the penultimate σ), sample and sample_img2img.
+- sd_samplers_timesteps.py: the timesteps, the img2img noising, CompVisTimestepsDenoiser / VDenoiser (ε from v
+  with ᾱ at the truncated timestep); sd_samplers_timesteps_impl.py's DDIM, DDIM CFG++ and PLMS loops;
+  sd_samplers_lcm.py's LCM denoiser and loop.
+
+Borrowed, and why:
+- k-diffusion 0.1.1.post1 (the sampling code A1111 1.10 pins), called as A1111 calls it: CompVisDenoiser /
+  CompVisVDenoiser (and DiscreteEpsDDPMDenoiser under the LCM denoiser) over `LDMModel`, which gives them
+  `alphas_cumprod` (float64 betas, cumprod, float32, as the original LDM code computes them) and
+  `apply_model(x, t, cond)` on the loaded model's UNet; its samplers; get_sigmas_karras / exponential /
+  polyexponential; DiscreteSchedule.get_sigmas (Uniform); BrownianTreeNoiseSampler.
+- The project's UniPC (timestep_samplers.sample_unipc) and Restart (extra_samplers.sample_restart), which
+  k-diffusion lacks and which are long: they run here on the oracle's model and noise; their own tests check
+  them against diffusers' UniPC and k-diffusion's Heun.
+- The project's schedules.py for SGM Uniform, KL Optimal, Align Your Steps, Simple, Normal, DDIM and Beta
+  (A1111's sd_schedulers.py formulas; tests/test_sampling_schedules.py checks them), given the oracle's
+  k-diffusion denoiser as A1111's inner model.
+- The text conditioning from the project's PromptEncoder (prompt encoding is tested on its own); the UNet and
+  the VAE of the loaded model.
+
+Not rebuilt: inpainting, variation seeds, hires fix, refiner, NGMS, AND prompts and prompt editing. A1111
+encodes img2img's init image with a draw from the VAE's posterior (torch's global generator, so not even A1111
+repeats it); `encode_image` takes the posterior's mean, as the project does."""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchsde._brownian import brownian_interval
+
+from modules.sampling import extra_samplers, schedules, timestep_samplers
+from sampling_oracles import k_diffusion_module, philox_randn
+
+kd_sampling = k_diffusion_module("sampling")
+kd_external = k_diffusion_module("external")
+LATENT_FACTOR = 8  # A1111's opt_f
+CFGPP_MULTIPLIER = 1 / 12.5
+
+
+@dataclass(frozen=True)
+class Opts:
+    """The A1111 settings sampling reads, by A1111's names, with A1111 1.10's defaults."""
+
+    eta_ancestral: float = 1.0
+    eta_ddim: float = 0.0
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = 0.0
+    s_noise: float = 1.0
+    sigma_min: float = 0.0
+    sigma_max: float = 0.0
+    rho: float = 0.0
+    always_discard_next_to_last_sigma: bool = False
+    sgm_noise_multiplier: bool = False
+    use_old_karras_scheduler_sigmas: bool = False
+    uni_pc_variant: str = "bh1"
+    uni_pc_skip_type: str = "time_uniform"
+    uni_pc_order: int = 3
+    uni_pc_lower_order_final: bool = True
+    beta_dist_alpha: float = 0.6
+    beta_dist_beta: float = 0.6
+    randn_source: str = "GPU"
+    eta_noise_seed_delta: int = 0
+    img2img_fix_steps: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """What an infotext fixes for one batch; `denoising_strength` makes it img2img."""
+
+    sampler: str
+    scheduler: str = "Automatic"
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 4
+    cfg_scale: float = 7.0
+    width: int = 64
+    height: int = 64
+    batch_size: int = 1
+    clip_skip: int = 1
+    denoising_strength: float | None = None
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A row of A1111's sampler tables: its function, what Automatic means for it, and its options."""
+
+    function: str
+    scheduler: str | None = None
+    discard_next_to_last_sigma: bool = False
+    brownian_noise: bool = False
+    solver_type: str | None = None
+    kind: str = "k-diffusion"  # or "timesteps", "lcm"
+
+
+TIMESTEPS = "timesteps"
+SAMPLERS: dict[str, Sampler] = {
+    "DPM++ 2M": Sampler("sample_dpmpp_2m", "karras"),
+    "DPM++ SDE": Sampler("sample_dpmpp_sde", "karras", brownian_noise=True),
+    "DPM++ 2M SDE": Sampler("sample_dpmpp_2m_sde", "exponential", brownian_noise=True),
+    "DPM++ 2M SDE Heun": Sampler("sample_dpmpp_2m_sde", "exponential", brownian_noise=True, solver_type="heun"),
+    "DPM++ 2S a": Sampler("sample_dpmpp_2s_ancestral", "karras"),
+    "DPM++ 3M SDE": Sampler("sample_dpmpp_3m_sde", "exponential", discard_next_to_last_sigma=True,
+                            brownian_noise=True),
+    "Euler a": Sampler("sample_euler_ancestral"),
+    "Euler": Sampler("sample_euler"),
+    "LMS": Sampler("sample_lms"),
+    "Heun": Sampler("sample_heun"),
+    "DPM2": Sampler("sample_dpm_2", "karras", discard_next_to_last_sigma=True),
+    "DPM2 a": Sampler("sample_dpm_2_ancestral", "karras", discard_next_to_last_sigma=True),
+    "DPM fast": Sampler("sample_dpm_fast"),
+    "DPM adaptive": Sampler("sample_dpm_adaptive"),
+    "Restart": Sampler("restart_sampler", "karras"),
+    "DDIM": Sampler("ddim", kind=TIMESTEPS),
+    "DDIM CFG++": Sampler("ddim_cfgpp", kind=TIMESTEPS),
+    "PLMS": Sampler("plms", kind=TIMESTEPS),
+    "UniPC": Sampler("unipc", kind=TIMESTEPS),
+    "LCM": Sampler("sample_lcm", kind="lcm"),
+}
+# sampler_extra_params: the s_* settings A1111 hands to these k-diffusion functions.
+EXTRA_PARAMS = {name: ("s_churn", "s_tmin", "s_tmax", "s_noise") for name in ("sample_euler", "sample_heun",
+                                                                            "sample_dpm_2")} | {
+    name: ("s_noise",) for name in ("sample_dpm_fast", "sample_dpm_2_ancestral", "sample_dpmpp_2s_ancestral",
+                                    "sample_dpmpp_sde", "sample_dpmpp_2m_sde", "sample_dpmpp_3m_sde")}
+
+
+class LDMModel:
+    """The loaded model as the original LDM code shows it to A1111's samplers: its training schedule and
+    `apply_model(x, t, cond)` (the UNet's ε or v for latents x at timesteps t, text in cond["c_crossattn"])."""
+
+    def __init__(self, model: Any, v_prediction: bool = False) -> None:
+        schedule = model.family.beta_schedule
+        if schedule.beta_schedule != "scaled_linear":  # LDM's "linear" is diffusers' scaled_linear
+            raise ValueError(f"The oracle knows LDM's linear schedule only, not {schedule.beta_schedule}")
+        betas = torch.linspace(schedule.beta_start ** 0.5, schedule.beta_end ** 0.5, schedule.num_train_timesteps,
+                               dtype=torch.float64) ** 2
+        cumulative = np.cumprod(1.0 - betas.numpy(), axis=0)
+        self.alphas_cumprod = torch.tensor(cumulative, dtype=torch.float32)
+        self.sqrt_alphas_cumprod = torch.tensor(np.sqrt(cumulative), dtype=torch.float32)
+        self.sqrt_one_minus_alphas_cumprod = torch.tensor(np.sqrt(1.0 - cumulative), dtype=torch.float32)
+        self.parameterization = "v" if v_prediction else "eps"
+        self.model = model
+
+    def apply_model(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        return self.model.unet(x, t, encoder_hidden_states=cond["c_crossattn"][0]).sample
+
+    def sigmas(self) -> torch.Tensor:
+        return ((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5
+
+
+def _per_image(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return values.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+
+
+class TimestepsDenoiser:
+    """CompVisTimestepsDenoiser / CompVisTimestepsVDenoiser: the model's ε at (possibly fractional) timesteps;
+    a v model's output turned into ε with √ᾱ and √(1 − ᾱ) at the timestep truncated to a whole one."""
+
+    def __init__(self, ldm: LDMModel) -> None:
+        self.ldm = ldm
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        out = self.ldm.apply_model(x, t, cond)
+        if self.ldm.parameterization != "v":
+            return out
+        whole = t.to(torch.int)
+        return (_per_image(self.ldm.sqrt_alphas_cumprod[whole], x) * out
+                + _per_image(self.ldm.sqrt_one_minus_alphas_cumprod[whole], x) * x)
+
+
+class LCMDenoiser(kd_external.DiscreteEpsDDPMDenoiser):
+    """A1111's LCMCompVisDenoiser: the 50 LCM steps 19, 39, …, 999 of the training schedule, σ → t snapped to the
+    nearest of them, and the boundary-condition scaling of LCM on the ε model's x0."""
+
+    def __init__(self, ldm: LDMModel, original_steps: int = 50) -> None:
+        self.skip = len(ldm.alphas_cumprod) // original_steps
+        picked = ldm.alphas_cumprod[torch.arange(original_steps) * self.skip + self.skip - 1]
+        super().__init__(ldm, picked, quantize=None)
+
+    def get_sigmas(self, n: int | None = None) -> torch.Tensor:
+        start, end = self.sigma_to_t(self.sigma_max), self.sigma_to_t(self.sigma_min)
+        return kd_sampling.append_zero(self.t_to_sigma(torch.linspace(float(start), float(end), n)))
+
+    def sigma_to_t(self, sigma: torch.Tensor, quantize: bool | None = None) -> torch.Tensor:
+        nearest = (sigma.log() - self.log_sigmas.to(sigma)[:, None]).abs().argmin(dim=0).view(sigma.shape)
+        return nearest * self.skip + (self.skip - 1)
+
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        index = torch.clamp(((t - (self.skip - 1)) / self.skip).float(), min=0, max=len(self.sigmas) - 1)
+        return super().t_to_sigma(index)
+
+    def get_eps(self, *args, **kwargs) -> torch.Tensor:
+        return self.inner_model.apply_model(*args, **kwargs)
+
+    def forward(self, input: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
+        c_out, c_in = (_per_image(value, input) for value in self.get_scalings(sigma))
+        x0 = input + self.get_eps(input * c_in, self.sigma_to_t(sigma), **kwargs) * c_out
+        scaled_t = _per_image(self.sigma_to_t(sigma), input) * 10.0
+        c_skip = 0.25 / (scaled_t ** 2 + 0.25)
+        return scaled_t / (scaled_t ** 2 + 0.25) ** 0.5 * x0 + c_skip * input
+
+
+class CFGDenoiser:
+    """CFGDenoiser.forward for one prompt per image: the images' latents twice in one batch, conds first and
+    uncond last, and each image's uncond output moved towards its cond output by cond_scale."""
+
+    def __init__(self, inner: Callable) -> None:
+        self.inner = inner
+        self.cond_scale_multiplier = 1.0
+        self.need_last_noise_uncond = False
+        self.last_noise_uncond: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+                 cond_scale: float) -> torch.Tensor:
+        images = x.shape[0]
+        conds_list = [[(i, 1.0)] for i in range(images)]  # (row in the batch, weight) of each image's prompts
+        x_out = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]),
+                           cond={"c_crossattn": [torch.cat([cond, uncond])]})
+        uncond_out = x_out[-images:]
+        if self.need_last_noise_uncond:
+            self.last_noise_uncond = uncond_out.clone()
+        guided = uncond_out.clone()
+        for image, parts in enumerate(conds_list):
+            for row, weight in parts:
+                guided[image] += (x_out[row] - uncond_out[image]) * (weight * cond_scale * self.cond_scale_multiplier)
+        return guided
+
+
+class ImageNoise:
+    """A1111's ImageRNG without variation seeds or "Resize seed from", for the CPU (= GPU here) and NV sources."""
+
+    def __init__(self, shape: Sequence[int], seeds: Sequence[int], source: str, eta_noise_seed_delta: int) -> None:
+        self.shape, self.seeds, self.source = tuple(shape), list(seeds), source
+        self.delta = eta_noise_seed_delta
+        self.generators = [self._generator(seed) for seed in self.seeds]
+        self.is_first = True
+
+    def _generator(self, seed: int) -> Any:
+        return [seed, 0] if self.source == "NV" else torch.Generator("cpu").manual_seed(int(seed))
+
+    def _draw(self, generator: Any) -> torch.Tensor:
+        if self.source != "NV":
+            return torch.randn(self.shape, generator=generator)
+        values = philox_randn(generator[0], generator[1], self.shape)
+        generator[1] += 1  # the next call's counter
+        return torch.from_numpy(values)
+
+    def first(self) -> torch.Tensor:
+        noise = torch.stack([self._draw(generator) for generator in self.generators])
+        if self.delta:
+            self.generators = [self._generator(seed + self.delta) for seed in self.seeds]
+        return noise
+
+    def next(self) -> torch.Tensor:
+        if self.is_first:
+            self.is_first = False
+            return self.first()
+        return torch.stack([self._draw(generator) for generator in self.generators])
+
+
+class TorchHijack:
+    """What A1111 puts in k-diffusion's place of torch while it samples: randn_like is the next image noise."""
+
+    def __init__(self, rng: ImageNoise) -> None:
+        self.rng = rng
+
+    def __getattr__(self, name: str) -> Any:
+        return (lambda x: self.rng.next()) if name == "randn_like" else getattr(torch, name)
+
+
+@contextlib.contextmanager
+def a1111_patches(rng: ImageNoise, source: str) -> Iterator[None]:
+    """A1111's replacements while it samples: TorchHijack as k-diffusion's torch, its own to_d, and torchsde's
+    Gaussians drawn as randn_local draws them (the source's first draw for the node's seed)."""
+    def tree_randn(size, dtype, device, seed):
+        if source == "NV":
+            values = torch.from_numpy(philox_randn(int(seed), 0, tuple(size)))
+        else:
+            values = torch.randn(tuple(size), generator=torch.Generator("cpu").manual_seed(int(seed)))
+        return values.to(device=device, dtype=dtype)
+
+    saved = kd_sampling.torch, kd_sampling.to_d, brownian_interval._randn
+    kd_sampling.torch, brownian_interval._randn = TorchHijack(rng), tree_randn
+    kd_sampling.to_d = lambda x, sigma, denoised: (x - denoised) / sigma
+    try:
+        yield
+    finally:
+        kd_sampling.torch, kd_sampling.to_d, brownian_interval._randn = saved
+
+
+# A1111's schedule types: (function of n, sigma_min, sigma_max, …; default ρ; whether it reads the model's σ)
+SCHEDULES: dict[str, tuple[Callable | None, float | None, bool]] = {
+    "uniform": (None, None, True),
+    "karras": (kd_sampling.get_sigmas_karras, 7.0, False),
+    "exponential": (kd_sampling.get_sigmas_exponential, None, False),
+    "polyexponential": (kd_sampling.get_sigmas_polyexponential, 1.0, False),
+    "sgm_uniform": (schedules.sgm_uniform, None, True),
+    "kl_optimal": (schedules.kl_optimal, None, False),
+    "align_your_steps": (schedules.align_your_steps, None, False),
+    "simple": (schedules.simple, None, True),
+    "normal": (schedules.normal, None, True),
+    "ddim": (schedules.ddim, None, True),
+    "beta": (schedules.beta, None, False),
+}
+SCHEDULE_NAMES = {"Automatic": None, "Uniform": "uniform", "Karras": "karras", "Exponential": "exponential",
+                  "Polyexponential": "polyexponential", "SGM Uniform": "sgm_uniform", "KL Optimal": "kl_optimal",
+                  "Align Your Steps": "align_your_steps", "Simple": "simple", "Normal": "normal", "DDIM": "ddim",
+                  "Beta": "beta"}
+
+
+def get_sigmas(sampler: Sampler, schedule_label: str, steps: int, wrap: Any, opts: Opts,
+               sdxl: bool = False) -> torch.Tensor:
+    """KDiffusionSampler.get_sigmas: the schedule type (Automatic: the sampler's own, else the model's uniform σ)
+    over the model's σ range (0.1…10 with the old Karras setting) or the settings' σ range and ρ."""
+    discard = sampler.discard_next_to_last_sigma or opts.always_discard_next_to_last_sigma
+    n = steps + (1 if discard else 0)
+    name = SCHEDULE_NAMES[schedule_label] or sampler.scheduler or "uniform"
+    function, default_rho, needs_model = SCHEDULES[name]
+    model_min, model_max = wrap.sigmas[0].item(), wrap.sigmas[-1].item()
+    if function is None:
+        sigmas = wrap.get_sigmas(n)
+    else:
+        kwargs: dict[str, Any] = dict(zip(("sigma_min", "sigma_max"), (0.1, 10) if opts.use_old_karras_scheduler_sigmas
+                                          else (model_min, model_max)))
+        if opts.sigma_min != 0 and opts.sigma_min != model_min:
+            kwargs["sigma_min"] = opts.sigma_min
+        if opts.sigma_max != 0 and opts.sigma_max != model_max:
+            kwargs["sigma_max"] = opts.sigma_max
+        if default_rho is not None and opts.rho != 0 and opts.rho != default_rho:
+            kwargs["rho"] = opts.rho
+        if needs_model:
+            kwargs["denoiser"] = wrap
+        if name == "align_your_steps":
+            kwargs["sdxl"] = sdxl
+        if name == "beta":
+            kwargs.update(beta_alpha=opts.beta_dist_alpha, beta_beta=opts.beta_dist_beta)
+        sigmas = function(n, **kwargs)
+    return torch.cat([sigmas[:-2], sigmas[-1:]]) if discard else sigmas
+
+
+def setup_img2img_steps(steps: int, denoising_strength: float, fix_steps: bool) -> tuple[int, int]:
+    """(the steps the schedule is made for, t_enc: the steps the denoising strength keeps, less one)."""
+    if fix_steps:
+        return (int(steps / min(denoising_strength, 0.999)) if denoising_strength > 0 else 0), steps - 1
+    return steps, int(min(denoising_strength, 0.999) * steps)
+
+
+def restart_sampler(model, x, sigmas, extra_args=None, callback=None, disable=None, s_noise=1.0, restart_list=None):
+    """A1111's Restart (its signature, so A1111's option handling sees what it sees): the project's loop, drawing
+    each restart's noise through k-diffusion's randn_like as A1111's does."""
+    return extra_samplers.sample_restart(model, x, sigmas, extra_args, s_noise=s_noise, restart_list=restart_list,
+                                         noise_sampler=lambda sigma, sigma_next: kd_sampling.torch.randn_like(x))
+
+
+def sample_lcm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
+    """LCM: jump to the model's x0 each step, then noise it to the next σ with a fresh draw (none onto 0)."""
+    draw = noise_sampler or kd_sampling.default_noise_sampler(x)
+    ones = x.new_ones([x.shape[0]])
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        x = model(x, sigma * ones, **(extra_args or {}))
+        if sigma_next > 0:
+            x = x + sigma_next * draw(sigma, sigma_next)
+    return x
+
+
+def _k_function(sampler: Sampler) -> Callable:
+    own = {"restart_sampler": restart_sampler, "sample_lcm": sample_lcm}
+    return own.get(sampler.function) or getattr(kd_sampling, sampler.function)
+
+
+def _k_sample(sampler: Sampler, ldm: LDMModel, job: Job, opts: Opts, noise: torch.Tensor, rng: ImageNoise,
+              extra_args: dict, seeds: list[int], init: torch.Tensor | None) -> torch.Tensor:
+    """KDiffusionSampler.sample (init None) and sample_img2img, with Sampler.initialize's options."""
+    if sampler.kind == "lcm":
+        wrap = LCMDenoiser(ldm)
+    else:
+        denoiser = kd_external.CompVisVDenoiser if ldm.parameterization == "v" else kd_external.CompVisDenoiser
+        wrap = denoiser(ldm, quantize=False)
+    function = _k_function(sampler)
+    parameters = inspect.signature(function).parameters
+    kwargs: dict[str, Any] = {}
+    for name in EXTRA_PARAMS.get(sampler.function, ()):
+        value = getattr(opts, name)
+        kwargs[name] = (value or float("inf")) if name == "s_tmax" else value  # s_tmax 0: no limit
+    if "eta" in parameters:
+        kwargs["eta"] = opts.eta_ancestral
+    if init is None:
+        steps = job.steps
+        sigmas = get_sigmas(sampler, job.scheduler, steps, wrap, opts)
+        x = noise * (torch.sqrt(1.0 + sigmas[0] ** 2.0) if opts.sgm_noise_multiplier else sigmas[0])
+        if "n" in parameters:
+            kwargs["n"] = steps
+        if "sigma_min" in parameters:
+            kwargs.update(sigma_min=wrap.sigmas[0].item(), sigma_max=wrap.sigmas[-1].item())
+        if "sigmas" in parameters:
+            kwargs["sigmas"] = sigmas
+    else:
+        steps, t_enc = setup_img2img_steps(job.steps, job.denoising_strength, opts.img2img_fix_steps)
+        sigmas = get_sigmas(sampler, job.scheduler, steps, wrap, opts)
+        tail = sigmas[steps - t_enc - 1:]
+        x = init + noise * tail[0]
+        for name, value in (("sigma_min", tail[-2]), ("sigma_max", tail[0]), ("n", len(tail) - 1), ("sigmas", tail)):
+            if name in parameters:
+                kwargs[name] = value
+    if sampler.solver_type:
+        kwargs["solver_type"] = sampler.solver_type
+    with a1111_patches(rng, opts.randn_source):
+        if sampler.brownian_noise:
+            kwargs["noise_sampler"] = kd_sampling.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(),
+                                                                           seed=seeds)
+        return function(CFGDenoiser(wrap), x, extra_args=extra_args, disable=True, callback=None, **kwargs)
+
+
+def _ddim_like(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict, ldm: LDMModel,
+               eta: float, cfgpp: bool) -> torch.Tensor:
+    """DDIM and DDIM CFG++: from the last timestep down to the first, each step from ᾱ_t to the previous ᾱ,
+    with a fresh draw every step (scaled by 0 at eta 0). CFG++ guides at cond_scale / 12.5 and steps along the
+    uncond ε."""
+    if cfgpp:
+        model.cond_scale_multiplier, model.need_last_noise_uncond = CFGPP_MULTIPLIER, True
+    alphas = ldm.alphas_cumprod
+    ones = x.new_ones(x.shape[0])
+
+    def value(number: float) -> torch.Tensor:
+        return x.new_full((x.shape[0], 1, 1, 1), number)
+
+    for index in range(len(timesteps) - 1, 0, -1):
+        t, t_prev = int(timesteps[index]), int(timesteps[index - 1])
+        eps = model(x, t * ones, **extra_args)
+        a_t, a_prev = alphas[t], alphas[t_prev].double()
+        spread = eta * math.sqrt(float((1 - a_prev) / (1 - a_t).double() * (1 - a_t.double() / a_prev)))
+        x0 = (x - value(float(torch.sqrt(1 - a_t))) * eps) / value(float(a_t)).sqrt()
+        direction = model.last_noise_uncond if cfgpp else eps
+        x = (value(float(a_prev)).sqrt() * x0 + (1.0 - value(float(a_prev)) - value(spread) ** 2).sqrt() * direction
+             + value(spread) * kd_sampling.torch.randn_like(x))
+    return x
+
+
+# Adams–Bashforth weights on the newest ε first, by how many earlier ε there are.
+_PLMS_WEIGHTS = {1: (3 / 2, -1 / 2), 2: (23 / 12, -16 / 12, 5 / 12), 3: (55 / 24, -59 / 24, 37 / 24, -9 / 24)}
+
+
+def _plms(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict,
+          ldm: LDMModel) -> torch.Tensor:
+    """PLMS: the first step DDIM with ε averaged over both of its ends, the later ones DDIM with an
+    Adams–Bashforth mix of the latest ε (up to four)."""
+    alphas = ldm.alphas_cumprod
+    ones = x.new_ones(x.shape[0])
+
+    def step(x, eps, t, t_prev):
+        a_t = x.new_full((x.shape[0], 1, 1, 1), float(alphas[t]))
+        a_prev = x.new_full((x.shape[0], 1, 1, 1), float(alphas[t_prev]))
+        x0 = (x - x.new_full(a_t.shape, float(torch.sqrt(1 - alphas[t]))) * eps) / a_t.sqrt()
+        return a_prev.sqrt() * x0 + (1.0 - a_prev).sqrt() * eps
+
+    history: list[torch.Tensor] = []
+    for index in range(len(timesteps) - 1, 0, -1):
+        t, t_prev = int(timesteps[index]), int(timesteps[max(index - 1, 0)])
+        eps = model(x, t * ones, **extra_args)
+        if not history:
+            eps_next = model(step(x, eps, t, t_prev), t_prev * ones, **extra_args)
+            mixed = (eps + eps_next) / 2
+        else:
+            weights = _PLMS_WEIGHTS[len(history)]
+            mixed = weights[0] * eps
+            for weight, earlier in zip(weights[1:], reversed(history)):
+                mixed = mixed + weight * earlier
+        x = step(x, mixed, t, t_prev)
+        history = (history + [eps])[-3:]
+    return x
+
+
+def _unipc(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict, ldm: LDMModel,
+           opts: Opts, is_img2img: bool) -> torch.Tensor:
+    """A1111's UniPC: the project's loop, its model calls at (fractional) timestep τ answered by the oracle's
+    CFG ε model at τ (the project asks in k-diffusion terms: x·√(σ²+1) at σ(τ), for x0)."""
+    schedule = kd_external.DiscreteSchedule(ldm.sigmas(), quantize=False)
+
+    def denoiser(x_k: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
+        scale = _per_image((sigma ** 2 + 1) ** 0.5, x_k)
+        eps = model(x_k / scale, schedule.sigma_to_t(sigma), **kwargs)
+        return x_k - _per_image(sigma, x_k) * eps
+
+    return timestep_samplers.sample_unipc(
+        denoiser, x, timesteps, extra_args, alphas_cumprod=ldm.alphas_cumprod, variant=opts.uni_pc_variant,
+        skip_type=opts.uni_pc_skip_type, order=opts.uni_pc_order, lower_order_final=opts.uni_pc_lower_order_final,
+        is_img2img=is_img2img)
+
+
+def a1111_timesteps(steps: int) -> torch.Tensor:
+    """CompVisSampler.get_timesteps: range(0, 1000, 1000 // steps) + 1, clipped to 999."""
+    return torch.clip(torch.arange(0, 1000, 1000 // steps) + 1, 0, 999)
+
+
+def _timesteps_sample(sampler: Sampler, ldm: LDMModel, job: Job, opts: Opts, noise: torch.Tensor,
+                      rng: ImageNoise, extra_args: dict, init: torch.Tensor | None) -> torch.Tensor:
+    """CompVisSampler.sample and sample_img2img: timesteps range(0, 1000, 1000 // steps) + 1; img2img noises the
+    init latent to the first timestep left out and walks the ones below it."""
+    steps, t_enc = (job.steps, 0) if init is None else setup_img2img_steps(job.steps, job.denoising_strength,
+                                                                          opts.img2img_fix_steps)
+    timesteps = a1111_timesteps(steps + (1 if opts.always_discard_next_to_last_sigma else 0))
+    x = noise
+    if init is not None:
+        alpha = ldm.alphas_cumprod[timesteps[t_enc]]
+        x = init * torch.sqrt(alpha) + noise * torch.sqrt(1 - alpha)
+        timesteps = timesteps[:t_enc]
+    model = CFGDenoiser(TimestepsDenoiser(ldm))
+    with a1111_patches(rng, opts.randn_source):
+        if sampler.function == "unipc":
+            return _unipc(model, x, timesteps, extra_args, ldm, opts, init is not None)
+        if sampler.function == "plms":
+            return _plms(model, x, timesteps, extra_args, ldm)
+        return _ddim_like(model, x, timesteps, extra_args, ldm, opts.eta_ddim, sampler.function == "ddim_cfgpp")
+
+
+def _embeds(model: Any, texts: list[str], clip_skip: int) -> torch.Tensor:
+    return torch.cat([model.prompt_encoder.encode(text, clip_skip).embeds for text in texts]).float()
+
+
+@torch.inference_mode()
+def decode(ldm: LDMModel, latents: torch.Tensor) -> list[np.ndarray]:
+    """decode_latent_batch, then the uint8 pixels A1111 saves: one image at a time through the VAE at
+    z · (1 / scale factor), clamp((x + 1) / 2) · 255, truncated."""
+    vae = ldm.model.vae
+    images = []
+    for latent in latents:
+        pixels = vae.decode(1.0 / vae.config.scaling_factor * latent[None].to(vae.dtype)).sample[0].float()
+        pixels = torch.clamp((pixels + 1.0) / 2.0, min=0.0, max=1.0)
+        images.append((255.0 * np.moveaxis(pixels.cpu().numpy(), 0, 2)).astype(np.uint8))
+    return images
+
+
+@torch.inference_mode()
+def encode_image(ldm: LDMModel, image: Image.Image) -> torch.Tensor:
+    """img2img's init latent: pixels / 255 · 2 − 1 through the VAE's encoder, the posterior's mean · scale."""
+    vae = ldm.model.vae
+    pixels = torch.from_numpy(np.moveaxis(np.array(image.convert("RGB")).astype(np.float32) / 255.0, 2, 0))[None]
+    posterior = vae.encode((pixels * 2 - 1).to(vae.dtype)).latent_dist
+    return (posterior.mean * vae.config.scaling_factor).float()
+
+
+@torch.inference_mode()
+def sample(ldm: LDMModel, job: Job, opts: Opts = Opts(), init: torch.Tensor | None = None) -> torch.Tensor:
+    """The batch's latents as A1111 1.10 samples them, to be decoded: txt2img, or img2img from `init` (one
+    image's latent, repeated for the batch) with `job.denoising_strength`."""
+    seeds = [job.seed + i for i in range(job.batch_size)]
+    model = ldm.model
+    extra_args = {"cond": _embeds(model, [job.prompt] * job.batch_size, job.clip_skip),
+                  "uncond": _embeds(model, [job.negative_prompt] * job.batch_size, job.clip_skip),
+                  "cond_scale": job.cfg_scale}
+    shape = (model.vae.config.latent_channels, job.height // LATENT_FACTOR, job.width // LATENT_FACTOR)
+    rng = ImageNoise(shape, seeds, opts.randn_source, opts.eta_noise_seed_delta)
+    noise = rng.next()
+    batch_init = None if init is None else init.repeat(job.batch_size, 1, 1, 1)
+    sampler = SAMPLERS[job.sampler]
+    if sampler.kind == TIMESTEPS:
+        return _timesteps_sample(sampler, ldm, job, opts, noise, rng, extra_args, batch_init)
+    return _k_sample(sampler, ldm, job, opts, noise, rng, extra_args, seeds, batch_init)
