@@ -239,8 +239,12 @@ class CFGDenoiser:
                  cond_scale: float) -> torch.Tensor:
         images = x.shape[0]
         conds_list = [[(i, 1.0)] for i in range(images)]  # (row in the batch, weight) of each image's prompts
-        x_out = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]),
-                           cond={"c_crossattn": [torch.cat([cond, uncond])]})
+        if cond.shape[1] == uncond.shape[1]:
+            x_out = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]),
+                               cond={"c_crossattn": [torch.cat([cond, uncond])]})
+        else:  # prompts of other lengths (pad_cond_uncond off, A1111's default): two model calls, unpadded
+            x_out = torch.cat([self.inner(x, sigma, cond={"c_crossattn": [cond]}),
+                               self.inner(x, sigma, cond={"c_crossattn": [uncond]})])
         uncond_out = x_out[-images:]
         if self.need_last_noise_uncond:
             self.last_noise_uncond = uncond_out.clone()

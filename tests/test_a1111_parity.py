@@ -3,9 +3,11 @@ tests/a1111_oracle.py's independent rebuild of A1111 1.10's pipeline within 2 le
 
 Covered: every sampler with every schedule type that applies to it (txt2img on the demo checkpoint, 64×64,
 3 steps, batch 1, CPU noise, ENSD 0); on the samplers that draw noise (and two that don't) the NV source,
-ENSD 31337 and a batch of two, pairwise; an SD 2.x v-prediction checkpoint with every sampler at its default
-schedule; img2img at denoising 0.5 and 0.75, and with img2img_fix_steps; the settings that change the σ or the
-noise, once each. And the oracle's own footing: A1111's SD1.5 σ tables, DDIM timesteps and NV values."""
+ENSD 31337 and a batch of two, pairwise; a batch count of two; prompts of two chunks; an SD 2.x v-prediction
+checkpoint with every sampler at its default schedule; img2img at denoising 0.5 and 0.75, and with
+img2img_fix_steps; the settings that change the σ or the noise, once each. And the oracle's own footing:
+A1111's SD1.5 σ tables, DDIM timesteps and NV values. A prompt longer than its negative prompt is a known
+difference (xfail)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -34,6 +36,7 @@ LATENT_TOLERANCE = 1e-4  # of the largest latent value
 BASE = oracle.Job("Euler", prompt="a lighthouse on a cliff at dawn", negative_prompt="blurry, dark", seed=1234,
                   steps=3, cfg_scale=7.0)
 CPU = {"randn_source": "CPU"}
+LONG_PROMPT = ", ".join(["a lighthouse on a cliff at dawn with seagulls"] * 12)  # 2 chunks
 
 NOISE_SAMPLERS = ["Euler a", "DPM++ 2S a", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 3M SDE", "DDIM", "Euler", "DPM++ 2M"]
 # (source, ENSD, batch size): each against the base case (CPU, 0, 1) and each pair of them together
@@ -94,12 +97,11 @@ def photo() -> Image.Image:
 
 
 class DecodedLatents:
-    """Keeps the latents a job decodes: the sampler's result, compared with the oracle's besides the pixels."""
-
-    latents: torch.Tensor | None = None
+    """Keeps the latents a job decodes, batch by batch: the sampler's result, compared with the oracle's besides
+    the pixels."""
 
     def decode(self, latents, model=None):
-        self.latents = latents.float().cpu()
+        self.decoded = [*getattr(self, "decoded", []), latents.float().cpu()]
         return super().decode(latents, model)
 
 
@@ -111,13 +113,13 @@ class RecordedImg2Img(DecodedLatents, Img2Img):
     pass
 
 
-def project_run(jobs: Engine, model, job: oracle.Job, settings: dict, init: Image.Image | None = None
-                ) -> tuple[torch.Tensor, list[np.ndarray]]:
+def project_run(jobs: Engine, model, job: oracle.Job, settings: dict, init: Image.Image | None = None,
+                n_iter: int = 1) -> tuple[torch.Tensor, list[np.ndarray]]:
     """The project's (latents, pixels) for the job and settings."""
     params = GenerationParams(prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed, steps=job.steps,
                               cfg_scale=job.cfg_scale, width=job.width, height=job.height, batch_size=job.batch_size,
-                              sampler_name=job.sampler, scheduler=job.scheduler, clip_skip=job.clip_skip,
-                              denoising_strength=job.denoising_strength or 0.75)
+                              n_iter=n_iter, sampler_name=job.sampler, scheduler=job.scheduler,
+                              clip_skip=job.clip_skip, denoising_strength=job.denoising_strength or 0.75)
     run = RunSettings(sampling=SamplingSettings(**settings))
     if init is None:
         txt2img = RecordedTxt2Img(model, params, None, run)
@@ -129,7 +131,7 @@ def project_run(jobs: Engine, model, job: oracle.Job, settings: dict, init: Imag
         return txt2img.run()
 
     result = jobs.call("parity", make, timeout=300)
-    return txt2img.latents, [np.asarray(image) for image in result.images]
+    return torch.cat(txt2img.decoded), [np.asarray(image) for image in result.images]
 
 
 def oracle_run(ldm: oracle.LDMModel, job: oracle.Job, settings: dict, init: Image.Image | None = None
@@ -146,16 +148,19 @@ def max_difference(ours: list[np.ndarray], theirs: list[np.ndarray]) -> int:
     return max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(ours, theirs))
 
 
-def assert_parity(jobs: Engine, ldm: oracle.LDMModel, job: oracle.Job, settings: dict,
-                  init: Image.Image | None = None) -> None:
+def assert_same(ours: tuple[torch.Tensor, list[np.ndarray]], theirs: tuple[torch.Tensor, list[np.ndarray]]) -> None:
     """Pixels within TOLERANCE; and, since the demo VAE hides latent errors of up to ~0.1, the latents within
     LATENT_TOLERANCE of their scale, which only float rounding can stay inside."""
-    our_latents, ours = project_run(jobs, ldm.model, job, settings, init)
-    their_latents, theirs = oracle_run(ldm, job, settings, init)
-    pixels = max_difference(ours, theirs)
+    (our_latents, our_pixels), (their_latents, their_pixels) = ours, theirs
+    pixels = max_difference(our_pixels, their_pixels)
     latents = float((our_latents - their_latents).abs().max() / their_latents.abs().max())
     assert pixels <= TOLERANCE, f"pixels differ by up to {pixels} levels (latents by {latents:.1e})"
     assert latents <= LATENT_TOLERANCE, f"latents differ by {latents:.1e} of their scale (pixels by {pixels})"
+
+
+def assert_parity(jobs: Engine, ldm: oracle.LDMModel, job: oracle.Job, settings: dict,
+                  init: Image.Image | None = None) -> None:
+    assert_same(project_run(jobs, ldm.model, job, settings, init), oracle_run(ldm, job, settings, init))
 
 
 # --- the oracle's footing ---------------------------------------------------------------------------------------
@@ -207,6 +212,28 @@ def test_noise_sources_ensd_and_batches(jobs, sd1, sampler, source, ensd, batch)
     settings = {"randn_source": source, "eta_noise_seed_delta": ensd} | ({"eta_ddim": 1.0} if sampler == "DDIM"
                                                                           else {})
     assert_parity(jobs, sd1, replace(BASE, sampler=sampler, batch_size=batch), settings)
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ SDE"])
+def test_batch_count(jobs, sd1, sampler):
+    """The second batch of a batch count of 2 is A1111's batch of the next seed (its noise, its Brownian tree)."""
+    job = replace(BASE, sampler=sampler)
+    batches = [oracle_run(sd1, replace(job, seed=job.seed + k), CPU) for k in range(2)]
+    theirs = torch.cat([latents for latents, _ in batches]), [image for _, images in batches for image in images]
+    assert_same(project_run(jobs, sd1.model, job, CPU, n_iter=2), theirs)
+
+
+def test_long_prompts(jobs, sd1):
+    """Prompt and negative prompt of two 75-token chunks each: one UNet batch of 154-token conditionings."""
+    assert_parity(jobs, sd1, replace(BASE, prompt=LONG_PROMPT, negative_prompt=f"{LONG_PROMPT}, blurry"), CPU)
+
+
+@pytest.mark.xfail(strict=True, reason="The project pads the shorter of prompt and negative prompt with empty "
+                   "chunks, which A1111 does only with its setting pad_cond_uncond (off by default, written as "
+                   "'Pad conds: True'); A1111 runs them through the UNet unpadded, in separate calls. About 20 levels.")
+@pytest.mark.parametrize("sampler", ["Euler", "DDIM"])
+def test_prompt_longer_than_the_negative_prompt(jobs, sd1, sampler):
+    assert_parity(jobs, sd1, replace(BASE, sampler=sampler, prompt=LONG_PROMPT), CPU)
 
 
 @pytest.mark.parametrize("sampler", list(oracle.SAMPLERS))
