@@ -30,14 +30,6 @@ class Conditioning:
     def chunks(self) -> int:
         return self.embeds.shape[1] // (CHUNK_TOKENS + 2)
 
-    def padded_to(self, chunks: int, empty: "Conditioning") -> "Conditioning":
-        """Append copies of the empty prompt's chunk until there are `chunks` chunks."""
-        missing = chunks - self.chunks
-        if missing <= 0:
-            return self
-        extra = empty.embeds[:, : CHUNK_TOKENS + 2].repeat(1, missing, 1)
-        return Conditioning(torch.cat([self.embeds, extra], dim=1), self.pooled, self.embeddings_used)
-
 
 @dataclass
 class Segment:

@@ -24,11 +24,11 @@ from modules.limits import Limits
 from modules.networks import Networks
 from modules.sampling import noise as noise_sources
 from modules.sampling import registry
-from modules.sampling.guidance import CFGDenoiser, Keep, ModelPass, RefinerSwitch
+from modules.sampling.guidance import CFGDenoiser, Keep, ModelPass, NegativeSkipping, RefinerSwitch
 from modules.sampling.passes import (TIMESTEPS, PassPlan, SamplingSettings, plan_pass, run_pass, start_latent,
                                      uses_ensd)
 from modules.sd_models import StableDiffusionModel
-from modules.step_conditioning import StepBatch, StepConditioning, Timeline
+from modules.step_conditioning import StepConditioning, Timeline
 from modules.upscalers import is_latent_upscaler
 
 log = logging.getLogger(__name__)
@@ -401,10 +401,11 @@ class Txt2Img:
         switch = None
         if refiner is not None:
             switch = RefinerSwitch(self.model_pass(refiner.model, refiner.conditioning, plan, len(seeds)), refiner.at)
+        skipping = NegativeSkipping(settings.skip_early_cond, settings.s_min_uncond, settings.s_min_uncond_all,
+                                    on_timesteps=plan.sampler.kind == TIMESTEPS)
         model = CFGDenoiser(self.model_pass(self.model, conditioning, plan, len(seeds)), p.cfg_scale, plan.calls,
-                            negative_min_sigma=settings.s_min_uncond,
-                            negative_min_on_timesteps=plan.sampler.kind == TIMESTEPS, keep=self.keep(),
-                            refiner=switch, check_stop=lambda: self.ctx.should_stop)
+                            skipping=skipping, padding=settings.cond_padding, keep=self.keep(), refiner=switch,
+                            check_stop=lambda: self.ctx.should_stop)
         model.sampling_steps = plan.steps
 
         def on_step(step: dict) -> None:
@@ -415,23 +416,22 @@ class Txt2Img:
 
         with torch.inference_mode():
             latents = run_pass(plan, model, x.float(), noise_source, seeds, settings, None, on_step)
-        self.note_sampling(plan, result)
+        self.note_sampling(plan, model, result)
         return self.after_sampling(latents.to(self.model.latent_dtype))
 
     def after_sampling(self, latents: torch.Tensor) -> torch.Tensor:
         """A hook on the sampled latents (img2img puts back what the mask keeps)."""
         return latents
 
-    def note_sampling(self, plan: PassPlan, result: GenerationResult) -> None:
-        """The infotext keys and page notes of the sampling: A1111's sampler keys, RNG, ENSD and NGMS."""
+    def note_sampling(self, plan: PassPlan, model: CFGDenoiser, result: GenerationResult) -> None:
+        """The infotext keys and page notes of the sampling: A1111's sampler keys, RNG, ENSD, and what guidance
+        did (NGMS, Skip Early CFG, Pad conds)."""
         s = self.settings.sampling
-        self.extra_infotext.update({key: _text(value) for key, value in plan.infotext.items()})
+        self.extra_infotext.update({key: _text(value) for key, value in {**plan.infotext, **model.infotext}.items()})
         if s.randn_source != "GPU":
             self.extra_infotext["RNG"] = s.randn_source
         if uses_ensd(plan, s, None):
             self.extra_infotext["ENSD"] = str(s.eta_noise_seed_delta)
-        if s.s_min_uncond > 0:
-            self.extra_infotext["NGMS"] = _text(s.s_min_uncond)
         result.warnings.extend(note for note in plan.notes if note not in result.warnings)
 
     def model_pass(self, model: StableDiffusionModel, conditioning: StepConditioning, plan: PassPlan,
@@ -441,15 +441,14 @@ class Txt2Img:
         channels = self.image_conditioning(images) if model.is_inpainting else None
         time_ids = self.size_conditioning(model)
 
-        def unet(x_in: torch.Tensor, t: torch.Tensor, batch: StepBatch, rows: slice) -> torch.Tensor:
+        def unet(x_in: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor | None,
+                 row_images: torch.Tensor) -> torch.Tensor:
             if channels is not None:
-                x_in = torch.cat([x_in, torch.cat([channels, channels[batch.part_image]])[rows].to(x_in.dtype)], dim=1)
+                x_in = torch.cat([x_in, channels[row_images].to(x_in.dtype)], dim=1)
             added = None
             if time_ids is not None:
-                added = {"text_embeds": batch.pooled[rows],
-                         "time_ids": time_ids.repeat(batch.embeds.shape[0], 1)[rows]}
-            return model.unet(x_in.to(model.dtype), t, encoder_hidden_states=batch.embeds[rows],
-                              added_cond_kwargs=added).sample
+                added = {"text_embeds": pooled, "time_ids": time_ids.repeat(len(row_images), 1)}
+            return model.unet(x_in.to(model.dtype), t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample
         return ModelPass(unet, plan.denoiser, conditioning)
 
     def offer_preview(self, latents: torch.Tensor) -> None:

@@ -138,6 +138,19 @@ OPTIONS: dict[str, OptionInfo] = {
     "s_min_uncond": OptionInfo(0.0, "Negative Guidance minimum sigma: below this noise level, skip the negative "
                                     "prompt's UNet pass (faster, changes the image; 0 = off)",
                                section="Optimizations", minimum=0.0, maximum=15.0, step=0.01, infotext="NGMS"),
+    "s_min_uncond_all": OptionInfo(False, "Negative Guidance minimum sigma all steps: skip the negative on every "
+                                          "step below it, not every second one", section="Optimizations",
+                                   infotext="NGMS all steps"),
+    "skip_early_cond": OptionInfo(0.0, "Ignore negative prompt during early sampling: the share of the first steps "
+                                       "that run without CFG (0 = none; changes the image)", section="Optimizations",
+                                  minimum=0.0, maximum=1.0, step=0.01, infotext="Skip Early CFG"),
+    "pad_cond_uncond": OptionInfo(False, "Pad prompt/negative prompt: when they differ in length, pad the shorter "
+                                         "with empty chunks so both go through the UNet in one batch (faster; "
+                                         "changes the image)", section="Optimizations", infotext="Pad conds"),
+    "pad_cond_uncond_v0": OptionInfo(False, "Pad prompt/negative prompt (v0): the negative repeats its last vector "
+                                            "or is cut to the prompt's length, as DDIM did before A1111 1.6; "
+                                            "overrides the above", section="Optimizations",
+                                     infotext="Pad conds v0"),
     "img2img_fix_steps": OptionInfo(False, "With img2img, do exactly the amount of steps the slider specifies",
                                     section="img2img"),
     "initial_noise_multiplier": OptionInfo(1.0, "Noise multiplier for img2img: scales the noise img2img starts "

@@ -1,7 +1,7 @@
 """Conditioning that changes during sampling: prompt editing, alternation and AND (composable diffusion)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Hashable
 
 import torch
@@ -65,17 +65,65 @@ class BatchTexts:
 
 @dataclass(frozen=True)
 class StepBatch:
-    """What the UNet gets at one step: the negative conditioning of every image, then each image's
-    AND parts; `part_image[k]` is the image of part k and `part_weight[k]` its weight."""
+    """What the UNet gets at one step: each image's AND parts (`cond`; part k belongs to image `part_image[k]` and
+    weighs `part_weight[k]`) and each image's negative prompt (`uncond`). Within each, shorter texts are padded
+    by repeating their last vector, as A1111 does; cond and uncond may differ in length (see `matched`)."""
 
-    embeds: torch.Tensor
-    pooled: torch.Tensor | None
+    cond: torch.Tensor
+    uncond: torch.Tensor
+    cond_pooled: torch.Tensor | None
+    uncond_pooled: torch.Tensor | None
     part_image: torch.Tensor
     part_weight: torch.Tensor
 
     @property
     def images(self) -> int:
-        return self.embeds.shape[0] - self.part_image.shape[0]
+        return self.uncond.shape[0]
+
+    @property
+    def parts(self) -> int:
+        return self.cond.shape[0]
+
+    def matched(self, padding: str, empty: torch.Tensor) -> tuple[StepBatch, str | None]:
+        """The batch with cond and uncond made the same length by A1111's `padding` ("" = left as they are;
+        PAD_EMPTY: the shorter gets empty-prompt chunks `empty`; PAD_LAST: uncond repeats its last vector or is cut
+        to cond's length), and the infotext key that says it happened."""
+        cond, uncond = self.cond, self.uncond
+        gap = cond.shape[1] - uncond.shape[1]
+        if gap == 0 or not padding:
+            return self, None
+        if padding == PAD_LAST:
+            uncond = _repeat_last(uncond, cond.shape[1]) if gap > 0 else uncond[:, :cond.shape[1]]
+            return replace(self, uncond=uncond), PADDING_KEYS[PAD_LAST]
+        chunks = abs(gap) // empty.shape[1]
+        if chunks == 0:
+            return self, None
+        fill = empty.to(cond.dtype).repeat(1, chunks, 1)
+        if gap > 0:
+            uncond = torch.cat([uncond, fill.expand(uncond.shape[0], -1, -1)], dim=1)
+        else:
+            cond = torch.cat([cond, fill.expand(cond.shape[0], -1, -1)], dim=1)
+        return replace(self, cond=cond, uncond=uncond), PADDING_KEYS[PAD_EMPTY]
+
+
+# A1111's ways to give cond and uncond one length: its settings pad_cond_uncond and pad_cond_uncond_v0, and the
+# infotext key each writes when it padded.
+PAD_EMPTY, PAD_LAST = "empty chunks", "last vector"
+PADDING_KEYS = {PAD_EMPTY: "Pad conds", PAD_LAST: "Pad conds v0"}
+
+
+def _repeat_last(embeds: torch.Tensor, length: int) -> torch.Tensor:
+    """`embeds` [n, T, D] made `length` tokens long by repeating its last vector."""
+    return torch.cat([embeds, embeds[:, -1:].expand(-1, length - embeds.shape[1], -1)], dim=1)
+
+
+def _stacked(conds: list[Conditioning]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The embeddings of `conds` as one batch, shorter ones padded by repeating their last vector, and their pooled
+    outputs (SDXL) when all have one."""
+    length = max(c.embeds.shape[1] for c in conds)
+    pooled = [c.pooled for c in conds]
+    return (torch.cat([_repeat_last(c.embeds, length) for c in conds]),
+            torch.cat(pooled) if all(p is not None for p in pooled) else None)
 
 
 def _entry_at(schedule: Schedule, step: int) -> int:
@@ -97,10 +145,8 @@ class StepConditioning:
         self.positive: list[list[tuple[Schedule, float]]] = [[(scheduled(pairs), weight) for pairs, weight in parts]
                                                               for parts in texts.positive]
         self.negative: list[Schedule] = [scheduled(pairs) for pairs in texts.negative]
-        conds = [c for s in self._schedules() for _, c in s]
-        self._chunks = max(c.chunks for c in conds)
         self._empty = encode("")
-        self._device = conds[0].embeds.device
+        self._device = self._empty.embeds.device
         self._last: tuple[tuple, StepBatch] | None = None
 
     def _schedules(self) -> list[Schedule]:
@@ -116,19 +162,23 @@ class StepConditioning:
         """Whether the conditioning changes during sampling."""
         return any(len(s) > 1 for s in self._schedules())
 
+    @property
+    def empty_chunk(self) -> torch.Tensor:
+        """The empty prompt's conditioning, one chunk (A1111 pads with it under pad_cond_uncond)."""
+        return self._empty.embeds
+
     def at(self, step: int) -> StepBatch:
         """The batch for sampling step `step` (0-based); rebuilt only when the selection changes."""
         selection = tuple(_entry_at(s, step) for s in self._schedules())
         if self._last is not None and self._last[0] == selection:
             return self._last[1]
-        picked = [s[i][1].padded_to(self._chunks, self._empty) for s, i in zip(self._schedules(), selection)]
-        pooled = [c.pooled for c in picked]
+        picked = [s[i][1] for s, i in zip(self._schedules(), selection)]
+        images = len(self.negative)
+        (uncond, uncond_pooled), (cond, cond_pooled) = _stacked(picked[:images]), _stacked(picked[images:])
         batch = StepBatch(
-            embeds=torch.cat([c.embeds for c in picked]),
-            pooled=torch.cat(pooled) if all(p is not None for p in pooled) else None,
+            cond=cond, uncond=uncond, cond_pooled=cond_pooled, uncond_pooled=uncond_pooled,
             part_image=torch.tensor([i for i, parts in enumerate(self.positive) for _ in parts], device=self._device),
             part_weight=torch.tensor([w for parts in self.positive for _, w in parts], device=self._device),
         )
         self._last = (selection, batch)
         return batch
-

@@ -6,8 +6,8 @@ Covered: every sampler with every schedule type that applies to it (txt2img on t
 ENSD 31337 and a batch of two, pairwise; a batch count of two; prompts of two chunks; an SD 2.x v-prediction
 checkpoint with every sampler at its default schedule; img2img at denoising 0.5 and 0.75, and with
 img2img_fix_steps; the settings that change the σ or the noise, once each. And the oracle's own footing:
-A1111's SD1.5 σ tables, DDIM timesteps and NV values. A prompt longer than its negative prompt is a known
-difference (xfail)."""
+A1111's SD1.5 σ tables, DDIM timesteps and NV values. A prompt longer than its negative prompt is covered too:
+A1111 (pad_cond_uncond off) runs the two in separate UNet calls."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -228,9 +228,6 @@ def test_long_prompts(jobs, sd1):
     assert_parity(jobs, sd1, replace(BASE, prompt=LONG_PROMPT, negative_prompt=f"{LONG_PROMPT}, blurry"), CPU)
 
 
-@pytest.mark.xfail(strict=True, reason="The project pads the shorter of prompt and negative prompt with empty "
-                   "chunks, which A1111 does only with its setting pad_cond_uncond (off by default, written as "
-                   "'Pad conds: True'); A1111 runs them through the UNet unpadded, in separate calls. About 20 levels.")
 @pytest.mark.parametrize("sampler", ["Euler", "DDIM"])
 def test_prompt_longer_than_the_negative_prompt(jobs, sd1, sampler):
     assert_parity(jobs, sd1, replace(BASE, sampler=sampler, prompt=LONG_PROMPT), CPU)

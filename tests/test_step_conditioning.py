@@ -6,7 +6,7 @@ from modules.conditioning import PromptEncoder
 from modules.generation import RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
 from modules.sampling.guidance import combine
-from modules.step_conditioning import StepBatch, StepConditioning, Timeline
+from modules.step_conditioning import PAD_EMPTY, PAD_LAST, StepBatch, StepConditioning, Timeline
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def test_prompt_editing_switches_after_the_given_step(encoder):
     cat, dog = cond_of(encoder, "a cat on grass"), cond_of(encoder, "a dog on grass")
     for step in range(10):
         expected = cat if step <= 3 else dog  # A1111: steps 0..3 use the first text
-        assert torch.equal(sc.at(step).embeds[1:], expected), step
+        assert torch.equal(sc.at(step).cond, expected), step
     assert sc.varies
 
 
@@ -34,12 +34,12 @@ def test_fractional_when_and_alternation(encoder):
     # A1111 compares its 0-based step counter with the 1-based ends, so step 0 and 1 share a word.
     expected = [cow_sun, cow_sun, horse_sun, cow_sun, horse_sun, cow_sun, horse, cow, horse, cow]
     for step, cond in enumerate(expected):
-        assert torch.equal(sc.at(step).embeds[1:], cond), step
+        assert torch.equal(sc.at(step).cond, cond), step
 
 
 def test_each_distinct_text_is_encoded_once(encoder):
     StepConditioning(encoder, ["a [cat:dog:5]"] * 3, ["ugly"] * 3, steps=20)
-    assert encoder.encoder_calls == 4  # "a cat", "a dog", "ugly", and the empty prompt for padding
+    assert encoder.encoder_calls == 4  # "a cat", "a dog", "ugly", and the empty prompt (pad_cond_uncond)
 
 
 def test_and_parts_get_their_weights_and_combine_as_composable_diffusion(encoder):
@@ -48,7 +48,7 @@ def test_and_parts_get_their_weights_and_combine_as_composable_diffusion(encoder
     assert batch.images == 2
     assert batch.part_image.tolist() == [0, 0, 1]
     assert torch.allclose(batch.part_weight, torch.tensor([1.2, 0.8, 1.0]))
-    assert torch.equal(batch.embeds[2], cond_of(encoder, "a cat")[0])
+    assert torch.equal(batch.cond[0], cond_of(encoder, "a cat")[0])
     noise = torch.randn(5, 4, 8, 8)
     guided = combine(noise[:2], noise[2:], batch, 7.0)
     u0, u1 = noise[0], noise[1]
@@ -57,15 +57,39 @@ def test_and_parts_get_their_weights_and_combine_as_composable_diffusion(encoder
     assert torch.allclose(guided[1], u1 + 7.0 * (noise[4] - u1), atol=1e-5)
 
 
-def test_positive_and_negative_are_padded_to_the_same_length(encoder):
-    sc = StepConditioning(encoder, ["short"], [" ".join(["ugly"] * 100)], steps=4)
-    assert sc.at(0).embeds.shape[1] == 154
+def test_prompt_and_negative_keep_their_lengths_unless_a_padding_is_chosen(encoder):
+    """A1111: by default cond and uncond of different lengths stay as they are (separate UNet calls);
+    pad_cond_uncond pads the shorter with empty-prompt chunks, pad_cond_uncond_v0 fits the negative to the
+    prompt with its last vector."""
+    long_text = " ".join(["ugly"] * 100)
+    batch = StepConditioning(encoder, ["short"], [long_text], steps=4).at(0)
+    assert (batch.cond.shape[1], batch.uncond.shape[1]) == (77, 154)
+    empty = cond_of(encoder, "")
+    same, key = batch.matched("", empty)
+    assert same is batch and key is None
+    padded, key = batch.matched(PAD_EMPTY, empty)
+    assert key == "Pad conds" and padded.cond.shape[1] == 154
+    assert torch.equal(padded.cond[:, 77:], empty) and torch.equal(padded.uncond, batch.uncond)
+    cut, key = batch.matched(PAD_LAST, empty)
+    assert key == "Pad conds v0" and torch.equal(cut.uncond, batch.uncond[:, :77])
+    longer = StepConditioning(encoder, [long_text], ["short"], steps=4).at(0)
+    fitted, _ = longer.matched(PAD_LAST, empty)
+    assert torch.equal(fitted.uncond[:, 77:], longer.uncond[:, 76:77].expand(-1, 77, -1))
+
+
+def test_and_parts_of_different_lengths_repeat_their_last_vector(encoder):
+    """A1111's reconstruct_multicond_batch: a shorter AND part is padded with copies of its own last vector."""
+    long_text = " ".join(["tree"] * 100)
+    batch = StepConditioning(encoder, [f"a cat AND {long_text}"], [""], steps=4).at(0)
+    cat = cond_of(encoder, "a cat")
+    assert batch.cond.shape[1] == 154
+    assert torch.equal(batch.cond[0, :77], cat[0]) and torch.equal(batch.cond[0, 77:], cat[0, 76:].expand(77, -1))
 
 
 def test_the_sampling_loop_uses_the_edited_conditioning_at_the_right_step(engine, demo_model):
     seen = []
     handle = demo_model.unet.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][1].clone()), with_kwargs=True)
+        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][0].clone()), with_kwargs=True)
     params = GenerationParams(prompt="a [red:blue:2] house", steps=6, width=64, height=64, seed=1,
                               sampler_name="Euler")
     try:
@@ -80,7 +104,7 @@ def test_the_sampling_loop_uses_the_edited_conditioning_at_the_right_step(engine
 
 
 def test_step_batch_without_and_is_plain_cfg():
-    batch = StepBatch(torch.zeros(2, 77, 8), None, torch.tensor([0]), torch.tensor([1.0]))
+    batch = StepBatch(torch.zeros(1, 77, 8), torch.zeros(1, 77, 8), None, None, torch.tensor([0]), torch.tensor([1.0]))
     noise = torch.randn(2, 4, 4, 4)
     assert torch.allclose(combine(noise[:1], noise[1:], batch, 5.0), noise[:1] + 5.0 * (noise[1:] - noise[:1]))
 
@@ -90,7 +114,7 @@ def test_second_order_samplers_count_prompt_editing_in_model_calls(engine, demo_
     after 3 calls, in the middle of step 2."""
     seen = []
     handle = demo_model.unet.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][1].clone()), with_kwargs=True)
+        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][0].clone()), with_kwargs=True)
     params = GenerationParams(prompt="a [red:blue:2] house", steps=6, width=64, height=64, seed=1,
                               sampler_name="Heun")
     try:
@@ -106,6 +130,6 @@ def test_a_hires_pass_times_prompt_editing_over_both_passes(encoder):
     """A1111 ≥ 1.6: in the hires pass a fraction of 1 or more counts in the hires steps, a smaller one is over."""
     red, blue = cond_of(encoder, "a red house"), cond_of(encoder, "a blue house")
     hires = StepConditioning(encoder, ["a [red:blue:1.5] house"], [""], Timeline(20, 10))
-    assert [torch.equal(hires.at(step).embeds[1:], red) for step in range(10)] == [True] * 6 + [False] * 4
+    assert [torch.equal(hires.at(step).cond, red) for step in range(10)] == [True] * 6 + [False] * 4
     old = StepConditioning(encoder, ["a [red:blue:1.5] house"], [""], Timeline(20, 10, use_old_scheduling=True))
-    assert torch.equal(old.at(0).embeds[1:], red) and torch.equal(old.at(2).embeds[1:], blue)
+    assert torch.equal(old.at(0).cond, red) and torch.equal(old.at(2).cond, blue)

@@ -1,13 +1,13 @@
-"""The model every sampler calls: classifier-free guidance over one UNet batch per call.
+"""The model every sampler calls: classifier-free guidance over the UNet rows of a batch.
 
 Each call takes the batch's latents x (k-diffusion scale) at noise level σ and returns the guided x0: every
-image's AND parts and its negative prompt go through the UNet together, each part's x0 is weighed against the
-negative's (A1111's combine_denoised), the inpainting keep is blended in, and A1111's callbacks see each stage.
-Calls are counted: the count picks the prompt-editing step (A1111 schedules prompts over model calls) and
-the moment a refiner takes over."""
+image's AND parts and its negative prompt go through the UNet (in one batch when they are as long), each part's
+x0 is weighed against the negative's (A1111's combine_denoised), the inpainting keep is blended in, and A1111's
+callbacks see each stage. Calls are counted: the count picks the prompt-editing step (A1111 schedules prompts
+over model calls), the moment a refiner takes over and the calls Skip Early CFG leaves without the negative."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 import torch
@@ -30,10 +30,12 @@ class SamplingStopped(Exception):
 
 
 class UNetCall(Protocol):
-    """A model's UNet on a guided batch: `x_in` already scaled by c_in, `t` the timesteps, `rows` the rows of
-    `batch` it carries (all, or without the negatives when NGMS skips them); returns the raw output (ε or v)."""
+    """A model's UNet on rows of a guided batch: `x_in` already scaled by c_in, `t` the timesteps, `embeds` and
+    `pooled` (SDXL) the rows' text conditioning, `row_images` the image each row belongs to (for an inpainting
+    model's extra channels); returns the raw output (ε or v)."""
 
-    def __call__(self, x_in: torch.Tensor, t: torch.Tensor, batch: StepBatch, rows: slice) -> torch.Tensor: ...
+    def __call__(self, x_in: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor | None,
+                 row_images: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -74,17 +76,34 @@ class RefinerSwitch:
     switched: Callable[[], None] | None = None  # told once the switch happened (for the infotext)
 
 
-class CFGDenoiser:
-    """`(x, sigma) -> guided x0` for a batch of images, as samplers call it (see docs/SAMPLING.md)."""
+@dataclass(frozen=True)
+class NegativeSkipping:
+    """A1111's settings that leave the negative prompt out of some calls (each image's first part stands in for
+    it): `early` (skip_early_cond) the first share of the expected calls; `min_sigma` (s_min_uncond, NGMS) every
+    second call whose σ (for timestep samplers: t, `on_timesteps`) is below it, or every such call with
+    `every_call` (s_min_uncond_all)."""
 
-    def __init__(self, model: ModelPass, cfg_scale: float, expected_calls: int, *, negative_min_sigma: float = 0.0,
-                 negative_min_on_timesteps: bool = False, keep: Keep | None = None,
+    early: float = 0.0
+    min_sigma: float = 0.0
+    every_call: bool = False
+    on_timesteps: bool = False
+
+
+class CFGDenoiser:
+    """`(x, sigma) -> guided x0` for a batch of images, as samplers call it (see docs/SAMPLING.md).
+
+    As in A1111, the UNet rows are every image's AND parts, then every image's negative prompt; when the two differ
+    in length and `padding` (step_conditioning.PAD_EMPTY or PAD_LAST) is off, they go through the UNet in separate
+    calls. `infotext` collects the keys A1111 writes for what happened (NGMS, Skip Early CFG, Pad conds)."""
+
+    def __init__(self, model: ModelPass, cfg_scale: float, expected_calls: int, *,
+                 skipping: NegativeSkipping = NegativeSkipping(), padding: str = "", keep: Keep | None = None,
                  refiner: RefinerSwitch | None = None, check_stop: Callable[[], bool] | None = None) -> None:
         self.model = model
         self.cfg_scale = cfg_scale
         self.expected_calls = max(1, expected_calls)
-        self.negative_min_sigma = negative_min_sigma
-        self.negative_min_on_timesteps = negative_min_on_timesteps  # A1111's timestep samplers compare it with t
+        self.skipping = skipping
+        self.padding = padding
         self.keep = keep
         self.refiner = refiner
         self.check_stop = check_stop
@@ -92,6 +111,7 @@ class CFGDenoiser:
         self.sampling_step, self.sampling_steps = 0, 0  # the sampler's step, kept by the caller for callbacks
         self.last_prediction: torch.Tensor | None = None  # each image's first part's x0 at the last call
         self.last_uncond: torch.Tensor | None = None  # each image's negative x0 at the last call (DDIM CFG++)
+        self.infotext: dict[str, object] = {}
 
     @property
     def denoiser(self) -> Denoiser:
@@ -106,29 +126,29 @@ class CFGDenoiser:
         if keep_before:
             x = self.keep.blend_input(x, sigma)
         batch = self.model.conditioning.at(self.calls)
-        images = batch.images
-        x_rows = torch.cat([x, x[batch.part_image]])
-        sigma_rows = torch.cat([sigma, sigma[batch.part_image]])
-        embeds = batch.embeds
+        x_rows = torch.cat([x[batch.part_image], x])
+        sigma_rows = torch.cat([sigma[batch.part_image], sigma])
         if script_callbacks.has("cfg_denoiser"):
             params = script_callbacks.CFGDenoiserParams(x_rows, None, sigma_rows, self.sampling_step,
-                                                        self.sampling_steps, embeds[images:], embeds[:images], self)
+                                                        self.sampling_steps, batch.cond, batch.uncond, self)
             script_callbacks.cfg_denoiser_callback(params)
             x_rows, sigma_rows = params.x, params.sigma
-            batch = _with_embeds(batch, torch.cat([params.text_uncond, params.text_cond]))
-        level = self.model.denoiser.sigma_to_t(sigma[:1]) if self.negative_min_on_timesteps else sigma[:1]
-        skip_negatives = self.calls % 2 == 1 and 0 < self.negative_min_sigma and float(level) < self.negative_min_sigma
-        rows = slice(images if skip_negatives else 0, None)
-        out = self._denoised(x_rows[rows], sigma_rows[rows], batch, rows)
+            batch = replace(batch, cond=params.text_cond, uncond=params.text_uncond)
+        skip_negatives = self._skips_negatives(sigma)
+        batch, padded = batch.matched(self.padding, self.model.conditioning.empty_chunk)
+        if padded:
+            self.infotext[padded] = True
+        out = self._denoised(x_rows, sigma_rows, batch, skip_negatives)
+        first_parts = _first_parts(batch)
         if skip_negatives:  # each image's first part stands in for its negative
-            out = torch.cat([out[_first_parts(batch) - images], out])
+            out = torch.cat([out, out[first_parts]])
         if script_callbacks.has("cfg_denoised"):
             params = script_callbacks.CFGDenoisedParams(out, self.sampling_step, self.sampling_steps, self.model.unet)
             script_callbacks.cfg_denoised_callback(params)
             out = params.x
-        uncond, conds = out[:images], out[images:]
+        conds, uncond = out[:batch.parts], out[batch.parts:]
         self.last_uncond = uncond
-        self.last_prediction = conds[_first_parts(batch) - images]
+        self.last_prediction = conds[first_parts]
         denoised = combine(uncond, conds, batch, 1.0 if skip_negatives else self.cfg_scale)
         if keep_before:  # the sampler reads ε against its own x, as A1111's timestep samplers do
             denoised = denoised + (given - x)
@@ -141,11 +161,43 @@ class CFGDenoiser:
         self.calls += 1
         return denoised
 
-    def _denoised(self, x: torch.Tensor, sigma: torch.Tensor, batch: StepBatch, rows: slice) -> torch.Tensor:
-        """Each row's x0 from one UNet call; NansProduced when the UNet returned only NaNs."""
+    def _skips_negatives(self, sigma: torch.Tensor) -> bool:
+        """Whether this call leaves the negatives out (A1111's order: Skip Early CFG first, then NGMS)."""
+        s = self.skipping
+        if s.early and self.calls / self.expected_calls <= s.early:
+            self.infotext["Skip Early CFG"] = s.early
+            return True
+        level = self.model.denoiser.sigma_to_t(sigma[:1]) if s.on_timesteps else sigma[:1]
+        if (self.calls % 2 == 1 or s.every_call) and 0 < s.min_sigma and float(level) < s.min_sigma:
+            self.infotext["NGMS"] = s.min_sigma
+            if s.every_call:
+                self.infotext["NGMS all steps"] = True
+            return True
+        return False
+
+    def _denoised(self, x: torch.Tensor, sigma: torch.Tensor, batch: StepBatch, skip_negatives: bool) -> torch.Tensor:
+        """Each row's x0: conds and negatives in one UNet call when they are as long, else (as A1111 does) the
+        conds in calls of twice the batch's images and the negatives in one; without the negatives when they are
+        skipped. NansProduced when the UNet returned only NaNs."""
+        row_images = torch.cat([batch.part_image, torch.arange(batch.images, device=batch.part_image.device)])
+        if skip_negatives:
+            groups = [(0, batch.parts, batch.cond, batch.cond_pooled)]
+        elif batch.cond.shape[1] == batch.uncond.shape[1]:
+            groups = [(0, len(row_images), torch.cat([batch.cond, batch.uncond]),
+                       _cat_pooled(batch.cond_pooled, batch.uncond_pooled))]
+        else:
+            size = 2 * batch.images
+            groups = [(a, min(a + size, batch.parts), batch.cond[a:a + size], _rows(batch.cond_pooled, a, a + size))
+                      for a in range(0, batch.parts, size)]
+            groups.append((batch.parts, len(row_images), batch.uncond, batch.uncond_pooled))
+        return torch.cat([self._unet_rows(x[a:b], sigma[a:b], embeds, pooled, row_images[a:b])
+                          for a, b, embeds, pooled in groups])
+
+    def _unet_rows(self, x: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor | None,
+                   row_images: torch.Tensor) -> torch.Tensor:
         denoiser = self.model.denoiser
         x_in, t = denoiser.model_input(x, sigma)
-        output = self.model.unet(x_in, t, batch, rows)
+        output = self.model.unet(x_in, t, embeds, pooled, row_images)
         if torch.isnan(output).all():
             raise NansProduced(f"A tensor with all NaNs was produced in the UNet. {NAN_ADVICE}")
         return denoiser.denoised(output.to(x.dtype), x, sigma)
@@ -167,10 +219,14 @@ def combine(uncond: torch.Tensor, conds: torch.Tensor, batch: StepBatch, cfg_sca
 
 
 def _first_parts(batch: StepBatch) -> torch.Tensor:
-    """The row of each image's first AND part in the UNet batch."""
-    images = torch.arange(batch.images, device=batch.part_image.device)
-    return torch.searchsorted(batch.part_image, images) + batch.images
+    """The row of each image's first AND part in the UNet batch (the parts come first)."""
+    return torch.searchsorted(batch.part_image, torch.arange(batch.images, device=batch.part_image.device))
 
 
-def _with_embeds(batch: StepBatch, embeds: torch.Tensor) -> StepBatch:
-    return StepBatch(embeds, batch.pooled, batch.part_image, batch.part_weight)
+def _cat_pooled(cond: torch.Tensor | None, uncond: torch.Tensor | None) -> torch.Tensor | None:
+    return None if cond is None or uncond is None else torch.cat([cond, uncond])
+
+
+def _rows(pooled: torch.Tensor | None, a: int, b: int) -> torch.Tensor | None:
+    return None if pooled is None else pooled[a:b]
+

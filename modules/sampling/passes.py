@@ -15,6 +15,7 @@ from modules.sampling.denoiser import V_PREDICTION, Denoiser, rescale_zero_termi
 from modules.sampling.extra_samplers import LCMDenoiser
 from modules.sampling.guidance import CFGDenoiser, SamplingStopped
 from modules.sampling.registry import TIMESTEPS, SamplerInfo
+from modules.step_conditioning import PAD_EMPTY, PAD_LAST
 
 ZERO_TERMINAL_SNR = "Zero Terminal SNR"
 UNUSED_SCHEDULE = "Schedule type unused"  # infotext key: the chosen schedule type, which the sampler ignores
@@ -60,9 +61,18 @@ class SamplingSettings:
     randn_source: str = _setting("randn_source")
     eta_noise_seed_delta: int = _setting("eta_noise_seed_delta")
     s_min_uncond: float = _setting("s_min_uncond")
+    s_min_uncond_all: bool = _setting("s_min_uncond_all")
+    skip_early_cond: float = _setting("skip_early_cond")
+    pad_cond_uncond: bool = _setting("pad_cond_uncond")
+    pad_cond_uncond_v0: bool = _setting("pad_cond_uncond_v0")
     initial_noise_multiplier: float = _setting("initial_noise_multiplier")
     img2img_fix_steps: bool = _setting("img2img_fix_steps")
     use_old_scheduling: bool = _setting("use_old_scheduling")
+
+    @property
+    def cond_padding(self) -> str:
+        """How cond and uncond of different lengths are made one length ("" = they are not)."""
+        return PAD_LAST if self.pad_cond_uncond_v0 else PAD_EMPTY if self.pad_cond_uncond else ""
 
     @classmethod
     def from_options(cls, opts: Any) -> SamplingSettings:
