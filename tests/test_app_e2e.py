@@ -75,6 +75,25 @@ def test_generate_through_the_page_endpoint_saves_png_with_parameters(server, cl
     assert Image.open(saved[0]).size == (64, 96)
 
 
+def test_every_sampler_and_schedule_type_on_the_page_runs(server, client):
+    """Each choice of the page's Sampling method and Schedule type dropdowns generates, and says so in the infotext;
+    a schedule type the sampler can't use (DDIM with Karras) is a note, as in A1111."""
+    url, _ = server
+    samplers = [choice[0] for choice in component(url, "Sampling method")["choices"]]
+    schedules = [choice[0] for choice in component(url, "Schedule type")["choices"]]
+    assert len(samplers) == 20 and {"DPM adaptive", "Restart", "DDIM CFG++", "LCM"} <= set(samplers)
+    assert len(schedules) == 12 and {"Automatic", "Align Your Steps", "Beta"} <= set(schedules)
+    for sampler in samplers:
+        gallery, info = txt2img(client, {"Prompt": "a boat", "Sampling method": sampler, "Sampling steps": 3})
+        assert len(gallery) == 1 and f"Sampler: {sampler}," in info, info
+    for schedule in schedules[1:]:
+        gallery, info = txt2img(client, {"Prompt": "a boat", "Schedule type": schedule, "Sampling steps": 3})
+        assert len(gallery) == 1 and f"Schedule type: {schedule}," in info, info
+    _, info = txt2img(client, {"Prompt": "a boat", "Sampling method": "DDIM", "Schedule type": "Karras",
+                               "Sampling steps": 3})
+    assert "Schedule type unused: Karras" in info, info
+
+
 def test_ui_config_sets_slider_defaults_and_is_completed_on_start(server):
     url, data = server
     steps = component(url, "Sampling steps")
