@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import warnings
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -215,6 +216,10 @@ def _tree_draws(source: str, device: torch.device) -> Iterator[None]:
         finally:
             brownian_interval._randn = original
 
+
+# The schedule's σ reach the trees as float32 while a tree keeps its ends as Python floats, so a query at an end can
+# lie a rounding error outside and torchsde warns on every such step (as it does under A1111); the result is the same.
+warnings.filterwarnings("ignore", message=r"Should have t[ab]", category=UserWarning, module=r"torchsde\.")
 
 def _ordered(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     return (a, b, 1) if a < b else (b, a, -1)
