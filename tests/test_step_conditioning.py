@@ -86,16 +86,22 @@ def test_and_parts_of_different_lengths_repeat_their_last_vector(encoder):
     assert torch.equal(batch.cond[0, :77], cat[0]) and torch.equal(batch.cond[0, 77:], cat[0, 76:].expand(77, -1))
 
 
-def test_the_sampling_loop_uses_the_edited_conditioning_at_the_right_step(engine, demo_model):
+def _first_rows_seen(engine, model, sampler: str) -> list[torch.Tensor]:
+    """The first UNet row's text conditioning (the prompt's) at each UNet call of a 6-step "a [red:blue:2] house"."""
     seen = []
-    handle = demo_model.unet.register_forward_pre_hook(
+    handle = model.unet.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][0].clone()), with_kwargs=True)
     params = GenerationParams(prompt="a [red:blue:2] house", steps=6, width=64, height=64, seed=1,
-                              sampler_name="Euler")
+                              sampler_name=sampler)
     try:
-        engine.call("t", lambda ctx: Txt2Img(demo_model, params, ctx, RunSettings()).run(), timeout=120)
+        engine.call("t", lambda ctx: Txt2Img(model, params, ctx, RunSettings()).run(), timeout=120)
     finally:
         handle.remove()
+    return seen
+
+
+def test_the_sampling_loop_uses_the_edited_conditioning_at_the_right_step(engine, demo_model):
+    seen = _first_rows_seen(engine, demo_model, "Euler")
     red = demo_model.prompt_encoder.encode("a red house").embeds[0]
     blue = demo_model.prompt_encoder.encode("a blue house").embeds[0]
     assert len(seen) == 6
@@ -112,15 +118,7 @@ def test_step_batch_without_and_is_plain_cfg():
 def test_second_order_samplers_count_prompt_editing_in_model_calls(engine, demo_model):
     """A1111 schedules prompts over model calls: Heun's 6 steps are 12 calls (11 made), so [red:blue:2] switches
     after 3 calls, in the middle of step 2."""
-    seen = []
-    handle = demo_model.unet.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][0].clone()), with_kwargs=True)
-    params = GenerationParams(prompt="a [red:blue:2] house", steps=6, width=64, height=64, seed=1,
-                              sampler_name="Heun")
-    try:
-        engine.call("t", lambda ctx: Txt2Img(demo_model, params, ctx, RunSettings()).run(), timeout=120)
-    finally:
-        handle.remove()
+    seen = _first_rows_seen(engine, demo_model, "Heun")
     red = demo_model.prompt_encoder.encode("a red house").embeds[0]
     assert len(seen) == 11
     assert [torch.equal(s, red) for s in seen] == [True] * 3 + [False] * 8
