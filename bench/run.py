@@ -323,9 +323,9 @@ def preview_overhead_ratio(rounds: int = 5) -> float:
 
 
 BENCHMARKS = {benchmark.__name__: benchmark for benchmark in (
-    txt2img_overhead_ratio, sampler_step_overhead_ms, repeat_prompt_ratio, text_encoding_share_sd15, cpu_bf16_vs_fp32_ratio,
-    model_switch_rss_growth, launch_to_page_s, peak_rss_mb_demo, peak_rss_mb_sd15, prompt_parse_vs_tokenize_ratio,
-    preview_overhead_ratio)}
+    txt2img_overhead_ratio, sampler_step_overhead_ms, repeat_prompt_ratio, text_encoding_share_sd15,
+    cpu_bf16_vs_fp32_ratio, model_switch_rss_growth, launch_to_page_s, peak_rss_mb_demo, peak_rss_mb_sd15,
+    prompt_parse_vs_tokenize_ratio, preview_overhead_ratio)}
 
 
 def main() -> None:

@@ -68,7 +68,8 @@ class Script(scripts.Script):
         return [original_prompt, original_negative, cfg, steps, randomness, sigma_adjustment]
 
     def run(self, p, original_prompt, original_negative_prompt, cfg, st, randomness, sigma_adjustment):
-        decode = Decode(original_prompt or "", original_negative_prompt or "", float(cfg), int(st), bool(sigma_adjustment))
+        decode = Decode(original_prompt or "", original_negative_prompt or "", float(cfg), int(st),
+                        bool(sigma_adjustment))
         p.batch_size = 1
         p.extra_generation_params = {
             **p.extra_generation_params, "Decode prompt": decode.prompt,

@@ -133,7 +133,8 @@ def test_sd_upscale_redraws_tiles_at_the_new_size(services, photo):
     finally:
         script_callbacks.clear()
     assert result.images[0].size == (128, 128)
-    # 128 pixels in 64-pixel tiles overlapping by at least 16: 3 x 3 tiles, each img2img'd for int(4 × 0.5) + 1 steps (A1111).
+    # 128 pixels in 64-pixel tiles overlapping by at least 16: 3 x 3 tiles, each img2img'd for int(4 × 0.5) + 1
+    # steps (A1111).
     assert steps == [8] * 9 * 3
     lanczos = np.asarray(photo.resize((128, 128), Image.Resampling.LANCZOS), dtype=int)
     assert np.abs(np.asarray(result.images[0], dtype=int) - lanczos).mean() > 0
