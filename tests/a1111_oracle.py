@@ -6,15 +6,19 @@ modules/sampling guidance, passes, noise, registry or denoiser, no modules/gener
 - processing.py: txt2img samples from `x = rng.next()`, img2img from the init latent and that same draw; the
   latents are decoded one image at a time (decode_first_stage: z · (1 / scale factor) through the VAE), then
   clamp((x + 1) / 2) · 255 truncated to uint8.
-- rng.py's ImageRNG: one generator per image seeded with its seed, first() then next() (the first next() is
-  first()), re-seeded with seed + ENSD after first(). CPU: a torch.Generator (on a CPU machine the GPU source is
-  the same); NV: Philox4x32-10 + Box-Muller (tests/sampling_oracles.py's plain-Python reference). A1111's
-  torchsde patch: each Brownian tree node's Gaussian is the source's first draw for the node's seed.
+- rng.py's ImageRNG (variation seeds, "Resize seed from", ENSD; CPU = GPU on a CPU machine, and NV), prompt
+  schedules, AND, the conditioning and CFGDenoiser.forward: tests/a1111_oracle_features.py.
 - sd_samplers_common.py: setup_img2img_steps; TorchHijack (k-diffusion's torch.randn_like is the next image
-  noise); create_noise_sampler (a BrownianTreeNoiseSampler over the schedule's σ range, a tree per image seed);
-  Sampler.initialize (eta, and the s_* settings for the functions that take them).
-- sd_samplers_cfg_denoiser.py's CFGDenoiser.forward for plain prompts: one model batch [conds…, uncond],
-  combine_denoised, cond_scale_miltiplier and last_noise_uncond (DDIM CFG++).
+  noise); create_noise_sampler (a BrownianTreeNoiseSampler over the schedule's σ range, a tree per image seed;
+  none with no_dpmpp_sde_batch_determinism, so k-diffusion seeds one tree from torch's global generator);
+  Sampler.initialize (eta, and the s_* settings for the functions that take them); total_steps (twice the steps
+  for second-order samplers), which prompt editing and Skip Early CFG count in.
+- processing.py: the batch's seeds (all the seed with a variation strength, variation seeds counting up); the
+  txt2img hires pass (a Latent mode's interpolation of the latents, or the decoded pixels resized with Lanczos
+  and encoded again, the VAE's posterior sample drawn from torch's global generator, which the batch's noise last
+  seeded; a fresh ImageRNG at the hires size; sample_img2img with the hires steps, the first pass's steps
+  offsetting prompt editing); img2img's latent mask (the mask resized with Pillow's default filter, rounded) and
+  the blend after sampling. sd_models.py: the Zero Terminal SNR noise schedule.
 - sd_samplers_kdiffusion.py: the sampler table, get_sigmas (schedule type or the sampler's default, the settings'
   σ range and ρ, the old Karras range, discarding the penultimate σ), sample and sample_img2img.
 - sd_samplers_timesteps.py: the timesteps, the img2img noising, CompVisTimestepsDenoiser / VDenoiser (ε from v
@@ -36,24 +40,26 @@ Borrowed, and why:
 - The text conditioning from the project's PromptEncoder (prompt encoding is tested on its own); the UNet and
   the VAE of the loaded model.
 
-Not rebuilt: inpainting, variation seeds, hires fix, refiner, NGMS, AND prompts and prompt editing. A1111
-encodes img2img's init image with a draw from the VAE's posterior (torch's global generator, so not even A1111
-repeats it); `encode_image` takes the posterior's mean, as the project does."""
+Not rebuilt: the refiner, inpainting's mask blur, "Only masked" and fill, hires fix's pixel upscaler models.
+A1111 encodes img2img's init image with a draw from the VAE's posterior (torch's global generator, in whatever
+state the process left it, so not even A1111 repeats it); `encode_image` takes the posterior's mean there, as the
+project does."""
 from __future__ import annotations
 
-import contextlib
+import copy
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image
-from torchsde._brownian import brownian_interval
 
+from a1111_oracle_features import (BatchConds, CFGDenoiser, Guidance, ImageNoise, Inpainting, a1111_patches,
+                                   global_generator)
 from modules.sampling import extra_samplers, schedules, timestep_samplers
-from sampling_oracles import k_diffusion_module, philox_randn
+from sampling_oracles import k_diffusion_module
 
 kd_sampling = k_diffusion_module("sampling")
 kd_external = k_diffusion_module("external")
@@ -86,11 +92,26 @@ class Opts:
     randn_source: str = "GPU"
     eta_noise_seed_delta: int = 0
     img2img_fix_steps: bool = False
+    s_min_uncond: float = 0.0
+    s_min_uncond_all: bool = False
+    skip_early_cond: float = 0.0
+    pad_cond_uncond: bool = False
+    pad_cond_uncond_v0: bool = False
+    use_old_scheduling: bool = False
+    sd_noise_schedule: str = "Default"
+    enable_quantization: bool = False
+    no_dpmpp_sde_batch_determinism: bool = False
+
+    @property
+    def guidance(self) -> Guidance:
+        return Guidance(self.s_min_uncond, self.s_min_uncond_all, self.skip_early_cond, self.pad_cond_uncond,
+                        self.pad_cond_uncond_v0)
 
 
 @dataclass(frozen=True)
 class Job:
-    """What an infotext fixes for one batch; `denoising_strength` makes it img2img."""
+    """What an infotext fixes for one batch: img2img's denoising strength (with an init image), or the hires
+    pass's (with enable_hr)."""
 
     sampler: str
     scheduler: str = "Automatic"
@@ -104,6 +125,15 @@ class Job:
     batch_size: int = 1
     clip_skip: int = 1
     denoising_strength: float | None = None
+    subseed: int = 0
+    subseed_strength: float = 0.0
+    seed_resize_from_w: int = 0
+    seed_resize_from_h: int = 0
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str = "Latent"
+    hr_second_pass_steps: int = 0
+    hr_sampler: str | None = None  # None: the first pass's
 
 
 @dataclass(frozen=True)
@@ -116,26 +146,30 @@ class Sampler:
     brownian_noise: bool = False
     solver_type: str | None = None
     kind: str = "k-diffusion"  # or "timesteps", "lcm"
+    second_order: bool = False
+
+    def total_steps(self, steps: int) -> int:
+        return steps * 2 if self.second_order else steps
 
 
 TIMESTEPS = "timesteps"
 SAMPLERS: dict[str, Sampler] = {
     "DPM++ 2M": Sampler("sample_dpmpp_2m", "karras"),
-    "DPM++ SDE": Sampler("sample_dpmpp_sde", "karras", brownian_noise=True),
+    "DPM++ SDE": Sampler("sample_dpmpp_sde", "karras", brownian_noise=True, second_order=True),
     "DPM++ 2M SDE": Sampler("sample_dpmpp_2m_sde", "exponential", brownian_noise=True),
     "DPM++ 2M SDE Heun": Sampler("sample_dpmpp_2m_sde", "exponential", brownian_noise=True, solver_type="heun"),
-    "DPM++ 2S a": Sampler("sample_dpmpp_2s_ancestral", "karras"),
+    "DPM++ 2S a": Sampler("sample_dpmpp_2s_ancestral", "karras", second_order=True),
     "DPM++ 3M SDE": Sampler("sample_dpmpp_3m_sde", "exponential", discard_next_to_last_sigma=True,
                             brownian_noise=True),
     "Euler a": Sampler("sample_euler_ancestral"),
     "Euler": Sampler("sample_euler"),
     "LMS": Sampler("sample_lms"),
-    "Heun": Sampler("sample_heun"),
-    "DPM2": Sampler("sample_dpm_2", "karras", discard_next_to_last_sigma=True),
-    "DPM2 a": Sampler("sample_dpm_2_ancestral", "karras", discard_next_to_last_sigma=True),
+    "Heun": Sampler("sample_heun", second_order=True),
+    "DPM2": Sampler("sample_dpm_2", "karras", discard_next_to_last_sigma=True, second_order=True),
+    "DPM2 a": Sampler("sample_dpm_2_ancestral", "karras", discard_next_to_last_sigma=True, second_order=True),
     "DPM fast": Sampler("sample_dpm_fast"),
     "DPM adaptive": Sampler("sample_dpm_adaptive"),
-    "Restart": Sampler("restart_sampler", "karras"),
+    "Restart": Sampler("restart_sampler", "karras", second_order=True),
     "DDIM": Sampler("ddim", kind=TIMESTEPS),
     "DDIM CFG++": Sampler("ddim_cfgpp", kind=TIMESTEPS),
     "PLMS": Sampler("plms", kind=TIMESTEPS),
@@ -165,9 +199,28 @@ class LDMModel:
         self.sqrt_one_minus_alphas_cumprod = torch.tensor(np.sqrt(1.0 - cumulative), dtype=torch.float32)
         self.parameterization = "v" if v_prediction else "eps"
         self.model = model
+        self.sdxl = model.family.name == "sdxl"
 
     def apply_model(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
-        return self.model.unet(x, t, encoder_hidden_states=cond["c_crossattn"][0]).sample
+        added = None
+        if cond.get("vector") is not None:  # SDXL: pooled text and the size (original, crop 0 0, target)
+            height, width = cond["size"]
+            sizes = torch.tensor([[height, width, 0, 0, height, width]], dtype=x.dtype).repeat(x.shape[0], 1)
+            added = {"text_embeds": cond["vector"], "time_ids": sizes}
+        return self.model.unet(x, t, encoder_hidden_states=cond["c_crossattn"][0], added_cond_kwargs=added).sample
+
+    def scheduled(self, opts: "Opts") -> "LDMModel":
+        """apply_alpha_schedule_override: with Zero Terminal SNR, alphas_cumprod rescaled (√ᾱ shifted to end at 0
+        and scaled to keep its first value; the last ᾱ set just above 0); the sqrt buffers stay as trained."""
+        if opts.sd_noise_schedule != "Zero Terminal SNR":
+            return self
+        rescaled = copy.copy(self)
+        root = self.alphas_cumprod.sqrt()
+        first, last = root[0].clone(), root[-1].clone()
+        root = (root - last) * (first / (first - last))
+        rescaled.alphas_cumprod = root ** 2
+        rescaled.alphas_cumprod[-1] = 4.8973451890853435e-08
+        return rescaled
 
     def sigmas(self) -> torch.Tensor:
         return ((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5
@@ -223,98 +276,6 @@ class LCMDenoiser(kd_external.DiscreteEpsDDPMDenoiser):
         scaled_t = _per_image(self.sigma_to_t(sigma), input) * 10.0
         c_skip = 0.25 / (scaled_t ** 2 + 0.25)
         return scaled_t / (scaled_t ** 2 + 0.25) ** 0.5 * x0 + c_skip * input
-
-
-class CFGDenoiser:
-    """CFGDenoiser.forward for one prompt per image: the images' latents twice in one batch, conds first and
-    uncond last, and each image's uncond output moved towards its cond output by cond_scale."""
-
-    def __init__(self, inner: Callable) -> None:
-        self.inner = inner
-        self.cond_scale_multiplier = 1.0
-        self.need_last_noise_uncond = False
-        self.last_noise_uncond: torch.Tensor | None = None
-
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
-                 cond_scale: float) -> torch.Tensor:
-        images = x.shape[0]
-        conds_list = [[(i, 1.0)] for i in range(images)]  # (row in the batch, weight) of each image's prompts
-        if cond.shape[1] == uncond.shape[1]:
-            x_out = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]),
-                               cond={"c_crossattn": [torch.cat([cond, uncond])]})
-        else:  # prompts of other lengths (pad_cond_uncond off, A1111's default): two model calls, unpadded
-            x_out = torch.cat([self.inner(x, sigma, cond={"c_crossattn": [cond]}),
-                               self.inner(x, sigma, cond={"c_crossattn": [uncond]})])
-        uncond_out = x_out[-images:]
-        if self.need_last_noise_uncond:
-            self.last_noise_uncond = uncond_out.clone()
-        guided = uncond_out.clone()
-        for image, parts in enumerate(conds_list):
-            for row, weight in parts:
-                guided[image] += (x_out[row] - uncond_out[image]) * (weight * cond_scale * self.cond_scale_multiplier)
-        return guided
-
-
-class ImageNoise:
-    """A1111's ImageRNG without variation seeds or "Resize seed from", for the CPU (= GPU here) and NV sources."""
-
-    def __init__(self, shape: Sequence[int], seeds: Sequence[int], source: str, eta_noise_seed_delta: int) -> None:
-        self.shape, self.seeds, self.source = tuple(shape), list(seeds), source
-        self.delta = eta_noise_seed_delta
-        self.generators = [self._generator(seed) for seed in self.seeds]
-        self.is_first = True
-
-    def _generator(self, seed: int) -> Any:
-        return [seed, 0] if self.source == "NV" else torch.Generator("cpu").manual_seed(int(seed))
-
-    def _draw(self, generator: Any) -> torch.Tensor:
-        if self.source != "NV":
-            return torch.randn(self.shape, generator=generator)
-        values = philox_randn(generator[0], generator[1], self.shape)
-        generator[1] += 1  # the next call's counter
-        return torch.from_numpy(values)
-
-    def first(self) -> torch.Tensor:
-        noise = torch.stack([self._draw(generator) for generator in self.generators])
-        if self.delta:
-            self.generators = [self._generator(seed + self.delta) for seed in self.seeds]
-        return noise
-
-    def next(self) -> torch.Tensor:
-        if self.is_first:
-            self.is_first = False
-            return self.first()
-        return torch.stack([self._draw(generator) for generator in self.generators])
-
-
-class TorchHijack:
-    """What A1111 puts in k-diffusion's place of torch while it samples: randn_like is the next image noise."""
-
-    def __init__(self, rng: ImageNoise) -> None:
-        self.rng = rng
-
-    def __getattr__(self, name: str) -> Any:
-        return (lambda x: self.rng.next()) if name == "randn_like" else getattr(torch, name)
-
-
-@contextlib.contextmanager
-def a1111_patches(rng: ImageNoise, source: str) -> Iterator[None]:
-    """A1111's replacements while it samples: TorchHijack as k-diffusion's torch, its own to_d, and torchsde's
-    Gaussians drawn as randn_local draws them (the source's first draw for the node's seed)."""
-    def tree_randn(size, dtype, device, seed):
-        if source == "NV":
-            values = torch.from_numpy(philox_randn(int(seed), 0, tuple(size)))
-        else:
-            values = torch.randn(tuple(size), generator=torch.Generator("cpu").manual_seed(int(seed)))
-        return values.to(device=device, dtype=dtype)
-
-    saved = kd_sampling.torch, kd_sampling.to_d, brownian_interval._randn
-    kd_sampling.torch, brownian_interval._randn = TorchHijack(rng), tree_randn
-    kd_sampling.to_d = lambda x, sigma, denoised: (x - denoised) / sigma
-    try:
-        yield
-    finally:
-        kd_sampling.torch, kd_sampling.to_d, brownian_interval._randn = saved
 
 
 # A1111's schedule types: (function of n, sigma_min, sigma_max, …; default ρ; whether it reads the model's σ)
@@ -397,14 +358,37 @@ def _k_function(sampler: Sampler) -> Callable:
     return own.get(sampler.function) or getattr(kd_sampling, sampler.function)
 
 
-def _k_sample(sampler: Sampler, ldm: LDMModel, job: Job, opts: Opts, noise: torch.Tensor, rng: ImageNoise,
-              extra_args: dict, seeds: list[int], init: torch.Tensor | None) -> torch.Tensor:
-    """KDiffusionSampler.sample (init None) and sample_img2img, with Sampler.initialize's options."""
+@dataclass
+class Pass:
+    """One sampling pass: its sampler, the batch's conditioning, its start noise and noise source, the images'
+    seeds; img2img's init latents (and the inpainting mask), or None for txt2img; the hires pass's steps (A1111
+    hands them to sample_img2img, which then keeps them fixed)."""
+
+    sampler: Sampler
+    conds: BatchConds
+    noise: torch.Tensor
+    rng: ImageNoise
+    seeds: list[int]
+    init: torch.Tensor | None = None
+    inpainting: Inpainting | None = None
+    steps: int | None = None
+
+    def img2img_steps(self, job: Job, opts: Opts) -> tuple[int, int]:
+        return setup_img2img_steps(self.steps or job.steps, job.denoising_strength,
+                                   opts.img2img_fix_steps or self.steps is not None)
+
+    def guided(self, inner: Callable, job: Job, opts: Opts, total_steps: int) -> CFGDenoiser:
+        return CFGDenoiser(inner, self.conds, job.cfg_scale, opts.guidance, total_steps, self.inpainting)
+
+
+def _k_sample(run: Pass, ldm: LDMModel, job: Job, opts: Opts) -> torch.Tensor:
+    """KDiffusionSampler.sample (no init) and sample_img2img, with Sampler.initialize's options."""
+    sampler, noise, init = run.sampler, run.noise, run.init
     if sampler.kind == "lcm":
         wrap = LCMDenoiser(ldm)
     else:
         denoiser = kd_external.CompVisVDenoiser if ldm.parameterization == "v" else kd_external.CompVisDenoiser
-        wrap = denoiser(ldm, quantize=False)
+        wrap = denoiser(ldm, quantize=opts.enable_quantization)
     function = _k_function(sampler)
     parameters = inspect.signature(function).parameters
     kwargs: dict[str, Any] = {}
@@ -414,8 +398,9 @@ def _k_sample(sampler: Sampler, ldm: LDMModel, job: Job, opts: Opts, noise: torc
     if "eta" in parameters:
         kwargs["eta"] = opts.eta_ancestral
     if init is None:
-        steps = job.steps
-        sigmas = get_sigmas(sampler, job.scheduler, steps, wrap, opts)
+        steps = run.steps or job.steps
+        calls = sampler.total_steps(steps)
+        sigmas = get_sigmas(sampler, job.scheduler, steps, wrap, opts, ldm.sdxl)
         x = noise * (torch.sqrt(1.0 + sigmas[0] ** 2.0) if opts.sgm_noise_multiplier else sigmas[0])
         if "n" in parameters:
             kwargs["n"] = steps
@@ -424,8 +409,9 @@ def _k_sample(sampler: Sampler, ldm: LDMModel, job: Job, opts: Opts, noise: torc
         if "sigmas" in parameters:
             kwargs["sigmas"] = sigmas
     else:
-        steps, t_enc = setup_img2img_steps(job.steps, job.denoising_strength, opts.img2img_fix_steps)
-        sigmas = get_sigmas(sampler, job.scheduler, steps, wrap, opts)
+        steps, t_enc = run.img2img_steps(job, opts)
+        calls = sampler.total_steps(t_enc + 1)
+        sigmas = get_sigmas(sampler, job.scheduler, steps, wrap, opts, ldm.sdxl)
         tail = sigmas[steps - t_enc - 1:]
         x = init + noise * tail[0]
         for name, value in (("sigma_min", tail[-2]), ("sigma_max", tail[0]), ("n", len(tail) - 1), ("sigmas", tail)):
@@ -433,11 +419,11 @@ def _k_sample(sampler: Sampler, ldm: LDMModel, job: Job, opts: Opts, noise: torc
                 kwargs[name] = value
     if sampler.solver_type:
         kwargs["solver_type"] = sampler.solver_type
-    with a1111_patches(rng, opts.randn_source):
-        if sampler.brownian_noise:
+    with a1111_patches(run.rng, opts.randn_source):
+        if sampler.brownian_noise and not opts.no_dpmpp_sde_batch_determinism:
             kwargs["noise_sampler"] = kd_sampling.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(),
-                                                                           seed=seeds)
-        return function(CFGDenoiser(wrap), x, extra_args=extra_args, disable=True, callback=None, **kwargs)
+                                                                           seed=run.seeds)
+        return function(run.guided(wrap, job, opts, calls), x, extra_args={}, disable=True, callback=None, **kwargs)
 
 
 def _ddim_like(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict, ldm: LDMModel,
@@ -521,29 +507,28 @@ def a1111_timesteps(steps: int) -> torch.Tensor:
     return torch.clip(torch.arange(0, 1000, 1000 // steps) + 1, 0, 999)
 
 
-def _timesteps_sample(sampler: Sampler, ldm: LDMModel, job: Job, opts: Opts, noise: torch.Tensor,
-                      rng: ImageNoise, extra_args: dict, init: torch.Tensor | None) -> torch.Tensor:
+def _timesteps_sample(run: Pass, ldm: LDMModel, job: Job, opts: Opts) -> torch.Tensor:
     """CompVisSampler.sample and sample_img2img: timesteps range(0, 1000, 1000 // steps) + 1; img2img noises the
     init latent to the first timestep left out and walks the ones below it."""
-    steps, t_enc = (job.steps, 0) if init is None else setup_img2img_steps(job.steps, job.denoising_strength,
-                                                                          opts.img2img_fix_steps)
+    if run.init is None:
+        steps, t_enc, calls = run.steps or job.steps, 0, run.steps or job.steps
+    else:
+        steps, t_enc = run.img2img_steps(job, opts)
+        calls = t_enc + 1
     timesteps = a1111_timesteps(steps + (1 if opts.always_discard_next_to_last_sigma else 0))
-    x = noise
-    if init is not None:
+    x = run.noise
+    if run.init is not None:
         alpha = ldm.alphas_cumprod[timesteps[t_enc]]
-        x = init * torch.sqrt(alpha) + noise * torch.sqrt(1 - alpha)
+        x = run.init * torch.sqrt(alpha) + run.noise * torch.sqrt(1 - alpha)
         timesteps = timesteps[:t_enc]
-    model = CFGDenoiser(TimestepsDenoiser(ldm))
-    with a1111_patches(rng, opts.randn_source):
-        if sampler.function == "unipc":
-            return _unipc(model, x, timesteps, extra_args, ldm, opts, init is not None)
-        if sampler.function == "plms":
-            return _plms(model, x, timesteps, extra_args, ldm)
-        return _ddim_like(model, x, timesteps, extra_args, ldm, opts.eta_ddim, sampler.function == "ddim_cfgpp")
-
-
-def _embeds(model: Any, texts: list[str], clip_skip: int) -> torch.Tensor:
-    return torch.cat([model.prompt_encoder.encode(text, clip_skip).embeds for text in texts]).float()
+    model = run.guided(TimestepsDenoiser(ldm), job, opts, calls)
+    function = run.sampler.function
+    with a1111_patches(run.rng, opts.randn_source):
+        if function == "unipc":
+            return _unipc(model, x, timesteps, {}, ldm, opts, run.init is not None)
+        if function == "plms":
+            return _plms(model, x, timesteps, {}, ldm)
+        return _ddim_like(model, x, timesteps, {}, ldm, opts.eta_ddim, function == "ddim_cfgpp")
 
 
 @torch.inference_mode()
@@ -560,28 +545,88 @@ def decode(ldm: LDMModel, latents: torch.Tensor) -> list[np.ndarray]:
 
 
 @torch.inference_mode()
-def encode_image(ldm: LDMModel, image: Image.Image) -> torch.Tensor:
-    """img2img's init latent: pixels / 255 · 2 − 1 through the VAE's encoder, the posterior's mean · scale."""
+def encode_image(ldm: LDMModel, image: Image.Image, posterior_sample: bool = False) -> torch.Tensor:
+    """An image's latent: pixels / 255 · 2 − 1 through the VAE's encoder, the posterior's mean (or, with
+    `posterior_sample`, its sample: mean + std · a draw from torch's global generator), times the scale."""
     vae = ldm.model.vae
     pixels = torch.from_numpy(np.moveaxis(np.array(image.convert("RGB")).astype(np.float32) / 255.0, 2, 0))[None]
     posterior = vae.encode((pixels * 2 - 1).to(vae.dtype)).latent_dist
-    return (posterior.mean * vae.config.scaling_factor).float()
+    latent = posterior.mean
+    if posterior_sample:
+        latent = latent + posterior.std * torch.randn(posterior.mean.shape).to(latent)
+    return (latent * vae.config.scaling_factor).float()
+
+
+def latent_keep(mask: Image.Image, shape: tuple[int, ...]) -> torch.Tensor:
+    """img2img's latent mask from a mask image (255 = repaint): resized to the latent size with Pillow's default
+    filter, the first channel / 255, rounded; A1111's `mask` (1 = keep) is 1 − that, for every channel."""
+    small = np.asarray(mask.convert("RGB").resize((shape[2], shape[1])), dtype=np.float32)[..., 0] / 255
+    return torch.from_numpy(1.0 - np.around(small)).float().expand(shape[0], -1, -1)
+
+
+# A1111's latent upscale modes: torch interpolation mode and antialias
+LATENT_UPSCALE_MODES = {"Latent": ("bilinear", False), "Latent (antialiased)": ("bilinear", True),
+                        "Latent (bicubic)": ("bicubic", False), "Latent (bicubic antialiased)": ("bicubic", True),
+                        "Latent (nearest)": ("nearest", False), "Latent (nearest-exact)": ("nearest-exact", False)}
+
+
+def _conds(ldm: LDMModel, job: Job, opts: Opts, steps: int, hires_steps: int | None,
+           size: tuple[int, int]) -> BatchConds:
+    encoder = ldm.model.prompt_encoder
+    return BatchConds(lambda text: encoder.encode(text, job.clip_skip), [job.prompt] * job.batch_size,
+                      [job.negative_prompt] * job.batch_size, steps, hires_steps, opts.use_old_scheduling,
+                      ldm.sdxl, size)
+
+
+def _image_noise(shape: tuple[int, ...], seeds: list[int], subseeds: list[int], job: Job, opts: Opts) -> ImageNoise:
+    return ImageNoise(shape, seeds, opts.randn_source, opts.eta_noise_seed_delta, subseeds, job.subseed_strength,
+                      (job.seed_resize_from_w, job.seed_resize_from_h))
+
+
+def _run(run: Pass, ldm: LDMModel, job: Job, opts: Opts) -> torch.Tensor:
+    return (_timesteps_sample if run.sampler.kind == TIMESTEPS else _k_sample)(run, ldm, job, opts)
+
+
+def _hires(ldm: LDMModel, job: Job, opts: Opts, latents: torch.Tensor, seeds: list[int],
+           subseeds: list[int]) -> torch.Tensor:
+    """sample_hr_pass: the first pass upscaled to hr_scale, noised afresh at that size, sampled again."""
+    width, height = int(job.width * job.hr_scale), int(job.height * job.hr_scale)
+    if job.hr_upscaler in LATENT_UPSCALE_MODES:
+        mode, antialias = LATENT_UPSCALE_MODES[job.hr_upscaler]
+        init = torch.nn.functional.interpolate(latents, size=(height // LATENT_FACTOR, width // LATENT_FACTOR),
+                                               mode=mode, antialias=antialias)
+    else:  # "None" and "Lanczos" are one Lanczos resize of the first pass's saved pixels
+        pictures = [Image.fromarray(pixels).resize((width, height), Image.LANCZOS) for pixels in decode(ldm, latents)]
+        init = torch.cat([encode_image(ldm, picture, posterior_sample=True) for picture in pictures])
+    sampler, steps = SAMPLERS[job.hr_sampler or job.sampler], job.hr_second_pass_steps or job.steps
+    conds = _conds(ldm, job, opts, SAMPLERS[job.sampler].total_steps(job.steps), sampler.total_steps(steps),
+                   (height, width))
+    rng = _image_noise(tuple(init.shape[1:]), seeds, subseeds, job, opts)
+    return _run(Pass(sampler, conds, rng.next(), rng, seeds, init, steps=steps), ldm, job, opts)
 
 
 @torch.inference_mode()
-def sample(ldm: LDMModel, job: Job, opts: Opts = Opts(), init: torch.Tensor | None = None) -> torch.Tensor:
-    """The batch's latents as A1111 1.10 samples them, to be decoded: txt2img, or img2img from `init` (one
-    image's latent, repeated for the batch) with `job.denoising_strength`."""
-    seeds = [job.seed + i for i in range(job.batch_size)]
-    model = ldm.model
-    extra_args = {"cond": _embeds(model, [job.prompt] * job.batch_size, job.clip_skip),
-                  "uncond": _embeds(model, [job.negative_prompt] * job.batch_size, job.clip_skip),
-                  "cond_scale": job.cfg_scale}
-    shape = (model.vae.config.latent_channels, job.height // LATENT_FACTOR, job.width // LATENT_FACTOR)
-    rng = ImageNoise(shape, seeds, opts.randn_source, opts.eta_noise_seed_delta)
-    noise = rng.next()
-    batch_init = None if init is None else init.repeat(job.batch_size, 1, 1, 1)
-    sampler = SAMPLERS[job.sampler]
-    if sampler.kind == TIMESTEPS:
-        return _timesteps_sample(sampler, ldm, job, opts, noise, rng, extra_args, batch_init)
-    return _k_sample(sampler, ldm, job, opts, noise, rng, extra_args, seeds, batch_init)
+def sample(ldm: LDMModel, job: Job, opts: Opts = Opts(), init: torch.Tensor | None = None,
+           mask: Image.Image | None = None) -> torch.Tensor:
+    """The batch's latents as A1111 1.10 samples them, to be decoded: txt2img (and its hires pass with
+    job.enable_hr), or img2img from `init` (one image's latent, repeated for the batch) with
+    job.denoising_strength, kept where `mask` (255 = repaint) is 0."""
+    with global_generator():
+        ldm = ldm.scheduled(opts)
+        count = job.batch_size
+        seeds = [job.seed + (0 if job.subseed_strength else i) for i in range(count)]
+        subseeds = [job.subseed + i for i in range(count)]
+        sampler = SAMPLERS[job.sampler]
+        conds = _conds(ldm, job, opts, sampler.total_steps(job.steps), None, (job.height, job.width))
+        shape = (ldm.model.vae.config.latent_channels, job.height // LATENT_FACTOR, job.width // LATENT_FACTOR)
+        rng = _image_noise(shape, seeds, subseeds, job, opts)
+        batch_init = None if init is None else init.repeat(count, 1, 1, 1)
+        inpainting = None
+        if mask is not None:
+            inpainting = Inpainting(batch_init, latent_keep(mask, shape), before_denoising=sampler.kind == TIMESTEPS)
+        latents = _run(Pass(sampler, conds, rng.next(), rng, seeds, batch_init, inpainting), ldm, job, opts)
+        if inpainting is not None:
+            latents = inpainting.blend(latents)
+        if job.enable_hr and init is None:
+            latents = _hires(ldm, job, opts, latents, seeds, subseeds)
+        return latents
