@@ -126,26 +126,49 @@ def _stacked(conds: list[Conditioning]) -> tuple[torch.Tensor, torch.Tensor | No
             torch.cat(pooled) if all(p is not None for p in pooled) else None)
 
 
+def _padded(c: Conditioning, chunks: int, empty: Conditioning) -> Conditioning:
+    """`c` made `chunks` chunks long with `empty`'s chunk (its pooled output stays the first chunk's)."""
+    if c.chunks >= chunks:
+        return c
+    fill = empty.embeds.to(c.embeds.dtype).repeat(1, chunks - c.chunks, 1)
+    return replace(c, embeds=torch.cat([c.embeds, fill], dim=1))
+
+
+def _zeros(c: Conditioning) -> Conditioning:
+    pooled = None if c.pooled is None else torch.zeros_like(c.pooled)
+    return replace(c, embeds=torch.zeros_like(c.embeds), pooled=pooled)
+
+
 def _entry_at(schedule: Schedule, step: int) -> int:
     return next((i for i, (end, _) in enumerate(schedule) if step <= end), len(schedule) - 1)
 
 
 class StepConditioning:
-    """Encodes each distinct text of a batch once, and assembles the UNet batch for any step."""
+    """Encodes each distinct text of a batch once, and assembles the UNet batch for any step.
+
+    As in A1111, which encodes a schedule's texts (an AND part's or a negative prompt's) as one batch, the
+    shorter texts of a schedule end in the empty prompt's chunks; and a negative prompt that is empty at every
+    step is all zeros (text and pooled) for models with a pooled text output (SDXL: A1111's
+    force_zero_negative_prompt)."""
 
     def __init__(self, encoder: PromptEncoder, prompts: list[str], negatives: list[str], steps: Timeline | int,
                  clip_skip: int = 1, options: EncoderOptions = EncoderOptions(), variant: Hashable = ()) -> None:
         def encode(text: str) -> Conditioning:
             return encoder.encode(text, clip_skip, options, variant)
 
-        def scheduled(pairs) -> Schedule:
-            return tuple((end, encode(text)) for end, text in pairs)
+        self._empty = encode("")
+
+        def scheduled(pairs, negative: bool = False) -> Schedule:
+            encoded = [(end, encode(text)) for end, text in pairs]
+            if negative and all(text == "" for _, text in pairs) and self._empty.pooled is not None:
+                return tuple((end, _zeros(c)) for end, c in encoded)
+            chunks = max(c.chunks for _, c in encoded)
+            return tuple((end, _padded(c, chunks, self._empty)) for end, c in encoded)
 
         texts = BatchTexts.of(prompts, negatives, steps)
         self.positive: list[list[tuple[Schedule, float]]] = [[(scheduled(pairs), weight) for pairs, weight in parts]
                                                               for parts in texts.positive]
-        self.negative: list[Schedule] = [scheduled(pairs) for pairs in texts.negative]
-        self._empty = encode("")
+        self.negative: list[Schedule] = [scheduled(pairs, negative=True) for pairs in texts.negative]
         self._device = self._empty.embeds.device
         self._last: tuple[tuple, StepBatch] | None = None
 

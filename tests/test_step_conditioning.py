@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from modules.conditioning import PromptEncoder
+from modules.conditioning import Conditioning, PromptEncoder
 from modules.generation import RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
 from modules.sampling.guidance import combine
@@ -84,6 +84,39 @@ def test_and_parts_of_different_lengths_repeat_their_last_vector(encoder):
     cat = cond_of(encoder, "a cat")
     assert batch.cond.shape[1] == 154
     assert torch.equal(batch.cond[0, :77], cat[0]) and torch.equal(batch.cond[0, 77:], cat[0, 76:].expand(77, -1))
+
+
+def test_a_schedules_shorter_texts_end_in_empty_chunks(encoder):
+    """A1111 encodes an AND part's schedule as one batch, so a shorter text there gets the empty prompt's chunks
+    (not its own last vector, which only pads AND parts against each other)."""
+    long_text = " ".join(["tree"] * 100)
+    sc = StepConditioning(encoder, [f"a [cat:{long_text}:2]"], [f"[ugly:{long_text}:1]"], steps=4)
+    first = sc.at(0)
+    assert first.cond.shape[1] == first.uncond.shape[1] == 154
+    assert torch.equal(first.cond[0, :77], cond_of(encoder, "a cat")[0])
+    assert torch.equal(first.cond[0, 77:], cond_of(encoder, "")[0])
+    assert torch.equal(first.uncond[0, 77:], cond_of(encoder, "")[0])
+    assert torch.equal(sc.at(3).cond[0], cond_of(encoder, f"a {long_text}")[0])
+
+
+class _ConstantEncoder:
+    """Every text is one chunk of ones (and, with `pooled`, a pooled output of ones, as SDXL's encoders give)."""
+
+    def __init__(self, pooled: bool) -> None:
+        self.pooled = pooled
+
+    def encode(self, text, clip_skip=1, options=None, variant=()):
+        return Conditioning(torch.ones(1, 77, 4), torch.ones(1, 3) if self.pooled else None)
+
+
+def test_an_empty_negative_prompt_is_zeros_for_models_with_a_pooled_output():
+    """A1111's SDXL (force_zero_negative_prompt): a negative prompt empty at every step is all zeros, text and
+    pooled; a negative with text, an empty prompt and the padding chunk are encoded as usual."""
+    sc = StepConditioning(_ConstantEncoder(pooled=True), ["", "a cat"], ["", "[:ugly:2]"], steps=4)
+    batch = sc.at(0)
+    assert not batch.uncond[0].any() and not batch.uncond_pooled[0].any()
+    assert batch.uncond[1].all() and batch.cond.all() and batch.cond_pooled.all() and sc.empty_chunk.all()
+    assert StepConditioning(_ConstantEncoder(pooled=False), ["a"], [""], steps=4).at(0).uncond.all()
 
 
 def _first_rows_seen(engine, model, sampler: str) -> list[torch.Tensor]:
