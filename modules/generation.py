@@ -135,12 +135,20 @@ def seed_resize_from(params: GenerationParams) -> bool:
 
 
 @torch.inference_mode()
-def encode_image(model: StableDiffusionModel, image: Image.Image) -> torch.Tensor:
-    """VAE latents of an RGB image (the distribution's mean, so results repeat), scaled for the UNet."""
+def encode_image(model: StableDiffusionModel, image: Image.Image,
+                 posterior_draws: torch.Generator | None = None) -> torch.Tensor:
+    """VAE latents of an RGB image, scaled for the UNet: the distribution's mean, so results repeat; or, given a
+    CPU generator `posterior_draws`, its sample (mean + std · the generator's next float32 draw), as A1111's
+    DiagonalGaussianDistribution.sample draws from torch's global generator."""
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
     pixels = torch.from_numpy(array).permute(2, 0, 1)[None].to(device=model.device, dtype=model.vae.dtype)
-    latents = model.vae.encode(pixels).latent_dist.mode() * model.vae.config.scaling_factor
-    return latents.to(model.latent_dtype)
+    posterior = model.vae.encode(pixels).latent_dist
+    if posterior_draws is None:
+        latents = posterior.mode()
+    else:
+        draw = torch.randn(posterior.mean.shape, generator=posterior_draws).to(model.device)
+        latents = posterior.mean.float() + posterior.std.float() * draw
+    return (latents * model.vae.config.scaling_factor).to(model.latent_dtype)
 
 
 def refiner_switch_call(calls: int, switch_at: float) -> int | None:
@@ -484,8 +492,10 @@ class Txt2Img:
         tiled = (not self.params.tiling
                  and 0 < self.settings.vae_tiling_min_pixels <= latents.shape[-1] * latents.shape[-2] * factor ** 2)
         with torch.inference_mode(), model_optimizations.vae_tiling(vae, tiled):
-            # times the reciprocal, as A1111's decode_first_stage (dividing rounds some pixels a level off)
-            pixels = vae.decode(latents.to(vae.dtype) * (1.0 / vae.config.scaling_factor)).sample
+            # one image at a time and times the reciprocal, as A1111's decode_latent_batch and decode_first_stage (a
+            # batched call or dividing rounds some pixels a level off)
+            pixels = torch.cat([vae.decode(latent[None].to(vae.dtype) * (1.0 / vae.config.scaling_factor)).sample
+                                for latent in latents])
         pixels = torch.clamp((pixels.float() + 1.0) / 2.0, min=0.0, max=1.0).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(img) for img in (255.0 * pixels).astype(np.uint8)]  # truncated, as A1111 writes
 
@@ -571,7 +581,7 @@ class HiresPass(Txt2Img):
         """Upscale a batch of first-pass latents and denoise them again at the larger size, with the hires prompts
         where given, else the batch's own. Its noise is fresh noise of the same seeds at the larger size."""
         first, count, factor = self.first.params, len(seeds), self.model.vae_scale_factor
-        self._init = self._upscaled(latents)
+        self._init = self._upscaled(latents, seeds)
         noise_source = self.image_rng(seeds, subseeds, self._init.shape[-1] * factor, self._init.shape[-2] * factor)
         noise = noise_source.next().to(self.model.latent_dtype)
         prompts = [first.hr_prompt] * count if first.hr_prompt else prompts
@@ -582,14 +592,29 @@ class HiresPass(Txt2Img):
         self.first.extra_infotext.update(self.extra_infotext)
         return latents
 
-    def _upscaled(self, latents: torch.Tensor) -> torch.Tensor:
+    def _upscaled(self, latents: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         factor = self.model.vae_scale_factor
         if is_latent_upscaler(self.upscaler):
             return hires_fix.upscale_latent_batch(latents, self.upscaler, self.size, factor)
         s = self.settings
         pictures = [hires_fix.upscale_image(image, self.upscaler, self.size, self.tools.upscalers, s.upscale_tile,
                                             s.upscale_overlap) for image in self.first.decode(latents)]
-        return torch.cat([encode_image(self.model, picture) for picture in pictures])
+        draws = self._posterior_draws(seeds)
+        return torch.cat([encode_image(self.model, picture, draws) for picture in pictures])
+
+    def _posterior_draws(self, seeds: list[int]) -> torch.Generator | None:
+        """What A1111's VAE draws its posterior samples from when it encodes the upscaled pictures, one picture
+        after the other: torch's global CPU generator, which the batch's noise (ImageRNG.first, through its
+        randn(seed, …)) last seeded with the batch's last seed, for the GPU and CPU sources alike; an SDE sampler
+        under no_dpmpp_sde_batch_determinism has drawn its tree's seed from it since. With the NV source A1111
+        leaves torch's generator as the process left it, so no draw repeats: the mean then."""
+        s = self.settings.sampling
+        if s.randn_source == "NV":
+            return None
+        generator = torch.Generator().manual_seed(int(seeds[-1]))
+        if s.no_dpmpp_sde_batch_determinism and self.first.sampling_plan().sampler.brownian_noise:
+            torch.randint(0, 2**63 - 1, [], generator=generator)
+        return generator
 
 
 def _text(value: object) -> str:

@@ -9,12 +9,15 @@ import torch
 from model_weights import write_face_weights
 
 from modules.errors import UserError
-from modules.generation import RunSettings, Txt2Img
+from PIL import Image
+
+from modules.generation import HiresPass, RunSettings, Txt2Img, encode_image
 from modules.generation_params import GenerationParams
 from modules.hires_fix import hires_size, second_pass_params, summary
 from modules.image_tools import ImageTools
 from modules.infotext import params_from_infotext
 from modules.limits import Limits
+from modules.sampling.passes import SamplingSettings
 from modules.upscalers import LATENT_MODES
 
 BASE = {"prompt": "a red house", "steps": 6, "width": 64, "height": 64, "seed": 5, "enable_hr": True,
@@ -126,6 +129,37 @@ def test_pixel_upscalers_decode_upscale_and_encode(engine, demo_model, tools, up
     result = run(engine, demo_model, tools, steps=2, hr_upscaler=upscaler, denoising_strength=0.4)
     assert result.images[0].size == (128, 128)
     assert f"Hires upscaler: {upscaler}" in result.infotexts[0]
+
+
+@pytest.mark.parametrize("source,sampler,no_determinism,draws", [
+    ("CPU", "Euler", False, "seeded"), ("GPU", "Euler a", True, "seeded"), ("CPU", "DPM++ SDE", False, "seeded"),
+    ("CPU", "DPM++ SDE", True, "after the tree's seed"), ("NV", "Euler", False, None)])
+def test_pixel_upscaled_pictures_encode_to_a1111s_posterior_sample(demo_model, tools, source, sampler,
+                                                                   no_determinism, draws):
+    """A1111 encodes the upscaled pictures with the VAE's posterior sample, drawn from torch's global generator,
+    which the batch's noise last seeded with the batch's last seed (an SDE sampler without batch determinism has
+    drawn its tree's seed from it since); under NV that generator is the process's, so the mean is taken."""
+    sampling = SamplingSettings(randn_source=source, no_dpmpp_sde_batch_determinism=no_determinism)
+    settings = RunSettings(sampling=sampling)
+    first = Txt2Img(demo_model, GenerationParams(**{**BASE, "hr_upscaler": "Lanczos", "sampler_name": sampler}), None,
+                    settings, None, tools)
+    generator = HiresPass(first)._posterior_draws([40, 41])
+    if draws is None:
+        assert generator is None
+        return
+    expected = torch.Generator().manual_seed(41)
+    if draws == "after the tree's seed":
+        torch.randint(0, 2**63 - 1, [], generator=expected)
+    assert torch.equal(torch.randn(5, generator=generator), torch.randn(5, generator=expected))
+    picture = Image.new("RGB", (64, 64), (200, 40, 90))
+    with torch.inference_mode():
+        pixels = torch.tensor([200, 40, 90], dtype=torch.float32).reshape(1, 3, 1, 1).expand(1, 3, 64, 64)
+        posterior = demo_model.vae.encode(pixels / 127.5 - 1.0).latent_dist
+    noise = torch.randn(posterior.mean.shape, generator=torch.Generator().manual_seed(7))
+    scale = demo_model.vae.config.scaling_factor
+    sample = encode_image(demo_model, picture, torch.Generator().manual_seed(7))
+    assert torch.allclose(sample, (posterior.mean + posterior.std * noise) * scale, atol=1e-5)
+    assert torch.allclose(encode_image(demo_model, picture), posterior.mean * scale, atol=1e-5)
 
 
 def test_hires_sampler_prompt_and_infotext_round_trip(engine, demo_model):

@@ -35,6 +35,17 @@ def test_large_images_decode_in_tiles_and_small_ones_whole(demo_model):
     assert not demo_model.vae.use_tiling, "tiling is switched off again after the decode"
 
 
+def test_a_batch_decodes_one_image_at_a_time_as_a1111(demo_model):
+    """A1111's decode_latent_batch decodes each image alone; a batched VAE call rounds some pixels a level off."""
+    latents = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(1)) * 4
+    calls, _ = _decoder_calls(demo_model, RunSettings(), latents)
+    assert calls == 3
+    job = Txt2Img(demo_model, GenerationParams(), None, RunSettings())
+    together = [np.asarray(image) for image in job.decode(latents)]
+    alone = [np.asarray(job.decode(latent[None])[0]) for latent in latents]
+    assert all(np.array_equal(a, b) for a, b in zip(together, alone))
+
+
 def _run(engine, model, ngms: float = 0.0, prompt: str = "a red house", **sampling):
     """A 6-step Euler job with these sampling settings; its result and the UNet batch size of each call."""
     batch_sizes = []
