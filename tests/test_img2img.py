@@ -202,3 +202,30 @@ def test_batch_output_into_the_input_folder_never_replaces_a_file(engine, demo_m
                                                         str(folder), str(folder)))
     assert (folder / "a.png").read_bytes() == original
     assert result.paths == [folder / "a-1.png"] and "Steps: 1" in Image.open(folder / "a-1.png").info["parameters"]
+
+
+@pytest.mark.parametrize("determinism", [True, False])
+def test_an_sde_samplers_trees_span_a1111s_sigma_range(engine, demo_model, photo, monkeypatch, determinism):
+    """A1111 spans its per-image trees over the whole schedule's σ; without batch determinism k-diffusion makes
+    the tree itself, over the σ of the img2img tail it walks."""
+    from modules.sampling import noise, passes
+
+    spans = []
+    original = noise.brownian_noise
+
+    def recorded(x, sigmas, *args, **kwargs):
+        spans.append((float(sigmas[sigmas > 0].min()), float(sigmas.max())))
+        return original(x, sigmas, *args, **kwargs)
+
+    monkeypatch.setattr(passes.noise_sources, "brownian_noise", recorded)
+    img2img = job(demo_model, images=[photo], sampler_name="DPM++ SDE", steps=6, denoising_strength=0.5)
+    img2img.settings = RunSettings(sampling=passes.SamplingSettings(no_dpmpp_sde_batch_determinism=not determinism))
+
+    def start(ctx):
+        img2img.ctx = ctx
+        return img2img.run()
+    engine.call("img2img", start, timeout=300)
+    plan = img2img.sampling_plan()
+    walked = plan.full if determinism else plan.schedule
+    assert spans == [(float(walked[walked > 0].min()), float(walked.max()))]
+    assert float(plan.schedule.max()) < float(plan.full.max())

@@ -203,10 +203,12 @@ def run_pass(plan: PassPlan, model: CFGDenoiser, x: torch.Tensor, rng: noise_sou
     sampler = plan.sampler
     kwargs = dict(sampler.fixed) | _options(plan, settings, eta)
     if sampler.takes("noise_sampler"):
+        # A1111 spans its trees over the whole schedule's σ; without batch determinism it leaves the tree to
+        # k-diffusion, which spans the σ the sampler walks (an img2img pass's tail)
+        determinism = not settings.no_dpmpp_sde_batch_determinism
         kwargs["noise_sampler"] = (noise_sources.brownian_noise(
-            x, plan.full, seeds, source=settings.randn_source, device=x.device,
-            batch_determinism=not settings.no_dpmpp_sde_batch_determinism)
-            if sampler.brownian_noise else rng.noise_sampler)
+            x, plan.full if determinism else plan.schedule, seeds, source=settings.randn_source, device=x.device,
+            batch_determinism=determinism) if sampler.brownian_noise else rng.noise_sampler)
     schedule = plan.schedule.to(x.device)
     if sampler.takes("sigma_min"):  # DPM fast and adaptive: a σ range instead of a schedule
         if plan.img2img:
