@@ -56,8 +56,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from a1111_oracle_features import (BatchConds, CFGDenoiser, Guidance, ImageNoise, Inpainting, a1111_patches,
-                                   global_generator)
+from a1111_oracle_features import (LATENT_UPSCALE_MODES, BatchConds, CFGDenoiser, Guidance, ImageNoise, Inpainting,
+                                   LCMDenoiser, TimestepsDenoiser, a1111_patches, global_generator, latent_keep,
+                                   per_image)
 from modules.sampling import extra_samplers, schedules, timestep_samplers
 from sampling_oracles import k_diffusion_module
 
@@ -224,58 +225,6 @@ class LDMModel:
 
     def sigmas(self) -> torch.Tensor:
         return ((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5
-
-
-def _per_image(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return values.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-
-
-class TimestepsDenoiser:
-    """CompVisTimestepsDenoiser / CompVisTimestepsVDenoiser: the model's ε at (possibly fractional) timesteps;
-    a v model's output turned into ε with √ᾱ and √(1 − ᾱ) at the timestep truncated to a whole one."""
-
-    def __init__(self, ldm: LDMModel) -> None:
-        self.ldm = ldm
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
-        out = self.ldm.apply_model(x, t, cond)
-        if self.ldm.parameterization != "v":
-            return out
-        whole = t.to(torch.int)
-        return (_per_image(self.ldm.sqrt_alphas_cumprod[whole], x) * out
-                + _per_image(self.ldm.sqrt_one_minus_alphas_cumprod[whole], x) * x)
-
-
-class LCMDenoiser(kd_external.DiscreteEpsDDPMDenoiser):
-    """A1111's LCMCompVisDenoiser: the 50 LCM steps 19, 39, …, 999 of the training schedule, σ → t snapped to the
-    nearest of them, and the boundary-condition scaling of LCM on the ε model's x0."""
-
-    def __init__(self, ldm: LDMModel, original_steps: int = 50) -> None:
-        self.skip = len(ldm.alphas_cumprod) // original_steps
-        picked = ldm.alphas_cumprod[torch.arange(original_steps) * self.skip + self.skip - 1]
-        super().__init__(ldm, picked, quantize=None)
-
-    def get_sigmas(self, n: int | None = None) -> torch.Tensor:
-        start, end = self.sigma_to_t(self.sigma_max), self.sigma_to_t(self.sigma_min)
-        return kd_sampling.append_zero(self.t_to_sigma(torch.linspace(float(start), float(end), n)))
-
-    def sigma_to_t(self, sigma: torch.Tensor, quantize: bool | None = None) -> torch.Tensor:
-        nearest = (sigma.log() - self.log_sigmas.to(sigma)[:, None]).abs().argmin(dim=0).view(sigma.shape)
-        return nearest * self.skip + (self.skip - 1)
-
-    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
-        index = torch.clamp(((t - (self.skip - 1)) / self.skip).float(), min=0, max=len(self.sigmas) - 1)
-        return super().t_to_sigma(index)
-
-    def get_eps(self, *args, **kwargs) -> torch.Tensor:
-        return self.inner_model.apply_model(*args, **kwargs)
-
-    def forward(self, input: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
-        c_out, c_in = (_per_image(value, input) for value in self.get_scalings(sigma))
-        x0 = input + self.get_eps(input * c_in, self.sigma_to_t(sigma), **kwargs) * c_out
-        scaled_t = _per_image(self.sigma_to_t(sigma), input) * 10.0
-        c_skip = 0.25 / (scaled_t ** 2 + 0.25)
-        return scaled_t / (scaled_t ** 2 + 0.25) ** 0.5 * x0 + c_skip * input
 
 
 # A1111's schedule types: (function of n, sigma_min, sigma_max, …; default ρ; whether it reads the model's σ)
@@ -492,9 +441,9 @@ def _unipc(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, extra_a
     schedule = kd_external.DiscreteSchedule(ldm.sigmas(), quantize=False)
 
     def denoiser(x_k: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
-        scale = _per_image((sigma ** 2 + 1) ** 0.5, x_k)
+        scale = per_image((sigma ** 2 + 1) ** 0.5, x_k)
         eps = model(x_k / scale, schedule.sigma_to_t(sigma), **kwargs)
-        return x_k - _per_image(sigma, x_k) * eps
+        return x_k - per_image(sigma, x_k) * eps
 
     return timestep_samplers.sample_unipc(
         denoiser, x, timesteps, extra_args, alphas_cumprod=ldm.alphas_cumprod, variant=opts.uni_pc_variant,
@@ -555,19 +504,6 @@ def encode_image(ldm: LDMModel, image: Image.Image, posterior_sample: bool = Fal
     if posterior_sample:
         latent = latent + posterior.std * torch.randn(posterior.mean.shape).to(latent)
     return (latent * vae.config.scaling_factor).float()
-
-
-def latent_keep(mask: Image.Image, shape: tuple[int, ...]) -> torch.Tensor:
-    """img2img's latent mask from a mask image (255 = repaint): resized to the latent size with Pillow's default
-    filter, the first channel / 255, rounded; A1111's `mask` (1 = keep) is 1 − that, for every channel."""
-    small = np.asarray(mask.convert("RGB").resize((shape[2], shape[1])), dtype=np.float32)[..., 0] / 255
-    return torch.from_numpy(1.0 - np.around(small)).float().expand(shape[0], -1, -1)
-
-
-# A1111's latent upscale modes: torch interpolation mode and antialias
-LATENT_UPSCALE_MODES = {"Latent": ("bilinear", False), "Latent (antialiased)": ("bilinear", True),
-                        "Latent (bicubic)": ("bicubic", False), "Latent (bicubic antialiased)": ("bicubic", True),
-                        "Latent (nearest)": ("nearest", False), "Latent (nearest-exact)": ("nearest-exact", False)}
 
 
 def _conds(ldm: LDMModel, job: Job, opts: Opts, steps: int, hires_steps: int | None,

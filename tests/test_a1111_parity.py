@@ -7,11 +7,21 @@ Covered: every sampler with every schedule type that applies to it (txt2img on t
 checkpoint with every sampler and schedule type; img2img at denoising 0.5 and 0.75, and with
 img2img_fix_steps; the settings that change the σ or the noise, once each. And the oracle's own footing:
 A1111's SD1.5 σ tables, DDIM timesteps and NV values. A prompt longer than its negative prompt is covered too:
-A1111 (pad_cond_uncond off) runs the two in separate UNet calls."""
+A1111 (pad_cond_uncond off) runs the two in separate UNet calls.
+
+Then A1111's other features, each on the samplers that exercise it: variation seeds and "Resize seed from"
+(both sources, with ENSD); AND parts with weights (of other lengths too), NGMS in σ and in timesteps, NGMS all
+steps, Skip Early CFG, Pad conds and Pad conds v0, in batches of one and two; prompt editing and alternation
+over model calls (second-order samplers too, texts of other lengths, negative prompts, old timelines); the
+txt2img hires pass (Latent modes, Lanczos and None, hires steps 0 or not, another hires sampler, variation
+seeds, prompt editing over both passes); inpainting's keep (k-diffusion after denoising, timestep samplers
+before); a tiny SDXL checkpoint (and its empty negative prompt, and hires fix); Zero Terminal SNR,
+enable_quantization and no_dpmpp_sde_batch_determinism (txt2img, img2img and hires, batches of two)."""
 from __future__ import annotations
 
 import itertools
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +33,10 @@ import a1111_oracle as oracle
 from modules.checkpoints import CheckpointInfo, HashCache
 from modules.engine import Engine
 from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
+from modules.generation_params import USE_SAME_SAMPLER, GenerationParams
+from modules.image_tools import ImageTools
 from modules.img2img import Img2Img, Img2ImgInputs
+from modules.masking import ORIGINAL
 from modules.sampling import registry
 from modules.sampling.passes import SamplingSettings
 from modules.sd_models import load_model
@@ -38,6 +50,7 @@ BASE = oracle.Job("Euler", prompt="a lighthouse on a cliff at dawn", negative_pr
                   steps=3, cfg_scale=7.0)
 CPU = {"randn_source": "CPU"}
 LONG_PROMPT = ", ".join(["a lighthouse on a cliff at dawn with seagulls"] * 12)  # 2 chunks
+TOOLS = ImageTools.create(Path(__file__).parent / "no-models")  # None, Lanczos and Nearest for hires fix
 
 # (source, ENSD, batch size): every combination but the base case (CPU, 0, 1), which the schedule test covers
 NOISE_AXES = [axes for axes in itertools.product(("CPU", "NV"), (0, 31337), (1, 2)) if axes != ("CPU", 0, 1)]
@@ -117,37 +130,50 @@ class RecordedImg2Img(DecodedLatents, Img2Img):
 
 
 def project_run(jobs: Engine, model, job: oracle.Job, settings: dict, init: Image.Image | None = None,
-                n_iter: int = 1) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """The project's (latents, pixels) for the job and settings."""
+                n_iter: int = 1, mask: Image.Image | None = None) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """The project's (latents, pixels) for the job and settings (img2img from `init`, inpainting where `mask`
+    is white, with "original" content and no blur)."""
     params = GenerationParams(prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed, steps=job.steps,
                               cfg_scale=job.cfg_scale, width=job.width, height=job.height, batch_size=job.batch_size,
                               n_iter=n_iter, sampler_name=job.sampler, scheduler=job.scheduler,
-                              clip_skip=job.clip_skip, denoising_strength=job.denoising_strength or 0.75)
+                              clip_skip=job.clip_skip, denoising_strength=job.denoising_strength or 0.75,
+                              subseed=job.subseed, subseed_strength=job.subseed_strength,
+                              seed_resize_from_w=job.seed_resize_from_w, seed_resize_from_h=job.seed_resize_from_h,
+                              enable_hr=job.enable_hr, hr_scale=job.hr_scale, hr_upscaler=job.hr_upscaler,
+                              hr_second_pass_steps=job.hr_second_pass_steps,
+                              hr_sampler_name=job.hr_sampler or USE_SAME_SAMPLER, mask_blur=0,
+                              inpainting_fill=ORIGINAL, inpaint_full_res=0)
     run = RunSettings(sampling=SamplingSettings(**settings))
     if init is None:
-        txt2img = RecordedTxt2Img(model, params, None, run)
+        txt2img = RecordedTxt2Img(model, params, None, run, tools=TOOLS)
     else:
-        txt2img = RecordedImg2Img(model, params, None, run, inputs=Img2ImgInputs([init]))
+        txt2img = RecordedImg2Img(model, params, None, run, inputs=Img2ImgInputs([init], mask))
 
     def make(ctx):
         txt2img.ctx = ctx
         return txt2img.run()
 
     result = jobs.call("parity", make, timeout=300)
-    return torch.cat(txt2img.decoded), [np.asarray(image) for image in result.images]
+    final = [latents for latents in txt2img.decoded if latents.shape[-2:] == txt2img.decoded[-1].shape[-2:]]
+    return torch.cat(final), [np.asarray(image) for image in result.images]  # (not the first pass's for hires)
 
 
-def oracle_run(ldm: oracle.LDMModel, job: oracle.Job, settings: dict, init: Image.Image | None = None
-               ) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """A1111's (latents, pixels) for the job and settings, by the oracle."""
+def oracle_run(ldm: oracle.LDMModel, job: oracle.Job, settings: dict, init: Image.Image | None = None,
+               mask: Image.Image | None = None) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """A1111's (latents, pixels) for the job and settings, by the oracle; with a (hard) mask, the pixels are the
+    overlay of the init image's unmasked pixels."""
     latent = None if init is None else oracle.encode_image(ldm, init)
-    latents = oracle.sample(ldm, job, oracle.Opts(**settings), latent)
-    return latents, oracle.decode(ldm, latents)
+    latents = oracle.sample(ldm, job, oracle.Opts(**settings), latent, mask)
+    pixels = oracle.decode(ldm, latents)
+    if mask is not None:
+        repaint = np.asarray(mask)[..., None] > 0
+        pixels = [np.where(repaint, image, np.asarray(init)) for image in pixels]
+    return latents, pixels
 
 
 def max_difference(ours: list[np.ndarray], theirs: list[np.ndarray]) -> int:
     assert len(ours) == len(theirs) > 0
-    assert all(a.shape == b.shape == (BASE.height, BASE.width, 3) for a, b in zip(ours, theirs))
+    assert all(a.shape == b.shape and a.shape[-1] == 3 for a, b in zip(ours, theirs))
     return max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(ours, theirs))
 
 
@@ -162,8 +188,9 @@ def assert_same(ours: tuple[torch.Tensor, list[np.ndarray]], theirs: tuple[torch
 
 
 def assert_parity(jobs: Engine, ldm: oracle.LDMModel, job: oracle.Job, settings: dict,
-                  init: Image.Image | None = None) -> None:
-    assert_same(project_run(jobs, ldm.model, job, settings, init), oracle_run(ldm, job, settings, init))
+                  init: Image.Image | None = None, mask: Image.Image | None = None) -> None:
+    ours = project_run(jobs, ldm.model, job, settings, init, mask=mask)
+    assert_same(ours, oracle_run(ldm, job, settings, init, mask))
 
 
 # --- the oracle's footing ---------------------------------------------------------------------------------------
@@ -255,3 +282,175 @@ def test_img2img_fix_steps(jobs, sd1, photo, sampler):
 @pytest.mark.parametrize("sampler,schedule,settings", SETTINGS)
 def test_settings(jobs, sd1, sampler, schedule, settings):
     assert_parity(jobs, sd1, replace(BASE, sampler=sampler, scheduler=schedule), CPU | settings)
+
+
+# --- variation seeds and "Resize seed from" ---------------------------------------------------------------------
+
+VARIATIONS = [
+    {"subseed": 98765, "subseed_strength": 0.3},
+    {"subseed": 98765, "subseed_strength": 1.0},
+    {"seed_resize_from_w": 72, "seed_resize_from_h": 40},  # wider and lower: cropped and pasted, an odd excess
+    {"seed_resize_from_w": 128, "seed_resize_from_h": 96, "subseed": 5, "subseed_strength": 0.5},
+]
+
+
+@pytest.mark.parametrize("variation", VARIATIONS, ids=lambda v: "-".join(f"{k}={v}" for k, v in v.items()))
+@pytest.mark.parametrize("source", ["CPU", "NV"])
+def test_variation_seeds_and_resize_seed_from(jobs, sd1, variation, source):
+    """A batch of two (the same seed, variation seeds counting up), with ENSD: the first noise and every later
+    draw of Euler a."""
+    job = replace(BASE, sampler="Euler a", batch_size=2, **variation)
+    assert_parity(jobs, sd1, job, {"randn_source": source, "eta_noise_seed_delta": 31337})
+
+
+@pytest.mark.parametrize("sampler", ["DPM++ SDE", "DDIM"])
+def test_variation_seeds_with_other_samplers(jobs, sd1, sampler):
+    """The Brownian trees of a variation batch (one seed for all) and a timestep sampler's start."""
+    job = replace(BASE, sampler=sampler, batch_size=2, subseed=777, subseed_strength=0.6, seed_resize_from_w=48,
+                  seed_resize_from_h=48)
+    assert_parity(jobs, sd1, job, CPU)
+
+
+# --- guidance ---------------------------------------------------------------------------------------------------
+
+AND_PROMPT = "a lighthouse AND a storm at sea:0.6 AND seagulls:-0.3"
+GUIDANCE = [
+    ("Euler", AND_PROMPT, "blurry, dark", {}),
+    ("DDIM", AND_PROMPT, "blurry, dark", {}),
+    ("Euler", f"a lighthouse AND {LONG_PROMPT}:0.5", "blurry, dark", {}),  # parts of other lengths, split calls
+    ("Euler", f"{LONG_PROMPT} AND a storm:0.5", LONG_PROMPT, {}),  # parts of other lengths, one call
+    ("Euler", BASE.prompt, "blurry, dark", {"s_min_uncond": 5.0}),
+    ("Heun", BASE.prompt, "blurry, dark", {"s_min_uncond": 5.0, "s_min_uncond_all": True}),
+    ("DDIM", BASE.prompt, "blurry, dark", {"s_min_uncond": 700.0}),  # NGMS in timesteps
+    ("UniPC", BASE.prompt, "blurry, dark", {"s_min_uncond": 700.0}),
+    ("Euler", AND_PROMPT, "blurry, dark", {"s_min_uncond": 5.0, "s_min_uncond_all": True}),
+    ("Euler", BASE.prompt, "blurry, dark", {"skip_early_cond": 0.4}),
+    ("Heun", AND_PROMPT, "blurry, dark", {"skip_early_cond": 0.25}),
+    ("DDIM", BASE.prompt, "blurry, dark", {"skip_early_cond": 0.5}),
+    ("Euler", LONG_PROMPT, "blurry, dark", {"pad_cond_uncond": True}),
+    ("Euler", "a lighthouse", LONG_PROMPT, {"pad_cond_uncond": True}),
+    ("Euler", LONG_PROMPT, "blurry, dark", {"pad_cond_uncond_v0": True}),
+    ("DDIM", "a lighthouse", LONG_PROMPT, {"pad_cond_uncond_v0": True}),
+    ("Euler", f"a lighthouse AND {LONG_PROMPT}:0.5", "blurry", {"s_min_uncond": 5.0, "pad_cond_uncond": True}),
+]
+
+
+@pytest.mark.parametrize("sampler,prompt,negative,settings", GUIDANCE)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_guidance(jobs, sd1, sampler, prompt, negative, settings, batch):
+    """AND parts and weights, NGMS, NGMS all steps, Skip Early CFG, Pad conds, Pad conds v0 (CFGDenoiser.forward)."""
+    job = replace(BASE, sampler=sampler, prompt=prompt, negative_prompt=negative, batch_size=batch)
+    assert_parity(jobs, sd1, job, CPU | settings)
+
+
+# --- prompt editing and alternation -----------------------------------------------------------------------------
+
+EDITING = [
+    ("Euler", "a [lighthouse:castle:0.5] on a cliff", ""),
+    ("Heun", "a [lighthouse:castle:0.5] on a cliff", ""),  # A1111 counts a second-order sampler's model calls
+    ("Heun", "a [lighthouse|castle] on a cliff", ""),
+    ("DPM2 a", "a [lighthouse|castle|tower] [at dawn:3]", "[blurry:dark:2]"),
+    ("DDIM", "a [lighthouse:castle:2] [on a cliff|in a storm]", "[blurry|dark]"),
+    ("Euler", f"a [lighthouse:{LONG_PROMPT}:0.5]", "blurry"),  # a schedule's texts of other lengths
+    ("Euler", "a [lighthouse:castle:0.5] AND [a storm:0.25]:0.5", ""),
+]
+
+
+@pytest.mark.parametrize("sampler,prompt,negative", EDITING)
+def test_prompt_editing(jobs, sd1, sampler, prompt, negative):
+    job = replace(BASE, sampler=sampler, prompt=prompt, negative_prompt=negative, steps=4)
+    assert_parity(jobs, sd1, job, CPU)
+
+
+def test_old_prompt_editing_timelines(jobs, sd1):
+    job = replace(BASE, prompt="a [lighthouse:castle:2] [on a cliff::0.3]", steps=4)
+    assert_parity(jobs, sd1, job, CPU | {"use_old_scheduling": True})
+
+
+# --- hires fix --------------------------------------------------------------------------------------------------
+
+HIRES = [
+    ("Euler", None, "Latent", 0, 0.6, {}),
+    ("Euler a", None, "Latent", 2, 0.5, {}),
+    ("DDIM", None, "Latent (nearest-exact)", 0, 0.7, {}),
+    ("Euler", None, "Lanczos", 0, 0.6, {}),
+    ("DPM++ 2M", "Euler a", "None", 3, 0.45, {}),
+    ("Euler a", None, "Latent", 0, 0.6, {"subseed": 55, "subseed_strength": 0.4, "seed_resize_from_w": 48,
+                                         "seed_resize_from_h": 80}),
+    ("Heun", None, "Latent", 2, 0.6, {"prompt": "a [lighthouse:castle:1.5] [at dawn:0.5]"}),
+]
+
+
+@pytest.mark.parametrize("sampler,hr_sampler,upscaler,hr_steps,strength,extra", HIRES)
+def test_hires_fix(jobs, sd1, sampler, hr_sampler, upscaler, hr_steps, strength, extra):
+    """The txt2img hires pass at twice the size: latent or pixel upscaling, the fresh noise at the hires size,
+    A1111's fixed hires steps, the denoising strength, prompt editing over both passes."""
+    job = replace(BASE, sampler=sampler, enable_hr=True, hr_sampler=hr_sampler, hr_upscaler=upscaler,
+                  hr_second_pass_steps=hr_steps, denoising_strength=strength, **extra)
+    assert_parity(jobs, sd1, job, CPU | {"eta_noise_seed_delta": 31337})
+
+
+# --- inpainting -------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def right_half() -> Image.Image:
+    mask = np.zeros((BASE.height, BASE.width), dtype=np.uint8)
+    mask[:, BASE.width // 2:] = 255
+    return Image.fromarray(mask, "L")
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "DDIM", "UniPC"])
+def test_inpainting_keeps_the_unmasked_latents(jobs, sd1, photo, right_half, sampler):
+    """img2img with a hard mask, "original" content: A1111 blends the init latents into each step's result
+    (k-diffusion) or input (timestep samplers) and once more after sampling, then overlays the original."""
+    job = replace(BASE, sampler=sampler, steps=6, denoising_strength=0.75, batch_size=2)
+    assert_parity(jobs, sd1, job, CPU, photo, right_half)
+
+
+# --- other models and settings ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sdxl(tmp_path_factory) -> oracle.LDMModel:
+    folder = tmp_path_factory.mktemp("sdxl")
+    path = write_tiny_checkpoint("sdxl", folder / "tiny-sdxl.safetensors", seed=5)
+    model = load_model(CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, folder,
+                       HashCache(folder / "cache.json"))
+    return oracle.LDMModel(model)
+
+
+@pytest.mark.parametrize("sampler,negative", [("Euler a", "blurry, dark"), ("DPM++ 2M", "blurry, dark"),
+                                              ("DDIM", "blurry, dark"), ("Euler", ""), ("UniPC", "")])
+def test_sdxl(jobs, sdxl, sampler, negative):
+    """SDXL's pooled text and size conditioning; an empty negative prompt is zeros in A1111."""
+    assert_parity(jobs, sdxl, replace(BASE, sampler=sampler, negative_prompt=negative, batch_size=2), CPU)
+
+
+def test_sdxl_hires_fix(jobs, sdxl):
+    job = replace(BASE, sampler="Euler", enable_hr=True, hr_scale=1.5, denoising_strength=0.6, negative_prompt="")
+    assert_parity(jobs, sdxl, job, CPU)
+
+
+MODEL_SETTINGS = [
+    ("Euler", {"sd_noise_schedule": "Zero Terminal SNR"}),
+    ("DPM++ 2M", {"sd_noise_schedule": "Zero Terminal SNR"}),
+    ("DDIM", {"sd_noise_schedule": "Zero Terminal SNR"}),
+    ("Euler", {"enable_quantization": True}),
+    ("DPM++ 2M", {"enable_quantization": True}),
+    ("DPM++ SDE", {"no_dpmpp_sde_batch_determinism": True}),
+    ("DPM++ 2M SDE", {"no_dpmpp_sde_batch_determinism": True}),
+]
+
+
+@pytest.mark.parametrize("sampler,settings", MODEL_SETTINGS)
+def test_noise_schedule_quantization_and_sde_batches(jobs, sd1, sampler, settings):
+    assert_parity(jobs, sd1, replace(BASE, sampler=sampler, batch_size=2), CPU | settings)
+
+
+@pytest.mark.parametrize("sampler", ["DPM++ SDE", "DPM++ 2M SDE"])
+def test_sde_batches_without_determinism_in_img2img_passes(jobs, sd1, photo, sampler):
+    """k-diffusion's own tree over the img2img tail's σ range; in hires fix, its seed drawn before the VAE's."""
+    settings = CPU | {"no_dpmpp_sde_batch_determinism": True}
+    assert_parity(jobs, sd1, replace(BASE, sampler=sampler, steps=4, denoising_strength=0.6, batch_size=2), settings,
+                  photo)
+    hires = replace(BASE, sampler=sampler, batch_size=2, enable_hr=True, hr_upscaler="Lanczos", denoising_strength=0.6)
+    assert_parity(jobs, sd1, hires, settings)
