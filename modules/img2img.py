@@ -144,7 +144,7 @@ class Img2Img(Txt2Img):
         """VAE latents of the processed image, at the job's latent size."""
         m, p = self.model, self.params
         image = source.processed
-        if source.mask is not None and p.inpainting_fill == masking.FILL:
+        if source.mask is not None and p.inpainting_fill != masking.ORIGINAL:  # A1111 fills for the latent fills too
             image = masking.fill(image, source.processed_mask)
         if p.resize_mode == LATENT_UPSCALE and source.mask is None:
             factor = m.vae_scale_factor

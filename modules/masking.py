@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
-from scipy.ndimage import gaussian_filter
 
 from modules.image_inputs import normalize_input
 
@@ -61,27 +60,24 @@ def _inside(box: Box, size: tuple[int, int]) -> Box:
     return x0, y0, x0 + w, y0 + h
 
 
+# A1111's fill: (blur radius, times its layer is laid on), from the widest spread to the sharpest
+_FILL_LAYERS = ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1))
+
+
 def fill(image: Image.Image, mask: Image.Image) -> Image.Image:
-    """Replace the masked area with colours spread in from around it ("Masked content: fill").
+    """Replace the masked area with colours spread in from around it ("Masked content: fill"), as A1111 does.
 
-    Each radius gives a normalised blur of the unmasked pixels; smaller radii win where they
-    reach, so the fill follows nearby colours and falls back to the image's overall tone.
-    """
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    keep = 1.0 - np.asarray(mask, dtype=np.float32)[..., None] / 255.0
-    result = np.broadcast_to(
-        (rgb * keep).sum((0, 1)) / max(float(keep.sum()), 1e-6), rgb.shape).copy()
-    for radius in (64, 16, 4, 1):
-        weight = _blur(keep, radius)
-        colour = _blur(rgb * keep, radius) / np.maximum(weight, 1e-6)
-        reach = np.clip(weight * 4, 0, 1)
-        result = result * (1 - reach) + colour * reach
-    out = rgb * keep + result * (1 - keep)
-    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
-
-
-def _blur(values: np.ndarray, radius: float) -> np.ndarray:
-    return gaussian_filter(values, sigma=(radius, radius, 0), mode="nearest")
+    The unmasked pixels, with the inverted mask as alpha (premultiplied, so blurring spreads colour and coverage
+    together), are blurred at decreasing radii; each blurred layer is laid over the result with alpha
+    compositing, the sharper ones last. Unmasked pixels end up exactly as they were."""
+    kept = Image.new("RGBa", image.size)
+    kept.paste(image.convert("RGBA").convert("RGBa"), mask=Image.eval(mask.convert("L"), lambda v: 255 - v))
+    result = Image.new("RGBA", image.size)
+    for radius, times in _FILL_LAYERS:
+        layer = kept.filter(ImageFilter.GaussianBlur(radius)).convert("RGBA")
+        for _ in range(times):
+            result.alpha_composite(layer)
+    return result.convert("RGB")
 
 
 def latent_mask(mask: Image.Image, height: int, width: int, device: torch.device, dtype: torch.dtype,

@@ -47,8 +47,10 @@ def test_fill_uses_surrounding_colours_and_keeps_the_rest():
     image = Image.new("RGB", (64, 64), (200, 30, 30))
     image.paste((0, 0, 0), (20, 20, 40, 40))
     filled = np.asarray(masking.fill(image, square_mask()))
-    assert tuple(filled[30, 30]) == (200, 30, 30)  # the black hole takes the red around it
-    assert tuple(filled[5, 5]) == (200, 30, 30)
+    # the black hole takes the red around it, a few levels darker (A1111's fill loses them to alpha rounding)
+    assert np.abs(filled[30, 30].astype(int) - (200, 30, 30)).max() <= 5
+    mask = np.asarray(square_mask()) > 0
+    assert np.array_equal(filled[~mask], np.asarray(image)[~mask])  # the rest exactly as it was
 
 
 def test_latent_mask_is_rounded():
@@ -81,7 +83,8 @@ def test_outpainting_canvas_grows_the_chosen_sides_to_multiples_of_8():
     assert canvas.size == (96, 72) and canvas.width % 8 == 0 and canvas.height % 8 == 0
     assert mask.getbbox() == (0, 0, 96, 72)
     assert mask.getpixel((36 + 59, 0)) == 0 and mask.getpixel((35, 0)) == 255  # the image sits top right
-    assert canvas.getpixel((5, 60)) == (0, 128, 0)  # the new area starts from the image's colours
+    red, green, blue = canvas.getpixel((5, 60))  # the new area starts from the image's colours
+    assert red == blue == 0 and abs(green - 128) <= 5
 
 
 def test_outpainting_noise_grows_away_from_the_image_and_repeats_by_seed():
