@@ -135,6 +135,7 @@ class Job:
     hr_upscaler: str = "Latent"
     hr_second_pass_steps: int = 0
     hr_sampler: str | None = None  # None: the first pass's
+    inpainting_fill: int = 1  # with a mask: 0 fill, 1 original, 2 latent noise, 3 latent nothing
 
 
 @dataclass(frozen=True)
@@ -546,7 +547,8 @@ def sample(ldm: LDMModel, job: Job, opts: Opts = Opts(), init: torch.Tensor | No
            mask: Image.Image | None = None) -> torch.Tensor:
     """The batch's latents as A1111 1.10 samples them, to be decoded: txt2img (and its hires pass with
     job.enable_hr), or img2img from `init` (one image's latent, repeated for the batch) with
-    job.denoising_strength, kept where `mask` (255 = repaint) is 0."""
+    job.denoising_strength, kept where `mask` (255 = repaint) is 0 (its init image filled already, but for
+    "original" content)."""
     with global_generator():
         ldm = ldm.scheduled(opts)
         count = job.batch_size
@@ -559,7 +561,12 @@ def sample(ldm: LDMModel, job: Job, opts: Opts = Opts(), init: torch.Tensor | No
         batch_init = None if init is None else init.repeat(count, 1, 1, 1)
         inpainting = None
         if mask is not None:
-            inpainting = Inpainting(batch_init, latent_keep(mask, shape), before_denoising=sampler.kind == TIMESTEPS)
+            keep = latent_keep(mask, shape)
+            if job.inpainting_fill == 2:  # create_random_tensors of the seeds: a fresh ImageRNG's first noise
+                batch_init = batch_init * keep + ImageNoise(shape, seeds, opts.randn_source, 0).next() * (1 - keep)
+            elif job.inpainting_fill == 3:
+                batch_init = batch_init * keep
+            inpainting = Inpainting(batch_init, keep, before_denoising=sampler.kind == TIMESTEPS)
         latents = _run(Pass(sampler, conds, rng.next(), rng, seeds, batch_init, inpainting), ldm, job, opts)
         if inpainting is not None:
             latents = inpainting.blend(latents)

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 from torchsde._brownian import brownian_interval
 
 from sampling_oracles import k_diffusion_module, philox_randn
@@ -106,6 +106,20 @@ def latent_keep(mask: Image.Image, shape: tuple[int, ...]) -> torch.Tensor:
     filter, the first channel / 255, rounded; A1111's `mask` (1 = keep) is 1 − that, for every channel."""
     small = np.asarray(mask.convert("RGB").resize((shape[2], shape[1])), dtype=np.float32)[..., 0] / 255
     return torch.from_numpy(1.0 - np.around(small)).float().expand(shape[0], -1, -1)
+
+
+def fill(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """masking.fill (masked content "fill", and before the latent fills): the unmasked pixels as a premultiplied
+    layer (alpha 255 − mask), Gaussian-blurred at radii 256, 64, 16, 4, 2 and 0, laid on an empty RGBA canvas
+    with alpha compositing 1, 1, 2, 4, 2 and 1 times; the canvas's RGB."""
+    layer = Image.new("RGBa", image.size)
+    layer.paste(image.convert("RGBA").convert("RGBa"), mask=Image.eval(mask.convert("L"), lambda v: 255 - v))
+    canvas = Image.new("RGBA", image.size)
+    for radius, times in zip((256, 64, 16, 4, 2, 0), (1, 1, 2, 4, 2, 1)):
+        blurred = layer.filter(ImageFilter.GaussianBlur(radius)).convert("RGBA")
+        for _ in range(times):
+            canvas.alpha_composite(blurred)
+    return canvas.convert("RGB")
 
 
 # A1111's latent upscale modes: torch interpolation mode and antialias

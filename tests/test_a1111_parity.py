@@ -30,13 +30,14 @@ from PIL import Image
 from skimage import data
 
 import a1111_oracle as oracle
+import a1111_oracle_features as oracle_features
 from modules.checkpoints import CheckpointInfo, HashCache
 from modules.engine import Engine
 from modules.generation import RunSettings, Txt2Img
 from modules.generation_params import USE_SAME_SAMPLER, GenerationParams
 from modules.image_tools import ImageTools
 from modules.img2img import Img2Img, Img2ImgInputs
-from modules.masking import ORIGINAL
+from modules.masking import FILL, LATENT_NOISE, LATENT_NOTHING, ORIGINAL
 from modules.sampling import registry
 from modules.sampling.passes import SamplingSettings
 from modules.sd_models import load_model
@@ -142,7 +143,7 @@ def project_run(jobs: Engine, model, job: oracle.Job, settings: dict, init: Imag
                               enable_hr=job.enable_hr, hr_scale=job.hr_scale, hr_upscaler=job.hr_upscaler,
                               hr_second_pass_steps=job.hr_second_pass_steps,
                               hr_sampler_name=job.hr_sampler or USE_SAME_SAMPLER, mask_blur=0,
-                              inpainting_fill=ORIGINAL, inpaint_full_res=0)
+                              inpainting_fill=job.inpainting_fill, inpaint_full_res=0)
     run = RunSettings(sampling=SamplingSettings(**settings))
     if init is None:
         txt2img = RecordedTxt2Img(model, params, None, run, tools=TOOLS)
@@ -162,7 +163,8 @@ def oracle_run(ldm: oracle.LDMModel, job: oracle.Job, settings: dict, init: Imag
                mask: Image.Image | None = None) -> tuple[torch.Tensor, list[np.ndarray]]:
     """A1111's (latents, pixels) for the job and settings, by the oracle; with a (hard) mask, the pixels are the
     overlay of the init image's unmasked pixels."""
-    latent = None if init is None else oracle.encode_image(ldm, init)
+    picture = init if mask is None or job.inpainting_fill == ORIGINAL else oracle_features.fill(init, mask)
+    latent = None if init is None else oracle.encode_image(ldm, picture)
     latents = oracle.sample(ldm, job, oracle.Opts(**settings), latent, mask)
     pixels = oracle.decode(ldm, latents)
     if mask is not None:
@@ -401,12 +403,15 @@ def right_half() -> Image.Image:
     return Image.fromarray(mask, "L")
 
 
-@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "DDIM", "UniPC"])
-def test_inpainting_keeps_the_unmasked_latents(jobs, sd1, photo, right_half, sampler):
-    """img2img with a hard mask, "original" content: A1111 blends the init latents into each step's result
-    (k-diffusion) or input (timestep samplers) and once more after sampling, then overlays the original."""
-    job = replace(BASE, sampler=sampler, steps=6, denoising_strength=0.75, batch_size=2)
-    assert_parity(jobs, sd1, job, CPU, photo, right_half)
+@pytest.mark.parametrize("sampler,fill", [("Euler a", ORIGINAL), ("DPM++ 2M", ORIGINAL), ("DDIM", ORIGINAL),
+                                          ("UniPC", ORIGINAL), ("Euler a", FILL), ("DPM++ 2M", LATENT_NOISE),
+                                          ("DDIM", LATENT_NOTHING)])
+def test_inpainting_keeps_the_unmasked_latents(jobs, sd1, photo, right_half, sampler, fill):
+    """img2img with a hard mask: A1111 blends the init latents into each step's result (k-diffusion) or input
+    (timestep samplers) and once more after sampling, then overlays the original; other masked content than
+    "original" fills the masked pixels first (and latent noise / nothing replace the masked latents)."""
+    job = replace(BASE, sampler=sampler, steps=6, denoising_strength=0.75, batch_size=2, inpainting_fill=fill)
+    assert_parity(jobs, sd1, job, CPU | {"eta_noise_seed_delta": 31337}, photo, right_half)
 
 
 # --- other models and settings ----------------------------------------------------------------------------------
