@@ -7,7 +7,7 @@ from skimage import data
 
 from modules import masking
 from modules.errors import UserError
-from modules.generation import RunSettings
+from modules.generation import RunSettings, encode_image
 from modules.generation_params import GenerationParams
 from modules.img2img import Img2Img, Img2ImgInputs
 
@@ -104,6 +104,9 @@ def test_latent_fills_replace_the_masked_latents(demo_model, photo, fill):
     expected = noise[lm] if fill == masking.LATENT_NOISE else torch.zeros_like(init[lm])
     assert torch.equal(init[lm], expected)
     assert not torch.equal(init[~lm], torch.zeros_like(init[~lm]))
+    # as A1111, the kept latents are those of the image with its masked pixels filled
+    filled = encode_image(demo_model, masking.fill(photo, j.sources[0].processed_mask))
+    assert torch.equal(init[~lm], filled.expand_as(init)[~lm])
 
 
 def test_every_masked_content_option_runs(engine, demo_model, photo):
