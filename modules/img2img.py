@@ -82,8 +82,8 @@ class Img2Img(Txt2Img):
         if raw.size != image.size:
             self._note(f"The mask is {raw.width}x{raw.height} but the image is {image.width}x{image.height}; "
                        "the mask was resized to fit.")
-        mask = masking.prepare_mask(masking.to_mask(raw, image.size), bool(p.inpainting_mask_invert), p.mask_blur,
-                                    None if p.vertical_mask_blur < 0 else p.vertical_mask_blur)
+        mask = masking.prepare_mask(masking.to_mask(raw, image.size, p.mask_round), bool(p.inpainting_mask_invert),
+                                    p.mask_blur, None if p.vertical_mask_blur < 0 else p.vertical_mask_blur)
         if mask.getbbox() is None:
             self._note("The mask is empty, so the image was processed as plain img2img.")
             return _Source(resize_image(image, p.resize_mode, p.width, p.height), image)

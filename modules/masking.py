@@ -14,23 +14,36 @@ INPAINT_AREAS = ("Whole picture", "Only masked")
 Box = tuple[int, int, int, int]
 
 
-def to_mask(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """An "L" mask (255 = repaint) of `size` from any image: alpha if it has some, else luminance."""
+def to_mask(image: Image.Image, size: tuple[int, int], rounded: bool = True) -> Image.Image:
+    """An "L" mask (255 = repaint) of `size` from any image: alpha if it has some (with `rounded`, as A1111's
+    mask_round, made hard: 255 above 128, else 0), else luminance."""
     image = normalize_input(image, "The mask")
     if image.mode in ("RGBA", "LA") and image.getextrema()[-1][0] < 255:
         mask = image.getchannel("A")
+        if rounded:
+            mask = mask.point(lambda v: 255 if v > 128 else 0)
     else:
         mask = image.convert("L")
     return mask if mask.size == size else mask.resize(size, Image.LANCZOS)
 
 
 def prepare_mask(mask: Image.Image, invert: bool, blur: int, blur_y: int | None = None) -> Image.Image:
-    """Invert ("Inpaint not masked") and Gaussian-blur the mask, by `blur` across and `blur_y` (default: the
-    same) down."""
+    """Invert ("Inpaint not masked") and blur the mask as A1111 does: OpenCV's Gaussian blur across by `blur`,
+    then down by `blur_y` (default: the same), each σ over 2·⌊2.5·σ + 0.5⌋ + 1 pixels, rounded to 8 bits after
+    each (OpenCV comes with gfpgan; its fixed-point rounding is A1111's)."""
     if invert:
         mask = Image.eval(mask, lambda v: 255 - v)
-    radius = (blur, blur if blur_y is None else blur_y)
-    return mask.filter(ImageFilter.GaussianBlur(radius)) if max(radius) > 0 else mask
+    blur_y = blur if blur_y is None else blur_y
+    if max(blur, blur_y) <= 0:
+        return mask
+    import cv2
+
+    values = np.asarray(mask.convert("L"))
+    if blur > 0:
+        values = cv2.GaussianBlur(values, (2 * int(2.5 * blur + 0.5) + 1, 1), blur)
+    if blur_y > 0:
+        values = cv2.GaussianBlur(values, (1, 2 * int(2.5 * blur_y + 0.5) + 1), blur_y)
+    return Image.fromarray(values)
 
 
 def crop_region(mask: Image.Image, padding: int, width: int, height: int) -> Box | None:
@@ -82,17 +95,25 @@ def fill(image: Image.Image, mask: Image.Image) -> Image.Image:
 
 def latent_mask(mask: Image.Image, height: int, width: int, device: torch.device, dtype: torch.dtype,
                 rounded: bool = True) -> torch.Tensor:
-    """The mask at latent size, (1, 1, height, width), 1 = repaint; rounded to 0/1 as A1111 does by default."""
-    small = np.asarray(mask.convert("L").resize((width, height), Image.LANCZOS), dtype=np.float32) / 255.0
+    """The mask at latent size, (1, 1, height, width), 1 = repaint: resized with Pillow's bicubic filter (A1111's,
+    by default) and rounded to 0/1 as A1111 does by default."""
+    small = np.asarray(mask.convert("L").resize((width, height), Image.BICUBIC), dtype=np.float32) / 255.0
     return torch.from_numpy(np.around(small) if rounded else small)[None, None].to(device=device, dtype=dtype)
 
 
 def composite(original: Image.Image, generated: Image.Image, mask: Image.Image, box: Box | None) -> Image.Image:
-    """Put `generated` back into `original` through the (blurred) mask, into `box` if given.
+    """Put `generated` back into `original` as A1111 overlays it: the original's pixels, with the inverted mask as
+    their alpha, alpha-composited over `generated` (resized into `box` on a transparent canvas, for "Only
+    masked"). For "Whole picture" (no box) A1111 doubles the mask first, so a blurred edge leans to the result.
     Outside the mask the result is the original's pixels exactly."""
-    if box is not None:
-        generated = generated.resize((box[2] - box[0], box[3] - box[1]), Image.LANCZOS)
-        canvas = original.convert("RGB").copy()
-        canvas.paste(generated, box[:2])
-        generated = canvas
-    return Image.composite(generated.convert("RGB"), original.convert("RGB"), mask)
+    if box is None:
+        cover = Image.eval(mask.convert("L"), lambda v: min(255, 2 * v))
+        result = generated.convert("RGBA")
+    else:
+        cover = mask.convert("L")
+        result = Image.new("RGBA", original.size)
+        result.paste(generated.convert("RGB").resize((box[2] - box[0], box[3] - box[1]), Image.LANCZOS), box[:2])
+    overlay = Image.new("RGBa", original.size)
+    overlay.paste(original.convert("RGBA").convert("RGBa"), mask=Image.eval(cover, lambda v: 255 - v))
+    result.alpha_composite(overlay.convert("RGBA"))
+    return result.convert("RGB")

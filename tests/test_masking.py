@@ -33,6 +33,34 @@ def test_mask_from_alpha_or_luminance_and_resized():
     assert masking.to_mask(Image.new("RGB", (8, 8), "white"), (8, 8)).getpixel((1, 1)) == 255
 
 
+def test_a_soft_alpha_mask_is_hardened_at_128_unless_asked_not_to():
+    """A1111's create_binary_mask with mask_round: an RGBA mask's alpha becomes 255 above 128, else 0."""
+    rgba = Image.new("RGBA", (4, 1))
+    for x, alpha in enumerate((0, 128, 129, 200)):
+        rgba.putpixel((x, 0), (9, 9, 9, alpha))
+    assert np.asarray(masking.to_mask(rgba, (4, 1)))[0].tolist() == [0, 0, 255, 255]
+    assert np.asarray(masking.to_mask(rgba, (4, 1), rounded=False))[0].tolist() == [0, 128, 129, 200]
+
+
+def test_the_blur_is_a1111s_opencv_gaussian_across_then_down():
+    import cv2
+
+    values = np.asarray(square_mask())
+    across = cv2.GaussianBlur(values, (21, 1), 4)  # A1111's kernel: 2 * int(2.5 * 4 + 0.5) + 1 pixels
+    expected = cv2.GaussianBlur(across, (1, 31), 6)
+    assert np.array_equal(np.asarray(masking.prepare_mask(square_mask(), False, 4, 6)), expected)
+
+
+def test_whole_picture_overlays_the_original_through_the_doubled_mask():
+    """A1111's mask_for_overlay for "Whole picture" is the mask doubled, so where the blurred mask is 64 the
+    original covers half the result (not three quarters)."""
+    original, generated = Image.new("RGB", (4, 1), (0, 0, 0)), Image.new("RGB", (4, 1), (200, 200, 200))
+    mask = Image.new("L", (4, 1))
+    mask.putdata([0, 64, 128, 255])
+    out = np.asarray(masking.composite(original, generated, mask, None))[0, :, 0].tolist()
+    assert out[0] == 0 and abs(out[1] - 100) <= 1 and out[2] == out[3] == 200
+
+
 def test_crop_region_pads_keeps_aspect_and_stays_inside():
     box = masking.crop_region(square_mask(), padding=4, width=64, height=32)
     x0, y0, x1, y1 = box
@@ -57,6 +85,10 @@ def test_latent_mask_is_rounded():
     lm = masking.latent_mask(square_mask(), 8, 8, torch.device("cpu"), torch.float32)
     assert lm.shape == (1, 1, 8, 8) and set(lm.unique().tolist()) == {0.0, 1.0}
     assert lm[0, 0, 3, 3] == 1 and lm[0, 0, 0, 0] == 0
+    soft = masking.prepare_mask(square_mask(), invert=False, blur=8)
+    bicubic = np.asarray(soft.resize((8, 8), Image.BICUBIC), dtype=np.float32) / 255  # Pillow's default, as A1111
+    unrounded = masking.latent_mask(soft, 8, 8, torch.device("cpu"), torch.float32, rounded=False)
+    assert np.array_equal(unrounded[0, 0].numpy(), bicubic)
 
 
 def test_an_unrounded_latent_mask_keeps_the_soft_edge():
