@@ -136,6 +136,7 @@ class Job:
     hr_second_pass_steps: int = 0
     hr_sampler: str | None = None  # None: the first pass's
     inpainting_fill: int = 1  # with a mask: 0 fill, 1 original, 2 latent noise, 3 latent nothing
+    mask_blur: int = 4
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,36 @@ def fill(image: Image.Image, mask: Image.Image) -> Image.Image:
     return canvas.convert("RGB")
 
 
+def inpaint_mask(raw: Image.Image, blur_x: int, blur_y: int, mask_round: bool = True) -> Image.Image:
+    """img2img's mask for "Whole picture" (at the image's size): create_binary_mask (an RGBA mask's alpha, made
+    hard at 128 with mask_round, else the luminance), then cv2.GaussianBlur across, then down, each σ over
+    2·int(2.5σ + 0.5) + 1 pixels."""
+    import cv2
+
+    if raw.mode == "RGBA" and raw.getextrema()[-1] != (255, 255):
+        alpha = raw.split()[-1].convert("L")
+        mask = alpha.point(lambda v: 255 if v > 128 else 0) if mask_round else alpha
+    else:
+        mask = raw.convert("L")
+    values = np.array(mask)
+    if blur_x > 0:
+        values = cv2.GaussianBlur(values, (2 * int(2.5 * blur_x + 0.5) + 1, 1), blur_x)
+    if blur_y > 0:
+        values = cv2.GaussianBlur(values, (1, 2 * int(2.5 * blur_y + 0.5) + 1), blur_y)
+    return Image.fromarray(values)
+
+
+def overlay(original: Image.Image, generated: Image.Image, mask: Image.Image) -> Image.Image:
+    """apply_overlay for "Whole picture": mask_for_overlay is the mask doubled (at most 255); the original pasted
+    premultiplied onto a transparent layer through its inverse, alpha-composited over the generated image."""
+    doubled = np.clip(np.asarray(mask).astype(np.float32) * 2, 0, 255).astype(np.uint8)
+    layer = Image.new("RGBa", original.size)
+    layer.paste(original.convert("RGBA").convert("RGBa"), mask=Image.fromarray(255 - doubled))
+    result = generated.convert("RGBA")
+    result.alpha_composite(layer.convert("RGBA"))
+    return result.convert("RGB")
+
+
 # A1111's latent upscale modes: torch interpolation mode and antialias
 LATENT_UPSCALE_MODES = {"Latent": ("bilinear", False), "Latent (antialiased)": ("bilinear", True),
                         "Latent (bicubic)": ("bicubic", False), "Latent (bicubic antialiased)": ("bicubic", True),

@@ -133,7 +133,7 @@ class RecordedImg2Img(DecodedLatents, Img2Img):
 def project_run(jobs: Engine, model, job: oracle.Job, settings: dict, init: Image.Image | None = None,
                 n_iter: int = 1, mask: Image.Image | None = None) -> tuple[torch.Tensor, list[np.ndarray]]:
     """The project's (latents, pixels) for the job and settings (img2img from `init`, inpainting where `mask`
-    is white, with "original" content and no blur)."""
+    is white, "Whole picture")."""
     params = GenerationParams(prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed, steps=job.steps,
                               cfg_scale=job.cfg_scale, width=job.width, height=job.height, batch_size=job.batch_size,
                               n_iter=n_iter, sampler_name=job.sampler, scheduler=job.scheduler,
@@ -142,7 +142,7 @@ def project_run(jobs: Engine, model, job: oracle.Job, settings: dict, init: Imag
                               seed_resize_from_w=job.seed_resize_from_w, seed_resize_from_h=job.seed_resize_from_h,
                               enable_hr=job.enable_hr, hr_scale=job.hr_scale, hr_upscaler=job.hr_upscaler,
                               hr_second_pass_steps=job.hr_second_pass_steps,
-                              hr_sampler_name=job.hr_sampler or USE_SAME_SAMPLER, mask_blur=0,
+                              hr_sampler_name=job.hr_sampler or USE_SAME_SAMPLER, mask_blur=job.mask_blur,
                               inpainting_fill=job.inpainting_fill, inpaint_full_res=0)
     run = RunSettings(sampling=SamplingSettings(**settings))
     if init is None:
@@ -161,15 +161,17 @@ def project_run(jobs: Engine, model, job: oracle.Job, settings: dict, init: Imag
 
 def oracle_run(ldm: oracle.LDMModel, job: oracle.Job, settings: dict, init: Image.Image | None = None,
                mask: Image.Image | None = None) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """A1111's (latents, pixels) for the job and settings, by the oracle; with a (hard) mask, the pixels are the
-    overlay of the init image's unmasked pixels."""
-    picture = init if mask is None or job.inpainting_fill == ORIGINAL else oracle_features.fill(init, mask)
+    """A1111's (latents, pixels) for the job and settings, by the oracle; with a mask ("Whole picture"), the
+    pixels carry the overlay of the init image."""
+    picture = init
+    if mask is not None:
+        mask = oracle_features.inpaint_mask(mask, job.mask_blur, job.mask_blur)
+        picture = init if job.inpainting_fill == ORIGINAL else oracle_features.fill(init, mask)
     latent = None if init is None else oracle.encode_image(ldm, picture)
     latents = oracle.sample(ldm, job, oracle.Opts(**settings), latent, mask)
     pixels = oracle.decode(ldm, latents)
     if mask is not None:
-        repaint = np.asarray(mask)[..., None] > 0
-        pixels = [np.where(repaint, image, np.asarray(init)) for image in pixels]
+        pixels = [np.asarray(oracle_features.overlay(init, Image.fromarray(image), mask)) for image in pixels]
     return latents, pixels
 
 
@@ -412,6 +414,23 @@ def test_inpainting_keeps_the_unmasked_latents(jobs, sd1, photo, right_half, sam
     "original" fills the masked pixels first (and latent noise / nothing replace the masked latents)."""
     job = replace(BASE, sampler=sampler, steps=6, denoising_strength=0.75, batch_size=2, inpainting_fill=fill)
     assert_parity(jobs, sd1, job, CPU | {"eta_noise_seed_delta": 31337}, photo, right_half)
+
+
+@pytest.fixture(scope="module")
+def soft_masks() -> dict[str, Image.Image]:
+    """A luminance ramp across, and an RGBA mask whose alpha ramps down (A1111 hardens it at 128)."""
+    ramp = np.tile(np.linspace(0, 255, BASE.width).astype(np.uint8), (BASE.height, 1))
+    rgba = np.full((BASE.height, BASE.width, 4), 90, dtype=np.uint8)
+    rgba[..., 3] = ramp.T
+    return {"ramp": Image.fromarray(ramp, "L"), "alpha": Image.fromarray(rgba, "RGBA")}
+
+
+@pytest.mark.parametrize("kind,blur", [("ramp", 0), ("ramp", 4), ("alpha", 8)])
+def test_inpainting_masks(jobs, sd1, photo, soft_masks, kind, blur):
+    """A1111's mask: an RGBA mask's alpha hardened, OpenCV's blur across then down, the latent mask resized with
+    Pillow's default filter and rounded, and the overlay through the mask doubled."""
+    job = replace(BASE, sampler="Euler", steps=4, denoising_strength=0.8, mask_blur=blur)
+    assert_parity(jobs, sd1, job, CPU, photo, soft_masks[kind])
 
 
 # --- other models and settings ----------------------------------------------------------------------------------
