@@ -315,6 +315,14 @@ def test_variation_seeds_with_other_samplers(jobs, sd1, sampler):
     assert_parity(jobs, sd1, job, CPU)
 
 
+def test_variation_seeds_over_a_batch_count(jobs, sd1):
+    """Every batch keeps the seed; the variation seeds count on across batches."""
+    job = replace(BASE, sampler="Euler a", batch_size=2, subseed=300, subseed_strength=0.5)
+    batches = [oracle_run(sd1, replace(job, subseed=job.subseed + 2 * k), CPU) for k in range(2)]
+    theirs = torch.cat([latents for latents, _ in batches]), [image for _, images in batches for image in images]
+    assert_same(project_run(jobs, sd1.model, job, CPU, n_iter=2), theirs)
+
+
 # --- guidance ---------------------------------------------------------------------------------------------------
 
 AND_PROMPT = "a lighthouse AND a storm at sea:0.6 AND seagulls:-0.3"
@@ -371,6 +379,14 @@ def test_prompt_editing(jobs, sd1, sampler, prompt, negative):
 def test_old_prompt_editing_timelines(jobs, sd1):
     job = replace(BASE, prompt="a [lighthouse:castle:2] [on a cliff::0.3]", steps=4)
     assert_parity(jobs, sd1, job, CPU | {"use_old_scheduling": True})
+
+
+@pytest.mark.parametrize("sampler", ["Heun", "DDIM"])
+def test_prompt_editing_in_img2img(jobs, sd1, photo, sampler):
+    """A1111 schedules an img2img pass's prompts over all its steps' calls, and counts from the first it runs."""
+    job = replace(BASE, sampler=sampler, prompt="a [lighthouse:castle:0.75] [at dawn|at dusk]", steps=6,
+                  denoising_strength=0.6)
+    assert_parity(jobs, sd1, job, CPU, photo)
 
 
 # --- hires fix --------------------------------------------------------------------------------------------------
