@@ -7,7 +7,8 @@ modules/sampling guidance, passes, noise, registry or denoiser, no modules/gener
   latents are decoded one image at a time (decode_first_stage: z · (1 / scale factor) through the VAE), then
   clamp((x + 1) / 2) · 255 truncated to uint8.
 - rng.py's ImageRNG (variation seeds, "Resize seed from", ENSD; CPU = GPU on a CPU machine, and NV), prompt
-  schedules, AND, the conditioning and CFGDenoiser.forward: tests/a1111_oracle_features.py.
+  schedules, AND, the conditioning and CFGDenoiser.forward, the timestep and LCM denoisers, and img2img's mask
+  (create_binary_mask, the blur, masking.fill, the latent mask, the overlay): tests/a1111_oracle_features.py.
 - sd_samplers_common.py: setup_img2img_steps; TorchHijack (k-diffusion's torch.randn_like is the next image
   noise); create_noise_sampler (a BrownianTreeNoiseSampler over the schedule's σ range, a tree per image seed;
   none with no_dpmpp_sde_batch_determinism, so k-diffusion seeds one tree from torch's global generator);
@@ -17,8 +18,9 @@ modules/sampling guidance, passes, noise, registry or denoiser, no modules/gener
   txt2img hires pass (a Latent mode's interpolation of the latents, or the decoded pixels resized with Lanczos
   and encoded again, the VAE's posterior sample drawn from torch's global generator, which the batch's noise last
   seeded; a fresh ImageRNG at the hires size; sample_img2img with the hires steps, the first pass's steps
-  offsetting prompt editing); img2img's latent mask (the mask resized with Pillow's default filter, rounded) and
-  the blend after sampling. sd_models.py: the Zero Terminal SNR noise schedule.
+  offsetting prompt editing); img2img's masked content (the filled image encoded; latent noise from a fresh
+  ImageRNG of the batch's seeds; latent nothing) and the blend after sampling. sd_models.py: the Zero Terminal
+  SNR noise schedule; sd_models_xl.py: SDXL's size conditioning (original = target = the pass's size, crop 0).
 - sd_samplers_kdiffusion.py: the sampler table, get_sigmas (schedule type or the sampler's default, the settings'
   σ range and ρ, the old Karras range, discarding the penultimate σ), sample and sample_img2img.
 - sd_samplers_timesteps.py: the timesteps, the img2img noising, CompVisTimestepsDenoiser / VDenoiser (ε from v
@@ -40,7 +42,8 @@ Borrowed, and why:
 - The text conditioning from the project's PromptEncoder (prompt encoding is tested on its own); the UNet and
   the VAE of the loaded model.
 
-Not rebuilt: the refiner, inpainting's mask blur, "Only masked" and fill, hires fix's pixel upscaler models.
+Not rebuilt: the refiner, inpainting's "Only masked", inpainting checkpoints, hires fix's "Resize width/height to"
+and pixel upscaler models, the textual-inversion / LoRA networks.
 A1111 encodes img2img's init image with a draw from the VAE's posterior (torch's global generator, in whatever
 state the process left it, so not even A1111 repeats it); `encode_image` takes the posterior's mean there, as the
 project does."""

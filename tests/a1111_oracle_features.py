@@ -1,7 +1,12 @@
-"""A1111 1.10's noise, prompt schedules and guidance, rebuilt for tests/a1111_oracle.py (the oracle that
-tests/test_a1111_parity.py holds the project to), in the oracle's own words and without the project's noise,
-prompt-parsing, step-conditioning or guidance code.
+"""A1111 1.10's noise, prompt schedules, guidance and inpainting glue, rebuilt for tests/a1111_oracle.py (the oracle
+that tests/test_a1111_parity.py holds the project to), in the oracle's own words and without the project's noise,
+prompt-parsing, step-conditioning, guidance or masking code.
 
+- sd_samplers_timesteps.py's CompVisTimestepsDenoiser / VDenoiser and sd_samplers_lcm.py's LCM denoiser.
+- processing.py / masking.py / images.py: img2img's mask for "Whole picture" (create_binary_mask: an RGBA mask's
+  alpha hardened at 128; OpenCV's Gaussian blur across, then down, σ over 2·int(2.5σ + 0.5) + 1 pixels), the
+  latent mask (Pillow's default bicubic resize, rounded), masking.fill, the overlay through the mask doubled;
+  the latent upscale modes.
 - rng.py: ImageRNG, one generator per image, first() then next(), ENSD re-seeding after first(); a variation
   seed's noise slerped in (each (channel, column) vector along the height on its own; the weights the wrong way
   round when the two are nearly parallel); "Resize seed from": the seed's noise made at that size and pasted
@@ -21,7 +26,10 @@ prompt-parsing, step-conditioning or guidance code.
   samplers, t); Pad conds v0 / Pad conds; one model call when cond and uncond are as long (or the negatives are
   skipped), else the conds in calls of twice the images and the negatives apart; the skipped negatives stood in
   for by each image's first part at scale 1; combine_denoised; DDIM CFG++'s multiplier and last uncond; the
-  inpainting blend into the input (timestep samplers) or into the result (k-diffusion)."""
+  inpainting blend into the input (timestep samplers) or into the result (k-diffusion).
+
+Not rebuilt: A1111 normalises "Original" emphasis over the batch it encodes (a schedule's texts together); the
+oracle encodes each text alone with the project's encoder, so prompt editing with emphasis is not compared."""
 from __future__ import annotations
 
 import contextlib
