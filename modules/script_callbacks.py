@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 _callbacks: dict[str, list[tuple[str, Callable]]] = defaultdict(list)
 NAMES = ("app_started", "model_loaded", "ui_tabs", "ui_settings", "before_image_saved", "image_saved",
-         "cfg_denoiser", "cfg_denoised", "cfg_after_cfg", "infotext_pasted", "script_unloaded")
+         "cfg_denoiser", "cfg_denoised", "cfg_after_cfg", "infotext_pasted", "script_unloaded",
+         "before_component", "after_component")
 
 
 @dataclass
@@ -74,11 +75,11 @@ def _add(name: str, callback: Callable) -> None:
     _callbacks[name].append((_origin(), callback))
 
 
-def _run(name: str, *args: Any) -> list[Any]:
+def _run(name: str, *args: Any, **kwargs: Any) -> list[Any]:
     results = []
     for origin, callback in list(_callbacks[name]):
         try:
-            results.append(callback(*args))
+            results.append(callback(*args, **kwargs))
         except Exception as exc:
             if is_out_of_memory(exc):
                 raise  # not the extension's bug: the engine frees memory and tells the caller
@@ -151,6 +152,16 @@ def on_script_unloaded(callback: Callable) -> None:
     _add("script_unloaded", callback)
 
 
+def on_before_component(callback: Callable) -> None:
+    """callback(component, **kwargs) before each Gradio component of the page is made (kwargs["elem_id"])."""
+    _add("before_component", callback)
+
+
+def on_after_component(callback: Callable) -> None:
+    """callback(component, **kwargs) after each Gradio component of the page is made."""
+    _add("after_component", callback)
+
+
 def app_started_callback(demo: Any, app: Any) -> None:
     _run("app_started", demo, app)
 
@@ -189,6 +200,14 @@ def cfg_after_cfg_callback(params: AfterCFGCallbackParams) -> None:
 
 def infotext_pasted_callback(infotext: str, params: dict) -> None:
     _run("infotext_pasted", infotext, params)
+
+
+def before_component_callback(component: Any, **kwargs: Any) -> None:
+    _run("before_component", component, **kwargs)
+
+
+def after_component_callback(component: Any, **kwargs: Any) -> None:
+    _run("after_component", component, **kwargs)
 
 
 def script_unloaded_callback() -> None:

@@ -1,22 +1,27 @@
 """A1111's `modules.scripts`: the Script base class, loading script files, and the runner that
 shows their controls on a tab and calls their hooks during a job.
 
-A script file may define several Script subclasses. One that fails to import is logged with its
-traceback and named in the page's notices; the others load."""
+A script file may expose several Script subclasses, defined in it or imported into it. While it loads,
+its extension's folder is first on sys.path (so it can import the extension's own package), as in A1111.
+A file that fails to import, and a script whose show(), ui(), before_component or after_component
+raises, is logged with its extension's name and named in the page's notices; the rest of the page loads."""
 from __future__ import annotations
 
 import importlib.util
 import logging
 import sys
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
+from modules import gradio_compat, script_callbacks
 from modules.engine import is_out_of_memory
 from modules.errors import UserError
+from modules.paths import REPO_ROOT
 from modules.processing import PostprocessBatchListArgs, PostprocessImageArgs  # noqa: F401 - A1111 names
 
 log = logging.getLogger(__name__)
@@ -27,9 +32,24 @@ AlwaysVisible = object()
 _loading_dir: str | None = None
 
 
+@dataclass
+class OnComponent:
+    """What a callback registered with Script.on_before_component / on_after_component receives."""
+
+    component: gr.blocks.Block
+
+
 def basedir() -> str:
     """The folder of the script file being loaded (its extension's folder for extension scripts)."""
-    return _loading_dir or str(Path(__file__).resolve().parent.parent)
+    return _loading_dir or str(REPO_ROOT)
+
+
+def script_origin(filename: str | None) -> str:
+    """Who a script file belongs to, for messages: "extension <folder>" or "the built-in scripts"."""
+    path = Path(filename or "?")
+    if path.parent.name == "scripts" and path.parent.parent != REPO_ROOT:
+        return f"extension {path.parent.parent.name}"
+    return "the built-in scripts"
 
 
 class Script:
@@ -41,9 +61,13 @@ class Script:
     alwayson = False
     is_txt2img = False
     is_img2img = False
+    tabname: str | None = None
     group = None
+    controls: list | None = None
     infotext_fields: list | None = None
     paste_field_names: list | None = None
+    on_before_component_elem_id: list[tuple[str, Callable]] | None = None
+    on_after_component_elem_id: list[tuple[str, Callable]] | None = None
 
     def title(self) -> str:
         """The name in the Script dropdown."""
@@ -92,6 +116,20 @@ class Script:
     def postprocess(self, p, processed, *args) -> None:
         """After the whole job."""
 
+    def before_component(self, component, **kwargs) -> None:
+        """Before each Gradio component of the tab is made; kwargs["elem_id"] (A1111's ids) says which."""
+
+    def after_component(self, component, **kwargs) -> None:
+        """After each Gradio component of the tab is made, as before_component."""
+
+    def on_before_component(self, callback: Callable, *, elem_id: str) -> None:
+        """callback(OnComponent) before the component with this elem_id is made (register in show() or earlier)."""
+        self.on_before_component_elem_id = [*(self.on_before_component_elem_id or []), (elem_id, callback)]
+
+    def on_after_component(self, callback: Callable, *, elem_id: str) -> None:
+        """callback(OnComponent) after the component with this elem_id is made."""
+        self.on_after_component_elem_id = [*(self.on_after_component_elem_id or []), (elem_id, callback)]
+
     def describe(self) -> str:
         return ""
 
@@ -120,52 +158,119 @@ def script_files(folders: list[Path]) -> list[tuple[Path, Path]]:
 
 
 def load_scripts(folders: list[Path]) -> LoadedScripts:
-    """Import every script file and collect its Script subclasses."""
-    global _loading_dir
+    """Import every script file and collect the Script subclasses it exposes (each class once). Gradio 3
+    keywords and the component hooks are set up first (modules.gradio_compat)."""
+    gradio_compat.install()
+    gradio_compat.observe_components(_before_component, _after_component)
     loaded = LoadedScripts()
     for number, (path, base) in enumerate(script_files(folders)):
-        name = f"webui_script_{number}_{path.stem}"
-        _loading_dir = str(base)
         try:
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        except Exception:
-            sys.modules.pop(name, None)
-            log.error("Script %s failed to load:\n%s", path, traceback.format_exc())
-            loaded.errors.append(f"Script {path.name} failed to load; see the log for its traceback.")
+            module = _import_script(f"webui_script_{number}_{path.stem}", path, base)
+        except (Exception, SystemExit):
+            log.error("Script %s of %s failed to load:\n%s", path.name, script_origin(str(path)),
+                      traceback.format_exc())
+            loaded.errors.append(f"Script {path.name} of {script_origin(str(path))} failed to load; "
+                                 "see the log for its traceback.")
             continue
-        finally:
-            _loading_dir = None
+        known = {cls for cls, _ in loaded.classes}
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Script) and value is not Script \
-                    and value.__module__ == name:
+            if isinstance(value, type) and issubclass(value, Script) and value is not Script and value not in known:
                 loaded.classes.append((value, str(path)))
+                known.add(value)
     return loaded
+
+
+def _import_script(name: str, path: Path, base: Path) -> Any:
+    """Run one script file as module `name`, with basedir() answering `base` and `base` first on
+    sys.path (A1111 puts an extension's folder there while its scripts load, then restores sys.path)."""
+    global _loading_dir
+    saved_path = sys.path
+    _loading_dir = str(base)
+    if base != REPO_ROOT:
+        sys.path = [str(base), *sys.path]
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        sys.path = saved_path
+        _loading_dir = None
+
+
+scripts_current: "ScriptRunner | None" = None
+"""A1111's name: the runner of the tab being built, whose scripts see its components being made."""
+
+
+@contextmanager
+def building_tab(runner: "ScriptRunner | None") -> Iterator[None]:
+    """While a tab is built: its runner's scripts get before_component/after_component for its components."""
+    global scripts_current
+    previous, scripts_current = scripts_current, runner
+    try:
+        yield
+    finally:
+        scripts_current = previous
+
+
+def _before_component(component: Any, kwargs: dict[str, Any]) -> None:
+    if scripts_current is not None:
+        scripts_current.before_component(component, **kwargs)
+    script_callbacks.before_component_callback(component, **kwargs)
+
+
+def _after_component(component: Any, kwargs: dict[str, Any]) -> None:
+    script_callbacks.after_component_callback(component, **kwargs)
+    if scripts_current is not None:
+        scripts_current.after_component(component, **kwargs)
 
 
 class ScriptRunner:
     """The scripts of one tab: the Script dropdown with each script's controls, the AlwaysVisible
-    accordions, and the calls into them while a job runs."""
+    accordions, and the calls into them while the page is built and while a job runs. A script whose
+    show() or ui() raises is left out of the tab; `notices` says so for the page."""
 
     def __init__(self, loaded: LoadedScripts, is_img2img: bool) -> None:
         self.is_img2img = is_img2img
+        self.scripts: list[Script] = []  # every shown script, in load order
         self.selectable: list[Script] = []
         self.alwayson: list[Script] = []
+        self.notices: list[str] = []
+        self._failed_hooks: set[tuple[int, str]] = set()
         for cls, filename in loaded.classes:
             try:
                 script = cls()
                 script.filename, script.is_img2img, script.is_txt2img = filename, is_img2img, not is_img2img
+                script.tabname = self.tab
+                script.title()
                 visibility = script.show(is_img2img)
             except Exception:
-                log.exception("Script %s from %s failed to start", cls.__name__, filename)
+                self._report(f"Script {cls.__name__} (its title() or show())", filename)
                 continue
             if visibility is AlwaysVisible:
                 script.alwayson = True
                 self.alwayson.append(script)
             elif visibility:
                 self.selectable.append(script)
+            else:
+                continue
+            self.scripts.append(script)
+
+    @property
+    def tab(self) -> str:
+        return "img2img" if self.is_img2img else "txt2img"
+
+    def _report(self, what: str, filename: str | None) -> None:
+        """Log the exception being handled and add a notice naming the script's extension."""
+        log.exception("%s of %s (%s) failed on the %s tab", what, script_origin(filename), filename, self.tab)
+        notice = (f"{what} of {script_origin(filename)} failed on the {self.tab} tab; "
+                  "see the log for its traceback.")
+        if notice not in self.notices:
+            self.notices.append(notice)
 
     @property
     def titles(self) -> list[str]:
@@ -175,18 +280,21 @@ class ScriptRunner:
         """Create the controls (call inside the tab's layout); returns the job's extra inputs:
         the dropdown (an index, 0 = None) followed by every script's controls."""
         inputs: list[gr.components.Component] = []
-        tab = "img2img" if self.is_img2img else "txt2img"
         dropdown = gr.Dropdown(label="Script", choices=["None", *self.titles], value="None", type="index",
-                               elem_id=f"{tab}_script_dropdown")
+                               elem_id=f"{self.tab}_script_dropdown")
         inputs.append(dropdown)
-        for script in self.alwayson:
-            with gr.Accordion(script.title(), open=False, elem_id=script.elem_id("accordion")):
-                self._add_controls(script, inputs)
+        for script in list(self.alwayson):
+            with gr.Accordion(script.title(), open=False, elem_id=script.elem_id("accordion")) as accordion:
+                added = self._add_controls(script, inputs)
+            accordion.visible = added
         groups = []
-        for script in self.selectable:
+        for script in list(self.selectable):
             with gr.Group(visible=False) as group:
-                self._add_controls(script, inputs)
-            groups.append(group)
+                added = self._add_controls(script, inputs)
+            if added:
+                script.group = group
+                groups.append(group)
+        dropdown.choices = [(title, title) for title in ["None", *self.titles]]
 
         def show_selected(index: int | None) -> list:
             return [gr.Group(visible=index == number + 1) for number in range(len(groups))]
@@ -195,11 +303,44 @@ class ScriptRunner:
             dropdown.change(show_selected, inputs=dropdown, outputs=groups, queue=False, api_visibility="private")
         return inputs
 
-    def _add_controls(self, script: Script, inputs: list) -> None:
-        controls = script.ui(self.is_img2img) or []
+    def _add_controls(self, script: Script, inputs: list) -> bool:
+        """Call the script's ui() and add its controls to `inputs`; False (and the script left out of the
+        tab) when ui() raises."""
+        try:
+            controls = script.ui(self.is_img2img) or []
+        except Exception:
+            self._report(f"The controls (ui()) of script {type(script).__name__}", script.filename)
+            for kept in (self.scripts, self.alwayson, self.selectable):
+                if script in kept:
+                    kept.remove(script)
+            return False
+        script.controls = list(controls)
         script.args_from = len(inputs)
         inputs.extend(control for control in controls if control is not None)
         script.args_to = len(inputs)
+        return True
+
+    def before_component(self, component: Any, **kwargs: Any) -> None:
+        """A1111's hook: each script's on_before_component callbacks for this elem_id, then before_component."""
+        self._component_hooks("before", component, kwargs)
+
+    def after_component(self, component: Any, **kwargs: Any) -> None:
+        """As before_component, after the component is made."""
+        self._component_hooks("after", component, kwargs)
+
+    def _component_hooks(self, when: str, component: Any, kwargs: dict[str, Any]) -> None:
+        for script in list(self.scripts):
+            callbacks = [callback for elem_id, callback in getattr(script, f"on_{when}_component_elem_id") or []
+                         if elem_id == kwargs.get("elem_id")]
+            try:
+                for callback in callbacks:
+                    callback(OnComponent(component=component))
+                getattr(script, f"{when}_component")(component, **kwargs)
+            except Exception:
+                key = (id(script), when)
+                if key not in self._failed_hooks:  # a hook runs for every component: report it once
+                    self._failed_hooks.add(key)
+                    self._report(f"{when}_component of script {type(script).__name__}", script.filename)
 
     def script_by_title(self, title: str) -> int:
         """The dropdown index of a script (1-based; 0 is None); raises ValueError for an unknown title."""
