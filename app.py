@@ -19,7 +19,7 @@ log = logging.getLogger("webui")
 
 def create_services(args):
     """Build settings, engine and model manager, and start loading the first checkpoint."""
-    from modules import shared
+    from modules import a1111, shared
     from modules.demo_model import DEMO_FILE_NAME, add_demo_checkpoint
     from modules.engine import Engine
     from modules.extensions import disabled_names, list_extensions, requirement_problems, run_install_scripts
@@ -47,6 +47,7 @@ def create_services(args):
                         tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
     services.notices += [notice for notice in (opts.load_notice, services.styles.notice) if notice]
     shared.install(services)
+    a1111.install(paths)  # A1111's module names for extensions (modules.devices...), before any script loads
     extensions = list_extensions(paths.extensions, disabled_names(opts))
     if not args.skip_install:
         services.notices += run_install_scripts([ext for ext in extensions if ext.enabled])

@@ -6,6 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -60,8 +61,31 @@ def _inside_pipeline(path: Path, root: Path) -> bool:
                if parent != root and root in parent.parents)
 
 
+HASHES = "hashes"  # cache.json's section for whole-file sha256s (A1111's name)
+ADDNET_HASHES = "hashes-addnet"  # sha256s of a safetensors file's tensors, without its header (kohya's)
+
+
+def addnet_sha256(handle: BinaryIO) -> str:
+    """The sha256 of a safetensors file from just past its header (kohya-ss's "addnet" LoRA hash)."""
+    handle.seek(0)
+    handle.seek(8 + int.from_bytes(handle.read(8), "little"))
+    digest = hashlib.sha256()
+    while block := handle.read(1 << 20):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(handle: BinaryIO) -> str:
+    """The sha256 of a whole open file."""
+    digest = hashlib.sha256()
+    while block := handle.read(1 << 20):
+        digest.update(block)
+    return digest.hexdigest()
+
+
 class HashCache:
-    """sha256 of files, cached in the data dir by (size, mtime), written atomically."""
+    """sha256 of files, cached in the data dir by (size, mtime), written atomically. `section` is HASHES for
+    the whole file's hash, ADDNET_HASHES for the addnet hash of a safetensors file."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -69,31 +93,29 @@ class HashCache:
         stored, notice = read_json_object(path)
         if notice:
             log.warning(notice)
-        hashes = stored.get("hashes")
-        self._data = hashes if isinstance(hashes, dict) else {}
+        self._data = {section: stored[section] if isinstance(stored.get(section), dict) else {}
+                      for section in (HASHES, ADDNET_HASHES)}
 
-    def cached(self, file: Path) -> str | None:
+    def cached(self, file: Path, section: str = HASHES) -> str | None:
         """The sha256 if it was computed for this exact file version before."""
-        entry = self._data.get(str(file))
+        entry = self._data[section].get(str(file))
         stat = file.stat()
         if entry and entry.get("mtime") == stat.st_mtime and entry.get("size") == stat.st_size:
             return entry["sha256"]
         return None
 
-    def sha256(self, file: Path) -> str:
+    def sha256(self, file: Path, section: str = HASHES) -> str:
         """Compute (once) and cache the file's sha256."""
-        known = self.cached(file)
+        known = self.cached(file, section)
         if known:
             return known
-        digest = hashlib.sha256()
         with open(file, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
+            value = (addnet_sha256 if section == ADDNET_HASHES else file_sha256)(handle)
         stat = file.stat()
         with self._lock:
-            self._data[str(file)] = {"mtime": stat.st_mtime, "size": stat.st_size, "sha256": digest.hexdigest()}
-            write_json_atomic(self._path, {"hashes": self._data})
-        return digest.hexdigest()
+            self._data[section][str(file)] = {"mtime": stat.st_mtime, "size": stat.st_size, "sha256": value}
+            write_json_atomic(self._path, self._data)
+        return value
 
     @staticmethod
     def short(sha256: str | None) -> str | None:

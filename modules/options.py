@@ -49,6 +49,13 @@ class OptionInfo:
     server_folder: bool = False  # names a folder on the server (see modules/server_paths.py)
     infotext: str | None = None  # the infotext key A1111 writes it under; pasted infotext sets it for the job
     extension_state: bool = False  # changes which extensions run (see modules/extensions.py access_refusal)
+    # What an extension's A1111 declaration adds (modules/a1111/options.py): its Gradio component class for
+    # the Settings tab and the keyword arguments (a dict, or a function returning one), HTML shown with the
+    # label, and a function called after the value changed.
+    component: Any = None
+    component_args: dict | Callable[[], dict] | None = None
+    comment: str = ""
+    onchange: Callable[[], Any] | None = None
 
     def needs_reload_ui(self) -> OptionInfo:
         """This setting with RELOAD_UI (A1111's name, which extensions call)."""
@@ -282,9 +289,12 @@ class Options:
         merged.update(self._values)
         return merged
 
-    def declare(self, key: str, info: OptionInfo) -> None:
-        """Add a setting (used by extensions through on_ui_settings). A value config.json holds for it that it
-        can't take is dropped with a warning, and the default is used."""
+    def declare(self, key: str, info: OptionInfo | Any) -> None:
+        """Add a setting (used by extensions through on_ui_settings; an A1111 OptionInfo is turned into this
+        app's through its as_setting()). A value config.json holds for it that it can't take is dropped with a
+        warning, and the default is used."""
+        if not isinstance(info, OptionInfo):
+            info = info.as_setting()
         self._declared.setdefault(key, info)
         if key in self._values:
             try:
@@ -293,9 +303,30 @@ class Options:
                 log.warning("Setting %s from %s is not used: %s", key, self._path.name, exc)
                 del self._values[key]
 
-    def add_option(self, key: str, info: OptionInfo) -> None:
+    def add_option(self, key: str, info: OptionInfo | Any) -> None:
         """A1111's name for declare(), used by extensions' on_ui_settings callbacks."""
         self.declare(key, info)
+
+    def onchange(self, key: str, func: Callable[[], Any], call: bool = True) -> None:
+        """A1111's: call `func` after setting `key` changes (and now, with `call`)."""
+        self.bind(key, onchange=func)
+        if call:
+            func()
+
+    def get_default(self, key: str) -> Any:
+        """A1111's: the declared default of `key`, None for an unknown key."""
+        info = self._declared.get(key)
+        return info.default if info else None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """A1111's name: every setting's value now (a copy; change settings through set())."""
+        return self.as_dict()
+
+    @property
+    def data_labels(self) -> dict[str, OptionInfo]:
+        """A1111's name for declared()."""
+        return self.declared()
 
     def bind(self, key: str, **changes: Any) -> None:
         """Give a declared setting what only the running app knows, such as `choices` and `refresh`."""
@@ -318,8 +349,21 @@ class Options:
         config.json always agree."""
         checked = {key: self.validated(key, value) for key, value in values.items()}
         with self._lock:
+            changed = [key for key, value in checked.items() if value != getattr(self, key)]
             write_json_atomic(self._path, {**self.as_dict(), **checked})
             self._values.update(checked)
+        self._run_onchange(changed)
+
+    def _run_onchange(self, keys: list[str]) -> None:
+        """Call the onchange functions extensions gave for these settings; one that fails is logged."""
+        for key in keys:
+            callback = self._declared[key].onchange
+            if callback is None:
+                continue
+            try:
+                callback()
+            except Exception:
+                log.exception("The onchange function of setting %s failed", key)
 
     def validated(self, key: str, value: Any) -> Any:
         """`value` checked and converted for setting `key`; KeyError for an unknown key, ValueError for a bad value."""

@@ -1,4 +1,7 @@
-"""Where things live: the repository (code, shipped configs) and the data dir (what a user owns)."""
+"""Where things live: the repository (code, shipped configs) and the data dir (what a user owns).
+
+A1111's module-level names (script_path, data_path, models_path, extensions_dir, extensions_builtin_dir)
+read the data dir the app runs on, set by activate() at start, and the repository root before that."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -77,3 +80,25 @@ class DataPaths:
         if self.extra_ckpt_dir is not None:
             dirs.append(self.extra_ckpt_dir)
         return dirs
+
+
+_active: DataPaths = DataPaths(REPO_ROOT)
+_A1111_NAMES = {
+    "script_path": lambda paths: REPO_ROOT,
+    "data_path": lambda paths: paths.root,
+    "models_path": lambda paths: paths.models,
+    "extensions_dir": lambda paths: paths.extensions,
+    "extensions_builtin_dir": lambda paths: REPO_ROOT / "extensions-builtin",
+}
+
+
+def activate(paths: DataPaths) -> None:
+    """Make A1111's module-level names point into `paths` (the running app's data dir)."""
+    global _active
+    _active = paths
+
+
+def __getattr__(name: str) -> str:
+    if name in _A1111_NAMES:
+        return str(_A1111_NAMES[name](_active))
+    raise AttributeError(f"module 'modules.paths' has no attribute {name!r}")

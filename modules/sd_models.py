@@ -69,6 +69,24 @@ class StableDiffusionModel:
         return HashCache.short(self.sha256)
 
     @property
+    def sd_checkpoint_info(self):
+        """A1111's description of the checkpoint (filename, title, model_name, hash, sha256, shorthash), which
+        extensions read from `shared.sd_model`."""
+        from modules.a1111.checkpoint_info import CheckpointInfo as A1111CheckpointInfo
+
+        return A1111CheckpointInfo.of(self.checkpoint, self.sha256)
+
+    @property
+    def sd_model_hash(self) -> str | None:
+        """A1111's name for the short hash."""
+        return self.short_hash
+
+    @property
+    def sd_model_checkpoint(self) -> str:
+        """A1111's name for the checkpoint's file."""
+        return str(self.checkpoint.path)
+
+    @property
     def short_title(self) -> str:
         """`name [hash]`, as infotext names a checkpoint other than the first pass's ("Hires checkpoint")."""
         name = self.checkpoint.model_name

@@ -1,15 +1,19 @@
-"""A1111's `modules.shared` for scripts and extensions: `opts`, `state`, `cmd_opts`, `sd_model`.
+"""A1111's `modules.shared` for scripts and extensions: `opts`, `state`, `cmd_opts`, `sd_model`,
+`prompt_styles`, and the settings names `OptionInfo`, `OptionHTML` and `options_section`.
 
 app.py's main() calls install() once; the names then read the running services. Nothing else
 changes this module."""
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
+from modules.a1111.options import OptionHTML, OptionInfo, options_section  # noqa: F401 - A1111's names
 from modules.engine import Engine
-from modules.options import OptionInfo as _OptionInfo
+from modules.paths import DataPaths
 
 _services = None
+_cmd_opts: argparse.Namespace | None = None
 
 
 class State:
@@ -65,20 +69,30 @@ class State:
         self._engine.skip()
 
 
-def OptionInfo(default: Any = None, label: str = "", component: Any = None, component_args: Any = None,  # noqa: N802
-               onchange: Any = None, section: Any = None, refresh: Any = None, **_: Any) -> _OptionInfo:
-    """A1111's OptionInfo signature, for extensions that declare settings in on_ui_settings."""
-    args = component_args() if callable(component_args) else (component_args or {})
-    choices = args.get("choices")
-    title = section[-1] if isinstance(section, tuple) else section
-    return _OptionInfo(default, label, section=title or "Other", choices=tuple(choices) if choices else None,
-                       minimum=args.get("minimum"), maximum=args.get("maximum"), step=args.get("step"))
+def folder_flags(paths: DataPaths) -> dict[str, str]:
+    """A1111's folder flags (`--embeddings-dir`...) with the folders this app uses for them."""
+    models = paths.models
+    return {"data_dir": str(paths.root), "models_dir": str(models), "ckpt_dir": str(paths.sd_models),
+            "vae_dir": str(models / "VAE"), "lora_dir": str(models / "Lora"),
+            "hypernetwork_dir": str(models / "hypernetworks"), "embeddings_dir": str(paths.embeddings),
+            "esrgan_models_path": str(models / "ESRGAN"), "realesrgan_models_path": str(models / "RealESRGAN"),
+            "gfpgan_models_path": str(models / "GFPGAN"), "codeformer_models_path": str(models / "Codeformer")}
 
 
 def install(services: Any) -> None:
     """Point the A1111 names at the running services."""
-    global _services
+    global _services, _cmd_opts
     _services = services
+    args, paths = getattr(services, "args", None), getattr(services, "paths", None)
+    _cmd_opts = None
+    if args is not None and paths is not None:  # the app's flags win where it has one (--ckpt-dir, --data-dir)
+        given = {name: value for name, value in vars(args).items() if value is not None}
+        _cmd_opts = argparse.Namespace(**{**folder_flags(paths), **given})
+
+
+def running() -> Any:
+    """The running app's services, or None before it has started."""
+    return _services
 
 
 def __getattr__(name: str) -> Any:
@@ -86,9 +100,11 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"modules.shared.{name} is not available before the app has started")
     values = {
         "opts": lambda: _services.opts,
-        "cmd_opts": lambda: _services.args,
+        "cmd_opts": lambda: _cmd_opts if _cmd_opts is not None else _services.args,
         "state": lambda: State(_services.engine),
         "sd_model": lambda: _services.models.current,
+        "prompt_styles": lambda: _services.styles,
+        "styles_filename": lambda: str(_services.paths.styles_file),
         "services": lambda: _services,
     }
     if name not in values:

@@ -4,6 +4,8 @@ for a Reload UI or a restart; and "Reload UI", which rebuilds the page in the pr
 from __future__ import annotations
 
 import html
+import inspect
+import logging
 from typing import Any, Callable
 
 import gradio as gr
@@ -13,11 +15,18 @@ from modules.errors import UserError
 from modules.options import RELOAD_UI, RESTART, OptionInfo, Options
 from modules.ui.extensions import RELOAD_AFTER_RESTART_JS, RESTARTING
 
+log = logging.getLogger(__name__)
+
 
 def setting_control(key: str, info: OptionInfo, value: Any, **extra: Any) -> gr.components.Component:
-    """The control for one setting: a dropdown for choices (several for a list), a checkbox for a flag,
-    a slider for a bounded number, else a number or text box. `extra` goes to the control (scale...)."""
+    """The control for one setting: the component an extension declared, with its arguments; else a dropdown
+    for choices (several for a list), a checkbox for a flag, a slider for a bounded number, else a number or
+    text box. `extra` goes to the control (scale...). An extension's HTML comment shows under the label."""
     kwargs: dict[str, Any] = {"label": info.shown_label, "value": value, "elem_id": f"setting_{key}", **extra}
+    if info.comment:
+        kwargs["info"] = info.comment
+    if info.component is not None:
+        return declared_component(key, info, kwargs)
     choices = info.choice_list()
     if isinstance(info.default, list):
         return gr.Dropdown(choices=choices or list(value), multiselect=True, allow_custom_value=choices is None,
@@ -31,6 +40,33 @@ def setting_control(key: str, info: OptionInfo, value: Any, **extra: Any) -> gr.
             return gr.Slider(minimum=info.minimum, maximum=info.maximum, step=info.step or 1, **kwargs)
         return gr.Number(precision=0 if isinstance(info.default, int) else None, **kwargs)
     return gr.Textbox(**kwargs)
+
+
+def declared_component(key: str, info: OptionInfo, kwargs: dict[str, Any]) -> gr.components.Component:
+    """The component an extension named for its setting, built with its component_args (a function is called
+    now) over `kwargs`. Arguments the component doesn't take (Gradio 3's, or `info` for gr.HTML) are left out
+    and logged."""
+    args = info.component_args() if callable(info.component_args) else dict(info.component_args or {})
+    wanted = {**kwargs, **args}
+    if "choices" in wanted:  # A1111's lists may be tuples or change later; give the control its own list
+        wanted["choices"] = list(wanted["choices"])
+    accepted = _accepted_arguments(info.component)
+    if accepted is not None:
+        dropped = sorted(set(wanted) - accepted)
+        if set(dropped) - {"info"}:
+            log.info("Setting %s: %s doesn't take %s; left out", key, getattr(info.component, "__name__", "it"),
+                     ", ".join(dropped))
+        wanted = {name: value for name, value in wanted.items() if name in accepted}
+    return info.component(**wanted)
+
+
+def _accepted_arguments(component: Any) -> set[str] | None:
+    """The keyword arguments a component class or factory takes; None when it takes any."""
+    target = component.__init__ if isinstance(component, type) else component
+    parameters = inspect.signature(target).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters}
 
 
 def apply_settings(opts: Options, keys: list[str], values: list[Any],
