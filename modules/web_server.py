@@ -14,17 +14,20 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 import uvicorn
 from fastapi import Depends, FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from gradio import networking
 from gradio.routes import App as GradioApp
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount
 
 from modules import script_callbacks
 from modules.api.auth import schema_declaration
 from modules.api.errors import install_error_handlers
 from modules.api.routes import SdApi
+from modules.file_urls import FileUrls
 from modules.http_guards import RequestGuard, SessionCheck
+from modules.page_head import PageHead
 from modules.services import Services
 
 log = logging.getLogger(__name__)
@@ -44,16 +47,43 @@ def create_app(services: Services, api_auth: Sequence[tuple[str, str]] = (), pag
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     page_session = None
     if page is not None:
-        gr.mount_gradio_app(app, page, path="/", server_name=host, server_port=port, **(page_options or {}))
+        options = dict(page_options or {})
+        head = options.pop("head", "")
+        gr.mount_gradio_app(app, page, path="/", server_name=host, server_port=port, **options)
         gradio_app = _mounted_app(app)
         _mark_launched(page, gradio_app, host, port)
         if gradio_app.auth is not None:
             page_session = _session_check(gradio_app)
+        _add_page_routes(app, services, page_session)
+        app.add_middleware(PageHead, head=head, logged_in=page_session)
     elif serve_api:
         app.add_api_route("/", lambda: RedirectResponse("/docs"), include_in_schema=False)
     app.add_middleware(RequestGuard, max_body=services.opts.max_request_bytes,
                        api_accounts=api_auth if serve_api else (), page_session=page_session)
+    _serve_page_last(app)
     return app
+
+
+def _add_page_routes(app: FastAPI, services: Services, page_session: SessionCheck | None) -> None:
+    """What A1111's page scripts fetch besides Gradio's routes: `/file=<path>` (modules/file_urls.py) and
+    the settings' current values for the page's `opts` (`/internal/opts`), both behind the page login."""
+    files = FileUrls(services.paths.root)
+
+    def refused(request: Request) -> Response | None:
+        if page_session is not None and not page_session(request):
+            return PlainTextResponse("Log in to the page first", status_code=401)
+        return None
+
+    def serve_file(name: str, request: Request) -> Response:
+        denied = refused(request)
+        path = files.resolve(name) if denied is None else None
+        return denied or (FileResponse(path) if path is not None else PlainTextResponse("File not found", 404))
+
+    def current_opts(request: Request) -> Response:
+        return refused(request) or JSONResponse(services.opts.as_dict(), headers={"Cache-Control": "no-store"})
+
+    app.add_api_route("/file={name:path}", serve_file, methods=["GET", "HEAD"], include_in_schema=False)
+    app.add_api_route("/internal/opts", current_opts, methods=["GET"], include_in_schema=False)
 
 
 def _mounted_app(app: FastAPI) -> GradioApp:

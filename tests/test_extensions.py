@@ -187,8 +187,9 @@ def test_page_assets_add_the_enabled_extensions_scripts_and_styles(exts):
     assert extension_assets(active).scripts == [exts / "one/javascript/a.js", exts / "one/javascript/b.js"]
     assets = page_assets(active)
     head = assets["head"]
-    assert head.index("Ctrl") < head.index("window.one_a") < head.index("window.one_b")  # ours first
-    assert "window.one_b = '<\\/script>';</script>" in head and "two_" not in head
+    script_a, script_b = (f'<script src="file={exts}/one/javascript/{name}.js?' for name in ("a", "b"))
+    assert head.index("Ctrl") < head.index(script_a) < head.index(script_b)  # ours inline and first
+    assert "/two/" not in head
     assert ".one-style" in assets["css"] and ".two-style" not in assets["css"] and "infotext" in assets["css"]
 
 
