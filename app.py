@@ -10,6 +10,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import launch  # noqa: E402
 from modules import cpu_threads  # noqa: E402
 from modules.cmd_args import parse_args, parse_credentials, read_credentials_file  # noqa: E402
 from modules.paths import REPO_ROOT, DataPaths  # noqa: E402
@@ -183,6 +184,7 @@ def warn_if_open(args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv, preload=preload_extensions)
+    launch.args = args  # A1111's name: extensions read flags such as skip_install from it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         gradio_auth = parse_credentials(args.gradio_auth) + read_credentials_file(args.gradio_auth_path)

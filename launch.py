@@ -11,8 +11,13 @@ import shlex
 import subprocess
 import sys
 
+from modules.cmd_args import parse_args
+
 python = sys.executable
 index_url = os.environ.get("INDEX_URL", "")
+args = parse_args([])
+"""A1111's `launch.args`: the app's parsed flags (app.py puts its own here at start; an install.py process
+sees the defaults)."""
 
 
 def is_installed(package: str) -> bool:
