@@ -193,3 +193,150 @@ def test_component_hooks_see_each_component_of_the_tab_being_built():
     assert runner.notices == ["after_component of script BrokenHooks of extension broken-ext failed on the "
                               "txt2img tab; see the log for its traceback."]
     assert [s.title() for s in runner.alwayson] == ["Watcher", "Good"], "a failing hook leaves its script"
+
+
+# An extension in the shape of sd-dynamic-prompts and sd-webui-ar: its Script class lives in its own package,
+# its ui() uses Gradio 3 calls, and it watches the page's components for A1111's element ids.
+PACKAGED_SCRIPT = '''
+import json
+from pathlib import Path
+
+import gradio as gr
+from launch import args
+from modules import script_callbacks, scripts
+from modules.processing import process_images
+from modules.ui_components import ToolButton
+
+SEEN = {"before": [], "after": [], "data_dir": args.data_dir}
+
+
+class SuffixButton(ToolButton):
+    def __init__(self, suffix="", **kwargs):
+        super().__init__(**kwargs)
+        self.suffix = suffix
+
+
+class Suffix(scripts.Script):
+    def title(self):
+        return "Packaged suffix"
+
+    def ui(self, is_img2img):
+        with gr.Box(), gr.Row(variant="compact").style(equal_height=True):
+            text = gr.Textbox(label="Packaged suffix text", value="under the stars")
+            button = SuffixButton(suffix="at dawn", value="🌅", elem_id=self.elem_id("dawn"))
+            button.click(lambda: button.suffix, outputs=text, _js="() => { window.packagedClicked = true; }")
+        return [text]
+
+    def run(self, p, suffix):
+        p.prompt = f"{p.prompt} {suffix}"
+        return process_images(p)
+
+    def before_component(self, component, **kwargs):
+        SEEN["before"].append(kwargs.get("elem_id"))
+
+    def after_component(self, component, **kwargs):
+        SEEN["after"].append(kwargs.get("elem_id"))
+
+
+def write_seen(demo, app):
+    (Path(__file__).parent.parent / "seen.json").write_text(json.dumps(SEEN))
+
+
+script_callbacks.on_app_started(write_seen)
+'''
+
+BROKEN_SCRIPT = '''
+import gradio as gr
+from modules import scripts
+
+
+class Broken(scripts.Script):
+    def title(self):
+        return "Broken extension"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        gr.Button("Half made")
+        raise TypeError("Button.click() got an unexpected keyword argument, on purpose")
+
+    def after_component(self, component, **kwargs):
+        if kwargs.get("elem_id") == "txt2img_generate":
+            raise RuntimeError("this hook is broken")
+'''
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, demo_checkpoint):
+    import shutil
+
+    from app_process import running_app
+
+    data = tmp_path_factory.mktemp("loader-e2e")
+    (data / "models" / "Stable-diffusion").mkdir(parents=True)
+    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    packaged = data / "extensions" / "packaged-ext"
+    write(packaged / "packaged_lib" / "__init__.py", "")
+    write(packaged / "packaged_lib" / "suffix.py", PACKAGED_SCRIPT)
+    write(packaged / "scripts" / "packaged.py", "from packaged_lib.suffix import Suffix  # noqa: F401\n")
+    write(data / "extensions" / "broken-ext" / "scripts" / "broken.py", BROKEN_SCRIPT)
+    with running_app(data) as url:
+        yield url, data
+
+
+def served_config(url: str) -> dict:
+    import requests
+
+    return requests.get(url + "config", timeout=10).json()
+
+
+def test_a_broken_extension_is_noticed_and_the_page_loads(app):
+    url, data = app
+    config = served_config(url)
+    notices = next(c["props"]["value"] for c in config["components"] if c["props"].get("elem_id") == "notices")
+    for tab in ("txt2img", "img2img"):
+        assert (f"The controls (ui()) of script Broken of extension broken-ext failed on the {tab} tab"
+                in notices), notices
+    assert "after_component of script Broken of extension broken-ext failed on the txt2img tab" in notices
+    log = (data / "server.log").read_text()
+    assert "on purpose" in log and "extension broken-ext" in log
+    labels = {c["props"].get("label") for c in config["components"]}
+    assert {"Prompt", "Packaged suffix text"} <= labels
+
+
+def test_the_other_extensions_script_works_with_its_gradio3_controls(app):
+    from app_process import endpoint_args
+    from gradio_client import Client
+
+    url, _ = app
+    config = served_config(url)
+    button = next(c for c in config["components"]
+                  if c["props"].get("elem_id") == "script_txt2img_packaged_suffix_dawn")
+    assert button["type"] == "button" and button["props"]["value"] == "🌅"
+    assert "() => { window.packagedClicked = true; }" in {d.get("js") for d in config["dependencies"]}
+    client = Client(url, verbose=False)
+    args = endpoint_args(client, "/txt2img", {"Prompt": "a lighthouse", "Sampling steps": 2, "Width": 64,
+                                              "Height": 64, "Script": "Packaged suffix"})
+    _, info = client.predict(*args, api_name="/txt2img")
+    assert "a lighthouse under the stars" in info
+
+
+def test_component_hooks_receive_a1111_element_ids(app):
+    import json
+
+    _, data = app
+    seen = json.loads((data / "extensions" / "packaged-ext" / "seen.json").read_text())
+    expected = {f"{tab}_{name}" for tab in ("txt2img", "img2img")
+                for name in ("prompt", "width", "height", "steps", "cfg_scale", "seed", "generate", "gallery")}
+    expected |= {"img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch", "img_inpaint_base"}
+    assert expected <= set(seen["after"]), sorted(expected - set(seen["after"]))
+    assert expected <= set(seen["before"]), sorted(expected - set(seen["before"]))
+    assert "setting_sd_model_checkpoint" not in seen["after"], "only the tab being built reaches its scripts"
+
+
+def test_launch_args_are_the_apps_flags(app):
+    import json
+
+    _, data = app
+    assert json.loads((data / "extensions" / "packaged-ext" / "seen.json").read_text())["data_dir"] == str(data)
