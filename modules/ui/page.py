@@ -14,6 +14,7 @@ from modules.services import Services
 from modules.ui import extensions as extensions_ui
 from modules.ui import extras, img2img, png_info, quicksettings, settings, txt2img
 from modules.ui.infotext_paste import Quicksettings, connect_paste_button
+from modules.ui.script_controls import notice_board, show_notices, tab_scripts
 from modules.ui.send_buttons import connect_send_buttons
 from modules.ui.ui_config import UiConfig
 
@@ -57,12 +58,11 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
             quick_controls = quicksettings.build_controls(services.opts)
         clip_skip = quick_controls.controls.get("CLIP_stop_at_last_layers")  # None: the setting's value is used
         status = gr.Markdown(services.status, elem_id="model_status")
-        if services.notices:
-            gr.Markdown("\n".join(f"⚠️ {notice}" for notice in services.notices), elem_id="notices")
+        notices = notice_board()
         with gr.Tabs(elem_id="tabs") as tabs:
-            with gr.Tab("txt2img", id="txt2img"):
+            with gr.Tab("txt2img", id="txt2img"), tab_scripts(services, "txt2img"):
                 t2i = txt2img.build_tab(services, ui_config, clip_skip)
-            with gr.Tab("img2img", id="img2img"):
+            with gr.Tab("img2img", id="img2img"), tab_scripts(services, "img2img"):
                 i2i = img2img.build_tab(services, ui_config, clip_skip)
             with gr.Tab("Extras", id="extras"):
                 extras_tab = extras.build_tab(services)
@@ -75,6 +75,7 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
                 settings.build_tab(services.opts, services.change_settings, services.args.hide_ui_dir_config)
             with gr.Tab("Extensions", id="extensions"):
                 extensions_ui.build_tab(services)
+        show_notices(notices, services)  # after the tabs: scripts that fail while they are built are named too
         for tab in (t2i, i2i):
             connect_send_buttons(tab, i2i, extras_tab, tabs)
 
