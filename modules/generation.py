@@ -517,13 +517,15 @@ class Txt2Img:
         result.prompts.append(p.prompt)
         result.negative_prompts.append(p.negative_prompt)
         if self.settings.save_dir is not None:
-            saving = script_callbacks.ImageSaveParams(image, self.hooks.p, "", {"parameters": infotext})
-            script_callbacks.before_image_saved_callback(saving)
             fields = NameFields.of_image(p, len(result.images) - 1, self.job, m.checkpoint.model_name, m.short_hash,
                                          self.params.prompt)
+            folder = images.dated_folder(self.settings.save_dir)
+            planned = str(self.settings.naming.planned_path(folder, fields))
+            saving = script_callbacks.ImageSaveParams(image, self.hooks.p, planned, {"parameters": infotext})
+            script_callbacks.before_image_saved_callback(saving)
             try:
-                path = self.settings.naming.save(saving.image, images.dated_folder(self.settings.save_dir), fields,
-                                                 saving.pnginfo.get("parameters"))
+                path = self.settings.naming.save(saving.image, folder, fields, saving.pnginfo.get("parameters"),
+                                                 None if saving.filename == planned else saving.filename)
             except DiskFull as exc:  # the image is still in the answer
                 log.error("%s", exc)
                 if str(exc) not in result.warnings:

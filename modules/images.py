@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 from PIL import Image, PngImagePlugin
 
@@ -114,6 +115,28 @@ def encode_image(image: Image.Image, infotext: str | None, chunks: dict[str, str
     return buffer.getvalue()
 
 
+def _unique_names(folder: Path, decoration: str, basename: str, add_number: bool, ext: str) -> Iterator[str]:
+    """The names save_unique offers, in order: see there."""
+    decoration = safe_file_name(decoration.lstrip("-"))
+    basename = safe_file_name(basename)
+    if add_number or not decoration:
+        tail = f"-{decoration}" if decoration else ""
+        first = _next_counter(folder, basename)
+        for n in range(first, first + _MAX_TRIES):
+            yield f"{basename}-{n:04d}{tail}.{ext}" if basename else f"{n:05d}{tail}.{ext}"
+    else:
+        for n in range(_MAX_TRIES):
+            yield f"{decoration}-{n}.{ext}" if n else f"{decoration}.{ext}"
+
+
+def _variants(name: str) -> Iterator[str]:
+    """`name`, then `<stem>-1<suffix>`, `<stem>-2<suffix>`…"""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    yield name
+    for n in range(1, _MAX_TRIES):
+        yield f"{stem}-{n}{suffix}"
+
+
 def save_unique(image: Image.Image, folder: Path, decoration: str, infotext: str | None = None, *,
                 chunks: dict[str, str] | None = None, basename: str = "", add_number: bool = True,
                 fmt: SaveFormat = SaveFormat()) -> Path:
@@ -122,16 +145,7 @@ def save_unique(image: Image.Image, folder: Path, decoration: str, infotext: str
     `add_number` off `<decoration>.<ext>`, then `<decoration>-1.<ext>`… when taken. The decoration is made
     safe (safe_file_name); an empty one always gets the counter."""
     data = encode_image(image, infotext, chunks, fmt)
-    decoration = safe_file_name(decoration.lstrip("-"))
-    basename = safe_file_name(basename)
-    ext = fmt.extension
-    if add_number or not decoration:
-        tail = f"-{decoration}" if decoration else ""
-        first = _next_counter(folder, basename)
-        numbers = range(first, first + _MAX_TRIES)
-        names = (f"{basename}-{n:04d}{tail}.{ext}" if basename else f"{n:05d}{tail}.{ext}" for n in numbers)
-    else:
-        names = (f"{decoration}-{n}.{ext}" if n else f"{decoration}.{ext}" for n in range(_MAX_TRIES))
+    names = _unique_names(folder, decoration, basename, add_number, fmt.extension)
     return write_new(folder, names, lambda handle: handle.write(data))
 
 
@@ -160,11 +174,25 @@ class FileNaming:
         return cls(opts.samples_filename_pattern, opts.save_images_add_number, opts.samples_filename_prompt_words,
                    SaveFormat.from_options(opts))
 
-    def save(self, image: Image.Image, folder: Path, fields: NameFields, infotext: str | None) -> Path:
-        """Save one generated image in `folder`, named by the pattern."""
-        fields = replace(fields, job_timestamp=self.job_timestamp)
-        decoration = expand(self.pattern or DEFAULT_PATTERN, fields, self.prompt_words)
-        return save_unique(image, folder, decoration, infotext, add_number=self.add_number, fmt=self.format)
+    def _decoration(self, fields: NameFields) -> str:
+        return expand(self.pattern or DEFAULT_PATTERN, replace(fields, job_timestamp=self.job_timestamp),
+                      self.prompt_words)
+
+    def planned_path(self, folder: Path, fields: NameFields) -> Path:
+        """Where save() would put the image now: the first free name (a save elsewhere may take it first)."""
+        names = _unique_names(folder, self._decoration(fields), "", self.add_number, self.format.extension)
+        return folder / next(name for name in names if not (folder / name).exists())
+
+    def save(self, image: Image.Image, folder: Path, fields: NameFields, infotext: str | None,
+             filename: str | Path | None = None) -> Path:
+        """Save one generated image in `folder`, named by the pattern; or, with `filename` (the path an
+        on_before_image_saved callback chose instead), there, or at `<stem>-1…` when that is taken."""
+        if filename is not None:
+            target = Path(filename)
+            data = encode_image(image, infotext, None, self.format)
+            return write_new(target.parent, _variants(target.name), lambda handle: handle.write(data))
+        return save_unique(image, folder, self._decoration(fields), infotext, add_number=self.add_number,
+                           fmt=self.format)
 
 
 def save_image(image: Image.Image, path: str | Path, basename: str, seed: int | None = None, prompt: str | None = None,
@@ -173,31 +201,46 @@ def save_image(image: Image.Image, path: str | Path, basename: str, seed: int | 
                existing_info: dict | None = None, forced_filename: str | None = None, suffix: str = "",
                save_to_dirs: bool | None = None) -> tuple[str, None]:
     """A1111's save_image, for scripts: save under `path` (in a dated folder when the save_to_dirs setting
-    says so), named by the samples_filename_pattern setting, and return (file name, None)."""
-    from modules import shared
+    says so), named by the samples_filename_pattern setting, and return (file name, None). As in A1111, the
+    on_before_image_saved callbacks see the path first (and may change it, the image or its texts), and the
+    on_image_saved callbacks the path it got. `forced_filename` replaces a file of that name."""
+    from modules import script_callbacks, shared
 
     opts = shared.opts
     fmt = SaveFormat.named(extension, opts.jpeg_quality, opts.webp_lossless)
     folder = Path(path)
     if save_to_dirs if save_to_dirs is not None else opts.save_to_dirs:
         folder = dated_folder(folder)
-    chunks = {key: str(value) for key, value in (existing_info or {}).items() if key != pnginfo_section_name}
-    infotext = info if pnginfo_section_name == "parameters" else None
-    if info and infotext is None:
-        chunks = {pnginfo_section_name: info, **chunks}
+    texts = {key: str(value) for key, value in (existing_info or {}).items()}
+    if info:
+        texts[pnginfo_section_name] = info
+    names: Iterator[str] = iter(())
     if forced_filename:
-        target = folder / f"{safe_file_name(forced_filename)}.{fmt.extension}"
-        write_atomic(target, lambda handle: handle.write(encode_image(image, infotext, chunks, fmt)))
-        return str(target), None
-    decoration = ""
-    if not short_filename and seed is not None:
-        params = getattr(p, "params", None)
-        fields = NameFields.of_image(params, 0) if params is not None else NameFields()
-        fields = replace(fields, seed=seed, prompt=prompt or "")
-        words = 0 if no_prompt else opts.samples_filename_prompt_words
-        decoration = expand(opts.samples_filename_pattern or DEFAULT_PATTERN, fields, words)
-    target = save_unique(image, folder, decoration + suffix, infotext, chunks=chunks, basename=basename,
-                         add_number=opts.save_images_add_number, fmt=fmt)
+        planned = folder / f"{safe_file_name(forced_filename)}.{fmt.extension}"
+    else:
+        decoration = ""
+        if not short_filename and seed is not None:
+            params = getattr(p, "params", None)
+            fields = NameFields.of_image(params, 0) if params is not None else NameFields()
+            fields = replace(fields, seed=seed, prompt=prompt or "")
+            words = 0 if no_prompt else opts.samples_filename_prompt_words
+            decoration = expand(opts.samples_filename_pattern or DEFAULT_PATTERN, fields, words)
+        names = _unique_names(folder, decoration + suffix, basename, opts.save_images_add_number, fmt.extension)
+        planned = folder / next(name for name in names if not (folder / name).exists())
+    saving = script_callbacks.ImageSaveParams(image, p, str(planned), texts)
+    script_callbacks.before_image_saved_callback(saving)
+    chunks = {key: value for key, value in saving.pnginfo.items() if key != "parameters"}
+    data = encode_image(saving.image, saving.pnginfo.get("parameters"), chunks, fmt)
+    if saving.filename != str(planned):
+        chosen = Path(saving.filename)
+        target = write_new(chosen.parent, _variants(chosen.name), lambda handle: handle.write(data))
+    elif forced_filename:
+        target = planned
+        write_atomic(target, lambda handle: handle.write(data))
+    else:
+        target = write_new(folder, itertools.chain([planned.name], names), lambda handle: handle.write(data))
+    saving.filename = str(target)
+    script_callbacks.image_saved_callback(saving)
     return str(target), None
 
 

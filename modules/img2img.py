@@ -215,3 +215,12 @@ class Img2Img(Txt2Img):
         if source.mask is None:
             return image
         return masking.composite(source.original, image, source.mask, source.box)
+
+
+def __getattr__(name: str):
+    """A1111's functions of this module (process_batch, img2img), kept in modules/a1111/img2img.py."""
+    if name in ("process_batch", "img2img"):
+        from modules.a1111 import img2img as a1111_img2img
+
+        return getattr(a1111_img2img, name)
+    raise AttributeError(f"module 'modules.img2img' has no attribute {name!r}")

@@ -47,7 +47,7 @@ def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobCon
         if ctx.interrupted:
             break
         try:
-            inputs = Img2ImgInputs([open_image(path)], _mask_for(path, masks))
+            inputs = Img2ImgInputs([open_image(path)], mask_for(path, masks))
         except UserError as exc:
             message = f"Skipped {path.name}: {exc}"
             log.warning(message)
@@ -77,7 +77,7 @@ def _free_names(stem: str) -> Iterator[str]:
         yield f"{stem}-{number}.png"
 
 
-def _mask_for(path: Path, masks: Path | None):
+def mask_for(path: Path, masks: Path | None):
     """The image in the mask folder with the same name (any image extension), opened."""
     if masks is None:
         return None

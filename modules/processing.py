@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from modules import rng
+from modules import masking, rng
+from modules.a1111.sd_hijack import model_hijack
 from modules.engine import JobContext
 from modules.generation import GenerationResult, ImagePlan, JobHooks, Txt2Img
 from modules.generation_params import GenerationParams
@@ -244,6 +245,12 @@ def fix_seed(p: StableDiffusionProcessing) -> None:
         p.subseed = rng.resolve_seed(p.subseed)
 
 
+def create_binary_mask(image: Image.Image, round: bool = True) -> Image.Image:
+    """A1111's: an "L" mask (255 = repaint) of an image: its alpha where it has some (with `round`, hardened:
+    255 above 128, else 0), else its luminance."""
+    return masking.to_mask(image, image.size, round)
+
+
 def get_fixed_seed(seed: int | None) -> int:
     return rng.resolve_seed(-1 if seed is None else int(seed))
 
@@ -263,11 +270,13 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
         stopped = Processed(p, [], p.params.seed, "")
         stopped.interrupted = True
         return stopped
+    model_hijack.clear_comments()
     if p.scripts is not None:
         p.scripts.before_process(p)
     plan = p.plan(services.styles)
     if p.scripts is not None:
         p.scripts.process(p)
+    p.extra_generation_params.update(model_hijack.extra_generation_params)  # what extensions put there
     vae = p.override_settings.get("sd_vae")  # X/Y/Z's VAE axis and the API set it per job
     vae_problem = services.sync_vae(vae)
     settings = services.run_settings(p.outdir_option)
@@ -290,7 +299,7 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
     processed = Processed(p, result.images, result.seeds[0] if result.seeds else p.params.seed,
                           result.infotexts[0] if result.infotexts else "", infotexts=result.infotexts,
                           all_seeds=list(plan.seeds), all_prompts=list(plan.prompts),
-                          all_subseeds=list(plan.subseeds))
+                          all_subseeds=list(plan.subseeds), comments="\n".join(model_hijack.comments))
     processed.warnings, processed.paths, processed.interrupted = result.warnings, result.paths, result.interrupted
     if p.scripts is not None:
         p.scripts.postprocess(p, processed)

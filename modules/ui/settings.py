@@ -50,6 +50,8 @@ def declared_component(key: str, info: OptionInfo, kwargs: dict[str, Any]) -> gr
     wanted = {**kwargs, **args}
     if "choices" in wanted:  # A1111's lists may be tuples or change later; give the control its own list
         wanted["choices"] = list(wanted["choices"])
+        if info.component is gr.Dropdown and wanted.get("value") not in info.choice_list():
+            wanted.setdefault("allow_custom_value", True)  # a value from before the choices changed stays shown
     accepted = _accepted_arguments(info.component)
     if accepted is not None:
         dropped = sorted(set(wanted) - accepted)
