@@ -80,10 +80,19 @@ def _update(cls: type, **kwargs: Any) -> dict:
     return gr.update(**kwargs)
 
 
-def _accepted(function: Callable, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
-    """`kwargs` without the keywords `function` doesn't take (unless it takes **kwargs)."""
+@functools.lru_cache(maxsize=1024)
+def _keywords(function: Callable) -> frozenset[str] | None:
+    """The keywords `function` takes; None when it takes any (**kwargs)."""
     parameters = inspect.signature(function).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return frozenset(parameters)
+
+
+def _accepted(function: Callable, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
+    """`kwargs` without the keywords `function` doesn't take (unless it takes **kwargs)."""
+    parameters = _keywords(function)
+    if parameters is None:
         return kwargs
     dropped = [name for name in kwargs if name not in parameters]
     if dropped:
@@ -157,6 +166,7 @@ def _observe_construction() -> None:
     Component.__init__ = patched
 
 
+@functools.lru_cache(maxsize=None)
 def _has_frontend(cls: type) -> bool:
     """Whether Gradio has a frontend named after `cls`: Gradio's own classes and custom components
     (packages with templates/component/ beside their module)."""
