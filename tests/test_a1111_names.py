@@ -178,6 +178,10 @@ def test_a_model_hijack_raises_naming_the_extension(services, fixture_module):
         fixture_module.call_hijack()
     with pytest.raises(NotImplementedError, match=rf"'{EXTENSION}'.*constructor of 'DPM\+\+ 2M'"):
         fixture_module.construct_sampler()
+    from modules.img2img import img2img
+
+    with pytest.raises(NotImplementedError, match=r"modules\.img2img\.img2img.*process_images"):
+        img2img("task", None, 0, "a prompt")
 
 
 def test_sd_model_describes_its_checkpoint_as_a1111(services):
@@ -335,3 +339,39 @@ def test_tag_autocomplete_loads_and_its_settings_show(services, tmp_path):
     assert isinstance(controls["setting_tac_keymap"], gr.Code)
     assert controls["setting_tac_modelSortOrder"].choices[0][1] == "Name"
     assert "requires restart" in controls["setting_tac_delayTime"].label
+
+
+def test_a_registered_paste_button_fills_the_tab(services, tmp_path):
+    from modules import infotext_utils
+    from modules.ui import page as _page  # noqa: F401 - the UI modules import in the page's order
+    from modules.ui import txt2img
+    from modules.ui.infotext_paste import Quicksettings
+    from modules.ui.ui_config import UiConfig
+
+    with gr.Blocks() as page:
+        tab = txt2img.build_tab(services, UiConfig(tmp_path / "ui-config.json"), None)
+        text, button = gr.Textbox(), gr.Button("Paste")
+        quick = Quicksettings({}, gr.Dropdown(), gr.Markdown(), services.models, lambda *a: (gr.update(), ""))
+        infotext_utils.registered_param_bindings.clear()
+        infotext_utils.register_paste_params_button(infotext_utils.ParamBinding(button, "txt2img", text))
+        infotext_utils.connect_paste_params_buttons({"txt2img": tab}, quick)
+    paste = next(f for f in page.fns.values() if f.api_name == "extension_paste_0")
+    updates = dict(zip(paste.outputs, paste.fn("a dog\nSteps: 7, Sampler: Heun, CFG scale: 3")))
+    assert updates[tab.controls["prompt"]]["value"] == "a dog"
+    assert updates[tab.controls["steps"]]["value"] == 7 and updates[tab.controls["cfg_scale"]]["value"] == 3
+
+
+def test_img2img_process_batch_runs_each_image(services, tmp_path):
+    from modules.img2img import process_batch
+    from modules.processing import StableDiffusionProcessingImg2Img
+
+    source, target = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for name, colour in (("a.png", "red"), ("b.png", "blue")):
+        Image.new("RGB", (64, 64), colour).save(source / name)
+    (source / "c.png").write_bytes(b"not an image")
+    p = StableDiffusionProcessingImg2Img(prompt="a house", steps=3, width=64, height=64, sampler_name="Euler",
+                                         denoising_strength=0.5, seed=3)
+    processed = process_batch(p, str(source), str(target), "", None)
+    assert len(processed.images) == len(processed.infotexts) == 2
+    assert len(list(target.rglob("*.png"))) == 2

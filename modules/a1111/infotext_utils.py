@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from modules import shared
-from modules.images import read_infotext
+from modules.images import open_image, read_infotext
 from modules.infotext import parse_infotext, quote  # noqa: F401 - quote: A1111's name, which extensions import
 from modules.options import infotext_setting_keys, settings_from_entries, settings_from_infotext
 
@@ -114,5 +115,7 @@ def _reader(binding: ParamBinding, extra: list) -> Any:
     def read(value: Any) -> tuple[str | None, list]:
         if binding.source_text_component is not None:
             return (value or None), extra
+        if isinstance(value, (str, Path)):  # an image component that gives a file path
+            value = open_image(value)
         return (read_infotext(value) if value is not None else None), extra
     return read
