@@ -43,7 +43,8 @@ class PageHead:
                 return
             body = b"".join(chunks)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-            if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+            named = {k.lower(): v for k, v in headers}
+            if named.get(b"content-type", b"").startswith(b"text/html") and b"content-encoding" not in named:
                 body = with_head(body, self.head)
             headers.append((b"content-length", str(len(body)).encode()))
             await send({**start, "headers": headers})

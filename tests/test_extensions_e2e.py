@@ -4,6 +4,7 @@ restart UI" disables an extension and the page comes back without it, in the sam
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -83,15 +84,17 @@ def app(tmp_path_factory, demo_checkpoint):
 
 
 def page_html(url: str) -> str:
-    return requests.get(url, timeout=10).text
+    """The page's HTML, followed by the text of each extension script its <head> names (`file=` URLs)."""
+    html = requests.get(url, timeout=10).text
+    scripts = re.findall(r'<script src="(file=[^"]+)"', html[:html.find("<body")])
+    return "\n".join([html, *(requests.get(url + src, timeout=10).text for src in scripts)])
 
 
 def test_an_enabled_extension_is_on_the_page(app):
     url, data, _ = app
-    html = page_html(url)  # Gradio puts the head and css in the page's embedded config
-    assert "SHINY_EXTENSION" in html and ".shiny-extension-marker" in html
+    html = page_html(url)  # the scripts are in the page's <head>; Gradio puts the css in its embedded config
+    assert "window.SHINY_EXTENSION = 'loaded';" in html and ".shiny-extension-marker" in html
     config = requests.get(url + "config", timeout=10).json()
-    assert "<script>window.SHINY_EXTENSION = 'loaded';\n</script>" in config["head"]
     assert ".shiny-extension-marker { color: rebeccapurple; }" in config["css"]
     assert (data / "extensions" / "shiny" / "ran-at-start.txt").read_text() == "yes"
     assert "Shiny extension checkbox" in json.dumps(config)

@@ -115,9 +115,10 @@ class GenerationTab:
         """Prompt and negative prompt with their token counters, and the Generate buttons."""
         with gr.Row():
             with gr.Column(scale=6):
-                for name, lines, hint in (("prompt", 3, "Prompt"),
-                                          ("negative_prompt", 2, "Negative prompt")):
-                    self.control(name, lines=lines, placeholder=hint, show_label=False)
+                for name, elem_id, lines, hint in (("prompt", "prompt", 3, "Prompt"),
+                                                   ("negative_prompt", "neg_prompt", 2, "Negative prompt")):
+                    self.control(name, lines=lines, placeholder=hint, show_label=False, elem_classes="prompt",
+                                 elem_id=f"{self.tab}_{elem_id}")  # A1111's ids
                     self.counters[name] = gr.HTML("0/75", elem_id=f"{self.tab}_{name}_token_counter",
                                                   elem_classes="token-counter")
             with gr.Column(scale=1, min_width=160):
@@ -159,11 +160,13 @@ class GenerationTab:
         self.control("steps")
         with gr.Row():
             with gr.Column(scale=3):
-                self.control("width")
-                self.control("height")
+                width, height = self.control("width"), self.control("height")
+            swap = gr.Button("⇅", elem_id=f"{self.tab}_res_switch_btn", size="sm", scale=0, min_width=40)
             with gr.Column(scale=1):
                 self.control("n_iter")
                 self.control("batch_size")
+        swap.click(lambda w, h: (h, w), inputs=[width, height], outputs=[width, height], queue=False,
+                   show_progress="hidden", api_visibility="private")
         self.control("cfg_scale")
         with gr.Row():
             self.control("seed", scale=4)

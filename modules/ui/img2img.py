@@ -73,7 +73,7 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
                                 elem_id="img2img_mode")
     editor = {"type": "pil", "format": "png", "height": 480, "sources": ("upload", "clipboard")}
     with gr.Row():
-        with gr.Column():
+        with gr.Column(elem_id=f"{TAB}_settings"):
             with gr.Tabs(elem_id="mode_img2img") as tab.modes:
                 with gr.Tab("img2img", id="img2img_tab") as sub_img2img:
                     # image_mode=None: uploads arrive as they are; modules/image_inputs.py makes them uniform.

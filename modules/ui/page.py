@@ -2,6 +2,7 @@
 and the tabs."""
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Sequence
 
@@ -10,6 +11,7 @@ import gradio as gr
 from modules import script_callbacks
 from modules.errors import UserError
 from modules.extensions import Extension, extension_assets
+from modules.file_urls import file_url
 from modules.services import Services
 from modules.ui import extensions as extensions_ui
 from modules.ui import extras, img2img, png_info, quicksettings, settings, txt2img
@@ -28,10 +30,12 @@ JAVASCRIPT_DIR = Path(__file__).with_name("javascript")
 
 
 def head_scripts(extra: Sequence[Path] = ()) -> str:
-    """The page's own scripts (for example Ctrl+Up/Down weight editing), then `extra` (extensions'
-    javascript/*.js), as <script> tags."""
-    files = [*sorted(JAVASCRIPT_DIR.glob("*.js")), *extra]
-    return "\n".join("<script>" + _read(path).replace("</script", r"<\/script") + "</script>" for path in files)
+    """The page's own scripts (A1111's page helpers, Ctrl+Up/Down weight editing…) inline, then `extra`
+    (extensions' javascript/*.js) as `<script src="file=…">` tags, as A1111 writes them: plain scripts that
+    run in order while the page loads (modules/page_head.py puts them in its <head>)."""
+    own = ["<script>" + _read(path).replace("</script", r"<\/script") + "</script>"
+           for path in sorted(JAVASCRIPT_DIR.glob("*.js"))]
+    return "\n".join([*own, *(f'<script src="{html.escape(file_url(path))}"></script>' for path in extra)])
 
 
 def page_assets(extensions: Sequence[Extension]) -> dict[str, str]:
@@ -60,20 +64,20 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
         status = gr.Markdown(services.status, elem_id="model_status")
         notices = notice_board()
         with gr.Tabs(elem_id="tabs") as tabs:
-            with gr.Tab("txt2img", id="txt2img"), tab_scripts(services, "txt2img"):
+            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"), tab_scripts(services, "txt2img"):
                 t2i = txt2img.build_tab(services, ui_config, clip_skip)
-            with gr.Tab("img2img", id="img2img"), tab_scripts(services, "img2img"):
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"), tab_scripts(services, "img2img"):
                 i2i = img2img.build_tab(services, ui_config, clip_skip)
-            with gr.Tab("Extras", id="extras"):
+            with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
                 extras_tab = extras.build_tab(services)
-            with gr.Tab("PNG Info", id="pnginfo"):
+            with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 png = png_info.build_tab()
             for blocks, title, tab_id in extension_tabs:
                 with gr.Tab(title, id=tab_id, elem_id=f"tab_{tab_id}"):
                     blocks.render()
-            with gr.Tab("Settings", id="settings"):
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings.build_tab(services.opts, services.change_settings, services.args.hide_ui_dir_config)
-            with gr.Tab("Extensions", id="extensions"):
+            with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 extensions_ui.build_tab(services)
         show_notices(notices, services)  # after the tabs: scripts that fail while they are built are named too
         for tab in (t2i, i2i):

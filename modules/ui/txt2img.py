@@ -62,7 +62,7 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
     tab.prompt_row()
     tab.extra_networks = ExtraNetworksPanel(tab)
     with gr.Row():
-        with gr.Column():
+        with gr.Column(elem_id=f"{TAB}_settings"):
             tab.sampling_controls()
             with gr.Row():
                 tab.control("restore_faces")

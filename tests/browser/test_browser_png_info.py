@@ -38,7 +38,7 @@ def test_drop_a_png_and_send_it_to_txt2img_with_its_checkpoint(page, tmp_path):
     expect(page.locator("#pnginfo_html_info")).to_contain_text("a red boat, at dawn")
     page.click("#txt2img_tab")
     expect(page.locator("#txt2img_prompt textarea")).to_have_value("a red boat, at dawn", timeout=20000)
-    expect(page.locator("#txt2img_negative_prompt textarea")).to_have_value("blurry")
+    expect(page.locator("#txt2img_neg_prompt textarea")).to_have_value("blurry")
     for elem_id, value in (("txt2img_steps", "9"), ("txt2img_seed", "1234"), ("txt2img_width", "128"),
                            ("txt2img_height", "192"), ("txt2img_cfg_scale", "5.5"),
                            ("setting_CLIP_stop_at_last_layers", "3")):

@@ -1,25 +1,171 @@
-// The page helpers A1111's extension scripts call: gradioApp(), onUiLoaded(cb), onUiUpdate(cb) and
-// onAfterUiUpdate(cb). onUiLoaded callbacks run once the page's controls exist (at once if they
-// already do); the update callbacks run after each change to the page.
+// The page API that A1111's extension scripts use: gradioApp(), opts, titles, updateInput(el),
+// get_uiCurrentTab(), get_uiCurrentTabContent() and the callbacks onUiLoaded, onUiUpdate, onAfterUiUpdate,
+// onUiTabChange, onOptionsAvailable and onOptionsChanged.
+//
+// Gradio 6 differs from the Gradio 3 that A1111 ran on, and this script bridges two differences:
+// - it builds a tab's contents only when the tab is first opened, where A1111's page had every tab in the
+//   DOM at load. Once the page appears, each top-level tab is opened once (the page is hidden meanwhile),
+//   so #img2img_prompt, #tab_settings… exist when onUiLoaded callbacks run.
+// - a textbox's textarea sits in `label > div`, not right under `label`. The prompt boxes' textareas are
+//   moved up into their label, so `#txt2img_prompt > label > textarea` finds them. The element is the same,
+//   so Gradio's own listeners keep working.
 (() => {
+  const callbacks = { loaded: [], update: [], afterUpdate: [], tabChange: [], optionsAvailable: [],
+                      optionsChanged: [] };
+  const state = { loaded: false, optsLoaded: false, optsText: "", warming: false, tab: null, afterTimer: 0 };
+  const run = (list, ...args) => list.forEach((callback) => {
+    try { callback(...args); } catch (error) { console.error("extension callback failed", error); }
+  });
+
   window.gradioApp = () => {
     const app = document.querySelector("gradio-app");
-    return (app && app.shadowRoot) || app || document;
+    if (!app) return document;
+    if (!app.getElementById) app.getElementById = (id) => document.getElementById(id);
+    return app.shadowRoot || app;
   };
-  const loaded = [];
-  const updated = [];
-  let ready = false;
-  const run = (callback) => {
-    try { callback(); } catch (error) { console.error("extension callback failed", error); }
+  window.opts = {};
+  window.titles = window.titles || {};
+  window.localization = window.localization || {};
+  window.updateInput = (target) => {
+    const event = new Event("input", { bubbles: true });
+    Object.defineProperty(event, "target", { value: target });
+    target.dispatchEvent(event);
   };
-  window.onUiLoaded = (callback) => (ready ? run(callback) : loaded.push(callback));
-  window.onUiUpdate = (callback) => updated.push(callback);
-  window.onAfterUiUpdate = window.onUiUpdate;
-  new MutationObserver(() => {
-    if (!ready && gradioApp().querySelector("#txt2img_prompt")) {
-      ready = true;
-      loaded.splice(0).forEach(run);
+  window.get_uiCurrentTab = () => gradioApp().querySelector("#tabs > .tab-wrapper > [role=tablist] > .selected");
+  window.get_uiCurrentTabContent = () => gradioApp().querySelector(
+    '#tabs > .tabitem[id^=tab_]:not([style*="display: none"])');
+  window.onUiLoaded = (callback) => (state.loaded ? run([callback]) : callbacks.loaded.push(callback));
+  window.onUiUpdate = (callback) => callbacks.update.push(callback);
+  window.onAfterUiUpdate = (callback) => callbacks.afterUpdate.push(callback);
+  window.onUiTabChange = (callback) => callbacks.tabChange.push(callback);
+  window.onOptionsAvailable = (callback) => (state.optsLoaded ? run([callback])
+    : callbacks.optionsAvailable.push(callback));
+  window.onOptionsChanged = (callback) => callbacks.optionsChanged.push(callback);
+
+  // opts: the settings' current values, read again after Settings or the quicksettings row change them.
+  async function loadOpts() {
+    try {
+      const response = await fetch("internal/opts", { cache: "no-store" });
+      if (!response.ok) return;
+      const text = await response.text();
+      if (text === state.optsText) return;
+      state.optsText = text;
+      Object.keys(opts).forEach((key) => delete opts[key]);
+      Object.assign(opts, JSON.parse(text));
+    } catch (error) {
+      console.error("could not read the settings for opts", error);
+      return;
     }
-    updated.forEach(run);
+    const first = !state.optsLoaded;
+    state.optsLoaded = true;
+    if (first) run(callbacks.optionsAvailable);
+    if (state.loaded) run(callbacks.optionsChanged);
+    else if (first) maybeLoaded();
+  }
+  let optsTimers = [];
+  function reloadOptsSoon() {
+    optsTimers.forEach(clearTimeout);
+    optsTimers = [300, 1000, 3000].map((delay) => setTimeout(loadOpts, delay));
+  }
+  document.addEventListener("click", (event) => {
+    if (event.target.closest?.("#settings_submit")) reloadOptsSoon();
+  }, true);
+  ["change", "input"].forEach((type) => document.addEventListener(type, (event) => {
+    if (event.target.closest?.("#quicksettings")) reloadOptsSoon();
+  }, true));
+  loadOpts();
+
+  const TITLED = "button, span, label, p, option, h2";
+  // titles: hover text for buttons and labels by their text, as A1111's hints do.
+  function applyTitles(root) {
+    if (!root.querySelectorAll) return;
+    for (const element of [root, ...root.querySelectorAll(TITLED)]) {
+      if (element.title || !element.matches(TITLED)) continue;
+      const text = element.textContent.trim();
+      const title = titles[text] || (element.value && titles[element.value]);
+      if (title) element.title = localization[title] || title;
+    }
+  }
+
+  // `#<id>_prompt > label > textarea`, as in Gradio 3.
+  function compatTextareas() {
+    const boxes = gradioApp().querySelectorAll(
+      ':is([id$="prompt"], .prompt) > label > .input-container > textarea');
+    boxes.forEach((box) => box.parentElement.parentElement.insertBefore(box, box.parentElement));
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  async function until(test, timeout) {
+    for (const end = Date.now() + timeout; Date.now() < end; await sleep(20)) if (test()) return true;
+    return false;
+  }
+  const tabButtons = () => [...document.querySelectorAll("#tabs > .tab-wrapper > [role=tablist] > [role=tab]")];
+
+  // Open every top-level tab once, then the one that was open, with the page hidden meanwhile.
+  async function renderAllTabs() {
+    document.documentElement.classList.add("a1111-compat-warming");
+    try {
+      const first = tabButtons().find((button) => button.classList.contains("selected"));
+      for (const button of tabButtons()) {
+        if (button === first) continue;
+        button.click();
+        await until(() => get_uiCurrentTabContent()?.id === button.id.replace(/-button$/, ""), 3000);
+      }
+      first?.click();
+      await until(() => first?.classList.contains("selected"), 3000);
+    } finally {
+      document.documentElement.classList.remove("a1111-compat-warming");
+    }
+  }
+  async function warmUp() {
+    try {
+      await Promise.race([renderAllTabs(), sleep(15000)]);
+    } catch (error) {
+      console.error("could not open the page's tabs", error);
+    }
+    state.warming = "done";
+    maybeLoaded();
+  }
+  function maybeLoaded() {
+    if (state.loaded || state.warming !== "done" || !state.optsLoaded) return;
+    state.loaded = true;
+    compatTextareas();
+    applyTitles(gradioApp());
+    state.tab = get_uiCurrentTab();
+    run(callbacks.loaded);
+    run(callbacks.optionsChanged);
+    run(callbacks.update, []);
+    run(callbacks.afterUpdate);
+  }
+
+  const style = document.createElement("style");
+  style.textContent = ".a1111-compat-warming gradio-app { visibility: hidden !important; }";
+  document.head.appendChild(style);
+  new MutationObserver((mutations) => {
+    if (!state.warming) {
+      if (!document.querySelector("#tabs > .tab-wrapper") || !document.querySelector("#txt2img_prompt")) return;
+      state.warming = true;
+      document.documentElement.classList.add("a1111-compat-warming");  // before the page is painted
+      warmUp();
+      return;
+    }
+    compatTextareas();
+    if (!state.loaded) return;
+    mutations.forEach((mutation) => mutation.addedNodes.forEach(applyTitles));
+    run(callbacks.update, mutations);
+    clearTimeout(state.afterTimer);
+    state.afterTimer = setTimeout(() => run(callbacks.afterUpdate), 200);
+    checkTab();
   }).observe(document, { childList: true, subtree: true });
+
+  // A switch to a tab already built changes only the tab buttons' classes.
+  function checkTab() {
+    const tab = get_uiCurrentTab();
+    if (!state.loaded || !tab || tab === state.tab) return;
+    state.tab = tab;
+    run(callbacks.tabChange);
+  }
+  const tabsObserver = new MutationObserver(checkTab);
+  onUiLoaded(() => tabsObserver.observe(document.querySelector("#tabs > .tab-wrapper"),
+                                        { attributes: true, attributeFilter: ["class"], subtree: true }));
 })();
