@@ -355,6 +355,7 @@ def test_a_registered_paste_button_fills_the_tab(services, tmp_path):
         infotext_utils.registered_param_bindings.clear()
         infotext_utils.register_paste_params_button(infotext_utils.ParamBinding(button, "txt2img", text))
         infotext_utils.connect_paste_params_buttons({"txt2img": tab}, quick)
+    assert infotext_utils.registered_param_bindings == []  # wired once, for this page
     paste = next(f for f in page.fns.values() if f.api_name == "extension_paste_0")
     updates = dict(zip(paste.outputs, paste.fn("a dog\nSteps: 7, Sampler: Heun, CFG scale: 3")))
     assert updates[tab.controls["prompt"]]["value"] == "a dog"

@@ -98,7 +98,8 @@ def bind_buttons(buttons: dict[str, Any], send_image: Any, send_generate_info: A
 def connect_paste_params_buttons(tabs: dict[str, Any], quick: Any, tabs_component: gr.Tabs | None = None) -> None:
     """Wire every registered binding into the page (call inside its Blocks, once the generation tabs are built):
     `tabs` maps tab names ("txt2img", "img2img") to their GenerationTab, `quick` is the page's Quicksettings.
-    Bindings for other tabs are left alone."""
+    Bindings for other tabs are not wired. The list is emptied after, as A1111 empties it for each page build,
+    so a rebuilt page (Reload UI) gets only the buttons its own scripts register."""
     from modules.ui.infotext_paste import wire_paste
 
     for number, binding in enumerate(registered_param_bindings):
@@ -109,6 +110,7 @@ def connect_paste_params_buttons(tabs: dict[str, Any], quick: Any, tabs_componen
         switch = [tabs_component] if tabs_component is not None else []
         wire_paste(binding.paste_button, _reader(binding, [gr.update(selected=binding.tabname)] * len(switch)),
                    [source], tab, quick, switch, api_name=f"extension_paste_{number}")
+    registered_param_bindings.clear()
 
 
 def _reader(binding: ParamBinding, extra: list) -> Any:
