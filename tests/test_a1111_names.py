@@ -325,6 +325,7 @@ def test_tag_autocomplete_loads_and_its_settings_show(services, tmp_path):
         (extension / "scripts" / name).write_bytes(source)
     static_tmp = REPO_ROOT / "tmp"  # it writes tagAutocompletePath.txt into <script_path>/tmp, as in A1111
     made_tmp = not static_tmp.exists()
+    before = {} if made_tmp else {p: p.read_bytes() for p in static_tmp.iterdir() if p.is_file()}
     try:
         services.load_scripts([extension / "scripts"])
         assert not [notice for notice in services.notices if "tag_autocomplete" in notice or "shared_paths" in notice]
@@ -333,6 +334,11 @@ def test_tag_autocomplete_loads_and_its_settings_show(services, tmp_path):
     finally:
         if made_tmp:
             shutil.rmtree(static_tmp, ignore_errors=True)
+        for path in static_tmp.iterdir() if not made_tmp else ():  # leave the folder as it was
+            if path.is_file() and path not in before:
+                path.unlink()
+        for path, content in before.items():
+            path.write_bytes(content)
         services.load_scripts([services.paths.extensions / EXTENSION / "scripts", REPO_ROOT / "scripts"])
     assert len(declared) >= 50 and {info.section for info in declared.values()} == {"Tag Autocomplete"}
     assert all(f"setting_{key}" in controls for key in declared)
