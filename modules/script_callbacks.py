@@ -22,7 +22,9 @@ NAMES = ("app_started", "model_loaded", "ui_tabs", "ui_settings", "before_image_
 
 @dataclass
 class ImageSaveParams:
-    """What on_before_image_saved and on_image_saved receive; `pnginfo["parameters"]` is the infotext."""
+    """What on_before_image_saved and on_image_saved receive: `filename` is the path the image will be saved
+    to (a before_image_saved callback may set another), then the path it got; `pnginfo` holds the image's
+    texts, `pnginfo["parameters"]` the infotext."""
 
     image: Any
     p: Any
@@ -118,7 +120,7 @@ def on_ui_settings(callback: Callable) -> None:
 
 
 def on_before_image_saved(callback: Callable) -> None:
-    """callback(ImageSaveParams) before an image is written; it may change image or pnginfo."""
+    """callback(ImageSaveParams) before an image is written; it may change image, pnginfo or filename."""
     _add("before_image_saved", callback)
 
 
