@@ -43,12 +43,22 @@ SEEN = {
 }
 
 
+PICKS = ["x", "y"]
+
+
+def refresh_picks():
+    """A refresh function that finds a new choice, as Tag Autocomplete's rescans its tag files."""
+    if "z" not in PICKS:
+        PICKS.append("z")
+
+
 def on_ui_settings():
     shared.opts.add_option("compat_flag", shared.OptionInfo(True, "Compat flag").info("an explanation")
                            .needs_restart())
     options = {
         "compat_mode": shared.OptionInfo("b", "Compat mode", gr.Radio, {"choices": ["a", "b"]}),
-        "compat_pick": shared.OptionInfo("x", "Compat pick", gr.Dropdown, lambda: {"choices": ["x", "y"]}),
+        "compat_pick": shared.OptionInfo("x", "Compat pick", gr.Dropdown, lambda: {"choices": PICKS},
+                                         refresh=refresh_picks),
         "compat_level": shared.OptionInfo(3, "Compat level", gr.Slider, {"minimum": 1, "maximum": 5, "step": 1}),
         "compat_text": shared.OptionInfo("", "Compat text", gr.Textbox, {"lines": 3}).link("docs", "https://x.test"),
     }

@@ -109,6 +109,17 @@ def test_option_info_choices_and_ranges_are_checked(services):
     assert opts.info("compat_flag").applies == "restart"
 
 
+def test_a_refresh_function_gets_a_button_that_updates_the_choices(services):
+    from modules.ui import settings
+
+    assert "refresh_compat_pick" in _settings_controls(services)
+    with pytest.raises(ValueError):
+        services.opts.validated("compat_pick", "z")
+    update = settings.refreshed(services.opts, "compat_pick")
+    assert update["choices"] == ["x", "y", "z"] and update["value"] == "x"
+    assert services.opts.validated("compat_pick", "z") == "z"
+
+
 def test_option_info_is_a_class_as_in_a1111():
     from modules import shared
 

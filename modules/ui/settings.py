@@ -71,6 +71,26 @@ def _accepted_arguments(component: Any) -> set[str] | None:
     return {p.name for p in parameters}
 
 
+def refreshed(opts: Options, key: str) -> dict:
+    """Run a setting's refresh function (it scans again) and update its control: the choices it has now."""
+    info = opts.info(key)
+    info.refresh()
+    choices = info.choice_list()
+    return gr.update(value=getattr(opts, key)) if choices is None else gr.update(choices=choices,
+                                                                                 value=getattr(opts, key))
+
+
+def _control_with_refresh(opts: Options, key: str, info: OptionInfo) -> gr.components.Component:
+    """The setting's control, with a 🔄 beside it when the setting has a refresh function (A1111's)."""
+    if info.refresh is None:
+        return setting_control(key, info, getattr(opts, key))
+    with gr.Row():
+        control = setting_control(key, info, getattr(opts, key), scale=4)
+        button = gr.Button("🔄", elem_id=f"refresh_{key}", size="sm", scale=0, min_width=40)
+    button.click(lambda: refreshed(opts, key), outputs=control, api_visibility="private")
+    return control
+
+
 def apply_settings(opts: Options, keys: list[str], values: list[Any],
                    change: Callable[[dict[str, Any]], None] | None = None) -> str:
     """Apply the changed values together, through `change(values)` when given (Services.change_settings,
@@ -132,7 +152,7 @@ def build_tab(opts: Options, change: Callable[[dict[str, Any]], None] | None = N
             with gr.Tab(section, elem_id=f"settings_{section.lower().replace(' ', '_')}"):
                 for key in section_keys:
                     keys.append(key)
-                    controls.append(setting_control(key, declared[key], getattr(opts, key)))
+                    controls.append(_control_with_refresh(opts, key, declared[key]))
     submit.click(lambda *values: apply_settings(opts, keys, list(values), change), inputs=controls, outputs=result,
                  api_name="settings_apply")
     reload.click(reload_ui, outputs=result, api_name="settings_reload_ui").then(None, inputs=result,
