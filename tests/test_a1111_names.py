@@ -393,3 +393,11 @@ def test_img2img_process_batch_runs_each_image(services, tmp_path):
     processed = process_batch(p, str(source), str(target), "", None)
     assert len(processed.images) == len(processed.infotexts) == 2
     assert len(list(target.rglob("*.png"))) == 2
+
+
+def test_paths_names_before_the_app_starts():
+    code = ("import modules.paths as p; print(p.data_path, p.script_path, p.models_path, p.extensions_dir, "
+            "p.extensions_builtin_dir)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    root = str(REPO_ROOT)
+    assert out.stdout.split() == [root, root, f"{root}/models", f"{root}/extensions", f"{root}/extensions-builtin"]
