@@ -278,8 +278,9 @@ class Options:
         if bad:
             self.save()
 
-    def save(self) -> None:
-        """Write all settings."""
+    def save(self, filename: str | None = None) -> None:
+        """Write all settings to config.json (A1111's `filename` argument, which extensions pass as
+        shared.config_filename, names that same file)."""
         with self._lock:
             write_json_atomic(self._path, self.as_dict())
 

@@ -105,6 +105,7 @@ def __getattr__(name: str) -> Any:
         "sd_model": lambda: _services.models.current,
         "prompt_styles": lambda: _services.styles,
         "styles_filename": lambda: str(_services.paths.styles_file),
+        "config_filename": lambda: str(_services.paths.config_file),
         "services": lambda: _services,
     }
     if name not in values:

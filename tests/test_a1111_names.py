@@ -132,6 +132,14 @@ def test_option_info_is_a_class_as_in_a1111():
     assert shared.options_section(("c", "C"), {"k": info})["k"].section == ("c", "C")
 
 
+def test_opts_save_takes_a1111s_file_name(services):
+    from modules import shared
+
+    services.opts.set("compat_text", "saved")
+    shared.opts.save(shared.config_filename)
+    assert json.loads(services.paths.config_file.read_text())["compat_text"] == "saved"
+
+
 def test_an_onchange_function_runs_after_a_change(services):
     from modules import shared
 
