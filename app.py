@@ -51,7 +51,7 @@ def create_services(args):
     a1111.install(paths)  # A1111's module names for extensions (modules.devices...), before any script loads
     extensions = list_extensions(paths.extensions, disabled_names(opts))
     if not args.skip_install:
-        services.notices += run_install_scripts([ext for ext in extensions if ext.enabled])
+        services.notices += run_install_scripts([ext for ext in extensions if ext.enabled], opts)
     services.notices += requirement_problems(extensions)
     load_scripts(services)
     if not models.checkpoints:

@@ -1,7 +1,7 @@
 """The helpers A1111 extensions' install.py files import (`import launch`): is_installed, run_pip, run.
 
 install.py runs in a separate process with this folder on PYTHONPATH, so these use that process's
-own Python (the web UI's virtual environment)."""
+own Python (the web UI's virtual environment); run_pip goes through the package guard."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -48,7 +48,8 @@ def run(command: str, desc: str | None = None, errdesc: str | None = None, custo
 
 
 def run_pip(command: str, desc: str | None = None, live: bool = False) -> str:
-    """`pip <command>` with this Python, e.g. run_pip("install somepackage", "somepackage")."""
+    """`pip <command>` with this Python, e.g. run_pip("install somepackage", "somepackage"), through the
+    package guard (modules/guarded_pip.py): what would change the web UI's own packages is refused."""
     extra = f" --index-url {shlex.quote(index_url)}" if index_url else ""
-    return run(f"{shlex.quote(python)} -m pip {command} --prefer-binary{extra}",
+    return run(f"{shlex.quote(python)} -m modules.guarded_pip {command} --prefer-binary{extra}",
                desc=f"Installing {desc}" if desc else None, errdesc=f"Couldn't install {desc or command}", live=live)

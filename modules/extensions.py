@@ -1,10 +1,11 @@
 """User extensions: one folder each under extensions/ (usually a git clone), laid out as in A1111.
 
 An extension may hold scripts/*.py (loaded with the built-in scripts), javascript/*.js and style.css
-(added to the page), install.py (run at install, and at each start unless --skip-install), preload.py
-(its `preload(parser)` adds command-line flags) and metadata.ini (`[Extension]` Name and Requires).
-The folders that are switched off are listed in the `disabled_extensions` setting. Git runs as a
-subprocess; its own message is passed on when it fails."""
+(added to the page), install.py (run at install, and at each start unless --skip-install, under the
+package guard: modules/guarded_install.py), preload.py (its `preload(parser)` adds command-line flags) and
+metadata.ini (`[Extension]` Name and Requires). The folders that are switched off are listed in the
+`disabled_extensions` setting; why an install left one disabled is kept in extensions/.install-notes.json.
+Git runs as a subprocess; its own message is passed on when it fails."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -27,8 +27,10 @@ from urllib.parse import urlsplit
 
 import requests
 
+from modules.atomic_files import read_json_object, write_json_atomic
 from modules.errors import UserError
-from modules.paths import REPO_ROOT
+from modules.guarded_install import GuardedInstaller
+from modules.package_guard import InstallBlocked, PackageGuardError
 
 if TYPE_CHECKING:
     from modules.options import Options
@@ -39,6 +41,7 @@ DISABLED_SETTING = "disabled_extensions"
 GIT_TIMEOUT = 300.0  # seconds for a clone or fetch
 INSTALL_TIMEOUT = 900.0  # seconds for one install.py
 OUTPUT_TAIL = 1500  # characters of a failed install.py's output shown to the user
+NOTES_FILE = ".install-notes.json"  # in the extensions folder: what the last install of each one reported
 _install_lock = threading.Lock()
 
 
@@ -78,6 +81,7 @@ class Extension:
     commit_date: int | None = None  # Unix time of the checked-out commit
     status: str = ""
     can_update: bool = False
+    note: str = ""  # what its last install reported: why it was disabled, or the extras left out
 
     @property
     def version(self) -> str:
@@ -168,13 +172,33 @@ def read_disabled(config_file: Path) -> set[str]:
     return {str(name) for name in names} if isinstance(names, list) else set()
 
 
+def read_notes(extensions_dir: Path) -> dict[str, str]:
+    """What the last install of each extension reported, by folder name (an unreadable file is moved aside)."""
+    data, problem = read_json_object(extensions_dir / NOTES_FILE)
+    if problem:
+        log.warning("%s", problem)
+    return {str(name): str(text) for name, text in data.items()}
+
+
+def set_note(extensions_dir: Path, name: str, text: str) -> None:
+    """Keep `text` as what the install of extension `name` reported ("" forgets it)."""
+    notes = read_notes(extensions_dir)
+    if notes.get(name, "") == text:
+        return
+    if text:
+        notes[name] = text
+    else:
+        notes.pop(name, None)
+    write_json_atomic(extensions_dir / NOTES_FILE, notes)
+
+
 def list_extensions(extensions_dir: Path, disabled: Iterable[str] = ()) -> list[Extension]:
-    """Every extension folder, by name; folders starting with '.' (installs in progress) are skipped.
-    Git details are not read here: call read_git_info() on the ones that need them."""
+    """Every extension folder, by name, with its install note; folders starting with '.' (installs in
+    progress) are skipped. Git details are not read here: call read_git_info() on the ones that need them."""
     if not extensions_dir.is_dir():
         return []
-    off = set(disabled)
-    return [Extension(path.name, path, read_metadata(path), path.name not in off)
+    off, notes = set(disabled), read_notes(extensions_dir)
+    return [Extension(path.name, path, read_metadata(path), path.name not in off, note=notes.get(path.name, ""))
             for path in sorted(extensions_dir.iterdir()) if path.is_dir() and not path.name.startswith(".")]
 
 
@@ -236,11 +260,13 @@ def _same_repository(a: str, b: str) -> bool:
 
 
 def install_from_url(url: str, extensions_dir: Path, opts: "Options", branch: str | None = None,
-                     folder: str | None = None, run_install: bool = True) -> Extension:
+                     folder: str | None = None, run_install: bool = True,
+                     installer: GuardedInstaller | None = None) -> Extension:
     """Clone `url` (https, ssh, file:// or a local path), optionally a `branch`, into
-    extensions/`folder` and run its install.py. The clone goes to a hidden folder in extensions/ first
-    and is renamed into place only when complete, so a failed clone leaves nothing behind. When
-    install.py fails the extension stays on disk but is disabled (stored in `opts`), and
+    extensions/`folder` and run its install.py (with `installer`, by default one for this Python). The
+    clone goes to a hidden folder in extensions/ first and is renamed into place only when complete, so a
+    failed clone leaves nothing behind. When install.py fails, or the package guard blocks it, the
+    extension stays on disk but is disabled (stored in `opts`), the reason is kept as its note, and
     InstallScriptError says so. Access checks (check_access) are the caller's."""
     url = url.strip()
     if not url:
@@ -269,46 +295,65 @@ def install_from_url(url: str, extensions_dir: Path, opts: "Options", branch: st
     extension.read_git_info()
     if name in disabled_names(opts):  # left from an earlier install of that name: a new one starts enabled
         set_disabled(opts, disabled_names(opts) - {name})
+    extension.note = ""
     if run_install and (target / "install.py").is_file():
         try:
-            run_install_script(extension)
-        except ExtensionError as exc:
+            extension.note = " ".join(run_install_script(extension, installer=installer))
+        except (ExtensionError, PackageGuardError) as exc:
             set_disabled(opts, disabled_names(opts) | {name})
-            extension.enabled = False
+            set_note(extensions_dir, name, str(exc))
+            extension.enabled, extension.note = False, str(exc)
             raise InstallScriptError(f"{exc} The extension was installed into {target} but is disabled; fix the "
                                      "problem, then enable it on the Installed tab.", extension) from None
+    set_note(extensions_dir, name, extension.note)
     log.info("Installed extension %s from %s", name, url)
     return extension
 
 
-def run_install_script(extension: Extension, timeout: float = INSTALL_TIMEOUT) -> None:
-    """Run the extension's install.py with this Python, in the extension's folder, with the web UI's
-    folder on PYTHONPATH (as A1111 does). A failure raises ExtensionError with the end of its output."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+def run_install_script(extension: Extension, timeout: float = INSTALL_TIMEOUT,
+                       installer: GuardedInstaller | None = None) -> list[str]:
+    """Run the extension's install.py in the extension's folder, with the web UI's folder on PYTHONPATH (as
+    A1111 does), under the package guard (`installer`, by default one for this Python). Returns notes on
+    extras the guard left out. A failure raises ExtensionError with the end of its output; InstallBlocked
+    when the guard refused or undid what it asked for."""
     try:
-        done = subprocess.run([sys.executable, "install.py"], cwd=extension.path, env=env, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        done = (installer or GuardedInstaller()).run(extension.name, extension.path / "install.py", timeout)
     except subprocess.TimeoutExpired:
         raise ExtensionError(f"install.py of {extension.name} ran longer than {timeout:.0f} s and was stopped.") \
             from None
-    output = "\n".join(part.strip() for part in (done.stdout, done.stderr) if part.strip())
-    if output:
-        log.info("install.py of %s:\n%s", extension.name, output)
+    if done.output:
+        log.info("install.py of %s:\n%s", extension.name, done.output)
+    for note in done.notes:
+        log.warning("%s", note)
     if done.returncode != 0:
-        tail = output[-OUTPUT_TAIL:] or "no output"
+        tail = done.output[-OUTPUT_TAIL:] or "no output"
         raise ExtensionError(f"install.py of {extension.name} failed (exit status {done.returncode}): {tail}")
+    return done.notes
 
 
-def run_install_scripts(extensions: list[Extension]) -> list[str]:
-    """Run install.py of each extension that has one (at start); returns a message for each failure."""
+def run_install_scripts(extensions: list[Extension], opts: "Options",
+                        installer: GuardedInstaller | None = None) -> list[str]:
+    """Run install.py of each extension that has one (at start); returns a message for each failure and each
+    note. One the package guard blocks is disabled (stored in `opts`) with the reason as its note."""
     problems = []
+    installer = installer or GuardedInstaller()
     for ext in extensions:
-        if (ext.path / "install.py").is_file():
-            try:
-                run_install_script(ext)
-            except ExtensionError as exc:
-                log.error("%s", exc)
-                problems.append(str(exc))
+        if not (ext.path / "install.py").is_file():
+            continue
+        try:
+            notes = run_install_script(ext, installer=installer)
+            if notes:
+                set_note(ext.path.parent, ext.name, " ".join(notes))
+            problems += notes
+        except InstallBlocked as exc:
+            log.error("%s", exc)
+            set_disabled(opts, disabled_names(opts) | {ext.name})
+            set_note(ext.path.parent, ext.name, str(exc))
+            ext.enabled = False
+            problems.append(f"{exc} {ext.name} was disabled.")
+        except (ExtensionError, PackageGuardError) as exc:
+            log.error("%s", exc)
+            problems.append(str(exc))
     return problems
 
 

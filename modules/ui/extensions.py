@@ -2,7 +2,9 @@
 restart UI"), Available (an extension index such as A1111's index.json) and Install from URL.
 
 Installing, updating and switching extensions are refused, with the reason shown, when the server can
-be reached from other machines, unless --enable-insecure-extension-access is given."""
+be reached from other machines, unless --enable-insecure-extension-access is given. What an extension's
+last install reported (why the package guard disabled it, or the extras it left out) is shown under its
+name until it is enabled again."""
 from __future__ import annotations
 
 import html
@@ -12,7 +14,8 @@ import gradio as gr
 
 from modules import restart
 from modules.extensions import (Extension, ExtensionError, check_access, check_for_updates, disabled_names,
-                                fetch_index, install_from_url, list_extensions, set_disabled, update)
+                                fetch_index, install_from_url, list_extensions, set_disabled, set_note, update)
+from modules.guarded_install import GuardedInstaller
 from modules.services import Services
 
 RESTARTING = "extensions-restarting"  # marks the reply after which the page reloads itself
@@ -35,9 +38,11 @@ def installed_table(extensions: list[Extension]) -> str:
     rows = []
     for ext in extensions:
         date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ext.commit_date)) if ext.commit_date else ""
-        name = ext.name if ext.enabled else f"{ext.name} (disabled)"
-        cells = (name, ext.remote or "", ext.branch or "", ext.version, date, ext.status)
-        rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
+        name = html.escape(ext.name if ext.enabled else f"{ext.name} (disabled)")
+        if ext.note:
+            name += f'<div class="extension-note">⚠️ {html.escape(ext.note)}</div>'
+        cells = (ext.remote or "", ext.branch or "", ext.version, date, ext.status)
+        rows.append(f"<tr><td>{name}</td>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
     body = "".join(rows) or f'<tr><td colspan="{len(COLUMNS)}">No extensions are installed.</td></tr>'
     head = "".join(f"<th>{column}</th>" for column in COLUMNS)
     return f'<table id="extensions"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -46,8 +51,9 @@ def installed_table(extensions: list[Extension]) -> str:
 class ExtensionActions:
     """What the tab's buttons do, apart from Gradio. Each returns HTML to show; none raises."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, installer: GuardedInstaller | None = None) -> None:
         self.services = services
+        self.installer = installer  # runs install.py files; None: one for this Python
         self.statuses: dict[str, str] = {}  # folder name -> what the last check for updates found
 
     def extensions(self) -> list[Extension]:
@@ -66,11 +72,12 @@ class ExtensionActions:
         try:
             check_access(self.services.args)
             ext = install_from_url(url, self.services.paths.extensions, self.services.opts, branch or None,
-                                   folder or None)
+                                   folder or None, installer=self.installer)
         except ExtensionError as exc:
             return _message(str(exc), problem=True)
-        return _message(f'Installed {ext.name} into {ext.path}. Press "Apply and restart UI" on the Installed '
-                        "tab to load it.")
+        note = _message(ext.note, problem=True) if ext.note else ""
+        return note + _message(f'Installed {ext.name} into {ext.path}. Press "Apply and restart UI" on the '
+                               "Installed tab to load it.")
 
     def apply(self, enabled: list[str], to_update: list[str]) -> str:
         """Update the extensions in `to_update`, store which ones are disabled, and restart the page."""
@@ -88,6 +95,9 @@ class ExtensionActions:
                 except ExtensionError as exc:
                     problems.append(_message(f"{ext.name} was not updated: {exc}", problem=True))
         set_disabled(self.services.opts, {ext.name for ext in installed} - set(enabled or []))
+        for ext in installed:
+            if not ext.enabled and ext.name in (enabled or []):  # enabled again: its next install tells anew
+                set_note(self.services.paths.extensions, ext.name, "")
         if restart.request_restart():
             return "".join(problems) + _message("Restarting the page…", css_class=RESTARTING)
         return "".join(problems) + _message("Saved. Restart the app to load the changes.")
