@@ -241,6 +241,16 @@ def test_infotext_utils_parse_generation_parameters():
     assert infotext_utils.unquote('"a, b"') == "a, b"
 
 
+def test_infotext_utils_override_settings(services):
+    from modules import infotext_utils
+
+    assert ("RNG", "randn_source") in infotext_utils.infotext_to_setting_name_mapping()
+    assert ("RNG", "randn_source", "CPU") in infotext_utils.get_override_settings({"RNG": "CPU", "Steps": "5"})
+    assert infotext_utils.get_override_settings({"RNG": "CPU"}, skip_fields=["RNG"]) == []
+    assert infotext_utils.create_override_settings_dict(["RNG: CPU", "ENSD: 31337"]) == {
+        "randn_source": "CPU", "eta_noise_seed_delta": 31337}
+
+
 def test_embedding_db_splits_by_the_loaded_model(services):
     from modules.sd_hijack import model_hijack
 
