@@ -117,12 +117,12 @@ def parse_install(args: list[str]) -> InstallArgs:
 
 @dataclass(frozen=True)
 class Change:
-    """A protected distribution the resolver would change, and who asks for it."""
+    """A protected distribution the resolver would change, and the requirements that ask for that."""
 
     package: str
     installed: str
     wanted: str
-    because: str
+    askers: tuple[str, ...]  # "name version requires spec"
 
 
 def _without_constraint_variable() -> dict[str, str]:
@@ -145,17 +145,27 @@ def dry_run(pip_options: list[str], options: list[str], requirements: list[str],
         return json.loads(report.read_text()).get("install", [])
 
 
-def protected_changes(items: list[dict], pins: dict[str, str]) -> list[Change]:
-    """The pinned distributions among what pip would install, at other versions than the pinned ones."""
+def protected_changes(items: list[dict], pins: dict[str, str], wanted_by: str = "") -> list[Change]:
+    """The pinned distributions among what pip would install, at other versions than the pinned ones; those
+    that the distribution `wanted_by` itself asks for come first."""
     changes = []
     for item in items:
         name, version = canonicalize_name(item["metadata"]["name"]), item["metadata"]["version"]
         if is_change(pins, name, version):
-            askers = [f"{other['metadata']['name']} {other['metadata']['version']} requires {_without_marker(text)}"
-                      for other in items for text in other["metadata"].get("requires_dist", [])
-                      if _name_of(text) == name]
-            changes.append(Change(name, pins[name], version, "; ".join(askers)))
-    return changes
+            changes.append(Change(name, pins[name], version, _askers(items, name, pins[name])))
+    wanted_by = canonicalize_name(wanted_by)
+    return sorted(changes, key=lambda change: not any(canonicalize_name(asker.split(" ", 1)[0]) == wanted_by
+                                                      for asker in change.askers))
+
+
+def _askers(items: list[dict], name: str, pinned: str) -> tuple[str, ...]:
+    """"<name> <version> requires <spec>" for each requirement among `items` that rules out the pinned version."""
+    found = []
+    for item in items:
+        for spec in map(_without_marker, item["metadata"].get("requires_dist", [])):
+            if _name_of(spec) == name and not Requirement(spec).specifier.contains(pinned, prereleases=True):
+                found.append(f"{item['metadata']['name']} {item['metadata']['version']} requires {spec}")
+    return tuple(dict.fromkeys(found))
 
 
 def _name_of(text: str) -> str:
@@ -191,11 +201,13 @@ class InstallJudge:
     def changes(self, requirement: str) -> list[Change]:
         """What installing `requirement` alone, without the pins, would change among them."""
         items = dry_run(self.pip_options, self.options, [requirement], None)
-        return protected_changes(items or [], self.session.pins)
+        return protected_changes(items or [], self.session.pins, _name_of(requirement))
 
-    def refuse(self, wanted: Wanted, change: Change, extra: str = "") -> None:
-        self.refusals.append(Refusal(self.session.extension, wanted.text, change.package, change.installed,
-                                     change.wanted, extra, change.because))
+    def refuse(self, wanted: Wanted, changes: list[Change], extra: str = "") -> None:
+        first = changes[0]
+        also = ", ".join(f"{change.package} {change.installed} → {change.wanted}" for change in changes[1:])
+        self.refusals.append(Refusal(self.session.extension, wanted.text, first.package, first.installed,
+                                     first.wanted, extra, "; ".join(first.askers), also=also))
 
     def judge(self, requirements: list[Wanted]) -> None:
         """Fill `refusals` and `edits` for these requirements."""
@@ -222,7 +234,7 @@ class InstallJudge:
         except InvalidRequirement:
             requirement = None
         if requirement is None or not requirement.extras or not self.resolves([_with_extras(requirement, set())]):
-            self.refuse(wanted, changes[0])
+            self.refuse(wanted, changes)
             return
         kept = set()
         for extra in sorted(requirement.extras):
@@ -230,7 +242,7 @@ class InstallJudge:
             if self.resolves([alone]):
                 kept.add(extra)
             else:
-                self.refuse(wanted, (self.changes(alone) or changes)[0], extra)
+                self.refuse(wanted, self.changes(alone) or changes, extra)
         self.edits[wanted] = _with_extras(requirement, kept)
 
 

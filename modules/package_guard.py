@@ -116,13 +116,14 @@ class Refusal:
     installed: str
     wanted: str
     extra: str = ""
-    because: str = ""  # which distribution asks for that version, when pip's resolver told
+    because: str = ""  # which distributions ask for that version, when pip's resolver told
     command: str = "install"
+    also: str = ""  # the other protected distributions it would change, "name installed → wanted, …"
 
     def message(self) -> str:
         change = (f"change {self.package} from {self.installed} (the version the web UI uses) to {self.wanted}"
                   if self.wanted else f"remove {self.package} {self.installed}, which the web UI uses")
-        why = f" ({self.because})" if self.because else ""
+        why = (f" ({self.because})" if self.because else "") + (f", and also {self.also}" if self.also else "")
         if self.extra:
             return (f'Extension {self.extension}: the "{self.extra}" extra of {self.requirement} was left out, '
                     f"because it would {change}{why}; the rest was installed without it.")
