@@ -2,7 +2,7 @@
 element ids through gradioApp() and Gradio 3's `#txt2img_prompt > label > textarea` path, reads opts and
 sets titles, gets onUiLoaded / onUiUpdate / onUiTabChange / onOptionsChanged, and fetches its own
 on_app_started route and a `file=` URL inside its folder. Typing into the moved prompt box still reaches
-Gradio, and Generate reads it."""
+Gradio, and Generate reads it and the size ⇅ swapped."""
 import shutil
 
 import pytest
@@ -89,10 +89,12 @@ def test_an_a1111_extension_script_finds_the_page_api(page):
 
 def test_typing_into_the_a1111_path_reaches_gradio_and_generate(page):
     page.wait_for_function("window.probe && window.probe.done", timeout=30000)
-    for elem_id in ("txt2img_width", "txt2img_height"):
+    for elem_id, value in (("txt2img_width", "64"), ("txt2img_height", "96")):
         box = page.locator(f"#{elem_id} input[type=number]")
-        box.fill("64")
+        box.fill(value)
         box.press("Tab")
+    page.click("#txt2img_res_switch_btn")  # A1111's ⇅
+    expect(page.locator("#txt2img_width input[type=number]")).to_have_value("96")
     page.locator("#txt2img_steps input[type=number]").fill("2")
     prompt = page.locator("#txt2img_prompt > label > textarea")
     prompt.click()
@@ -103,4 +105,4 @@ def test_typing_into_the_a1111_path_reaches_gradio_and_generate(page):
     info = page.locator("#html_info_txt2img")
     expect(info).to_contain_text("1girl, red hair", timeout=120000)
     expect(info).to_contain_text("Negative prompt: blurry")
-    expect(info).to_contain_text("Size: 64x64")
+    expect(info).to_contain_text("Size: 96x64")
