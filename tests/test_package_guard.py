@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import importlib.metadata
+import json
 import subprocess
 import sys
 import tomllib
@@ -13,6 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import requests
+from app_process import running_app
 from git_repos import Remote
 from tiny_wheels import make_venv, pip, write_wheel
 
@@ -187,6 +190,25 @@ def test_at_start_a_blocked_install_disables_its_extension_and_the_others_run(ex
     assert version(environment, "helperpkg") == "1.0"
     notes = {ext.name: ext.note for ext in list_extensions(exts, disabled_names(opts))}
     assert "pip uninstall corenum was refused" in notes["greedy"] and notes["fine"] == ""
+
+
+def test_the_app_refuses_an_older_transformers_at_start_and_still_starts(tmp_path, monkeypatch, demo_checkpoint):
+    """The real app in the project's environment: the refusal needs no network, and pip could not download
+    anything anyway (no index), so the environment is safe even if the guard failed."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    data = tmp_path / "data"
+    (data / "models" / "Stable-diffusion").mkdir(parents=True)
+    (data / "models" / "Stable-diffusion" / "demo.safetensors").symlink_to(demo_checkpoint)
+    (data / "extensions" / "old-transformers").mkdir(parents=True)
+    (data / "extensions" / "old-transformers" / "install.py").write_text(
+        "import launch\nlaunch.run_pip('install transformers==4.57.0', 'transformers 4')\n")
+    installed = importlib.metadata.version("transformers")
+    with running_app(data) as url:
+        page = html.unescape(requests.get(url + "config", timeout=10).text)
+    assert "old-transformers (disabled)" in page
+    assert f"change transformers from {installed} (the version the web UI uses) to 4.57.0" in page
+    assert "old-transformers" in json.loads((data / "config.json").read_text())["disabled_extensions"]
 
 
 def test_pip_calls_on_this_python_are_routed_through_the_guard(tmp_path):
