@@ -86,7 +86,7 @@ def _option_value(args: list[str], index: int) -> tuple[str | None, int, str]:
 def requirement_lines(file: Path) -> list[Wanted]:
     """The requirements in a requirements file (options, comments and per-line options like --hash left out)."""
     found = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines()):
+    for number, line in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines()):
         text = line.split(" #", 1)[0].split(" --", 1)[0].strip()
         if text and not text.startswith(("#", "-")):
             found.append(Wanted(text, number, file))
@@ -105,7 +105,7 @@ def parse_install(args: list[str]) -> InstallArgs:
             continue
         value, value_index, prefix = _option_value(args, index)
         name = prefix.rstrip("=") or arg
-        if value is not None and name in ("-r", "--requirement"):
+        if value is not None and name in ("-r", "--requirement") and Path(value).is_file():  # else pip says why
             file = Path(value)
             parsed.files[file] = (value_index, prefix)
             parsed.requirements.extend(requirement_lines(file))

@@ -66,9 +66,13 @@ def install_routing() -> None:
         def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
             super().__init__(route_args(args), *rest, **kwargs)
 
-    system = os.system
+    shell = os.system
+
+    def system(command: str) -> int:
+        return shell(route_shell(command))
+
     subprocess.Popen = RoutedPopen  # type: ignore[misc]
-    os.system = lambda command: system(route_shell(command))
+    os.system = system
 
 
 def main(argv: list[str]) -> None:

@@ -138,14 +138,21 @@ def test_a_request_to_change_a_core_package_is_refused_and_the_extension_disable
     assert "Extension old-deps: pip install" in message and "was refused" in message
     assert f"change {package} from {installed} (the version the web UI uses) to {wanted}" in message
     assert "disabled" in message and disabled_names(opts) == {"old-deps"}
-    shown = html.unescape(tab(exts, opts, environment).table())  # a new tab (as after a restart) reads the note
+    actions = tab(exts, opts, environment)  # a new tab, as after a restart, reads the note from disk
+    shown = html.unescape(actions.table())
     assert "old-deps (disabled)" in shown and f"change {package} from {installed}" in shown
+    actions.apply(["old-deps"], [])  # enabled again: the note goes until its next install
+    assert disabled_names(opts) == set() and "was refused" not in html.unescape(actions.table())
 
 
-def test_an_extra_that_needs_an_older_core_package_is_left_out(tmp_path, exts, opts, environment):
-    install_py = ("import subprocess, sys\n"
-                  "subprocess.check_call([sys.executable, '-m', 'pip', 'install', 'localpkg[magic,nice]'])\n")
-    remote = Remote(tmp_path, "prompts", {"install.py": install_py})
+@pytest.mark.parametrize("files", [
+    {"install.py": "import subprocess, sys\n"
+                   "subprocess.check_call([sys.executable, '-m', 'pip', 'install', 'localpkg[magic,nice]'])\n"},
+    {"install.py": "import launch\nlaunch.run_pip('install -r requirements.txt', 'requirements')\n",
+     "requirements.txt": "helperpkg\nlocalpkg[magic,nice]  # the magic needs an old coretrans\n"},
+], ids=["subprocess", "launch.run_pip with -r"])
+def test_an_extra_that_needs_an_older_core_package_is_left_out(tmp_path, exts, opts, environment, files):
+    remote = Remote(tmp_path, "prompts", files)
     message = html.unescape(tab(exts, opts, environment).install(str(remote.bare)))
     assert 'Extension prompts: the "magic" extra of localpkg[magic,nice] was left out' in message
     assert "change coretrans from 5.0 (the version the web UI uses) to 4.0 (localpkg 1.0 requires coretrans<5), " \
@@ -226,7 +233,8 @@ def test_pip_arguments_are_taken_apart(tmp_path):
     requirements = tmp_path / "req.txt"
     requirements.write_text("-i https://example.com\n\ncorenum<2  # old\nhelperpkg --hash=sha256:00\n")
     assert split_command(["-q", "--log", "install", "install", "a"]) == (["-q", "--log", "install"], "install", ["a"])
-    parsed = parse_install(["-U", "a[x]>=1", "-i", "https://i", f"--requirement={requirements}", "-e", "./b"])
+    parsed = parse_install(["-U", "a[x]>=1", "-i", "https://i", f"--requirement={requirements}", "-e", "./b",
+                            "-r", str(tmp_path / "missing.txt")])
     assert [wanted.text for wanted in parsed.requirements] == ["a[x]>=1", "corenum<2", "helperpkg"]
-    assert parsed.options == ["-U", "-i", "https://i", "-e", "./b"]
+    assert parsed.options == ["-U", "-i", "https://i", "-e", "./b", "-r", str(tmp_path / "missing.txt")]
     assert parsed.files == {requirements: (4, "--requirement=")}
