@@ -42,11 +42,13 @@ class GuardedInstaller:
         self._state: Snapshot | None = None
 
     def pins(self) -> Pins:
+        """The protected distributions' versions, read once."""
         if self._pins is None:
             self._pins = protected_pins(self.environment)
         return self._pins
 
     def state(self) -> Snapshot:
+        """The environment as the last install left it (pip freeze and pip check), read when first needed."""
         if self._state is None:
             self._state = Snapshot.take(self.environment, imports=False)
         return self._state

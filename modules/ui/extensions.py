@@ -4,7 +4,7 @@ restart UI"), Available (an extension index such as A1111's index.json) and Inst
 Installing, updating and switching extensions are refused, with the reason shown, when the server can
 be reached from other machines, unless --enable-insecure-extension-access is given. What an extension's
 last install reported (why the package guard disabled it, or the extras it left out) is shown under its
-name until it is enabled again."""
+name; enabling a disabled extension again clears it."""
 from __future__ import annotations
 
 import html
