@@ -36,8 +36,10 @@ def _in_this_environment(program: str, names: re.Pattern) -> bool:
 
 def route_args(args: Any) -> Any:
     """Popen's `args` with a pip call on this Python turned into a guarded one; anything else unchanged."""
-    if isinstance(args, (str, bytes)):
-        return route_shell(args) if isinstance(args, str) else args
+    if isinstance(args, str):
+        return route_shell(args)
+    if not isinstance(args, (list, tuple)):  # bytes or a single path: a program without arguments
+        return args
     parts = [os.fsdecode(part) if isinstance(part, (bytes, os.PathLike)) else part for part in args]
     if not parts or not all(isinstance(part, str) for part in parts):
         return args

@@ -225,6 +225,7 @@ def test_pip_calls_on_this_python_are_routed_through_the_guard(tmp_path):
     other = str(tmp_path / "python3")  # another environment's python is left alone
     assert route_args([other, "-m", "pip", "install", "x"]) == [other, "-m", "pip", "install", "x"]
     assert route_args([sys.executable, "script.py"]) == [sys.executable, "script.py"]
+    assert route_args(Path(sys.executable)) == Path(sys.executable)
     routed = route_shell(f'echo hi && "{sys.executable}" -m pip install x; {other} -m pip install y')
     assert routed == f"echo hi && {sys.executable} -m modules.guarded_pip install x; {other} -m pip install y"
 
