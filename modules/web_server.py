@@ -5,6 +5,9 @@ file an answer names (only allowed_paths, its cache, the working and temp folder
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
+import json
 import logging
 import secrets
 import threading
@@ -14,7 +17,7 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 import uvicorn
 from fastapi import Depends, FastAPI
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse
 from gradio import networking
 from gradio.routes import App as GradioApp
 from starlette.requests import Request
@@ -31,6 +34,7 @@ from modules.page_head import PageHead
 from modules.services import Services
 
 log = logging.getLogger(__name__)
+OPTS_MAX_WAIT = 30.0  # seconds /internal/opts?wait= may hold a request for changed settings
 
 
 def create_app(services: Services, api_auth: Sequence[tuple[str, str]] = (), page: gr.Blocks | None = None,
@@ -79,8 +83,22 @@ def _add_page_routes(app: FastAPI, services: Services, page_session: SessionChec
         path = files.resolve(name) if denied is None else None
         return denied or (FileResponse(path) if path is not None else PlainTextResponse("File not found", 404))
 
-    def current_opts(request: Request) -> Response:
-        return refused(request) or JSONResponse(services.opts.as_dict(), headers={"Cache-Control": "no-store"})
+    async def current_opts(request: Request, wait: float = 0.0) -> Response:
+        """The settings' values, tagged (ETag). With `wait` and If-None-Match naming the values the page has,
+        the answer waits up to `wait` seconds (30 at most) for them to change: 304 when they don't."""
+        denied = refused(request)
+        if denied is not None:
+            return denied
+        deadline = time.monotonic() + (min(wait, OPTS_MAX_WAIT) if wait > 0 else 0.0)
+        while True:
+            body = json.dumps(services.opts.as_dict(), default=str).encode()
+            tag = f'"{hashlib.sha1(body).hexdigest()}"'
+            headers = {"ETag": tag, "Cache-Control": "no-store"}
+            if tag != request.headers.get("if-none-match"):
+                return Response(body, media_type="application/json", headers=headers)
+            if time.monotonic() >= deadline:
+                return Response(status_code=304, headers=headers)
+            await asyncio.sleep(0.25)
 
     app.add_api_route("/file={name:path}", serve_file, methods=["GET", "HEAD"], include_in_schema=False)
     app.add_api_route("/internal/opts", current_opts, methods=["GET"], include_in_schema=False)

@@ -1,13 +1,16 @@
 """A1111's `/file=<path>` URLs and on_app_started routes through a real app.py on a free port: the files
 an extension points its page scripts at are served from its own folder and the data dir's outputs/, tmp/ and
 images, and nothing else (traversal, encodings, symlinks, dot folders, settings and model files, /proc); with a
-page login, both need the login; an extension's route answers beside the page, with and without --api."""
+page login, both need the login, as does /internal/opts (the page's `opts`, which waits for a change when asked);
+an extension's route answers beside the page, with and without --api."""
 from __future__ import annotations
 
 import os
 import re
 import shutil
 import socket
+import threading
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -72,7 +75,7 @@ def open_app(tmp_path_factory, demo_checkpoint):
 def locked_app(tmp_path_factory, demo_checkpoint):
     root = tmp_path_factory.mktemp("file-urls-login")
     data = make_data_dir(root, demo_checkpoint)
-    with running_app(data, "--api", "--gradio-auth", "ann:pass-4321") as url:
+    with running_app(data, "--api", "--gradio-auth", "ann:pass-4321", model_name="demo.safetensors") as url:
         yield url, data, root
 
 
@@ -160,6 +163,24 @@ def test_a_page_login_guards_files_opts_and_scripts(locked_app):
     for bad in refused(data, data.parent):
         status, reply = raw_get(url, f"/file={bad}", cookie)
         assert status in (403, 404) and SECRET.encode() not in reply, (bad, status)
+
+
+def test_opts_answer_when_the_settings_change(locked_app):
+    """The page asks with the values it has (If-None-Match) and `wait`: the answer comes once they change."""
+    url, _, _ = locked_app
+    session = requests.Session()
+    session.post(url + "login", data={"username": "ann", "password": "pass-4321"}, timeout=10)
+    tag = session.get(url + "internal/opts", timeout=10).headers["ETag"]
+    for wait in ("0", "nan", "-5"):
+        assert session.get(f"{url}internal/opts?wait={wait}", headers={"If-None-Match": tag},
+                           timeout=10).status_code == 304, wait
+    change = threading.Timer(1.0, requests.post, (url + "sdapi/v1/options",), {"json": {"samples_format": "jpg"}})
+    change.start()
+    started = time.monotonic()
+    answer = session.get(url + "internal/opts?wait=20", headers={"If-None-Match": tag}, timeout=30)
+    change.join()
+    assert answer.status_code == 200 and answer.json()["samples_format"] == "jpg", answer.json()
+    assert 1.0 <= time.monotonic() - started < 10 and answer.headers["ETag"] != tag
 
 
 def test_a1111s_webui_tmp_folder_is_served_for_relative_names(tmp_path):

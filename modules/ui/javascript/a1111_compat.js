@@ -12,7 +12,8 @@
 (() => {
   const callbacks = { loaded: [], update: [], afterUpdate: [], tabChange: [], optionsAvailable: [],
                       optionsChanged: [] };
-  const state = { loaded: false, optsLoaded: false, optsText: "", warming: false, tab: null, afterTimer: 0 };
+  const state = { loaded: false, optsLoaded: false, optsAvailable: false, optsTag: "", warming: false, tab: null,
+                  afterTimer: 0 };
   const run = (list, ...args) => list.forEach((callback) => {
     try { callback(...args); } catch (error) { console.error("extension callback failed", error); }
   });
@@ -38,34 +39,42 @@
   window.onUiUpdate = (callback) => callbacks.update.push(callback);
   window.onAfterUiUpdate = (callback) => callbacks.afterUpdate.push(callback);
   window.onUiTabChange = (callback) => callbacks.tabChange.push(callback);
-  window.onOptionsAvailable = (callback) => (state.optsLoaded ? run([callback])
+  window.onOptionsAvailable = (callback) => (state.optsAvailable ? run([callback])
     : callbacks.optionsAvailable.push(callback));
   window.onOptionsChanged = (callback) => callbacks.optionsChanged.push(callback);
 
   // opts: the settings' current values, read again after Settings or the quicksettings row change them.
-  async function loadOpts() {
+  // wait > 0: the server answers once the settings differ from ours (or, unchanged, after `wait` seconds).
+  async function loadOpts(wait = 0) {
+    let changed = false;
     try {
-      const response = await fetch("internal/opts", { cache: "no-store" });
-      if (!response.ok) return;
-      const text = await response.text();
-      if (text === state.optsText) return;
-      state.optsText = text;
-      Object.keys(opts).forEach((key) => delete opts[key]);
-      Object.assign(opts, JSON.parse(text));
+      const response = await fetch(`internal/opts?wait=${wait}`,
+        { cache: "no-store", headers: state.optsTag ? { "If-None-Match": state.optsTag } : {} });
+      if (response.status === 200) {
+        const values = await response.json();
+        state.optsTag = response.headers.get("ETag");
+        Object.keys(opts).forEach((key) => delete opts[key]);
+        Object.assign(opts, values);
+        changed = true;
+      }
     } catch (error) {
       console.error("could not read the settings for opts", error);
-      return;
     }
-    const first = !state.optsLoaded;
-    state.optsLoaded = true;
-    if (first) run(callbacks.optionsAvailable);
-    if (state.loaded) run(callbacks.optionsChanged);
-    else if (first) maybeLoaded();
+    if (changed && !state.optsAvailable) {
+      state.optsAvailable = true;
+      run(callbacks.optionsAvailable);
+    }
+    if (!state.optsLoaded) {  // the first try, whatever came of it: the page loads with or without opts
+      state.optsLoaded = true;
+      maybeLoaded();
+    } else if (changed && state.loaded) {
+      run(callbacks.optionsChanged);
+    }
   }
-  let optsTimers = [];
+  let optsTimer = 0;
   function reloadOptsSoon() {
-    optsTimers.forEach(clearTimeout);
-    optsTimers = [300, 1000, 3000].map((delay) => setTimeout(loadOpts, delay));
+    clearTimeout(optsTimer);
+    optsTimer = setTimeout(() => loadOpts(10), 300);
   }
   document.addEventListener("click", (event) => {
     if (event.target.closest?.("#settings_submit")) reloadOptsSoon();
@@ -103,7 +112,6 @@
 
   // Open every top-level tab once, then the one that was open, with the page hidden meanwhile.
   async function renderAllTabs() {
-    document.documentElement.classList.add("a1111-compat-warming");
     try {
       const first = tabButtons().find((button) => button.classList.contains("selected"));
       for (const button of tabButtons()) {
@@ -119,7 +127,7 @@
   }
   async function warmUp() {
     try {
-      await Promise.race([renderAllTabs(), sleep(15000)]);
+      await renderAllTabs();  // at most 3 s a tab
     } catch (error) {
       console.error("could not open the page's tabs", error);
     }
