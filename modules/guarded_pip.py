@@ -196,6 +196,7 @@ class InstallJudge:
         self.edits: dict[Wanted, str] = {}
 
     def resolves(self, requirements: list[str]) -> bool:
+        """Whether pip can install `requirements` with the pins."""
         return dry_run(self.pip_options, self.options, requirements, self.session.constraints) is not None
 
     def changes(self, requirement: str) -> list[Change]:
@@ -204,6 +205,7 @@ class InstallJudge:
         return protected_changes(items or [], self.session.pins, _name_of(requirement))
 
     def refuse(self, wanted: Wanted, changes: list[Change], extra: str = "") -> None:
+        """Record that `wanted` (or its `extra`) is refused for the first of `changes`, naming the others."""
         first = changes[0]
         also = ", ".join(f"{change.package} {change.installed} → {change.wanted}" for change in changes[1:])
         self.refusals.append(Refusal(self.session.extension, wanted.text, first.package, first.installed,
@@ -218,14 +220,15 @@ class InstallJudge:
                 self.refusals.append(refusal)
             else:
                 to_resolve.append(wanted)
-        if to_resolve and not self.resolves([wanted.text for wanted in to_resolve]):
-            for wanted in to_resolve:
-                self.judge_alone(wanted)
-
-    def judge_alone(self, wanted: Wanted) -> None:
-        """One requirement that may conflict: refused, or kept without the extras that conflict."""
-        if self.resolves([wanted.text]):
+        if not to_resolve or self.resolves([wanted.text for wanted in to_resolve]):
             return
+        for wanted in to_resolve:  # one of them conflicts (or fails for another reason)
+            if len(to_resolve) == 1 or not self.resolves([wanted.text]):
+                self.judge_conflict(wanted)
+
+    def judge_conflict(self, wanted: Wanted) -> None:
+        """A requirement that can't be installed with the pins: refused when that is because it would change
+        them, or kept without the extras that would."""
         changes = self.changes(wanted.text)
         if not changes:  # it fails for another reason, which pip will tell
             return
@@ -269,6 +272,7 @@ def edited_args(parsed: InstallArgs, edits: dict[Wanted, str], folder: Path) -> 
 
 
 def _absolute_includes(line: str, base: Path) -> str:
+    """A requirements file's line, with the path of an -r or -c include made absolute from `base`."""
     option, _, rest = line.strip().partition(" ")
     if option in ("-r", "--requirement", "-c", "--constraint") and rest and not Path(rest.strip()).is_absolute():
         return f"{option} {base / rest.strip()}"
