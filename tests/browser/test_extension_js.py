@@ -33,6 +33,8 @@ onUiTabChange(() => { probe.tabs.push(get_uiCurrentTabContent().id); });
 onOptionsChanged(() => { probe.optionChanges += 1; probe.clipSkip = opts.CLIP_stop_at_last_layers; });
 onUiLoaded(async () => {
   probe.generate = gradioApp().getElementById("txt2img_generate")?.tagName;
+  probe.buttonTexts = [...gradioApp().querySelectorAll("#txt2img_generate, #img2img_generate, #settings_submit")]
+    .map((button) => button.textContent);
   probe.ids = ["txt2img_prompt", "txt2img_neg_prompt", "txt2img_gallery", "txt2img_settings", "txt2img_width",
                "txt2img_height", "txt2img_res_switch_btn", "txt2img_styles", "txt2img_steps", "txt2img_cfg_scale",
                "txt2img_seed", "img2img_prompt", "img2img_neg_prompt", "img2img_generate", "img2img_gallery",
@@ -70,6 +72,7 @@ def test_an_a1111_extension_script_finds_the_page_api(page):
     page.wait_for_function("window.probe && window.probe.done", timeout=30000)
     assert probe(page, "beforeDomContentLoaded") and probe(page, "domContentLoaded")
     assert probe(page, "generate") == "BUTTON" and probe(page, "ids") == []
+    assert probe(page, "buttonTexts") == ["Generate", "Generate", "Apply settings"]  # as Gradio 3 wrote them
     assert probe(page, "areas") == ["TEXTAREA"] * 4
     assert probe(page, "samplesFormat") == "png" and probe(page, "clipSkip") == 1
     assert probe(page, "currentTab") == "txt2img"

@@ -2,13 +2,14 @@
 // get_uiCurrentTab(), get_uiCurrentTabContent() and the callbacks onUiLoaded, onUiUpdate, onAfterUiUpdate,
 // onUiTabChange, onOptionsAvailable and onOptionsChanged.
 //
-// Gradio 6 differs from the Gradio 3 that A1111 ran on, and this script bridges two differences:
+// Gradio 6 differs from the Gradio 3 that A1111 ran on, and this script bridges three differences:
 // - it builds a tab's contents only when the tab is first opened, where A1111's page had every tab in the
 //   DOM at load. Once the page appears, each top-level tab is opened once (the page is hidden meanwhile),
 //   so #img2img_prompt, #tab_settings… exist when onUiLoaded callbacks run.
 // - a textbox's textarea sits in `label > div`, not right under `label`. The prompt boxes' textareas are
 //   moved up into their label, so `#txt2img_prompt > label > textarea` finds them. The element is the same,
 //   so Gradio's own listeners keep working.
+// - a button's textContent starts with a blank (" Generate"); the blank text node is emptied.
 (() => {
   const callbacks = { loaded: [], update: [], afterUpdate: [], tabChange: [], optionsAvailable: [],
                       optionsChanged: [] };
@@ -103,6 +104,18 @@
     boxes.forEach((box) => box.parentElement.parentElement.insertBefore(box, box.parentElement));
   }
 
+  // A button's text, as in Gradio 3: Gradio 6 writes a blank text node before the label, so `textContent` was
+  // " Generate". The blank node is emptied, not removed, so Gradio's own nodes stay where it left them.
+  function trimButtons(root) {
+    if (!root.querySelectorAll) return;
+    for (const button of [root, ...root.querySelectorAll("button")]) {
+      if (button.tagName !== "BUTTON") continue;
+      button.childNodes.forEach((node) => {
+        if (node.nodeType === Node.TEXT_NODE && node.data && !node.data.trim()) node.data = "";
+      });
+    }
+  }
+
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   async function until(test, timeout) {
     for (const end = Date.now() + timeout; Date.now() < end; await sleep(20)) if (test()) return true;
@@ -138,6 +151,7 @@
     if (state.loaded || state.warming !== "done" || !state.optsLoaded) return;
     state.loaded = true;
     compatTextareas();
+    trimButtons(gradioApp());
     applyTitles(gradioApp());
     state.tab = get_uiCurrentTab();
     run(callbacks.loaded);
@@ -158,6 +172,7 @@
       return;
     }
     compatTextareas();
+    mutations.forEach((mutation) => mutation.addedNodes.forEach(trimButtons));
     if (!state.loaded) return;
     mutations.forEach((mutation) => mutation.addedNodes.forEach(applyTitles));
     run(callbacks.update, mutations);
