@@ -27,7 +27,8 @@ from modules.processing import PostprocessBatchListArgs, PostprocessImageArgs  #
 log = logging.getLogger(__name__)
 
 AlwaysVisible = object()
-"""Returned by show(): the script's controls are always on the tab, in their own accordion."""
+"""Returned by show(): the script's controls are always on the tab (in a plain group; a script that wants an
+accordion makes one in ui(), as in A1111)."""
 
 _loading_dir: str | None = None
 
@@ -231,7 +232,7 @@ def _after_component(component: Any, kwargs: dict[str, Any]) -> None:
 
 class ScriptRunner:
     """The scripts of one tab: the Script dropdown with each script's controls, the AlwaysVisible
-    accordions, and the calls into them while the page is built and while a job runs. A script whose
+    scripts' groups, and the calls into them while the page is built and while a job runs. A script whose
     show() or ui() raises is left out of the tab; `notices` says so for the page."""
 
     def __init__(self, loaded: LoadedScripts, is_img2img: bool) -> None:
@@ -283,10 +284,10 @@ class ScriptRunner:
         dropdown = gr.Dropdown(label="Script", choices=["None", *self.titles], value="None", type="index",
                                elem_id=f"{self.tab}_script_dropdown")
         inputs.append(dropdown)
-        for script in list(self.alwayson):
-            with gr.Accordion(script.title(), open=False, elem_id=script.elem_id("accordion")) as accordion:
+        for script in list(self.alwayson):  # in a plain group, as A1111: the script brings its own accordion
+            with gr.Group(elem_id=script.elem_id("group")) as group:
                 added = self._add_controls(script, inputs)
-            accordion.visible = added
+            group.visible = added
         groups = []
         for script in list(self.selectable):
             with gr.Group(visible=False) as group:

@@ -140,8 +140,8 @@ def test_a_broken_ui_or_show_leaves_the_other_scripts_and_is_noticed():
         "see the log for its traceback.",
         "The controls (ui()) of script BrokenSelectable of extension broken-ext failed on the txt2img tab; "
         "see the log for its traceback."]
-    hidden = [block for block in page.blocks.values() if isinstance(block, gr.Accordion)
-              and block.label == "Broken UI"]
+    hidden = [block for block in page.blocks.values() if isinstance(block, gr.Group)
+              and block.elem_id == "script_txt2img_broken_ui_group"]
     assert len(hidden) == 1 and hidden[0].visible is False
 
 

@@ -1,4 +1,4 @@
-"""The scripts' part of the page: the Script dropdown and AlwaysVisible accordions of a generation tab, the
+"""The scripts' part of the page: the Script dropdown and AlwaysVisible scripts' groups of a generation tab, the
 component hooks while a tab is built, and the notices (scripts that failed included)."""
 from __future__ import annotations
 
