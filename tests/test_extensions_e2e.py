@@ -28,11 +28,12 @@ class Shiny(scripts.Script):
 '''
 
 
-# An extension as people write them for A1111: a dropdown script, a top-level tab and an app-started hook.
+# An extension as people write them for A1111: a dropdown script, a top-level tab with a paste button and an
+# app-started hook.
 FRESH_SCRIPT = '''from pathlib import Path
 
 import gradio as gr
-from modules import script_callbacks, scripts
+from modules import infotext_utils, script_callbacks, scripts
 from modules.processing import process_images
 
 
@@ -43,6 +44,9 @@ def started(demo, app):
 def tabs():
     with gr.Blocks() as ui:
         gr.Markdown("Fresh extension tab body")
+        text = gr.Textbox(label="Fresh infotext")
+        send = gr.Button("Send to txt2img")
+        infotext_utils.register_paste_params_button(infotext_utils.ParamBinding(send, "txt2img", text))
     return [(ui, "Fresh tab", "fresh_tab")]
 
 
@@ -135,6 +139,9 @@ def test_the_installed_extensions_script_tab_and_hooks_work_after_the_restart(ap
                                               "Script": "Fresh"})
     _, info = client.predict(*args, api_name="/txt2img")
     assert "a barn in the snow" in info
+    pasted = client.predict("a fox\nSteps: 9, Sampler: Heun, CFG scale: 3", api_name="/extension_paste_0")
+    values = [update.get("value") for update in pasted if isinstance(update, dict)]
+    assert "a fox" in values and 9 in values and "Heun" in values
 
 
 def page_with(url: str, text: str) -> str | None:

@@ -9,6 +9,7 @@ from typing import Sequence
 import gradio as gr
 
 from modules import script_callbacks
+from modules.a1111 import infotext_utils
 from modules.errors import UserError
 from modules.extensions import Extension, extension_assets
 from modules.file_urls import file_url
@@ -117,6 +118,7 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
         for tab in (t2i, i2i):
             connect_paste_button(tab, quick)
             tab.extra_networks.connect_checkpoints(checkpoint, change_checkpoint, status)
+        infotext_utils.connect_paste_params_buttons({"txt2img": t2i, "img2img": i2i}, quick, tabs)  # extensions'
         for target in [*png_info.generation_targets(t2i, i2i), png_info.extras_target(extras_tab)]:
             png_info.connect_send_button(png, target, tabs, quick)
         refresh.click(refresh_list, outputs=[checkpoint, *(control for control, _ in checkpoint_lists)],
