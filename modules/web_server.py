@@ -28,6 +28,7 @@ from modules import script_callbacks
 from modules.api.auth import schema_declaration
 from modules.api.errors import install_error_handlers
 from modules.api.routes import SdApi
+from modules.api_docs import add_offline_docs
 from modules.file_urls import FileUrls
 from modules.http_guards import RequestGuard, SessionCheck
 from modules.page_head import PageHead
@@ -44,7 +45,9 @@ def create_app(services: Services, api_auth: Sequence[tuple[str, str]] = (), pag
     schema at /docs, the page at / when given (`page_options` as for Blocks.launch: auth, allowed_paths,
     css, head…, served at http://host:port), and the request guard (body cap: setting max_request_bytes)."""
     if serve_api:
-        app = FastAPI(title="Stable Diffusion web UI API", description="AUTOMATIC1111-compatible /sdapi/v1 routes")
+        app = FastAPI(title="Stable Diffusion web UI API", description="AUTOMATIC1111-compatible /sdapi/v1 routes",
+                      docs_url=None)
+        add_offline_docs(app)
         install_error_handlers(app)
         app.include_router(SdApi(services).router([Depends(schema_declaration)] if api_auth else []))
     else:

@@ -1,0 +1,50 @@
+"""/docs works offline: Swagger UI's files come from the app itself, and the page renders with every other
+host unreachable."""
+from __future__ import annotations
+
+import re
+from urllib.parse import urljoin, urlparse
+
+import pytest
+import requests
+from app_process import running_app
+
+
+@pytest.fixture(scope="module")
+def api_url(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("api-docs"), "--nowebui") as url:
+        yield url
+
+
+def test_docs_names_only_local_files_and_they_answer(api_url):
+    html = requests.get(urljoin(api_url, "docs"), timeout=10).text
+    urls = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]|url: ?['"]([^'"]+)['"]""", html)
+    named = [one or other for one, other in urls]
+    assert any(name.endswith("swagger-ui-bundle.js") for name in named), html
+    assert any(name.endswith("swagger-ui.css") for name in named), html
+    for name in named:
+        assert not urlparse(name).netloc, f"/docs loads {name} from another host"
+        assert requests.get(urljoin(api_url, name), timeout=10).status_code == 200, name
+
+
+def test_docs_render_with_other_hosts_blocked(browser, api_url):
+    context = browser.new_context()
+    page = context.new_page()
+    elsewhere: list[str] = []
+
+    def only_local(route):
+        if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    try:
+        page.goto(urljoin(api_url, "docs"))
+        page.wait_for_selector(".info .title", timeout=20000)
+        assert "Stable Diffusion web UI API" in page.inner_text(".info .title")
+        page.locator(".opblock-summary-path", has_text="/sdapi/v1/txt2img").first.wait_for(timeout=20000)
+        assert elsewhere == []
+    finally:
+        context.close()
