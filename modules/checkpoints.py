@@ -12,7 +12,7 @@ import torch
 
 from modules.atomic_files import read_json_object, write_json_atomic
 from modules.errors import ModelLoadError
-from modules.safe_weights import UnsafeWeightsError, read_weights
+from modules.safe_weights import UnreadableWeightsError, UnsafeWeightsError, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = read_weights(path)
     except UnsafeWeightsError as exc:
         raise ModelLoadError(str(exc)) from None
+    except UnreadableWeightsError as exc:
+        raise ModelLoadError(f"{path.name} is not a checkpoint (unreadable): {str(exc).split(': ', 1)[-1]}") from None
     except Exception as exc:  # noqa: BLE001 - an untrusted file can fail to parse in many ways
         raise ModelLoadError(f"Could not read {path.name}: the file is damaged or not a checkpoint ({exc})") from exc
     while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

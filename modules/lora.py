@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modules.prompt_parser import ExtraNetwork
-from modules.safe_weights import UnsafeWeightsError, read_weights
+from modules.safe_weights import UnreadableWeightsError, UnsafeWeightsError, read_weights
 from modules.sd_models import StableDiffusionModel
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class LoraLibrary:
                 try:
                     source = str(path) if path.suffix == ".safetensors" else read_weights(path)
                     host.load_lora_weights(source, adapter_name=request.name)
-                except UnsafeWeightsError as exc:
+                except (UnsafeWeightsError, UnreadableWeightsError) as exc:
                     result.warnings.append(f"LoRA {request.name} was skipped: {exc}")
                     continue
                 except (ValueError, RuntimeError, KeyError, OSError, json.JSONDecodeError) as exc:

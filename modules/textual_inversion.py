@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from modules import model_families
-from modules.safe_weights import UnsafeWeightsError, read_weights
+from modules.safe_weights import UnreadableWeightsError, UnsafeWeightsError, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def read_embedding(path: Path) -> Embedding:
     """Load an embedding file; raises ValueError with the reason if it is not one."""
     try:
         data = read_weights(path)
-    except UnsafeWeightsError as exc:
+    except (UnsafeWeightsError, UnreadableWeightsError) as exc:
         raise ValueError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - an untrusted file can fail to parse in many ways
         raise ValueError(f"cannot read it ({type(exc).__name__}: {exc})") from exc

@@ -1,4 +1,6 @@
 import json
+import pickle
+import random
 
 import pytest
 import torch
@@ -109,6 +111,38 @@ def test_corrupt_files_give_a_clear_error(content, tmp_path):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ModelLoadError, match="bad"):
             _load(tmp_path / name, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["random.ckpt", "random.safetensors", "random.pt"])
+def test_random_bytes_are_not_a_checkpoint_rather_than_code(name, tmp_path):
+    (tmp_path / name).write_bytes(random.Random(7).randbytes(4096))
+    with pytest.raises(ModelLoadError) as caught:
+        _load(tmp_path / name, tmp_path)
+    assert str(caught.value) == (f"{name} is not a checkpoint (unreadable): its bytes are not a pickle, a zip or "
+                                 "safetensors")
+
+
+def test_a_damaged_pickle_is_unreadable_and_a_plain_pickle_with_code_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    (tmp_path / "damaged.ckpt").write_bytes(b"\x80\x02" + random.Random(3).randbytes(300))
+    with pytest.raises(ModelLoadError, match=r"^damaged.ckpt is not a checkpoint \(unreadable\): a damaged pickle$"):
+        _load(tmp_path / "damaged.ckpt", tmp_path)
+    (tmp_path / "legacy.ckpt").write_bytes(pickle.dumps({"x": _Opener(str(marker))}, protocol=2))
+    with pytest.raises(ModelLoadError) as caught:
+        _load(tmp_path / "legacy.ckpt", tmp_path)
+    assert "Refused to load legacy.ckpt" in str(caught.value) and "could run code" in str(caught.value)
+    assert "It names io.open" in str(caught.value) and "PyTorch" not in str(caught.value)
+    assert not marker.exists()
+
+
+class _Opener:
+    """Unpickling this opens (creates) `path`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
 
 
 def test_not_a_stable_diffusion_file(tmp_path):
