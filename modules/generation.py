@@ -66,6 +66,7 @@ class GenerationResult:
     paths: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
+    index_of_first_image: int = 0  # 1 when a grid of the images comes first
 
 
 @dataclass

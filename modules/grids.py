@@ -20,19 +20,32 @@ class GridAnnotation:
     is_active: bool = True
 
 
-def image_grid(imgs: list[Image.Image], batch_size: int = 1, rows: int | None = None) -> Image.Image:
-    """Paste images left to right, top to bottom. Without `rows`: a square-ish grid, or one row per
-    batch when the images are a multiple of it."""
-    if rows is None:
-        rows = math.floor(math.sqrt(len(imgs)))
-        while rows > 1 and len(imgs) % rows:
+def grid_rows(count: int, batch_size: int = 1, n_rows: int = -1, prevent_empty_spots: bool = False) -> int:
+    """A1111's row count (its n_rows setting): n_rows when above 0, the batch size when 0, else about the square
+    root of `count`; with prevent_empty_spots, the largest divisor of `count` not above the square root."""
+    if n_rows > 0:
+        rows = n_rows
+    elif n_rows == 0:
+        rows = batch_size
+    elif prevent_empty_spots:
+        rows = math.floor(math.sqrt(count))
+        while rows > 1 and count % rows:
             rows -= 1
-    rows = max(1, min(rows, len(imgs)))
+    else:
+        rows = round(math.sqrt(count))
+    return max(1, min(rows, count))
+
+
+def image_grid(imgs: list[Image.Image], batch_size: int = 1, rows: int | None = None) -> Image.Image:
+    """Paste images left to right, top to bottom, each centred in a cell of the largest image's size. Without
+    `rows`: grid_rows with A1111's default settings."""
+    rows = grid_rows(len(imgs), batch_size) if rows is None else max(1, min(rows, len(imgs)))
     cols = math.ceil(len(imgs) / rows)
-    width, height = imgs[0].size
+    width, height = max(image.width for image in imgs), max(image.height for image in imgs)
     grid = Image.new("RGB", (cols * width, rows * height), "white")
     for index, image in enumerate(imgs):
-        grid.paste(image, (index % cols * width, index // cols * height))
+        grid.paste(image, (index % cols * width + (width - image.width) // 2,
+                           index // cols * height + (height - image.height) // 2))
     return grid
 
 

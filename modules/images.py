@@ -13,6 +13,7 @@ from typing import IO, Any, Iterator
 
 from PIL import Image, PngImagePlugin
 
+from modules import grids
 from modules.atomic_files import write_atomic, write_new
 from modules.errors import UserError
 from modules.image_inputs import check_pixel_count
@@ -22,7 +23,6 @@ from modules.grids import (  # noqa: F401 - A1111's names, which scripts import 
     combine_grid,
     draw_grid_annotations,
     draw_prompt_matrix,
-    image_grid,
     split_grid,
 )
 
@@ -300,3 +300,12 @@ def open_image(source: str | Path | IO[bytes], name: str | None = None) -> Image
     except (OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"{label} is not an image this app can read, or it is damaged ({exc})") from exc
     return image
+
+
+def image_grid(imgs: list[Image.Image], batch_size: int = 1, rows: int | None = None) -> Image.Image:
+    """A1111's image_grid: without `rows`, the n_rows and grid_prevent_empty_spots settings pick them."""
+    from modules import shared
+
+    if rows is None:
+        rows = grids.grid_rows(len(imgs), batch_size, shared.opts.n_rows, shared.opts.grid_prevent_empty_spots)
+    return grids.image_grid(imgs, batch_size, rows)

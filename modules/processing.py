@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from modules import masking, rng
+from modules import batch_grid, masking, rng
 from modules.a1111.sd_hijack import model_hijack
 from modules.engine import JobContext
 from modules.generation import GenerationResult, ImagePlan, JobHooks, Txt2Img
@@ -200,7 +200,8 @@ class Processed:
         return GenerationResult(params=dataclasses.replace(params, seed=self.seed), images=list(self.images),
                                 infotexts=infotexts[:len(self.images)], seeds=seeds[:len(self.images)],
                                 paths=self.paths if len(self.paths) == len(self.images) else [],
-                                warnings=self.warnings, interrupted=self.interrupted)
+                                warnings=self.warnings, interrupted=self.interrupted,
+                                index_of_first_image=self.index_of_first_image)
 
 
 class _ScriptHooks(JobHooks):
@@ -301,6 +302,7 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
                           all_seeds=list(plan.seeds), all_prompts=list(plan.prompts),
                           all_subseeds=list(plan.subseeds), comments="\n".join(model_hijack.comments))
     processed.warnings, processed.paths, processed.interrupted = result.warnings, result.paths, result.interrupted
+    batch_grid.add_grid(p, processed, services)
     if p.scripts is not None:
         p.scripts.postprocess(p, processed)
     return processed

@@ -119,7 +119,7 @@ def test_alwayson_hooks_change_the_job(services):
     assert np.array_equal(np.asarray(inverted.images[1]), 255 - np.asarray(plain.images[1]))
     assert "Inverted: True" in inverted.infotexts[0] and "Inverted" not in plain.infotexts[0]
     assert ("process", True, [11, 12]) in calls and ("process_batch", 0, [11, 12]) in calls
-    assert ("postprocess", 2) in calls
+    assert ("postprocess", 3) in calls  # the grid and the two images, as A1111 hands them over
 
 
 def test_callbacks_see_steps_and_saved_files(services):

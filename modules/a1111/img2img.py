@@ -32,6 +32,7 @@ def process_batch(p: Any, input_dir: str, output_dir: str, inpaint_mask_dir: str
     runner = shared.services.script_runners.get("img2img")
     if output_dir:
         p.outpath_samples = output_dir
+    p.do_not_save_grid = True  # as in A1111: one grid per image would be of no use
     results = None
     for path in sorted(f for f in source.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()):
         try:
