@@ -135,7 +135,9 @@ def build_ui(services, gradio_auth: list[tuple[str, str]]):
     page.queue()
     active = active_extensions(services.paths.extensions, disabled_names(services.opts))
     options = {"auth": gradio_auth or None, "auth_message": LOGIN_PAGE_NOTE,
-               "allowed_paths": [str(services.paths.outputs)], "show_error": True,
+               # outputs/, and the Save button's folder, so its files can be downloaded
+               "allowed_paths": [str(services.paths.outputs), str(services.output_dir("outdir_save"))],
+               "show_error": True,
                "max_file_size": services.opts.max_upload_bytes,  # Gradio refuses larger uploads with a message
                **page_assets(active)}
     return page, options

@@ -15,6 +15,7 @@ from modules.model_download import RemoteFile
 from modules.server_paths import ServerPaths
 from modules.services import Services
 from modules.ui.generation_tab import infotext_html, wait_with_progress
+from modules.ui.output_panel import folder_button, output_gallery
 
 TAB = "extras"
 MODES = ("Single Image", "Batch Process", "Batch from Directory")
@@ -149,8 +150,12 @@ def build_tab(services: Services) -> ExtrasTab:
                                               elem_id="extras_face_models_status")
                 tab.download = gr.Button("Download", elem_id="extras_download_face_models")
         with gr.Column():
-            tab.gallery = gr.Gallery(label="Output", elem_id="extras_gallery", format="png", columns=2, height=512)
+            tab.gallery = output_gallery(TAB)
+            with gr.Row(elem_id=f"image_buttons_{TAB}", elem_classes="image-buttons"):
+                log = gr.HTML(elem_id=f"html_log_{TAB}", render=False)
+                folder_button(TAB, lambda: services.output_dir("outdir_extras_samples"), services.server_paths, log)
             tab.info = gr.HTML(elem_id="html_info_extras")
+            log.render()
     _wire(services, tab)
     return tab
 

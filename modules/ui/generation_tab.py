@@ -2,7 +2,6 @@
 Interrupt / Skip, the sampling controls, the seed row, Override settings, and the gallery with its infotext."""
 from __future__ import annotations
 
-import html
 import time
 from concurrent.futures import Future
 from typing import Any, Callable, Iterator
@@ -18,15 +17,11 @@ from modules.generation_params import NO_REFINER, GenerationParams
 from modules.options import settings_from_entries
 from modules.services import Services
 from modules.ui.controls import make_control
+from modules.ui.output_panel import OutputPanel, infotext_html, seed_of
 from modules.ui.styles_editor import StylesEditor
 from modules.ui.ui_config import UiConfig
 
 POLL_SECONDS = 0.25
-
-
-def infotext_html(text: str) -> str:
-    """Infotext as A1111 shows it under the gallery."""
-    return f"<p class='infotext'>{'<br>'.join(html.escape(line) for line in text.splitlines())}</p>"
 
 
 def progress_text(progress: Progress) -> str:
@@ -217,12 +212,10 @@ class GenerationTab:
                                       api_visibility="private")
 
     def output_column(self) -> None:
-        """The gallery and the infotext under it."""
-        self.gallery = gr.Gallery(label="Output", elem_id=f"{self.tab}_gallery", format="png", columns=2,
-                                  height=512)
-        self.info = gr.HTML(elem_id=f"html_info_{self.tab}")
-        self.last_seed = gr.State(-1)
-        self.selected = gr.State(0)
+        """The gallery, 📂 💾 🗃️ and the Send-to buttons, and the selected image's infotext."""
+        self.output = OutputPanel(self.tab, self.services, f"outdir_{self.tab}_samples")
+        self.gallery, self.info, self.selected = self.output.gallery, self.output.info, self.output.selected
+        self.send_buttons = self.output.send_buttons
 
     def wire(self, clip_skip: gr.Slider | None, submit: Callable[[GenerationParams, list, dict[str, Any]], Future],
              extra_inputs: list | None = None) -> None:
@@ -253,7 +246,7 @@ class GenerationTab:
             except UserError as exc:
                 raise gr.Error(str(exc)) from exc
             for preview in previews_while_waiting(services, future, progress):
-                yield [preview], gr.skip(), gr.skip()
+                yield [preview], gr.skip(), gr.skip(), gr.skip()
             result: GenerationResult = job_result(future)
             services.last_infotext = next(iter(result.infotexts), services.last_infotext)
             for warning in result.warnings:
@@ -261,11 +254,12 @@ class GenerationTab:
             text = "\n".join([*(f"⚠️ {w}" for w in result.warnings), *result.infotexts[:1]])
             if result.interrupted:
                 text = f"(interrupted)\n{text}"
-            yield gallery_items(result), infotext_html(text), result.params.seed
+            # the first image (the grid, when there is one) opens selected, as in A1111's gallery
+            yield gr.Gallery(gallery_items(result), selected_index=0), infotext_html(text), result, 0
 
         self.generate.click(run, inputs=[self.controls[n] for n in names] + skip_inputs + [self.override_settings]
                             + extra_inputs,
-                            outputs=[self.gallery, self.info, self.last_seed], api_name=self.tab,
+                            outputs=[self.gallery, self.info, self.output.result, self.selected], api_name=self.tab,
                             concurrency_limit=None)
         self.wire_prompt_tools()
         self.interrupt.click(services.engine.interrupt, queue=False, api_name=f"{self.tab}_interrupt")
@@ -281,10 +275,6 @@ class GenerationTab:
                                        api_name=f"{self.tab}_{name}_tokens")
         seed = self.controls["seed"]
         self.random_seed.click(lambda: -1, outputs=seed, queue=False, api_visibility="private")
-        self.reuse_seed.click(lambda last: last, inputs=self.last_seed, outputs=seed, queue=False,
+        self.reuse_seed.click(seed_of, inputs=[self.output.result, self.selected], outputs=seed, queue=False,
                               api_visibility="private")
-
-        def remember(event: gr.SelectData) -> int:
-            return event.index
-
-        self.gallery.select(remember, outputs=self.selected, api_visibility="private")
+        self.output.wire()

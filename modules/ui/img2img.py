@@ -15,7 +15,6 @@ from modules.services import Services
 from modules.ui.extra_networks import ExtraNetworksPanel
 from modules.ui.generation_tab import GenerationTab, queue_job
 from modules.ui.script_controls import script_controls
-from modules.ui.send_buttons import add_send_buttons
 from modules.ui.ui_config import UiConfig
 
 TAB = "img2img"
@@ -118,7 +117,6 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
             script_inputs = script_controls(services, TAB)
         with gr.Column():
             tab.output_column()
-            add_send_buttons(tab)
     interrogate.click(lambda: gr.Warning(INTERROGATE_NOTE), api_name="interrogate")
 
     def submit(params: GenerationParams, extra: list, overrides: dict) -> Future:

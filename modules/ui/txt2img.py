@@ -10,7 +10,6 @@ from modules.services import Services
 from modules.ui.extra_networks import ExtraNetworksPanel
 from modules.ui.generation_tab import GenerationTab, queue_job
 from modules.ui.script_controls import script_controls
-from modules.ui.send_buttons import add_send_buttons
 from modules.ui.ui_config import UiConfig
 from modules.upscalers import LATENT_MODES
 
@@ -73,7 +72,6 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
             script_inputs = script_controls(services, TAB)
         with gr.Column():
             tab.output_column()
-            add_send_buttons(tab)
     tab.wire(clip_skip, lambda params, extra, overrides: queue_job(
         services, StableDiffusionProcessingTxt2Img.from_params(params), extra, overrides), script_inputs)
     return tab
