@@ -12,6 +12,7 @@ import torch
 from modules.errors import UserError
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+SAFETENSORS_MAX_HEADER = 100_000_000  # bytes; the safetensors format refuses longer headers
 
 
 class UnsafeWeightsError(UserError):
@@ -26,9 +27,8 @@ def file_format(path: Path) -> str | None:
     """'safetensors', 'zip' or 'pickle' from the file's first bytes; None when they are none of these."""
     with open(path, "rb") as handle:
         head = handle.read(9)
-    size = path.stat().st_size
-    if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
-        return "safetensors"
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= SAFETENSORS_MAX_HEADER:
+        return "safetensors"  # perhaps truncated: then its reader says what is wrong
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:

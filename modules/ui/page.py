@@ -110,8 +110,9 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
             dropdown = gr.update(choices=models.titles(), value=models.current_title)
             return services.status, dropdown, gr.Timer(active=not loaded)
 
-        checkpoint.input(change_checkpoint, inputs=checkpoint, outputs=[checkpoint, status],
-                         api_name="change_checkpoint")
+        # select, not input: Gradio 6's dropdown sends input again when it loses focus, so a pick loaded twice
+        checkpoint.select(change_checkpoint, inputs=checkpoint, outputs=[checkpoint, status],
+                          api_name="change_checkpoint")
         quicksettings.wire(quick_controls, services, status)
         quick = Quicksettings({"clip_skip": clip_skip} if clip_skip else {}, checkpoint, status, models,
                               change_checkpoint)

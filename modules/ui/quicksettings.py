@@ -68,6 +68,8 @@ def wire(quick: QuickControls, services: Services, status: gr.Markdown) -> None:
             event = control.release
         elif isinstance(control, (gr.Textbox, gr.Number)):
             event = control.blur
+        elif isinstance(control, gr.Dropdown) and not control.multiselect:
+            event = control.select  # its input fires again on blur, which would apply the pick twice
         else:
             event = control.input
         event(change, inputs=control, outputs=[control, status], api_visibility="private")

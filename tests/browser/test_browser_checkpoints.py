@@ -1,5 +1,7 @@
 """Checkpoints in the browser: a file added while the app runs appears in the top dropdown and in hires
-fix's Hires checkpoint dropdown after 🔄; the Refiner accordion hands sampling to a second checkpoint."""
+fix's Hires checkpoint dropdown after 🔄; the Refiner accordion hands sampling to a second checkpoint; picking
+a broken file is one load attempt with one clear warning."""
+import re
 import shutil
 
 import pytest
@@ -13,6 +15,7 @@ def app_data(tmp_path_factory, demo_checkpoint):
     (data / "models" / "Stable-diffusion").mkdir(parents=True)
     shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
     shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "second.safetensors")
+    (data / "models" / "Stable-diffusion" / "unreadable.ckpt").write_bytes(bytes(range(256)) * 16)
     return data
 
 
@@ -59,3 +62,15 @@ def test_the_refiner_accordion_hands_sampling_to_another_checkpoint(page):
     expect(info).to_contain_text("Refiner: second", timeout=60000)
     expect(info).to_contain_text("Refiner switch at: 0.5")
     expect(info).to_contain_text("Model: demo")
+
+
+def test_picking_a_broken_checkpoint_is_one_attempt_with_one_clear_warning(page, app_data):
+    page.locator("#setting_sd_model_checkpoint input").click()
+    page.locator("#setting_sd_model_checkpoint [role=option]", has_text="unreadable.ckpt").first.click()
+    message = "unreadable.ckpt is not a checkpoint (unreadable)"
+    expect(page.locator("#model_status")).to_contain_text(message, timeout=30000)
+    page.wait_for_timeout(1500)  # a second attempt, if any, would have been logged by now
+    attempts = (app_data / "server.log").read_text().count(f"Could not load checkpoint unreadable.ckpt: {message}")
+    assert attempts == 1, (app_data / "server.log").read_text()[-3000:]
+    expect(page.locator(".toast-body", has_text=message)).to_have_count(1)
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("^demo"))
