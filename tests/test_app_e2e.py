@@ -64,7 +64,7 @@ def test_generate_through_the_page_endpoint_saves_png_with_parameters(server, cl
     gallery, info = txt2img(client, {"Prompt": "a lighthouse, at night", "Negative prompt": "fog",
                                      "Sampling method": "Euler a", "Sampling steps": 6, "Height": 96, "Batch size": 2,
                                      "CFG Scale": 6.5, "Seed": 77, "Clip skip": 2})
-    assert len(gallery) == 2
+    assert len(gallery) == 3 and Image.open(gallery[0]["image"]).size == (128, 96)  # the grid first, as in A1111
     assert "Steps: 6, Sampler: Euler a, Schedule type: Automatic, CFG scale: 6.5, Seed: 77, Size: 64x96" in info
     folder = data / "outputs" / "txt2img-images" / date.today().isoformat()
     saved = sorted(folder.glob("*.png"))

@@ -20,6 +20,7 @@ from modules.ui.controls import make_control
 from modules.ui.output_panel import OutputPanel, infotext_html, seed_of
 from modules.ui.styles_editor import StylesEditor
 from modules.ui.ui_config import UiConfig
+from modules.ui.user_errors import page_error
 
 POLL_SECONDS = 0.25
 
@@ -54,7 +55,7 @@ def job_result(future: Future) -> Any:
     try:
         return future.result()
     except UserError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise page_error(exc) from exc
 
 
 def wait_with_progress(services: Services, future: Future, progress: gr.Progress) -> Any:
@@ -141,7 +142,7 @@ class GenerationTab:
             try:
                 return styles.apply_to_prompt(text, names), styles.apply_to_negative_prompt(negative_text, names), []
             except UserError as exc:
-                raise gr.Error(str(exc)) from exc
+                raise page_error(exc) from exc
 
         self.apply_styles.click(apply, inputs=[prompt, negative, chosen], outputs=[prompt, negative, chosen],
                                 api_visibility="private")
@@ -240,11 +241,11 @@ class GenerationTab:
                 params = GenerationParams.from_dict({**dict(zip(names, field_values)), "clip_skip": skip_value})
                 overrides = settings_from_entries(services.opts, values[settings_at] or [])
             except ValueError as exc:
-                raise gr.Error(str(exc)) from exc
+                raise page_error(exc) from exc
             try:
                 future = submit(params, list(values[settings_at + 1:]), overrides)
             except UserError as exc:
-                raise gr.Error(str(exc)) from exc
+                raise page_error(exc) from exc
             for preview in previews_while_waiting(services, future, progress):
                 yield [preview], gr.skip(), gr.skip(), gr.skip()
             result: GenerationResult = job_result(future)
@@ -254,13 +255,15 @@ class GenerationTab:
             text = "\n".join([*(f"⚠️ {w}" for w in result.warnings), *result.infotexts[:1]])
             if result.interrupted:
                 text = f"(interrupted)\n{text}"
-            # the first image (the grid, when there is one) opens selected, as in A1111's gallery
-            yield gr.Gallery(gallery_items(result), selected_index=0), infotext_html(text), result, 0
+            yield gallery_items(result), infotext_html(text), result, 0
 
-        self.generate.click(run, inputs=[self.controls[n] for n in names] + skip_inputs + [self.override_settings]
+        generated = self.generate.click(run, inputs=[self.controls[n] for n in names] + skip_inputs + [self.override_settings]
                             + extra_inputs,
                             outputs=[self.gallery, self.info, self.output.result, self.selected], api_name=self.tab,
                             concurrency_limit=None)
+        # the first image (the grid, when there is one) opens selected, as in A1111's gallery
+        generated.success(lambda: gr.update(selected_index=0), outputs=self.gallery, queue=False,
+                          show_progress="hidden", api_visibility="private")
         self.wire_prompt_tools()
         self.interrupt.click(services.engine.interrupt, queue=False, api_name=f"{self.tab}_interrupt")
         self.skip.click(services.engine.skip, queue=False, api_name=f"{self.tab}_skip")
