@@ -104,6 +104,17 @@ def test_schedulers_by_name_or_label_and_images_saved_on_request(server, api):
     assert len(list((data / "outputs" / "txt2img-images" / date.today().isoformat()).glob("*-4242-*.png"))) == 1
 
 
+def test_a_saved_batch_answers_its_grid_first_as_a1111s_api(server, api):
+    url, data = server
+    images, info, _ = generate(api, url, seed=5150, batch_size=2, save_images=True)
+    assert [image.size for image in images] == [(128, 64), (64, 64), (64, 64)] and info["index_of_first_image"] == 1
+    assert info["all_seeds"] == [5150, 5151] and info["infotexts"][0] == info["infotexts"][1]
+    [grid] = (data / "outputs" / "txt2img-grids").rglob("grid-*.png")  # A1111's short name: grid-0000.png
+    assert Image.open(grid).info["parameters"] == info["infotexts"][0]
+    images, info, _ = generate(api, url, seed=5150, batch_size=2)  # not saved: no grid, as in A1111
+    assert len(images) == 2 and info["index_of_first_image"] == 0
+
+
 def test_override_settings_apply_to_that_job_only(server, api):
     url, data = server
     _, info, _ = generate(api, url, override_settings={"CLIP_stop_at_last_layers": 2,
