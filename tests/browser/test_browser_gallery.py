@@ -2,6 +2,8 @@
 grid is shown whole (fitted, never cropped), selecting an image shows its infotext and gives ♻️ its seed, 💾 and 🗃️
 save into log/images with log.csv, Send-to sends the selected image, and no output gallery takes uploads."""
 import io
+import json
+import re
 import shutil
 
 import numpy as np
@@ -68,6 +70,9 @@ def test_batch_of_two_shows_its_grid_first_whole_and_follows_the_selection(page,
     grids = list((app_data / "outputs" / "txt2img-grids").rglob("grid-*.png"))
     assert len(grids) == 1 and b"Seed: 100," in grids[0].read_bytes()
 
+    info_json = page.locator("#generation_info_txt2img textarea")  # A1111's JSON, for extensions' scripts
+    expect(info_json).to_have_value(re.compile('"index_of_first_image": 1'))
+    assert json.loads(info_json.input_value())["all_seeds"] == [100, 101]
     gallery = page.locator("#txt2img_gallery")
     assert_whole(gallery.get_by_test_id("detailed-image"), gallery)  # the preview opens on the grid
 
