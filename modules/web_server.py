@@ -139,6 +139,20 @@ def _serve_page_last(app: FastAPI) -> None:
     app.router.routes.sort(key=lambda route: isinstance(route, Mount) and route.path == "")
 
 
+class CutStreams(logging.Filter):
+    """uvicorn logs the requests it cancels when serving stops (a page's open event stream, at Reload UI) as
+    errors, each with a traceback; that is expected, so each becomes one info line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cancelled = record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError)
+        if cancelled:
+            record.msg, record.args = "A request still open when serving stopped was cancelled", ()
+            record.exc_info = record.exc_text = None
+        if cancelled or "graceful shutdown exceeded" in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def start(services: Services, args: argparse.Namespace, api_auth: Sequence[tuple[str, str]] = (),
           page: gr.Blocks | None = None, page_options: dict[str, Any] | None = None) -> Callable[[], None]:
     """Build the app (the API with --api or --nowebui), tell scripts it started (on_app_started) and serve
@@ -151,6 +165,9 @@ def start(services: Services, args: argparse.Namespace, api_auth: Sequence[tuple
     # Streams the page keeps open (heartbeats) end when the page closes; anything else gets a moment.
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=args.port, log_level="warning",
                                            timeout_graceful_shutdown=2))
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(one, CutStreams) for one in uvicorn_log.filters):
+        uvicorn_log.addFilter(CutStreams())
     thread = threading.Thread(target=server.run, name="http-server", daemon=True)
     thread.start()
     while not server.started:

@@ -16,6 +16,7 @@ from modules.server_paths import ServerPaths
 from modules.services import Services
 from modules.ui.generation_tab import infotext_html, wait_with_progress
 from modules.ui.output_panel import folder_button, output_gallery
+from modules.ui.user_errors import page_error
 
 TAB = "extras"
 MODES = ("Single Image", "Batch Process", "Batch from Directory")
@@ -174,7 +175,7 @@ def _wire(services: Services, tab: ExtrasTab) -> None:
             if mode == BATCH:
                 Limits.from_options(services.opts).check_input_count(len(inputs), MODES[BATCH])
         except UserError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise page_error(exc) from exc
         result = wait_with_progress(services, services.extras(params, inputs, folder, show), progress)
         for warning in result.warnings:
             gr.Warning(warning)
@@ -195,7 +196,7 @@ def _wire(services: Services, tab: ExtrasTab) -> None:
         try:
             return download_missing_face_models(services.tools.face_restorers, progress)
         except UserError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise page_error(exc) from exc
 
     tab.download.click(download, outputs=tab.face_models, api_name="extras_download_face_models",
                        concurrency_limit=1)

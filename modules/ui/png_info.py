@@ -14,6 +14,7 @@ from modules.infotext import MISSING_KEY_DEFAULTS, parse_infotext
 from modules.ui import extras, img2img
 from modules.ui.generation_tab import GenerationTab
 from modules.ui.infotext_paste import Quicksettings, wire_paste
+from modules.ui.user_errors import page_error
 
 
 @dataclass
@@ -67,7 +68,7 @@ def _open(path: str | None) -> Image.Image:
     try:
         return open_image(path)
     except UserError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise page_error(exc) from exc
 
 
 def describe(path: str | None) -> tuple[str, str, str]:

@@ -5,6 +5,7 @@ import gradio as gr
 
 from modules.errors import UserError
 from modules.styles import PromptStyle, StyleDatabase
+from modules.ui.user_errors import page_error
 
 
 class StylesEditor:
@@ -40,14 +41,14 @@ class StylesEditor:
             try:
                 styles.save_style(PromptStyle((name or "").strip(), text, negative_text))
             except UserError as exc:
-                raise gr.Error(str(exc)) from exc
+                raise page_error(exc) from exc
             return changed(f"Saved the style {name.strip()!r}")
 
         def delete(name: str | None) -> tuple:
             try:
                 styles.delete_style(name or "")
             except UserError as exc:
-                raise gr.Error(str(exc)) from exc
+                raise page_error(exc) from exc
             return changed(f"Deleted the style {name!r}")
 
         self.name.change(load, inputs=self.name, outputs=[self.prompt, self.negative], api_visibility="private")
