@@ -79,6 +79,7 @@ def test_batch_of_two_shows_its_grid_first_whole_and_follows_the_selection(page,
     thumbnails(page).nth(2).click()  # the second image
     info = page.locator("#html_info_txt2img")
     expect(info).to_contain_text("Seed: 101,")
+    assert page.evaluate("selected_gallery_index()") == 2  # A1111's page function, for extensions
     page.click("#txt2img_reuse_seed")
     expect(page.locator("#txt2img_seed input")).to_have_value("101")
 

@@ -1,6 +1,6 @@
 // The page API that A1111's extension scripts use: gradioApp(), opts, titles, updateInput(el),
-// get_uiCurrentTab(), get_uiCurrentTabContent() and the callbacks onUiLoaded, onUiUpdate, onAfterUiUpdate,
-// onUiTabChange, onOptionsAvailable and onOptionsChanged.
+// get_uiCurrentTab(), get_uiCurrentTabContent(), selected_gallery_index() and the callbacks onUiLoaded,
+// onUiUpdate, onAfterUiUpdate, onUiTabChange, onOptionsAvailable and onOptionsChanged.
 //
 // Gradio 6 differs from the Gradio 3 that A1111 ran on, and this script bridges three differences:
 // - it builds a tab's contents only when the tab is first opened, where A1111's page had every tab in the
@@ -36,6 +36,11 @@
   window.get_uiCurrentTab = () => gradioApp().querySelector("#tabs > .tab-wrapper > [role=tablist] > .selected");
   window.get_uiCurrentTabContent = () => gradioApp().querySelector(
     '#tabs > .tabitem[id^=tab_]:not([style*="display: none"])');
+  // A1111's gallery helpers: the thumbnails of the output gallery in view, and the selected one (-1: none).
+  window.all_gallery_buttons = () => [...gradioApp().querySelectorAll(
+    "[id$=_gallery] .thumbnail-item.thumbnail-small")].filter((button) => button.offsetParent);
+  window.selected_gallery_button = () => all_gallery_buttons().find((b) => b.classList.contains("selected")) ?? null;
+  window.selected_gallery_index = () => all_gallery_buttons().findIndex((b) => b.classList.contains("selected"));
   window.onUiLoaded = (callback) => (state.loaded ? run([callback]) : callbacks.loaded.push(callback));
   window.onUiUpdate = (callback) => callbacks.update.push(callback);
   window.onAfterUiUpdate = (callback) => callbacks.afterUpdate.push(callback);
