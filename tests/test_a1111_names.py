@@ -155,7 +155,8 @@ def test_before_image_saved_sees_the_path_the_image_gets(services, fixture_modul
     seen["before saved"].clear()
     seen["after saved"].clear()
     result = generate(services, batch_size=2)
-    assert seen["before saved"] == seen["after saved"] == [str(path) for path in result.paths]
+    grid, *images = [str(path) for path in result.paths]  # the grid, shown first, is saved last (as in A1111)
+    assert seen["before saved"] == seen["after saved"] == [*images, grid] and "grids" in grid
     assert all(path.is_file() for path in result.paths)
 
 
