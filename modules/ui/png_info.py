@@ -14,6 +14,7 @@ from modules.infotext import MISSING_KEY_DEFAULTS, parse_infotext
 from modules.ui import extras, img2img
 from modules.ui.generation_tab import GenerationTab
 from modules.ui.infotext_paste import Quicksettings, wire_paste
+from modules.ui.upload_check import check_uploads, file_name, is_image
 from modules.ui.user_errors import page_error
 
 
@@ -80,6 +81,14 @@ def describe(path: str | None) -> tuple[str, str, str]:
     return texts_html(texts), parameters_html(infotext), infotext
 
 
+def describe_upload(upload: dict | None) -> tuple[str, str, str]:
+    """describe() for the control's unprocessed value, so a file that isn't an image is named in one line
+    rather than failing in Gradio's preprocessing."""
+    if upload and upload.get("path") and not is_image(upload["path"]):
+        raise page_error(f"not an image: {file_name(upload)}")
+    return describe(upload and upload.get("path"))
+
+
 def build_tab() -> PngInfoTab:
     """Lay out the tab and wire reading a dropped image (API name `pnginfo`). Call inside a gr.Tab context."""
     with gr.Row(equal_height=False):
@@ -92,7 +101,8 @@ def build_tab() -> PngInfoTab:
             infotext = gr.Textbox(visible=False, elem_id="pnginfo_generation_info")
             with gr.Row(elem_id="pnginfo_send_buttons") as buttons:
                 pass
-    image.change(describe, inputs=image, outputs=[info, parameters, infotext], api_name="pnginfo")
+    image.change(describe_upload, inputs=image, outputs=[info, parameters, infotext], api_name="pnginfo", preprocess=False)
+    check_uploads(image, warn=False)  # describe names the file
     return PngInfoTab(image, buttons)
 
 

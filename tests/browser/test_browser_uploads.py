@@ -1,0 +1,27 @@
+"""Uploads are checked when they arrive: a text file renamed fake.png gets one clear line, "not an image:
+fake.png", and the control is left empty, in img2img and in PNG Info."""
+import pytest
+from playwright.sync_api import expect
+from test_browser_img2img import drop_file
+
+FAKE = b"just some text, not a picture\n" * 20
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+@pytest.mark.parametrize("tab, target", [("img2img", "#img2img_image"), ("PNG Info", "#pnginfo_image")])
+def test_a_fake_png_gets_one_clear_line_and_is_not_kept(page, tab, target):
+    open_tab(page, tab)
+    drop_file(page, f"{target} button[aria-dropeffect]", FAKE, name="fake.png")
+    toasts = page.locator(".toast-body")
+    expect(toasts.filter(has_text="not an image: fake.png")).to_have_count(1, timeout=20000)
+    expect(page.locator(f"{target} img")).to_have_count(0)
+    page.wait_for_timeout(1500)  # a second message, if any, would be shown by now
+    expect(toasts).to_have_count(1)
+    if tab == "img2img":
+        page.fill("#img2img_prompt textarea", "a boat")
+        page.click("#img2img_generate")
+        expect(toasts.filter(has_text="image")).not_to_have_count(1, timeout=20000)  # Generate's own answer
+        assert "preprocess" not in " ".join(toasts.all_inner_texts())
