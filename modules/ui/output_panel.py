@@ -10,7 +10,7 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import gradio as gr
 from PIL import Image
@@ -19,6 +19,7 @@ from modules import saved_images
 from modules.errors import UserError
 from modules.generation import GenerationResult
 from modules.server_paths import ServerPaths
+from modules.services import Services
 
 TARGETS = (("img2img", "🖼️ Send to img2img"), ("inpaint", "🎨️ Send to inpaint"), ("extras", "📐 Send to extras"))
 
@@ -92,7 +93,7 @@ def open_folder(folder: Path, server_paths: ServerPaths) -> str:
     return f"Opened {folder}"
 
 
-def folder_button(tab: str, folder: Any, server_paths: ServerPaths, log: gr.HTML) -> gr.Button:
+def folder_button(tab: str, folder: Callable[[], Path], server_paths: ServerPaths, log: gr.HTML) -> gr.Button:
     """📂 for the folder `folder()` names (hidden with --hide-ui-dir-config, as in A1111); its message goes to `log`."""
     button = gr.Button("📂", elem_id=f"{tab}_open_folder", size="sm", scale=0, min_width=40,
                        visible=not server_paths.hidden, elem_classes="tool")
@@ -104,7 +105,7 @@ def folder_button(tab: str, folder: Any, server_paths: ServerPaths, log: gr.HTML
 class OutputPanel:
     """A generation tab's gallery with its buttons and infotext (call inside the tab's right column)."""
 
-    def __init__(self, tab: str, services: Any, samples_option: str) -> None:
+    def __init__(self, tab: str, services: Services, samples_option: str) -> None:
         self.tab, self.services = tab, services
         self.gallery = output_gallery(tab)
         with gr.Row(elem_id=f"image_buttons_{tab}", elem_classes="image-buttons"):
