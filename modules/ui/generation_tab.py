@@ -23,6 +23,7 @@ from modules.ui.ui_config import UiConfig
 from modules.ui.user_errors import page_error
 
 POLL_SECONDS = 0.25
+CONFIRM_CLEAR = "(prompt, negative) => confirm('Delete prompt?') ? ['', ''] : [prompt, negative]"
 
 
 def progress_text(progress: Progress) -> str:
@@ -133,10 +134,12 @@ class GenerationTab:
         self.styles_editor = StylesEditor(self.tab, self.services.styles)
 
     def wire_prompt_tools(self) -> None:
-        """🗑️ clears the prompt; 📋 writes the chosen styles into the prompts and unselects them."""
+        """🗑️ clears both prompts once the user confirms (in the browser); 📋 writes the chosen styles into the
+        prompts and unselects them."""
         styles = self.services.styles
         prompt, negative, chosen = (self.controls[n] for n in ("prompt", "negative_prompt", "styles"))
-        self.clear_prompt.click(lambda: "", outputs=prompt, queue=False, api_visibility="private")
+        self.clear_prompt.click(None, inputs=[prompt, negative], outputs=[prompt, negative], queue=False,
+                                js=CONFIRM_CLEAR, api_visibility="private")
 
         def apply(text: str, negative_text: str, names: list[str]) -> tuple:
             try:

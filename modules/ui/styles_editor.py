@@ -8,6 +8,10 @@ from modules.styles import PromptStyle, StyleDatabase
 from modules.ui.user_errors import page_error
 
 
+# Asks before deleting; a "no" sends null, which deletes nothing. Without a name the server says what's missing.
+CONFIRM_DELETE = "(name) => !name || confirm(`Delete the style \"${name}\"?`) ? (name || '') : null"
+
+
 class StylesEditor:
     """Name (pick one or type a new one), prompt and negative prompt, with Save and Delete."""
 
@@ -45,6 +49,8 @@ class StylesEditor:
             return changed(f"Saved the style {name.strip()!r}")
 
         def delete(name: str | None) -> tuple:
+            if name is None:  # the user said no to the page's question
+                return gr.skip(), gr.skip()
             try:
                 styles.delete_style(name or "")
             except UserError as exc:
@@ -56,4 +62,5 @@ class StylesEditor:
                         api_visibility="private")
         self.save.click(save, inputs=[self.name, self.prompt, self.negative], outputs=[self.name, chosen],
                         api_name=f"{chosen.elem_id}_save")
-        self.delete.click(delete, inputs=self.name, outputs=[self.name, chosen], api_name=f"{chosen.elem_id}_delete")
+        self.delete.click(delete, inputs=self.name, outputs=[self.name, chosen], api_name=f"{chosen.elem_id}_delete",
+                          js=CONFIRM_DELETE)
