@@ -101,7 +101,8 @@ def build_tab() -> PngInfoTab:
             infotext = gr.Textbox(visible=False, elem_id="pnginfo_generation_info")
             with gr.Row(elem_id="pnginfo_send_buttons") as buttons:
                 pass
-    image.change(describe_upload, inputs=image, outputs=[info, parameters, infotext], api_name="pnginfo", preprocess=False)
+    image.change(describe_upload, inputs=image, outputs=[info, parameters, infotext], api_name="pnginfo",
+                 preprocess=False)
     check_uploads(image, warn=False)  # describe names the file
     return PngInfoTab(image, buttons)
 

@@ -1,5 +1,5 @@
 """Uploads are checked when they arrive: a text file renamed fake.png gets one clear line, "not an image:
-fake.png", and the control is left empty, in img2img and in PNG Info."""
+fake.png", and the control is left empty, in img2img, PNG Info and Extras."""
 import pytest
 from playwright.sync_api import expect
 from test_browser_img2img import drop_file
@@ -11,7 +11,8 @@ def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name, exact=True).click()
 
 
-@pytest.mark.parametrize("tab, target", [("img2img", "#img2img_image"), ("PNG Info", "#pnginfo_image")])
+@pytest.mark.parametrize("tab, target", [("img2img", "#img2img_image"), ("PNG Info", "#pnginfo_image"),
+                                         ("Extras", "#extras_image")])
 def test_a_fake_png_gets_one_clear_line_and_is_not_kept(page, tab, target):
     open_tab(page, tab)
     drop_file(page, f"{target} button[aria-dropeffect]", FAKE, name="fake.png")
