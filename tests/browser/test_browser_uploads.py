@@ -26,3 +26,18 @@ def test_a_fake_png_gets_one_clear_line_and_is_not_kept(page, tab, target):
         page.click("#img2img_generate")
         expect(toasts.filter(has_text="image")).not_to_have_count(1, timeout=20000)  # Generate's own answer
         assert "preprocess" not in " ".join(toasts.all_inner_texts())
+
+
+def test_a_fake_png_among_extras_batch_files_is_dropped_and_named(page, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), "teal").save(tmp_path / "real.png")
+    (tmp_path / "fake.png").write_bytes(FAKE)
+    open_tab(page, "Extras")
+    page.get_by_role("tab", name="Batch Process", exact=True).click()
+    page.locator("#extras_image_batch input[type=file]").set_input_files([tmp_path / "real.png",
+                                                                          tmp_path / "fake.png"])
+    expect(page.locator(".toast-body", has_text="not an image: fake.png")).to_have_count(1, timeout=20000)
+    files = page.locator("#extras_image_batch")
+    expect(files).to_contain_text("real")  # the name is shown as "real" and ".png"
+    expect(files).not_to_contain_text("fake")
