@@ -23,13 +23,23 @@ def test_the_umask_is_read_without_changing_it(umask_027):
     assert process_umask() == 0o027
 
 
-def test_saved_files_follow_the_umask(tmp_path, umask_027):
-    write_json_atomic(tmp_path / "config.json", {"a": 1})
-    saved = write_new(tmp_path, ["image.png"], lambda handle: handle.write(b"png"))
-    plain = tmp_path / "plain.txt"
-    plain.write_text("as open() makes it")
-    for path in (tmp_path / "config.json", saved):
-        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o640, path
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_saved_files_follow_the_umask(tmp_path, mask, mode):
+    from PIL import Image
+
+    from modules.images import save_numbered
+
+    previous = os.umask(mask)
+    try:
+        write_json_atomic(tmp_path / "config.json", {"a": 1})
+        saved = write_new(tmp_path, ["image.png"], lambda handle: handle.write(b"png"))
+        image = save_numbered(Image.new("RGB", (8, 8)), tmp_path / "outputs", 1, "a cat", "a cat")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("as open() makes it")
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "config.json", saved, image):
+        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == mode, path
 
 
 def test_a_full_disk_names_the_file_and_leaves_no_temporary_file(small_disk):
