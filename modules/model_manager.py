@@ -30,6 +30,7 @@ class ModelManager:
         self.optimizations = optimizations
         self.hashes = HashCache(paths.hash_cache_file)
         self.current: sd_models.StableDiffusionModel | None = None
+        self.loads = 0  # models built so far (switches, borrowed ones)
         self._checkpoints: list[CheckpointInfo] = []
         self._lock = threading.Lock()
         self.refresh()
@@ -120,6 +121,7 @@ class ModelManager:
         place = torch.device("cpu") if self.optimizations.offloads else self.device
         model = sd_models.build_model(prepared, place, dtype, self.paths.cache, self.hashes)
         model_optimizations.apply(model, self.optimizations, self.device)
+        self.loads += 1
         return model
 
     def unload(self) -> None:
