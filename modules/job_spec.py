@@ -82,12 +82,13 @@ class JobResult:
     model: str  # the checkpoint's short hash
     model_name: str
     worker: str
+    job: str  # the kind that names files and picks infotext keys: txt2img, hires, img2img or inpaint
 
     @classmethod
-    def of(cls, result: GenerationResult, model: str, model_name: str, worker: str) -> JobResult:
+    def of(cls, result: GenerationResult, model: str, model_name: str, worker: str, job: str) -> JobResult:
         return cls([png_bytes(image) for image in result.images], list(result.infotexts), list(result.seeds),
                    list(result.prompts), list(result.negative_prompts), list(result.warnings), result.interrupted,
-                   result.params, model, model_name, worker)
+                   result.params, model, model_name, worker, job)
 
     def to_generation_result(self) -> GenerationResult:
         """The front end's result type, images decoded (not saved yet: no paths)."""

@@ -116,6 +116,10 @@ class ModelManager:
         finally:
             sd_models.free_model(model)
 
+    def build(self, info: CheckpointInfo) -> sd_models.StableDiffusionModel:
+        """A model of checkpoint `info`, built beside the loaded one (the caller frees it)."""
+        return self._build(sd_models.prepare_checkpoint(info))
+
     def _build(self, prepared: sd_models.PreparedCheckpoint) -> sd_models.StableDiffusionModel:
         dtype = sd_models.dtype_for(prepared, self.device, self.dtype)
         place = torch.device("cpu") if self.optimizations.offloads else self.device

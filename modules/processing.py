@@ -282,7 +282,7 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
     job = GenerationJob(
         "img2img" if p.is_img2img else "txt2img", p.params,
         ImagePlan(p.all_prompts, p.all_negative_prompts, p.all_seeds, p.all_subseeds or []) if p.all_prompts else plan,
-        settings, model.short_hash or "", model.checkpoint.name, vae,
+        settings, model.short_hash or "", model.checkpoint.name, vae or services.opts.sd_vae,
         extra_infotext={k: str(v) for k, v in p.extra_generation_params.items() if v is not None},
         use_extra_network_tags=not p.disable_extra_networks, init_images=list(getattr(p, "init_images", [])),
         mask=getattr(p, "mask", None), hooks=_ScriptHooks(p))
