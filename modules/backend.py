@@ -5,6 +5,7 @@ skip, scripts' run()). Inside it, each GenerationJob goes to `Backend.run_job`: 
 it right there on the engine's worker; the Ray backend (modules/ray_backend) sends it to a replica."""
 from __future__ import annotations
 
+import os
 import socket
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
@@ -37,6 +38,7 @@ class WorkerInfo:
     loads: int  # checkpoints it has built so far
     running: str | None  # the job it runs now
     jobs_done: int
+    pid: int  # its process
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,4 +121,5 @@ class InProcessBackend(Backend):
         models, progress = self.services.models, self.engine.progress
         loaded = [models.current.short_hash or models.current.checkpoint.name] if models.current else []
         return [WorkerInfo(name="local", node=socket.gethostname(), device=str(models.device), loaded=loaded,
-                           loads=models.loads, running=progress.job or None, jobs_done=self.jobs_done)]
+                           loads=models.loads, running=progress.job or None, jobs_done=self.jobs_done,
+                           pid=os.getpid())]

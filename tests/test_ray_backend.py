@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import signal
 import shutil
 import threading
 import time
@@ -153,3 +155,24 @@ def test_progress_and_interrupt_reach_the_replica_through_the_api(ray_api):
     assert answer["info"]["interrupted"] is True
     assert len(answer["images"]) <= 1  # stopped in the first of four batches
     generate(ray_api)  # and the next job runs
+
+
+def test_a_replica_killed_mid_job_is_retried_once_elsewhere_and_the_next_job_runs(ray_api, data):
+    answer: dict = {}
+
+    def run() -> None:
+        answer["images"], answer["info"] = generate(ray_api, steps=60, width=128, height=128, seed=9)
+    thread = threading.Thread(target=run)
+    thread.start()
+    busy = wait_for(lambda: next((w for w in cluster_state(ray_api)["workers"] if w["running"]), None), 120,
+                    "a replica running the job")
+    time.sleep(0.5)
+    os.kill(busy["pid"], signal.SIGKILL)
+    thread.join(240)
+    assert not thread.is_alive()
+    assert f"Worker {busy['name']} stopped while running the job" in (data / "server.log").read_text()
+    worker = answer["info"]["infotexts"][0].rsplit("Worker: ", 1)[1].split(",")[0]
+    assert worker != busy["name"] and len(answer["images"]) == 1  # the retry ran on the other replica
+    generate(ray_api)
+    wait_for(lambda: len(cluster_state(ray_api)["workers"]) == 2 and busy["name"] not in
+             {w["name"] for w in cluster_state(ray_api)["workers"]}, 120, "Serve's new replica")

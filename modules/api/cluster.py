@@ -14,6 +14,7 @@ class WorkerItem(BaseModel):
     loads: int = Field(description="How many checkpoints it has loaded so far")
     running: str | None = Field(description="The job it runs now, if any")
     jobs_done: int = Field(description="How many generation jobs it has finished")
+    pid: int = Field(description="Its process id on its node")
 
 
 class ClusterResponse(BaseModel):

@@ -123,7 +123,16 @@ class RayBackend(Backend):
                     result.warnings.append(str(exc))
 
     def workers(self) -> list[WorkerInfo]:
-        return [WorkerInfo(**worker) for worker in ray.get(self.board.workers.remote(), timeout=30)]
+        """The replicas' last reports; a replica that is gone (Serve replaces one that died) is left out."""
+        alive = []
+        for worker in ray.get(self.board.workers.remote(), timeout=30):
+            try:
+                ray.get_actor(f"SERVE_REPLICA::{APP_NAME}#generation#{worker['name']}", namespace="serve")
+            except ValueError:
+                self.board.drop.remote(worker["name"])
+                continue
+            alive.append(WorkerInfo(**worker))
+        return alive
 
     def close(self) -> None:
         serve.delete(APP_NAME)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import socket
 from typing import Any, AsyncIterator
 
@@ -90,7 +91,7 @@ class GenerationReplica:
     def info(self) -> WorkerInfo:
         models = self.services.models
         return WorkerInfo(name=self.name, node=self.node, device=str(models.device), loaded=list(self.loaded),
-                          loads=models.loads, running=self.running, jobs_done=self.jobs_done)
+                          loads=models.loads, running=self.running, jobs_done=self.jobs_done, pid=os.getpid())
 
     def _report(self) -> None:
         self.board.report.remote(self.info().as_dict())
