@@ -57,6 +57,7 @@ def run_generation(job: GenerationJob, model: StableDiffusionModel, ctx: JobCont
     gen.plan, gen.hooks, gen.use_extra_network_tags = job.plan, job.hooks, job.use_extra_network_tags
     gen.extra_infotext.update(job.extra_infotext)
     gen.extra_infotext.update(extra_infotext or {})
+    gen.batches = range(*job.batches) if job.batches else None
     hires = gen.params.hires_checkpoint if gen.supports_hires else None
     refiner = gen.params.refiner
     with job_models((hires, refiner), job.vae) as models:

@@ -188,6 +188,7 @@ class Txt2Img:
         self.refiner_model: StableDiffusionModel | None = None  # the "Refiner" checkpoint
         self.refiner_call: int | None = None  # the model call at which the refiner takes over
         self.use_extra_network_tags = True  # False: <lora:…> tags are ignored (A1111's disable_extra_networks)
+        self.batches: range | None = None  # only these batches of the job (a part fanned out); None: all
 
     @property
     def job(self) -> str:
@@ -212,7 +213,7 @@ class Txt2Img:
             raise UserError(f"{count} images with a variation strength need as many variation seeds")
         self.ctx.set_job_count(p.n_iter)
         with self.tiling():
-            for batch_no in range(p.n_iter):
+            for batch_no in range(p.n_iter) if self.batches is None else self.batches:
                 first = batch_no * p.batch_size
                 if self.ctx.interrupted or first >= count:
                     break

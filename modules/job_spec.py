@@ -46,6 +46,7 @@ class GenerationJob:
     use_extra_network_tags: bool = True
     init_images: list[Image.Image] = field(default_factory=list)
     mask: Image.Image | None = None
+    batches: tuple[int, int] | None = None  # run only batches [first, last) of the batch count; None: all
     job_id: str = ""
     hooks: JobHooks = field(default_factory=JobHooks)  # front end only; never pickled
 
@@ -89,6 +90,18 @@ class JobResult:
         return cls([png_bytes(image) for image in result.images], list(result.infotexts), list(result.seeds),
                    list(result.prompts), list(result.negative_prompts), list(result.warnings), result.interrupted,
                    result.params, model, model_name, worker, job)
+
+    @classmethod
+    def joined(cls, parts: list[JobResult]) -> JobResult:
+        """The parts of a job fanned out by batches, in batch order, as one result."""
+        first = parts[0]
+        return cls([image for part in parts for image in part.images],
+                   [text for part in parts for text in part.infotexts], [seed for part in parts for seed in part.seeds],
+                   [prompt for part in parts for prompt in part.prompts],
+                   [prompt for part in parts for prompt in part.negative_prompts],
+                   list(dict.fromkeys(warning for part in parts for warning in part.warnings)),
+                   any(part.interrupted for part in parts), first.params, first.model, first.model_name,
+                   ", ".join(dict.fromkeys(part.worker for part in parts)), first.job)
 
     def to_generation_result(self) -> GenerationResult:
         """The front end's result type, images decoded (not saved yet: no paths)."""

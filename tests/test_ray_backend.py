@@ -114,6 +114,18 @@ def test_txt2img_through_ray_gives_the_in_process_pixels_and_names_its_worker(ra
     assert ran["loaded"] == [remote_info["sd_model_hash"]] and ran["jobs_done"] >= 1 and ran["running"] is None
 
 
+def test_a_batch_count_is_spread_over_the_replicas_with_the_in_process_seeds_and_order(ray_api, local_api):
+    done_before = sum(w["jobs_done"] for w in cluster_state(ray_api)["workers"])
+    remote, remote_info = generate(ray_api, n_iter=3, batch_size=2, steps=4, seed=21)
+    local, local_info = generate(local_api, n_iter=3, batch_size=2, steps=4, seed=21)
+    assert sum(w["jobs_done"] for w in cluster_state(ray_api)["workers"]) == done_before + 3  # one job per batch
+    assert remote_info["all_seeds"] == local_info["all_seeds"] == list(range(21, 27))
+    assert len(remote) == len(local) == 6
+    for a, b in zip(remote, local):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert [without_worker(text) for text in remote_info["infotexts"]] == local_info["infotexts"]
+
+
 def test_img2img_through_ray_gives_the_in_process_pixels(ray_api, local_api):
     source = Image.fromarray(np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     body = {"init_images": [b64_png(source)], "denoising_strength": 0.6}
@@ -153,7 +165,7 @@ def test_progress_and_interrupt_reach_the_replica_through_the_api(ray_api):
     thread.join(120)
     assert not thread.is_alive()
     assert answer["info"]["interrupted"] is True
-    assert len(answer["images"]) <= 1  # stopped in the first of four batches
+    assert len(answer["images"]) <= 2  # the batches running on the two replicas stopped; the others never ran
     generate(ray_api)  # and the next job runs
 
 

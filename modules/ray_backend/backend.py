@@ -3,9 +3,11 @@ to a replica holding its checkpoint, mirror the streamed progress, and write the
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import ray
 from ray import serve
@@ -46,6 +48,23 @@ def scaling(replicas: tuple[int, int] | None) -> dict[str, Any]:
     return {"autoscaling_config": {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 1}}
 
 
+class FanOutProgress:
+    """The progress of a job's parts on several replicas as one: finished parts, then the latest step."""
+
+    def __init__(self, ctx: JobContext, parts: int) -> None:
+        self.ctx, self.parts, self.done = ctx, parts, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, part: GenerationJob, progress: tuple) -> None:
+        _, _, step, steps, textinfo = progress
+        with self.lock:
+            self.ctx.show(min(self.done, self.parts - 1), self.parts, step, steps, textinfo)
+
+    def finished(self) -> None:
+        with self.lock:
+            self.done += 1
+
+
 class RayBackend(Backend):
     """Jobs run on Ray Serve replicas; front jobs (order, scripts, progress) stay on the head's engine."""
 
@@ -63,25 +82,47 @@ class RayBackend(Backend):
         serve.start(proxy_location="Disabled")
         deployment = serve.deployment(GenerationReplica, name="generation", max_ongoing_requests=1,
                                       ray_actor_options=replica_options(num_cpus), **scaling(replicas))
+        self.max_replicas = max(replicas) if replicas else scaling(None)["num_replicas"]
         self.handle = serve.run(deployment.bind(services.args, models_per_replica), name=APP_NAME,
                                 route_prefix=None)
 
     def run_job(self, job: GenerationJob, ctx: JobContext) -> GenerationResult:
-        """Send `job` to a replica holding its checkpoint; a replica that dies is retried once on another."""
-        try:
-            outcome = self._stream(job, ctx)
-        except WorkerFailed as exc:
-            if ctx.interrupted:
-                raise
-            log.warning("%s; running the job again on another replica", exc)
-            outcome = self._stream(job, ctx)
+        """Send `job` to a replica holding its checkpoint; with several replicas, a batch count above 1 is
+        spread over them as one part per batch (the same seeds, the images in batch order)."""
+        count = job.params.n_iter
+        if count > 1 and self.max_replicas > 1:
+            shown = FanOutProgress(ctx, count)
+            parts = [replace(job, batches=(batch, batch + 1)) for batch in range(count)]
+            with ThreadPoolExecutor(min(count, self.max_replicas), thread_name_prefix="fan-out") as pool:
+                done = list(pool.map(lambda part: self._run_part(part, ctx, shown), parts))
+            outcome = JobResult.joined([part for part in done if part is not None] or done[:1])
+        else:
+            outcome = self._run_part(job, ctx, lambda part, progress: ctx.show(*progress))
         result = outcome.to_generation_result()
         if job.settings.save_dir is not None:
             self._save(job, outcome, result)
         return result
 
-    def _stream(self, job: GenerationJob, ctx: JobContext) -> JobResult:
-        job_id = job.job_id = uuid.uuid4().hex
+    def _run_part(self, job: GenerationJob, ctx: JobContext, show: Callable) -> JobResult | None:
+        """One job (or part) on a replica; a replica that dies is retried once on another. After an
+        interrupt, a part that has not started yet is left out (None)."""
+        if ctx.interrupted and job.batches and job.batches[0] > 0:
+            return None
+        try:
+            outcome = self._stream(job, ctx, show)
+        except WorkerFailed as exc:
+            if ctx.interrupted:
+                raise
+            log.warning("%s; running the job again on another replica", exc)
+            outcome = self._stream(job, ctx, show)
+        if isinstance(show, FanOutProgress):
+            show.finished()
+        return outcome
+
+    def _stream(self, job: GenerationJob, ctx: JobContext, show: Callable) -> JobResult:
+        """Run `job` on a replica, mirroring its progress and previews and passing on interrupt and skip."""
+        job = replace(job, job_id=uuid.uuid4().hex)
+        job_id = job.job_id
         handle = self.handle.options(multiplexed_model_id=job.checkpoint or job.checkpoint_name, stream=True)
         worker, interrupt_sent = "a replica", False
         try:
@@ -97,7 +138,7 @@ class RayBackend(Backend):
                     raise (UserError if event["user"] else RuntimeError)(event["error"])
                 if "result" in event:
                     return event["result"]
-                ctx.show(*event["progress"])
+                show(job, event["progress"])
                 if "preview" in event:
                     ctx.set_preview(lambda data=event["preview"]: png_image(data))
         except ray.exceptions.RayActorError as exc:
