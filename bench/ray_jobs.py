@@ -26,8 +26,8 @@ def _services(flags: list[str], replica_cpus: int) -> Iterator:
         write_demo_checkpoint(data / "models" / "Stable-diffusion" / "demo.safetensors")
         (data / "config.json").write_text(json.dumps({"samples_save": False, "ray_replica_num_cpus": replica_cpus}))
         if flags:
-            ray.init(include_dashboard=False, object_store_memory=200 * 1024 * 1024, log_to_driver=False,
-                     namespace="webui")
+            ray.init(address="local", include_dashboard=False, object_store_memory=200 * 1024 * 1024,
+                     log_to_driver=False, namespace="webui")
         services = create_services(parse_args(["--data-dir", tmp, "--skip-install", *flags]))
         try:
             deadline = time.monotonic() + 300

@@ -12,7 +12,7 @@ from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, TypeVar
 
-from modules.engine import Engine, JobContext, Progress
+from modules.engine import Engine, JobContext
 from modules.generation import GenerationResult, Txt2Img
 from modules.img2img import Img2Img, Img2ImgInputs
 from modules.job_spec import GenerationJob
@@ -66,8 +66,8 @@ def run_generation(job: GenerationJob, model: StableDiffusionModel, ctx: JobCont
 
 
 class Backend(ABC):
-    """Runs generation jobs. Front jobs queue on the head's engine, whose progress, previews, interrupt and
-    skip the page and the API read; `run_job` runs one GenerationJob from inside such a front job."""
+    """Runs generation jobs. Front jobs queue on the head's engine, whose progress and previews the page and
+    the API read (a remote job's are mirrored there); `run_job` runs one GenerationJob inside a front job."""
 
     uses_ray = False
 
@@ -78,17 +78,12 @@ class Backend(ABC):
         """Queue a front job (a page's, the API's or a script's) in FIFO order."""
         return self.engine.submit(name, run)
 
-    @property
-    def progress(self) -> Progress:
-        return self.engine.progress
-
-    def preview(self) -> Any:
-        return self.engine.preview()
-
     def interrupt(self) -> None:
+        """Stop the running job at its next step, wherever it runs (the front job passes it on)."""
         self.engine.interrupt()
 
     def skip(self) -> None:
+        """End the running job's current batch."""
         self.engine.skip()
 
     @abstractmethod

@@ -63,10 +63,6 @@ class GenerationJob:
         state["mask"] = png_image(state["mask"]) if state["mask"] is not None else None
         self.__dict__.update(state, hooks=JobHooks())
 
-    @property
-    def image_count(self) -> int:
-        return min(self.params.batch_size * self.params.n_iter, len(self.plan.prompts))
-
 
 @dataclass
 class JobResult:

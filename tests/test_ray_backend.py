@@ -148,6 +148,7 @@ def test_a_job_for_checkpoint_b_goes_to_the_replica_that_holds_b(ray_api):
     assert sum(w["loads"] for w in after) == sum(w["loads"] for w in before)  # nothing was loaded again
     holder = next(w for w in after if b_hash in w["loaded"])
     assert f"Worker: {holder['name']}" in second["infotexts"][0]
+    assert all(len(w["loaded"]) == 1 for w in after)  # --ray-models-per-replica 1: a replica drops A to load B
 
 
 def test_progress_and_interrupt_reach_the_replica_through_the_api(ray_api):
@@ -161,6 +162,8 @@ def test_progress_and_interrupt_reach_the_replica_through_the_api(ray_api):
         requests.get(f"{ray_api}/progress", timeout=30).json()), 120, "steps on the replica")
     assert progress["state"]["sampling_steps"] == 150 and progress["state"]["job_count"] == 4
     assert 0 < progress["progress"] < 1
+    assert wait_for(lambda: requests.get(f"{ray_api}/progress", timeout=30).json()["current_image"], 60,
+                    "a live preview from the replica")
     assert requests.post(f"{ray_api}/interrupt", timeout=30).status_code == 200
     thread.join(120)
     assert not thread.is_alive()

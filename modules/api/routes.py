@@ -151,12 +151,12 @@ class SdApi:
 
     def interrupt(self) -> dict:
         """Stop the running job at its next step; it answers with what it has made."""
-        self.services.engine.interrupt()
+        self.services.backend.interrupt()
         return {}
 
     def skip(self) -> dict:
         """End the running job's current batch and go on with the next."""
-        self.services.engine.skip()
+        self.services.backend.skip()
         return {}
 
     def progress(self, skip_current_image: bool = False) -> ProgressResponse:

@@ -75,8 +75,7 @@ class RayBackend(Backend):
         super().__init__(services.engine)
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
-            ray.init(address=None if address == "local" else address, namespace=NAMESPACE, include_dashboard=False,
-                     log_to_driver=False)
+            ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
         self.board = ray.remote(Board).options(name=BOARD_NAME, namespace=NAMESPACE, get_if_exists=True,
                                                num_cpus=0).remote()
         serve.start(proxy_location="Disabled")

@@ -26,7 +26,7 @@ from modules.sd_models import StableDiffusionModel, free_model
 from modules.services import Services
 
 log = logging.getLogger(__name__)
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.25  # as often as the page asks for progress
 NAMESPACE = "webui"
 
 

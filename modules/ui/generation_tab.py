@@ -268,8 +268,8 @@ class GenerationTab:
                             outputs=[self.gallery, self.info, self.last_seed], api_name=self.tab,
                             concurrency_limit=None)
         self.wire_prompt_tools()
-        self.interrupt.click(services.engine.interrupt, queue=False, api_name=f"{self.tab}_interrupt")
-        self.skip.click(services.engine.skip, queue=False, api_name=f"{self.tab}_skip")
+        self.interrupt.click(services.backend.interrupt, queue=False, api_name=f"{self.tab}_interrupt")
+        self.skip.click(services.backend.skip, queue=False, api_name=f"{self.tab}_skip")
 
         def count(text: str, steps: float) -> str:
             counted = services.token_count(text or "", steps)
