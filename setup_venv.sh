@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv in the repository root and install the project into it; reuse it when it is current.
-# Usage: ./setup_venv.sh [extra]   (for example "test" to add the test dependencies)
+# Usage: ./setup_venv.sh [extra]   ("test" adds the test dependencies, Ray included; "ray" adds Ray Serve alone)
 set -euo pipefail
 cd "$(dirname "$0")"
 extra="${1:-}"
