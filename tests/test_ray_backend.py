@@ -17,26 +17,13 @@ import pytest
 import requests
 from app_process import running_app, wait_for
 from PIL import Image
+from ray_cluster import ray_cluster  # noqa: F401 - the module's cluster fixture
 
 from modules.demo_model import write_demo_checkpoint
 
-ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
+pytest.importorskip("ray")
 
 SMALL = {"prompt": "a red house", "steps": 3, "width": 64, "height": 64, "seed": 5, "sampler_name": "Euler"}
-MEMORY = 100 * 1024 * 1024
-LOOPBACK = "127.0.0.1"
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """Two Ray nodes of one CPU each on this machine: one generation replica lands on each."""
-    made = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": MEMORY,
-                                                         "include_dashboard": False, "node_ip_address": LOOPBACK})
-    made.add_node(num_cpus=1, object_store_memory=MEMORY, node_ip_address=LOOPBACK)
-    made.wait_for_nodes()
-    yield made
-    made.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +39,11 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ray_api(cluster, data):
-    """The app joined to the cluster. Ray would turn 127.0.0.1 into this machine's network address; the
-    variable keeps it on the loopback address the nodes listen on."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        with running_app(data, "--nowebui", "--ray-address", cluster.address, "--ray-replicas", "2",
-                         "--ckpt", "a.safetensors", model_name="a.safetensors") as url:
-            yield url + "sdapi/v1"
+def ray_api(ray_cluster, data):
+    """The app joined to the two-node cluster with a replica on each node."""
+    with running_app(data, "--nowebui", "--ray-address", ray_cluster, "--ray-replicas", "2", "--ckpt",
+                     "a.safetensors", model_name="a.safetensors") as url:
+        yield url + "sdapi/v1"
 
 
 @pytest.fixture(scope="module")
