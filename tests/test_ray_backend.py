@@ -119,6 +119,18 @@ def test_img2img_through_ray_gives_the_in_process_pixels(ray_api, local_api):
     assert without_worker(remote_info["infotexts"][0]) == local_info["infotexts"][0]
 
 
+def test_an_xyz_grid_of_checkpoints_and_seeds_through_ray_gives_the_in_process_pixels(ray_api, local_api):
+    plot = {"script_name": "x/y/z plot", "script_args": [7, "a.safetensors, b.safetensors", 1, "3, 4", 0, "",
+                                                         True, True, False, False, 0]}
+    remote, remote_info = generate(ray_api, **plot)
+    local, local_info = generate(local_api, **plot)
+    assert len(remote) == len(local) == 5  # the grid, then its four cells
+    for a, b in zip(remote, local):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert [without_worker(text) for text in remote_info["infotexts"]] == local_info["infotexts"]
+    assert len({text.split("Model hash: ")[1][:10] for text in remote_info["infotexts"][1:]}) == 2
+
+
 def test_a_job_for_checkpoint_b_goes_to_the_replica_that_holds_b(ray_api):
     generate(ray_api)  # a replica holds A
     _, first = generate(ray_api, override_settings={"sd_model_checkpoint": "b.safetensors"})
