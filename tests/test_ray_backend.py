@@ -147,6 +147,24 @@ def test_a_job_for_checkpoint_b_goes_to_the_replica_that_holds_b(ray_api):
     assert all(len(w["loaded"]) == 1 for w in after)  # --ray-models-per-replica 1: a replica drops A to load B
 
 
+def test_a_checkpoint_no_replica_can_read_is_a_clear_error_naming_the_file_and_node(ray_api):
+    from ray import serve
+
+    from modules.generation import ImagePlan, RunSettings
+    from modules.generation_params import GenerationParams
+    from modules.job_spec import GenerationJob
+
+    params = GenerationParams(**SMALL)
+    job = GenerationJob("txt2img", params, ImagePlan.repeated(params, 1), RunSettings(), "ffffffffff",
+                        "gone.safetensors", job_id="missing")
+    handle = serve.get_app_handle("webui").options(multiplexed_model_id="ffffffffff", stream=True)
+    (event,) = list(handle.generate.remote(job))
+    assert event["user"] is True  # the API answers a UserError with a 422
+    assert event["error"].startswith("Can't run gone.safetensors: No checkpoint with hash ffffffffff in ")
+    assert "on node " in event["error"]
+    generate(ray_api)  # the replica goes on
+
+
 def test_progress_and_interrupt_reach_the_replica_through_the_api(ray_api):
     answer: dict = {}
 
