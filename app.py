@@ -47,6 +47,11 @@ def create_services(args):
     services = Services(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks,
                         tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
     services.notices += [notice for notice in (opts.load_notice, services.styles.notice) if notice]
+    if args.ray_address:
+        from modules.ray_backend.backend import RayBackend
+
+        services.backend = RayBackend(services, args.ray_address, args.ray_replicas, args.ray_models_per_replica,
+                                      opts.ray_replica_num_cpus)
     shared.install(services)
     a1111.install(paths)  # A1111's module names for extensions (modules.devices...), before any script loads
     extensions = list_extensions(paths.extensions, disabled_names(opts))

@@ -1,7 +1,8 @@
 """GPU benchmarks for docs/PERFORMANCE.md: an SD1.5-size random-weight checkpoint at 512x512 in fp16
 with SDP attention, the engine against diffusers' StableDiffusionPipeline on the same weights in the same
 process, at batch 1 and 4, then both again with torch.compile (the engine's --compile); peak VRAM; and
-the share of the card's peak fp16 throughput that the sampling loop reaches.
+the share of the card's peak fp16 throughput that the sampling loop reaches. With two or more GPUs and the
+.[ray] extra, also `ray_fanout_speedup_2_replicas` (bench/ray_jobs.py: one Ray Serve replica per GPU).
 
 On a machine with CUDA: `.venv/bin/python bench/gpu.py`. `--device cpu --blueprint demo --size 256
 --no-compile` runs the same code on a CPU in seconds, to check the script itself.
@@ -97,6 +98,13 @@ class Sides:
         return torch.cuda.max_memory_allocated() / 2**30
 
 
+def runs_ray_fanout(device) -> bool:
+    """Whether the Ray fan-out line applies: two or more CUDA GPUs, one for each of two replicas."""
+    import torch
+
+    return device.type == "cuda" and torch.cuda.device_count() >= 2
+
+
 def compile_both(model, pipe) -> None:
     """Compile the engine's model as --compile does, and the pipeline's UNet and VAE the same way."""
     from modules.model_optimizations import Optimizations, apply, compile_unet_and_vae
@@ -144,6 +152,12 @@ def main() -> None:
                 print(f"b{batch}{tag}_share_of_peak: {ours * batch * flops / (peak * 1e12):.3f}")
             print(f"b{batch}{tag}_peak_vram_gib: {sides.peak_memory_gib(args.steps, batch):.2f}", flush=True)
     engine.shutdown()
+    if runs_ray_fanout(device):
+        from bench.ray_jobs import ray_fanout_speedup_2_replicas
+
+        del sides, model, pipe  # the replicas need the GPUs' memory
+        torch.cuda.empty_cache()
+        print(f"ray_fanout_speedup_2_replicas: {ray_fanout_speedup_2_replicas():.3f}", flush=True)
 
 
 if __name__ == "__main__":

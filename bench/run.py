@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.ray_jobs import ray_fanout_speedup_2_replicas, ray_job_overhead_ratio  # noqa: E402
+
 TYPICAL_PROMPT = ("masterpiece, best quality, a (cozy:1.2) wooden cabin in a [snowy:autumn:0.4] forest at dusk, "
                   "warm light from the windows, ((smoke)) rising from the chimney, [deer|fox] in the foreground, "
                   "mountains in the background, volumetric fog, detailed, sharp focus, 35mm photograph, "
@@ -325,7 +327,7 @@ def preview_overhead_ratio(rounds: int = 5) -> float:
 BENCHMARKS = {benchmark.__name__: benchmark for benchmark in (
     txt2img_overhead_ratio, sampler_step_overhead_ms, repeat_prompt_ratio, text_encoding_share_sd15,
     cpu_bf16_vs_fp32_ratio, model_switch_rss_growth, launch_to_page_s, peak_rss_mb_demo, peak_rss_mb_sd15,
-    prompt_parse_vs_tokenize_ratio, preview_overhead_ratio)}
+    prompt_parse_vs_tokenize_ratio, preview_overhead_ratio, ray_job_overhead_ratio, ray_fanout_speedup_2_replicas)}
 
 
 def main() -> None:

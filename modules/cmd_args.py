@@ -2,10 +2,49 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from typing import Callable, NamedTuple
 
 DEFAULT_PORT = 7860
 DEFAULT_API_PORT = 7861
+
+
+class ReplicaRange(NamedTuple):
+    """The autoscaling range of the Ray Serve generation deployment."""
+    min: int
+    max: int
+
+
+def replica_range(text: str) -> ReplicaRange:
+    """Parse --ray-replicas "MIN:MAX" (or "N" for N:N)."""
+    low, sep, high = text.partition(":")
+    try:
+        pair = ReplicaRange(int(low), int(high if sep else low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MIN:MAX, for example 1:4") from None
+    if pair.min < 0 or pair.max < 1 or pair.min > pair.max:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= MIN <= MAX and MAX >= 1")
+    return pair
+
+
+def ray_address(text: str) -> str:
+    """Check --ray-address: "local", "auto" or the head's "host:port"."""
+    if text in ("local", "auto"):
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not local, auto or host:port")
+    return text
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--xformers", action="store_true", help="use xformers' memory-efficient attention where it is installed")
     add("--compile", action="store_true",
         help="torch.compile the UNet and VAE (slow first image at each new size, faster after)")
+    add("--ray-address", type=ray_address, default=None, metavar="ADDRESS",
+        help='run generations on Ray Serve replicas: "local" starts a Ray runtime on this machine, '
+             '"auto" or host:port joins a cluster started with `ray start` (needs the .[ray] extra)')
+    add("--ray-replicas", type=replica_range, default=None, metavar="MIN:MAX",
+        help="autoscaling range of the generation replicas (default: one per GPU in the cluster, 1 without GPUs)")
+    add("--ray-models-per-replica", type=positive_int, default=1, metavar="N",
+        help="checkpoints each replica keeps loaded, least recently used dropped first (default 1)")
     return parser
 
 
@@ -73,6 +119,8 @@ def parse_args(argv: list[str] | None = None,
         early.add_argument("--data-dir", type=str, default=None)
         preload(parser, early.parse_known_args(argv)[0].data_dir)
     args = parser.parse_args(argv)
+    if args.ray_address is None and (args.ray_replicas is not None or args.ray_models_per_replica != 1):
+        parser.error("--ray-replicas and --ray-models-per-replica need --ray-address")
     if args.port is None:
         args.port = DEFAULT_API_PORT if args.nowebui else DEFAULT_PORT
     return args

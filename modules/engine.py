@@ -70,6 +70,10 @@ class JobContext:
     def report_step(self, step: int, textinfo: str = "") -> None:
         self._engine._update(step=step, textinfo=textinfo)
 
+    def show(self, job_no: int, job_count: int, step: int, steps: int, textinfo: str = "") -> None:
+        """Show the progress of this job's part that runs elsewhere (a Ray Serve replica) as this job's."""
+        self._engine._update(job_no=job_no, job_count=job_count, step=step, steps=steps, textinfo=textinfo)
+
     def set_preview(self, make: Callable[[], Any]) -> None:
         """Offer a live preview; `make()` builds the image when someone asks for it."""
         self._engine._set_preview(make)

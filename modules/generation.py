@@ -189,6 +189,7 @@ class Txt2Img:
         self.refiner_model: StableDiffusionModel | None = None  # the "Refiner" checkpoint
         self.refiner_call: int | None = None  # the model call at which the refiner takes over
         self.use_extra_network_tags = True  # False: <lora:…> tags are ignored (A1111's disable_extra_networks)
+        self.batches: range | None = None  # only these batches of the job (a part fanned out); None: all
 
     @property
     def job(self) -> str:
@@ -213,7 +214,7 @@ class Txt2Img:
             raise UserError(f"{count} images with a variation strength need as many variation seeds")
         self.ctx.set_job_count(p.n_iter)
         with self.tiling():
-            for batch_no in range(p.n_iter):
+            for batch_no in range(p.n_iter) if self.batches is None else self.batches:
                 first = batch_no * p.batch_size
                 if self.ctx.interrupted or first >= count:
                     break
@@ -518,24 +519,31 @@ class Txt2Img:
         result.prompts.append(p.prompt)
         result.negative_prompts.append(p.negative_prompt)
         if self.settings.save_dir is not None:
-            fields = NameFields.of_image(p, len(result.images) - 1, self.job, m.checkpoint.model_name, m.short_hash,
-                                         self.params.prompt)
-            folder = images.dated_folder(self.settings.save_dir)
-            planned = str(self.settings.naming.planned_path(folder, fields))
-            saving = script_callbacks.ImageSaveParams(image, self.hooks.p, planned, {"parameters": infotext})
-            script_callbacks.before_image_saved_callback(saving)
             try:
-                path = self.settings.naming.save(saving.image, folder, fields, saving.pnginfo.get("parameters"),
-                                                 None if saving.filename == planned else saving.filename)
+                path = save_output(self.settings, self.hooks.p, image, p, len(result.images) - 1, self.job,
+                                   m.checkpoint.model_name, m.short_hash, self.params.prompt, infotext)
             except DiskFull as exc:  # the image is still in the answer
                 log.error("%s", exc)
                 if str(exc) not in result.warnings:
                     result.warnings.append(str(exc))
                 return
-            saving.filename = str(path)
-            script_callbacks.image_saved_callback(saving)
             result.paths.append(path)
 
+
+def save_output(settings: RunSettings, p: object, image: Image.Image, params: GenerationParams, index: int,
+                job: str, model_name: str, model_hash: str | None, prompt: str, infotext: str) -> Path:
+    """Save image `index` of a job into `settings.save_dir` (which must be set), with the before/after
+    image-saved callbacks; `params` holds the image's own seed and prompts. DiskFull when the disk is full."""
+    fields = NameFields.of_image(params, index, job, model_name, model_hash, prompt)
+    folder = images.dated_folder(settings.save_dir)
+    planned = str(settings.naming.planned_path(folder, fields))
+    saving = script_callbacks.ImageSaveParams(image, p, planned, {"parameters": infotext})
+    script_callbacks.before_image_saved_callback(saving)
+    path = settings.naming.save(saving.image, folder, fields, saving.pnginfo.get("parameters"),
+                                None if saving.filename == planned else saving.filename)
+    saving.filename = str(path)
+    script_callbacks.image_saved_callback(saving)
+    return path
 
 
 class HiresPass(Txt2Img):

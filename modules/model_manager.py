@@ -30,6 +30,7 @@ class ModelManager:
         self.optimizations = optimizations
         self.hashes = HashCache(paths.hash_cache_file)
         self.current: sd_models.StableDiffusionModel | None = None
+        self.loads = 0  # models built so far (switches, borrowed ones)
         self._checkpoints: list[CheckpointInfo] = []
         self._lock = threading.Lock()
         self.refresh()
@@ -115,11 +116,16 @@ class ModelManager:
         finally:
             sd_models.free_model(model)
 
+    def build(self, info: CheckpointInfo) -> sd_models.StableDiffusionModel:
+        """A model of checkpoint `info`, built beside the loaded one (the caller frees it)."""
+        return self._build(sd_models.prepare_checkpoint(info))
+
     def _build(self, prepared: sd_models.PreparedCheckpoint) -> sd_models.StableDiffusionModel:
         dtype = sd_models.dtype_for(prepared, self.device, self.dtype)
         place = torch.device("cpu") if self.optimizations.offloads else self.device
         model = sd_models.build_model(prepared, place, dtype, self.paths.cache, self.hashes)
         model_optimizations.apply(model, self.optimizations, self.device)
+        self.loads += 1
         return model
 
     def unload(self) -> None:

@@ -193,6 +193,9 @@ OPTIONS: dict[str, OptionInfo] = {
                                     "Largest request body allowed, in bytes (answered with 413 beyond; requires "
                                     "restart)", section="System", minimum=64 * 1024, step=1,
                                     limit=True).needs_restart(),
+    "ray_replica_num_cpus": OptionInfo(1, "CPU cores each Ray Serve replica reserves on a cluster without GPUs (Ray "
+                                          "also caps its torch threads at this)", section="System", minimum=1,
+                                       step=1).needs_restart(),
     "samples_save": OptionInfo(True, "Always save all generated images", section="Saving images"),
     "outdir_txt2img_samples": OptionInfo("outputs/txt2img-images", "Output folder for txt2img images",
                                          section="Saving images", server_folder=True),

@@ -18,9 +18,9 @@ from PIL import Image
 from modules import batch_grid, masking, rng
 from modules.a1111.sd_hijack import model_hijack
 from modules.engine import JobContext
-from modules.generation import GenerationResult, ImagePlan, JobHooks, Txt2Img
+from modules.generation import GenerationResult, ImagePlan, JobHooks
 from modules.generation_params import GenerationParams
-from modules.img2img import Img2Img, Img2ImgInputs
+from modules.job_spec import GenerationJob
 from modules.styles import StyleDatabase
 
 FIELDS = frozenset(f.name for f, _ in GenerationParams.fields())
@@ -114,8 +114,6 @@ class StableDiffusionProcessing:
         self.params.seed, self.params.subseed = self.all_seeds[0], self.all_subseeds[0]
         return ImagePlan(self.all_prompts, self.all_negative_prompts, self.all_seeds, self.all_subseeds)
 
-    def create_job(self, model, ctx: JobContext, settings, networks, tools) -> Txt2Img:
-        return Txt2Img(model, self.params, ctx, settings, networks, tools)
 
 
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
@@ -132,10 +130,6 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
         super().__init__(**kwargs)
         self.init_images = list(init_images or [])
         self.mask = mask
-
-    def create_job(self, model, ctx: JobContext, settings, networks, tools) -> Txt2Img:
-        return Img2Img(model, self.params, ctx, settings, networks, tools,
-                       inputs=Img2ImgInputs(self.init_images, self.mask))
 
 
 class PostprocessImageArgs:
@@ -285,16 +279,15 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
         settings = dataclasses.replace(settings, save_dir=None)
     elif p.outpath_samples and settings.save_dir is not None:
         settings = dataclasses.replace(settings, save_dir=Path(p.outpath_samples))
-    job = p.create_job(services.models.require(), ctx, settings, services.networks, services.tools)
-    job.plan = ImagePlan(p.all_prompts, p.all_negative_prompts, p.all_seeds, p.all_subseeds or []) \
-        if p.all_prompts else plan
-    job.hooks = _ScriptHooks(p)
-    job.use_extra_network_tags = not p.disable_extra_networks
-    job.extra_infotext.update({k: str(v) for k, v in p.extra_generation_params.items() if v is not None})
-    hires, refiner = job.params.hires_checkpoint if job.supports_hires else None, job.params.refiner
-    with services.job_models((hires, refiner), vae) as models:
-        job.hires_model, job.refiner_model = models.get(hires), models.get(refiner)
-        result = job.run()
+    model = services.models.require()
+    job = GenerationJob(
+        "img2img" if p.is_img2img else "txt2img", p.params,
+        ImagePlan(p.all_prompts, p.all_negative_prompts, p.all_seeds, p.all_subseeds or []) if p.all_prompts else plan,
+        settings, model.short_hash or "", model.checkpoint.name, vae or services.opts.sd_vae,
+        extra_infotext={k: str(v) for k, v in p.extra_generation_params.items() if v is not None},
+        use_extra_network_tags=not p.disable_extra_networks, init_images=list(getattr(p, "init_images", [])),
+        mask=getattr(p, "mask", None), hooks=_ScriptHooks(p))
+    result = services.backend.run_job(job, ctx)
     if vae_problem:
         result.warnings.insert(0, vae_problem)
     processed = Processed(p, result.images, result.seeds[0] if result.seeds else p.params.seed,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from modules import images, processing, prompt_parser, script_callbacks
+from modules.backend import Backend, InProcessBackend
 from modules.conditioning import EncoderOptions
 from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
 from modules.engine import Engine, JobContext
@@ -53,6 +54,7 @@ class Services:
     notices: list[str] = field(default_factory=list)
     script_runners: dict[str, ScriptRunner] = field(default_factory=dict)  # "txt2img"/"img2img"
     last_infotext: str | None = None  # the page's last generation, for the ↙️ button (A1111 keeps params.txt)
+    backend: Backend | None = None  # where generation jobs run; None: in this process (InProcessBackend)
     vaes: VaeLibrary = field(init=False)
     server_paths: ServerPaths = field(init=False)
 
@@ -61,6 +63,8 @@ class Services:
         self.server_paths = ServerPaths.from_args(self.args, self.paths)
         self.opts.bind("sd_vae", choices=self.vaes.choices, refresh=self.vaes.refresh)
         self.opts.bind("quicksettings_list", choices=lambda: list(self.opts.declared()))
+        if self.backend is None:
+            self.backend = InProcessBackend(self)
 
     def output_dir(self, option: str) -> Path:
         """The folder an outdir_* setting names, relative to the data folder unless absolute."""
@@ -123,7 +127,7 @@ class Services:
                     processed = processing.run_processing(p, ctx, self)
                 processed.interrupted = processed.interrupted or ctx.interrupted  # a script stopped early
                 return processed.to_result(p.params)
-        return self.engine.submit(kind, run)
+        return self.backend.submit(kind, run)
 
     def img2img_batch(self, params: GenerationParams, input_dir: str, output_dir: str,
                       mask_dir: str = "") -> "Future[GenerationResult]":

@@ -5,6 +5,7 @@ import base64
 import io
 import json
 import shutil
+import socket
 import threading
 from datetime import date
 
@@ -388,6 +389,20 @@ def test_options_read_and_persist_with_a1111_keys(server, api):
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "samples_format"]
     assert api.post(f"{url}/options", json={"no_such_setting": 1}, timeout=10).status_code == 422
     assert api.get(f"{url}/options", timeout=10).json()["eta_noise_seed_delta"] == 31337  # nothing half-applied
+
+
+def test_cluster_lists_the_one_in_process_worker_and_counts_its_jobs(server, api):
+    url, _ = server
+    before = api.get(f"{url}/cluster", timeout=30).json()
+    _, info, _ = generate(api, url)
+    after = api.get(f"{url}/cluster", timeout=30).json()
+    assert before["backend"] == after["backend"] == "in-process"
+    (worker,) = after["workers"]
+    assert (worker["name"], worker["node"], worker["device"]) == ("local", socket.gethostname(), "cpu")
+    assert worker["loaded"] == [info["sd_model_hash"]] and worker["running"] is None
+    assert worker["jobs_done"] == before["workers"][0]["jobs_done"] + 1
+    assert worker["loads"] == before["workers"][0]["loads"] >= 1  # the same model did the job: nothing loaded
+    assert "Worker:" not in info["infotexts"][0]  # only jobs run on Ray name their worker
 
 
 def test_listing_routes(server, api):

@@ -23,6 +23,7 @@ def test_gpu_benchmark_script_runs_every_line_on_the_cpu():
         assert abs(float(values[f"b{batch}_engine_over_diffusers_speed"]) - ours / theirs) < 0.01
         assert 0 < float(values[f"b{batch}_share_of_peak"]) < 1
     assert not any("compile" in key for key in values)
+    assert "ray_fanout_speedup_2_replicas" not in values  # two GPUs only
 
 
 def test_card_peaks_are_found_by_device_name():
@@ -32,3 +33,13 @@ def test_card_peaks_are_found_by_device_name():
     assert peak_tflops("NVIDIA H200") == 989.0
     assert peak_tflops("NVIDIA GeForce RTX 4090") == 165.2
     assert peak_tflops("Some Future Card") is None
+
+
+def test_ray_fanout_line_needs_two_cuda_gpus():
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu import runs_ray_fanout
+
+    assert not runs_ray_fanout(torch.device("cpu"))
+    assert runs_ray_fanout(torch.device("cuda")) == (torch.cuda.device_count() >= 2)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from modules.cmd_args import DEFAULT_API_PORT, DEFAULT_PORT, parse_args, parse_credentials
+from modules.cmd_args import DEFAULT_API_PORT, DEFAULT_PORT, ReplicaRange, parse_args, parse_credentials
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--listen", "--port", "--api", "--nowebui", "--ckpt", "--ckpt-dir", "--data-dir", "--device",
@@ -63,3 +63,34 @@ def test_credentials():
     assert parse_credentials(None) == []
     with pytest.raises(ValueError, match="user:password"):
         parse_credentials("nopassword")
+
+
+def test_ray_flags_default_to_in_process():
+    args = parse_args([])
+    assert (args.ray_address, args.ray_replicas, args.ray_models_per_replica) == (None, None, 1)
+
+
+def test_ray_flags_parse_to_address_range_and_count():
+    args = parse_args(["--ray-address", "10.0.0.5:6379", "--ray-replicas", "1:4", "--ray-models-per-replica", "2"])
+    assert args.ray_address == "10.0.0.5:6379"
+    assert args.ray_replicas == ReplicaRange(1, 4) and args.ray_replicas.max == 4
+    assert args.ray_models_per_replica == 2
+    assert parse_args(["--ray-address", "local", "--ray-replicas", "3"]).ray_replicas == (3, 3)
+    assert parse_args(["--ray-address", "auto", "--ray-replicas", "0:2"]).ray_replicas == (0, 2)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--ray-address", "local", "--ray-replicas", "4:2"], "MIN <= MAX"),
+    (["--ray-address", "local", "--ray-replicas", "0:0"], "MAX >= 1"),
+    (["--ray-address", "local", "--ray-replicas", "two"], "is not MIN:MAX"),
+    (["--ray-address", "local", "--ray-replicas", "1:"], "is not MIN:MAX"),
+    (["--ray-address", "local", "--ray-models-per-replica", "0"], "at least 1"),
+    (["--ray-address", "cluster"], "is not local, auto or host:port"),
+    (["--ray-address", "head:99999"], "is not local, auto or host:port"),
+    (["--ray-replicas", "1:2"], "need --ray-address"),
+    (["--ray-models-per-replica", "2"], "need --ray-address"),
+])
+def test_bad_ray_flags_are_refused_with_a_reason(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(flags)
+    assert message in capsys.readouterr().err

@@ -113,3 +113,13 @@ def test_a_failed_save_changes_nothing_in_memory(small_disk):
         opts.set_many({"CLIP_stop_at_last_layers": 3, "samples_filename_pattern": "[seed]-" + "x" * 4000})
     assert opts.CLIP_stop_at_last_layers == 2 and path.read_text() == saved
     assert [p.name for p in small_disk.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_ray_replica_cpus_is_a_whole_number_that_waits_for_a_restart(tmp_path):
+    info = OPTIONS["ray_replica_num_cpus"]
+    assert (info.default, info.section, info.applies) == (1, "System", "restart")
+    opts = Options(tmp_path / "config.json")
+    opts.set("ray_replica_num_cpus", 4)
+    assert opts.ray_replica_num_cpus == 4
+    with pytest.raises(ValueError, match="at least 1"):
+        opts.set("ray_replica_num_cpus", 0)

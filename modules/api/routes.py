@@ -12,7 +12,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from modules import script_callbacks
-from modules.api import listings
+from modules.api import cluster, listings
 from modules.api.images import decode_image, decode_images, encode_image
 from modules.api.jobs import Jobs
 from modules.api.models import (EmbeddingsResponse, ExtensionItem, ExtrasApiFields, ExtrasBatchImagesRequest,
@@ -76,6 +76,7 @@ class SdApi:
         get("/script-info", self.script_info, list[ScriptInfo])
         get("/extensions", lambda: listings.extension_items(s), list[ExtensionItem])
         get("/memory", listings.memory, MemoryResponse)
+        get("/cluster", lambda: cluster.cluster_info(s), cluster.ClusterResponse)
         post("/refresh-checkpoints", self.refresh_checkpoints)
         post("/refresh-vae", self.refresh_vae)
         post("/refresh-embeddings", self.refresh_embeddings)
@@ -150,12 +151,12 @@ class SdApi:
 
     def interrupt(self) -> dict:
         """Stop the running job at its next step; it answers with what it has made."""
-        self.services.engine.interrupt()
+        self.services.backend.interrupt()
         return {}
 
     def skip(self) -> dict:
         """End the running job's current batch and go on with the next."""
-        self.services.engine.skip()
+        self.services.backend.skip()
         return {}
 
     def progress(self, skip_current_image: bool = False) -> ProgressResponse:

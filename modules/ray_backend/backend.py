@@ -1,0 +1,181 @@
+"""The head's side of Ray Serve: start (or join) Ray, deploy the generation replicas, send each GenerationJob
+to a replica holding its checkpoint, mirror the streamed progress, and write the returned images."""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable
+
+import ray
+from ray import serve
+
+from modules.backend import Backend, WorkerInfo
+from modules.engine import JobContext
+from modules.errors import DiskFull, UserError
+from modules.generation import GenerationResult, save_output
+from modules.job_spec import GenerationJob, JobResult, png_image
+from modules.paths import REPO_ROOT
+from modules.ray_backend.board import BOARD_NAME, Board
+from modules.ray_backend.replica import NAMESPACE, GenerationReplica
+
+if TYPE_CHECKING:
+    from modules.services import Services
+
+log = logging.getLogger(__name__)
+APP_NAME = "webui"
+
+
+class WorkerFailed(UserError):
+    """A replica stopped (its process died) while it ran a job."""
+
+
+def replica_options(num_cpus: int) -> dict[str, Any]:
+    """Each replica takes one GPU where the cluster has any, else `num_cpus` cores; it imports this repo."""
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    options: dict[str, Any] = {"num_gpus": 1} if gpus else {"num_cpus": num_cpus}
+    options["runtime_env"] = {"env_vars": {"PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}}
+    return options
+
+
+def scaling(replicas: tuple[int, int] | None) -> dict[str, Any]:
+    """A fixed count, or an autoscaling range; by default one replica per GPU in the cluster, or 1."""
+    low, high = replicas or (max(1, int(ray.cluster_resources().get("GPU", 0))),) * 2
+    if low == high:
+        return {"num_replicas": low}
+    return {"autoscaling_config": {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 1}}
+
+
+class FanOutProgress:
+    """The progress of a job's parts on several replicas as one: finished parts, then the latest step."""
+
+    def __init__(self, ctx: JobContext, parts: int) -> None:
+        self.ctx, self.parts, self.done = ctx, parts, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, part: GenerationJob, progress: tuple) -> None:
+        _, _, step, steps, textinfo = progress
+        with self.lock:
+            self.ctx.show(min(self.done, self.parts - 1), self.parts, step, steps, textinfo)
+
+    def finished(self) -> None:
+        with self.lock:
+            self.done += 1
+
+
+class RayBackend(Backend):
+    """Jobs run on Ray Serve replicas; front jobs (order, scripts, progress) stay on the head's engine."""
+
+    uses_ray = True
+
+    def __init__(self, services: Services, address: str, replicas: tuple[int, int] | None = None,
+                 models_per_replica: int = 1, num_cpus: int = 1) -> None:
+        super().__init__(services.engine)
+        self.started_ray = not ray.is_initialized()
+        if self.started_ray:
+            ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+        self.board = ray.remote(Board).options(name=BOARD_NAME, namespace=NAMESPACE, get_if_exists=True,
+                                               num_cpus=0).remote()
+        serve.start(proxy_location="Disabled")
+        deployment = serve.deployment(GenerationReplica, name="generation", max_ongoing_requests=1,
+                                      ray_actor_options=replica_options(num_cpus), **scaling(replicas))
+        self.max_replicas = max(replicas) if replicas else scaling(None)["num_replicas"]
+        self.handle = serve.run(deployment.bind(services.args, models_per_replica), name=APP_NAME,
+                                route_prefix=None)
+
+    def run_job(self, job: GenerationJob, ctx: JobContext) -> GenerationResult:
+        """Send `job` to a replica holding its checkpoint; with several replicas, a batch count above 1 is
+        spread over them as one part per batch (the same seeds, the images in batch order)."""
+        count = job.params.n_iter
+        if count > 1 and self.max_replicas > 1:
+            shown = FanOutProgress(ctx, count)
+            parts = [replace(job, batches=(batch, batch + 1)) for batch in range(count)]
+            with ThreadPoolExecutor(min(count, self.max_replicas), thread_name_prefix="fan-out") as pool:
+                done = list(pool.map(lambda part: self._run_part(part, ctx, shown), parts))
+            outcome = JobResult.joined([part for part in done if part is not None] or done[:1])
+        else:
+            outcome = self._run_part(job, ctx, lambda part, progress: ctx.show(*progress))
+        result = outcome.to_generation_result()
+        if job.settings.save_dir is not None:
+            self._save(job, outcome, result)
+        return result
+
+    def _run_part(self, job: GenerationJob, ctx: JobContext, show: Callable) -> JobResult | None:
+        """One job (or part) on a replica; a replica that dies is retried once on another. After an
+        interrupt, a part that has not started yet is left out (None)."""
+        if ctx.interrupted and job.batches and job.batches[0] > 0:
+            return None
+        try:
+            outcome = self._stream(job, ctx, show)
+        except WorkerFailed as exc:
+            if ctx.interrupted:
+                raise
+            log.warning("%s; running the job again on another replica", exc)
+            outcome = self._stream(job, ctx, show)
+        if isinstance(show, FanOutProgress):
+            show.finished()
+        return outcome
+
+    def _stream(self, job: GenerationJob, ctx: JobContext, show: Callable) -> JobResult:
+        """Run `job` on a replica, mirroring its progress and previews and passing on interrupt and skip."""
+        job = replace(job, job_id=uuid.uuid4().hex)
+        job_id = job.job_id
+        handle = self.handle.options(multiplexed_model_id=job.checkpoint or job.checkpoint_name, stream=True)
+        worker, interrupt_sent = "a replica", False
+        try:
+            for event in handle.generate.remote(job):
+                worker = event.get("worker", worker)
+                if ctx.interrupted and not interrupt_sent:
+                    interrupt_sent = True
+                    self.board.request.remote(job_id, interrupt=True)
+                if ctx.skipped:
+                    ctx.skipped = False
+                    self.board.request.remote(job_id, skip=True)
+                if "error" in event:
+                    raise (UserError if event["user"] else RuntimeError)(event["error"])
+                if "result" in event:
+                    return event["result"]
+                show(job, event["progress"])
+                if "preview" in event:
+                    ctx.set_preview(lambda data=event["preview"]: png_image(data))
+        except ray.exceptions.RayActorError as exc:
+            raise WorkerFailed(f"Worker {worker} stopped while running the job ({type(exc).__name__})") from None
+        finally:
+            self.board.forget.remote(job_id)
+        raise WorkerFailed(f"Worker {worker} ended the job without a result")
+
+    @staticmethod
+    def _save(job: GenerationJob, outcome: JobResult, result: GenerationResult) -> None:
+        """Write the images on the head (the one writer), named and tagged as the worker would have."""
+        plan = job.plan
+        for index, (image, infotext) in enumerate(zip(result.images, result.infotexts)):
+            subseed = plan.subseeds[index] if index < len(plan.subseeds) else outcome.params.subseed
+            params = replace(outcome.params, seed=result.seeds[index], prompt=result.prompts[index],
+                             negative_prompt=result.negative_prompts[index], subseed=subseed)
+            try:
+                result.paths.append(save_output(job.settings, job.hooks.p, image, params, index, outcome.job,
+                                                outcome.model_name, outcome.model, outcome.params.prompt, infotext))
+            except DiskFull as exc:
+                log.error("%s", exc)
+                if str(exc) not in result.warnings:
+                    result.warnings.append(str(exc))
+
+    def workers(self) -> list[WorkerInfo]:
+        """The replicas' last reports; a replica that is gone (Serve replaces one that died) is left out."""
+        alive = []
+        for worker in ray.get(self.board.workers.remote(), timeout=30):
+            try:
+                ray.get_actor(f"SERVE_REPLICA::{APP_NAME}#generation#{worker['name']}", namespace="serve")
+            except ValueError:
+                self.board.drop.remote(worker["name"])
+                continue
+            alive.append(WorkerInfo(**worker))
+        return alive
+
+    def close(self) -> None:
+        serve.delete(APP_NAME)
+        if self.started_ray:
+            serve.shutdown()
+            ray.shutdown()

@@ -1,0 +1,174 @@
+"""The generation deployment's replica: its own engine, model manager, networks and tools, built from the
+head's flags over the same (shared) data folder, running GenerationJobs with the same code as the head.
+
+Checkpoints are Serve multiplexed models (id: the short hash); Serve drops the least recently used one
+beyond --ray-models-per-replica, and `LoadedCheckpoint.__del__` frees its memory. `generate` streams
+progress events (and live previews) while the job runs, then the JobResult."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+from typing import Any, AsyncIterator
+
+import ray
+from ray import serve
+
+from modules.backend import WorkerInfo, run_generation
+from modules.checkpoints import CheckpointInfo, HashCache
+from modules.engine import Engine, JobContext
+from modules.errors import ModelLoadError, UserError
+from modules.job_spec import GenerationJob, JobResult, png_bytes
+from modules.ray_backend.board import BOARD_NAME
+from modules.sd_models import StableDiffusionModel, free_model
+from modules.services import Services
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.25  # as often as the page asks for progress
+NAMESPACE = "webui"
+
+
+def replica_services(args: argparse.Namespace) -> Services:
+    """The services a replica needs, as app.py builds them but without page, scripts or a loaded model."""
+    from modules.image_tools import ImageTools
+    from modules.lora import LoraLibrary
+    from modules.model_manager import ModelManager
+    from modules.model_optimizations import Optimizations
+    from modules.networks import Networks
+    from modules.options import Options
+    from modules.paths import DataPaths
+    from modules.sd_models import pick_device, pick_dtype
+    from modules.styles import StyleDatabase
+    from modules.textual_inversion import EmbeddingDatabase
+
+    paths = DataPaths.create(args.data_dir, args.ckpt_dir)
+    opts = Options(paths.config_file)
+    opts.load()
+    device = pick_device(args.device)
+    models = ModelManager(paths, device, pick_dtype(device, args.no_half), Optimizations.from_args(args))
+    networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"))
+    return Services(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks,
+                    tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
+
+
+class LoadedCheckpoint:
+    """A checkpoint held by Serve's multiplexing cache; dropping it frees the model on the replica's worker."""
+
+    def __init__(self, model: StableDiffusionModel, replica: GenerationReplica, key: str) -> None:
+        self.model: StableDiffusionModel | None = model
+        self.replica = replica
+        self.key = key
+
+    def __del__(self) -> None:
+        model, self.model = self.model, None
+        if model is not None:
+            self.replica.dropped(self.key, model)
+
+
+class GenerationReplica:
+    """One replica of the generation deployment (see the module docstring)."""
+
+    def __init__(self, args: argparse.Namespace, models_per_replica: int) -> None:
+        self.services = replica_services(args)
+        self.name = serve.get_replica_context().replica_id.unique_id
+        self.node = f"{socket.gethostname()} {ray.get_runtime_context().get_node_id()[:8]}"
+        self.board = ray.get_actor(BOARD_NAME, namespace=NAMESPACE)
+        self.loaded: dict[str, StableDiffusionModel] = {}
+        self.running: str | None = None
+        self.jobs_done = 0
+
+        async def load(model_id: str) -> LoadedCheckpoint:
+            return await self._load(model_id)
+        self.checkpoint = serve.multiplexed(max_num_models_per_replica=models_per_replica)(load)
+        self._report()
+
+    @property
+    def engine(self) -> Engine:
+        return self.services.engine
+
+    def info(self) -> WorkerInfo:
+        models = self.services.models
+        return WorkerInfo(name=self.name, node=self.node, device=str(models.device), loaded=list(self.loaded),
+                          loads=models.loads, running=self.running, jobs_done=self.jobs_done, pid=os.getpid())
+
+    def _report(self) -> None:
+        self.board.report.remote(self.info().as_dict())
+
+    def _find(self, key: str) -> CheckpointInfo:
+        """The checkpoint file whose short hash (or, for a diffusers folder, name) is `key`, on this node."""
+        models = self.services.models
+        for info in models.refresh():
+            if info.name == key or (info.path.is_file() and HashCache.short(models.hashes.sha256(info.path)) == key):
+                return info
+        folders = ", ".join(map(str, self.services.paths.checkpoint_dirs()))
+        raise ModelLoadError(f"No checkpoint with hash {key} in {folders} on node {self.node}")
+
+    async def _load(self, key: str) -> LoadedCheckpoint:
+        info = self._find(key)
+        built = self.engine.submit(f"load {info.name}", lambda ctx: self.services.models.build(info))
+        model = await asyncio.wrap_future(built)
+        self.loaded[key] = model
+        self._report()
+        return LoadedCheckpoint(model, self, key)
+
+    def dropped(self, key: str, model: StableDiffusionModel) -> None:
+        """Serve's LRU let go of `key`: free its model once no job uses it."""
+        self.loaded.pop(key, None)
+        self.engine.submit(f"free {key}", lambda ctx: free_model(model))
+        self._report()
+
+    async def generate(self, job: GenerationJob) -> AsyncIterator[dict[str, Any]]:
+        """Run `job`, yielding {"progress": ...} (with "preview" PNG bytes when there is a new one) while it
+        runs, then {"result": JobResult}, or {"error": message, "user": bool}."""
+        try:
+            held = await self.checkpoint(serve.get_multiplexed_model_id())
+        except UserError as exc:
+            yield {"error": f"Can't run {job.checkpoint_name}: {exc}", "user": True}
+            return
+        self.running = job.job_id
+        self._report()
+        future = self.engine.submit(job.job_id, lambda ctx: self._run(job, held.model, ctx))
+        done, shown = asyncio.wrap_future(future), 0
+        try:
+            while not done.done():
+                await asyncio.wait({done}, timeout=POLL_SECONDS)
+                event, shown = await self._progress_event(job.job_id, shown)
+                yield event
+            yield {"result": done.result(), "worker": self.name}
+        except UserError as exc:
+            yield {"error": str(exc), "user": True}
+        except Exception as exc:  # the head raises it with the worker's name
+            log.exception("Job %s failed on %s", job.job_id, self.name)
+            yield {"error": f"{type(exc).__name__}: {exc} (on worker {self.name}, node {self.node})", "user": False}
+        finally:
+            if not done.done():  # the head went away: stop the job
+                self.engine.interrupt()
+            self.running = None
+            self.jobs_done += 1
+            self._report()
+
+    async def _progress_event(self, job_id: str, shown: int) -> tuple[dict[str, Any], int]:
+        """Apply the head's stop requests, then the progress (and any new live preview) to send."""
+        stops = await self.board.take.remote(job_id)
+        if stops["interrupt"]:
+            self.engine.interrupt()
+        if stops["skip"]:
+            self.engine.skip()
+        progress = self.engine.progress
+        event: dict[str, Any] = {"progress": (progress.job_no, progress.job_count, progress.step, progress.steps,
+                                              progress.textinfo), "worker": self.name}
+        if progress.preview_id != shown:
+            image = await asyncio.get_running_loop().run_in_executor(None, self.engine.preview)
+            if image is not None:
+                event["preview"] = png_bytes(image)
+        return event, progress.preview_id
+
+    def _run(self, job: GenerationJob, model: StableDiffusionModel, ctx: JobContext) -> JobResult:
+        """On the replica's worker: the job on `model`, with `Worker` in its infotext."""
+        s = self.services
+        s.models.current = model  # the job's model is the one its hires/refiner models are compared with
+        s.sync_vae(job.vae, model)  # a VAE that can't be used: the head has warned already
+        result, kind = run_generation(job, model, ctx, s.networks, s.tools, s.job_models, {"Worker": self.name})
+        return JobResult.of(result, job.checkpoint, model.checkpoint.model_name, self.name, kind)

@@ -1,0 +1,207 @@
+"""Generation on Ray Serve: app.py --ray-address on a real two-node Ray cluster (ray.cluster_utils.Cluster,
+loopback only), the demo checkpoint and a second one with other weights, against app.py in-process, over
+real HTTP."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+from app_process import running_app, wait_for
+from PIL import Image
+from ray_cluster import ray_cluster  # noqa: F401 - the module's cluster fixture
+
+from modules.demo_model import write_demo_checkpoint
+
+pytest.importorskip("ray")
+
+SMALL = {"prompt": "a red house", "steps": 3, "width": 64, "height": 64, "seed": 5, "sampler_name": "Euler"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A data folder with checkpoints A (the demo model) and B (its layout, other weights)."""
+    root = tmp_path_factory.mktemp("data")
+    folder = root / "models" / "Stable-diffusion"
+    folder.mkdir(parents=True)
+    write_demo_checkpoint(folder / "a.safetensors", seed=0)
+    write_demo_checkpoint(folder / "b.safetensors", seed=1)
+    (root / "config.json").write_text(json.dumps({"show_progress_every_n_steps": 1}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def ray_api(ray_cluster, data):
+    """The app joined to the two-node cluster with a replica on each node."""
+    with running_app(data, "--nowebui", "--ray-address", ray_cluster, "--ray-replicas", "2", "--ckpt",
+                     "a.safetensors", model_name="a.safetensors") as url:
+        yield url + "sdapi/v1"
+
+
+@pytest.fixture(scope="module")
+def local_api(data, tmp_path_factory):
+    """The same app in-process. Ray gives each replica's torch one thread (its one CPU); so does this app,
+    since on a CPU the thread count changes the order of float sums and with it the last bits of a pixel."""
+    copy = tmp_path_factory.mktemp("local") / "data"
+    shutil.copytree(data, copy, ignore=shutil.ignore_patterns("outputs", "server.log", "cache"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        with running_app(copy, "--nowebui", "--ckpt", "a.safetensors", model_name="a.safetensors") as url:
+            yield url + "sdapi/v1"
+
+
+def generate(url: str, route: str = "txt2img", **body) -> tuple[list[Image.Image], dict]:
+    response = requests.post(f"{url}/{route}", json={**SMALL, **body}, timeout=300)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    images = [Image.open(io.BytesIO(base64.b64decode(text))) for text in answer["images"]]
+    return images, json.loads(answer["info"])
+
+
+def cluster_state(url: str) -> dict:
+    response = requests.get(f"{url}/cluster", timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def without_worker(infotext: str) -> str:
+    return ", ".join(part for part in infotext.split(", ") if not part.startswith("Worker: "))
+
+
+def b64_png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_txt2img_through_ray_gives_the_in_process_pixels_and_names_its_worker(ray_api, local_api):
+    remote, remote_info = generate(ray_api, batch_size=2)
+    local, local_info = generate(local_api, batch_size=2)
+    assert len(remote) == len(local) == 2
+    for a, b in zip(remote, local):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    worker = remote_info["infotexts"][0].rsplit("Worker: ", 1)[1].split(",")[0]
+    assert "Worker:" not in local_info["infotexts"][0]
+    assert [without_worker(text) for text in remote_info["infotexts"]] == local_info["infotexts"]
+    state = cluster_state(ray_api)
+    assert state["backend"] == "ray" and len(state["workers"]) == 2
+    assert len({w["node"] for w in state["workers"]}) == 2  # one replica per node
+    ran = next(w for w in state["workers"] if w["name"] == worker)
+    assert ran["loaded"] == [remote_info["sd_model_hash"]] and ran["jobs_done"] >= 1 and ran["running"] is None
+
+
+def test_a_batch_count_is_spread_over_the_replicas_with_the_in_process_seeds_and_order(ray_api, local_api):
+    done_before = sum(w["jobs_done"] for w in cluster_state(ray_api)["workers"])
+    remote, remote_info = generate(ray_api, n_iter=3, batch_size=2, steps=4, seed=21)
+    local, local_info = generate(local_api, n_iter=3, batch_size=2, steps=4, seed=21)
+    assert sum(w["jobs_done"] for w in cluster_state(ray_api)["workers"]) == done_before + 3  # one job per batch
+    assert remote_info["all_seeds"] == local_info["all_seeds"] == list(range(21, 27))
+    assert len(remote) == len(local) == 6
+    for a, b in zip(remote, local):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert [without_worker(text) for text in remote_info["infotexts"]] == local_info["infotexts"]
+
+
+def test_img2img_through_ray_gives_the_in_process_pixels(ray_api, local_api):
+    source = Image.fromarray(np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    body = {"init_images": [b64_png(source)], "denoising_strength": 0.6}
+    (remote,), remote_info = generate(ray_api, "img2img", **body)
+    (local,), local_info = generate(local_api, "img2img", **body)
+    assert np.array_equal(np.asarray(remote), np.asarray(local))
+    assert without_worker(remote_info["infotexts"][0]) == local_info["infotexts"][0]
+
+
+def test_an_xyz_grid_of_checkpoints_and_seeds_through_ray_gives_the_in_process_pixels(ray_api, local_api):
+    plot = {"script_name": "x/y/z plot", "script_args": [7, "a.safetensors, b.safetensors", 1, "3, 4", 0, "",
+                                                         True, True, False, False, 0]}
+    remote, remote_info = generate(ray_api, **plot)
+    local, local_info = generate(local_api, **plot)
+    assert len(remote) == len(local) == 5  # the grid, then its four cells
+    for a, b in zip(remote, local):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert [without_worker(text) for text in remote_info["infotexts"]] == local_info["infotexts"]
+    assert len({text.split("Model hash: ")[1][:10] for text in remote_info["infotexts"][1:]}) == 2
+
+
+def test_a_job_for_checkpoint_b_goes_to_the_replica_that_holds_b(ray_api):
+    generate(ray_api)  # a replica holds A
+    _, first = generate(ray_api, override_settings={"sd_model_checkpoint": "b.safetensors"})
+    b_hash = first["sd_model_hash"]
+    wait_for(lambda: any(b_hash in w["loaded"] for w in cluster_state(ray_api)["workers"]), 30, "B reported")
+    time.sleep(1.0)  # Serve's routers learn which replica holds which model from the replicas' reports
+    before = cluster_state(ray_api)["workers"]
+    _, second = generate(ray_api, override_settings={"sd_model_checkpoint": "b.safetensors"})
+    after = cluster_state(ray_api)["workers"]
+    assert second["sd_model_hash"] == b_hash
+    assert sum(w["loads"] for w in after) == sum(w["loads"] for w in before)  # nothing was loaded again
+    holder = next(w for w in after if b_hash in w["loaded"])
+    assert f"Worker: {holder['name']}" in second["infotexts"][0]
+    assert all(len(w["loaded"]) == 1 for w in after)  # --ray-models-per-replica 1: a replica drops A to load B
+
+
+def test_a_checkpoint_no_replica_can_read_is_a_clear_error_naming_the_file_and_node(ray_api):
+    from ray import serve
+
+    from modules.generation import ImagePlan, RunSettings
+    from modules.generation_params import GenerationParams
+    from modules.job_spec import GenerationJob
+
+    params = GenerationParams(**SMALL)
+    job = GenerationJob("txt2img", params, ImagePlan.repeated(params, 1), RunSettings(), "ffffffffff",
+                        "gone.safetensors", job_id="missing")
+    handle = serve.get_app_handle("webui").options(multiplexed_model_id="ffffffffff", stream=True)
+    (event,) = list(handle.generate.remote(job))
+    assert event["user"] is True  # the API answers a UserError with a 422
+    assert event["error"].startswith("Can't run gone.safetensors: No checkpoint with hash ffffffffff in ")
+    assert "on node " in event["error"]
+    generate(ray_api)  # the replica goes on
+
+
+def test_progress_and_interrupt_reach_the_replica_through_the_api(ray_api):
+    answer: dict = {}
+
+    def run() -> None:
+        answer["images"], answer["info"] = generate(ray_api, steps=150, n_iter=4, width=128, height=128)
+    thread = threading.Thread(target=run)
+    thread.start()
+    progress = wait_for(lambda: (lambda p: p if p["state"]["sampling_step"] >= 2 else None)(
+        requests.get(f"{ray_api}/progress", timeout=30).json()), 120, "steps on the replica")
+    assert progress["state"]["sampling_steps"] == 150 and progress["state"]["job_count"] == 4
+    assert 0 < progress["progress"] < 1
+    assert wait_for(lambda: requests.get(f"{ray_api}/progress", timeout=30).json()["current_image"], 60,
+                    "a live preview from the replica")
+    assert requests.post(f"{ray_api}/interrupt", timeout=30).status_code == 200
+    thread.join(120)
+    assert not thread.is_alive()
+    assert answer["info"]["interrupted"] is True
+    assert len(answer["images"]) <= 2  # the batches running on the two replicas stopped; the others never ran
+    generate(ray_api)  # and the next job runs
+
+
+def test_a_replica_killed_mid_job_is_retried_once_elsewhere_and_the_next_job_runs(ray_api, data):
+    answer: dict = {}
+
+    def run() -> None:
+        answer["images"], answer["info"] = generate(ray_api, steps=60, width=128, height=128, seed=9)
+    thread = threading.Thread(target=run)
+    thread.start()
+    busy = wait_for(lambda: next((w for w in cluster_state(ray_api)["workers"] if w["running"]), None), 120,
+                    "a replica running the job")
+    time.sleep(0.5)
+    os.kill(busy["pid"], signal.SIGKILL)
+    thread.join(240)
+    assert not thread.is_alive()
+    assert f"Worker {busy['name']} stopped while running the job" in (data / "server.log").read_text()
+    worker = answer["info"]["infotexts"][0].rsplit("Worker: ", 1)[1].split(",")[0]
+    assert worker != busy["name"] and len(answer["images"]) == 1  # the retry ran on the other replica
+    generate(ray_api)
+    wait_for(lambda: len(cluster_state(ray_api)["workers"]) == 2 and busy["name"] not in
+             {w["name"] for w in cluster_state(ray_api)["workers"]}, 120, "Serve's new replica")
