@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Logs "name [arg] [arg]…", so an empty argument shows as [].
 LOGGER = ('#!/usr/bin/env bash\n'
-          '{{ printf %s "${{0##*/}}"; for a in "$@"; do printf " [%s]" "$a"; done; echo; }} >> "$(dirname "$0")/{log}"\n')
+          '{{ printf %s "${{0##*/}}"; for a in "$@"; do printf " [%s]" "$a"; done; echo; }} '
+          '>> "$(dirname "$0")/{log}"\n')
 
 PIP = "python [-m] [pip] [install] [--disable-pip-version-check]"
 

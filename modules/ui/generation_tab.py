@@ -260,10 +260,10 @@ class GenerationTab:
                 text = f"(interrupted)\n{text}"
             yield gallery_items(result), infotext_html(text), result, 0
 
-        generated = self.generate.click(run, inputs=[self.controls[n] for n in names] + skip_inputs + [self.override_settings]
-                            + extra_inputs,
-                            outputs=[self.gallery, self.info, self.output.result, self.selected], api_name=self.tab,
-                            concurrency_limit=None)
+        inputs = [self.controls[n] for n in names] + skip_inputs + [self.override_settings] + extra_inputs
+        generated = self.generate.click(run, inputs=inputs,
+                                        outputs=[self.gallery, self.info, self.output.result, self.selected],
+                                        api_name=self.tab, concurrency_limit=None)
         # the first image (the grid, when there is one) opens selected, as in A1111's gallery
         generated.success(lambda: gr.update(selected_index=0), outputs=self.gallery, queue=False,
                           show_progress="hidden", api_visibility="private")
