@@ -22,30 +22,14 @@ def create_services(args):
     """Build settings, engine and model manager, and start loading the first checkpoint."""
     from modules import a1111, shared
     from modules.demo_model import DEMO_FILE_NAME, add_demo_checkpoint
-    from modules.engine import Engine
     from modules.extensions import disabled_names, list_extensions, requirement_problems, run_install_scripts
-    from modules.image_tools import ImageTools
-    from modules.lora import LoraLibrary
-    from modules.model_manager import ModelManager
-    from modules.model_optimizations import Optimizations
-    from modules.networks import Networks
-    from modules.options import Options
-    from modules.sd_models import pick_device, pick_dtype
     from modules.services import Services
-    from modules.styles import StyleDatabase
-    from modules.textual_inversion import EmbeddingDatabase
     from modules.torchvision_compat import ensure_functional_tensor
 
     ensure_functional_tensor()  # before anything (an extension, face restoration) imports gfpgan
 
-    paths = DataPaths.create(args.data_dir, args.ckpt_dir)
-    opts = Options(paths.config_file)
-    opts.load()
-    device = pick_device(args.device)
-    models = ModelManager(paths, device, pick_dtype(device, args.no_half), Optimizations.from_args(args))
-    networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"))
-    services = Services(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks,
-                        tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
+    services = Services.create(args)
+    paths, opts, models = services.paths, services.opts, services.models
     services.notices += [notice for notice in (opts.load_notice, services.styles.notice) if notice]
     if args.ray_address:
         from modules.ray_backend.backend import RayBackend

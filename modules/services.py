@@ -58,6 +58,24 @@ class Services:
     vaes: VaeLibrary = field(init=False)
     server_paths: ServerPaths = field(init=False)
 
+    @classmethod
+    def create(cls, args: argparse.Namespace) -> "Services":
+        """Settings, paths, an engine and a model manager (no model loaded yet) as the flags ask; app.py's
+        main() and every Ray replica build theirs here."""
+        from modules.lora import LoraLibrary
+        from modules.model_optimizations import Optimizations
+        from modules.sd_models import pick_device, pick_dtype
+        from modules.textual_inversion import EmbeddingDatabase
+
+        paths = DataPaths.create(args.data_dir, args.ckpt_dir)
+        opts = Options(paths.config_file)
+        opts.load()
+        device = pick_device(args.device)
+        models = ModelManager(paths, device, pick_dtype(device, args.no_half), Optimizations.from_args(args))
+        networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"))
+        return cls(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks,
+                   tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
+
     def __post_init__(self) -> None:
         self.vaes = VaeLibrary(self.paths, self.models.hashes)
         self.server_paths = ServerPaths.from_args(self.args, self.paths)

@@ -30,29 +30,6 @@ POLL_SECONDS = 0.25  # as often as the page asks for progress
 NAMESPACE = "webui"
 
 
-def replica_services(args: argparse.Namespace) -> Services:
-    """The services a replica needs, as app.py builds them but without page, scripts or a loaded model."""
-    from modules.image_tools import ImageTools
-    from modules.lora import LoraLibrary
-    from modules.model_manager import ModelManager
-    from modules.model_optimizations import Optimizations
-    from modules.networks import Networks
-    from modules.options import Options
-    from modules.paths import DataPaths
-    from modules.sd_models import pick_device, pick_dtype
-    from modules.styles import StyleDatabase
-    from modules.textual_inversion import EmbeddingDatabase
-
-    paths = DataPaths.create(args.data_dir, args.ckpt_dir)
-    opts = Options(paths.config_file)
-    opts.load()
-    device = pick_device(args.device)
-    models = ModelManager(paths, device, pick_dtype(device, args.no_half), Optimizations.from_args(args))
-    networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"))
-    return Services(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks,
-                    tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
-
-
 class LoadedCheckpoint:
     """A checkpoint held by Serve's multiplexing cache; dropping it frees the model on the replica's worker."""
 
@@ -71,7 +48,7 @@ class GenerationReplica:
     """One replica of the generation deployment (see the module docstring)."""
 
     def __init__(self, args: argparse.Namespace, models_per_replica: int) -> None:
-        self.services = replica_services(args)
+        self.services = Services.create(args)  # as app.py, without page, scripts or a model
         self.name = serve.get_replica_context().replica_id.unique_id
         self.node = f"{socket.gethostname()} {ray.get_runtime_context().get_node_id()[:8]}"
         self.board = ray.get_actor(BOARD_NAME, namespace=NAMESPACE)
