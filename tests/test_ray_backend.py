@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 import requests
-from app_process import running_app, wait_for
+from app_process import endpoint_args, running_app, wait_for
 from PIL import Image
 from ray_cluster import ray_cluster  # noqa: F401 - the module's cluster fixture
 
@@ -39,11 +39,24 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ray_api(ray_cluster, data):
-    """The app joined to the two-node cluster with a replica on each node."""
-    with running_app(data, "--nowebui", "--ray-address", ray_cluster, "--ray-replicas", "2", "--ckpt",
+def ray_app(ray_cluster, data):
+    """The app (page and API) joined to the two-node cluster with a replica on each node."""
+    with running_app(data, "--api", "--ray-address", ray_cluster, "--ray-replicas", "2", "--ckpt",
                      "a.safetensors", model_name="a.safetensors") as url:
-        yield url + "sdapi/v1"
+        yield url
+
+
+@pytest.fixture(scope="module")
+def ray_api(ray_app):
+    return ray_app + "sdapi/v1"
+
+
+@pytest.fixture(scope="module")
+def page(ray_app):
+    """A client of the page's own Gradio endpoints."""
+    from gradio_client import Client
+
+    return Client(ray_app, verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +197,43 @@ def test_progress_and_interrupt_reach_the_replica_through_the_api(ray_api):
     assert answer["info"]["interrupted"] is True
     assert len(answer["images"]) <= 2  # the batches running on the two replicas stopped; the others never ran
     generate(ray_api)  # and the next job runs
+
+
+def test_progress_previews_and_interrupt_reach_the_replica_through_the_page(page, ray_api):
+    args = endpoint_args(page, "/txt2img", {"Prompt": "a field", "Sampling method": "Euler", "Sampling steps": 150,
+                                            "Batch count": 4, "Width": 128, "Height": 128, "Seed": 5})
+    job = page.submit(*args, api_name="/txt2img")
+
+    def shown_step():
+        units = job.status().progress_data or []
+        return next((unit.desc for unit in units if unit.desc and unit.desc.startswith("Step ")), None)
+    desc = wait_for(shown_step, 120, "the page showing the replica's steps")
+    assert "/150 · batch " in desc and "/4" in desc
+    wait_for(lambda: job.outputs(), 60, "a live preview on the page")
+    page.predict(api_name="/txt2img_interrupt")
+    gallery, info = job.result(timeout=120)
+    assert info.find("(interrupted)") >= 0
+    images = [item for item in gallery if not os.path.basename(item["image"]).startswith("grid")]
+    assert len(images) <= 2  # the batches running on the two replicas stopped; the others never ran
+    generate(ray_api)  # and the next job runs
+
+
+def test_skip_through_the_api_ends_the_batch_on_the_replica(ray_api):
+    answer: dict = {}
+
+    def run() -> None:
+        answer["images"], answer["info"] = generate(ray_api, steps=150, width=128, height=128)
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(lambda: requests.get(f"{ray_api}/progress", timeout=30).json()["state"]["sampling_step"] >= 2, 120,
+             "steps on the replica")
+    assert requests.post(f"{ray_api}/skip", timeout=30).status_code == 200
+    last_step = 0
+    while thread.is_alive():
+        last_step = max(last_step, requests.get(f"{ray_api}/progress", timeout=30).json()["state"]["sampling_step"])
+        time.sleep(0.2)
+    assert last_step < 100  # the batch ended long before its 150 steps
+    assert len(answer["images"]) == 1 and answer["info"]["interrupted"] is False
 
 
 def test_a_replica_killed_mid_job_is_retried_once_elsewhere_and_the_next_job_runs(ray_api, data):
