@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -192,10 +193,14 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.share:
         web_server.open_share_tunnel(args.port)
-    if args.nowebui:
-        web_server.serve(services, args, api_auth)
-        return
-    serve_restartable(services, lambda: start_page(services, args, gradio_auth, api_auth))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop request ends serving as Ctrl+C does
+    try:
+        if args.nowebui:
+            web_server.serve(services, args, api_auth)
+        else:
+            serve_restartable(services, lambda: start_page(services, args, gradio_auth, api_auth))
+    finally:
+        services.backend.close()  # on a joined cluster, the Serve app goes with the head
 
 
 if __name__ == "__main__":

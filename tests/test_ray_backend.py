@@ -44,6 +44,11 @@ def ray_app(ray_cluster, data):
     with running_app(data, "--api", "--ray-address", ray_cluster, "--ray-replicas", "2", "--ckpt",
                      "a.safetensors", model_name="a.safetensors") as url:
         yield url
+    from ray import serve
+
+    from modules.ray_backend.backend import APP_NAME
+
+    assert APP_NAME not in serve.status().applications  # the app's shutdown took its Serve app down
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,7 @@ class RayBackend(Backend):
                  models_per_replica: int = 1, num_cpus: int = 1) -> None:
         super().__init__(services.engine)
         self.started_ray = not ray.is_initialized()
+        self.own_runtime = self.started_ray and address == "local"  # else Serve may hold others' apps too
         if self.started_ray:
             ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
         self.board = ray.remote(Board).options(name=BOARD_NAME, namespace=NAMESPACE, get_if_exists=True,
@@ -175,7 +176,9 @@ class RayBackend(Backend):
         return alive
 
     def close(self) -> None:
+        """Delete the Serve app; stop Serve and Ray only where this process started the runtime."""
         serve.delete(APP_NAME)
-        if self.started_ray:
+        if self.own_runtime:
             serve.shutdown()
+        if self.started_ray:
             ray.shutdown()
