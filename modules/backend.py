@@ -70,6 +70,7 @@ class Backend(ABC):
     the API read (a remote job's are mirrored there); `run_job` runs one GenerationJob inside a front job."""
 
     uses_ray = False
+    runs_jobs_at_once = False  # whether run_jobs runs independent jobs together (process_images_each)
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -89,6 +90,10 @@ class Backend(ABC):
     @abstractmethod
     def run_job(self, job: GenerationJob, ctx: JobContext) -> GenerationResult:
         """Run `job` now, reporting to `ctx`; the images are saved when `job.settings.save_dir` is set."""
+
+    def run_jobs(self, jobs: list[GenerationJob], ctx: JobContext) -> list[GenerationResult]:
+        """Run independent jobs, their results in order; here one after another."""
+        return [self.run_job(job, ctx) for job in jobs]
 
     @abstractmethod
     def workers(self) -> list[WorkerInfo]:

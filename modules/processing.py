@@ -10,7 +10,7 @@ import copy
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import torch
 from PIL import Image
@@ -258,9 +258,48 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
     return services.engine.run_in_job("process_images", lambda ctx: run_processing(p, ctx, services))
 
 
+def process_images_each(jobs: Iterable[StableDiffusionProcessing]) -> Iterator[Processed]:
+    """process_images for independent jobs (X/Y/Z cells, prompt lines), their results in order. A backend that
+    runs jobs at once (Ray) gets them all together, each set up as `jobs` yields it; otherwise each job runs
+    before the next is taken, so a caller that stops early starts nothing more."""
+    from modules import shared
+
+    services = shared.services
+    if not services.backend.runs_jobs_at_once:
+        for p in jobs:
+            yield process_images(p)
+        return
+    yield from services.engine.run_in_job("process_images", lambda ctx: run_processing_all(jobs, ctx, services))
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """A processing object's job, built on the head with its scripts' hooks run, waiting to run."""
+
+    job: GenerationJob
+    plan: ImagePlan
+    vae_problem: str | None
+
+
 def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> Processed:
     """process_images' body, on the engine's worker: hooks, the job itself, then Processed. After Interrupt
     nothing more starts: a script that calls again gets no images at once."""
+    ready = _prepare(p, ctx, services)
+    if isinstance(ready, Processed):
+        return ready
+    return _finish(p, ready, services.backend.run_job(ready.job, ctx), services)
+
+
+def run_processing_all(jobs: Iterable[StableDiffusionProcessing], ctx: JobContext, services) -> list[Processed]:
+    """run_processing for several jobs: all set up first, run together by the backend, then finished in order."""
+    ready = [(p, _prepare(p, ctx, services)) for p in jobs]
+    waiting = [r for _, r in ready if isinstance(r, _Prepared)]
+    results = iter(services.backend.run_jobs([r.job for r in waiting], ctx))
+    return [r if isinstance(r, Processed) else _finish(p, r, next(results), services) for p, r in ready]
+
+
+def _prepare(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Prepared | Processed:
+    """The job for `p` (its scripts' before_process and process hooks run); after Interrupt, an empty result."""
     if ctx.interrupted:
         stopped = Processed(p, [], p.params.seed, "")
         stopped.interrupted = True
@@ -287,9 +326,14 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
         extra_infotext={k: str(v) for k, v in p.extra_generation_params.items() if v is not None},
         use_extra_network_tags=not p.disable_extra_networks, init_images=list(getattr(p, "init_images", [])),
         mask=getattr(p, "mask", None), hooks=_ScriptHooks(p))
-    result = services.backend.run_job(job, ctx)
-    if vae_problem:
-        result.warnings.insert(0, vae_problem)
+    return _Prepared(job, plan, vae_problem)
+
+
+def _finish(p: StableDiffusionProcessing, ready: _Prepared, result: GenerationResult, services) -> Processed:
+    """Processed from the job's result, with the batch grid and the scripts' postprocess hooks."""
+    plan = ready.plan
+    if ready.vae_problem:
+        result.warnings.insert(0, ready.vae_problem)
     processed = Processed(p, result.images, result.seeds[0] if result.seeds else p.params.seed,
                           result.infotexts[0] if result.infotexts else "", infotexts=result.infotexts,
                           all_seeds=list(plan.seeds), all_prompts=list(plan.prompts),

@@ -2,6 +2,7 @@
 `--prompt "a cat" --steps 10 --cfg_scale 5 --negative_prompt "blurry"`."""
 import copy
 import shlex
+from typing import Any, Iterator
 
 import gradio as gr
 
@@ -11,7 +12,7 @@ from modules.errors import UserError
 from modules.generation import validate
 from modules.generation_params import GenerationParams
 from modules.limits import Limits
-from modules.processing import Processed, fix_seed, process_images
+from modules.processing import Processed, fix_seed, process_images_each
 from modules.shared import opts, state
 
 FIELDS = {f.name for f, _ in GenerationParams.fields()}
@@ -80,13 +81,18 @@ class Script(scripts.Script):
             fix_seed(p)
         state.job_count = len(jobs)
         images, prompts, seeds, infotexts = [], [], [], []
-        for number, settings in enumerate(jobs):
-            if state.interrupted:
-                break
-            job = line_job(p, settings, lines[number], position)
-            if iterate and "seed" not in settings:
-                job.seed = p.seed + number * p.batch_size * p.n_iter
-            processed = process_images(job)
+
+        def line_jobs() -> Iterator[Any]:
+            """Each line's job in order, made as it is taken."""
+            for number, settings in enumerate(jobs):
+                if state.interrupted:
+                    return
+                job = line_job(p, settings, lines[number], position)
+                if iterate and "seed" not in settings:
+                    job.seed = p.seed + number * p.batch_size * p.n_iter
+                yield job
+
+        for processed in process_images_each(line_jobs()):
             images += processed.images
             prompts += processed.all_prompts
             seeds += processed.all_seeds

@@ -6,7 +6,7 @@ import csv
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 import numpy as np
@@ -18,7 +18,7 @@ from modules.errors import UserError
 from modules.generation import validate
 from modules.generation_params import NO_REFINER
 from modules.limits import Limits, output_size
-from modules.processing import Processed, fix_seed, process_images
+from modules.processing import Processed, fix_seed, process_images_each
 from modules.sampling import registry
 from modules.shared import opts, state
 
@@ -226,24 +226,26 @@ class Script(scripts.Script):
         models = shared.services.models
         original_model = models.current_title
         cells, infotexts = {}, {}
+        keys = [(ix, iy, iz) for iz in range(len(zs)) for iy in range(len(ys)) for ix in range(len(xs))]
+
+        def cell_jobs() -> Iterator[Any]:
+            """Each cell's job in grid order, its axes applied (a Checkpoint axis loads its model) as it is taken."""
+            for ix, iy, iz in keys:
+                if state.interrupted:  # before a Checkpoint axis loads a model for the next cell
+                    return
+                job = copy.copy(p)
+                job.do_not_save_grid = True
+                for axis, value, axis_values in zip(axes, (xs[ix], ys[iy], zs[iz]), values):
+                    if value is not None:
+                        axis.apply(job, value, axis_values[0])
+                yield job
+
         try:
-            for iz, z in enumerate(zs):
-                for iy, y in enumerate(ys):
-                    for ix, x in enumerate(xs):
-                        if state.interrupted:  # before a Checkpoint axis loads a model for the next cell
-                            raise _Stopped
-                        job = copy.copy(p)
-                        job.do_not_save_grid = True
-                        for axis, value, axis_values in zip(axes, (x, y, z), values):
-                            if value is not None:
-                                axis.apply(job, value, axis_values[0])
-                        processed = process_images(job)
-                        if not processed.images or state.interrupted:
-                            raise _Stopped
-                        cells[ix, iy, iz] = processed.images[0]
-                        infotexts[ix, iy, iz] = processed.infotexts[0]
-        except _Stopped:
-            pass
+            for key, processed in zip(keys, process_images_each(cell_jobs())):
+                if not processed.images or processed.interrupted:  # a cell cut short is left out
+                    break
+                cells[key] = processed.images[0]
+                infotexts[key] = processed.infotexts[0]
         finally:
             if models.current_title != original_model and original_model is not None:
                 models.load(original_model)
@@ -280,7 +282,3 @@ class Script(scripts.Script):
             results += list(cells.values())
         return Processed(p, results, p.seed, info, infotexts=[info] * firsts + list(infotexts.values()),
                          index_of_first_image=firsts)
-
-
-class _Stopped(Exception):
-    """Interrupted: draw what is done."""

@@ -149,6 +149,25 @@ def test_an_xyz_grid_of_checkpoints_and_seeds_through_ray_gives_the_in_process_p
     assert len({text.split("Model hash: ")[1][:10] for text in remote_info["infotexts"][1:]}) == 2
 
 
+def test_the_cells_of_an_xyz_grid_run_at_once_on_both_replicas_with_the_in_process_pixels(ray_api, local_api):
+    body = {"steps": 20, "width": 128, "height": 128, "script_name": "x/y/z plot",
+            "script_args": [1, "3, 4", 3, "5, 9", 0, "", True, True, False, False, 0]}  # seeds × CFG scales
+    answer: dict = {}
+    thread = threading.Thread(target=lambda: answer.update(zip(("images", "info"), generate(ray_api, **body))))
+    thread.start()
+    together = False
+    while thread.is_alive():
+        together |= sum(bool(w["running"]) for w in cluster_state(ray_api)["workers"]) == 2
+        time.sleep(0.1)
+    assert together  # two cells ran at the same time, one on each replica
+    local, local_info = generate(local_api, **body)
+    assert len(answer["images"]) == len(local) == 5  # the grid, then its four cells
+    for a, b in zip(answer["images"], local):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert [without_worker(text) for text in answer["info"]["infotexts"]] == local_info["infotexts"]
+    assert len({text.rsplit("Worker: ", 1)[1].split(",")[0] for text in answer["info"]["infotexts"][1:]}) == 2
+
+
 def test_a_job_for_checkpoint_b_goes_to_the_replica_that_holds_b(ray_api):
     generate(ray_api)  # a replica holds A
     _, first = generate(ray_api, override_settings={"sd_model_checkpoint": "b.safetensors"})

@@ -69,6 +69,7 @@ class RayBackend(Backend):
     """Jobs run on Ray Serve replicas; front jobs (order, scripts, progress) stay on the head's engine."""
 
     uses_ray = True
+    runs_jobs_at_once = True
 
     def __init__(self, services: Services, address: str, replicas: tuple[int, int] | None = None,
                  models_per_replica: int = 1, num_cpus: int = 1) -> None:
@@ -102,6 +103,19 @@ class RayBackend(Backend):
         if job.settings.save_dir is not None:
             self._save(job, outcome, result)
         return result
+
+    def run_jobs(self, jobs: list[GenerationJob], ctx: JobContext) -> list[GenerationResult]:
+        """Independent jobs (X/Y/Z cells, prompt lines) at once, one per replica; after an interrupt, the jobs
+        not started yet give no images."""
+        def run(job: GenerationJob) -> GenerationResult:
+            if ctx.interrupted:
+                return GenerationResult(params=job.params, interrupted=True)
+            return self.run_job(job, ctx)
+
+        if len(jobs) < 2 or self.max_replicas < 2:
+            return [run(job) for job in jobs]
+        with ThreadPoolExecutor(min(len(jobs), self.max_replicas), thread_name_prefix="jobs") as pool:
+            return list(pool.map(run, jobs))
 
     def _run_part(self, job: GenerationJob, ctx: JobContext, show: Callable) -> JobResult | None:
         """One job (or part) on a replica; a replica that dies is retried once on another. After an
