@@ -3,6 +3,8 @@ loopback only), the demo checkpoint and a second one with other weights, against
 real HTTP."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import base64
 import io
 import json
@@ -195,7 +197,8 @@ def test_a_checkpoint_no_replica_can_read_is_a_clear_error_naming_the_file_and_n
     job = GenerationJob("txt2img", params, ImagePlan.repeated(params, 1), RunSettings(), "ffffffffff",
                         "gone.safetensors", job_id="missing")
     handle = serve.get_app_handle("webui").options(multiplexed_model_id="ffffffffff", stream=True)
-    (event,) = list(handle.generate.remote(job))
+    with ThreadPoolExecutor(1) as off_loop:  # an earlier test may have left an asyncio loop on this thread
+        (event,) = off_loop.submit(lambda: list(handle.generate.remote(job))).result()
     assert event["user"] is True  # the API answers a UserError with a 422
     assert event["error"].startswith("Can't run gone.safetensors: No checkpoint with hash ffffffffff in ")
     assert "on node " in event["error"]

@@ -2,6 +2,8 @@
 stops every process it started."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import psutil
 import pytest
 from ray_cluster import LOOPBACK, ray_cluster, two_node_cluster  # noqa: F401 (ray_cluster is a fixture)
@@ -41,6 +43,7 @@ def test_two_serve_replicas_run_on_the_two_loopback_nodes(ray_cluster):
 
     serve.start(proxy_location="Disabled")
     handle = serve.run(Where.bind(), name="where", route_prefix=None)
-    seen = {handle.remote().result(timeout_s=60) for _ in range(16)}
+    with ThreadPoolExecutor(1) as off_loop:  # an earlier test may have left an asyncio loop on this thread
+        seen = off_loop.submit(lambda: {handle.remote().result(timeout_s=60) for _ in range(16)}).result()
     assert seen == {node["NodeID"] for node in nodes}
     serve.delete("where")
