@@ -55,7 +55,7 @@ class FanOutProgress:
         self.ctx, self.parts, self.done = ctx, parts, 0
         self.lock = threading.Lock()
 
-    def __call__(self, part: GenerationJob, progress: tuple) -> None:
+    def __call__(self, progress: tuple) -> None:
         _, _, step, steps, textinfo = progress
         with self.lock:
             self.ctx.show(min(self.done, self.parts - 1), self.parts, step, steps, textinfo)
@@ -68,7 +68,7 @@ class FanOutProgress:
 class RayBackend(Backend):
     """Jobs run on Ray Serve replicas; front jobs (order, scripts, progress) stay on the head's engine."""
 
-    uses_ray = True
+    name = "ray"
     runs_jobs_at_once = True
 
     def __init__(self, services: Services, address: str, replicas: tuple[int, int] | None = None,
@@ -93,12 +93,19 @@ class RayBackend(Backend):
         count = job.params.n_iter
         if count > 1 and self.max_replicas > 1:
             shown = FanOutProgress(ctx, count)
+
+            def run_part(part: GenerationJob) -> JobResult | None:
+                outcome = self._run_part(part, ctx, shown)
+                if outcome is not None:
+                    shown.finished()
+                return outcome
+
             parts = [replace(job, batches=(batch, batch + 1)) for batch in range(count)]
             with ThreadPoolExecutor(min(count, self.max_replicas), thread_name_prefix="fan-out") as pool:
-                done = list(pool.map(lambda part: self._run_part(part, ctx, shown), parts))
+                done = list(pool.map(run_part, parts))
             outcome = JobResult.joined([part for part in done if part is not None] or done[:1])
         else:
-            outcome = self._run_part(job, ctx, lambda part, progress: ctx.show(*progress))
+            outcome = self._run_part(job, ctx, lambda progress: ctx.show(*progress))
         result = outcome.to_generation_result()
         if job.settings.save_dir is not None:
             self._save(job, outcome, result)
@@ -117,23 +124,20 @@ class RayBackend(Backend):
         with ThreadPoolExecutor(min(len(jobs), self.max_replicas), thread_name_prefix="jobs") as pool:
             return list(pool.map(run, jobs))
 
-    def _run_part(self, job: GenerationJob, ctx: JobContext, show: Callable) -> JobResult | None:
+    def _run_part(self, job: GenerationJob, ctx: JobContext, show: Callable[[tuple], None]) -> JobResult | None:
         """One job (or part) on a replica; a replica that dies is retried once on another. After an
         interrupt, a part that has not started yet is left out (None)."""
         if ctx.interrupted and job.batches and job.batches[0] > 0:
             return None
         try:
-            outcome = self._stream(job, ctx, show)
+            return self._stream(job, ctx, show)
         except WorkerFailed as exc:
             if ctx.interrupted:
                 raise
             log.warning("%s; running the job again on another replica", exc)
-            outcome = self._stream(job, ctx, show)
-        if isinstance(show, FanOutProgress):
-            show.finished()
-        return outcome
+        return self._stream(job, ctx, show)
 
-    def _stream(self, job: GenerationJob, ctx: JobContext, show: Callable) -> JobResult:
+    def _stream(self, job: GenerationJob, ctx: JobContext, show: Callable[[tuple], None]) -> JobResult:
         """Run `job` on a replica, mirroring its progress and previews and passing on interrupt and skip."""
         job = replace(job, job_id=uuid.uuid4().hex)
         job_id = job.job_id
@@ -152,7 +156,7 @@ class RayBackend(Backend):
                     raise (UserError if event["user"] else RuntimeError)(event["error"])
                 if "result" in event:
                     return event["result"]
-                show(job, event["progress"])
+                show(event["progress"])
                 if "preview" in event:
                     ctx.set_preview(lambda data=event["preview"]: png_image(data))
         except ray.exceptions.RayActorError as exc:
