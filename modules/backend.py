@@ -69,7 +69,7 @@ class Backend(ABC):
     """Runs generation jobs. Front jobs queue on the head's engine, whose progress and previews the page and
     the API read (a remote job's are mirrored there); `run_job` runs one GenerationJob inside a front job."""
 
-    uses_ray = False
+    name = "in-process"  # as GET /sdapi/v1/cluster names it
     runs_jobs_at_once = False  # whether run_jobs runs independent jobs together (process_images_each)
 
     def __init__(self, engine: Engine) -> None:

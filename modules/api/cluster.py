@@ -24,5 +24,4 @@ class ClusterResponse(BaseModel):
 
 def cluster_info(services: Services) -> ClusterResponse:
     backend = services.backend
-    return ClusterResponse(backend="ray" if backend.uses_ray else "in-process",
-                           workers=[WorkerItem(**worker.as_dict()) for worker in backend.workers()])
+    return ClusterResponse(backend=backend.name, workers=[WorkerItem(**w.as_dict()) for w in backend.workers()])
