@@ -98,11 +98,10 @@ class StepBatch:
         chunks = abs(gap) // empty.shape[1]
         if chunks == 0:
             return self, None
-        fill = empty.to(cond.dtype).repeat(1, chunks, 1)
         if gap > 0:
-            uncond = torch.cat([uncond, fill.expand(uncond.shape[0], -1, -1)], dim=1)
+            uncond = _with_empty_chunks(uncond, chunks, empty)
         else:
-            cond = torch.cat([cond, fill.expand(cond.shape[0], -1, -1)], dim=1)
+            cond = _with_empty_chunks(cond, chunks, empty)
         return replace(self, cond=cond, uncond=uncond), PADDING_KEYS[PAD_EMPTY]
 
 
@@ -115,6 +114,12 @@ PADDING_KEYS = {PAD_EMPTY: "Pad conds", PAD_LAST: "Pad conds v0"}
 def _repeat_last(embeds: torch.Tensor, length: int) -> torch.Tensor:
     """`embeds` [n, T, D] made `length` tokens long by repeating its last vector."""
     return torch.cat([embeds, embeds[:, -1:].expand(-1, length - embeds.shape[1], -1)], dim=1)
+
+
+def _with_empty_chunks(embeds: torch.Tensor, chunks: int, empty: torch.Tensor) -> torch.Tensor:
+    """`embeds` [n, T, D] followed by `chunks` copies of the empty prompt's chunk `empty` [1, 77, D]."""
+    fill = empty.to(embeds.dtype).repeat(1, chunks, 1).expand(embeds.shape[0], -1, -1)
+    return torch.cat([embeds, fill], dim=1)
 
 
 def _stacked(conds: list[Conditioning]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -130,8 +135,7 @@ def _padded(c: Conditioning, chunks: int, empty: Conditioning) -> Conditioning:
     """`c` made `chunks` chunks long with `empty`'s chunk (its pooled output stays the first chunk's)."""
     if c.chunks >= chunks:
         return c
-    fill = empty.embeds.to(c.embeds.dtype).repeat(1, chunks - c.chunks, 1)
-    return replace(c, embeds=torch.cat([c.embeds, fill], dim=1))
+    return replace(c, embeds=_with_empty_chunks(c.embeds, chunks - c.chunks, empty.embeds))
 
 
 def _zeros(c: Conditioning) -> Conditioning:
