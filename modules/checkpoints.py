@@ -69,14 +69,11 @@ def addnet_sha256(handle: BinaryIO) -> str:
     """The sha256 of a safetensors file from just past its header (kohya-ss's "addnet" LoRA hash)."""
     handle.seek(0)
     handle.seek(8 + int.from_bytes(handle.read(8), "little"))
-    digest = hashlib.sha256()
-    while block := handle.read(1 << 20):
-        digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(handle)
 
 
 def file_sha256(handle: BinaryIO) -> str:
-    """The sha256 of a whole open file."""
+    """The sha256 of an open file, from where it is read now to its end."""
     digest = hashlib.sha256()
     while block := handle.read(1 << 20):
         digest.update(block)
