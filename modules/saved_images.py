@@ -34,8 +34,9 @@ def save(result: GenerationResult, index: int, opts: Any, folder: Path, make_zip
     """Write the chosen images of `result` (`index`: the gallery's selection) into `folder` with their infotexts;
     returns their paths, with the zip of them first when `make_zip`."""
     folder.mkdir(parents=True, exist_ok=True)
+    numbers = chosen(result, index, opts.save_selected_only)
     saved: list[Path] = []
-    for number in chosen(result, index, opts.save_selected_only):
+    for number in numbers:
         text = result.infotexts[number] if number < len(result.infotexts) else ""
         seed = result.seeds[number] if number < len(result.seeds) else result.params.seed
         prompt = parse_infotext(text).get("Prompt", result.params.prompt) if text else result.params.prompt
@@ -51,7 +52,7 @@ def save(result: GenerationResult, index: int, opts: Any, folder: Path, make_zip
                 writer.writerow(LOG_COLUMNS)
             writer.writerow(log_row(result, saved[0].relative_to(folder).as_posix()))
     if make_zip and saved:
-        seeds = [result.seeds[i] for i in chosen(result, index, opts.save_selected_only) if i < len(result.seeds)]
+        seeds = [result.seeds[i] for i in numbers if i < len(result.seeds)]
         archive = folder / f"{datetime.now():%Y%m%d%H%M%S}_{seeds[0]}-{seeds[-1]}.zip"
         with zipfile.ZipFile(archive, "w") as packed:
             for path in saved:
