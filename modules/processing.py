@@ -115,7 +115,6 @@ class StableDiffusionProcessing:
         return ImagePlan(self.all_prompts, self.all_negative_prompts, self.all_seeds, self.all_subseeds)
 
 
-
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     """A txt2img job's settings (hires fix included: enable_hr and the hr_* fields)."""
 
