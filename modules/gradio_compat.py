@@ -81,8 +81,10 @@ def _update(cls: type, **kwargs: Any) -> dict:
 
 
 @functools.lru_cache(maxsize=1024)
-def _keywords(function: Callable) -> frozenset[str] | None:
-    """The keywords `function` takes; None when it takes any (**kwargs)."""
+def accepted_keywords(function: Callable) -> frozenset[str] | None:
+    """The keywords `function` (a class: its __init__) takes; None when it takes any (**kwargs)."""
+    if isinstance(function, type):
+        function = function.__init__
     parameters = inspect.signature(function).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return None
@@ -91,7 +93,7 @@ def _keywords(function: Callable) -> frozenset[str] | None:
 
 def _accepted(function: Callable, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
     """`kwargs` without the keywords `function` doesn't take (unless it takes **kwargs)."""
-    parameters = _keywords(function)
+    parameters = accepted_keywords(function)
     if parameters is None:
         return kwargs
     dropped = [name for name in kwargs if name not in parameters]

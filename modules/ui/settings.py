@@ -4,13 +4,12 @@ for a Reload UI or a restart; and "Reload UI", which rebuilds the page in the pr
 from __future__ import annotations
 
 import html
-import inspect
 import logging
 from typing import Any, Callable
 
 import gradio as gr
 
-from modules import restart
+from modules import gradio_compat, restart
 from modules.errors import UserError
 from modules.options import RELOAD_UI, RESTART, OptionInfo, Options
 from modules.ui.extensions import RELOAD_AFTER_RESTART_JS, RESTARTING
@@ -52,7 +51,7 @@ def declared_component(key: str, info: OptionInfo, kwargs: dict[str, Any]) -> gr
         wanted["choices"] = list(wanted["choices"])
         if info.component is gr.Dropdown and wanted.get("value") not in info.choice_list():
             wanted.setdefault("allow_custom_value", True)  # a value from before the choices changed stays shown
-    accepted = _accepted_arguments(info.component)
+    accepted = gradio_compat.accepted_keywords(info.component)
     if accepted is not None:
         dropped = sorted(set(wanted) - accepted)
         if set(dropped) - {"info"}:
@@ -60,15 +59,6 @@ def declared_component(key: str, info: OptionInfo, kwargs: dict[str, Any]) -> gr
                      ", ".join(dropped))
         wanted = {name: value for name, value in wanted.items() if name in accepted}
     return info.component(**wanted)
-
-
-def _accepted_arguments(component: Any) -> set[str] | None:
-    """The keyword arguments a component class or factory takes; None when it takes any."""
-    target = component.__init__ if isinstance(component, type) else component
-    parameters = inspect.signature(target).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters}
 
 
 def refreshed(opts: Options, key: str) -> dict:
