@@ -83,8 +83,7 @@ def fill(image: Image.Image, mask: Image.Image) -> Image.Image:
     The unmasked pixels, with the inverted mask as alpha (premultiplied, so blurring spreads colour and coverage
     together), are blurred at decreasing radii; each blurred layer is laid over the result with alpha
     compositing, the sharper ones last. Unmasked pixels end up exactly as they were."""
-    kept = Image.new("RGBa", image.size)
-    kept.paste(image.convert("RGBA").convert("RGBa"), mask=Image.eval(mask.convert("L"), lambda v: 255 - v))
+    kept = _outside(image, mask.convert("L"))
     result = Image.new("RGBA", image.size)
     for radius, times in _FILL_LAYERS:
         layer = kept.filter(ImageFilter.GaussianBlur(radius)).convert("RGBA")
@@ -113,7 +112,12 @@ def composite(original: Image.Image, generated: Image.Image, mask: Image.Image, 
         cover = mask.convert("L")
         result = Image.new("RGBA", original.size)
         result.paste(generated.convert("RGB").resize((box[2] - box[0], box[3] - box[1]), Image.LANCZOS), box[:2])
-    overlay = Image.new("RGBa", original.size)
-    overlay.paste(original.convert("RGBA").convert("RGBa"), mask=Image.eval(cover, lambda v: 255 - v))
-    result.alpha_composite(overlay.convert("RGBA"))
+    result.alpha_composite(_outside(original, cover).convert("RGBA"))
     return result.convert("RGB")
+
+
+def _outside(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """`image` with the inverted "L" `mask` as its alpha, premultiplied ("RGBa"): what lies outside the mask."""
+    kept = Image.new("RGBa", image.size)
+    kept.paste(image.convert("RGBA").convert("RGBa"), mask=Image.eval(mask, lambda v: 255 - v))
+    return kept

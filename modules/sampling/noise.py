@@ -221,6 +221,7 @@ def _tree_draws(source: str, device: torch.device) -> Iterator[None]:
 # lie a rounding error outside and torchsde warns on every such step (as it does under A1111); the result is the same.
 warnings.filterwarnings("ignore", message=r"Should have t[ab]", category=UserWarning, module=r"torchsde\.")
 
+
 def _ordered(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     return (a, b, 1) if a < b else (b, a, -1)
 
