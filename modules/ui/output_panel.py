@@ -20,6 +20,7 @@ from modules.errors import UserError
 from modules.generation import GenerationResult
 from modules.server_paths import ServerPaths
 from modules.services import Services
+from modules.ui.user_errors import page_error
 
 TARGETS = (("img2img", "🖼️ Send to img2img"), ("inpaint", "🎨️ Send to inpaint"), ("extras", "📐 Send to extras"))
 
@@ -52,7 +53,7 @@ def seed_of(result: GenerationResult | None, index: int | None) -> int:
 def image_of(result: GenerationResult | None, index: int | None) -> Image.Image:
     """The selected image: its saved file when it has one (the generation parameters travel with it)."""
     if result is None or not result.images:
-        raise gr.Error("Generate an image first")
+        raise page_error("Generate an image first")
     number = selected(result, index)
     if len(result.paths) == len(result.images) and result.paths[number].is_file():
         return Image.open(result.paths[number])
@@ -144,12 +145,12 @@ class OutputPanel:
 
         def save(result: GenerationResult | None, index: int, make_zip: bool) -> tuple:
             if result is None or not result.images:
-                raise gr.Error("Generate an image first")
+                raise page_error("Generate an image first")
             folder = services.output_dir("outdir_save")
             try:
                 files = saved_images.save(result, -1 if index is None else index, services.opts, folder, make_zip)
             except (OSError, UserError) as exc:
-                raise gr.Error(f"Could not save into {folder}: {exc}") from exc
+                raise page_error(f"Could not save into {folder}: {exc}") from exc
             shown = files[1] if make_zip else files[0]
             note = f"Saved: {html.escape(shown.relative_to(folder).as_posix())}"
             return gr.File(value=[str(f) for f in files], visible=True), f"<p>{note}</p>"

@@ -65,7 +65,7 @@ def parameters_html(infotext: str) -> str:
 
 def _open(path: str | None) -> Image.Image:
     if not path:
-        raise gr.Error("Drop an image into PNG Info first")
+        raise page_error("Drop an image into PNG Info first")
     try:
         return open_image(path)
     except UserError as exc:
