@@ -129,12 +129,15 @@ def _unique_names(folder: Path, decoration: str, basename: str, add_number: bool
             yield f"{decoration}-{n}.{ext}" if n else f"{decoration}.{ext}"
 
 
-def _variants(name: str) -> Iterator[str]:
-    """`name`, then `<stem>-1<suffix>`, `<stem>-2<suffix>`…"""
-    stem, suffix = Path(name).stem, Path(name).suffix
-    yield name
-    for n in range(1, _MAX_TRIES):
-        yield f"{stem}-{n}{suffix}"
+def _first_free(folder: Path, names: Iterator[str]) -> Path:
+    """The first of `names` (taken from the iterator) that no file in `folder` has yet."""
+    return folder / next(name for name in names if not (folder / name).exists())
+
+
+def _write_at(target: Path, data: bytes) -> Path:
+    """Write `data` at `target`, or at `<stem>-1<suffix>`, `<stem>-2<suffix>`… when that is taken."""
+    names = (f"{target.stem}-{n}{target.suffix}" if n else target.name for n in range(_MAX_TRIES))
+    return write_new(target.parent, names, lambda handle: handle.write(data))
 
 
 def save_unique(image: Image.Image, folder: Path, decoration: str, infotext: str | None = None, *,
@@ -180,17 +183,15 @@ class FileNaming:
 
     def planned_path(self, folder: Path, fields: NameFields) -> Path:
         """Where save() would put the image now: the first free name (a save elsewhere may take it first)."""
-        names = _unique_names(folder, self._decoration(fields), "", self.add_number, self.format.extension)
-        return folder / next(name for name in names if not (folder / name).exists())
+        return _first_free(folder, _unique_names(folder, self._decoration(fields), "", self.add_number,
+                                                 self.format.extension))
 
     def save(self, image: Image.Image, folder: Path, fields: NameFields, infotext: str | None,
              filename: str | Path | None = None) -> Path:
         """Save one generated image in `folder`, named by the pattern; or, with `filename` (the path an
         on_before_image_saved callback chose instead), there, or at `<stem>-1…` when that is taken."""
         if filename is not None:
-            target = Path(filename)
-            data = encode_image(image, infotext, None, self.format)
-            return write_new(target.parent, _variants(target.name), lambda handle: handle.write(data))
+            return _write_at(Path(filename), encode_image(image, infotext, None, self.format))
         return save_unique(image, folder, self._decoration(fields), infotext, add_number=self.add_number,
                            fmt=self.format)
 
@@ -226,14 +227,13 @@ def save_image(image: Image.Image, path: str | Path, basename: str, seed: int | 
             words = 0 if no_prompt else opts.samples_filename_prompt_words
             decoration = expand(opts.samples_filename_pattern or DEFAULT_PATTERN, fields, words)
         names = _unique_names(folder, decoration + suffix, basename, opts.save_images_add_number, fmt.extension)
-        planned = folder / next(name for name in names if not (folder / name).exists())
+        planned = _first_free(folder, names)
     saving = script_callbacks.ImageSaveParams(image, p, str(planned), texts)
     script_callbacks.before_image_saved_callback(saving)
     chunks = {key: value for key, value in saving.pnginfo.items() if key != "parameters"}
     data = encode_image(saving.image, saving.pnginfo.get("parameters"), chunks, fmt)
     if saving.filename != str(planned):
-        chosen = Path(saving.filename)
-        target = write_new(chosen.parent, _variants(chosen.name), lambda handle: handle.write(data))
+        target = _write_at(Path(saving.filename), data)
     elif forced_filename:
         target = planned
         write_atomic(target, lambda handle: handle.write(data))
