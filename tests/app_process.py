@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +30,14 @@ def wait_for(predicate, timeout: float, what: str):
             return value
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def with_demo_checkpoint(data_dir: Path, demo_checkpoint: Path) -> Path:
+    """`data_dir` with the demo checkpoint copied in as models/Stable-diffusion/demo.safetensors."""
+    folder = data_dir / "models" / "Stable-diffusion"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(demo_checkpoint, folder / "demo.safetensors")
+    return data_dir
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from app_process import ROOT, running_app
+from app_process import ROOT, running_app, with_demo_checkpoint
 
 PADDING = "x" * 300_000  # large enough that a torn write would be caught mid-file
 
@@ -123,11 +123,9 @@ def test_killed_while_saving_leaves_a_whole_file(kind, tmp_path):
 
 @pytest.fixture(scope="module")
 def broken_start(tmp_path_factory, demo_checkpoint):
-    import shutil
 
     data = tmp_path_factory.mktemp("broken")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     (data / "config.json").write_text('{"CLIP_stop_at_last_layers": 2, "samples_save": fal')  # cut short
     (data / "ui-config.json").write_bytes(b"\x00\x00\x00\x00")  # as left by a crash on some file systems
     (data / "styles.csv").write_bytes(b"name,prompt\nGolden,\xff\xfe gold\n")

@@ -4,14 +4,13 @@ the queue consistent (the waiting jobs run, in order, in full) and the progress 
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 
 import psutil
 import pytest
 import requests
-from app_process import running_app, wait_for
+from app_process import running_app, wait_for, with_demo_checkpoint
 
 # An extension that simulates running out of memory inside the sampling loop, through the same hook
 # A1111 extensions use: at step 3 of a 7-step job torch's OutOfMemoryError, of a 9-step job Python's
@@ -37,8 +36,7 @@ SMALL = {"prompt": "a blue boat", "steps": 2, "width": 64, "height": 64, "sample
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_checkpoint):
     data = tmp_path_factory.mktemp("faults")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     (data / "extensions" / "oom-sim" / "scripts").mkdir(parents=True)
     (data / "extensions" / "oom-sim" / "scripts" / "oom.py").write_text(OOM_SCRIPT)
     with running_app(data, "--nowebui", model_name="demo.safetensors") as url:

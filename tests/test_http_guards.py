@@ -5,14 +5,13 @@ body of any type gets a clean 422, and failed logins (page and API) are throttle
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from typing import Iterator
 
 import psutil
 import pytest
 import requests
-from app_process import running_app
+from app_process import running_app, with_demo_checkpoint
 
 PAGE = ("user", "page-pw-1618")
 API = ("robot", "api-pw-1414")
@@ -24,8 +23,7 @@ MB = 1024 * 1024
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_checkpoint) -> Iterator[tuple[str, psutil.Process]]:
     data = tmp_path_factory.mktemp("guards")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     (data / "config.json").write_text(json.dumps({"max_request_bytes": CAP}))
     with running_app(data, "--api", "--gradio-auth", ":".join(PAGE), "--api-auth", ":".join(API)) as url:
         port = url.rstrip("/").rsplit(":", 1)[1]

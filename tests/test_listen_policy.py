@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import requests
-from app_process import endpoint_args, running_app
+from app_process import endpoint_args, running_app, with_demo_checkpoint
 from PIL import Image
 
 SMALL = {"prompt": "x", "steps": 1, "width": 64, "height": 64}
@@ -20,8 +20,7 @@ def listening(tmp_path_factory, demo_checkpoint):
     """--listen --api, no logins (the open case), with images in a folder inside the data dir."""
     root = tmp_path_factory.mktemp("listening")
     data = root / "data"
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     shutil.copy(demo_checkpoint, root / "outside.safetensors")
     (data / "inputs").mkdir()
     Image.new("RGB", (64, 64), "teal").save(data / "inputs" / "a.png")
@@ -124,8 +123,7 @@ def test_hide_ui_dir_config_hides_and_refuses_the_folder_fields(tmp_path, demo_c
     from modules.ui.page import build_page
     from modules.ui.ui_config import UiConfig
 
-    (tmp_path / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, tmp_path / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(tmp_path, demo_checkpoint)
     services = create_services(parse_args(["--data-dir", str(tmp_path), "--hide-ui-dir-config"]))
     try:
         page = build_page(services, UiConfig(tmp_path / "ui-config.json"))

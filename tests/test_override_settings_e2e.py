@@ -10,11 +10,10 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
 
 import pytest
 import requests
-from app_process import endpoint_args, running_app
+from app_process import endpoint_args, running_app, with_demo_checkpoint
 from PIL import Image, PngImagePlugin
 
 from modules.infotext import parse_infotext
@@ -47,8 +46,7 @@ def server(tmp_path_factory, demo_checkpoint):
     """app.py with --api, the demo model, randn_source NV (neither the text's CPU nor a missing RNG's GPU) and
     the probe extension."""
     data = tmp_path_factory.mktemp("override-data")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     (data / "config.json").write_text(json.dumps({"randn_source": "NV"}))
     probe = data / "extensions" / "settings-probe" / "scripts" / "probe.py"
     probe.parent.mkdir(parents=True)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import uuid
 from typing import Any, Iterator
 
 import pytest
 import requests
-from app_process import running_app
+from app_process import running_app, with_demo_checkpoint
 from PIL import Image, PngImagePlugin
 
 SECRET = "planted-secret-4d1f"
@@ -38,8 +37,7 @@ def app(request, tmp_path_factory, demo_checkpoint) -> Iterator[tuple[str, reque
     """A logged-in session on app.py (page alone, or page and API), the server paths to try, and the mode."""
     root = tmp_path_factory.mktemp("file-inputs")
     data = root / "data"
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     (data / "extensions" / "route-ext" / "scripts").mkdir(parents=True)
     (data / "extensions" / "route-ext" / "scripts" / "route.py").write_text(ROUTE_SCRIPT)
     (root / "secret.txt").write_text(SECRET)

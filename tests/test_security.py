@@ -4,13 +4,12 @@ never reach the log or /sdapi/v1/cmd-flags, and an open server says so at start.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 from urllib.parse import quote
 
 import pytest
 import requests
-from app_process import ROOT, running_app
+from app_process import ROOT, running_app, with_demo_checkpoint
 from git_repos import Remote
 
 SECRET = "top-secret-file-contents"
@@ -19,8 +18,7 @@ API_PASSWORD = "api-pass-5150"
 
 def data_dir_with_model(root, demo_checkpoint):
     data = root / "data"
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     return data
 
 

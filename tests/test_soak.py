@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import time
 
 import psutil
 import pytest
 import requests
-from app_process import running_app
+from app_process import running_app, with_demo_checkpoint
 from PIL import Image
 
 CLIENTS = 20
@@ -27,8 +26,7 @@ BODY = {"prompt": "a small lighthouse", "steps": 1, "width": 64, "height": 64, "
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_checkpoint):
     data = tmp_path_factory.mktemp("soak")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     with running_app(data, "--nowebui", model_name="demo.safetensors") as url:
         (app,) = [p for p in psutil.Process().children() if "app.py" in " ".join(p.cmdline())]
         yield url + "sdapi/v1", data, app

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from app_process import running_app
+from app_process import running_app, with_demo_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless flags for this machine's closed network (see the env README).
@@ -32,8 +31,7 @@ def browser():
 def app_url(tmp_path_factory, demo_checkpoint):
     """app.py with the demo model, in a data dir of its own."""
     data = tmp_path_factory.mktemp("browser-data")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     with running_app(data, model_name="demo.safetensors") as url:
         yield url
 

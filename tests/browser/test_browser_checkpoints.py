@@ -5,15 +5,14 @@ import re
 import shutil
 
 import pytest
-from app_process import running_app, wait_for
+from app_process import running_app, wait_for, with_demo_checkpoint
 from playwright.sync_api import expect
 
 
 @pytest.fixture(scope="module")
 def app_data(tmp_path_factory, demo_checkpoint):
     data = tmp_path_factory.mktemp("checkpoints-browser-data")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "second.safetensors")
     (data / "models" / "Stable-diffusion" / "unreadable.ckpt").write_bytes(bytes(range(256)) * 16)
     return data

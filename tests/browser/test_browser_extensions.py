@@ -1,9 +1,8 @@
 """The Extensions tab in the browser: install an extension from a local git repository by its URL, press
 "Apply and restart UI", and the reloaded page has the extension's tab; Settings → "Reload UI" reloads too."""
-import shutil
 
 import pytest
-from app_process import running_app
+from app_process import running_app, with_demo_checkpoint
 from git_repos import Remote
 from playwright.sync_api import expect
 
@@ -29,8 +28,7 @@ def remote(tmp_path_factory):
 @pytest.fixture(scope="module")
 def app_data(tmp_path_factory, demo_checkpoint):
     data = tmp_path_factory.mktemp("extensions-browser-data")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     return data
 
 

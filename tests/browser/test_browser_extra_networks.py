@@ -1,9 +1,8 @@
 """The Extra networks panel in the browser: a click on a LoRA card puts its tag into the prompt."""
-import shutil
 
 import pytest
 import torch
-from app_process import running_app
+from app_process import running_app, with_demo_checkpoint
 from network_files import a1111_embedding, kohya_lora
 from playwright.sync_api import expect
 from tiny_models import tiny_modules
@@ -13,8 +12,7 @@ from tiny_models import tiny_modules
 def app_url(tmp_path_factory, demo_checkpoint):
     """app.py with the demo model, a LoRA and an embedding."""
     data = tmp_path_factory.mktemp("networks-data")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     (data / "models" / "Lora").mkdir(parents=True)
     unet, _, (text_encoder,) = tiny_modules("sd1", seed=7)
     kohya_lora(data / "models" / "Lora" / "tinylora.safetensors", unet, text_encoder)

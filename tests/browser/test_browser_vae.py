@@ -1,10 +1,9 @@
 """The SD VAE dropdown in the quicksettings row: picking a file is used by the next image and saved; a file
 that can't be used is refused with a warning and the dropdown goes back to the VAE in use."""
 import json
-import shutil
 
 import pytest
-from app_process import running_app, wait_for
+from app_process import running_app, wait_for, with_demo_checkpoint
 from playwright.sync_api import expect
 from test_sd_vae import OTHER, write_vae_files
 
@@ -14,8 +13,7 @@ from modules.paths import MODEL_CONFIGS_DIR
 @pytest.fixture(scope="module")
 def app_data(tmp_path_factory, demo_checkpoint):
     data = tmp_path_factory.mktemp("vae-browser-data")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
+    with_demo_checkpoint(data, demo_checkpoint)
     vae_config = json.loads((MODEL_CONFIGS_DIR / "demo" / "vae" / "config.json").read_text())
     write_vae_files(data / "models" / "VAE", vae_config)
     return data
