@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from types import ModuleType
 
 import modules
 from modules import paths as paths_module
@@ -27,19 +26,11 @@ ALIASES = {
 }
 
 
-def install_aliases() -> dict[str, ModuleType]:
-    """Register every shim under its A1111 name (again when called again); returns them by A1111 name."""
-    installed = {}
+def install(paths: paths_module.DataPaths) -> None:
+    """At start: A1111's module-level names in modules.paths read `paths`, and every shim answers to its A1111
+    name (registered again when called again)."""
+    paths_module.activate(paths)
     for a1111_name, shim in ALIASES.items():
         module = importlib.import_module(f"{__name__}.{shim}")
         sys.modules[f"modules.{a1111_name}"] = module
         setattr(modules, a1111_name, module)
-        installed[a1111_name] = module
-    return installed
-
-
-def install(paths: paths_module.DataPaths) -> None:
-    """At start: A1111's module-level names in modules.paths read `paths`, and the shims answer to their
-    A1111 names."""
-    paths_module.activate(paths)
-    install_aliases()
