@@ -12,7 +12,7 @@ import gradio as gr
 
 from modules import options
 
-# Components whose component_args may name the allowed values, and those that take a numeric range.
+# Components whose component_args may name the allowed values (a numeric range is read from any component_args).
 _CHOICE_COMPONENTS = (gr.Dropdown, gr.Radio, gr.CheckboxGroup)
 
 
