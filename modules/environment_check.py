@@ -12,17 +12,10 @@ from dataclasses import dataclass, replace
 
 from packaging.utils import canonicalize_name
 
-from modules.package_guard import PackageGuardError, Pins, PythonEnvironment
+from modules.package_guard import Pins, PythonEnvironment
 
 IMPORT_TIMEOUT = 300.0  # seconds for importing the core modules
 IMPORT_CHECK = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
-
-
-def _pip_output(environment: PythonEnvironment, *args: str) -> str:
-    done = environment.pip(*args)
-    if done.returncode != 0 and args[0] != "check":  # pip check exits 1 when it finds a problem
-        raise PackageGuardError(f"pip {args[0]} failed in {environment.python}: {done.stderr.strip()[-500:]}")
-    return done.stdout
 
 
 def import_problem(environment: PythonEnvironment) -> str:
@@ -60,13 +53,13 @@ class Snapshot:
     @classmethod
     def take(cls, environment: PythonEnvironment, check: bool = True, imports: bool = True) -> "Snapshot":
         """Read the environment now: pip freeze, then pip check when `check`, the imports when `imports`."""
-        freeze = tuple(_pip_output(environment, "freeze").splitlines())
+        freeze = tuple(environment.pip_output("freeze").splitlines())
         snapshot = cls(freeze)
         return snapshot.completed(environment, imports) if check else snapshot
 
     def completed(self, environment: PythonEnvironment, imports: bool = True) -> "Snapshot":
         """This snapshot with pip check's problems and, when `imports`, the import check."""
-        problems = frozenset(line for line in _pip_output(environment, "check").splitlines()
+        problems = frozenset(line for line in environment.pip_output("check").splitlines()
                              if line and not line.startswith("No broken requirements"))
         return replace(self, problems=problems, import_error=import_problem(environment) if imports else "")
 

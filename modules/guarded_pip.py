@@ -21,7 +21,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from modules.package_guard import (SESSION_VARIABLE, GuardSession, PythonEnvironment, Refusal, direct_refusal,
-                                   is_change, protected_pins)
+                                   is_change, protected_pins, without_constraints)
 
 # pip's options that take a value as the next argument (pip install's and the general ones)
 VALUE_OPTIONS = frozenset({
@@ -125,12 +125,6 @@ class Change:
     askers: tuple[str, ...]  # "name version requires spec"
 
 
-def _without_constraint_variable() -> dict[str, str]:
-    """This environment without PIP_CONSTRAINT: the guard passes the constraints with -c, which, unlike the
-    variable, doesn't reach the builds of source packages (their build requirements are not pinned)."""
-    return {key: value for key, value in os.environ.items() if key != "PIP_CONSTRAINT"}
-
-
 def dry_run(pip_options: list[str], options: list[str], requirements: list[str],
             constraints: Path | None) -> list[dict] | None:
     """What pip would install (its --report "install" list), or None when it can't resolve the requirements."""
@@ -138,7 +132,7 @@ def dry_run(pip_options: list[str], options: list[str], requirements: list[str],
         report = Path(folder) / "report.json"
         command = [sys.executable, "-m", "pip", *pip_options, "install", "--dry-run", "--quiet", "--report",
                    str(report), *options, *requirements, *(["-c", str(constraints)] if constraints else [])]
-        done = subprocess.run(command, env=_without_constraint_variable(), capture_output=True, text=True,
+        done = subprocess.run(command, env=without_constraints(), capture_output=True, text=True,
                               stdin=subprocess.DEVNULL)
         if done.returncode != 0 or not report.exists():
             return None
@@ -292,7 +286,7 @@ def install(session: GuardSession, pip_options: list[str], args: list[str]) -> i
     with tempfile.TemporaryDirectory(prefix="sd-webui-requirements-") as folder:
         command = [sys.executable, "-m", "pip", *pip_options, "install",
                    *edited_args(parsed, judge.edits, Path(folder)), "-c", str(session.constraints)]
-        return subprocess.run(command, env=_without_constraint_variable()).returncode
+        return subprocess.run(command, env=without_constraints()).returncode
 
 
 def uninstall(session: GuardSession, pip_options: list[str], args: list[str]) -> int:

@@ -49,26 +49,35 @@ class PythonEnvironment:
     app_distribution: str = APP_DISTRIBUTION
     core_modules: tuple[str, ...] = CORE_MODULES
 
-    def pip(self, *args: str, env: dict[str, str] | None = None,
-            timeout: float = PIP_TIMEOUT) -> subprocess.CompletedProcess:
+    def pip(self, *args: str, timeout: float = PIP_TIMEOUT) -> subprocess.CompletedProcess:
         """Run `python -m pip <args>` in this environment without the guard's constraints (they are the
         guard's to apply); returns the finished process with its text output."""
-        run_env = {key: value for key, value in (env or os.environ).items() if key != "PIP_CONSTRAINT"}
-        run_env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+        env = {**without_constraints(), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         try:
-            return subprocess.run([self.python, "-m", "pip", *args], env=run_env, capture_output=True, text=True,
+            return subprocess.run([self.python, "-m", "pip", *args], env=env, capture_output=True, text=True,
                                   timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise PackageGuardError(f"pip {args[0]} took longer than {timeout:.0f} s and was stopped.") from None
+
+    def pip_output(self, *args: str) -> str:
+        """pip's standard output; PackageGuardError when pip fails (`pip check` exiting 1 is a finding, not a
+        failure)."""
+        done = self.pip(*args)
+        if done.returncode != 0 and args[0] != "check":
+            raise PackageGuardError(f"pip {args[0]} failed in {self.python}: {done.stderr.strip()[-500:]}")
+        return done.stdout
+
+
+def without_constraints() -> dict[str, str]:
+    """This process's environment without PIP_CONSTRAINT: the guard passes its constraints with -c, which,
+    unlike the variable, doesn't reach the builds of source packages (their build requirements are not pinned)."""
+    return {key: value for key, value in os.environ.items() if key != "PIP_CONSTRAINT"}
 
 
 def protected_pins(environment: PythonEnvironment) -> Pins:
     """The installed version of every distribution the web UI needs: its own requirements (with their markers
     and extras) and theirs, transitively, plus the core modules' distributions. Read with `pip inspect`."""
-    done = environment.pip("inspect")
-    if done.returncode != 0:
-        raise PackageGuardError(f"pip inspect failed in {environment.python}: {done.stderr.strip()[-500:]}")
-    report = json.loads(done.stdout)
+    report = json.loads(environment.pip_output("inspect"))
     markers = report.get("environment", {})
     installed = {canonicalize_name(item["metadata"]["name"]): item["metadata"] for item in report["installed"]}
     app = canonicalize_name(environment.app_distribution)
