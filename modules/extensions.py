@@ -295,19 +295,23 @@ def install_from_url(url: str, extensions_dir: Path, opts: "Options", branch: st
     extension.read_git_info()
     if name in disabled_names(opts):  # left from an earlier install of that name: a new one starts enabled
         set_disabled(opts, disabled_names(opts) - {name})
-    extension.note = ""
     if run_install and (target / "install.py").is_file():
         try:
             extension.note = " ".join(run_install_script(extension, installer=installer))
         except (ExtensionError, PackageGuardError) as exc:
-            set_disabled(opts, disabled_names(opts) | {name})
-            set_note(extensions_dir, name, str(exc))
-            extension.enabled, extension.note = False, str(exc)
+            _disable_after_install(extension, opts, str(exc))
             raise InstallScriptError(f"{exc} The extension was installed into {target} but is disabled; fix the "
                                      "problem, then enable it on the Installed tab.", extension) from None
     set_note(extensions_dir, name, extension.note)
     log.info("Installed extension %s from %s", name, url)
     return extension
+
+
+def _disable_after_install(extension: Extension, opts: "Options", reason: str) -> None:
+    """Switch off an extension whose install failed or was blocked (stored in `opts`), `reason` kept as its note."""
+    set_disabled(opts, disabled_names(opts) | {extension.name})
+    set_note(extension.path.parent, extension.name, reason)
+    extension.enabled, extension.note = False, reason
 
 
 def run_install_script(extension: Extension, timeout: float = INSTALL_TIMEOUT,
@@ -347,9 +351,7 @@ def run_install_scripts(extensions: list[Extension], opts: "Options",
             problems += notes
         except InstallBlocked as exc:
             log.error("%s", exc)
-            set_disabled(opts, disabled_names(opts) | {ext.name})
-            set_note(ext.path.parent, ext.name, str(exc))
-            ext.enabled = False
+            _disable_after_install(ext, opts, str(exc))
             problems.append(f"{exc} {ext.name} was disabled.")
         except (ExtensionError, PackageGuardError) as exc:
             log.error("%s", exc)
