@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 from small_disk import small_disk  # noqa: F401 - a fixture for every test module
+
+if TYPE_CHECKING:
+    from modules.options import Options
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -38,3 +42,21 @@ def engine():
     eng = Engine()
     yield eng
     eng.shutdown()
+
+
+@pytest.fixture
+def exts(tmp_path: Path) -> Path:
+    """An empty extensions folder, tmp_path/data/extensions (the extension tests')."""
+    folder = tmp_path / "data" / "extensions"
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture
+def opts(tmp_path: Path) -> Options:
+    """Settings in tmp_path/data/config.json, beside `exts`; a test module may define its own `opts`."""
+    from modules.options import Options
+
+    options = Options(tmp_path / "data" / "config.json")
+    options.load()
+    return options

@@ -38,20 +38,6 @@ def remote(tmp_path) -> Remote:
     return repo
 
 
-@pytest.fixture
-def exts(tmp_path) -> Path:
-    folder = tmp_path / "data" / "extensions"
-    folder.mkdir(parents=True)
-    return folder
-
-
-@pytest.fixture
-def opts(tmp_path) -> Options:
-    options = Options(tmp_path / "data" / "config.json")
-    options.load()
-    return options
-
-
 def services_for(exts: Path, opts: Options, *flags: str) -> SimpleNamespace:
     return SimpleNamespace(args=parse_args(list(flags)), paths=SimpleNamespace(extensions=exts), opts=opts)
 

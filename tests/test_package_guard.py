@@ -87,20 +87,6 @@ def version(environment: PythonEnvironment, name: str) -> str | None:
     return lines[0].split("==")[1] if lines else None
 
 
-@pytest.fixture
-def opts(tmp_path) -> Options:
-    options = Options(tmp_path / "data" / "config.json")
-    options.load()
-    return options
-
-
-@pytest.fixture
-def exts(tmp_path) -> Path:
-    folder = tmp_path / "data" / "extensions"
-    folder.mkdir(parents=True)
-    return folder
-
-
 def tab(exts: Path, opts: Options, environment: PythonEnvironment) -> ExtensionActions:
     """The Extensions tab's actions, installing into `environment`."""
     services = SimpleNamespace(args=parse_args([]), paths=SimpleNamespace(extensions=exts), opts=opts)
