@@ -109,8 +109,10 @@ class GenerationReplica:
         future = self.engine.submit(job.job_id, lambda ctx: self._run(job, held.model, ctx))
         done, shown = asyncio.wrap_future(future), 0
         try:
-            while not done.done():
+            while True:
                 await asyncio.wait({done}, timeout=POLL_SECONDS)
+                if done.done():  # no last progress event (nor a preview built and encoded) for a finished job
+                    break
                 event, shown = await self._progress_event(job.job_id, shown)
                 yield event
             yield {"result": done.result(), "worker": self.name}
