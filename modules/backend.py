@@ -8,11 +8,10 @@ from __future__ import annotations
 import os
 import socket
 from abc import ABC, abstractmethod
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable
 
-from modules.engine import Engine, JobContext
+from modules.engine import JobContext
 from modules.generation import GenerationResult, Txt2Img
 from modules.img2img import Img2Img, Img2ImgInputs
 from modules.job_spec import GenerationJob
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     from modules.sd_models import StableDiffusionModel
     from modules.services import Services
 
-T = TypeVar("T")
 JobModels = Callable[[Iterable["str | None"], "str | None"], ContextManager[dict]]
 
 
@@ -67,25 +65,11 @@ def run_generation(job: GenerationJob, model: StableDiffusionModel, ctx: JobCont
 
 class Backend(ABC):
     """Runs generation jobs. Front jobs queue on the head's engine, whose progress and previews the page and
-    the API read (a remote job's are mirrored there); `run_job` runs one GenerationJob inside a front job."""
+    the API read (a remote job's are mirrored there) and whose interrupt and skip a front job passes on;
+    `run_job` runs one GenerationJob inside a front job."""
 
     name = "in-process"  # as GET /sdapi/v1/cluster names it
     runs_jobs_at_once = False  # whether run_jobs runs independent jobs together (process_images_each)
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def submit(self, name: str, run: Callable[[JobContext], T]) -> "Future[T]":
-        """Queue a front job (a page's, the API's or a script's) in FIFO order."""
-        return self.engine.submit(name, run)
-
-    def interrupt(self) -> None:
-        """Stop the running job at its next step, wherever it runs (the front job passes it on)."""
-        self.engine.interrupt()
-
-    def skip(self) -> None:
-        """End the running job's current batch."""
-        self.engine.skip()
 
     @abstractmethod
     def run_job(self, job: GenerationJob, ctx: JobContext) -> GenerationResult:
@@ -107,7 +91,6 @@ class InProcessBackend(Backend):
     """Today's engine: jobs run on the head's own worker thread with its loaded model."""
 
     def __init__(self, services: Services) -> None:
-        super().__init__(services.engine)
         self.services = services
         self.jobs_done = 0
 
@@ -119,7 +102,7 @@ class InProcessBackend(Backend):
             self.jobs_done += 1
 
     def workers(self) -> list[WorkerInfo]:
-        models, progress = self.services.models, self.engine.progress
+        models, progress = self.services.models, self.services.engine.progress
         loaded = [models.current.short_hash or models.current.checkpoint.name] if models.current else []
         return [WorkerInfo(name="local", node=socket.gethostname(), device=str(models.device), loaded=loaded,
                            loads=models.loads, running=progress.job or None, jobs_done=self.jobs_done,

@@ -151,12 +151,12 @@ class SdApi:
 
     def interrupt(self) -> dict:
         """Stop the running job at its next step; it answers with what it has made."""
-        self.services.backend.interrupt()
+        self.services.engine.interrupt()
         return {}
 
     def skip(self) -> dict:
         """End the running job's current batch and go on with the next."""
-        self.services.backend.skip()
+        self.services.engine.skip()
         return {}
 
     def progress(self, skip_current_image: bool = False) -> ProgressResponse:

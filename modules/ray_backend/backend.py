@@ -73,7 +73,6 @@ class RayBackend(Backend):
 
     def __init__(self, services: Services, address: str, replicas: tuple[int, int] | None = None,
                  models_per_replica: int = 1, num_cpus: int = 1) -> None:
-        super().__init__(services.engine)
         self.started_ray = not ray.is_initialized()
         self.own_runtime = self.started_ray and address == "local"  # else Serve may hold others' apps too
         if self.started_ray:

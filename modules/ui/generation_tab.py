@@ -268,8 +268,8 @@ class GenerationTab:
         generated.success(lambda: gr.update(selected_index=0), outputs=self.gallery, queue=False,
                           show_progress="hidden", api_visibility="private")
         self.wire_prompt_tools()
-        self.interrupt.click(services.backend.interrupt, queue=False, api_name=f"{self.tab}_interrupt")
-        self.skip.click(services.backend.skip, queue=False, api_name=f"{self.tab}_skip")
+        self.interrupt.click(services.engine.interrupt, queue=False, api_name=f"{self.tab}_interrupt")
+        self.skip.click(services.engine.skip, queue=False, api_name=f"{self.tab}_skip")
 
         def count(text: str, steps: float) -> str:
             counted = services.token_count(text or "", steps)
