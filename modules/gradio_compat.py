@@ -80,15 +80,37 @@ def _update(cls: type, **kwargs: Any) -> dict:
     return gr.update(**kwargs)
 
 
-@functools.lru_cache(maxsize=1024)
+_KEYWORDS: dict[Any, frozenset[str] | None] = {}
+
+
 def accepted_keywords(function: Callable) -> frozenset[str] | None:
     """The keywords `function` (a class: its __init__) takes; None when it takes any (**kwargs)."""
     if isinstance(function, type):
         function = function.__init__
+    key = _signature_key(function)
+    if key in _KEYWORDS:
+        return _KEYWORDS[key]
     parameters = inspect.signature(function).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    keywords = None if takes_any else frozenset(parameters)
+    if key is not None:
+        _KEYWORDS[key] = keywords
+    return keywords
+
+
+def _signature_key(function: Callable) -> Any:
+    """The cache key of a callable's keywords: the callable itself, but for a partial its function's code and
+    the arguments it binds (None: not cached). Every event's `.then` is a new partial of a new closure of one
+    Gradio function, so it is read once, and the cache keeps no event (nor the blocks it names) alive."""
+    if not isinstance(function, functools.partial):
+        return function
+    inner, bound = function, 0
+    while isinstance(inner, functools.partial):
+        inner, bound = inner.func, bound + len(inner.args)
+    code = getattr(inspect.unwrap(inner), "__code__", None)
+    if code is None or hasattr(inner, "__signature__"):
         return None
-    return frozenset(parameters)
+    return code, bound + inspect.ismethod(inner)
 
 
 def _accepted(function: Callable, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
