@@ -63,6 +63,16 @@ def quote(value: Any) -> str:
     return text
 
 
+def unquote(text: str) -> str:
+    """A value as `quote` (or A1111) wrote it, unquoted; text that isn't a JSON string stays as it is."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def _number(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
@@ -122,12 +132,7 @@ def parse_infotext(text: str) -> dict[str, str]:
         (negative_lines if in_negative else prompt_lines).append(line)
     result: dict[str, str] = {"Prompt": "\n".join(prompt_lines), "Negative prompt": "\n".join(negative_lines)}
     for key, value in _PAIR.findall(params_line):
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
+        value = unquote(value.strip())
         result[key.strip()] = value
         size = _SIZE_PAIR.match(value)
         if size:

@@ -1,13 +1,12 @@
 """LoRA networks from models/Lora, applied through diffusers/peft adapters and removed without reloading."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modules.checkpoints import addnet_sha256, file_sha256
 from modules.prompt_parser import ExtraNetwork
 from modules.safe_weights import UnreadableWeightsError, UnsafeWeightsError, read_weights
 from modules.sd_models import StableDiffusionModel
@@ -40,14 +39,8 @@ class LoraRequest:
 def addnet_hash(path: Path) -> str:
     """The hash A1111 writes into "Lora hashes": sha256 of a .safetensors file's tensor data
     (everything after its header), or of the whole file for other formats; 12 hex digits."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        if path.suffix == ".safetensors":
-            header = struct.unpack("<Q", handle.read(8))[0]
-            handle.seek(8 + header)
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()[:12]
+        return (addnet_sha256(handle) if path.suffix == ".safetensors" else file_sha256(handle))[:12]
 
 
 @dataclass

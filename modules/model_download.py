@@ -10,6 +10,7 @@ from pathlib import Path
 import requests
 
 from modules.atomic_files import write_atomic
+from modules.checkpoints import file_sha256
 from modules.errors import UserError
 
 Progress = Callable[[int, int | None], None]
@@ -34,11 +35,8 @@ class RemoteFile:
 
 def sha256_of(path: Path) -> str:
     """The hex sha256 of a file on disk."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_SIZE), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return file_sha256(handle)
 
 
 def download_file(url: str, dest: Path, sha256: str | None = None, progress: Progress | None = None,

@@ -3,7 +3,6 @@ reading infotext, and extensions' buttons that paste it into a generation tab. T
 (modules/infotext.py) and the pasting is the ↙️ button's (modules/ui/infotext_paste.py)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import gradio as gr
 
 from modules import shared
 from modules.images import open_image, read_infotext
-from modules.infotext import parse_infotext, quote  # noqa: F401 - quote: A1111's name, which extensions import
+from modules.infotext import parse_infotext, quote, unquote  # noqa: F401 - quote, unquote: A1111's names
 from modules.options import infotext_setting_keys, settings_from_entries, settings_from_infotext
 
 paste_fields: dict[str, dict[str, Any]] = {}
@@ -33,16 +32,6 @@ class ParamBinding:
 
 
 registered_param_bindings: list[ParamBinding] = []
-
-
-def unquote(text: str) -> str:
-    """A value as infotext quoted it, unquoted."""
-    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
-        return text
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def parse_generation_parameters(x: str, skip_fields: list[str] | None = None) -> dict[str, Any]:
