@@ -90,6 +90,8 @@ class JobHooks:
     """Where scripts join a running job. This base class changes nothing."""
 
     p = None  # the A1111 processing object the job was started from, if any
+    acts_on_batches = False  # whether before_batch, image or after_batch do anything
+    replaces_noise = False  # whether start_noise does anything
 
     def before_batch(self, batch_no: int, plan: ImagePlan, first: int, count: int) -> None:
         """Before a batch is encoded and sampled."""

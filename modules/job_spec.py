@@ -1,9 +1,10 @@
 """A generation job as data, and its result as data: what travels between the front end and a worker.
 
 `GenerationJob` holds everything a worker needs besides the model files: the GenerationParams, the
-image plan, the settings snapshot it reads (RunSettings), the checkpoint by short hash and the VAE
-choice. Pickled (to a Ray replica), its input images travel as PNG bytes; the script hooks stay on the
-front end. `JobResult` is what a worker sends back: PNG bytes, infotexts, seeds, warnings, the model and
+image plan, the settings snapshot it reads (RunSettings), the checkpoint by short hash, the VAE choice
+and, for a worker elsewhere, the other files it reads by their hashes. Pickled (to a Ray replica), its
+input images travel as PNG bytes; the script hooks stay on the front end (a worker asks for them).
+`JobResult` is what a worker sends back: PNG bytes, infotexts, seeds, warnings, the model and
 the worker that ran it."""
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from modules.generation import GenerationResult, ImagePlan, JobHooks, RunSettings
 from modules.generation_params import GenerationParams
+from modules.job_files import JobFile
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -48,6 +50,8 @@ class GenerationJob:
     mask: Image.Image | None = None
     batches: tuple[int, int] | None = None  # run only batches [first, last) of the batch count; None: all
     job_id: str = ""
+    files: tuple[JobFile, ...] = ()  # the other files it reads, by hash (job_files), for a worker elsewhere
+    remote_hooks: bool = False  # whether a worker elsewhere asks the front end to run the hooks
     hooks: JobHooks = field(default_factory=JobHooks)  # front end only; never pickled
 
     def __getstate__(self) -> dict[str, Any]:

@@ -75,7 +75,8 @@ class LoraLibrary:
                 found.setdefault(path.stem, path)
         return found
 
-    def _hash(self, path: Path) -> str:
+    def file_hash(self, path: Path) -> str:
+        """The file's A1111 LoRA hash (addnet), remembered while the file is unchanged."""
         mtime = path.stat().st_mtime
         cached = self._hashes.get(path)
         if cached is None or cached[0] != mtime:
@@ -119,7 +120,7 @@ class LoraLibrary:
                     continue
                 model.lora_adapters.add(request.name)
             active.append(request)
-            result.hashes[request.name] = self._hash(path)
+            result.hashes[request.name] = self.file_hash(path)
         for warning in result.warnings:
             log.warning(warning)
         if not active:

@@ -200,8 +200,24 @@ class Processed:
 class _ScriptHooks(JobHooks):
     """Calls the AlwaysVisible scripts' batch and image hooks from inside the job."""
 
+    BATCH_HOOKS = ("before_process_batch", "process_batch", "postprocess_image", "postprocess_batch",
+                   "postprocess_batch_list")
+
     def __init__(self, p: StableDiffusionProcessing) -> None:
         self.p = p
+
+    @property
+    def acts_on_batches(self) -> bool:
+        """Whether an AlwaysVisible script of the job has a batch or image hook of its own."""
+        from modules.scripts import Script  # it imports this module
+
+        runner = self.p.scripts
+        return runner is not None and any(getattr(type(script), hook) is not getattr(Script, hook)
+                                          for script in runner.alwayson for hook in self.BATCH_HOOKS)
+
+    @property
+    def replaces_noise(self) -> bool:
+        return getattr(self.p, "start_noise", None) is not None
 
     def before_batch(self, batch_no: int, plan: ImagePlan, first: int, count: int) -> None:
         p, part = self.p, slice(first, first + count)

@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any, Callable
 import ray
 from ray import serve
 
-from modules.backend import Backend, WorkerInfo
+from modules.backend import Backend, InProcessBackend, WorkerInfo
 from modules.engine import JobContext
 from modules.errors import DiskFull, UserError
 from modules.generation import GenerationResult, save_output
+from modules.job_files import job_files
 from modules.job_spec import GenerationJob, JobResult, png_image
 from modules.paths import REPO_ROOT
 from modules.ray_backend.board import BOARD_NAME, Board
+from modules.ray_backend.remote_hooks import answer_hook
 from modules.ray_backend.replica import NAMESPACE, GenerationReplica
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ class RayBackend(Backend):
 
     def __init__(self, services: Services, address: str, replicas: tuple[int, int] | None = None,
                  models_per_replica: int = 1, num_cpus: int = 1) -> None:
+        self.local = InProcessBackend(services)  # for the jobs that must run beside the head's model
         self.started_ray = not ray.is_initialized()
         self.own_runtime = self.started_ray and address == "local"  # else Serve may hold others' apps too
         if self.started_ray:
@@ -88,9 +91,15 @@ class RayBackend(Backend):
 
     def run_job(self, job: GenerationJob, ctx: JobContext) -> GenerationResult:
         """Send `job` to a replica holding its checkpoint; with several replicas, a batch count above 1 is
-        spread over them as one part per batch (the same seeds, the images in batch order)."""
+        spread over them as one part per batch (the same seeds, the images in batch order), unless a script
+        hooks into its batches (they run on the head, one after another, as in-process). A script that puts
+        its own starting noise in (it needs the model at hand) has the job run on the head."""
+        if job.hooks.replaces_noise:
+            log.info("%s: a script supplies the starting noise; the job runs on the head", job.checkpoint_name)
+            return self.local.run_job(job, ctx)
+        job = replace(job, files=job_files(job, self.local.services), remote_hooks=job.hooks.acts_on_batches)
         count = job.params.n_iter
-        if count > 1 and self.max_replicas > 1:
+        if count > 1 and self.max_replicas > 1 and not job.remote_hooks:
             shown = FanOutProgress(ctx, count)
 
             def run_part(part: GenerationJob) -> JobResult | None:
@@ -155,6 +164,10 @@ class RayBackend(Backend):
                     raise (UserError if event["user"] else RuntimeError)(event["error"])
                 if "result" in event:
                     return event["result"]
+                if "hook" in event:
+                    call, kind, args = event["hook"]
+                    self.board.answer.remote(job_id, call, answer_hook(job.hooks, job.plan, kind, args))
+                    continue
                 show(event["progress"])
                 if "preview" in event:
                     ctx.set_preview(lambda data=event["preview"]: png_image(data))

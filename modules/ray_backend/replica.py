@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import itertools
 import logging
 import os
 import socket
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import ray
 from ray import serve
@@ -20,13 +22,16 @@ from modules.backend import WorkerInfo, run_generation
 from modules.checkpoints import CheckpointInfo, HashCache
 from modules.engine import Engine, JobContext
 from modules.errors import ModelLoadError, UserError
+from modules.job_files import check_job_files
 from modules.job_spec import GenerationJob, JobResult, png_bytes
 from modules.ray_backend.board import BOARD_NAME
+from modules.ray_backend.remote_hooks import RemoteHooks
 from modules.sd_models import StableDiffusionModel, free_model
 from modules.services import Services
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25  # as often as the page asks for progress
+ANSWER_WAIT_SECONDS = 1.0  # how long one wait for a hook answer lasts before the job's interrupt is checked
 NAMESPACE = "webui"
 
 
@@ -98,7 +103,8 @@ class GenerationReplica:
 
     async def generate(self, job: GenerationJob) -> AsyncIterator[dict[str, Any]]:
         """Run `job`, yielding {"progress": ...} (with "preview" PNG bytes when there is a new one) while it
-        runs, then {"result": JobResult}, or {"error": message, "user": bool}."""
+        runs, {"hook": (call, kind, args)} when a script hook needs the head (see remote_hooks), then
+        {"result": JobResult}, or {"error": message, "user": bool}."""
         try:
             held = await self.checkpoint(serve.get_multiplexed_model_id())
         except UserError as exc:
@@ -106,11 +112,18 @@ class GenerationReplica:
             return
         self.running = job.job_id
         self._report()
-        future = self.engine.submit(job.job_id, lambda ctx: self._run(job, held.model, ctx))
+        hook_calls: asyncio.Queue = asyncio.Queue()
+        ask = self._asker(job.job_id, hook_calls)
+        future = self.engine.submit(job.job_id, lambda ctx: self._run(job, held.model, ctx, ask))
         done, shown = asyncio.wrap_future(future), 0
         try:
             while True:
-                await asyncio.wait({done}, timeout=POLL_SECONDS)
+                call = asyncio.ensure_future(hook_calls.get())
+                await asyncio.wait({done, call}, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+                if call.done():
+                    yield {"hook": call.result(), "worker": self.name}
+                    continue
+                call.cancel()
                 if done.done():  # no last progress event (nor a preview built and encoded) for a finished job
                     break
                 event, shown = await self._progress_event(job.job_id, shown)
@@ -128,6 +141,21 @@ class GenerationReplica:
             self.jobs_done += 1
             self._report()
 
+    def _asker(self, job_id: str, hook_calls: asyncio.Queue) -> Callable[[JobContext, str, tuple], Any]:
+        """For the job's worker thread: send a hook call down the stream and wait for the head's answer (None
+        once the job is interrupted)."""
+        loop, calls = asyncio.get_running_loop(), itertools.count()
+
+        def ask(ctx: JobContext, kind: str, args: tuple) -> Any:
+            call = next(calls)
+            loop.call_soon_threadsafe(hook_calls.put_nowait, (call, kind, args))
+            while not ctx.interrupted:
+                answer = ray.get(self.board.await_answer.remote(job_id, call, ANSWER_WAIT_SECONDS))
+                if answer is not None:
+                    return answer[0]
+            return None
+        return ask
+
     async def _progress_event(self, job_id: str, shown: int) -> tuple[dict[str, Any], int]:
         """Apply the head's stop requests, then the progress (and any new live preview) to send."""
         stops = await self.board.take.remote(job_id)
@@ -144,9 +172,14 @@ class GenerationReplica:
                 event["preview"] = png_bytes(image)
         return event, progress.preview_id
 
-    def _run(self, job: GenerationJob, model: StableDiffusionModel, ctx: JobContext) -> JobResult:
-        """On the replica's worker: the job on `model`, with `Worker` in its infotext."""
+    def _run(self, job: GenerationJob, model: StableDiffusionModel, ctx: JobContext,
+             ask: Callable[[JobContext, str, tuple], Any]) -> JobResult:
+        """On the replica's worker: the job on `model`, with `Worker` in its infotext (and its script hooks
+        asked of the head with `ask`, when it has any)."""
         s = self.services
+        check_job_files(job.files, s, f"worker {self.name} (node {self.node})")
+        if job.remote_hooks:
+            job.hooks = RemoteHooks(functools.partial(ask, ctx))
         s.models.current = model  # the job's model is the one its hires/refiner models are compared with
         s.sync_vae(job.vae, model)  # a VAE that can't be used: the head has warned already
         result, kind = run_generation(job, model, ctx, s.networks, s.tools, s.job_models, {"Worker": self.name})
