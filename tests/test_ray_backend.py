@@ -26,12 +26,40 @@ from modules.demo_model import write_demo_checkpoint
 pytest.importorskip("ray")
 
 SMALL = {"prompt": "a red house", "steps": 3, "width": 64, "height": 64, "seed": 5, "sampler_name": "Euler"}
+HOOKS_SCRIPT = """
+import gradio as gr
+from PIL import ImageOps
+
+import modules.scripts as scripts
+
+
+class Script(scripts.Script):
+    def title(self):
+        return "Ray hooks"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        return [gr.Checkbox(label="Hook the batches", value=False)]
+
+    def process_batch(self, p, enabled, **kwargs):
+        if enabled:
+            p.prompts = [prompt + f", hooked in batch {kwargs['batch_number']}" for prompt in p.prompts]
+
+    def postprocess_image(self, p, pp, enabled):
+        if enabled:
+            pp.image = ImageOps.invert(pp.image.convert("RGB"))
+"""
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """A data folder with checkpoints A (the demo model) and B (its layout, other weights)."""
+    """A data folder with checkpoints A (the demo model) and B (its layout, other weights), and an extension
+    whose AlwaysVisible script changes each batch's prompts and inverts each image."""
     root = tmp_path_factory.mktemp("data")
+    (root / "extensions" / "ray-hooks" / "scripts").mkdir(parents=True)
+    (root / "extensions" / "ray-hooks" / "scripts" / "ray_hooks.py").write_text(HOOKS_SCRIPT)
     folder = root / "models" / "Stable-diffusion"
     folder.mkdir(parents=True)
     write_demo_checkpoint(folder / "a.safetensors", seed=0)
@@ -168,6 +196,32 @@ def test_the_cells_of_an_xyz_grid_run_at_once_on_both_replicas_with_the_in_proce
         assert np.array_equal(np.asarray(a), np.asarray(b))
     assert [without_worker(text) for text in answer["info"]["infotexts"]] == local_info["infotexts"]
     assert len({text.rsplit("Worker: ", 1)[1].split(",")[0] for text in answer["info"]["infotexts"][1:]}) == 2
+
+
+def test_an_always_visible_scripts_batch_and_image_hooks_act_on_a_job_that_runs_on_a_replica(ray_api, local_api):
+    hooked = {"n_iter": 2, "seed": 31, "alwayson_scripts": {"Ray hooks": {"args": [True]}}}
+    remote, remote_info = generate(ray_api, **hooked)
+    local, local_info = generate(local_api, **hooked)
+    plain, _ = generate(local_api, n_iter=2, seed=31)
+    assert [text.split("\n")[0] for text in remote_info["infotexts"]] == [f"a red house, hooked in batch {n}"
+                                                                        for n in (0, 1)]
+    for a, b, c in zip(remote, local, plain):
+        assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
+    assert [without_worker(text) for text in remote_info["infotexts"]] == local_info["infotexts"]
+
+
+def test_the_lines_of_prompts_from_file_run_as_separate_jobs_with_the_in_process_pixels(ray_api, local_api):
+    lines = {"script_name": "prompts from file or textbox",
+             "script_args": [False, False, "start", "a red house\n--prompt \"a blue boat\" --steps 4"]}
+    done_before = sum(w["jobs_done"] for w in cluster_state(ray_api)["workers"])
+    remote, remote_info = generate(ray_api, **lines)
+    local, local_info = generate(local_api, **lines)
+    assert sum(w["jobs_done"] for w in cluster_state(ray_api)["workers"]) == done_before + 2
+    assert len(remote) == len(local) == 2
+    for a, b in zip(remote, local):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert [without_worker(text) for text in remote_info["infotexts"]] == local_info["infotexts"]
+    assert "a blue boat" in remote_info["infotexts"][1]
 
 
 def test_a_job_for_checkpoint_b_goes_to_the_replica_that_holds_b(ray_api):
