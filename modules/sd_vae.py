@@ -63,6 +63,17 @@ def diffusers_vae_weights(state: dict[str, torch.Tensor], vae_config: dict) -> d
     return convert_ldm_vae_checkpoint(weights, vae_config)
 
 
+def ldm_vae_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A VAE file's weights in the original (LDM) key layout, without the `first_stage_model.` prefix: the
+    layout a single-file checkpoint holds them in (diffusers-layout files are converted)."""
+    from modules.ldm_convert import VAE_PREFIX, vae_to_ldm
+
+    if any(key.startswith(_DIFFUSERS_KEYS) for key in state):
+        return vae_to_ldm(state)
+    return {key.removeprefix(VAE_PREFIX): value for key, value in state.items()
+            if not key.startswith(_TRAINING_KEYS)}
+
+
 def check_fits(weights: dict[str, torch.Tensor], vae: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The weights `vae` takes from `weights`; ModelLoadError when one is missing or has another shape."""
     expected = vae.state_dict()
