@@ -47,3 +47,28 @@ def test_two_serve_replicas_run_on_the_two_loopback_nodes(ray_cluster):
         seen = off_loop.submit(lambda: {handle.remote().result(timeout_s=60) for _ in range(16)}).result()
     assert seen == {node["NodeID"] for node in nodes}
     serve.delete("where")
+
+
+def test_a_replica_range_starts_at_its_minimum_and_grows_with_waiting_jobs(ray_cluster):
+    import time
+
+    from modules.ray_backend.backend import scaling
+
+    @serve.deployment(max_ongoing_requests=1, ray_actor_options={"num_cpus": 1}, **scaling((1, 2)))
+    class Slow:
+        def __call__(self) -> str:
+            time.sleep(1)
+            return serve.get_replica_context().replica_id.unique_id
+
+    def running() -> int:
+        replicas = serve.status().applications["slow"].deployments["Slow"].replica_states
+        return replicas.get("RUNNING", 0)
+
+    serve.start(proxy_location="Disabled")
+    handle = serve.run(Slow.bind(), name="slow", route_prefix=None)
+    assert running() == 1
+    with ThreadPoolExecutor(1) as off_loop:  # see above
+        seen = off_loop.submit(lambda: {answer.result(timeout_s=120) for answer in
+                                        [handle.remote() for _ in range(24)]}).result()
+    assert len(seen) == 2 and running() == 2  # the waiting jobs brought up the second replica, which took some
+    serve.delete("slow")

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 APP_NAME = "webui"
+UPSCALE_DELAY_S = 5  # a job waiting this long for a replica starts another one (Serve's default: 30)
 
 
 class WorkerFailed(UserError):
@@ -47,7 +48,8 @@ def scaling(replicas: tuple[int, int] | None) -> dict[str, Any]:
     low, high = replicas or (max(1, int(ray.cluster_resources().get("GPU", 0))),) * 2
     if low == high:
         return {"num_replicas": low}
-    return {"autoscaling_config": {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 1}}
+    return {"autoscaling_config": {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 1,
+                                   "upscale_delay_s": UPSCALE_DELAY_S}}
 
 
 class FanOutProgress:
