@@ -16,6 +16,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+BROWSER_TESTS = Path(__file__).parent / "browser"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by what it runs: `browser` (tests/browser/), `e2e` (its module starts app.py, or it drives
+    a browser), `ray` (it uses the Ray cluster fixture). The soak module marks itself."""
+    for item in items:
+        in_browser = BROWSER_TESTS in item.path.parents
+        if in_browser:
+            item.add_marker(pytest.mark.browser)
+        if in_browser or hasattr(getattr(item, "module", None), "running_app"):
+            item.add_marker(pytest.mark.e2e)
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+
 @pytest.fixture(scope="session")
 def demo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in demo model written as a real single-file .safetensors checkpoint."""

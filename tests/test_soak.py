@@ -16,6 +16,8 @@ import requests
 from app_process import running_app, with_demo_checkpoint
 from PIL import Image
 
+pytestmark = pytest.mark.soak
+
 CLIENTS = 20
 JOBS = 100 if os.environ.get("SOAK_LONG") == "1" else 40
 WARM = 20  # memory is compared from this job on
