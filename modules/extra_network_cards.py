@@ -1,4 +1,4 @@
-"""The cards of the extra-networks panel: embeddings, LoRAs and checkpoints, each with the text a
+"""The cards of the extra-networks panel: embeddings, LoRAs, hypernetworks and checkpoints, each with the text a
 click puts into the prompt and the preview image found beside its file (`<name>.preview.png`)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from modules.model_manager import ModelManager
 from modules.networks import Networks
 
-KINDS = ("Textual Inversion", "Lora", "Checkpoints")
+KINDS = ("Textual Inversion", "Lora", "Checkpoints", "Hypernetworks")
 PREVIEW_SUFFIXES = (".preview.png", ".preview.jpg", ".preview.webp", ".png", ".jpg", ".webp")
 
 
@@ -36,6 +36,9 @@ def cards(kind: str, networks: Networks, models: ModelManager) -> list[Card]:
         found = [(e.name, e.path, e.name) for e in networks.embeddings.embeddings.values()]
     elif kind == "Lora":
         found = [(name, path, f"<lora:{name}:1>") for name, path in networks.loras.available().items()]
+    elif kind == "Hypernetworks":
+        files = networks.hypernetworks.available() if networks.hypernetworks else {}
+        found = [(name, path, f"<hypernet:{name}:1>") for name, path in files.items()]
     else:
         found = [(info.name, info.path, models.title(info)) for info in models.checkpoints]
     found.sort(key=lambda item: item[0].lower())

@@ -215,7 +215,7 @@ class Txt2Img:
         if p.subseed_strength and len(plan.subseeds) < count:
             raise UserError(f"{count} images with a variation strength need as many variation seeds")
         self.ctx.set_job_count(p.n_iter)
-        with self.tiling():
+        with self.tiling(), self.networks.job() if self.networks is not None else contextlib.nullcontext():
             for batch_no in range(p.n_iter) if self.batches is None else self.batches:
                 first = batch_no * p.batch_size
                 if self.ctx.interrupted or first >= count:

@@ -116,7 +116,8 @@ def parse_infotext(text: str) -> dict[str, str]:
     """Parse infotext into a dict with Prompt, Negative prompt and every parameter key.
 
     As in A1111, the last line is parameters only if it holds at least three `key: value`
-    pairs; `AxB` values also fill `Key-1` and `Key-2`.
+    pairs; `AxB` values also fill `Key-1` and `Key-2`. Old "Hypernet" and "Hypernet strength" keys become a
+    `<hypernet:name:strength>` tag at the end of the prompt, as A1111 reads them.
     """
     lines = text.strip().split("\n")
     params_line = ""
@@ -139,6 +140,8 @@ def parse_infotext(text: str) -> dict[str, str]:
             result[f"{key.strip()}-1"], result[f"{key.strip()}-2"] = size.groups()
     for key, default in MISSING_KEY_DEFAULTS.items():
         result.setdefault(key, default)
+    if "Hypernet" in result:  # before extra networks a hypernetwork was a setting, written as these keys
+        result["Prompt"] += f"<hypernet:{result['Hypernet']}:{result.get('Hypernet strength', '1.0')}>"
     return result
 
 

@@ -1,30 +1,35 @@
-"""Extra networks of a job: `<lora:…>` tags and textual inversion embeddings, made ready on the model."""
+"""Extra networks of a job: `<lora:…>` and `<hypernet:…>` tags and textual inversion embeddings, made ready on
+the model."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from modules import prompt_parser
+from modules.hypernetworks import HypernetworkLibrary
 from modules.lora import AppliedLoras, LoraLibrary
 from modules.sd_models import StableDiffusionModel
 from modules.textual_inversion import EmbeddingDatabase
 
 log = logging.getLogger(__name__)
 
-HANDLED_KINDS = ("lora",)
-
 
 @dataclass
 class Networks:
-    """The embeddings folder and the LoRA folder of the data dir."""
+    """The embeddings folder and the LoRA and hypernetwork folders of the data dir (without `hypernetworks`,
+    `<hypernet:…>` tags are ignored with a warning)."""
 
     embeddings: EmbeddingDatabase
     loras: LoraLibrary
+    hypernetworks: HypernetworkLibrary | None = None
 
     def prepare(self, model: StableDiffusionModel, prompts: list[str], use_tags: bool = True) -> AppliedLoras:
-        """Make the current embeddings usable and activate the LoRAs the prompts name (with `use_tags`
-        false, A1111's disable_extra_networks, none: the tags are only taken out of the prompts)."""
+        """Make the current embeddings usable and activate the LoRAs and hypernetworks the prompts name (with
+        `use_tags` false, A1111's disable_extra_networks, none: the tags are only taken out of the prompts).
+        Hypernetworks stay hooked into the UNet until the next call for this model or the end of `job()`."""
         self.embeddings.refresh()
         encoder = model.prompt_encoder
         usable = self.embeddings.compatible(encoder.widths)
@@ -32,12 +37,25 @@ class Networks:
         tags = [tag for prompt in dict.fromkeys(prompts)
                 for tag in prompt_parser.extract_extra_networks(prompt)[1]] if use_tags else []
         applied = self.loras.apply(model, tags)
+        handled = {"lora"}
+        if self.hypernetworks is not None:
+            applied.warnings.extend(self.hypernetworks.apply(model.unet, tags, model.family.label))
+            handled.add("hypernet")
         applied.warnings.extend(self._unusable_embeddings(prompts, usable, model.family.label))
-        for kind in sorted({tag.kind for tag in tags} - set(HANDLED_KINDS)):
+        for kind in sorted({tag.kind for tag in tags} - handled):
             message = f"Extra networks of type {kind!r} are not supported here; their tags were ignored."
             log.warning(message)
             applied.warnings.append(message)
         return applied
+
+    @contextlib.contextmanager
+    def job(self) -> Iterator[None]:
+        """One job: the hypernetwork hooks `prepare` puts into its models are taken out when it ends."""
+        try:
+            yield
+        finally:
+            if self.hypernetworks is not None:
+                self.hypernetworks.detach_all()
 
     def _unusable_embeddings(self, prompts: list[str], usable: dict, model_kind: str) -> list[str]:
         """Warnings for embeddings a prompt names that failed to load or don't fit this model, a `model_kind`

@@ -11,7 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_CONFIGS_DIR = Path(__file__).resolve().parent / "model_configs"
 
 # models/ sub-folders, named as in A1111.
-MODEL_FOLDERS = ("Stable-diffusion", "VAE", "Lora", "ESRGAN", "RealESRGAN", "GFPGAN", "Codeformer")
+MODEL_FOLDERS = ("Stable-diffusion", "VAE", "Lora", "hypernetworks", "ESRGAN", "RealESRGAN", "GFPGAN", "Codeformer")
 
 
 @dataclass(frozen=True)

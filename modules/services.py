@@ -62,6 +62,7 @@ class Services:
     def create(cls, args: argparse.Namespace) -> "Services":
         """Settings, paths, an engine and a model manager (no model loaded yet) as the flags ask; app.py's
         main() and every Ray replica build theirs here."""
+        from modules.hypernetworks import HypernetworkLibrary
         from modules.lora import LoraLibrary
         from modules.model_optimizations import Optimizations
         from modules.sd_models import pick_device, pick_dtype
@@ -72,7 +73,8 @@ class Services:
         opts.load()
         device = pick_device(args.device)
         models = ModelManager(paths, device, pick_dtype(device, args.no_half), Optimizations.from_args(args))
-        networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"))
+        networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"),
+                            HypernetworkLibrary(paths.models / "hypernetworks"))
         return cls(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks,
                    tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
 

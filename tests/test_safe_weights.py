@@ -1,5 +1,5 @@
 """Every loader of weight files refuses a pickle that would run code: checkpoints, embeddings, LoRA,
-upscalers, GFPGAN, CodeFormer, facexlib's face detection and parsing, and TAESD (VAE) decoders. The
+hypernetworks, upscalers, GFPGAN, CodeFormer, facexlib's face detection and parsing, and TAESD (VAE) decoders. The
 payload would create a marker file when unpickled; the marker must never appear."""
 from __future__ import annotations
 
@@ -114,13 +114,23 @@ def load_lora(root: Path, marker: Path, model) -> str:
     return "\n".join(applied.warnings)
 
 
+def load_hypernetwork(root: Path, marker: Path) -> str:
+    from modules.hypernetworks import HypernetworkLibrary
+    from modules.prompt_parser import ExtraNetwork
+
+    write_evil(root / "hypernetworks" / "evil.pt", marker)
+    library = HypernetworkLibrary(root / "hypernetworks")
+    return "\n".join(library.apply(torch.nn.Linear(2, 2), [ExtraNetwork("hypernet", "evil")], "test"))
+
+
 LOADERS = {"checkpoint": load_checkpoint, "embedding": load_embedding, "upscaler": load_upscaler,
            "GFPGAN": load_gfpgan, "CodeFormer": load_codeformer, "face detector": load_face_detector,
-           "face parser": load_face_parser, "TAESD VAE": load_taesd, "LoRA": load_lora}
+           "face parser": load_face_parser, "TAESD VAE": load_taesd, "LoRA": load_lora,
+           "hypernetwork": load_hypernetwork}
 EVIL_NAMES = {"checkpoint": "model.ckpt", "embedding": "evil.pt", "upscaler": "evil.pth",
               "GFPGAN": GFPGAN_WEIGHTS.name, "CodeFormer": CODEFORMER_WEIGHTS.name,
               "face detector": DETECTION_WEIGHTS.name, "face parser": PARSING_WEIGHTS.name,
-              "TAESD VAE": "diffusion_pytorch_model.bin", "LoRA": "evil.pt"}
+              "TAESD VAE": "diffusion_pytorch_model.bin", "LoRA": "evil.pt", "hypernetwork": "evil.pt"}
 
 
 def test_the_payload_runs_when_unpickled_unsafely(tmp_path):
