@@ -49,7 +49,7 @@ def create_services(args):
             add_demo_checkpoint(paths.sd_models)
             models.refresh()
 
-        services.engine.submit("write the demo model", add_demo)
+        services.checkpoints_listed = services.engine.submit("write the demo model", add_demo)
     first = args.ckpt or opts.sd_model_checkpoint or (models.checkpoints[0].name if models.checkpoints
                                                       else DEMO_FILE_NAME)
     services.load_checkpoint(first, listed_only=False).add_done_callback(lambda f: _report_load(services, f))

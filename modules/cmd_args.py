@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         help='file with page logins: "user:password" entries, one a line or separated by commas')
     add("--api-auth", type=str, default=None,
         help='API login as "user:password", several separated by commas')
+    add("--api-server-stop", action="store_true",
+        help="allow the API's server-kill, server-restart and server-stop routes (refused otherwise)")
     add("--download-face-models", action="store_true",
         help="before serving, download the GFPGAN, face detection and CodeFormer weights (sha256-checked) "
              "into models/GFPGAN and models/Codeformer")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from modules.a1111_options import NO_EFFECT
 from modules.atomic_files import move_aside, read_json_object, write_json_atomic
 from modules.extensions import check_index_url
 from modules.face_restoration import FACE_RESTORERS
@@ -49,6 +50,7 @@ class OptionInfo:
     server_folder: bool = False  # names a folder on the server (see modules/server_paths.py)
     infotext: str | None = None  # the infotext key A1111 writes it under; pasted infotext sets it for the job
     extension_state: bool = False  # changes which extensions run (see modules/extensions.py access_refusal)
+    no_effect: bool = False  # an A1111 setting accepted and kept that changes nothing here (modules/a1111_options.py)
     # What an extension's A1111 declaration adds (modules/a1111/options.py): its Gradio component class for
     # the Settings tab and the keyword arguments (a dict, or a function returning one), HTML shown with the
     # label, and a function called after the value changed.
@@ -259,6 +261,9 @@ OPTIONS: dict[str, OptionInfo] = {
         "Extension index URL (Extensions → Available; http or https)", section="Extensions", extension_state=True,
         check=check_index_url),
 }
+# A1111's settings that change nothing here: accepted, kept in config.json and returned, not on the Settings page.
+OPTIONS.update({key: OptionInfo(default, key, section=None, no_effect=True) for key, default in NO_EFFECT.items()
+                if key not in OPTIONS})  # tests/test_api_a1111_matrix.py checks that none is declared above
 
 
 class Options:
@@ -311,11 +316,12 @@ class Options:
 
     def declare(self, key: str, info: OptionInfo | Any) -> None:
         """Add a setting (used by extensions through on_ui_settings; an A1111 OptionInfo is turned into this
-        app's through its as_setting()). A value config.json holds for it that it can't take is dropped with a
-        warning, and the default is used."""
+        app's through its as_setting()). A setting already declared stays, unless it is one of A1111's no-effect
+        ones. A value config.json holds for it that it can't take is dropped with a warning, and the default is used."""
         if not isinstance(info, OptionInfo):
             info = info.as_setting()
-        self._declared.setdefault(key, info)
+        if key not in self._declared or self._declared[key].no_effect:  # an extension's own takes an A1111 key over
+            self._declared[key] = info
         if key in self._values:
             try:
                 self._values[key] = self.validated(key, self._values[key])

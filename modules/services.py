@@ -55,6 +55,7 @@ class Services:
     script_runners: dict[str, ScriptRunner] = field(default_factory=dict)  # "txt2img"/"img2img"
     last_infotext: str | None = None  # the page's last generation, for the ↙️ button (A1111 keeps params.txt)
     backend: Backend | None = None  # where generation jobs run; None: in this process (InProcessBackend)
+    checkpoints_listed: Future | None = None  # done once the checkpoint list is final (the demo model written)
     vaes: VaeLibrary = field(init=False)
     server_paths: ServerPaths = field(init=False)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -156,8 +157,11 @@ class CutStreams(logging.Filter):
 def start(services: Services, args: argparse.Namespace, api_auth: Sequence[tuple[str, str]] = (),
           page: gr.Blocks | None = None, page_options: dict[str, Any] | None = None) -> Callable[[], None]:
     """Build the app (the API with --api or --nowebui), tell scripts it started (on_app_started) and serve
-    it from a thread. Returns the function that stops serving."""
+    it from a thread, once the checkpoint list is known (a client listing sd-models at once sees the demo model
+    written at a first start). Returns the function that stops serving."""
     host = "0.0.0.0" if args.listen else "127.0.0.1"
+    if services.checkpoints_listed is not None:
+        concurrent.futures.wait([services.checkpoints_listed])  # a failure there is the model load's to report
     serve_api = bool(args.api or args.nowebui)
     app = create_app(services, api_auth, page, page_options, serve_api=serve_api, host=host, port=args.port)
     script_callbacks.app_started_callback(page, app)

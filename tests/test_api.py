@@ -269,26 +269,6 @@ def test_eta_is_the_samplers_eta_for_that_job(server, api):
     assert response.status_code == 422 and "eta" in response.text
 
 
-A1111_TXT2IMG = {  # the request A1111's own API tests (test/test_txt2img.py) start from
-    "batch_size": 1, "cfg_scale": 7, "denoising_strength": 0, "enable_hr": False, "eta": 0, "firstphase_height": 0,
-    "firstphase_width": 0, "height": 64, "n_iter": 1, "negative_prompt": "", "prompt": "example prompt",
-    "restore_faces": False, "s_churn": 0, "s_noise": 1, "s_tmax": 0, "s_tmin": 0, "sampler_index": "Euler a",
-    "seed": -1, "seed_resize_from_h": -1, "seed_resize_from_w": -1, "steps": 3, "styles": [], "subseed": -1,
-    "subseed_strength": 0, "tiling": False, "width": 64}
-
-
-@pytest.mark.parametrize("changes", [
-    {}, {"negative_prompt": "example negative prompt"},
-    {"prompt": "((emphasis)), (emphasis1:1.1), [to:1], [from::2], [from:to:0.3], [alt|alt1]"}, {"height": 128},
-    {"enable_hr": True}, {"tiling": True}, {"sampler_index": "PLMS"}, {"sampler_index": "DDIM"},
-    {"sampler_index": "UniPC"}, {"n_iter": 2}, {"batch_size": 2}])
-def test_a1111s_own_api_test_requests_succeed(server, api, changes):
-    url, _ = server
-    response = post(api, url, "txt2img", {**A1111_TXT2IMG, **changes})
-    assert response.status_code == 200, response.text
-    assert len(response.json()["images"]) == {"n_iter": 2, "batch_size": 2}.get(next(iter(changes), ""), 1)
-
-
 def test_every_listed_sampler_and_schedule_runs(server, api):
     url, _ = server
     for sampler in api.get(f"{url}/samplers", timeout=10).json():

@@ -1,15 +1,17 @@
-"""The GET routes that list what this server has: samplers, schedulers, upscalers, checkpoints, face
-restorers, styles, embeddings, LoRAs, scripts, extensions and memory, in A1111's shapes."""
+"""The GET routes that list what this server has: samplers, schedulers, upscalers, Real-ESRGAN models,
+checkpoints, face restorers, hypernetworks, styles, embeddings, LoRAs, scripts, extensions and memory, in
+A1111's shapes."""
 from __future__ import annotations
 
 import os
+import re
 
 import psutil
 import torch
 
-from modules.api.models import (EmbeddingItem, EmbeddingsResponse, ExtensionItem, FaceRestorerItem, LoraItem,
-                                MemoryResponse, NameItem, PromptStyleItem, SamplerItem, SchedulerItem, ScriptsList,
-                                SDModelItem, SDVaeItem, UpscalerItem)
+from modules.api.models import (EmbeddingItem, EmbeddingsResponse, ExtensionItem, FaceRestorerItem,
+                                HypernetworkItem, LoraItem, MemoryResponse, NameItem, PromptStyleItem, RealesrganItem,
+                                SamplerItem, SchedulerItem, ScriptsList, SDModelItem, SDVaeItem, UpscalerItem)
 from modules.checkpoints import HashCache
 from modules.extensions import disabled_names, list_extensions
 from modules.face_restoration import FACE_RESTORERS
@@ -41,6 +43,32 @@ def upscaler_items(services: Services) -> list[UpscalerItem]:
     files = library.model_files()
     return [UpscalerItem(name=name, model_name=name if name in files else None,
                          model_path=str(files[name]) if name in files else None) for name in library.names()]
+
+
+# "4x-UltraSharp", "RealESRGAN_x2plus", "DAT_x3": a scale the file's name states
+_NAMED_SCALE = re.compile(r"(?<![a-z0-9])(?:x(\d)|(\d)x)(?![0-9])", re.IGNORECASE)
+
+
+def realesrgan_items(services: Services) -> list[RealesrganItem]:
+    """The upscaler model files in models/RealESRGAN, each with the scale its file name states (None when it
+    states none: reading the scale from the weights would mean loading each model)."""
+    folder = services.tools.upscalers.models_dir / "RealESRGAN"
+    items = []
+    for name, path in services.tools.upscalers.model_files().items():
+        if path.is_relative_to(folder):
+            scale = _NAMED_SCALE.search(name)
+            items.append(RealesrganItem(name=name, path=str(path), scale=int(scale[1] or scale[2]) if scale else None))
+    return items
+
+
+def hypernetwork_items(services: Services) -> list[HypernetworkItem]:
+    """The hypernetwork files (`*.pt`) in models/hypernetworks, as A1111 lists them; this server lists them
+    and never applies them."""
+    folder = services.paths.models / "hypernetworks"
+    files = sorted((path for path in folder.rglob("*.pt") if path.is_file()), key=lambda p: str(p).lower()) \
+        if folder.is_dir() else []
+    named = {path.stem: path for path in files}  # as A1111: in path order, a later file of the same name wins
+    return [HypernetworkItem(name=name, path=str(path)) for name, path in named.items()]
 
 
 def latent_mode_items() -> list[NameItem]:

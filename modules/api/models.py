@@ -316,6 +316,22 @@ class FaceRestorerItem(BaseModel):
     cmd_dir: str | None = None
 
 
+class HypernetworkItem(BaseModel):
+    name: str
+    path: str | None = None
+
+
+class RealesrganItem(BaseModel):
+    name: str
+    path: str | None = None
+    scale: int | None = None
+
+
+class InterrogateRequest(BaseModel):
+    image: str = Field("", description="The image to describe, as base64 or a data: URI")
+    model: str = Field("clip", description="clip or deepdanbooru")
+
+
 class PromptStyleItem(BaseModel):
     name: str
     prompt: str | None = None

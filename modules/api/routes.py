@@ -12,15 +12,15 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from modules import script_callbacks
-from modules.api import cluster, listings
+from modules.api import cluster, listings, not_available, server_control
 from modules.api.images import decode_image, decode_images, encode_image
 from modules.api.jobs import Jobs
 from modules.api.models import (EmbeddingsResponse, ExtensionItem, ExtrasApiFields, ExtrasBatchImagesRequest,
                                 ExtrasBatchImagesResponse, ExtrasSingleImageRequest, ExtrasSingleImageResponse,
-                                FaceRestorerItem, ImagesResponse, LoraItem, MemoryResponse, NameItem,
-                                PNGInfoRequest, PNGInfoResponse, ProgressResponse, PromptStyleItem, SamplerItem,
-                                SchedulerItem, ScriptInfo, ScriptsList, SDModelItem, SDVaeItem,
-                                StableDiffusionImg2ImgProcessingAPI, StableDiffusionTxt2ImgProcessingAPI,
+                                FaceRestorerItem, HypernetworkItem, ImagesResponse, LoraItem, MemoryResponse,
+                                NameItem, PNGInfoRequest, PNGInfoResponse, ProgressResponse, PromptStyleItem,
+                                RealesrganItem, SamplerItem, SchedulerItem, ScriptInfo, ScriptsList, SDModelItem,
+                                SDVaeItem, StableDiffusionImg2ImgProcessingAPI, StableDiffusionTxt2ImgProcessingAPI,
                                 UpscalerItem)
 from modules.api.scripts import ScriptControls
 from modules.errors import UserError
@@ -68,7 +68,9 @@ class SdApi:
         get("/latent-upscale-modes", listings.latent_mode_items, list[NameItem])
         get("/sd-models", lambda: listings.sd_model_items(s), list[SDModelItem])
         get("/sd-vae", lambda: listings.sd_vae_items(s), list[SDVaeItem])
+        get("/hypernetworks", lambda: listings.hypernetwork_items(s), list[HypernetworkItem])
         get("/face-restorers", lambda: listings.face_restorer_items(s), list[FaceRestorerItem])
+        get("/realesrgan-models", lambda: listings.realesrgan_items(s), list[RealesrganItem])
         get("/prompt-styles", lambda: listings.style_items(s), list[PromptStyleItem])
         get("/embeddings", lambda: listings.embeddings(s), EmbeddingsResponse)
         get("/loras", lambda: listings.lora_items(s), list[LoraItem])
@@ -83,6 +85,8 @@ class SdApi:
         post("/refresh-loras", self.refresh_loras)
         post("/unload-checkpoint", self.unload_checkpoint)
         post("/reload-checkpoint", self.reload_checkpoint)
+        not_available.add_routes(router, s.paths)  # interrogate, create/…, train/…
+        server_control.add_routes(router, allowed=s.args.api_server_stop)
         return router
 
     async def txt2img(self, request: StableDiffusionTxt2ImgProcessingAPI) -> ImagesResponse:
