@@ -3,6 +3,8 @@
     memory_probe.py write BLUEPRINT SEED PATH   write a random checkpoint (fp16) of a shipped blueprint
     memory_probe.py generate DATA_DIR           load its checkpoint, make one 512x512 image, print peak RSS in MB
     memory_probe.py switch DATA_DIR             switch between its two checkpoints, print the RSS growth fraction
+    memory_probe.py merge DATA_DIR              merge its three checkpoints (Add difference), print the peak RSS
+                                                growth over the size of one checkpoint file
 """
 from __future__ import annotations
 
@@ -68,6 +70,22 @@ def switch(data_dir: str) -> float:
     return (rss_mb() - settled) / settled
 
 
+def merge(data_dir: str) -> float:
+    """Peak RSS growth of an Add difference merge of the three checkpoints (from the RSS just before it, the
+    libraries imported), over the size of one checkpoint file."""
+    from modules.checkpoint_merger import ADD_DIFFERENCE, MergeSettings, merge_checkpoints
+    from modules.sd_vae import VaeLibrary
+
+    models = manager(data_dir)
+    vaes = VaeLibrary(models.paths, models.hashes)
+    infos = models.checkpoints
+    size_mb = infos[0].path.stat().st_size / 2**20
+    before = rss_mb()
+    merge_checkpoints(MergeSettings(*(info.name for info in infos), interpolation=ADD_DIFFERENCE, multiplier=0.5),
+                      models, vaes)
+    return (rss_mb("VmHWM") - before) / size_mb
+
+
 def main() -> None:
     action, *args = sys.argv[1:]
     if action == "write":
@@ -78,7 +96,7 @@ def main() -> None:
         blueprint, seed, path = args
         write_demo_checkpoint(Path(path), int(seed), blueprint, torch.float16)
         return
-    print({"generate": generate, "switch": switch}[action](*args))
+    print({"generate": generate, "switch": switch, "merge": merge}[action](*args))
 
 
 if __name__ == "__main__":

@@ -238,6 +238,12 @@ def peak_rss_mb_sd15() -> float:
     return _probe_with_checkpoints("generate", "sd1", 1)
 
 
+def merge_peak_rss_ratio() -> float:
+    """Peak RSS growth of a process that merges three SD1.5-size random fp16 checkpoints (Add difference,
+    streamed tensor by tensor), over the size of one checkpoint file; issue 23 asks for at most 2.5."""
+    return _probe_with_checkpoints("merge", "sd1", 3)
+
+
 def launch_to_page_s() -> float:
     """Seconds from starting app.py to the first HTTP 200 of the page (demo model, fresh data dir)."""
     import urllib.request
@@ -327,6 +333,7 @@ def preview_overhead_ratio(rounds: int = 5) -> float:
 BENCHMARKS = {benchmark.__name__: benchmark for benchmark in (
     txt2img_overhead_ratio, sampler_step_overhead_ms, repeat_prompt_ratio, text_encoding_share_sd15,
     cpu_bf16_vs_fp32_ratio, model_switch_rss_growth, launch_to_page_s, peak_rss_mb_demo, peak_rss_mb_sd15,
+    merge_peak_rss_ratio,
     prompt_parse_vs_tokenize_ratio, preview_overhead_ratio, ray_job_overhead_ratio, ray_fanout_speedup_2_replicas)}
 
 

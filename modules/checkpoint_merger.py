@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 import torch
 
@@ -27,7 +27,7 @@ from modules.errors import ModelLoadError, UserError
 from modules.ldm_convert import VAE_PREFIX
 from modules.model_manager import ModelManager
 from modules.safe_weights import file_format
-from modules.safetensors_stream import TensorSpec
+from modules.safetensors_stream import SafetensorsReader, TensorSpec
 from modules.sd_vae import VaeLibrary, ldm_vae_weights
 
 log = logging.getLogger(__name__)
@@ -106,30 +106,22 @@ class WeightFile:
         self.info = info
         if info.is_diffusers_folder:
             raise ModelLoadError(f"{info.name} is a diffusers folder; the merger takes single-file checkpoints")
-        self._file: Any = None
+        self._file: SafetensorsReader | None = None
         self._state: dict[str, torch.Tensor] = {}
         self.metadata: dict[str, str] = {}
         if file_format(info.path) != "safetensors":
             self._state = read_state_dict(info.path)
             self.specs = {key: TensorSpec(key, tuple(t.shape), t.dtype) for key, t in self._state.items()}
             return
-        from safetensors import safe_open
-
         try:
-            self._file = safe_open(str(info.path), framework="pt")
-        except Exception as exc:  # noqa: BLE001 - a damaged header fails in the Rust reader in many ways
-            raise ModelLoadError(f"Could not read {info.name}: {exc}") from exc
-        self.metadata = dict(self._file.metadata() or {})
-        self.specs = {}
-        for key in self._file.keys():
-            part = self._file.get_slice(key)
-            dtype = safetensors_stream.DTYPES.get(part.get_dtype())
-            if dtype is None:
-                raise ModelLoadError(f"{info.name}: {key} is of dtype {part.get_dtype()}, which the merger can't use")
-            self.specs[key] = TensorSpec(key, tuple(part.get_shape()), dtype)
+            self._file = SafetensorsReader(info.path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"Could not read {info.name}: the file is damaged or not a checkpoint ({exc})"
+                                 ) from exc
+        self.metadata, self.specs = self._file.metadata, self._file.specs
 
     def tensor(self, key: str) -> torch.Tensor:
-        return self._file.get_tensor(key) if self._file is not None else self._state[key]
+        return self._file.tensor(key) if self._file is not None else self._state[key]
 
 
 @dataclass(frozen=True)
@@ -265,7 +257,7 @@ def merge_checkpoints(settings: MergeSettings, models: ModelManager, vaes: VaeLi
         ctx.set_job_count(1)
         ctx.begin_batch(0, len(plan.entries))
 
-    def tensors() -> Any:
+    def tensors() -> Iterator[tuple[Planned, torch.Tensor]]:
         for step, entry in enumerate(plan.entries, 1):
             if ctx is not None and ctx.interrupted:
                 raise UserError("The merge was interrupted; nothing was written.")

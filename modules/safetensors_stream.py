@@ -1,13 +1,20 @@
-"""Writing a .safetensors file one tensor at a time: the header is made from the tensors' names, shapes and
-dtypes alone, then each tensor's bytes follow in header order, so no whole state dict is ever in memory."""
+"""Reading and writing .safetensors files one tensor at a time, so no whole state dict is ever in memory.
+
+Reading uses plain file reads rather than safetensors' memory map: the pages of a mapped file count in the
+process's resident memory for as long as the map is open, so reading three mapped checkpoints through holds
+up to all three. Writing makes the header from the tensors' names, shapes and dtypes alone, then appends each
+tensor's bytes in header order."""
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Sequence
 
 import torch
+
+from modules.safe_weights import SAFETENSORS_MAX_HEADER
 
 # The format's dtype names (https://github.com/huggingface/safetensors, "Format").
 DTYPE_NAMES = {
@@ -29,6 +36,43 @@ class TensorSpec:
     @property
     def nbytes(self) -> int:
         return math.prod(self.shape) * self.dtype.itemsize
+
+
+class SafetensorsReader:
+    """A .safetensors file's tensors by name, each read from disk when asked for. A header that doesn't fit
+    the file raises ValueError."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if not 2 <= length <= min(SAFETENSORS_MAX_HEADER, size - 8):
+                raise ValueError(f"a header of {length} bytes in a file of {size}")
+            entries = json.loads(handle.read(length))
+        self._start = 8 + length
+        self.metadata: dict[str, str] = entries.pop("__metadata__", None) or {}
+        self.specs: dict[str, TensorSpec] = {}
+        self._offsets: dict[str, int] = {}
+        for key, entry in entries.items():
+            if entry.get("dtype") not in DTYPES:
+                raise ValueError(f"{key} is of dtype {entry.get('dtype')}, which isn't read here")
+            spec = TensorSpec(key, tuple(int(n) for n in entry["shape"]), DTYPES[entry["dtype"]])
+            begin, end = (int(n) for n in entry["data_offsets"])
+            if end - begin != spec.nbytes or begin < 0 or self._start + end > size:
+                raise ValueError(f"{key}'s data ({begin}..{end}) doesn't fit its shape or the file")
+            self.specs[key], self._offsets[key] = spec, begin
+
+    def tensor(self, key: str) -> torch.Tensor:
+        spec = self.specs[key]
+        if spec.nbytes == 0:
+            return torch.empty(spec.shape, dtype=spec.dtype)
+        data = bytearray(spec.nbytes)
+        with open(self._path, "rb") as handle:
+            handle.seek(self._start + self._offsets[key])
+            if handle.readinto(data) != spec.nbytes:
+                raise ValueError(f"{self._path.name} ends inside {key}")
+        return torch.frombuffer(data, dtype=spec.dtype).reshape(spec.shape)
 
 
 def header(specs: Sequence[TensorSpec], metadata: dict[str, str] | None = None) -> bytes:

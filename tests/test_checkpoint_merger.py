@@ -35,7 +35,8 @@ def demo_state(demo_checkpoint: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def library(tmp_path_factory, demo_checkpoint, demo_state):
     """A data dir with checkpoints a (the demo), b and c (other weights), inpaint (a with a 9-channel first conv),
-    wide (a with a wider first conv: another architecture) and a VAE file in the original layout."""
+    wide (a with a wider first conv: another architecture), broken (b cut short) and a VAE file in the original
+    layout."""
     data = tmp_path_factory.mktemp("merge-data")
     folder = data / "models" / "Stable-diffusion"
     folder.mkdir(parents=True)
@@ -48,6 +49,8 @@ def library(tmp_path_factory, demo_checkpoint, demo_state):
               str(folder / "inpaint.safetensors"))
     save_file({**demo_state, FIRST_CONV: torch.zeros(conv.shape[0] * 2, *conv.shape[1:])},
               str(folder / "wide.safetensors"))
+    whole = (folder / "b.safetensors").read_bytes()
+    (folder / "broken.safetensors").write_bytes(whole[: len(whole) // 2])
     vae_folder = data / "models" / "VAE"
     vae_folder.mkdir(parents=True)
     vae = {key.removeprefix(VAE_PREFIX): value for key, value in perturbed(demo_state, 3).items()
@@ -145,6 +148,7 @@ def test_an_inpainting_a_keeps_its_extra_channels(library):
       "interpolation": ADD_DIFFERENCE}, "in B and [64, 4, 3, 3] in C"),
     ({"primary": "a.safetensors", "secondary": "b.safetensors", "interpolation": ADD_DIFFERENCE}, "tertiary model"),
     ({"primary": "a.safetensors", "secondary": "missing.safetensors"}, "No checkpoint named"),
+    ({"primary": "a.safetensors", "secondary": "broken.safetensors"}, "damaged"),
     ({"primary": "a.safetensors", "interpolation": NO_INTERPOLATION, "discard_weights": "("}, "regular expression"),
     ({"primary": "a.safetensors", "interpolation": NO_INTERPOLATION, "discard_weights": "."}, "nothing would be left"),
     ({"primary": "a.safetensors", "interpolation": NO_INTERPOLATION, "custom_name": "../x"}, "plain file name"),
