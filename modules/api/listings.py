@@ -62,13 +62,10 @@ def realesrgan_items(services: Services) -> list[RealesrganItem]:
 
 
 def hypernetwork_items(services: Services) -> list[HypernetworkItem]:
-    """The hypernetwork files (`*.pt`) in models/hypernetworks, as A1111 lists them; this server lists them
-    and never applies them."""
-    folder = services.paths.models / "hypernetworks"
-    files = sorted((path for path in folder.rglob("*.pt") if path.is_file()), key=lambda p: str(p).lower()) \
-        if folder.is_dir() else []
-    named = {path.stem: path for path in files}  # as A1111: in path order, a later file of the same name wins
-    return [HypernetworkItem(name=name, path=str(path)) for name, path in named.items()]
+    """The hypernetwork files (`*.pt`) in models/hypernetworks, as A1111 lists them."""
+    library = services.networks.hypernetworks
+    files = library.available() if library is not None else {}
+    return [HypernetworkItem(name=name, path=str(path)) for name, path in files.items()]
 
 
 def latent_mode_items() -> list[NameItem]:
