@@ -9,6 +9,7 @@ from modules.model_manager import ModelManager
 from modules.networks import Networks
 
 KINDS = ("Textual Inversion", "Lora", "Checkpoints", "Hypernetworks")
+PROMPT_KINDS = ("Textual Inversion", "Lora", "Hypernetworks")  # a click on their cards edits the prompt
 PREVIEW_SUFFIXES = (".preview.png", ".preview.jpg", ".preview.webp", ".png", ".jpg", ".webp")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 from PIL import Image, ImageDraw, ImageFont
 
-from modules.extra_network_cards import KINDS, Card, add_to_prompt, cards
+from modules.extra_network_cards import KINDS, PROMPT_KINDS, Card, add_to_prompt, cards
 from modules.ui.generation_tab import GenerationTab
 
 CARD_SIZE = (160, 200)
@@ -58,7 +58,7 @@ class ExtraNetworksPanel:
 
         refresh.click(reload, outputs=[*self.galleries.values(), *self.inserts.values()], api_visibility="private")
         prompt = tab.controls["prompt"]
-        for kind in KINDS[:2]:
+        for kind in PROMPT_KINDS:
             def toggle(text: str, inserts: list[str], event: gr.SelectData) -> str:
                 return add_to_prompt(text, inserts[event.index])
             self.galleries[kind].select(toggle, inputs=[prompt, self.inserts[kind]], outputs=prompt,
