@@ -56,6 +56,7 @@ def run_generation(job: GenerationJob, model: StableDiffusionModel, ctx: JobCont
     gen.extra_infotext.update(job.extra_infotext)
     gen.extra_infotext.update(extra_infotext or {})
     gen.batches = range(*job.batches) if job.batches else None
+    gen.blend = job.blend
     hires = gen.params.hires_checkpoint if gen.supports_hires else None
     refiner = gen.params.refiner
     with job_models((hires, refiner), job.vae) as models:

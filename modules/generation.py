@@ -13,6 +13,7 @@ from PIL import Image
 
 from modules import hires_fix, images, model_optimizations, previews, rng, script_callbacks, tiling
 from modules.conditioning import EncoderOptions
+from modules.conditioning_blend import BlendedConditioning, ConditioningBlend
 from modules.engine import JobContext
 from modules.errors import DiskFull, UserError
 from modules.file_names import NameFields
@@ -192,6 +193,7 @@ class Txt2Img:
         self.refiner_call: int | None = None  # the model call at which the refiner takes over
         self.use_extra_network_tags = True  # False: <lora:…> tags are ignored (A1111's disable_extra_networks)
         self.batches: range | None = None  # only these batches of the job (a part fanned out); None: all
+        self.blend: ConditioningBlend | None = None  # the conditioning part-way to another prompt's
 
     @property
     def job(self) -> str:
@@ -323,22 +325,27 @@ class Txt2Img:
         return image
 
     def encode(self, prompts: list[str], negatives: list[str], result: GenerationResult,
-               model: StableDiffusionModel | None = None) -> StepConditioning:
+               model: StableDiffusionModel | None = None) -> StepConditioning | BlendedConditioning:
         """Each image's conditioning for every step by `model`'s text encoders (default: the job's model's),
         with the prompts' LoRAs and embeddings ready on it."""
         model = model or self.model
+        targets = [self.blend.prompt] * len(prompts) if self.blend is not None else []
         variant: tuple = ()
         if self.networks is not None:
-            applied = self.networks.prepare(model, prompts, self.use_extra_network_tags)
+            applied = self.networks.prepare(model, [*prompts, *targets], self.use_extra_network_tags)
             variant = applied.variant
             result.warnings.extend(w for w in applied.warnings if w not in result.warnings)
             self.extra_infotext.update(applied.infotext)
         options = self.settings.encoder_options  # scripts may have changed the prompts since the job was submitted
         timeline = self.timeline()
-        self.settings.limits.check_prompt_chunks(prompts, negatives, timeline,
+        self.settings.limits.check_prompt_chunks([*prompts, *targets], negatives, timeline,
                                                  lambda text: model.prompt_encoder.chunk_count(text, options))
-        conditioning = StepConditioning(model.prompt_encoder, prompts, negatives, timeline, self.params.clip_skip,
-                                        options, variant)
+        conditioning: StepConditioning | BlendedConditioning = StepConditioning(
+            model.prompt_encoder, prompts, negatives, timeline, self.params.clip_skip, options, variant)
+        if self.blend is not None:
+            target = StepConditioning(model.prompt_encoder, targets, negatives, timeline, self.params.clip_skip,
+                                      options, variant)
+            conditioning = BlendedConditioning(conditioning, target, self.blend)
         if self.networks is not None:
             self.extra_infotext.update(self.networks.ti_hashes(conditioning.embeddings_used))
         return conditioning

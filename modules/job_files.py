@@ -1,5 +1,5 @@
 """The files a generation job needs besides its own checkpoint, named by their hashes: the hires fix's and the
-refiner's checkpoints, the VAE, the LoRAs and the embeddings its prompts name. The front end lists them with
+refiner's checkpoints, the VAE, the LoRAs, hypernetworks and embeddings its prompts name. The front end lists them with
 `job_files`; a worker elsewhere checks with `check_job_files` that its own files are the same ones."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from modules.job_spec import GenerationJob
     from modules.services import Services
 
-CHECKPOINT, VAE, LORA, EMBEDDING = "Checkpoint", "VAE", "LoRA", "Embedding"
+CHECKPOINT, VAE, LORA, HYPERNETWORK, EMBEDDING = "Checkpoint", "VAE", "LoRA", "Hypernetwork", "Embedding"
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ def file_hash(kind: str, name: str, services: Services) -> str | None:
     if kind == LORA:
         path = services.networks.loras.available().get(name)
         return None if path is None else services.networks.loras.file_hash(path)
+    if kind == HYPERNETWORK:
+        path = services.networks.hypernetworks.available().get(name)
+        return None if path is None else HashCache.short(services.models.hashes.sha256(path))
     services.networks.embeddings.refresh()
     embedding = services.networks.embeddings.embeddings.get(name)
     return None if embedding is None else embedding.short_hash
@@ -72,12 +75,15 @@ def _named(job: GenerationJob, services: Services) -> Iterator[tuple[str, str]]:
         vae = services.vaes.resolve(job.vae, checkpoint)
         if vae is not None:
             yield VAE, vae.name
-    prompts = [*job.plan.prompts, *job.plan.negative_prompts, params.hr_prompt, params.hr_negative_prompt]
+    prompts = [*job.plan.prompts, *job.plan.negative_prompts, params.hr_prompt, params.hr_negative_prompt,
+               *([job.blend.prompt] if job.blend else [])]
     if job.use_extra_network_tags:
         for prompt in dict.fromkeys(prompts):
             for tag in prompt_parser.extract_extra_networks(prompt)[1]:
                 if tag.kind == "lora":
                     yield LORA, tag.name
+                elif tag.kind == "hypernet":
+                    yield HYPERNETWORK, tag.name
     services.networks.embeddings.refresh()
     names = list(services.networks.embeddings.embeddings)
     for prompt in dict.fromkeys(prompts):

@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image
 
+from modules.conditioning_blend import ConditioningBlend
 from modules.generation import GenerationResult, ImagePlan, JobHooks, RunSettings
 from modules.generation_params import GenerationParams
 from modules.job_files import JobFile
@@ -48,6 +49,7 @@ class GenerationJob:
     use_extra_network_tags: bool = True
     init_images: list[Image.Image] = field(default_factory=list)
     mask: Image.Image | None = None
+    blend: ConditioningBlend | None = None  # the conditioning part-way to another prompt's (prompt interpolation)
     batches: tuple[int, int] | None = None  # run only batches [first, last) of the batch count; None: all
     job_id: str = ""
     files: tuple[JobFile, ...] = ()  # the other files it reads, by hash (job_files), for a worker elsewhere

@@ -17,6 +17,7 @@ from PIL import Image
 
 from modules import batch_grid, masking, rng
 from modules.a1111.sd_hijack import model_hijack
+from modules.conditioning_blend import ConditioningBlend
 from modules.engine import JobContext
 from modules.generation import GenerationResult, ImagePlan, JobHooks
 from modules.generation_params import GenerationParams
@@ -44,6 +45,7 @@ class StableDiffusionProcessing:
     all_negative_prompts: list[str] | None = None
     all_seeds: list[int] | None = None
     all_subseeds: list[int] | None = None
+    conditioning_blend: ConditioningBlend | None = None  # set by the Prompt interpolation script
 
     def __init__(self, **kwargs: Any) -> None:
         object.__setattr__(self, "params", GenerationParams())
@@ -340,7 +342,7 @@ def _prepare(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Prepar
         settings, model.short_hash or "", model.checkpoint.name, vae or services.opts.sd_vae,
         extra_infotext={k: str(v) for k, v in p.extra_generation_params.items() if v is not None},
         use_extra_network_tags=not p.disable_extra_networks, init_images=list(getattr(p, "init_images", [])),
-        mask=getattr(p, "mask", None), hooks=_ScriptHooks(p))
+        mask=getattr(p, "mask", None), blend=p.conditioning_blend, hooks=_ScriptHooks(p))
     return _Prepared(job, plan, vae_problem)
 
 

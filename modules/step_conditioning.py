@@ -99,9 +99,9 @@ class StepBatch:
         if chunks == 0:
             return self, None
         if gap > 0:
-            uncond = _with_empty_chunks(uncond, chunks, empty)
+            uncond = with_empty_chunks(uncond, chunks, empty)
         else:
-            cond = _with_empty_chunks(cond, chunks, empty)
+            cond = with_empty_chunks(cond, chunks, empty)
         return replace(self, cond=cond, uncond=uncond), PADDING_KEYS[PAD_EMPTY]
 
 
@@ -116,7 +116,7 @@ def _repeat_last(embeds: torch.Tensor, length: int) -> torch.Tensor:
     return torch.cat([embeds, embeds[:, -1:].expand(-1, length - embeds.shape[1], -1)], dim=1)
 
 
-def _with_empty_chunks(embeds: torch.Tensor, chunks: int, empty: torch.Tensor) -> torch.Tensor:
+def with_empty_chunks(embeds: torch.Tensor, chunks: int, empty: torch.Tensor) -> torch.Tensor:
     """`embeds` [n, T, D] followed by `chunks` copies of the empty prompt's chunk `empty` [1, 77, D]."""
     fill = empty.to(embeds.dtype).repeat(1, chunks, 1).expand(embeds.shape[0], -1, -1)
     return torch.cat([embeds, fill], dim=1)
@@ -135,7 +135,7 @@ def _padded(c: Conditioning, chunks: int, empty: Conditioning) -> Conditioning:
     """`c` made `chunks` chunks long with `empty`'s chunk (its pooled output stays the first chunk's)."""
     if c.chunks >= chunks:
         return c
-    return replace(c, embeds=_with_empty_chunks(c.embeds, chunks - c.chunks, empty.embeds))
+    return replace(c, embeds=with_empty_chunks(c.embeds, chunks - c.chunks, empty.embeds))
 
 
 def _zeros(c: Conditioning) -> Conditioning:

@@ -198,3 +198,45 @@ def test_img2img_alternative_test_samples_from_the_image_not_the_seed(services, 
                   "Sigma Adjustment: False"):
         assert entry in text, text
     assert torch.is_tensor(script_module("img2imgalt").mixed(torch.ones(1), torch.zeros(1), 0.5))
+
+
+def test_prompt_interpolation_moves_only_the_conditioning_and_makes_an_animation(services):
+    lines = "a red house\na blue boat"
+    result = generate(services, "Prompt interpolation", {"Prompts, one per line": lines, "Frames per transition": 3})
+    animation, *frames = result.images
+    assert len(frames) == 4 and animation.n_frames == 4 and result.paths[0].suffix == ".webp"
+    assert result.paths[0].with_suffix(".gif").is_file() and all(path.is_file() for path in result.paths[1:])
+    first, last = generate(services, prompt="a red house"), generate(services, prompt="a blue boat")
+    assert np.array_equal(np.asarray(frames[0]), np.asarray(first.images[0]))
+    assert np.array_equal(np.asarray(frames[-1]), np.asarray(last.images[0]))
+    assert not np.array_equal(np.asarray(frames[1]), np.asarray(frames[0]))
+    assert not np.array_equal(np.asarray(frames[2]), np.asarray(frames[-1]))
+    assert 'Interpolation: "2/4, slerp"' in result.infotexts[2] and "a red house" in result.infotexts[2]  # quoted: a comma
+    assert len(result.seeds) == 5 and len(set(result.seeds)) == 1  # one seed for every frame
+
+
+def test_a_middle_frames_conditioning_is_the_slerp_of_the_two_prompts(services):
+    from modules.conditioning_blend import BlendedConditioning, ConditioningBlend
+    from modules.step_conditioning import StepConditioning
+
+    encoder = services.models.current.prompt_encoder
+    a = StepConditioning(encoder, ["a red house"], [""], 3)
+    b = StepConditioning(encoder, ["a blue boat, " * 40], [""], 3)  # more chunks: the shorter is padded
+    mixed = BlendedConditioning(a, b, ConditioningBlend("", 0.3, "slerp")).at(0).cond.double().numpy()
+    start, end = a.at(0).cond.double().numpy(), b.at(0).cond.double().numpy()
+    empty = a.empty_chunk.double().numpy()
+    start = np.concatenate([start, *[empty] * ((end.shape[1] - start.shape[1]) // empty.shape[1])], axis=1)
+    assert mixed.shape == end.shape and end.shape[1] > 77
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    theta = np.arccos(np.clip((unit(start) * unit(end)).sum(-1, keepdims=True), -1, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = (np.sin(0.7 * theta) * start + np.sin(0.3 * theta) * end) / np.sin(theta)
+    expected = np.where(np.sin(theta) > 1e-6, expected, 0.7 * start + 0.3 * end)
+    assert np.allclose(mixed, expected, atol=1e-4)
+    lerped = BlendedConditioning(a, b, ConditioningBlend("", 0.3, "lerp")).at(0).cond.double().numpy()
+    assert np.allclose(lerped, 0.7 * start + 0.3 * end, atol=1e-5) and not np.allclose(lerped, mixed, atol=1e-4)
+
+
+def test_prompt_interpolation_needs_two_prompts(services):
+    with pytest.raises(UserError, match="at least two prompts"):
+        generate(services, "Prompt interpolation", {"Prompts, one per line": "only one"})
