@@ -21,7 +21,7 @@ from modules.services import Services
 
 
 def a_data_dir(root: Path, demo_checkpoint: Path, lora_value: float = 1.0) -> Path:
-    """Checkpoints a and b, a VAE, a LoRA file and an embedding."""
+    """Checkpoints a and b, a VAE, a LoRA file, a hypernetwork file and an embedding."""
     checkpoints = root / "models" / "Stable-diffusion"
     checkpoints.mkdir(parents=True)
     shutil.copy(demo_checkpoint, checkpoints / "a.safetensors")
@@ -31,6 +31,8 @@ def a_data_dir(root: Path, demo_checkpoint: Path, lora_value: float = 1.0) -> Pa
     (root / "models" / "Lora").mkdir()
     save_file({"lora_unet_x.lora_up.weight": torch.full((2, 2), lora_value)},
               str(root / "models" / "Lora" / "shiny.safetensors"))
+    (root / "models" / "hypernetworks").mkdir()
+    (root / "models" / "hypernetworks" / "ink.pt").write_bytes(b"hashed, not read")
     (root / "embeddings").mkdir()
     safetensors_embedding(root / "embeddings" / "fluffy.safetensors", torch.ones(1, 32))
     return root
@@ -51,13 +53,16 @@ def a_job(prompt: str, **params) -> GenerationJob:
 def test_a_job_names_its_other_files_by_the_hashes_a1111_writes(tmp_path, demo_checkpoint):
     data = a_data_dir(tmp_path / "head", demo_checkpoint)
     services = services_for(data)
-    job = a_job("a fluffy cat <lora:shiny:0.5> <lora:gone:1>", enable_hr=True, hr_checkpoint_name="b.safetensors")
+    job = a_job("a fluffy cat <lora:shiny:0.5> <lora:gone:1> <hypernet:ink:0.5>", enable_hr=True,
+                hr_checkpoint_name="b.safetensors")
     files = job_files(job, services)
     sha = HashCache.short(services.models.hashes.sha256(data / "models" / "Stable-diffusion" / "b.safetensors"))
     assert files == (JobFile("Checkpoint", "b.safetensors", sha),
                      JobFile("VAE", "soft.safetensors",
                              HashCache.short(services.models.hashes.sha256(data / "models" / "VAE" / "soft.safetensors"))),
                      JobFile("LoRA", "shiny", addnet_hash(data / "models" / "Lora" / "shiny.safetensors")),
+                     JobFile("Hypernetwork", "ink", HashCache.short(
+                         services.models.hashes.sha256(data / "models" / "hypernetworks" / "ink.pt"))),
                      JobFile("Embedding", "fluffy", services.networks.embeddings.embeddings["fluffy"].short_hash))
     check_job_files(files, services, "worker w (node n)")  # the same machine has the same files
 
