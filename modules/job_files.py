@@ -75,7 +75,8 @@ def _named(job: GenerationJob, services: Services) -> Iterator[tuple[str, str]]:
         vae = services.vaes.resolve(job.vae, checkpoint)
         if vae is not None:
             yield VAE, vae.name
-    prompts = [*job.plan.prompts, *job.plan.negative_prompts, params.hr_prompt, params.hr_negative_prompt]
+    prompts = [*job.plan.prompts, *job.plan.negative_prompts, params.hr_prompt, params.hr_negative_prompt,
+               *([job.blend.prompt] if job.blend else [])]
     if job.use_extra_network_tags:
         for prompt in dict.fromkeys(prompts):
             for tag in prompt_parser.extract_extra_networks(prompt)[1]:
