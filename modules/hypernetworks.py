@@ -45,10 +45,12 @@ class Structure:
     @classmethod
     def from_file(cls, data: dict) -> "Structure":
         layers = tuple(data.get("layer_structure") or (1, 2, 1))
-        if len(layers) < 2 or layers[0] != 1 or layers[-1] != 1:
-            raise HypernetworkError(f"its layer structure {list(layers)} must start and end with 1")
+        if len(layers) < 2 or layers[0] != 1 or layers[-1] != 1 or not all(
+                isinstance(n, (int, float)) and n > 0 for n in layers):
+            raise HypernetworkError(f"its layer structure {list(layers)} is not positive numbers from 1 to 1")
         activation = data.get("activation_func")
-        if activation not in NO_ACTIVATION and activation not in ACTIVATIONS:
+        if not (activation is None or isinstance(activation, str)) or (
+                activation not in NO_ACTIVATION and activation not in ACTIVATIONS):
             raise HypernetworkError(f"it uses an activation function this server doesn't know: {activation!r}")
         dropout = data.get("dropout_structure")
         if dropout is None:
@@ -100,7 +102,11 @@ class Hypernetwork:
 def read_hypernetwork(path: Path) -> Hypernetwork:
     """Build the hypernetwork in an A1111 `.pt` file, read without running code. Raises UnsafeWeightsError,
     UnreadableWeightsError or HypernetworkError with a message that names the file."""
-    data = read_weights(path)
+    try:
+        data = read_weights(path)
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:  # a damaged zip, a truncated safetensors file
+        raise UnreadableWeightsError(f"{path.name} is unreadable, perhaps damaged or cut short: "
+                                     f"{_reason(exc)}") from None
     try:
         if not isinstance(data, dict):
             raise HypernetworkError("it holds no dictionary of layers")
@@ -109,7 +115,7 @@ def read_hypernetwork(path: Path) -> Hypernetwork:
                   for width, pair in data.items() if isinstance(width, int)}
         if not layers:
             raise HypernetworkError("it has no layers (no attention widths)")
-    except HypernetworkError as exc:
+    except (HypernetworkError, TypeError, ValueError) as exc:  # TypeError, ValueError: values of other types
         raise HypernetworkError(f"{path.name} is not a usable hypernetwork: {exc}") from None
     return Hypernetwork(path.stem, layers)
 
@@ -121,10 +127,16 @@ def _mlp(structure: Structure, width: int, pair: Any, index: int) -> nn.Sequenti
     mlp = structure.build(width)
     try:
         mlp.load_state_dict(state)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # its first line only says "Error(s) in loading state_dict"
         raise HypernetworkError(f"its weights for width {width} don't match its layer structure "
-                                f"({str(exc).splitlines()[0]})") from None
+                                f"({_reason(exc, line=1)})") from None
     return mlp.float().eval().requires_grad_(False)
+
+
+def _reason(exc: Exception, line: int = 0) -> str:
+    """One line of an exception's message (the last there is when it has fewer), at most 200 characters."""
+    lines = [text.strip() for text in str(exc).splitlines() if text.strip()] or [type(exc).__name__]
+    return lines[min(line, len(lines) - 1)][:200]
 
 
 def _new_key(key: str) -> str:

@@ -113,6 +113,9 @@ def hypernet_dir(tmp_path_factory) -> Path:
     write_hypernetwork(folder / "partial.pt", (64, 768), structure=[1, 0.05, 1], seed=3)
     write_evil(folder / "evil.pt", folder.parent / "payload-ran")
     (folder / "garbage.pt").write_bytes(b"not a hypernetwork at all")
+    cut = write_hypernetwork(folder / "cut.pt", (64,)).read_bytes()
+    (folder / "cut.pt").write_bytes(cut[:len(cut) // 2])
+    write_hypernetwork(folder / "misnumbered.pt", (64,), structure=[1, 2, 2, 1])  # 3 layers in the file's weights
     torch.save({"step": 3, "name": "empty"}, folder / "empty.pt")
     write_hypernetwork(folder / "None.pt", (64,))
     (folder / "notes.txt").write_text("not listed")
@@ -147,12 +150,16 @@ def test_a_hypernetwork_changes_the_image_and_leaves_no_trace(engine, demo_model
 def test_files_that_cant_be_used_are_warnings_and_the_job_goes_on(engine, demo_model, networks, hypernet_dir):
     base, _ = generate(engine, demo_model, networks, "a house")
     image, result = generate(engine, demo_model, networks, "a house <hypernet:evil:1> <hypernet:garbage> "
-                             "<hypernet:empty> <hypernet:sd15:1> <hypernet:nowhere:1> <hypernet:style:x>")
+                             "<hypernet:cut> <hypernet:misnumbered> <hypernet:empty> <hypernet:sd15:1> "
+                             "<hypernet:nowhere:1> <hypernet:style:x>")
     assert np.array_equal(image, base)
     warnings = "\n".join(result.warnings)
     assert "Hypernetwork evil was skipped: Refused to load evil.pt" in warnings and "could run code" in warnings
     assert not (hypernet_dir.parent / "payload-ran").exists()
     assert "Hypernetwork garbage was skipped: garbage.pt is unreadable" in warnings
+    assert "Hypernetwork cut was skipped: cut.pt is unreadable, perhaps damaged or cut short" in warnings
+    assert ("Hypernetwork misnumbered was skipped: misnumbered.pt is not a usable hypernetwork: its weights for "
+            "width 64 don't match its layer structure (Missing key(s) in state_dict:") in warnings
     assert "Hypernetwork empty was skipped: empty.pt is not a usable hypernetwork: it has no layers" in warnings
     assert ("Hypernetwork sd15 does not fit this SD 1.x model and was skipped: its layers are for attention widths "
             "320, 640, 768, 1280, this model's attention reads widths 32, 64") in warnings
@@ -172,7 +179,8 @@ def test_old_infotext_keys_become_a_tag(networks):
 
 def test_listing_and_cards(networks, hypernet_dir):
     listed = networks.hypernetworks.available()
-    assert list(listed) == ["empty", "evil", "garbage", "partial", "sd15", "style", "cross"]  # by path; no None.pt
+    assert list(listed) == ["cut", "empty", "evil", "garbage", "misnumbered", "partial", "sd15", "style",
+                            "cross"]  # by path; no None.pt
     assert listed["cross"] == hypernet_dir / "sub" / "cross.pt"
     found = cards("Hypernetworks", networks, None)
     assert [c.insert for c in found][-1] == "<hypernet:style:1>" and [c.name for c in found] == sorted(listed)
