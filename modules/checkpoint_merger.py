@@ -8,6 +8,7 @@ result is one torch.save of the whole state dict, so it is held in memory. Every
 byte is written, and the file gets its name only when complete (atomic_files.write_new)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -148,7 +149,7 @@ class MergePlan:
             source = "vae" if key in vae else self._merge_source(key, a, b, c)
             dtype = vae[key].dtype if source == "vae" else spec.dtype
             if source in ("merge", "latent channels"):
-                dtype = torch.promote_types(dtype, b.specs[key].dtype)
+                dtype = functools.reduce(torch.promote_types, [f.specs[key].dtype for f in (b, c) if f], dtype)
             if settings.save_as_half and dtype == torch.float32:
                 dtype = torch.float16
             self.entries.append(Planned(TensorSpec(key, spec.shape, dtype), source))
@@ -204,7 +205,12 @@ def _mismatch(key: str, first: WeightFile, second: WeightFile, first_label: str,
 
 def read_vae(path: Path) -> dict[str, torch.Tensor]:
     """A VAE file's weights under the names a single-file checkpoint gives them (`first_stage_model.…`)."""
-    return {VAE_PREFIX + key: value for key, value in ldm_vae_weights(read_state_dict(path)).items()}
+    state = read_state_dict(path)
+    try:
+        weights = ldm_vae_weights(state)
+    except (KeyError, ValueError, IndexError) as exc:  # the layout converter meeting keys no VAE has
+        raise UserError(f"Bake in VAE: {path.name} is not a VAE ({exc})") from exc
+    return {VAE_PREFIX + key: value for key, value in weights.items()}
 
 
 class Merger:
@@ -251,7 +257,8 @@ def merge_checkpoints(settings: MergeSettings, models: ModelManager, vaes: VaeLi
     name = output_name(settings, infos, plan.kind)
     if (folder / name).exists():
         raise UserError(f"{name} already exists in {folder}; give the merge another Custom Name")
-    metadata = merge_metadata(settings, infos, files, plan.kind, models) if settings.save_metadata else None
+    metadata = (merge_metadata(settings, infos, files, plan.kind, models)
+                if settings.save_metadata and settings.checkpoint_format == "safetensors" else None)
     merger = Merger(settings, a, b, c, vae)
     if ctx is not None:
         ctx.set_job_count(1)
