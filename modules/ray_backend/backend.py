@@ -78,6 +78,7 @@ class RayBackend(Backend):
     def __init__(self, services: Services, address: str, replicas: tuple[int, int] | None = None,
                  models_per_replica: int = 1, num_cpus: int = 1) -> None:
         self.local = InProcessBackend(services)  # for the jobs that must run beside the head's model
+        self.hook_lock = threading.Lock()
         self.started_ray = not ray.is_initialized()
         self.own_runtime = self.started_ray and address == "local"  # else Serve may hold others' apps too
         if self.started_ray:
@@ -168,7 +169,9 @@ class RayBackend(Backend):
                     return event["result"]
                 if "hook" in event:
                     call, kind, args = event["hook"]
-                    self.board.answer.remote(job_id, call, answer_hook(job.hooks, job.plan, kind, args))
+                    with self.hook_lock:  # scripts are called one at a time, as in-process
+                        answer = answer_hook(job.hooks, job.plan, kind, args)
+                    self.board.answer.remote(job_id, call, answer)
                     continue
                 show(event["progress"])
                 if "preview" in event:
