@@ -29,7 +29,7 @@ def create_services(args):
 
     ensure_functional_tensor()  # before anything (an extension, face restoration) imports gfpgan
 
-    services = Services.create(args)
+    services = Services.create(args, model_device="cpu" if args.ray_address else None)  # replicas use the GPUs
     paths, opts, models = services.paths, services.opts, services.models
     services.notices += [notice for notice in (opts.load_notice, services.styles.notice) if notice]
     if args.ray_address:

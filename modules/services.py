@@ -60,9 +60,9 @@ class Services:
     server_paths: ServerPaths = field(init=False)
 
     @classmethod
-    def create(cls, args: argparse.Namespace) -> "Services":
-        """Settings, paths, an engine and a model manager (no model loaded yet) as the flags ask; app.py's
-        main() and every Ray replica build theirs here."""
+    def create(cls, args: argparse.Namespace, model_device: str | None = None) -> "Services":
+        """Settings, paths, an engine and a model manager (no model loaded yet) as the flags ask (its models on
+        `model_device` where given); app.py's main() and every Ray replica build theirs here."""
         from modules.hypernetworks import HypernetworkLibrary
         from modules.lora import LoraLibrary
         from modules.model_optimizations import Optimizations
@@ -73,7 +73,8 @@ class Services:
         opts = Options(paths.config_file)
         opts.load()
         device = pick_device(args.device)
-        models = ModelManager(paths, device, pick_dtype(device, args.no_half), Optimizations.from_args(args))
+        models_on = pick_device(model_device) if model_device else device
+        models = ModelManager(paths, models_on, pick_dtype(models_on, args.no_half), Optimizations.from_args(args))
         networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"),
                             HypernetworkLibrary(paths.models / "hypernetworks"))
         return cls(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks,
