@@ -214,8 +214,8 @@ def _transform(chain: list[_Active], kind: int):
 
 @dataclass
 class HypernetworkLibrary:
-    """The hypernetwork files of a folder, read once each (again when a file changes), and the hooks that apply
-    them to a UNet for the job being run."""
+    """The hypernetwork files of a folder, and the hooks that apply them to a UNet for the job being run. As in
+    A1111, the files of the latest call stay read (again when one changes) and others are let go."""
 
     folder: Path
     _read: dict[Path, tuple[float, Hypernetwork]] = field(default_factory=dict, repr=False)
@@ -253,7 +253,7 @@ class HypernetworkLibrary:
         projections = attention_projections(unet)
         widths = {input_width(p) for p, _ in projections} - {None}
         files = self.available()
-        chain = []
+        chain, read = [], {}
         for request in requests.values():
             if request.multiplier == 0:
                 continue
@@ -276,6 +276,8 @@ class HypernetworkLibrary:
                 warnings.append(f"Hypernetwork {request.name}: its layers for attention widths {_listed(unused)} "
                                 f"fit nothing in this {model_kind} model and were left out")
             chain.append(_Active(network, request.multiplier))
+            read[path] = self._read[path]
+        self._read = read
         for warning in warnings:
             log.warning(warning)
         if chain:
