@@ -28,6 +28,8 @@ class Progress:
     step: int = 0
     steps: int = 0
     started_at: float = 0.0
+    batch_started_at: float = 0.0
+    after_skip: bool = False  # a batch of this job was skipped: the time so far says little about the rest
     textinfo: str = ""
     busy: bool = False
     queued: int = 0
@@ -43,12 +45,16 @@ class Progress:
 
     @property
     def eta(self) -> float | None:
-        """Seconds left, from the time spent so far; None before the first step."""
+        """Seconds left, from the time spent so far (after a Skip, from the current batch's pace, once it has
+        made a step); None before the first step."""
+        now = time.monotonic()
+        if self.after_skip and self.step > 0 and self.steps:
+            per_step = (now - self.batch_started_at) / self.step
+            return per_step * (self.steps - self.step + max(0, self.job_count - self.job_no - 1) * self.steps)
         done = self.fraction
         if done <= 0:
             return None
-        elapsed = time.monotonic() - self.started_at
-        return elapsed * (1 - done) / done
+        return (now - self.started_at) * (1 - done) / done
 
 
 class JobContext:
@@ -64,8 +70,9 @@ class JobContext:
 
     def begin_batch(self, job_no: int, steps: int) -> None:
         """Start batch `job_no`; clears a pending skip."""
+        changes: dict[str, Any] = {"after_skip": True} if self.skipped else {}
         self.skipped = False
-        self._engine._update(job_no=job_no, step=0, steps=steps)
+        self._engine._update(job_no=job_no, step=0, steps=steps, batch_started_at=time.monotonic(), **changes)
 
     def report_step(self, step: int, textinfo: str = "") -> None:
         self._engine._update(step=step, textinfo=textinfo)

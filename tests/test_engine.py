@@ -61,3 +61,26 @@ def test_skip_ends_a_batch_and_interrupt_ends_the_job(engine):
     assert all(steps < 1000 for _, steps in seen)
     assert not reached[2].is_set()
     assert not engine.progress.busy
+
+
+def test_after_a_skip_the_eta_comes_from_the_current_batch():
+    from modules.engine import Progress
+
+    now = time.monotonic()
+    # Batch 1 of 2 was skipped early; batch 2 has made 5 of its 10 steps in 5 s (1 s a step).
+    shown = Progress(job_no=1, job_count=2, step=5, steps=10, started_at=now - 8, batch_started_at=now - 5,
+                     busy=True)
+    assert shown.eta == pytest.approx(8 * 0.25 / 0.75, abs=0.2)  # the job's pace: far too short
+    assert Progress(**{**shown.__dict__, "after_skip": True}).eta == pytest.approx(5.0, abs=0.2)
+
+
+def test_a_skip_marks_the_next_batch(engine):
+    def job(ctx):
+        ctx.begin_batch(0, 10)
+        ctx.skipped = True
+        ctx.begin_batch(1, 10)
+        return engine.progress.after_skip, ctx.skipped
+
+    assert engine.call("job", job, timeout=30) == (True, False)
+    plain = engine.call("plain", lambda ctx: (ctx.begin_batch(0, 10), engine.progress.after_skip)[1], timeout=30)
+    assert plain is False
