@@ -94,9 +94,7 @@ NO_EFFECT_SECTIONS: dict[str, dict[str, Any]] = {
         "refiner_switch_by_sample_steps": False, "lora_functional": False,
     },
     "Interrogate": {
-        "interrogate_keep_models_in_memory": False, "interrogate_return_ranks": False, "interrogate_clip_num_beams": 1,
-        "interrogate_clip_min_length": 24, "interrogate_clip_max_length": 48, "interrogate_clip_dict_limit": 1500,
-        "interrogate_clip_skip_categories": [], "interrogate_deepbooru_score_threshold": 0.5,
+        "interrogate_deepbooru_score_threshold": 0.5,
         "deepbooru_sort_alpha": True, "deepbooru_use_spaces": True, "deepbooru_escape": True,
         "deepbooru_filter_tags": "",
     },

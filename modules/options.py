@@ -16,6 +16,7 @@ from modules.face_restoration import FACE_RESTORERS
 from modules.file_names import check_pattern
 from modules.generation_params import HIRES_REFINER_PASSES, SECOND_PASS
 from modules.images import SAVE_FORMATS
+from modules.interrogate import CATEGORIES as INTERROGATE_CATEGORIES
 from modules.previews import PREVIEW_METHODS
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,19 @@ OPTIONS: dict[str, OptionInfo] = {
                                          choices=FACE_RESTORERS),
     "code_former_weight": OptionInfo(0.5, "CodeFormer weight (0 = maximum effect, 1 = minimum effect)",
                                      section="Face restoration", minimum=0.0, maximum=1.0, step=0.01),
+    "interrogate_keep_models_in_memory": OptionInfo(False, "Keep models in VRAM", section="Interrogate"),
+    "interrogate_return_ranks": OptionInfo(False, "Include ranks of model tags matches in results",
+                                           section="Interrogate"),
+    "interrogate_clip_num_beams": OptionInfo(1, "BLIP: num_beams", section="Interrogate", minimum=1, maximum=16,
+                                             step=1),
+    "interrogate_clip_min_length": OptionInfo(24, "BLIP: minimum description length", section="Interrogate",
+                                              minimum=1, maximum=128, step=1),
+    "interrogate_clip_max_length": OptionInfo(48, "BLIP: maximum description length", section="Interrogate",
+                                              minimum=1, maximum=256, step=1),
+    "interrogate_clip_dict_limit": OptionInfo(1500, "CLIP: maximum number of lines in text file (0 = No limit)",
+                                              section="Interrogate", minimum=0, step=1),
+    "interrogate_clip_skip_categories": OptionInfo([], "CLIP: skip inquire categories", section="Interrogate",
+                                                   choices=INTERROGATE_CATEGORIES),
     "ESRGAN_tile": OptionInfo(192, "Tile size for upscaler models (0 = no tiling)", section="Upscaling",
                               minimum=0, maximum=512, step=16),
     "ESRGAN_tile_overlap": OptionInfo(8, "Tile overlap for upscaler models, in pixels", section="Upscaling",
