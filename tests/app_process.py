@@ -59,7 +59,7 @@ def running_app(data_dir: Path, *flags: str, model_name: str | None = None,
             assert proc.poll() is None, log_path.read_text()
             try:
                 return requests.get(url, timeout=2).status_code in (200, 401)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a loaded machine: not up yet
                 return False
 
         try:

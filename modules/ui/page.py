@@ -15,7 +15,7 @@ from modules.extensions import Extension, extension_assets
 from modules.file_urls import file_url
 from modules.services import Services
 from modules.ui import extensions as extensions_ui
-from modules.ui import extras, img2img, png_info, quicksettings, settings, txt2img
+from modules.ui import extras, img2img, merger, png_info, quicksettings, settings, txt2img
 from modules.ui.infotext_paste import Quicksettings, connect_paste_button
 from modules.ui.script_controls import notice_board, show_notices, tab_scripts
 from modules.ui.send_buttons import connect_send_buttons
@@ -74,6 +74,8 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
                 extras_tab = extras.build_tab(services)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 png = png_info.build_tab()
+            with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
+                merger.build_tab(services, checkpoint)
             for blocks, title, tab_id in extension_tabs:
                 with gr.Tab(title, id=tab_id, elem_id=f"tab_{tab_id}"):
                     blocks.render()
