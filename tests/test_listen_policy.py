@@ -89,7 +89,7 @@ def test_extension_state_and_the_index_are_locked(listening, client):
         assert answer.status_code == 422 and "--enable-insecure-extension-access" in answer.text, answer.text
     config = json.loads((data / "config.json").read_text())
     assert config.get("disabled_extensions", []) == [] and "127.0.0.1:9" not in json.dumps(config)
-    _, _, message = client.predict("http://127.0.0.1:9/index.json", api_name="/extensions_index")
+    _, message = client.predict("http://127.0.0.1:9/index.json", api_name="/extensions_index")
     assert "--enable-insecure-extension-access" in message
 
 

@@ -8,6 +8,7 @@ name; enabling a disabled extension again clears it."""
 from __future__ import annotations
 
 import html
+import json
 import time
 
 import gradio as gr
@@ -122,29 +123,29 @@ class ExtensionActions:
         summary = f"New commits for: {', '.join(updatable)}." if updatable else "No updates found."
         return "".join(problems) + _message(summary), updatable
 
-    def available(self, index_url: str) -> tuple[str, list[tuple[str, str]], str]:
-        """(the index as a table, (name, url) choices of the ones not installed, a message). Only http(s), and
-        not while extension access is off (--listen or --share): the server must not fetch what page users name."""
+    def available(self, index_url: str) -> tuple[str, str]:
+        """(the index as a table, with an Install button on each extension not installed yet; a message). Only
+        http(s), and not while extension access is off (--listen or --share): the server must not fetch what
+        page users name."""
         try:
             check_access(self.services.args)
             entries = fetch_index(index_url.strip())
         except ExtensionError as exc:
-            return "", [], _message(str(exc), problem=True)
+            return "", _message(str(exc), problem=True)
         installed = {(ext.remote or "").rstrip("/").removesuffix(".git") for ext in self.extensions()}
-        rows, choices = [], []
+        rows = []
         for entry in entries:
-            is_installed = entry.url.rstrip("/").removesuffix(".git") in installed
-            if not is_installed:
-                choices.append((entry.name, entry.url))
             name = html.escape(entry.name)
             if entry.url.startswith(("https://", "http://")):
                 name = f'<a href="{html.escape(entry.url)}" target="_blank">{name}</a>'
-            cells = (name, html.escape(entry.description), html.escape(", ".join(entry.tags)),
-                     "installed" if is_installed else "")
+            action = "installed" if entry.url.rstrip("/").removesuffix(".git") in installed else (
+                '<button class="lg secondary gradio-button install-from-index" '
+                f'onclick="installExtensionFromIndex(this, {html.escape(json.dumps(entry.url))})">Install</button>')
+            cells = (name, html.escape(entry.description), html.escape(", ".join(entry.tags)), action)
             rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
         table = ('<table id="available_extensions"><thead><tr><th>Extension</th><th>Description</th><th>Tags</th>'
-                 f"<th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
-        return table, choices, _message(f"{len(entries)} extensions in the index.")
+                 f"<th>Action</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        return table, _message(f"{len(entries)} extensions in the index.")
 
 
 def build_tab(services: Services) -> None:
@@ -174,7 +175,8 @@ def build_tab(services: Services) -> None:
                 index_url = gr.Textbox(value=services.opts.extensions_index_url, label="Extension index URL",
                                        elem_id="extensions_index_url")
             with gr.Row():
-                chosen = gr.Dropdown(label="Extension to install", choices=[], elem_id="extension_to_install")
+                chosen = gr.Textbox(label="URL of the extension to install (an Install button in the table fills it)",
+                                    elem_id="extension_to_install")
                 install_chosen = gr.Button("Install", elem_id="install_extension_button", scale=0)
             available_info = gr.HTML(elem_id="extensions_available_info")
             available_table = gr.HTML(elem_id="extensions_available_html")
@@ -195,9 +197,6 @@ def build_tab(services: Services) -> None:
         message, updatable = actions.check()
         return message, actions.table(), gr.update(choices=updatable, value=updatable)
 
-    def run_available(address: str) -> tuple:
-        table_html, choices, message = actions.available(address)
-        return table_html, gr.update(choices=choices, value=None), message
 
     install.click(lambda *values: after_install(actions.install(*values)), inputs=[url, branch, folder],
                   outputs=[result, table, enabled], api_name="extensions_install")
@@ -206,7 +205,7 @@ def build_tab(services: Services) -> None:
     apply.click(actions.apply, inputs=[enabled, to_update], outputs=info, api_name="extensions_apply").then(
         None, inputs=info, js=RELOAD_AFTER_RESTART_JS)
     check.click(run_check, outputs=[info, table, to_update], api_name="extensions_check")
-    load.click(run_available, inputs=index_url, outputs=[available_table, chosen, available_info],
+    load.click(actions.available, inputs=index_url, outputs=[available_table, available_info],
                api_name="extensions_index")
     installed_tab.select(lambda: (actions.table(), enabled_choices()), outputs=[table, enabled],
                          api_visibility="private")

@@ -1,8 +1,11 @@
 """The Extensions tab in the browser: install an extension from a local git repository by its URL, press
 "Apply and restart UI", and the reloaded page has the extension's tab; Settings → "Reload UI" reloads too."""
 
+import json
+
 import pytest
 from app_process import running_app, with_demo_checkpoint
+from file_server import serving
 from git_repos import Remote
 from playwright.sync_api import expect
 
@@ -62,6 +65,22 @@ def test_install_from_url_then_apply_and_restart_shows_its_tab(page, remote, app
     assert page.evaluate("window.beforeRestart === undefined")
     harbor.click()
     expect(page.get_by_text("Harbor extension tab body")).to_be_visible()
+
+
+def test_the_available_table_installs_an_extension_with_its_own_button(page, tmp_path, app_data):
+    lantern = Remote(tmp_path, "lantern-ext", {"scripts/lantern.py": "# nothing to load\n"})
+    index = {"extensions": [{"name": "Lantern", "url": lantern.bare.as_uri(), "description": "Lights <b>up</b>",
+                             "tags": ["script"]}]}
+    with serving({"/index.json": json.dumps(index).encode()}) as server:
+        open_tab(page, "Extensions")
+        open_tab(page, "Available")
+        page.locator("#extensions_index_url textarea, #extensions_index_url input").fill(f"{server}/index.json")
+        page.click("#extensions_load_index")
+        row = page.locator("#available_extensions tbody tr", has_text="Lantern")
+        expect(row).to_contain_text("Lights <b>up</b>")
+        row.get_by_role("button", name="Install").click()
+        expect(page.locator("#extensions_available_info")).to_contain_text("Installed lantern-ext", timeout=60000)
+    assert (app_data / "extensions" / "lantern-ext" / "scripts" / "lantern.py").exists()
 
 
 def test_reload_ui_in_settings_rebuilds_the_page(page):
