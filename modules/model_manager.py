@@ -1,11 +1,13 @@
-"""Which checkpoints exist, which one is loaded, and switching between them."""
+"""Which checkpoints exist, which one is loaded, and switching between them; the checkpoints kept loaded
+besides it (A1111's sd_checkpoints_limit, within a memory budget), least recently used dropped first."""
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -31,6 +33,9 @@ class ModelManager:
         self.hashes = HashCache(paths.hash_cache_file)
         self.current: sd_models.StableDiffusionModel | None = None
         self.loads = 0  # models built so far (switches, borrowed ones)
+        # (checkpoints loaded at once, the current one included; GiB they may take together, 0 for no budget)
+        self.cache_limits: Callable[[], tuple[int, float]] = lambda: (1, 0.0)
+        self._kept: OrderedDict[Path, sd_models.StableDiffusionModel] = OrderedDict()  # least recently used first
         self._checkpoints: list[CheckpointInfo] = []
         self._lock = threading.Lock()
         self.refresh()
@@ -81,40 +86,76 @@ class ModelManager:
         return self.title(self.current.checkpoint) if self.current else None
 
     def load(self, name: str) -> sd_models.StableDiffusionModel:
-        """Switch to checkpoint `name`, freeing the old one.
+        """Switch to checkpoint `name`; the old one is kept loaded as the cache limits allow, else freed.
 
-        The new file is read and recognised first; if that fails, the old model stays loaded.
-        If building the new model fails after the old one was freed, the old one is loaded again.
+        A kept checkpoint comes back without reading its file. Otherwise the new file is read and recognised
+        first; if that fails, the old model stays loaded. If building the new model fails after the old one was
+        freed, the old one is loaded again.
         """
         info = self.find(name)
         if self.current is not None and self.current.checkpoint.path == info.path:
             return self.current
-        prepared = sd_models.prepare_checkpoint(info)
-        previous = self.current.checkpoint if self.current else None
-        sd_models.free_model(self.current)
-        self.current = None
+        previous, self.current = self.current, self._kept.pop(info.path, None)
+        if self.current is not None:
+            self._keep(previous)
+            return self.current
+        try:
+            prepared = sd_models.prepare_checkpoint(info)
+        except ModelLoadError:
+            self.current = previous
+            raise
+        self._keep(previous)
         try:
             self.current = self._build(prepared)
+            self._trim()  # the new model counts against the budget too
         except ModelLoadError:
             if previous is not None:
-                log.warning("Reloading %s after the failed switch", previous.name)
-                self.current = self._build(sd_models.prepare_checkpoint(previous))
+                self.current = self._kept.pop(previous.checkpoint.path, None)
+                if self.current is None:
+                    log.warning("Reloading %s after the failed switch", previous.checkpoint.name)
+                    self.current = self._build(sd_models.prepare_checkpoint(previous.checkpoint))
             raise
         return self.current
 
     @contextmanager
     def borrowed(self, name: str) -> Iterator[sd_models.StableDiffusionModel]:
         """Listed checkpoint `name` for one job beside the loaded model: the loaded model itself when it is
-        that file, else a second model built now and freed when the block ends (the loaded one stays)."""
+        that file, else a kept one or a second model built now; after the block it is kept as the cache limits
+        allow, else freed (the loaded one stays)."""
         info = self.find_listed(name)
         if self.current is not None and self.current.checkpoint.path == info.path:
             yield self.current
             return
-        model = self._build(sd_models.prepare_checkpoint(info))
+        model = self._kept.pop(info.path, None) or self._build(sd_models.prepare_checkpoint(info))
         try:
             yield model
         finally:
-            sd_models.free_model(model)
+            self._keep(model)
+
+    @property
+    def kept(self) -> list[CheckpointInfo]:
+        """The checkpoints loaded besides the current one, least recently used first."""
+        return [model.checkpoint for model in self._kept.values()]
+
+    def _keep(self, model: sd_models.StableDiffusionModel | None) -> None:
+        """Keep `model` loaded, as the most recently used one (see `_trim`)."""
+        if model is None:
+            return
+        self._kept[model.checkpoint.path] = model
+        self._kept.move_to_end(model.checkpoint.path)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Free the least recently used kept models beyond the checkpoint limit or the memory budget."""
+        limit, budget_gib = self.cache_limits()
+        budget = budget_gib * 2**30 if budget_gib > 0 else float("inf")
+
+        def used() -> int:
+            return sum(map(sd_models.model_bytes, [self.current, *self._kept.values()]))
+
+        while self._kept and (len(self._kept) > max(0, limit - 1) or used() > budget):
+            _, dropped = self._kept.popitem(last=False)
+            sd_models.free_model(dropped)
 
     def build(self, info: CheckpointInfo) -> sd_models.StableDiffusionModel:
         """A model of checkpoint `info`, built beside the loaded one (the caller frees it)."""
@@ -129,8 +170,11 @@ class ModelManager:
         return model
 
     def unload(self) -> None:
-        sd_models.free_model(self.current)
+        """Free the loaded model and every kept one."""
+        for model in [self.current, *self._kept.values()]:
+            sd_models.free_model(model)
         self.current = None
+        self._kept.clear()
 
     def require(self) -> sd_models.StableDiffusionModel:
         """The loaded model, or a clear error."""

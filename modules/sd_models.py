@@ -270,6 +270,14 @@ def _to(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return module if device.type == "cpu" else module.to(device)
 
 
+def model_bytes(model: StableDiffusionModel | None) -> int:
+    """The memory a model's weights take (UNet, VAE and text encoders)."""
+    if model is None:
+        return 0
+    return sum(tensor.numel() * tensor.element_size() for module in [model.unet, model.vae, *model.text_encoders]
+               for tensor in [*module.parameters(), *module.buffers()])
+
+
 def free_model(model: StableDiffusionModel | None) -> None:
     """Drop a model's tensors so its memory goes back to the system."""
     if model is None:
