@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from modules import gradio_compat
+from modules.ui import input_accordion
 
 gradio_compat.install()  # before the classes below are made: Gradio must not write a .pyi file beside this one
 
@@ -70,9 +71,9 @@ class DropdownEditable(gr.Dropdown, FormComponent):
 
 
 class InputAccordionImpl(gr.Checkbox):
-    """An accordion whose open state is an input: a hidden checkbox (this component, its value) that
-    opening and closing the accordion set, and that opens or closes the accordion when a handler or a
-    pasted infotext changes it. Use it as a context manager to fill the accordion."""
+    """An accordion whose state is an input: this component is the checkbox in the accordion's header, ticked by
+    opening the accordion until the user clicks the box itself (see modules/ui/input_accordion.py). Use it as a
+    context manager to fill the accordion."""
 
     _numbers = itertools.count()
 
@@ -81,15 +82,11 @@ class InputAccordionImpl(gr.Checkbox):
             super().__init__(value=value, **kwargs)
             return
         self.accordion_id = kwargs.get("elem_id") or f"input-accordion-{next(self._numbers)}"
-        super().__init__(value=bool(value), **{**kwargs, "elem_id": f"{self.accordion_id}-checkbox",
-                                               "visible": False})
-        label = kwargs.get("label", "Accordion")
-        self.accordion = gr.Accordion(label, open=bool(value), elem_id=self.accordion_id,
-                                      elem_classes=["input-accordion"], visible=kwargs.get("visible", True))
-        self.accordion.expand(None, js="() => true", outputs=[self], queue=False, api_visibility="private")
-        self.accordion.collapse(None, js="() => false", outputs=[self], queue=False, api_visibility="private")
-        self.change(lambda checked: gr.Accordion(open=bool(checked)), inputs=[self], outputs=[self.accordion],
-                    queue=False, show_progress="hidden", api_visibility="private")
+        with input_accordion.wrapper(self.accordion_id):
+            super().__init__(value=bool(value), **{**kwargs, "elem_id": input_accordion.checkbox_id(self.accordion_id),
+                                                   "container": False})
+            self.accordion = input_accordion.link(self, kwargs.get("label", "Accordion"), self.accordion_id,
+                                                  visible=kwargs.get("visible", True))
 
     def extra(self) -> gr.Column:
         """A column for things to show beside the accordion's content (A1111 puts them in its label)."""

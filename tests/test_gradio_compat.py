@@ -131,16 +131,19 @@ def test_gradio3_layout_calls_are_accepted(served):
     assert gr.Textbox.update(value="new", visible=False) == gr.update(value="new", visible=False)
 
 
-def test_input_accordion_is_a_hidden_checkbox_that_follows_the_accordion(served):
+def test_input_accordion_is_a_header_checkbox_linked_to_the_accordion(served):
     config, accordion, _ = served
     checkbox = component(config, "compat_accordion-checkbox")
     assert checkbox["type"] == "checkbox" and checkbox["props"]["value"] is True
-    assert checkbox["props"]["visible"] is False
+    assert checkbox["props"]["visible"] is True and "input-accordion-checkbox" in checkbox["props"]["elem_classes"]
     shown = component(config, "compat_accordion")
     assert shown["type"] == "accordion" and shown["props"]["label"] == "Extra options"
     assert shown["props"]["open"] is True
-    setters = {(d["js"], tuple(d["outputs"])) for d in config["dependencies"] if d["targets"][0][0] == shown["id"]}
-    assert setters == {("() => true", (checkbox["id"],)), ("() => false", (checkbox["id"],))}
+    setters = [d for d in config["dependencies"] if d["targets"][0][0] == shown["id"]]
+    assert len(setters) == 2 and all(d["outputs"] == [checkbox["id"]] and "#compat_accordion-checkbox" in d["js"]
+                                     for d in setters)
+    followers = [d for d in config["dependencies"] if d["targets"][0][0] == checkbox["id"] and d["js"]]
+    assert any("#compat_accordion > .label-wrap" in d["js"] for d in followers)
     assert accordion.value is True and component(config, "compat_extra")["type"] == "html"
 
 

@@ -1,15 +1,20 @@
-"""The Extra networks accordion of a generation tab: a gallery of cards per kind. Clicking an
-embedding or LoRA card adds its text to the prompt (a second click takes it out); clicking a
-checkpoint card picks that checkpoint in the quicksettings row."""
+"""The extra networks of a generation tab, as A1111 ≥ 1.6 shows them: one tab per kind beside Generation, each a
+gallery of cards. Clicking an embedding or LoRA card adds its text to the prompt (a second click takes it out);
+clicking a checkpoint card picks that checkpoint in the quicksettings row."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import gradio as gr
 from PIL import Image, ImageDraw, ImageFont
 
 from modules.extra_network_cards import KINDS, PROMPT_KINDS, Card, add_to_prompt, cards
-from modules.ui.generation_tab import GenerationTab
+
+if TYPE_CHECKING:
+    from modules.ui.generation_tab import GenerationTab
 
 CARD_SIZE = (160, 200)
+TAB_ORDER = ("Textual Inversion", "Hypernetworks", "Checkpoints", "Lora")  # A1111's order
 
 
 def placeholder(name: str) -> Image.Image:
@@ -30,33 +35,34 @@ def slug(kind: str) -> str:
 
 
 class ExtraNetworksPanel:
-    """The accordion (built where it is created) and its galleries, one per kind."""
+    """One tab per kind (made where the panel is created: inside the tab strip, after Generation), each with
+    🔄 and its gallery of cards."""
 
     def __init__(self, tab: GenerationTab) -> None:
         services = tab.services
         self.tab = tab
         self.galleries: dict[str, gr.Gallery] = {}
         self.inserts: dict[str, gr.State] = {}
-        with gr.Accordion("Extra networks", open=False, elem_id=f"{tab.tab}_extra_networks"):
-            refresh = gr.Button("🔄 Refresh", size="sm", elem_id=f"{tab.tab}_extra_refresh")
-            with gr.Tabs():
-                for kind in KINDS:
-                    found = cards(kind, services.networks, services.models)
-                    with gr.Tab(kind, elem_id=f"{tab.tab}_{slug(kind)}_cards_tab"):
-                        self.galleries[kind] = gr.Gallery(gallery_items(found), columns=6, height=280,
-                                                          allow_preview=False, show_label=False,
-                                                          elem_id=f"{tab.tab}_{slug(kind)}_cards")
-                        self.inserts[kind] = gr.State([card.insert for card in found])
+        refreshes = []
+        for kind in TAB_ORDER:
+            found = cards(kind, services.networks, services.models)
+            with gr.Tab(kind, id=f"{tab.tab}_{slug(kind)}", elem_id=f"{tab.tab}_{slug(kind)}"):
+                refreshes.append(gr.Button("🔄 Refresh", size="sm", elem_id=f"{tab.tab}_{slug(kind)}_extra_refresh"))
+                self.galleries[kind] = gr.Gallery(gallery_items(found), columns=6, height=560,
+                                                  allow_preview=False, show_label=False,
+                                                  elem_id=f"{tab.tab}_{slug(kind)}_cards")
+                self.inserts[kind] = gr.State([card.insert for card in found])
 
         def reload() -> list:
             updates, inserts = [], []
-            for kind in KINDS:
+            for kind in TAB_ORDER:
                 found = cards(kind, services.networks, services.models)
                 updates.append(gallery_items(found))
                 inserts.append([card.insert for card in found])
             return [*updates, *inserts]
 
-        refresh.click(reload, outputs=[*self.galleries.values(), *self.inserts.values()], api_visibility="private")
+        for refresh in refreshes:
+            refresh.click(reload, outputs=[*self.galleries.values(), *self.inserts.values()], api_visibility="private")
         prompt = tab.controls["prompt"]
         for kind in PROMPT_KINDS:
             def toggle(text: str, inserts: list[str], event: gr.SelectData) -> str:

@@ -1,9 +1,11 @@
-"""What txt2img and img2img share on the page: prompt boxes with token counters, Generate /
-Interrupt / Skip, the sampling controls, the seed row, Override settings, and the gallery with its infotext."""
+"""What txt2img and img2img share on the page, laid out as in A1111 1.10: the top row (toprow.py), the tab strip
+(Generation, then the extra networks), the sampling controls, the Refiner accordion, size and batch, the seed row,
+Override settings, and the gallery with its infotext beside the settings."""
 from __future__ import annotations
 
 import time
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import gradio as gr
@@ -16,14 +18,14 @@ from modules.generation import GenerationResult
 from modules.generation_params import NO_REFINER, GenerationParams
 from modules.options import settings_from_entries
 from modules.services import Services
+from modules.ui import input_accordion, toprow
 from modules.ui.controls import make_control
+from modules.ui.extra_networks import ExtraNetworksPanel
 from modules.ui.output_panel import OutputPanel, infotext_html, seed_of
-from modules.ui.styles_editor import StylesEditor
 from modules.ui.ui_config import UiConfig
 from modules.ui.user_errors import page_error
 
 POLL_SECONDS = 0.25
-CONFIRM_CLEAR = "(prompt, negative) => confirm('Delete prompt?') ? ['', ''] : [prompt, negative]"
 
 
 def progress_text(progress: Progress) -> str:
@@ -102,77 +104,61 @@ class GenerationTab:
         return control
 
     def refiner_accordion(self) -> None:
-        """Refiner: a checkpoint that takes over sampling after "Switch at" of the steps (None: no refiner)."""
-        with gr.Accordion("Refiner", open=False, elem_id=f"{self.tab}_refiner"):
-            with gr.Row():
-                self.checkpoint_control("refiner_checkpoint", NO_REFINER)
+        """Refiner: a checkpoint that takes over sampling after "Switch at" of the steps. Its header box turns it
+        on; a checkpoint other than None (picked, or pasted from an infotext) ticks it."""
+        accordion_id = f"{self.tab}_refiner"
+        with input_accordion.wrapper(accordion_id):
+            self.refiner_enabled = gr.Checkbox(False, label="Refiner", container=False,
+                                               elem_id=input_accordion.checkbox_id(accordion_id))
+            with input_accordion.link(self.refiner_enabled, "Refiner", accordion_id), gr.Row():
+                checkpoint = self.checkpoint_control("refiner_checkpoint", NO_REFINER)
                 self.control("refiner_switch_at")
+        checkpoint.change(lambda name: gr.update(value=True) if name not in ("", NO_REFINER) else gr.update(),
+                          inputs=checkpoint, outputs=self.refiner_enabled, queue=False, show_progress="hidden",
+                          api_visibility="private")
 
     def prompt_row(self) -> None:
-        """Prompt and negative prompt with their token counters, and the Generate buttons."""
-        with gr.Row():
-            with gr.Column(scale=6):
-                for name, elem_id, lines, hint in (("prompt", "prompt", 3, "Prompt"),
-                                                   ("negative_prompt", "neg_prompt", 2, "Negative prompt")):
-                    self.control(name, lines=lines, placeholder=hint, show_label=False, elem_classes="prompt",
-                                 elem_id=f"{self.tab}_{elem_id}")  # A1111's ids
-                    self.counters[name] = gr.HTML("0/75", elem_id=f"{self.tab}_{name}_token_counter",
-                                                  elem_classes="token-counter")
-            with gr.Column(scale=1, min_width=160):
-                self.generate = gr.Button("Generate", variant="primary", elem_id=f"{self.tab}_generate")
-                with gr.Row():
-                    self.interrupt = gr.Button("Interrupt", elem_id=f"{self.tab}_interrupt", size="sm")
-                    self.skip = gr.Button("Skip", elem_id=f"{self.tab}_skip", size="sm")
-                with gr.Row(elem_id=f"{self.tab}_tools"):
-                    # Wired by infotext_paste.connect_paste_button, which also needs the quicksettings row.
-                    self.paste = gr.Button("↙️", elem_id=f"{self.tab}_paste", size="sm", scale=0, min_width=40)
-                    self.clear_prompt = gr.Button("🗑️", elem_id=f"{self.tab}_clear_prompt", size="sm", scale=0,
-                                                  min_width=40)
-                    self.apply_styles = gr.Button("📋", elem_id=f"{self.tab}_style_apply", size="sm", scale=0,
-                                                  min_width=40)
-                self.control("styles", choices=self.services.styles.names(), multiselect=True)
-        self.styles_editor = StylesEditor(self.tab, self.services.styles)
+        """A1111's top row: prompts, Generate / Interrupt / Skip, the tool buttons and Styles (modules/ui/toprow.py)."""
+        toprow.build(self)
 
-    def wire_prompt_tools(self) -> None:
-        """🗑️ clears both prompts once the user confirms (in the browser); 📋 writes the chosen styles into the
-        prompts and unselects them."""
-        styles = self.services.styles
-        prompt, negative, chosen = (self.controls[n] for n in ("prompt", "negative_prompt", "styles"))
-        self.clear_prompt.click(None, inputs=[prompt, negative], outputs=[prompt, negative], queue=False,
-                                js=CONFIRM_CLEAR, api_visibility="private")
-
-        def apply(text: str, negative_text: str, names: list[str]) -> tuple:
-            try:
-                return styles.apply_to_prompt(text, names), styles.apply_to_negative_prompt(negative_text, names), []
-            except UserError as exc:
-                raise page_error(exc) from exc
-
-        self.apply_styles.click(apply, inputs=[prompt, negative, chosen], outputs=[prompt, negative, chosen],
-                                api_visibility="private")
-        self.styles_editor.wire(prompt, negative, chosen)
-
-    def sampling_controls(self) -> None:
-        """Sampler, schedule, steps, size, batch, CFG and the seed row."""
-        with gr.Row():
+    def sampler_controls(self) -> None:
+        """Sampling method and Schedule type on one row, then the steps."""
+        with gr.Row(elem_id=f"{self.tab}_sampler_row"):
             self.control("sampler_name")
             self.control("scheduler")
         self.control("steps")
-        with gr.Row():
-            with gr.Column(scale=3):
-                width, height = self.control("width"), self.control("height")
-            swap = gr.Button("⇅", elem_id=f"{self.tab}_res_switch_btn", size="sm", scale=0, min_width=40)
-            with gr.Column(scale=1):
+
+    def size_controls(self) -> None:
+        """Width and Height with ⇅ beside them, then Batch count and Batch size."""
+        with gr.Row(elem_id=f"{self.tab}_dimensions_row", equal_height=False):
+            self.width_height()
+            with gr.Column(scale=1, elem_id=f"{self.tab}_column_batch", min_width=160):
                 self.control("n_iter")
                 self.control("batch_size")
+
+    def width_height(self) -> None:
+        """Width and Height sliders with A1111's ⇅ that swaps them."""
+        with gr.Column(scale=3, elem_id=f"{self.tab}_column_size", min_width=200):
+            width, height = self.control("width"), self.control("height")
+        swap = gr.Button("⇅", elem_id=f"{self.tab}_res_switch_btn", size="sm", scale=0, min_width=40,
+                         elem_classes="tool")
         swap.click(lambda w, h: (h, w), inputs=[width, height], outputs=[width, height], queue=False,
                    show_progress="hidden", api_visibility="private")
-        self.control("cfg_scale")
-        with gr.Row():
+
+    def seed_controls(self) -> None:
+        """The seed row (🎲 ♻️ Extra) and its extras."""
+        with gr.Row(elem_id=f"{self.tab}_seed_row"):
             self.control("seed", scale=4)
             self.random_seed = gr.Button("🎲", elem_id=f"{self.tab}_random_seed", size="sm", scale=0, min_width=40)
             self.reuse_seed = gr.Button("♻️", elem_id=f"{self.tab}_reuse_seed", size="sm", scale=0, min_width=40)
             self.seed_extras = gr.Checkbox(label="Extra", elem_id=f"{self.tab}_subseed_show", scale=0, min_width=80)
         self.seed_extra_controls()
+
+    def checkbox_controls(self) -> None:
+        """Restore faces and Tiling."""
+        with gr.Row(elem_classes="checkboxes-row"):
+            self.control("restore_faces")
+            self.control("tiling")
 
     def seed_extra_controls(self) -> None:
         """A1111's seed extras, shown by "Extra": variation seed and strength, and resize seed from. Hidden
@@ -215,6 +201,24 @@ class GenerationTab:
                                       outputs=self.override_settings, queue=False, show_progress="hidden",
                                       api_visibility="private")
 
+    @contextmanager
+    def extra_tabs(self) -> Iterator[None]:
+        """A1111's tab strip under the top row: Generation (what the body lays out), then one tab per kind of
+        extra network."""
+        with gr.Tabs(elem_id=f"{self.tab}_extra_tabs", elem_classes="extra-networks"):
+            with gr.Tab("Generation", id=f"{self.tab}_generation", elem_id=f"{self.tab}_generation_tab"):
+                yield
+            self.extra_networks = ExtraNetworksPanel(self)
+
+    @contextmanager
+    def generation_columns(self) -> Iterator[None]:
+        """The settings column (A1111's `<tab>_settings`, laid out by the body) and the gallery column beside it."""
+        with gr.Row(equal_height=False, elem_id=f"{self.tab}_generation_row"):
+            with gr.Column(elem_id=f"{self.tab}_settings", min_width=320):
+                yield
+            with gr.Column(elem_id=f"{self.tab}_results", min_width=320):
+                self.output_column()
+
     def output_column(self) -> None:
         """The gallery, 📂 💾 🗃️ and the Send-to buttons, and the selected image's infotext."""
         self.output = OutputPanel(self.tab, self.services, f"outdir_{self.tab}_samples")
@@ -236,17 +240,21 @@ class GenerationTab:
 
         skip_inputs = [clip_skip] if clip_skip is not None else []
         settings_at = len(names) + len(skip_inputs)  # where the Override settings entries are among the inputs
+        refiner_at = settings_at + 1  # then the Refiner accordion's box; off means no refiner whatever is chosen
 
         def run(*values: Any, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
             field_values = values[:len(names)]
             skip_value = values[len(names)] if skip_inputs else services.opts.CLIP_stop_at_last_layers
             try:
-                params = GenerationParams.from_dict({**dict(zip(names, field_values)), "clip_skip": skip_value})
+                fields = {**dict(zip(names, field_values)), "clip_skip": skip_value}
+                if not values[refiner_at]:
+                    fields["refiner_checkpoint"] = NO_REFINER
+                params = GenerationParams.from_dict(fields)
                 overrides = settings_from_entries(services.opts, values[settings_at] or [])
             except ValueError as exc:
                 raise page_error(exc) from exc
             try:
-                future = submit(params, list(values[settings_at + 1:]), overrides)
+                future = submit(params, list(values[refiner_at + 1:]), overrides)
             except UserError as exc:
                 raise page_error(exc) from exc
             for preview in previews_while_waiting(services, future, progress):
@@ -260,14 +268,16 @@ class GenerationTab:
                 text = f"(interrupted)\n{text}"
             yield gallery_items(result), infotext_html(text), result, 0
 
-        inputs = [self.controls[n] for n in names] + skip_inputs + [self.override_settings] + extra_inputs
+        inputs = [*(self.controls[n] for n in names), *skip_inputs, self.override_settings, self.refiner_enabled,
+                  *extra_inputs]
         generated = self.generate.click(run, inputs=inputs,
                                         outputs=[self.gallery, self.info, self.output.result, self.selected],
                                         api_name=self.tab, concurrency_limit=None)
         # the first image (the grid, when there is one) opens selected, as in A1111's gallery
         generated.success(lambda: gr.update(selected_index=0), outputs=self.gallery, queue=False,
                           show_progress="hidden", api_visibility="private")
-        self.wire_prompt_tools()
+        toprow.wire_tools(self)
+        toprow.idle_after(self, generated)
         self.interrupt.click(services.engine.interrupt, queue=False, api_name=f"{self.tab}_interrupt")
         self.skip.click(services.engine.skip, queue=False, api_name=f"{self.tab}_skip")
 

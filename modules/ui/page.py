@@ -29,6 +29,7 @@ CSS = """
                  pointer-events: none; min-height: 0 !important; }
 """
 JAVASCRIPT_DIR = Path(__file__).with_name("javascript")
+STYLE = Path(__file__).with_name("style.css")  # the generation tabs' layout
 
 
 def head_scripts(extra: Sequence[Path] = ()) -> str:
@@ -44,7 +45,7 @@ def page_assets(extensions: Sequence[Extension]) -> dict[str, str]:
     """The launch options "head" and "css": the page's own, then the scripts and style.css of
     `extensions` (the enabled ones)."""
     assets = extension_assets(list(extensions))
-    return {"head": head_scripts(assets.scripts), "css": "\n".join([CSS, *map(_read, assets.styles)])}
+    return {"head": head_scripts(assets.scripts), "css": "\n".join([CSS, _read(STYLE), *map(_read, assets.styles)])}
 
 
 def _read(path: Path) -> str:

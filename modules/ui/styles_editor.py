@@ -1,4 +1,5 @@
-"""The "Edit styles" accordion of a generation tab: load a style, change it, save or delete it."""
+"""The Edit styles dialog of a generation tab, opened by 🖌️ beside Styles: load a style, change it, save or
+delete it (A1111's element ids)."""
 from __future__ import annotations
 
 import gradio as gr
@@ -10,23 +11,33 @@ from modules.ui.user_errors import page_error
 
 # Asks before deleting; a "no" sends null, which deletes nothing. Without a name the server says what's missing.
 CONFIRM_DELETE = "(name) => !name || confirm(`Delete the style \"${name}\"?`) ? (name || '') : null"
+STYLE_HELP = ("Use {prompt} in a style's text where the prompt goes; otherwise the style's text is added to the end "
+              "of the prompt.")
 
 
 class StylesEditor:
-    """Name (pick one or type a new one), prompt and negative prompt, with Save and Delete."""
+    """Name (pick one or type a new one), prompt and negative prompt, with Save, Delete and Close."""
 
     def __init__(self, tab: str, styles: StyleDatabase) -> None:
         self.styles = styles
-        with gr.Accordion("Edit styles", open=False, elem_id=f"{tab}_edit_styles"):
-            self.name = gr.Dropdown(label="Style", choices=styles.names(), allow_custom_value=True, value=None,
-                                    elem_id=f"{tab}_edit_style_name")
-            self.prompt = gr.Textbox(label="Style prompt", lines=2, elem_id=f"{tab}_edit_style_prompt",
-                                     placeholder="Use {prompt} where the prompt goes; otherwise it is appended")
-            self.negative = gr.Textbox(label="Style negative prompt", lines=2, elem_id=f"{tab}_edit_style_negative")
+        with gr.Column(visible=False, elem_id=f"{tab}_styles_dialog", elem_classes="popup-dialog") as self.dialog:
+            gr.Markdown("### Edit styles")
             with gr.Row():
-                self.copy = gr.Button("Copy the prompts in", size="sm", elem_id=f"{tab}_edit_style_copy")
+                self.name = gr.Dropdown(label="Style", choices=styles.names(), allow_custom_value=True, value=None,
+                                        elem_id=f"{tab}_styles_edit_select", info=STYLE_HELP)
+                self.copy = gr.Button("Copy the prompts in", size="sm", scale=0, elem_id=f"{tab}_style_copy")
+            self.prompt = gr.Textbox(label="Style prompt", lines=3, elem_id=f"{tab}_edit_style_prompt")
+            self.negative = gr.Textbox(label="Style negative prompt", lines=3, elem_id=f"{tab}_edit_style_neg_prompt")
+            with gr.Row():
                 self.save = gr.Button("Save", size="sm", variant="primary", elem_id=f"{tab}_edit_style_save")
                 self.delete = gr.Button("Delete", size="sm", variant="stop", elem_id=f"{tab}_edit_style_delete")
+                self.close = gr.Button("Close", size="sm", elem_id=f"{tab}_edit_style_close")
+
+    def open_with(self, button: gr.Button) -> None:
+        """`button` shows the dialog; its Close button hides it."""
+        for trigger, shown in ((button, True), (self.close, False)):
+            trigger.click(lambda s=shown: gr.Column(visible=s), outputs=self.dialog, queue=False,
+                          show_progress="hidden", api_visibility="private")
 
     def wire(self, prompt: gr.Textbox, negative: gr.Textbox, chosen: gr.Dropdown) -> None:
         """Connect the buttons; saving or deleting refreshes the tab's Styles list."""

@@ -1,4 +1,5 @@
-"""The Extra networks panel in the browser: a click on a LoRA card puts its tag into the prompt."""
+"""The extra networks in the browser: in the Lora tab beside Generation, a click on a LoRA card puts its tag
+into the prompt."""
 
 import pytest
 import torch
@@ -25,8 +26,7 @@ def app_url(tmp_path_factory, demo_checkpoint):
 def test_clicking_cards_edits_the_prompt(page):
     prompt = page.locator("#txt2img_prompt textarea")
     prompt.fill("a castle")
-    page.click("#txt2img_extra_networks button:has-text('Extra networks'), #txt2img_extra_networks .label-wrap")
-    page.click("#txt2img_extra_networks button[role=tab]:has-text('Lora')")
+    page.click("#txt2img_extra_tabs button[role=tab]:has-text('Lora')")  # the tab beside Generation
     card = page.locator("#txt2img_lora_cards .thumbnail-item").first
     expect(card).to_be_visible(timeout=20000)
     card.click()

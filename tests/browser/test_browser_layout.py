@@ -1,5 +1,8 @@
-"""The page at 1280x800: every tab fits without scrolling sideways, in both themes."""
+"""The page's layout: at 1280x800 every tab fits without scrolling sideways; txt2img's first screen is A1111
+1.10's (top row, tab strip, settings beside the gallery, in view at 1920x1080 and 1366x768) in both themes; Hires.
+fix's header box; Interrupt and Skip in Generate's place while a job runs."""
 import pytest
+from playwright.sync_api import expect
 
 TABS = ("txt2img", "img2img", "Extras", "PNG Info", "Settings")
 
@@ -19,3 +22,113 @@ def test_every_tab_fits_1280_pixels(browser, app_url, theme):
             assert width <= 1280, f"{tab} is {width} pixels wide"
     finally:
         context.close()
+
+
+# The first screen as A1111 1.10 lays it out: what must be wholly in view without scrolling, per window size.
+IN_VIEW = {(1920, 1080): ("txt2img_prompt", "txt2img_generate", "txt2img_sampler_name", "txt2img_steps",
+                          "txt2img_width", "txt2img_height", "txt2img_cfg_scale", "txt2img_seed"),
+           (1366, 768): ("txt2img_prompt", "txt2img_generate", "txt2img_sampler_name", "txt2img_steps")}
+# Boxes that must not overlap one another (the tab strip is its row of tab buttons).
+SEPARATE = ("txt2img_prompt", "txt2img_neg_prompt", "txt2img_generate", "txt2img_tools", "txt2img_styles_row",
+            "txt2img_extra_tabs_strip", "txt2img_sampler_name", "txt2img_steps", "txt2img_hr", "txt2img_refiner",
+            "txt2img_width", "txt2img_height", "txt2img_n_iter", "txt2img_cfg_scale", "txt2img_seed", "txt2img_gallery")
+BOXES = """(ids) => Object.fromEntries(ids.map((id) => {
+  const element = id === 'txt2img_extra_tabs_strip' ? document.querySelector('#txt2img_extra_tabs [role=tablist]')
+                                                     : document.getElementById(id);
+  const r = element.getBoundingClientRect();
+  return [id, {left: r.left, top: r.top, right: r.right, bottom: r.bottom}];
+}))"""
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["left"] < b["right"] - 1 and b["left"] < a["right"] - 1 and a["top"] < b["bottom"] - 1 and \
+        b["top"] < a["bottom"] - 1
+
+
+@pytest.fixture(scope="module")
+def wide_page(browser, app_url):
+    """One page for the first-screen tests, at 1920x1080."""
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def test_first_screen_is_laid_out_as_a1111s_in_both_themes(wide_page, app_url):
+    page = wide_page
+    for theme in ("light", "dark"):
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.goto(f"{app_url}?__theme={theme}")
+        page.wait_for_selector("#txt2img_generate", timeout=30000)
+        assert page.evaluate("document.body.classList.contains('dark')") == (theme == "dark")
+        for (width, height), in_view in IN_VIEW.items():
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(300)
+            box = page.evaluate(BOXES, list({*SEPARATE, *in_view, "txt2img_settings"}))
+            where = f"{theme} theme at {width}x{height}"
+            for name in in_view:
+                assert box[name]["top"] >= 0 and box[name]["bottom"] <= height, f"{name} is out of view ({where})"
+            assert box["txt2img_gallery"]["top"] <= height - 256, f"the gallery starts too low ({where})"
+            # top row: prompt on the left, Generate on the right of it, level with it
+            prompt, generate = box["txt2img_prompt"], box["txt2img_generate"]
+            assert prompt["right"] <= generate["left"] and generate["top"] < prompt["bottom"], where
+            # the tab strip under the top row and above the settings; the gallery right of the settings
+            strip, settings, gallery = box["txt2img_extra_tabs_strip"], box["txt2img_settings"], box["txt2img_gallery"]
+            assert box["txt2img_neg_prompt"]["bottom"] <= strip["top"] and strip["bottom"] <= settings["top"], where
+            assert settings["right"] <= gallery["left"] and gallery["top"] < settings["bottom"], where
+            overlapping = [(a, b) for i, a in enumerate(SEPARATE) for b in SEPARATE[i + 1:] if overlap(box[a], box[b])]
+            assert not overlapping, f"{overlapping} overlap ({where})"
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.click("#tabs button[role=tab]:has-text('img2img')")
+        image = page.locator("#img2img_image").bounding_box()
+        assert image["y"] + image["height"] <= 1080, f"img2img's image is out of view ({theme} theme)"
+        page.click("#tabs button[role=tab]:has-text('txt2img')")
+
+
+def test_hires_fix_turns_on_when_opened_and_its_box_stands_alone_once_clicked(wide_page, app_url):
+    page = wide_page
+    page.goto(app_url)
+    page.wait_for_selector("#txt2img_generate", timeout=30000)
+    box = page.locator("#txt2img_hr-checkbox input")
+    content = page.locator("#txt2img_hr_upscaler")
+    expect(box).not_to_be_checked()
+    page.click("#txt2img_hr > .label-wrap")  # opening turns it on, as in A1111
+    expect(content).to_be_visible()
+    expect(box).to_be_checked()
+    expect(page.locator("#txt2img_hires_summary")).to_contain_text("from 512x512 to 1024x1024")
+    box.click()  # the box in the header turns it off and leaves the accordion open
+    expect(box).not_to_be_checked()
+    page.wait_for_timeout(500)
+    expect(content).to_be_visible()
+    page.click("#txt2img_hr > .label-wrap")  # from now on closing leaves the box as it is
+    expect(content).to_be_hidden()
+    box.click()
+    expect(box).to_be_checked()
+    page.wait_for_timeout(500)
+    expect(content).to_be_hidden()
+
+
+def test_interrupt_and_skip_take_generates_place_while_a_job_runs(wide_page, app_url):
+    page = wide_page
+    page.goto(app_url)
+    page.wait_for_selector("#txt2img_generate", timeout=30000)
+    generate, interrupt, skip = (page.locator(f"#txt2img_{name}") for name in ("generate", "interrupt", "skip"))
+    expect(interrupt).to_be_hidden()
+    expect(skip).to_be_hidden()
+    for elem_id, value in (("txt2img_steps", 150), ("txt2img_width", 256), ("txt2img_height", 256)):
+        number = page.locator(f"#{elem_id} input[type=number]")
+        number.fill(str(value))
+        number.press("Tab")
+    generate.click()
+    expect(interrupt).to_be_visible(timeout=10000)
+    expect(skip).to_be_visible()
+    expect(generate).to_be_hidden()
+    place = page.locator("#txt2img_generate_box").bounding_box()
+    for button in (interrupt, skip):  # side by side where Generate was
+        shown = button.bounding_box()
+        assert place["x"] <= shown["x"] and shown["x"] + shown["width"] <= place["x"] + place["width"] + 1
+    interrupt.click()
+    expect(page.locator("#html_info_txt2img")).to_contain_text("(interrupted)", timeout=60000)
+    expect(generate).to_be_visible()
+    expect(interrupt).to_be_hidden()
+    expect(skip).to_be_hidden()

@@ -11,6 +11,7 @@ HINTS = {
     "txt2img_style_apply": "Apply selected styles to current prompt",
     "refresh_sd_model_checkpoint": "Refresh",
     "txt2img_res_switch_btn": "Switch width/height",
+    "txt2img_styles_edit_button": "Edit styles",
     "img2img_random_seed": "Set seed to -1, which will cause a new random number to be used every time",
 }
 
@@ -48,8 +49,8 @@ def test_clear_prompt_asks_then_clears_both_prompts(page):
 
 
 def test_style_save_says_so_and_delete_asks_first(page):
-    page.click("#txt2img_edit_styles .label-wrap")
-    page.locator("#txt2img_edit_style_name input").fill("harbour")
+    page.click("#txt2img_styles_edit_button")  # 🖌️ opens the Edit styles dialog
+    page.locator("#txt2img_styles_edit_select input").fill("harbour")
     page.fill("#txt2img_edit_style_prompt textarea", "{prompt}, at the harbour")
     page.click("#txt2img_edit_style_save")
     expect(page.locator(".toast-body", has_text="Saved the style 'harbour'")).to_have_count(1, timeout=20000)
@@ -62,3 +63,5 @@ def test_style_save_says_so_and_delete_asks_first(page):
     page.click("#txt2img_edit_style_delete")
     expect(page.locator(".toast-body", has_text="Deleted the style 'harbour'")).to_have_count(1, timeout=20000)
     assert questions == ['Delete the style "harbour"?'] * 2
+    page.click("#txt2img_edit_style_close")
+    expect(page.locator("#txt2img_styles_dialog")).to_be_hidden()
