@@ -81,7 +81,6 @@ class Services:
                    tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
 
     def __post_init__(self) -> None:
-        self.models.cache_limits = lambda: (self.opts.sd_checkpoints_limit, self.opts.sd_checkpoints_memory_gb)
         self.vaes = VaeLibrary(self.paths, self.models.hashes)
         self.server_paths = ServerPaths.from_args(self.args, self.paths)
         self.opts.bind("sd_vae", choices=self.vaes.choices, refresh=self.vaes.refresh)
