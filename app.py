@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
@@ -78,11 +79,10 @@ def _report_load(services, future) -> None:
         services.load_error = f"Could not load the checkpoint: {exc}"
 
 
-def download_face_models_at_start(models_dir: Path) -> None:
-    """--download-face-models: fetch what face restoration needs, logging progress. A failure is
-    logged and the app starts anyway."""
+def download_models_at_start(what: str, fetch) -> None:
+    """--download-face-models, --download-interrogate-models: `fetch(progress=...)` the files of `what` (e.g.
+    "the face restoration models"), logging progress. A failure is logged and the app starts anyway."""
     from modules.errors import UserError
-    from modules.face_restoration import download_face_models
 
     logged: dict[str, int] = {}
 
@@ -94,11 +94,11 @@ def download_face_models_at_start(models_dir: Path) -> None:
             log.info("Downloading %s from %s: %s", remote.name, remote.url, size)
 
     try:
-        paths = download_face_models(models_dir, codeformer=True, progress=report)
+        paths = fetch(progress=report)
     except (UserError, OSError) as exc:
-        log.error("Could not download the face restoration models: %s", exc)
+        log.error("Could not download %s: %s", what, exc)
         return
-    log.info("Face restoration models ready: %s", ", ".join(str(p) for p in paths))
+    log.info("%s ready: %s", what[0].upper() + what[1:], ", ".join(str(p) for p in paths))
 
 
 def quiet_library_logs() -> None:
@@ -188,7 +188,14 @@ def main(argv: list[str] | None = None) -> None:
     cpu_threads.single_threaded()  # multi-threaded torch work belongs to the engine's worker
     services = create_services(args)
     if args.download_face_models:
-        download_face_models_at_start(services.paths.models)
+        from modules.face_restoration import download_face_models
+
+        download_models_at_start("the face restoration models",
+                                 partial(download_face_models, services.paths.models, codeformer=True))
+    if args.download_interrogate_models:
+        from modules.interrogate_models import download_interrogate_models
+
+        download_models_at_start("the interrogate models", partial(download_interrogate_models, services.paths.models))
     from modules import web_server
 
     if args.share:

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--download-face-models", action="store_true",
         help="before serving, download the GFPGAN, face detection and CodeFormer weights (sha256-checked) "
              "into models/GFPGAN and models/Codeformer")
+    add("--download-interrogate-models", action="store_true",
+        help="before serving, download the BLIP captioner and CLIP ViT-L/14 for Interrogate CLIP (checking each known "
+             "sha256) into models/BLIP and models/clip")
     add("--share", action="store_true",
         help="ask Gradio for a public gradio.live link (needs internet access, so it does nothing offline); "
              "like --listen, it turns extension installs off")

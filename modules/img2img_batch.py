@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+from PIL import Image
 
 from modules.atomic_files import write_new
 from modules.engine import JobContext
@@ -33,9 +35,11 @@ def _folder(value: str, what: str, must_exist: bool = True) -> Path:
 
 def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobContext, settings: RunSettings,
               networks: Networks | None, input_dir: str, output_dir: str, mask_dir: str = "",
-              tools: ImageTools | None = None, refiner: StableDiffusionModel | None = None) -> GenerationResult:
+              tools: ImageTools | None = None, refiner: StableDiffusionModel | None = None,
+              describe: Callable[[Image.Image], str] | None = None) -> GenerationResult:
     """Process every image in `input_dir` (with `refiner`, the model of the params' Refiner checkpoint);
-    a file that can't be read is skipped with a warning."""
+    a file that can't be read is skipped with a warning. With `describe` (Interrogate CLIP), each image's prompt
+    is the prompt, ", " and what `describe` says of the image (A1111's "Append interrogated prompt")."""
     source = _folder(input_dir, "input folder")
     target = _folder(output_dir, "output folder", must_exist=False)
     masks = _folder(mask_dir, "mask folder") if mask_dir and mask_dir.strip() else None
@@ -53,7 +57,9 @@ def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobCon
             log.warning(message)
             result.warnings.append(message)
             continue
-        job = Img2Img(model, params, ctx, replace(settings, save_dir=None), networks, tools, inputs=inputs)
+        job_params = replace(params, prompt=appended_prompt(params.prompt, describe(inputs.images[0]))) \
+            if describe else params
+        job = Img2Img(model, job_params, ctx, replace(settings, save_dir=None), networks, tools, inputs=inputs)
         job.refiner_model = refiner
         done = job.run()
         result.warnings.extend(w for w in done.warnings if w not in result.warnings)
@@ -67,6 +73,11 @@ def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobCon
         result.params = done.params
     result.interrupted = ctx.interrupted
     return result
+
+
+def appended_prompt(prompt: str, interrogated: str) -> str:
+    """The prompt with the interrogated text after it, joined by ", " (just the text for an empty prompt)."""
+    return f"{prompt}, {interrogated}" if prompt else interrogated
 
 
 def _free_names(stem: str) -> Iterator[str]:

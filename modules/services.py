@@ -6,6 +6,7 @@ import logging
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -22,6 +23,8 @@ from modules.generation_params import GenerationParams
 from modules.image_tools import ImageTools
 from modules.img2img import Img2ImgInputs
 from modules.img2img_batch import run_batch
+from modules.interrogate import InterrogateSettings, Interrogator
+from modules.interrogate_models import check_models
 from modules.limits import Limits
 from modules.model_manager import ModelManager
 from modules.networks import Networks
@@ -58,6 +61,7 @@ class Services:
     checkpoints_listed: Future | None = None  # done once the checkpoint list is final (the demo model written)
     vaes: VaeLibrary = field(init=False)
     server_paths: ServerPaths = field(init=False)
+    interrogator: Interrogator = field(init=False)
 
     @classmethod
     def create(cls, args: argparse.Namespace, model_device: str | None = None) -> "Services":
@@ -81,8 +85,11 @@ class Services:
                    tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
 
     def __post_init__(self) -> None:
+        self.models.cache_limits = lambda: (self.opts.sd_checkpoints_limit, self.opts.sd_checkpoints_memory_gb)
         self.vaes = VaeLibrary(self.paths, self.models.hashes)
         self.server_paths = ServerPaths.from_args(self.args, self.paths)
+        self.interrogator = Interrogator(self.paths.models, self.paths.cache, self.models.hashes, self.models.device,
+                                         self.models.dtype)
         self.opts.bind("sd_vae", choices=self.vaes.choices, refresh=self.vaes.refresh)
         self.opts.bind("quicksettings_list", choices=lambda: list(self.opts.declared()))
         if self.backend is None:
@@ -151,12 +158,17 @@ class Services:
                 return processed.to_result(p.params)
         return self.engine.submit(kind, run)
 
-    def img2img_batch(self, params: GenerationParams, input_dir: str, output_dir: str,
-                      mask_dir: str = "") -> "Future[GenerationResult]":
-        """Queue img2img over a folder of images (folders as the server paths policy allows)."""
+    def img2img_batch(self, params: GenerationParams, input_dir: str, output_dir: str, mask_dir: str = "",
+                      append_interrogation: bool = False) -> "Future[GenerationResult]":
+        """Queue img2img over a folder of images (folders as the server paths policy allows); with
+        `append_interrogation` each image's prompt ends with what Interrogate CLIP says of it."""
         settings = self.run_settings("outdir_img2img_samples")
         validate(params, settings.limits)
         self.check_job_checkpoints(params)
+        describe = None
+        if append_interrogation:
+            check_models(self.paths.models)
+            describe = partial(self.interrogator.interrogate, settings=InterrogateSettings.from_options(self.opts))
         input_dir, output_dir, mask_dir = (
             str(self.server_paths.folder(value, label)) if value and value.strip() else ""
             for value, label in ((input_dir, "Input directory"), (output_dir, "Output directory"),
@@ -166,8 +178,15 @@ class Services:
             self.sync_vae()
             with self.job_models([params.refiner]) as models:
                 return run_batch(self.models.require(), params, ctx, settings, self.networks, input_dir,
-                                 output_dir, mask_dir, self.tools, models.get(params.refiner))
+                                 output_dir, mask_dir, self.tools, models.get(params.refiner), describe)
         return self.engine.submit("img2img batch", run)
+
+    def interrogate(self, image: Any) -> "Future[str]":
+        """Queue Interrogate CLIP of a PIL image with the interrogate_* settings in force now; a missing model is
+        refused at once (MissingInterrogateModel names the folders and files)."""
+        check_models(self.paths.models)
+        settings = InterrogateSettings.from_options(self.opts)
+        return self.engine.submit("interrogate", lambda ctx: self.interrogator.interrogate(image, settings))
 
     def load_scripts(self, folders: list[Path]) -> None:
         """(Re)load the script files of `folders`: callbacks, settings and each tab's runner."""

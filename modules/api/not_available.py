@@ -6,10 +6,8 @@ from typing import Any
 
 from fastapi import Body, HTTPException
 
-from modules.api.models import InterrogateRequest
 from modules.paths import DataPaths
 
-INTERROGATORS = ("clip", "deepdanbooru")
 # route → what it would need that this server lacks
 NOT_IMPLEMENTED = {
     "create/embedding": "Creating textual-inversion embeddings needs A1111's training code, which this server "
@@ -23,18 +21,6 @@ NOT_IMPLEMENTED = {
 }
 
 
-def interrogate_refusal(paths: DataPaths, model: str) -> HTTPException:
-    """Why an image can't be described here: 404 naming the folders its models would be read from."""
-    if model not in INTERROGATORS:
-        return HTTPException(404, f"Model not found: {model!r} (A1111's interrogators are clip and deepdanbooru)")
-    if model == "deepdanbooru":
-        return HTTPException(404, "deepdanbooru interrogation needs its weights in "
-                                  f"{paths.models / 'torch_deepdanbooru'}/ and a tagger this server doesn't have yet")
-    return HTTPException(404, "CLIP interrogation needs the BLIP captioner in "
-                              f"{paths.models / 'BLIP'}/ and CLIP with its word lists in {paths.models / 'clip'}/, "
-                              "and an interrogator this server doesn't have yet")
-
-
 def not_implemented(route: str, paths: DataPaths) -> HTTPException:
     """501 for a training route, naming what is missing."""
     message = NOT_IMPLEMENTED[route].format(embeddings=paths.embeddings, hypernetworks=paths.models / "hypernetworks")
@@ -42,16 +28,12 @@ def not_implemented(route: str, paths: DataPaths) -> HTTPException:
 
 
 def add_routes(router: Any, paths: DataPaths) -> None:
-    """POST interrogate and the create/train routes on `router` (an APIRouter)."""
-    def interrogate(request: InterrogateRequest) -> dict:
-        raise interrogate_refusal(paths, request.model)
-
+    """POST the create/train routes on `router` (an APIRouter)."""
     def route_for(name: str):
         def refuse(args: dict[str, Any] = Body(default_factory=dict)) -> dict:
             raise not_implemented(name, paths)
         refuse.__name__ = name.replace("/", "_")
         return refuse
 
-    router.add_api_route("/interrogate", interrogate, methods=["POST"])
     for name in NOT_IMPLEMENTED:
         router.add_api_route(f"/{name}", route_for(name), methods=["POST"])

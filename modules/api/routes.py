@@ -12,7 +12,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from modules import script_callbacks
-from modules.api import cluster, listings, not_available, server_control
+from modules.api import cluster, interrogate, listings, not_available, server_control
 from modules.api.images import decode_image, decode_images, encode_image
 from modules.api.jobs import Jobs
 from modules.api.models import (EmbeddingsResponse, ExtensionItem, ExtrasApiFields, ExtrasBatchImagesRequest,
@@ -85,7 +85,8 @@ class SdApi:
         post("/refresh-loras", self.refresh_loras)
         post("/unload-checkpoint", self.unload_checkpoint)
         post("/reload-checkpoint", self.reload_checkpoint)
-        not_available.add_routes(router, s.paths)  # interrogate, create/…, train/…
+        interrogate.add_route(router, s)
+        not_available.add_routes(router, s.paths)  # create/…, train/…
         server_control.add_routes(router, allowed=s.args.api_server_stop)
         return router
 
