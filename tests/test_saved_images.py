@@ -16,7 +16,7 @@ from modules.generation_params import GenerationParams
 from modules.options import Options
 from modules.saved_images import LOG_COLUMNS, save
 from modules.server_paths import ServerPaths
-from modules.ui.output_panel import open_folder, seed_of
+from modules.ui.output_panel import open_folder, seed_of, subseed_of
 
 TEXT = "a {}\nNegative prompt: fog\nSteps: 3, Sampler: Euler, CFG scale: 7, Seed: {}, Size: 64x64"
 
@@ -64,6 +64,12 @@ def test_zip_packs_the_saved_files_and_comes_first(opts, tmp_path):
 def test_reused_seed_is_the_selected_images():
     result = result_with_grid()
     assert [seed_of(result, i) for i in (0, 1, 2, 7, None)] == [5, 5, 6, 5, 5] and seed_of(None, 0) == -1
+
+
+def test_reused_variation_seed_is_the_selected_images_else_its_seed():
+    result = result_with_grid()
+    result.infotexts[2] += ", Variation seed: 77, Variation seed strength: 0.3"
+    assert [subseed_of(result, i) for i in (0, 1, 2, None)] == [5, 5, 77, 5] and subseed_of(None, 0) == -1
 
 
 def opener_on_path(tmp_path, monkeypatch) -> Path:

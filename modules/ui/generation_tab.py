@@ -21,7 +21,7 @@ from modules.services import Services
 from modules.ui import input_accordion, toprow
 from modules.ui.controls import make_control
 from modules.ui.extra_networks import ExtraNetworksPanel
-from modules.ui.output_panel import OutputPanel, infotext_html, seed_of
+from modules.ui.output_panel import OutputPanel, infotext_html, seed_of, subseed_of
 from modules.ui.ui_config import UiConfig
 from modules.ui.user_errors import page_error
 
@@ -167,6 +167,8 @@ class GenerationTab:
         with gr.Row(visible=False, elem_id=f"{self.tab}_seed_extra_row_1") as variation_row:
             self.control("subseed", scale=4)
             random_subseed = gr.Button("🎲", elem_id=f"{self.tab}_random_subseed", size="sm", scale=0, min_width=40)
+            self.reuse_subseed = gr.Button("♻️", elem_id=f"{self.tab}_reuse_subseed", size="sm", scale=0,
+                                           min_width=40)
             self.control("subseed_strength", scale=4)
         with gr.Row(visible=False, elem_id=f"{self.tab}_seed_extra_row_2") as resize_row:
             self.control("seed_resize_from_w")
@@ -293,4 +295,6 @@ class GenerationTab:
         self.random_seed.click(lambda: -1, outputs=seed, queue=False, api_visibility="private")
         self.reuse_seed.click(seed_of, inputs=[self.output.result, self.selected], outputs=seed, queue=False,
                               api_visibility="private")
+        self.reuse_subseed.click(subseed_of, inputs=[self.output.result, self.selected],
+                                 outputs=self.controls["subseed"], queue=False, api_visibility="private")
         self.output.wire()

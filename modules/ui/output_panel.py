@@ -18,6 +18,7 @@ from PIL import Image
 from modules import saved_images
 from modules.errors import UserError
 from modules.generation import GenerationResult
+from modules.infotext import parse_infotext
 from modules.server_paths import ServerPaths
 from modules.services import Services
 from modules.ui.user_errors import page_error
@@ -48,6 +49,18 @@ def seed_of(result: GenerationResult | None, index: int | None) -> int:
     if result is None or not result.seeds:
         return -1
     return result.seeds[min(selected(result, index), len(result.seeds) - 1)]
+
+
+def subseed_of(result: GenerationResult | None, index: int | None) -> int:
+    """The variation seed of the selected image, read from its infotext; its seed when it has none (as A1111's
+    ♻️ beside Variation seed); -1 before any result."""
+    if result is None or not result.infotexts:
+        return seed_of(result, index)
+    parsed = parse_infotext(result.infotexts[min(selected(result, index), len(result.infotexts) - 1)])
+    try:
+        return int(parsed["Variation seed"])
+    except (KeyError, ValueError):
+        return seed_of(result, index)
 
 
 def image_of(result: GenerationResult | None, index: int | None) -> Image.Image:
