@@ -102,7 +102,7 @@ def test_weighted_sum_is_listed_with_its_hash_and_metadata(library, engine):
     assert metadata["format"] == "pt"
 
 
-def test_add_difference_to_ckpt_copies_the_inputs_metadata_fields(library):
+def test_add_difference_to_ckpt_and_back_copies_the_inputs_metadata_fields(library):
     path = merge(library, primary="a.safetensors", secondary="b.safetensors", tertiary="c.safetensors",
                  interpolation=ADD_DIFFERENCE, multiplier=0.5, checkpoint_format="ckpt", config_source="C")
     a, b, c = (weights(library, f"{n}.safetensors") for n in "abc")
@@ -110,6 +110,8 @@ def test_add_difference_to_ckpt_copies_the_inputs_metadata_fields(library):
     merged = torch.load(path, weights_only=True)
     for key in a:
         torch.testing.assert_close(merged[key], a[key] + (b[key] - c[key]) * 0.5)
+    converted = merge(library, primary=path.name, interpolation=NO_INTERPOLATION, custom_name="from-ckpt")
+    assert load_file(converted).keys() == merged.keys()
     meta_path = merge(library, primary="a.safetensors", secondary="b.safetensors", tertiary="c.safetensors",
                       interpolation=ADD_DIFFERENCE, custom_name="with-meta")
     with safe_open(str(meta_path), "pt") as handle:

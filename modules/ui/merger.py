@@ -8,7 +8,7 @@ import gradio as gr
 
 from modules.checkpoint_merger import (CHECKPOINT_FORMATS, CONFIG_SOURCES, INTERPOLATIONS, NO_VAE, WEIGHTED_SUM,
                                        MergeResult, MergeSettings, merge_checkpoints)
-from modules.errors import UserError
+from modules.errors import ModelLoadError, UserError
 from modules.services import Services
 from modules.ui.generation_tab import wait_with_progress
 from modules.ui.user_errors import page_error
@@ -46,9 +46,18 @@ def build_tab(services: Services, checkpoint: gr.Dropdown) -> MergerTab:
     def vae_choices() -> list[str]:
         return [NO_VAE, *(path.name for path in services.vaes.files)]
 
-    def refresh_checkpoints() -> dict:
+    def relisted(selected: str | None) -> dict:
+        """A checkpoint dropdown's update: the listed titles, and its selection under its title now (a hash
+        computed since, by a merge's metadata or a load, changes the title)."""
+        try:
+            selected = models.title(models.find(selected)) if selected else selected
+        except ModelLoadError:
+            selected = None
+        return gr.update(choices=models.titles(), value=selected)
+
+    def refresh_checkpoints(selected: str | None) -> dict:
         models.refresh()
-        return gr.update(choices=models.titles())
+        return relisted(selected)
 
     def refresh_vaes() -> dict:
         services.vaes.refresh()
@@ -64,7 +73,7 @@ def build_tab(services: Services, checkpoint: gr.Dropdown) -> MergerTab:
                                                ("C", "Tertiary model (C)", "tertiary")):
                     dropdown = gr.Dropdown(models.titles(), label=label, elem_id=f"modelmerger_{elem_id}_model_name")
                     refresh = _refresh_button(f"refresh_checkpoint_{letter}")
-                    refresh.click(refresh_checkpoints, outputs=dropdown, api_visibility="private")
+                    refresh.click(refresh_checkpoints, inputs=dropdown, outputs=dropdown, api_visibility="private")
                     dropdowns.append(dropdown)
             custom_name = gr.Textbox(label="Custom Name (Optional)", elem_id="modelmerger_custom_name")
             multiplier = gr.Slider(minimum=0.0, maximum=1.0, step=0.05, value=0.3,
@@ -111,8 +120,8 @@ def build_tab(services: Services, checkpoint: gr.Dropdown) -> MergerTab:
         except gr.Error as exc:
             message = f"Error merging checkpoints: {exc.message}"
             gr.Warning(message)
-        listed = gr.update(choices=models.titles())
-        return listed, listed, listed, listed, f"<p>{html.escape(message)}</p>"
+        return (*map(relisted, (primary, secondary, tertiary)), gr.update(choices=models.titles()),
+                f"<p>{html.escape(message)}</p>")
 
     merge.click(run, inputs=[*dropdowns, method, multiplier, save_as_half, custom_name, checkpoint_format,
                              config_source, bake_in_vae, discard_weights, save_metadata],

@@ -1,5 +1,5 @@
 """The Checkpoint Merger tab in the browser: merge two demo checkpoints, pick the result at the top of the page
-and generate with it."""
+and generate with it; a second merge under the same name is refused on the page."""
 import re
 
 import pytest
@@ -39,6 +39,10 @@ def test_merge_two_checkpoints_then_generate_with_the_result(page, app_data):
     page.click("#modelmerger_merge")
     saved = app_data / "models" / "Stable-diffusion" / "merged.safetensors"
     expect(page.locator("#modelmerger_result")).to_contain_text(f"Checkpoint saved to {saved}", timeout=60000)
+    written = saved.stat().st_mtime_ns
+    page.click("#modelmerger_merge")  # the same name again: refused, the first result stays
+    expect(page.locator("#modelmerger_result")).to_contain_text("merged.safetensors already exists", timeout=60000)
+    assert saved.stat().st_mtime_ns == written
 
     pick(page, "setting_sd_model_checkpoint", "merged.safetensors")
     expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(
