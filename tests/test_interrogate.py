@@ -9,6 +9,7 @@ import io
 import re
 import shutil
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,20 @@ def test_the_api_answers_with_the_caption(data, tmp_path):
     missing = client.post("/sdapi/v1/interrogate", json={"image": image, "model": "clip"})
     assert missing.status_code == 404 and str(tmp_path / "models" / "BLIP") in missing.json()["detail"]
     services.engine.shutdown()
+
+
+def test_batch_appends_each_images_interrogation_to_the_prompt(engine, demo_model, described, tmp_path):
+    from modules.generation import RunSettings
+    from modules.generation_params import GenerationParams
+    from modules.img2img_batch import run_batch
+
+    tool, _ = described
+    (tmp_path / "in").mkdir()
+    for number in (1, 2):
+        photo(number).resize((64, 64)).save(tmp_path / "in" / f"{number}.png")
+    params = GenerationParams(prompt="a prompt", steps=1, width=64, height=64, seed=1)
+    engine.call("batch", lambda ctx: run_batch(demo_model, params, ctx, RunSettings(), None, str(tmp_path / "in"),
+                                               str(tmp_path / "out"), describe=partial(tool.interrogate, settings=SHORT)))
+    for number in (1, 2):
+        expected = "a prompt, " + tool.interrogate(Image.open(tmp_path / "in" / f"{number}.png"), SHORT)
+        assert Image.open(tmp_path / "out" / f"{number}.png").info["parameters"].startswith(expected + "\n")

@@ -13,6 +13,7 @@ from modules.generation_params import GenerationParams
 from modules.img2img import Img2ImgInputs
 from modules.processing import StableDiffusionProcessingImg2Img
 from modules.services import Services
+from modules.ui import interrogate as interrogate_ui
 from modules.ui.generation_tab import GenerationTab, queue_job
 from modules.ui.script_controls import script_controls
 from modules.ui.ui_config import UiConfig
@@ -23,8 +24,6 @@ IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(len(MODE
 INPAINT_MODES = (INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH)
 MASK_FIELDS = ("mask_blur", "inpainting_mask_invert", "inpainting_fill", "inpaint_full_res",
                "inpaint_full_res_padding")
-INTERROGATE_NOTE = ("No interrogation model is installed, so the prompt can't be guessed from the image. "
-                    "This app never downloads one.")
 
 
 def strokes_mask(editor: dict) -> Image.Image | None:
@@ -61,6 +60,13 @@ def inputs_for(mode: int, values: list) -> Img2ImgInputs:
     if upload_image is None or upload_mask is None:
         raise UserError("Inpaint upload needs both an image and a mask")
     return Img2ImgInputs([upload_image], upload_mask)
+
+
+def interrogated_image(mode: int, values: list) -> Image.Image:
+    """The image Interrogate CLIP describes: the active sub-tab's (Batch has none; its option appends to each)."""
+    if mode == BATCH:
+        raise UserError("Interrogate CLIP describes one image: open the sub-tab that holds it")
+    return inputs_for(mode, values).images[0]
 
 
 def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -135,7 +141,8 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
                 batch_out = gr.Textbox(label="Output directory", elem_id="img2img_batch_output_dir")
                 batch_mask = gr.Textbox(label="Inpaint batch mask directory (required for inpaint batch)",
                                         elem_id="img2img_batch_inpaint_mask_dir")
-        interrogate = gr.Button("Interrogate", elem_id="img2img_interrogate", size="sm")
+                batch_interrogate = gr.Checkbox(label="Append interrogated prompt", value=False,
+                                                elem_id="img2img_batch_append_interrogation")
         tab.control("resize_mode")
         with gr.Group(visible=False, elem_id="img2img_inpaint_controls") as inpaint_controls:
             for name in MASK_FIELDS:
@@ -155,20 +162,22 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
     # the inpaint options show on the inpaint sub-tabs (and Batch, which can inpaint), as in A1111
     mode.change(lambda n: gr.Group(visible=n in INPAINT_MODES), inputs=mode, outputs=inpaint_controls, queue=False,
                 show_progress="hidden", api_visibility="private")
-    interrogate.click(lambda: gr.Warning(INTERROGATE_NOTE), api_name="interrogate")
+    images = [tab.image, tab.sketch, tab.inpaint, tab.inpaint_sketch, tab.upload_image, tab.upload_mask]
+    interrogate_ui.build(tab, interrogated_image, [mode, *images])
 
     def submit(params: GenerationParams, extra: list, overrides: dict) -> Future:
-        mode_value, images, batch_values = int(extra[0] or 0), extra[1:7], extra[7:10]
+        mode_value, images, batch_values = int(extra[0] or 0), extra[1:7], extra[7:11]
         if mode_value == BATCH:
             with services.opts.overridden(overrides):  # a batch job reads its settings when it is queued
                 return services.img2img_batch(params, *batch_values)
         inputs = inputs_for(mode_value, images)
-        if extra[10] == 1:  # Resize by
-            width, height = scaled_size(inputs.images[0].size, extra[11])
+        if extra[11] == 1:  # Resize by
+            width, height = scaled_size(inputs.images[0].size, extra[12])
             params = replace(params, width=width, height=height)
         p = StableDiffusionProcessingImg2Img.from_params(params, init_images=inputs.images, mask=inputs.mask)
-        return queue_job(services, p, extra[12:], overrides)
+        return queue_job(services, p, extra[13:], overrides)
 
     tab.wire(clip_skip, submit, [mode, tab.image, tab.sketch, tab.inpaint, tab.inpaint_sketch, tab.upload_image,
-                                 tab.upload_mask, batch_in, batch_out, batch_mask, scale_tab, scale, *script_inputs])
+                                 tab.upload_mask, batch_in, batch_out, batch_mask, batch_interrogate, scale_tab, scale,
+                                 *script_inputs])
     return tab

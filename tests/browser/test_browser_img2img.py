@@ -1,12 +1,16 @@
-"""img2img in the browser: drag an image in, paint an inpainting mask with the mouse."""
+"""img2img in the browser: drag an image in, paint an inpainting mask with the mouse, Interrogate CLIP."""
 import base64
 import io
+import shutil
 
 import numpy as np
 import requests
+from interrogate_models import write_tiny_interrogate_models
 from PIL import Image
 from playwright.sync_api import expect
 from skimage import data
+
+from modules.interrogate import CATEGORIES, packaged_lists, read_terms
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -99,3 +103,22 @@ def test_send_a_txt2img_image_to_extras_and_upscale_it(page):
     expect(page.locator("#html_info_extras")).to_contain_text("Postprocess upscaler: Lanczos", timeout=120000)
     result = gallery_image(page, "extras")
     assert result.size == (2 * source.width, 2 * source.height)
+
+
+def test_interrogate_clip_fills_the_prompt_from_the_image(page, page_app):
+    models = page_app[1] / "models"
+    write_tiny_interrogate_models(models)  # what a user puts in models/BLIP and models/clip
+    try:
+        page.click("button[role=tab]:has-text('img2img')")
+        drop_file(page, "#img2img_image button[aria-dropeffect]", png_bytes(Image.fromarray(data.astronaut())))
+        expect(page.locator("#img2img_image img")).to_be_visible(timeout=20000)
+        page.click("#interrogate")
+        prompt = page.locator("#img2img_prompt textarea")
+        expect(prompt).not_to_have_value("", timeout=120000)
+        caption, *terms = prompt.input_value().split(", ")
+        assert caption and len(terms) == len(CATEGORIES)
+        for term, category in zip(terms, CATEGORIES):  # the best of the first 1500 lines of each packaged list
+            assert term in read_terms(packaged_lists(), category, 1500)
+    finally:
+        for folder in ("BLIP", "clip"):
+            shutil.rmtree(models / folder)
