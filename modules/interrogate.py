@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save
 
 from modules.atomic_files import write_atomic
 from modules.checkpoints import HashCache
-from modules.interrogate_models import BlipCaptioner, ClipRanker, check_models, model_folders
+from modules.interrogate_models import BlipCaptioner, Ranker, check_models, load_clip, model_folders
 
 log = logging.getLogger(__name__)
 CATEGORIES = ("mediums", "artists", "movements", "flavors")
@@ -74,7 +74,7 @@ class Interrogator:
         self.dtype = dtype if self.device.type != "cpu" else torch.float32
         self.lists_dir = lists_dir
         self._blip: BlipCaptioner | None = None
-        self._clip: ClipRanker | None = None
+        self._clip: Ranker | None = None
         self._embeddings: dict[tuple[str, str], torch.Tensor] = {}
 
     def interrogate(self, image: Image.Image, settings: InterrogateSettings) -> str:
@@ -98,18 +98,18 @@ class Interrogator:
         self._blip = self._clip = None
         self._embeddings.clear()
 
-    def _load(self) -> tuple[BlipCaptioner, ClipRanker]:
-        blip_folder, clip_folder = (folder.folder() for folder in model_folders(self.models_dir))
+    def _load(self) -> tuple[BlipCaptioner, Ranker]:
+        blip, clip = model_folders(self.models_dir)
         if self._blip is None:
-            self._blip = BlipCaptioner(blip_folder, self.device, self.dtype)
-        if self._clip is None or self._clip.weights.parent != clip_folder:
-            self._clip = ClipRanker(clip_folder, self.device, self.dtype)
+            self._blip = BlipCaptioner(blip.folder(), self.device, self.dtype)
+        if self._clip is None or self._clip.weights.parent != clip.folder():
+            self._clip = load_clip(clip, self.device, self.dtype)
             self._embeddings.clear()
         self._blip.to(self.device)
         self._clip.to(self.device)
         return self._blip, self._clip
 
-    def _best(self, clip: ClipRanker, image_features: torch.Tensor, category: str,
+    def _best(self, clip: Ranker, image_features: torch.Tensor, category: str,
               limit: int) -> tuple[str, float] | None:
         terms = read_terms(self.lists_dir or packaged_lists(), category, limit)
         if not terms:
@@ -120,7 +120,7 @@ class Interrogator:
         best = int(probabilities.argmax())
         return terms[best], float(probabilities[best])
 
-    def text_embeddings(self, clip: ClipRanker, category: str, terms: list[str]) -> torch.Tensor:
+    def text_embeddings(self, clip: Ranker, category: str, terms: list[str]) -> torch.Tensor:
         """The normalised text features of `terms`: from memory, from the cache file for this model and list, or
         computed (in batches) and written there."""
         model_hash = self.hashes.sha256(clip.weights)

@@ -1,5 +1,5 @@
 """The two models behind Interrogate CLIP: a BLIP captioner (a transformers folder in models/BLIP) and a CLIP
-(a transformers folder in models/clip). They are read only from those folders; nothing is downloaded unless the
+(a transformers or an OpenCLIP folder in models/clip). They are read only from those folders; nothing is downloaded unless the
 user asks (`download_interrogate_models`: the Download button or --download-interrogate-models)."""
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ WEIGHTS = "model.safetensors"
 PROCESSOR = ("preprocessor_config.json", "processor_config.json")
 BLIP_NEEDS = ("config.json", WEIGHTS, PROCESSOR, ("tokenizer.json", "vocab.txt"))
 CLIP_NEEDS = ("config.json", WEIGHTS, PROCESSOR, ("tokenizer.json", "vocab.json"))
+# An OpenCLIP model as its Hugging Face folders hold it (the weights as safetensors only: a pickle could run code).
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
+OPEN_CLIP_NEEDS = (OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS)
 
 
 def official_files(repo: str, hashes: dict[str, str | None]) -> tuple[RemoteFile, ...]:
@@ -59,24 +63,33 @@ class MissingInterrogateModel(UserError):
 @dataclass(frozen=True)
 class ModelFolder:
     """Where one of the two models is read from: `root` (models/BLIP or models/clip) itself, or the first of its
-    subfolders (by name) that holds a config.json."""
+    subfolders (by name) that holds a config.json (or, where `open_clip` allows it, an open_clip_config.json)."""
 
     root: Path
     what: str  # "BLIP captioner"
     needs: tuple
     official: tuple[RemoteFile, ...]
+    open_clip: bool = False
+
+    def _configs(self) -> tuple[str, ...]:
+        return ("config.json", OPEN_CLIP_CONFIG) if self.open_clip else ("config.json",)
 
     def folder(self) -> Path:
-        if (self.root / "config.json").is_file() or not self.root.is_dir():
+        def holds_model(folder: Path) -> bool:
+            return any((folder / name).is_file() for name in self._configs())
+        if holds_model(self.root) or not self.root.is_dir():
             return self.root
-        found = sorted(p for p in self.root.iterdir() if (p / "config.json").is_file())
+        found = sorted(p for p in self.root.iterdir() if holds_model(p))
         return found[0] if found else self.root
+
+    def is_open_clip(self) -> bool:
+        return self.open_clip and (self.folder() / OPEN_CLIP_CONFIG).is_file()
 
     def missing(self) -> list[str]:
         """The needed files not in the folder (an alternative pair as "a or b")."""
         folder = self.folder()
         gaps = []
-        for need in self.needs:
+        for need in OPEN_CLIP_NEEDS if self.is_open_clip() else self.needs:
             names = need if isinstance(need, tuple) else (need,)
             if not any((folder / name).is_file() for name in names):
                 gaps.append(" or ".join(names))
@@ -87,14 +100,15 @@ class ModelFolder:
         if not gaps:
             return None
         repo = self.official[0].url.rsplit("/", 3)[0]
-        return (f"- the {self.what} in {self.folder()}/ lacks {', '.join(gaps)} "
-                f"(a transformers folder such as {repo}: {', '.join(f.name for f in self.official)})")
+        kind = (f"an OpenCLIP folder: {', '.join(OPEN_CLIP_NEEDS)}" if self.is_open_clip() else
+                f"a transformers folder such as {repo}: {', '.join(f.name for f in self.official)}")
+        return f"- the {self.what} in {self.folder()}/ lacks {', '.join(gaps)} ({kind})"
 
 
 def model_folders(models_dir: Path) -> tuple[ModelFolder, ModelFolder]:
     """(BLIP, CLIP) as found under the data dir's models folder."""
     return (ModelFolder(Path(models_dir) / "BLIP", "BLIP captioner", BLIP_NEEDS, BLIP_FILES),
-            ModelFolder(Path(models_dir) / "clip", "CLIP", CLIP_NEEDS, CLIP_FILES))
+            ModelFolder(Path(models_dir) / "clip", "CLIP", CLIP_NEEDS, CLIP_FILES, open_clip=True))
 
 
 def check_models(models_dir: Path) -> None:
@@ -163,6 +177,46 @@ class ClipRanker:
 
     def to(self, device: torch.device) -> None:
         self.model.to(device)
+
+
+class OpenClipRanker:
+    """An OpenCLIP model (open_clip's local-dir loading) with its image transform and tokenizer."""
+
+    def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype) -> None:
+        import open_clip
+
+        self.weights = folder / OPEN_CLIP_WEIGHTS
+        name = f"local-dir:{folder}"
+        precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(name, precision=precision,
+                                                                               device=device)
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(name)
+        self.dtype = dtype
+
+    @torch.inference_mode()
+    def image_features(self, image: Image.Image) -> torch.Tensor:
+        pixels = self.preprocess(image.convert("RGB")).unsqueeze(0)
+        return _normalised(self.model.encode_image(pixels.to(self._device(), self.dtype)))
+
+    @torch.inference_mode()
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        return _normalised(self.model.encode_text(self.tokenizer(texts).to(self._device())))
+
+    def to(self, device: torch.device) -> None:
+        self.model.to(device)
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+Ranker = ClipRanker | OpenClipRanker
+
+
+def load_clip(folder: ModelFolder, device: torch.device, dtype: torch.dtype) -> Ranker:
+    """The CLIP of `folder`: OpenCLIP where it holds an open_clip_config.json, else transformers'."""
+    ranker = OpenClipRanker if folder.is_open_clip() else ClipRanker
+    return ranker(folder.folder(), device, dtype)
 
 
 def _normalised(features) -> torch.Tensor:

@@ -77,3 +77,24 @@ def write_tiny_clip(folder: Path, seed: int = 1) -> Path:
 def write_tiny_interrogate_models(models_dir: Path) -> tuple[Path, Path]:
     """models/BLIP and models/clip filled as a user would."""
     return write_tiny_blip(models_dir / "BLIP"), write_tiny_clip(models_dir / "clip")
+
+
+def write_tiny_open_clip(folder: Path, seed: int = 2) -> Path:
+    """An OpenCLIP model folder as the Hugging Face hub holds one (open_clip_config.json and
+    open_clip_model.safetensors): one-layer towers, OpenAI's BPE tokenizer."""
+    import json
+
+    import open_clip
+    from safetensors.torch import save_file
+
+    config = {"embed_dim": 16,
+              "vision_cfg": {"image_size": CLIP_IMAGE_SIZE, "layers": 1, "width": 32, "head_width": 16,
+                             "patch_size": 8},
+              "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**config)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": {}}))
+    save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()},
+              folder / "open_clip_model.safetensors")
+    return folder

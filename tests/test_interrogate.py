@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from file_server import serving
-from interrogate_models import TERMS, write_term_lists, write_tiny_interrogate_models
+from interrogate_models import TERMS, write_term_lists, write_tiny_interrogate_models, write_tiny_open_clip
 from PIL import Image
 
 import modules.interrogate_models as interrogate_models
@@ -184,3 +184,20 @@ def test_batch_appends_each_images_interrogation_to_the_prompt(engine, demo_mode
     for number in (1, 2):
         expected = "a prompt, " + tool.interrogate(Image.open(tmp_path / "in" / f"{number}.png"), SHORT)
         assert Image.open(tmp_path / "out" / f"{number}.png").info["parameters"].startswith(expected + "\n")
+
+
+def test_an_open_clip_folder_in_models_clip_ranks_the_terms(data, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(data / "models" / "BLIP", models / "BLIP")
+    write_tiny_open_clip(models / "clip" / "tiny-open-clip")
+    tool = interrogator(data, tmp_path / "cache")
+    tool.models_dir = models
+    text = tool.interrogate(photo(), SHORT)
+    caption, *terms = text.split(", ")
+    assert [term in TERMS[category] for term, category in zip(terms, CATEGORIES)] == [True] * len(CATEGORIES)
+    assert type(tool._clip).__name__ == "OpenClipRanker" and tool.interrogate(photo(), SHORT) == text
+    weights = models / "clip" / "tiny-open-clip" / "open_clip_model.safetensors"
+    assert (tool.cache_dir / hashlib.sha256(weights.read_bytes()).hexdigest()[:16]).is_dir()
+    weights.unlink()
+    with pytest.raises(MissingInterrogateModel, match="open_clip_model.safetensors"):
+        tool.interrogate(photo(), SHORT)
