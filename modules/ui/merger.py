@@ -64,14 +64,15 @@ def build_tab(services: Services, checkpoint: gr.Dropdown) -> MergerTab:
         return gr.update(choices=vae_choices())
 
     with gr.Row(equal_height=False):
-        with gr.Column(variant="compact"):
+        with gr.Column(variant="compact", scale=3):
             description = gr.HTML(describe(WEIGHTED_SUM), elem_id="modelmerger_interp_description")
             dropdowns = []
             with gr.Row(elem_id="modelmerger_models"):
                 for letter, label, elem_id in (("A", "Primary model (A)", "primary"),
                                                ("B", "Secondary model (B)", "secondary"),
                                                ("C", "Tertiary model (C)", "tertiary")):
-                    dropdown = gr.Dropdown(models.titles(), label=label, elem_id=f"modelmerger_{elem_id}_model_name")
+                    dropdown = gr.Dropdown(models.titles(), value=None, label=label, min_width=100,
+                                           elem_id=f"modelmerger_{elem_id}_model_name")  # none picked, as in A1111
                     refresh = _refresh_button(f"refresh_checkpoint_{letter}")
                     refresh.click(refresh_checkpoints, inputs=dropdown, outputs=dropdown, api_visibility="private")
                     dropdowns.append(dropdown)
@@ -99,7 +100,7 @@ def build_tab(services: Services, checkpoint: gr.Dropdown) -> MergerTab:
             checkpoint_format.change(lambda fmt: gr.update(visible=fmt == "safetensors"), inputs=checkpoint_format,
                                      outputs=save_metadata, api_visibility="private")
             merge = gr.Button("Merge", variant="primary", elem_id="modelmerger_merge")
-        with gr.Column(variant="compact", elem_id="modelmerger_results_container"):
+        with gr.Column(variant="compact", scale=2, elem_id="modelmerger_results_container"):
             result = gr.HTML(elem_id="modelmerger_result")
     tab = MergerTab(tuple(dropdowns), merge, result)
 
