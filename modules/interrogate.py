@@ -13,11 +13,13 @@ from typing import Any
 
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from modules.atomic_files import write_atomic
 from modules.checkpoints import HashCache
-from modules.interrogate_models import BlipCaptioner, Ranker, check_models, load_clip, model_folders
+from modules.interrogate_models import (BlipCaptioner, InterrogateModelError, Ranker, check_models, load_clip,
+                                       model_folders)
 
 log = logging.getLogger(__name__)
 CATEGORIES = ("mediums", "artists", "movements", "flavors")
@@ -93,18 +95,21 @@ class Interrogator:
                 clip.to(torch.device("cpu"))
         return format_matches(caption, [m for m in matches if m is not None], settings.return_ranks)
 
-    def unload(self) -> None:
-        """Forget the models (the cached text embeddings stay on disk)."""
-        self._blip = self._clip = None
-        self._embeddings.clear()
-
     def _load(self) -> tuple[BlipCaptioner, Ranker]:
+        """The models, loaded once (again when their folder changed); a file that can't be read is an
+        InterrogateModelError naming the folder."""
         blip, clip = model_folders(self.models_dir)
-        if self._blip is None:
-            self._blip = BlipCaptioner(blip.folder(), self.device, self.dtype)
-        if self._clip is None or self._clip.weights.parent != clip.folder():
-            self._clip = load_clip(clip, self.device, self.dtype)
-            self._embeddings.clear()
+        try:
+            if self._blip is None or self._blip.folder != blip.folder():
+                self._blip = None
+                self._blip = BlipCaptioner(blip.folder(), self.device, self.dtype)
+            if self._clip is None or self._clip.weights.parent != clip.folder():
+                self._clip = None
+                self._clip = load_clip(clip, self.device, self.dtype)
+                self._embeddings.clear()
+        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
+            folder = (blip if self._blip is None else clip).folder()
+            raise InterrogateModelError(f"Could not load the interrogate model in {folder}/: {exc}") from exc
         self._blip.to(self.device)
         self._clip.to(self.device)
         return self._blip, self._clip
@@ -149,7 +154,7 @@ def _read_cache(path: Path, count: int) -> torch.Tensor | None:
         return None
     try:
         embeddings = load_file(path)["embeddings"]
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # a damaged file is computed again
+    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as exc:  # damaged: computed again
         log.warning("Ignoring the unreadable embedding cache %s: %s", path, exc)
         return None
     return embeddings if embeddings.shape[0] == count else None

@@ -60,6 +60,10 @@ class MissingInterrogateModel(UserError):
     """The BLIP or CLIP folder lacks files; the message names the folder and the files."""
 
 
+class InterrogateModelError(UserError):
+    """A BLIP or CLIP folder's files could not be loaded (damaged, or not the model they should be)."""
+
+
 @dataclass(frozen=True)
 class ModelFolder:
     """Where one of the two models is read from: `root` (models/BLIP or models/clip) itself, or the first of its
@@ -134,6 +138,7 @@ class BlipCaptioner:
     def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype) -> None:
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
+        self.folder = folder
         self.processor = BlipProcessor.from_pretrained(folder, local_files_only=True)
         self.model = BlipForConditionalGeneration.from_pretrained(folder, local_files_only=True, use_safetensors=True,
                                                                   dtype=dtype).to(device).eval()

@@ -21,7 +21,8 @@ from PIL import Image
 import modules.interrogate_models as interrogate_models
 from modules.checkpoints import HashCache
 from modules.interrogate import CATEGORIES, InterrogateSettings, Interrogator, packaged_lists, read_terms
-from modules.interrogate_models import ClipRanker, MissingInterrogateModel, download_interrogate_models
+from modules.interrogate_models import (ClipRanker, InterrogateModelError, MissingInterrogateModel,
+                                       download_interrogate_models)
 from modules.model_download import DownloadError, RemoteFile
 
 SHORT = InterrogateSettings(min_length=4, max_length=8)  # A1111's defaults but a short caption: quicker on a CPU
@@ -105,6 +106,10 @@ def test_a_missing_model_names_the_folder_and_its_files(tmp_path, data):
     assert str(tmp_path / "models" / "clip") not in message  # that one is complete
     (tmp_path / "models" / "clip" / "model.safetensors").unlink()
     with pytest.raises(MissingInterrogateModel, match=re.escape(str(tmp_path / "models" / "clip"))):
+        tool.interrogate(photo(), SHORT)
+    shutil.copytree(data / "models" / "BLIP", tmp_path / "models" / "BLIP")
+    (tmp_path / "models" / "clip" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(InterrogateModelError, match=re.escape(f"{tmp_path / 'models' / 'clip'}/")):
         tool.interrogate(photo(), SHORT)
 
 
