@@ -3,11 +3,12 @@ options, and Merge, which queues an engine job (modules/checkpoint_merger.py) an
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+
 import gradio as gr
 
-from modules.checkpoint_merger import (CHECKPOINT_FORMATS, CONFIG_SOURCES, INTERPOLATIONS, NO_VAE, WEIGHTED_SUM,
-                                       MergeResult, MergeSettings, merge_checkpoints)
+from modules.checkpoint_merger import (ADD_DIFFERENCE, CHECKPOINT_FORMATS, CONFIG_SOURCES, INTERPOLATIONS,
+                                       NO_INTERPOLATION, NO_VAE, WEIGHTED_SUM, MergeResult, MergeSettings,
+                                       merge_checkpoints)
 from modules.errors import ModelLoadError, UserError
 from modules.services import Services
 from modules.ui.generation_tab import wait_with_progress
@@ -15,22 +16,16 @@ from modules.ui.user_errors import page_error
 
 TAB = "modelmerger"
 DESCRIPTIONS = {
-    "No interpolation": "Only model A is used: to change its format, save it as float16, bake in a VAE or drop "
-                        "weights. The result is A.",
-    "Weighted sum": "A blend of two models, A and B. The result is A · (1 − M) + B · M.",
-    "Add difference": "What B has over C is added to A. Needs three models, A, B and C. The result is "
-                      "A + (B − C) · M.",
+    NO_INTERPOLATION: "Only model A is used: to change its format, save it as float16, bake in a VAE or drop "
+                      "weights. The result is A.",
+    WEIGHTED_SUM: "A blend of two models, A and B. The result is A · (1 − M) + B · M.",
+    ADD_DIFFERENCE: "What B has over C is added to A. Needs three models, A, B and C. The result is "
+                    "A + (B − C) · M.",
 }
 
 
-@dataclass
-class MergerTab:
-    models: tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]  # A, B, C
-    merge: gr.Button
-    result: gr.HTML
-
-
 def describe(method: str) -> str:
+    """The paragraph above the models that says what `method` computes."""
     return f"<p style='margin-bottom: 2.5em'>{html.escape(DESCRIPTIONS[method])}</p>"
 
 
@@ -38,7 +33,7 @@ def _refresh_button(elem_id: str) -> gr.Button:
     return gr.Button("🔄", elem_id=elem_id, size="sm", scale=0, min_width=40)
 
 
-def build_tab(services: Services, checkpoint: gr.Dropdown) -> MergerTab:
+def build_tab(services: Services, checkpoint: gr.Dropdown) -> None:
     """Lay out the tab and wire Merge; `checkpoint` (the page's top dropdown) lists the result too. Call inside
     a gr.Tab context."""
     models = services.models
@@ -102,7 +97,6 @@ def build_tab(services: Services, checkpoint: gr.Dropdown) -> MergerTab:
             merge = gr.Button("Merge", variant="primary", elem_id="modelmerger_merge")
         with gr.Column(variant="compact", scale=2, elem_id="modelmerger_results_container"):
             result = gr.HTML(elem_id="modelmerger_result")
-    tab = MergerTab(tuple(dropdowns), merge, result)
 
     def run(primary: str | None, secondary: str | None, tertiary: str | None, interpolation: str, m: float,
             half: bool, name: str, fmt: str, config: str, vae: str | None, discard: str, metadata: bool,
@@ -127,4 +121,3 @@ def build_tab(services: Services, checkpoint: gr.Dropdown) -> MergerTab:
     merge.click(run, inputs=[*dropdowns, method, multiplier, save_as_half, custom_name, checkpoint_format,
                              config_source, bake_in_vae, discard_weights, save_metadata],
                 outputs=[*dropdowns, checkpoint, result], api_name=TAB, concurrency_limit=None)
-    return tab
