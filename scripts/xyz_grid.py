@@ -3,6 +3,7 @@ value, side by side in a summary). Values use A1111's range syntax: `1-5`, `1-10
 or a comma-separated list."""
 import copy
 import csv
+import io
 import math
 import re
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class Axis:
     kind: type
     apply: Callable[[Any, Any, Any], None]
     show_label: bool = True  # "Steps: 20" rather than "20"
+    choices: Callable[[], list[str]] | None = None  # every value it can take, for 📒
 
 
 def _field(name: str) -> Callable[[Any, Any, Any], None]:
@@ -67,23 +69,31 @@ def _vae(p, value: str, _first: str) -> None:
     p.override_settings = {**p.override_settings, "sd_vae": value}  # a copy: the cells share the first dict
 
 
+def _checkpoint_titles() -> list[str]:
+    return shared.services.models.titles()
+
+
+def _vae_names() -> list[str]:
+    return shared.services.vaes.choices()
+
+
 AXES = (
     Axis("Nothing", str, lambda p, value, first: None),
     Axis("Seed", int, _field("seed")),
     Axis("Steps", int, _field("steps")),
     Axis("CFG Scale", float, _field("cfg_scale")),
-    Axis("Sampler", str, _field("sampler_name"), show_label=False),
-    Axis("Schedule type", str, _field("scheduler")),
+    Axis("Sampler", str, _field("sampler_name"), show_label=False, choices=lambda: registry.SAMPLER_NAMES),
+    Axis("Schedule type", str, _field("scheduler"), choices=lambda: registry.SCHEDULE_LABELS),
     Axis("Prompt S/R", str, _prompt_sr, show_label=False),
-    Axis("Checkpoint name", str, _checkpoint, show_label=False),
+    Axis("Checkpoint name", str, _checkpoint, show_label=False, choices=_checkpoint_titles),
     Axis("Clip skip", int, _field("clip_skip")),
     Axis("Denoising", float, _field("denoising_strength")),
     Axis("Hires steps", int, _field("hr_second_pass_steps")),
     Axis("Size", str, _size, show_label=False),
-    Axis("VAE", str, _vae),
+    Axis("VAE", str, _vae, choices=_vae_names),
     Axis("Var. seed", int, _field("subseed")),
     Axis("Var. strength", float, _field("subseed_strength")),
-    Axis("Refiner checkpoint", str, _field("refiner_checkpoint")),
+    Axis("Refiner checkpoint", str, _field("refiner_checkpoint"), choices=_checkpoint_titles),
     Axis("Refiner switch at", float, _field("refiner_switch_at")),
 )
 
@@ -154,6 +164,25 @@ def check_values(axis: Axis, values: list) -> None:
                 raise UserError(f"There is no VAE called {value!r}; there are {', '.join(names)}")
 
 
+def all_values(axis: Axis) -> str:
+    """📒: every value an axis with choices can take, written as its values box reads them ("" for others)."""
+    return "" if axis.choices is None else ", ".join(map(_csv_item, axis.choices()))
+
+
+def _csv_item(value: str) -> str:
+    """`value` as one item of a values box (quoted when it holds a comma or a quote)."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="").writerow([value])
+    return text.getvalue()
+
+
+def swapped(a_type: int | None, a_values: str, b_type: int | None, b_values: str) -> tuple:
+    """Two axes' types (indexes in, names out: the type dropdowns give indexes) and values, exchanged."""
+    def name(index: int | None) -> str:
+        return AXES[index or 0].label
+    return name(b_type), b_values, name(a_type), a_values
+
+
 def label(axis: Axis, value: Any) -> str:
     return f"{axis.label}: {value}" if axis.show_label else str(value)
 
@@ -167,10 +196,24 @@ class Script(scripts.Script):
         controls = []
         for letter, default in (("x", 1), ("y", 0), ("z", 0)):
             with gr.Row():
-                controls.append(gr.Dropdown(label=f"{letter.upper()} type", choices=names, value=names[default],
-                                            type="index", elem_id=self.elem_id(f"{letter}_type")))
-                controls.append(gr.Textbox(label=f"{letter.upper()} values", lines=1,
-                                           elem_id=self.elem_id(f"{letter}_values")))
+                kind = gr.Dropdown(label=f"{letter.upper()} type", choices=names, value=names[default], type="index",
+                                   elem_id=self.elem_id(f"{letter}_type"))
+                values = gr.Textbox(label=f"{letter.upper()} values", lines=1,
+                                    elem_id=self.elem_id(f"{letter}_values"))
+                fill = gr.Button("📒", elem_id=f"xyz_grid_fill_{letter}_tool_button", size="sm", scale=0, min_width=40,
+                                 elem_classes="tool", visible=AXES[default].choices is not None)  # A1111's id
+            kind.change(lambda index: gr.Button(visible=AXES[index].choices is not None), inputs=kind, outputs=fill,
+                        queue=False, show_progress="hidden", api_visibility="private")
+            fill.click(lambda index: all_values(AXES[index]), inputs=kind, outputs=values, queue=False,
+                       show_progress="hidden", api_visibility="private")
+            controls += [kind, values]
+        with gr.Row():
+            for (first, second), text in (((0, 1), "Swap X/Y axes"), ((1, 2), "Swap Y/Z axes"),
+                                          ((0, 2), "Swap X/Z axes")):
+                pair = [*controls[2 * first:2 * first + 2], *controls[2 * second:2 * second + 2]]
+                letters = "xyz"[first] + "xyz"[second]
+                gr.Button(text, elem_id=f"{letters}_grid_swap_axes_button", size="sm").click(  # A1111's ids
+                    swapped, inputs=pair, outputs=pair, queue=False, show_progress="hidden", api_visibility="private")
         with gr.Row():
             controls.append(gr.Checkbox(label="Draw legend", value=True, elem_id=self.elem_id("draw_legend")))
             controls.append(gr.Checkbox(label="Include Sub Images", value=False,

@@ -9,6 +9,7 @@ from PIL import Image
 
 from modules import script_callbacks
 from modules.errors import UserError
+from modules.sampling import registry
 from script_services import generate, generate_img2img, services_with_scripts
 from tiny_models import write_tiny_checkpoint
 
@@ -43,6 +44,15 @@ def test_xyz_range_syntax(services):
     assert xyz.parse_values(xyz.AXES[4], 'Euler, "DPM++ 2M"') == ["Euler", "DPM++ 2M"]
     with pytest.raises(UserError, match="can't read 'a-b'"):
         xyz.parse_values(steps, "a-b")
+
+
+def test_xyz_fill_lists_every_choice_as_the_values_box_reads_them(services):
+    xyz = script_module("xyz_grid")
+    sampler, checkpoint, steps = (next(a for a in xyz.AXES if a.label == name)
+                                  for name in ("Sampler", "Checkpoint name", "Steps"))
+    assert xyz.parse_values(sampler, xyz.all_values(sampler)) == registry.SAMPLER_NAMES
+    assert xyz.parse_values(checkpoint, xyz.all_values(checkpoint)) == services.models.titles()
+    assert xyz._csv_item('a, "b"') == '"a, ""b"""' and xyz.all_values(steps) == ""
 
 
 def test_xyz_grid_cells_labels_and_sizes(services):

@@ -136,6 +136,8 @@ def build_tab(opts: Options, change: Callable[[dict[str, Any]], None] | None = N
         submit = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
         reload = gr.Button("Reload UI", elem_id="settings_restart_gradio")
     result = gr.HTML(elem_id="settings_result")
+    # A1111's search box; javascript/settings_search.js filters the settings in the page as one types
+    gr.Textbox(elem_id="settings_search", placeholder="Search...", show_label=False, max_lines=1, container=False)
     keys, controls = [], []
     with gr.Tabs(elem_id="settings"):
         for section, section_keys in sections.items():

@@ -1,8 +1,11 @@
 """The page's layout: at 1280x800 every tab fits without scrolling sideways; txt2img's first screen is A1111
 1.10's (top row, tab strip, settings beside the gallery, in view at 1920x1080 and 1366x768) in both themes; Hires.
-fix's header box; Interrupt and Skip in Generate's place while a job runs."""
+fix's header box; Interrupt and Skip in Generate's place while a job runs; X/Y/Z plot's 📒 and swap buttons; the
+Settings search box."""
 import pytest
 from playwright.sync_api import expect
+
+from modules.sampling import registry
 
 TABS = ("txt2img", "img2img", "Extras", "PNG Info", "Settings")
 
@@ -132,3 +135,42 @@ def test_interrupt_and_skip_take_generates_place_while_a_job_runs(wide_page, app
     expect(generate).to_be_visible()
     expect(interrupt).to_be_hidden()
     expect(skip).to_be_hidden()
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.locator(f"#{elem_id} [role=option]", has_text=option).first.click()
+
+
+def test_xyz_plot_fills_an_axis_with_its_choices_and_swaps_axes(wide_page, app_url):
+    page = wide_page
+    page.goto(app_url)
+    page.wait_for_selector("#txt2img_generate", timeout=30000)
+    pick(page, "txt2img_script_dropdown", "X/Y/Z plot")
+    xyz = "script_txt2img_x_y_z_plot"
+    fill = page.locator("#tab_txt2img #xyz_grid_fill_x_tool_button")
+    expect(fill).to_be_hidden()  # Seed has no list of values
+    pick(page, f"{xyz}_x_type", "Sampler")
+    fill.click()
+    every_sampler = ", ".join(registry.SAMPLER_NAMES)
+    expect(page.locator(f"#{xyz}_x_values textarea")).to_have_value(every_sampler)
+    page.click("#tab_txt2img #xy_grid_swap_axes_button")
+    expect(page.locator(f"#{xyz}_y_type input")).to_have_value("Sampler")
+    expect(page.locator(f"#{xyz}_y_values textarea")).to_have_value(every_sampler)
+    expect(page.locator(f"#{xyz}_x_type input")).to_have_value("Nothing")
+    expect(page.locator(f"#{xyz}_x_values textarea")).to_have_value("")
+
+
+def test_settings_search_shows_the_matching_settings_of_every_section(wide_page, app_url):
+    page = wide_page
+    page.goto(app_url)
+    page.wait_for_selector("#txt2img_generate", timeout=30000)
+    page.click("#tabs button[role=tab]:has-text('Settings')")
+    search = page.locator("#settings_search textarea, #settings_search input").first
+    search.fill("face restoration")
+    expect(page.locator("#setting_face_restoration_model")).to_be_visible()  # not the first section's
+    expect(page.locator("#setting_samples_save")).to_be_hidden()
+    expect(page.locator("#settings > .tab-wrapper")).to_be_hidden()
+    search.fill("")
+    expect(page.locator("#settings > .tab-wrapper")).to_be_visible()
+    expect(page.locator("#setting_face_restoration_model")).to_be_hidden()  # back in its own section
