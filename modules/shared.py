@@ -1,5 +1,5 @@
 """A1111's `modules.shared` for scripts and extensions: `opts`, `state`, `cmd_opts`, `sd_model`,
-`prompt_styles`, and the settings names `OptionInfo`, `OptionHTML` and `options_section`.
+`prompt_styles`, `interrogator`, and the settings names `OptionInfo`, `OptionHTML` and `options_section`.
 
 app.py's main() calls install() once; the names then read the running services. Nothing else
 changes this module."""
@@ -69,6 +69,22 @@ class State:
         self._engine.skip()
 
 
+class SharedInterrogator:
+    """A1111's `shared.interrogator`: interrogate(pil_image) gives what Interrogate CLIP writes for it, with the
+    settings in force, run inside the calling job (a script's) or as a job of its own."""
+
+    def __init__(self, services: Any) -> None:
+        self._services = services
+
+    def interrogate(self, pil_image: Any) -> str:
+        from modules.interrogate import InterrogateSettings
+
+        services = self._services
+        settings = InterrogateSettings.from_options(services.opts)
+        return services.engine.run_in_job("interrogate",
+                                          lambda ctx: services.interrogator.interrogate(pil_image, settings))
+
+
 def folder_flags(paths: DataPaths) -> dict[str, str]:
     """A1111's folder flags (`--embeddings-dir`...) with the folders this app uses for them."""
     models = paths.models
@@ -107,6 +123,7 @@ def __getattr__(name: str) -> Any:
         "styles_filename": lambda: str(_services.paths.styles_file),
         "config_filename": lambda: str(_services.paths.config_file),
         "services": lambda: _services,
+        "interrogator": lambda: SharedInterrogator(_services),
     }
     if name not in values:
         raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")

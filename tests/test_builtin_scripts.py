@@ -250,3 +250,21 @@ def test_a_middle_frames_conditioning_is_the_slerp_of_the_two_prompts(services):
 def test_prompt_interpolation_needs_two_prompts(services):
     with pytest.raises(UserError, match="at least two prompts"):
         generate(services, "Prompt interpolation", {"Prompts, one per line": "only one"})
+
+
+def test_loopback_appends_what_clip_interrogation_sees_in_each_input(services, photo):
+    from interrogate_models import write_term_lists, write_tiny_interrogate_models
+
+    from modules import shared
+
+    write_tiny_interrogate_models(services.paths.models)
+    services.interrogator.lists_dir = write_term_lists(services.paths.root / "term-lists")
+    services.opts.set_many({"interrogate_clip_min_length": 4, "interrogate_clip_max_length": 8})
+    result = generate_img2img(services, photo, "Loopback", {"Loops": 2, "Append interrogated prompt at each "
+                                                                      "iteration": "CLIP"}, prompt="a fox")
+    _, *loops = result.images
+    first_input = shared.interrogator.interrogate(photo)
+    assert result.infotexts[1].startswith(f"a fox, {first_input}\n")
+    assert result.infotexts[2].startswith(f"a fox, {shared.interrogator.interrogate(loops[0])}\n")
+    with pytest.raises(UserError, match="'DeepBooru' is not available"):
+        generate_img2img(services, photo, "Loopback", {"Append interrogated prompt at each iteration": "DeepBooru"})
