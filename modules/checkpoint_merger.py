@@ -255,8 +255,9 @@ def merge_checkpoints(settings: MergeSettings, models: ModelManager, vaes: VaeLi
     plan = MergePlan(settings, a, b, c, vae)
     folder = models.paths.extra_ckpt_dir or models.paths.sd_models
     name = output_name(settings, infos, plan.kind)
+    taken = UserError(f"{name} already exists in {folder}; give the merge another Custom Name")
     if (folder / name).exists():
-        raise UserError(f"{name} already exists in {folder}; give the merge another Custom Name")
+        raise taken
     metadata = (merge_metadata(settings, infos, files, plan.kind, models)
                 if settings.save_metadata and settings.checkpoint_format == "safetensors" else None)
     merger = Merger(settings, a, b, c, vae)
@@ -283,8 +284,8 @@ def merge_checkpoints(settings: MergeSettings, models: ModelManager, vaes: VaeLi
     log.info("Merging %s into %s", ", ".join(info.name for info in infos), folder / name)
     try:
         path = write_new(folder, [name], write)
-    except FileExistsError:
-        raise UserError(f"{name} already exists in {folder}; give the merge another Custom Name") from None
+    except FileExistsError:  # made by someone else meanwhile
+        raise taken from None
     copy_config(settings.config_source, infos, path)
     models.refresh()
     info = next(info for info in models.checkpoints if info.path.resolve() == path.resolve())
