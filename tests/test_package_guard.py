@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import importlib.metadata
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -67,14 +68,27 @@ def wheels(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def fresh_environment(tmp_path_factory, wheels) -> Path:
+    """A throwaway environment with fakeapp installed, built once: each test gets a copy (`environment`)."""
+    folder = tmp_path_factory.mktemp("venv") / "venv"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PIP_NO_INDEX", "1")
+        patch.setenv("PIP_FIND_LINKS", str(wheels))
+        python = make_venv(folder)
+        pip(python, "install", "fakeapp", "helperpkg")
+        pip(python, "uninstall", "--yes", "helperpkg")
+    return python
+
+
 @pytest.fixture
-def environment(tmp_path, wheels, monkeypatch) -> PythonEnvironment:
-    """A throwaway environment with fakeapp installed; pip finds only the tiny wheels."""
+def environment(tmp_path, wheels, fresh_environment, monkeypatch) -> PythonEnvironment:
+    """A copy of the fresh environment, this test's own; pip finds only the tiny wheels."""
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
-    python = make_venv(tmp_path / "venv")
-    pip(python, "install", "fakeapp", "helperpkg")
-    pip(python, "uninstall", "--yes", "helperpkg")
+    venv = fresh_environment.parent.parent
+    shutil.copytree(venv, tmp_path / "venv", symlinks=True)
+    python = tmp_path / "venv" / fresh_environment.relative_to(venv)
     return PythonEnvironment(str(python), "fakeapp", ("coretrans", "corenum"))
 
 
