@@ -13,8 +13,11 @@ STEPS, SIZE = 20, 256
 
 
 @contextmanager
-def _services(flags: list[str], replica_cpus: int) -> Iterator:
-    """Services as app.py builds them over a fresh data folder holding the demo checkpoint, with `flags`."""
+def bench_services(flags: list[str], replica_cpus: int = 1, settings: dict | None = None,
+                   other_checkpoints: int = 0) -> Iterator:
+    """Services as app.py builds them over a fresh data folder holding the demo checkpoint (demo.safetensors) and
+    `other_checkpoints` more of its layout with other weights (other1.safetensors, …), with `flags` and
+    `settings` in its config.json."""
     import ray
 
     from app import create_services
@@ -24,7 +27,10 @@ def _services(flags: list[str], replica_cpus: int) -> Iterator:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         write_demo_checkpoint(data / "models" / "Stable-diffusion" / "demo.safetensors")
-        (data / "config.json").write_text(json.dumps({"samples_save": False, "ray_replica_num_cpus": replica_cpus}))
+        for number in range(1, other_checkpoints + 1):
+            write_demo_checkpoint(data / "models" / "Stable-diffusion" / f"other{number}.safetensors", seed=number)
+        config = {"samples_save": False, "ray_replica_num_cpus": replica_cpus, **(settings or {})}
+        (data / "config.json").write_text(json.dumps(config))
         if flags:
             ray.init(address="local", include_dashboard=False, object_store_memory=200 * 1024 * 1024,
                      log_to_driver=False, namespace="webui")
@@ -63,9 +69,9 @@ def ray_job_overhead_ratio(rounds: int = 5) -> float:
     import os
 
     cores = os.cpu_count() or 1
-    with _services([], cores) as local:
+    with bench_services([], cores) as local:
         in_process = _fastest_job(local, rounds)
-    with _services(["--ray-address", "local", "--ray-replicas", "1"], cores) as remote:
+    with bench_services(["--ray-address", "local", "--ray-replicas", "1"], cores) as remote:
         on_ray = _fastest_job(remote, rounds)
     return on_ray / in_process
 
@@ -75,6 +81,6 @@ def ray_fanout_speedup_2_replicas(rounds: int = 3) -> float:
     one GPU per replica (bench/gpu.py)."""
     times = []
     for replicas in ("1", "2"):
-        with _services(["--ray-address", "local", "--ray-replicas", replicas], 1) as services:
+        with bench_services(["--ray-address", "local", "--ray-replicas", replicas], 1) as services:
             times.append(_fastest_job(services, rounds, n_iter=4))
     return times[0] / times[1]

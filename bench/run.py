@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.model_cache import cached_switch_s, hires_checkpoint_repeat_ratio  # noqa: E402
 from bench.ray_jobs import ray_fanout_speedup_2_replicas, ray_job_overhead_ratio  # noqa: E402
 
 TYPICAL_PROMPT = ("masterpiece, best quality, a (cozy:1.2) wooden cabin in a [snowy:autumn:0.4] forest at dusk, "
@@ -333,8 +334,8 @@ def preview_overhead_ratio(rounds: int = 5) -> float:
 BENCHMARKS = {benchmark.__name__: benchmark for benchmark in (
     txt2img_overhead_ratio, sampler_step_overhead_ms, repeat_prompt_ratio, text_encoding_share_sd15,
     cpu_bf16_vs_fp32_ratio, model_switch_rss_growth, launch_to_page_s, peak_rss_mb_demo, peak_rss_mb_sd15,
-    merge_peak_rss_ratio,
-    prompt_parse_vs_tokenize_ratio, preview_overhead_ratio, ray_job_overhead_ratio, ray_fanout_speedup_2_replicas)}
+    merge_peak_rss_ratio, prompt_parse_vs_tokenize_ratio, preview_overhead_ratio, ray_job_overhead_ratio,
+    ray_fanout_speedup_2_replicas, hires_checkpoint_repeat_ratio, cached_switch_s)}
 
 
 def main() -> None:

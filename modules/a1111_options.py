@@ -59,7 +59,7 @@ NO_EFFECT_SECTIONS: dict[str, dict[str, Any]] = {
         "training_tensorboard_save_images": False, "training_tensorboard_flush_every": 120,
     },
     "Stable Diffusion": {
-        "sd_checkpoints_limit": 1, "sd_checkpoints_keep_in_cpu": True, "sd_checkpoint_cache": 0, "sd_unet": "Automatic",
+        "sd_checkpoints_keep_in_cpu": True, "sd_checkpoint_cache": 0, "sd_unet": "Automatic",
         "enable_batch_seeds": True, "sdxl_clip_l_skip": False, "upcast_attn": False, "tiling": False,
         "enable_prompt_comments": True,
     },

@@ -84,6 +84,12 @@ class OptionInfo:
 OPTIONS: dict[str, OptionInfo] = {
     "sd_model_checkpoint": OptionInfo(None, "Stable Diffusion checkpoint"),
     "CLIP_stop_at_last_layers": OptionInfo(1, "Clip skip", minimum=1, maximum=12, step=1),
+    "sd_checkpoints_limit": OptionInfo(1, "Maximum number of checkpoints loaded at the same time (the hires fix's and "
+                                          "the refiner's included; 1: only the selected one)", minimum=1, maximum=10,
+                                       step=1),
+    "sd_checkpoints_memory_gb": OptionInfo(0.0, "Memory the loaded checkpoints may take together, GB (0: no limit "
+                                                "besides their number; the least recently used go first)",
+                                           minimum=0.0, maximum=512.0, step=0.5),
     "comma_padding_backtrack": OptionInfo(20, "Prompt word wrap length limit (comma backtrack, tokens)",
                                           minimum=0, maximum=74, step=1),
     "emphasis": OptionInfo("Original", "Emphasis mode", choices=("Original", "No norm", "Ignore", "None"),
