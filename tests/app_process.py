@@ -72,6 +72,15 @@ def running_app(data_dir: Path, *flags: str, model_name: str | None = None,
             proc.wait(30)
 
 
+def stop_page_jobs(url: str) -> None:
+    """Press the page's Interrupt buttons (txt2img, img2img): the running job, if any, stops at its next step."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    for tab in ("txt2img", "img2img"):
+        client.predict(api_name=f"/{tab}_interrupt")
+
+
 def endpoint_args(client, api_name: str, values: dict[str, Any]) -> list:
     """Positional inputs for a page endpoint: each control's current default, or `values[label]`.
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 import torch
+from app_process import running_app, stop_page_jobs, with_demo_checkpoint
+from outcomes import REPORTS, failed
 from small_disk import small_disk  # noqa: F401 - a fixture for every test module
 
 if TYPE_CHECKING:
@@ -17,6 +19,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 BROWSER_TESTS = Path(__file__).parent / "browser"
+SHARED_APPS = {"page_app"}  # the session's app.py servers below
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -26,10 +29,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         in_browser = BROWSER_TESTS in item.path.parents
         if in_browser:
             item.add_marker(pytest.mark.browser)
-        if in_browser or hasattr(getattr(item, "module", None), "running_app"):
+        if (in_browser or hasattr(getattr(item, "module", None), "running_app")
+                or SHARED_APPS & set(getattr(item, "fixturenames", ()))):
             item.add_marker(pytest.mark.e2e)
         if "ray_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    item.stash.setdefault(REPORTS, {})[report.when] = report
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +60,25 @@ def demo_model(demo_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     cache = tmp_path_factory.mktemp("cache")
     return load_model(CheckpointInfo(demo_checkpoint, demo_checkpoint.name), torch.device("cpu"),
                       torch.float32, cache, HashCache(cache / "cache.json"))
+
+
+@pytest.fixture(scope="session")
+def page_app(tmp_path_factory: pytest.TempPathFactory, demo_checkpoint: Path) -> Iterator[tuple[str, Path]]:
+    """app.py serving the page with the demo model (demo.safetensors), shared by the tests that need nothing
+    else: (URL, data dir). A test that changes what the server keeps (a setting, a style) undoes it, and one
+    that reads data/server.log reads the part written since it began."""
+    data = with_demo_checkpoint(tmp_path_factory.mktemp("page-app"), demo_checkpoint)
+    with running_app(data, model_name="demo.safetensors") as url:
+        yield url, data
+
+
+@pytest.fixture(autouse=True)
+def page_app_left_idle(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test on page_app fails, interrupt the job it may have left running (a long one, say), so that the
+    next tests' jobs do not wait behind it."""
+    yield
+    if "page_app" in request.fixturenames and failed(request):
+        stop_page_jobs(request.getfixturevalue("page_app")[0])
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_process import endpoint_args, running_app
+from app_process import endpoint_args
 from PIL import Image
 
 from modules.errors import UserError
@@ -221,15 +221,10 @@ def test_an_undecoded_huge_image_is_refused_before_decoding(files):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory, demo_checkpoint):
+def page(page_app):
     from gradio_client import Client
 
-    data = tmp_path_factory.mktemp("data")
-    ckpts = data / "models" / "Stable-diffusion"
-    ckpts.mkdir(parents=True)
-    (ckpts / demo_checkpoint.name).write_bytes(demo_checkpoint.read_bytes())
-    with running_app(data, model_name=demo_checkpoint.name) as url:
-        yield Client(url, verbose=False)
+    return Client(page_app[0], verbose=False)
 
 
 def page_img2img(client, path: Path) -> bytes:

@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 
 import pytest
-from app_process import endpoint_args, running_app
+from app_process import endpoint_args, wait_for
 from gradio_client import Client
 
 from modules.web_server import CutStreams
 
 
-def test_a_user_error_on_the_page_is_one_log_line(tmp_path, demo_checkpoint):
-    (tmp_path / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, tmp_path / "models" / "Stable-diffusion" / "demo.safetensors")
-    with running_app(tmp_path, model_name="demo.safetensors") as url:
-        client = Client(url, verbose=False)
-        with pytest.raises(Exception, match="Width must be a multiple of 8 and at least 64, got 65"):
-            client.predict(*endpoint_args(client, "/txt2img", {"Width": 65, "Sampling steps": 2}),
-                           api_name="/txt2img")
-    log = (tmp_path / "server.log").read_text()
+def test_a_user_error_on_the_page_is_one_log_line(page_app):
+    url, data = page_app
+    log_file = data / "server.log"
+    start = log_file.stat().st_size  # the shared server's log: this test reads what was written from here on
+
+    def written() -> str:
+        return log_file.read_bytes()[start:].decode()
+
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="Width must be a multiple of 8 and at least 64, got 65"):
+        client.predict(*endpoint_args(client, "/txt2img", {"Width": 65, "Sampling steps": 2}),
+                       api_name="/txt2img")
+    wait_for(lambda: "Width must be a multiple of 8" in written(), 10, "the log line")
+    log = written()
     lines = [line for line in log.splitlines() if "Width must be a multiple of 8" in line]
     assert len(lines) == 1 and "WARNING" in lines[0], log
     assert "Traceback" not in log, log

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
-from app_process import running_app, with_demo_checkpoint
+from outcomes import failed
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless flags for this machine's closed network (see the env README).
@@ -27,22 +27,10 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, demo_checkpoint):
-    """app.py with the demo model, in a data dir of its own."""
-    data = tmp_path_factory.mktemp("browser-data")
-    with_demo_checkpoint(data, demo_checkpoint)
-    with running_app(data, model_name="demo.safetensors") as url:
-        yield url
-
-
-@pytest.hookimpl(tryfirst=True, hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    item.stash.setdefault(_REPORTS, {})[outcome.get_result().when] = outcome.get_result()
-
-
-_REPORTS = pytest.StashKey[dict]()
+@pytest.fixture(scope="session")
+def app_url(page_app):
+    """The session's app.py with the demo model (tests/conftest.py's page_app); each test gets a fresh page."""
+    return page_app[0]
 
 
 @pytest.fixture
@@ -56,7 +44,6 @@ def page(browser, app_url, tmp_path, request):
     yield page
     shot = tmp_path / "screenshot.png"
     page.screenshot(path=str(shot), full_page=True)
-    report = request.node.stash.get(_REPORTS, {}).get("call")
-    if report is not None and report.failed:
+    if failed(request):
         print(f"screenshot of the failed test: {shot}")
     context.close()
