@@ -185,9 +185,12 @@ class SdApi:
 
     def set_options(self, values: dict[str, Any] = Body(...)) -> None:
         """Check every value first (a 422 names the first bad one), then apply them as Services.change_settings
-        does: saved in config.json before they are in force."""
+        does: saved in config.json before they are in force. A null sd_model_checkpoint names none, so it changes
+        nothing (as in A1111, where only a named checkpoint is looked up): a client may post back what it got."""
         current = self.services.opts.as_dict()
         changed = {key: value for key, value in values.items() if key not in current or current[key] != value}
+        if changed.get("sd_model_checkpoint", "") is None:
+            del changed["sd_model_checkpoint"]
         self.services.change_settings(self.jobs.overrides(changed, field=""))
 
     def cmd_flags(self) -> dict[str, Any]:
