@@ -207,10 +207,14 @@ class GenerationTab:
     def extra_tabs(self) -> Iterator[None]:
         """A1111's tab strip under the top row: Generation (what the body lays out), then one tab per kind of
         extra network."""
-        with gr.Tabs(elem_id=f"{self.tab}_extra_tabs", elem_classes="extra-networks"):
+        with gr.Tabs(elem_id=f"{self.tab}_extra_tabs", elem_classes="extra-networks") as self.strip:
             with gr.Tab("Generation", id=f"{self.tab}_generation", elem_id=f"{self.tab}_generation_tab"):
                 yield
             self.extra_networks = ExtraNetworksPanel(self)
+
+    def to_generation(self) -> tuple[gr.Tabs, Any]:
+        """The tab strip and the update that brings Generation forward (for a "Send to" this tab)."""
+        return self.strip, gr.update(selected=f"{self.tab}_generation")
 
     @contextmanager
     def generation_columns(self) -> Iterator[None]:

@@ -133,11 +133,12 @@ def editor_value(image: Image.Image) -> dict:
 
 
 def generation_targets(txt2img: GenerationTab, i2i: GenerationTab) -> list[SendTarget]:
-    """Send targets for txt2img, img2img and inpaint (the last two select their img2img sub-tab)."""
+    """Send targets for txt2img, img2img and inpaint (the last two select their img2img sub-tab); each brings its
+    tab's Generation forward."""
     def sub_tab(tab_id: str, mode: int) -> tuple:
-        return (i2i.modes, gr.update(selected=tab_id)), (i2i.mode, mode)
+        return (i2i.modes, gr.update(selected=tab_id)), (i2i.mode, mode), i2i.to_generation()
 
-    return [SendTarget("txt2img", "txt2img", txt2img),
+    return [SendTarget("txt2img", "txt2img", txt2img, fixed=(txt2img.to_generation(),)),
             SendTarget("img2img", "img2img", i2i, i2i.image, fixed=sub_tab("img2img_tab", img2img.IMG2IMG)),
             SendTarget("inpaint", "img2img", i2i, i2i.inpaint, editor_value,
                        fixed=sub_tab("inpaint_tab", img2img.INPAINT))]

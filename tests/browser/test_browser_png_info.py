@@ -32,6 +32,8 @@ def number(page, elem_id: str):
 
 def test_drop_a_png_and_send_it_to_txt2img_with_its_checkpoint(page, tmp_path):
     path = save_numbered(Image.new("RGB", (32, 48), "navy"), tmp_path, 1234, "a red boat", INFOTEXT)
+    page.click("#txt2img_extra_tabs button[role=tab]:has-text('Lora')")  # sending brings Generation back
+    expect(page.locator("#txt2img_settings")).to_be_hidden()
     page.click("button[role=tab]:has-text('PNG Info')")
     drop_file(page, "#pnginfo_image button[aria-dropeffect]", path.read_bytes())
     expect(page.locator("#pnginfo_html_parameters")).to_contain_text("1234", timeout=20000)
@@ -39,6 +41,7 @@ def test_drop_a_png_and_send_it_to_txt2img_with_its_checkpoint(page, tmp_path):
     page.click("#txt2img_tab")
     expect(page.locator("#txt2img_prompt textarea")).to_have_value("a red boat, at dawn", timeout=20000)
     expect(page.locator("#txt2img_neg_prompt textarea")).to_have_value("blurry")
+    expect(page.locator("#txt2img_settings")).to_be_visible()
     for elem_id, value in (("txt2img_steps", "9"), ("txt2img_seed", "1234"), ("txt2img_width", "128"),
                            ("txt2img_height", "192"), ("txt2img_cfg_scale", "5.5"),
                            ("setting_CLIP_stop_at_last_layers", "3")):
