@@ -31,7 +31,7 @@ def preview_for(path: Path) -> Path | None:
 
 
 def cards(kind: str, networks: Networks, models: ModelManager) -> list[Card]:
-    """The cards of one kind (one of KINDS), by name."""
+    """The cards of one kind (one of KINDS), by name, from the files there are now."""
     if kind == "Textual Inversion":
         networks.embeddings.refresh()
         found = [(e.name, e.path, e.name) for e in networks.embeddings.embeddings.values()]
@@ -41,9 +41,34 @@ def cards(kind: str, networks: Networks, models: ModelManager) -> list[Card]:
         files = networks.hypernetworks.available() if networks.hypernetworks else {}
         found = [(name, path, f"<hypernet:{name}:1>") for name, path in files.items()]
     else:
-        found = [(info.name, info.path, models.title(info)) for info in models.checkpoints]
+        found = [(info.name, info.path, models.title(info)) for info in models.refresh()]
     found.sort(key=lambda item: item[0].lower())
     return [Card(name, path, insert, preview_for(path)) for name, path, insert in found]
+
+
+SORTS = ("Name", "Date modified", "Path")
+
+
+def shown(found: list[Card], search: str = "", sort: str = SORTS[0]) -> list[Card]:
+    """The cards whose name or path holds `search` (any case), by name, newest file first, or path."""
+    wanted = (search or "").strip().lower()
+    kept = [card for card in found if wanted in card.name.lower() or wanted in str(card.path).lower()]
+    if sort == "Date modified":
+        return sorted(kept, key=lambda card: card.path.stat().st_mtime if card.path.exists() else 0, reverse=True)
+    if sort == "Path":
+        return sorted(kept, key=lambda card: str(card.path).lower())
+    return kept
+
+
+def folder_of(kind: str, networks: Networks, models: ModelManager) -> Path:
+    """Where the files of a kind go."""
+    if kind == "Textual Inversion":
+        return networks.embeddings.folder
+    if kind == "Lora":
+        return networks.loras.folder
+    if kind == "Hypernetworks":
+        return networks.hypernetworks.folder if networks.hypernetworks else models.paths.models / "hypernetworks"
+    return models.paths.sd_models
 
 
 def add_to_prompt(prompt: str, text: str) -> str:

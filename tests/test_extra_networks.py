@@ -61,3 +61,22 @@ def test_a_click_adds_the_tag_and_a_second_click_removes_it():
     added = add_to_prompt("a castle", "<lora:a:1>")
     assert added == "a castle <lora:a:1>"
     assert add_to_prompt(added, "<lora:a:1>") == "a castle"
+
+
+def test_cards_are_searched_by_name_or_path_and_sorted_by_name_date_or_path(tmp_path):
+    import os
+
+    from modules.extra_network_cards import Card, shown
+
+    paths = [tmp_path / "b" / "zebra.pt", tmp_path / "a" / "apple.pt", tmp_path / "c" / "Mango.pt"]
+    for age, path in enumerate(paths):
+        path.parent.mkdir()
+        path.write_bytes(b"x")
+        os.utime(path, (1000 + age, 1000 + age))
+    found = [Card(path.stem, path, path.stem, None) for path in sorted(paths, key=lambda p: p.stem.lower())]
+    assert [card.name for card in shown(found)] == ["apple", "Mango", "zebra"]
+    assert [card.name for card in shown(found, sort="Date modified")] == ["Mango", "apple", "zebra"]
+    assert [card.name for card in shown(found, sort="Path")] == ["apple", "zebra", "Mango"]
+    assert [card.name for card in shown(found, "MAN")] == ["Mango"]
+    assert [card.name for card in shown(found, "/b/")] == ["zebra"]
+    assert shown(found, "nothing") == []

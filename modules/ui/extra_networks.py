@@ -1,14 +1,16 @@
 """The extra networks of a generation tab, as A1111 ≥ 1.6 shows them: one tab per kind beside Generation, each a
-gallery of cards. Clicking an embedding or LoRA card adds its text to the prompt (a second click takes it out);
-clicking a checkpoint card picks that checkpoint in the quicksettings row."""
+gallery of cards with search and sort. Clicking an embedding, LoRA or hypernetwork card adds its text to the prompt
+(a second click takes it out); clicking a checkpoint card picks that checkpoint in the quicksettings row."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gradio as gr
 from PIL import Image, ImageDraw, ImageFont
 
-from modules.extra_network_cards import KINDS, PROMPT_KINDS, Card, add_to_prompt, cards
+from modules.extra_network_cards import (KINDS, PROMPT_KINDS, SORTS, Card, add_to_prompt, cards, folder_of,
+                                         shown)
 
 if TYPE_CHECKING:
     from modules.ui.generation_tab import GenerationTab
@@ -35,40 +37,55 @@ def slug(kind: str) -> str:
 
 
 class ExtraNetworksPanel:
-    """One tab per kind (made where the panel is created: inside the tab strip, after Generation), each with
-    🔄 and its gallery of cards."""
+    """One tab per kind (made where the panel is created: inside the tab strip, after Generation), each with a
+    search box, a sort order, 🔄, a line naming the folder to fill while it is empty, and its gallery of cards."""
 
     def __init__(self, tab: GenerationTab) -> None:
         services = tab.services
         self.tab = tab
         self.galleries: dict[str, gr.Gallery] = {}
         self.inserts: dict[str, gr.State] = {}
-        refreshes = []
+        self.fills: list[tuple] = []  # (fill function, its inputs, its outputs) per kind, for the page's load
         for kind in TAB_ORDER:
+            folder = folder_of(kind, services.networks, services.models)
             found = cards(kind, services.networks, services.models)
-            with gr.Tab(kind, id=f"{tab.tab}_{slug(kind)}", elem_id=f"{tab.tab}_{slug(kind)}"):
-                refreshes.append(gr.Button("🔄 Refresh", size="sm", elem_id=f"{tab.tab}_{slug(kind)}_extra_refresh"))
+            name = f"{tab.tab}_{slug(kind)}"
+            with gr.Tab(kind, id=name, elem_id=name):
+                with gr.Row(elem_id=f"{name}_controls"):
+                    search = gr.Textbox(placeholder="Search...", show_label=False, container=False, scale=4,
+                                        elem_id=f"{name}_extra_search")
+                    sort = gr.Dropdown(list(SORTS), value=SORTS[0], show_label=False, container=False, scale=1,
+                                       elem_id=f"{name}_extra_sort")
+                    refresh = gr.Button("🔄 Refresh", size="sm", scale=0, elem_id=f"{name}_extra_refresh")
+                empty = gr.Markdown(self._empty_hint(kind, folder), visible=not found, elem_id=f"{name}_empty")
                 self.galleries[kind] = gr.Gallery(gallery_items(found), columns=6, height=560,
-                                                  allow_preview=False, show_label=False,
-                                                  elem_id=f"{tab.tab}_{slug(kind)}_cards")
+                                                  allow_preview=False, show_label=False, elem_id=f"{name}_cards",
+                                                  elem_classes="extra-network-cards")
                 self.inserts[kind] = gr.State([card.insert for card in found])
 
-        def reload() -> list:
-            updates, inserts = [], []
-            for kind in TAB_ORDER:
-                found = cards(kind, services.networks, services.models)
-                updates.append(gallery_items(found))
-                inserts.append([card.insert for card in found])
-            return [*updates, *inserts]
+            def fill(text: str, order: str, kind: str = kind) -> tuple:
+                picked = shown(cards(kind, services.networks, services.models), text, order)
+                return gallery_items(picked), [card.insert for card in picked], gr.update(visible=not picked)
 
-        for refresh in refreshes:
-            refresh.click(reload, outputs=[*self.galleries.values(), *self.inserts.values()], api_visibility="private")
+            outputs = [self.galleries[kind], self.inserts[kind], empty]
+            gr.on([search.change, sort.change, refresh.click], fill, inputs=[search, sort], outputs=outputs,
+                  api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+            self.fills.append((fill, [search, sort], outputs))
         prompt = tab.controls["prompt"]
         for kind in PROMPT_KINDS:
             def toggle(text: str, inserts: list[str], event: gr.SelectData) -> str:
                 return add_to_prompt(text, inserts[event.index])
             self.galleries[kind].select(toggle, inputs=[prompt, self.inserts[kind]], outputs=prompt,
                                         api_visibility="private")
+
+    @staticmethod
+    def _empty_hint(kind: str, folder: Path) -> str:
+        return f"No {kind.lower()} found. Put the files in `{folder}` and press 🔄 Refresh."
+
+    def fill_on(self, page: gr.Blocks) -> None:
+        """Fill every tab again when the page loads (the demo checkpoint may be written after the page was built)."""
+        for fill, inputs, outputs in self.fills:
+            page.load(fill, inputs=inputs, outputs=outputs, api_visibility="private", show_progress="hidden")
 
     def connect_checkpoints(self, checkpoint: gr.Dropdown, switch, status: gr.Markdown) -> None:
         """Checkpoint cards pick the checkpoint, then `switch` (the dropdown's handler) loads it."""

@@ -125,6 +125,7 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
         for tab in (t2i, i2i):
             connect_paste_button(tab, quick)
             tab.extra_networks.connect_checkpoints(checkpoint, change_checkpoint, status)
+            tab.extra_networks.fill_on(page)
         infotext_utils.connect_paste_params_buttons({"txt2img": t2i, "img2img": i2i}, quick, tabs)  # extensions'
         for target in [*png_info.generation_targets(t2i, i2i), png_info.extras_target(extras_tab)]:
             png_info.connect_send_button(png, target, tabs, quick)
