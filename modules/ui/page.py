@@ -20,7 +20,7 @@ from modules.ui.infotext_paste import Quicksettings, connect_paste_button
 from modules.ui.script_controls import notice_board, show_notices, tab_scripts
 from modules.ui.send_buttons import connect_send_buttons
 from modules.ui.ui_config import UiConfig
-from modules.ui.upload_check import check_uploads
+from modules.ui.upload_check import canvas_refusals, check_uploads
 
 CSS = """
 .infotext { font-family: monospace; font-size: 0.9em; white-space: pre-wrap; word-break: break-word; }
@@ -89,6 +89,7 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
             connect_send_buttons(tab, i2i, extras_tab, tabs)
         check_uploads(i2i.image, i2i.sketch, i2i.inpaint, i2i.inpaint_sketch, i2i.upload_image, i2i.upload_mask,
                       extras_tab.image, extras_tab.image_batch)
+        canvas_refusals()
 
         def change_checkpoint(title: str, progress: gr.Progress = gr.Progress()) -> tuple:
             if not title or title == models.current_title:

@@ -1,5 +1,7 @@
 """Uploads are checked when they arrive: a file that isn't an image gets one line, "not an image: <name>", and
-is dropped from the control, so nothing later trips over it (Gradio would answer with its own long error)."""
+is dropped from the control, so nothing later trips over it (Gradio would answer with its own long error). The
+image editors (sketch and inpaint canvases) decode a file in the browser and never send one they can't read;
+javascript/canvas_uploads.js reports its name through `canvas_refusals`."""
 from __future__ import annotations
 
 import logging
@@ -60,3 +62,11 @@ def check_uploads(*controls: Control, warn: bool = True) -> None:
 
         control.upload(check, inputs=control, outputs=control, preprocess=False, show_progress="hidden",
                        api_visibility="private")
+
+
+def canvas_refusals() -> None:
+    """The hidden box through which the page names a file an image editor could not read (see the docstring)."""
+    box = gr.Textbox(show_label=False, container=False, elem_id="canvas_upload_refusals",
+                     elem_classes="hidden-relay")
+    box.change(lambda value: refuse(value.split("\n")[0]) if value else None, inputs=box, show_progress="hidden",
+               api_visibility="private")  # "name\nwhen": the same name again is a change too

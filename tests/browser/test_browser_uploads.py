@@ -28,6 +28,17 @@ def test_a_fake_png_gets_one_clear_line_and_is_not_kept(page, tab, target):
         assert "preprocess" not in " ".join(toasts.all_inner_texts())
 
 
+@pytest.mark.parametrize("sub_tab, editor", [("Sketch", "#img2img_sketch"), ("Inpaint", "#img2maskimg")])
+def test_a_fake_png_given_to_a_canvas_gets_one_clear_line(page, sub_tab, editor):
+    open_tab(page, "img2img")
+    page.locator("#mode_img2img button[role=tab]", has_text=sub_tab).first.click()
+    page.set_input_files(f"{editor} input[type=file]",
+                         files=[{"name": "fake.png", "mimeType": "image/png", "buffer": FAKE}])
+    toasts = page.locator(".toast-body")
+    expect(toasts.filter(has_text="not an image: fake.png")).to_have_count(1, timeout=20000)
+    expect(page.locator(f"{editor} img")).to_have_count(0)
+
+
 def test_a_fake_png_among_extras_batch_files_is_dropped_and_named(page, tmp_path):
     from PIL import Image
 
