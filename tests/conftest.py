@@ -77,7 +77,7 @@ def page_app_left_idle(request: pytest.FixtureRequest) -> Iterator[None]:
     """After a test on page_app fails, interrupt the job it may have left running (a long one, say), so that the
     next tests' jobs do not wait behind it."""
     yield
-    if "page_app" in request.fixturenames and failed(request):
+    if "page_app" in request.fixturenames and failed(request, ("call",)):
         stop_page_jobs(request.getfixturevalue("page_app")[0])
 
 

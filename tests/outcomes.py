@@ -7,7 +7,7 @@ import pytest
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
-def failed(request: pytest.FixtureRequest) -> bool:
-    """Whether the test of `request` failed (its setup or its call)."""
+def failed(request: pytest.FixtureRequest, phases: tuple[str, ...] = ("setup", "call")) -> bool:
+    """Whether the test of `request` failed in one of `phases` ("setup", "call")."""
     reports = request.node.stash.get(REPORTS, {})
-    return any(report.failed for when, report in reports.items() if when in ("setup", "call"))
+    return any(report.failed for when, report in reports.items() if when in phases)
