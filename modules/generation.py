@@ -94,6 +94,10 @@ class JobHooks:
     acts_on_batches = False  # whether before_batch, image or after_batch do anything
     replaces_noise = False  # whether start_noise does anything
 
+    def enter_batch(self, batch_no: int, plan: ImagePlan, first: int, count: int) -> None:
+        """Make batch `batch_no` (images first..first+count of `plan`) the one the next calls are about (batches
+        of a job spread over workers call back in any order)."""
+
     def before_batch(self, batch_no: int, plan: ImagePlan, first: int, count: int) -> None:
         """Before a batch is encoded and sampled."""
 

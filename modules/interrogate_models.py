@@ -1,6 +1,7 @@
 """The two models behind Interrogate CLIP: a BLIP captioner (a transformers folder in models/BLIP) and a CLIP
-(a transformers or an OpenCLIP folder in models/clip). They are read only from those folders; nothing is downloaded unless the
-user asks (`download_interrogate_models`: the Download button or --download-interrogate-models)."""
+(a transformers or an OpenCLIP folder in models/clip). They are read only from those folders; nothing is
+downloaded unless the user asks (`download_interrogate_models`: the Download button or
+--download-interrogate-models)."""
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -221,11 +221,15 @@ class _ScriptHooks(JobHooks):
     def replaces_noise(self) -> bool:
         return getattr(self.p, "start_noise", None) is not None
 
-    def before_batch(self, batch_no: int, plan: ImagePlan, first: int, count: int) -> None:
+    def enter_batch(self, batch_no: int, plan: ImagePlan, first: int, count: int) -> None:
         p, part = self.p, slice(first, first + count)
         p.iteration = batch_no
         p.prompts, p.negative_prompts, p.seeds = plan.prompts[part], plan.negative_prompts[part], plan.seeds[part]
         p.subseeds = plan.subseeds[part]
+
+    def before_batch(self, batch_no: int, plan: ImagePlan, first: int, count: int) -> None:
+        p, part = self.p, slice(first, first + count)
+        self.enter_batch(batch_no, plan, first, count)
         if p.scripts is not None:
             kw = {"batch_number": batch_no, "prompts": p.prompts, "seeds": p.seeds, "subseeds": p.subseeds}
             p.scripts.before_process_batch(p, **kw)

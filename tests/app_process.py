@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +80,14 @@ def stop_page_jobs(url: str) -> None:
     client = Client(url, verbose=False)
     for tab in ("txt2img", "img2img"):
         client.predict(api_name=f"/{tab}_interrupt")
+
+
+def app_process(url: str) -> psutil.Process:
+    """The app.py process (a child of this one) that serves `url`."""
+    port = url.rstrip("/").rsplit(":", 1)[1].split("/")[0]
+    (app,) = [p for p in psutil.Process().children() if "app.py" in " ".join(p.cmdline())
+              and port in p.cmdline()]
+    return app
 
 
 def endpoint_args(client, api_name: str, values: dict[str, Any]) -> list:

@@ -191,8 +191,10 @@ def test_hires_fix_through_the_page_endpoint(server, client):
     assert Image.open(gallery[0]["image"]).size == (96, 96)
     assert "Size: 64x64" in info and "Hires upscale: 1.5, Hires steps: 2, Hires upscaler: Lanczos" in info
     assert component(url, "Denoising strength")["value"] == 0.7  # txt2img's own default, as in A1111
-    assert any(c.get("props", {}).get("value") == "from 512x512 to 1024x1024"
-               for c in requests.get(url + "config", timeout=10).json()["components"])
+    from modules.ui.txt2img import hires_summary  # the accordion's line: shown only while Hires. fix is on
+
+    assert hires_summary(True, 512, 512, 2.0, 0, 0) == "from 512x512 to 1024x1024"
+    assert hires_summary(False, 512, 512, 2.0, 0, 0) == ""
     with pytest.raises(Exception, match="no upscaler called"):
         txt2img(client, {"Prompt": "a tower", "Hires. fix": True, "Upscaler": "nope"})
 
@@ -221,9 +223,11 @@ def test_refiner_through_the_page_endpoint(server, client):
                         if c.get("props", {}).get("elem_id") == f"{tab}_refiner_checkpoint")
         choices = [c[0] if isinstance(c, list) else c for c in dropdown["choices"]]
         assert choices[0] == "None" and any(c.startswith("other.safetensors") for c in choices)
-    gallery, info = txt2img(client, {"Prompt": "a tower", "Sampling steps": 4, "Checkpoint": "other.safetensors",
-                                     "Switch at": 0.5})
+    refined = {"Prompt": "a tower", "Sampling steps": 4, "Checkpoint": "other.safetensors", "Switch at": 0.5}
+    gallery, info = txt2img(client, {**refined, "Refiner": True})
     assert "Refiner: other [" in info and "Refiner switch at: 0.5" in info
+    gallery, info = txt2img(client, {**refined, "Refiner": False})  # the accordion's box off: no refiner
+    assert "Refiner" not in info
 
 
 def test_live_previews_arrive_before_the_result(client):

@@ -221,7 +221,8 @@ def test_prompt_interpolation_moves_only_the_conditioning_and_makes_an_animation
     assert np.array_equal(np.asarray(frames[-1]), np.asarray(last.images[0]))
     assert not np.array_equal(np.asarray(frames[1]), np.asarray(frames[0]))
     assert not np.array_equal(np.asarray(frames[2]), np.asarray(frames[-1]))
-    assert 'Interpolation: "2/4, slerp"' in result.infotexts[2] and "a red house" in result.infotexts[2]  # quoted: a comma
+    # the value is quoted, as it holds a comma
+    assert 'Interpolation: "2/4, slerp"' in result.infotexts[2] and "a red house" in result.infotexts[2]
     assert len(result.seeds) == 5 and len(set(result.seeds)) == 1  # one seed for every frame
 
 

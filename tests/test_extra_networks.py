@@ -15,10 +15,13 @@ from tiny_models import tiny_modules
 
 
 class Checkpoints:
-    """The two things cards() reads from a model manager."""
+    """The two things cards() reads from a model manager: the rescanned list and the titles."""
 
     def __init__(self, infos):
         self.checkpoints = infos
+
+    def refresh(self):
+        return self.checkpoints
 
     @staticmethod
     def title(info):

@@ -7,10 +7,9 @@ import json
 import threading
 import time
 
-import psutil
 import pytest
 import requests
-from app_process import running_app, wait_for, with_demo_checkpoint
+from app_process import app_process, running_app, wait_for, with_demo_checkpoint
 
 # An extension that simulates running out of memory inside the sampling loop, through the same hook
 # A1111 extensions use: at step 3 of a 7-step job torch's OutOfMemoryError, of a 9-step job Python's
@@ -43,10 +42,9 @@ def server(tmp_path_factory, demo_checkpoint):
         yield url + "sdapi/v1", data
 
 
-def server_rss() -> int:
-    """Resident memory of the app.py this test started."""
-    (app,) = [p for p in psutil.Process().children() if "app.py" in " ".join(p.cmdline())]
-    return app.memory_info().rss
+def server_rss(url: str) -> int:
+    """Resident memory of the app.py that serves `url`."""
+    return app_process(url).memory_info().rss
 
 
 def txt2img(url: str, **body) -> requests.Response:
@@ -57,12 +55,12 @@ def txt2img(url: str, **body) -> requests.Response:
 def test_out_of_memory_is_answered_clearly_and_the_next_job_runs(server, steps, cause):
     url, data = server
     assert txt2img(url, seed=1).status_code == 200
-    before = server_rss()
+    before = server_rss(url)
     failed = txt2img(url, steps=steps, seed=2)
     assert failed.status_code == 503, failed.text
     assert failed.json()["errors"].startswith("Out of memory: ") and cause in failed.json()["errors"]
     assert "smaller image size" in failed.json()["errors"]
-    assert server_rss() < before + 128 * 1024 * 1024  # the 256 MB the job held is gone
+    assert server_rss(url) < before + 128 * 1024 * 1024  # the 256 MB the job held is gone
     after = txt2img(url, seed=3)
     assert after.status_code == 200 and json.loads(after.json()["info"])["all_seeds"] == [3]
     assert "Out of memory in txt2img" in (data / "server.log").read_text()

@@ -121,7 +121,8 @@ def test_the_download_fetches_every_file_and_checks_sha256(tmp_path, monkeypatch
             for remote in remotes:
                 body = f"{folder} {remote.name}".encode()
                 files[f"/{folder}/{remote.name}"] = body
-                table.append(RemoteFile(remote.name, f"{base}/{folder}/{remote.name}", hashlib.sha256(body).hexdigest()))
+                digest = hashlib.sha256(body).hexdigest()
+                table.append(RemoteFile(remote.name, f"{base}/{folder}/{remote.name}", digest))
             return tuple(table)
         monkeypatch.setattr(interrogate_models, "BLIP_FILES", served(interrogate_models.BLIP_FILES, "blip"))
         monkeypatch.setattr(interrogate_models, "CLIP_FILES", served(interrogate_models.CLIP_FILES, "clip"))
@@ -184,8 +185,9 @@ def test_batch_appends_each_images_interrogation_to_the_prompt(engine, demo_mode
     for number in (1, 2):
         photo(number).resize((64, 64)).save(tmp_path / "in" / f"{number}.png")
     params = GenerationParams(prompt="a prompt", steps=1, width=64, height=64, seed=1)
+    describe = partial(tool.interrogate, settings=SHORT)
     engine.call("batch", lambda ctx: run_batch(demo_model, params, ctx, RunSettings(), None, str(tmp_path / "in"),
-                                               str(tmp_path / "out"), describe=partial(tool.interrogate, settings=SHORT)))
+                                               str(tmp_path / "out"), describe=describe))
     for number in (1, 2):
         expected = "a prompt, " + tool.interrogate(Image.open(tmp_path / "in" / f"{number}.png"), SHORT)
         assert Image.open(tmp_path / "out" / f"{number}.png").info["parameters"].startswith(expected + "\n")

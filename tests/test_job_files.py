@@ -56,13 +56,13 @@ def test_a_job_names_its_other_files_by_the_hashes_a1111_writes(tmp_path, demo_c
     job = a_job("a fluffy cat <lora:shiny:0.5> <lora:gone:1> <hypernet:ink:0.5>", enable_hr=True,
                 hr_checkpoint_name="b.safetensors")
     files = job_files(job, services)
-    sha = HashCache.short(services.models.hashes.sha256(data / "models" / "Stable-diffusion" / "b.safetensors"))
-    assert files == (JobFile("Checkpoint", "b.safetensors", sha),
-                     JobFile("VAE", "soft.safetensors",
-                             HashCache.short(services.models.hashes.sha256(data / "models" / "VAE" / "soft.safetensors"))),
+    def short(*parts: str) -> str:
+        return HashCache.short(services.models.hashes.sha256(data.joinpath(*parts)))
+
+    assert files == (JobFile("Checkpoint", "b.safetensors", short("models", "Stable-diffusion", "b.safetensors")),
+                     JobFile("VAE", "soft.safetensors", short("models", "VAE", "soft.safetensors")),
                      JobFile("LoRA", "shiny", addnet_hash(data / "models" / "Lora" / "shiny.safetensors")),
-                     JobFile("Hypernetwork", "ink", HashCache.short(
-                         services.models.hashes.sha256(data / "models" / "hypernetworks" / "ink.pt"))),
+                     JobFile("Hypernetwork", "ink", short("models", "hypernetworks", "ink.pt")),
                      JobFile("Embedding", "fluffy", services.networks.embeddings.embeddings["fluffy"].short_hash))
     check_job_files(files, services, "worker w (node n)")  # the same machine has the same files
 

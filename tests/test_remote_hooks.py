@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from modules.generation import ImagePlan, JobHooks, RunSettings, Txt2Img
 from modules.generation_params import GenerationParams
+from modules.job_spec import png_bytes
 from modules.ray_backend.board import Board
 from modules.ray_backend.remote_hooks import RemoteHooks, answer_hook
 
@@ -50,7 +52,7 @@ def test_hooks_asked_of_the_front_end_act_as_they_do_in_process(engine, demo_mod
     front_plan, worker_plan = ImagePlan.repeated(params, 4), ImagePlan.repeated(params, 4)
 
     def ask(kind: str, args: tuple):  # over the wire: pickled there and back
-        answer = answer_hook(remote_script, front_plan, kind, pickle.loads(pickle.dumps(args)))
+        answer = answer_hook(remote_script, front_plan, params.batch_size, kind, pickle.loads(pickle.dumps(args)))
         return pickle.loads(pickle.dumps(answer))
 
     remote = generate(engine, demo_model, RemoteHooks(ask), worker_plan, params)
@@ -81,4 +83,24 @@ def test_the_board_hands_each_answer_to_the_call_that_waits_for_it():
         await board.answer("job", 3, "late")
         await board.forget("job")
         assert await board.await_answer("job", 3, 0.01) is None
-    asyncio.run(scenario())
+    with ThreadPoolExecutor(1) as off_loop:  # an earlier test may have left an asyncio loop on this thread
+        off_loop.submit(asyncio.run, scenario()).result()
+
+
+def test_an_image_hook_called_back_out_of_order_sees_its_own_batch():
+    class Recorder(JobHooks):
+        def __init__(self) -> None:
+            self.batch, self.seen = None, []
+
+        def enter_batch(self, batch_no, plan, first, count):
+            self.batch = (batch_no, plan.seeds[first:first + count])
+
+        def image(self, image, index):
+            self.seen.append((index, self.batch))
+            return image
+
+    hooks, plan = Recorder(), ImagePlan(["a"] * 4, [""] * 4, [10, 11, 12, 13])
+    image = png_bytes(Image.new("RGB", (8, 8)))
+    for index in (3, 0):  # the second batch's part answers first
+        answer_hook(hooks, plan, 2, "image", (image, index))
+    assert hooks.seen == [(3, (1, [12, 13])), (0, (0, [10, 11]))]

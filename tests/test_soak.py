@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 import requests
-from app_process import running_app, with_demo_checkpoint
+from app_process import app_process, running_app, with_demo_checkpoint
 from PIL import Image
 
 pytestmark = pytest.mark.soak
@@ -30,8 +30,7 @@ def server(tmp_path_factory, demo_checkpoint):
     data = tmp_path_factory.mktemp("soak")
     with_demo_checkpoint(data, demo_checkpoint)
     with running_app(data, "--nowebui", model_name="demo.safetensors") as url:
-        (app,) = [p for p in psutil.Process().children() if "app.py" in " ".join(p.cmdline())]
-        yield url + "sdapi/v1", data, app
+        yield url + "sdapi/v1", data, app_process(url)
 
 
 class Tally:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from modules.api.errors import RequestError
 from modules.api.images import decode_image
 from modules.api.models import InterrogateRequest
 from modules.interrogate_models import MissingInterrogateModel
@@ -32,7 +33,12 @@ def add_route(router: APIRouter, services: Services) -> None:
                                      "deepdanbooru; this server has clip)")
         if request.model == "deepdanbooru":
             raise HTTPException(404, "deepdanbooru interrogation is not supported by this server; use \"clip\"")
-        image = await run_in_threadpool(decode_image, request.image, "image", Limits.from_options(services.opts))
+        try:
+            image = await run_in_threadpool(decode_image, request.image, "image", Limits.from_options(services.opts))
+        except RequestError:
+            raise
+        except ValueError as exc:  # not base64, empty, not an image
+            raise RequestError("image", str(exc)) from None
         try:
             job = await run_in_threadpool(services.interrogate, image)
         except MissingInterrogateModel as exc:

@@ -94,15 +94,15 @@ class RayBackend(Backend):
 
     def run_job(self, job: GenerationJob, ctx: JobContext) -> GenerationResult:
         """Send `job` to a replica holding its checkpoint; with several replicas, a batch count above 1 is
-        spread over them as one part per batch (the same seeds, the images in batch order), unless a script
-        hooks into its batches (they run on the head, one after another, as in-process). A script that puts
-        its own starting noise in (it needs the model at hand) has the job run on the head."""
+        spread over them as one part per batch (the same seeds, the images in batch order); scripts' batch and
+        image hooks run on the head, one call at a time. A script that puts its own starting noise in (it needs
+        the model at hand) has the job run on the head."""
         if job.hooks.replaces_noise:
             log.info("%s: a script supplies the starting noise; the job runs on the head", job.checkpoint_name)
             return self.local.run_job(job, ctx)
         job = replace(job, files=job_files(job, self.local.services), remote_hooks=job.hooks.acts_on_batches)
         count = job.params.n_iter
-        if count > 1 and self.max_replicas > 1 and not job.remote_hooks:
+        if count > 1 and self.max_replicas > 1:
             shown = FanOutProgress(ctx, count)
 
             def run_part(part: GenerationJob) -> JobResult | None:
@@ -170,7 +170,7 @@ class RayBackend(Backend):
                 if "hook" in event:
                     call, kind, args = event["hook"]
                     with self.hook_lock:  # scripts are called one at a time, as in-process
-                        answer = answer_hook(job.hooks, job.plan, kind, args)
+                        answer = answer_hook(job.hooks, job.plan, job.params.batch_size, kind, args)
                     self.board.answer.remote(job_id, call, answer)
                     continue
                 show(event["progress"])

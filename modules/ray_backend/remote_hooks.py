@@ -37,8 +37,9 @@ class RemoteHooks(JobHooks):
         self.ask("after_batch", (batch_no, [png_bytes(image) for image in batch_images]))
 
 
-def answer_hook(hooks: JobHooks, plan: ImagePlan, kind: str, args: tuple) -> Any:
-    """On the head: run the hook a replica asks for on the job's own hooks; what the replica needs back."""
+def answer_hook(hooks: JobHooks, plan: ImagePlan, batch_size: int, kind: str, args: tuple) -> Any:
+    """On the head: run the hook a replica asks for on the job's own hooks, with its batch made the current one
+    (parts of a job on several replicas call back in any order); what the replica needs back."""
     if kind == "before_batch":
         batch_no, first, count = args
         hooks.before_batch(batch_no, plan, first, count)
@@ -46,9 +47,13 @@ def answer_hook(hooks: JobHooks, plan: ImagePlan, kind: str, args: tuple) -> Any
         return plan.prompts[part], plan.negative_prompts[part]
     if kind == "image":
         data, index = args
+        batch_no = index // batch_size
+        first = batch_no * batch_size
+        hooks.enter_batch(batch_no, plan, first, min(batch_size, len(plan.prompts) - first))
         return png_bytes(hooks.image(png_image(data), index))
     if kind == "after_batch":
         batch_no, images = args
+        hooks.enter_batch(batch_no, plan, batch_no * batch_size, len(images))
         hooks.after_batch(batch_no, [png_image(data) for data in images])
         return None
     raise ValueError(f"Unknown script hook {kind!r}")
