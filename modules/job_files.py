@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
-from modules import prompt_parser
+from modules import hypernetworks, prompt_parser
 from modules.checkpoints import HashCache
 from modules.errors import ModelLoadError, UserError
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from modules.services import Services
 
 CHECKPOINT, VAE, LORA, HYPERNETWORK, EMBEDDING = "Checkpoint", "VAE", "LoRA", "Hypernetwork", "Embedding"
+TAG_KINDS = {"lora": LORA, hypernetworks.TAG: HYPERNETWORK}  # prompt tag kind → file kind
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,16 @@ class JobFile:
 def job_files(job: GenerationJob, services: Services) -> tuple[JobFile, ...]:
     """The files `job` reads besides its checkpoint, with the hashes of this machine's copies (one it names
     but this machine lacks is left out: the job warns or fails over it wherever it runs, as it does here)."""
-    named = ((kind, name, file_hash(kind, name, services)) for kind, name in dict.fromkeys(_named(job, services)))
+    here = LocalFiles(services)
+    named = ((kind, name, here.hash(kind, name)) for kind, name in dict.fromkeys(_named(job, here)))
     return tuple(JobFile(kind, name, digest) for kind, name, digest in named if digest is not None)
 
 
 def check_job_files(files: tuple[JobFile, ...], services: Services, where: str) -> None:
     """Refuse to run a job whose files are missing `where` (a worker on a node) or differ from the front end's."""
+    here = LocalFiles(services)
     for file in files:
-        digest = file_hash(file.kind, file.name, services)
+        digest = here.hash(file.kind, file.name)
         if digest is None:
             raise UserError(f"{file.kind} {file.name} is missing on {where}")
         if digest != file.hash:
@@ -44,29 +47,40 @@ def check_job_files(files: tuple[JobFile, ...], services: Services, where: str) 
                             f"end's (hash {file.hash})")
 
 
-def file_hash(kind: str, name: str, services: Services) -> str | None:
-    """The hash of this machine's file of `kind` called `name`, or None where there is none."""
-    try:
-        if kind == CHECKPOINT:
-            return HashCache.short(services.models.hashes.sha256(services.models.find_listed(name).path))
-        if kind == VAE:
-            return HashCache.short(services.models.hashes.sha256(services.vaes.find(name)))
-    except (ModelLoadError, UserError):
-        return None
-    if kind == LORA:
-        path = services.networks.loras.available().get(name)
-        return None if path is None else services.networks.loras.file_hash(path)
-    if kind == HYPERNETWORK:
-        path = services.networks.hypernetworks.available().get(name)
-        return None if path is None else HashCache.short(services.models.hashes.sha256(path))
-    services.networks.embeddings.refresh()
-    embedding = services.networks.embeddings.embeddings.get(name)
-    return None if embedding is None else embedding.short_hash
+class LocalFiles:
+    """This machine's LoRA, hypernetwork and embedding folders, each scanned once, and the hashes of its files."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        networks = services.networks
+        self.loras = networks.loras.available()
+        self.hypernetworks = networks.hypernetworks.available() if networks.hypernetworks else {}
+        networks.embeddings.refresh()
+        self.embeddings = networks.embeddings.embeddings
+
+    def hash(self, kind: str, name: str) -> str | None:
+        """The hash of the file of `kind` called `name`, or None where there is none."""
+        models = self.services.models
+        try:
+            if kind == CHECKPOINT:
+                return HashCache.short(models.hashes.sha256(models.find_listed(name).path))
+            if kind == VAE:
+                return HashCache.short(models.hashes.sha256(self.services.vaes.find(name)))
+        except (ModelLoadError, UserError):
+            return None
+        if kind == LORA:
+            path = self.loras.get(name)
+            return None if path is None else self.services.networks.loras.file_hash(path)
+        if kind == HYPERNETWORK:
+            path = self.hypernetworks.get(name)
+            return None if path is None else HashCache.short(models.hashes.sha256(path))
+        embedding = self.embeddings.get(name)
+        return None if embedding is None else embedding.short_hash
 
 
-def _named(job: GenerationJob, services: Services) -> Iterator[tuple[str, str]]:
+def _named(job: GenerationJob, here: LocalFiles) -> Iterator[tuple[str, str]]:
     """(kind, name) of each file the job names."""
-    params = job.params
+    services, params = here.services, job.params
     for name in (params.hires_checkpoint if job.kind == "txt2img" else None, params.refiner):
         if name:
             yield CHECKPOINT, name
@@ -80,12 +94,9 @@ def _named(job: GenerationJob, services: Services) -> Iterator[tuple[str, str]]:
     if job.use_extra_network_tags:
         for prompt in dict.fromkeys(prompts):
             for tag in prompt_parser.extract_extra_networks(prompt)[1]:
-                if tag.kind == "lora":
-                    yield LORA, tag.name
-                elif tag.kind == "hypernet":
-                    yield HYPERNETWORK, tag.name
-    services.networks.embeddings.refresh()
-    names = list(services.networks.embeddings.embeddings)
+                if tag.kind in TAG_KINDS:
+                    yield TAG_KINDS[tag.kind], tag.name
+    names = list(here.embeddings)
     for prompt in dict.fromkeys(prompts):
         for match in prompt_parser.find_embeddings(prompt, names):
             yield EMBEDDING, match.name
