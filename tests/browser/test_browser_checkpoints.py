@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 from app_process import running_app, wait_for, with_demo_checkpoint
+from page_controls import set_number
 from playwright.sync_api import expect
 
 
@@ -52,9 +53,7 @@ def test_the_refiner_accordion_hands_sampling_to_another_checkpoint(page):
     page.locator("#txt2img_refiner_checkpoint [role=option]", has_text="second").first.click()
     for elem_id, value in (("txt2img_steps", 4), ("txt2img_width", 64), ("txt2img_height", 64),
                            ("txt2img_refiner_switch_at", 0.5)):
-        box = page.locator(f"#{elem_id} input[type=number]")
-        box.fill(str(value))
-        box.press("Tab")
+        set_number(page, elem_id, value)
     page.fill("#txt2img_prompt textarea", "a quiet lake")
     page.click("#txt2img_generate")
     info = page.locator("#html_info_txt2img")

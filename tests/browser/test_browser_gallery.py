@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import requests
 from app_process import running_app
+from page_controls import set_number
 from PIL import Image
 from playwright.sync_api import expect
-
-from test_browser_txt2img import set_number
 
 
 @pytest.fixture(scope="module")

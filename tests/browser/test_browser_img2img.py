@@ -7,6 +7,7 @@ import numpy as np
 import requests
 from interrogate_models import write_tiny_interrogate_models
 from PIL import Image
+from page_controls import set_number
 from playwright.sync_api import expect
 from skimage import data
 
@@ -30,12 +31,6 @@ def drop_file(page, selector: str, content: bytes, name: str = "photo.png") -> N
             target.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: transfer}));
         }
     }""", [selector, base64.b64encode(content).decode(), name])
-
-
-def set_number(page, elem_id: str, value: int) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Tab")
 
 
 def gallery_image(page, tab: str) -> Image.Image:

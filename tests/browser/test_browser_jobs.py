@@ -3,13 +3,8 @@ page goes on working."""
 import re
 import time
 
+from page_controls import set_number
 from playwright.sync_api import expect
-
-
-def set_number(page, elem_id: str, value: int) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Tab")
 
 
 def test_progress_preview_and_interrupt(page):

@@ -3,6 +3,7 @@
 fix's header box; Interrupt and Skip in Generate's place while a job runs; X/Y/Z plot's 📒 and swap buttons; the
 Settings search box."""
 import pytest
+from page_controls import pick
 from playwright.sync_api import expect
 
 from modules.sampling import registry
@@ -135,11 +136,6 @@ def test_interrupt_and_skip_take_generates_place_while_a_job_runs(wide_page, app
     expect(generate).to_be_visible()
     expect(interrupt).to_be_hidden()
     expect(skip).to_be_hidden()
-
-
-def pick(page, elem_id: str, option: str) -> None:
-    page.locator(f"#{elem_id} input").click()
-    page.locator(f"#{elem_id} [role=option]", has_text=option).first.click()
 
 
 def test_xyz_plot_fills_an_axis_with_its_choices_and_swaps_axes(wide_page, app_url):

@@ -5,6 +5,7 @@ import re
 import pytest
 import torch
 from app_process import running_app, with_demo_checkpoint
+from page_controls import pick, set_number
 from playwright.sync_api import expect
 from safetensors.torch import load_file, save_file
 
@@ -26,11 +27,6 @@ def app_url(app_data):
         yield url
 
 
-def pick(page, elem_id: str, text: str) -> None:
-    page.locator(f"#{elem_id} input").click()
-    page.locator(f"#{elem_id} [role=option]", has_text=text).first.click()
-
-
 def test_merge_two_checkpoints_then_generate_with_the_result(page, app_data):
     page.click("#tabs button[role=tab]:has-text('Checkpoint Merger')")
     pick(page, "modelmerger_primary_model_name", "demo.safetensors")
@@ -50,9 +46,7 @@ def test_merge_two_checkpoints_then_generate_with_the_result(page, app_data):
     short_hash = page.locator("#setting_sd_model_checkpoint input").input_value()[-11:-1]
     page.click("#tabs button[role=tab]:has-text('txt2img')")
     for elem_id, value in (("txt2img_steps", 2), ("txt2img_width", 64), ("txt2img_height", 64)):
-        box = page.locator(f"#{elem_id} input[type=number]")
-        box.fill(str(value))
-        box.press("Tab")
+        set_number(page, elem_id, value)
     page.fill("#txt2img_prompt textarea", "a red barn")
     page.click("#txt2img_generate")
     info = page.locator("#html_info_txt2img")

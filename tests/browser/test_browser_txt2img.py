@@ -1,12 +1,7 @@
 """txt2img as a person drives it: a typed prompt; Sampling steps, CFG Scale and Clip skip set once with the
 sliders' keyboard and once with their number boxes; Generate and Ctrl+Enter; the image and its infotext."""
+from page_controls import set_number
 from playwright.sync_api import expect
-
-
-def set_number(page, elem_id: str, value) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Tab")
 
 
 def slide(page, elem_id: str, presses: int) -> None:
