@@ -83,9 +83,15 @@ class ExtraNetworksPanel:
         return f"No {kind.lower()} found. Put the files in `{folder}` and press 🔄 Refresh."
 
     def fill_on(self, page: gr.Blocks) -> None:
-        """Fill every tab again when the page loads (the demo checkpoint may be written after the page was built)."""
-        for fill, inputs, outputs in self.fills:
-            page.load(fill, inputs=inputs, outputs=outputs, api_visibility="private", show_progress="hidden")
+        """Fill every tab again when the page loads (the demo checkpoint may be written after the page was built),
+        in one event."""
+        def fill_all(*values: str) -> list:
+            return [update for (fill, _, _), text, order in zip(self.fills, values[::2], values[1::2])
+                    for update in fill(text, order)]
+
+        page.load(fill_all, inputs=[control for _, inputs, _ in self.fills for control in inputs],
+                  outputs=[output for _, _, outputs in self.fills for output in outputs], api_visibility="private",
+                  show_progress="hidden")
 
     def connect_checkpoints(self, checkpoint: gr.Dropdown, switch, status: gr.Markdown) -> None:
         """Checkpoint cards pick the checkpoint, then `switch` (the dropdown's handler) loads it."""
