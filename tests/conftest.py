@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -20,6 +21,14 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 BROWSER_TESTS = Path(__file__).parent / "browser"
 SHARED_APPS = {"page_app"}  # the session's app.py servers below
+SESSION_DIRS: set[Path] = set()  # temporary folders of session fixtures, kept until the session ends
+
+
+def session_dir(factory: pytest.TempPathFactory, name: str) -> Path:
+    """A temporary folder that lives as long as the test session (module_dirs_removed leaves it)."""
+    path = factory.mktemp(name)
+    SESSION_DIRS.add(path)
+    return path
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,7 +57,7 @@ def demo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in demo model written as a real single-file .safetensors checkpoint."""
     from modules.demo_model import write_demo_checkpoint
 
-    return write_demo_checkpoint(tmp_path_factory.mktemp("ckpt") / "demo-tiny-sd.safetensors")
+    return write_demo_checkpoint(session_dir(tmp_path_factory, "ckpt") / "demo-tiny-sd.safetensors")
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +66,7 @@ def demo_model(demo_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     from modules.checkpoints import CheckpointInfo, HashCache
     from modules.sd_models import load_model
 
-    cache = tmp_path_factory.mktemp("cache")
+    cache = session_dir(tmp_path_factory, "cache")
     return load_model(CheckpointInfo(demo_checkpoint, demo_checkpoint.name), torch.device("cpu"),
                       torch.float32, cache, HashCache(cache / "cache.json"))
 
@@ -67,9 +76,21 @@ def page_app(tmp_path_factory: pytest.TempPathFactory, demo_checkpoint: Path) ->
     """app.py serving the page with the demo model (demo.safetensors), shared by the tests that need nothing
     else: (URL, data dir). A test that changes what the server keeps (a setting, a style) undoes it, and one
     that reads data/server.log reads the part written since it began."""
-    data = with_demo_checkpoint(tmp_path_factory.mktemp("page-app"), demo_checkpoint)
+    data = with_demo_checkpoint(session_dir(tmp_path_factory, "page-app"), demo_checkpoint)
     with running_app(data, model_name="demo.safetensors") as url:
         yield url, data
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_dirs_removed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Once a test module is done, delete the temporary folders it made (its checkpoints, servers' data dirs):
+    kept to the end, the suite's folders fill several GiB. A module with a failed test keeps its folders."""
+    base = tmp_path_factory.getbasetemp()
+    before, failures = set(base.iterdir()), request.session.testsfailed
+    yield
+    if request.session.testsfailed == failures:
+        for path in set(base.iterdir()) - before - SESSION_DIRS:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
