@@ -53,7 +53,8 @@ def running_app(data_dir: Path, *flags: str, model_name: str | None = None,
         proc = subprocess.Popen([*(command or [sys.executable, "app.py"]), "--data-dir", str(data_dir),
                                  "--port", str(port), *flags],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                     "GRADIO_TEMP_DIR": str(data_dir / "gradio-temp")})
         url = f"http://127.0.0.1:{port}/"
 
         def page_up() -> bool:
