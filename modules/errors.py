@@ -15,7 +15,3 @@ class OutOfMemory(UserError):
 
 class DiskFull(UserError):
     """A file could not be written because its disk is full; the message names the file."""
-
-
-class JobCancelled(Exception):
-    """Raised inside a job when the user interrupts it before any result exists."""

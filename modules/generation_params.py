@@ -215,9 +215,6 @@ class GenerationParams:
             return list(value)
         return choices[value] if choices else value
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def _coerce(name: str, kind: type, value: Any) -> Any:
     try:

@@ -152,14 +152,6 @@ def save_unique(image: Image.Image, folder: Path, decoration: str, infotext: str
     return write_new(folder, names, lambda handle: handle.write(data))
 
 
-def save_numbered(image: Image.Image, folder: Path, seed: int | None, prompt: str, infotext: str | None,
-                  words: int = 8, chunks: dict[str, str] | None = None, basename: str = "") -> Path:
-    """Save a PNG as `<5-digit counter>[-<seed>][-<prompt words>].png` in `folder` (with a basename:
-    `<basename>-<4-digit counter>…`), with `chunks` as in encode_png; see save_unique."""
-    decoration = expand(DEFAULT_PATTERN, NameFields(seed=seed, prompt=prompt), words)
-    return save_unique(image, folder, decoration, infotext, chunks=chunks, basename=basename)
-
-
 @dataclass(frozen=True)
 class FileNaming:
     """The saving settings a job captures when it is submitted: A1111's samples_filename_pattern (empty:

@@ -52,17 +52,6 @@ _SUBPROMPT_WEIGHT = re.compile(r"(.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*"
 
 
 @dataclass(frozen=True)
-class WeightedPart:
-    """A piece of prompt text and its emphasis weight; a BREAK is ("BREAK", -1)."""
-    text: str
-    weight: float
-
-    @property
-    def is_break(self) -> bool:
-        return self.text == "BREAK" and self.weight == -1
-
-
-@dataclass(frozen=True)
 class ExtraNetwork:
     """An extra-network tag: `<lora:name:0.8>` is ExtraNetwork("lora", "name", ("0.8",))."""
     kind: str
@@ -76,11 +65,6 @@ class ScheduledText:
     end_at_step: int
     text: str
 
-    @property
-    def parts(self) -> tuple[WeightedPart, ...]:
-        """The text's emphasis: weighted parts and BREAK markers."""
-        return tuple(WeightedPart(text, weight) for text, weight in _attention(self.text))
-
 
 @dataclass(frozen=True)
 class PromptSchedule:
@@ -88,11 +72,6 @@ class PromptSchedule:
     text: str
     weight: float
     schedule: tuple[ScheduledText, ...]
-
-    def at_step(self, step: int) -> ScheduledText:
-        """The entry used at sampling step `step`: A1111 counts steps from 0 against these 1-based ends."""
-        return next((entry for entry in self.schedule if step <= entry.end_at_step),
-                    self.schedule[-1])
 
 
 @dataclass(frozen=True)
@@ -543,7 +522,7 @@ def parse_prompt_attention(text: str) -> list[list]:
     return [[piece, weight] for piece, weight in _attention(text)]
 
 
-# ---- AND, prompt matrix, embeddings ----------------------------------------------------------
+# ---- AND, embeddings ----------------------------------------------------------------------
 
 
 def _subprompt_weight(piece: str) -> tuple[str, float]:
@@ -585,17 +564,6 @@ def get_multicond_prompt_list(prompts: Iterable[str]
             entry.append((indexes[text], weight))
         res_indexes.append(entry)
     return res_indexes, flat, indexes
-
-
-def split_prompt_matrix(prompt: str) -> list[str]:
-    """The parts of a prompt matrix: the prompt cut at each `|` outside alternation.
-
-    `a [cow|horse] | red | blue` gives `['a [cow|horse] ', ' red ', ' blue']`; an
-    escaped `\\|` does not cut.  Parts are returned as written, spaces included.
-    """
-    cuts = _parse(prompt).pipes
-    starts = (0, *(cut + 1 for cut in cuts))
-    return [prompt[start:end] for start, end in zip(starts, (*cuts, len(prompt)))]
 
 
 @lru_cache(maxsize=16)

@@ -185,11 +185,6 @@ class StepConditioning:
         return list(dict.fromkeys(name for s in self._schedules() for _, c in s for name in c.embeddings_used))
 
     @property
-    def varies(self) -> bool:
-        """Whether the conditioning changes during sampling."""
-        return any(len(s) > 1 for s in self._schedules())
-
-    @property
     def empty_chunk(self) -> torch.Tensor:
         """The empty prompt's conditioning, one chunk (A1111 pads with it under pad_cond_uncond)."""
         return self._empty.embeds

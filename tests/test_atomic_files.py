@@ -27,13 +27,14 @@ def test_the_umask_is_read_without_changing_it(umask_027):
 def test_saved_files_follow_the_umask(tmp_path, mask, mode):
     from PIL import Image
 
-    from modules.images import save_numbered
+    from modules.file_names import NameFields
+    from modules.images import FileNaming
 
     previous = os.umask(mask)
     try:
         write_json_atomic(tmp_path / "config.json", {"a": 1})
         saved = write_new(tmp_path, ["image.png"], lambda handle: handle.write(b"png"))
-        image = save_numbered(Image.new("RGB", (8, 8)), tmp_path / "outputs", 1, "a cat", "a cat")
+        image = FileNaming().save(Image.new("RGB", (8, 8)), tmp_path / "outputs", NameFields(seed=1), "a cat")
         plain = tmp_path / "plain.txt"
         plain.write_text("as open() makes it")
     finally:

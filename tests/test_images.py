@@ -8,8 +8,7 @@ from PIL import Image
 from modules import shared
 from modules.errors import UserError
 from modules.file_names import NameFields
-from modules.images import (FileNaming, SaveFormat, dated_folder, prompt_words, read_infotext, save_image,
-                            save_numbered, save_unique)
+from modules.images import FileNaming, SaveFormat, dated_folder, prompt_words, read_infotext, save_image, save_unique
 from modules.options import Options
 from modules.ui.png_info import describe
 
@@ -18,8 +17,10 @@ INFOTEXT = "a cat, 猫\nNegative prompt: dog\nSteps: 3, Sampler: Euler, CFG scal
 
 def test_file_name_counter_and_parameters_chunk(tmp_path):
     image = Image.new("RGB", (8, 8), "red")
-    first = save_numbered(image, tmp_path, 123, "a cat: on/a mat", "a cat\nSteps: 1, Seed: 123, Size: 8x8")
-    second = save_numbered(image, tmp_path, 124, "", None)
+    naming = FileNaming()  # the default pattern, [seed]-[prompt_words]
+    first = naming.save(image, tmp_path, NameFields(seed=123, prompt="a cat: on/a mat"),
+                        "a cat\nSteps: 1, Seed: 123, Size: 8x8")
+    second = naming.save(image, tmp_path, NameFields(seed=124, prompt=""), None)
     assert first.name == "00000-123-a cat on a mat.png"
     assert second.name == "00001-124.png"
     assert Image.open(first).info["parameters"].startswith("a cat")

@@ -8,7 +8,7 @@ import pytest
 from app_process import endpoint_args, running_app
 from PIL import Image, PngImagePlugin
 
-from modules.images import decode_user_comment, read_image_texts, read_infotext, save_numbered
+from modules.images import decode_user_comment, read_image_texts, read_infotext, save_unique
 from modules.ui import img2img
 from modules.ui.png_info import describe
 
@@ -25,7 +25,7 @@ def exif_image(fmt: str, comment: bytes) -> Image.Image:
 
 
 def test_png_written_by_the_app_shows_every_text_chunk(tmp_path):
-    path = save_numbered(Image.new("RGB", (8, 8)), tmp_path, 3, "a cat", INFOTEXT)
+    path = save_unique(Image.new("RGB", (8, 8)), tmp_path, "3-a cat", INFOTEXT)
     image = Image.open(path)
     meta = PngImagePlugin.PngInfo()
     meta.add_text("parameters", INFOTEXT)
@@ -74,7 +74,7 @@ def test_a_png_chunk_wins_over_exif_and_a_jpeg_comment_is_shown(tmp_path):
 
 
 def test_the_tab_shows_texts_and_parsed_parameters_escaped(tmp_path):
-    path = save_numbered(Image.new("RGB", (8, 8)), tmp_path, 3, "a cat", INFOTEXT)
+    path = save_unique(Image.new("RGB", (8, 8)), tmp_path, "3-a cat", INFOTEXT)
     texts, parameters, infotext = describe(str(path))
     assert infotext == INFOTEXT
     assert "<b>parameters</b>" in texts and "&lt;b&gt;bold&lt;/b&gt;" in texts and "<b>bold</b>" not in texts

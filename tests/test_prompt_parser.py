@@ -20,14 +20,12 @@ from modules.prompt_parser import (
     EmbeddingMatch,
     ExtraNetwork,
     ScheduledText,
-    WeightedPart,
     extract_extra_networks,
     find_embeddings,
     get_learned_conditioning_prompt_schedules,
     get_multicond_prompt_list,
     parse_prompt,
     parse_prompt_attention,
-    split_prompt_matrix,
 )
 
 
@@ -292,17 +290,6 @@ def test_extra_networks(prompt, text, networks):
     assert extract_extra_networks(prompt) == (text, networks)
 
 
-@pytest.mark.parametrize("prompt, parts", [
-    ("a dog|red|blue", ["a dog", "red", "blue"]),
-    ("a [cow|horse] | red", ["a [cow|horse] ", " red"]),
-    ("a \\| b|c", ["a \\| b", "c"]),
-    ("[a|b", ["[a", "b"]),
-    ("no matrix", ["no matrix"]),
-])
-def test_split_prompt_matrix(prompt, parts):
-    assert split_prompt_matrix(prompt) == parts
-
-
 def test_find_embeddings():
     text = "MyStyle, mystyle2 (mystyle:1.2) xmystyle mystyle_v2 (bad-hands-5:0.8)"
     names = ["mystyle", "mystyle2", "bad-hands-5", ""]
@@ -324,14 +311,10 @@ def test_parse_prompt():
     first, second = parsed.subprompts
     assert (first.text, first.weight) == ("a [cat:dog:5]", 1.0)
     assert first.schedule == (ScheduledText(5, "a cat"), ScheduledText(10, "a dog"))
-    assert first.at_step(5).text == "a cat" and first.at_step(6).text == "a dog"
-    assert first.at_step(99).text == "a dog"
     assert (second.text, second.weight) == (" (b) BREAK c", 0.5)
     # The text after `)` is " BREAK c", which A1111 splits into "" and "c" around BREAK.
-    assert second.schedule[0].parts == (WeightedPart(" ", 1.0), WeightedPart("b", 1.1),
-                                         WeightedPart("", 1.0), WeightedPart("BREAK", -1),
-                                         WeightedPart("c", 1.0))
-    assert [part.is_break for part in second.schedule[0].parts] == [False] * 3 + [True, False]
+    assert parse_prompt_attention(second.schedule[0].text) == [[" ", 1.0], ["b", 1.1], ["", 1.0], ["BREAK", -1],
+                                                               ["c", 1.0]]
 
 
 # ---- The grammar ------------------------------------------------------------------------------
@@ -398,7 +381,7 @@ def test_parse_prompt_never_raises(prompt, steps):
     parsed = parse_prompt(prompt, steps)
     for sub in parsed.subprompts:
         assert sub.schedule[-1].end_at_step == steps
-        assert all(math.isfinite(part.weight) for entry in sub.schedule for part in entry.parts)
+        assert all(math.isfinite(weight) for entry in sub.schedule for _, weight in parse_prompt_attention(entry.text))
 
 
 def _long_prompts() -> list[str]:
@@ -414,4 +397,4 @@ def test_ten_thousand_character_prompts(prompt):
     assert len(prompt) >= 10_000 - 3
     for entry in parse_prompt(prompt, 30).subprompts:
         assert entry.schedule[-1].end_at_step == 30
-        assert all(math.isfinite(part.weight) for part in entry.schedule[0].parts)
+        assert all(math.isfinite(weight) for _, weight in parse_prompt_attention(entry.schedule[0].text))

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from PIL import Image
 from test_browser_img2img import drop_file
 
-from modules.images import save_numbered
+from modules.images import save_unique
 
 INFOTEXT = ("a red boat, at dawn\nNegative prompt: blurry\n"
             "Steps: 9, Sampler: Euler, CFG scale: 5.5, Seed: 1234, Size: 128x192, Model: second, Clip skip: 3")
@@ -31,7 +31,7 @@ def number(page, elem_id: str):
 
 
 def test_drop_a_png_and_send_it_to_txt2img_with_its_checkpoint(page, tmp_path):
-    path = save_numbered(Image.new("RGB", (32, 48), "navy"), tmp_path, 1234, "a red boat", INFOTEXT)
+    path = save_unique(Image.new("RGB", (32, 48), "navy"), tmp_path, "1234-a red boat", INFOTEXT)
     page.click("#txt2img_extra_tabs button[role=tab]:has-text('Lora')")  # sending brings Generation back
     expect(page.locator("#txt2img_settings")).to_be_hidden()
     page.click("button[role=tab]:has-text('PNG Info')")
