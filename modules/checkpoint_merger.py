@@ -9,7 +9,6 @@ byte is written, and the file gets its name only when complete (atomic_files.wri
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -25,6 +24,7 @@ from modules.atomic_files import write_atomic, write_new
 from modules.checkpoints import CheckpointInfo, read_state_dict
 from modules.engine import JobContext
 from modules.errors import ModelLoadError, UserError
+from modules.file_hashes import legacy_model_hash
 from modules.ldm_convert import VAE_PREFIX
 from modules.model_manager import ModelManager
 from modules.safe_weights import file_format
@@ -324,7 +324,7 @@ def merge_metadata(settings: MergeSettings, infos: list[CheckpointInfo], files: 
               "is_inpainting": kind == "inpainting", "is_instruct_pix2pix": kind == "instruct-pix2pix"}
     merged_models: dict[str, Any] = {}
     for info, file, sha256 in zip(infos, files, hashes):
-        merged_models[sha256] = {"name": info.name, "legacy_hash": legacy_hash(info.path),
+        merged_models[sha256] = {"name": info.name, "legacy_hash": legacy_model_hash(info.path),
                                  "sd_merge_recipe": _json_field(file.metadata, "sd_merge_recipe")}
         merged_models.update(_json_field(file.metadata, "sd_merge_models") or {})
     metadata["sd_merge_recipe"] = json.dumps(recipe)
@@ -338,13 +338,6 @@ def _json_field(metadata: dict[str, str], key: str) -> Any:
         return json.loads(metadata[key])
     except (KeyError, ValueError):
         return None
-
-
-def legacy_hash(path: Path) -> str:
-    """A1111's old 8-digit model hash: the sha256 of 64 KiB read from 1 MiB into the file."""
-    with open(path, "rb") as handle:
-        handle.seek(0x100000)
-        return hashlib.sha256(handle.read(0x10000)).hexdigest()[:8]
 
 
 def copy_config(source: str, infos: list[CheckpointInfo], result: Path) -> Path | None:

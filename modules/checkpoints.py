@@ -1,17 +1,16 @@
 """Finding checkpoints, their A1111 short hashes, and reading their weights safely."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import torch
 
 from modules.atomic_files import read_json_object, write_json_atomic
 from modules.errors import ModelLoadError
+from modules.file_hashes import addnet_sha256, sha256_of_stream
 from modules.safe_weights import UnreadableWeightsError, UnsafeWeightsError, read_weights
 
 log = logging.getLogger(__name__)
@@ -65,21 +64,6 @@ HASHES = "hashes"  # cache.json's section for whole-file sha256s (A1111's name)
 ADDNET_HASHES = "hashes-addnet"  # sha256s of a safetensors file's tensors, without its header (kohya's)
 
 
-def addnet_sha256(handle: BinaryIO) -> str:
-    """The sha256 of a safetensors file from just past its header (kohya-ss's "addnet" LoRA hash)."""
-    handle.seek(0)
-    handle.seek(8 + int.from_bytes(handle.read(8), "little"))
-    return file_sha256(handle)
-
-
-def file_sha256(handle: BinaryIO) -> str:
-    """The sha256 of an open file, from where it is read now to its end."""
-    digest = hashlib.sha256()
-    while block := handle.read(1 << 20):
-        digest.update(block)
-    return digest.hexdigest()
-
-
 class HashCache:
     """sha256 of files, cached in the data dir by (size, mtime), written atomically. `section` is HASHES for
     the whole file's hash, ADDNET_HASHES for the addnet hash of a safetensors file."""
@@ -107,7 +91,7 @@ class HashCache:
         if known:
             return known
         with open(file, "rb") as handle:
-            value = (addnet_sha256 if section == ADDNET_HASHES else file_sha256)(handle)
+            value = (addnet_sha256 if section == ADDNET_HASHES else sha256_of_stream)(handle)
         stat = file.stat()
         with self._lock:
             self._data[section][str(file)] = {"mtime": stat.st_mtime, "size": stat.st_size, "sha256": value}

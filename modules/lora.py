@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modules.checkpoints import addnet_sha256, file_sha256
+from modules.file_hashes import addnet_sha256, sha256_of_stream
 from modules.prompt_parser import ExtraNetwork
 from modules.safe_weights import UnreadableWeightsError, UnsafeWeightsError, read_weights
 from modules.sd_models import StableDiffusionModel
@@ -40,7 +40,7 @@ def addnet_hash(path: Path) -> str:
     """The hash A1111 writes into "Lora hashes": sha256 of a .safetensors file's tensor data
     (everything after its header), or of the whole file for other formats; 12 hex digits."""
     with open(path, "rb") as handle:
-        return (addnet_sha256(handle) if path.suffix == ".safetensors" else file_sha256(handle))[:12]
+        return (addnet_sha256(handle) if path.suffix == ".safetensors" else sha256_of_stream(handle))[:12]
 
 
 @dataclass

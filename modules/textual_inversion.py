@@ -1,7 +1,6 @@
 """Textual inversion embeddings from embeddings/: A1111 (.pt, .safetensors) and diffusers (.bin) files."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 import torch
 
 from modules import model_families
+from modules.file_hashes import sha256_of_file
 from modules.safe_weights import UnreadableWeightsError, UnsafeWeightsError, read_weights
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def read_embedding(path: Path) -> Embedding:
         tensor = tensor.detach().float()
         tensor = tensor.unsqueeze(0) if tensor.ndim == 1 else tensor.reshape(-1, tensor.shape[-1])
         vectors[tensor.shape[-1]] = tensor
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_of_file(path)
     return Embedding(path.stem, path, vectors, digest)
 
 

@@ -10,10 +10,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from modules.checkpoint_merger import (ADD_DIFFERENCE, NO_INTERPOLATION, MergeSettings, legacy_hash,
-                                       merge_checkpoints)
+from modules.checkpoint_merger import ADD_DIFFERENCE, NO_INTERPOLATION, MergeSettings, merge_checkpoints
 from modules.engine import JobContext
 from modules.errors import ModelLoadError, UserError
+from modules.file_hashes import legacy_model_hash
 from modules.ldm_convert import VAE_PREFIX
 from modules.model_manager import ModelManager
 from modules.paths import DataPaths
@@ -98,7 +98,7 @@ def test_weighted_sum_is_listed_with_its_hash_and_metadata(library, engine):
         [*hashes, None]
     merged_models = json.loads(metadata["sd_merge_models"])
     assert merged_models[hashes[1]] == {"name": "b.safetensors", "sd_merge_recipe": None,
-                                        "legacy_hash": legacy_hash(models.paths.sd_models / "b.safetensors")}
+                                        "legacy_hash": legacy_model_hash(models.paths.sd_models / "b.safetensors")}
     assert metadata["format"] == "pt"
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from modules.errors import UserError
-from modules.model_download import DownloadError, RemoteFile, download_file, download_files, sha256_of
+from modules.file_hashes import sha256_of_file
+from modules.model_download import DownloadError, RemoteFile, download_file, download_files
 
 PAYLOAD = bytes(range(256)) * 9000  # ~2.3 MB: several chunks
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -64,7 +65,7 @@ def test_download_without_content_length(server, tmp_path: Path):
     calls: list[tuple[int, int | None]] = []
     dest = download_file(f"{server}/nolength.pth", tmp_path / "m.pth", PAYLOAD_SHA,
                          lambda done, total: calls.append((done, total)))
-    assert sha256_of(dest) == PAYLOAD_SHA
+    assert sha256_of_file(dest) == PAYLOAD_SHA
     assert calls[-1] == (len(PAYLOAD), None)
 
 
@@ -117,5 +118,5 @@ def test_download_files_skips_present_files(server, tmp_path: Path):
     paths = download_files(files, tmp_path, lambda remote, done, total: seen.append(remote.name))
     assert paths == [tmp_path / "present.pth", tmp_path / "new.pth"]
     assert (tmp_path / "present.pth").read_bytes() == b"mine"
-    assert sha256_of(tmp_path / "new.pth") == PAYLOAD_SHA
+    assert sha256_of_file(tmp_path / "new.pth") == PAYLOAD_SHA
     assert set(seen) == {"new.pth"}

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from modules import paths, shared
-from modules.checkpoints import ADDNET_HASHES, HASHES, HashCache, addnet_sha256, file_sha256
+from modules.checkpoints import ADDNET_HASHES, HASHES, HashCache
+from modules.file_hashes import addnet_sha256, sha256_of_file
 
 
 def _cache() -> HashCache:
@@ -24,8 +25,7 @@ def _section(use_addnet_hash: bool) -> str:
 
 def calculate_sha256(filename: str | Path) -> str:
     """The sha256 of a whole file, computed now."""
-    with open(filename, "rb") as handle:
-        return file_sha256(handle)
+    return sha256_of_file(filename)
 
 
 def addnet_hash_safetensors(b: BinaryIO) -> str:
