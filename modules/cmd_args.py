@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="before serving, download the GFPGAN, face detection and CodeFormer weights (sha256-checked) "
              "into models/GFPGAN and models/Codeformer")
     add("--download-interrogate-models", action="store_true",
-        help="before serving, download the BLIP captioner and CLIP ViT-L/14 for Interrogate CLIP (checking each known "
-             "sha256) into models/BLIP and models/clip")
+        help="before serving, download the BLIP captioner (blip-image-captioning-large) and CLIP ViT-L/14 for "
+             "Interrogate CLIP into models/BLIP and models/clip, checking each file's sha256 (or the hash the Hub "
+             "announces for it)")
     add("--share", action="store_true",
         help="ask Gradio for a public gradio.live link (needs internet access, so it does nothing offline); "
              "like --listen, it turns extension installs off")

@@ -1,7 +1,9 @@
 """The two models behind Interrogate CLIP: a BLIP captioner (a transformers folder in models/BLIP) and a CLIP
 (a transformers or an OpenCLIP folder in models/clip). They are read only from those folders; nothing is
 downloaded unless the user asks (`download_interrogate_models`: the Download button or
---download-interrogate-models)."""
+--download-interrogate-models). Each downloaded file is checked: CLIP's against the sha256 pinned below, BLIP's
+(no trusted value is recorded) against the hash the Hugging Face Hub announces as it serves the file — the sha256
+of model.safetensors (an LFS file), the git blob sha1 of each small file (modules/hub_file_hashes)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,11 +14,15 @@ import torch
 from PIL import Image
 
 from modules.errors import UserError
+from modules.hub_file_hashes import hub_checksum
 from modules.model_download import RemoteFile, download_files
 
-BLIP_REPO = "https://huggingface.co/Salesforce/blip-image-captioning-base/resolve/main"
+# clip-interrogator's default captioner ("blip-large"); its repo holds a model.safetensors (the -base repo is listed
+# with PyTorch and TF weights only, and only safetensors are loaded here).
+BLIP_REPO = "https://huggingface.co/Salesforce/blip-image-captioning-large/resolve/main"
 CLIP_REPO = "https://huggingface.co/openai/clip-vit-large-patch14/resolve/32bd64288804d66eefd0ccbe215aa642df71cc41"
-# file name → sha256 (None: no trusted value is recorded yet, so the download is not checked; fill it in to check).
+# file name → sha256 (None: no trusted value is recorded, so the download is checked against the hash the Hub
+# announces for it; a pinned value wins).
 # CLIP's are the files of the pinned revision, as recorded identically by several independent projects.
 BLIP_SHA256: dict[str, str | None] = {
     "config.json": None,
@@ -50,7 +56,7 @@ OPEN_CLIP_NEEDS = (OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS)
 
 
 def official_files(repo: str, hashes: dict[str, str | None]) -> tuple[RemoteFile, ...]:
-    return tuple(RemoteFile(name, f"{repo}/{name}", sha256) for name, sha256 in hashes.items())
+    return tuple(RemoteFile(name, f"{repo}/{name}", sha256, hub_checksum) for name, sha256 in hashes.items())
 
 
 BLIP_FILES = official_files(BLIP_REPO, BLIP_SHA256)
@@ -127,8 +133,8 @@ def check_models(models_dir: Path) -> None:
 
 def download_interrogate_models(models_dir: Path,
                                 progress: Callable[[RemoteFile, int, int | None], None] | None = None) -> list[Path]:
-    """Fetch the official BLIP and CLIP files into models/BLIP and models/clip, checking each known sha256.
-    Files already there are kept."""
+    """Fetch the official BLIP and CLIP files into models/BLIP and models/clip, each checked against its pinned
+    sha256 or the hash the Hub announces for it. Files already there are kept."""
     return (download_files(BLIP_FILES, Path(models_dir) / "BLIP", progress)
             + download_files(CLIP_FILES, Path(models_dir) / "clip", progress))
 

@@ -1,6 +1,6 @@
 """img2img's "Interrogate CLIP" button (A1111's elem_id `interrogate`, in the top row beside Generate): it fills
 the prompt with what BLIP and CLIP say of the current sub-tab's image. Beside it, while models/BLIP or models/clip
-lacks files, a Download button fetches the official ones (sha256-checked, with progress)."""
+lacks files, a Download button fetches the official ones (hash-checked, with progress)."""
 from __future__ import annotations
 
 import contextlib
