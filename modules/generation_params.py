@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Literal
@@ -15,8 +16,6 @@ USE_SAME_SAMPLER = "Use same sampler"
 USE_SAME_SCHEDULER = "Use same scheduler"
 USE_SAME_CHECKPOINT = "Use same checkpoint"
 NO_REFINER = "None"
-# With hires fix, the passes a refiner takes part in (A1111's setting hires_fix_refiner_pass).
-FIRST_PASS, SECOND_PASS, BOTH_PASSES = HIRES_REFINER_PASSES = ("first pass", "second pass", "both passes")
 
 
 @dataclass(frozen=True)
@@ -177,13 +176,19 @@ class GenerationParams:
             yield f, f.metadata["spec"]
 
     @classmethod
+    @functools.cache
+    def field_names(cls) -> frozenset[str]:
+        """The names of all the fields."""
+        return frozenset(f.name for f, _ in cls.fields())
+
+    @classmethod
     def spec(cls, name: str) -> FieldSpec:
         return next(spec for f, spec in cls.fields() if f.name == name)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "GenerationParams":
         """Build from a mapping, ignoring unknown keys and coercing to each field's type."""
-        names = {f.name for f, _ in cls.fields()}
+        names = cls.field_names()
         return cls(**{name: cls.coerce(name, value) for name, value in values.items()
                       if name in names and value is not None})
 

@@ -24,7 +24,6 @@ from modules.generation_params import GenerationParams
 from modules.job_spec import GenerationJob
 from modules.styles import StyleDatabase
 
-FIELDS = frozenset(f.name for f, _ in GenerationParams.fields())
 LISTABLE = frozenset({"prompt", "negative_prompt", "seed", "subseed"})  # A1111 lets scripts set one per image
 
 
@@ -53,17 +52,17 @@ class StableDiffusionProcessing:
         self.override_settings: dict[str, Any] = {}
         self.script_args: list = []
         for name, value in kwargs.items():
-            if value is not None or name not in FIELDS:
+            if value is not None or name not in GenerationParams.field_names():
                 setattr(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
         params = self.__dict__.get("params")
-        if params is not None and name in FIELDS:
+        if params is not None and name in GenerationParams.field_names():
             return getattr(params, name)
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name not in FIELDS:
+        if name not in GenerationParams.field_names():
             object.__setattr__(self, name, value)
         elif name in LISTABLE and isinstance(value, list):
             self.__dict__[name] = value

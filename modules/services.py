@@ -15,7 +15,7 @@ from modules.backend import Backend, InProcessBackend
 from modules.conditioning import EncoderOptions
 from modules.demo_model import DEMO_FILE_NAME, DEMO_NOTICE
 from modules.engine import Engine, JobContext
-from modules.errors import UserError
+from modules.errors import UnlistedJobCheckpoint, UserError
 from modules.extensions import access_refusal
 from modules.extras import ExtrasJob, ExtrasParams, ExtrasResult, ExtrasSettings
 from modules.generation import GenerationResult, RunSettings, validate
@@ -291,9 +291,12 @@ class Services:
                 self.server_paths.folder(value, info.label)
 
     def check_job_checkpoints(self, params: GenerationParams) -> None:
-        """Refuse a hires fix or refiner checkpoint that is not one of the listed ones (ModelLoadError)."""
-        for name in params.job_checkpoints.values():
-            self.models.find_listed(name)
+        """Refuse a hires fix or refiner checkpoint that is not one of the listed ones (UnlistedJobCheckpoint)."""
+        for field, name in params.job_checkpoints.items():
+            try:
+                self.models.find_listed(name)
+            except UserError as exc:
+                raise UnlistedJobCheckpoint(field, str(exc)) from None
 
     @contextmanager
     def job_models(self, names: Iterable[str | None], vae: str | None = None

@@ -15,7 +15,6 @@ from modules.limits import Limits
 from modules.processing import Processed, fix_seed, process_images_each
 from modules.shared import opts, state
 
-FIELDS = {f.name for f, _ in GenerationParams.fields()}
 FOLDER_KEYS = {"outpath_samples", "outpath_grids"}  # server folders: as the server paths policy allows
 OTHER_KEYS = {*FOLDER_KEYS, "do_not_save_samples", "do_not_save_grid", "styles"}
 
@@ -32,14 +31,14 @@ def parse_line(line: str) -> dict:
     while tokens:
         key = tokens.pop(0)
         name = key[2:]
-        if not key.startswith("--") or (name not in FIELDS and name not in OTHER_KEYS):
+        if not key.startswith("--") or (name not in GenerationParams.field_names() and name not in OTHER_KEYS):
             raise UserError(f"Unknown option {key!r} in the line {line!r}")
         if not tokens:
             raise UserError(f"The option {key} has no value in the line {line!r}")
         value = tokens.pop(0)
         if name in FOLDER_KEYS:
             value = str(shared.services.server_paths.folder(value, f"Prompts from file {key}"))
-        settings[name] = GenerationParams.coerce(name, value) if name in FIELDS else value
+        settings[name] = GenerationParams.coerce(name, value) if name in GenerationParams.field_names() else value
     return settings
 
 

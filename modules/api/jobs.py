@@ -15,7 +15,7 @@ from modules.api.images import decode_images, encode_image
 from modules.api.models import (DEFAULT_SAMPLER, GenerationApiFields, ImagesResponse, Img2ImgApiFields,
                                 Txt2ImgApiFields)
 from modules.api.scripts import ScriptControls
-from modules.errors import UserError
+from modules.errors import UnlistedJobCheckpoint, UserError
 from modules.generation import GenerationResult
 from modules.generation_params import GenerationParams
 from modules.infotext import VERSION, params_from_infotext, parse_infotext
@@ -26,7 +26,6 @@ from modules.processing import (StableDiffusionProcessing, StableDiffusionProces
                                 StableDiffusionProcessingTxt2Img)
 from modules.services import Services
 
-FIELDS = frozenset(f.name for f, _ in GenerationParams.fields())
 CLIP_SKIP = "CLIP_stop_at_last_layers"
 
 
@@ -63,7 +62,10 @@ class Jobs:
             services.styles.apply_to_prompt("", params.styles)  # names an unknown style now, not after queueing
             if params.enable_hr:
                 hires_fix.check_upscaler(params.hr_upscaler, services.tools.upscalers)
-            self.check_job_checkpoints(params)
+            try:
+                services.check_job_checkpoints(params)
+            except UnlistedJobCheckpoint as exc:
+                raise RequestError(exc.field, str(exc)) from None
             p = self.processing(request, params, overrides)
             tab = "img2img" if p.is_img2img else "txt2img"
             p.script_args = self.scripts.args_for(services.script_runners.get(tab), request.script_name,
@@ -94,14 +96,6 @@ class Jobs:
         """The title of checkpoint `name`, which must be one of the listed ones (never any path on the server)."""
         models = self.services.models
         return models.title(models.find_listed(name))
-
-    def check_job_checkpoints(self, params: GenerationParams) -> None:
-        """A hires or refiner checkpoint the request names must be a listed one; else a 422 on its field."""
-        for field, name in params.job_checkpoints.items():
-            try:
-                self.services.models.find_listed(name)
-            except UserError as exc:
-                raise RequestError(field, str(exc)) from None
 
     def processing(self, request: GenerationApiFields, params: GenerationParams,
                    overrides: dict[str, Any]) -> StableDiffusionProcessing:
@@ -168,7 +162,8 @@ def generation_values(request: GenerationApiFields) -> dict[str, Any]:
     """GenerationParams values of a request: its generation fields, then the infotext's values for fields the
     request leaves out, with A1111's older spellings (sampler_index, firstphase_*, mask_blur_x/y) mapped."""
     given = request.model_fields_set
-    values = {name: getattr(request, name) for name in type(request).model_fields if name in FIELDS}
+    fields = GenerationParams.field_names()
+    values = {name: getattr(request, name) for name in type(request).model_fields if name in fields}
     from_text = params_from_infotext(request.infotext)[0] if request.infotext else {}
     values.update({name: value for name, value in from_text.items()
                    if name not in given and (name in values or name == "clip_skip")})
