@@ -23,7 +23,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
-from urllib.parse import urlsplit
 
 import requests
 
@@ -31,6 +30,7 @@ from modules.atomic_files import read_json_object, write_json_atomic
 from modules.errors import UserError
 from modules.guarded_install import GuardedInstaller
 from modules.package_guard import InstallBlocked, PackageGuardError
+from modules.setting_values import check_index_url
 
 if TYPE_CHECKING:
     from modules.options import Options
@@ -390,13 +390,13 @@ def update(extension: Extension, timeout: float = GIT_TIMEOUT) -> None:
     extension.status, extension.can_update = "latest", False
 
 
-def load_preload(parser: argparse.ArgumentParser, extensions_dir: Path, disabled: Iterable[str] = ()) -> list[str]:
-    """Call `preload(parser)` of each enabled extension's preload.py, so it can add flags before they are
-    parsed. One that fails is logged and named in the returned list; the others still run."""
+def load_preload(parser: argparse.ArgumentParser, extensions: Iterable[Extension]) -> list[str]:
+    """Call `preload(parser)` of each enabled one of `extensions` that has a preload.py, so it can add flags
+    before they are parsed. One that fails is logged and named in the returned list; the others still run."""
     problems = []
-    for ext in active_extensions(extensions_dir, disabled):
+    for ext in extensions:
         script = ext.path / "preload.py"
-        if not script.is_file():
+        if not ext.enabled or not script.is_file():
             continue
         module_name = "extension_preload_" + re.sub(r"\W", "_", ext.name)
         try:
@@ -434,12 +434,6 @@ class IndexEntry:
     description: str = ""
     tags: tuple[str, ...] = ()
     added: str = ""
-
-
-def check_index_url(url: str) -> None:
-    """Refuse (ValueError) an extension index address that is not http(s): no file://, no other schemes."""
-    if urlsplit(url.strip()).scheme.lower() not in ("http", "https"):
-        raise ValueError(f"The extension index URL must start with http:// or https://, got {url!r}")
 
 
 def fetch_index(url: str, timeout: float = 10.0) -> list[IndexEntry]:

@@ -18,6 +18,7 @@ from PIL import Image
 from modules.errors import UserError
 from modules.model_download import RemoteFile, download_files
 from modules.safe_weights import check_pickled_files
+from modules.setting_values import FACE_RESTORERS
 from modules.upscalers import read_state_dict
 
 # The official release files. Their publishers post no checksums: each sha256 here is the hash of
@@ -38,7 +39,6 @@ CODEFORMER_WEIGHTS = RemoteFile(
 FACE_MODEL_FILES = (GFPGAN_WEIGHTS, DETECTION_WEIGHTS, PARSING_WEIGHTS)
 """What "Download" fetches into models/GFPGAN."""
 
-FACE_RESTORERS = ("CodeFormer", "GFPGAN")
 NO_FACE_NOTE = "No face was found in the image, so it was left unchanged."
 _DETECT_SIZE = 640  # images with a shorter side above this are shrunk for detection only
 

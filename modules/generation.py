@@ -18,7 +18,7 @@ from modules.engine import JobContext
 from modules.errors import DiskFull, UserError
 from modules.file_names import NameFields
 from modules.face_restoration import MissingWeightsError, missing_weights_message
-from modules.generation_params import FIRST_PASS, NO_REFINER, SECOND_PASS, GenerationParams
+from modules.generation_params import NO_REFINER, GenerationParams
 from modules.image_tools import ImageTools
 from modules.infotext import create_infotext
 from modules.limits import Limits
@@ -29,6 +29,7 @@ from modules.sampling.guidance import CFGDenoiser, Keep, ModelPass, NegativeSkip
 from modules.sampling.passes import (TIMESTEPS, PassPlan, SamplingSettings, plan_pass, run_pass, start_latent,
                                      uses_ensd)
 from modules.sd_models import StableDiffusionModel
+from modules.setting_values import FIRST_PASS, SECOND_PASS
 from modules.step_conditioning import StepConditioning, Timeline
 from modules.upscalers import is_latent_upscaler
 

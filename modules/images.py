@@ -25,6 +25,7 @@ from modules.grids import (  # noqa: F401 - A1111's names, which scripts import 
     draw_prompt_matrix,
     split_grid,
 )
+from modules.setting_values import IMAGE_FORMATS as _PIL_FORMATS, SAVE_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,6 @@ _COUNTER = re.compile(r"^(\d{5,})[-.]")
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
 _JPEG_EXIF_LIMIT = 65000  # a JPEG APP1 segment holds at most 64 KiB
-_PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
-SAVE_FORMATS = tuple(_PIL_FORMATS)
 _MAX_TRIES = 100_000
 
 

@@ -20,9 +20,9 @@ from modules.atomic_files import write_atomic
 from modules.checkpoints import HashCache
 from modules.interrogate_models import (BlipCaptioner, InterrogateModelError, Ranker, check_models, load_clip,
                                        model_folders)
+from modules.setting_values import INTERROGATE_CATEGORIES as CATEGORIES
 
 log = logging.getLogger(__name__)
-CATEGORIES = ("mediums", "artists", "movements", "flavors")
 TEXT_BATCH = 256  # terms encoded at once
 
 

@@ -11,13 +11,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 from modules.a1111_options import NO_EFFECT
 from modules.atomic_files import move_aside, read_json_object, write_json_atomic
-from modules.extensions import check_index_url
-from modules.face_restoration import FACE_RESTORERS
 from modules.file_names import check_pattern
-from modules.generation_params import HIRES_REFINER_PASSES, SECOND_PASS
-from modules.images import SAVE_FORMATS
-from modules.interrogate import CATEGORIES as INTERROGATE_CATEGORIES
-from modules.previews import PREVIEW_METHODS
+from modules.setting_values import (FACE_RESTORERS, HIRES_REFINER_PASSES, INTERROGATE_CATEGORIES, PREVIEW_METHODS,
+                                    SAVE_FORMATS, SECOND_PASS, check_index_url)
 
 log = logging.getLogger(__name__)
 RELOAD_UI = "Reload UI"

@@ -24,8 +24,6 @@ from modules.safe_weights import check_pickled_files, read_weights
 
 log = logging.getLogger(__name__)
 
-PREVIEW_METHODS = ("Approx cheap", "Approx NN", "TAESD", "Full")
-
 
 def to_image(pixels: torch.Tensor) -> Image.Image:
     """A (3, h, w) tensor in -1..1 as an RGB image."""

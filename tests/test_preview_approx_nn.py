@@ -17,7 +17,7 @@ from modules.image_tools import ImageTools
 from modules.model_families.sd1 import SD_LATENTS
 from modules.model_families.sdxl import SDXL_LATENTS
 from modules.options import OPTIONS
-from modules.previews import PREVIEW_METHODS, ApproxNNDecoders, approx_cheap, enlarged, to_image
+from modules.previews import ApproxNNDecoders, approx_cheap, enlarged, to_image
 
 # A1111's VAEApprox as its weight files hold it: key prefix, in channels, out channels, kernel size.
 A1111_LAYERS = [("conv1", 4, 8, 7), ("conv2", 8, 16, 5), ("conv3", 16, 32, 3), ("conv4", 32, 64, 3),
@@ -56,7 +56,6 @@ def pixels(image) -> np.ndarray:
 
 
 def test_approx_nn_is_a_live_preview_method():
-    assert "Approx NN" in PREVIEW_METHODS
     assert "Approx NN" in OPTIONS["show_progress_type"].choices
 
 
