@@ -8,6 +8,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -17,14 +18,18 @@ from modules import cpu_threads  # noqa: E402
 from modules.cmd_args import parse_args, parse_credentials, read_credentials_file  # noqa: E402
 from modules.paths import REPO_ROOT, DataPaths  # noqa: E402
 
+if TYPE_CHECKING:
+    from modules.extensions import Extension
+
 log = logging.getLogger("webui")
 
 
-def create_services(args):
-    """Build settings, engine and model manager, and start loading the first checkpoint."""
+def create_services(args, extensions: list[Extension] | None = None):
+    """Build settings, engine and model manager, and start loading the first checkpoint. `extensions`: the
+    extension folders found before the flags were parsed (preload_extensions); None looks for them now."""
     from modules import a1111, shared
     from modules.demo_model import DEMO_FILE_NAME, add_demo_checkpoint
-    from modules.extensions import disabled_names, list_extensions, requirement_problems, run_install_scripts
+    from modules.extensions import requirement_problems, run_install_scripts
     from modules.services import Services
     from modules.torchvision_compat import ensure_functional_tensor
 
@@ -40,11 +45,12 @@ def create_services(args):
                                       opts.ray_replica_num_cpus)
     shared.install(services)
     a1111.install(paths)  # A1111's module names for extensions (modules.devices...), before any script loads
-    extensions = list_extensions(paths.extensions, disabled_names(opts))
+    if extensions is None:
+        extensions = find_extensions(services)
     if not args.skip_install:
-        services.notices += run_install_scripts([ext for ext in extensions if ext.enabled], opts)
+        services.notices += run_install_scripts(enabled(extensions), opts)  # may disable one
     services.notices += requirement_problems(extensions)
-    load_scripts(services)
+    load_scripts(services, extensions)
     if not models.checkpoints:
         def add_demo(ctx) -> None:  # on the worker, queued before the load below: the page need not wait
             add_demo_checkpoint(paths.sd_models)
@@ -57,20 +63,31 @@ def create_services(args):
     return services
 
 
-def load_scripts(services) -> None:
+def find_extensions(services) -> list[Extension]:
+    """The extension folders, each marked enabled or not by the disabled_extensions setting."""
+    from modules.extensions import disabled_names, list_extensions
+
+    return list_extensions(services.paths.extensions, disabled_names(services.opts))
+
+
+def enabled(extensions: list[Extension]) -> list[Extension]:
+    return [ext for ext in extensions if ext.enabled]
+
+
+def load_scripts(services, extensions: list[Extension]) -> None:
     """(Re)load the built-in scripts and those of the enabled extensions (extensions/<name>/scripts)."""
-    from modules.extensions import active_extensions, disabled_names
-
-    active = active_extensions(services.paths.extensions, disabled_names(services.opts))
-    services.load_scripts([REPO_ROOT / "scripts", *(ext.path / "scripts" for ext in active)])
+    services.load_scripts([REPO_ROOT / "scripts", *(ext.path / "scripts" for ext in enabled(extensions))])
 
 
-def preload_extensions(parser, data_dir: str | None) -> None:
-    """Before the flags are parsed: each enabled extension's preload.py may add flags."""
-    from modules.extensions import load_preload, read_disabled
+def preload_extensions(parser, data_dir: str | None) -> list[Extension]:
+    """Before the flags are parsed: look for the extensions (the one look at start), and let each enabled
+    one's preload.py add flags. Returns the extensions found."""
+    from modules.extensions import list_extensions, load_preload, read_disabled
 
     paths = DataPaths(Path(data_dir).expanduser().resolve() if data_dir else REPO_ROOT)
-    load_preload(parser, paths.extensions, read_disabled(paths.config_file))
+    extensions = list_extensions(paths.extensions, read_disabled(paths.config_file))
+    load_preload(parser, extensions)
+    return extensions
 
 
 def _report_load(services, future) -> None:
@@ -111,9 +128,8 @@ def quiet_library_logs() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def build_ui(services, gradio_auth: list[tuple[str, str]]):
+def build_ui(services, gradio_auth: list[tuple[str, str]], extensions: list[Extension]):
     """The page and its serving options (with the enabled extensions' javascript and style.css)."""
-    from modules.extensions import active_extensions, disabled_names
     from modules.login_throttle import LOGIN_PAGE_NOTE
     from modules.ui.page import build_page, page_assets
     from modules.ui.ui_config import UiConfig
@@ -123,25 +139,25 @@ def build_ui(services, gradio_auth: list[tuple[str, str]]):
         services.notices.append(ui_config.notice)
     page = build_page(services, ui_config)
     page.queue()
-    active = active_extensions(services.paths.extensions, disabled_names(services.opts))
     options = {"auth": gradio_auth or None, "auth_message": LOGIN_PAGE_NOTE,
                # outputs/, and the Save button's folder, so its files can be downloaded
                "allowed_paths": [str(services.paths.outputs), str(services.output_dir("outdir_save"))],
                "show_error": True,
                "max_file_size": services.opts.max_upload_bytes,  # Gradio refuses larger uploads with a message
-               **page_assets(active)}
+               **page_assets(enabled(extensions))}
     return page, options
 
 
-def serve_restartable(services, start) -> None:
-    """Serve with `start()`, which returns the function that stops serving, until Ctrl+C. A restart
-    request (Extensions → "Apply and restart UI", Settings → "Reload UI") stops it, reloads the scripts,
-    and starts again on the same port, so the page is built with the extensions enabled now."""
+def serve_restartable(services, extensions: list[Extension], start) -> None:
+    """Serve with `start(extensions)`, which returns the function that stops serving, until Ctrl+C. A restart
+    request (Extensions → "Apply and restart UI", Settings → "Reload UI") stops it, looks for the extensions
+    again, reloads the scripts, and starts again on the same port, so the page is built with the extensions
+    enabled now."""
     from modules import restart
 
     with restart.accepting_restarts():
         while True:
-            stop = start()
+            stop = start(extensions)
             try:
                 restart.wait_for_restart()
                 time.sleep(1)  # let the reply to the click reach the browser before the server goes
@@ -150,14 +166,16 @@ def serve_restartable(services, start) -> None:
             finally:
                 stop()
             log.info("Restarting the page: reloading scripts and extensions")
-            load_scripts(services)
+            extensions = find_extensions(services)
+            load_scripts(services, extensions)
 
 
-def start_page(services, args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[str, str]]):
+def start_page(services, args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[str, str]],
+               extensions: list[Extension]):
     """Serve the page (and the API beside it with --api); returns the function that stops serving."""
     from modules import web_server
 
-    return web_server.start(services, args, api_auth, *build_ui(services, gradio_auth))
+    return web_server.start(services, args, api_auth, *build_ui(services, gradio_auth, extensions))
 
 
 def warn_if_open(args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[str, str]]) -> None:
@@ -175,7 +193,8 @@ def warn_if_open(args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv, preload=preload_extensions)
+    extensions: list[Extension] = []
+    args = parse_args(argv, preload=lambda parser, data_dir: extensions.extend(preload_extensions(parser, data_dir)))
     launch.args = args  # A1111's name: extensions read flags such as skip_install from it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -186,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     warn_if_open(args, gradio_auth, api_auth)
     quiet_library_logs()
     cpu_threads.single_threaded()  # multi-threaded torch work belongs to the engine's worker
-    services = create_services(args)
+    services = create_services(args, extensions)
     if args.download_face_models:
         from modules.face_restoration import download_face_models
 
@@ -205,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.nowebui:
             web_server.serve(services, args, api_auth)
         else:
-            serve_restartable(services, lambda: start_page(services, args, gradio_auth, api_auth))
+            serve_restartable(services, extensions,
+                              lambda found: start_page(services, args, gradio_auth, api_auth, found))
     finally:
         services.backend.close()  # on a joined cluster, the Serve app goes with the head
 

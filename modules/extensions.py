@@ -202,11 +202,6 @@ def list_extensions(extensions_dir: Path, disabled: Iterable[str] = ()) -> list[
             for path in sorted(extensions_dir.iterdir()) if path.is_dir() and not path.name.startswith(".")]
 
 
-def active_extensions(extensions_dir: Path, disabled: Iterable[str] = ()) -> list[Extension]:
-    """The enabled extensions, by folder name: the ones whose scripts, javascript and style.css load."""
-    return [ext for ext in list_extensions(extensions_dir, disabled) if ext.enabled]
-
-
 def requirement_problems(extensions: list[Extension]) -> list[str]:
     """A line for each enabled extension that requires (metadata.ini) one that is missing or disabled."""
     known = {ext.metadata.name: ext for ext in extensions} | {ext.name.lower(): ext for ext in extensions}

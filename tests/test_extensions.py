@@ -17,7 +17,7 @@ from git_repos import Remote, run_git
 
 from modules import restart
 from modules.cmd_args import parse_args
-from modules.extensions import (ExtensionError, InstallScriptError, access_refusal, active_extensions, check_access,
+from modules.extensions import (ExtensionError, InstallScriptError, access_refusal, check_access,
                                 check_for_updates, disabled_names, extension_assets, fetch_index, install_from_url,
                                 list_extensions, load_preload, read_disabled, requirement_problems, set_disabled,
                                 update)
@@ -124,7 +124,7 @@ def test_a_failing_install_py_is_reported_and_the_extension_stays_disabled(tmp_p
     assert (exts / "bad-ext" / "install.py").is_file()  # kept on disk
     stored = Options(opts._path)
     stored.load()
-    assert disabled_names(stored) == {"bad-ext"} and active_extensions(exts, disabled_names(stored)) == []
+    assert disabled_names(stored) == {"bad-ext"} and not list_extensions(exts, disabled_names(stored))[0].enabled
 
 
 def test_the_disabled_list_persists_in_config_json(exts, opts):
@@ -137,7 +137,7 @@ def test_the_disabled_list_persists_in_config_json(exts, opts):
     stored.load()
     assert [(e.name, e.enabled) for e in list_extensions(exts, disabled_names(stored))] == [
         ("a", True), ("b", False), ("c", True)]
-    assert [e.name for e in active_extensions(exts, disabled_names(stored))] == ["a", "c"]
+    assert [e.name for e in list_extensions(exts, disabled_names(stored)) if e.enabled] == ["a", "c"]
     assert read_disabled(config) == {"b"}
     config.write_text("{broken")
     assert read_disabled(config) == set()
@@ -160,10 +160,11 @@ def test_preload_py_adds_flags_before_parsing(tmp_path, exts):
     with pytest.raises(SystemExit):
         parse_args(["--data-dir", str(tmp_path / "data"), "--off-flag"], preload=preload_extensions)
     parser = argparse.ArgumentParser()
-    assert load_preload(parser, exts, {"off"}) == ["preload.py of broken failed: boom"]
+    assert load_preload(parser, list_extensions(exts, {"off"})) == ["preload.py of broken failed: boom"]
 
 
 def test_page_assets_add_the_enabled_extensions_scripts_and_styles(exts):
+    from app import enabled
     from modules.ui.page import page_assets
 
     for name in ("one", "two"):
@@ -171,7 +172,7 @@ def test_page_assets_add_the_enabled_extensions_scripts_and_styles(exts):
         (exts / name / "javascript" / "b.js").write_text(f"window.{name}_b = '</script>';")
         (exts / name / "javascript" / "a.js").write_text(f"window.{name}_a = 1;")
         (exts / name / "style.css").write_text(f".{name}-style {{}}")
-    active = active_extensions(exts, {"two"})
+    active = enabled(list_extensions(exts, {"two"}))
     assert extension_assets(active).scripts == [exts / "one/javascript/a.js", exts / "one/javascript/b.js"]
     assets = page_assets(active)
     head = assets["head"]
