@@ -1,15 +1,10 @@
 """The seed row's "Extra" checkbox: variation seed and resize-seed controls, shown, used, turned off, pasted."""
+from page_controls import set_number
 from playwright.sync_api import expect
 
 
 def number(page, elem_id: str):
     return page.locator(f"#{elem_id} input[type=number]")
-
-
-def set_number(page, elem_id: str, value) -> None:
-    box = number(page, elem_id)
-    box.fill(str(value))
-    box.press("Tab")
 
 
 def test_extra_shows_the_variation_controls_and_hidden_values_never_count(page):
