@@ -137,7 +137,7 @@ def build_ui(services, gradio_auth: list[tuple[str, str]], extensions: list[Exte
     ui_config = UiConfig(services.paths.ui_config_file)
     if ui_config.notice and ui_config.notice not in services.notices:
         services.notices.append(ui_config.notice)
-    page = build_page(services, ui_config)
+    page = build_page(services, ui_config, extensions)
     page.queue()
     options = {"auth": gradio_auth or None, "auth_message": LOGIN_PAGE_NOTE,
                # outputs/, and the Save button's folder, so its files can be downloaded

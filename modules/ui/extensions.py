@@ -57,9 +57,11 @@ class ExtensionActions:
         self.installer = installer  # runs install.py files; None: one for this Python
         self.statuses: dict[str, str] = {}  # folder name -> what the last check for updates found
 
-    def extensions(self) -> list[Extension]:
-        """The installed extensions with their git details and last update status."""
-        found = list_extensions(self.services.paths.extensions, disabled_names(self.services.opts))
+    def extensions(self, found: list[Extension] | None = None) -> list[Extension]:
+        """The installed extensions (`found` where the caller has just looked, else a new look) with their git
+        details and last update status."""
+        if found is None:
+            found = list_extensions(self.services.paths.extensions, disabled_names(self.services.opts))
         for ext in found:
             ext.read_git_info()
             ext.status = self.statuses.get(ext.name, "")
@@ -148,10 +150,10 @@ class ExtensionActions:
         return table, _message(f"{len(entries)} extensions in the index.")
 
 
-def build_tab(services: Services) -> None:
-    """Lay out the tab (call inside a gr.Tab context)."""
+def build_tab(services: Services, found: list[Extension] | None = None) -> None:
+    """Lay out the tab (call inside a gr.Tab context); `found`: the extensions the start looked up, if at hand."""
     actions = ExtensionActions(services)
-    installed = actions.extensions()
+    installed = actions.extensions(found)
 
     def enabled_choices() -> dict:
         found = list_extensions(services.paths.extensions, disabled_names(services.opts))

@@ -52,8 +52,9 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
 
 
-def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
-    """Build the Gradio page. It never touches the model; it talks to the engine."""
+def build_page(services: Services, ui_config: UiConfig, extensions: list[Extension] | None = None) -> gr.Blocks:
+    """Build the Gradio page. It never touches the model; it talks to the engine. `extensions`: the extension
+    folders the start looked up (None: the Extensions tab looks itself)."""
     models = services.models
     extension_tabs = script_callbacks.ui_tabs_callback()  # built before the page, rendered in it
     with gr.Blocks(title="Stable Diffusion") as page:
@@ -83,7 +84,7 @@ def build_page(services: Services, ui_config: UiConfig) -> gr.Blocks:
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings.build_tab(services.opts, services.change_settings, services.args.hide_ui_dir_config)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
-                extensions_ui.build_tab(services)
+                extensions_ui.build_tab(services, extensions)
         show_notices(notices, services)  # after the tabs: scripts that fail while they are built are named too
         for tab in (t2i, i2i):
             connect_send_buttons(tab, i2i, extras_tab, tabs)
