@@ -292,11 +292,11 @@ class Services:
 
     def check_job_checkpoints(self, params: GenerationParams) -> None:
         """Refuse a hires fix or refiner checkpoint that is not one of the listed ones (UnlistedJobCheckpoint)."""
-        for field, name in params.job_checkpoints.items():
+        for param, name in params.job_checkpoints.items():
             try:
                 self.models.find_listed(name)
             except UserError as exc:
-                raise UnlistedJobCheckpoint(field, str(exc)) from None
+                raise UnlistedJobCheckpoint(param, str(exc)) from None
 
     @contextmanager
     def job_models(self, names: Iterable[str | None], vae: str | None = None
