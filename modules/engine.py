@@ -64,6 +64,7 @@ class JobContext:
         self._engine = engine
         self.interrupted = False
         self.skipped = False
+        self.first_model: Any = None  # the ModelUsed of the job's first generation (a script's own result's model)
 
     def set_job_count(self, count: int) -> None:
         self._engine._update(job_count=count, job_no=0, step=0)

@@ -55,11 +55,29 @@ class RunSettings:
     vae_tiling_min_pixels: int = 0  # decode tile by tile from this many pixels; 0 = never
 
 
+@dataclass(frozen=True)
+class ModelUsed:
+    """The model a job ran on, as its result names it (the API's sd_model_* and sd_vae_* keys)."""
+
+    title: str  # the checkpoint's title (sd_model_checkpoint's value)
+    name: str  # the infotext's "Model"
+    hash: str | None  # the infotext's "Model hash"
+    vae_name: str | None  # a separate VAE's file name; None: the checkpoint's own
+    vae_hash: str | None
+    inpainting: bool
+
+    @classmethod
+    def of(cls, model: StableDiffusionModel) -> ModelUsed:
+        return cls(model.checkpoint.title(model.short_hash), model.checkpoint.model_name, model.short_hash,
+                   model.vae_name, model.vae_short_hash, model.is_inpainting)
+
+
 @dataclass
 class GenerationResult:
-    """Images of a job with each one's infotext and seed, and where they were saved."""
+    """Images of a job with each one's infotext and seed, where they were saved, and the model that made them."""
 
     params: GenerationParams
+    model: ModelUsed | None = None  # None: nothing ran
     images: list[Image.Image] = field(default_factory=list)
     infotexts: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
@@ -214,7 +232,7 @@ class Txt2Img:
         hires = HiresPass(self) if p.enable_hr and self.supports_hires else None
         p = self.params = replace(self.params, refiner_checkpoint=self._refiner_checkpoint(hires))
         self._check_face_restoration()
-        result = GenerationResult(params=p)
+        result = GenerationResult(params=p, model=ModelUsed.of(self.model))
         plan = self.plan or ImagePlan.repeated(p, p.batch_size * p.n_iter)
         count = min(p.batch_size * p.n_iter, len(plan.prompts))  # a script's plan may end in a smaller batch
         if min(len(plan.negative_prompts), len(plan.seeds)) < count:
@@ -519,9 +537,8 @@ class Txt2Img:
                     negative_prompt: str, subseed: int) -> None:
         """Write the infotext, save the image, and add it to the result."""
         p = replace(self.params, seed=seed, prompt=prompt, negative_prompt=negative_prompt, subseed=subseed)
-        m = self.model
-        extra = {"Model hash": m.short_hash, "Model": m.checkpoint.model_name,
-                 "VAE hash": m.vae_short_hash, "VAE": m.vae_name}
+        used = ModelUsed.of(self.model)
+        extra = {"Model hash": used.hash, "Model": used.name, "VAE hash": used.vae_hash, "VAE": used.vae_name}
         if p.restore_faces:
             extra["Face restoration"] = self.settings.face_restoration_model
         if self.settings.encoder_options.emphasis != EncoderOptions().emphasis:
@@ -535,7 +552,7 @@ class Txt2Img:
         if self.settings.save_dir is not None:
             try:
                 path = save_output(self.settings, self.hooks.p, image, p, len(result.images) - 1, self.job,
-                                   m.checkpoint.model_name, m.short_hash, self.params.prompt, infotext)
+                                   used.name, used.hash, self.params.prompt, infotext)
             except DiskFull as exc:  # the image is still in the answer
                 log.error("%s", exc)
                 if str(exc) not in result.warnings:

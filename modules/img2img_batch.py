@@ -70,7 +70,7 @@ def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobCon
             result.images.append(image)
             result.infotexts.append(infotext)
             result.seeds.append(seed)
-        result.params = done.params
+        result.params, result.model = done.params, done.model
     result.interrupted = ctx.interrupted
     return result
 

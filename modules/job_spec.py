@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from modules.conditioning_blend import ConditioningBlend
-from modules.generation import GenerationResult, ImagePlan, JobHooks, RunSettings
+from modules.generation import GenerationResult, ImagePlan, JobHooks, ModelUsed, RunSettings
 from modules.generation_params import GenerationParams
 from modules.job_files import JobFile
 
@@ -82,16 +82,15 @@ class JobResult:
     warnings: list[str]
     interrupted: bool
     params: GenerationParams  # as the job ran them (sampler resolved, seeds fixed)
-    model: str  # the checkpoint's short hash
-    model_name: str
+    model: ModelUsed | None
     worker: str
     job: str  # the kind that names files and picks infotext keys: txt2img, hires, img2img or inpaint
 
     @classmethod
-    def of(cls, result: GenerationResult, model: str, model_name: str, worker: str, job: str) -> JobResult:
+    def of(cls, result: GenerationResult, worker: str, job: str) -> JobResult:
         return cls([png_bytes(image) for image in result.images], list(result.infotexts), list(result.seeds),
                    list(result.prompts), list(result.negative_prompts), list(result.warnings), result.interrupted,
-                   result.params, model, model_name, worker, job)
+                   result.params, result.model, worker, job)
 
     @classmethod
     def joined(cls, parts: list[JobResult]) -> JobResult:
@@ -102,12 +101,13 @@ class JobResult:
                    [prompt for part in parts for prompt in part.prompts],
                    [prompt for part in parts for prompt in part.negative_prompts],
                    list(dict.fromkeys(warning for part in parts for warning in part.warnings)),
-                   any(part.interrupted for part in parts), first.params, first.model, first.model_name,
+                   any(part.interrupted for part in parts), first.params, first.model,
                    ", ".join(dict.fromkeys(part.worker for part in parts)), first.job)
 
     def to_generation_result(self) -> GenerationResult:
         """The front end's result type, images decoded (not saved yet: no paths)."""
-        return GenerationResult(params=self.params, images=[png_image(data) for data in self.images],
-                                infotexts=list(self.infotexts), seeds=list(self.seeds), prompts=list(self.prompts),
+        return GenerationResult(params=self.params, model=self.model,
+                                images=[png_image(data) for data in self.images], infotexts=list(self.infotexts),
+                                seeds=list(self.seeds), prompts=list(self.prompts),
                                 negative_prompts=list(self.negative_prompts), warnings=list(self.warnings),
                                 interrupted=self.interrupted)

@@ -19,7 +19,7 @@ from modules import batch_grid, masking, rng
 from modules.a1111.sd_hijack import model_hijack
 from modules.conditioning_blend import ConditioningBlend
 from modules.engine import JobContext
-from modules.generation import GenerationResult, ImagePlan, JobHooks
+from modules.generation import GenerationResult, ImagePlan, JobHooks, ModelUsed
 from modules.generation_params import GenerationParams
 from modules.job_spec import GenerationJob
 from modules.styles import StyleDatabase
@@ -177,6 +177,7 @@ class Processed:
         self.warnings: list[str] = []
         self.paths: list[Path] = []
         self.interrupted = False
+        self.model: ModelUsed | None = None  # the model of the job's images; None for a script's own result
 
     def js(self) -> str:
         """The `info` JSON that A1111's API returns."""
@@ -186,12 +187,14 @@ class Processed:
                 "extra_generation_params", "index_of_first_image", "infotexts", "styles", "clip_skip")
         return json.dumps({key: getattr(self, key) for key in keys}, default=str)
 
-    def to_result(self, params: GenerationParams) -> GenerationResult:
-        """The project's result type (what the page shows); a grid a script added gets its infotext too."""
+    def to_result(self, params: GenerationParams, model: ModelUsed | None) -> GenerationResult:
+        """The project's result type (what the page and the API show); a grid a script added gets its infotext
+        too. `model` names the model when this result doesn't (one a script built)."""
         infotexts = list(self.infotexts) + [self.info] * (len(self.images) - len(self.infotexts))
         seeds = list(self.all_seeds)
         seeds = [seeds[0]] * self.index_of_first_image + seeds
-        return GenerationResult(params=dataclasses.replace(params, seed=self.seed), images=list(self.images),
+        return GenerationResult(params=dataclasses.replace(params, seed=self.seed), model=self.model or model,
+                                images=list(self.images),
                                 infotexts=infotexts[:len(self.images)], seeds=seeds[:len(self.images)],
                                 paths=self.paths if len(self.paths) == len(self.images) else [],
                                 warnings=self.warnings, interrupted=self.interrupted,
@@ -307,7 +310,7 @@ def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> P
     ready = _prepare(p, ctx, services)
     if isinstance(ready, Processed):
         return ready
-    return _finish(p, ready, services.backend.run_job(ready.job, ctx), services)
+    return _finish(p, ready, services.backend.run_job(ready.job, ctx), ctx, services)
 
 
 def run_processing_all(jobs: Iterable[StableDiffusionProcessing], ctx: JobContext, services) -> list[Processed]:
@@ -315,7 +318,7 @@ def run_processing_all(jobs: Iterable[StableDiffusionProcessing], ctx: JobContex
     ready = [(p, _prepare(p, ctx, services)) for p in jobs]
     waiting = [r for _, r in ready if isinstance(r, _Prepared)]
     results = iter(services.backend.run_jobs([r.job for r in waiting], ctx))
-    return [r if isinstance(r, Processed) else _finish(p, r, next(results), services) for p, r in ready]
+    return [r if isinstance(r, Processed) else _finish(p, r, next(results), ctx, services) for p, r in ready]
 
 
 def _prepare(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Prepared | Processed:
@@ -349,9 +352,11 @@ def _prepare(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Prepar
     return _Prepared(job, plan, vae_problem)
 
 
-def _finish(p: StableDiffusionProcessing, ready: _Prepared, result: GenerationResult, services) -> Processed:
+def _finish(p: StableDiffusionProcessing, ready: _Prepared, result: GenerationResult, ctx: JobContext,
+            services) -> Processed:
     """Processed from the job's result, with the batch grid and the scripts' postprocess hooks."""
     plan = ready.plan
+    ctx.first_model = ctx.first_model or result.model
     if ready.vae_problem:
         result.warnings.insert(0, ready.vae_problem)
     processed = Processed(p, result.images, result.seeds[0] if result.seeds else p.params.seed,
@@ -359,6 +364,7 @@ def _finish(p: StableDiffusionProcessing, ready: _Prepared, result: GenerationRe
                           all_seeds=list(plan.seeds), all_prompts=list(plan.prompts),
                           all_subseeds=list(plan.subseeds), comments="\n".join(model_hijack.comments))
     processed.warnings, processed.paths, processed.interrupted = result.warnings, result.paths, result.interrupted
+    processed.model = result.model
     batch_grid.add_grid(p, processed, services)
     if p.scripts is not None:
         p.scripts.postprocess(p, processed)

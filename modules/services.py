@@ -155,7 +155,7 @@ class Services:
                 if processed is None:
                     processed = processing.run_processing(p, ctx, self)
                 processed.interrupted = processed.interrupted or ctx.interrupted  # a script stopped early
-                return processed.to_result(p.params)
+                return processed.to_result(p.params, ctx.first_model)
         return self.engine.submit(kind, run)
 
     def img2img_batch(self, params: GenerationParams, input_dir: str, output_dir: str, mask_dir: str = "",

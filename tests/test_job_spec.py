@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modules.generation import GenerationResult, ImagePlan, JobHooks, RunSettings
+from modules.generation import GenerationResult, ImagePlan, JobHooks, ModelUsed, RunSettings
 from modules.generation_params import GenerationParams
 from modules.job_spec import GenerationJob, JobResult
 
@@ -44,15 +44,18 @@ def test_a_job_travels_with_png_images_and_without_hooks_or_an_output_folder(tmp
 
 def test_results_of_a_jobs_parts_join_in_batch_order():
     params = GenerationParams(prompt="a boat")
+    boat = ModelUsed("boat.safetensors [0123456789]", "boat", "0123456789", "other.vae.pt", "9876543210", True)
 
     def part(seed: int, worker: str, warning: str) -> JobResult:
-        result = GenerationResult(params=params, images=[noise_image(seed)], infotexts=[f"text {seed}"],
+        result = GenerationResult(params=params, model=boat, images=[noise_image(seed)], infotexts=[f"text {seed}"],
                                   seeds=[seed], prompts=["a boat"], negative_prompts=[""], warnings=[warning])
-        return JobResult.of(result, "0123456789", "boat", worker, "txt2img")
+        return JobResult.of(result, worker, "txt2img")
 
     joined = JobResult.joined([part(1, "w1", "same"), part(2, "w2", "same"), part(3, "w1", "other")])
     assert joined.seeds == [1, 2, 3] and joined.infotexts == ["text 1", "text 2", "text 3"]
     assert joined.warnings == ["same", "other"] and joined.worker == "w1, w2"
-    images = joined.to_generation_result().images
+    result = pickle.loads(pickle.dumps(joined)).to_generation_result()
+    images = result.images
+    assert result.model == boat  # the model that ran travels with the images
     assert [np.array_equal(np.asarray(image), np.asarray(noise_image(seed))) for image, seed in
             zip(images, (1, 2, 3))] == [True] * 3

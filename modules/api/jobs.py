@@ -127,11 +127,9 @@ class Jobs:
         return ImagesResponse(images=images, parameters=parameters, info=json.dumps(self.info(job, result)))
 
     def info(self, job: ApiJob, result: GenerationResult) -> dict[str, Any]:
-        """The keys of A1111's `info`, from the result, the processing object and the first infotext."""
-        p, params, request = job.p, result.params, job.request
+        """The keys of A1111's `info`, from the result (the model that ran included) and the processing object."""
+        p, params, request, model = job.p, result.params, job.request, result.model
         seeds = list(p.all_seeds or result.seeds)
-        first = parse_infotext(result.infotexts[0]) if result.infotexts else {}
-        model = self.services.models.current
         return {
             "prompt": params.prompt, "all_prompts": list(p.all_prompts or []),
             "negative_prompt": params.negative_prompt, "all_negative_prompts": list(p.all_negative_prompts or []),
@@ -143,8 +141,8 @@ class Jobs:
             "cfg_scale": params.cfg_scale, "steps": params.steps, "batch_size": params.batch_size,
             "restore_faces": params.restore_faces,
             "face_restoration_model": self.services.opts.face_restoration_model if params.restore_faces else None,
-            "sd_model_name": first.get("Model"), "sd_model_hash": first.get("Model hash"),
-            "sd_vae_name": first.get("VAE"), "sd_vae_hash": first.get("VAE hash"),
+            "sd_model_name": model and model.name, "sd_model_hash": model and model.hash,
+            "sd_vae_name": model and model.vae_name, "sd_vae_hash": model and model.vae_hash,
             "seed_resize_from_w": params.seed_resize_from_w,
             "seed_resize_from_h": params.seed_resize_from_h,
             "denoising_strength": params.denoising_strength if p.is_img2img or params.enable_hr else None,
@@ -152,7 +150,7 @@ class Jobs:
             "index_of_first_image": max(0, len(result.images) - len(seeds)),  # a script's grid comes first
             "infotexts": list(result.infotexts), "styles": list(params.styles), "job_timestamp": job.timestamp,
             "clip_skip": params.clip_skip,
-            "is_using_inpainting_conditioning": bool(model is not None and model.is_inpainting),
+            "is_using_inpainting_conditioning": bool(model and model.inpainting),
             "version": VERSION, "comments": "\n".join(str(c) for c in (request.comments or {}).values()),
             "warnings": list(result.warnings), "interrupted": result.interrupted,
         }

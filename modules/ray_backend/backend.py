@@ -185,14 +185,16 @@ class RayBackend(Backend):
     @staticmethod
     def _save(job: GenerationJob, outcome: JobResult, result: GenerationResult) -> None:
         """Write the images on the head (the one writer), named and tagged as the worker would have."""
-        plan = job.plan
+        plan, model = job.plan, outcome.model
+        if model is None:  # nothing ran
+            return
         for index, (image, infotext) in enumerate(zip(result.images, result.infotexts)):
             subseed = plan.subseeds[index] if index < len(plan.subseeds) else outcome.params.subseed
             params = replace(outcome.params, seed=result.seeds[index], prompt=result.prompts[index],
                              negative_prompt=result.negative_prompts[index], subseed=subseed)
             try:
                 result.paths.append(save_output(job.settings, job.hooks.p, image, params, index, outcome.job,
-                                                outcome.model_name, outcome.model, outcome.params.prompt, infotext))
+                                                model.name, model.hash, outcome.params.prompt, infotext))
             except DiskFull as exc:
                 log.error("%s", exc)
                 if str(exc) not in result.warnings:

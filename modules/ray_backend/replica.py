@@ -183,4 +183,4 @@ class GenerationReplica:
         s.models.current = model  # the job's model is the one its hires/refiner models are compared with
         s.sync_vae(job.vae, model)  # a VAE that can't be used: the head has warned already
         result, kind = run_generation(job, model, ctx, s.networks, s.tools, s.job_models, {"Worker": self.name})
-        return JobResult.of(result, job.checkpoint, model.checkpoint.model_name, self.name, kind)
+        return JobResult.of(result, self.name, kind)
