@@ -132,8 +132,9 @@ class JobHooks:
         return noise
 
 
-def validate(params: GenerationParams, limits: Limits) -> None:
-    """Refuse impossible jobs and those over the limits with a clear message, before anything is allocated."""
+def validate(params: GenerationParams, limits: Limits) -> GenerationParams:
+    """Refuse impossible jobs and those over the limits with a clear message, before anything is allocated.
+    Returns `params` with the sampler and schedule type resolved to the ones that run."""
     for name in ("width", "height"):
         value = getattr(params, name)
         if value < 64 or value % 8:
@@ -151,9 +152,10 @@ def validate(params: GenerationParams, limits: Limits) -> None:
         raise UserError("Resize seed from width and height must be at least 8 (or 0 for off), got "
                         f"{params.seed_resize_from_w}x{params.seed_resize_from_h}")
     try:
-        registry.resolve(params.sampler_name, params.scheduler)
+        sampler, schedule = registry.resolve(params.sampler_name, params.scheduler)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+    return replace(params, sampler_name=sampler, scheduler=schedule)
 
 
 def seed_resize_from(params: GenerationParams) -> bool:
@@ -224,11 +226,9 @@ class Txt2Img:
         return "hires" if self.params.enable_hr else "txt2img"
 
     def run(self) -> GenerationResult:
-        p = self.params
-        validate(p, self.settings.limits)
-        sampler, schedule = registry.resolve(p.sampler_name, p.scheduler)
-        self.params = replace(p, sampler_name=sampler, scheduler=schedule, seed=rng.resolve_seed(p.seed),
-                              subseed=rng.resolve_seed(p.subseed), hr_checkpoint_name=self._hires_checkpoint())
+        p = validate(self.params, self.settings.limits)
+        self.params = replace(p, seed=rng.resolve_seed(p.seed), subseed=rng.resolve_seed(p.subseed),
+                              hr_checkpoint_name=self._hires_checkpoint())
         hires = HiresPass(self) if p.enable_hr and self.supports_hires else None
         p = self.params = replace(self.params, refiner_checkpoint=self._refiner_checkpoint(hires))
         self._check_face_restoration()
@@ -594,9 +594,7 @@ class HiresPass(Txt2Img):
         self._init: torch.Tensor | None = None
         if not 0.0 <= first.params.denoising_strength <= 1.0:
             raise UserError(f"Denoising strength must be between 0 and 1, got {first.params.denoising_strength}")
-        validate(self.params, self.settings.limits)
-        sampler, schedule = registry.resolve(self.params.sampler_name, self.params.scheduler)
-        self.params = replace(self.params, sampler_name=sampler, scheduler=schedule)
+        self.params = validate(self.params, self.settings.limits)
         hires_fix.check_upscaler(self.upscaler, self.tools.upscalers if self.tools else None)
 
     def make_plan(self) -> PassPlan:

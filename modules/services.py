@@ -132,14 +132,24 @@ class Services:
                                                                      mask=inputs.mask)
         return self._submit(p, self.script_runners.get("img2img"), script_args)
 
+    def check_job(self, params: GenerationParams) -> None:
+        """The one check of a job before it queues, so it is refused now, not after waiting in the queue: `params`
+        against the limits in force (UserError), its hires fix and refiner checkpoints (UnlistedJobCheckpoint)
+        and, with a model loaded, the length of its prompts (else the worker checks them once one is)."""
+        limits = Limits.from_options(self.opts)
+        validate(params, limits)
+        self.check_job_checkpoints(params)
+        model, options = self.models.current, self.encoder_options
+        if model is not None:
+            limits.check_job_prompts(params, lambda text: model.prompt_encoder.chunk_count(text, options))
+
     def _submit(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
                 script_args: list | None) -> "Future[GenerationResult]":
-        limits = Limits.from_options(self.opts)
-        validate(p.params, limits)  # refused now, not after waiting in the queue
-        self.check_job_checkpoints(p.params)
-        model, options = self.models.current, self.encoder_options
-        if model is not None:  # else the worker checks the prompts once a model is loaded
-            limits.check_job_prompts(p.params, lambda text: model.prompt_encoder.chunk_count(text, options))
+        self.check_job(p.params)
+        return self._queue(p, runner, script_args)
+
+    def _queue(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
+               script_args: list | None) -> "Future[GenerationResult]":
         p.scripts, p.script_args = runner, list(script_args or [0])
         if runner is not None:
             runner.check_plan(p)  # the chosen script's plan (grid cells, loops, lines) against the limits
@@ -322,9 +332,15 @@ class Services:
             inputs, output_dir, keep_images))
 
     def submit_processing(self, p: processing.StableDiffusionProcessing) -> "Future[GenerationResult]":
-        """Queue a processing object the caller built and keeps (the API reads all_prompts and all_seeds
+        """Check and queue a processing object the caller built and keeps (the API reads all_prompts and all_seeds
         from it afterwards); `p.script_args` are laid out as the page sends them."""
-        return self._submit(p, self.script_runners.get("img2img" if p.is_img2img else "txt2img"), p.script_args)
+        self.check_job(p.params)
+        return self.queue_checked(p)
+
+    def queue_checked(self, p: processing.StableDiffusionProcessing) -> "Future[GenerationResult]":
+        """submit_processing for a job whose params `check_job` has passed (the API checks before it reads
+        the request's images and script arguments)."""
+        return self._queue(p, self.script_runners.get("img2img" if p.is_img2img else "txt2img"), p.script_args)
 
     @contextmanager
     def job_settings(self, overrides: dict[str, Any], restore: bool = True) -> Iterator[None]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from modules import generation, hires_fix
+from modules import hires_fix
 from modules.api.errors import RequestError
 from modules.api.images import decode_images, encode_image
 from modules.api.models import (DEFAULT_SAMPLER, GenerationApiFields, ImagesResponse, Img2ImgApiFields,
@@ -58,19 +58,18 @@ class Jobs:
         except ValueError as exc:
             raise RequestError("body", str(exc)) from None
         with services.opts.overridden(overrides):  # settings read while queueing (limits, output folders)
-            generation.validate(params, Limits.from_options(services.opts))
+            try:
+                services.check_job(params)
+            except UnlistedJobCheckpoint as exc:
+                raise RequestError(exc.field, str(exc)) from None
             services.styles.apply_to_prompt("", params.styles)  # names an unknown style now, not after queueing
             if params.enable_hr:
                 hires_fix.check_upscaler(params.hr_upscaler, services.tools.upscalers)
-            try:
-                services.check_job_checkpoints(params)
-            except UnlistedJobCheckpoint as exc:
-                raise RequestError(exc.field, str(exc)) from None
             p = self.processing(request, params, overrides)
             tab = "img2img" if p.is_img2img else "txt2img"
             p.script_args = self.scripts.args_for(services.script_runners.get(tab), request.script_name,
                                                   request.script_args, request.alwayson_scripts)
-            future = services.submit_processing(p)
+            future = services.queue_checked(p)
         return ApiJob(request, p, future, datetime.now().strftime("%Y%m%d%H%M%S"))
 
     def overrides(self, settings: dict[str, Any], field: str = "override_settings") -> dict[str, Any]:
