@@ -231,9 +231,9 @@ def _after_component(component: Any, kwargs: dict[str, Any]) -> None:
 
 
 class ScriptRunner:
-    """The scripts of one tab: the Script dropdown with each script's controls, the AlwaysVisible
-    scripts' groups, and the calls into them while the page is built and while a job runs. A script whose
-    show() or ui() raises is left out of the tab; `notices` says so for the page."""
+    """The scripts of one tab (selectable and AlwaysVisible) and the calls into them while the page is built and
+    while a job runs; modules.ui.script_controls builds their controls. A script whose show() or ui() raises is
+    left out of the tab; `notices` says so for the page."""
 
     def __init__(self, loaded: LoadedScripts, is_img2img: bool) -> None:
         self.is_img2img = is_img2img
@@ -278,48 +278,18 @@ class ScriptRunner:
         return [script.title() for script in self.selectable]
 
     def setup_ui(self) -> list[gr.components.Component]:
-        """Create the controls (call inside the tab's layout); returns the job's extra inputs:
-        the dropdown (an index, 0 = None) followed by every script's controls."""
-        inputs: list[gr.components.Component] = []
-        dropdown = gr.Dropdown(label="Script", choices=["None", *self.titles], value="None", type="index",
-                               elem_id=f"{self.tab}_script_dropdown")
-        inputs.append(dropdown)
-        for script in list(self.alwayson):  # in a plain group, as A1111: the script brings its own accordion
-            with gr.Group(elem_id=script.elem_id("group")) as group:
-                added = self._add_controls(script, inputs)
-            group.visible = added
-        groups = []
-        for script in list(self.selectable):
-            with gr.Group(visible=False) as group:
-                added = self._add_controls(script, inputs)
-            if added:
-                script.group = group
-                groups.append(group)
-        dropdown.choices = [(title, title) for title in ["None", *self.titles]]
+        """A1111's name: create the tab's script controls (inside its layout), as modules.ui.script_controls
+        builds them; returns the job's extra inputs."""
+        from modules.ui.script_controls import build_controls  # the page's module; it imports this one
 
-        def show_selected(index: int | None) -> list:
-            return [gr.Group(visible=index == number + 1) for number in range(len(groups))]
+        return build_controls(self)
 
-        if groups:
-            dropdown.change(show_selected, inputs=dropdown, outputs=groups, queue=False, api_visibility="private")
-        return inputs
-
-    def _add_controls(self, script: Script, inputs: list) -> bool:
-        """Call the script's ui() and add its controls to `inputs`; False (and the script left out of the
-        tab) when ui() raises."""
-        try:
-            controls = script.ui(self.is_img2img) or []
-        except Exception:
-            self._report(f"The controls (ui()) of script {type(script).__name__}", script.filename)
-            for kept in (self.scripts, self.alwayson, self.selectable):
-                if script in kept:
-                    kept.remove(script)
-            return False
-        script.controls = list(controls)
-        script.args_from = len(inputs)
-        inputs.extend(control for control in controls if control is not None)
-        script.args_to = len(inputs)
-        return True
+    def leave_out(self, script: Script, what: str) -> None:
+        """Take `script` off the tab because its `what` raised (the exception being handled), with a notice."""
+        self._report(what, script.filename)
+        for kept in (self.scripts, self.alwayson, self.selectable):
+            if script in kept:
+                kept.remove(script)
 
     def before_component(self, component: Any, **kwargs: Any) -> None:
         """A1111's hook: each script's on_before_component callbacks for this elem_id, then before_component."""

@@ -11,6 +11,7 @@ import gradio as gr
 from modules.api.errors import RequestError
 from modules.api.models import ScriptArg, ScriptInfo
 from modules.scripts import Script, ScriptRunner
+from modules.ui.script_controls import build_controls
 
 
 def _choice_labels(control: Any) -> list[Any] | None:
@@ -94,7 +95,7 @@ class ScriptControls:
             made = self._made.get(id(runner))
             if made is None or made[0] is not runner:
                 with gr.Blocks():
-                    made = self._made[id(runner)] = (runner, runner.setup_ui())
+                    made = self._made[id(runner)] = (runner, build_controls(runner))
             return made[1]
 
     def defaults(self, runner: ScriptRunner) -> list:

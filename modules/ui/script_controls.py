@@ -13,7 +13,51 @@ from modules.services import Services
 def script_controls(services: Services, tab: str) -> list[gr.components.Component]:
     """Create the tab's script controls (inside its layout); returns them as the job's extra inputs."""
     runner = services.script_runners.get(tab)
-    return runner.setup_ui() if runner is not None else []
+    return build_controls(runner) if runner is not None else []
+
+
+def build_controls(runner: scripts.ScriptRunner) -> list[gr.components.Component]:
+    """Create the Script dropdown, each selectable script's group (shown while it is picked) and the AlwaysVisible
+    scripts' groups of `runner`'s tab (call inside the tab's layout); returns the job's extra inputs: the dropdown
+    (an index, 0 = None) followed by every script's controls."""
+    inputs: list[gr.components.Component] = []
+    dropdown = gr.Dropdown(label="Script", choices=["None", *runner.titles], value="None", type="index",
+                           elem_id=f"{runner.tab}_script_dropdown")
+    inputs.append(dropdown)
+    for script in list(runner.alwayson):  # in a plain group, as A1111: the script brings its own accordion
+        with gr.Group(elem_id=script.elem_id("group")) as group:
+            added = _add_controls(runner, script, inputs)
+        group.visible = added
+    groups = []
+    for script in list(runner.selectable):
+        with gr.Group(visible=False) as group:
+            added = _add_controls(runner, script, inputs)
+        if added:
+            script.group = group
+            groups.append(group)
+    dropdown.choices = [(title, title) for title in ["None", *runner.titles]]
+
+    def show_selected(index: int | None) -> list:
+        return [gr.Group(visible=index == number + 1) for number in range(len(groups))]
+
+    if groups:
+        dropdown.change(show_selected, inputs=dropdown, outputs=groups, queue=False, api_visibility="private")
+    return inputs
+
+
+def _add_controls(runner: scripts.ScriptRunner, script: scripts.Script, inputs: list) -> bool:
+    """Call the script's ui() and add its controls to `inputs`; False (and the script left out of the tab) when
+    ui() raises."""
+    try:
+        controls = script.ui(runner.is_img2img) or []
+    except Exception:
+        runner.leave_out(script, f"The controls (ui()) of script {type(script).__name__}")
+        return False
+    script.controls = list(controls)
+    script.args_from = len(inputs)
+    inputs.extend(control for control in controls if control is not None)
+    script.args_to = len(inputs)
+    return True
 
 
 def tab_scripts(services: Services, tab: str) -> AbstractContextManager:
