@@ -262,8 +262,8 @@ def test_a_checkpoint_no_replica_can_read_is_a_clear_error_naming_the_file_and_n
 def test_progress_and_interrupt_reach_the_replica_through_the_api(ray_api):
     answer: dict = {}
 
-    def run() -> None:
-        answer["images"], answer["info"] = generate(ray_api, steps=150, n_iter=4, width=128, height=128)
+    def run() -> None:  # 256 px: the first two batches still run when the interrupt comes, even on a busy machine
+        answer["images"], answer["info"] = generate(ray_api, steps=150, n_iter=4, width=256, height=256)
     thread = threading.Thread(target=run)
     thread.start()
     progress = wait_for(lambda: (lambda p: p if p["state"]["sampling_step"] >= 2 else None)(
@@ -282,7 +282,7 @@ def test_progress_and_interrupt_reach_the_replica_through_the_api(ray_api):
 
 def test_progress_previews_and_interrupt_reach_the_replica_through_the_page(page, ray_api):
     args = endpoint_args(page, "/txt2img", {"Prompt": "a field", "Sampling method": "Euler", "Sampling steps": 150,
-                                            "Batch count": 4, "Width": 128, "Height": 128, "Seed": 5})
+                                            "Batch count": 4, "Width": 256, "Height": 256, "Seed": 5})
     job = page.submit(*args, api_name="/txt2img")
 
     def shown_step():
@@ -302,7 +302,7 @@ def test_progress_previews_and_interrupt_reach_the_replica_through_the_page(page
 def test_skip_through_the_api_ends_the_batch_on_the_replica(ray_api):
     answer: dict = {}
 
-    def run() -> None:
+    def run() -> None:  # 256 px: the first two batches still run when the interrupt comes, even on a busy machine
         answer["images"], answer["info"] = generate(ray_api, steps=150, width=128, height=128)
     thread = threading.Thread(target=run)
     thread.start()
