@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import launch  # noqa: E402
-from modules import cpu_threads  # noqa: E402
-from modules.cmd_args import parse_args, parse_credentials, read_credentials_file  # noqa: E402
-from modules.paths import REPO_ROOT, DataPaths  # noqa: E402
+import launch
+from modules import cpu_threads
+from modules.cmd_args import parse_args, parse_credentials, read_credentials_file
+from modules.paths import REPO_ROOT, DataPaths
 
 if TYPE_CHECKING:
     from modules.extensions import Extension

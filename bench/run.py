@@ -136,7 +136,7 @@ def sampler_step_overhead_ms(steps: int = 30, rounds: int = 5) -> float:
             rounds_ms = []
             for _ in range(rounds + 1):  # the first warms up
                 spent.update(sampling=0.0, unet=0.0)
-                engine.call("bench", lambda ctx: Timed(model, params, ctx, RunSettings()).run())
+                engine.call("bench", lambda ctx, params=params: Timed(model, params, ctx, RunSettings()).run())
                 rounds_ms.append((spent["sampling"] - spent["unet"]) / steps * 1000)
             worst = max(worst, min(rounds_ms[1:]))
     finally:
@@ -198,7 +198,7 @@ def cpu_bf16_vs_fp32_ratio(repeats: int = 3) -> float:
         x, c = latents.to(dtype), context.to(dtype)
         times = []
         with torch.inference_mode():
-            for i in range(repeats + 1):
+            for _ in range(repeats + 1):
                 start = time.perf_counter()
                 unet(x, 500, encoder_hidden_states=c)
                 times.append(time.perf_counter() - start)
@@ -261,9 +261,9 @@ def launch_to_page_s() -> float:
                 try:
                     if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status == 200:
                         return time.perf_counter() - start
-                except OSError:
+                except OSError as error:
                     if proc.poll() is not None:
-                        raise RuntimeError("app.py exited before serving the page")
+                        raise RuntimeError("app.py exited before serving the page") from error
                     time.sleep(0.1)
         finally:
             proc.terminate()

@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import socket
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable
+from typing import TYPE_CHECKING, Any
 
 from modules.engine import JobContext
 from modules.generation import GenerationResult, Txt2Img
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from modules.sd_models import StableDiffusionModel
     from modules.services import Services
 
-JobModels = Callable[[Iterable["str | None"], "str | None"], ContextManager[dict]]
+JobModels = Callable[[Iterable["str | None"], "str | None"], AbstractContextManager[dict]]
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Backend(ABC):
     def workers(self) -> list[WorkerInfo]:
         """Every worker with what it holds and does."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend that starts nothing keeps this no-op
         """Let go of what the backend started."""
 
 

@@ -13,9 +13,10 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import torch
 
@@ -250,7 +251,7 @@ def merge_checkpoints(settings: MergeSettings, models: ModelManager, vaes: VaeLi
     names = [settings.primary, settings.secondary, settings.tertiary][:needs]
     infos = [models.find_listed(name) for name in names]
     files = [WeightFile(info) for info in infos]
-    a, b, c = (files + [None, None])[:3]
+    a, b, c = ([*files, None, None])[:3]
     vae = read_vae(vaes.find(settings.bake_in_vae)) if settings.bake_in_vae not in ("", NO_VAE) else {}
     plan = MergePlan(settings, a, b, c, vae)
     folder = models.paths.extra_ckpt_dir or models.paths.sd_models

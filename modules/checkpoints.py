@@ -114,7 +114,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(str(exc)) from None
     except UnreadableWeightsError as exc:
         raise ModelLoadError(f"{path.name} is not a checkpoint (unreadable): {str(exc).split(': ', 1)[-1]}") from None
-    except Exception as exc:  # noqa: BLE001 - an untrusted file can fail to parse in many ways
+    except Exception as exc:
         raise ModelLoadError(f"Could not read {path.name}: the file is damaged or not a checkpoint ({exc})") from exc
     while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

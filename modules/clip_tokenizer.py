@@ -102,7 +102,7 @@ def _from_folder(folder: Path, pad_token: str) -> CLIPTokenizer:
     return tokenizer
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_tokenizer(pad_token: str, cache_dir: str | None) -> CLIPTokenizer:
     if cache_dir is not None:
         return _from_folder(write_vocab_files(cache_dir), pad_token)

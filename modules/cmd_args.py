@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 DEFAULT_PORT = 7860
 DEFAULT_API_PORT = 7861

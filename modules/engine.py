@@ -6,9 +6,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from modules import cpu_threads
 from modules.errors import OutOfMemory
@@ -60,7 +61,7 @@ class Progress:
 class JobContext:
     """What a running job sees: progress reporting and the interrupt/skip flags."""
 
-    def __init__(self, engine: "Engine") -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.interrupted = False
         self.skipped = False
@@ -113,7 +114,7 @@ class Engine:
         self._worker = threading.Thread(target=self._work, name="engine-worker", daemon=True)
         self._worker.start()
 
-    def submit(self, name: str, run: Callable[[JobContext], T]) -> "Future[T]":
+    def submit(self, name: str, run: Callable[[JobContext], T]) -> Future[T]:
         """Queue `run(context)`; the returned future holds its result or exception."""
         job = _Job(f"{name}#{next(self._ids)}", run)
         self._queue.put(job)

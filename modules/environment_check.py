@@ -51,13 +51,13 @@ class Snapshot:
     import_error: str = ""
 
     @classmethod
-    def take(cls, environment: PythonEnvironment, check: bool = True, imports: bool = True) -> "Snapshot":
+    def take(cls, environment: PythonEnvironment, check: bool = True, imports: bool = True) -> Snapshot:
         """Read the environment now: pip freeze, then pip check when `check`, the imports when `imports`."""
         freeze = tuple(environment.pip_output("freeze").splitlines())
         snapshot = cls(freeze)
         return snapshot.completed(environment, imports) if check else snapshot
 
-    def completed(self, environment: PythonEnvironment, imports: bool = True) -> "Snapshot":
+    def completed(self, environment: PythonEnvironment, imports: bool = True) -> Snapshot:
         """This snapshot with pip check's problems and, when `imports`, the import check."""
         problems = frozenset(line for line in environment.pip_output("check").splitlines()
                              if line and not line.startswith("No broken requirements"))

@@ -20,9 +20,10 @@ import signal
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import requests
 
@@ -52,7 +53,7 @@ class ExtensionError(UserError):
 class InstallScriptError(ExtensionError):
     """The clone is in place but its install.py failed; `extension` is the installed, disabled extension."""
 
-    def __init__(self, message: str, extension: "Extension") -> None:
+    def __init__(self, message: str, extension: Extension) -> None:
         super().__init__(message)
         self.extension = extension
 
@@ -151,12 +152,12 @@ def read_metadata(folder: Path) -> ExtensionMetadata:
     return ExtensionMetadata(name, tuple(re.findall(r"[^,\s]+", requires)))
 
 
-def disabled_names(opts: "Options") -> set[str]:
+def disabled_names(opts: Options) -> set[str]:
     """The folder names the `disabled_extensions` setting switches off."""
     return set(getattr(opts, DISABLED_SETTING) or [])
 
 
-def set_disabled(opts: "Options", names: Iterable[str]) -> None:
+def set_disabled(opts: Options, names: Iterable[str]) -> None:
     """Store the folder names to switch off in config.json (used from the next start or restart)."""
     opts.set(DISABLED_SETTING, sorted(set(names)))
 
@@ -254,7 +255,7 @@ def _same_repository(a: str, b: str) -> bool:
     return normal(a) == normal(b)
 
 
-def install_from_url(url: str, extensions_dir: Path, opts: "Options", branch: str | None = None,
+def install_from_url(url: str, extensions_dir: Path, opts: Options, branch: str | None = None,
                      folder: str | None = None, run_install: bool = True,
                      installer: GuardedInstaller | None = None) -> Extension:
     """Clone `url` (https, ssh, file:// or a local path), optionally a `branch`, into
@@ -302,7 +303,7 @@ def install_from_url(url: str, extensions_dir: Path, opts: "Options", branch: st
     return extension
 
 
-def _disable_after_install(extension: Extension, opts: "Options", reason: str) -> None:
+def _disable_after_install(extension: Extension, opts: Options, reason: str) -> None:
     """Switch off an extension whose install failed or was blocked (stored in `opts`), `reason` kept as its note."""
     set_disabled(opts, disabled_names(opts) | {extension.name})
     set_note(extension.path.parent, extension.name, reason)
@@ -330,7 +331,7 @@ def run_install_script(extension: Extension, timeout: float = INSTALL_TIMEOUT,
     return done.notes
 
 
-def run_install_scripts(extensions: list[Extension], opts: "Options",
+def run_install_scripts(extensions: list[Extension], opts: Options,
                         installer: GuardedInstaller | None = None) -> list[str]:
     """Run install.py of each extension that has one (at start); returns a message for each failure and each
     note. One the package guard blocks is disabled (stored in `opts`) with the reason as its note."""

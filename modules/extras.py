@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from PIL import Image
 
@@ -70,7 +70,7 @@ class ExtrasParams:
             yield f, f.metadata["spec"]
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ExtrasParams":
+    def from_dict(cls, values: dict[str, Any]) -> ExtrasParams:
         """Build from field name -> value (page or API values), converting types; missing fields keep
         their defaults. Unknown names and out-of-range values give a UserError."""
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}

@@ -16,8 +16,8 @@ from modules.conditioning import EncoderOptions
 from modules.conditioning_blend import BlendedConditioning, ConditioningBlend
 from modules.engine import JobContext
 from modules.errors import DiskFull, UserError
-from modules.file_names import NameFields
 from modules.face_restoration import MissingWeightsError, missing_weights_message
+from modules.file_names import NameFields
 from modules.generation_params import NO_REFINER, GenerationParams
 from modules.image_tools import ImageTools
 from modules.infotext import create_infotext
@@ -26,8 +26,7 @@ from modules.networks import Networks
 from modules.sampling import noise as noise_sources
 from modules.sampling import registry
 from modules.sampling.guidance import CFGDenoiser, Keep, ModelPass, NegativeSkipping, RefinerSwitch
-from modules.sampling.passes import (TIMESTEPS, PassPlan, SamplingSettings, plan_pass, run_pass, start_latent,
-                                     uses_ensd)
+from modules.sampling.passes import TIMESTEPS, PassPlan, SamplingSettings, plan_pass, run_pass, start_latent, uses_ensd
 from modules.sd_models import StableDiffusionModel
 from modules.setting_values import FIRST_PASS, SECOND_PASS
 from modules.step_conditioning import StepConditioning, Timeline
@@ -99,7 +98,7 @@ class ImagePlan:
     subseeds: list[int] = field(default_factory=list)  # needed only with a variation strength
 
     @classmethod
-    def repeated(cls, params: GenerationParams, count: int) -> "ImagePlan":
+    def repeated(cls, params: GenerationParams, count: int) -> ImagePlan:
         """The usual plan: the same prompts for every image, seeds (or, with a variation strength,
         variation seeds) counting up."""
         return cls([params.prompt] * count, [params.negative_prompt] * count,
@@ -127,7 +126,7 @@ class JobHooks:
     def after_batch(self, batch_no: int, batch_images: list[Image.Image]) -> None:
         """After a batch's images are finished and saved."""
 
-    def start_noise(self, job: "Txt2Img", noise: torch.Tensor) -> torch.Tensor:
+    def start_noise(self, job: Txt2Img, noise: torch.Tensor) -> torch.Tensor:
         """The noise a pass starts from; a script may put its own in (img2img alternative test does)."""
         return noise
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 from modules.image_resize import RESIZE_MODES
 from modules.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
@@ -186,7 +187,7 @@ class GenerationParams:
         return next(spec for f, spec in cls.fields() if f.name == name)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GenerationParams":
+    def from_dict(cls, values: dict[str, Any]) -> GenerationParams:
         """Build from a mapping, ignoring unknown keys and coercing to each field's type."""
         names = cls.field_names()
         return cls(**{name: cls.coerce(name, value) for name, value in values.items()

@@ -20,8 +20,9 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 from gradio import component_meta, events
@@ -190,7 +191,7 @@ def _observe_construction() -> None:
     Component.__init__ = patched
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _has_frontend(cls: type) -> bool:
     """Whether Gradio has a frontend named after `cls`: Gradio's own classes and custom components
     (packages with templates/component/ beside their module)."""

@@ -20,8 +20,16 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from modules.package_guard import (SESSION_VARIABLE, GuardSession, PythonEnvironment, Refusal, direct_refusal,
-                                   is_change, protected_pins, without_constraints)
+from modules.package_guard import (
+    SESSION_VARIABLE,
+    GuardSession,
+    PythonEnvironment,
+    Refusal,
+    direct_refusal,
+    is_change,
+    protected_pins,
+    without_constraints,
+)
 
 # pip's options that take a value as the next argument (pip install's and the general ones)
 VALUE_OPTIONS = frozenset({

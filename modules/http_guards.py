@@ -3,7 +3,8 @@ login (a Gradio session cookie, for requests that carry a body), throttled faile
 body cap (max_request_bytes, 413 beyond). Refusals never read or echo the body."""
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import Response

@@ -43,7 +43,7 @@ class Structure:
     dropout: tuple[float, ...]  # per layer; dropout is off at inference but numbers the layers
 
     @classmethod
-    def from_file(cls, data: dict) -> "Structure":
+    def from_file(cls, data: dict) -> Structure:
         layers = tuple(data.get("layer_structure") or (1, 2, 1))
         if len(layers) < 2 or layers[0] != 1 or layers[-1] != 1 or not all(
                 isinstance(n, (int, float)) and n > 0 for n in layers):
@@ -156,7 +156,7 @@ class HypernetRequest:
     multiplier: float = 1.0
 
     @classmethod
-    def from_tag(cls, tag: ExtraNetwork) -> "HypernetRequest":
+    def from_tag(cls, tag: ExtraNetwork) -> HypernetRequest:
         if not tag.args:
             return cls(tag.name)
         try:

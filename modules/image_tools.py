@@ -22,6 +22,6 @@ class ImageTools:
     approx_nn: ApproxNNDecoders
 
     @classmethod
-    def create(cls, models_dir: Path, device: torch.device | str = "cpu") -> "ImageTools":
+    def create(cls, models_dir: Path, device: torch.device | str = "cpu") -> ImageTools:
         return cls(UpscalerLibrary(models_dir, device), FaceRestorers(models_dir, device),
                    TaesdDecoders(models_dir / "VAE-taesd"), ApproxNNDecoders(models_dir / "VAE-approx"))

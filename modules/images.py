@@ -6,17 +6,17 @@ import itertools
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from PIL import Image, PngImagePlugin
 
 from modules import grids
 from modules.atomic_files import write_atomic, write_new
 from modules.errors import UserError
-from modules.image_inputs import check_pixel_count
 from modules.file_names import DEFAULT_PATTERN, NameFields, expand, prompt_words, safe_file_name  # noqa: F401 - prompt_words: scripts import it from here
 from modules.grids import (  # noqa: F401 - A1111's names, which scripts import from here
     GridAnnotation,
@@ -25,7 +25,9 @@ from modules.grids import (  # noqa: F401 - A1111's names, which scripts import 
     draw_prompt_matrix,
     split_grid,
 )
-from modules.setting_values import IMAGE_FORMATS as _PIL_FORMATS, SAVE_FORMATS
+from modules.image_inputs import check_pixel_count
+from modules.setting_values import IMAGE_FORMATS as _PIL_FORMATS
+from modules.setting_values import SAVE_FORMATS
 
 log = logging.getLogger(__name__)
 

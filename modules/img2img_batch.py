@@ -3,9 +3,9 @@ name no other file has."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 from PIL import Image
 
@@ -14,8 +14,8 @@ from modules.engine import JobContext
 from modules.errors import UserError
 from modules.generation import GenerationResult, RunSettings
 from modules.generation_params import GenerationParams
-from modules.images import encode_png, open_image
 from modules.image_tools import ImageTools
+from modules.images import encode_png, open_image
 from modules.img2img import Img2Img, Img2ImgInputs
 from modules.networks import Networks
 from modules.sd_models import StableDiffusionModel

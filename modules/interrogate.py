@@ -18,8 +18,14 @@ from safetensors.torch import load_file, save
 
 from modules.atomic_files import write_atomic
 from modules.checkpoints import HashCache
-from modules.interrogate_models import (BlipCaptioner, InterrogateModelError, Ranker, check_models, load_clip,
-                                       model_folders)
+from modules.interrogate_models import (
+    BlipCaptioner,
+    InterrogateModelError,
+    Ranker,
+    check_models,
+    load_clip,
+    model_folders,
+)
 from modules.setting_values import INTERROGATE_CATEGORIES as CATEGORIES
 
 log = logging.getLogger(__name__)
@@ -39,7 +45,7 @@ class InterrogateSettings:
     skip_categories: tuple[str, ...] = ()
 
     @classmethod
-    def from_options(cls, opts: Any) -> "InterrogateSettings":
+    def from_options(cls, opts: Any) -> InterrogateSettings:
         return cls(bool(opts.interrogate_keep_models_in_memory), bool(opts.interrogate_return_ranks),
                    int(opts.interrogate_clip_num_beams), int(opts.interrogate_clip_min_length),
                    int(opts.interrogate_clip_max_length), int(opts.interrogate_clip_dict_limit),

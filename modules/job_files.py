@@ -3,8 +3,9 @@ refiner's checkpoints, the VAE, the LoRAs, hypernetworks and embeddings its prom
 `job_files`; a worker elsewhere checks with `check_job_files` that its own files are the same ones."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from modules import hypernetworks, prompt_parser
 from modules.checkpoints import HashCache

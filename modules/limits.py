@@ -5,8 +5,9 @@ the work (or the allocation) it would cost starts."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from modules.errors import UserError
 from modules.generation_params import GenerationParams
@@ -84,7 +85,7 @@ class Limits:
     max_upload_bytes: int = OPTIONS["max_upload_bytes"].default
 
     @classmethod
-    def from_options(cls, opts: Any) -> "Limits":
+    def from_options(cls, opts: Any) -> Limits:
         """The limits the settings `opts` hold now (a job's override_settings included)."""
         return cls(**{f.name: getattr(opts, f.name) for f in fields(cls)})
 

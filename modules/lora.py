@@ -25,7 +25,7 @@ class LoraRequest:
     unet_weight: float = 1.0
 
     @classmethod
-    def from_tag(cls, tag: ExtraNetwork) -> "LoraRequest":
+    def from_tag(cls, tag: ExtraNetwork) -> LoraRequest:
         numbers = []
         for arg in tag.args[:2]:
             try:

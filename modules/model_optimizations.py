@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -26,7 +26,7 @@ class Optimizations:
     compile: bool = False
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "Optimizations":
+    def from_args(cls, args: argparse.Namespace) -> Optimizations:
         offload = "sequential" if args.lowvram else "model" if args.medvram else "none"
         return cls(offload=offload, xformers=args.xformers, compile=args.compile)
 

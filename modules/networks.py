@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from modules import prompt_parser
 from modules.hypernetworks import HypernetworkLibrary

@@ -4,16 +4,24 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from modules.a1111_options import NO_EFFECT
 from modules.atomic_files import move_aside, read_json_object, write_json_atomic
 from modules.file_names import check_pattern
-from modules.setting_values import (FACE_RESTORERS, HIRES_REFINER_PASSES, INTERROGATE_CATEGORIES, PREVIEW_METHODS,
-                                    SAVE_FORMATS, SECOND_PASS, check_index_url)
+from modules.setting_values import (
+    FACE_RESTORERS,
+    HIRES_REFINER_PASSES,
+    INTERROGATE_CATEGORIES,
+    PREVIEW_METHODS,
+    SAVE_FORMATS,
+    SECOND_PASS,
+    check_index_url,
+)
 
 log = logging.getLogger(__name__)
 RELOAD_UI = "Reload UI"

@@ -182,7 +182,7 @@ class GuardSession:
         return self.folder / "session.json"
 
     @classmethod
-    def start(cls, extension: str, pins: Pins) -> "GuardSession":
+    def start(cls, extension: str, pins: Pins) -> GuardSession:
         """Write the constraints and session files into a new temporary folder."""
         session = cls(extension, dict(pins), Path(tempfile.mkdtemp(prefix="sd-webui-package-guard-")))
         session.constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(pins.items())))
@@ -190,7 +190,7 @@ class GuardSession:
         return session
 
     @classmethod
-    def load(cls, file: str | os.PathLike) -> "GuardSession":
+    def load(cls, file: str | os.PathLike) -> GuardSession:
         """The session a parent process started (from the path in SD_WEBUI_PACKAGE_GUARD)."""
         data = json.loads(Path(file).read_text())
         return cls(data["extension"], data["pins"], Path(file).parent)

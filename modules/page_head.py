@@ -4,7 +4,7 @@ before Gradio's app starts. (Gradio's own `head` option adds them from its app c
 has loaded, so listeners for DOMContentLoaded would never run.)"""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -22,7 +22,7 @@ class DataPaths:
     extra_ckpt_dir: Path | None = None
 
     @classmethod
-    def create(cls, data_dir: str | None = None, ckpt_dir: str | None = None) -> "DataPaths":
+    def create(cls, data_dir: str | None = None, ckpt_dir: str | None = None) -> DataPaths:
         """Resolve the folders and create the ones a user drops files into."""
         root = Path(data_dir).expanduser().resolve() if data_dir else REPO_ROOT
         extra = Path(ckpt_dir).expanduser().resolve() if ckpt_dir else None

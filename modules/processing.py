@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 from PIL import Image

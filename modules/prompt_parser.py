@@ -225,7 +225,7 @@ class _Bracket:
         if kind == "RSQB" and first:
             return self._literal("]"), pos + 1
         if kind == "RSQB" and self.state == "alternate":
-            options = tuple(tuple(part) for part in self.parts + [self.items])
+            options = tuple(tuple(part) for part in [*self.parts, self.items])
             return [_Alternate(options)], pos + 1
         if kind == "COLON" and self.state != "alternate":
             when = _edit_when(symbols, pos)
@@ -244,9 +244,9 @@ class _Bracket:
         """Emphasis keeps its brackets: editing copies it as written."""
         items = ["(" if self.opener == "LPAR" else "["]
         for part in self.parts:
-            for item in part + [":"]:
+            for item in [*part, ":"]:
                 _append(items, item)
-        for item in self.items + [closer]:
+        for item in [*self.items, closer]:
             _append(items, item)
         return items
 

@@ -3,8 +3,8 @@ app.py's serving loop closes the page, reloads extensions and scripts, and serve
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _requested = threading.Event()
 _accepting = threading.Event()

@@ -11,10 +11,11 @@ import importlib.util
 import logging
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import gradio as gr
 
@@ -203,12 +204,12 @@ def _import_script(name: str, path: Path, base: Path) -> Any:
         _loading_dir = None
 
 
-scripts_current: "ScriptRunner | None" = None
+scripts_current: ScriptRunner | None = None
 """A1111's name: the runner of the tab being built, whose scripts see its components being made."""
 
 
 @contextmanager
-def building_tab(runner: "ScriptRunner | None") -> Iterator[None]:
+def building_tab(runner: ScriptRunner | None) -> Iterator[None]:
     """While a tab is built: its runner's scripts get before_component/after_component for its components."""
     global scripts_current
     previous, scripts_current = scripts_current, runner

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from modules import images, processing, prompt_parser, script_callbacks
 from modules.backend import Backend, InProcessBackend
@@ -32,9 +33,9 @@ from modules.options import Options
 from modules.paths import DataPaths
 from modules.sampling.passes import SamplingSettings
 from modules.scripts import ScriptRunner, load_scripts
-from modules.server_paths import ServerPaths
 from modules.sd_models import StableDiffusionModel
 from modules.sd_vae import VaeLibrary
+from modules.server_paths import ServerPaths
 from modules.styles import StyleDatabase
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class Services:
     interrogator: Interrogator = field(init=False)
 
     @classmethod
-    def create(cls, args: argparse.Namespace, model_device: str | None = None) -> "Services":
+    def create(cls, args: argparse.Namespace, model_device: str | None = None) -> Services:
         """Settings, paths, an engine and a model manager (no model loaded yet) as the flags ask (its models on
         `model_device` where given); app.py's main() and every Ray replica build theirs here."""
         from modules.hypernetworks import HypernetworkLibrary
@@ -119,14 +120,14 @@ class Services:
         """The prompt-encoding settings in force now."""
         return EncoderOptions(self.opts.comma_padding_backtrack, self.opts.emphasis)
 
-    def txt2img(self, params: GenerationParams, script_args: list | None = None) -> "Future[GenerationResult]":
+    def txt2img(self, params: GenerationParams, script_args: list | None = None) -> Future[GenerationResult]:
         """Queue a txt2img job on the engine; `script_args` are the Script controls' values (the
         dropdown's index first), as the page sends them."""
         p = processing.StableDiffusionProcessingTxt2Img.from_params(params)
         return self._submit(p, self.script_runners.get("txt2img"), script_args)
 
     def img2img(self, params: GenerationParams, inputs: Img2ImgInputs,
-                script_args: list | None = None) -> "Future[GenerationResult]":
+                script_args: list | None = None) -> Future[GenerationResult]:
         """Queue an img2img or inpainting job."""
         p = processing.StableDiffusionProcessingImg2Img.from_params(params, init_images=inputs.images,
                                                                      mask=inputs.mask)
@@ -144,12 +145,12 @@ class Services:
             limits.check_job_prompts(params, lambda text: model.prompt_encoder.chunk_count(text, options))
 
     def _submit(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
-                script_args: list | None) -> "Future[GenerationResult]":
+                script_args: list | None) -> Future[GenerationResult]:
         self.check_job(p.params)
         return self._queue(p, runner, script_args)
 
     def _queue(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
-               script_args: list | None) -> "Future[GenerationResult]":
+               script_args: list | None) -> Future[GenerationResult]:
         p.scripts, p.script_args = runner, list(script_args or [0])
         if runner is not None:
             runner.check_plan(p)  # the chosen script's plan (grid cells, loops, lines) against the limits
@@ -169,7 +170,7 @@ class Services:
         return self.engine.submit(kind, run)
 
     def img2img_batch(self, params: GenerationParams, input_dir: str, output_dir: str, mask_dir: str = "",
-                      append_interrogation: bool = False) -> "Future[GenerationResult]":
+                      append_interrogation: bool = False) -> Future[GenerationResult]:
         """Queue img2img over a folder of images (folders as the server paths policy allows); with
         `append_interrogation` each image's prompt ends with what Interrogate CLIP says of it."""
         settings = self.run_settings("outdir_img2img_samples")
@@ -191,7 +192,7 @@ class Services:
                                  output_dir, mask_dir, self.tools, models.get(params.refiner), describe)
         return self.engine.submit("img2img batch", run)
 
-    def interrogate(self, image: Any) -> "Future[str]":
+    def interrogate(self, image: Any) -> Future[str]:
         """Queue Interrogate CLIP of a PIL image with the interrogate_* settings in force now; a missing model is
         refused at once (MissingInterrogateModel names the folders and files)."""
         check_models(self.paths.models)
@@ -219,7 +220,7 @@ class Services:
         texts = [entry.text for sub in parsed.subprompts for entry in sub.schedule] or [""]
         return max(model.prompt_encoder.token_count(t, options) for t in dict.fromkeys(texts))
 
-    def load_checkpoint(self, name: str, listed_only: bool = True) -> "Future[StableDiffusionModel]":
+    def load_checkpoint(self, name: str, listed_only: bool = True) -> Future[StableDiffusionModel]:
         """Queue a checkpoint switch; on success it becomes the sd_model_checkpoint setting. Unless
         `listed_only` is False (the operator's --ckpt), `name` must be one of the listed checkpoints, never any
         other file on the server (ModelLoadError at once)."""
@@ -239,7 +240,7 @@ class Services:
             return model
         return self.engine.submit("load checkpoint", run)
 
-    def set_vae(self, choice: str) -> "Future[None]":
+    def set_vae(self, choice: str) -> Future[None]:
         """Queue a switch of the loaded model's VAE to `choice` (Automatic, None or a file name); once it
         worked, it becomes the sd_vae setting. A file that can't be used raises and changes nothing."""
         def run(ctx: JobContext) -> None:
@@ -323,7 +324,7 @@ class Services:
             yield models
 
     def extras(self, params: ExtrasParams, inputs: list, output_dir: Path | None = None,
-               keep_images: bool = True) -> "Future[ExtrasResult]":
+               keep_images: bool = True) -> Future[ExtrasResult]:
         """Queue an Extras job over `inputs` (PIL images or image files); see ExtrasJob.run."""
         opts = self.opts
         settings = ExtrasSettings(self.run_settings("outdir_extras_samples").save_dir, opts.max_pixels,
@@ -331,13 +332,13 @@ class Services:
         return self.engine.submit("extras", lambda ctx: ExtrasJob(self.tools, params, settings, ctx).run(
             inputs, output_dir, keep_images))
 
-    def submit_processing(self, p: processing.StableDiffusionProcessing) -> "Future[GenerationResult]":
+    def submit_processing(self, p: processing.StableDiffusionProcessing) -> Future[GenerationResult]:
         """Check and queue a processing object the caller built and keeps (the API reads all_prompts and all_seeds
         from it afterwards); `p.script_args` are laid out as the page sends them."""
         self.check_job(p.params)
         return self.queue_checked(p)
 
-    def queue_checked(self, p: processing.StableDiffusionProcessing) -> "Future[GenerationResult]":
+    def queue_checked(self, p: processing.StableDiffusionProcessing) -> Future[GenerationResult]:
         """submit_processing for a job whose params `check_job` has passed (the API checks before it reads
         the request's images and script arguments)."""
         return self._queue(p, self.script_runners.get("img2img" if p.is_img2img else "txt2img"), p.script_args)

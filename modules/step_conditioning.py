@@ -1,8 +1,8 @@
 """Conditioning that changes during sampling: prompt editing, alternation and AND (composable diffusion)."""
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, replace
-from typing import Hashable
 
 import torch
 
@@ -36,7 +36,7 @@ class BatchTexts:
     negative: tuple[TextSchedule, ...]
 
     @classmethod
-    def of(cls, prompts: list[str], negatives: list[str], timeline: Timeline | int) -> "BatchTexts":
+    def of(cls, prompts: list[str], negatives: list[str], timeline: Timeline | int) -> BatchTexts:
         """The texts of a batch of `prompts` and `negatives` over `timeline` (or that many steps)."""
         t = timeline if isinstance(timeline, Timeline) else Timeline(timeline)
         positive = []

@@ -45,7 +45,7 @@ def read_embedding(path: Path) -> Embedding:
         data = read_weights(path)
     except (UnsafeWeightsError, UnreadableWeightsError) as exc:
         raise ValueError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - an untrusted file can fail to parse in many ways
+    except Exception as exc:
         raise ValueError(f"cannot read it ({type(exc).__name__}: {exc})") from exc
     tensors = _tensors(data)
     if not tensors:

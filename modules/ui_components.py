@@ -92,7 +92,7 @@ class InputAccordionImpl(gr.Checkbox):
         """A column for things to show beside the accordion's content (A1111 puts them in its label)."""
         return gr.Column(elem_id=f"{self.accordion_id}-extra", elem_classes="input-accordion-extra", min_width=0)
 
-    def __enter__(self) -> "InputAccordionImpl":
+    def __enter__(self) -> InputAccordionImpl:
         self.accordion.__enter__()
         return self
 
@@ -100,6 +100,6 @@ class InputAccordionImpl(gr.Checkbox):
         self.accordion.__exit__(*exc)
 
 
-def InputAccordion(value: bool | None = None, **kwargs: Any) -> InputAccordionImpl:  # noqa: N802 - A1111's name
+def InputAccordion(value: bool | None = None, **kwargs: Any) -> InputAccordionImpl:
     """An accordion that is also a checkbox input: open means True."""
     return InputAccordionImpl(value=value, setup=True, **kwargs)

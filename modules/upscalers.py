@@ -238,7 +238,7 @@ def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     if length <= tile:
         return [0]
     starts = list(range(0, length - tile, tile - overlap))
-    return starts + [length - tile]
+    return [*starts, length - tile]
 
 
 def _ramp(length: int, overlap: int, fade_start: bool, fade_end: bool) -> torch.Tensor:

@@ -13,7 +13,8 @@ import logging
 import secrets
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import gradio as gr
 import uvicorn
@@ -207,7 +208,7 @@ def open_share_tunnel(port: int) -> threading.Thread:
     def open_tunnel() -> None:
         try:
             url = networking.setup_tunnel("127.0.0.1", port, secrets.token_urlsafe(32), None, None)
-        except Exception as exc:  # noqa: BLE001 - any failure of the tunnel only costs the public link
+        except Exception as exc:
             reason = f"{exc} ({exc.__cause__})" if exc.__cause__ else str(exc)
             log.error("Could not create the --share link, so there is no public address (the local one still "
                       "works): %s", reason)

@@ -5,8 +5,9 @@ animated WebP and GIF saved beside them and shown first in the gallery."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gradio as gr
 from PIL import Image

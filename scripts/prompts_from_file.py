@@ -2,7 +2,8 @@
 `--prompt "a cat" --steps 10 --cfg_scale 5 --negative_prompt "blurry"`."""
 import copy
 import shlex
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import gradio as gr
 

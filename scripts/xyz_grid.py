@@ -6,8 +6,9 @@ import csv
 import io
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -117,7 +118,7 @@ def _range(match: re.Match, kind: type) -> tuple:
 def _expand(match: re.Match, kind: type) -> list:
     start, end, step, count = _range(match, kind)
     if step is None:
-        return [int(round(v)) if kind is int else round(float(v), 6) for v in np.linspace(start, end, count)]
+        return [round(v) if kind is int else round(float(v), 6) for v in np.linspace(start, end, count)]
     return [start + i * step if kind is int else round(start + i * step, 6) for i in range(count)]
 
 

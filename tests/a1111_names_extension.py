@@ -2,24 +2,43 @@
 provides for extensions, each way extensions import them, and uses them at import, in on_ui_settings, in
 a Script's hooks and in image-saving callbacks. What it sees is kept in SEEN for the test to read."""
 import gradio as gr
-
 import modules.devices
 import modules.generation_parameters_copypaste as copypaste_by_old_name
-from modules import devices, hashes, infotext_utils, safe, script_callbacks, scripts, sd_hijack, sd_samplers
-from modules import sd_schedulers, shared
-from modules.devices import NansException, autocast, cpu, device, dtype, dtype_unet, dtype_vae  # noqa: F401
-from modules.devices import get_optimal_device, torch_gc, without_autocast  # noqa: F401
+from modules.devices import (  # noqa: F401  # noqa: F401
+    NansException,
+    autocast,
+    cpu,
+    device,
+    dtype,
+    dtype_unet,
+    dtype_vae,
+    get_optimal_device,
+    torch_gc,
+    without_autocast,
+)
 from modules.generation_parameters_copypaste import parse_generation_parameters as parse_by_old_name
 from modules.hashes import addnet_hash_safetensors, calculate_sha256, sha256, sha256_from_cache  # noqa: F401
-from modules.img2img import process_batch  # noqa: F401
-from modules.infotext_utils import ParamBinding, paste_fields, register_paste_params_button  # noqa: F401
-from modules.infotext_utils import parse_generation_parameters
-from modules.paths import data_path, extensions_builtin_dir, extensions_dir, models_path, script_path
-from modules.processing import create_binary_mask  # noqa: F401
+from modules.infotext_utils import ParamBinding, parse_generation_parameters, paste_fields, register_paste_params_button  # noqa: F401
 from modules.safe import load, unsafe_torch_load  # noqa: F401
 from modules.sd_hijack import model_hijack
 from modules.sd_samplers import all_samplers, samplers, samplers_for_img2img
 from modules.sd_schedulers import schedulers, schedulers_map
+
+from modules import (
+    devices,
+    hashes,
+    infotext_utils,
+    safe,
+    script_callbacks,
+    scripts,
+    sd_hijack,
+    sd_samplers,
+    sd_schedulers,
+    shared,
+)
+from modules.img2img import process_batch  # noqa: F401
+from modules.paths import data_path, extensions_builtin_dir, extensions_dir, models_path, script_path
+from modules.processing import create_binary_mask  # noqa: F401
 
 SECTION = ("compat", "Compat test")
 SEEN = {

@@ -51,19 +51,32 @@ from __future__ import annotations
 
 import copy
 import inspect
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
+from a1111_oracle_features import (
+    LATENT_UPSCALE_MODES,
+    BatchConds,
+    CFGDenoiser,
+    Guidance,
+    ImageNoise,
+    Inpainting,
+    LCMDenoiser,
+    TimestepsDenoiser,
+    a1111_patches,
+    global_generator,
+    latent_keep,
+    per_image,
+)
 from PIL import Image
-
-from a1111_oracle_features import (LATENT_UPSCALE_MODES, BatchConds, CFGDenoiser, Guidance, ImageNoise, Inpainting,
-                                   LCMDenoiser, TimestepsDenoiser, a1111_patches, global_generator, latent_keep,
-                                   per_image)
-from modules.sampling import extra_samplers, schedules, timestep_samplers
 from sampling_oracles import k_diffusion_module
+
+from modules.sampling import extra_samplers, schedules, timestep_samplers
 
 kd_sampling = k_diffusion_module("sampling")
 kd_external = k_diffusion_module("external")
@@ -215,7 +228,7 @@ class LDMModel:
             added = {"text_embeds": cond["vector"], "time_ids": sizes}
         return self.model.unet(x, t, encoder_hidden_states=cond["c_crossattn"][0], added_cond_kwargs=added).sample
 
-    def scheduled(self, opts: "Opts") -> "LDMModel":
+    def scheduled(self, opts: Opts) -> LDMModel:
         """apply_alpha_schedule_override: with Zero Terminal SNR, alphas_cumprod rescaled (√ᾱ shifted to end at 0
         and scaled to keep its first value; the last ᾱ set just above 0); the sqrt buffers stay as trained."""
         if opts.sd_noise_schedule != "Zero Terminal SNR":
@@ -300,7 +313,7 @@ def sample_lcm(model, x, sigmas, extra_args=None, callback=None, disable=None, n
     """LCM: jump to the model's x0 each step, then noise it to the next σ with a fresh draw (none onto 0)."""
     draw = noise_sampler or kd_sampling.default_noise_sampler(x)
     ones = x.new_ones([x.shape[0]])
-    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+    for sigma, sigma_next in itertools.pairwise(sigmas):
         x = model(x, sigma * ones, **(extra_args or {}))
         if sigma_next > 0:
             x = x + sigma_next * draw(sigma, sigma_next)
@@ -435,7 +448,7 @@ def _plms(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, extra_ar
             for weight, earlier in zip(weights[1:], reversed(history)):
                 mixed = mixed + weight * earlier
         x = step(x, mixed, t, t_prev)
-        history = (history + [eps])[-3:]
+        history = ([*history, eps])[-3:]
     return x
 
 

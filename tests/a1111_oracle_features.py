@@ -34,15 +34,15 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
-from torchsde._brownian import brownian_interval
-
 from sampling_oracles import k_diffusion_module, philox_randn
+from torchsde._brownian import brownian_interval
 
 kd_sampling = k_diffusion_module("sampling")
 kd_external = k_diffusion_module("external")

@@ -26,8 +26,7 @@ def write_term_lists(folder: Path) -> Path:
 
 def write_tiny_blip(folder: Path, seed: int = 0) -> Path:
     """BlipForConditionalGeneration with one-layer vision and text transformers and a BERT tokenizer of WORDS."""
-    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
-                              BlipProcessor)
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
     from transformers.models.blip.configuration_blip import BlipTextConfig, BlipVisionConfig
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import math
 import struct
 import sys
 import types
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

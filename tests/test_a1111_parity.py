@@ -22,14 +22,17 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import a1111_oracle as oracle
+import a1111_oracle_features as oracle_features
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from skimage import data
+from test_sampling_noise import A1111_SEED_0
+from test_sampling_schedules import SD15_KARRAS_10, SD15_UNIFORM_10
+from tiny_models import write_tiny_checkpoint
 
-import a1111_oracle as oracle
-import a1111_oracle_features as oracle_features
 from modules.checkpoints import CheckpointInfo, HashCache
 from modules.engine import Engine
 from modules.generation import RunSettings, Txt2Img
@@ -40,9 +43,6 @@ from modules.masking import FILL, LATENT_NOISE, LATENT_NOTHING, ORIGINAL
 from modules.sampling import registry
 from modules.sampling.passes import SamplingSettings
 from modules.sd_models import load_model
-from test_sampling_noise import A1111_SEED_0
-from test_sampling_schedules import SD15_KARRAS_10, SD15_UNIFORM_10
-from tiny_models import write_tiny_checkpoint
 
 TOLERANCE = 2  # levels of 255, per pixel and channel
 LATENT_TOLERANCE = 1e-4  # of the largest latent value
@@ -505,7 +505,7 @@ class UNetTimesteps:
     def __init__(self, unet: torch.nn.Module) -> None:
         self.unet, self.seen = unet, []
 
-    def __enter__(self) -> "UNetTimesteps":
+    def __enter__(self) -> UNetTimesteps:
         self.handle = self.unet.register_forward_pre_hook(
             lambda module, args: self.seen.append(float(args[1].flatten()[0])))
         return self

@@ -234,7 +234,7 @@ def test_img2img_noise_multiplier_per_job_and_as_a_setting(server, api):
     assert api.post(f"{url}/options", json={"initial_noise_multiplier": 0.5}, timeout=10).status_code == 200
     try:
         (as_setting,), info, _ = generate(api, url, "img2img", **body)
-        (txt,), txt_info, _ = generate(api, url, seed=8)
+        (_txt,), txt_info, _ = generate(api, url, seed=8)
     finally:
         api.post(f"{url}/options", json={"initial_noise_multiplier": 1.0}, timeout=10)
     assert as_setting.tobytes() == quieter.tobytes() and "Noise multiplier: 0.5" in info["infotexts"][0]

@@ -91,7 +91,7 @@ def test_page_and_api_share_the_queue(server, client):
     thread.start()
     wait_for(lambda: client.get_progress()["state"]["queued"] == 1, 30, "the API job to queue")
     client.interrupt()
-    gallery, info = job.result(timeout=60)
+    _gallery, info = job.result(timeout=60)
     thread.join(60)
     assert "(interrupted)" in info and len(behind["result"].images) == 1
     assert requests.get(server + "sdapi/v1/samplers", timeout=10).status_code == 401  # the API keeps its auth

@@ -60,7 +60,7 @@ def component(url: str, label: str) -> dict:
 
 
 def test_generate_through_the_page_endpoint_saves_png_with_parameters(server, client):
-    url, data = server
+    _url, data = server
     gallery, info = txt2img(client, {"Prompt": "a lighthouse, at night", "Negative prompt": "fog",
                                      "Sampling method": "Euler a", "Sampling steps": 6, "Height": 96, "Batch size": 2,
                                      "CFG Scale": 6.5, "Seed": 77, "Clip skip": 2})
@@ -108,11 +108,11 @@ def test_checkpoint_dropdown_lists_switches_and_survives_a_corrupt_file(server, 
     choices = [c[0] if isinstance(c, list) else c for c in component(url, "Stable Diffusion checkpoint")["choices"]]
     assert any(c.startswith("corrupt.safetensors") for c in choices)
     assert not any(c.startswith("demo-tiny-sd") for c in choices)  # no demo model when the user has checkpoints
-    dropdown, status = client.predict("corrupt.safetensors", api_name="/change_checkpoint")
+    _dropdown, status = client.predict("corrupt.safetensors", api_name="/change_checkpoint")
     assert "corrupt.safetensors" in status and "damaged" in status
     log = (data / "server.log").read_text()
     assert "corrupt.safetensors" in log
-    gallery, info = txt2img(client, {"Prompt": "still works", "Sampling steps": 2})
+    _gallery, info = txt2img(client, {"Prompt": "still works", "Sampling steps": 2})
     assert "Model: other," in info
 
 
@@ -142,8 +142,8 @@ def test_gradio_auth_requires_a_login(tmp_path, demo_checkpoint):
 
 
 def test_prompt_syntax_lora_and_embedding_from_the_data_dir(server, client):
-    url, data = server
-    gallery, info = txt2img(client, {"Prompt": "a [red:blue:1] house <lora:tinylora:0.8> in mystyle AND a tree :0.5",
+    _url, data = server
+    _gallery, info = txt2img(client, {"Prompt": "a [red:blue:1] house <lora:tinylora:0.8> in mystyle AND a tree :0.5",
                                      "Negative prompt": "ugly", "Sampling steps": 3})
     assert 'Lora hashes: &quot;tinylora: ' in info and 'TI hashes: &quot;mystyle: ' in info
     _, missing = txt2img(client, {"Prompt": "a house <lora:nope:1>", "Sampling steps": 3})
@@ -161,7 +161,7 @@ def test_img2img_and_inpaint_upload_through_the_page_endpoint(server, client, tm
     from gradio_client import handle_file
     from skimage import data as samples
 
-    url, data = server
+    _url, data = server
     photo_path = tmp_path / "photo.png"
     Image.fromarray(samples.astronaut()).resize((64, 64)).save(photo_path)
     mask_path = tmp_path / "mask.png"
@@ -169,9 +169,9 @@ def test_img2img_and_inpaint_upload_through_the_page_endpoint(server, client, tm
     mask.paste(255, (16, 16, 48, 48))
     mask.save(mask_path)
     portrait = {"Prompt": "a portrait", "Sampling steps": 4}
-    gallery, info = img2img(client, {**portrait, "Image for img2img": handle_file(str(photo_path))})
+    _gallery, info = img2img(client, {**portrait, "Image for img2img": handle_file(str(photo_path))})
     assert "Denoising strength: 0.75" in info and "Mask blur" not in info
-    gallery, info = img2img(client, {**portrait, "img2img mode": 4, "Image": handle_file(str(photo_path)),
+    _gallery, info = img2img(client, {**portrait, "img2img mode": 4, "Image": handle_file(str(photo_path)),
                                      "Mask": handle_file(str(mask_path)), "Mask blur": 0})
     assert "Mask blur: 0, Mask mode: Inpaint masked" in info
     saved = sorted((data / "outputs" / "img2img-images" / date.today().isoformat()).glob("*.png"))
@@ -184,7 +184,7 @@ def test_img2img_and_inpaint_upload_through_the_page_endpoint(server, client, tm
 
 
 def test_hires_fix_through_the_page_endpoint(server, client):
-    url, data = server
+    url, _data = server
     gallery, info = txt2img(client, {"Prompt": "a tower", "Sampling steps": 2, "Hires. fix": True,
                                      "Upscale by": 1.5, "Hires steps": 2, "Denoising strength": 0.5,
                                      "Upscaler": "Lanczos"})
@@ -206,7 +206,7 @@ def test_hires_checkpoint_through_the_page_endpoint(server, client):
     hires = {"Prompt": "a tower", "Sampling steps": 2, "Hires. fix": True, "Denoising strength": 0.5}
     gallery, info = txt2img(client, {**hires, "Hires checkpoint": "other.safetensors"})
     assert "Hires checkpoint: other [" in info and Image.open(gallery[0]["image"]).size == (128, 128)
-    with pytest.raises(Exception, match="corrupt.safetensors"):
+    with pytest.raises(Exception, match=r"corrupt.safetensors"):
         txt2img(client, {**hires, "Hires checkpoint": "corrupt.safetensors"})
     outside = shutil.copy(data / "models" / "Stable-diffusion" / "other.safetensors", data / "outside.safetensors")
     with pytest.raises(Exception, match="not one of the checkpoints"):
@@ -224,9 +224,9 @@ def test_refiner_through_the_page_endpoint(server, client):
         choices = [c[0] if isinstance(c, list) else c for c in dropdown["choices"]]
         assert choices[0] == "None" and any(c.startswith("other.safetensors") for c in choices)
     refined = {"Prompt": "a tower", "Sampling steps": 4, "Checkpoint": "other.safetensors", "Switch at": 0.5}
-    gallery, info = txt2img(client, {**refined, "Refiner": True})
+    _gallery, info = txt2img(client, {**refined, "Refiner": True})
     assert "Refiner: other [" in info and "Refiner switch at: 0.5" in info
-    gallery, info = txt2img(client, {**refined, "Refiner": False})  # the accordion's box off: no refiner
+    _gallery, info = txt2img(client, {**refined, "Refiner": False})  # the accordion's box off: no refiner
     assert "Refiner" not in info
 
 
@@ -243,7 +243,7 @@ def test_live_previews_arrive_before_the_result(client):
 
 
 def test_styles_apply_at_generation_and_save_through_the_page(server, client):
-    url, data = server
+    _url, data = server
     _, info = txt2img(client, {"Prompt": "a barn", "Sampling steps": 2, "Styles": ["Golden"]})
     assert "a barn, golden hour" in info and "Negative prompt: fog" in info
     client.predict("Rainy", "{prompt}, rain", "", api_name="/txt2img_styles_save")

@@ -48,7 +48,7 @@ def test_a_full_disk_names_the_file_and_leaves_no_temporary_file(small_disk):
     fill(small_disk)
     with pytest.raises(DiskFull, match=f"No space left on device while saving {small_disk / 'config.json'}"):
         write_json_atomic(small_disk / "config.json", {"big": "x" * 8192})
-    with pytest.raises(DiskFull, match="while saving .*00001.png"):
+    with pytest.raises(DiskFull, match=r"while saving .*00001.png"):
         write_new(small_disk, ["00001.png"], lambda handle: handle.write(b"\0" * 8192))
     assert sorted(p.name for p in small_disk.iterdir()) == ["config.json", "filler"]
     assert (small_disk / "config.json").read_text().strip() == '{\n    "kept": true\n}'

@@ -139,8 +139,8 @@ def test_broken_files_are_moved_aside_at_start(broken_start):
     for name in ("config.json", "ui-config.json", "styles.csv", "cache.json"):
         aside = list(data.glob(f"{name}.bad-*"))
         assert len(aside) == 1, name
-    assert list(data.glob("config.json.bad-*"))[0].read_text().endswith('"samples_save": fal')
-    assert list(data.glob("styles.csv.bad-*"))[0].read_bytes() == b"name,prompt\nGolden,\xff\xfe gold\n"
+    assert next(iter(data.glob("config.json.bad-*"))).read_text().endswith('"samples_save": fal')
+    assert next(iter(data.glob("styles.csv.bad-*"))).read_bytes() == b"name,prompt\nGolden,\xff\xfe gold\n"
     assert "txt2img/Sampling steps/value" in json.loads((data / "ui-config.json").read_text())  # rewritten
 
 
@@ -150,7 +150,7 @@ def test_the_log_and_the_page_say_so_and_defaults_are_used(broken_start):
     config = requests.get(url + "config", timeout=10).json()
     notices = next(c["props"]["value"] for c in config["components"] if c["props"].get("elem_id") == "notices")
     for name in ("config.json", "ui-config.json", "styles.csv"):
-        aside = list(data.glob(f"{name}.bad-*"))[0].name
+        aside = next(iter(data.glob(f"{name}.bad-*"))).name
         assert f"it was moved to {aside}" in log, name
         assert name in notices and aside in notices, notices
     assert "cache.json could not be read" in log

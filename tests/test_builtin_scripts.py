@@ -6,12 +6,12 @@ import importlib
 import numpy as np
 import pytest
 from PIL import Image
+from script_services import generate, generate_img2img, services_with_scripts
+from tiny_models import write_tiny_checkpoint
 
 from modules import script_callbacks
 from modules.errors import UserError
 from modules.sampling import registry
-from script_services import generate, generate_img2img, services_with_scripts
-from tiny_models import write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_xyz_grid_cells_labels_and_sizes(services):
     grid, *cells = result.images
     assert len(cells) == 6
     assert grid.width > 3 * 64 and grid.height > 2 * 64  # 3 columns and 2 rows plus the label bands
-    assert ["Steps: 2," in t and "CFG scale: 3," in t for t in result.infotexts[1:]][0]
+    assert next("Steps: 2," in t and "CFG scale: 3," in t for t in result.infotexts[1:])
     assert "Steps: 4," in result.infotexts[3] and "CFG scale: 7," in result.infotexts[6]
     alone = generate(services, steps=3, cfg_scale=7)
     assert np.array_equal(np.asarray(cells[4]), np.asarray(alone.images[0]))  # x=3, y=7: the same seed

@@ -23,7 +23,7 @@ def test_break_closes_the_chunk(demo_model):
 
 
 def test_comma_backtrack_moves_the_words_after_the_last_comma():
-    tokens = [Segment(list(range(70)) + [9] + [1, 2, 3, 4, 5, 6])]  # 9 is the comma, 77 tokens in all
+    tokens = [Segment([*list(range(70)), 9, 1, 2, 3, 4, 5, 6])]  # 9 is the comma, 77 tokens in all
     chunks = split_into_chunks(tokens, comma_token=9, comma_backtrack=20)
     assert len(chunks[0].tokens) == 71 and chunks[0].tokens[-1] == 9
     assert chunks[1].tokens == [1, 2, 3, 4, 5, 6]

@@ -17,10 +17,23 @@ from git_repos import Remote, run_git
 
 from modules import restart
 from modules.cmd_args import parse_args
-from modules.extensions import (ExtensionError, InstallScriptError, access_refusal, check_access,
-                                check_for_updates, disabled_names, extension_assets, fetch_index, install_from_url,
-                                list_extensions, load_preload, read_disabled, requirement_problems, set_disabled,
-                                update)
+from modules.extensions import (
+    ExtensionError,
+    InstallScriptError,
+    access_refusal,
+    check_access,
+    check_for_updates,
+    disabled_names,
+    extension_assets,
+    fetch_index,
+    install_from_url,
+    list_extensions,
+    load_preload,
+    read_disabled,
+    requirement_problems,
+    set_disabled,
+    update,
+)
 from modules.options import Options
 from modules.ui.extensions import RESTARTING, ExtensionActions, installed_table
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 import shutil
 
 import torch
+from network_files import a1111_embedding, kohya_lora
 from PIL import Image
+from tiny_models import tiny_modules
 
 from modules.extra_network_cards import add_to_prompt, cards, preview_for
 from modules.lora import LoraLibrary
 from modules.networks import Networks
 from modules.textual_inversion import EmbeddingDatabase
-from network_files import a1111_embedding, kohya_lora
-from tiny_models import tiny_modules
 
 
 class Checkpoints:

@@ -96,7 +96,7 @@ def _photo_file(path: Path) -> Path:
 
 
 def test_the_flag_downloads_before_serving_and_logs_a_failure(server):
-    url, data = server
+    _url, data = server
     for remote in (GFPGAN_WEIGHTS, DETECTION_WEIGHTS, PARSING_WEIGHTS):
         assert (data / "models" / "GFPGAN" / remote.name).is_file()
     assert not (data / "models" / "Codeformer" / CODEFORMER_WEIGHTS.name).exists()
@@ -108,10 +108,10 @@ def test_the_flag_downloads_before_serving_and_logs_a_failure(server):
 def test_restore_faces_then_upscale_saves_both_chunks(server, client, tmp_path):
     from gradio_client import handle_file
 
-    url, data = server
+    _url, data = server
     photo = handle_file(str(_photo_file(tmp_path / "photo.png")))
     settings = {"upscaler_1": "4x-tiny", "upscaler_2": "Lanczos", "extras_upscaler_2_visibility": 0.25}
-    gallery, info = run_extras(client, image=photo, gfpgan_visibility=1.0, **settings)
+    _gallery, info = run_extras(client, image=photo, gfpgan_visibility=1.0, **settings)
     assert ("Postprocess upscale by: 2, Postprocess upscaler: 4x-tiny, Postprocess upscaler 2: Lanczos, "
             "Postprocess upscaler 2 visibility: 0.25, GFPGAN visibility: 1") in info
     folder = data / "outputs" / "extras-images" / date.today().isoformat()
@@ -129,7 +129,7 @@ def test_bad_requests_get_clear_messages_and_the_server_goes_on(server, client, 
     from gradio_client import handle_file
 
     photo = handle_file(str(_photo_file(tmp_path / "photo.png")))
-    with pytest.raises(Exception, match="not-an-upscaler.pth is not an upscaler model"):
+    with pytest.raises(Exception, match=r"not-an-upscaler.pth is not an upscaler model"):
         run_extras(client, image=photo, upscaler_1="not-an-upscaler")
     with pytest.raises(Exception, match="Upscaling refused: the result would be 4096x4096"):
         run_extras(client, image=photo, upscaler_1="Lanczos", resize_mode=1, upscaling_resize_w=4096,
@@ -157,7 +157,7 @@ def test_batch_from_directory_skips_a_bad_file(server, client, tmp_path):
 def test_batch_process_of_uploaded_files(server, client, tmp_path):
     from gradio_client import handle_file
 
-    url, data = server
+    _url, data = server
     _photo_file(tmp_path / "first.png")
     (tmp_path / "second.png").write_bytes(b"not a picture")
     files = [handle_file(str(tmp_path / "first.png")), handle_file(str(tmp_path / "second.png"))]
@@ -170,7 +170,7 @@ def test_batch_process_of_uploaded_files(server, client, tmp_path):
 
 
 def test_download_button_checks_the_sha256_then_fetches(server, client, release):
-    url, data = server
+    _url, data = server
     with pytest.raises(Exception, match="failed its checksum"):
         client.predict(api_name="/extras_download_face_models")
     release["files"]["/codeformer.pth"] = CODEFORMER_BODY

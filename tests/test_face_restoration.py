@@ -97,7 +97,7 @@ def test_a_file_that_is_not_gfpgan_is_refused(tmp_path: Path, weights, photo):
     torch.save({"params_ema": {"conv.weight": torch.zeros(3, 3, 1, 1)}}, folder / GFPGAN_WEIGHTS.name)
     os.link(weights["parse"], folder / PARSING_WEIGHTS.name)
     os.link(weights["noface"], folder / DETECTION_WEIGHTS.name)
-    with pytest.raises(UserError, match="GFPGANv1.4.pth is not a GFPGAN v1.2-v1.4 model"):
+    with pytest.raises(UserError, match=r"GFPGANv1.4.pth is not a GFPGAN v1.2-v1.4 model"):
         GFPGANRestorer(tmp_path).restore(photo, 1.0)
 
 

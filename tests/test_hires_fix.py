@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 from model_weights import write_face_weights
-
-from modules.errors import UserError
 from PIL import Image
 
+from modules.errors import UserError
 from modules.generation import HiresPass, RunSettings, Txt2Img, encode_image
 from modules.generation_params import GenerationParams
 from modules.hires_fix import hires_size, second_pass_params, summary
@@ -209,7 +208,7 @@ def test_interrupt_in_the_first_pass_skips_the_second(engine, demo_model):
 
 
 def test_restore_faces_without_weights_names_the_files(engine, demo_model, tmp_path: Path):
-    with pytest.raises(UserError, match="GFPGANv1.4.pth") as error:
+    with pytest.raises(UserError, match=r"GFPGANv1.4.pth") as error:
         run(engine, demo_model, ImageTools.create(tmp_path), enable_hr=False, restore_faces=True)
     assert "detection_Resnet50_Final.pth" in str(error.value) and str(tmp_path / "GFPGAN") in str(error.value)
 

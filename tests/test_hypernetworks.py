@@ -67,11 +67,18 @@ def write_hypernetwork(path: Path, widths: tuple[int, ...], layout: str = "relu,
 def expected(path: Path, width: int, kind: int, x: torch.Tensor, multiplier: float, layout: str) -> torch.Tensor:
     """x + mlp(x) * multiplier from the file's raw tensors."""
     state = torch.load(path, weights_only=True)[width][kind]
-    meta, linears, norms, mlp = LAYOUTS[layout]
+    _meta, linears, norms, mlp = LAYOUTS[layout]
     def key(index):
         return f"linear{index}." if isinstance(index, str) else f"linear.{index}."
-    L = [lambda t, k=key(i): F.linear(t, state[k + "weight"], state[k + "bias"]) for i in linears]
-    N = [lambda t, k=key(i): F.layer_norm(t, t.shape[-1:], state[k + "weight"], state[k + "bias"]) for i in norms]
+
+    def linear(k):
+        return lambda t: F.linear(t, state[k + "weight"], state[k + "bias"])
+
+    def norm(k):
+        return lambda t: F.layer_norm(t, t.shape[-1:], state[k + "weight"], state[k + "bias"])
+
+    L = [linear(key(i)) for i in linears]
+    N = [norm(key(i)) for i in norms]
     return x + mlp(x, L, N) * multiplier
 
 

@@ -213,7 +213,7 @@ def test_extras_refuses_a_bad_single_file_and_skips_it_in_a_batch(engine, extras
 
 
 def test_an_undecoded_huge_image_is_refused_before_decoding(files):
-    with pytest.raises(UserError, match="The upload is 9500x9500 .* too large to open safely"):
+    with pytest.raises(UserError, match=r"The upload is 9500x9500 .* too large to open safely"):
         normalize_input(Image.open(files["over-limit.png"]), "The upload")
 
 

@@ -8,8 +8,15 @@ import logging
 import pytest
 
 from modules.infotext import parse_infotext
-from modules.options import (OPTIONS, OptionInfo, Options, override_entries, setting_from_text,
-                             settings_from_entries, settings_from_infotext)
+from modules.options import (
+    OPTIONS,
+    OptionInfo,
+    Options,
+    override_entries,
+    setting_from_text,
+    settings_from_entries,
+    settings_from_infotext,
+)
 from modules.ui.infotext_paste import override_update, read_fields
 
 PASTED = ("a fox\nSteps: 20, Sampler: Euler a, Seed: 5, Size: 64x64, RNG: CPU, ENSD: 31337, Eta: 0.5, "

@@ -21,8 +21,12 @@ from PIL import Image
 import modules.interrogate_models as interrogate_models
 from modules.checkpoints import HashCache
 from modules.interrogate import CATEGORIES, InterrogateSettings, Interrogator, packaged_lists, read_terms
-from modules.interrogate_models import (ClipRanker, InterrogateModelError, MissingInterrogateModel,
-                                       download_interrogate_models)
+from modules.interrogate_models import (
+    ClipRanker,
+    InterrogateModelError,
+    MissingInterrogateModel,
+    download_interrogate_models,
+)
 from modules.model_download import DownloadError, RemoteFile
 
 SHORT = InterrogateSettings(min_length=4, max_length=8)  # A1111's defaults but a short caption: quicker on a CPU
@@ -200,11 +204,11 @@ def test_an_open_clip_folder_in_models_clip_ranks_the_terms(data, tmp_path):
     tool = interrogator(data, tmp_path / "cache")
     tool.models_dir = models
     text = tool.interrogate(photo(), SHORT)
-    caption, *terms = text.split(", ")
+    _caption, *terms = text.split(", ")
     assert [term in TERMS[category] for term, category in zip(terms, CATEGORIES)] == [True] * len(CATEGORIES)
     assert type(tool._clip).__name__ == "OpenClipRanker" and tool.interrogate(photo(), SHORT) == text
     weights = models / "clip" / "tiny-open-clip" / "open_clip_model.safetensors"
     assert (tool.cache_dir / hashlib.sha256(weights.read_bytes()).hexdigest()[:16]).is_dir()
     weights.unlink()
-    with pytest.raises(MissingInterrogateModel, match="open_clip_model.safetensors"):
+    with pytest.raises(MissingInterrogateModel, match=r"open_clip_model.safetensors"):
         tool.interrogate(photo(), SHORT)

@@ -137,7 +137,7 @@ def test_pipeline_round_trip(checkpoint):
 
 
 def test_component_round_trip_from_state_dict(checkpoint):
-    family, folder, models, path = checkpoint
+    _family, folder, models, path = checkpoint
     state = load_file(str(path))
     unet = UNet2DConditionModel.from_single_file(state, config=str(folder), subfolder="unet", local_files_only=True)
     vae = AutoencoderKL.from_single_file(state, config=str(folder), subfolder="vae", local_files_only=True)

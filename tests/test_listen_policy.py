@@ -67,7 +67,7 @@ def test_a_prompt_line_may_not_name_an_output_folder(listening):
 
 
 def test_output_folder_settings_are_refused_from_the_page_and_the_api(listening, client):
-    url, data, root = listening
+    url, _data, root = listening
     label = "Output folder for txt2img images"
     message = client.predict(*endpoint_args(client, "/settings_apply", {label: str(root / "elsewhere")}),
                              api_name="/settings_apply")

@@ -68,7 +68,7 @@ def test_a_failed_switch_keeps_the_current_model_and_the_kept_ones(manager):
     manager.cache_limits = lambda: (2, 0.0)
     a = manager.load("a.safetensors")
     b = manager.load("b.safetensors")
-    with pytest.raises(ModelLoadError, match="broken.ckpt"):
+    with pytest.raises(ModelLoadError, match=r"broken.ckpt"):
         manager.load("broken.ckpt")
     assert manager.current is b and [info.name for info in manager.kept] == ["a.safetensors"] and not freed(a)
     manager.unload()

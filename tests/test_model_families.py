@@ -53,7 +53,7 @@ def test_each_family_is_recognised_from_a_tiny_real_architecture_checkpoint(name
 
 def test_a_checkpoint_without_its_text_encoders_is_refused_by_name(tiny_states):
     state = {k: v for k, v in tiny_states["sdxl"].items() if not k.startswith("conditioner.embedders.1.")}
-    with pytest.raises(ModelLoadError, match="no text encoder this app recognises \\(SD 1.x, SD 2.x or SDXL\\)"):
+    with pytest.raises(ModelLoadError, match=r"no text encoder this app recognises \(SD 1.x, SD 2.x or SDXL\)"):
         model_families.detect(state)
 
 
@@ -168,7 +168,7 @@ def test_a_v_prediction_sd2_model_gives_a_v_denoiser(tmp_path):
     model = _load(path, tmp_path)
     assert model.denoiser.prediction == V_PREDICTION == model.prediction_type
     sigma = torch.tensor([2.0])
-    c_skip, c_out, c_in = model.denoiser.scalings(sigma)
+    c_skip, c_out, _c_in = model.denoiser.scalings(sigma)
     assert float(c_skip) == pytest.approx(1 / 5) and float(c_out) == pytest.approx(-2 / 5 ** 0.5)
 
 

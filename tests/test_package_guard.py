@@ -10,19 +10,24 @@ import json
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import requests
+import tomllib
 from app_process import running_app
 from git_repos import Remote
 from tiny_wheels import make_venv, pip, write_wheel
 
 from modules.cmd_args import parse_args
-from modules.extensions import (InstallScriptError, disabled_names, install_from_url, list_extensions,
-                                run_install_scripts)
+from modules.extensions import (
+    InstallScriptError,
+    disabled_names,
+    install_from_url,
+    list_extensions,
+    run_install_scripts,
+)
 from modules.guarded_install import GuardedInstaller
 from modules.guarded_pip import parse_install, split_command
 from modules.install_runner import route_args, route_shell
@@ -178,7 +183,7 @@ def test_a_change_that_slips_past_pip_is_rolled_back(tmp_path, exts, opts, envir
 def test_a_new_package_that_breaks_an_import_is_uninstalled(tmp_path, exts, opts, environment, wheels):
     remote = Remote(tmp_path, "breaker", {"install.py": in_process_pip(wheels, "evilpth")})
     before = freeze(environment)
-    with pytest.raises(InstallScriptError, match="the core modules no longer import: .*corenum"):
+    with pytest.raises(InstallScriptError, match=r"the core modules no longer import: .*corenum"):
         install_from_url(str(remote.bare), exts, opts, installer=GuardedInstaller(environment))
     assert freeze(environment) == before
     imported = subprocess.run([environment.python, "-c", "import corenum"], capture_output=True)

@@ -85,7 +85,7 @@ def test_the_tab_shows_texts_and_parsed_parameters_escaped(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.jpg")
     assert describe(str(tmp_path / "plain.jpg"))[0] == "<p>Nothing found in the image.</p>"
     (tmp_path / "broken.png").write_bytes(b"not an image")
-    with pytest.raises(gr.Error, match="broken.png"):
+    with pytest.raises(gr.Error, match=r"broken.png"):
         describe(str(tmp_path / "broken.png"))
 
 

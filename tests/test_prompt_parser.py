@@ -110,7 +110,7 @@ def test_a1111_wiki_step_number_and_alternation():
     ("[(a:b):c:2]", [[2, "(a:b)"], [10, "c"]]), # emphasis inside editing is copied
     ("[a|[b|c]]", alternating("a", "c")),       # nested alternation follows the same step
     ("[a|b:2]", [[10, "[a|b:2]"]]),             # alternation takes no `when`
-    ("[a:[b|c]:2]", [[1, "a"], [2, "a"]] + alternating("b", "c")[2:]),
+    ("[a:[b|c]:2]", [[1, "a"], [2, "a"], *alternating("b", "c")[2:]]),
 ])
 def test_editing_forms(prompt, expected):
     assert schedule(prompt) == expected
@@ -387,8 +387,8 @@ def test_parse_prompt_never_raises(prompt, steps):
 def _long_prompts() -> list[str]:
     rng = random.Random(1234)
     mixed = ["".join(rng.choice(FRAGMENTS) for _ in range(8000))[:10_000] for _ in range(3)]
-    return mixed + ["(" * 10_000, "[" * 10_000, "\\" * 10_000, "[a|" * 3334,
-                    "[a:" * 3334, ")" * 5000 + "(" * 5000, "(a:1.1)" * 1429, "a BREAK " * 1250]
+    return [*mixed, "(" * 10_000, "[" * 10_000, "\\" * 10_000, "[a|" * 3334, "[a:" * 3334, ")" * 5000 + "(" * 5000,
+            "(a:1.1)" * 1429, "a BREAK " * 1250]
 
 
 @settings(deadline=None, max_examples=11, suppress_health_check=[HealthCheck.too_slow])

@@ -3,16 +3,15 @@ loopback only), the demo checkpoint and a second one with other weights, against
 real HTTP."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import base64
 import io
 import json
 import os
-import signal
 import shutil
+import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest

@@ -3,16 +3,21 @@ hypernetworks, upscalers, GFPGAN, CodeFormer, facexlib's face detection and pars
 payload would create a marker file when unpickled; the marker must never appear."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
 from PIL import Image
 
 from modules.errors import UserError
-from modules.face_restoration import (CODEFORMER_WEIGHTS, DETECTION_WEIGHTS, GFPGAN_WEIGHTS, PARSING_WEIGHTS,
-                                      create_face_restorer)
+from modules.face_restoration import (
+    CODEFORMER_WEIGHTS,
+    DETECTION_WEIGHTS,
+    GFPGAN_WEIGHTS,
+    PARSING_WEIGHTS,
+    create_face_restorer,
+)
 from modules.safe_weights import UnsafeWeightsError, read_weights
 
 

@@ -4,17 +4,28 @@ against k-diffusion (the test-only oracle: Restart below 20 steps is its Heun; i
 formulas transcribed here, and numbers A1111's own code produced (see A1111_RESTART and A1111_LCM)."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 import torch
+from sampling_oracles import k_diffusion_module
+from test_sampling_timestep_samplers import (
+    AC,
+    LATENT,
+    MEAN,
+    SHAPE,
+    SIGMAS,
+    START,
+    Draws,
+    flow_solution,
+    posterior,
+    relative_error,
+)
 
 from modules.sampling import extra_samplers as ex
 from modules.sampling.denoiser import Denoiser, alphas_cumprod_of
 from modules.sampling.schedules import karras
-from sampling_oracles import k_diffusion_module
-from test_sampling_timestep_samplers import (AC, LATENT, MEAN, SHAPE, SIGMAS, START, Draws, flow_solution,
-                                             posterior, relative_error)
 
 SIGMA_MIN, SIGMA_MAX = float(SIGMAS[0]), float(SIGMAS[-1])
 
@@ -87,7 +98,7 @@ def test_restart_plan_follows_a1111s_rules(oracle, steps, restart_steps, restart
     low = int((main - 0.1).abs().argmin())
     high = int((main - 2.0).abs().argmin())
     levels = oracle.get_sigmas_karras(restart_steps + 1, float(main[low]), float(main[high]))[:-1]
-    expected = (list(zip(main[:low], main[1:low + 1])) + list(zip(levels[:-1], levels[1:])) * restarts
+    expected = (list(itertools.pairwise(main)) + list(itertools.pairwise(levels)) * restarts
                 + list(zip(main[low:-1], main[low + 1:])))
     assert [(float(a), float(b)) for a, b in plan] == [(float(a), float(b)) for a, b in expected]
 

@@ -11,11 +11,11 @@ import inspect
 import numpy as np
 import pytest
 import torch
+from sampling_oracles import k_diffusion_module
 
 from modules.sampling import k_samplers
 from modules.sampling.denoiser import Denoiser, alphas_cumprod_of
 from modules.sampling.schedules import compute_sigmas
-from sampling_oracles import k_diffusion_module
 
 SHAPE = (1, 4, 8, 8)
 RTOL = 1e-5

@@ -3,16 +3,17 @@ A1111 documents for its NV source, plain torch.Generator draws in A1111's order,
 BrownianTreeNoiseSampler (test-only)."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
+from sampling_oracles import k_diffusion_module, philox_randn, philox_words
 from torchsde._brownian import brownian_interval
 
 from modules.sampling import noise
 from modules.sampling.noise import BrownianNoise, ImageRNG, PhiloxGenerator
-from sampling_oracles import k_diffusion_module, philox_randn, philox_words
 
 SHAPE = (4, 8, 8)
 TORCHSDE_RANDN = brownian_interval._randn
@@ -189,7 +190,7 @@ SIGMAS = torch.tensor([14.6146, 7.0, 3.5, 1.5, 0.6, 0.2, 0.0292, 0.0])
 def queries() -> list[tuple[torch.Tensor, torch.Tensor]]:
     """What a DPM++ SDE run asks for: each step's σ to its midpoint and on to the next σ (above 0)."""
     pairs = []
-    for sigma, sigma_next in zip(SIGMAS[:-2], SIGMAS[1:-1]):
+    for sigma, sigma_next in itertools.pairwise(SIGMAS):
         middle = (sigma * sigma_next).sqrt()
         pairs += [(sigma, middle), (middle, sigma_next)]
     return pairs

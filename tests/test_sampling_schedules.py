@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from sampling_oracles import k_diffusion_module
 from scipy import stats
 
 from modules.sampling import schedules
 from modules.sampling.denoiser import Denoiser, alphas_cumprod_of
-from sampling_oracles import k_diffusion_module
 
 SD15_UNIFORM_10 = [14.6146, 7.8399, 4.6092, 2.9183, 1.9502, 1.3449, 0.9324, 0.6250, 0.3687, 0.0292, 0]
 SD15_KARRAS_10 = [14.6146, 9.1029, 5.4784, 3.1686, 1.7494, 0.9141, 0.4469, 0.2014, 0.0819, 0.0292, 0]
@@ -93,7 +93,7 @@ def test_simple_and_ddim_pick_training_sigmas(sd15, n):
     while t < 1000:
         picked.append(float(trained[t]))
         t += step
-    assert torch.equal(sigmas_of("ddim", n, sd15), torch.FloatTensor(picked[::-1] + [0.0]))
+    assert torch.equal(sigmas_of("ddim", n, sd15), torch.FloatTensor([*picked[::-1], 0.0]))
 
 
 def test_ddim_has_more_steps_when_1000_is_not_a_multiple(sd15):
@@ -123,7 +123,7 @@ def test_align_your_steps(sd15, sdxl, n):
         low = min(int(position), len(table) - 2)
         w = position - low
         expected.append(math.exp((1 - w) * logs[low] + w * logs[low + 1]))
-    assert result.tolist() == pytest.approx(expected + [0.0], rel=1e-6)
+    assert result.tolist() == pytest.approx([*expected, 0.0], rel=1e-6)
     assert float(result[0]) == pytest.approx(14.615 if n > 1 else 0.029) and result[-1] == 0
 
 
@@ -131,8 +131,8 @@ def test_align_your_steps_tables(sd15):
     """NVIDIA's published tables as A1111 1.10 ships them, used unchanged at n = 11."""
     sd15_table = [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029]
     sdxl_table = [14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029]
-    assert torch.equal(sigmas_of("align_your_steps", 11, sd15), torch.FloatTensor(sd15_table + [0]))
-    assert torch.equal(sigmas_of("align_your_steps", 11, sd15, sdxl=True), torch.FloatTensor(sdxl_table + [0]))
+    assert torch.equal(sigmas_of("align_your_steps", 11, sd15), torch.FloatTensor([*sd15_table, 0]))
+    assert torch.equal(sigmas_of("align_your_steps", 11, sd15, sdxl=True), torch.FloatTensor([*sdxl_table, 0]))
 
 
 @pytest.mark.parametrize("n", STEPS)

@@ -5,6 +5,7 @@ diffusers' DDIMScheduler and UniPCMultistepScheduler stepping A1111's timesteps,
 transcribed here, and numbers A1111's own code produced (see A1111_REFERENCE)."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -278,10 +279,10 @@ def naive_plms(eps, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
     """PLMS as Liu et al. (2022) and the LDM code write it, on an ε network over VP latents."""
     earlier: list[torch.Tensor] = []
     descending = timesteps.flip(0).tolist()
-    for t, t_prev in zip(descending, descending[1:]):
+    for t, t_prev in itertools.pairwise(descending):
         a, a_prev = float(AC[t]), float(AC[t_prev])
 
-        def ddim(e):
+        def ddim(e, x=x, a=a, a_prev=a_prev):
             return a_prev ** 0.5 * (x - (1 - a) ** 0.5 * e) / a ** 0.5 + (1 - a_prev) ** 0.5 * e
 
         e = eps(x, t)
@@ -294,7 +295,7 @@ def naive_plms(eps, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         else:
             combined = (55 * e - 59 * earlier[-1] + 37 * earlier[-2] - 9 * earlier[-3]) / 24
         x = ddim(combined)
-        earlier = (earlier + [e])[-3:]
+        earlier = ([*earlier, e])[-3:]
     return x
 
 
@@ -302,7 +303,7 @@ def naive_ddim_cfgpp(eps_cond, eps_uncond, x: torch.Tensor, timesteps: torch.Ten
                      ) -> torch.Tensor:
     """DDIM CFG++ at eta 0 as A1111 1.10 writes it: x0 from ε guided at cfg_scale / 12.5, direction from ε_uncond."""
     descending = timesteps.flip(0).tolist()
-    for t, t_prev in zip(descending, descending[1:]):
+    for t, t_prev in itertools.pairwise(descending):
         a, a_prev = float(AC[t]), float(AC[t_prev])
         e_c, e_u = eps_cond(x, t), eps_uncond(x, t)
         e = e_u + (e_c - e_u) * cfg_scale / 12.5

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from script_services import generate, services_with_scripts
 
 from modules import script_callbacks
 from modules.sampling.registry import SAMPLER_NAMES
-from script_services import generate, services_with_scripts
 
 # A script as A1111's wiki shows it: it imports modules.scripts, modules.processing, modules.shared
 # and gradio, calls process_images, and saves with images.save_image.

@@ -93,7 +93,7 @@ def test_malicious_pickle_is_refused_and_its_code_never_runs(tmp_path):
 
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {"x": Payload()}}, path, _use_new_zipfile_serialization=True)
-    with pytest.raises(ModelLoadError, match="Refused to load evil.ckpt"):
+    with pytest.raises(ModelLoadError, match=r"Refused to load evil.ckpt"):
         _load(path, tmp_path)
     assert not marker.exists()
 
@@ -147,7 +147,7 @@ class _Opener:
 
 def test_not_a_stable_diffusion_file(tmp_path):
     save_file({"weight": torch.zeros(2)}, str(tmp_path / "lora.safetensors"))
-    with pytest.raises(ModelLoadError, match="not an SD 1.x, SD 2.x or SDXL checkpoint"):
+    with pytest.raises(ModelLoadError, match=r"not an SD 1.x, SD 2.x or SDXL checkpoint"):
         _load(tmp_path / "lora.safetensors", tmp_path)
 
 
@@ -168,7 +168,7 @@ def test_manager_lists_switches_and_keeps_the_old_model_on_failure(tmp_path, dem
     second = manager.load("sub/b.safetensors")
     assert manager.current is second
     assert first.unet.conv_in.weight.device.type == "meta"  # the old model's memory was freed
-    with pytest.raises(ModelLoadError, match="broken.ckpt"):
+    with pytest.raises(ModelLoadError, match=r"broken.ckpt"):
         manager.load("broken.ckpt")
     assert manager.current is second
     with pytest.raises(ModelLoadError, match="No checkpoint named"):

@@ -179,7 +179,7 @@ def test_api_lists_switches_and_overrides_the_vae(services, own_vae_after):
 def test_xyz_vae_axis_switches_per_cell_and_restores(services):
     result = generate(services, "X/Y/Z plot", {"X type": "VAE", "X values": f"None, {OTHER}",
                                                "Include Sub Images": True})
-    grid, *cells = result.images
+    _grid, *cells = result.images
     assert len(cells) == 2
     first, second = (np.asarray(cell, dtype=np.int16) for cell in cells)
     assert np.abs(first - second).mean() > 1

@@ -25,7 +25,7 @@ def data_dir_with_model(root, demo_checkpoint):
 def plant_files(root, data) -> None:
     """A readable file in outputs, a secret outside it, and a symlink in outputs pointing at the secret."""
     (root / "secret.txt").write_text(SECRET)
-    (data / "config.json").write_text('{"note": "%s"}' % SECRET)
+    (data / "config.json").write_text(f'{{"note": "{SECRET}"}}')
     images = data / "outputs" / "txt2img-images"
     images.mkdir(parents=True)
     (images / "allowed.txt").write_text("fine to serve")
@@ -159,7 +159,7 @@ def test_logged_in_users_still_get_only_output_files(locked_app):
 
 
 def test_passwords_never_reach_the_log_or_cmd_flags(locked_app):
-    url, data, root = locked_app
+    url, data, _root = locked_app
     flags = requests.get(url + "sdapi/v1/cmd-flags", auth=("robot", API_PASSWORD), timeout=10)
     assert flags.status_code == 200
     assert flags.json()["api_auth"] == "***" and flags.json()["listen"] is True

@@ -25,7 +25,7 @@ def test_a_local_server_takes_any_folder(tmp_path):
 
 @pytest.mark.parametrize("flag", ["--listen", "--share"])
 def test_a_reachable_server_takes_none_without_the_flag(tmp_path, flag):
-    with pytest.raises(UserError, match="Input directory: .*--allow-server-paths"):
+    with pytest.raises(UserError, match=r"Input directory: .*--allow-server-paths"):
         policy(tmp_path, flag).folder("inputs", "Input directory")
 
 

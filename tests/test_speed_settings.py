@@ -11,11 +11,11 @@ from modules.sampling.passes import SamplingSettings
 
 
 def _decoder_calls(model, settings: RunSettings, latents: torch.Tensor,
-                   params: GenerationParams = GenerationParams()) -> tuple[int, np.ndarray]:
+                   params: GenerationParams | None = None) -> tuple[int, np.ndarray]:
     calls = []
     handle = model.vae.decoder.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape))
     try:
-        image = Txt2Img(model, params, None, settings).decode(latents)[0]
+        image = Txt2Img(model, params or GenerationParams(), None, settings).decode(latents)[0]
     finally:
         handle.remove()
     return len(calls), np.asarray(image, dtype=np.float64)

@@ -162,7 +162,7 @@ def test_a_pth_that_is_not_an_upscaler_is_refused(models_dir: Path):
                models_dir / "ESRGAN" / "random.pth")
     lib = UpscalerLibrary(models_dir)
     assert "random" in lib.names()  # listed like any file, refused when used
-    with pytest.raises(UserError, match="random.pth is not an upscaler model"):
+    with pytest.raises(UserError, match=r"random.pth is not an upscaler model"):
         lib.upscale(_photo(), 2.0, "random")
 
 
@@ -174,7 +174,7 @@ class _Payload:
 def test_pickled_code_is_never_run(models_dir: Path, tmp_path: Path):
     _Payload.marker = str(tmp_path / "pwned")
     torch.save({"model": _Payload()}, models_dir / "ESRGAN" / "evil.pth")
-    with pytest.raises(UserError, match="evil.pth"):
+    with pytest.raises(UserError, match=r"evil.pth"):
         UpscalerLibrary(models_dir).load("evil")
     assert not (tmp_path / "pwned").exists()
 
@@ -182,7 +182,7 @@ def test_pickled_code_is_never_run(models_dir: Path, tmp_path: Path):
 def test_garbage_file_is_refused(models_dir: Path):
     (models_dir / "HAT").mkdir()
     (models_dir / "HAT" / "broken.safetensors").write_bytes(b"\x00" * 100)
-    with pytest.raises(UserError, match="broken.safetensors"):
+    with pytest.raises(UserError, match=r"broken.safetensors"):
         UpscalerLibrary(models_dir).load("broken")
 
 

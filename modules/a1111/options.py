@@ -6,7 +6,8 @@ into the app's own frozen setting (modules.options.OptionInfo) through as_settin
 from __future__ import annotations
 
 import html
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gradio as gr
 

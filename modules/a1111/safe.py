@@ -3,8 +3,9 @@
 app never unpickles code, so a file holding any refuses to load with a message naming it (docs/SECURITY.md)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

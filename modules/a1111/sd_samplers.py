@@ -3,7 +3,8 @@ from the app's registry (modules/sampling/registry.py). A constructor would buil
 around an LDM model, which this app doesn't have: calling one raises NotImplementedError."""
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from modules.a1111.unsupported import unsupported
 from modules.sampling.registry import SAMPLERS, SamplerInfo, resolve

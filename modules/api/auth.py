@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from typing import Sequence
+from collections.abc import Sequence
 
 from fastapi.security import HTTPBasic
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from PIL import Image, UnidentifiedImageError
 

@@ -12,8 +12,7 @@ from typing import Any
 from modules import hires_fix
 from modules.api.errors import RequestError
 from modules.api.images import decode_images, encode_image
-from modules.api.models import (DEFAULT_SAMPLER, GenerationApiFields, ImagesResponse, Img2ImgApiFields,
-                                Txt2ImgApiFields)
+from modules.api.models import DEFAULT_SAMPLER, GenerationApiFields, ImagesResponse, Img2ImgApiFields, Txt2ImgApiFields
 from modules.api.scripts import ScriptControls
 from modules.errors import UnlistedJobCheckpoint, UserError
 from modules.generation import GenerationResult
@@ -21,9 +20,12 @@ from modules.generation_params import GenerationParams
 from modules.infotext import VERSION, params_from_infotext, parse_infotext
 from modules.limits import Limits
 from modules.options import Options, settings_from_infotext
+from modules.processing import (
+    StableDiffusionProcessing,
+    StableDiffusionProcessingImg2Img,
+    StableDiffusionProcessingTxt2Img,
+)
 from modules.sampling import registry
-from modules.processing import (StableDiffusionProcessing, StableDiffusionProcessingImg2Img,
-                                StableDiffusionProcessingTxt2Img)
 from modules.services import Services
 
 CLIP_SKIP = "CLIP_stop_at_last_layers"
@@ -35,7 +37,7 @@ class ApiJob:
 
     request: GenerationApiFields
     p: StableDiffusionProcessing
-    future: "Future[GenerationResult]"
+    future: Future[GenerationResult]
     timestamp: str
 
 

@@ -9,15 +9,30 @@ import re
 import psutil
 import torch
 
-from modules.api.models import (EmbeddingItem, EmbeddingsResponse, ExtensionItem, FaceRestorerItem,
-                                HypernetworkItem, LoraItem, MemoryResponse, NameItem, PromptStyleItem, RealesrganItem,
-                                SamplerItem, SchedulerItem, ScriptsList, SDModelItem, SDVaeItem, UpscalerItem)
+from modules.api.models import (
+    EmbeddingItem,
+    EmbeddingsResponse,
+    ExtensionItem,
+    FaceRestorerItem,
+    HypernetworkItem,
+    LoraItem,
+    MemoryResponse,
+    NameItem,
+    PromptStyleItem,
+    RealesrganItem,
+    SamplerItem,
+    SchedulerItem,
+    ScriptsList,
+    SDModelItem,
+    SDVaeItem,
+    UpscalerItem,
+)
 from modules.checkpoints import HashCache
 from modules.extensions import disabled_names, list_extensions
 from modules.face_restoration import FACE_RESTORERS
-from modules.services import Services
 from modules.sampling import registry
 from modules.sampling.schedules import SCHEDULES
+from modules.services import Services
 from modules.upscalers import LATENT_MODES
 
 

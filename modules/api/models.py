@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, create_model,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    model_validator,
+)
 
-from modules.sampling import registry
+from modules.api.images import check_image
 from modules.errors import UserError
 from modules.extras import ExtrasParams
 from modules.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
-from modules.api.images import check_image
+from modules.sampling import registry
 
 Base64Image = Annotated[str, AfterValidator(check_image),
                         Field(description="An image as base64, or as a data: URI (data:image/png;base64,…)")]
@@ -148,7 +157,7 @@ class GenerationApiFields(BaseModel):
         return name or self.sampler_index or DEFAULT_SAMPLER
 
     @model_validator(mode="after")
-    def _check_sampler_index(self) -> "GenerationApiFields":
+    def _check_sampler_index(self) -> GenerationApiFields:
         if self.sampler_index is not None:
             _sampler(self.sampler_index)
         return self
@@ -202,7 +211,7 @@ class ExtrasApiFields(BaseModel):
         return ExtrasParams.from_dict({f.name: getattr(self, f.name) for f in dataclasses.fields(ExtrasParams)})
 
     @model_validator(mode="after")
-    def _check_params(self) -> "ExtrasApiFields":
+    def _check_params(self) -> ExtrasApiFields:
         try:
             self.extras_params()
         except UserError as exc:
@@ -227,7 +236,7 @@ class FileData(BaseModel):
 
 
 class ExtrasBatchImagesFields(ExtrasApiFields):
-    imageList: list[FileData] = Field(min_length=1, description="The images, each with a name")  # noqa: N815
+    imageList: list[FileData] = Field(min_length=1, description="The images, each with a name")
 
 
 ExtrasSingleImageRequest = create_model("ExtrasSingleImageRequest", __base__=ExtrasSingleImageFields,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Body
 from PIL import Image
@@ -15,13 +16,35 @@ from modules import script_callbacks
 from modules.api import cluster, interrogate, listings, not_available, server_control
 from modules.api.images import decode_image, decode_images, encode_image
 from modules.api.jobs import Jobs
-from modules.api.models import (EmbeddingsResponse, ExtensionItem, ExtrasApiFields, ExtrasBatchImagesRequest,
-                                ExtrasBatchImagesResponse, ExtrasSingleImageRequest, ExtrasSingleImageResponse,
-                                FaceRestorerItem, HypernetworkItem, ImagesResponse, LoraItem, MemoryResponse,
-                                NameItem, PNGInfoRequest, PNGInfoResponse, ProgressResponse, PromptStyleItem,
-                                RealesrganItem, SamplerItem, SchedulerItem, ScriptInfo, ScriptsList, SDModelItem,
-                                SDVaeItem, StableDiffusionImg2ImgProcessingAPI, StableDiffusionTxt2ImgProcessingAPI,
-                                UpscalerItem)
+from modules.api.models import (
+    EmbeddingsResponse,
+    ExtensionItem,
+    ExtrasApiFields,
+    ExtrasBatchImagesRequest,
+    ExtrasBatchImagesResponse,
+    ExtrasSingleImageRequest,
+    ExtrasSingleImageResponse,
+    FaceRestorerItem,
+    HypernetworkItem,
+    ImagesResponse,
+    LoraItem,
+    MemoryResponse,
+    NameItem,
+    PNGInfoRequest,
+    PNGInfoResponse,
+    ProgressResponse,
+    PromptStyleItem,
+    RealesrganItem,
+    SamplerItem,
+    SchedulerItem,
+    ScriptInfo,
+    ScriptsList,
+    SDModelItem,
+    SDVaeItem,
+    StableDiffusionImg2ImgProcessingAPI,
+    StableDiffusionTxt2ImgProcessingAPI,
+    UpscalerItem,
+)
 from modules.api.scripts import ScriptControls
 from modules.errors import UserError
 from modules.extras import ExtrasResult

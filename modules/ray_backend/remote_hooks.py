@@ -5,7 +5,8 @@ The replica's `RemoteHooks` hands each call to its `generate` stream (an event {
 waits on the Board for the head's answer; the head runs `answer_hook` on the job's own hooks and posts it."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PIL import Image
 

@@ -13,7 +13,8 @@ import itertools
 import logging
 import os
 import socket
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import ray
 from ray import serve

@@ -3,7 +3,7 @@ an LDM): the training schedule's 1000 sigmas, the map between σ and the model's
 that turn the model's output (ε or v) into the denoised x0. Pure maths: the UNet is called elsewhere."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

@@ -6,7 +6,8 @@ step with `x` the latent at the step's start, `sigma` (= `sigma_hat`) its noise 
 x0 there."""
 from __future__ import annotations
 
-from typing import Callable
+import itertools
+from collections.abc import Callable
 
 import torch
 
@@ -43,7 +44,7 @@ def restart_plan(sigmas: torch.Tensor, restart_list: RestartList | None = None
         low, high = i + 1, _nearest(sigmas, restart_max)
         if high < low:  # the restart runs its own Karras schedule from σ[high] down to σ[low]
             levels = karras(restart_steps, float(sigmas[low]), float(sigmas[high]))[:-1]
-            plan.extend(list(zip(levels[:-1], levels[1:])) * restart_times)
+            plan.extend(list(itertools.pairwise(levels)) * restart_times)
     return plan
 
 

@@ -7,8 +7,9 @@ callbacks see each stage. Calls are counted: the count picks the prompt-editing 
 over model calls), the moment a refiner takes over and the calls Skip Early CFG leaves without the negative."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 

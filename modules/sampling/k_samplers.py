@@ -10,7 +10,7 @@ to its numpy-1 precision, see _lms_coefficient)."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -14,7 +14,7 @@ import contextlib
 import math
 import threading
 import warnings
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch

@@ -3,8 +3,9 @@ DDIM, PLMS and UniPC) from the sampler, the schedule type and A1111's settings, 
 add; the latent the pass starts from; and the sampler run with the model, its noise and its options."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

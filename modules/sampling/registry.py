@@ -3,8 +3,9 @@ schedule types (labels, aliases, A1111's older combined names such as "DPM++ 2M 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from modules.sampling import extra_samplers, k_samplers, timestep_samplers
 from modules.sampling.schedules import SCHEDULES, Schedule

@@ -19,7 +19,7 @@ at the latest call (where NGMS skipped the negatives, the stand-in A1111 uses: t
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -175,7 +175,7 @@ def sample_plms(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_ar
             for weight, earlier in zip(weights[1:], reversed(history)):
                 combined = combined + weight * earlier
         x = _ddim_transfer(x, combined, a_t, a_prev)
-        history = (history + [eps])[-3:]
+        history = ([*history, eps])[-3:]
     return x
 
 
@@ -246,7 +246,7 @@ def _unipc_weights(variant: str, hh: float, ratios: Sequence[float], corrector: 
         inverse = torch.linalg.inv(c)
         # the new point's weight takes the last row used above (row 0 at order 1) with h·φ_p, as A1111's
         # vendored UniPC does
-        corr = (factors @ inverse[:-1, :-1]).tolist() + [h_phi[order] * float(inverse[max(order - 2, 0), -1])]
+        corr = [*(factors @ inverse[:-1, :-1]).tolist(), h_phi[order] * float(inverse[max(order - 2, 0), -1])]
         return pred, corr
     b_h = hh if variant == "bh1" else math.expm1(hh)  # B(h) = h or e^h − 1
     r = torch.stack([rks ** i for i in range(order)])
@@ -284,7 +284,7 @@ def _unipc_step(schedule: _VPSchedule, data: Callable, variant: str, x: torch.Te
     if corr is None:
         return x_t, None
     value_t = data(x_t, t)
-    return base - alpha_t * _weighted(corr, differences + [value_t - value_0]), value_t
+    return base - alpha_t * _weighted(corr, [*differences, value_t - value_0]), value_t
 
 
 @torch.no_grad()
@@ -333,5 +333,5 @@ def sample_unipc(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_a
         else:
             step_order = min(order, steps + 1 - step) if lower_order_final else order
         x, value = _unipc_step(schedule, data, variant, x, done, values, times[step], step_order, step < steps)
-        done, values = (done + [times[step]])[-order:], (values + [value])[-order:]
+        done, values = ([*done, times[step]])[-order:], ([*values, value])[-order:]
     return x

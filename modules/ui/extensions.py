@@ -14,8 +14,19 @@ import time
 import gradio as gr
 
 from modules import restart
-from modules.extensions import (Extension, ExtensionError, check_access, check_for_updates, disabled_names,
-                                fetch_index, install_from_url, list_extensions, set_disabled, set_note, update)
+from modules.extensions import (
+    Extension,
+    ExtensionError,
+    check_access,
+    check_for_updates,
+    disabled_names,
+    fetch_index,
+    install_from_url,
+    list_extensions,
+    set_disabled,
+    set_note,
+    update,
+)
 from modules.guarded_install import GuardedInstaller
 from modules.services import Services
 

@@ -4,9 +4,10 @@ Override settings, and the gallery with its infotext beside the settings."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import gradio as gr
 from PIL import Image

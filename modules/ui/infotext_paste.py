@@ -9,8 +9,9 @@ A1111's get_override_settings does; Generate applies them to its job.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import gradio as gr
 

@@ -4,7 +4,8 @@ lacks files, a Download button fetches the official ones (hash-checked, with pro
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 

@@ -6,9 +6,18 @@ import html
 
 import gradio as gr
 
-from modules.checkpoint_merger import (ADD_DIFFERENCE, CHECKPOINT_FORMATS, CONFIG_SOURCES, INTERPOLATIONS,
-                                       NO_INTERPOLATION, NO_VAE, WEIGHTED_SUM, MergeResult, MergeSettings,
-                                       merge_checkpoints)
+from modules.checkpoint_merger import (
+    ADD_DIFFERENCE,
+    CHECKPOINT_FORMATS,
+    CONFIG_SOURCES,
+    INTERPOLATIONS,
+    NO_INTERPOLATION,
+    NO_VAE,
+    WEIGHTED_SUM,
+    MergeResult,
+    MergeSettings,
+    merge_checkpoints,
+)
 from modules.errors import ModelLoadError, UserError
 from modules.services import Services
 from modules.ui.generation_tab import wait_with_progress

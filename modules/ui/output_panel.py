@@ -9,8 +9,8 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 from PIL import Image
@@ -98,12 +98,12 @@ def open_folder(folder: Path, server_paths: ServerPaths) -> str:
     if server_paths.reachable:
         return f"Images are saved on the server, in {folder}"
     if platform.system() == "Windows":
-        os.startfile(folder)  # type: ignore[attr-defined]  # noqa: S606 - the operator's own folder
+        os.startfile(folder)  # type: ignore[attr-defined]
         return f"Opened {folder}"
     opener = shutil.which("open" if platform.system() == "Darwin" else "xdg-open")
     if opener is None:
         return f"Images are saved in {folder} (no xdg-open here to open it)"
-    subprocess.Popen([opener, str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    subprocess.Popen([opener, str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return f"Opened {folder}"
 
 

@@ -3,8 +3,8 @@ and the tabs."""
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import gradio as gr
 

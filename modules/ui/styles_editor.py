@@ -8,7 +8,6 @@ from modules.errors import UserError
 from modules.styles import PromptStyle, StyleDatabase
 from modules.ui.user_errors import page_error
 
-
 # Asks before deleting; a "no" sends null, which deletes nothing. Without a name the server says what's missing.
 CONFIRM_DELETE = "(name) => !name || confirm(`Delete the style \"${name}\"?`) ? (name || '') : null"
 STYLE_HELP = ("Use {prompt} in a style's text where the prompt goes; otherwise the style's text is added to the end "

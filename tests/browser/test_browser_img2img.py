@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import requests
 from interrogate_models import write_tiny_interrogate_models
-from PIL import Image
 from page_controls import set_number
+from PIL import Image
 from playwright.sync_api import expect
 from skimage import data
 

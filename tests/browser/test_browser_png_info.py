@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 from app_process import running_app
-from playwright.sync_api import expect
 from PIL import Image
+from playwright.sync_api import expect
 from test_browser_img2img import drop_file
 
 from modules.images import save_unique
