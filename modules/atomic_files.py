@@ -47,7 +47,7 @@ def _temp_file(directory: Path, prefix: str) -> tuple[int, str]:
     return fd, tmp
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> None:
     """Call `write` on a temporary file beside `path`, fsync it, then rename it over `path`. A full disk
     raises DiskFull and leaves `path` as it was."""
     target = Path(path)

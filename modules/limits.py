@@ -16,7 +16,8 @@ from modules.options import OPTIONS
 from modules.step_conditioning import BatchTexts
 
 # The generation fields a user types text into: the prompts.
-_TEXT_FIELDS = tuple((f.name, spec.label) for f, spec in GenerationParams.fields() if spec.widget == "textbox")
+_TEXT_FIELDS = tuple((f.name, spec.label or f.name) for f, spec in GenerationParams.fields()
+                     if spec.widget == "textbox")
 
 
 def _setting(key: str) -> str:
@@ -120,7 +121,7 @@ class Limits:
                             chunks_of: Callable[[str], int], label: str = "The prompt") -> None:
         """Refuse a batch whose prompts cost more than max_prompt_chunks (see PromptCost), before any of
         them is encoded (UserError)."""
-        cost = prompt_cost(BatchTexts.of(prompts, negatives, steps), chunks_of, self.max_prompt_chunks)
+        cost = prompt_cost(BatchTexts.of(list(prompts), list(negatives), steps), chunks_of, self.max_prompt_chunks)
         if cost.chunks > self.max_prompt_chunks:
             at_least = "at least " if cost.partial else ""
             raise UserError(

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 UNET = "model.diffusion_model."
 
 
+def diffusers_config(module: torch.nn.Module) -> Any:
+    """A diffusers model's config, whose attributes torch's Module typing does not know."""
+    return module.config
+
+
 def load_family_configs(folder: str) -> dict[str, dict[str, Any]]:
     """The shipped component configs in modules/model_configs/`folder`, keyed by component folder name."""
     root = MODEL_CONFIGS_DIR / folder
@@ -39,7 +44,9 @@ def fit_configs(family: ModelFamily, state: dict[str, torch.Tensor]) -> dict[str
         configs[slot.folder].update(_fit_text_encoder(state, slot))
     if family.needs_size_conditioning:
         # The time-id embedding has no weights: its width is what the pooled text embedding leaves.
-        pooled = configs[family.pooled_slot.folder]["projection_dim"]
+        pooled_slot = family.pooled_slot
+        assert pooled_slot is not None, "size conditioning comes with a pooled text encoder"
+        pooled = configs[pooled_slot.folder]["projection_dim"]
         time_ids = configs["unet"]["projection_class_embeddings_input_dim"] - pooled
         configs["unet"]["addition_time_embed_dim"] = time_ids // family.time_ids
     return configs
@@ -147,7 +154,7 @@ def predicts_v(unet: torch.nn.Module, context_dim: int, added_cond: dict | None 
     back, while a v model predicts its negation; so the mean of (output - input) separates them.
     """
     param = next(unet.parameters())
-    sample = torch.full((1, unet.config.in_channels, 8, 8), 0.5, device=param.device, dtype=param.dtype)
+    sample = torch.full((1, diffusers_config(unet).in_channels, 8, 8), 0.5, device=param.device, dtype=param.dtype)
     context = torch.full((1, 2, context_dim), 0.5, device=param.device, dtype=param.dtype)
     out = unet(sample, torch.tensor([999], device=param.device), encoder_hidden_states=context,
                added_cond_kwargs=added_cond).sample

@@ -57,7 +57,8 @@ def compile_unet_and_vae(unet: torch.nn.Module, vae: torch.nn.Module) -> None:
     """torch.compile the UNet, and the VAE's encoder and decoder: VAE.decode and VAE.encode call those, so
     compiling the VAE module itself would only reach its unused forward. Each is specialised per shape, so
     a new image size compiles once more."""
-    for module in (unet, vae.encoder, vae.decoder):
+    modules: tuple[torch.nn.Module, ...] = (unet, vae.get_submodule("encoder"), vae.get_submodule("decoder"))
+    for module in modules:
         module.compile(dynamic=False)
 
 

@@ -29,8 +29,8 @@ class DataPaths:
         paths = cls(root=root, extra_ckpt_dir=extra)
         for folder in MODEL_FOLDERS:
             (paths.models / folder).mkdir(parents=True, exist_ok=True)
-        for folder in (paths.outputs, paths.embeddings, paths.extensions, paths.cache):
-            folder.mkdir(parents=True, exist_ok=True)
+        for directory in (paths.outputs, paths.embeddings, paths.extensions, paths.cache):
+            directory.mkdir(parents=True, exist_ok=True)
         return paths
 
     @property

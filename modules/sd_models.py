@@ -62,7 +62,8 @@ class StableDiffusionModel:
     @property
     def is_inpainting(self) -> bool:
         """An inpainting UNet: it takes the mask and the masked image's latents as 5 extra channels."""
-        return self.unet.config.in_channels == self.vae.config.latent_channels * 2 + 1
+        unet, vae = model_detection.diffusers_config(self.unet), model_detection.diffusers_config(self.vae)
+        return unet.in_channels == vae.latent_channels * 2 + 1
 
     @property
     def short_hash(self) -> str | None:
@@ -103,7 +104,7 @@ class StableDiffusionModel:
 
     @property
     def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return 2 ** (len(model_detection.diffusers_config(self.vae).block_out_channels) - 1)
 
     @property
     def latent_dtype(self) -> torch.dtype:
@@ -193,11 +194,13 @@ def build_model(prepared: PreparedCheckpoint, device: torch.device, dtype: torch
     info = prepared.info
     if info.is_diffusers_folder:
         return _load_diffusers_folder(info, device, dtype)
+    family = prepared.family
+    assert family is not None, "a single-file checkpoint's family is known once it is prepared"
     folder = model_detection.write_config_folder(prepared.configs, cache_dir / "model_configs")
     try:
-        unet, vae, encoders = components_from_state(prepared.state, prepared.family, str(folder), dtype)
+        unet, vae, encoders = components_from_state(prepared.state, family, str(folder), dtype)
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"{info.name} looks like an {prepared.family.label} checkpoint, but its "
+        raise ModelLoadError(f"{info.name} looks like an {family.label} checkpoint, but its "
                              f"weights do not fit that architecture: {exc}") from exc
     finally:
         prepared.state = {}
@@ -205,11 +208,11 @@ def build_model(prepared: PreparedCheckpoint, device: torch.device, dtype: torch
     if missing:
         raise ModelLoadError(f"{info.name} is incomplete: it has no weights for {len(missing)} parameters "
                              f"(for example {missing[0]}).")
-    prediction = prepared.family.prediction_type(info.path, unet)
+    prediction = family.prediction_type(info.path, unet)
     scheduler_config = {**prepared.configs["scheduler"], "prediction_type": prediction}
     model = StableDiffusionModel(
-        checkpoint=info, family=prepared.family, unet=_to(unet, device), vae=_to(vae, device),
-        text_encoders=[_to(e, device) for e in encoders], tokenizers=_tokenizers(prepared.family),
+        checkpoint=info, family=family, unet=_to(unet, device), vae=_to(vae, device),
+        text_encoders=[_to(e, device) for e in encoders], tokenizers=_tokenizers(family),
         scheduler_config=scheduler_config, device=device, dtype=dtype,
         sha256=hashes.sha256(info.path) if hashes else None,
     )

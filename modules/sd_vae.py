@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from modules import model_detection
 from modules.checkpoints import CheckpointInfo, HashCache, read_state_dict
 from modules.errors import ModelLoadError, UserError
 from modules.paths import DataPaths
@@ -161,7 +162,7 @@ class VaeLibrary:
         if version in self._failed:
             raise ModelLoadError(self._failed[version])
         try:
-            weights = diffusers_vae_weights(read_state_dict(path), dict(model.vae.config))
+            weights = diffusers_vae_weights(read_state_dict(path), dict(model_detection.diffusers_config(model.vae)))
             return check_fits(weights, model.vae)
         except ModelLoadError as exc:
             message = f"Could not use the VAE {path.name}: {exc}"

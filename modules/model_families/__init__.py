@@ -76,4 +76,4 @@ def embedding_key_sets() -> list[tuple[str, ...]]:
     """For textual-inversion files holding one tensor per text encoder: the keys of each family that names
     them (SDXL: clip_l, clip_g), in its encoders' order."""
     key_sets = [tuple(slot.embedding_key for slot in family.text_encoders) for family in FAMILIES.values()]
-    return list(dict.fromkeys(keys for keys in key_sets if all(keys)))
+    return list(dict.fromkeys(tuple(key for key in keys if key) for keys in key_sets if all(keys)))

@@ -146,7 +146,8 @@ class ModelFamily:
                 return V_PREDICTION if v else EPSILON
             except (yaml.YAMLError, AttributeError) as exc:
                 log.warning("Ignoring unreadable %s: %s", sidecar.name, exc)
-        if self.probes_v_prediction and model_detection.predicts_v(unet, unet.config.cross_attention_dim):
+        if self.probes_v_prediction and model_detection.predicts_v(
+                unet, model_detection.diffusers_config(unet).cross_attention_dim):
             return V_PREDICTION
         return EPSILON
 

@@ -122,10 +122,11 @@ class CFGDenoiser:
         if self.check_stop is not None and self.check_stop():
             raise SamplingStopped
         self._maybe_switch()
-        keep_before = self.keep is not None and self.keep.before_denoising
+        keep = self.keep
+        keep_before = keep is not None and keep.before_denoising
         given = x
-        if keep_before:
-            x = self.keep.blend_input(x, sigma)
+        if keep is not None and keep_before:
+            x = keep.blend_input(x, sigma)
         batch = self.model.conditioning.at(self.calls)
         x_rows = torch.cat([x[batch.part_image], x])
         sigma_rows = torch.cat([sigma[batch.part_image], sigma])
@@ -144,21 +145,22 @@ class CFGDenoiser:
         if skip_negatives:  # each image's first part stands in for its negative
             out = torch.cat([out, out[first_parts]])
         if script_callbacks.has("cfg_denoised"):
-            params = script_callbacks.CFGDenoisedParams(out, self.sampling_step, self.sampling_steps, self.model.unet)
-            script_callbacks.cfg_denoised_callback(params)
-            out = params.x
+            denoised_params = script_callbacks.CFGDenoisedParams(out, self.sampling_step, self.sampling_steps,
+                                                                 self.model.unet)
+            script_callbacks.cfg_denoised_callback(denoised_params)
+            out = denoised_params.x
         conds, uncond = out[:batch.parts], out[batch.parts:]
         self.last_uncond = uncond
         self.last_prediction = conds[first_parts]
         denoised = combine(uncond, conds, batch, 1.0 if skip_negatives else self.cfg_scale)
         if keep_before:  # the sampler reads ε against its own x, as A1111's timestep samplers do
             denoised = denoised + (given - x)
-        elif self.keep is not None:
-            denoised = self.keep.blend(denoised)
+        elif keep is not None:
+            denoised = keep.blend(denoised)
         if script_callbacks.has("cfg_after_cfg"):
-            params = script_callbacks.AfterCFGCallbackParams(denoised, self.sampling_step, self.sampling_steps)
-            script_callbacks.cfg_after_cfg_callback(params)
-            denoised = params.x
+            after_params = script_callbacks.AfterCFGCallbackParams(denoised, self.sampling_step, self.sampling_steps)
+            script_callbacks.cfg_after_cfg_callback(after_params)
+            denoised = after_params.x
         self.calls += 1
         return denoised
 

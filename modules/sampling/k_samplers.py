@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -35,6 +36,10 @@ def get_ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
     return (sigma_to ** 2 - sigma_up ** 2) ** 0.5, sigma_up
 
 
+@overload
+def _draw(noise_sampler: NoiseSampler | None, sigma, sigma_next, needed: Literal[True]) -> torch.Tensor: ...
+@overload
+def _draw(noise_sampler: NoiseSampler | None, sigma, sigma_next, needed) -> torch.Tensor | None: ...
 def _draw(noise_sampler: NoiseSampler | None, sigma, sigma_next, needed) -> torch.Tensor | None:
     """One random draw where k-diffusion makes one; None when there is no noise_sampler and the draw's weight is
     zero (`needed` false), so leaving it out changes nothing."""
@@ -318,7 +323,8 @@ def sample_dpmpp_2m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, ext
         raise ValueError("solver_type must be 'heun' or 'midpoint'")
     extra_args = extra_args or {}
     ones = _batch_of(x)
-    previous, h_previous = None, None
+    previous: torch.Tensor | None = None
+    h_previous: Any = None  # a tensor once `previous` is set
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = model(x, sigma * ones, **extra_args)
@@ -352,7 +358,10 @@ def sample_dpmpp_3m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, ext
     x0 estimate."""
     extra_args = extra_args or {}
     ones = _batch_of(x)
-    denoised_1 = denoised_2 = h_1 = h_2 = None
+    denoised_1: Any = None  # the last x0 estimates and log-σ steps: tensors once set
+    denoised_2: Any = None
+    h_1: Any = None
+    h_2: Any = None
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = model(x, sigma * ones, **extra_args)

@@ -35,10 +35,14 @@ _UNIT = float(np.float32(2.3283064e-10))
 _UNIT_2PI = float(np.float32(2.3283064e-10 * 6.2831855))
 
 
+def _uint64_rows(words: np.ndarray) -> list[np.ndarray]:
+    return [np.asarray(word, dtype=np.uint64) for word in words]
+
+
 def philox4x32(counter: np.ndarray, key: np.ndarray, rounds: int = 10) -> np.ndarray:
     """Philox4x32 of `counter` ((4, n) uint32) under `key` ((2, n) uint32): (4, n) uint32, one block per column."""
-    c0, c1, c2, c3 = (np.asarray(word, dtype=np.uint64) for word in counter)
-    k0, k1 = (np.asarray(word, dtype=np.uint64) for word in key)
+    c0, c1, c2, c3 = _uint64_rows(counter)
+    k0, k1 = _uint64_rows(key)
     for done in range(rounds):
         if done:
             k0, k1 = (k0 + PHILOX_W[0]) & _LOW32, (k1 + PHILOX_W[1]) & _LOW32
@@ -238,7 +242,7 @@ class BrownianNoise:
                  seeds: Sequence[int] | int, source: str = "GPU", device: torch.device | None = None) -> None:
         self.source, self.device = check_source(source), torch.device(device or x.device)
         self.batched = not isinstance(seeds, int)
-        seeds = list(seeds) if self.batched else [seeds]
+        seeds = [seeds] if isinstance(seeds, int) else list(seeds)
         if self.batched and len(seeds) != x.shape[0]:
             raise ValueError(f"A batch of {x.shape[0]} images needs as many Brownian seeds, got {len(seeds)}")
         start, end, self.sign = _ordered(torch.as_tensor(sigma_min), torch.as_tensor(sigma_max))

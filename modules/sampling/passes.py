@@ -125,8 +125,8 @@ def plan_pass(sampler_name: str, schedule_name: str | None, steps: int, model_de
     notes = []
     denoiser = pass_denoiser(sampler, model_denoiser, settings, infotext)
     img2img = denoising_strength is not None
-    total, t_enc = (timestep_samplers.img2img_steps(steps, denoising_strength, fix_steps=fixed_steps) if img2img
-                    else (steps, steps - 1))
+    total, t_enc = (timestep_samplers.img2img_steps(steps, denoising_strength, fix_steps=fixed_steps)
+                    if denoising_strength is not None else (steps, steps - 1))
     discard = sampler.discard_next_to_last_sigma or settings.always_discard_next_to_last_sigma
     if settings.always_discard_next_to_last_sigma and not sampler.discard_next_to_last_sigma:
         infotext["Discard penultimate sigma"] = True
@@ -218,7 +218,7 @@ def run_pass(plan: PassPlan, model: CFGDenoiser, x: torch.Tensor, rng: noise_sou
             kwargs.update(sigma_min=plan.denoiser.sigma_min, sigma_max=plan.denoiser.sigma_max)
         if sampler.takes("n"):
             kwargs["n"] = plan.steps
-        positional = ()
+        positional: tuple[torch.Tensor, ...] = ()
     else:
         positional = (schedule,)
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
 
 import torch
 
@@ -31,6 +32,16 @@ UNIPC_VARIANTS = ("bh1", "bh2", "vary_coeff")
 UNIPC_SKIP_TYPES = ("time_uniform", "time_quadratic", "logSNR")
 
 Model = Callable[..., torch.Tensor]
+
+
+class GuidedModel(Protocol):
+    """What DDIM CFG++ needs of its model (see the module docstring)."""
+
+    cfg_scale: float
+    last_uncond: torch.Tensor
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor: ...
+
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -111,7 +122,7 @@ def _ddim_loop(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_arg
         a_t, a_prev = float(alphas[t]), float(alphas[t_prev])
         sigma, sigma_next = sigmas[t], sigmas[t_prev]
         x_k, denoised, eps = _eps(model, x, sigma, extra_args)
-        direction = (x_k - model.last_uncond) / sigma if uncond_direction else None
+        direction = (x_k - cast(GuidedModel, model).last_uncond) / sigma if uncond_direction else None
         if callback is not None:
             callback({"x": x_k, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
         noise_scale = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
@@ -131,7 +142,7 @@ def sample_ddim(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_ar
 
 
 @torch.no_grad()
-def sample_ddim_cfgpp(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict | None = None,
+def sample_ddim_cfgpp(model: GuidedModel, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict | None = None,
                       callback: Callable | None = None, *, alphas_cumprod: torch.Tensor, eta: float = 0.0,
                       noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
     """DDIM CFG++ (Chung et al. 2024, as A1111 1.10 has it): guidance at cfg_scale / 12.5, and the step's
@@ -246,7 +257,8 @@ def _unipc_weights(variant: str, hh: float, ratios: Sequence[float], corrector: 
         inverse = torch.linalg.inv(c)
         # the new point's weight takes the last row used above (row 0 at order 1) with h·φ_p, as A1111's
         # vendored UniPC does
-        corr = [*(factors @ inverse[:-1, :-1]).tolist(), h_phi[order] * float(inverse[max(order - 2, 0), -1])]
+        corr: list[float] | None = [*(factors @ inverse[:-1, :-1]).tolist(),
+                                    h_phi[order] * float(inverse[max(order - 2, 0), -1])]
         return pred, corr
     b_h = hh if variant == "bh1" else math.expm1(hh)  # B(h) = h or e^h − 1
     r = torch.stack([rks ** i for i in range(order)])
@@ -322,7 +334,8 @@ def sample_unipc(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_a
             eps = alpha_whole ** 0.5 * v + (1 - alpha_whole) ** 0.5 * x_t
         return (x_t - schedule.std(t) * eps) / schedule.alpha(t)
 
-    done, values = [times[0]], [data(x, times[0])]
+    done = [times[0]]
+    values: list[Any] = [data(x, times[0])]  # the model values; the final step, without corrector, adds None
     for step in range(1, steps + 1):
         if callback is not None:
             alpha = schedule.alpha(done[-1])
