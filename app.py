@@ -1,4 +1,5 @@
 """Entry point: flags → settings → engine and model → page → serve."""
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,9 @@ def create_services(args, extensions: list[Extension] | None = None):
     if args.ray_address:
         from modules.ray_backend.backend import RayBackend
 
-        services.backend = RayBackend(services, args.ray_address, args.ray_replicas, args.ray_models_per_replica,
-                                      opts.ray_replica_num_cpus)
+        services.backend = RayBackend(
+            services, args.ray_address, args.ray_replicas, args.ray_models_per_replica, opts.ray_replica_num_cpus
+        )
     shared.install(services)
     a1111.install(paths)  # A1111's module names for extensions (modules.devices...), before any script loads
     if extensions is None:
@@ -52,13 +54,15 @@ def create_services(args, extensions: list[Extension] | None = None):
     services.notices += requirement_problems(extensions)
     load_scripts(services, extensions)
     if not models.checkpoints:
+
         def add_demo(ctx) -> None:  # on the worker, queued before the load below: the page need not wait
             add_demo_checkpoint(paths.sd_models)
             models.refresh()
 
         services.checkpoints_listed = services.engine.submit("write the demo model", add_demo)
-    first = args.ckpt or opts.sd_model_checkpoint or (models.checkpoints[0].name if models.checkpoints
-                                                      else DEMO_FILE_NAME)
+    first = (
+        args.ckpt or opts.sd_model_checkpoint or (models.checkpoints[0].name if models.checkpoints else DEMO_FILE_NAME)
+    )
     services.load_checkpoint(first, listed_only=False).add_done_callback(lambda f: _report_load(services, f))
     return services
 
@@ -139,12 +143,15 @@ def build_ui(services, gradio_auth: list[tuple[str, str]], extensions: list[Exte
         services.notices.append(ui_config.notice)
     page = build_page(services, ui_config, extensions)
     page.queue()
-    options = {"auth": gradio_auth or None, "auth_message": LOGIN_PAGE_NOTE,
-               # outputs/, and the Save button's folder, so its files can be downloaded
-               "allowed_paths": [str(services.paths.outputs), str(services.output_dir("outdir_save"))],
-               "show_error": True,
-               "max_file_size": services.opts.max_upload_bytes,  # Gradio refuses larger uploads with a message
-               **page_assets(enabled(extensions))}
+    options = {
+        "auth": gradio_auth or None,
+        "auth_message": LOGIN_PAGE_NOTE,
+        # outputs/, and the Save button's folder, so its files can be downloaded
+        "allowed_paths": [str(services.paths.outputs), str(services.output_dir("outdir_save"))],
+        "show_error": True,
+        "max_file_size": services.opts.max_upload_bytes,  # Gradio refuses larger uploads with a message
+        **page_assets(enabled(extensions)),
+    }
     return page, options
 
 
@@ -170,8 +177,9 @@ def serve_restartable(services, extensions: list[Extension], start) -> None:
             load_scripts(services, extensions)
 
 
-def start_page(services, args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[str, str]],
-               extensions: list[Extension]):
+def start_page(
+    services, args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[str, str]], extensions: list[Extension]
+):
     """Serve the page (and the API beside it with --api); returns the function that stops serving."""
     from modules import web_server
 
@@ -188,8 +196,11 @@ def warn_if_open(args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[
     if (args.api or args.nowebui) and not api_auth:
         open_parts.append("the API (--api-auth)")
     if open_parts:
-        log.warning("Other machines can connect (--listen/--share) and no login protects %s: anyone on the "
-                    "network can generate images and change settings.", " or ".join(open_parts))
+        log.warning(
+            "Other machines can connect (--listen/--share) and no login protects %s: anyone on the "
+            "network can generate images and change settings.",
+            " or ".join(open_parts),
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -209,8 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.download_face_models:
         from modules.face_restoration import download_face_models
 
-        download_models_at_start("the face restoration models",
-                                 partial(download_face_models, services.paths.models, codeformer=True))
+        download_models_at_start(
+            "the face restoration models", partial(download_face_models, services.paths.models, codeformer=True)
+        )
     if args.download_interrogate_models:
         from modules.interrogate_models import download_interrogate_models
 
@@ -224,8 +236,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.nowebui:
             web_server.serve(services, args, api_auth)
         else:
-            serve_restartable(services, extensions,
-                              lambda found: start_page(services, args, gradio_auth, api_auth, found))
+            serve_restartable(
+                services, extensions, lambda found: start_page(services, args, gradio_auth, api_auth, found)
+            )
     finally:
         services.backend.close()  # on a joined cluster, the Serve app goes with the head
 

@@ -2,6 +2,7 @@
 
 install.py runs in a separate process with this folder on PYTHONPATH, so these use that process's
 own Python (the web UI's virtual environment); run_pip goes through the package guard."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -33,17 +34,29 @@ def is_installed(package: str) -> bool:
         return False
 
 
-def run(command: str, desc: str | None = None, errdesc: str | None = None, custom_env: dict | None = None,
-        live: bool = False) -> str:
+def run(
+    command: str,
+    desc: str | None = None,
+    errdesc: str | None = None,
+    custom_env: dict | None = None,
+    live: bool = False,
+) -> str:
     """Run a shell command; print `desc` first. Raises RuntimeError with its output when it fails."""
     if desc:
         print(desc, flush=True)
-    result = subprocess.run(command, shell=True, env=custom_env or os.environ, text=True,
-                            stdout=None if live else subprocess.PIPE, stderr=None if live else subprocess.PIPE)
+    result = subprocess.run(
+        command,
+        shell=True,
+        env=custom_env or os.environ,
+        text=True,
+        stdout=None if live else subprocess.PIPE,
+        stderr=None if live else subprocess.PIPE,
+    )
     if result.returncode != 0:
         details = "" if live else f"\nstdout: {result.stdout}\nstderr: {result.stderr}"
-        raise RuntimeError(f"{errdesc or 'Command failed'}\ncommand: {command}\n"
-                           f"exit code: {result.returncode}{details}")
+        raise RuntimeError(
+            f"{errdesc or 'Command failed'}\ncommand: {command}\nexit code: {result.returncode}{details}"
+        )
     return "" if live else result.stdout
 
 
@@ -53,6 +66,10 @@ def run_pip(command: str, desc: str | None = None, live: bool = False) -> str:
     extra = f" --index-url {shlex.quote(index_url)}" if index_url else ""
     here = os.path.dirname(os.path.abspath(__file__))  # so modules.guarded_pip imports from any folder
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
-    return run(f"{shlex.quote(python)} -m modules.guarded_pip {command} --prefer-binary{extra}",
-               desc=f"Installing {desc}" if desc else None, errdesc=f"Couldn't install {desc or command}",
-               custom_env=env, live=live)
+    return run(
+        f"{shlex.quote(python)} -m modules.guarded_pip {command} --prefer-binary{extra}",
+        desc=f"Installing {desc}" if desc else None,
+        errdesc=f"Couldn't install {desc or command}",
+        custom_env=env,
+        live=live,
+    )

@@ -7,6 +7,7 @@ the share of the card's peak fp16 throughput that the sampling loop reaches. Wit
 On a machine with CUDA: `.venv/bin/python bench/gpu.py`. `--device cpu --blueprint demo --size 256
 --no-compile` runs the same code on a CPU in seconds, to check the script itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,18 @@ from bench.run import load_models  # noqa: E402
 from modules.engine import Engine  # noqa: E402
 
 # Dense fp16 tensor-core peaks with fp32 accumulation, in TFLOP/s, from the makers' data sheets.
-PEAK_TFLOPS = {"H200": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0, "A100": 312.0, "L40S": 362.0,
-               "L4": 121.0, "RTX 4090": 165.2, "RTX 3090": 71.0, "A10": 125.0, "T4": 65.0}
+PEAK_TFLOPS = {
+    "H200": 989.0,
+    "H100 80GB HBM3": 989.0,
+    "H100 PCIe": 756.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "RTX 4090": 165.2,
+    "RTX 3090": 71.0,
+    "A10": 125.0,
+    "T4": 65.0,
+}
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -56,17 +67,33 @@ class Sides:
         from modules.generation import RunSettings, Txt2Img
         from modules.generation_params import GenerationParams
 
-        params = GenerationParams(prompt="a lighthouse at dusk", negative_prompt="blurry", steps=steps,
-                                  width=self.size, height=self.size, sampler_name="Euler a", batch_size=batch)
+        params = GenerationParams(
+            prompt="a lighthouse at dusk",
+            negative_prompt="blurry",
+            steps=steps,
+            width=self.size,
+            height=self.size,
+            sampler_name="Euler a",
+            batch_size=batch,
+        )
         self.engine.call("bench", lambda ctx: Txt2Img(self.model, params, ctx, RunSettings()).run())
 
     def diffusers_job(self, steps: int, batch: int) -> None:
         import torch
 
-        self.engine.call("diffusers", lambda ctx: self.pipe(
-            "a lighthouse at dusk", negative_prompt="blurry", num_inference_steps=steps, width=self.size,
-            height=self.size, num_images_per_prompt=batch, guidance_scale=7.0,
-            generator=torch.Generator("cpu").manual_seed(0)))
+        self.engine.call(
+            "diffusers",
+            lambda ctx: self.pipe(
+                "a lighthouse at dusk",
+                negative_prompt="blurry",
+                num_inference_steps=steps,
+                width=self.size,
+                height=self.size,
+                num_images_per_prompt=batch,
+                guidance_scale=7.0,
+                generator=torch.Generator("cpu").manual_seed(0),
+            ),
+        )
 
     def sampling_rates(self, steps: int, batch: int) -> tuple[float, float]:
         """Sampling steps per second of (engine, diffusers): the extra steps of a `2 * steps` job over
@@ -84,8 +111,9 @@ class Sides:
                     elapsed = time.perf_counter() - start
                     key = (side.__name__, count)
                     best[key] = min(best.get(key, elapsed), elapsed)
-        return tuple(steps / (best[(name, 2 * steps)] - best[(name, steps)])
-                     for name in ("engine_job", "diffusers_job"))
+        return tuple(
+            steps / (best[(name, 2 * steps)] - best[(name, steps)]) for name in ("engine_job", "diffusers_job")
+        )
 
     def peak_memory_gib(self, steps: int, batch: int) -> float:
         """Peak CUDA memory allocated during one engine job, in GiB (0 on a CPU)."""

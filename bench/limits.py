@@ -6,6 +6,7 @@ count itself (Lark parse + tokenizing) on 20,000-character prompts, in process.
 
     python bench/limits.py
 """
+
 from __future__ import annotations
 
 import base64
@@ -40,11 +41,15 @@ def attacks() -> dict[str, tuple[str, dict]]:
     small = _png(Image.new("RGB", (64, 64), "teal"))
     return {
         "and_break_prompt": ("txt2img", {**SMALL, "prompt": "BREAK " * 300 + "a" + " AND a" * 300}),
-        "prompt_matrix_30_parts": ("txt2img", {**SMALL, "script_name": "prompt matrix",
-                                               "prompt": "a|" + "|".join(f"part {n}" for n in range(30))}),
+        "prompt_matrix_30_parts": (
+            "txt2img",
+            {**SMALL, "script_name": "prompt matrix", "prompt": "a|" + "|".join(f"part {n}" for n in range(30))},
+        ),
         "xyz_billion_value_range": ("txt2img", {**SMALL, "script_name": "x/y/z plot", "script_args": [2, BILLION]}),
-        "loopback_100000_loops": ("img2img", {**SMALL, "init_images": [small], "script_name": "loopback",
-                                              "script_args": [100000, 0.5, "Linear"]}),
+        "loopback_100000_loops": (
+            "img2img",
+            {**SMALL, "init_images": [small], "script_name": "loopback", "script_args": [100000, 0.5, "Linear"]},
+        ),
         "four_9000px_pngs": ("img2img", {**SMALL, "init_images": [huge] * 4}),
         "extras_81mp_no_upscaler": ("extra-single-image", {"image": huge}),
     }
@@ -65,8 +70,13 @@ def _free_port() -> int:
 
 def _serve(data: str, port: int, log) -> subprocess.Popen:
     """app.py serving the API alone; returns once its model is loaded."""
-    proc = subprocess.Popen([sys.executable, "app.py", "--nowebui", "--data-dir", data, "--port", str(port)],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--nowebui", "--data-dir", data, "--port", str(port)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.monotonic() + 300
     while "Loaded " not in Path(log.name).read_text():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -1,11 +1,12 @@
 """Memory measurements that need a fresh process each; bench/run.py runs them and reads the last number.
 
-    memory_probe.py write BLUEPRINT SEED PATH   write a random checkpoint (fp16) of a shipped blueprint
-    memory_probe.py generate DATA_DIR           load its checkpoint, make one 512x512 image, print peak RSS in MB
-    memory_probe.py switch DATA_DIR             switch between its two checkpoints, print the RSS growth fraction
-    memory_probe.py merge DATA_DIR              merge its three checkpoints (Add difference), print the peak RSS
-                                                growth over the size of one checkpoint file
+memory_probe.py write BLUEPRINT SEED PATH   write a random checkpoint (fp16) of a shipped blueprint
+memory_probe.py generate DATA_DIR           load its checkpoint, make one 512x512 image, print peak RSS in MB
+memory_probe.py switch DATA_DIR             switch between its two checkpoints, print the RSS growth fraction
+memory_probe.py merge DATA_DIR              merge its three checkpoints (Add difference), print the peak RSS
+                                            growth over the size of one checkpoint file
 """
+
 from __future__ import annotations
 
 import os
@@ -81,8 +82,9 @@ def merge(data_dir: str) -> float:
     infos = models.checkpoints
     size_mb = infos[0].path.stat().st_size / 2**20
     before = rss_mb()
-    merge_checkpoints(MergeSettings(*(info.name for info in infos), interpolation=ADD_DIFFERENCE, multiplier=0.5),
-                      models, vaes)
+    merge_checkpoints(
+        MergeSettings(*(info.name for info in infos), interpolation=ADD_DIFFERENCE, multiplier=0.5), models, vaes
+    )
     return (rss_mb("VmHWM") - before) / size_mb
 
 

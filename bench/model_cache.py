@@ -1,5 +1,6 @@
 """Benchmarks of the model cache (sd_checkpoints_limit): through Services as the page submits jobs, on the demo
 checkpoint and another of its layout."""
+
 from __future__ import annotations
 
 import time
@@ -20,9 +21,19 @@ def hires_checkpoint_repeat_ratio(rounds: int = 3) -> float:
     checkpoint kept loaded since the first), over the same job once that checkpoint is the loaded one."""
     from modules.generation_params import GenerationParams
 
-    params = GenerationParams(prompt="a lighthouse", steps=HIRES_STEPS, width=SIZE, height=SIZE, seed=1,
-                              sampler_name="Euler", enable_hr=True, hr_scale=1.5, hr_upscaler="Latent",
-                              denoising_strength=0.5, hr_checkpoint_name="other1.safetensors")
+    params = GenerationParams(
+        prompt="a lighthouse",
+        steps=HIRES_STEPS,
+        width=SIZE,
+        height=SIZE,
+        seed=1,
+        sampler_name="Euler",
+        enable_hr=True,
+        hr_scale=1.5,
+        hr_upscaler="Latent",
+        denoising_strength=0.5,
+        hr_checkpoint_name="other1.safetensors",
+    )
     with bench_services([], settings={"sd_checkpoints_limit": 2}, other_checkpoints=1) as services:
         services.txt2img(params).result()  # loads other1 beside demo, and keeps it
         repeated = min(_timed(lambda: services.txt2img(params).result()) for _ in range(rounds))

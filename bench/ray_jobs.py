@@ -1,5 +1,6 @@
 """Benchmarks of generation on Ray Serve, through Services as the page and the API submit jobs: a local Ray
 runtime on this machine, the demo checkpoint, 20 steps at 256x256."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,9 @@ STEPS, SIZE = 20, 256
 
 
 @contextmanager
-def bench_services(flags: list[str], replica_cpus: int = 1, settings: dict | None = None,
-                   other_checkpoints: int = 0) -> Iterator:
+def bench_services(
+    flags: list[str], replica_cpus: int = 1, settings: dict | None = None, other_checkpoints: int = 0
+) -> Iterator:
     """Services as app.py builds them over a fresh data folder holding the demo checkpoint (demo.safetensors) and
     `other_checkpoints` more of its layout with other weights (other1.safetensors, …), with `flags` and
     `settings` in its config.json."""
@@ -32,8 +34,13 @@ def bench_services(flags: list[str], replica_cpus: int = 1, settings: dict | Non
         config = {"samples_save": False, "ray_replica_num_cpus": replica_cpus, **(settings or {})}
         (data / "config.json").write_text(json.dumps(config))
         if flags:
-            ray.init(address="local", include_dashboard=False, object_store_memory=200 * 1024 * 1024,
-                     log_to_driver=False, namespace="webui")
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                object_store_memory=200 * 1024 * 1024,
+                log_to_driver=False,
+                namespace="webui",
+            )
         services = create_services(parse_args(["--data-dir", tmp, "--skip-install", *flags]))
         try:
             deadline = time.monotonic() + 300
@@ -56,8 +63,15 @@ def _fastest_job(services, rounds: int, n_iter: int = 1) -> float:
 
     times = []
     for i in range(rounds + 1):
-        params = GenerationParams(prompt=f"a lighthouse at dusk {i}", steps=STEPS, width=SIZE, height=SIZE,
-                                  sampler_name="Euler a", seed=1, n_iter=n_iter)
+        params = GenerationParams(
+            prompt=f"a lighthouse at dusk {i}",
+            steps=STEPS,
+            width=SIZE,
+            height=SIZE,
+            sampler_name="Euler a",
+            seed=1,
+            n_iter=n_iter,
+        )
         start = time.perf_counter()
         services.txt2img(params).result()
         times.append(time.perf_counter() - start)

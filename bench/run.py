@@ -1,4 +1,5 @@
 """Benchmarks. Prints one `name: value` line each; run with `python bench/run.py`."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.model_cache import cached_switch_s, hires_checkpoint_repeat_ratio  # noqa: E402
 from bench.ray_jobs import ray_fanout_speedup_2_replicas, ray_job_overhead_ratio  # noqa: E402
 
-TYPICAL_PROMPT = ("masterpiece, best quality, a (cozy:1.2) wooden cabin in a [snowy:autumn:0.4] forest at dusk, "
-                  "warm light from the windows, ((smoke)) rising from the chimney, [deer|fox] in the foreground, "
-                  "mountains in the background, volumetric fog, detailed, sharp focus, 35mm photograph, "
-                  "film grain, by a famous photographer, trending")
+TYPICAL_PROMPT = (
+    "masterpiece, best quality, a (cozy:1.2) wooden cabin in a [snowy:autumn:0.4] forest at dusk, "
+    "warm light from the windows, ((smoke)) rising from the chimney, [deer|fox] in the foreground, "
+    "mountains in the background, volumetric fog, detailed, sharp focus, 35mm photograph, "
+    "film grain, by a famous photographer, trending"
+)
 
 
 def _demo_model(with_pipeline: bool = False):
@@ -50,12 +53,19 @@ def load_models(blueprint: str, device, dtype, with_pipeline: bool = False):
             return model
         prepared = sd_models.prepare_checkpoint(info)
         folder = model_detection.write_config_folder(prepared.configs, Path(tmp) / "configs")
-        unet, vae, (text_encoder,) = sd_models.components_from_state(prepared.state, prepared.family, str(folder),
-                                                                      dtype)
+        unet, vae, (text_encoder,) = sd_models.components_from_state(
+            prepared.state, prepared.family, str(folder), dtype
+        )
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=model.tokenizers[0], unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=model.tokenizers[0],
+        unet=unet,
         scheduler=EulerAncestralDiscreteScheduler.from_config(model.scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return model, pipe.to(device)
 
@@ -80,14 +90,30 @@ def _engine_vs_diffusers(prompt_for, rounds: int) -> float:
     ours, theirs = [], []
 
     def run_engine(seed: int) -> None:
-        params = GenerationParams(prompt=prompt_for(seed), negative_prompt="blurry", steps=20,
-                                  width=256, height=256, sampler_name="Euler a", seed=seed)
+        params = GenerationParams(
+            prompt=prompt_for(seed),
+            negative_prompt="blurry",
+            steps=20,
+            width=256,
+            height=256,
+            sampler_name="Euler a",
+            seed=seed,
+        )
         engine.call("bench", lambda ctx: Txt2Img(model, params, ctx, RunSettings()).run())
 
     def run_diffusers(seed: int) -> None:
-        engine.call("diffusers", lambda ctx: pipe(
-            prompt_for(seed), negative_prompt="blurry", num_inference_steps=20, width=256, height=256,
-            guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(seed)))
+        engine.call(
+            "diffusers",
+            lambda ctx: pipe(
+                prompt_for(seed),
+                negative_prompt="blurry",
+                num_inference_steps=20,
+                width=256,
+                height=256,
+                guidance_scale=7.0,
+                generator=torch.Generator("cpu").manual_seed(seed),
+            ),
+        )
 
     run_engine(0), run_diffusers(0)  # warm-up
     for i in range(1, rounds + 1):
@@ -127,12 +153,20 @@ def sampler_step_overhead_ms(steps: int = 30, rounds: int = 5) -> float:
     entered: list[float] = []
     before = model.unet.register_forward_pre_hook(lambda *_: entered.append(time.perf_counter()))
     after = model.unet.register_forward_hook(
-        lambda *_: spent.__setitem__("unet", spent["unet"] + time.perf_counter() - entered.pop()))
+        lambda *_: spent.__setitem__("unet", spent["unet"] + time.perf_counter() - entered.pop())
+    )
     worst = 0.0
     try:
         for sampler in ("DPM++ 2M", "Euler a"):
-            params = GenerationParams(prompt="a lighthouse", negative_prompt="blurry", steps=steps, width=64,
-                                      height=64, sampler_name=sampler, seed=1)
+            params = GenerationParams(
+                prompt="a lighthouse",
+                negative_prompt="blurry",
+                steps=steps,
+                width=64,
+                height=64,
+                sampler_name=sampler,
+                seed=1,
+            )
             rounds_ms = []
             for _ in range(rounds + 1):  # the first warms up
                 spent.update(sampling=0.0, unet=0.0)
@@ -169,8 +203,9 @@ def text_encoding_share_sd15(steps: int = 20) -> float:
 
     def encode(i: int) -> float:
         start = time.perf_counter()
-        engine.call("encode", lambda ctx: [model.prompt_encoder.encode(f"{text} {i}")
-                                           for text in (TYPICAL_PROMPT, negative)])
+        engine.call(
+            "encode", lambda ctx: [model.prompt_encoder.encode(f"{text} {i}") for text in (TYPICAL_PROMPT, negative)]
+        )
         return time.perf_counter() - start
 
     encoding = min(encode(i) for i in range(4))  # new texts, so the cache never answers
@@ -208,8 +243,13 @@ def cpu_bf16_vs_fp32_ratio(repeats: int = 3) -> float:
 
 def _probe(*args: str) -> float:
     """Run bench/memory_probe.py in a fresh process and return the number it prints last."""
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "memory_probe.py"), *args], cwd=ROOT,
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "memory_probe.py"), *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return float(out.split()[-1]) if out.strip() else 0.0
 
 
@@ -254,8 +294,12 @@ def launch_to_page_s() -> float:
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory() as data:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "app.py", "--data-dir", data, "--port", str(port)], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--data-dir", data, "--port", str(port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             while True:
                 try:
@@ -331,11 +375,27 @@ def preview_overhead_ratio(rounds: int = 5) -> float:
     return statistics.median(on) / statistics.median(off) - 1
 
 
-BENCHMARKS = {benchmark.__name__: benchmark for benchmark in (
-    txt2img_overhead_ratio, sampler_step_overhead_ms, repeat_prompt_ratio, text_encoding_share_sd15,
-    cpu_bf16_vs_fp32_ratio, model_switch_rss_growth, launch_to_page_s, peak_rss_mb_demo, peak_rss_mb_sd15,
-    merge_peak_rss_ratio, prompt_parse_vs_tokenize_ratio, preview_overhead_ratio, ray_job_overhead_ratio,
-    ray_fanout_speedup_2_replicas, hires_checkpoint_repeat_ratio, cached_switch_s)}
+BENCHMARKS = {
+    benchmark.__name__: benchmark
+    for benchmark in (
+        txt2img_overhead_ratio,
+        sampler_step_overhead_ms,
+        repeat_prompt_ratio,
+        text_encoding_share_sd15,
+        cpu_bf16_vs_fp32_ratio,
+        model_switch_rss_growth,
+        launch_to_page_s,
+        peak_rss_mb_demo,
+        peak_rss_mb_sd15,
+        merge_peak_rss_ratio,
+        prompt_parse_vs_tokenize_ratio,
+        preview_overhead_ratio,
+        ray_job_overhead_ratio,
+        ray_fanout_speedup_2_replicas,
+        hires_checkpoint_repeat_ratio,
+        cached_switch_s,
+    )
+}
 
 
 def main() -> None:

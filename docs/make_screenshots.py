@@ -1,6 +1,7 @@
 """Take the README's screenshots: each tab at 1280x800, after one demo-model generation.
 
 Run with `.venv/bin/python docs/make_screenshots.py`; needs Debian's chromium (see README)."""
+
 from __future__ import annotations
 
 import sys
@@ -15,16 +16,17 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-TABS = {"txt2img": "txt2img", "img2img": "img2img", "Extras": "extras", "PNG Info": "png_info",
-        "Settings": "settings"}
+TABS = {"txt2img": "txt2img", "img2img": "img2img", "Extras": "extras", "PNG Info": "png_info", "Settings": "settings"}
 
 
 def main() -> None:
     out = ROOT / "docs" / "screenshots"
     out.mkdir(exist_ok=True)
-    with (tempfile.TemporaryDirectory() as data,
-          running_app(Path(data), model_name="demo-tiny-sd.safetensors") as url,
-          sync_playwright() as playwright):
+    with (
+        tempfile.TemporaryDirectory() as data,
+        running_app(Path(data), model_name="demo-tiny-sd.safetensors") as url,
+        sync_playwright() as playwright,
+    ):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(url)

@@ -1,5 +1,6 @@
 """The API's /docs page with Swagger UI's files served by the app from the swagger-ui-bundle-v2 package, so it
 works without internet (FastAPI's own /docs loads them from a CDN)."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -21,10 +22,13 @@ def add_offline_docs(app: FastAPI) -> None:
     async def docs(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
         return get_swagger_ui_html(
-            openapi_url=root + (app.openapi_url or "/openapi.json"), title=f"{app.title} - Swagger UI",
+            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=root + REDIRECT_URL,
-            swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS}/favicon-32x32.png")
+            swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{ASSETS}/favicon-32x32.png",
+        )
 
     async def oauth2_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()

@@ -1,4 +1,5 @@
 """Write files so a crash leaves either the old or the new content, never a torn file."""
+
 from __future__ import annotations
 
 import errno

@@ -3,6 +3,7 @@
 Every job first waits its turn in the head's FIFO engine (the front queue: order, progress, interrupt and
 skip, scripts' run()). Inside it, each GenerationJob goes to `Backend.run_job`: the in-process backend runs
 it right there on the engine's worker; the Ray backend (modules/ray_backend) sends it to a replica."""
+
 from __future__ import annotations
 
 import os
@@ -44,14 +45,21 @@ class WorkerInfo:
         return asdict(self)
 
 
-def run_generation(job: GenerationJob, model: StableDiffusionModel, ctx: JobContext, networks: Networks | None,
-                   tools: ImageTools | None, job_models: JobModels,
-                   extra_infotext: dict[str, str] | None = None) -> tuple[GenerationResult, str]:
+def run_generation(
+    job: GenerationJob,
+    model: StableDiffusionModel,
+    ctx: JobContext,
+    networks: Networks | None,
+    tools: ImageTools | None,
+    job_models: JobModels,
+    extra_infotext: dict[str, str] | None = None,
+) -> tuple[GenerationResult, str]:
     """Run `job` on `model` (the same code on every worker); returns the result and the job's kind for
     file names and infotext ("txt2img", "hires", "img2img", "inpaint")."""
     if job.kind == "img2img":
-        gen: Txt2Img = Img2Img(model, job.params, ctx, job.settings, networks, tools,
-                               inputs=Img2ImgInputs(job.init_images, job.mask))
+        gen: Txt2Img = Img2Img(
+            model, job.params, ctx, job.settings, networks, tools, inputs=Img2ImgInputs(job.init_images, job.mask)
+        )
     else:
         gen = Txt2Img(model, job.params, ctx, job.settings, networks, tools)
     gen.plan, gen.hooks, gen.use_extra_network_tags = job.plan, job.hooks, job.use_extra_network_tags
@@ -107,6 +115,15 @@ class InProcessBackend(Backend):
     def workers(self) -> list[WorkerInfo]:
         models, progress = self.services.models, self.services.engine.progress
         loaded = [models.current.short_hash or models.current.checkpoint.name] if models.current else []
-        return [WorkerInfo(name="local", node=socket.gethostname(), device=str(models.device), loaded=loaded,
-                           loads=models.loads, running=progress.job or None, jobs_done=self.jobs_done,
-                           pid=os.getpid())]
+        return [
+            WorkerInfo(
+                name="local",
+                node=socket.gethostname(),
+                device=str(models.device),
+                loaded=loaded,
+                loads=models.loads,
+                running=progress.job or None,
+                jobs_done=self.jobs_done,
+                pid=os.getpid(),
+            )
+        ]

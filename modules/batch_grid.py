@@ -1,5 +1,6 @@
 """The grid of a job's images, as A1111's process_images makes one: put first among the images (return_grid) and
 saved to the grids folder (grid_save), both with the first image's infotext."""
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,20 @@ def add_grid(p: Any, processed: Any, services: Any) -> None:
         folder = p.outpath_grids or services.output_dir(f"outdir_{kind}_grids")
         seeds, prompts = p.all_seeds or [processed.seed], p.all_prompts or [processed.prompt]
         try:
-            path = Path(images.save_image(grid, folder, "grid", seeds[0], prompts[0], opts.grid_format, info=text,
-                                          short_filename=not opts.grid_extended_filename, p=p, grid=True)[0])
+            path = Path(
+                images.save_image(
+                    grid,
+                    folder,
+                    "grid",
+                    seeds[0],
+                    prompts[0],
+                    opts.grid_format,
+                    info=text,
+                    short_filename=not opts.grid_extended_filename,
+                    p=p,
+                    grid=True,
+                )[0]
+            )
         except DiskFull as exc:
             log.error("%s", exc)
             processed.warnings.append(str(exc))

@@ -6,6 +6,7 @@ The inputs are read one tensor at a time (safetensors; a .ckpt input is read who
 is written as it is computed: the header first, from the planned shapes and dtypes, then each tensor. A .ckpt
 result is one torch.save of the whole state dict, so it is held in memory. Every check runs before the first
 byte is written, and the file gets its name only when complete (atomic_files.write_new)."""
+
 from __future__ import annotations
 
 import functools
@@ -64,9 +65,11 @@ class MergeSettings:
 
     def validate(self) -> None:
         """Refuse what no merge can do (UserError), before anything is read."""
-        for value, allowed, label in ((self.interpolation, INTERPOLATIONS, "Interpolation Method"),
-                                      (self.checkpoint_format, CHECKPOINT_FORMATS, "Checkpoint format"),
-                                      (self.config_source, CONFIG_SOURCES, "Copy config from")):
+        for value, allowed, label in (
+            (self.interpolation, INTERPOLATIONS, "Interpolation Method"),
+            (self.checkpoint_format, CHECKPOINT_FORMATS, "Checkpoint format"),
+            (self.config_source, CONFIG_SOURCES, "Copy config from"),
+        ):
             if value not in allowed:
                 raise UserError(f"{label} must be one of {', '.join(allowed)}; got {value!r}")
         if not math.isfinite(self.multiplier):
@@ -89,8 +92,10 @@ class MergeSettings:
         try:
             return re.compile(self.discard_weights)
         except re.error as exc:
-            raise UserError(f"Discard weights with matching name: {self.discard_weights!r} is not a valid "
-                            f"regular expression ({exc})") from None
+            raise UserError(
+                f"Discard weights with matching name: {self.discard_weights!r} is not a valid "
+                f"regular expression ({exc})"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -118,8 +123,9 @@ class WeightFile:
         try:
             self._file = SafetensorsReader(info.path)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"Could not read {info.name}: the file is damaged or not a checkpoint ({exc})"
-                                 ) from exc
+            raise ModelLoadError(
+                f"Could not read {info.name}: the file is damaged or not a checkpoint ({exc})"
+            ) from exc
         self.metadata, self.specs = self._file.metadata, self._file.specs
 
     def tensor(self, key: str) -> torch.Tensor:
@@ -138,8 +144,14 @@ class MergePlan:
     """The result's tensors, worked out from the inputs' shapes and dtypes before any weight is read; a
     combination that can't be merged raises UserError here."""
 
-    def __init__(self, settings: MergeSettings, a: WeightFile, b: WeightFile | None, c: WeightFile | None,
-                 vae: dict[str, torch.Tensor]) -> None:
+    def __init__(
+        self,
+        settings: MergeSettings,
+        a: WeightFile,
+        b: WeightFile | None,
+        c: WeightFile | None,
+        vae: dict[str, torch.Tensor],
+    ) -> None:
         self.kind = ""  # "inpainting" or "instruct-pix2pix" when A is one and B is not
         self.entries: list[Planned] = []
         _check_vae(settings.bake_in_vae, vae, a)
@@ -155,8 +167,10 @@ class MergePlan:
                 dtype = torch.float16
             self.entries.append(Planned(TensorSpec(key, spec.shape, dtype), source))
         if not self.entries:
-            raise UserError(f"Discard weights with matching name: {settings.discard_weights!r} matches every "
-                            f"weight of {a.info.name}, so nothing would be left")
+            raise UserError(
+                f"Discard weights with matching name: {settings.discard_weights!r} matches every "
+                f"weight of {a.info.name}, so nothing would be left"
+            )
 
     def _merge_source(self, key: str, a: WeightFile, b: WeightFile | None, c: WeightFile | None) -> str:
         spec = a.specs[key]
@@ -172,13 +186,16 @@ class MergePlan:
                 raise UserError(_mismatch(key, b, c, "B", "C"))
         if spec.shape == b_shape:
             return "merge"
-        inputs_differ = (len(spec.shape) == len(b_shape) > 1 and spec.shape[0] == b_shape[0]
-                         and spec.shape[2:] == b_shape[2:])
+        inputs_differ = (
+            len(spec.shape) == len(b_shape) > 1 and spec.shape[0] == b_shape[0] and spec.shape[2:] == b_shape[2:]
+        )
         if inputs_differ and spec.shape[1] == LATENT_CHANNELS and b_shape[1] in EXTRA_INPUTS:
             kind = EXTRA_INPUTS[b_shape[1]]
-            raise UserError(f"When merging an {kind} model with a normal one, A must be the {kind} model: "
-                            f"{b.info.name} (B) takes {b_shape[1]} input channels, {a.info.name} (A) takes "
-                            f"{LATENT_CHANNELS} ({key}).")
+            raise UserError(
+                f"When merging an {kind} model with a normal one, A must be the {kind} model: "
+                f"{b.info.name} (B) takes {b_shape[1]} input channels, {a.info.name} (A) takes "
+                f"{LATENT_CHANNELS} ({key})."
+            )
         if inputs_differ and spec.shape[1] in EXTRA_INPUTS and b_shape[1] == LATENT_CHANNELS:
             self.kind = EXTRA_INPUTS[spec.shape[1]]
             return "latent channels"
@@ -194,14 +211,18 @@ def _check_vae(name: str, vae: dict[str, torch.Tensor], a: WeightFile) -> None:
         raise UserError(f"Bake in VAE: {name} holds none of the VAE weights of {a.info.name}")
     for key in shared:
         if tuple(vae[key].shape) != a.specs[key].shape:
-            raise UserError(f"Bake in VAE: {name} is a VAE of another shape: {key} is {list(vae[key].shape)} there, "
-                            f"{list(a.specs[key].shape)} in {a.info.name}")
+            raise UserError(
+                f"Bake in VAE: {name} is a VAE of another shape: {key} is {list(vae[key].shape)} there, "
+                f"{list(a.specs[key].shape)} in {a.info.name}"
+            )
 
 
 def _mismatch(key: str, first: WeightFile, second: WeightFile, first_label: str, second_label: str) -> str:
-    return (f"Can't merge {first.info.name} ({first_label}) with {second.info.name} ({second_label}): {key} is "
-            f"{list(first.specs[key].shape)} in {first_label} and {list(second.specs[key].shape)} in "
-            f"{second_label}. They are checkpoints of different architectures.")
+    return (
+        f"Can't merge {first.info.name} ({first_label}) with {second.info.name} ({second_label}): {key} is "
+        f"{list(first.specs[key].shape)} in {first_label} and {list(second.specs[key].shape)} in "
+        f"{second_label}. They are checkpoints of different architectures."
+    )
 
 
 def read_vae(path: Path) -> dict[str, torch.Tensor]:
@@ -217,8 +238,14 @@ def read_vae(path: Path) -> dict[str, torch.Tensor]:
 class Merger:
     """Computes the planned tensors one at a time from the open inputs."""
 
-    def __init__(self, settings: MergeSettings, a: WeightFile, b: WeightFile | None, c: WeightFile | None,
-                 vae: dict[str, torch.Tensor]) -> None:
+    def __init__(
+        self,
+        settings: MergeSettings,
+        a: WeightFile,
+        b: WeightFile | None,
+        c: WeightFile | None,
+        vae: dict[str, torch.Tensor],
+    ) -> None:
         self.settings, self.a, self.b, self.c, self.vae = settings, a, b, c, vae
 
     def tensor(self, entry: Planned) -> torch.Tensor:
@@ -242,8 +269,9 @@ class Merger:
         return a.float() + (b - self.c.tensor(key).float()) * m
 
 
-def merge_checkpoints(settings: MergeSettings, models: ModelManager, vaes: VaeLibrary,
-                      ctx: JobContext | None = None) -> MergeResult:
+def merge_checkpoints(
+    settings: MergeSettings, models: ModelManager, vaes: VaeLibrary, ctx: JobContext | None = None
+) -> MergeResult:
     """Merge as `settings` say into the checkpoint folder (an engine job: `ctx` gets the progress and the
     interrupt), list the new file and hash it. Raises UserError, with nothing written, for bad input."""
     settings.validate()
@@ -259,8 +287,11 @@ def merge_checkpoints(settings: MergeSettings, models: ModelManager, vaes: VaeLi
     taken = UserError(f"{name} already exists in {folder}; give the merge another Custom Name")
     if (folder / name).exists():
         raise taken
-    metadata = (merge_metadata(settings, infos, files, plan.kind, models)
-                if settings.save_metadata and settings.checkpoint_format == "safetensors" else None)
+    metadata = (
+        merge_metadata(settings, infos, files, plan.kind, models)
+        if settings.save_metadata and settings.checkpoint_format == "safetensors"
+        else None
+    )
     merger = Merger(settings, a, b, c, vae)
     if ctx is not None:
         ctx.set_job_count(1)
@@ -301,15 +332,18 @@ def output_name(settings: MergeSettings, infos: list[CheckpointInfo], kind: str)
     then ".inpainting" or ".instruct-pix2pix" when the result is one, then the format."""
     stems = [info.model_name for info in infos]
     m = settings.multiplier
-    recipe = {NO_INTERPOLATION: lambda: stems[0],
-              WEIGHTED_SUM: lambda: f"{round(1 - m, 2)}({stems[0]}) + {round(m, 2)}({stems[1]})",
-              ADD_DIFFERENCE: lambda: f"{stems[0]} + {round(m, 2)}({stems[1]} - {stems[2]})"}
+    recipe = {
+        NO_INTERPOLATION: lambda: stems[0],
+        WEIGHTED_SUM: lambda: f"{round(1 - m, 2)}({stems[0]}) + {round(m, 2)}({stems[1]})",
+        ADD_DIFFERENCE: lambda: f"{stems[0]} + {round(m, 2)}({stems[1]} - {stems[2]})",
+    }
     stem = settings.custom_name.strip() or recipe[settings.interpolation]()
     return f"{stem}{'.' + kind if kind else ''}.{settings.checkpoint_format}"
 
 
-def merge_metadata(settings: MergeSettings, infos: list[CheckpointInfo], files: list[WeightFile], kind: str,
-                   models: ModelManager) -> dict[str, str]:
+def merge_metadata(
+    settings: MergeSettings, infos: list[CheckpointInfo], files: list[WeightFile], kind: str, models: ModelManager
+) -> dict[str, str]:
     """The result's safetensors metadata as A1111 writes it: the inputs' own metadata, "format", the recipe
     (`sd_merge_recipe`) and each input model by sha256 (`sd_merge_models`), both as JSON."""
     metadata: dict[str, str] = {}
@@ -318,15 +352,26 @@ def merge_metadata(settings: MergeSettings, infos: list[CheckpointInfo], files: 
     metadata["format"] = "pt"
     hashes = [models.hashes.sha256(info.path) for info in infos]
     by_role = dict(zip(("primary_model_hash", "secondary_model_hash", "tertiary_model_hash"), hashes + [None] * 2))
-    recipe = {"type": "webui", **by_role, "interp_method": settings.interpolation,
-              "multiplier": settings.multiplier, "save_as_half": settings.save_as_half,
-              "custom_name": settings.custom_name, "config_source": CONFIG_SOURCES.index(settings.config_source),
-              "bake_in_vae": settings.bake_in_vae, "discard_weights": settings.discard_weights,
-              "is_inpainting": kind == "inpainting", "is_instruct_pix2pix": kind == "instruct-pix2pix"}
+    recipe = {
+        "type": "webui",
+        **by_role,
+        "interp_method": settings.interpolation,
+        "multiplier": settings.multiplier,
+        "save_as_half": settings.save_as_half,
+        "custom_name": settings.custom_name,
+        "config_source": CONFIG_SOURCES.index(settings.config_source),
+        "bake_in_vae": settings.bake_in_vae,
+        "discard_weights": settings.discard_weights,
+        "is_inpainting": kind == "inpainting",
+        "is_instruct_pix2pix": kind == "instruct-pix2pix",
+    }
     merged_models: dict[str, Any] = {}
     for info, file, sha256 in zip(infos, files, hashes):
-        merged_models[sha256] = {"name": info.name, "legacy_hash": legacy_model_hash(info.path),
-                                 "sd_merge_recipe": _json_field(file.metadata, "sd_merge_recipe")}
+        merged_models[sha256] = {
+            "name": info.name,
+            "legacy_hash": legacy_model_hash(info.path),
+            "sd_merge_recipe": _json_field(file.metadata, "sd_merge_recipe"),
+        }
         merged_models.update(_json_field(file.metadata, "sd_merge_models") or {})
     metadata["sd_merge_recipe"] = json.dumps(recipe)
     metadata["sd_merge_models"] = json.dumps(merged_models)
@@ -345,8 +390,9 @@ def copy_config(source: str, infos: list[CheckpointInfo], result: Path) -> Path 
     """Copy the `.yaml` config beside A (or B or C, the first that has one), B or C as "Copy config from"
     says, to one beside the result; returns the new file, or None when there is none to copy."""
     choices = {CONFIG_SOURCES[0]: infos, CONFIG_SOURCES[1]: infos[1:2], CONFIG_SOURCES[2]: infos[2:3]}
-    found = next((config for info in choices.get(source, [])
-                  if (config := info.path.with_suffix(".yaml")).is_file()), None)
+    found = next(
+        (config for info in choices.get(source, []) if (config := info.path.with_suffix(".yaml")).is_file()), None
+    )
     if found is None:
         return None
     target = result.with_suffix(".yaml")

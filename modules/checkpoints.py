@@ -1,4 +1,5 @@
 """Finding checkpoints, their A1111 short hashes, and reading their weights safely."""
+
 from __future__ import annotations
 
 import logging
@@ -56,8 +57,9 @@ def list_checkpoints(folders: list[Path]) -> list[CheckpointInfo]:
 
 
 def _inside_pipeline(path: Path, root: Path) -> bool:
-    return any((parent / "model_index.json").is_file() for parent in path.parents
-               if parent != root and root in parent.parents)
+    return any(
+        (parent / "model_index.json").is_file() for parent in path.parents if parent != root and root in parent.parents
+    )
 
 
 HASHES = "hashes"  # cache.json's section for whole-file sha256s (A1111's name)
@@ -74,8 +76,10 @@ class HashCache:
         stored, notice = read_json_object(path)
         if notice:
             log.warning(notice)
-        self._data = {section: stored[section] if isinstance(stored.get(section), dict) else {}
-                      for section in (HASHES, ADDNET_HASHES)}
+        self._data = {
+            section: stored[section] if isinstance(stored.get(section), dict) else {}
+            for section in (HASHES, ADDNET_HASHES)
+        }
 
     def cached(self, file: Path, section: str = HASHES) -> str | None:
         """The sha256 if it was computed for this exact file version before."""

@@ -93,9 +93,7 @@ def write_vocab_files(folder: str | os.PathLike) -> Path:
 
 
 def _from_folder(folder: Path, pad_token: str) -> CLIPTokenizer:
-    tokenizer = CLIPTokenizer.from_pretrained(
-        str(folder), model_max_length=MODEL_MAX_LENGTH, local_files_only=True
-    )
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder), model_max_length=MODEL_MAX_LENGTH, local_files_only=True)
     # Assigning after construction only changes the padding id; passing pad_token="!"
     # to the constructor would register "!" as a special token and split it out of prompts.
     tokenizer.pad_token = pad_token
@@ -110,9 +108,7 @@ def _cached_tokenizer(pad_token: str, cache_dir: str | None) -> CLIPTokenizer:
         return _from_folder(write_vocab_files(tmp), pad_token)
 
 
-def load_clip_tokenizer(
-    pad_token: str = EOS_TOKEN, cache_dir: str | os.PathLike | None = None
-) -> CLIPTokenizer:
+def load_clip_tokenizer(pad_token: str = EOS_TOKEN, cache_dir: str | os.PathLike | None = None) -> CLIPTokenizer:
     """Return a CLIP tokenizer (77 tokens) padding with ``pad_token``; cached per arguments.
 
     ``cache_dir`` keeps the generated vocab files for reuse; without it they are

@@ -1,4 +1,5 @@
 """Prompt text → text-encoder conditioning: 75-token chunks, BREAK, emphasis, clip skip, embeddings, cache."""
+
 from __future__ import annotations
 
 import contextlib
@@ -70,8 +71,7 @@ class EncoderOptions:
     emphasis: str = "Original"
 
 
-def split_into_chunks(segments: list[Segment], comma_token: int | None, comma_backtrack: int = 20
-                      ) -> list[TokenChunk]:
+def split_into_chunks(segments: list[Segment], comma_token: int | None, comma_backtrack: int = 20) -> list[TokenChunk]:
     """Split weighted token runs into chunks of 75.
 
     When a chunk fills and the last comma is within `comma_backtrack` tokens of its end, the
@@ -97,8 +97,12 @@ def split_into_chunks(segments: list[Segment], comma_token: int | None, comma_ba
         for token in segment.tokens:
             if token == comma_token:
                 last_comma = len(current.tokens)
-            elif (comma_backtrack and len(current.tokens) == CHUNK_TOKENS and last_comma != -1
-                  and len(current.tokens) - last_comma <= comma_backtrack):
+            elif (
+                comma_backtrack
+                and len(current.tokens) == CHUNK_TOKENS
+                and last_comma != -1
+                and len(current.tokens) - last_comma <= comma_backtrack
+            ):
                 cut = last_comma + 1
                 moved = TokenChunk(current.tokens[cut:], current.weights[cut:])
                 del current.tokens[cut:], current.weights[cut:]
@@ -151,8 +155,9 @@ def _extra_token_rows(embedding: torch.nn.Embedding, extra: torch.Tensor) -> Ite
 class PromptEncoder:
     """Encodes prompts for one loaded model, with an LRU cache keyed by everything that matters."""
 
-    def __init__(self, slots: list[EncoderSlot], device: torch.device, dtype: torch.dtype,
-                 cache_size: int = 64) -> None:
+    def __init__(
+        self, slots: list[EncoderSlot], device: torch.device, dtype: torch.dtype, cache_size: int = 64
+    ) -> None:
         self.slots = slots
         self.device = device
         self.dtype = dtype
@@ -181,15 +186,18 @@ class PromptEncoder:
         for name, vectors in embeddings.items():
             ids[name] = (start, vectors[0].shape[0])
             start += vectors[0].shape[0]
-        rows = [torch.cat([vectors[i] for vectors in embeddings.values()]).to(self.device)
-                if embeddings else torch.empty(0) for i in range(len(self.slots))]
+        rows = [
+            torch.cat([vectors[i] for vectors in embeddings.values()]).to(self.device) if embeddings else torch.empty(0)
+            for i in range(len(self.slots))
+        ]
         with self._lock:
             self._embedding_ids, self._extra_rows = ids, rows
             self._embeddings_version = version
             self._cache.clear()
 
-    def tokenize(self, text: str, options: EncoderOptions = EncoderOptions()
-                 ) -> tuple[list[TokenChunk], tuple[str, ...]]:
+    def tokenize(
+        self, text: str, options: EncoderOptions = EncoderOptions()
+    ) -> tuple[list[TokenChunk], tuple[str, ...]]:
         """The prompt's chunks (emphasis, BREAKs, embeddings, comma backtrack) and the embeddings used."""
         if options.emphasis == "None":
             parts = [[text, 1.0]]
@@ -204,7 +212,7 @@ class PromptEncoder:
             weight = 1.0 if options.emphasis == "Ignore" else float(weight)
             position = 0
             for match in prompt_parser.find_embeddings(part, self._embedding_ids):
-                segments.extend(self._text_segments(part[position:match.start], weight))
+                segments.extend(self._text_segments(part[position : match.start], weight))
                 start, count = self._embedding_ids[match.name]
                 segments.append(Segment(list(range(start, start + count)), weight, atomic=True))
                 used.append(match.name)
@@ -227,8 +235,9 @@ class PromptEncoder:
         chunks, _ = self.tokenize(text, options)
         return sum(len(c.tokens) for c in chunks), max(1, len(chunks)) * CHUNK_TOKENS
 
-    def encode(self, text: str, clip_skip: int = 1, options: EncoderOptions = EncoderOptions(),
-               variant: Hashable = ()) -> Conditioning:
+    def encode(
+        self, text: str, clip_skip: int = 1, options: EncoderOptions = EncoderOptions(), variant: Hashable = ()
+    ) -> Conditioning:
         """Encoded conditioning for `text`, from the cache when it was encoded before.
 
         `variant` names anything else that changes the text encoders' output (active LoRAs).
@@ -251,11 +260,16 @@ class PromptEncoder:
         chunks, used = self.tokenize(text, options)
         embeds, pooled = [], None
         for first in range(0, len(chunks), _CHUNKS_PER_CALL):  # chunks go through the encoders in batches
-            group = chunks[first:first + _CHUNKS_PER_CALL]
+            group = chunks[first : first + _CHUNKS_PER_CALL]
             per_encoder = []
             for slot_no, slot in enumerate(self.slots):
-                ids = [[self._bos] + chunk.tokens + [self._eos]
-                       + [slot.tokenizer.pad_token_id] * (CHUNK_TOKENS - len(chunk.tokens)) for chunk in group]
+                ids = [
+                    [self._bos]
+                    + chunk.tokens
+                    + [self._eos]
+                    + [slot.tokenizer.pad_token_id] * (CHUNK_TOKENS - len(chunk.tokens))
+                    for chunk in group
+                ]
                 hidden, slot_pooled = self._run_encoder(slot_no, ids, clip_skip)
                 per_encoder.append(hidden)
                 if slot.pooled and first == 0:
@@ -264,18 +278,22 @@ class PromptEncoder:
             for row, chunk in enumerate(group):
                 pad = CHUNK_TOKENS - len(chunk.tokens)
                 weights = torch.tensor([1.0] + chunk.weights + [1.0] * (pad + 1), device=self.device)
-                embeds.append(_apply_emphasis(z[row:row + 1], weights, normalize=options.emphasis == "Original"))
+                embeds.append(_apply_emphasis(z[row : row + 1], weights, normalize=options.emphasis == "Original"))
         limit = torch.finfo(self.dtype).max  # extreme emphasis stays finite in half precision too
         result = torch.cat(embeds, dim=1).clamp(-limit, limit).to(self.dtype)
         return Conditioning(result, pooled.to(self.dtype) if pooled is not None else None, used)
 
-    def _run_encoder(self, slot_no: int, ids: list[list[int]], clip_skip: int
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _run_encoder(
+        self, slot_no: int, ids: list[list[int]], clip_skip: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         slot = self.slots[slot_no]
         tokens = torch.tensor(ids, device=self.device)
         rows = self._extra_rows[slot_no] if self._extra_rows else None
-        patch = _extra_token_rows(slot.encoder.get_input_embeddings(), rows) \
-            if rows is not None and int(tokens.max()) >= self._vocab else contextlib.nullcontext()
+        patch = (
+            _extra_token_rows(slot.encoder.get_input_embeddings(), rows)
+            if rows is not None and int(tokens.max()) >= self._vocab
+            else contextlib.nullcontext()
+        )
         with patch:
             out = slot.encoder(tokens, output_hidden_states=True)
         layers = len(out.hidden_states) - 1

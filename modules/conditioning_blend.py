@@ -1,6 +1,7 @@
 """A job's conditioning part-way between its own prompt's and another prompt's: what the "Prompt interpolation"
 script renders frame by frame. Each image's text conditioning (and, for SDXL, its pooled output) is the lerp or
 slerp, at `weight`, of the two prompts' conditionings at every step; the negative prompt stays the job's."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

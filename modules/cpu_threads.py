@@ -7,6 +7,7 @@ stops spinning between parallel regions, and every small op waits for its pool t
 live preview is built in the polling thread. So every thread but the worker (the main thread at start,
 the threads that build live previews) runs its torch ops on itself alone and never starts a pool.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -3,6 +3,7 @@
 It makes abstract images only, but exercises every part of the app: it is written in the original
 single-file key layout and loaded through the same path as a user's checkpoint.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,11 @@ from modules.paths import MODEL_CONFIGS_DIR
 log = logging.getLogger(__name__)
 
 DEMO_FILE_NAME = "demo-tiny-sd.safetensors"
-DEMO_NOTICE = ("No checkpoint was found, so a built-in DEMO model is loaded: it has random weights and "
-               "makes abstract images. Put real checkpoints (.safetensors or .ckpt) in {folder} "
-               "and pick one at the top of the page.")
+DEMO_NOTICE = (
+    "No checkpoint was found, so a built-in DEMO model is loaded: it has random weights and "
+    "makes abstract images. Put real checkpoints (.safetensors or .ckpt) in {folder} "
+    "and pick one at the top of the page."
+)
 
 
 def build_demo_state_dict(seed: int = 0, blueprint: str = "demo") -> dict[str, torch.Tensor]:
@@ -40,8 +43,9 @@ def build_demo_state_dict(seed: int = 0, blueprint: str = "demo") -> dict[str, t
     return to_ldm_state_dict(sd1.FAMILY, unet, vae, [text])
 
 
-def write_demo_checkpoint(target: Path, seed: int = 0, blueprint: str = "demo",
-                          dtype: torch.dtype = torch.float32) -> Path:
+def write_demo_checkpoint(
+    target: Path, seed: int = 0, blueprint: str = "demo", dtype: torch.dtype = torch.float32
+) -> Path:
     """Write the demo checkpoint (or another blueprint's) as a single .safetensors file, atomically."""
     from safetensors.torch import save
 

@@ -1,4 +1,5 @@
 """The one engine: it owns the loaded model and runs every job, one at a time, from a FIFO queue."""
+
 from __future__ import annotations
 
 import itertools
@@ -196,8 +197,9 @@ class Engine:
             context = JobContext(self)
             with self._lock:
                 self._context = context
-                self._progress = Progress(job=job.name, started_at=time.monotonic(), busy=True,
-                                          job_count=1, queued=self._queue.qsize())
+                self._progress = Progress(
+                    job=job.name, started_at=time.monotonic(), busy=True, job_count=1, queued=self._queue.qsize()
+                )
             out_of_memory = False
             try:
                 job.future.set_result(job.run(context))
@@ -219,7 +221,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
     return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
 
 
 def out_of_memory_error(job_name: str, exc: BaseException) -> OutOfMemory:
@@ -228,6 +231,7 @@ def out_of_memory_error(job_name: str, exc: BaseException) -> OutOfMemory:
     exc.__traceback__ = None
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     log.warning("Out of memory in %s (%s); caches freed, the next job runs normally", job_name, first_line)
-    return OutOfMemory(f"Out of memory: {first_line}. Try a smaller image size, batch size or hires fix "
-                       "scale; memory was freed and other jobs can run.")
-
+    return OutOfMemory(
+        f"Out of memory: {first_line}. Try a smaller image size, batch size or hires fix "
+        "scale; memory was freed and other jobs can run."
+    )

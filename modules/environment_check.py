@@ -4,6 +4,7 @@ A snapshot holds `pip freeze`, the problems `pip check` finds, and whether the c
 fresh process (a check of seconds, for torch: it is left out where the caller knows nothing changed).
 Comparing two snapshots tells what an install changed; restore() uninstalls what was added and reinstalls
 the earlier versions of what changed (`pip install --no-deps`)."""
+
 from __future__ import annotations
 
 import re
@@ -19,10 +20,15 @@ IMPORT_CHECK = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.
 
 
 def import_problem(environment: PythonEnvironment) -> str:
-    """"" when the core modules import in a fresh process, else the last line of the error."""
+    """ "" when the core modules import in a fresh process, else the last line of the error."""
     try:
-        done = subprocess.run([environment.python, "-c", IMPORT_CHECK, *environment.core_modules],
-                              capture_output=True, text=True, timeout=IMPORT_TIMEOUT, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [environment.python, "-c", IMPORT_CHECK, *environment.core_modules],
+            capture_output=True,
+            text=True,
+            timeout=IMPORT_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         return f"importing {', '.join(environment.core_modules)} took longer than {IMPORT_TIMEOUT:.0f} s"
     if done.returncode == 0:
@@ -59,8 +65,11 @@ class Snapshot:
 
     def completed(self, environment: PythonEnvironment, imports: bool = True) -> Snapshot:
         """This snapshot with pip check's problems and, when `imports`, the import check."""
-        problems = frozenset(line for line in environment.pip_output("check").splitlines()
-                             if line and not line.startswith("No broken requirements"))
+        problems = frozenset(
+            line
+            for line in environment.pip_output("check").splitlines()
+            if line and not line.startswith("No broken requirements")
+        )
         return replace(self, problems=problems, import_error=import_problem(environment) if imports else "")
 
     def lines(self) -> dict[str, str]:
@@ -71,8 +80,11 @@ class Snapshot:
 def differences(before: Snapshot, after: Snapshot) -> dict[str, tuple[str | None, str | None]]:
     """What changed between two snapshots: name -> (line before, line after); None where it was not installed."""
     old, new = before.lines(), after.lines()
-    return {name: (old.get(name), new.get(name)) for name in sorted(old.keys() | new.keys())
-            if old.get(name) != new.get(name)}
+    return {
+        name: (old.get(name), new.get(name))
+        for name in sorted(old.keys() | new.keys())
+        if old.get(name) != new.get(name)
+    }
 
 
 def _version(line: str | None) -> str:
@@ -83,12 +95,18 @@ def _version(line: str | None) -> str:
 def breakage(before: Snapshot, after: Snapshot, pins: Pins) -> list[str]:
     """Why `after` is not safe for the web UI, compared with `before`: protected distributions changed or
     removed, core modules that stopped importing, or new pip check problems of a protected distribution."""
-    reasons = [f"{name} {_version(before_line) or 'absent'} → {_version(after_line) or 'removed'}"
-               for name, (before_line, after_line) in differences(before, after).items() if name in pins]
+    reasons = [
+        f"{name} {_version(before_line) or 'absent'} → {_version(after_line) or 'removed'}"
+        for name, (before_line, after_line) in differences(before, after).items()
+        if name in pins
+    ]
     if after.import_error and not before.import_error:
         reasons.append(f"the core modules no longer import: {after.import_error}")
-    reasons += [problem for problem in sorted(after.problems - before.problems)
-                if canonicalize_name(problem.split(" ", 1)[0]) in pins]
+    reasons += [
+        problem
+        for problem in sorted(after.problems - before.problems)
+        if canonicalize_name(problem.split(" ", 1)[0]) in pins
+    ]
     return reasons
 
 

@@ -6,6 +6,7 @@ package guard: modules/guarded_install.py), preload.py (its `preload(parser)` ad
 metadata.ini (`[Extension]` Name and Requires). The folders that are switched off are listed in the
 `disabled_extensions` setting; why an install left one disabled is kept in extensions/.install-notes.json.
 Git runs as a subprocess; its own message is passed on when it fails."""
+
 from __future__ import annotations
 
 import argparse
@@ -123,8 +124,16 @@ def git(cwd: Path | None, *args: str, timeout: float = 60.0) -> str:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     try:  # a session of its own, so a timeout stops git's helpers (git-remote-https, ssh) too
-        proc = subprocess.Popen(["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            ["git", *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
     except FileNotFoundError:
         raise ExtensionError("git is not installed (or not on PATH); extensions need it.") from None
     with proc:
@@ -199,8 +208,11 @@ def list_extensions(extensions_dir: Path, disabled: Iterable[str] = ()) -> list[
     if not extensions_dir.is_dir():
         return []
     off, notes = set(disabled), read_notes(extensions_dir)
-    return [Extension(path.name, path, read_metadata(path), path.name not in off, note=notes.get(path.name, ""))
-            for path in sorted(extensions_dir.iterdir()) if path.is_dir() and not path.name.startswith(".")]
+    return [
+        Extension(path.name, path, read_metadata(path), path.name not in off, note=notes.get(path.name, ""))
+        for path in sorted(extensions_dir.iterdir())
+        if path.is_dir() and not path.name.startswith(".")
+    ]
 
 
 def requirement_problems(extensions: list[Extension]) -> list[str]:
@@ -225,8 +237,10 @@ def access_refusal(args: argparse.Namespace) -> str | None:
     if not flags:
         return None
     named = " and ".join(f"--{flag}" for flag in flags)
-    return (f"Extension access is turned off because the server can be reached from other machines ({named}): "
-            "an extension runs code on this computer. Start with --enable-insecure-extension-access to allow it.")
+    return (
+        f"Extension access is turned off because the server can be reached from other machines ({named}): "
+        "an extension runs code on this computer. Start with --enable-insecure-extension-access to allow it."
+    )
 
 
 def check_access(args: argparse.Namespace) -> None:
@@ -244,20 +258,29 @@ def folder_name_for(url: str, folder: str | None = None) -> str:
         tail = url.strip().replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
         name = tail.removesuffix(".git")
     if not name or "/" in name or "\\" in name or ".." in name or name.startswith(".") or "\0" in name:
-        raise ExtensionError(f"{name!r} can't be an extension folder name: give a plain name, without '/', '\\' "
-                             "or '..', that doesn't start with '.'.")
+        raise ExtensionError(
+            f"{name!r} can't be an extension folder name: give a plain name, without '/', '\\' "
+            "or '..', that doesn't start with '.'."
+        )
     return name
 
 
 def _same_repository(a: str, b: str) -> bool:
     def normal(url: str) -> str:
         return url.strip().rstrip("/").removesuffix(".git").removeprefix("file://")
+
     return normal(a) == normal(b)
 
 
-def install_from_url(url: str, extensions_dir: Path, opts: Options, branch: str | None = None,
-                     folder: str | None = None, run_install: bool = True,
-                     installer: GuardedInstaller | None = None) -> Extension:
+def install_from_url(
+    url: str,
+    extensions_dir: Path,
+    opts: Options,
+    branch: str | None = None,
+    folder: str | None = None,
+    run_install: bool = True,
+    installer: GuardedInstaller | None = None,
+) -> Extension:
     """Clone `url` (https, ssh, file:// or a local path), optionally a `branch`, into
     extensions/`folder` and run its install.py (with `installer`, by default one for this Python). The
     clone goes to a hidden folder in extensions/ first and is renamed into place only when complete, so a
@@ -282,8 +305,17 @@ def install_from_url(url: str, extensions_dir: Path, opts: Options, branch: str 
         staging = Path(tempfile.mkdtemp(prefix=f".installing-{name}-", dir=extensions_dir))
         branch_args = ["--branch", branch.strip()] if branch and branch.strip() else []
         try:
-            git(None, "clone", "--quiet", "--recurse-submodules", *branch_args, "--", url, str(staging / name),
-                timeout=GIT_TIMEOUT)
+            git(
+                None,
+                "clone",
+                "--quiet",
+                "--recurse-submodules",
+                *branch_args,
+                "--",
+                url,
+                str(staging / name),
+                timeout=GIT_TIMEOUT,
+            )
             (staging / name).rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -296,8 +328,11 @@ def install_from_url(url: str, extensions_dir: Path, opts: Options, branch: str 
             extension.note = " ".join(run_install_script(extension, installer=installer))
         except (ExtensionError, PackageGuardError) as exc:
             _disable_after_install(extension, opts, str(exc))
-            raise InstallScriptError(f"{exc} The extension was installed into {target} but is disabled; fix the "
-                                     "problem, then enable it on the Installed tab.", extension) from None
+            raise InstallScriptError(
+                f"{exc} The extension was installed into {target} but is disabled; fix the "
+                "problem, then enable it on the Installed tab.",
+                extension,
+            ) from None
     set_note(extensions_dir, name, extension.note)
     log.info("Installed extension %s from %s", name, url)
     return extension
@@ -310,8 +345,9 @@ def _disable_after_install(extension: Extension, opts: Options, reason: str) -> 
     extension.enabled, extension.note = False, reason
 
 
-def run_install_script(extension: Extension, timeout: float = INSTALL_TIMEOUT,
-                       installer: GuardedInstaller | None = None) -> list[str]:
+def run_install_script(
+    extension: Extension, timeout: float = INSTALL_TIMEOUT, installer: GuardedInstaller | None = None
+) -> list[str]:
     """Run the extension's install.py in the extension's folder, with the web UI's folder on PYTHONPATH (as
     A1111 does), under the package guard (`installer`, by default one for this Python). Returns notes on
     extras the guard left out. A failure raises ExtensionError with the end of its output; InstallBlocked
@@ -319,8 +355,9 @@ def run_install_script(extension: Extension, timeout: float = INSTALL_TIMEOUT,
     try:
         done = (installer or GuardedInstaller()).run(extension.name, extension.path / "install.py", timeout)
     except subprocess.TimeoutExpired:
-        raise ExtensionError(f"install.py of {extension.name} ran longer than {timeout:.0f} s and was stopped.") \
-            from None
+        raise ExtensionError(
+            f"install.py of {extension.name} ran longer than {timeout:.0f} s and was stopped."
+        ) from None
     if done.output:
         log.info("install.py of %s:\n%s", extension.name, done.output)
     for note in done.notes:
@@ -331,8 +368,9 @@ def run_install_script(extension: Extension, timeout: float = INSTALL_TIMEOUT,
     return done.notes
 
 
-def run_install_scripts(extensions: list[Extension], opts: Options,
-                        installer: GuardedInstaller | None = None) -> list[str]:
+def run_install_scripts(
+    extensions: list[Extension], opts: Options, installer: GuardedInstaller | None = None
+) -> list[str]:
     """Run install.py of each extension that has one (at start); returns a message for each failure and each
     note. One the package guard blocks is disabled (stored in `opts`) with the reason as its note."""
     problems = []
@@ -362,8 +400,9 @@ def check_for_updates(extension: Extension, timeout: float = GIT_TIMEOUT) -> tup
         if not extension.is_git:
             raise ExtensionError(f"{extension.name} is not a git clone, so it can't be updated.")
         git(extension.path, "fetch", "--quiet", timeout=timeout)
-        behind, ahead = map(int, git(extension.path, "rev-list", "--left-right", "--count",
-                                     "@{upstream}...HEAD").split())
+        behind, ahead = map(
+            int, git(extension.path, "rev-list", "--left-right", "--count", "@{upstream}...HEAD").split()
+        )
     except ExtensionError as exc:
         extension.status, extension.can_update = f"unknown: {exc}", False
         raise
@@ -417,8 +456,10 @@ class ExtensionAssets:
 
 def extension_assets(extensions: list[Extension]) -> ExtensionAssets:
     """The page files of `extensions` (pass the active ones)."""
-    return ExtensionAssets(scripts=[path for ext in extensions for path in ext.files("javascript", ".js")],
-                           styles=[ext.path / "style.css" for ext in extensions if (ext.path / "style.css").is_file()])
+    return ExtensionAssets(
+        scripts=[path for ext in extensions for path in ext.files("javascript", ".js")],
+        styles=[ext.path / "style.css" for ext in extensions if (ext.path / "style.css").is_file()],
+    )
 
 
 @dataclass(frozen=True)
@@ -450,7 +491,15 @@ def fetch_index(url: str, timeout: float = 10.0) -> list[IndexEntry]:
         raise ExtensionError(f"The extension index at {url} is not JSON.") from None
     items = data.get("extensions") if isinstance(data, dict) else None
     if not isinstance(items, list):
-        raise ExtensionError(f"The extension index at {url} has no \"extensions\" list.")
-    return [IndexEntry(str(item.get("name") or item["url"]), str(item["url"]), str(item.get("description", "")),
-                       tuple(map(str, item.get("tags") or ())), str(item.get("added", "")))
-            for item in items if isinstance(item, dict) and item.get("url")]
+        raise ExtensionError(f'The extension index at {url} has no "extensions" list.')
+    return [
+        IndexEntry(
+            str(item.get("name") or item["url"]),
+            str(item["url"]),
+            str(item.get("description", "")),
+            tuple(map(str, item.get("tags") or ())),
+            str(item.get("added", "")),
+        )
+        for item in items
+        if isinstance(item, dict) and item.get("url")
+    ]

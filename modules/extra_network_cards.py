@@ -1,5 +1,6 @@
 """The cards of the extra-networks panel: embeddings, LoRAs, hypernetworks and checkpoints, each with the text a
 click puts into the prompt and the preview image found beside its file (`<name>.preview.png`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -75,5 +76,5 @@ def add_to_prompt(prompt: str, text: str) -> str:
     """Append a card's text to a prompt, or take it out again if the prompt already ends with it."""
     prompt = prompt or ""
     if prompt.rstrip().endswith(text):
-        return prompt.rstrip()[:-len(text)].rstrip(" ,")
+        return prompt.rstrip()[: -len(text)].rstrip(" ,")
     return f"{prompt.rstrip()} {text}".strip() if prompt.strip() else text

@@ -1,5 +1,6 @@
 """The Extras tab's job: restore faces (GFPGAN, then CodeFormer) and upscale (upscaler 1, with upscaler 2
 blended over it) one image or many, saving each with an `extras` PNG text chunk in A1111's format."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,8 +41,14 @@ class ExtrasField:
     step: float | None = None
 
 
-def _field(default: Any, label: str, widget: Widget = "slider", minimum: float | None = None,
-           maximum: float | None = None, step: float | None = None) -> Any:
+def _field(
+    default: Any,
+    label: str,
+    widget: Widget = "slider",
+    minimum: float | None = None,
+    maximum: float | None = None,
+    step: float | None = None,
+) -> Any:
     return field(default=default, metadata={"spec": ExtrasField(label, widget, minimum, maximum, step)})
 
 
@@ -59,8 +66,9 @@ class ExtrasParams:
     extras_upscaler_2_visibility: float = _field(0.0, "Upscaler 2 visibility", minimum=0.0, maximum=1.0, step=0.001)
     gfpgan_visibility: float = _field(0.0, "GFPGAN visibility", minimum=0.0, maximum=1.0, step=0.001)
     codeformer_visibility: float = _field(0.0, "CodeFormer visibility", minimum=0.0, maximum=1.0, step=0.001)
-    codeformer_weight: float = _field(0.0, "CodeFormer weight (0 = maximum effect, 1 = minimum effect)",
-                                      minimum=0.0, maximum=1.0, step=0.001)
+    codeformer_weight: float = _field(
+        0.0, "CodeFormer weight (0 = maximum effect, 1 = minimum effect)", minimum=0.0, maximum=1.0, step=0.001
+    )
     upscale_first: bool = _field(False, "Upscale before restoring faces", "checkbox")
 
     @classmethod
@@ -91,15 +99,16 @@ class ExtrasParams:
     def validate(self) -> None:
         """Refuse values no upscaler or restorer can use."""
         if self.resize_mode not in (SCALE_BY, SCALE_TO):
-            raise UserError(f"resize_mode must be {SCALE_BY} (scale by) or {SCALE_TO} (scale to), "
-                            f"got {self.resize_mode}")
+            raise UserError(
+                f"resize_mode must be {SCALE_BY} (scale by) or {SCALE_TO} (scale to), got {self.resize_mode}"
+            )
         if not self.upscaling_resize > 0:
             raise UserError(f"Resize must be above 0, got {self.upscaling_resize}")
         if self.upscaling_resize_w < 1 or self.upscaling_resize_h < 1:
-            raise UserError(f"Width and height must be at least 1, got {self.upscaling_resize_w}x"
-                            f"{self.upscaling_resize_h}")
-        for name in ("extras_upscaler_2_visibility", "gfpgan_visibility", "codeformer_visibility",
-                     "codeformer_weight"):
+            raise UserError(
+                f"Width and height must be at least 1, got {self.upscaling_resize_w}x{self.upscaling_resize_h}"
+            )
+        for name in ("extras_upscaler_2_visibility", "gfpgan_visibility", "codeformer_visibility", "codeformer_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
 
@@ -127,8 +136,10 @@ class ExtrasParams:
             width, height = self.upscaled_size(width, height)
         if width * height > max_pixels:
             refused = "Upscaling refused: the result" if self.upscaling else "The result"
-            raise UserError(f"{name}{': ' if name else ''}{refused} would be {width}x{height} ({width * height:,} "
-                            f"pixels), over the limit of {max_pixels:,} (setting: {OPTIONS['max_pixels'].label})")
+            raise UserError(
+                f"{name}{': ' if name else ''}{refused} would be {width}x{height} ({width * height:,} "
+                f"pixels), over the limit of {max_pixels:,} (setting: {OPTIONS['max_pixels'].label})"
+            )
 
 
 @dataclass(frozen=True)
@@ -191,15 +202,17 @@ def images_in_folder(folder: Path) -> list[Path]:
 class ExtrasJob:
     """Runs on the engine worker: checks the tools once, then processes each input in turn."""
 
-    def __init__(self, tools: ImageTools, params: ExtrasParams, settings: ExtrasSettings,
-                 ctx: JobContext | None = None) -> None:
+    def __init__(
+        self, tools: ImageTools, params: ExtrasParams, settings: ExtrasSettings, ctx: JobContext | None = None
+    ) -> None:
         self.tools = tools
         self.params = params
         self.settings = settings
         self.ctx = ctx
 
-    def run(self, inputs: Sequence[Image.Image | Path], output_dir: Path | None = None,
-            keep_images: bool = True) -> ExtrasResult:
+    def run(
+        self, inputs: Sequence[Image.Image | Path], output_dir: Path | None = None, keep_images: bool = True
+    ) -> ExtrasResult:
         """Process `inputs` (images, or files opened here). Saved to `output_dir` if given, else to a dated
         folder under settings.save_dir. With one input a problem with it raises; in a batch the file is
         skipped with a warning. `keep_images` False returns paths only (large batches)."""
@@ -297,8 +310,9 @@ class ExtrasJob:
             result = result.crop((left, top, left + p.upscaling_resize_w, top + p.upscaling_resize_h))
         return result
 
-    def save(self, image: Image.Image, parameters: str | None, text: str, name: str,
-             output_dir: Path | None) -> Path | None:
+    def save(
+        self, image: Image.Image, parameters: str | None, text: str, name: str, output_dir: Path | None
+    ) -> Path | None:
         """`<counter>[-<name>].<ext>` with the source's `parameters` kept (a PNG also gets the `extras` chunk)."""
         if output_dir is not None:
             folder = output_dir
@@ -306,5 +320,11 @@ class ExtrasJob:
             folder = images.dated_folder(self.settings.save_dir)
         else:
             return None
-        return images.save_unique(image, folder, images.prompt_words(name, 32), parameters, chunks={"extras": text},
-                                  fmt=self.settings.save_format)
+        return images.save_unique(
+            image,
+            folder,
+            images.prompt_words(name, 32),
+            parameters,
+            chunks={"extras": text},
+            fmt=self.settings.save_format,
+        )

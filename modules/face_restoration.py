@@ -4,6 +4,7 @@ facexlib's RetinaFace to find and align faces and ParseNet to mask them when pas
 Weights are read only from the models folder; nothing is downloaded unless the user asks
 (`download_face_models`). facexlib would fetch missing weights itself, so every file is checked
 before facexlib is touched, and facexlib is pointed at models/GFPGAN."""
+
 from __future__ import annotations
 
 import threading
@@ -24,18 +25,25 @@ from modules.upscalers import read_state_dict
 # The official release files. Their publishers post no checksums: each sha256 here is the hash of
 # that release asset as recorded, identically, by many independent projects. None would skip the check.
 GFPGAN_WEIGHTS = RemoteFile(
-    "GFPGANv1.4.pth", "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
-    "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad")
+    "GFPGANv1.4.pth",
+    "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
+    "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
+)
 DETECTION_WEIGHTS = RemoteFile(
     "detection_Resnet50_Final.pth",
     "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth",
-    "6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d")
+    "6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d",
+)
 PARSING_WEIGHTS = RemoteFile(
-    "parsing_parsenet.pth", "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth",
-    "3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2")
+    "parsing_parsenet.pth",
+    "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth",
+    "3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2",
+)
 CODEFORMER_WEIGHTS = RemoteFile(
-    "codeformer-v0.1.0.pth", "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth",
-    "1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7")
+    "codeformer-v0.1.0.pth",
+    "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth",
+    "1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7",
+)
 FACE_MODEL_FILES = (GFPGAN_WEIGHTS, DETECTION_WEIGHTS, PARSING_WEIGHTS)
 """What "Download" fetches into models/GFPGAN."""
 
@@ -56,8 +64,9 @@ def missing_weights_message(model: str, missing: list[tuple[RemoteFile, Path]]) 
     return "\n".join(lines)
 
 
-def download_face_models(models_dir: Path, codeformer: bool = False,
-                         progress: Callable[[RemoteFile, int, int | None], None] | None = None) -> list[Path]:
+def download_face_models(
+    models_dir: Path, codeformer: bool = False, progress: Callable[[RemoteFile, int, int | None], None] | None = None
+) -> list[Path]:
     """Fetch the GFPGAN and facexlib files into models/GFPGAN (and CodeFormer's into
     models/Codeformer when asked), checking each sha256. Files already there are kept."""
     models_dir = Path(models_dir)
@@ -94,8 +103,11 @@ class FaceRestorer:
         official = folder / self.weights.name
         if official.is_file():
             return official
-        others = sorted(p for p in folder.glob("*") if p.is_file() and self.name_hint in p.name.lower()
-                        and p.suffix.lower() in (".pth", ".safetensors"))
+        others = sorted(
+            p
+            for p in folder.glob("*")
+            if p.is_file() and self.name_hint in p.name.lower() and p.suffix.lower() in (".pth", ".safetensors")
+        )
         return others[0] if others else None
 
     def missing_files(self) -> list[tuple[RemoteFile, Path]]:
@@ -162,13 +174,22 @@ class FaceRestorer:
         try:
             with warnings.catch_warnings():  # torchvision's note on resnet50(pretrained=False)
                 warnings.simplefilter("ignore", UserWarning)
-                return FaceRestoreHelper(1, face_size=512, crop_ratio=(1, 1), det_model="retinaface_resnet50",
-                                         save_ext="png", use_parse=True, device=self.device,
-                                         model_rootpath=str(self.facexlib_dir))
+                return FaceRestoreHelper(
+                    1,
+                    face_size=512,
+                    crop_ratio=(1, 1),
+                    det_model="retinaface_resnet50",
+                    save_ext="png",
+                    use_parse=True,
+                    device=self.device,
+                    model_rootpath=str(self.facexlib_dir),
+                )
         except Exception as exc:
-            raise UserError(f"The face detection or parsing weights in {self.facexlib_dir} could not be "
-                            f"loaded ({exc}). Replace {DETECTION_WEIGHTS.name} and {PARSING_WEIGHTS.name} "
-                            "with the official files.") from exc
+            raise UserError(
+                f"The face detection or parsing weights in {self.facexlib_dir} could not be "
+                f"loaded ({exc}). Replace {DETECTION_WEIGHTS.name} and {PARSING_WEIGHTS.name} "
+                "with the official files."
+            ) from exc
 
     def _restore_array(self, rgb: np.ndarray, weight: float) -> tuple[np.ndarray, int]:
         helper = self._helper
@@ -208,14 +229,25 @@ class GFPGANRestorer(FaceRestorer):
 
         state = read_state_dict(path)
         state = state.get("params_ema", state.get("params", state))
-        net = GFPGANv1Clean(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
-                            fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
-                            sft_half=True)
+        net = GFPGANv1Clean(
+            out_size=512,
+            num_style_feat=512,
+            channel_multiplier=2,
+            decoder_load_path=None,
+            fix_decoder=False,
+            num_mlp=8,
+            input_is_latent=True,
+            different_w=True,
+            narrow=1,
+            sft_half=True,
+        )
         try:
             net.load_state_dict(state, strict=True)
         except (RuntimeError, TypeError) as exc:
-            raise UserError(f"{path.name} is not a GFPGAN v1.2-v1.4 model ({str(exc)[:200]}). "
-                            f"Use {GFPGAN_WEIGHTS.name} from {GFPGAN_WEIGHTS.url}") from None
+            raise UserError(
+                f"{path.name} is not a GFPGAN v1.2-v1.4 model ({str(exc)[:200]}). "
+                f"Use {GFPGAN_WEIGHTS.name} from {GFPGAN_WEIGHTS.url}"
+            ) from None
         net = net.eval().to(self.device)
         # The stored noise maps, not fresh ones, so a restore is reproducible.
         return lambda face, _weight: net(face, return_rgb=False, randomize_noise=False)[0]
@@ -229,8 +261,9 @@ class CodeFormerRestorer(FaceRestorer):
     folder_name = "Codeformer"
     name_hint = "codeformer"
 
-    def restore(self, image: Image.Image, visibility: float = 1.0,
-                weight: float = 0.5) -> tuple[Image.Image, str | None]:
+    def restore(
+        self, image: Image.Image, visibility: float = 1.0, weight: float = 0.5
+    ) -> tuple[Image.Image, str | None]:
         """As FaceRestorer.restore; `weight` is CodeFormer's fidelity: 0 restores most strongly,
         1 stays closest to the input face."""
         return self._restore(image, visibility, min(max(float(weight), 0.0), 1.0))

@@ -1,5 +1,6 @@
 """The hashes of files on disk: sha256 read in blocks (never the whole file in memory), kohya's "addnet" hash
 of a safetensors file, and A1111's old 8-digit model hash. HashCache (modules/checkpoints.py) keeps them."""
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ image (`[batch_number]` in a batch of one, `[denoising]` in txt2img) is dropped 
 it, as A1111 does, so `[seed]-[batch_number]` gives `123`. Every value, and the whole name, is sanitized:
 no path separators, no control or reserved characters, no `..`, bounded length.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,18 +55,36 @@ class NameFields:
     now: datetime = field(default_factory=datetime.now)
 
     @classmethod
-    def of_image(cls, params: GenerationParams, index: int, job: str = "txt2img", model_name: str | None = None,
-                 model_hash: str | None = None, prompt_no_styles: str | None = None) -> NameFields:
+    def of_image(
+        cls,
+        params: GenerationParams,
+        index: int,
+        job: str = "txt2img",
+        model_name: str | None = None,
+        model_hash: str | None = None,
+        prompt_no_styles: str | None = None,
+    ) -> NameFields:
         """The fields of image `index` (0-based, in the job) whose own values `params` holds; `job` as in
         create_infotext (denoising applies to all but plain txt2img)."""
         per_batch, total = params.batch_size, params.batch_size * params.n_iter
-        return cls(seed=params.seed, prompt=params.prompt, prompt_no_styles=prompt_no_styles,
-                   styles=tuple(params.styles), steps=params.steps, cfg_scale=params.cfg_scale,
-                   sampler=params.sampler_name, scheduler=params.scheduler, width=params.width,
-                   height=params.height, model_name=model_name, model_hash=model_hash, clip_skip=params.clip_skip,
-                   denoising=None if job == "txt2img" else params.denoising_strength,
-                   batch_number=index % per_batch + 1 if per_batch > 1 else None,
-                   generation_number=index + 1 if total > 1 else None)
+        return cls(
+            seed=params.seed,
+            prompt=params.prompt,
+            prompt_no_styles=prompt_no_styles,
+            styles=tuple(params.styles),
+            steps=params.steps,
+            cfg_scale=params.cfg_scale,
+            sampler=params.sampler_name,
+            scheduler=params.scheduler,
+            width=params.width,
+            height=params.height,
+            model_name=model_name,
+            model_hash=model_hash,
+            clip_skip=params.clip_skip,
+            denoising=None if job == "txt2img" else params.denoising_strength,
+            batch_number=index % per_batch + 1 if per_batch > 1 else None,
+            generation_number=index + 1 if total > 1 else None,
+        )
 
 
 def clean_part(text: str, replace_spaces: bool = False, limit: int = PART_LIMIT) -> str:
@@ -142,8 +161,9 @@ def check_pattern(pattern: str) -> str:
     for match in _TAG.finditer(pattern):
         name, args = match.group(1).lower(), _ARGUMENT.findall(match.group(2))
         if name not in TAGS:
-            raise ValueError(f"Unknown file name tag [{match.group(1)}]; known tags: "
-                             + ", ".join(f"[{tag}]" for tag in TAGS))
+            raise ValueError(
+                f"Unknown file name tag [{match.group(1)}]; known tags: " + ", ".join(f"[{tag}]" for tag in TAGS)
+            )
         if name == "datetime":
             _datetime(datetime.now(), args)
     leftover = _TAG.sub("", pattern)
@@ -157,7 +177,7 @@ def expand(pattern: str, fields: NameFields, words: int = 8) -> str:
     made safe as a whole name (see safe_file_name). Unknown tags are kept as written."""
     out, start = [], 0
     for match in _TAG.finditer(pattern):
-        text = pattern[start:match.start()]
+        text = pattern[start : match.start()]
         start = match.end()
         tag = TAGS.get(match.group(1).lower())
         if tag is None:

@@ -6,6 +6,7 @@ A1111's webui folder (modules.paths.script_path: Tag Autocomplete writes tmp/tag
 or an image in any other folder of the data dir (previews beside models). Never: `..`, names starting with
 `.` (.git, .venv, .env), files directly in the data dir (config.json, ui-config.json, styles.csv, cache.json,
 login files), model files, or a symlink whose target is outside the folder that allows it."""
+
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath

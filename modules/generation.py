@@ -1,5 +1,6 @@
 """One txt2img generation as a list of stages: validate → encode → noise → denoise → (hires fix) →
 decode → (face restoration) → save."""
+
 from __future__ import annotations
 
 import contextlib
@@ -67,8 +68,14 @@ class ModelUsed:
 
     @classmethod
     def of(cls, model: StableDiffusionModel) -> ModelUsed:
-        return cls(model.checkpoint.title(model.short_hash), model.checkpoint.model_name, model.short_hash,
-                   model.vae_name, model.vae_short_hash, model.is_inpainting)
+        return cls(
+            model.checkpoint.title(model.short_hash),
+            model.checkpoint.model_name,
+            model.short_hash,
+            model.vae_name,
+            model.vae_short_hash,
+            model.is_inpainting,
+        )
 
 
 @dataclass
@@ -101,8 +108,12 @@ class ImagePlan:
     def repeated(cls, params: GenerationParams, count: int) -> ImagePlan:
         """The usual plan: the same prompts for every image, seeds (or, with a variation strength,
         variation seeds) counting up."""
-        return cls([params.prompt] * count, [params.negative_prompt] * count,
-                   rng.image_seeds(params.seed, count, params.subseed_strength), rng.image_seeds(params.subseed, count))
+        return cls(
+            [params.prompt] * count,
+            [params.negative_prompt] * count,
+            rng.image_seeds(params.seed, count, params.subseed_strength),
+            rng.image_seeds(params.subseed, count),
+        )
 
 
 class JobHooks:
@@ -148,8 +159,10 @@ def validate(params: GenerationParams, limits: Limits) -> GenerationParams:
     if not 0.0 <= params.subseed_strength <= 1.0:
         raise UserError(f"Variation strength must be between 0 and 1, got {params.subseed_strength}")
     if seed_resize_from(params) and min(params.seed_resize_from_w, params.seed_resize_from_h) < 8:
-        raise UserError("Resize seed from width and height must be at least 8 (or 0 for off), got "
-                        f"{params.seed_resize_from_w}x{params.seed_resize_from_h}")
+        raise UserError(
+            "Resize seed from width and height must be at least 8 (or 0 for off), got "
+            f"{params.seed_resize_from_w}x{params.seed_resize_from_h}"
+        )
     try:
         sampler, schedule = registry.resolve(params.sampler_name, params.scheduler)
     except ValueError as exc:
@@ -163,8 +176,9 @@ def seed_resize_from(params: GenerationParams) -> bool:
 
 
 @torch.inference_mode()
-def encode_image(model: StableDiffusionModel, image: Image.Image,
-                 posterior_draws: torch.Generator | None = None) -> torch.Tensor:
+def encode_image(
+    model: StableDiffusionModel, image: Image.Image, posterior_draws: torch.Generator | None = None
+) -> torch.Tensor:
     """VAE latents of an RGB image, scaled for the UNet: the distribution's mean, so results repeat; or, given a
     CPU generator `posterior_draws`, its sample (mean + std · the generator's next float32 draw), as A1111's
     DiagonalGaussianDistribution.sample draws from torch's global generator."""
@@ -200,8 +214,15 @@ class Txt2Img:
     supports_hires = True
     step_offset = 0  # steps already reported in this batch (the hires pass follows the first)
 
-    def __init__(self, model: StableDiffusionModel, params: GenerationParams, ctx: JobContext,
-                 settings: RunSettings, networks: Networks | None = None, tools: ImageTools | None = None) -> None:
+    def __init__(
+        self,
+        model: StableDiffusionModel,
+        params: GenerationParams,
+        ctx: JobContext,
+        settings: RunSettings,
+        networks: Networks | None = None,
+        tools: ImageTools | None = None,
+    ) -> None:
         self.model = model
         self.params = params
         self.ctx = ctx
@@ -226,8 +247,12 @@ class Txt2Img:
 
     def run(self) -> GenerationResult:
         p = validate(self.params, self.settings.limits)
-        self.params = replace(p, seed=rng.resolve_seed(p.seed), subseed=rng.resolve_seed(p.subseed),
-                              hr_checkpoint_name=self._hires_checkpoint())
+        self.params = replace(
+            p,
+            seed=rng.resolve_seed(p.seed),
+            subseed=rng.resolve_seed(p.subseed),
+            hr_checkpoint_name=self._hires_checkpoint(),
+        )
         hires = HiresPass(self) if p.enable_hr and self.supports_hires else None
         p = self.params = replace(self.params, refiner_checkpoint=self._refiner_checkpoint(hires))
         self._check_face_restoration()
@@ -269,8 +294,10 @@ class Txt2Img:
         if refiner is None:
             raise UserError(f"Refiner {p.refiner_checkpoint} is not loaded for this job")
         if (refiner.family, refiner.unet.config.in_channels) != (m.family, m.unet.config.in_channels):
-            raise UserError(f"The refiner {refiner.short_title} can't take over from {m.short_title}: a refiner "
-                            f"must be of the same kind ({m.family.label}; inpainting or not)")
+            raise UserError(
+                f"The refiner {refiner.short_title} can't take over from {m.short_title}: a refiner "
+                f"must be of the same kind ({m.family.label}; inpainting or not)"
+            )
         passes = self.settings.hires_refiner_pass if hires is not None else FIRST_PASS
         if passes != SECOND_PASS:
             self.refiner_call = refiner_switch_call(self.sampling_plan().calls, p.refiner_switch_at)
@@ -282,16 +309,18 @@ class Txt2Img:
             self.extra_infotext["Hires refiner"] = passes
         return refiner.short_title
 
-    def run_batch(self, batch_no: int, plan: ImagePlan, batch: slice, hires: HiresPass | None,
-                  result: GenerationResult) -> None:
+    def run_batch(
+        self, batch_no: int, plan: ImagePlan, batch: slice, hires: HiresPass | None, result: GenerationResult
+    ) -> None:
         """Encode, sample (switching to the refiner), (hires fix,) decode and save the images `batch` of the plan."""
         prompts, negatives, seeds = plan.prompts[batch], plan.negative_prompts[batch], plan.seeds[batch]
         subseeds = plan.subseeds[batch] if plan.subseeds else []
         conditioning = self.encode(prompts, negatives, result)
         refiner = self.refiner_for(prompts, negatives, result)
         noise = self.image_rng(seeds, subseeds, self.params.width, self.params.height)
-        latents = self.sample(self.prepare_latents(noise, batch.start, seeds), conditioning, seeds, noise, refiner,
-                              result)
+        latents = self.sample(
+            self.prepare_latents(noise, batch.start, seeds), conditioning, seeds, noise, refiner, result
+        )
         vae_model = self.model if refiner is None else refiner.model  # A1111 decodes with the refiner's VAE
         if hires is not None and not self.ctx.should_stop:
             latents = hires.continue_from(latents, seeds, subseeds, result, prompts, negatives)
@@ -301,8 +330,9 @@ class Txt2Img:
         for index, image in enumerate(self.decode(latents, vae_model), start=batch.start):
             image = self.hooks.image(self.finish_image(self.restore_faces(image, result), index), index)
             subseed = plan.subseeds[index] if index < len(plan.subseeds) else self.params.subseed
-            self.postprocess(result, image, plan.seeds[index], plan.prompts[index], plan.negative_prompts[index],
-                             subseed)
+            self.postprocess(
+                result, image, plan.seeds[index], plan.prompts[index], plan.negative_prompts[index], subseed
+            )
             finished.append(image)
         self.hooks.after_batch(batch_no, finished)
 
@@ -310,8 +340,11 @@ class Txt2Img:
         """The refiner this pass switches to, with its conditioning of the prompts; None when it doesn't."""
         if self.refiner_call is None:
             return None
-        return Refiner(self.refiner_model, self.encode(prompts, negatives, result, self.refiner_model),
-                       self.params.refiner_switch_at)
+        return Refiner(
+            self.refiner_model,
+            self.encode(prompts, negatives, result, self.refiner_model),
+            self.params.refiner_switch_at,
+        )
 
     def tiling(self) -> contextlib.AbstractContextManager:
         """With "Tiling" on, the UNet and the VAE pad circularly for this job (restored afterwards)."""
@@ -346,8 +379,13 @@ class Txt2Img:
             result.warnings.append(note)
         return image
 
-    def encode(self, prompts: list[str], negatives: list[str], result: GenerationResult,
-               model: StableDiffusionModel | None = None) -> StepConditioning | BlendedConditioning:
+    def encode(
+        self,
+        prompts: list[str],
+        negatives: list[str],
+        result: GenerationResult,
+        model: StableDiffusionModel | None = None,
+    ) -> StepConditioning | BlendedConditioning:
         """Each image's conditioning for every step by `model`'s text encoders (default: the job's model's),
         with the prompts' LoRAs and embeddings ready on it."""
         model = model or self.model
@@ -360,13 +398,16 @@ class Txt2Img:
             self.extra_infotext.update(applied.infotext)
         options = self.settings.encoder_options  # scripts may have changed the prompts since the job was submitted
         timeline = self.timeline()
-        self.settings.limits.check_prompt_chunks([*prompts, *targets], negatives, timeline,
-                                                 lambda text: model.prompt_encoder.chunk_count(text, options))
+        self.settings.limits.check_prompt_chunks(
+            [*prompts, *targets], negatives, timeline, lambda text: model.prompt_encoder.chunk_count(text, options)
+        )
         conditioning: StepConditioning | BlendedConditioning = StepConditioning(
-            model.prompt_encoder, prompts, negatives, timeline, self.params.clip_skip, options, variant)
+            model.prompt_encoder, prompts, negatives, timeline, self.params.clip_skip, options, variant
+        )
         if self.blend is not None:
-            target = StepConditioning(model.prompt_encoder, targets, negatives, timeline, self.params.clip_skip,
-                                      options, variant)
+            target = StepConditioning(
+                model.prompt_encoder, targets, negatives, timeline, self.params.clip_skip, options, variant
+            )
             conditioning = BlendedConditioning(conditioning, target, self.blend)
         if self.networks is not None:
             self.extra_infotext.update(self.networks.ti_hashes(conditioning.embeddings_used))
@@ -374,8 +415,10 @@ class Txt2Img:
 
     def timeline(self) -> Timeline:
         """What prompt editing counts in this pass: A1111's model calls of its sampler over the job's steps."""
-        return Timeline(self.sampling_plan().sampler.total_steps(self.params.steps),
-                        use_old_scheduling=self.settings.sampling.use_old_scheduling)
+        return Timeline(
+            self.sampling_plan().sampler.total_steps(self.params.steps),
+            use_old_scheduling=self.settings.sampling.use_old_scheduling,
+        )
 
     def sampling_plan(self) -> PassPlan:
         """This pass's schedule and sampler, as A1111 builds them (worked out once)."""
@@ -386,8 +429,14 @@ class Txt2Img:
     def make_plan(self) -> PassPlan:
         """txt2img: the whole schedule, from pure noise."""
         p = self.params
-        return plan_pass(p.sampler_name, p.scheduler, p.steps, self.model.denoiser, self.settings.sampling,
-                         sdxl_steps_table=self.model.family.needs_size_conditioning)
+        return plan_pass(
+            p.sampler_name,
+            p.scheduler,
+            p.steps,
+            self.model.denoiser,
+            self.settings.sampling,
+            sdxl_steps_table=self.model.family.needs_size_conditioning,
+        )
 
     def sampling_steps(self) -> int:
         """How many steps the sampler runs (img2img runs fewer, by denoising strength)."""
@@ -398,10 +447,16 @@ class Txt2Img:
         p, m, factor = self.params, self.model, self.model.vae_scale_factor
         resize = (p.seed_resize_from_h // factor, p.seed_resize_from_w // factor) if seed_resize_from(p) else None
         s = self.settings.sampling
-        return noise_sources.ImageRNG((m.family.latent_format.channels, height // factor, width // factor), seeds,
-                                      subseeds=subseeds, subseed_strength=p.subseed_strength, seed_resize=resize,
-                                      source=s.randn_source, device=m.device,
-                                      eta_noise_seed_delta=s.eta_noise_seed_delta)
+        return noise_sources.ImageRNG(
+            (m.family.latent_format.channels, height // factor, width // factor),
+            seeds,
+            subseeds=subseeds,
+            subseed_strength=p.subseed_strength,
+            seed_resize=resize,
+            source=s.randn_source,
+            device=m.device,
+            eta_noise_seed_delta=s.eta_noise_seed_delta,
+        )
 
     def prepare_latents(self, noise: noise_sources.ImageRNG, first: int, seeds: list[int]) -> torch.Tensor:
         """The batch's initial noise (images first, first+1, …), each from its own seeds."""
@@ -433,8 +488,15 @@ class Txt2Img:
         """A hook for each decoded image (img2img composites it back into the original)."""
         return image
 
-    def sample(self, noise: torch.Tensor, conditioning: StepConditioning, seeds: list[int],
-               noise_source: noise_sources.ImageRNG, refiner: Refiner | None, result: GenerationResult) -> torch.Tensor:
+    def sample(
+        self,
+        noise: torch.Tensor,
+        conditioning: StepConditioning,
+        seeds: list[int],
+        noise_source: noise_sources.ImageRNG,
+        refiner: Refiner | None,
+        result: GenerationResult,
+    ) -> torch.Tensor:
         """Sample the batch from `noise` with classifier-free guidance (switching to `refiner` when its share of
         the calls is reached); an interrupt or skip ends it with the last prediction."""
         plan, settings, p = self.sampling_plan(), self.settings.sampling, self.params
@@ -442,11 +504,22 @@ class Txt2Img:
         switch = None
         if refiner is not None:
             switch = RefinerSwitch(self.model_pass(refiner.model, refiner.conditioning, plan, len(seeds)), refiner.at)
-        skipping = NegativeSkipping(settings.skip_early_cond, settings.s_min_uncond, settings.s_min_uncond_all,
-                                    on_timesteps=plan.sampler.kind == TIMESTEPS)
-        model = CFGDenoiser(self.model_pass(self.model, conditioning, plan, len(seeds)), p.cfg_scale, plan.calls,
-                            skipping=skipping, padding=settings.cond_padding, keep=self.keep(), refiner=switch,
-                            check_stop=lambda: self.ctx.should_stop)
+        skipping = NegativeSkipping(
+            settings.skip_early_cond,
+            settings.s_min_uncond,
+            settings.s_min_uncond_all,
+            on_timesteps=plan.sampler.kind == TIMESTEPS,
+        )
+        model = CFGDenoiser(
+            self.model_pass(self.model, conditioning, plan, len(seeds)),
+            p.cfg_scale,
+            plan.calls,
+            skipping=skipping,
+            padding=settings.cond_padding,
+            keep=self.keep(),
+            refiner=switch,
+            check_stop=lambda: self.ctx.should_stop,
+        )
         model.sampling_steps = plan.steps
 
         def on_step(step: dict) -> None:
@@ -475,21 +548,28 @@ class Txt2Img:
             self.extra_infotext["ENSD"] = str(s.eta_noise_seed_delta)
         result.warnings.extend(note for note in plan.notes if note not in result.warnings)
 
-    def model_pass(self, model: StableDiffusionModel, conditioning: StepConditioning, plan: PassPlan,
-                   images: int) -> ModelPass:
+    def model_pass(
+        self, model: StableDiffusionModel, conditioning: StepConditioning, plan: PassPlan, images: int
+    ) -> ModelPass:
         """`model`'s part in sampling: its UNet on a guided batch (with SDXL's size conditioning and an
         inpainting model's extra channels), the pass's noise levels and the batch's prompts."""
         channels = self.image_conditioning(images) if model.is_inpainting else None
         time_ids = self.size_conditioning(model)
 
-        def unet(x_in: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor | None,
-                 row_images: torch.Tensor) -> torch.Tensor:
+        def unet(
+            x_in: torch.Tensor,
+            t: torch.Tensor,
+            embeds: torch.Tensor,
+            pooled: torch.Tensor | None,
+            row_images: torch.Tensor,
+        ) -> torch.Tensor:
             if channels is not None:
                 x_in = torch.cat([x_in, channels[row_images].to(x_in.dtype)], dim=1)
             added = None
             if time_ids is not None:
                 added = {"text_embeds": pooled, "time_ids": time_ids.repeat(len(row_images), 1)}
             return model.unet(x_in.to(model.dtype), t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample
+
         return ModelPass(unet, plan.denoiser, conditioning)
 
     def offer_preview(self, latents: torch.Tensor) -> None:
@@ -505,8 +585,10 @@ class Txt2Img:
 
         def make() -> Image.Image:
             with torch.inference_mode():
-                return ((decoder.decode(latents, latent_format) if decoder else None)
-                        or previews.approx_cheap(latents, latent_format))
+                return (decoder.decode(latents, latent_format) if decoder else None) or previews.approx_cheap(
+                    latents, latent_format
+                )
+
         self.ctx.set_preview(make)
 
     def size_conditioning(self, model: StableDiffusionModel) -> torch.Tensor | None:
@@ -522,18 +604,25 @@ class Txt2Img:
         model = model or self.model
         vae, factor = model.vae, model.vae_scale_factor
         # Tiled decoding would break the seamless wrap-around of "Tiling" at the tiles' seams.
-        tiled = (not self.params.tiling
-                 and 0 < self.settings.vae_tiling_min_pixels <= latents.shape[-1] * latents.shape[-2] * factor ** 2)
+        tiled = (
+            not self.params.tiling
+            and 0 < self.settings.vae_tiling_min_pixels <= latents.shape[-1] * latents.shape[-2] * factor**2
+        )
         with torch.inference_mode(), model_optimizations.vae_tiling(vae, tiled):
             # one image at a time and times the reciprocal, as A1111's decode_latent_batch and decode_first_stage (a
             # batched call or dividing rounds some pixels a level off)
-            pixels = torch.cat([vae.decode(latent[None].to(vae.dtype) * (1.0 / vae.config.scaling_factor)).sample
-                                for latent in latents])
+            pixels = torch.cat(
+                [
+                    vae.decode(latent[None].to(vae.dtype) * (1.0 / vae.config.scaling_factor)).sample
+                    for latent in latents
+                ]
+            )
         pixels = torch.clamp((pixels.float() + 1.0) / 2.0, min=0.0, max=1.0).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(img) for img in (255.0 * pixels).astype(np.uint8)]  # truncated, as A1111 writes
 
-    def postprocess(self, result: GenerationResult, image: Image.Image, seed: int, prompt: str,
-                    negative_prompt: str, subseed: int) -> None:
+    def postprocess(
+        self, result: GenerationResult, image: Image.Image, seed: int, prompt: str, negative_prompt: str, subseed: int
+    ) -> None:
         """Write the infotext, save the image, and add it to the result."""
         p = replace(self.params, seed=seed, prompt=prompt, negative_prompt=negative_prompt, subseed=subseed)
         used = ModelUsed.of(self.model)
@@ -550,8 +639,18 @@ class Txt2Img:
         result.negative_prompts.append(p.negative_prompt)
         if self.settings.save_dir is not None:
             try:
-                path = save_output(self.settings, self.hooks.p, image, p, len(result.images) - 1, self.job,
-                                   used.name, used.hash, self.params.prompt, infotext)
+                path = save_output(
+                    self.settings,
+                    self.hooks.p,
+                    image,
+                    p,
+                    len(result.images) - 1,
+                    self.job,
+                    used.name,
+                    used.hash,
+                    self.params.prompt,
+                    infotext,
+                )
             except DiskFull as exc:  # the image is still in the answer
                 log.error("%s", exc)
                 if str(exc) not in result.warnings:
@@ -560,8 +659,18 @@ class Txt2Img:
             result.paths.append(path)
 
 
-def save_output(settings: RunSettings, p: object, image: Image.Image, params: GenerationParams, index: int,
-                job: str, model_name: str, model_hash: str | None, prompt: str, infotext: str) -> Path:
+def save_output(
+    settings: RunSettings,
+    p: object,
+    image: Image.Image,
+    params: GenerationParams,
+    index: int,
+    job: str,
+    model_name: str,
+    model_hash: str | None,
+    prompt: str,
+    infotext: str,
+) -> Path:
     """Save image `index` of a job into `settings.save_dir` (which must be set), with the before/after
     image-saved callbacks; `params` holds the image's own seed and prompts. DiskFull when the disk is full."""
     fields = NameFields.of_image(params, index, job, model_name, model_hash, prompt)
@@ -569,8 +678,13 @@ def save_output(settings: RunSettings, p: object, image: Image.Image, params: Ge
     planned = str(settings.naming.planned_path(folder, fields))
     saving = script_callbacks.ImageSaveParams(image, p, planned, {"parameters": infotext})
     script_callbacks.before_image_saved_callback(saving)
-    path = settings.naming.save(saving.image, folder, fields, saving.pnginfo.get("parameters"),
-                                None if saving.filename == planned else saving.filename)
+    path = settings.naming.save(
+        saving.image,
+        folder,
+        fields,
+        saving.pnginfo.get("parameters"),
+        None if saving.filename == planned else saving.filename,
+    )
     saving.filename = str(path)
     script_callbacks.image_saved_callback(saving)
     return path
@@ -582,8 +696,14 @@ class HiresPass(Txt2Img):
     supports_hires = False
 
     def __init__(self, first: Txt2Img) -> None:
-        super().__init__(first.hires_model or first.model, hires_fix.second_pass_params(first.params), first.ctx,
-                         first.settings, first.networks, first.tools)
+        super().__init__(
+            first.hires_model or first.model,
+            hires_fix.second_pass_params(first.params),
+            first.ctx,
+            first.settings,
+            first.networks,
+            first.tools,
+        )
         self.first = first
         self.use_extra_network_tags = first.use_extra_network_tags
         self.refiner_model = first.refiner_model  # takes over when hires_fix_refiner_pass includes this pass
@@ -600,23 +720,40 @@ class HiresPass(Txt2Img):
         """Exactly the hires steps, taken from the end of a schedule stretched by the denoising strength (A1111
         hands the hires pass its steps, so its fixed-steps rule applies)."""
         p = self.params
-        return plan_pass(p.sampler_name, p.scheduler, p.steps, self.model.denoiser, self.settings.sampling,
-                         denoising_strength=p.denoising_strength, fixed_steps=True, hires=True,
-                         first_schedule=self.first.sampling_plan().infotext.get("Schedule type"),
-                         sdxl_steps_table=self.model.family.needs_size_conditioning)
+        return plan_pass(
+            p.sampler_name,
+            p.scheduler,
+            p.steps,
+            self.model.denoiser,
+            self.settings.sampling,
+            denoising_strength=p.denoising_strength,
+            fixed_steps=True,
+            hires=True,
+            first_schedule=self.first.sampling_plan().infotext.get("Schedule type"),
+            sdxl_steps_table=self.model.family.needs_size_conditioning,
+        )
 
     def timeline(self) -> Timeline:
         """Prompt editing over both passes, as A1111 ≥ 1.6 counts it (unless use_old_scheduling)."""
         first = self.first
-        return Timeline(first.sampling_plan().sampler.total_steps(first.params.steps),
-                        self.sampling_plan().sampler.total_steps(self.params.steps),
-                        self.settings.sampling.use_old_scheduling)
+        return Timeline(
+            first.sampling_plan().sampler.total_steps(first.params.steps),
+            self.sampling_plan().sampler.total_steps(self.params.steps),
+            self.settings.sampling.use_old_scheduling,
+        )
 
     def start(self, plan: PassPlan, noise: torch.Tensor) -> torch.Tensor:
         return start_latent(plan, noise, self.settings.sampling, init=self._init.float())
 
-    def continue_from(self, latents: torch.Tensor, seeds: list[int], subseeds: list[int], result: GenerationResult,
-                      prompts: list[str], negatives: list[str]) -> torch.Tensor:
+    def continue_from(
+        self,
+        latents: torch.Tensor,
+        seeds: list[int],
+        subseeds: list[int],
+        result: GenerationResult,
+        prompts: list[str],
+        negatives: list[str],
+    ) -> torch.Tensor:
         """Upscale a batch of first-pass latents and denoise them again at the larger size, with the hires prompts
         where given, else the batch's own. Its noise is fresh noise of the same seeds at the larger size."""
         first, count, factor = self.first.params, len(seeds), self.model.vae_scale_factor
@@ -636,8 +773,12 @@ class HiresPass(Txt2Img):
         if is_latent_upscaler(self.upscaler):
             return hires_fix.upscale_latent_batch(latents, self.upscaler, self.size, factor)
         s = self.settings
-        pictures = [hires_fix.upscale_image(image, self.upscaler, self.size, self.tools.upscalers, s.upscale_tile,
-                                            s.upscale_overlap) for image in self.first.decode(latents)]
+        pictures = [
+            hires_fix.upscale_image(
+                image, self.upscaler, self.size, self.tools.upscalers, s.upscale_tile, s.upscale_overlap
+            )
+            for image in self.first.decode(latents)
+        ]
         draws = self._posterior_draws(seeds)
         return torch.cat([encode_image(self.model, picture, draws) for picture in pictures])
 

@@ -1,4 +1,5 @@
 """The one description of a generation. UI controls, infotext and ui-config.json derive from it."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -81,74 +82,227 @@ class GenerationParams:
     styles: tuple = _field((), label="Styles", widget="dropdown")
     sampler_name: str = _field("DPM++ 2M", label="Sampling method", infotext="Sampler", widget="dropdown")
     scheduler: str = _field("Automatic", label="Schedule type", infotext="Schedule type", widget="dropdown")
-    steps: int = _field(20, label="Sampling steps", infotext="Steps", widget="slider",
-                        minimum=1, maximum=150, step=1)
+    steps: int = _field(20, label="Sampling steps", infotext="Steps", widget="slider", minimum=1, maximum=150, step=1)
     width: int = _field(512, label="Width", infotext="Size-1", widget="slider", minimum=64, maximum=2048, step=8)
     height: int = _field(512, label="Height", infotext="Size-2", widget="slider", minimum=64, maximum=2048, step=8)
     n_iter: int = _field(1, label="Batch count", widget="slider", minimum=1, maximum=100, step=1)
     batch_size: int = _field(1, label="Batch size", widget="slider", minimum=1, maximum=8, step=1)
-    cfg_scale: float = _field(7.0, label="CFG Scale", infotext="CFG scale", widget="slider",
-                              minimum=1.0, maximum=30.0, step=0.5)
+    cfg_scale: float = _field(
+        7.0, label="CFG Scale", infotext="CFG scale", widget="slider", minimum=1.0, maximum=30.0, step=0.5
+    )
     seed: int = _field(-1, label="Seed", infotext="Seed", widget="number")
     subseed: int = _field(-1, label="Variation seed", infotext="Variation seed", widget="number", when=_varied)
-    subseed_strength: float = _field(0.0, label="Variation strength", infotext="Variation seed strength",
-                                     widget="slider", minimum=0.0, maximum=1.0, step=0.01, omit_default=True)
-    seed_resize_from_w: int = _field(0, label="Resize seed from width", infotext="Seed resize from-1",
-                                     widget="slider", minimum=0, maximum=2048, step=8, when=_seed_resized)
-    seed_resize_from_h: int = _field(0, label="Resize seed from height", infotext="Seed resize from-2",
-                                     widget="slider", minimum=0, maximum=2048, step=8, when=_seed_resized)
+    subseed_strength: float = _field(
+        0.0,
+        label="Variation strength",
+        infotext="Variation seed strength",
+        widget="slider",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.01,
+        omit_default=True,
+    )
+    seed_resize_from_w: int = _field(
+        0,
+        label="Resize seed from width",
+        infotext="Seed resize from-1",
+        widget="slider",
+        minimum=0,
+        maximum=2048,
+        step=8,
+        when=_seed_resized,
+    )
+    seed_resize_from_h: int = _field(
+        0,
+        label="Resize seed from height",
+        infotext="Seed resize from-2",
+        widget="slider",
+        minimum=0,
+        maximum=2048,
+        step=8,
+        when=_seed_resized,
+    )
     clip_skip: int = _field(1, infotext="Clip skip", minimum=1, maximum=12, step=1, tabs=(), omit_default=True)
     restore_faces: bool = _field(False, label="Restore faces", widget="checkbox", present_if=("Face restoration",))
-    tiling: bool = _field(False, label="Tiling", infotext="Tiling", widget="checkbox", omit_default=True,
-                          present_if=("Tiling",))
-    enable_hr: bool = _field(False, label="Hires. fix", widget="checkbox", tabs=TXT2IMG,
-                             present_if=("Hires upscale", "Hires resize", "Hires upscaler"))
-    denoising_strength: float = _field(0.75, label="Denoising strength", infotext="Denoising strength",
-                                       widget="slider", minimum=0.0, maximum=1.0, step=0.01,
-                                       jobs=("img2img", "inpaint", "hires"), tab_values=(("txt2img", 0.7),))
-    hr_scale: float = _field(2.0, label="Upscale by", infotext="Hires upscale", widget="slider", minimum=1.0,
-                             maximum=4.0, step=0.05, tabs=TXT2IMG, jobs=HIRES, when=lambda p: not _hires_resize(p))
-    hr_resize_x: int = _field(0, label="Resize width to", infotext="Hires resize-1", widget="slider", minimum=0,
-                              maximum=2048, step=8, tabs=TXT2IMG, jobs=HIRES, when=_hires_resize)
-    hr_resize_y: int = _field(0, label="Resize height to", infotext="Hires resize-2", widget="slider", minimum=0,
-                              maximum=2048, step=8, tabs=TXT2IMG, jobs=HIRES, when=_hires_resize)
-    hr_second_pass_steps: int = _field(0, label="Hires steps", infotext="Hires steps", widget="slider", minimum=0,
-                                       maximum=150, step=1, tabs=TXT2IMG, jobs=HIRES, omit_default=True)
-    hr_upscaler: str = _field("Latent", label="Upscaler", infotext="Hires upscaler", widget="dropdown",
-                              tabs=TXT2IMG, jobs=HIRES)
-    hr_checkpoint_name: str = _field(USE_SAME_CHECKPOINT, label="Hires checkpoint", infotext="Hires checkpoint",
-                                     widget="dropdown", tabs=TXT2IMG, jobs=HIRES,
-                                     when=lambda p: p.hires_checkpoint is not None)
-    hr_sampler_name: str = _field(USE_SAME_SAMPLER, label="Hires sampling method", infotext="Hires sampler",
-                                  widget="dropdown", tabs=TXT2IMG, jobs=HIRES, omit_default=True)
-    hr_scheduler: str = _field(USE_SAME_SCHEDULER, label="Hires schedule type", infotext="Hires schedule type",
-                               widget="dropdown", tabs=TXT2IMG, jobs=HIRES, omit_default=True)
-    hr_prompt: str = _field("", label="Hires prompt", infotext="Hires prompt", widget="textbox", tabs=TXT2IMG,
-                            jobs=HIRES, when=lambda p: p.hr_prompt not in ("", p.prompt))
-    hr_negative_prompt: str = _field("", label="Hires negative prompt", infotext="Hires negative prompt",
-                                     widget="textbox", tabs=TXT2IMG, jobs=HIRES,
-                                     when=lambda p: p.hr_negative_prompt not in ("", p.negative_prompt))
-    refiner_checkpoint: str = _field(NO_REFINER, label="Checkpoint", infotext="Refiner", widget="dropdown",
-                                     when=lambda p: p.refiner is not None)
-    refiner_switch_at: float = _field(0.8, label="Switch at", infotext="Refiner switch at", widget="slider",
-                                      minimum=0.01, maximum=1.0, step=0.01, when=lambda p: p.refiner is not None)
+    tiling: bool = _field(
+        False, label="Tiling", infotext="Tiling", widget="checkbox", omit_default=True, present_if=("Tiling",)
+    )
+    enable_hr: bool = _field(
+        False,
+        label="Hires. fix",
+        widget="checkbox",
+        tabs=TXT2IMG,
+        present_if=("Hires upscale", "Hires resize", "Hires upscaler"),
+    )
+    denoising_strength: float = _field(
+        0.75,
+        label="Denoising strength",
+        infotext="Denoising strength",
+        widget="slider",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.01,
+        jobs=("img2img", "inpaint", "hires"),
+        tab_values=(("txt2img", 0.7),),
+    )
+    hr_scale: float = _field(
+        2.0,
+        label="Upscale by",
+        infotext="Hires upscale",
+        widget="slider",
+        minimum=1.0,
+        maximum=4.0,
+        step=0.05,
+        tabs=TXT2IMG,
+        jobs=HIRES,
+        when=lambda p: not _hires_resize(p),
+    )
+    hr_resize_x: int = _field(
+        0,
+        label="Resize width to",
+        infotext="Hires resize-1",
+        widget="slider",
+        minimum=0,
+        maximum=2048,
+        step=8,
+        tabs=TXT2IMG,
+        jobs=HIRES,
+        when=_hires_resize,
+    )
+    hr_resize_y: int = _field(
+        0,
+        label="Resize height to",
+        infotext="Hires resize-2",
+        widget="slider",
+        minimum=0,
+        maximum=2048,
+        step=8,
+        tabs=TXT2IMG,
+        jobs=HIRES,
+        when=_hires_resize,
+    )
+    hr_second_pass_steps: int = _field(
+        0,
+        label="Hires steps",
+        infotext="Hires steps",
+        widget="slider",
+        minimum=0,
+        maximum=150,
+        step=1,
+        tabs=TXT2IMG,
+        jobs=HIRES,
+        omit_default=True,
+    )
+    hr_upscaler: str = _field(
+        "Latent", label="Upscaler", infotext="Hires upscaler", widget="dropdown", tabs=TXT2IMG, jobs=HIRES
+    )
+    hr_checkpoint_name: str = _field(
+        USE_SAME_CHECKPOINT,
+        label="Hires checkpoint",
+        infotext="Hires checkpoint",
+        widget="dropdown",
+        tabs=TXT2IMG,
+        jobs=HIRES,
+        when=lambda p: p.hires_checkpoint is not None,
+    )
+    hr_sampler_name: str = _field(
+        USE_SAME_SAMPLER,
+        label="Hires sampling method",
+        infotext="Hires sampler",
+        widget="dropdown",
+        tabs=TXT2IMG,
+        jobs=HIRES,
+        omit_default=True,
+    )
+    hr_scheduler: str = _field(
+        USE_SAME_SCHEDULER,
+        label="Hires schedule type",
+        infotext="Hires schedule type",
+        widget="dropdown",
+        tabs=TXT2IMG,
+        jobs=HIRES,
+        omit_default=True,
+    )
+    hr_prompt: str = _field(
+        "",
+        label="Hires prompt",
+        infotext="Hires prompt",
+        widget="textbox",
+        tabs=TXT2IMG,
+        jobs=HIRES,
+        when=lambda p: p.hr_prompt not in ("", p.prompt),
+    )
+    hr_negative_prompt: str = _field(
+        "",
+        label="Hires negative prompt",
+        infotext="Hires negative prompt",
+        widget="textbox",
+        tabs=TXT2IMG,
+        jobs=HIRES,
+        when=lambda p: p.hr_negative_prompt not in ("", p.negative_prompt),
+    )
+    refiner_checkpoint: str = _field(
+        NO_REFINER, label="Checkpoint", infotext="Refiner", widget="dropdown", when=lambda p: p.refiner is not None
+    )
+    refiner_switch_at: float = _field(
+        0.8,
+        label="Switch at",
+        infotext="Refiner switch at",
+        widget="slider",
+        minimum=0.01,
+        maximum=1.0,
+        step=0.01,
+        when=lambda p: p.refiner is not None,
+    )
     resize_mode: int = _field(0, label="Resize mode", widget="radio", tabs=IMG2IMG, choices=RESIZE_MODES)
-    mask_blur: int = _field(4, label="Mask blur", infotext="Mask blur", widget="slider", minimum=0, maximum=64,
-                            step=1, tabs=IMG2IMG, jobs=INPAINT,
-                            when=lambda p: p.vertical_mask_blur in (-1, p.mask_blur))
+    mask_blur: int = _field(
+        4,
+        label="Mask blur",
+        infotext="Mask blur",
+        widget="slider",
+        minimum=0,
+        maximum=64,
+        step=1,
+        tabs=IMG2IMG,
+        jobs=INPAINT,
+        when=lambda p: p.vertical_mask_blur in (-1, p.mask_blur),
+    )
     # API-only, as in A1111: a vertical blur of its own (the API's mask_blur_y; -1: mask_blur, which is then
     # both), and mask_round false for a soft latent mask where the blurred edge is only partly repainted.
     vertical_mask_blur: int = _field(-1, minimum=-1, maximum=64, step=1, tabs=(), jobs=INPAINT)
     mask_round: bool = _field(True, widget="checkbox", tabs=(), jobs=INPAINT)
-    inpainting_mask_invert: int = _field(0, label="Mask mode", infotext="Mask mode", widget="radio", tabs=IMG2IMG,
-                                         jobs=INPAINT, choices=MASK_MODES)
-    inpainting_fill: int = _field(1, label="Masked content", infotext="Masked content", widget="radio",
-                                  tabs=IMG2IMG, jobs=INPAINT, choices=MASKED_CONTENT)
-    inpaint_full_res: int = _field(0, label="Inpaint area", infotext="Inpaint area", widget="radio", tabs=IMG2IMG,
-                                   jobs=INPAINT, choices=INPAINT_AREAS)
-    inpaint_full_res_padding: int = _field(32, label="Only masked padding, pixels", infotext="Masked area padding",
-                                           widget="slider", minimum=0, maximum=256, step=4, tabs=IMG2IMG,
-                                           jobs=INPAINT)
+    inpainting_mask_invert: int = _field(
+        0, label="Mask mode", infotext="Mask mode", widget="radio", tabs=IMG2IMG, jobs=INPAINT, choices=MASK_MODES
+    )
+    inpainting_fill: int = _field(
+        1,
+        label="Masked content",
+        infotext="Masked content",
+        widget="radio",
+        tabs=IMG2IMG,
+        jobs=INPAINT,
+        choices=MASKED_CONTENT,
+    )
+    inpaint_full_res: int = _field(
+        0,
+        label="Inpaint area",
+        infotext="Inpaint area",
+        widget="radio",
+        tabs=IMG2IMG,
+        jobs=INPAINT,
+        choices=INPAINT_AREAS,
+    )
+    inpaint_full_res_padding: int = _field(
+        32,
+        label="Only masked padding, pixels",
+        infotext="Masked area padding",
+        widget="slider",
+        minimum=0,
+        maximum=256,
+        step=4,
+        tabs=IMG2IMG,
+        jobs=INPAINT,
+    )
 
     @property
     def hires_checkpoint(self) -> str | None:
@@ -190,8 +344,9 @@ class GenerationParams:
     def from_dict(cls, values: dict[str, Any]) -> GenerationParams:
         """Build from a mapping, ignoring unknown keys and coercing to each field's type."""
         names = cls.field_names()
-        return cls(**{name: cls.coerce(name, value) for name, value in values.items()
-                      if name in names and value is not None})
+        return cls(
+            **{name: cls.coerce(name, value) for name, value in values.items() if name in names and value is not None}
+        )
 
     @classmethod
     def field_type(cls, name: str) -> type:

@@ -15,6 +15,7 @@
 - each component's construction is reported to the observers that `observe_components` registers
   (modules.scripts uses this for A1111's before_component/after_component).
 """
+
 from __future__ import annotations
 
 import functools
@@ -210,6 +211,7 @@ def _frontend_class(cls: type) -> type:
 
 def _as_frontend_class(original: Callable[[Block], str]) -> Callable[[Block], str]:
     """A name method (get_block_name, get_block_class) answering for the block's frontend class."""
+
     @functools.wraps(original)
     def name(self: Block) -> str:
         frontend = _frontend_class(type(self))
@@ -223,6 +225,7 @@ def _as_frontend_class(original: Callable[[Block], str]) -> Callable[[Block], st
 def _config_as_frontend_class(original: Callable[..., dict]) -> Callable[..., dict]:
     """get_config with the properties of the block's frontend class (Gradio reads those named by the
     class's __init__ signature; a subclass's own signature names its own arguments)."""
+
     @functools.wraps(original)
     def get_config(self: Block, cls: type | None = None) -> dict:
         return original(self, cls or _frontend_class(type(self)))
@@ -232,6 +235,7 @@ def _config_as_frontend_class(original: Callable[..., dict]) -> Callable[..., di
 
 def _pyi_for_gradio_only(original: Callable) -> Callable:
     """Gradio writes a .pyi stub beside every new component class's file; not into extensions or this app."""
+
     @functools.wraps(original)
     def create_or_modify_pyi(component_class: type, *args: Any) -> None:
         if component_class.__module__.split(".")[0] == "gradio":

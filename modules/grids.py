@@ -1,6 +1,7 @@
 """Image grids with text labels along the top and left, as A1111's scripts make them.
 
 Labels use the font Pillow itself embeds, so nothing has to be installed or downloaded."""
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,10 @@ def image_grid(imgs: list[Image.Image], batch_size: int = 1, rows: int | None = 
     width, height = max(image.width for image in imgs), max(image.height for image in imgs)
     grid = Image.new("RGB", (cols * width, rows * height), "white")
     for index, image in enumerate(imgs):
-        grid.paste(image, (index % cols * width + (width - image.width) // 2,
-                           index // cols * height + (height - image.height) // 2))
+        grid.paste(
+            image,
+            (index % cols * width + (width - image.width) // 2, index // cols * height + (height - image.height) // 2),
+        )
     return grid
 
 
@@ -63,8 +66,9 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
     return lines or [""]
 
 
-def _draw_labels(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, labels: list[GridAnnotation], font,
-                 line_height: int) -> None:
+def _draw_labels(
+    draw: ImageDraw.ImageDraw, x: int, y: int, width: int, labels: list[GridAnnotation], font, line_height: int
+) -> None:
     """Centred label lines in a column `width` wide whose middle row is at y."""
     lines = [(line, label.is_active) for label in labels for line in _wrap(draw, label.text, font, width)]
     top = y - len(lines) * line_height // 2
@@ -76,8 +80,14 @@ def _draw_labels(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, labels: 
             draw.line((cx - half, cy, cx + half, cy), fill=INACTIVE_COLOUR, width=max(1, line_height // 12))
 
 
-def draw_grid_annotations(im: Image.Image, width: int, height: int, hor_texts: list[list[GridAnnotation]],
-                          ver_texts: list[list[GridAnnotation]], margin: int = 0) -> Image.Image:
+def draw_grid_annotations(
+    im: Image.Image,
+    width: int,
+    height: int,
+    hor_texts: list[list[GridAnnotation]],
+    ver_texts: list[list[GridAnnotation]],
+    margin: int = 0,
+) -> Image.Image:
     """Add a band of column labels above the grid and row labels to its left. `width`/`height` are
     one cell's size; `margin` is extra space between cells."""
     cols, rows = len(hor_texts), len(ver_texts)
@@ -103,17 +113,18 @@ def draw_grid_annotations(im: Image.Image, width: int, height: int, hor_texts: l
     return result
 
 
-def draw_prompt_matrix(im: Image.Image, width: int, height: int, all_prompts: list[str],
-                       margin: int = 0) -> Image.Image:
+def draw_prompt_matrix(
+    im: Image.Image, width: int, height: int, all_prompts: list[str], margin: int = 0
+) -> Image.Image:
     """Label a prompt matrix grid: the first half of the optional parts across, the rest down; each
     cell's parts are on (black) or off (grey, struck through) by the bits of its index."""
     parts = all_prompts[1:]
     boundary = math.ceil(len(parts) / 2)
     across, down = parts[:boundary], parts[boundary:]
-    hor = [[GridAnnotation(text, bool(pos & (1 << i))) for i, text in enumerate(across)]
-           for pos in range(1 << len(across))]
-    ver = [[GridAnnotation(text, bool(pos & (1 << i))) for i, text in enumerate(down)]
-           for pos in range(1 << len(down))]
+    hor = [
+        [GridAnnotation(text, bool(pos & (1 << i))) for i, text in enumerate(across)] for pos in range(1 << len(across))
+    ]
+    ver = [[GridAnnotation(text, bool(pos & (1 << i))) for i, text in enumerate(down)] for pos in range(1 << len(down))]
     return draw_grid_annotations(im, width, height, hor, ver, margin)
 
 
@@ -143,8 +154,10 @@ def split_grid(image: Image.Image, tile_w: int = 512, tile_h: int = 512, overlap
     rows = []
     for y in _starts(image.height, tile_h, overlap):
         h = min(tile_h, image.height - y)
-        row = [(x, image.crop((x, y, x + min(tile_w, image.width - x), y + h)))
-               for x in _starts(image.width, tile_w, overlap)]
+        row = [
+            (x, image.crop((x, y, x + min(tile_w, image.width - x), y + h)))
+            for x in _starts(image.width, tile_w, overlap)
+        ]
         rows.append((y, h, row))
     return Tiles(tile_w, tile_h, image.width, image.height, overlap, rows)
 

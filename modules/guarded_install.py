@@ -8,6 +8,7 @@ protected package that slipped past pip, a core module that stopped importing or
 of a protected package is undone, and the install is reported as blocked. (The import check before an
 install is skipped: the web UI imports those modules itself, and when they fail after an install, the
 check after undoing it tells whether the install was the cause.)"""
+
 from __future__ import annotations
 
 import logging
@@ -59,12 +60,21 @@ class GuardedInstaller:
         ran past `timeout` (what it changed is undone first)."""
         pins, before = self.pins(), self.state()
         session = GuardSession.start(name, pins)
-        env = {**os.environ, **session.variables(),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            **session.variables(),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        }
         try:
-            done = subprocess.run([self.environment.python, "-m", "modules.install_runner", script.name],
-                                  cwd=script.parent, env=env, capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                [self.environment.python, "-m", "modules.install_runner", script.name],
+                cwd=script.parent,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
             refusals = session.refusals()
         except subprocess.TimeoutExpired:
             self.check(name, before)
@@ -92,8 +102,7 @@ class GuardedInstaller:
         log.error("install.py of %s broke the web UI's packages (%s); undoing it", name, "; ".join(reasons))
         failures = restore(self.environment, before, after)
         self._state = Snapshot.take(self.environment)
-        left = [f"{old or 'nothing'} (now {new or 'absent'})"
-                for old, new in differences(before, self._state).values()]
+        left = [f"{old or 'nothing'} (now {new or 'absent'})" for old, new in differences(before, self._state).values()]
         message = f"install.py of {name} changed what the web UI needs: {'; '.join(reasons)}. "
         if left:
             message += f"Not all could be put back; still different: {'; '.join(failures + left)}. "

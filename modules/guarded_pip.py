@@ -7,6 +7,7 @@ the network; the others go through pip's resolver with the pins as constraints, 
 resolved that way is looked at alone, then without its extras, then extra by extra, so that only what
 conflicts is left out. pip then runs with the constraints file. `pip uninstall` of a protected package is
 refused; other commands go to pip unchanged."""
+
 from __future__ import annotations
 
 import json
@@ -32,17 +33,80 @@ from modules.package_guard import (
 )
 
 # pip's options that take a value as the next argument (pip install's and the general ones)
-VALUE_OPTIONS = frozenset({
-    "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-t", "--target", "--platform",
-    "--python-version", "--implementation", "--abi", "--root", "--prefix", "--src", "--upgrade-strategy", "-C",
-    "--config-settings", "--global-option", "--build-option", "--no-binary", "--only-binary", "--progress-bar",
-    "--root-user-action", "--report", "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--log",
-    "--log-file", "--local-log", "--cache-dir", "--proxy", "--retries", "--timeout", "--exists-action",
-    "--trusted-host", "--cert", "--client-cert", "--python", "--keyring-provider", "--use-feature",
-    "--use-deprecated", "--hash", "--install-option", "-b", "--build",
-})
-COMMANDS = frozenset({"install", "download", "uninstall", "freeze", "inspect", "list", "show", "check", "config",
-                      "search", "cache", "index", "wheel", "hash", "completion", "debug", "help"})
+VALUE_OPTIONS = frozenset(
+    {
+        "-r",
+        "--requirement",
+        "-c",
+        "--constraint",
+        "-e",
+        "--editable",
+        "-t",
+        "--target",
+        "--platform",
+        "--python-version",
+        "--implementation",
+        "--abi",
+        "--root",
+        "--prefix",
+        "--src",
+        "--upgrade-strategy",
+        "-C",
+        "--config-settings",
+        "--global-option",
+        "--build-option",
+        "--no-binary",
+        "--only-binary",
+        "--progress-bar",
+        "--root-user-action",
+        "--report",
+        "-i",
+        "--index-url",
+        "--extra-index-url",
+        "-f",
+        "--find-links",
+        "--log",
+        "--log-file",
+        "--local-log",
+        "--cache-dir",
+        "--proxy",
+        "--retries",
+        "--timeout",
+        "--exists-action",
+        "--trusted-host",
+        "--cert",
+        "--client-cert",
+        "--python",
+        "--keyring-provider",
+        "--use-feature",
+        "--use-deprecated",
+        "--hash",
+        "--install-option",
+        "-b",
+        "--build",
+    }
+)
+COMMANDS = frozenset(
+    {
+        "install",
+        "download",
+        "uninstall",
+        "freeze",
+        "inspect",
+        "list",
+        "show",
+        "check",
+        "config",
+        "search",
+        "cache",
+        "index",
+        "wheel",
+        "hash",
+        "completion",
+        "debug",
+        "help",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +136,7 @@ def split_command(argv: list[str]) -> tuple[list[str], str, list[str]]:
     index = 0
     while index < len(argv):
         if argv[index] in COMMANDS:
-            return argv[:index], argv[index], argv[index + 1:]
+            return argv[:index], argv[index], argv[index + 1 :]
         index += 2 if argv[index] in VALUE_OPTIONS else 1
     return argv, "", []
 
@@ -118,7 +182,7 @@ def parse_install(args: list[str]) -> InstallArgs:
             parsed.files[file] = (value_index, prefix)
             parsed.requirements.extend(requirement_lines(file))
         else:
-            parsed.options.extend(args[index:value_index + 1])
+            parsed.options.extend(args[index : value_index + 1])
         index = value_index + 1
     return parsed
 
@@ -133,15 +197,29 @@ class Change:
     askers: tuple[str, ...]  # "name version requires spec"
 
 
-def dry_run(pip_options: list[str], options: list[str], requirements: list[str],
-            constraints: Path | None) -> list[dict] | None:
+def dry_run(
+    pip_options: list[str], options: list[str], requirements: list[str], constraints: Path | None
+) -> list[dict] | None:
     """What pip would install (its --report "install" list), or None when it can't resolve the requirements."""
     with tempfile.TemporaryDirectory(prefix="sd-webui-dry-run-") as folder:
         report = Path(folder) / "report.json"
-        command = [sys.executable, "-m", "pip", *pip_options, "install", "--dry-run", "--quiet", "--report",
-                   str(report), *options, *requirements, *(["-c", str(constraints)] if constraints else [])]
-        done = subprocess.run(command, env=without_constraints(), capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL)
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            *pip_options,
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--report",
+            str(report),
+            *options,
+            *requirements,
+            *(["-c", str(constraints)] if constraints else []),
+        ]
+        done = subprocess.run(
+            command, env=without_constraints(), capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
         if done.returncode != 0 or not report.exists():
             return None
         return json.loads(report.read_text()).get("install", [])
@@ -156,12 +234,14 @@ def protected_changes(items: list[dict], pins: dict[str, str], wanted_by: str = 
         if is_change(pins, name, version):
             changes.append(Change(name, pins[name], version, _askers(items, name, pins[name])))
     wanted_by = canonicalize_name(wanted_by)
-    return sorted(changes, key=lambda change: not any(canonicalize_name(asker.split(" ", 1)[0]) == wanted_by
-                                                      for asker in change.askers))
+    return sorted(
+        changes,
+        key=lambda change: not any(canonicalize_name(asker.split(" ", 1)[0]) == wanted_by for asker in change.askers),
+    )
 
 
 def _askers(items: list[dict], name: str, pinned: str) -> tuple[str, ...]:
-    """"<name> <version> requires <spec>" for each requirement among `items` that rules out the pinned version."""
+    """ "<name> <version> requires <spec>" for each requirement among `items` that rules out the pinned version."""
     found = []
     for item in items:
         for spec in map(_without_marker, item["metadata"].get("requires_dist", [])):
@@ -210,8 +290,18 @@ class InstallJudge:
         """Record that `wanted` (or its `extra`) is refused for the first of `changes`, naming the others."""
         first = changes[0]
         also = ", ".join(f"{change.package} {change.installed} → {change.wanted}" for change in changes[1:])
-        self.refusals.append(Refusal(self.session.extension, wanted.text, first.package, first.installed,
-                                     first.wanted, extra, "; ".join(first.askers), also=also))
+        self.refusals.append(
+            Refusal(
+                self.session.extension,
+                wanted.text,
+                first.package,
+                first.installed,
+                first.wanted,
+                extra,
+                "; ".join(first.askers),
+                also=also,
+            )
+        )
 
     def judge(self, requirements: list[Wanted]) -> None:
         """Fill `refusals` and `edits` for these requirements."""
@@ -267,8 +357,9 @@ def edited_args(parsed: InstallArgs, edits: dict[Wanted, str], folder: Path) -> 
             lines[wanted.index] = lines[wanted.index].replace(wanted.text, text, 1)
         handle, copy = tempfile.mkstemp(prefix="requirements-", suffix=".txt", dir=folder)
         os.close(handle)
-        Path(copy).write_text("\n".join(_absolute_includes(line, file.parent) for line in lines) + "\n",
-                              encoding="utf-8")
+        Path(copy).write_text(
+            "\n".join(_absolute_includes(line, file.parent) for line in lines) + "\n", encoding="utf-8"
+        )
         args[index] = prefix + copy
     return args
 
@@ -292,8 +383,16 @@ def install(session: GuardSession, pip_options: list[str], args: list[str]) -> i
     if any(not refusal.extra for refusal in judge.refusals):
         return 1
     with tempfile.TemporaryDirectory(prefix="sd-webui-requirements-") as folder:
-        command = [sys.executable, "-m", "pip", *pip_options, "install",
-                   *edited_args(parsed, judge.edits, Path(folder)), "-c", str(session.constraints)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            *pip_options,
+            "install",
+            *edited_args(parsed, judge.edits, Path(folder)),
+            "-c",
+            str(session.constraints),
+        ]
         return subprocess.run(command, env=without_constraints()).returncode
 
 
@@ -301,8 +400,11 @@ def uninstall(session: GuardSession, pip_options: list[str], args: list[str]) ->
     """Refuse to uninstall a protected distribution; otherwise run pip uninstall."""
     parsed = parse_install(args)
     names = {_name_of(wanted.text): wanted.text for wanted in parsed.requirements}
-    refused = [Refusal(session.extension, text, name, session.pins[name], "", command="uninstall")
-               for name, text in names.items() if name in session.pins]
+    refused = [
+        Refusal(session.extension, text, name, session.pins[name], "", command="uninstall")
+        for name, text in names.items()
+        if name in session.pins
+    ]
     for refusal in refused:
         session.record(refusal)
         print(refusal.message(), file=sys.stderr, flush=True)
@@ -315,8 +417,11 @@ def main(argv: list[str]) -> int:
     """Run one pip command through the guard, in the session the installer started (or, when pip is run by
     hand outside one, in a session of its own for this Python)."""
     variable = os.environ.get(SESSION_VARIABLE)
-    session = GuardSession.load(variable) if variable else \
-        GuardSession.start(Path.cwd().name, protected_pins(PythonEnvironment(sys.executable)))
+    session = (
+        GuardSession.load(variable)
+        if variable
+        else GuardSession.start(Path.cwd().name, protected_pins(PythonEnvironment(sys.executable)))
+    )
     try:
         pip_options, command, args = split_command(argv)
         if command == "install" and "--dry-run" not in args:

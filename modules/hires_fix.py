@@ -1,4 +1,5 @@
 """Hires fix: the second pass's size, settings and starting point (upscaled latents or images)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -55,11 +56,16 @@ def second_pass_params(p: GenerationParams) -> GenerationParams:
     """The first pass's settings with the second pass's size, steps, sampler and prompts."""
     size = hires_size(p)
     return replace(
-        p, width=size.width, height=size.height, steps=p.hr_second_pass_steps or p.steps,
+        p,
+        width=size.width,
+        height=size.height,
+        steps=p.hr_second_pass_steps or p.steps,
         sampler_name=p.sampler_name if p.hr_sampler_name == USE_SAME_SAMPLER else p.hr_sampler_name,
         scheduler=p.scheduler if p.hr_scheduler == USE_SAME_SCHEDULER else p.hr_scheduler,
-        prompt=p.hr_prompt or p.prompt, negative_prompt=p.hr_negative_prompt or p.negative_prompt,
-        enable_hr=False)
+        prompt=p.hr_prompt or p.prompt,
+        negative_prompt=p.hr_negative_prompt or p.negative_prompt,
+        enable_hr=False,
+    )
 
 
 def check_upscaler(name: str, upscalers: UpscalerLibrary | None) -> None:
@@ -68,8 +74,10 @@ def check_upscaler(name: str, upscalers: UpscalerLibrary | None) -> None:
         return
     known = upscalers.names() if upscalers is not None else []
     if name not in known:
-        raise UserError(f"Hires fix: there is no upscaler called {name!r}. Put upscaler models in "
-                        "models/ESRGAN (or RealESRGAN, SwinIR, …) or pick a Latent mode.")
+        raise UserError(
+            f"Hires fix: there is no upscaler called {name!r}. Put upscaler models in "
+            "models/ESRGAN (or RealESRGAN, SwinIR, …) or pick a Latent mode."
+        )
 
 
 def _crop_box(size: HiresSize, factor: int) -> tuple[int, int, int, int]:
@@ -86,8 +94,9 @@ def upscale_latent_batch(latents: torch.Tensor, mode: str, size: HiresSize, fact
     return scaled[..., top:bottom, left:right]
 
 
-def upscale_image(image: Image.Image, name: str, size: HiresSize, upscalers: UpscalerLibrary, tile: int,
-                  overlap: int) -> Image.Image:
+def upscale_image(
+    image: Image.Image, name: str, size: HiresSize, upscalers: UpscalerLibrary, tile: int, overlap: int
+) -> Image.Image:
     """A first-pass image resized with a pixel upscaler to the second pass's size."""
     scaled = upscalers.upscale_to(image, size.upscale_width, size.upscale_height, name, tile, overlap)
     return scaled.crop(_crop_box(size, 1))

@@ -1,6 +1,7 @@
 """The checks every HTTP request passes before the app reads its body: the API login (HTTP Basic), the page
 login (a Gradio session cookie, for requests that carry a body), throttled failed logins, and the request
 body cap (max_request_bytes, 413 beyond). Refusals never read or echo the body."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ SessionCheck = Callable[[Request], bool]  # does the request carry a valid page 
 
 class _Limit(NamedTuple):
     """The largest body a request may have, and why."""
+
     size: int
     reason: str
 
@@ -41,8 +43,14 @@ class RequestGuard:
     `page_session`: tells whether a request is logged in to the page (None: the page has no login);
     `max_body`: the largest body in bytes."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, api_accounts: Sequence[tuple[str, str]] = (),
-                 page_session: SessionCheck | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int,
+        api_accounts: Sequence[tuple[str, str]] = (),
+        page_session: SessionCheck | None = None,
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.api_accounts = list(api_accounts)
@@ -56,8 +64,11 @@ class RequestGuard:
             return
         request = Request(scope)  # headers and cookies only: the body stays unread here
         login = self.page_session is not None and _is_page_login(request)
-        limit = (_Limit(LOGIN_FORM_MAX_BYTES, "a login needs no more") if login
-                 else _Limit(self.max_body, "setting max_request_bytes"))
+        limit = (
+            _Limit(LOGIN_FORM_MAX_BYTES, "a login needs no more")
+            if login
+            else _Limit(self.max_body, "setting max_request_bytes")
+        )
         refusal = self._refusal(request, login, limit)
         if refusal is not None:
             if _has_body(request):  # unread: the connection can't carry another request
@@ -102,8 +113,13 @@ class RequestGuard:
             return None
         if given is not None:
             self.api_logins.failed(address)
-        return error_response(401, "Unauthorized", "Incorrect username or password", "Incorrect username or password",
-                              headers={"WWW-Authenticate": "Basic"})
+        return error_response(
+            401,
+            "Unauthorized",
+            "Incorrect username or password",
+            "Incorrect username or password",
+            headers={"WWW-Authenticate": "Basic"},
+        )
 
     def _page_login_answered(self, address: str, status: int) -> None:
         if status == 200:

@@ -8,6 +8,7 @@ answers either with the file itself or with a redirect to a CDN; that answer car
 
 The CDN's own headers are never read. model_download checks the downloaded bytes against the announced hash
 where no sha256 is pinned."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,6 +1,7 @@
 """A1111's hypernetworks (models/hypernetworks/*.pt): for each attention width they hold two small MLPs that
 reshape what the UNet's attention key and value projections read, `x + mlp(x) * multiplier`. A
 `<hypernet:name:multiplier>` tag hooks them into the UNet for one job; the hooks are taken out after it."""
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,10 @@ TAG = "hypernet"
 
 # A1111's activation names: its own aliases, then every torch activation class by its lower-case name.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
-    name.lower(): cls for name, cls in vars(nn.modules.activation).items()
-    if isinstance(cls, type) and issubclass(cls, nn.Module) and cls.__module__ == nn.modules.activation.__name__}
+    name.lower(): cls
+    for name, cls in vars(nn.modules.activation).items()
+    if isinstance(cls, type) and issubclass(cls, nn.Module) and cls.__module__ == nn.modules.activation.__name__
+}
 ACTIVATIONS.update(swish=nn.Hardswish)
 NO_ACTIVATION = (None, "linear")
 
@@ -45,19 +48,30 @@ class Structure:
     @classmethod
     def from_file(cls, data: dict) -> Structure:
         layers = tuple(data.get("layer_structure") or (1, 2, 1))
-        if len(layers) < 2 or layers[0] != 1 or layers[-1] != 1 or not all(
-                isinstance(n, (int, float)) and n > 0 for n in layers):
+        if (
+            len(layers) < 2
+            or layers[0] != 1
+            or layers[-1] != 1
+            or not all(isinstance(n, (int, float)) and n > 0 for n in layers)
+        ):
             raise HypernetworkError(f"its layer structure {list(layers)} is not positive numbers from 1 to 1")
         activation = data.get("activation_func")
         if not (activation is None or isinstance(activation, str)) or (
-                activation not in NO_ACTIVATION and activation not in ACTIVATIONS):
+            activation not in NO_ACTIVATION and activation not in ACTIVATIONS
+        ):
             raise HypernetworkError(f"it uses an activation function this server doesn't know: {activation!r}")
         dropout = data.get("dropout_structure")
         if dropout is None:
-            dropout = _dropout_from_flags(len(layers), data.get("use_dropout", False),
-                                          data.get("last_layer_dropout", False))
-        return cls(layers, activation, bool(data.get("is_layer_norm", False)),
-                   bool(data.get("activate_output", True)), tuple(dropout))
+            dropout = _dropout_from_flags(
+                len(layers), data.get("use_dropout", False), data.get("last_layer_dropout", False)
+            )
+        return cls(
+            layers,
+            activation,
+            bool(data.get("is_layer_norm", False)),
+            bool(data.get("activate_output", True)),
+            tuple(dropout),
+        )
 
     def build(self, width: int) -> nn.Sequential:
         """The MLP for attention inputs of `width`, with the module numbering A1111's saved weights use."""
@@ -70,8 +84,9 @@ class Structure:
                 try:
                     modules.append(ACTIVATIONS[self.activation]())
                 except TypeError:
-                    raise HypernetworkError(f"its activation function {self.activation!r} takes arguments "
-                                            "this server can't know") from None
+                    raise HypernetworkError(
+                        f"its activation function {self.activation!r} takes arguments this server can't know"
+                    ) from None
             if self.layer_norm:
                 modules.append(nn.LayerNorm(size_out))
             if i + 1 < len(self.dropout) and self.dropout[i + 1] > 0:
@@ -105,14 +120,18 @@ def read_hypernetwork(path: Path) -> Hypernetwork:
     try:
         data = read_weights(path)
     except (RuntimeError, OSError, EOFError, ValueError) as exc:  # a damaged zip, a truncated safetensors file
-        raise UnreadableWeightsError(f"{path.name} is unreadable, perhaps damaged or cut short: "
-                                     f"{_reason(exc)}") from None
+        raise UnreadableWeightsError(
+            f"{path.name} is unreadable, perhaps damaged or cut short: {_reason(exc)}"
+        ) from None
     try:
         if not isinstance(data, dict):
             raise HypernetworkError("it holds no dictionary of layers")
         structure = Structure.from_file(data)
-        layers = {width: (_mlp(structure, width, pair, 0), _mlp(structure, width, pair, 1))
-                  for width, pair in data.items() if isinstance(width, int)}
+        layers = {
+            width: (_mlp(structure, width, pair, 0), _mlp(structure, width, pair, 1))
+            for width, pair in data.items()
+            if isinstance(width, int)
+        }
         if not layers:
             raise HypernetworkError("it has no layers (no attention widths)")
     except (HypernetworkError, TypeError, ValueError) as exc:  # TypeError, ValueError: values of other types
@@ -128,8 +147,9 @@ def _mlp(structure: Structure, width: int, pair: Any, index: int) -> nn.Sequenti
     try:
         mlp.load_state_dict(state)
     except RuntimeError as exc:  # its first line only says "Error(s) in loading state_dict"
-        raise HypernetworkError(f"its weights for width {width} don't match its layer structure "
-                                f"({_reason(exc, line=1)})") from None
+        raise HypernetworkError(
+            f"its weights for width {width} don't match its layer structure ({_reason(exc, line=1)})"
+        ) from None
     return mlp.float().eval().requires_grad_(False)
 
 
@@ -144,7 +164,7 @@ def _new_key(key: str) -> str:
     key = str(key)
     for old, new in (("linear1.", "0."), ("linear2.", "1.")):
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return key.removeprefix("linear.")
 
 
@@ -172,8 +192,11 @@ def attention_projections(unet: nn.Module) -> list[tuple[nn.Module, int]]:
     found = []
     for module in unet.modules():
         if isinstance(module, Attention):
-            found.extend((projection, kind) for kind, projection in enumerate((module.to_k, module.to_v))
-                         if projection is not None)
+            found.extend(
+                (projection, kind)
+                for kind, projection in enumerate((module.to_k, module.to_v))
+                if projection is not None
+            )
     return found
 
 
@@ -194,6 +217,7 @@ class _Active:
 def _transform(chain: list[_Active], kind: int):
     """The forward pre-hook of a key (`kind` 0) or value (1) projection: each hypernetwork in turn, in float32
     and back to the input's dtype, for the widths it has layers for."""
+
     def hook(module: nn.Module, args: tuple) -> tuple | None:
         if not args:
             return None
@@ -209,6 +233,7 @@ def _transform(chain: list[_Active], kind: int):
             value = changed.float()
             changed = (value + mlp(value) * active.multiplier).to(x.dtype)
         return None if changed is x else (changed, *args[1:])
+
     return hook
 
 
@@ -268,13 +293,17 @@ class HypernetworkLibrary:
                 continue
             unused = sorted(set(network.layers) - widths)
             if len(unused) == len(network.layers):
-                warnings.append(f"Hypernetwork {request.name} does not fit this {model_kind} model and was skipped: "
-                                f"its layers are for attention widths {_listed(unused)}, this model's attention "
-                                f"reads widths {_listed(widths)}")
+                warnings.append(
+                    f"Hypernetwork {request.name} does not fit this {model_kind} model and was skipped: "
+                    f"its layers are for attention widths {_listed(unused)}, this model's attention "
+                    f"reads widths {_listed(widths)}"
+                )
                 continue
             if unused:
-                warnings.append(f"Hypernetwork {request.name}: its layers for attention widths {_listed(unused)} "
-                                f"fit nothing in this {model_kind} model and were left out")
+                warnings.append(
+                    f"Hypernetwork {request.name}: its layers for attention widths {_listed(unused)} "
+                    f"fit nothing in this {model_kind} model and were left out"
+                )
             chain.append(_Active(network, request.multiplier))
             read[path] = self._read[path]
         self._read = read
@@ -282,8 +311,11 @@ class HypernetworkLibrary:
             log.warning(warning)
         if chain:
             used = set().union(*(a.network.layers for a in chain))
-            self._hooks[id(unet)] = [p.register_forward_pre_hook(_transform(chain, kind))
-                                     for p, kind in projections if input_width(p) in used]
+            self._hooks[id(unet)] = [
+                p.register_forward_pre_hook(_transform(chain, kind))
+                for p, kind in projections
+                if input_width(p) in used
+            ]
         return warnings
 
     def detach(self, unet: nn.Module) -> None:

@@ -1,5 +1,6 @@
 """Images coming in (img2img inputs and masks, Extras sources; from the page, the API or files) made
 uniform in one place: fully read, upright, 8 bits per channel, RGB or RGBA."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,10 @@ def check_pixel_count(image: Image.Image, name: str) -> None:
     decompression bomb (it refuses at twice that); only the header needs to have been read."""
     pixels, limit = image.width * image.height, Image.MAX_IMAGE_PIXELS
     if limit and pixels > limit:
-        raise UserError(f"{name} is {image.width}x{image.height} ({pixels:,} pixels), too large to open safely "
-                        f"(more than {limit:,}); it may be a decompression bomb")
+        raise UserError(
+            f"{name} is {image.width}x{image.height} ({pixels:,} pixels), too large to open safely "
+            f"(more than {limit:,}); it may be a decompression bomb"
+        )
 
 
 def header_size(source: str | Path | IO[bytes], name: str) -> tuple[int, int]:

@@ -1,4 +1,5 @@
 """A1111's img2img resize modes, for fitting an input image to the requested size."""
+
 from __future__ import annotations
 
 from PIL import Image
@@ -39,9 +40,11 @@ def _stretch_edges(canvas: Image.Image, scaled: Image.Image, left: int, top: int
     width, height = canvas.size
     sw, sh = scaled.size
     right, bottom = width - left - sw, height - top - sh
-    bands = [((0, 0, 1, sh), (0, top, left, top + sh)) if left else None,
-             ((sw - 1, 0, sw, sh), (left + sw, top, width, top + sh)) if right else None,
-             ((0, 0, sw, 1), (left, 0, left + sw, top)) if top else None,
-             ((0, sh - 1, sw, sh), (left, top + sh, left + sw, height)) if bottom else None]
+    bands = [
+        ((0, 0, 1, sh), (0, top, left, top + sh)) if left else None,
+        ((sw - 1, 0, sw, sh), (left + sw, top, width, top + sh)) if right else None,
+        ((0, 0, sw, 1), (left, 0, left + sw, top)) if top else None,
+        ((0, sh - 1, sw, sh), (left, top + sh, left + sw, height)) if bottom else None,
+    ]
     for source, (x0, y0, x1, y1) in filter(None, bands):
         canvas.paste(scaled.crop(source).resize((x1 - x0, y1 - y0)), (x0, y0))

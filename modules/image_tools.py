@@ -1,4 +1,5 @@
 """The pixel tools a job may use beside the diffusion model: upscalers, face restorers, preview decoders."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,5 +24,9 @@ class ImageTools:
 
     @classmethod
     def create(cls, models_dir: Path, device: torch.device | str = "cpu") -> ImageTools:
-        return cls(UpscalerLibrary(models_dir, device), FaceRestorers(models_dir, device),
-                   TaesdDecoders(models_dir / "VAE-taesd"), ApproxNNDecoders(models_dir / "VAE-approx"))
+        return cls(
+            UpscalerLibrary(models_dir, device),
+            FaceRestorers(models_dir, device),
+            TaesdDecoders(models_dir / "VAE-taesd"),
+            ApproxNNDecoders(models_dir / "VAE-approx"),
+        )

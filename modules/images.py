@@ -1,4 +1,5 @@
 """Saving images: A1111 file names, date folders, the `parameters` chunk, no overwrites."""
+
 from __future__ import annotations
 
 import io
@@ -96,8 +97,9 @@ def user_comment_exif(text: str) -> bytes:
     return exif.tobytes()
 
 
-def encode_image(image: Image.Image, infotext: str | None, chunks: dict[str, str] | None = None,
-                 fmt: SaveFormat = SaveFormat()) -> bytes:
+def encode_image(
+    image: Image.Image, infotext: str | None, chunks: dict[str, str] | None = None, fmt: SaveFormat = SaveFormat()
+) -> bytes:
     """The image's bytes in `fmt`. PNG keeps the infotext and `chunks` as text chunks; JPEG and WebP keep
     the infotext in EXIF UserComment (a JPEG whose infotext is over 64 KiB even as UTF-8 is saved without it)."""
     kind = _PIL_FORMATS[fmt.extension]
@@ -141,9 +143,17 @@ def _write_at(target: Path, data: bytes) -> Path:
     return write_new(target.parent, names, lambda handle: handle.write(data))
 
 
-def save_unique(image: Image.Image, folder: Path, decoration: str, infotext: str | None = None, *,
-                chunks: dict[str, str] | None = None, basename: str = "", add_number: bool = True,
-                fmt: SaveFormat = SaveFormat()) -> Path:
+def save_unique(
+    image: Image.Image,
+    folder: Path,
+    decoration: str,
+    infotext: str | None = None,
+    *,
+    chunks: dict[str, str] | None = None,
+    basename: str = "",
+    add_number: bool = True,
+    fmt: SaveFormat = SaveFormat(),
+) -> Path:
     """Save under a name no other file has, even when other threads or processes save at the same moment:
     `<5-digit counter>-<decoration>.<ext>` (with a basename: `<basename>-<4-digit counter>…`), or with
     `add_number` off `<decoration>.<ext>`, then `<decoration>-1.<ext>`… when taken. The decoration is made
@@ -167,33 +177,59 @@ class FileNaming:
     @classmethod
     def from_options(cls, opts: Any) -> FileNaming:
         """The settings in force now."""
-        return cls(opts.samples_filename_pattern, opts.save_images_add_number, opts.samples_filename_prompt_words,
-                   SaveFormat.from_options(opts))
+        return cls(
+            opts.samples_filename_pattern,
+            opts.save_images_add_number,
+            opts.samples_filename_prompt_words,
+            SaveFormat.from_options(opts),
+        )
 
     def _decoration(self, fields: NameFields) -> str:
-        return expand(self.pattern or DEFAULT_PATTERN, replace(fields, job_timestamp=self.job_timestamp),
-                      self.prompt_words)
+        return expand(
+            self.pattern or DEFAULT_PATTERN, replace(fields, job_timestamp=self.job_timestamp), self.prompt_words
+        )
 
     def planned_path(self, folder: Path, fields: NameFields) -> Path:
         """Where save() would put the image now: the first free name (a save elsewhere may take it first)."""
-        return _first_free(folder, _unique_names(folder, self._decoration(fields), "", self.add_number,
-                                                 self.format.extension))
+        return _first_free(
+            folder, _unique_names(folder, self._decoration(fields), "", self.add_number, self.format.extension)
+        )
 
-    def save(self, image: Image.Image, folder: Path, fields: NameFields, infotext: str | None,
-             filename: str | Path | None = None) -> Path:
+    def save(
+        self,
+        image: Image.Image,
+        folder: Path,
+        fields: NameFields,
+        infotext: str | None,
+        filename: str | Path | None = None,
+    ) -> Path:
         """Save one generated image in `folder`, named by the pattern; or, with `filename` (the path an
         on_before_image_saved callback chose instead), there, or at `<stem>-1…` when that is taken."""
         if filename is not None:
             return _write_at(Path(filename), encode_image(image, infotext, None, self.format))
-        return save_unique(image, folder, self._decoration(fields), infotext, add_number=self.add_number,
-                           fmt=self.format)
+        return save_unique(
+            image, folder, self._decoration(fields), infotext, add_number=self.add_number, fmt=self.format
+        )
 
 
-def save_image(image: Image.Image, path: str | Path, basename: str, seed: int | None = None, prompt: str | None = None,
-               extension: str = "png", info: str | None = None, short_filename: bool = False,
-               no_prompt: bool = False, grid: bool = False, pnginfo_section_name: str = "parameters", p=None,
-               existing_info: dict | None = None, forced_filename: str | None = None, suffix: str = "",
-               save_to_dirs: bool | None = None) -> tuple[str, None]:
+def save_image(
+    image: Image.Image,
+    path: str | Path,
+    basename: str,
+    seed: int | None = None,
+    prompt: str | None = None,
+    extension: str = "png",
+    info: str | None = None,
+    short_filename: bool = False,
+    no_prompt: bool = False,
+    grid: bool = False,
+    pnginfo_section_name: str = "parameters",
+    p=None,
+    existing_info: dict | None = None,
+    forced_filename: str | None = None,
+    suffix: str = "",
+    save_to_dirs: bool | None = None,
+) -> tuple[str, None]:
     """A1111's save_image, for scripts: save under `path` (in a dated folder when the save_to_dirs setting
     says so), named by the samples_filename_pattern setting, and return (file name, None). As in A1111, the
     on_before_image_saved callbacks see the path first (and may change it, the image or its texts), and the
@@ -251,7 +287,7 @@ def decode_user_comment(raw: bytes | str) -> str:
         return raw.strip("\0")
     code, body = raw[:8], raw[8:]
     if code.startswith(b"UNICODE") and 0 in body:
-        text = body[:len(body) // 2 * 2].decode(_utf16_codec(body), errors="replace")
+        text = body[: len(body) // 2 * 2].decode(_utf16_codec(body), errors="replace")
     elif code.startswith(b"JIS"):
         text = body.decode("shift_jis", errors="replace")
     elif code.startswith((b"UNICODE", b"ASCII")) or code == bytes(8):

@@ -1,4 +1,5 @@
 """img2img and inpainting: the txt2img stages, started from an encoded image and kept to a mask."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,9 +31,9 @@ class Img2ImgInputs:
 class _Source:
     """One init image made ready: what is encoded, and what the result is composited into."""
 
-    processed: Image.Image          # width × height, what the VAE encodes
-    original: Image.Image           # what the result is pasted back into
-    mask: Image.Image | None = None          # blurred mask at the original's size
+    processed: Image.Image  # width × height, what the VAE encodes
+    original: Image.Image  # what the result is pasted back into
+    mask: Image.Image | None = None  # blurred mask at the original's size
     processed_mask: Image.Image | None = None  # the same at width × height
     box: masking.Box | None = None  # "Only masked": where the processed area sits in the original
 
@@ -40,7 +41,7 @@ class _Source:
 @dataclass
 class _BatchLatents:
     init: torch.Tensor
-    mask: torch.Tensor | None = None   # latent mask, 1 = repaint
+    mask: torch.Tensor | None = None  # latent mask, 1 = repaint
     image_conditioning: torch.Tensor | None = None
 
 
@@ -68,8 +69,10 @@ class Img2Img(Txt2Img):
         p = self.params
         if not 0.0 <= p.denoising_strength <= 1.0:
             raise UserError(f"Denoising strength must be between 0 and 1, got {p.denoising_strength}")
-        self.sources = [self._prepare(flatten_input(image, f"Input image {number}"))
-                        for number, image in enumerate(self.inputs.images, start=1)]
+        self.sources = [
+            self._prepare(flatten_input(image, f"Input image {number}"))
+            for number, image in enumerate(self.inputs.images, start=1)
+        ]
         result = super().run()
         result.warnings[:0] = self.notes
         return result
@@ -80,10 +83,16 @@ class Img2Img(Txt2Img):
             return _Source(resize_image(image, p.resize_mode, p.width, p.height), image)
         raw = self.inputs.mask
         if raw.size != image.size:
-            self._note(f"The mask is {raw.width}x{raw.height} but the image is {image.width}x{image.height}; "
-                       "the mask was resized to fit.")
-        mask = masking.prepare_mask(masking.to_mask(raw, image.size, p.mask_round), bool(p.inpainting_mask_invert),
-                                    p.mask_blur, None if p.vertical_mask_blur < 0 else p.vertical_mask_blur)
+            self._note(
+                f"The mask is {raw.width}x{raw.height} but the image is {image.width}x{image.height}; "
+                "the mask was resized to fit."
+            )
+        mask = masking.prepare_mask(
+            masking.to_mask(raw, image.size, p.mask_round),
+            bool(p.inpainting_mask_invert),
+            p.mask_blur,
+            None if p.vertical_mask_blur < 0 else p.vertical_mask_blur,
+        )
         if mask.getbbox() is None:
             self._note("The mask is empty, so the image was processed as plain img2img.")
             return _Source(resize_image(image, p.resize_mode, p.width, p.height), image)
@@ -103,15 +112,23 @@ class Img2Img(Txt2Img):
     def make_plan(self) -> PassPlan:
         """The tail of the schedule the denoising strength keeps, as A1111's setup_img2img_steps cuts it."""
         p = self.params
-        return plan_pass(p.sampler_name, p.scheduler, p.steps, self.model.denoiser, self.settings.sampling,
-                         denoising_strength=p.denoising_strength, fixed_steps=self.settings.sampling.img2img_fix_steps,
-                         sdxl_steps_table=self.model.family.needs_size_conditioning)
+        return plan_pass(
+            p.sampler_name,
+            p.scheduler,
+            p.steps,
+            self.model.denoiser,
+            self.settings.sampling,
+            denoising_strength=p.denoising_strength,
+            fixed_steps=self.settings.sampling.img2img_fix_steps,
+            sdxl_steps_table=self.model.family.needs_size_conditioning,
+        )
 
     def prepare_latents(self, noise_source: noise_sources.ImageRNG, first: int, seeds: list[int]) -> torch.Tensor:
         """Noise as for txt2img, plus the init images' latents (and masks) for this batch."""
         noise = super().prepare_latents(noise_source, first, seeds)
-        encoded = [self._source_latents(i % len(self.sources), noise.shape[-2:])
-                   for i in range(first, first + len(seeds))]
+        encoded = [
+            self._source_latents(i % len(self.sources), noise.shape[-2:]) for i in range(first, first + len(seeds))
+        ]
         init = torch.cat([latents for latents, _, _ in encoded])
         batch = _BatchLatents(init)
         if encoded[0][1] is not None:
@@ -126,15 +143,17 @@ class Img2Img(Txt2Img):
         self._latents = batch
         return noise
 
-    def _source_latents(self, index: int, latent_size: torch.Size
-                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _source_latents(
+        self, index: int, latent_size: torch.Size
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Init latents, latent mask and inpainting-model channels of one source, computed once per job."""
         if index not in self._encoded:
             m, source = self.model, self.sources[index]
             mask = conditioning = None
             if source.processed_mask is not None:
-                mask = masking.latent_mask(source.processed_mask, *latent_size, m.device, m.latent_dtype,
-                                           self.params.mask_round)
+                mask = masking.latent_mask(
+                    source.processed_mask, *latent_size, m.device, m.latent_dtype, self.params.mask_round
+                )
                 if m.is_inpainting:
                     conditioning = self._masked_image_conditioning(source)
             self._encoded[index] = (self._encode(source, latent_size), mask, conditioning)
@@ -148,8 +167,10 @@ class Img2Img(Txt2Img):
             image = masking.fill(image, source.processed_mask)
         if p.resize_mode == LATENT_UPSCALE and source.mask is None:
             factor = m.vae_scale_factor
-            image = image.resize((max(factor, image.width // factor * factor),
-                                  max(factor, image.height // factor * factor)), Image.LANCZOS)
+            image = image.resize(
+                (max(factor, image.width // factor * factor), max(factor, image.height // factor * factor)),
+                Image.LANCZOS,
+            )
         latents = encode_image(m, image)
         if latents.shape[-2:] != latent_size:
             latents = torch.nn.functional.interpolate(latents.float(), size=tuple(latent_size), mode="bilinear")
@@ -159,19 +180,19 @@ class Img2Img(Txt2Img):
         """An inpainting UNet's extra channels: the latent mask and the latents of the kept pixels."""
         m = self.model
         keep = np.asarray(source.processed_mask, dtype=np.float32)[..., None] < 127.5
-        kept = Image.fromarray((np.asarray(source.processed, dtype=np.float32) * keep + 127.5 * ~keep)
-                               .astype(np.uint8))
+        kept = Image.fromarray((np.asarray(source.processed, dtype=np.float32) * keep + 127.5 * ~keep).astype(np.uint8))
         latents = encode_image(m, kept)
         mask = masking.latent_mask(source.processed_mask, *latents.shape[-2:], m.device, m.latent_dtype)
         return torch.cat([mask, latents], dim=1)
 
     def _fill_noise(self, seeds: list[int], init: torch.Tensor) -> torch.Tensor:
-        """"latent noise" fill: fresh noise of the job's first batch's seeds, as A1111 makes it."""
+        """ "latent noise" fill: fresh noise of the job's first batch's seeds, as A1111 makes it."""
         if self._fill_seeds is None:
             self._fill_seeds = list(seeds)
         s, m = self.settings.sampling, self.model
-        fill = noise_sources.ImageRNG(tuple(init.shape[1:]), self._fill_seeds[:len(seeds)], source=s.randn_source,
-                                      device=m.device).next()
+        fill = noise_sources.ImageRNG(
+            tuple(init.shape[1:]), self._fill_seeds[: len(seeds)], source=s.randn_source, device=m.device
+        ).next()
         return fill.to(init.dtype)
 
     def start(self, plan: PassPlan, noise: torch.Tensor) -> torch.Tensor:
@@ -194,8 +215,9 @@ class Img2Img(Txt2Img):
         batch = self._latents
         if batch is None or batch.mask is None:
             return None
-        return Keep(batch.init.float(), 1 - batch.mask.float(),
-                    before_denoising=self.sampling_plan().sampler.kind == TIMESTEPS)
+        return Keep(
+            batch.init.float(), 1 - batch.mask.float(), before_denoising=self.sampling_plan().sampler.kind == TIMESTEPS
+        )
 
     def after_sampling(self, latents: torch.Tensor) -> torch.Tensor:
         """Put back what the mask keeps, as A1111 does once sampling is done."""

@@ -1,5 +1,6 @@
 """img2img over a folder: each image (with its mask of the same name, if any) into an output folder, under a
 name no other file has."""
+
 from __future__ import annotations
 
 import logging
@@ -33,10 +34,19 @@ def _folder(value: str, what: str, must_exist: bool = True) -> Path:
     return folder
 
 
-def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobContext, settings: RunSettings,
-              networks: Networks | None, input_dir: str, output_dir: str, mask_dir: str = "",
-              tools: ImageTools | None = None, refiner: StableDiffusionModel | None = None,
-              describe: Callable[[Image.Image], str] | None = None) -> GenerationResult:
+def run_batch(
+    model: StableDiffusionModel,
+    params: GenerationParams,
+    ctx: JobContext,
+    settings: RunSettings,
+    networks: Networks | None,
+    input_dir: str,
+    output_dir: str,
+    mask_dir: str = "",
+    tools: ImageTools | None = None,
+    refiner: StableDiffusionModel | None = None,
+    describe: Callable[[Image.Image], str] | None = None,
+) -> GenerationResult:
     """Process every image in `input_dir` (with `refiner`, the model of the params' Refiner checkpoint);
     a file that can't be read is skipped with a warning. With `describe` (Interrogate CLIP), each image's prompt
     is the prompt, ", " and what `describe` says of the image (A1111's "Append interrogated prompt")."""
@@ -57,8 +67,9 @@ def run_batch(model: StableDiffusionModel, params: GenerationParams, ctx: JobCon
             log.warning(message)
             result.warnings.append(message)
             continue
-        job_params = replace(params, prompt=appended_prompt(params.prompt, describe(inputs.images[0]))) \
-            if describe else params
+        job_params = (
+            replace(params, prompt=appended_prompt(params.prompt, describe(inputs.images[0]))) if describe else params
+        )
         job = Img2Img(model, job_params, ctx, replace(settings, save_dir=None), networks, tools, inputs=inputs)
         job.refiner_model = refiner
         done = job.run()

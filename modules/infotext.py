@@ -1,4 +1,5 @@
 """Write and read A1111's generation parameters text (the PNG `parameters` chunk)."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,29 @@ VERSION = "v0.1.0"
 
 # A1111's order of the keys it knows; other keys follow in insertion order, then Version.
 KEY_ORDER = (
-    "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Face restoration",
-    "Size", "Model hash", "Model", "VAE hash", "VAE", "Variation seed", "Variation seed strength",
-    "Seed resize from", "Denoising strength", "Conditional mask weight", "Clip skip", "ENSD",
-    "Token merging ratio", "Init image hash", "RNG", "Tiling",
+    "Steps",
+    "Sampler",
+    "Schedule type",
+    "CFG scale",
+    "Image CFG scale",
+    "Seed",
+    "Face restoration",
+    "Size",
+    "Model hash",
+    "Model",
+    "VAE hash",
+    "VAE",
+    "Variation seed",
+    "Variation seed strength",
+    "Seed resize from",
+    "Denoising strength",
+    "Conditional mask weight",
+    "Clip skip",
+    "ENSD",
+    "Token merging ratio",
+    "Init image hash",
+    "RNG",
+    "Tiling",
 )
 
 # Defaults A1111 assumes for keys missing from pasted text (variation seed and seed resize are off
@@ -129,7 +149,7 @@ def parse_infotext(text: str) -> dict[str, str]:
     for line in lines:
         if line.startswith("Negative prompt:"):
             in_negative = True
-            line = line[len("Negative prompt:"):].lstrip()
+            line = line[len("Negative prompt:") :].lstrip()
         (negative_lines if in_negative else prompt_lines).append(line)
     result: dict[str, str] = {"Prompt": "\n".join(prompt_lines), "Negative prompt": "\n".join(negative_lines)}
     for key, value in _PAIR.findall(params_line):
@@ -188,4 +208,3 @@ def _split_legacy_sampler(parsed: dict[str, str]) -> dict[str, str]:
     except ValueError:
         return parsed
     return {**parsed, "Sampler": sampler, "Schedule type": schedule}
-

@@ -5,6 +5,7 @@ A call to pip through subprocess (check_call, run, Popen, os.popen) or os.system
 as `[sys.executable, "-m", "pip", …]`, `python -m pip …` or this environment's `pip …`, runs
 `python -m modules.guarded_pip …` instead. pip reached any other way still gets the constraints file from
 PIP_CONSTRAINT, and the installer's check after install.py catches what slips past both."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,10 @@ GUARDED_PIP = "modules.guarded_pip"
 PYTHON_NAME = re.compile(r"python(\d+(\.\d+)?)?(\.exe)?", re.IGNORECASE)
 PIP_NAME = re.compile(r"pip(\d+(\.\d+)?)?(\.exe)?", re.IGNORECASE)
 # a program followed by pip's arguments, at the start of a shell command or after ; & | ( or a newline
-SHELL_PIP = re.compile(r"""(?P<lead>^|[;&|(\n]\s*)(?P<program>"[^"]+"|'[^']+'|[^\s;&|()'"]+)"""
-                       r"""(?P<module>\s+-m\s+pip)?(?=\s)""")
+SHELL_PIP = re.compile(
+    r"""(?P<lead>^|[;&|(\n]\s*)(?P<program>"[^"]+"|'[^']+'|[^\s;&|()'"]+)"""
+    r"""(?P<module>\s+-m\s+pip)?(?=\s)"""
+)
 
 
 def _in_this_environment(program: str, names: re.Pattern) -> bool:
@@ -30,8 +33,9 @@ def _in_this_environment(program: str, names: re.Pattern) -> bool:
     if not names.fullmatch(os.path.basename(program)):
         return False
     found = program if os.path.dirname(program) else shutil.which(program)
-    return found is not None and os.path.dirname(os.path.abspath(found)) == \
-        os.path.dirname(os.path.abspath(sys.executable))
+    return found is not None and os.path.dirname(os.path.abspath(found)) == os.path.dirname(
+        os.path.abspath(sys.executable)
+    )
 
 
 def route_args(args: Any) -> Any:
@@ -52,18 +56,21 @@ def route_args(args: Any) -> Any:
 
 def route_shell(command: str) -> str:
     """A shell command line with each pip call on this Python turned into a guarded one."""
+
     def replace(match: re.Match) -> str:
         program = match["program"].strip("'\"")
         python_pip = match["module"] and _in_this_environment(program, PYTHON_NAME)
         if python_pip or (not match["module"] and _in_this_environment(program, PIP_NAME)):
             return f"{match['lead']}{shlex.quote(sys.executable)} -m {GUARDED_PIP}"
         return match[0]
+
     return SHELL_PIP.sub(replace, command)
 
 
 def install_routing() -> None:
     """Route pip calls made through subprocess.Popen (which run, call, check_call, check_output and os.popen
     use) and os.system, for the rest of this process."""
+
     class RoutedPopen(subprocess.Popen):
         def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
             super().__init__(route_args(args), *rest, **kwargs)

@@ -2,6 +2,7 @@
 flavors) the term CLIP finds closest to the image, appended as ", term" (or ", (term:0.123)" with
 interrogate_return_ranks). The lists are clip-interrogator's; their text embeddings are computed once per CLIP
 model and list and kept in the data dir's cache folder, keyed by the sha256 of the model's weights."""
+
 from __future__ import annotations
 
 import hashlib
@@ -46,10 +47,15 @@ class InterrogateSettings:
 
     @classmethod
     def from_options(cls, opts: Any) -> InterrogateSettings:
-        return cls(bool(opts.interrogate_keep_models_in_memory), bool(opts.interrogate_return_ranks),
-                   int(opts.interrogate_clip_num_beams), int(opts.interrogate_clip_min_length),
-                   int(opts.interrogate_clip_max_length), int(opts.interrogate_clip_dict_limit),
-                   tuple(opts.interrogate_clip_skip_categories or ()))
+        return cls(
+            bool(opts.interrogate_keep_models_in_memory),
+            bool(opts.interrogate_return_ranks),
+            int(opts.interrogate_clip_num_beams),
+            int(opts.interrogate_clip_min_length),
+            int(opts.interrogate_clip_max_length),
+            int(opts.interrogate_clip_dict_limit),
+            tuple(opts.interrogate_clip_skip_categories or ()),
+        )
 
 
 def packaged_lists() -> Path:
@@ -73,8 +79,15 @@ def format_matches(caption: str, matches: list[tuple[str, float]], ranks: bool) 
 class Interrogator:
     """Loads BLIP and CLIP on first use (on the engine's worker) and describes images."""
 
-    def __init__(self, models_dir: Path, cache_dir: Path, hashes: HashCache, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, lists_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        cache_dir: Path,
+        hashes: HashCache,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        lists_dir: Path | None = None,
+    ) -> None:
         self.models_dir = Path(models_dir)
         self.cache_dir = Path(cache_dir) / "interrogate"
         self.hashes = hashes
@@ -93,8 +106,11 @@ class Interrogator:
         try:
             caption = blip.caption(image, settings.num_beams, settings.min_length, settings.max_length)
             features = clip.image_features(image)
-            matches = [self._best(clip, features, category, settings.dict_limit)
-                       for category in CATEGORIES if category not in settings.skip_categories]
+            matches = [
+                self._best(clip, features, category, settings.dict_limit)
+                for category in CATEGORIES
+                if category not in settings.skip_categories
+            ]
         finally:
             if not settings.keep_models_in_memory and self.device.type != "cpu":
                 blip.to(torch.device("cpu"))  # A1111's "Keep models in VRAM" off: parked in RAM
@@ -120,8 +136,7 @@ class Interrogator:
         self._clip.to(self.device)
         return self._blip, self._clip
 
-    def _best(self, clip: Ranker, image_features: torch.Tensor, category: str,
-              limit: int) -> tuple[str, float] | None:
+    def _best(self, clip: Ranker, image_features: torch.Tensor, category: str, limit: int) -> tuple[str, float] | None:
         terms = read_terms(self.lists_dir or packaged_lists(), category, limit)
         if not terms:
             return None
@@ -142,8 +157,12 @@ class Interrogator:
         path = self.cache_file(model_hash, category, terms_hash)
         embeddings = _read_cache(path, len(terms))
         if embeddings is None:
-            embeddings = torch.cat([clip.text_features(terms[start:start + TEXT_BATCH]).cpu()
-                                    for start in range(0, len(terms), TEXT_BATCH)])
+            embeddings = torch.cat(
+                [
+                    clip.text_features(terms[start : start + TEXT_BATCH]).cpu()
+                    for start in range(0, len(terms), TEXT_BATCH)
+                ]
+            )
             data = save({"embeddings": embeddings.contiguous()})
             write_atomic(path, lambda handle: handle.write(data))
             log.info("Cached the CLIP text embeddings of %d %s in %s", len(terms), category, path)
@@ -164,4 +183,3 @@ def _read_cache(path: Path, count: int) -> torch.Tensor | None:
         log.warning("Ignoring the unreadable embedding cache %s: %s", path, exc)
         return None
     return embeddings if embeddings.shape[0] == count else None
-

@@ -4,6 +4,7 @@ downloaded unless the user asks (`download_interrogate_models`: the Download but
 --download-interrogate-models). Each downloaded file is checked: CLIP's against the sha256 pinned below, BLIP's
 (no trusted value is recorded) against the hash the Hugging Face Hub announces as it serves the file — the sha256
 of model.safetensors (an LFS file), the git blob sha1 of each small file (modules/hub_file_hashes)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -88,6 +89,7 @@ class ModelFolder:
     def folder(self) -> Path:
         def holds_model(folder: Path) -> bool:
             return any((folder / name).is_file() for name in self._configs())
+
         if holds_model(self.root) or not self.root.is_dir():
             return self.root
         found = sorted(p for p in self.root.iterdir() if holds_model(p))
@@ -111,32 +113,42 @@ class ModelFolder:
         if not gaps:
             return None
         repo = self.official[0].url.rsplit("/", 3)[0]
-        kind = (f"an OpenCLIP folder: {', '.join(OPEN_CLIP_NEEDS)}" if self.is_open_clip() else
-                f"a transformers folder such as {repo}: {', '.join(f.name for f in self.official)}")
+        kind = (
+            f"an OpenCLIP folder: {', '.join(OPEN_CLIP_NEEDS)}"
+            if self.is_open_clip()
+            else f"a transformers folder such as {repo}: {', '.join(f.name for f in self.official)}"
+        )
         return f"- the {self.what} in {self.folder()}/ lacks {', '.join(gaps)} ({kind})"
 
 
 def model_folders(models_dir: Path) -> tuple[ModelFolder, ModelFolder]:
     """(BLIP, CLIP) as found under the data dir's models folder."""
-    return (ModelFolder(Path(models_dir) / "BLIP", "BLIP captioner", BLIP_NEEDS, BLIP_FILES),
-            ModelFolder(Path(models_dir) / "clip", "CLIP", CLIP_NEEDS, CLIP_FILES, open_clip=True))
+    return (
+        ModelFolder(Path(models_dir) / "BLIP", "BLIP captioner", BLIP_NEEDS, BLIP_FILES),
+        ModelFolder(Path(models_dir) / "clip", "CLIP", CLIP_NEEDS, CLIP_FILES, open_clip=True),
+    )
 
 
 def check_models(models_dir: Path) -> None:
     """MissingInterrogateModel naming each folder that lacks files, and which."""
     gaps = [gap for folder in model_folders(models_dir) if (gap := folder.describe_gap())]
     if gaps:
-        raise MissingInterrogateModel("CLIP interrogation needs model files that are not on disk:\n" + "\n".join(gaps)
-                                      + "\nPut them there, or let the program fetch them: the Download button beside "
-                                        "Interrogate CLIP, or start with --download-interrogate-models.")
+        raise MissingInterrogateModel(
+            "CLIP interrogation needs model files that are not on disk:\n"
+            + "\n".join(gaps)
+            + "\nPut them there, or let the program fetch them: the Download button beside "
+            "Interrogate CLIP, or start with --download-interrogate-models."
+        )
 
 
-def download_interrogate_models(models_dir: Path,
-                                progress: Callable[[RemoteFile, int, int | None], None] | None = None) -> list[Path]:
+def download_interrogate_models(
+    models_dir: Path, progress: Callable[[RemoteFile, int, int | None], None] | None = None
+) -> list[Path]:
     """Fetch the official BLIP and CLIP files into models/BLIP and models/clip, each checked against its pinned
     sha256 or the hash the Hub announces for it. Files already there are kept."""
-    return (download_files(BLIP_FILES, Path(models_dir) / "BLIP", progress)
-            + download_files(CLIP_FILES, Path(models_dir) / "clip", progress))
+    return download_files(BLIP_FILES, Path(models_dir) / "BLIP", progress) + download_files(
+        CLIP_FILES, Path(models_dir) / "clip", progress
+    )
 
 
 class BlipCaptioner:
@@ -147,16 +159,26 @@ class BlipCaptioner:
 
         self.folder = folder
         self.processor = BlipProcessor.from_pretrained(folder, local_files_only=True)
-        self.model = BlipForConditionalGeneration.from_pretrained(folder, local_files_only=True, use_safetensors=True,
-                                                                  dtype=dtype).to(device).eval()
+        self.model = (
+            BlipForConditionalGeneration.from_pretrained(
+                folder, local_files_only=True, use_safetensors=True, dtype=dtype
+            )
+            .to(device)
+            .eval()
+        )
 
     @torch.inference_mode()
     def caption(self, image: Image.Image, num_beams: int, min_length: int, max_length: int) -> str:
         """The caption found by greedy (or beam) search, as A1111 asks BLIP for it."""
         inputs = self.processor(images=image.convert("RGB"), return_tensors="pt")
         pixels = inputs["pixel_values"].to(self.model.device, self.model.dtype)
-        tokens = self.model.generate(pixel_values=pixels, do_sample=False, num_beams=num_beams,
-                                     min_length=min_length, max_length=max(max_length, min_length))
+        tokens = self.model.generate(
+            pixel_values=pixels,
+            do_sample=False,
+            num_beams=num_beams,
+            min_length=min_length,
+            max_length=max(max_length, min_length),
+        )
         return self.processor.decode(tokens[0], skip_special_tokens=True).strip()
 
     def to(self, device: torch.device) -> None:
@@ -171,8 +193,11 @@ class ClipRanker:
 
         self.weights = folder / WEIGHTS
         self.processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
-        self.model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True,
-                                               dtype=dtype).to(device).eval()
+        self.model = (
+            CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, dtype=dtype)
+            .to(device)
+            .eval()
+        )
 
     @torch.inference_mode()
     def image_features(self, image: Image.Image) -> torch.Tensor:
@@ -183,8 +208,10 @@ class ClipRanker:
     @torch.inference_mode()
     def text_features(self, texts: list[str]) -> torch.Tensor:
         tokens = self.processor(text=texts, return_tensors="pt", padding=True, truncation=True)
-        features = self.model.get_text_features(input_ids=tokens["input_ids"].to(self.model.device),
-                                                attention_mask=tokens["attention_mask"].to(self.model.device))
+        features = self.model.get_text_features(
+            input_ids=tokens["input_ids"].to(self.model.device),
+            attention_mask=tokens["attention_mask"].to(self.model.device),
+        )
         return _normalised(features)
 
     def to(self, device: torch.device) -> None:
@@ -200,8 +227,7 @@ class OpenClipRanker:
         self.weights = folder / OPEN_CLIP_WEIGHTS
         name = f"local-dir:{folder}"
         precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
-        self.model, _, self.preprocess = open_clip.create_model_and_transforms(name, precision=precision,
-                                                                               device=device)
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(name, precision=precision, device=device)
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(name)
         self.dtype = dtype

@@ -1,6 +1,7 @@
 """The files a generation job needs besides its own checkpoint, named by their hashes: the hires fix's and the
 refiner's checkpoints, the VAE, the LoRAs, hypernetworks and embeddings its prompts name. The front end lists them with
 `job_files`; a worker elsewhere checks with `check_job_files` that its own files are the same ones."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -44,8 +45,10 @@ def check_job_files(files: tuple[JobFile, ...], services: Services, where: str) 
         if digest is None:
             raise UserError(f"{file.kind} {file.name} is missing on {where}")
         if digest != file.hash:
-            raise UserError(f"{file.kind} {file.name} on {where} is another file (hash {digest}) than the front "
-                            f"end's (hash {file.hash})")
+            raise UserError(
+                f"{file.kind} {file.name} on {where} is another file (hash {digest}) than the front "
+                f"end's (hash {file.hash})"
+            )
 
 
 class LocalFiles:
@@ -90,8 +93,13 @@ def _named(job: GenerationJob, here: LocalFiles) -> Iterator[tuple[str, str]]:
         vae = services.vaes.resolve(job.vae, checkpoint)
         if vae is not None:
             yield VAE, vae.name
-    prompts = [*job.plan.prompts, *job.plan.negative_prompts, params.hr_prompt, params.hr_negative_prompt,
-               *([job.blend.prompt] if job.blend else [])]
+    prompts = [
+        *job.plan.prompts,
+        *job.plan.negative_prompts,
+        params.hr_prompt,
+        params.hr_negative_prompt,
+        *([job.blend.prompt] if job.blend else []),
+    ]
     if job.use_extra_network_tags:
         for prompt in dict.fromkeys(prompts):
             for tag in prompt_parser.extract_extra_networks(prompt)[1]:

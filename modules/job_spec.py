@@ -6,6 +6,7 @@ and, for a worker elsewhere, the other files it reads by their hashes. Pickled (
 input images travel as PNG bytes; the script hooks stay on the front end (a worker asks for them).
 `JobResult` is what a worker sends back: PNG bytes, infotexts, seeds, warnings, the model and
 the worker that ran it."""
+
 from __future__ import annotations
 
 import io
@@ -88,26 +89,48 @@ class JobResult:
 
     @classmethod
     def of(cls, result: GenerationResult, worker: str, job: str) -> JobResult:
-        return cls([png_bytes(image) for image in result.images], list(result.infotexts), list(result.seeds),
-                   list(result.prompts), list(result.negative_prompts), list(result.warnings), result.interrupted,
-                   result.params, result.model, worker, job)
+        return cls(
+            [png_bytes(image) for image in result.images],
+            list(result.infotexts),
+            list(result.seeds),
+            list(result.prompts),
+            list(result.negative_prompts),
+            list(result.warnings),
+            result.interrupted,
+            result.params,
+            result.model,
+            worker,
+            job,
+        )
 
     @classmethod
     def joined(cls, parts: list[JobResult]) -> JobResult:
         """The parts of a job fanned out by batches, in batch order, as one result."""
         first = parts[0]
-        return cls([image for part in parts for image in part.images],
-                   [text for part in parts for text in part.infotexts], [seed for part in parts for seed in part.seeds],
-                   [prompt for part in parts for prompt in part.prompts],
-                   [prompt for part in parts for prompt in part.negative_prompts],
-                   list(dict.fromkeys(warning for part in parts for warning in part.warnings)),
-                   any(part.interrupted for part in parts), first.params, first.model,
-                   ", ".join(dict.fromkeys(part.worker for part in parts)), first.job)
+        return cls(
+            [image for part in parts for image in part.images],
+            [text for part in parts for text in part.infotexts],
+            [seed for part in parts for seed in part.seeds],
+            [prompt for part in parts for prompt in part.prompts],
+            [prompt for part in parts for prompt in part.negative_prompts],
+            list(dict.fromkeys(warning for part in parts for warning in part.warnings)),
+            any(part.interrupted for part in parts),
+            first.params,
+            first.model,
+            ", ".join(dict.fromkeys(part.worker for part in parts)),
+            first.job,
+        )
 
     def to_generation_result(self) -> GenerationResult:
         """The front end's result type, images decoded (not saved yet: no paths)."""
-        return GenerationResult(params=self.params, model=self.model,
-                                images=[png_image(data) for data in self.images], infotexts=list(self.infotexts),
-                                seeds=list(self.seeds), prompts=list(self.prompts),
-                                negative_prompts=list(self.negative_prompts), warnings=list(self.warnings),
-                                interrupted=self.interrupted)
+        return GenerationResult(
+            params=self.params,
+            model=self.model,
+            images=[png_image(data) for data in self.images],
+            infotexts=list(self.infotexts),
+            seeds=list(self.seeds),
+            prompts=list(self.prompts),
+            negative_prompts=list(self.negative_prompts),
+            warnings=list(self.warnings),
+            interrupted=self.interrupted,
+        )

@@ -1,5 +1,6 @@
 """Failed logins per client address: a few are free, then each further failure makes that address wait
 twice as long as the last (up to a cap) before its next try is even checked."""
+
 from __future__ import annotations
 
 import math
@@ -13,9 +14,11 @@ FIRST_WAIT_S = 1.0
 LONGEST_WAIT_S = 300.0
 MAX_ADDRESSES = 10_000  # beyond this many addresses on record, those no longer waiting are forgotten
 # The login form can't show the 429's message, so the page says beforehand what happens.
-LOGIN_PAGE_NOTE = (f"After {FREE_FAILURES} wrong passwords in a row, this address must wait before each next try: "
-                   f"{FIRST_WAIT_S:g} s, then twice as long each time, up to {LONGEST_WAIT_S / 60:g} minutes. "
-                   "While it waits, Login does nothing.")
+LOGIN_PAGE_NOTE = (
+    f"After {FREE_FAILURES} wrong passwords in a row, this address must wait before each next try: "
+    f"{FIRST_WAIT_S:g} s, then twice as long each time, up to {LONGEST_WAIT_S / 60:g} minutes. "
+    "While it waits, Login does nothing."
+)
 
 
 @dataclass
@@ -28,8 +31,13 @@ class LoginThrottle:
     """Counts failed logins by client address. `wait_left` says how long an address must still wait
     (0: its next try may be checked); `failed` records a failure; `succeeded` forgets the address."""
 
-    def __init__(self, free_failures: int = FREE_FAILURES, first_wait_s: float = FIRST_WAIT_S,
-                 longest_wait_s: float = LONGEST_WAIT_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        free_failures: int = FREE_FAILURES,
+        first_wait_s: float = FIRST_WAIT_S,
+        longest_wait_s: float = LONGEST_WAIT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.free_failures = free_failures
         self.first_wait_s = first_wait_s
         self.longest_wait_s = longest_wait_s

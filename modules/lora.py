@@ -1,4 +1,5 @@
 """LoRA networks from models/Lora, applied through diffusers/peft adapters and removed without reloading."""
+
 from __future__ import annotations
 
 import json
@@ -115,8 +116,10 @@ class LoraLibrary:
                     continue
                 except (ValueError, RuntimeError, KeyError, OSError, json.JSONDecodeError) as exc:
                     _forget(host, request.name)
-                    result.warnings.append(f"LoRA {request.name} does not fit this {model.family.label} "
-                                           f"model and was skipped: {str(exc)[:300]}")
+                    result.warnings.append(
+                        f"LoRA {request.name} does not fit this {model.family.label} "
+                        f"model and was skipped: {str(exc)[:300]}"
+                    )
                     continue
                 model.lora_adapters.add(request.name)
             active.append(request)

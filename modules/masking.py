@@ -1,4 +1,5 @@
 """Inpainting masks: blur, invert, the "Only masked" crop region, "fill", and compositing back."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -92,8 +93,9 @@ def fill(image: Image.Image, mask: Image.Image) -> Image.Image:
     return result.convert("RGB")
 
 
-def latent_mask(mask: Image.Image, height: int, width: int, device: torch.device, dtype: torch.dtype,
-                rounded: bool = True) -> torch.Tensor:
+def latent_mask(
+    mask: Image.Image, height: int, width: int, device: torch.device, dtype: torch.dtype, rounded: bool = True
+) -> torch.Tensor:
     """The mask at latent size, (1, 1, height, width), 1 = repaint: resized with Pillow's bicubic filter (A1111's,
     by default) and rounded to 0/1 as A1111 does by default."""
     small = np.asarray(mask.convert("L").resize((width, height), Image.BICUBIC), dtype=np.float32) / 255.0

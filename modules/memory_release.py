@@ -1,4 +1,5 @@
 """Give freed memory back: to the system from the CPU heap, to the GPU from torch's caches."""
+
 from __future__ import annotations
 
 import ctypes

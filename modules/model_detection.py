@@ -1,5 +1,6 @@
 """Fit a model family's shipped configs to a checkpoint's shapes, and probe a UNet for v-prediction.
 Which family a checkpoint is, and what each family is, live in modules/model_families."""
+
 from __future__ import annotations
 
 import copy
@@ -27,8 +28,10 @@ def diffusers_config(module: torch.nn.Module) -> Any:
 def load_family_configs(folder: str) -> dict[str, dict[str, Any]]:
     """The shipped component configs in modules/model_configs/`folder`, keyed by component folder name."""
     root = MODEL_CONFIGS_DIR / folder
-    return {path.parent.name if path.parent != root else "model_index": json.loads(path.read_text())
-            for path in root.rglob("*.json")}
+    return {
+        path.parent.name if path.parent != root else "model_index": json.loads(path.read_text())
+        for path in root.rglob("*.json")
+    }
 
 
 def fit_configs(family: ModelFamily, state: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
@@ -104,8 +107,10 @@ def _fit_vae(state: dict) -> dict[str, Any]:
     levels = _indices(state, prefix)
     if not levels:
         raise ModelLoadError("This checkpoint has no VAE (first_stage_model.*).")
-    channels = [state[f"{prefix}{i}.block.{len(_indices(state, f'{prefix}{i}.block.')) - 1}.conv2.weight"].shape[0]
-                for i in levels]
+    channels = [
+        state[f"{prefix}{i}.block.{len(_indices(state, f'{prefix}{i}.block.')) - 1}.conv2.weight"].shape[0]
+        for i in levels
+    ]
     return {
         "block_out_channels": channels,
         "layers_per_block": len(_indices(state, f"{prefix}0.block.")),
@@ -123,8 +128,7 @@ def _fit_text_encoder(state: dict, slot: TextEncoderSlot) -> dict[str, Any]:
         hidden = state[f"{prefix}token_embedding.weight"].shape[1]
         layers = len(_indices(state, f"{prefix}transformer.resblocks."))
         intermediate = state[f"{prefix}transformer.resblocks.0.mlp.c_fc.weight"].shape[0]
-    fitted = {"hidden_size": hidden, "intermediate_size": intermediate,
-              "num_attention_heads": max(1, hidden // 64)}
+    fitted = {"hidden_size": hidden, "intermediate_size": intermediate, "num_attention_heads": max(1, hidden // 64)}
     projection = state.get(f"{prefix}text_projection")
     if projection is not None and slot.pooled:
         fitted["projection_dim"] = projection.shape[1]
@@ -135,12 +139,16 @@ def _fit_text_encoder(state: dict, slot: TextEncoderSlot) -> dict[str, Any]:
 def write_config_folder(configs: dict[str, dict[str, Any]], root: Path) -> Path:
     """Write fitted configs as a diffusers layout folder named by their content; reuse it if present."""
     import hashlib
+
     blob = json.dumps(configs, sort_keys=True).encode()
     folder = root / hashlib.sha1(blob).hexdigest()[:16]
     if not (folder / "model_index.json").is_file():
         for name, config in configs.items():
-            target = folder / "model_index.json" if name == "model_index" else folder / name / (
-                "scheduler_config.json" if name == "scheduler" else "config.json")
+            target = (
+                folder / "model_index.json"
+                if name == "model_index"
+                else folder / name / ("scheduler_config.json" if name == "scheduler" else "config.json")
+            )
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(config, indent=2))
     return folder
@@ -156,6 +164,7 @@ def predicts_v(unet: torch.nn.Module, context_dim: int, added_cond: dict | None 
     param = next(unet.parameters())
     sample = torch.full((1, diffusers_config(unet).in_channels, 8, 8), 0.5, device=param.device, dtype=param.dtype)
     context = torch.full((1, 2, context_dim), 0.5, device=param.device, dtype=param.dtype)
-    out = unet(sample, torch.tensor([999], device=param.device), encoder_hidden_states=context,
-               added_cond_kwargs=added_cond).sample
+    out = unet(
+        sample, torch.tensor([999], device=param.device), encoder_hidden_states=context, added_cond_kwargs=added_cond
+    ).sample
     return float((out - sample).float().mean()) < -1.0

@@ -2,6 +2,7 @@
 checked, then renamed into place. Nothing else in the program downloads. The check is against the
 sha256 pinned for the file where one is recorded, else against the hash the server announces with
 the file (`RemoteFile.announced`: modules/hub_file_hashes for the Hugging Face Hub)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -56,8 +57,14 @@ class RemoteFile:
     announced: AnnouncedChecksum | None = None
 
 
-def download_file(url: str, dest: Path, sha256: str | None = None, progress: Progress | None = None,
-                  timeout: float = 30.0, announced: AnnouncedChecksum | None = None) -> Path:
+def download_file(
+    url: str,
+    dest: Path,
+    sha256: str | None = None,
+    progress: Progress | None = None,
+    timeout: float = 30.0,
+    announced: AnnouncedChecksum | None = None,
+) -> Path:
     """Fetch `url` to `dest` through a temporary file in the same folder, checked against `sha256` or,
     where that is None, the checksum `announced` reads from the response. On any failure (HTTP
     status, lost connection, fewer bytes than announced, no announced checksum, checksum mismatch)
@@ -66,22 +73,27 @@ def download_file(url: str, dest: Path, sha256: str | None = None, progress: Pro
     try:
         with requests.get(url, stream=True, timeout=timeout) as response:
             if response.status_code != 200:
-                raise DownloadError(f"Could not download {dest.name} from {url}: "
-                                    f"HTTP {response.status_code} {response.reason}")
+                raise DownloadError(
+                    f"Could not download {dest.name} from {url}: HTTP {response.status_code} {response.reason}"
+                )
             total = _content_length(response)
             checksum = Checksum("sha256", sha256.lower()) if sha256 else None
             if checksum is None and announced and (checksum := announced(response)) is None:
-                raise DownloadError(f"Could not check {dest.name} from {url}: the server announced no hash "
-                                    "for it. Nothing was kept.")
+                raise DownloadError(
+                    f"Could not check {dest.name} from {url}: the server announced no hash for it. Nothing was kept."
+                )
             write_atomic(dest, lambda handle: _stream(response, handle, url, dest.name, total, checksum, progress))
     except requests.RequestException as exc:
         raise DownloadError(f"Could not download {dest.name} from {url}: the connection failed ({exc})") from exc
     return dest
 
 
-def download_files(files: Iterable[RemoteFile], folder: Path,
-                   progress: Callable[[RemoteFile, int, int | None], None] | None = None,
-                   timeout: float = 30.0) -> list[Path]:
+def download_files(
+    files: Iterable[RemoteFile],
+    folder: Path,
+    progress: Callable[[RemoteFile, int, int | None], None] | None = None,
+    timeout: float = 30.0,
+) -> list[Path]:
     """Download each file into `folder` unless a file of that name is already there.
     Returns the paths of all the files, downloaded or already present."""
     paths = []
@@ -102,8 +114,15 @@ def _content_length(response: requests.Response) -> int | None:
     return int(value)
 
 
-def _stream(response: requests.Response, handle, url: str, name: str, total: int | None,
-            checksum: Checksum | None, progress: Progress | None) -> None:
+def _stream(
+    response: requests.Response,
+    handle,
+    url: str,
+    name: str,
+    total: int | None,
+    checksum: Checksum | None,
+    progress: Progress | None,
+) -> None:
     digest = checksum.new() if checksum else None
     done = 0
     if progress:
@@ -116,8 +135,9 @@ def _stream(response: requests.Response, handle, url: str, name: str, total: int
         if progress:
             progress(done, total)
     if total is not None and done != total:
-        raise DownloadError(f"The download of {name} from {url} was cut short: "
-                            f"got {done} of {total} bytes. Try again.")
+        raise DownloadError(f"The download of {name} from {url} was cut short: got {done} of {total} bytes. Try again.")
     if digest is not None and digest.hexdigest() != checksum.expected:
-        raise DownloadError(f"{name} from {url} failed its checksum: expected {checksum.kind} {checksum.expected}, "
-                            f"got {digest.hexdigest()}. The file was not kept.")
+        raise DownloadError(
+            f"{name} from {url} failed its checksum: expected {checksum.kind} {checksum.expected}, "
+            f"got {digest.hexdigest()}. The file was not kept."
+        )

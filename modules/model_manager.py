@@ -1,5 +1,6 @@
 """Which checkpoints exist, which one is loaded, and switching between them; the checkpoints kept loaded
 besides it (A1111's sd_checkpoints_limit, within a memory budget), least recently used dropped first."""
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 class ModelManager:
     """Owns the loaded model. Call `load` only from the engine's worker thread."""
 
-    def __init__(self, paths: DataPaths, device: torch.device, dtype: torch.dtype,
-                 optimizations: Optimizations = Optimizations()) -> None:
+    def __init__(
+        self, paths: DataPaths, device: torch.device, dtype: torch.dtype, optimizations: Optimizations = Optimizations()
+    ) -> None:
         self.paths = paths
         self.device = device
         self.dtype = dtype
@@ -70,7 +72,8 @@ class ModelManager:
         for info in self.checkpoints:
             sha = self.hashes.cached(info.path) if info.path.is_file() else None
             if bare in (info.name, info.path.name, info.model_name, str(info.path)) or (
-                    sha and wanted.lower() in (sha[:10], sha[:8], sha)):
+                sha and wanted.lower() in (sha[:10], sha[:8], sha)
+            ):
                 return info
         raise ModelLoadError(f"No checkpoint named {name!r} in {', '.join(map(str, self.paths.checkpoint_dirs()))}")
 

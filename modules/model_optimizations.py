@@ -1,5 +1,6 @@
 """Speed and memory options a loaded model can run with: offloading (--medvram, --lowvram),
 the attention kernel (--opt-sdp-attention, --xformers) and torch.compile (--compile)."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Optimizations:
@@ -75,8 +77,9 @@ def _offload(model, mode: str, device: torch.device) -> None:
     from diffusers.hooks import apply_group_offloading
 
     for module in components:
-        apply_group_offloading(module, onload_device=device, offload_device=torch.device("cpu"),
-                               offload_type="leaf_level")
+        apply_group_offloading(
+            module, onload_device=device, offload_device=torch.device("cpu"), offload_type="leaf_level"
+        )
 
 
 def _use_xformers(model) -> list[str]:

@@ -1,5 +1,6 @@
 """Extra networks of a job: `<lora:…>` and `<hypernet:…>` tags and textual inversion embeddings, made ready on
 the model."""
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,11 @@ class Networks:
         encoder = model.prompt_encoder
         usable = self.embeddings.compatible(encoder.widths)
         encoder.set_embeddings(usable, version=self.embeddings.version)
-        tags = [tag for prompt in dict.fromkeys(prompts)
-                for tag in prompt_parser.extract_extra_networks(prompt)[1]] if use_tags else []
+        tags = (
+            [tag for prompt in dict.fromkeys(prompts) for tag in prompt_parser.extract_extra_networks(prompt)[1]]
+            if use_tags
+            else []
+        )
         applied = self.loras.apply(model, tags)
         handled = {"lora"}
         if self.hypernetworks is not None:
@@ -60,8 +64,11 @@ class Networks:
     def _unusable_embeddings(self, prompts: list[str], usable: dict, model_kind: str) -> list[str]:
         """Warnings for embeddings a prompt names that failed to load or don't fit this model, a `model_kind`
         model ("SD 1.x", …)."""
-        problems = {name: f"Embedding {name} does not fit this {model_kind} model and was ignored."
-                    for name in self.embeddings.embeddings if name not in usable}
+        problems = {
+            name: f"Embedding {name} does not fit this {model_kind} model and was ignored."
+            for name in self.embeddings.embeddings
+            if name not in usable
+        }
         problems.update({Path(file).stem: message for file, message in self.embeddings.errors.items()})
         found = {m.name for prompt in prompts for m in prompt_parser.find_embeddings(prompt, problems)}
         for name in sorted(found):

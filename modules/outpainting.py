@@ -1,4 +1,5 @@
 """Outpainting: extend the canvas in chosen directions and mask the new area for inpainting."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,9 @@ from modules import masking
 DIRECTIONS = ("left", "right", "up", "down")
 
 
-def expand_canvas(image: Image.Image, pixels: int, directions: list[str], multiple: int = 8
-                  ) -> tuple[Image.Image, Image.Image]:
+def expand_canvas(
+    image: Image.Image, pixels: int, directions: list[str], multiple: int = 8
+) -> tuple[Image.Image, Image.Image]:
     """The image on a larger canvas and the mask of the new area (white).
 
     Each chosen side grows by `pixels` (plus what rounds the size up to `multiple`); the new area
@@ -36,8 +38,9 @@ def expand_canvas(image: Image.Image, pixels: int, directions: list[str], multip
     return masking.fill(canvas, mask), mask
 
 
-def add_falloff_noise(canvas: Image.Image, mask: Image.Image, reach: int, exponent: float, variation: float,
-                      seed: int) -> Image.Image:
+def add_falloff_noise(
+    canvas: Image.Image, mask: Image.Image, reach: int, exponent: float, variation: float, seed: int
+) -> Image.Image:
     """Gaussian colour noise over the new area (white in `mask`), `variation` × 255 strong at `reach` pixels
     from the image and beyond, fading towards the image as (distance / reach) ** `exponent`: a lower exponent
     gives more variation, so more new detail, close to the seam. The same seed gives the same noise."""

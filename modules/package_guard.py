@@ -6,6 +6,7 @@ pins as a constraints file, and every `pip install` an extension asks for is jud
 modules/guarded_pip.py): a requirement that would change a pinned package is refused; when only an extra
 of it would, the extra is left out and the rest is installed. Each refusal is written to the session's
 report, which the installer reads when install.py is done."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,14 @@ class PythonEnvironment:
         guard's to apply); returns the finished process with its text output."""
         env = {**without_constraints(), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         try:
-            return subprocess.run([self.python, "-m", "pip", *args], env=env, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
+            return subprocess.run(
+                [self.python, "-m", "pip", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
             raise PackageGuardError(f"pip {args[0]} took longer than {timeout:.0f} s and was stopped.") from None
 
@@ -81,8 +88,10 @@ def protected_pins(environment: PythonEnvironment) -> Pins:
     markers = report.get("environment", {})
     installed = {canonicalize_name(item["metadata"]["name"]): item["metadata"] for item in report["installed"]}
     app = canonicalize_name(environment.app_distribution)
-    pending = [(app, frozenset[str]()), *((canonicalize_name(name), frozenset[str]())
-                                          for name in environment.core_modules)]
+    pending = [
+        (app, frozenset[str]()),
+        *((canonicalize_name(name), frozenset[str]()) for name in environment.core_modules),
+    ]
     seen: set[tuple[str, frozenset[str]]] = set()
     pins: Pins = {}
     while pending:
@@ -96,8 +105,9 @@ def protected_pins(environment: PythonEnvironment) -> Pins:
         for text in metadata.get("requires_dist", []):
             requirement = Requirement(text)
             wanted_by = extras or {""}
-            if requirement.marker and not any(requirement.marker.evaluate({**markers, "extra": extra})
-                                              for extra in wanted_by):
+            if requirement.marker and not any(
+                requirement.marker.evaluate({**markers, "extra": extra}) for extra in wanted_by
+            ):
                 continue
             pending.append((canonicalize_name(requirement.name), frozenset(requirement.extras)))
     return pins
@@ -130,14 +140,21 @@ class Refusal:
     also: str = ""  # the other protected distributions it would change, "name installed → wanted, …"
 
     def message(self) -> str:
-        change = (f"change {self.package} from {self.installed} (the version the web UI uses) to {self.wanted}"
-                  if self.wanted else f"remove {self.package} {self.installed}, which the web UI uses")
+        change = (
+            f"change {self.package} from {self.installed} (the version the web UI uses) to {self.wanted}"
+            if self.wanted
+            else f"remove {self.package} {self.installed}, which the web UI uses"
+        )
         why = (f" ({self.because})" if self.because else "") + (f", and also {self.also}" if self.also else "")
         if self.extra:
-            return (f'Extension {self.extension}: the "{self.extra}" extra of {self.requirement} was left out, '
-                    f"because it would {change}{why}; the rest was installed without it.")
-        return (f"Extension {self.extension}: pip {self.command} {self.requirement} was refused, because it would "
-                f"{change}{why}.")
+            return (
+                f'Extension {self.extension}: the "{self.extra}" extra of {self.requirement} was left out, '
+                f"because it would {change}{why}; the rest was installed without it."
+            )
+        return (
+            f"Extension {self.extension}: pip {self.command} {self.requirement} was refused, because it would "
+            f"{change}{why}."
+        )
 
 
 def direct_refusal(extension: str, text: str, pins: Pins) -> Refusal | None:

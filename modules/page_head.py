@@ -2,6 +2,7 @@
 `<script>` tags, as A1111 does: they run in order while the page is parsed, before DOMContentLoaded and
 before Gradio's app starts. (Gradio's own `head` option adds them from its app code, after the document
 has loaded, so listeners for DOMContentLoaded would never run.)"""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,8 +24,13 @@ class PageHead:
         self.logged_in = logged_in
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in PAGE_PATHS
-                or not self.head or (self.logged_in is not None and not self.logged_in(Request(scope)))):
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or scope["path"] not in PAGE_PATHS
+            or not self.head
+            or (self.logged_in is not None and not self.logged_in(Request(scope)))
+        ):
             await self.app(scope, receive, send)
             return
         start: Message | None = None

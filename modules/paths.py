@@ -2,6 +2,7 @@
 
 A1111's module-level names (script_path, data_path, models_path, extensions_dir, extensions_builtin_dir)
 read the data dir the app runs on, set by activate() at start, and the repository root before that."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

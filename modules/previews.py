@@ -7,6 +7,7 @@ downloaded); "Full" decodes with the model's own VAE. All but Full are made on d
 by whoever asks for them (the page or /progress), so sampling does not wait for them. Approx NN and
 TAESD fall back to Approx cheap when their weights are missing. Every method reads what it needs from the
 model family's `LatentFormat`."""
+
 from __future__ import annotations
 
 import logging
@@ -34,7 +35,7 @@ def to_image(pixels: torch.Tensor) -> Image.Image:
 def approx_cheap(latents: torch.Tensor, latent_format: LatentFormat = SD_LATENTS) -> Image.Image:
     """The first image of a latent batch through its format's linear map (latent channel → RGB weights, fitted
     to the family's VAE, plus an offset; values in -1..1), at the VAE's size."""
-    first = latents[0, :latent_format.channels].float().cpu()
+    first = latents[0, : latent_format.channels].float().cpu()
     bias = torch.tensor(latent_format.preview_bias)[:, None, None]
     rgb = torch.einsum("chw,cr->rhw", first, torch.tensor(latent_format.preview_rgb)) + bias
     return enlarged(to_image(rgb), latent_format.vae_scale_factor)
@@ -146,15 +147,19 @@ class ApproxNNDecoders(FamilyDecoders):
             return None
         path = self.folder / latent_format.approx_nn_file
         if not path.is_file():
-            return self._warn(f"Approx NN preview: no {path.name} in {self.folder}; put A1111's {path.name} "
-                              f"({latent_format.label}) there to use it. Showing Approx cheap instead.")
+            return self._warn(
+                f"Approx NN preview: no {path.name} in {self.folder}; put A1111's {path.name} "
+                f"({latent_format.label}) there to use it. Showing Approx cheap instead."
+            )
         try:
             model = ApproxNN()
             model.load_state_dict(read_weights(path))
             return model
         except Exception as exc:  # any defect of the file: unsafe pickle, truncated, wrong keys or shapes
-            return self._warn(f"Approx NN preview: could not load {path} ({' '.join(str(exc).split())[:300]}); "
-                              f"put a working A1111 {path.name} in {self.folder}. Showing Approx cheap instead.")
+            return self._warn(
+                f"Approx NN preview: could not load {path} ({' '.join(str(exc).split())[:300]}); "
+                f"put a working A1111 {path.name} in {self.folder}. Showing Approx cheap instead."
+            )
 
     def _warn(self, message: str) -> None:
         if message not in self._warned:

@@ -4,6 +4,7 @@
 The processing objects are views over one GenerationParams (A1111's field names are its field
 names); anything else a script sets is kept on the object. process_images runs on the one engine:
 inside a running job (a script's run()) at once, otherwise as a queued job."""
+
 from __future__ import annotations
 
 import copy
@@ -150,10 +151,21 @@ class PostprocessBatchListArgs:
 class Processed:
     """The outcome of process_images, with A1111's attribute names."""
 
-    def __init__(self, p: StableDiffusionProcessing, images_list: list, seed: int = -1, info: str = "",
-                 subseed: int | None = None, all_prompts: list | None = None, all_negative_prompts: list | None = None,
-                 all_seeds: list | None = None, all_subseeds: list | None = None, index_of_first_image: int = 0,
-                 infotexts: list | None = None, comments: str = "") -> None:
+    def __init__(
+        self,
+        p: StableDiffusionProcessing,
+        images_list: list,
+        seed: int = -1,
+        info: str = "",
+        subseed: int | None = None,
+        all_prompts: list | None = None,
+        all_negative_prompts: list | None = None,
+        all_seeds: list | None = None,
+        all_subseeds: list | None = None,
+        index_of_first_image: int = 0,
+        infotexts: list | None = None,
+        comments: str = "",
+    ) -> None:
         self.images = images_list
         self.prompt = p.prompt
         self.negative_prompt = p.negative_prompt
@@ -182,10 +194,32 @@ class Processed:
 
     def js(self) -> str:
         """The `info` JSON that A1111's API returns."""
-        keys = ("prompt", "negative_prompt", "seed", "subseed", "all_prompts", "all_negative_prompts", "all_seeds",
-                "all_subseeds", "subseed_strength", "width", "height", "sampler_name", "cfg_scale", "steps",
-                "batch_size", "restore_faces", "seed_resize_from_w", "seed_resize_from_h", "denoising_strength",
-                "extra_generation_params", "index_of_first_image", "infotexts", "styles", "clip_skip")
+        keys = (
+            "prompt",
+            "negative_prompt",
+            "seed",
+            "subseed",
+            "all_prompts",
+            "all_negative_prompts",
+            "all_seeds",
+            "all_subseeds",
+            "subseed_strength",
+            "width",
+            "height",
+            "sampler_name",
+            "cfg_scale",
+            "steps",
+            "batch_size",
+            "restore_faces",
+            "seed_resize_from_w",
+            "seed_resize_from_h",
+            "denoising_strength",
+            "extra_generation_params",
+            "index_of_first_image",
+            "infotexts",
+            "styles",
+            "clip_skip",
+        )
         return json.dumps({key: getattr(self, key) for key in keys}, default=str)
 
     def to_result(self, params: GenerationParams, model: ModelUsed | None) -> GenerationResult:
@@ -194,19 +228,29 @@ class Processed:
         infotexts = list(self.infotexts) + [self.info] * (len(self.images) - len(self.infotexts))
         seeds = list(self.all_seeds)
         seeds = [seeds[0]] * self.index_of_first_image + seeds
-        return GenerationResult(params=dataclasses.replace(params, seed=self.seed), model=self.model or model,
-                                images=list(self.images),
-                                infotexts=infotexts[:len(self.images)], seeds=seeds[:len(self.images)],
-                                paths=self.paths if len(self.paths) == len(self.images) else [],
-                                warnings=self.warnings, interrupted=self.interrupted,
-                                index_of_first_image=self.index_of_first_image)
+        return GenerationResult(
+            params=dataclasses.replace(params, seed=self.seed),
+            model=self.model or model,
+            images=list(self.images),
+            infotexts=infotexts[: len(self.images)],
+            seeds=seeds[: len(self.images)],
+            paths=self.paths if len(self.paths) == len(self.images) else [],
+            warnings=self.warnings,
+            interrupted=self.interrupted,
+            index_of_first_image=self.index_of_first_image,
+        )
 
 
 class _ScriptHooks(JobHooks):
     """Calls the AlwaysVisible scripts' batch and image hooks from inside the job."""
 
-    BATCH_HOOKS = ("before_process_batch", "process_batch", "postprocess_image", "postprocess_batch",
-                   "postprocess_batch_list")
+    BATCH_HOOKS = (
+        "before_process_batch",
+        "process_batch",
+        "postprocess_image",
+        "postprocess_batch",
+        "postprocess_batch_list",
+    )
 
     def __init__(self, p: StableDiffusionProcessing) -> None:
         self.p = p
@@ -217,8 +261,11 @@ class _ScriptHooks(JobHooks):
         from modules.scripts import Script  # it imports this module
 
         runner = self.p.scripts
-        return runner is not None and any(getattr(type(script), hook) is not getattr(Script, hook)
-                                          for script in runner.alwayson for hook in self.BATCH_HOOKS)
+        return runner is not None and any(
+            getattr(type(script), hook) is not getattr(Script, hook)
+            for script in runner.alwayson
+            for hook in self.BATCH_HOOKS
+        )
 
     @property
     def replaces_noise(self) -> bool:
@@ -344,26 +391,42 @@ def _prepare(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Prepar
         settings = dataclasses.replace(settings, save_dir=Path(p.outpath_samples))
     model = services.models.require()
     job = GenerationJob(
-        "img2img" if p.is_img2img else "txt2img", p.params,
+        "img2img" if p.is_img2img else "txt2img",
+        p.params,
         ImagePlan(p.all_prompts, p.all_negative_prompts, p.all_seeds, p.all_subseeds or []) if p.all_prompts else plan,
-        settings, model.short_hash or "", model.checkpoint.name, vae or services.opts.sd_vae,
+        settings,
+        model.short_hash or "",
+        model.checkpoint.name,
+        vae or services.opts.sd_vae,
         extra_infotext={k: str(v) for k, v in p.extra_generation_params.items() if v is not None},
-        use_extra_network_tags=not p.disable_extra_networks, init_images=list(getattr(p, "init_images", [])),
-        mask=getattr(p, "mask", None), blend=p.conditioning_blend, hooks=_ScriptHooks(p))
+        use_extra_network_tags=not p.disable_extra_networks,
+        init_images=list(getattr(p, "init_images", [])),
+        mask=getattr(p, "mask", None),
+        blend=p.conditioning_blend,
+        hooks=_ScriptHooks(p),
+    )
     return _Prepared(job, plan, vae_problem)
 
 
-def _finish(p: StableDiffusionProcessing, ready: _Prepared, result: GenerationResult, ctx: JobContext,
-            services) -> Processed:
+def _finish(
+    p: StableDiffusionProcessing, ready: _Prepared, result: GenerationResult, ctx: JobContext, services
+) -> Processed:
     """Processed from the job's result, with the batch grid and the scripts' postprocess hooks."""
     plan = ready.plan
     ctx.first_model = ctx.first_model or result.model
     if ready.vae_problem:
         result.warnings.insert(0, ready.vae_problem)
-    processed = Processed(p, result.images, result.seeds[0] if result.seeds else p.params.seed,
-                          result.infotexts[0] if result.infotexts else "", infotexts=result.infotexts,
-                          all_seeds=list(plan.seeds), all_prompts=list(plan.prompts),
-                          all_subseeds=list(plan.subseeds), comments="\n".join(model_hijack.comments))
+    processed = Processed(
+        p,
+        result.images,
+        result.seeds[0] if result.seeds else p.params.seed,
+        result.infotexts[0] if result.infotexts else "",
+        infotexts=result.infotexts,
+        all_seeds=list(plan.seeds),
+        all_prompts=list(plan.prompts),
+        all_subseeds=list(plan.subseeds),
+        comments="\n".join(model_hijack.comments),
+    )
     processed.warnings, processed.paths, processed.interrupted = result.warnings, result.paths, result.interrupted
     processed.model = result.model
     batch_grid.add_grid(p, processed, services)

@@ -18,6 +18,7 @@ One known difference: where a well-formed `[...]` construct directly touches str
 the construct as literal text; which cases depends on the Lark version (1.1.2, which A1111
 pins, and 1.3 differ).  Here a well-formed construct is always read.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,10 @@ _CACHE_SIZE = 4096
 _GRAMMAR = Path(__file__).with_name("prompt.lark")
 
 # The `when` of prompt editing: Lark's SIGNED_NUMBER, with optional spaces around it.
-_EDIT_WHEN = re.compile(r"\s*([+-]?(?:[0-9]+[eE][+-]?[0-9]+|(?:[0-9]+\.[0-9]*|\.[0-9]+)"
-                        r"(?:[eE][+-]?[0-9]+)?|[0-9]+))\s*")
+_EDIT_WHEN = re.compile(
+    r"\s*([+-]?(?:[0-9]+[eE][+-]?[0-9]+|(?:[0-9]+\.[0-9]*|\.[0-9]+)"
+    r"(?:[eE][+-]?[0-9]+)?|[0-9]+))\s*"
+)
 # The number of an emphasis weight, `(text:1.5)`, as A1111 accepts it.
 _EMPHASIS_WEIGHT = re.compile(r"\s*([+-]?[.\d]+)\s*")
 # A sub-prompt's text and its optional trailing `:weight`.
@@ -54,6 +57,7 @@ _SUBPROMPT_WEIGHT = re.compile(r"(.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*"
 @dataclass(frozen=True)
 class ExtraNetwork:
     """An extra-network tag: `<lora:name:0.8>` is ExtraNetwork("lora", "name", ("0.8",))."""
+
     kind: str
     name: str
     args: tuple[str, ...] = ()
@@ -62,6 +66,7 @@ class ExtraNetwork:
 @dataclass(frozen=True)
 class ScheduledText:
     """The text a sub-prompt has up to and including step `end_at_step`."""
+
     end_at_step: int
     text: str
 
@@ -69,6 +74,7 @@ class ScheduledText:
 @dataclass(frozen=True)
 class PromptSchedule:
     """One AND sub-prompt: its composable-diffusion weight and its text per step range."""
+
     text: str
     weight: float
     schedule: tuple[ScheduledText, ...]
@@ -77,12 +83,14 @@ class PromptSchedule:
 @dataclass(frozen=True)
 class ParsedPrompt:
     """A whole prompt: its AND sub-prompts and the extra networks taken out of it."""
+
     subprompts: tuple[PromptSchedule, ...]
     extra_networks: tuple[ExtraNetwork, ...]
 
 
 class EmbeddingMatch(NamedTuple):
     """An embedding name found in a text: text[start:end] is `name`, in any case."""
+
     name: str
     start: int
     end: int
@@ -97,8 +105,7 @@ _Token = tuple[str, str, int]
 @cache
 def _grammar(start: str) -> lark.Lark:
     """The grammar compiled for one pass, "networks" or "prompt"; built once."""
-    return lark.Lark(_GRAMMAR.read_text(encoding="utf-8"), start=start,
-                     parser="lalr", lexer="basic")
+    return lark.Lark(_GRAMMAR.read_text(encoding="utf-8"), start=start, parser="lalr", lexer="basic")
 
 
 @cache
@@ -146,6 +153,7 @@ def extract_extra_networks(prompt: str) -> tuple[str, tuple[ExtraNetwork, ...]]:
 
 class _Edit(NamedTuple):
     """`[before:after:when]`; `before` is None for `[after:when]`."""
+
     before: tuple | None
     after: tuple
     when: str
@@ -153,20 +161,21 @@ class _Edit(NamedTuple):
 
 class _Alternate(NamedTuple):
     """`[a|b|c]`: option (step - 1) % len(options) is used at each step."""
+
     options: tuple
 
 
 class _Parsed(NamedTuple):
-    items: tuple        # str, _Edit and _Alternate; emphasis stays literal text
-    pipes: tuple        # offsets of the `|` outside any alternation
-    escapes_ok: bool    # False when a backslash escapes nothing or a newline
+    items: tuple  # str, _Edit and _Alternate; emphasis stays literal text
+    pipes: tuple  # offsets of the `|` outside any alternation
+    escapes_ok: bool  # False when a backslash escapes nothing or a newline
 
 
 # A symbol: (kind, text, offset); kind is "TEXT" or a bracket, COLON or PIPE terminal.
 _Symbol = tuple[str, str, int]
 _OPEN = ("LPAR", "LSQB")
 _PLAIN = frozenset(("TEXT", "AND", "BREAK", "ESCAPED"))
-_MORE = object()    # a construct goes on after the delimiter just read
+_MORE = object()  # a construct goes on after the delimiter just read
 
 
 def _symbols(tokens: tuple[_Token, ...]) -> tuple[list[_Symbol], bool]:
@@ -199,7 +208,7 @@ def _edit_when(symbols: list[_Symbol], colon: int) -> tuple[str, int] | None:
         end += 1
     if end == len(symbols) or symbols[end][0] != "RSQB":
         return None
-    match = _EDIT_WHEN.fullmatch("".join(symbol[1] for symbol in symbols[colon + 1:end]))
+    match = _EDIT_WHEN.fullmatch("".join(symbol[1] for symbol in symbols[colon + 1 : end]))
     return (match.group(1), end + 1) if match else None
 
 
@@ -208,7 +217,7 @@ class _Bracket:
 
     def __init__(self, index: int, opener: str) -> None:
         self.index, self.opener = index, opener
-        self.state = "first"     # "first", "second" (after a colon) or "alternate"
+        self.state = "first"  # "first", "second" (after a colon) or "alternate"
         self.parts: list[list] = []
         self.items: list = []
 
@@ -216,7 +225,7 @@ class _Bracket:
         """Read the delimiter at `pos`: _MORE, None (malformed) or (items, index after)."""
         kind = symbols[pos][0] if pos < len(symbols) else "END"
         first = self.state == "first"
-        if self.opener == "LPAR":    # (a) or (a:b): emphasis
+        if self.opener == "LPAR":  # (a) or (a:b): emphasis
             if kind == "RPAR":
                 return self._literal(")"), pos + 1
             return self._next("second") if kind == "COLON" and first else None
@@ -333,8 +342,7 @@ def _constructs(items: tuple) -> Iterator[_Edit | _Alternate]:
                 pending.extend(item.options)
 
 
-def _edit_step(when: str, steps: int, int_offset: int, float_offset: float,
-               use_old_scheduling: bool) -> float:
+def _edit_step(when: str, steps: int, int_offset: int, float_offset: float, use_old_scheduling: bool) -> float:
     """The last step that uses `before`, as A1111 computes it (at most `steps`)."""
     value = float(when)
     if use_old_scheduling:
@@ -345,7 +353,7 @@ def _edit_step(when: str, steps: int, int_offset: int, float_offset: float,
         value = value - int_offset
     if value >= steps:
         return steps
-    return int(value) if math.isfinite(value) else value    # -inf, or nan at 0 steps
+    return int(value) if math.isfinite(value) else value  # -inf, or nan at 0 steps
 
 
 def _render(items: tuple, step: int, whens: dict[str, float]) -> str:
@@ -369,8 +377,9 @@ def _render(items: tuple, step: int, whens: dict[str, float]) -> str:
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
-def _schedule(prompt: str, base_steps: int, hires_steps: int | None,
-              use_old_scheduling: bool) -> tuple[tuple[int, str], ...]:
+def _schedule(
+    prompt: str, base_steps: int, hires_steps: int | None, use_old_scheduling: bool
+) -> tuple[tuple[int, str], ...]:
     if hires_steps is None or use_old_scheduling:
         steps, int_offset, float_offset = base_steps, 0, 0.0
     else:
@@ -391,8 +400,12 @@ def _schedule(prompt: str, base_steps: int, hires_steps: int | None,
                 ends.add(end)
     # A step's text depends only on the branch each construct takes, so render each combination once.
     ordered = sorted(ends)
-    columns = [[end <= whens[c.when] for end in ordered] if isinstance(c, _Edit)
-               else [(end - 1) % len(c.options) for end in ordered] for c in constructs]
+    columns = [
+        [end <= whens[c.when] for end in ordered]
+        if isinstance(c, _Edit)
+        else [(end - 1) % len(c.options) for end in ordered]
+        for c in constructs
+    ]
     rendered: dict[tuple, str] = {}
     schedule = []
     for end, choice in zip(ordered, zip(*columns) if columns else [()] * len(ordered)):
@@ -403,9 +416,9 @@ def _schedule(prompt: str, base_steps: int, hires_steps: int | None,
     return tuple(schedule)
 
 
-def get_learned_conditioning_prompt_schedules(prompts: Iterable[str], base_steps: int,
-                                              hires_steps: int | None = None,
-                                              use_old_scheduling: bool = False) -> list[list[list]]:
+def get_learned_conditioning_prompt_schedules(
+    prompts: Iterable[str], base_steps: int, hires_steps: int | None = None, use_old_scheduling: bool = False
+) -> list[list[list]]:
     """For each prompt, its `[end_at_step, text]` pairs, as A1111's function of this name.
 
     `a [b:3]` at 10 steps gives `[[3, 'a '], [10, 'a b']]`.  With `hires_steps`, the
@@ -416,8 +429,9 @@ def get_learned_conditioning_prompt_schedules(prompts: Iterable[str], base_steps
     schedules: dict[str, list[list]] = {}
     for prompt in prompts:
         if prompt not in schedules:
-            schedules[prompt] = [[end, text] for end, text in
-                                 _schedule(prompt, base_steps, hires_steps, use_old_scheduling)]
+            schedules[prompt] = [
+                [end, text] for end, text in _schedule(prompt, base_steps, hires_steps, use_old_scheduling)
+            ]
     return [schedules[prompt] for prompt in prompts]
 
 
@@ -442,7 +456,7 @@ def _emphasis_weight(tokens: tuple[_Token, ...], index: int) -> tuple[str, float
         return None
     try:
         return match.group(1), _clamp(float(match.group(1)))
-    except ValueError:    # "1.2.3" or "." fit A1111's pattern but are no numbers
+    except ValueError:  # "1.2.3" or "." fit A1111's pattern but are no numbers
         return match.group(1), None
 
 
@@ -453,7 +467,7 @@ def _attention(text: str) -> tuple[tuple[str, float], ...]:
     weights: list[float] = []
     round_open: list[int] = []
     square_open: list[int] = []
-    run: list[str] | None = None     # text since the last bracket, escape or BREAK
+    run: list[str] | None = None  # text since the last bracket, escape or BREAK
 
     def emit(piece: str, weight: float = 1.0) -> None:
         texts.append(piece)
@@ -468,7 +482,7 @@ def _attention(text: str) -> tuple[tuple[str, float], ...]:
                 run = []
             run.append(token)
             continue
-        if kind == "BREAK":     # A1111 splits each run of text at BREAK, keeping empty pieces
+        if kind == "BREAK":  # A1111 splits each run of text at BREAK, keeping empty pieces
             emit("".join(run or ()))
             emit("BREAK", -1)
             run = []
@@ -485,7 +499,7 @@ def _attention(text: str) -> tuple[tuple[str, float], ...]:
             round_open.append(len(texts))
         elif kind == "LSQB":
             square_open.append(len(texts))
-        elif weight and not round_open:      # `a:1.5)` without `(` is text
+        elif weight and not round_open:  # `a:1.5)` without `(` is text
             emit(":" + tokens[index][1] + ")")
             index += 2
         elif weight and weight[1] is not None:
@@ -528,7 +542,7 @@ def parse_prompt_attention(text: str) -> list[list]:
 def _subprompt_weight(piece: str) -> tuple[str, float]:
     """`a cat :1.2 ` is ("a cat", 1.2); `a dog ` is ("a dog", 1.0)."""
     text = piece.rstrip()
-    if not text or not (text[-1].isdecimal() or text[-1] == "."):    # no number at the end
+    if not text or not (text[-1].isdecimal() or text[-1] == "."):  # no number at the end
         return text, 1.0
     text, weight = _SUBPROMPT_WEIGHT.fullmatch(piece).groups()
     return text, 1.0 if weight is None else _clamp(float(weight))
@@ -545,8 +559,9 @@ def _subprompts(prompt: str) -> tuple[tuple[str, float], ...]:
     return tuple(_subprompt_weight(piece) for piece in pieces)
 
 
-def get_multicond_prompt_list(prompts: Iterable[str]
-                              ) -> tuple[list[list[tuple[int, float]]], list[str], dict[str, int]]:
+def get_multicond_prompt_list(
+    prompts: Iterable[str],
+) -> tuple[list[list[tuple[int, float]]], list[str], dict[str, int]]:
     """Split prompts at AND, as A1111's function of this name does.
 
     Returns each prompt's `(index, weight)` pairs, the distinct sub-prompt texts (without
@@ -568,7 +583,7 @@ def get_multicond_prompt_list(prompts: Iterable[str]
 
 @lru_cache(maxsize=16)
 def _embedding_pattern(names: frozenset[str]) -> tuple[re.Pattern, tuple[str, ...]]:
-    ordered = tuple(sorted(names, key=lambda name: (-len(name), name)))    # longest first
+    ordered = tuple(sorted(names, key=lambda name: (-len(name), name)))  # longest first
     alternatives = "|".join(map(re.escape, ordered))
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE), ordered
 
@@ -586,8 +601,9 @@ def find_embeddings(text: str, names: Iterable[str]) -> list[EmbeddingMatch]:
     matches = []
     for match in pattern.finditer(text):
         found = match.group()
-        name = next(name for name in ordered if len(name) == len(found)
-                    and re.fullmatch(re.escape(name), found, re.IGNORECASE))
+        name = next(
+            name for name in ordered if len(name) == len(found) and re.fullmatch(re.escape(name), found, re.IGNORECASE)
+        )
         matches.append(EmbeddingMatch(name, match.start(), match.end()))
     return matches
 
@@ -596,8 +612,9 @@ def find_embeddings(text: str, names: Iterable[str]) -> list[EmbeddingMatch]:
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
-def parse_prompt(prompt: str, steps: int, hires_steps: int | None = None,
-                 use_old_scheduling: bool = False) -> ParsedPrompt:
+def parse_prompt(
+    prompt: str, steps: int, hires_steps: int | None = None, use_old_scheduling: bool = False
+) -> ParsedPrompt:
     """Read a whole prompt: extra networks taken out, AND sub-prompts, each one's schedule.
 
     The step arguments are those of `get_learned_conditioning_prompt_schedules`; each
@@ -605,7 +622,14 @@ def parse_prompt(prompt: str, steps: int, hires_steps: int | None = None,
     """
     text, networks = extract_extra_networks(prompt)
     subprompts = tuple(
-        PromptSchedule(sub, weight, tuple(ScheduledText(end, scheduled) for end, scheduled in
-                                          _schedule(sub, steps, hires_steps, use_old_scheduling)))
-        for sub, weight in _subprompts(text))
+        PromptSchedule(
+            sub,
+            weight,
+            tuple(
+                ScheduledText(end, scheduled)
+                for end, scheduled in _schedule(sub, steps, hires_steps, use_old_scheduling)
+            ),
+        )
+        for sub, weight in _subprompts(text)
+    )
     return ParsedPrompt(subprompts, networks)

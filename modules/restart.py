@@ -1,5 +1,6 @@
 """Restarting the page inside the process (A1111's "Reload UI"): the Extensions tab asks for it, and
 app.py's serving loop closes the page, reloads extensions and scripts, and serves a new page."""
+
 from __future__ import annotations
 
 import threading

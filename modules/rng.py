@@ -1,5 +1,6 @@
 """Seeds: a random one for -1, and each image's seed in a batch. A1111's noise itself (ImageRNG, the CPU / GPU /
 NV sources, ENSD, variation seeds, "Resize seed from") is modules/sampling/noise.py."""
+
 from __future__ import annotations
 
 import random

@@ -1,5 +1,6 @@
 """Reading weight files without running code: safetensors, or torch's weights-only unpickler for
 pickle-based files (.ckpt, .pt, .pth, .bin). Every model loader goes through `read_weights`."""
+
 from __future__ import annotations
 
 import pickle
@@ -59,7 +60,8 @@ def read_weights(path: str | Path) -> Any:
         raise UnsafeWeightsError(
             f"Refused to load {path.name}: it holds Python code or objects other than tensors, which could run "
             "code on this computer. Only plain tensor files are loaded; use a .safetensors version of it. "
-            f"(It names {next(group for group in named.groups() if group)}.)") from None
+            f"(It names {next(group for group in named.groups() if group)}.)"
+        ) from None
 
 
 def check_pickled_files(paths: Iterable[Path]) -> None:

@@ -4,6 +4,7 @@ Reading uses plain file reads rather than safetensors' memory map: the pages of 
 process's resident memory for as long as the map is open, so reading three mapped checkpoints through holds
 up to all three. Writing makes the header from the tensors' names, shapes and dtypes alone, then appends each
 tensor's bytes in header order."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,18 @@ from modules.safe_weights import SAFETENSORS_MAX_HEADER
 
 # The format's dtype names (https://github.com/huggingface/safetensors, "Format").
 DTYPE_NAMES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-    torch.bool: "BOOL", torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2",
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.float8_e5m2: "F8_E5M2",
 }
 DTYPES = {name: dtype for dtype, name in DTYPE_NAMES.items()}
 
@@ -84,8 +94,11 @@ def header(specs: Sequence[TensorSpec], metadata: dict[str, str] | None = None) 
     for spec in specs:
         if spec.dtype not in DTYPE_NAMES:
             raise ValueError(f"{spec.key}: safetensors can't hold {spec.dtype}")
-        entries[spec.key] = {"dtype": DTYPE_NAMES[spec.dtype], "shape": list(spec.shape),
-                             "data_offsets": [offset, offset + spec.nbytes]}
+        entries[spec.key] = {
+            "dtype": DTYPE_NAMES[spec.dtype],
+            "shape": list(spec.shape),
+            "data_offsets": [offset, offset + spec.nbytes],
+        }
         offset += spec.nbytes
     text = json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)
@@ -95,6 +108,7 @@ def header(specs: Sequence[TensorSpec], metadata: dict[str, str] | None = None) 
 def write_tensor(handle: IO[bytes], spec: TensorSpec, tensor: torch.Tensor) -> None:
     """Append `tensor`'s bytes, which must be what `spec` promised in the header."""
     if tuple(tensor.shape) != spec.shape or tensor.dtype != spec.dtype:
-        raise ValueError(f"{spec.key} is {tuple(tensor.shape)} {tensor.dtype}, the header says {spec.shape} "
-                         f"{spec.dtype}")
+        raise ValueError(
+            f"{spec.key} is {tuple(tensor.shape)} {tensor.dtype}, the header says {spec.shape} {spec.dtype}"
+        )
     handle.write(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)

@@ -1,5 +1,6 @@
 """The Save and Zip buttons under a gallery, as A1111 has them: the selected image (or all) is written again into
 the outdir_save folder (`log/images`), a row is added to its `log.csv`, and Zip packs the saved files."""
+
 from __future__ import annotations
 
 import csv
@@ -26,8 +27,17 @@ def chosen(result: GenerationResult, index: int, selected_only: bool) -> list[in
 def log_row(result: GenerationResult, filename: str) -> list[Any]:
     """log.csv's row for one Save: the job's first prompt, seed and settings, and the first file's name."""
     p = result.params
-    return [p.prompt, result.seeds[result.index_of_first_image] if result.seeds else p.seed, p.width, p.height,
-            p.sampler_name, p.cfg_scale, p.steps, filename, p.negative_prompt]
+    return [
+        p.prompt,
+        result.seeds[result.index_of_first_image] if result.seeds else p.seed,
+        p.width,
+        p.height,
+        p.sampler_name,
+        p.cfg_scale,
+        p.steps,
+        filename,
+        p.negative_prompt,
+    ]
 
 
 def save(result: GenerationResult, index: int, opts: Any, folder: Path, make_zip: bool = False) -> list[Path]:
@@ -40,9 +50,17 @@ def save(result: GenerationResult, index: int, opts: Any, folder: Path, make_zip
         text = result.infotexts[number] if number < len(result.infotexts) else ""
         seed = result.seeds[number] if number < len(result.seeds) else result.params.seed
         prompt = parse_infotext(text).get("Prompt", result.params.prompt) if text else result.params.prompt
-        name, _ = images.save_image(result.images[number], folder, "", seed, prompt, opts.samples_format, info=text,
-                                    grid=number < result.index_of_first_image,
-                                    save_to_dirs=opts.use_save_to_dirs_for_ui)
+        name, _ = images.save_image(
+            result.images[number],
+            folder,
+            "",
+            seed,
+            prompt,
+            opts.samples_format,
+            info=text,
+            grid=number < result.index_of_first_image,
+            save_to_dirs=opts.use_save_to_dirs_for_ui,
+        )
         saved.append(Path(name))
     if opts.save_write_log_csv and saved:
         log_file = folder / "log.csv"

@@ -1,6 +1,7 @@
 """A1111's `modules.script_callbacks`: extensions register functions that run at named moments.
 
 A callback that raises is logged with its traceback and the rest still run."""
+
 from __future__ import annotations
 
 import inspect
@@ -15,9 +16,21 @@ from modules.engine import is_out_of_memory
 log = logging.getLogger(__name__)
 
 _callbacks: dict[str, list[tuple[str, Callable]]] = defaultdict(list)
-NAMES = ("app_started", "model_loaded", "ui_tabs", "ui_settings", "before_image_saved", "image_saved",
-         "cfg_denoiser", "cfg_denoised", "cfg_after_cfg", "infotext_pasted", "script_unloaded",
-         "before_component", "after_component")
+NAMES = (
+    "app_started",
+    "model_loaded",
+    "ui_tabs",
+    "ui_settings",
+    "before_image_saved",
+    "image_saved",
+    "cfg_denoiser",
+    "cfg_denoised",
+    "cfg_after_cfg",
+    "infotext_pasted",
+    "script_unloaded",
+    "before_component",
+    "after_component",
+)
 
 
 @dataclass

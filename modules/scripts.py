@@ -5,6 +5,7 @@ A script file may expose several Script subclasses, defined in it or imported in
 its extension's folder is first on sys.path (so it can import the extension's own package), as in A1111.
 A file that fails to import, and a script whose show(), ui(), before_component or after_component
 raises, is logged with its extension's name and named in the page's notices; the rest of the page loads."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -169,10 +170,12 @@ def load_scripts(folders: list[Path]) -> LoadedScripts:
         try:
             module = _import_script(f"webui_script_{number}_{path.stem}", path, base)
         except (Exception, SystemExit):
-            log.error("Script %s of %s failed to load:\n%s", path.name, script_origin(str(path)),
-                      traceback.format_exc())
-            loaded.errors.append(f"Script {path.name} of {script_origin(str(path))} failed to load; "
-                                 "see the log for its traceback.")
+            log.error(
+                "Script %s of %s failed to load:\n%s", path.name, script_origin(str(path)), traceback.format_exc()
+            )
+            loaded.errors.append(
+                f"Script {path.name} of {script_origin(str(path))} failed to load; see the log for its traceback."
+            )
             continue
         known = {cls for cls, _ in loaded.classes}
         for value in vars(module).values():
@@ -269,8 +272,7 @@ class ScriptRunner:
     def _report(self, what: str, filename: str | None) -> None:
         """Log the exception being handled and add a notice naming the script's extension."""
         log.exception("%s of %s (%s) failed on the %s tab", what, script_origin(filename), filename, self.tab)
-        notice = (f"{what} of {script_origin(filename)} failed on the {self.tab} tab; "
-                  "see the log for its traceback.")
+        notice = f"{what} of {script_origin(filename)} failed on the {self.tab} tab; see the log for its traceback."
         if notice not in self.notices:
             self.notices.append(notice)
 
@@ -302,8 +304,11 @@ class ScriptRunner:
 
     def _component_hooks(self, when: str, component: Any, kwargs: dict[str, Any]) -> None:
         for script in list(self.scripts):
-            callbacks = [callback for elem_id, callback in getattr(script, f"on_{when}_component_elem_id") or []
-                         if elem_id == kwargs.get("elem_id")]
+            callbacks = [
+                callback
+                for elem_id, callback in getattr(script, f"on_{when}_component_elem_id") or []
+                if elem_id == kwargs.get("elem_id")
+            ]
             try:
                 for callback in callbacks:
                     callback(OnComponent(component=component))
@@ -327,7 +332,7 @@ class ScriptRunner:
         if index == 0:
             return None
         script = self.selectable[index - 1]
-        return script.run(p, *args[script.args_from:script.args_to])
+        return script.run(p, *args[script.args_from : script.args_to])
 
     def check_plan(self, p) -> None:
         """Before queueing: the picked script's and the AlwaysVisible scripts' check_plan with their arguments
@@ -337,7 +342,7 @@ class ScriptRunner:
         picked = [self.selectable[index - 1]] if 0 < index <= len(self.selectable) else []
         for script in [*picked, *self.alwayson]:
             try:
-                script.check_plan(p, *args[script.args_from:script.args_to])
+                script.check_plan(p, *args[script.args_from : script.args_to])
             except UserError:
                 raise
             except Exception:
@@ -346,7 +351,7 @@ class ScriptRunner:
     def _each_alwayson(self, hook: str, p, *extra: Any, **kwargs: Any) -> None:
         for script in self.alwayson:
             try:
-                getattr(script, hook)(p, *extra, *p.script_args[script.args_from:script.args_to], **kwargs)
+                getattr(script, hook)(p, *extra, *p.script_args[script.args_from : script.args_to], **kwargs)
             except Exception as exc:
                 if is_out_of_memory(exc):
                     raise  # not the script's bug: the engine frees memory and tells the caller

@@ -1,4 +1,5 @@
 """Load, hold, switch and free Stable Diffusion checkpoints (single-file and diffusers folders)."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,10 @@ class StableDiffusionModel:
     def __post_init__(self) -> None:
         for module in (self.unet, self.vae):  # convolutions on channels-last weights run ~10% faster
             module.to(memory_format=torch.channels_last)
-        slots = [EncoderSlot(tok, enc, penultimate=slot.penultimate, pooled=slot.pooled)
-                 for slot, tok, enc in zip(self.family.text_encoders, self.tokenizers, self.text_encoders)]
+        slots = [
+            EncoderSlot(tok, enc, penultimate=slot.penultimate, pooled=slot.pooled)
+            for slot, tok, enc in zip(self.family.text_encoders, self.tokenizers, self.text_encoders)
+        ]
         self.prompt_encoder = PromptEncoder(slots, self.device, self.dtype)
 
     def lora_host(self):
@@ -55,8 +58,7 @@ class StableDiffusionModel:
             from diffusers import EulerDiscreteScheduler
 
             scheduler = EulerDiscreteScheduler.from_config(self.scheduler_config)
-            self._lora_host = self.family.pipeline(self.unet, self.vae, self.text_encoders, self.tokenizers,
-                                                   scheduler)
+            self._lora_host = self.family.pipeline(self.unet, self.vae, self.text_encoders, self.tokenizers, scheduler)
         return self._lora_host
 
     @property
@@ -188,8 +190,13 @@ def prepare_checkpoint(info: CheckpointInfo) -> PreparedCheckpoint:
     return PreparedCheckpoint(info, family, state, model_detection.fit_configs(family, state))
 
 
-def build_model(prepared: PreparedCheckpoint, device: torch.device, dtype: torch.dtype, cache_dir: Path,
-                hashes: HashCache | None = None) -> StableDiffusionModel:
+def build_model(
+    prepared: PreparedCheckpoint,
+    device: torch.device,
+    dtype: torch.dtype,
+    cache_dir: Path,
+    hashes: HashCache | None = None,
+) -> StableDiffusionModel:
     """Turn a prepared checkpoint into a model on `device`, fully offline."""
     info = prepared.info
     if info.is_diffusers_folder:
@@ -200,28 +207,37 @@ def build_model(prepared: PreparedCheckpoint, device: torch.device, dtype: torch
     try:
         unet, vae, encoders = components_from_state(prepared.state, family, str(folder), dtype)
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"{info.name} looks like an {family.label} checkpoint, but its "
-                             f"weights do not fit that architecture: {exc}") from exc
+        raise ModelLoadError(
+            f"{info.name} looks like an {family.label} checkpoint, but its weights do not fit that architecture: {exc}"
+        ) from exc
     finally:
         prepared.state = {}
     missing = [name for module in (unet, vae, *encoders) for name, p in module.named_parameters() if p.is_meta]
     if missing:
-        raise ModelLoadError(f"{info.name} is incomplete: it has no weights for {len(missing)} parameters "
-                             f"(for example {missing[0]}).")
+        raise ModelLoadError(
+            f"{info.name} is incomplete: it has no weights for {len(missing)} parameters (for example {missing[0]})."
+        )
     prediction = family.prediction_type(info.path, unet)
     scheduler_config = {**prepared.configs["scheduler"], "prediction_type": prediction}
     model = StableDiffusionModel(
-        checkpoint=info, family=family, unet=_to(unet, device), vae=_to(vae, device),
-        text_encoders=[_to(e, device) for e in encoders], tokenizers=_tokenizers(family),
-        scheduler_config=scheduler_config, device=device, dtype=dtype,
+        checkpoint=info,
+        family=family,
+        unet=_to(unet, device),
+        vae=_to(vae, device),
+        text_encoders=[_to(e, device) for e in encoders],
+        tokenizers=_tokenizers(family),
+        scheduler_config=scheduler_config,
+        device=device,
+        dtype=dtype,
         sha256=hashes.sha256(info.path) if hashes else None,
     )
     log.info("Loaded %s (%s, %s, %s on %s)", info.name, model.family.name, model.prediction_type, dtype, device)
     return model
 
 
-def load_model(info: CheckpointInfo, device: torch.device, dtype: torch.dtype, cache_dir: Path,
-               hashes: HashCache | None = None) -> StableDiffusionModel:
+def load_model(
+    info: CheckpointInfo, device: torch.device, dtype: torch.dtype, cache_dir: Path, hashes: HashCache | None = None
+) -> StableDiffusionModel:
     """Read, recognise and build a checkpoint in one go."""
     return build_model(prepare_checkpoint(info), device, dtype, cache_dir, hashes)
 
@@ -238,8 +254,11 @@ def components_from_state(state: dict, family: ModelFamily, config: str, dtype: 
     encoders = []
     for slot in family.text_encoders:
         cls = CLIPTextModelWithProjection if slot.pooled else CLIPTextModel
-        encoders.append(create_diffusers_clip_model_from_ldm(
-            cls, state, subfolder=slot.folder, config=config, torch_dtype=dtype, local_files_only=True))
+        encoders.append(
+            create_diffusers_clip_model_from_ldm(
+                cls, state, subfolder=slot.folder, config=config, torch_dtype=dtype, local_files_only=True
+            )
+        )
     return unet, vae, encoders
 
 
@@ -257,15 +276,26 @@ def _load_diffusers_folder(info: CheckpointInfo, device: torch.device, dtype: to
         family = model_families.detect_diffusers(root)
         unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=dtype, local_files_only=True)
         vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype, local_files_only=True)
-        encoders = [(CLIPTextModelWithProjection if slot.pooled else CLIPTextModel).from_pretrained(
-            root / slot.folder, torch_dtype=dtype, local_files_only=True) for slot in family.text_encoders]
+        encoders = [
+            (CLIPTextModelWithProjection if slot.pooled else CLIPTextModel).from_pretrained(
+                root / slot.folder, torch_dtype=dtype, local_files_only=True
+            )
+            for slot in family.text_encoders
+        ]
         scheduler = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"Could not load the diffusers folder {info.name}: {exc}") from exc
     return StableDiffusionModel(
-        checkpoint=info, family=family, unet=_to(unet, device), vae=_to(vae, device),
-        text_encoders=[_to(e, device) for e in encoders], tokenizers=_tokenizers(family),
-        scheduler_config=scheduler, device=device, dtype=dtype)
+        checkpoint=info,
+        family=family,
+        unet=_to(unet, device),
+        vae=_to(vae, device),
+        text_encoders=[_to(e, device) for e in encoders],
+        tokenizers=_tokenizers(family),
+        scheduler_config=scheduler,
+        device=device,
+        dtype=dtype,
+    )
 
 
 def _to(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -277,8 +307,11 @@ def model_bytes(model: StableDiffusionModel | None) -> int:
     """The memory a model's weights take (UNet, VAE and text encoders)."""
     if model is None:
         return 0
-    return sum(tensor.numel() * tensor.element_size() for module in [model.unet, model.vae, *model.text_encoders]
-               for tensor in [*module.parameters(), *module.buffers()])
+    return sum(
+        tensor.numel() * tensor.element_size()
+        for module in [model.unet, model.vae, *model.text_encoders]
+        for tensor in [*module.parameters(), *module.buffers()]
+    )
 
 
 def free_model(model: StableDiffusionModel | None) -> None:

@@ -1,5 +1,6 @@
 """Separate VAE files, as A1111 has them: listing (models/VAE, and `<checkpoint>.vae.*` beside checkpoints),
 what the `sd_vae` setting picks, and putting a file's weights into the loaded model's VAE and back."""
+
 from __future__ import annotations
 
 import logging
@@ -71,8 +72,7 @@ def ldm_vae_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
     if any(key.startswith(_DIFFUSERS_KEYS) for key in state):
         return vae_to_ldm(state)
-    return {key.removeprefix(VAE_PREFIX): value for key, value in state.items()
-            if not key.startswith(_TRAINING_KEYS)}
+    return {key.removeprefix(VAE_PREFIX): value for key, value in state.items() if not key.startswith(_TRAINING_KEYS)}
 
 
 def check_fits(weights: dict[str, torch.Tensor], vae: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -80,12 +80,16 @@ def check_fits(weights: dict[str, torch.Tensor], vae: torch.nn.Module) -> dict[s
     expected = vae.state_dict()
     missing = [key for key in expected if key not in weights]
     if missing:
-        raise ModelLoadError(f"it is not a VAE this model can use: it has no weights for {len(missing)} of the "
-                             f"{len(expected)} VAE parameters (for example {missing[0]}).")
+        raise ModelLoadError(
+            f"it is not a VAE this model can use: it has no weights for {len(missing)} of the "
+            f"{len(expected)} VAE parameters (for example {missing[0]})."
+        )
     for key, tensor in expected.items():
         if weights[key].shape != tensor.shape:
-            raise ModelLoadError(f"it is a VAE of another shape: {key} is {tuple(weights[key].shape)} there, "
-                                 f"{tuple(tensor.shape)} in this model's VAE.")
+            raise ModelLoadError(
+                f"it is a VAE of another shape: {key} is {tuple(weights[key].shape)} there, "
+                f"{tuple(tensor.shape)} in this model's VAE."
+            )
     return {key: weights[key] for key in expected}
 
 
@@ -146,8 +150,9 @@ class VaeLibrary:
             return
         weights = self._read(wanted, model)
         if model.own_vae_state is None:
-            model.own_vae_state = {key: value.detach().to("cpu", copy=True)
-                                   for key, value in model.vae.state_dict().items()}
+            model.own_vae_state = {
+                key: value.detach().to("cpu", copy=True) for key, value in model.vae.state_dict().items()
+            }
         with torch.no_grad():
             model.vae.load_state_dict(weights, strict=True)
         model.vae_file, model.vae_sha256 = wanted, self._hashes.sha256(wanted)

@@ -1,4 +1,5 @@
 """The process-wide services built once in app.py's main() and handed to the UI and API."""
+
 from __future__ import annotations
 
 import argparse
@@ -80,17 +81,29 @@ class Services:
         device = pick_device(args.device)
         models_on = pick_device(model_device) if model_device else device
         models = ModelManager(paths, models_on, pick_dtype(models_on, args.no_half), Optimizations.from_args(args))
-        networks = Networks(EmbeddingDatabase(paths.embeddings), LoraLibrary(paths.models / "Lora"),
-                            HypernetworkLibrary(paths.models / "hypernetworks"))
-        return cls(args=args, paths=paths, opts=opts, engine=Engine(), models=models, networks=networks,
-                   tools=ImageTools.create(paths.models, device), styles=StyleDatabase(paths.styles_file))
+        networks = Networks(
+            EmbeddingDatabase(paths.embeddings),
+            LoraLibrary(paths.models / "Lora"),
+            HypernetworkLibrary(paths.models / "hypernetworks"),
+        )
+        return cls(
+            args=args,
+            paths=paths,
+            opts=opts,
+            engine=Engine(),
+            models=models,
+            networks=networks,
+            tools=ImageTools.create(paths.models, device),
+            styles=StyleDatabase(paths.styles_file),
+        )
 
     def __post_init__(self) -> None:
         self.models.cache_limits = lambda: (self.opts.sd_checkpoints_limit, self.opts.sd_checkpoints_memory_gb)
         self.vaes = VaeLibrary(self.paths, self.models.hashes)
         self.server_paths = ServerPaths.from_args(self.args, self.paths)
-        self.interrogator = Interrogator(self.paths.models, self.paths.cache, self.models.hashes, self.models.device,
-                                         self.models.dtype)
+        self.interrogator = Interrogator(
+            self.paths.models, self.paths.cache, self.models.hashes, self.models.device, self.models.dtype
+        )
         self.opts.bind("sd_vae", choices=self.vaes.choices, refresh=self.vaes.refresh)
         self.opts.bind("quicksettings_list", choices=lambda: list(self.opts.declared()))
         if self.backend is None:
@@ -105,15 +118,21 @@ class Services:
         """Settings for a job, read from the options now."""
         opts = self.opts
         save_dir = self.output_dir(outdir_option) if opts.samples_save else None
-        return RunSettings(sampling=SamplingSettings.from_options(opts), hires_refiner_pass=opts.hires_fix_refiner_pass,
-                           limits=Limits.from_options(opts), save_dir=save_dir,
-                           naming=images.FileNaming.from_options(opts),
-                           encoder_options=self.encoder_options, face_restoration_model=opts.face_restoration_model,
-                           code_former_weight=opts.code_former_weight, upscale_tile=opts.ESRGAN_tile,
-                           upscale_overlap=opts.ESRGAN_tile_overlap,
-                           preview_every=opts.show_progress_every_n_steps if opts.live_previews_enable else 0,
-                           preview_method=opts.show_progress_type,
-                           vae_tiling_min_pixels=opts.vae_tiling_min_pixels)
+        return RunSettings(
+            sampling=SamplingSettings.from_options(opts),
+            hires_refiner_pass=opts.hires_fix_refiner_pass,
+            limits=Limits.from_options(opts),
+            save_dir=save_dir,
+            naming=images.FileNaming.from_options(opts),
+            encoder_options=self.encoder_options,
+            face_restoration_model=opts.face_restoration_model,
+            code_former_weight=opts.code_former_weight,
+            upscale_tile=opts.ESRGAN_tile,
+            upscale_overlap=opts.ESRGAN_tile_overlap,
+            preview_every=opts.show_progress_every_n_steps if opts.live_previews_enable else 0,
+            preview_method=opts.show_progress_type,
+            vae_tiling_min_pixels=opts.vae_tiling_min_pixels,
+        )
 
     @property
     def encoder_options(self) -> EncoderOptions:
@@ -126,11 +145,11 @@ class Services:
         p = processing.StableDiffusionProcessingTxt2Img.from_params(params)
         return self._submit(p, self.script_runners.get("txt2img"), script_args)
 
-    def img2img(self, params: GenerationParams, inputs: Img2ImgInputs,
-                script_args: list | None = None) -> Future[GenerationResult]:
+    def img2img(
+        self, params: GenerationParams, inputs: Img2ImgInputs, script_args: list | None = None
+    ) -> Future[GenerationResult]:
         """Queue an img2img or inpainting job."""
-        p = processing.StableDiffusionProcessingImg2Img.from_params(params, init_images=inputs.images,
-                                                                     mask=inputs.mask)
+        p = processing.StableDiffusionProcessingImg2Img.from_params(params, init_images=inputs.images, mask=inputs.mask)
         return self._submit(p, self.script_runners.get("img2img"), script_args)
 
     def check_job(self, params: GenerationParams) -> None:
@@ -144,13 +163,15 @@ class Services:
         if model is not None:
             limits.check_job_prompts(params, lambda text: model.prompt_encoder.chunk_count(text, options))
 
-    def _submit(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
-                script_args: list | None) -> Future[GenerationResult]:
+    def _submit(
+        self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None, script_args: list | None
+    ) -> Future[GenerationResult]:
         self.check_job(p.params)
         return self._queue(p, runner, script_args)
 
-    def _queue(self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None,
-               script_args: list | None) -> Future[GenerationResult]:
+    def _queue(
+        self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None, script_args: list | None
+    ) -> Future[GenerationResult]:
         p.scripts, p.script_args = runner, list(script_args or [0])
         if runner is not None:
             runner.check_plan(p)  # the chosen script's plan (grid cells, loops, lines) against the limits
@@ -167,10 +188,17 @@ class Services:
                     processed = processing.run_processing(p, ctx, self)
                 processed.interrupted = processed.interrupted or ctx.interrupted  # a script stopped early
                 return processed.to_result(p.params, ctx.first_model)
+
         return self.engine.submit(kind, run)
 
-    def img2img_batch(self, params: GenerationParams, input_dir: str, output_dir: str, mask_dir: str = "",
-                      append_interrogation: bool = False) -> Future[GenerationResult]:
+    def img2img_batch(
+        self,
+        params: GenerationParams,
+        input_dir: str,
+        output_dir: str,
+        mask_dir: str = "",
+        append_interrogation: bool = False,
+    ) -> Future[GenerationResult]:
         """Queue img2img over a folder of images (folders as the server paths policy allows); with
         `append_interrogation` each image's prompt ends with what Interrogate CLIP says of it."""
         settings = self.run_settings("outdir_img2img_samples")
@@ -182,14 +210,30 @@ class Services:
             describe = partial(self.interrogator.interrogate, settings=InterrogateSettings.from_options(self.opts))
         input_dir, output_dir, mask_dir = (
             str(self.server_paths.folder(value, label)) if value and value.strip() else ""
-            for value, label in ((input_dir, "Input directory"), (output_dir, "Output directory"),
-                                 (mask_dir, "Inpaint batch mask directory")))
+            for value, label in (
+                (input_dir, "Input directory"),
+                (output_dir, "Output directory"),
+                (mask_dir, "Inpaint batch mask directory"),
+            )
+        )
 
         def run(ctx: JobContext) -> GenerationResult:
             self.sync_vae()
             with self.job_models([params.refiner]) as models:
-                return run_batch(self.models.require(), params, ctx, settings, self.networks, input_dir,
-                                 output_dir, mask_dir, self.tools, models.get(params.refiner), describe)
+                return run_batch(
+                    self.models.require(),
+                    params,
+                    ctx,
+                    settings,
+                    self.networks,
+                    input_dir,
+                    output_dir,
+                    mask_dir,
+                    self.tools,
+                    models.get(params.refiner),
+                    describe,
+                )
+
         return self.engine.submit("img2img batch", run)
 
     def interrogate(self, image: Any) -> Future[str]:
@@ -238,11 +282,13 @@ class Services:
             self.sync_vae()
             script_callbacks.model_loaded_callback(model)
             return model
+
         return self.engine.submit("load checkpoint", run)
 
     def set_vae(self, choice: str) -> Future[None]:
         """Queue a switch of the loaded model's VAE to `choice` (Automatic, None or a file name); once it
         worked, it becomes the sd_vae setting. A file that can't be used raises and changes nothing."""
+
         def run(ctx: JobContext) -> None:
             checked = self.opts.validated("sd_vae", choice)
             if self.models.current is not None:
@@ -252,6 +298,7 @@ class Services:
                     log.error("%s", exc)
                     raise
             self.opts.set("sd_vae", checked)
+
         return self.engine.submit("load VAE", run)
 
     def sync_vae(self, choice: str | None = None, model: StableDiffusionModel | None = None) -> str | None:
@@ -310,8 +357,9 @@ class Services:
                 raise UnlistedJobCheckpoint(param, str(exc)) from None
 
     @contextmanager
-    def job_models(self, names: Iterable[str | None], vae: str | None = None
-                   ) -> Iterator[dict[str, StableDiffusionModel]]:
+    def job_models(
+        self, names: Iterable[str | None], vae: str | None = None
+    ) -> Iterator[dict[str, StableDiffusionModel]]:
         """On the worker, around a job: the models of the checkpoints a job names besides its own (its hires
         fix's and its refiner's; None for none), by name. Each gets the VAE `vae` names (default: the sd_vae
         setting), as the job's own model does, and lives only for the job; the loaded model stays."""
@@ -323,14 +371,21 @@ class Services:
                     self.sync_vae(vae, model=model)
             yield models
 
-    def extras(self, params: ExtrasParams, inputs: list, output_dir: Path | None = None,
-               keep_images: bool = True) -> Future[ExtrasResult]:
+    def extras(
+        self, params: ExtrasParams, inputs: list, output_dir: Path | None = None, keep_images: bool = True
+    ) -> Future[ExtrasResult]:
         """Queue an Extras job over `inputs` (PIL images or image files); see ExtrasJob.run."""
         opts = self.opts
-        settings = ExtrasSettings(self.run_settings("outdir_extras_samples").save_dir, opts.max_pixels,
-                                  opts.ESRGAN_tile, opts.ESRGAN_tile_overlap, images.SaveFormat.from_options(opts))
-        return self.engine.submit("extras", lambda ctx: ExtrasJob(self.tools, params, settings, ctx).run(
-            inputs, output_dir, keep_images))
+        settings = ExtrasSettings(
+            self.run_settings("outdir_extras_samples").save_dir,
+            opts.max_pixels,
+            opts.ESRGAN_tile,
+            opts.ESRGAN_tile_overlap,
+            images.SaveFormat.from_options(opts),
+        )
+        return self.engine.submit(
+            "extras", lambda ctx: ExtrasJob(self.tools, params, settings, ctx).run(inputs, output_dir, keep_images)
+        )
 
     def submit_processing(self, p: processing.StableDiffusionProcessing) -> Future[GenerationResult]:
         """Check and queue a processing object the caller built and keeps (the API reads all_prompts and all_seeds

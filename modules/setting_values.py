@@ -3,6 +3,7 @@
 They live here, apart from their features, so that reading the settings' declarations loads no feature
 (no torch): each feature imports its names from this module, and options.py does too.
 """
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit

@@ -3,6 +3,7 @@
 
 app.py's main() calls install() once; the names then read the running services. Nothing else
 changes this module."""
+
 from __future__ import annotations
 
 import argparse
@@ -81,18 +82,27 @@ class SharedInterrogator:
 
         services = self._services
         settings = InterrogateSettings.from_options(services.opts)
-        return services.engine.run_in_job("interrogate",
-                                          lambda ctx: services.interrogator.interrogate(pil_image, settings))
+        return services.engine.run_in_job(
+            "interrogate", lambda ctx: services.interrogator.interrogate(pil_image, settings)
+        )
 
 
 def folder_flags(paths: DataPaths) -> dict[str, str]:
     """A1111's folder flags (`--embeddings-dir`...) with the folders this app uses for them."""
     models = paths.models
-    return {"data_dir": str(paths.root), "models_dir": str(models), "ckpt_dir": str(paths.sd_models),
-            "vae_dir": str(models / "VAE"), "lora_dir": str(models / "Lora"),
-            "hypernetwork_dir": str(models / "hypernetworks"), "embeddings_dir": str(paths.embeddings),
-            "esrgan_models_path": str(models / "ESRGAN"), "realesrgan_models_path": str(models / "RealESRGAN"),
-            "gfpgan_models_path": str(models / "GFPGAN"), "codeformer_models_path": str(models / "Codeformer")}
+    return {
+        "data_dir": str(paths.root),
+        "models_dir": str(models),
+        "ckpt_dir": str(paths.sd_models),
+        "vae_dir": str(models / "VAE"),
+        "lora_dir": str(models / "Lora"),
+        "hypernetwork_dir": str(models / "hypernetworks"),
+        "embeddings_dir": str(paths.embeddings),
+        "esrgan_models_path": str(models / "ESRGAN"),
+        "realesrgan_models_path": str(models / "RealESRGAN"),
+        "gfpgan_models_path": str(models / "GFPGAN"),
+        "codeformer_models_path": str(models / "Codeformer"),
+    }
 
 
 def install(services: Any) -> None:

@@ -1,4 +1,5 @@
 """Conditioning that changes during sampling: prompt editing, alternation and AND (composable diffusion)."""
+
 from __future__ import annotations
 
 from collections.abc import Hashable
@@ -42,13 +43,15 @@ class BatchTexts:
         positive = []
         for prompt in prompts:
             parsed = prompt_parser.parse_prompt(prompt, t.steps, t.hires_steps, t.use_old_scheduling)
-            positive.append(tuple((tuple((e.end_at_step, e.text) for e in sub.schedule), sub.weight)
-                                  for sub in parsed.subprompts))
+            positive.append(
+                tuple((tuple((e.end_at_step, e.text) for e in sub.schedule), sub.weight) for sub in parsed.subprompts)
+            )
         negative = []
         for text in negatives:
             text, _ = prompt_parser.extract_extra_networks(text)
-            pairs = prompt_parser.get_learned_conditioning_prompt_schedules([text], t.steps, t.hires_steps,
-                                                                            t.use_old_scheduling)[0]
+            pairs = prompt_parser.get_learned_conditioning_prompt_schedules(
+                [text], t.steps, t.hires_steps, t.use_old_scheduling
+            )[0]
             negative.append(tuple((end, scheduled) for end, scheduled in pairs))
         return cls(tuple(positive), tuple(negative))
 
@@ -93,7 +96,7 @@ class StepBatch:
         if gap == 0 or not padding:
             return self, None
         if padding == PAD_LAST:
-            uncond = _repeat_last(uncond, cond.shape[1]) if gap > 0 else uncond[:, :cond.shape[1]]
+            uncond = _repeat_last(uncond, cond.shape[1]) if gap > 0 else uncond[:, : cond.shape[1]]
             return replace(self, uncond=uncond), PADDING_KEYS[PAD_LAST]
         chunks = abs(gap) // empty.shape[1]
         if chunks == 0:
@@ -127,8 +130,10 @@ def _stacked(conds: list[Conditioning]) -> tuple[torch.Tensor, torch.Tensor | No
     outputs (SDXL) when all have one."""
     length = max(c.embeds.shape[1] for c in conds)
     pooled = [c.pooled for c in conds]
-    return (torch.cat([_repeat_last(c.embeds, length) for c in conds]),
-            torch.cat(pooled) if all(p is not None for p in pooled) else None)
+    return (
+        torch.cat([_repeat_last(c.embeds, length) for c in conds]),
+        torch.cat(pooled) if all(p is not None for p in pooled) else None,
+    )
 
 
 def _padded(c: Conditioning, chunks: int, empty: Conditioning) -> Conditioning:
@@ -155,8 +160,16 @@ class StepConditioning:
     step is all zeros (text and pooled) for models with a pooled text output (SDXL: A1111's
     force_zero_negative_prompt)."""
 
-    def __init__(self, encoder: PromptEncoder, prompts: list[str], negatives: list[str], steps: Timeline | int,
-                 clip_skip: int = 1, options: EncoderOptions = EncoderOptions(), variant: Hashable = ()) -> None:
+    def __init__(
+        self,
+        encoder: PromptEncoder,
+        prompts: list[str],
+        negatives: list[str],
+        steps: Timeline | int,
+        clip_skip: int = 1,
+        options: EncoderOptions = EncoderOptions(),
+        variant: Hashable = (),
+    ) -> None:
         def encode(text: str) -> Conditioning:
             return encoder.encode(text, clip_skip, options, variant)
 
@@ -170,8 +183,9 @@ class StepConditioning:
             return tuple((end, _padded(c, chunks, self._empty)) for end, c in encoded)
 
         texts = BatchTexts.of(prompts, negatives, steps)
-        self.positive: list[list[tuple[Schedule, float]]] = [[(scheduled(pairs), weight) for pairs, weight in parts]
-                                                              for parts in texts.positive]
+        self.positive: list[list[tuple[Schedule, float]]] = [
+            [(scheduled(pairs), weight) for pairs, weight in parts] for parts in texts.positive
+        ]
         self.negative: list[Schedule] = [scheduled(pairs, negative=True) for pairs in texts.negative]
         self._device = self._empty.embeds.device
         self._last: tuple[tuple, StepBatch] | None = None
@@ -198,7 +212,10 @@ class StepConditioning:
         images = len(self.negative)
         (uncond, uncond_pooled), (cond, cond_pooled) = _stacked(picked[:images]), _stacked(picked[images:])
         batch = StepBatch(
-            cond=cond, uncond=uncond, cond_pooled=cond_pooled, uncond_pooled=uncond_pooled,
+            cond=cond,
+            uncond=uncond,
+            cond_pooled=cond_pooled,
+            uncond_pooled=uncond_pooled,
             part_image=torch.tensor([i for i, parts in enumerate(self.positive) for _ in parts], device=self._device),
             part_weight=torch.tensor([w for parts in self.positive for _, w in parts], device=self._device),
         )

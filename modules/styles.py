@@ -1,6 +1,7 @@
 """Prompt styles from styles.csv (A1111's columns: name, prompt, negative_prompt), applied at
 generation time. A style's text holds `{prompt}` where the prompt goes; without it the style is
 appended after a comma. Writes are atomic; an unreadable file is reported and treated as empty."""
+
 from __future__ import annotations
 
 import csv
@@ -67,8 +68,9 @@ class StyleDatabase:
                 styles = _read(self.path)
             except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
                 aside = move_aside(self.path)
-                self.notice = (f"Could not read {self.path.name} ({exc}); it was moved to {aside.name} "
-                               "and no styles are loaded.")
+                self.notice = (
+                    f"Could not read {self.path.name} ({exc}); it was moved to {aside.name} and no styles are loaded."
+                )
                 log.error(self.notice)
         with self._lock:
             self.styles = styles
@@ -97,8 +99,10 @@ class StyleDatabase:
         if not style.name.strip():
             raise UserError("A style needs a name")
         with self._lock:
-            self.styles = {**self.styles, style.name.strip(): PromptStyle(style.name.strip(), style.prompt,
-                                                                            style.negative_prompt)}
+            self.styles = {
+                **self.styles,
+                style.name.strip(): PromptStyle(style.name.strip(), style.prompt, style.negative_prompt),
+            }
             self._write()
 
     def delete_style(self, name: str) -> None:

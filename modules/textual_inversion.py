@@ -1,4 +1,5 @@
 """Textual inversion embeddings from embeddings/: A1111 (.pt, .safetensors) and diffusers (.bin) files."""
+
 from __future__ import annotations
 
 import logging
@@ -87,8 +88,11 @@ class EmbeddingDatabase:
 
     def refresh(self) -> bool:
         """Re-read the folder if any file was added, removed or changed; True if it changed."""
-        files = sorted(p for p in self.folder.rglob("*") if p.suffix in SUFFIXES and p.is_file()) \
-            if self.folder.is_dir() else []
+        files = (
+            sorted(p for p in self.folder.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+            if self.folder.is_dir()
+            else []
+        )
         stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
         with self._lock:
             if stamp == self._stamp:
@@ -113,5 +117,6 @@ class EmbeddingDatabase:
     def compatible(self, widths: list[int]) -> dict[str, list[torch.Tensor]]:
         """Name → per-encoder vectors, for the embeddings that fit text encoders of these widths."""
         with self._lock:
-            return {name: vectors for name, e in self.embeddings.items()
-                    if (vectors := e.vectors_for(widths)) is not None}
+            return {
+                name: vectors for name, e in self.embeddings.items() if (vectors := e.vectors_for(widths)) is not None
+            }

@@ -1,4 +1,5 @@
 """A1111's "Tiling": convolutions pad by wrapping around the edges, so the image tiles seamlessly."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

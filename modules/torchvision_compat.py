@@ -1,5 +1,6 @@
 """The one shim for gfpgan/basicsr: they import `torchvision.transforms.functional_tensor`,
 which newer torchvision removed. Import `ensure_functional_tensor()` before importing gfpgan."""
+
 from __future__ import annotations
 
 import sys

@@ -1,6 +1,7 @@
 """A1111's `modules.ui_components`: the small Gradio components extensions import (ToolButton, FormRow,
 InputAccordion, ...), made from Gradio 6's. They and their subclasses render as their Gradio base
 (see modules.gradio_compat)."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,8 +22,7 @@ class FormComponent:
 class ToolButton(gr.Button, FormComponent):
     """A small button, usually with one emoji as its text."""
 
-    def __init__(self, value: str = "", *args: Any, elem_classes: list[str] | str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, value: str = "", *args: Any, elem_classes: list[str] | str | None = None, **kwargs: Any) -> None:
         classes = [elem_classes] if isinstance(elem_classes, str) else list(elem_classes or [])
         kwargs = {"size": "sm", "scale": 0, "min_width": 40, **kwargs}
         super().__init__(value, *args, elem_classes=["tool", *classes], **kwargs)
@@ -83,10 +83,13 @@ class InputAccordionImpl(gr.Checkbox):
             return
         self.accordion_id = kwargs.get("elem_id") or f"input-accordion-{next(self._numbers)}"
         with input_accordion.wrapper(self.accordion_id):
-            super().__init__(value=bool(value), **{**kwargs, "elem_id": input_accordion.checkbox_id(self.accordion_id),
-                                                   "container": False})
-            self.accordion = input_accordion.link(self, kwargs.get("label", "Accordion"), self.accordion_id,
-                                                  visible=kwargs.get("visible", True))
+            super().__init__(
+                value=bool(value),
+                **{**kwargs, "elem_id": input_accordion.checkbox_id(self.accordion_id), "container": False},
+            )
+            self.accordion = input_accordion.link(
+                self, kwargs.get("label", "Accordion"), self.accordion_id, visible=kwargs.get("visible", True)
+            )
 
     def extra(self) -> gr.Column:
         """A column for things to show beside the accordion's content (A1111 puts them in its label)."""

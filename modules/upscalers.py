@@ -1,5 +1,6 @@
 """Upscalers with A1111's names: latent modes for hires fix, PIL resizers, and model files
 (ESRGAN, Real-ESRGAN, SwinIR, DAT, HAT, ...) that spandrel recognises, run in blended tiles."""
+
 from __future__ import annotations
 
 import threading
@@ -26,8 +27,11 @@ _LATENT_MODES: dict[str, tuple[str, bool]] = {
 }
 LATENT_MODES: list[str] = list(_LATENT_MODES)
 
-_PIL_UPSCALERS = {"None": Image.Resampling.LANCZOS, "Lanczos": Image.Resampling.LANCZOS,
-                  "Nearest": Image.Resampling.NEAREST}
+_PIL_UPSCALERS = {
+    "None": Image.Resampling.LANCZOS,
+    "Lanczos": Image.Resampling.LANCZOS,
+    "Nearest": Image.Resampling.NEAREST,
+}
 MODEL_FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT")
 MODEL_EXTENSIONS = (".pth", ".pt", ".safetensors")
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
@@ -57,8 +61,13 @@ class UpscalerLibrary:
     """The pixel upscalers: None, Lanczos, Nearest, then every model file under the model folders.
     Loaded models are cached until `unload()`; `refresh()` rescans the folders."""
 
-    def __init__(self, models_dir: Path, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(
+        self,
+        models_dir: Path,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
         self.models_dir = Path(models_dir)
         self.device = torch.device(device)
         self.dtype = dtype
@@ -88,14 +97,29 @@ class UpscalerLibrary:
         """Every pixel upscaler name, as A1111 lists them: None, Lanczos, Nearest, then models by name."""
         return list(_PIL_UPSCALERS) + sorted(self.model_files(), key=str.lower)
 
-    def upscale(self, image: Image.Image, scale: float, name: str, tile: int = 192, overlap: int = 8,
-                progress: TileProgress | None = None) -> Image.Image:
+    def upscale(
+        self,
+        image: Image.Image,
+        scale: float,
+        name: str,
+        tile: int = 192,
+        overlap: int = 8,
+        progress: TileProgress | None = None,
+    ) -> Image.Image:
         """Resize `image` by `scale` (the final size ratio) with upscaler `name`."""
         width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
         return self.upscale_to(image, width, height, name, tile, overlap, progress)
 
-    def upscale_to(self, image: Image.Image, width: int, height: int, name: str, tile: int = 192,
-                   overlap: int = 8, progress: TileProgress | None = None) -> Image.Image:
+    def upscale_to(
+        self,
+        image: Image.Image,
+        width: int,
+        height: int,
+        name: str,
+        tile: int = 192,
+        overlap: int = 8,
+        progress: TileProgress | None = None,
+    ) -> Image.Image:
         """Resize `image` to exactly width x height with upscaler `name`. A model is run (up to three
         times, e.g. a 4x model twice for 8x) until the image is at least that big, then Lanczos
         brings it to the exact size. "None" and "Lanczos" are a plain Lanczos resize."""
@@ -109,8 +133,9 @@ class UpscalerLibrary:
         for _ in range(_MAX_MODEL_PASSES):
             if result.width >= width and result.height >= height:
                 break
-            self._check_pixels(result.width * model.scale, result.height * model.scale,
-                               f"a {model.scale}x pass of {name}")
+            self._check_pixels(
+                result.width * model.scale, result.height * model.scale, f"a {model.scale}x pass of {name}"
+            )
             result = self._run_model(model, result, tile, overlap, progress)
             if model.scale == 1:
                 break
@@ -124,8 +149,10 @@ class UpscalerLibrary:
         """The spandrel model descriptor for model `name`, loaded once and cached."""
         files = self.model_files()
         if name not in files:
-            raise UserError(f"Upscaler {name!r} not found. Put model files in "
-                            f"{', '.join(str(self.models_dir / f) for f in MODEL_FOLDERS)}.")
+            raise UserError(
+                f"Upscaler {name!r} not found. Put model files in "
+                f"{', '.join(str(self.models_dir / f) for f in MODEL_FOLDERS)}."
+            )
         path = files[name]
         with self._lock:
             if path not in self._cache:
@@ -141,26 +168,32 @@ class UpscalerLibrary:
         if model.purpose not in ("SR", "Restoration"):
             raise UserError(f"{path.name} is a {model.architecture.name} {model.purpose} model, not an upscaler.")
         if model.input_channels != 3 or model.output_channels != 3:
-            raise UserError(f"{path.name} works on {model.input_channels}-channel images; only RGB upscalers "
-                            "are supported.")
+            raise UserError(
+                f"{path.name} works on {model.input_channels}-channel images; only RGB upscalers are supported."
+            )
         dtype = self.dtype
-        if (dtype == torch.float16 and not model.supports_half) or \
-                (dtype == torch.bfloat16 and not model.supports_bfloat16):
+        if (dtype == torch.float16 and not model.supports_half) or (
+            dtype == torch.bfloat16 and not model.supports_bfloat16
+        ):
             dtype = torch.float32
         return model.to(self.device).to(dtype).eval()
 
     def _check_pixels(self, width: int, height: int, what: str) -> None:
         if width * height > self.max_pixels:
-            raise UserError(f"Upscaling refused: {what} would be {width}x{height} "
-                            f"({width * height / 1e6:.1f} megapixels), over the limit of "
-                            f"{self.max_pixels / 1e6:.1f} megapixels.")
+            raise UserError(
+                f"Upscaling refused: {what} would be {width}x{height} "
+                f"({width * height / 1e6:.1f} megapixels), over the limit of "
+                f"{self.max_pixels / 1e6:.1f} megapixels."
+            )
 
-    def _run_model(self, model, image: Image.Image, tile: int, overlap: int,
-                   progress: TileProgress | None) -> Image.Image:
+    def _run_model(
+        self, model, image: Image.Image, tile: int, overlap: int, progress: TileProgress | None
+    ) -> Image.Image:
         array = np.asarray(image, dtype=np.float32) / 255.0
         pixels = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
-        out = tiled_apply(lambda t: model(t.to(model.device, model.dtype)).float().cpu(),
-                          pixels, model.scale, tile, overlap, progress)
+        out = tiled_apply(
+            lambda t: model(t.to(model.device, model.dtype)).float().cpu(), pixels, model.scale, tile, overlap, progress
+        )
         data = (out[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
         return Image.fromarray(data, "RGB")
 
@@ -174,8 +207,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except UserError:
         raise
     except Exception as exc:  # pickle refusals, truncated files, TorchScript archives, ...
-        raise UserError(f"Could not read {path.name} as model weights (only plain tensor files are "
-                        f"loaded): {exc}") from exc
+        raise UserError(
+            f"Could not read {path.name} as model weights (only plain tensor files are loaded): {exc}"
+        ) from exc
     if not isinstance(state, dict):
         raise UserError(f"{path.name} does not hold a state dict of tensors.")
     return state
@@ -191,14 +225,22 @@ def load_image_model(path: Path):
     try:
         return spandrel.ModelLoader("cpu").load_from_state_dict(spandrel.canonicalize_state_dict(state))
     except spandrel.UnsupportedModelError:
-        raise UserError(f"{path.name} is not an upscaler model: its tensors match no architecture spandrel "
-                        "knows (ESRGAN, Real-ESRGAN, SwinIR, DAT, HAT, ...).") from None
+        raise UserError(
+            f"{path.name} is not an upscaler model: its tensors match no architecture spandrel "
+            "knows (ESRGAN, Real-ESRGAN, SwinIR, DAT, HAT, ...)."
+        ) from None
     except Exception as exc:
         raise UserError(f"{path.name} looks like an upscaler but could not be loaded: {exc}") from exc
 
 
-def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], pixels: torch.Tensor, scale: int,
-                tile: int, overlap: int, progress: TileProgress | None = None) -> torch.Tensor:
+def tiled_apply(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    pixels: torch.Tensor,
+    scale: int,
+    tile: int,
+    overlap: int,
+    progress: TileProgress | None = None,
+) -> torch.Tensor:
     """Run `fn` (which scales a (1, C, h, w) tensor by `scale`) over `pixels` in tiles of `tile`
     pixels that overlap by `overlap`. Each tile's outer quarter of the overlap is dropped (edge
     effects live there) and the rest is cross-faded linearly, so there are no seams; a model whose
@@ -222,9 +264,11 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], pixels: torch.Tensor
         if progress:
             progress(index, total)
         th, tw = min(tile, height - y), min(tile, width - x)
-        result = fn(pixels[:, :, y:y + th, x:x + tw])
-        weight = (_ramp(th * scale, overlap * scale, y > 0, y + th < height)[:, None]
-                  * _ramp(tw * scale, overlap * scale, x > 0, x + tw < width)[None, :])
+        result = fn(pixels[:, :, y : y + th, x : x + tw])
+        weight = (
+            _ramp(th * scale, overlap * scale, y > 0, y + th < height)[:, None]
+            * _ramp(tw * scale, overlap * scale, x > 0, x + tw < width)[None, :]
+        )
         ys, xs = slice(y * scale, (y + th) * scale), slice(x * scale, (x + tw) * scale)
         out[:, :, ys, xs] += result * weight
         weight_sum[:, :, ys, xs] += weight

@@ -2,6 +2,7 @@
 uvicorn server. Every request passes modules/http_guards.py first, and the page is marked launched the way
 Blocks.launch marks it, so Gradio checks every file a request names (only the user's uploads) and every
 file an answer names (only allowed_paths, its cache, the working and temp folders)."""
+
 from __future__ import annotations
 
 import argparse
@@ -40,15 +41,23 @@ log = logging.getLogger(__name__)
 OPTS_MAX_WAIT = 30.0  # seconds /internal/opts?wait= may hold a request for changed settings
 
 
-def create_app(services: Services, api_auth: Sequence[tuple[str, str]] = (), page: gr.Blocks | None = None,
-               page_options: dict[str, Any] | None = None, *, serve_api: bool = True,
-               host: str = "127.0.0.1", port: int = 7860) -> FastAPI:
+def create_app(
+    services: Services,
+    api_auth: Sequence[tuple[str, str]] = (),
+    page: gr.Blocks | None = None,
+    page_options: dict[str, Any] | None = None,
+    *,
+    serve_api: bool = True,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+) -> FastAPI:
     """The app: the /sdapi/v1 routes when `serve_api` (HTTP Basic when `api_auth` has accounts) with their
     schema at /docs, the page at / when given (`page_options` as for Blocks.launch: auth, allowed_paths,
     css, head…, served at http://host:port), and the request guard (body cap: setting max_request_bytes)."""
     if serve_api:
-        app = FastAPI(title="Stable Diffusion web UI API", description="AUTOMATIC1111-compatible /sdapi/v1 routes",
-                      docs_url=None)
+        app = FastAPI(
+            title="Stable Diffusion web UI API", description="AUTOMATIC1111-compatible /sdapi/v1 routes", docs_url=None
+        )
         add_offline_docs(app)
         install_error_handlers(app)
         app.include_router(SdApi(services).router([Depends(schema_declaration)] if api_auth else []))
@@ -67,8 +76,12 @@ def create_app(services: Services, api_auth: Sequence[tuple[str, str]] = (), pag
         app.add_middleware(PageHead, head=head, logged_in=page_session)
     elif serve_api:
         app.add_api_route("/", lambda: RedirectResponse("/docs"), include_in_schema=False)
-    app.add_middleware(RequestGuard, max_body=services.opts.max_request_bytes,
-                       api_accounts=api_auth if serve_api else (), page_session=page_session)
+    app.add_middleware(
+        RequestGuard,
+        max_body=services.opts.max_request_bytes,
+        api_accounts=api_auth if serve_api else (),
+        page_session=page_session,
+    )
     _serve_page_last(app)
     return app
 
@@ -110,8 +123,9 @@ def _add_page_routes(app: FastAPI, services: Services, page_session: SessionChec
 
 
 def _mounted_app(app: FastAPI) -> GradioApp:
-    return next(route.app for route in app.router.routes
-                if isinstance(route, Mount) and isinstance(route.app, GradioApp))
+    return next(
+        route.app for route in app.router.routes if isinstance(route, Mount) and isinstance(route.app, GradioApp)
+    )
 
 
 def _mark_launched(page: gr.Blocks, gradio_app: GradioApp, host: str, port: int) -> None:
@@ -129,9 +143,13 @@ def _mark_launched(page: gr.Blocks, gradio_app: GradioApp, host: str, port: int)
 def _session_check(gradio_app: GradioApp) -> SessionCheck:
     """Whether a request carries a page session: a cookie Gradio's /login set, named and kept as
     gradio/routes.py does (`access-token[-unsecure]-<cookie_id>`, the token a key of `tokens`)."""
+
     def logged_in(request: Request) -> bool:
-        return any(request.cookies.get(f"{name}-{gradio_app.cookie_id}") in gradio_app.tokens
-                   for name in ("access-token", "access-token-unsecure"))
+        return any(
+            request.cookies.get(f"{name}-{gradio_app.cookie_id}") in gradio_app.tokens
+            for name in ("access-token", "access-token-unsecure")
+        )
+
     return logged_in
 
 
@@ -155,8 +173,13 @@ class CutStreams(logging.Filter):
         return True
 
 
-def start(services: Services, args: argparse.Namespace, api_auth: Sequence[tuple[str, str]] = (),
-          page: gr.Blocks | None = None, page_options: dict[str, Any] | None = None) -> Callable[[], None]:
+def start(
+    services: Services,
+    args: argparse.Namespace,
+    api_auth: Sequence[tuple[str, str]] = (),
+    page: gr.Blocks | None = None,
+    page_options: dict[str, Any] | None = None,
+) -> Callable[[], None]:
     """Build the app (the API with --api or --nowebui), tell scripts it started (on_app_started) and serve
     it from a thread, once the checkpoint list is known (a client listing sd-models at once sees the demo model
     written at a first start). Returns the function that stops serving."""
@@ -168,8 +191,9 @@ def start(services: Services, args: argparse.Namespace, api_auth: Sequence[tuple
     script_callbacks.app_started_callback(page, app)
     _serve_page_last(app)
     # Streams the page keeps open (heartbeats) end when the page closes; anything else gets a moment.
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=args.port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
+    )
     uvicorn_log = logging.getLogger("uvicorn.error")
     if not any(isinstance(one, CutStreams) for one in uvicorn_log.filters):
         uvicorn_log.addFilter(CutStreams())
@@ -187,6 +211,7 @@ def start(services: Services, args: argparse.Namespace, api_auth: Sequence[tuple
             page.close(verbose=False)
         server.should_exit = True
         thread.join(10)
+
     return stop
 
 
@@ -205,13 +230,16 @@ def serve(services: Services, args: argparse.Namespace, api_auth: Sequence[tuple
 def open_share_tunnel(port: int) -> threading.Thread:
     """--share: ask Gradio's share server for a public link to this port, in the background. Offline (or
     when the share server refuses) the log says so and serving goes on."""
+
     def open_tunnel() -> None:
         try:
             url = networking.setup_tunnel("127.0.0.1", port, secrets.token_urlsafe(32), None, None)
         except Exception as exc:
             reason = f"{exc} ({exc.__cause__})" if exc.__cause__ else str(exc)
-            log.error("Could not create the --share link, so there is no public address (the local one still "
-                      "works): %s", reason)
+            log.error(
+                "Could not create the --share link, so there is no public address (the local one still works): %s",
+                reason,
+            )
             return
         log.info("Public link (--share): %s", url)
 

@@ -1,5 +1,6 @@
 """Loopback (img2img): feed each result back in as the next input, moving the denoising strength
 towards a final value along a curve."""
+
 import math
 
 import gradio as gr
@@ -33,12 +34,26 @@ class Script(scripts.Script):
 
     def ui(self, is_img2img):
         loops = gr.Slider(minimum=1, maximum=32, step=1, label="Loops", value=4, elem_id=self.elem_id("loops"))
-        final = gr.Slider(minimum=0, maximum=1, step=0.01, label="Final denoising strength", value=0.5,
-                          elem_id=self.elem_id("final_denoising_strength"))
-        curve = gr.Dropdown(label="Denoising strength curve", choices=list(CURVES), value="Linear",
-                            elem_id=self.elem_id("denoising_curve"))
-        interrogation = gr.Dropdown(label="Append interrogated prompt at each iteration", choices=list(INTERROGATIONS),
-                                    value="None", elem_id=self.elem_id("append_interrogation"))
+        final = gr.Slider(
+            minimum=0,
+            maximum=1,
+            step=0.01,
+            label="Final denoising strength",
+            value=0.5,
+            elem_id=self.elem_id("final_denoising_strength"),
+        )
+        curve = gr.Dropdown(
+            label="Denoising strength curve",
+            choices=list(CURVES),
+            value="Linear",
+            elem_id=self.elem_id("denoising_curve"),
+        )
+        interrogation = gr.Dropdown(
+            label="Append interrogated prompt at each iteration",
+            choices=list(INTERROGATIONS),
+            value="None",
+            elem_id=self.elem_id("append_interrogation"),
+        )
         return [loops, final, curve, interrogation]
 
     def check_plan(self, p, loops, final, curve, interrogation="None"):
@@ -47,8 +62,10 @@ class Script(scripts.Script):
         if loops < 1:
             raise UserError(f"Loops must be at least 1, got {loops}")
         if interrogation not in INTERROGATIONS:
-            raise UserError(f"Append interrogated prompt: {interrogation!r} is not available here; "
-                            f"choose one of {', '.join(INTERROGATIONS)}")
+            raise UserError(
+                f"Append interrogated prompt: {interrogation!r} is not available here; "
+                f"choose one of {', '.join(INTERROGATIONS)}"
+            )
         limits = Limits.from_options(opts)
         limits.check_planned_images(loops * p.n_iter, f"Loopback: {loops} loops × batch count {p.n_iter}")
         limits.check_grid(loops, *output_size(p.params), "Loopback")
@@ -57,8 +74,11 @@ class Script(scripts.Script):
         self.check_plan(p, loops, final, curve, interrogation)
         fix_seed(p)
         loops, batches = int(loops), p.n_iter
-        p.extra_generation_params = {**p.extra_generation_params, "Final denoising strength": final,
-                                     "Denoising curve": curve}
+        p.extra_generation_params = {
+            **p.extra_generation_params,
+            "Final denoising strength": final,
+            "Denoising curve": curve,
+        }
         p.batch_size, p.n_iter, p.do_not_save_grid = 1, 1, True
         first_images, initial, prompt = list(p.init_images), p.denoising_strength, p.prompt
         state.job_count = loops * batches
@@ -81,11 +101,26 @@ class Script(scripts.Script):
             if history:
                 grid = images.image_grid(history, rows=1)
                 if opts.grid_save:
-                    images.save_image(grid, p.outpath_grids, "loopback", first_seed, p.prompt, opts.grid_format,
-                                      info=first_info, grid=True, p=p)
+                    images.save_image(
+                        grid,
+                        p.outpath_grids,
+                        "loopback",
+                        first_seed,
+                        p.prompt,
+                        opts.grid_format,
+                        info=first_info,
+                        grid=True,
+                        p=p,
+                    )
                 grids.append(grid)
                 results += history
             if state.interrupted:
                 break
-        return Processed(p, grids + results, first_seed if first_seed is not None else p.seed, first_info,
-                         infotexts=[first_info] * len(grids) + infotexts, index_of_first_image=len(grids))
+        return Processed(
+            p,
+            grids + results,
+            first_seed if first_seed is not None else p.seed,
+            first_info,
+            infotexts=[first_info] * len(grids) + infotexts,
+            index_of_first_image=len(grids),
+        )

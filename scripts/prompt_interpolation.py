@@ -2,6 +2,7 @@
 same seed and settings throughout, so only the conditioning moves; optionally the noise travels from the seed
 to another seed at the same time (A1111's variation seed). The frames are saved as usual, and joined into an
 animated WebP and GIF saved beside them and shown first in the gallery."""
+
 from __future__ import annotations
 
 import copy
@@ -26,8 +27,9 @@ ANIMATION_FORMATS = ("webp", "gif")
 
 def frame_positions(prompts: int, frames_per_transition: int) -> list[tuple[int, float]]:
     """(prompt index, share of the way to the next prompt) of every frame; the last frame is the last prompt."""
-    return [(index, step / frames_per_transition) for index in range(prompts - 1)
-            for step in range(frames_per_transition)] + [(prompts - 1, 0.0)]
+    return [
+        (index, step / frames_per_transition) for index in range(prompts - 1) for step in range(frames_per_transition)
+    ] + [(prompts - 1, 0.0)]
 
 
 def interpolation_lines(text: str | None) -> list[str]:
@@ -42,9 +44,18 @@ def save_animation(frames: list[Image.Image], first_frame: Path, fps: float) -> 
     saved = []
     for extension in ANIMATION_FORMATS:
         path = first_frame.with_name(f"{first_frame.stem}-interpolation.{extension}")
-        write_atomic(path, lambda handle, fmt=extension: frames[0].save(
-            handle, format=fmt.upper(), save_all=True, append_images=frames[1:], duration=round(1000 / fps),
-            loop=0, **({"lossless": True} if fmt == "webp" else {})))
+        write_atomic(
+            path,
+            lambda handle, fmt=extension: frames[0].save(
+                handle,
+                format=fmt.upper(),
+                save_all=True,
+                append_images=frames[1:],
+                duration=round(1000 / fps),
+                loop=0,
+                **({"lossless": True} if fmt == "webp" else {}),
+            ),
+        )
         saved.append(path)
     return saved
 
@@ -58,14 +69,17 @@ class Script(scripts.Script):
 
     def ui(self, is_img2img):
         prompts = gr.Textbox(label="Prompts, one per line", lines=3, elem_id=self.elem_id("prompts"))
-        frames = gr.Slider(label="Frames per transition", minimum=2, maximum=120, step=1, value=8,
-                           elem_id=self.elem_id("frames"))
+        frames = gr.Slider(
+            label="Frames per transition", minimum=2, maximum=120, step=1, value=8, elem_id=self.elem_id("frames")
+        )
         method = gr.Radio(list(METHODS), label="Interpolation", value=SLERP, elem_id=self.elem_id("method"))
-        travel = gr.Checkbox(label="Also move the noise to another seed", value=False,
-                             elem_id=self.elem_id("seed_travel"))
+        travel = gr.Checkbox(
+            label="Also move the noise to another seed", value=False, elem_id=self.elem_id("seed_travel")
+        )
         to_seed = gr.Number(label="To seed", value=-1, precision=0, elem_id=self.elem_id("to_seed"))
-        fps = gr.Slider(label="Animation frames per second", minimum=1, maximum=60, step=1, value=8,
-                        elem_id=self.elem_id("fps"))
+        fps = gr.Slider(
+            label="Animation frames per second", minimum=1, maximum=60, step=1, value=8, elem_id=self.elem_id("fps")
+        )
         return [prompts, frames, method, travel, to_seed, fps]
 
     def check_plan(self, p, prompts, frames, method, travel, to_seed, fps):
@@ -75,8 +89,9 @@ class Script(scripts.Script):
         if method not in METHODS:
             raise UserError(f"Interpolation must be one of {', '.join(METHODS)}, not {method!r}")
         count = len(frame_positions(len(lines), int(frames)))
-        Limits.from_options(opts).check_planned_images(count * p.batch_size * p.n_iter,
-                                                       f"Prompt interpolation: {count} frames")
+        Limits.from_options(opts).check_planned_images(
+            count * p.batch_size * p.n_iter, f"Prompt interpolation: {count} frames"
+        )
 
     def run(self, p, prompts, frames, method, travel, to_seed, fps):
         self.check_plan(p, prompts, frames, method, travel, to_seed, fps)
@@ -95,8 +110,10 @@ class Script(scripts.Script):
                 job.conditioning_blend = ConditioningBlend(lines[index + 1], share, method) if share else None
                 if travel:
                     job.subseed, job.subseed_strength = end_seed, number / (len(positions) - 1)
-                job.extra_generation_params = {**p.extra_generation_params,
-                                               "Interpolation": f"{number + 1}/{len(positions)}, {method}"}
+                job.extra_generation_params = {
+                    **p.extra_generation_params,
+                    "Interpolation": f"{number + 1}/{len(positions)}, {method}",
+                }
                 yield job
 
         images, infotexts, seeds, prompts_run, paths, firsts = [], [], [], [], [], []
@@ -110,10 +127,21 @@ class Script(scripts.Script):
         shown_first = 0
         if len(paths) == len(images) and len(firsts) > 1:  # shown and kept like a grid: first, before the frames
             animation = save_animation(firsts, paths[0], float(fps))
-            images, infotexts, paths = [Image.open(animation[0]), *images], [infotexts[0], *infotexts], \
-                [animation[0], *paths]
+            images, infotexts, paths = (
+                [Image.open(animation[0]), *images],
+                [infotexts[0], *infotexts],
+                [animation[0], *paths],
+            )
             shown_first = 1
-        result = Processed(p, images, p.seed, infotexts[0] if infotexts else "", all_prompts=prompts_run,
-                           all_seeds=seeds, infotexts=infotexts, index_of_first_image=shown_first)
+        result = Processed(
+            p,
+            images,
+            p.seed,
+            infotexts[0] if infotexts else "",
+            all_prompts=prompts_run,
+            all_seeds=seeds,
+            infotexts=infotexts,
+            index_of_first_image=shown_first,
+        )
         result.paths = paths
         return result

@@ -1,4 +1,5 @@
 """Prompt matrix: `base|part a|part b` renders every on/off combination of the parts in a labelled grid."""
+
 import dataclasses
 import math
 
@@ -30,17 +31,25 @@ class Script(scripts.Script):
 
     def ui(self, is_img2img):
         with gr.Row():
-            at_start = gr.Checkbox(label="Put variable parts at start of prompt", value=False,
-                                   elem_id=self.elem_id("put_at_start"))
-            different_seeds = gr.Checkbox(label="Use different seed for each picture", value=False,
-                                          elem_id=self.elem_id("different_seeds"))
+            at_start = gr.Checkbox(
+                label="Put variable parts at start of prompt", value=False, elem_id=self.elem_id("put_at_start")
+            )
+            different_seeds = gr.Checkbox(
+                label="Use different seed for each picture", value=False, elem_id=self.elem_id("different_seeds")
+            )
         with gr.Row():
-            prompt_type = gr.Radio(["positive", "negative"], label="Select prompt", value="positive",
-                                   elem_id=self.elem_id("prompt_type"))
-            delimiter = gr.Radio(list(DELIMITERS), label="Select joining char", value="comma",
-                                 elem_id=self.elem_id("variations_delimiter"))
-        margin = gr.Slider(label="Grid margins (px)", minimum=0, maximum=500, value=0, step=2,
-                           elem_id=self.elem_id("margin_size"))
+            prompt_type = gr.Radio(
+                ["positive", "negative"], label="Select prompt", value="positive", elem_id=self.elem_id("prompt_type")
+            )
+            delimiter = gr.Radio(
+                list(DELIMITERS),
+                label="Select joining char",
+                value="comma",
+                elem_id=self.elem_id("variations_delimiter"),
+            )
+        margin = gr.Slider(
+            label="Grid margins (px)", minimum=0, maximum=500, value=0, step=2, elem_id=self.elem_id("margin_size")
+        )
         return [at_start, different_seeds, prompt_type, delimiter, margin]
 
     def check_plan(self, p, at_start, different_seeds, prompt_type, delimiter, margin):
@@ -75,6 +84,14 @@ class Script(scripts.Script):
         processed.index_of_first_image = 1
         processed.infotexts.insert(0, processed.infotexts[0])
         if opts.grid_save:
-            images.save_image(grid, p.outpath_grids, "prompt_matrix", extension=opts.grid_format, prompt=source,
-                              seed=processed.seed, grid=True, p=p)
+            images.save_image(
+                grid,
+                p.outpath_grids,
+                "prompt_matrix",
+                extension=opts.grid_format,
+                prompt=source,
+                seed=processed.seed,
+                grid=True,
+                p=p,
+            )
         return processed

@@ -1,5 +1,6 @@
 """Prompts from file or textbox: one job per line; a line may set options such as
 `--prompt "a cat" --steps 10 --cfg_scale 5 --negative_prompt "blurry"`."""
+
 import copy
 import shlex
 from collections.abc import Iterator
@@ -49,10 +50,12 @@ class Script(scripts.Script):
 
     def ui(self, is_img2img):
         iterate = gr.Checkbox(label="Iterate seed every line", value=False, elem_id=self.elem_id("checkbox_iterate"))
-        same_seed = gr.Checkbox(label="Use same random seed for all lines", value=False,
-                                elem_id=self.elem_id("checkbox_iterate_batch"))
-        position = gr.Radio(["start", "end"], label="Insert prompts at the", value="start",
-                            elem_id=self.elem_id("prompt_position"))
+        same_seed = gr.Checkbox(
+            label="Use same random seed for all lines", value=False, elem_id=self.elem_id("checkbox_iterate_batch")
+        )
+        position = gr.Radio(
+            ["start", "end"], label="Insert prompts at the", value="start", elem_id=self.elem_id("prompt_position")
+        )
         text = gr.Textbox(label="List of prompt inputs", lines=2, elem_id=self.elem_id("prompt_txt"))
         upload = gr.File(label="Upload prompt inputs", type="binary", elem_id=self.elem_id("file"))
         return [iterate, same_seed, position, text, upload]
@@ -97,8 +100,15 @@ class Script(scripts.Script):
             prompts += processed.all_prompts
             seeds += processed.all_seeds
             infotexts += processed.infotexts
-        return Processed(p, images, p.seed, infotexts[0] if infotexts else "", all_prompts=prompts,
-                         all_seeds=seeds, infotexts=infotexts)
+        return Processed(
+            p,
+            images,
+            p.seed,
+            infotexts[0] if infotexts else "",
+            all_prompts=prompts,
+            all_seeds=seeds,
+            infotexts=infotexts,
+        )
 
 
 def prompt_lines(text: str | None, upload: bytes | None) -> list[str]:

@@ -1,5 +1,6 @@
 """SD upscale (img2img): enlarge the image with an upscaler, then redraw it tile by tile with img2img
 at the tab's width x height, blending the tiles' overlaps."""
+
 import copy
 import math
 
@@ -21,15 +22,19 @@ class Script(scripts.Script):
         return is_img2img
 
     def ui(self, is_img2img):
-        info = gr.HTML("<p>Will upscale the image by the selected scale factor; use width and height "
-                       "sliders to set tile size</p>")
-        overlap = gr.Slider(minimum=0, maximum=256, step=16, label="Tile overlap", value=64,
-                            elem_id=self.elem_id("overlap"))
-        scale = gr.Slider(minimum=1.0, maximum=4.0, step=0.05, label="Scale Factor", value=2.0,
-                          elem_id=self.elem_id("scale_factor"))
+        info = gr.HTML(
+            "<p>Will upscale the image by the selected scale factor; use width and height sliders to set tile size</p>"
+        )
+        overlap = gr.Slider(
+            minimum=0, maximum=256, step=16, label="Tile overlap", value=64, elem_id=self.elem_id("overlap")
+        )
+        scale = gr.Slider(
+            minimum=1.0, maximum=4.0, step=0.05, label="Scale Factor", value=2.0, elem_id=self.elem_id("scale_factor")
+        )
         names = shared.services.tools.upscalers.names()
-        upscaler = gr.Radio(label="Upscaler", choices=names, value=names[0], type="index",
-                            elem_id=self.elem_id("upscaler_index"))
+        upscaler = gr.Radio(
+            label="Upscaler", choices=names, value=names[0], type="index", elem_id=self.elem_id("upscaler_index")
+        )
         return [info, overlap, upscaler, scale]
 
     def check_plan(self, p, _info, overlap, upscaler_index, scale):
@@ -41,8 +46,10 @@ class Script(scripts.Script):
         width, height = max(1, round(source.width * float(scale))), max(1, round(source.height * float(scale)))
         limits.check_pixels(width, height, "SD upscale: the upscaled image")
         overlap = max(0, min(int(overlap), p.width - 1, p.height - 1))  # as images.split_grid clamps it
-        columns, rows = (1 if length <= tile else math.ceil((length - overlap) / (tile - overlap))
-                         for length, tile in ((width, p.width), (height, p.height)))
+        columns, rows = (
+            1 if length <= tile else math.ceil((length - overlap) / (tile - overlap))
+            for length, tile in ((width, p.width), (height, p.height))
+        )
         limits.check_planned_images(columns * rows, f"SD upscale: {columns} × {rows} tiles of {p.width}x{p.height}")
 
     def run(self, p, _info, overlap, upscaler_index, scale):

@@ -1,6 +1,7 @@
 """X/Y/Z plot: one image per combination of up to three axes' values, in labelled grids (one per Z
 value, side by side in a summary). Values use A1111's range syntax: `1-5`, `1-10 (+2)`, `1-10 [5]`,
 or a comma-separated list."""
+
 import copy
 import csv
 import io
@@ -25,8 +26,10 @@ from modules.sampling import registry
 from modules.shared import opts, state
 
 _INT_RANGE = re.compile(r"^\s*([+-]?\d+)\s*-\s*([+-]?\d+)\s*(?:\(\s*([+-]\d+)\s*\)|\[\s*(\d+)\s*\])?\s*$")
-_FLOAT_RANGE = re.compile(r"^\s*([+-]?\d*\.?\d+)\s*-\s*([+-]?\d*\.?\d+)\s*"
-                          r"(?:\(\s*([+-]\d*\.?\d+)\s*\)|\[\s*(\d+)\s*\])?\s*$")
+_FLOAT_RANGE = re.compile(
+    r"^\s*([+-]?\d*\.?\d+)\s*-\s*([+-]?\d*\.?\d+)\s*"
+    r"(?:\(\s*([+-]\d*\.?\d+)\s*\)|\[\s*(\d+)\s*\])?\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,9 @@ def parse_values(axis: Axis, text: str, limits: Limits | None = None) -> list:
         match = (_INT_RANGE if axis.kind is int else _FLOAT_RANGE).match(token)
         try:
             if match and limits is not None:
-                limits.check_planned_images(len(values) + _range(match, axis.kind)[3],
-                                            f"{axis.label} values up to the range {token!r}")
+                limits.check_planned_images(
+                    len(values) + _range(match, axis.kind)[3], f"{axis.label} values up to the range {token!r}"
+                )
             values += _expand(match, axis.kind) if match else [axis.kind(token)]
         except ValueError:
             raise UserError(f"{axis.label}: can't read {token!r} as a number or a range") from None
@@ -179,8 +183,10 @@ def _csv_item(value: str) -> str:
 
 def swapped(a_type: int | None, a_values: str, b_type: int | None, b_values: str) -> tuple:
     """Two axes' types (indexes in, names out: the type dropdowns give indexes) and values, exchanged."""
+
     def name(index: int | None) -> str:
         return AXES[index or 0].label
+
     return name(b_type), b_values, name(a_type), a_values
 
 
@@ -197,34 +203,65 @@ class Script(scripts.Script):
         controls = []
         for letter, default in (("x", 1), ("y", 0), ("z", 0)):
             with gr.Row():
-                kind = gr.Dropdown(label=f"{letter.upper()} type", choices=names, value=names[default], type="index",
-                                   elem_id=self.elem_id(f"{letter}_type"))
-                values = gr.Textbox(label=f"{letter.upper()} values", lines=1,
-                                    elem_id=self.elem_id(f"{letter}_values"))
-                fill = gr.Button("📒", elem_id=f"xyz_grid_fill_{letter}_tool_button", size="sm", scale=0, min_width=40,
-                                 elem_classes="tool", visible=AXES[default].choices is not None)  # A1111's id
-            kind.change(lambda index: gr.Button(visible=AXES[index].choices is not None), inputs=kind, outputs=fill,
-                        queue=False, show_progress="hidden", api_visibility="private")
-            fill.click(lambda index: all_values(AXES[index]), inputs=kind, outputs=values, queue=False,
-                       show_progress="hidden", api_visibility="private")
+                kind = gr.Dropdown(
+                    label=f"{letter.upper()} type",
+                    choices=names,
+                    value=names[default],
+                    type="index",
+                    elem_id=self.elem_id(f"{letter}_type"),
+                )
+                values = gr.Textbox(label=f"{letter.upper()} values", lines=1, elem_id=self.elem_id(f"{letter}_values"))
+                fill = gr.Button(
+                    "📒",
+                    elem_id=f"xyz_grid_fill_{letter}_tool_button",
+                    size="sm",
+                    scale=0,
+                    min_width=40,
+                    elem_classes="tool",
+                    visible=AXES[default].choices is not None,
+                )  # A1111's id
+            kind.change(
+                lambda index: gr.Button(visible=AXES[index].choices is not None),
+                inputs=kind,
+                outputs=fill,
+                queue=False,
+                show_progress="hidden",
+                api_visibility="private",
+            )
+            fill.click(
+                lambda index: all_values(AXES[index]),
+                inputs=kind,
+                outputs=values,
+                queue=False,
+                show_progress="hidden",
+                api_visibility="private",
+            )
             controls += [kind, values]
         with gr.Row():
-            for (first, second), text in (((0, 1), "Swap X/Y axes"), ((1, 2), "Swap Y/Z axes"),
-                                          ((0, 2), "Swap X/Z axes")):
-                pair = [*controls[2 * first:2 * first + 2], *controls[2 * second:2 * second + 2]]
+            for (first, second), text in (
+                ((0, 1), "Swap X/Y axes"),
+                ((1, 2), "Swap Y/Z axes"),
+                ((0, 2), "Swap X/Z axes"),
+            ):
+                pair = [*controls[2 * first : 2 * first + 2], *controls[2 * second : 2 * second + 2]]
                 letters = "xyz"[first] + "xyz"[second]
                 gr.Button(text, elem_id=f"{letters}_grid_swap_axes_button", size="sm").click(  # A1111's ids
-                    swapped, inputs=pair, outputs=pair, queue=False, show_progress="hidden", api_visibility="private")
+                    swapped, inputs=pair, outputs=pair, queue=False, show_progress="hidden", api_visibility="private"
+                )
         with gr.Row():
             controls.append(gr.Checkbox(label="Draw legend", value=True, elem_id=self.elem_id("draw_legend")))
-            controls.append(gr.Checkbox(label="Include Sub Images", value=False,
-                                        elem_id=self.elem_id("include_lone_images")))
-            controls.append(gr.Checkbox(label="Include Sub Grids", value=False,
-                                        elem_id=self.elem_id("include_sub_grids")))
-            controls.append(gr.Checkbox(label="Keep -1 for seeds", value=False,
-                                        elem_id=self.elem_id("no_fixed_seeds")))
-        controls.append(gr.Slider(label="Grid margins (px)", minimum=0, maximum=500, value=0, step=2,
-                                  elem_id=self.elem_id("margin_size")))
+            controls.append(
+                gr.Checkbox(label="Include Sub Images", value=False, elem_id=self.elem_id("include_lone_images"))
+            )
+            controls.append(
+                gr.Checkbox(label="Include Sub Grids", value=False, elem_id=self.elem_id("include_sub_grids"))
+            )
+            controls.append(gr.Checkbox(label="Keep -1 for seeds", value=False, elem_id=self.elem_id("no_fixed_seeds")))
+        controls.append(
+            gr.Slider(
+                label="Grid margins (px)", minimum=0, maximum=500, value=0, step=2, elem_id=self.elem_id("margin_size")
+            )
+        )
         return controls
 
     def check_plan(self, p, x_type, x_values, y_type, y_values, z_type, z_values, *_options):
@@ -246,8 +283,9 @@ class Script(scripts.Script):
             values.append(parsed or [None])
         cells, per_cell = math.prod(len(v) for v in values), p.batch_size * p.n_iter
         each = f" of {per_cell} images each" if per_cell > 1 else ""
-        limits.check_planned_images(cells * per_cell, f"X/Y/Z plot: {' × '.join(str(len(v)) for v in values)} "
-                                                       f"cells{each}")
+        limits.check_planned_images(
+            cells * per_cell, f"X/Y/Z plot: {' × '.join(str(len(v)) for v in values)} cells{each}"
+        )
         first = copy.copy(p)
         for axis, axis_values in zip(axes, values):
             if axis.label in ("Nothing", "Checkpoint name") or axis_values == [None]:  # checkpoints: by name only
@@ -260,8 +298,21 @@ class Script(scripts.Script):
         limits.check_grid(cells, *output_size(first.params), "X/Y/Z plot")
         return axes, values
 
-    def run(self, p, x_type, x_values, y_type, y_values, z_type, z_values, draw_legend, include_images,
-            include_grids, keep_random_seeds, margin):
+    def run(
+        self,
+        p,
+        x_type,
+        x_values,
+        y_type,
+        y_values,
+        z_type,
+        z_values,
+        draw_legend,
+        include_images,
+        include_grids,
+        keep_random_seeds,
+        margin,
+    ):
         axes, values = self.plan(p, (x_type, y_type, z_type), (x_values, y_values, z_values))
         if not keep_random_seeds:
             fix_seed(p)
@@ -300,8 +351,9 @@ class Script(scripts.Script):
         blank = Image.new("RGB", first.size, "white")
         z_grids = []
         for iz in range(len(zs)):
-            tiles = [cells.get((ix, iy, iz), blank).resize(first.size)
-                     for iy in range(len(ys)) for ix in range(len(xs))]
+            tiles = [
+                cells.get((ix, iy, iz), blank).resize(first.size) for iy in range(len(ys)) for ix in range(len(xs))
+            ]
             grid = images.image_grid(tiles, rows=len(ys))
             if draw_legend:
                 hor = [[images.GridAnnotation(label(axes[0], x) if x is not None else "")] for x in xs]
@@ -313,16 +365,22 @@ class Script(scripts.Script):
             size = z_grids[0].size
             main = images.image_grid([g.resize(size) for g in z_grids], rows=1)
             if draw_legend:
-                main = images.draw_grid_annotations(main, size[0], size[1],
-                                                    [[images.GridAnnotation(label(axes[2], z))] for z in zs],
-                                                    [[images.GridAnnotation("")]])
+                main = images.draw_grid_annotations(
+                    main,
+                    size[0],
+                    size[1],
+                    [[images.GridAnnotation(label(axes[2], z))] for z in zs],
+                    [[images.GridAnnotation("")]],
+                )
         info = next(iter(infotexts.values()))
         if opts.grid_save:
-            images.save_image(main, p.outpath_grids, "xyz_grid", p.seed, p.prompt, opts.grid_format, info=info,
-                              grid=True, p=p)
+            images.save_image(
+                main, p.outpath_grids, "xyz_grid", p.seed, p.prompt, opts.grid_format, info=info, grid=True, p=p
+            )
         results = [main] + (z_grids if include_grids and len(z_grids) > 1 else [])
         firsts = len(results)
         if include_images:
             results += list(cells.values())
-        return Processed(p, results, p.seed, info, infotexts=[info] * firsts + list(infotexts.values()),
-                         index_of_first_image=firsts)
+        return Processed(
+            p, results, p.seed, info, infotexts=[info] * firsts + list(infotexts.values()), index_of_first_image=firsts
+        )

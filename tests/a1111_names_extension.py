@@ -1,6 +1,7 @@
 """The script of a fixture extension for tests/test_a1111_names.py: it imports every A1111 name the app
 provides for extensions, each way extensions import them, and uses them at import, in on_ui_settings, in
 a Script's hooks and in image-saving callbacks. What it sees is kept in SEEN for the test to read."""
+
 import gradio as gr
 import modules.devices
 import modules.generation_parameters_copypaste as copypaste_by_old_name
@@ -47,10 +48,17 @@ SEEN = {
     "same parser": parse_by_old_name is parse_generation_parameters,
     "device": device,
     "dtype": dtype,
-    "paths": {"data_path": data_path, "extensions_dir": extensions_dir, "models_path": models_path,
-              "script_path": script_path, "extensions_builtin_dir": extensions_builtin_dir},
-    "folders": {name: getattr(shared.cmd_opts, name)
-                for name in ("embeddings_dir", "hypernetwork_dir", "lora_dir", "ckpt_dir", "vae_dir")},
+    "paths": {
+        "data_path": data_path,
+        "extensions_dir": extensions_dir,
+        "models_path": models_path,
+        "script_path": script_path,
+        "extensions_builtin_dir": extensions_builtin_dir,
+    },
+    "folders": {
+        name: getattr(shared.cmd_opts, name)
+        for name in ("embeddings_dir", "hypernetwork_dir", "lora_dir", "ckpt_dir", "vae_dir")
+    },
     "samplers": [s.name for s in all_samplers],
     "img2img samplers": [s.name for s in samplers_for_img2img],
     "visible samplers": len(samplers),
@@ -72,12 +80,12 @@ def refresh_picks():
 
 
 def on_ui_settings():
-    shared.opts.add_option("compat_flag", shared.OptionInfo(True, "Compat flag").info("an explanation")
-                           .needs_restart())
+    shared.opts.add_option("compat_flag", shared.OptionInfo(True, "Compat flag").info("an explanation").needs_restart())
     options = {
         "compat_mode": shared.OptionInfo("b", "Compat mode", gr.Radio, {"choices": ["a", "b"]}),
-        "compat_pick": shared.OptionInfo("x", "Compat pick", gr.Dropdown, lambda: {"choices": PICKS},
-                                         refresh=refresh_picks),
+        "compat_pick": shared.OptionInfo(
+            "x", "Compat pick", gr.Dropdown, lambda: {"choices": PICKS}, refresh=refresh_picks
+        ),
         "compat_level": shared.OptionInfo(3, "Compat level", gr.Slider, {"minimum": 1, "maximum": 5, "step": 1}),
         "compat_text": shared.OptionInfo("", "Compat text", gr.Textbox, {"lines": 3}).link("docs", "https://x.test"),
     }

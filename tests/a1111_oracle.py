@@ -47,6 +47,7 @@ and pixel upscaler models, the textual-inversion / LoRA networks.
 A1111 encodes img2img's init image with a draw from the VAE's posterior (torch's global generator, in whatever
 state the process left it, so not even A1111 repeats it); `encode_image` takes the posterior's mean there, as the
 project does."""
+
 from __future__ import annotations
 
 import copy
@@ -121,8 +122,13 @@ class Opts:
 
     @property
     def guidance(self) -> Guidance:
-        return Guidance(self.s_min_uncond, self.s_min_uncond_all, self.skip_early_cond, self.pad_cond_uncond,
-                        self.pad_cond_uncond_v0)
+        return Guidance(
+            self.s_min_uncond,
+            self.s_min_uncond_all,
+            self.skip_early_cond,
+            self.pad_cond_uncond,
+            self.pad_cond_uncond_v0,
+        )
 
 
 @dataclass(frozen=True)
@@ -178,8 +184,7 @@ SAMPLERS: dict[str, Sampler] = {
     "DPM++ 2M SDE": Sampler("sample_dpmpp_2m_sde", "exponential", brownian_noise=True),
     "DPM++ 2M SDE Heun": Sampler("sample_dpmpp_2m_sde", "exponential", brownian_noise=True, solver_type="heun"),
     "DPM++ 2S a": Sampler("sample_dpmpp_2s_ancestral", "karras", second_order=True),
-    "DPM++ 3M SDE": Sampler("sample_dpmpp_3m_sde", "exponential", discard_next_to_last_sigma=True,
-                            brownian_noise=True),
+    "DPM++ 3M SDE": Sampler("sample_dpmpp_3m_sde", "exponential", discard_next_to_last_sigma=True, brownian_noise=True),
     "Euler a": Sampler("sample_euler_ancestral"),
     "Euler": Sampler("sample_euler"),
     "LMS": Sampler("sample_lms"),
@@ -196,10 +201,19 @@ SAMPLERS: dict[str, Sampler] = {
     "LCM": Sampler("sample_lcm", kind="lcm"),
 }
 # sampler_extra_params: the s_* settings A1111 hands to these k-diffusion functions.
-EXTRA_PARAMS = {name: ("s_churn", "s_tmin", "s_tmax", "s_noise") for name in ("sample_euler", "sample_heun",
-                                                                            "sample_dpm_2")} | {
-    name: ("s_noise",) for name in ("sample_dpm_fast", "sample_dpm_2_ancestral", "sample_dpmpp_2s_ancestral",
-                                    "sample_dpmpp_sde", "sample_dpmpp_2m_sde", "sample_dpmpp_3m_sde")}
+EXTRA_PARAMS = {
+    name: ("s_churn", "s_tmin", "s_tmax", "s_noise") for name in ("sample_euler", "sample_heun", "sample_dpm_2")
+} | {
+    name: ("s_noise",)
+    for name in (
+        "sample_dpm_fast",
+        "sample_dpm_2_ancestral",
+        "sample_dpmpp_2s_ancestral",
+        "sample_dpmpp_sde",
+        "sample_dpmpp_2m_sde",
+        "sample_dpmpp_3m_sde",
+    )
+}
 
 
 class LDMModel:
@@ -210,8 +224,12 @@ class LDMModel:
         schedule = model.family.beta_schedule
         if schedule.beta_schedule != "scaled_linear":  # LDM's "linear" is diffusers' scaled_linear
             raise ValueError(f"The oracle knows LDM's linear schedule only, not {schedule.beta_schedule}")
-        betas = torch.linspace(schedule.beta_start ** 0.5, schedule.beta_end ** 0.5, schedule.num_train_timesteps,
-                               dtype=torch.float64) ** 2
+        betas = (
+            torch.linspace(
+                schedule.beta_start**0.5, schedule.beta_end**0.5, schedule.num_train_timesteps, dtype=torch.float64
+            )
+            ** 2
+        )
         cumulative = np.cumprod(1.0 - betas.numpy(), axis=0)
         self.alphas_cumprod = torch.tensor(cumulative, dtype=torch.float32)
         self.sqrt_alphas_cumprod = torch.tensor(np.sqrt(cumulative), dtype=torch.float32)
@@ -237,7 +255,7 @@ class LDMModel:
         root = self.alphas_cumprod.sqrt()
         first, last = root[0].clone(), root[-1].clone()
         root = (root - last) * (first / (first - last))
-        rescaled.alphas_cumprod = root ** 2
+        rescaled.alphas_cumprod = root**2
         rescaled.alphas_cumprod[-1] = 4.8973451890853435e-08
         return rescaled
 
@@ -259,14 +277,25 @@ SCHEDULES: dict[str, tuple[Callable | None, float | None, bool]] = {
     "ddim": (schedules.ddim, None, True),
     "beta": (schedules.beta, None, False),
 }
-SCHEDULE_NAMES = {"Automatic": None, "Uniform": "uniform", "Karras": "karras", "Exponential": "exponential",
-                  "Polyexponential": "polyexponential", "SGM Uniform": "sgm_uniform", "KL Optimal": "kl_optimal",
-                  "Align Your Steps": "align_your_steps", "Simple": "simple", "Normal": "normal", "DDIM": "ddim",
-                  "Beta": "beta"}
+SCHEDULE_NAMES = {
+    "Automatic": None,
+    "Uniform": "uniform",
+    "Karras": "karras",
+    "Exponential": "exponential",
+    "Polyexponential": "polyexponential",
+    "SGM Uniform": "sgm_uniform",
+    "KL Optimal": "kl_optimal",
+    "Align Your Steps": "align_your_steps",
+    "Simple": "simple",
+    "Normal": "normal",
+    "DDIM": "ddim",
+    "Beta": "beta",
+}
 
 
-def get_sigmas(sampler: Sampler, schedule_label: str, steps: int, wrap: Any, opts: Opts,
-               sdxl: bool = False) -> torch.Tensor:
+def get_sigmas(
+    sampler: Sampler, schedule_label: str, steps: int, wrap: Any, opts: Opts, sdxl: bool = False
+) -> torch.Tensor:
     """KDiffusionSampler.get_sigmas: the schedule type (Automatic: the sampler's own, else the model's uniform σ)
     over the model's σ range (0.1…10 with the old Karras setting) or the settings' σ range and ρ."""
     discard = sampler.discard_next_to_last_sigma or opts.always_discard_next_to_last_sigma
@@ -277,8 +306,12 @@ def get_sigmas(sampler: Sampler, schedule_label: str, steps: int, wrap: Any, opt
     if function is None:
         sigmas = wrap.get_sigmas(n)
     else:
-        kwargs: dict[str, Any] = dict(zip(("sigma_min", "sigma_max"), (0.1, 10) if opts.use_old_karras_scheduler_sigmas
-                                          else (model_min, model_max)))
+        kwargs: dict[str, Any] = dict(
+            zip(
+                ("sigma_min", "sigma_max"),
+                (0.1, 10) if opts.use_old_karras_scheduler_sigmas else (model_min, model_max),
+            )
+        )
         if opts.sigma_min != 0 and opts.sigma_min != model_min:
             kwargs["sigma_min"] = opts.sigma_min
         if opts.sigma_max != 0 and opts.sigma_max != model_max:
@@ -305,8 +338,15 @@ def setup_img2img_steps(steps: int, denoising_strength: float, fix_steps: bool) 
 def restart_sampler(model, x, sigmas, extra_args=None, callback=None, disable=None, s_noise=1.0, restart_list=None):
     """A1111's Restart (its signature, so A1111's option handling sees what it sees): the project's loop, drawing
     each restart's noise through k-diffusion's randn_like as A1111's does."""
-    return extra_samplers.sample_restart(model, x, sigmas, extra_args, s_noise=s_noise, restart_list=restart_list,
-                                         noise_sampler=lambda sigma, sigma_next: kd_sampling.torch.randn_like(x))
+    return extra_samplers.sample_restart(
+        model,
+        x,
+        sigmas,
+        extra_args,
+        s_noise=s_noise,
+        restart_list=restart_list,
+        noise_sampler=lambda sigma, sigma_next: kd_sampling.torch.randn_like(x),
+    )
 
 
 def sample_lcm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
@@ -341,8 +381,9 @@ class Pass:
     steps: int | None = None
 
     def img2img_steps(self, job: Job, opts: Opts) -> tuple[int, int]:
-        return setup_img2img_steps(self.steps or job.steps, job.denoising_strength,
-                                   opts.img2img_fix_steps or self.steps is not None)
+        return setup_img2img_steps(
+            self.steps or job.steps, job.denoising_strength, opts.img2img_fix_steps or self.steps is not None
+        )
 
     def guided(self, inner: Callable, job: Job, opts: Opts, total_steps: int) -> CFGDenoiser:
         return CFGDenoiser(inner, self.conds, job.cfg_scale, opts.guidance, total_steps, self.inpainting)
@@ -379,7 +420,7 @@ def _k_sample(run: Pass, ldm: LDMModel, job: Job, opts: Opts) -> torch.Tensor:
         steps, t_enc = run.img2img_steps(job, opts)
         calls = sampler.total_steps(t_enc + 1)
         sigmas = get_sigmas(sampler, job.scheduler, steps, wrap, opts, ldm.sdxl)
-        tail = sigmas[steps - t_enc - 1:]
+        tail = sigmas[steps - t_enc - 1 :]
         x = init + noise * tail[0]
         for name, value in (("sigma_min", tail[-2]), ("sigma_max", tail[0]), ("n", len(tail) - 1), ("sigmas", tail)):
             if name in parameters:
@@ -388,13 +429,21 @@ def _k_sample(run: Pass, ldm: LDMModel, job: Job, opts: Opts) -> torch.Tensor:
         kwargs["solver_type"] = sampler.solver_type
     with a1111_patches(run.rng, opts.randn_source):
         if sampler.brownian_noise and not opts.no_dpmpp_sde_batch_determinism:
-            kwargs["noise_sampler"] = kd_sampling.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(),
-                                                                           seed=run.seeds)
+            kwargs["noise_sampler"] = kd_sampling.BrownianTreeNoiseSampler(
+                x, sigmas[sigmas > 0].min(), sigmas.max(), seed=run.seeds
+            )
         return function(run.guided(wrap, job, opts, calls), x, extra_args={}, disable=True, callback=None, **kwargs)
 
 
-def _ddim_like(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict, ldm: LDMModel,
-               eta: float, cfgpp: bool) -> torch.Tensor:
+def _ddim_like(
+    model: CFGDenoiser,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    extra_args: dict,
+    ldm: LDMModel,
+    eta: float,
+    cfgpp: bool,
+) -> torch.Tensor:
     """DDIM and DDIM CFG++: from the last timestep down to the first, each step from ᾱ_t to the previous ᾱ,
     with a fresh draw every step (scaled by 0 at eta 0). CFG++ guides at cond_scale / 12.5 and steps along the
     uncond ε."""
@@ -413,8 +462,11 @@ def _ddim_like(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, ext
         spread = eta * math.sqrt(float((1 - a_prev) / (1 - a_t).double() * (1 - a_t.double() / a_prev)))
         x0 = (x - value(float(torch.sqrt(1 - a_t))) * eps) / value(float(a_t)).sqrt()
         direction = model.last_noise_uncond if cfgpp else eps
-        x = (value(float(a_prev)).sqrt() * x0 + (1.0 - value(float(a_prev)) - value(spread) ** 2).sqrt() * direction
-             + value(spread) * kd_sampling.torch.randn_like(x))
+        x = (
+            value(float(a_prev)).sqrt() * x0
+            + (1.0 - value(float(a_prev)) - value(spread) ** 2).sqrt() * direction
+            + value(spread) * kd_sampling.torch.randn_like(x)
+        )
     return x
 
 
@@ -422,8 +474,9 @@ def _ddim_like(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, ext
 _PLMS_WEIGHTS = {1: (3 / 2, -1 / 2), 2: (23 / 12, -16 / 12, 5 / 12), 3: (55 / 24, -59 / 24, 37 / 24, -9 / 24)}
 
 
-def _plms(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict,
-          ldm: LDMModel) -> torch.Tensor:
+def _plms(
+    model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict, ldm: LDMModel
+) -> torch.Tensor:
     """PLMS: the first step DDIM with ε averaged over both of its ends, the later ones DDIM with an
     Adams–Bashforth mix of the latest ε (up to four)."""
     alphas = ldm.alphas_cumprod
@@ -452,21 +505,36 @@ def _plms(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, extra_ar
     return x
 
 
-def _unipc(model: CFGDenoiser, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict, ldm: LDMModel,
-           opts: Opts, is_img2img: bool) -> torch.Tensor:
+def _unipc(
+    model: CFGDenoiser,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    extra_args: dict,
+    ldm: LDMModel,
+    opts: Opts,
+    is_img2img: bool,
+) -> torch.Tensor:
     """A1111's UniPC: the project's loop, its model calls at (fractional) timestep τ answered by the oracle's
     CFG ε model at τ (the project asks in k-diffusion terms: x·√(σ²+1) at σ(τ), for x0)."""
     schedule = kd_external.DiscreteSchedule(ldm.sigmas(), quantize=False)
 
     def denoiser(x_k: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
-        scale = per_image((sigma ** 2 + 1) ** 0.5, x_k)
+        scale = per_image((sigma**2 + 1) ** 0.5, x_k)
         eps = model(x_k / scale, schedule.sigma_to_t(sigma), **kwargs)
         return x_k - per_image(sigma, x_k) * eps
 
     return timestep_samplers.sample_unipc(
-        denoiser, x, timesteps, extra_args, alphas_cumprod=ldm.alphas_cumprod, variant=opts.uni_pc_variant,
-        skip_type=opts.uni_pc_skip_type, order=opts.uni_pc_order, lower_order_final=opts.uni_pc_lower_order_final,
-        is_img2img=is_img2img)
+        denoiser,
+        x,
+        timesteps,
+        extra_args,
+        alphas_cumprod=ldm.alphas_cumprod,
+        variant=opts.uni_pc_variant,
+        skip_type=opts.uni_pc_skip_type,
+        order=opts.uni_pc_order,
+        lower_order_final=opts.uni_pc_lower_order_final,
+        is_img2img=is_img2img,
+    )
 
 
 def a1111_timesteps(steps: int) -> torch.Tensor:
@@ -524,44 +592,63 @@ def encode_image(ldm: LDMModel, image: Image.Image, posterior_sample: bool = Fal
     return (latent * vae.config.scaling_factor).float()
 
 
-def _conds(ldm: LDMModel, job: Job, opts: Opts, steps: int, hires_steps: int | None,
-           size: tuple[int, int]) -> BatchConds:
+def _conds(
+    ldm: LDMModel, job: Job, opts: Opts, steps: int, hires_steps: int | None, size: tuple[int, int]
+) -> BatchConds:
     encoder = ldm.model.prompt_encoder
-    return BatchConds(lambda text: encoder.encode(text, job.clip_skip), [job.prompt] * job.batch_size,
-                      [job.negative_prompt] * job.batch_size, steps, hires_steps, opts.use_old_scheduling,
-                      ldm.sdxl, size)
+    return BatchConds(
+        lambda text: encoder.encode(text, job.clip_skip),
+        [job.prompt] * job.batch_size,
+        [job.negative_prompt] * job.batch_size,
+        steps,
+        hires_steps,
+        opts.use_old_scheduling,
+        ldm.sdxl,
+        size,
+    )
 
 
 def _image_noise(shape: tuple[int, ...], seeds: list[int], subseeds: list[int], job: Job, opts: Opts) -> ImageNoise:
-    return ImageNoise(shape, seeds, opts.randn_source, opts.eta_noise_seed_delta, subseeds, job.subseed_strength,
-                      (job.seed_resize_from_w, job.seed_resize_from_h))
+    return ImageNoise(
+        shape,
+        seeds,
+        opts.randn_source,
+        opts.eta_noise_seed_delta,
+        subseeds,
+        job.subseed_strength,
+        (job.seed_resize_from_w, job.seed_resize_from_h),
+    )
 
 
 def _run(run: Pass, ldm: LDMModel, job: Job, opts: Opts) -> torch.Tensor:
     return (_timesteps_sample if run.sampler.kind == TIMESTEPS else _k_sample)(run, ldm, job, opts)
 
 
-def _hires(ldm: LDMModel, job: Job, opts: Opts, latents: torch.Tensor, seeds: list[int],
-           subseeds: list[int]) -> torch.Tensor:
+def _hires(
+    ldm: LDMModel, job: Job, opts: Opts, latents: torch.Tensor, seeds: list[int], subseeds: list[int]
+) -> torch.Tensor:
     """sample_hr_pass: the first pass upscaled to hr_scale, noised afresh at that size, sampled again."""
     width, height = int(job.width * job.hr_scale), int(job.height * job.hr_scale)
     if job.hr_upscaler in LATENT_UPSCALE_MODES:
         mode, antialias = LATENT_UPSCALE_MODES[job.hr_upscaler]
-        init = torch.nn.functional.interpolate(latents, size=(height // LATENT_FACTOR, width // LATENT_FACTOR),
-                                               mode=mode, antialias=antialias)
+        init = torch.nn.functional.interpolate(
+            latents, size=(height // LATENT_FACTOR, width // LATENT_FACTOR), mode=mode, antialias=antialias
+        )
     else:  # "None" and "Lanczos" are one Lanczos resize of the first pass's saved pixels
         pictures = [Image.fromarray(pixels).resize((width, height), Image.LANCZOS) for pixels in decode(ldm, latents)]
         init = torch.cat([encode_image(ldm, picture, posterior_sample=True) for picture in pictures])
     sampler, steps = SAMPLERS[job.hr_sampler or job.sampler], job.hr_second_pass_steps or job.steps
-    conds = _conds(ldm, job, opts, SAMPLERS[job.sampler].total_steps(job.steps), sampler.total_steps(steps),
-                   (height, width))
+    conds = _conds(
+        ldm, job, opts, SAMPLERS[job.sampler].total_steps(job.steps), sampler.total_steps(steps), (height, width)
+    )
     rng = _image_noise(tuple(init.shape[1:]), seeds, subseeds, job, opts)
     return _run(Pass(sampler, conds, rng.next(), rng, seeds, init, steps=steps), ldm, job, opts)
 
 
 @torch.inference_mode()
-def sample(ldm: LDMModel, job: Job, opts: Opts = Opts(), init: torch.Tensor | None = None,
-           mask: Image.Image | None = None) -> torch.Tensor:
+def sample(
+    ldm: LDMModel, job: Job, opts: Opts = Opts(), init: torch.Tensor | None = None, mask: Image.Image | None = None
+) -> torch.Tensor:
     """The batch's latents as A1111 1.10 samples them, to be decoded: txt2img (and its hires pass with
     job.enable_hr), or img2img from `init` (one image's latent, repeated for the batch) with
     job.denoising_strength, kept where `mask` (255 = repaint) is 0 (its init image filled already, but for

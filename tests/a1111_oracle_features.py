@@ -30,6 +30,7 @@ prompt-parsing, step-conditioning, guidance or masking code.
 
 Not rebuilt: A1111 normalises "Original" emphasis over the batch it encodes (a schedule's texts together); the
 oracle encodes each text alone with the project's encoder, so prompt editing with emphasis is not compared."""
+
 from __future__ import annotations
 
 import contextlib
@@ -57,6 +58,7 @@ def global_generator() -> Iterator[None]:
 
 # --- model wrappers and A1111's small glue ---------------------------------------------------------------------
 
+
 def per_image(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return values.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
 
@@ -73,8 +75,10 @@ class TimestepsDenoiser:
         if self.ldm.parameterization != "v":
             return out
         whole = t.to(torch.int)
-        return (per_image(self.ldm.sqrt_alphas_cumprod[whole], x) * out
-                + per_image(self.ldm.sqrt_one_minus_alphas_cumprod[whole], x) * x)
+        return (
+            per_image(self.ldm.sqrt_alphas_cumprod[whole], x) * out
+            + per_image(self.ldm.sqrt_one_minus_alphas_cumprod[whole], x) * x
+        )
 
 
 class LCMDenoiser(kd_external.DiscreteEpsDDPMDenoiser):
@@ -105,8 +109,8 @@ class LCMDenoiser(kd_external.DiscreteEpsDDPMDenoiser):
         c_out, c_in = (per_image(value, input) for value in self.get_scalings(sigma))
         x0 = input + self.get_eps(input * c_in, self.sigma_to_t(sigma), **kwargs) * c_out
         scaled_t = per_image(self.sigma_to_t(sigma), input) * 10.0
-        c_skip = 0.25 / (scaled_t ** 2 + 0.25)
-        return scaled_t / (scaled_t ** 2 + 0.25) ** 0.5 * x0 + c_skip * input
+        c_skip = 0.25 / (scaled_t**2 + 0.25)
+        return scaled_t / (scaled_t**2 + 0.25) ** 0.5 * x0 + c_skip * input
 
 
 def latent_keep(mask: Image.Image, shape: tuple[int, ...]) -> torch.Tensor:
@@ -161,12 +165,18 @@ def overlay(original: Image.Image, generated: Image.Image, mask: Image.Image) ->
 
 
 # A1111's latent upscale modes: torch interpolation mode and antialias
-LATENT_UPSCALE_MODES = {"Latent": ("bilinear", False), "Latent (antialiased)": ("bilinear", True),
-                        "Latent (bicubic)": ("bicubic", False), "Latent (bicubic antialiased)": ("bicubic", True),
-                        "Latent (nearest)": ("nearest", False), "Latent (nearest-exact)": ("nearest-exact", False)}
+LATENT_UPSCALE_MODES = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
 
 
 # --- noise ------------------------------------------------------------------------------------------------------
+
 
 def slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation of two (C, H, W) noises by `strength`, per (channel, column) vector along dim 1."""
@@ -175,22 +185,31 @@ def slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tenso
     if cosine.mean() > 0.9995:
         return low * strength + high * (1 - strength)
     angle = cosine.acos()
-    return (((1.0 - strength) * angle).sin() / angle.sin()).unsqueeze(1) * low \
-        + ((strength * angle).sin() / angle.sin()).unsqueeze(1) * high
+    return (((1.0 - strength) * angle).sin() / angle.sin()).unsqueeze(1) * low + (
+        (strength * angle).sin() / angle.sin()
+    ).unsqueeze(1) * high
 
 
 class ImageNoise:
     """A1111's ImageRNG for the CPU (= GPU on this machine) and NV sources."""
 
-    def __init__(self, shape: Sequence[int], seeds: Sequence[int], source: str, eta_noise_seed_delta: int,
-                 subseeds: Sequence[int] | None = None, subseed_strength: float = 0.0,
-                 seed_resize: tuple[int, int] = (0, 0)) -> None:
+    def __init__(
+        self,
+        shape: Sequence[int],
+        seeds: Sequence[int],
+        source: str,
+        eta_noise_seed_delta: int,
+        subseeds: Sequence[int] | None = None,
+        subseed_strength: float = 0.0,
+        seed_resize: tuple[int, int] = (0, 0),
+    ) -> None:
         self.shape, self.seeds, self.source = tuple(shape), list(seeds), source
         self.delta = eta_noise_seed_delta
         self.subseeds, self.strength = subseeds, subseed_strength
         resize_w, resize_h = seed_resize
-        self.noise_shape = self.shape if resize_w <= 0 or resize_h <= 0 else (self.shape[0], resize_h // 8,
-                                                                               resize_w // 8)
+        self.noise_shape = (
+            self.shape if resize_w <= 0 or resize_h <= 0 else (self.shape[0], resize_h // 8, resize_w // 8)
+        )
         self.generators = [self._generator(seed) for seed in self.seeds]
         self.is_first = True
 
@@ -230,9 +249,11 @@ class ImageNoise:
             if resized:
                 canvas = self._image_draw(seed, generator)
                 (top, src_top, rows), (left, src_left, columns) = (
-                    _centred(self.shape[axis], self.noise_shape[axis]) for axis in (1, 2))
-                canvas[:, top:top + rows, left:left + columns] = noise[:, src_top:src_top + rows,
-                                                                       src_left:src_left + columns]
+                    _centred(self.shape[axis], self.noise_shape[axis]) for axis in (1, 2)
+                )
+                canvas[:, top : top + rows, left : left + columns] = noise[
+                    :, src_top : src_top + rows, src_left : src_left + columns
+                ]
                 noise = canvas
             images.append(noise)
         if self.delta:
@@ -266,6 +287,7 @@ class TorchHijack:
 def a1111_patches(rng: ImageNoise, source: str) -> Iterator[None]:
     """A1111's replacements while it samples: TorchHijack as k-diffusion's torch, its own to_d, and torchsde's
     Gaussians drawn as randn_local draws them (the source's first draw for the node's seed)."""
+
     def tree_randn(size, dtype, device, seed):
         if source == "NV":
             values = torch.from_numpy(philox_randn(int(seed), 0, tuple(size)))
@@ -283,6 +305,7 @@ def a1111_patches(rng: ImageNoise, source: str) -> Iterator[None]:
 
 
 # --- prompt schedules -------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Edit:
@@ -317,7 +340,7 @@ class _Parser:
         while self.at() and self.at() not in stops:
             char = self.at()
             if char == "\\":
-                parts.append(self.text[self.pos:self.pos + 2])
+                parts.append(self.text[self.pos : self.pos + 2])
                 self.pos += 2
             elif char == "[":
                 parts.extend(self.bracket())
@@ -353,7 +376,7 @@ class _Parser:
         if self.at() == ":":
             self.pos += 1
             end = self.text.find("]", self.pos)
-            when, self.pos = self.text[self.pos:end], end
+            when, self.pos = self.text[self.pos : end], end
             self._close()
             return [Edit(first, second, self._number(when))]
         self._close()
@@ -370,8 +393,9 @@ class _Parser:
         return text.strip()
 
 
-def prompt_schedule(prompt: str, steps: int, hires_steps: int | None = None,
-                    use_old_scheduling: bool = False) -> list[tuple[int, str]]:
+def prompt_schedule(
+    prompt: str, steps: int, hires_steps: int | None = None, use_old_scheduling: bool = False
+) -> list[tuple[int, str]]:
     """get_learned_conditioning_prompt_schedules for one prompt: (last step, text) pairs."""
     first_pass = hires_steps is None or use_old_scheduling
     whole_offset, share_offset, total = (0, 0.0, steps) if first_pass else (steps, 1.0, hires_steps)
@@ -465,16 +489,28 @@ class BatchConds:
     get_learned_conditioning, read back at a step as reconstruct_multicond_batch and reconstruct_cond_batch do.
     `size` (height, width) is SDXL's size conditioning."""
 
-    def __init__(self, encode: Callable[[str], Any], prompts: list[str], negatives: list[str], steps: int,
-                 hires_steps: int | None = None, use_old_scheduling: bool = False, sdxl: bool = False,
-                 size: tuple[int, int] = (0, 0)) -> None:
+    def __init__(
+        self,
+        encode: Callable[[str], Any],
+        prompts: list[str],
+        negatives: list[str],
+        steps: int,
+        hires_steps: int | None = None,
+        use_old_scheduling: bool = False,
+        sdxl: bool = False,
+        size: tuple[int, int] = (0, 0),
+    ) -> None:
         def schedule(text: str, zero: bool = False) -> Schedule:
             return encode_schedule(encode, prompt_schedule(text, steps, hires_steps, use_old_scheduling), zero)
 
         self.empty = encode("").embeds[0].float()  # A1111's cond_stage_model_empty_prompt
         self.parts = [[(schedule(text), weight) for text, weight in and_parts(prompt)] for prompt in prompts]
-        self.negatives = [schedule(text, sdxl and all(t == "" for _, t in prompt_schedule(
-            text, steps, hires_steps, use_old_scheduling))) for text in negatives]
+        self.negatives = [
+            schedule(
+                text, sdxl and all(t == "" for _, t in prompt_schedule(text, steps, hires_steps, use_old_scheduling))
+            )
+            for text in negatives
+        ]
         self.size = size
 
     def conds_at(self, step: int) -> tuple[list[list[tuple[int, float]]], Cond]:
@@ -491,6 +527,7 @@ class BatchConds:
 
 
 # --- guidance ---------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Guidance:
@@ -518,8 +555,15 @@ class Inpainting:
 class CFGDenoiser:
     """CFGDenoiser.forward over `inner(x, sigma, cond=…)` (a k-diffusion denoiser, or a timestep one)."""
 
-    def __init__(self, inner: Callable, conds: BatchConds, cond_scale: float, guidance: Guidance,
-                 total_steps: int, inpainting: Inpainting | None = None) -> None:
+    def __init__(
+        self,
+        inner: Callable,
+        conds: BatchConds,
+        cond_scale: float,
+        guidance: Guidance,
+        total_steps: int,
+        inpainting: Inpainting | None = None,
+    ) -> None:
         self.inner, self.conds, self.cond_scale, self.guidance = inner, conds, cond_scale, guidance
         self.total_steps, self.inpainting = total_steps, inpainting
         self.step = 0
@@ -540,7 +584,7 @@ class CFGDenoiser:
             if gap > 0:
                 uncond_tokens = torch.cat([uncond_tokens, uncond_tokens[:, -1:].repeat(1, gap, 1)], dim=1)
             else:
-                uncond_tokens = uncond_tokens[:, :cond_tokens.shape[1]]
+                uncond_tokens = uncond_tokens[:, : cond_tokens.shape[1]]
         elif self.guidance.pad_cond_uncond:  # whole empty chunks onto the shorter
             chunks = gap // self.conds.empty.shape[0]
             fill = self.conds.empty[None].repeat(1, abs(chunks), 1)
@@ -569,16 +613,23 @@ class CFGDenoiser:
             x_in, sigma_in = x_in[:-images], sigma_in[:-images]
         tensor, uncond = self._padded(tensor, uncond)
         if tensor[0].shape[1] == uncond[0].shape[1] or skip:
-            both = tensor if skip else (torch.cat([tensor[0], uncond[0]]),
-                                        None if tensor[1] is None else torch.cat([tensor[1], uncond[1]]))
+            both = (
+                tensor
+                if skip
+                else (
+                    torch.cat([tensor[0], uncond[0]]),
+                    None if tensor[1] is None else torch.cat([tensor[1], uncond[1]]),
+                )
+            )
             x_out = self._call(x_in, sigma_in, both)
         else:
             x_out = torch.zeros_like(x_in)
             parts = tensor[0].shape[0]
             for a in range(0, parts, 2 * images):
                 b = min(a + 2 * images, parts)
-                x_out[a:b] = self._call(x_in[a:b], sigma_in[a:b],
-                                        (tensor[0][a:b], None if tensor[1] is None else tensor[1][a:b]))
+                x_out[a:b] = self._call(
+                    x_in[a:b], sigma_in[a:b], (tensor[0][a:b], None if tensor[1] is None else tensor[1][a:b])
+                )
             x_out[-images:] = self._call(x_in[-images:], sigma_in[-images:], uncond)
         if skip:  # each image's first part stands in for its negative
             x_out = torch.cat([x_out, x_out[[parts[0][0] for parts in conds_list]]])

@@ -1,4 +1,5 @@
 """Start app.py as a real subprocess on a free port, for end-to-end and browser tests."""
+
 from __future__ import annotations
 
 import os
@@ -43,19 +44,22 @@ def with_demo_checkpoint(data_dir: Path, demo_checkpoint: Path) -> Path:
 
 
 @contextmanager
-def running_app(data_dir: Path, *flags: str, model_name: str | None = None,
-                command: list[str] | None = None) -> Iterator[str]:
+def running_app(
+    data_dir: Path, *flags: str, model_name: str | None = None, command: list[str] | None = None
+) -> Iterator[str]:
     """Run app.py (or `command`, which must end by calling app.main with the flags it is given) with
     this data dir; yields the page URL once the page answers (and, if `model_name` is given, once
     that checkpoint is loaded). The log is data_dir/server.log."""
     port = free_port()
     log_path = data_dir / "server.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([*(command or [sys.executable, "app.py"]), "--data-dir", str(data_dir),
-                                 "--port", str(port), *flags],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1",
-                                     "GRADIO_TEMP_DIR": str(data_dir / "gradio-temp")})
+        proc = subprocess.Popen(
+            [*(command or [sys.executable, "app.py"]), "--data-dir", str(data_dir), "--port", str(port), *flags],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_TEMP_DIR": str(data_dir / "gradio-temp")},
+        )
         url = f"http://127.0.0.1:{port}/"
 
         def page_up() -> bool:
@@ -87,8 +91,7 @@ def stop_page_jobs(url: str) -> None:
 def app_process(url: str) -> psutil.Process:
     """The app.py process (a child of this one) that serves `url`."""
     port = url.rstrip("/").rsplit(":", 1)[1].split("/")[0]
-    (app,) = [p for p in psutil.Process().children() if "app.py" in " ".join(p.cmdline())
-              and port in p.cmdline()]
+    (app,) = [p for p in psutil.Process().children() if "app.py" in " ".join(p.cmdline()) and port in p.cmdline()]
     return app
 
 

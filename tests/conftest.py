@@ -1,4 +1,5 @@
 """Shared fixtures: a real demo checkpoint on disk, a loaded model, an engine."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         in_browser = BROWSER_TESTS in item.path.parents
         if in_browser:
             item.add_marker(pytest.mark.browser)
-        if (in_browser or hasattr(getattr(item, "module", None), "running_app")
-                or SHARED_APPS & set(getattr(item, "fixturenames", ()))):
+        if (
+            in_browser
+            or hasattr(getattr(item, "module", None), "running_app")
+            or SHARED_APPS & set(getattr(item, "fixturenames", ()))
+        ):
             item.add_marker(pytest.mark.e2e)
         if "ray_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
@@ -68,8 +72,13 @@ def demo_model(demo_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     from modules.sd_models import load_model
 
     cache = session_dir(tmp_path_factory, "cache")
-    return load_model(CheckpointInfo(demo_checkpoint, demo_checkpoint.name), torch.device("cpu"),
-                      torch.float32, cache, HashCache(cache / "cache.json"))
+    return load_model(
+        CheckpointInfo(demo_checkpoint, demo_checkpoint.name),
+        torch.device("cpu"),
+        torch.float32,
+        cache,
+        HashCache(cache / "cache.json"),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """A local HTTP server standing in for a download site: it serves a dict of URL path -> bytes (or a
 file), which a test may change while it runs, and answers 404 for anything else."""
+
 from __future__ import annotations
 
 import http.server

@@ -8,6 +8,7 @@ everywhere; the other reports faces at the 512-pixel anchors of its coarsest lev
 five-point landmark layout, so on a 128-pixel photo exactly one face survives NMS and the whole
 path runs: detection -> alignment -> GFPGAN -> ParseNet mask -> paste back. ParseNet's output head
 is set to "skin" so the mask is not empty. This checks the plumbing, not restoration quality."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,10 @@ from modules.face_restoration import DETECTION_WEIGHTS, GFPGAN_WEIGHTS, PARSING_
 from modules.torchvision_compat import ensure_functional_tensor
 
 # Five landmarks (eyes, nose, mouth corners) relative to a face centre, in pixels: FFHQ's template at 0.2 scale.
-LANDMARKS = (np.array([[192.98, 239.95], [318.90, 240.19], [256.63, 314.02], [201.26, 371.41], [313.09, 371.15]])
-              - [256.0, 300.0]) * 0.2
+LANDMARKS = (
+    np.array([[192.98, 239.95], [318.90, 240.19], [256.63, 314.02], [201.26, 371.41], [313.09, 371.15]])
+    - [256.0, 300.0]
+) * 0.2
 
 
 def face_detector(faces: bool) -> dict[str, torch.Tensor]:
@@ -61,9 +64,18 @@ def gfpgan_weights() -> dict[str, torch.Tensor]:
     from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
 
     torch.manual_seed(2)
-    net = GFPGANv1Clean(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
-                        fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
-                        sft_half=True)
+    net = GFPGANv1Clean(
+        out_size=512,
+        num_style_feat=512,
+        channel_multiplier=2,
+        decoder_load_path=None,
+        fix_decoder=False,
+        num_mlp=8,
+        input_is_latent=True,
+        different_w=True,
+        narrow=1,
+        sft_half=True,
+    )
     return {"params_ema": net.state_dict()}
 
 
@@ -82,12 +94,15 @@ def tiny_esrgan(scale: int = 4) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in net.state_dict().items()}
 
 
-
 def write_face_weights(store: Path) -> dict[str, Path]:
     """The real file names in two models folders under `store` that differ only in the detector
     (keys face_models and noface_models), plus each file."""
-    files = {"gfpgan": store / GFPGAN_WEIGHTS.name, "parse": store / PARSING_WEIGHTS.name,
-             "face": store / "detector-face.pth", "noface": store / "detector-noface.pth"}
+    files = {
+        "gfpgan": store / GFPGAN_WEIGHTS.name,
+        "parse": store / PARSING_WEIGHTS.name,
+        "face": store / "detector-face.pth",
+        "noface": store / "detector-noface.pth",
+    }
     torch.save(gfpgan_weights(), files["gfpgan"])
     torch.save(face_parser(), files["parse"])
     torch.save(face_detector(True), files["face"])

@@ -1,4 +1,5 @@
 """Real textual-inversion and LoRA files in the formats people share, made for tests."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,17 @@ from safetensors.torch import save_file
 
 def a1111_embedding(path: Path, vectors: torch.Tensor) -> Path:
     """A1111's .pt format: string_to_param['*'] holds the (count, width) vectors."""
-    torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": vectors}, "name": path.stem,
-                "step": 500, "sd_checkpoint": "0123456789", "sd_checkpoint_name": "demo"}, path)
+    torch.save(
+        {
+            "string_to_token": {"*": 265},
+            "string_to_param": {"*": vectors},
+            "name": path.stem,
+            "step": 500,
+            "sd_checkpoint": "0123456789",
+            "sd_checkpoint_name": "demo",
+        },
+        path,
+    )
     return path
 
 
@@ -31,12 +41,21 @@ def diffusers_embedding(path: Path, vector: torch.Tensor) -> Path:
 
 
 def _lora_targets(module: torch.nn.Module, kinds: tuple[str, ...]) -> list[tuple[str, torch.nn.Linear]]:
-    return [(name, m) for name, m in module.named_modules()
-            if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in kinds]
+    return [
+        (name, m)
+        for name, m in module.named_modules()
+        if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in kinds
+    ]
 
 
-def kohya_lora(path: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module | None, rank: int = 2,
-               seed: int = 0, scale: float = 0.5) -> Path:
+def kohya_lora(
+    path: Path,
+    unet: torch.nn.Module,
+    text_encoder: torch.nn.Module | None,
+    rank: int = 2,
+    seed: int = 0,
+    scale: float = 0.5,
+) -> Path:
     """A kohya-ss/A1111 LoRA: lora_unet_*/lora_te_* keys with lora_down, lora_up and alpha."""
     gen = torch.Generator().manual_seed(seed)
     state: dict[str, torch.Tensor] = {}

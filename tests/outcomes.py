@@ -1,5 +1,6 @@
 """Each test's reports by phase, kept on its item (tests/conftest.py records them), so that a fixture can tell
 at teardown whether its test failed."""
+
 from __future__ import annotations
 
 import pytest

@@ -6,6 +6,7 @@ fixture (module scope) wraps it: `from ray_cluster import ray_cluster` in a test
 Ray turns 127.0.0.1 into the machine's network address before connecting, and reads whether it may do that
 when it is imported. `LOOPBACK_ENV` keeps it on loopback: it is set in os.environ while the cluster runs, so
 processes started meanwhile (app.py --ray-address …) inherit it, and the flag Ray already read is patched."""
+
 from __future__ import annotations
 
 import contextlib

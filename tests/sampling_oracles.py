@@ -1,6 +1,7 @@
 """Test-only oracles the sampling tests share: k-diffusion (PyPI k-diffusion 0.1.1.post1, the sampling code
 A1111 1.10 pins) imported without its package __init__, and a plain-Python Philox4x32-10 + Box-Muller, a
 second, scalar implementation of the algorithm behind A1111's NV noise source (modules/rng_philox.py)."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,5 +1,6 @@
 """Services built as app.py builds them (demo checkpoint, scripts loaded, script controls made),
 for tests of the Script API and the built-in scripts."""
+
 from __future__ import annotations
 
 import shutil
@@ -43,8 +44,9 @@ def script_args(services, title: str | None, values: dict[str, object], tab: str
     """The page's script inputs: the dropdown index, then every control's value (by label)."""
     runner = services.script_runners[tab]
     chosen = runner.script_by_title(title) if title else 0
-    return [chosen] + [_as_sent(control, values.get(control.label, control.value))
-                       for control in services.ui_inputs[tab][1:]]
+    return [chosen] + [
+        _as_sent(control, values.get(control.label, control.value)) for control in services.ui_inputs[tab][1:]
+    ]
 
 
 def generate(services, title: str | None = None, values: dict | None = None, **kw):

@@ -1,4 +1,5 @@
 """A real, nearly full disk for tests: a small tmpfs mounted on a temporary folder (needs root, as CI runs)."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ def free_bytes(folder: Path) -> int:
 def mounted_small_disk(folder: Path, size: int = SIZE) -> Iterator[Path]:
     """`folder` (created) on its own file system of `size` bytes; skips the test where mounting isn't allowed."""
     folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"a small file system can't be mounted here (needs root): {mounted.stderr.strip()}")
     try:

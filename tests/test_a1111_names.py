@@ -2,6 +2,7 @@
 sd_schedulers, safe, sd_hijack, img2img, processing.create_binary_mask, paths, shared.*): a fixture extension
 (tests/a1111_names_extension.py) is loaded through the app's own loader and uses them; Tag Autocomplete's and
 Dynamic Prompts' own files are checked against them when their sources are at hand."""
+
 from __future__ import annotations
 
 import ast
@@ -67,12 +68,19 @@ def test_every_name_imports_in_an_extension_script(services, fixture_module):
 def test_paths_and_folder_flags_follow_the_data_dir(services, fixture_module):
     data = services.paths.root
     assert fixture_module.SEEN["paths"] == {
-        "data_path": str(data), "extensions_dir": str(data / "extensions"), "models_path": str(data / "models"),
-        "script_path": str(REPO_ROOT), "extensions_builtin_dir": str(REPO_ROOT / "extensions-builtin")}
+        "data_path": str(data),
+        "extensions_dir": str(data / "extensions"),
+        "models_path": str(data / "models"),
+        "script_path": str(REPO_ROOT),
+        "extensions_builtin_dir": str(REPO_ROOT / "extensions-builtin"),
+    }
     assert fixture_module.SEEN["folders"] == {
-        "embeddings_dir": str(data / "embeddings"), "hypernetwork_dir": str(data / "models" / "hypernetworks"),
-        "lora_dir": str(data / "models" / "Lora"), "ckpt_dir": str(data / "models" / "Stable-diffusion"),
-        "vae_dir": str(data / "models" / "VAE")}
+        "embeddings_dir": str(data / "embeddings"),
+        "hypernetwork_dir": str(data / "models" / "hypernetworks"),
+        "lora_dir": str(data / "models" / "Lora"),
+        "ckpt_dir": str(data / "models" / "Stable-diffusion"),
+        "vae_dir": str(data / "models" / "VAE"),
+    }
 
 
 def _settings_controls(services) -> dict[str, gr.components.Component]:
@@ -249,7 +257,9 @@ def test_infotext_utils_override_settings(services):
     assert ("RNG", "randn_source", "CPU") in infotext_utils.get_override_settings({"RNG": "CPU", "Steps": "5"})
     assert infotext_utils.get_override_settings({"RNG": "CPU"}, skip_fields=["RNG"]) == []
     assert infotext_utils.create_override_settings_dict(["RNG: CPU", "ENSD: 31337"]) == {
-        "randn_source": "CPU", "eta_noise_seed_delta": 31337}
+        "randn_source": "CPU",
+        "eta_noise_seed_delta": 31337,
+    }
 
 
 def test_embedding_db_splits_by_the_loaded_model(services):
@@ -325,12 +335,14 @@ OPTIONAL = {("modules", "extensions"), ("modules_forge.forge_version", "version"
 def test_real_extensions_find_every_name_they_import(services, repo):
     if not repo.is_dir():
         pytest.skip(f"no copy of {repo.parent.name} here")
-    files = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "--name-only", "HEAD"], capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "-r", "--name-only", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.split()
     missing = []
     for file in (f for f in files if f.endswith(".py") and not f.startswith(("tests/", "_tools/"))):
-        source = subprocess.run(["git", "-C", str(repo), "show", f"HEAD:{file}"], capture_output=True, text=True,
-                                check=True).stdout
+        source = subprocess.run(
+            ["git", "-C", str(repo), "show", f"HEAD:{file}"], capture_output=True, text=True, check=True
+        ).stdout
         for module_name, name in _modules_imports(source):
             if (module_name, name) in OPTIONAL:
                 continue
@@ -350,8 +362,9 @@ def test_tag_autocomplete_loads_and_its_settings_show(services, tmp_path):
     (extension / "scripts").mkdir(parents=True)
     (extension / "tags").mkdir()
     for name in ("model_keyword_support.py", "shared_paths.py", "tag_autocomplete_helper.py", "tag_frequency_db.py"):
-        source = subprocess.run(["git", "-C", str(TAGCOMPLETE), "show", f"HEAD:scripts/{name}"],
-                                capture_output=True, check=True).stdout
+        source = subprocess.run(
+            ["git", "-C", str(TAGCOMPLETE), "show", f"HEAD:scripts/{name}"], capture_output=True, check=True
+        ).stdout
         (extension / "scripts" / name).write_bytes(source)
     static_tmp = REPO_ROOT / "tmp"  # it writes tagAutocompletePath.txt into <script_path>/tmp, as in A1111
     made_tmp = not static_tmp.exists()
@@ -407,16 +420,19 @@ def test_img2img_process_batch_runs_each_image(services, tmp_path):
     for name, colour in (("a.png", "red"), ("b.png", "blue")):
         Image.new("RGB", (64, 64), colour).save(source / name)
     (source / "c.png").write_bytes(b"not an image")
-    p = StableDiffusionProcessingImg2Img(prompt="a house", steps=3, width=64, height=64, sampler_name="Euler",
-                                         denoising_strength=0.5, seed=3)
+    p = StableDiffusionProcessingImg2Img(
+        prompt="a house", steps=3, width=64, height=64, sampler_name="Euler", denoising_strength=0.5, seed=3
+    )
     processed = process_batch(p, str(source), str(target), "", None)
     assert len(processed.images) == len(processed.infotexts) == 2
     assert len(list(target.rglob("*.png"))) == 2
 
 
 def test_paths_names_before_the_app_starts():
-    code = ("import modules.paths as p; print(p.data_path, p.script_path, p.models_path, p.extensions_dir, "
-            "p.extensions_builtin_dir)")
+    code = (
+        "import modules.paths as p; print(p.data_path, p.script_path, p.models_path, p.extensions_dir, "
+        "p.extensions_builtin_dir)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     root = str(REPO_ROOT)
     assert out.stdout.split() == [root, root, f"{root}/models", f"{root}/extensions", f"{root}/extensions-builtin"]

@@ -17,6 +17,7 @@ txt2img hires pass (Latent modes, Lanczos and None, hires steps 0 or not, anothe
 seeds, prompt editing over both passes); inpainting's keep (k-diffusion after denoising, timestep samplers
 before); a tiny SDXL checkpoint (and its empty negative prompt, and hires fix); Zero Terminal SNR,
 enable_quantization and no_dpmpp_sde_batch_determinism (txt2img, img2img and hires, batches of two)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -46,8 +47,9 @@ from modules.sd_models import load_model
 
 TOLERANCE = 2  # levels of 255, per pixel and channel
 LATENT_TOLERANCE = 1e-4  # of the largest latent value
-BASE = oracle.Job("Euler", prompt="a lighthouse on a cliff at dawn", negative_prompt="blurry, dark", seed=1234,
-                  steps=3, cfg_scale=7.0)
+BASE = oracle.Job(
+    "Euler", prompt="a lighthouse on a cliff at dawn", negative_prompt="blurry, dark", seed=1234, steps=3, cfg_scale=7.0
+)
 CPU = {"randn_source": "CPU"}
 LONG_PROMPT = ", ".join(["a lighthouse on a cliff at dawn with seagulls"] * 12)  # 2 chunks
 TOOLS = ImageTools.create(Path(__file__).parent / "no-models")  # None, Lanczos and Nearest for hires fix
@@ -68,8 +70,11 @@ SETTINGS = [
     ("Euler a", "Automatic", {"eta_ancestral": 0.0}),
     ("DPM2 a", "Automatic", {"s_noise": 0.9}),
     ("Euler", "Beta", {"beta_dist_alpha": 0.4, "beta_dist_beta": 0.8}),
-    ("UniPC", "Automatic", {"uni_pc_variant": "bh2", "uni_pc_skip_type": "logSNR", "uni_pc_order": 2,
-                            "uni_pc_lower_order_final": False}),
+    (
+        "UniPC",
+        "Automatic",
+        {"uni_pc_variant": "bh2", "uni_pc_skip_type": "logSNR", "uni_pc_order": 2, "uni_pc_lower_order_final": False},
+    ),
 ]
 
 
@@ -84,7 +89,8 @@ SAMPLER_SCHEDULES = [(sampler, schedule) for sampler in oracle.SAMPLERS for sche
 # v-prediction: every sampler on its default schedule, and every schedule type under Euler (the full product runs
 # on the epsilon model above; the prediction rule sits in the denoiser, apart from sampler and schedule)
 V_SCHEDULES = [(sampler, "Automatic") for sampler in oracle.SAMPLERS] + [
-    ("Euler", schedule) for schedule in schedules_of("Euler") if schedule != "Automatic"]
+    ("Euler", schedule) for schedule in schedules_of("Euler") if schedule != "Automatic"
+]
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +111,9 @@ def sd2_v(tmp_path_factory) -> oracle.LDMModel:
     folder = tmp_path_factory.mktemp("sd2v")
     path = write_tiny_checkpoint("sd2", folder / "tiny-sd2-v.safetensors", seed=3)
     path.with_suffix(".yaml").write_text('model:\n  params:\n    parameterization: "v"\n')
-    model = load_model(CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, folder,
-                       HashCache(folder / "cache.json"))
+    model = load_model(
+        CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, folder, HashCache(folder / "cache.json")
+    )
     assert model.prediction_type == "v_prediction"
     return oracle.LDMModel(model, v_prediction=True)
 
@@ -133,20 +140,44 @@ class RecordedImg2Img(DecodedLatents, Img2Img):
     pass
 
 
-def project_run(jobs: Engine, model, job: oracle.Job, settings: dict, init: Image.Image | None = None,
-                n_iter: int = 1, mask: Image.Image | None = None) -> tuple[torch.Tensor, list[np.ndarray]]:
+def project_run(
+    jobs: Engine,
+    model,
+    job: oracle.Job,
+    settings: dict,
+    init: Image.Image | None = None,
+    n_iter: int = 1,
+    mask: Image.Image | None = None,
+) -> tuple[torch.Tensor, list[np.ndarray]]:
     """The project's (latents, pixels) for the job and settings (img2img from `init`, inpainting where `mask`
     is white, "Whole picture")."""
-    params = GenerationParams(prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed, steps=job.steps,
-                              cfg_scale=job.cfg_scale, width=job.width, height=job.height, batch_size=job.batch_size,
-                              n_iter=n_iter, sampler_name=job.sampler, scheduler=job.scheduler,
-                              clip_skip=job.clip_skip, denoising_strength=job.denoising_strength or 0.75,
-                              subseed=job.subseed, subseed_strength=job.subseed_strength,
-                              seed_resize_from_w=job.seed_resize_from_w, seed_resize_from_h=job.seed_resize_from_h,
-                              enable_hr=job.enable_hr, hr_scale=job.hr_scale, hr_upscaler=job.hr_upscaler,
-                              hr_second_pass_steps=job.hr_second_pass_steps,
-                              hr_sampler_name=job.hr_sampler or USE_SAME_SAMPLER, mask_blur=job.mask_blur,
-                              inpainting_fill=job.inpainting_fill, inpaint_full_res=0)
+    params = GenerationParams(
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        seed=job.seed,
+        steps=job.steps,
+        cfg_scale=job.cfg_scale,
+        width=job.width,
+        height=job.height,
+        batch_size=job.batch_size,
+        n_iter=n_iter,
+        sampler_name=job.sampler,
+        scheduler=job.scheduler,
+        clip_skip=job.clip_skip,
+        denoising_strength=job.denoising_strength or 0.75,
+        subseed=job.subseed,
+        subseed_strength=job.subseed_strength,
+        seed_resize_from_w=job.seed_resize_from_w,
+        seed_resize_from_h=job.seed_resize_from_h,
+        enable_hr=job.enable_hr,
+        hr_scale=job.hr_scale,
+        hr_upscaler=job.hr_upscaler,
+        hr_second_pass_steps=job.hr_second_pass_steps,
+        hr_sampler_name=job.hr_sampler or USE_SAME_SAMPLER,
+        mask_blur=job.mask_blur,
+        inpainting_fill=job.inpainting_fill,
+        inpaint_full_res=0,
+    )
     run = RunSettings(sampling=SamplingSettings(**settings))
     if init is None:
         txt2img = RecordedTxt2Img(model, params, None, run, tools=TOOLS)
@@ -162,8 +193,13 @@ def project_run(jobs: Engine, model, job: oracle.Job, settings: dict, init: Imag
     return torch.cat(final), [np.asarray(image) for image in result.images]  # (not the first pass's for hires)
 
 
-def oracle_run(ldm: oracle.LDMModel, job: oracle.Job, settings: dict, init: Image.Image | None = None,
-               mask: Image.Image | None = None) -> tuple[torch.Tensor, list[np.ndarray]]:
+def oracle_run(
+    ldm: oracle.LDMModel,
+    job: oracle.Job,
+    settings: dict,
+    init: Image.Image | None = None,
+    mask: Image.Image | None = None,
+) -> tuple[torch.Tensor, list[np.ndarray]]:
     """A1111's (latents, pixels) for the job and settings, by the oracle; with a mask ("Whole picture"), the
     pixels carry the overlay of the init image."""
     picture = init
@@ -194,13 +230,20 @@ def assert_same(ours: tuple[torch.Tensor, list[np.ndarray]], theirs: tuple[torch
     assert latents <= LATENT_TOLERANCE, f"latents differ by {latents:.1e} of their scale (pixels by {pixels})"
 
 
-def assert_parity(jobs: Engine, ldm: oracle.LDMModel, job: oracle.Job, settings: dict,
-                  init: Image.Image | None = None, mask: Image.Image | None = None) -> None:
+def assert_parity(
+    jobs: Engine,
+    ldm: oracle.LDMModel,
+    job: oracle.Job,
+    settings: dict,
+    init: Image.Image | None = None,
+    mask: Image.Image | None = None,
+) -> None:
     ours = project_run(jobs, ldm.model, job, settings, init, mask=mask)
     assert_same(ours, oracle_run(ldm, job, settings, init, mask))
 
 
 # --- the oracle's footing ---------------------------------------------------------------------------------------
+
 
 def test_the_oracle_knows_every_sampler_and_schedule_type():
     assert set(oracle.SAMPLERS) == set(registry.SAMPLER_NAMES)
@@ -237,6 +280,7 @@ def test_the_comparison_tells_a_schedule_and_an_ensd_apart(jobs, sd1):
 
 # --- parity -----------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sampler,schedule", SAMPLER_SCHEDULES)
 def test_every_sampler_and_schedule_type(jobs, sd1, sampler, schedule):
     assert_parity(jobs, sd1, replace(BASE, sampler=sampler, scheduler=schedule), CPU)
@@ -245,8 +289,7 @@ def test_every_sampler_and_schedule_type(jobs, sd1, sampler, schedule):
 @pytest.mark.parametrize("source,ensd,batch", NOISE_AXES)
 @pytest.mark.parametrize("sampler", list(oracle.SAMPLERS))
 def test_noise_sources_ensd_and_batches(jobs, sd1, sampler, source, ensd, batch):
-    settings = {"randn_source": source, "eta_noise_seed_delta": ensd} | ({"eta_ddim": 1.0} if sampler == "DDIM"
-                                                                          else {})
+    settings = {"randn_source": source, "eta_noise_seed_delta": ensd} | ({"eta_ddim": 1.0} if sampler == "DDIM" else {})
     assert_parity(jobs, sd1, replace(BASE, sampler=sampler, batch_size=batch), settings)
 
 
@@ -313,8 +356,15 @@ def test_variation_seeds_and_resize_seed_from(jobs, sd1, variation, source):
 @pytest.mark.parametrize("sampler", ["DPM++ SDE", "DDIM"])
 def test_variation_seeds_with_other_samplers(jobs, sd1, sampler):
     """The Brownian trees of a variation batch (one seed for all) and a timestep sampler's start."""
-    job = replace(BASE, sampler=sampler, batch_size=2, subseed=777, subseed_strength=0.6, seed_resize_from_w=48,
-                  seed_resize_from_h=48)
+    job = replace(
+        BASE,
+        sampler=sampler,
+        batch_size=2,
+        subseed=777,
+        subseed_strength=0.6,
+        seed_resize_from_w=48,
+        seed_resize_from_h=48,
+    )
     assert_parity(jobs, sd1, job, CPU)
 
 
@@ -387,8 +437,9 @@ def test_old_prompt_editing_timelines(jobs, sd1):
 @pytest.mark.parametrize("sampler", ["Heun", "DDIM"])
 def test_prompt_editing_in_img2img(jobs, sd1, photo, sampler):
     """A1111 schedules an img2img pass's prompts over all its steps' calls, and counts from the first it runs."""
-    job = replace(BASE, sampler=sampler, prompt="a [lighthouse:castle:0.75] [at dawn|at dusk]", steps=6,
-                  denoising_strength=0.6)
+    job = replace(
+        BASE, sampler=sampler, prompt="a [lighthouse:castle:0.75] [at dawn|at dusk]", steps=6, denoising_strength=0.6
+    )
     assert_parity(jobs, sd1, job, CPU, photo)
 
 
@@ -400,8 +451,14 @@ HIRES = [
     ("DDIM", None, "Latent (nearest-exact)", 0, 0.7, {}),
     ("Euler", None, "Lanczos", 0, 0.6, {}),
     ("DPM++ 2M", "Euler a", "None", 3, 0.45, {}),
-    ("Euler a", None, "Latent", 0, 0.6, {"subseed": 55, "subseed_strength": 0.4, "seed_resize_from_w": 48,
-                                         "seed_resize_from_h": 80}),
+    (
+        "Euler a",
+        None,
+        "Latent",
+        0,
+        0.6,
+        {"subseed": 55, "subseed_strength": 0.4, "seed_resize_from_w": 48, "seed_resize_from_h": 80},
+    ),
     ("Heun", None, "Latent", 2, 0.6, {"prompt": "a [lighthouse:castle:1.5] [at dawn:0.5]"}),
 ]
 
@@ -410,23 +467,41 @@ HIRES = [
 def test_hires_fix(jobs, sd1, sampler, hr_sampler, upscaler, hr_steps, strength, extra):
     """The txt2img hires pass at twice the size: latent or pixel upscaling, the fresh noise at the hires size,
     A1111's fixed hires steps, the denoising strength, prompt editing over both passes."""
-    job = replace(BASE, sampler=sampler, enable_hr=True, hr_sampler=hr_sampler, hr_upscaler=upscaler,
-                  hr_second_pass_steps=hr_steps, denoising_strength=strength, **extra)
+    job = replace(
+        BASE,
+        sampler=sampler,
+        enable_hr=True,
+        hr_sampler=hr_sampler,
+        hr_upscaler=upscaler,
+        hr_second_pass_steps=hr_steps,
+        denoising_strength=strength,
+        **extra,
+    )
     assert_parity(jobs, sd1, job, CPU | {"eta_noise_seed_delta": 31337})
 
 
 # --- inpainting -------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def right_half() -> Image.Image:
     mask = np.zeros((BASE.height, BASE.width), dtype=np.uint8)
-    mask[:, BASE.width // 2:] = 255
+    mask[:, BASE.width // 2 :] = 255
     return Image.fromarray(mask, "L")
 
 
-@pytest.mark.parametrize("sampler,fill", [("Euler a", ORIGINAL), ("DPM++ 2M", ORIGINAL), ("DDIM", ORIGINAL),
-                                          ("UniPC", ORIGINAL), ("Euler a", FILL), ("DPM++ 2M", LATENT_NOISE),
-                                          ("DDIM", LATENT_NOTHING)])
+@pytest.mark.parametrize(
+    "sampler,fill",
+    [
+        ("Euler a", ORIGINAL),
+        ("DPM++ 2M", ORIGINAL),
+        ("DDIM", ORIGINAL),
+        ("UniPC", ORIGINAL),
+        ("Euler a", FILL),
+        ("DPM++ 2M", LATENT_NOISE),
+        ("DDIM", LATENT_NOTHING),
+    ],
+)
 def test_inpainting_keeps_the_unmasked_latents(jobs, sd1, photo, right_half, sampler, fill):
     """img2img with a hard mask: A1111 blends the init latents into each step's result (k-diffusion) or input
     (timestep samplers) and once more after sampling, then overlays the original; other masked content than
@@ -454,17 +529,21 @@ def test_inpainting_masks(jobs, sd1, photo, soft_masks, kind, blur):
 
 # --- other models and settings ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def sdxl(tmp_path_factory) -> oracle.LDMModel:
     folder = tmp_path_factory.mktemp("sdxl")
     path = write_tiny_checkpoint("sdxl", folder / "tiny-sdxl.safetensors", seed=5)
-    model = load_model(CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, folder,
-                       HashCache(folder / "cache.json"))
+    model = load_model(
+        CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, folder, HashCache(folder / "cache.json")
+    )
     return oracle.LDMModel(model)
 
 
-@pytest.mark.parametrize("sampler,negative", [("Euler a", "blurry, dark"), ("DPM++ 2M", "blurry, dark"),
-                                              ("DDIM", "blurry, dark"), ("Euler", ""), ("UniPC", "")])
+@pytest.mark.parametrize(
+    "sampler,negative",
+    [("Euler a", "blurry, dark"), ("DPM++ 2M", "blurry, dark"), ("DDIM", "blurry, dark"), ("Euler", ""), ("UniPC", "")],
+)
 def test_sdxl(jobs, sdxl, sampler, negative):
     """SDXL's pooled text and size conditioning; an empty negative prompt is zeros in A1111."""
     assert_parity(jobs, sdxl, replace(BASE, sampler=sampler, negative_prompt=negative, batch_size=2), CPU)
@@ -507,7 +586,8 @@ class UNetTimesteps:
 
     def __enter__(self) -> UNetTimesteps:
         self.handle = self.unet.register_forward_pre_hook(
-            lambda module, args: self.seen.append(float(args[1].flatten()[0])))
+            lambda module, args: self.seen.append(float(args[1].flatten()[0]))
+        )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -524,7 +604,8 @@ def unquantized_timesteps(ldm: oracle.LDMModel, job: oracle.Job) -> list[float]:
 def test_sde_batches_without_determinism_in_img2img_passes(jobs, sd1, photo, sampler):
     """k-diffusion's own tree over the img2img tail's σ range; in hires fix, its seed drawn before the VAE's."""
     settings = CPU | {"no_dpmpp_sde_batch_determinism": True}
-    assert_parity(jobs, sd1, replace(BASE, sampler=sampler, steps=4, denoising_strength=0.6, batch_size=2), settings,
-                  photo)
+    assert_parity(
+        jobs, sd1, replace(BASE, sampler=sampler, steps=4, denoising_strength=0.6, batch_size=2), settings, photo
+    )
     hires = replace(BASE, sampler=sampler, batch_size=2, enable_hr=True, hr_upscaler="Lanczos", denoising_strength=0.6)
     assert_parity(jobs, sd1, hires, settings)

@@ -1,4 +1,5 @@
 """The /sdapi/v1 REST API through real HTTP, against `app.py --nowebui --api-auth …` on a free port."""
+
 from __future__ import annotations
 
 import base64
@@ -41,8 +42,9 @@ def server(tmp_path_factory):
     (data / "extensions" / "my-extension").mkdir(parents=True)
     (data / "config.json").write_text(json.dumps({"show_progress_every_n_steps": 1}))
     (data / "styles.csv").write_text('name,prompt,negative_prompt\nGolden,"{prompt}, golden hour",fog\n')
-    with running_app(data, "--nowebui", "--api-auth", ACCOUNTS, "--ckpt", "tiny.safetensors",
-                     model_name="tiny.safetensors") as url:
+    with running_app(
+        data, "--nowebui", "--api-auth", ACCOUNTS, "--ckpt", "tiny.safetensors", model_name="tiny.safetensors"
+    ) as url:
         yield url + "sdapi/v1", data
 
 
@@ -80,8 +82,16 @@ def generate(api, url: str, route: str = "txt2img", **body) -> tuple[list[Image.
 
 def test_txt2img_answers_pngs_with_parameters_and_a1111_info(server, api):
     url, data = server
-    images, info, parameters = generate(api, url, prompt="a lighthouse", sampler_name="DPM++ 2M Karras",
-                                        batch_size=2, seed=77, styles=["Golden"], negative_prompt="rain")
+    images, info, parameters = generate(
+        api,
+        url,
+        prompt="a lighthouse",
+        sampler_name="DPM++ 2M Karras",
+        batch_size=2,
+        seed=77,
+        styles=["Golden"],
+        negative_prompt="rain",
+    )
     assert [image.size for image in images] == [(64, 64), (64, 64)]
     assert [image.info["parameters"] for image in images] == info["infotexts"]
     assert "Sampler: DPM++ 2M, Schedule type: Karras," in info["infotexts"][0]
@@ -89,8 +99,21 @@ def test_txt2img_answers_pngs_with_parameters_and_a1111_info(server, api):
     assert info["all_prompts"] == ["a lighthouse, golden hour"] * 2
     assert info["all_negative_prompts"] == ["rain, fog"] * 2
     assert info["sampler_name"] == "DPM++ 2M" and info["sd_model_name"] == "tiny" and len(info["sd_model_hash"]) == 10
-    for key in ("subseed", "all_subseeds", "width", "height", "cfg_scale", "steps", "batch_size", "restore_faces",
-                "job_timestamp", "clip_skip", "index_of_first_image", "extra_generation_params", "styles"):
+    for key in (
+        "subseed",
+        "all_subseeds",
+        "width",
+        "height",
+        "cfg_scale",
+        "steps",
+        "batch_size",
+        "restore_faces",
+        "job_timestamp",
+        "clip_skip",
+        "index_of_first_image",
+        "extra_generation_params",
+        "styles",
+    ):
         assert key in info, key
     assert parameters["prompt"] == "a lighthouse" and parameters["styles"] == ["Golden"]
     assert not (data / "outputs" / "txt2img-images").exists() or not any((data / "outputs").rglob("*-77-*"))
@@ -118,8 +141,9 @@ def test_a_saved_batch_answers_its_grid_first_as_a1111s_api(server, api):
 
 def test_override_settings_apply_to_that_job_only(server, api):
     url, data = server
-    _, info, _ = generate(api, url, override_settings={"CLIP_stop_at_last_layers": 2,
-                                                       "sd_model_checkpoint": "other.safetensors"})
+    _, info, _ = generate(
+        api, url, override_settings={"CLIP_stop_at_last_layers": 2, "sd_model_checkpoint": "other.safetensors"}
+    )
     assert "Clip skip: 2" in info["infotexts"][0] and info["sd_model_name"] == "other" and info["clip_skip"] == 2
     _, info, _ = generate(api, url)
     assert "Clip skip" not in info["infotexts"][0] and info["sd_model_name"] == "tiny"
@@ -165,8 +189,17 @@ def test_refiner_checkpoint_takes_over_sampling_for_the_job(server, api):
 
 def test_older_a1111_spellings_and_infotext(server, api):
     url, _ = server
-    body = {"prompt": "a tower", "steps": 2, "seed": 3, "sampler_index": "Euler a", "enable_hr": True,
-            "firstphase_width": 64, "firstphase_height": 64, "width": 128, "height": 128}
+    body = {
+        "prompt": "a tower",
+        "steps": 2,
+        "seed": 3,
+        "sampler_index": "Euler a",
+        "enable_hr": True,
+        "firstphase_width": 64,
+        "firstphase_height": 64,
+        "width": 128,
+        "height": 128,
+    }
     images, info, _ = generate(api, url, **{**body, "sampler_name": None})
     assert images[0].size == (128, 128) and info["sampler_name"] == "Euler a"
     assert "Size: 64x64" in info["infotexts"][0] and "Hires resize: 128x128" in info["infotexts"][0]
@@ -182,8 +215,16 @@ def test_older_a1111_spellings_and_infotext(server, api):
 
 def test_variation_seeds_and_tiling_are_real_fields(server, api):
     url, _ = server
-    _, info, _ = generate(api, url, batch_size=2, subseed=9, subseed_strength=0.5, seed_resize_from_w=-1,
-                          seed_resize_from_h=-1, tiling=True)
+    _, info, _ = generate(
+        api,
+        url,
+        batch_size=2,
+        subseed=9,
+        subseed_strength=0.5,
+        seed_resize_from_w=-1,
+        seed_resize_from_h=-1,
+        tiling=True,
+    )
     assert info["all_seeds"] == [5, 5] and info["subseed"] == 9 and info["all_subseeds"] == [9, 10]
     assert info["subseed_strength"] == 0.5 and info["seed_resize_from_w"] == 0
     assert "Variation seed: 10, Variation seed strength: 0.5," in info["infotexts"][1]
@@ -195,9 +236,17 @@ def test_img2img_inpaints_inside_the_mask_only(server, api):
     source = Image.new("RGB", (64, 64), (200, 30, 30))
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 48, 48))
-    images, info, parameters = generate(api, url, "img2img", init_images=[b64(source, data_uri=True)], mask=b64(mask),
-                                        mask_blur=0, denoising_strength=0.9, inpainting_fill="latent noise",
-                                        inpaint_full_res=False)
+    images, info, parameters = generate(
+        api,
+        url,
+        "img2img",
+        init_images=[b64(source, data_uri=True)],
+        mask=b64(mask),
+        mask_blur=0,
+        denoising_strength=0.9,
+        inpainting_fill="latent noise",
+        inpaint_full_res=False,
+    )
     assert images[0].convert("RGB").getpixel((2, 2)) == (200, 30, 30)
     assert images[0].convert("RGB").getpixel((32, 32)) != (200, 30, 30)
     text = info["infotexts"][0]
@@ -282,20 +331,23 @@ def test_every_listed_sampler_and_schedule_runs(server, api):
     assert response.status_code == 422 and "GPU, CPU, NV" in response.text
 
 
-@pytest.mark.parametrize("route, body, field", [
-    ("txt2img", {"width": -64}, "width"),
-    ("txt2img", {"steps": 151}, "steps"),
-    ("txt2img", {"sampler_name": "Euler z"}, "sampler_name"),
-    ("txt2img", {"scheduler": "wobbly"}, "scheduler"),
-    ("txt2img", {"subseed_strength": 1.5}, "subseed_strength"),
-    ("txt2img", {"script_name": "no such script"}, "script_name"),
-    ("txt2img", {"override_settings": {"no_such_setting": 1}}, "override_settings"),
-    ("txt2img", {"styles": ["Nope"]}, None),
-    ("img2img", {"init_images": ["%%% not base64"]}, "init_images"),
-    ("img2img", {"init_images": [base64.b64encode(b"not an image").decode()]}, "init_images"),
-    ("extra-single-image", {"image": "", "upscaler_1": "Lanczos"}, "image"),
-    ("png-info", {"image": "data:text/plain,hello"}, "image"),
-])
+@pytest.mark.parametrize(
+    "route, body, field",
+    [
+        ("txt2img", {"width": -64}, "width"),
+        ("txt2img", {"steps": 151}, "steps"),
+        ("txt2img", {"sampler_name": "Euler z"}, "sampler_name"),
+        ("txt2img", {"scheduler": "wobbly"}, "scheduler"),
+        ("txt2img", {"subseed_strength": 1.5}, "subseed_strength"),
+        ("txt2img", {"script_name": "no such script"}, "script_name"),
+        ("txt2img", {"override_settings": {"no_such_setting": 1}}, "override_settings"),
+        ("txt2img", {"styles": ["Nope"]}, None),
+        ("img2img", {"init_images": ["%%% not base64"]}, "init_images"),
+        ("img2img", {"init_images": [base64.b64encode(b"not an image").decode()]}, "init_images"),
+        ("extra-single-image", {"image": "", "upscaler_1": "Lanczos"}, "image"),
+        ("png-info", {"image": "data:text/plain,hello"}, "image"),
+    ],
+)
 def test_bad_input_is_422_in_a1111_shape(server, api, route, body, field):
     url, _ = server
     response = post(api, url, route, {**SMALL, **body} if route.endswith("2img") else body)
@@ -358,8 +410,14 @@ def test_skip_ends_the_current_batch_only(server, api):
 def test_options_read_and_persist_with_a1111_keys(server, api):
     url, data = server
     options = api.get(f"{url}/options", timeout=10).json()
-    for key in ("sd_model_checkpoint", "CLIP_stop_at_last_layers", "eta_noise_seed_delta", "samples_format",
-                "outdir_txt2img_samples", "sd_vae"):
+    for key in (
+        "sd_model_checkpoint",
+        "CLIP_stop_at_last_layers",
+        "eta_noise_seed_delta",
+        "samples_format",
+        "outdir_txt2img_samples",
+        "sd_vae",
+    ):
         assert key in options, key
     assert api.post(f"{url}/options", json={"eta_noise_seed_delta": 31337}, timeout=10).status_code == 200
     assert json.loads((data / "config.json").read_text())["eta_noise_seed_delta"] == 31337
@@ -411,8 +469,14 @@ def test_listing_routes(server, api):
     assert [lora["name"] for lora in get("loras")] == ["tinylora"]
     assert "prompt matrix" in get("scripts")["txt2img"] and "loopback" in get("scripts")["img2img"]
     matrix = next(s for s in get("script-info") if s["name"] == "prompt matrix" and not s["is_img2img"])
-    assert matrix["args"][2] == {"label": "Select prompt", "value": "positive", "minimum": None, "maximum": None,
-                                 "step": None, "choices": ["positive", "negative"]}
+    assert matrix["args"][2] == {
+        "label": "Select prompt",
+        "value": "positive",
+        "minimum": None,
+        "maximum": None,
+        "step": None,
+        "choices": ["positive", "negative"],
+    }
     assert get("memory")["ram"]["total"] > 0
     flags = get("cmd-flags")
     assert flags["nowebui"] is True and flags["api_auth"] == "***"
@@ -420,8 +484,9 @@ def test_listing_routes(server, api):
 
 def test_scripts_run_by_name(server, api):
     url, _ = server
-    images, info, _ = generate(api, url, prompt="a house|red", script_name="Prompt Matrix",
-                               script_args=[False, False, "positive", "comma", 0])
+    images, info, _ = generate(
+        api, url, prompt="a house|red", script_name="Prompt Matrix", script_args=[False, False, "positive", "comma", 0]
+    )
     assert len(images) == 3 and info["index_of_first_image"] == 1 and images[0].size != (64, 64)
     response = post(api, url, "txt2img", {**SMALL, "script_name": "prompt matrix", "script_args": [0] * 50})
     assert response.status_code == 422 and "takes 5 arguments" in response.json()["errors"]
@@ -430,17 +495,29 @@ def test_scripts_run_by_name(server, api):
 def test_extras_routes_keep_the_source_parameters(server, api):
     url, _ = server
     source = Image.new("RGB", (32, 24), "navy")
-    response = post(api, url, "extra-single-image", {"image": b64(source, text="a ship\nSteps: 5"),
-                                                     "upscaler_1": "Lanczos", "upscaling_resize": 2})
+    response = post(
+        api,
+        url,
+        "extra-single-image",
+        {"image": b64(source, text="a ship\nSteps: 5"), "upscaler_1": "Lanczos", "upscaling_resize": 2},
+    )
     assert response.status_code == 200, response.text
     image = unb64(response.json()["image"])
     assert image.size == (64, 48) and image.info["parameters"] == "a ship\nSteps: 5"
     assert image.info["extras"] == "Postprocess upscale by: 2, Postprocess upscaler: Lanczos"
     assert "Postprocess upscaler: Lanczos" in response.json()["html_info"]
-    batch = post(api, url, "extra-batch-images", {"imageList": [{"data": b64(source), "name": "a"},
-                                                                {"data": b64(source, True), "name": "b"}],
-                                                  "upscaler_1": "Nearest", "resize_mode": 1,
-                                                  "upscaling_resize_w": 80, "upscaling_resize_h": 64})
+    batch = post(
+        api,
+        url,
+        "extra-batch-images",
+        {
+            "imageList": [{"data": b64(source), "name": "a"}, {"data": b64(source, True), "name": "b"}],
+            "upscaler_1": "Nearest",
+            "resize_mode": 1,
+            "upscaling_resize_w": 80,
+            "upscaling_resize_h": 64,
+        },
+    )
     assert batch.status_code == 200, batch.text
     assert [unb64(i).size for i in batch.json()["images"]] == [(80, 64), (80, 64)]
     unknown = post(api, url, "extra-single-image", {"image": b64(source), "upscaler_1": "4x-Nothing"})
@@ -458,8 +535,10 @@ def test_png_info_reads_parameters_and_other_chunks(server, api):
 
 def test_checkpoint_routes(server, api):
     url, data = server
-    shutil.copy(data / "models" / "Stable-diffusion" / "other.safetensors",
-                data / "models" / "Stable-diffusion" / "third.safetensors")
+    shutil.copy(
+        data / "models" / "Stable-diffusion" / "other.safetensors",
+        data / "models" / "Stable-diffusion" / "third.safetensors",
+    )
     assert "third" not in [m["model_name"] for m in api.get(f"{url}/sd-models", timeout=10).json()]
     assert api.post(f"{url}/refresh-checkpoints", timeout=10).status_code == 200
     assert "third" in [m["model_name"] for m in api.get(f"{url}/sd-models", timeout=10).json()]
@@ -504,8 +583,11 @@ def test_eight_clients_at_once_get_their_images_in_submission_order(server, api)
         thread.start()
         threads.append(thread)
         # The next client connects once this one's job is in the queue.
-        wait_for(lambda n=number: (state := _progress(api, url)["state"])["job"] and state["queued"] == n,
-                 60, f"request {number} to be queued")
+        wait_for(
+            lambda n=number: (state := _progress(api, url)["state"])["job"] and state["queued"] == n,
+            60,
+            f"request {number} to be queued",
+        )
     api.post(f"{url}/interrupt", timeout=10)
     for thread in threads:
         thread.join(120)

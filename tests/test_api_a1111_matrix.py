@@ -2,6 +2,7 @@
 requests against one `app.py --nowebui --api-server-stop` on a first start (no checkpoint: the demo model),
 with the unmodified webuiapi client listing the checkpoints the moment the server first answers; and every other
 A1111 route and option (modules/api/not_available.py, server_control.py, modules/a1111_options.py)."""
+
 from __future__ import annotations
 
 import base64
@@ -44,8 +45,11 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     faces = data / "models" / "GFPGAN"
     faces.mkdir(parents=True)
-    for name, weights in ((GFPGAN_WEIGHTS.name, gfpgan_weights()["params_ema"]), (PARSING_WEIGHTS.name, face_parser()),
-                          (DETECTION_WEIGHTS.name, face_detector(False))):
+    for name, weights in (
+        (GFPGAN_WEIGHTS.name, gfpgan_weights()["params_ema"]),
+        (PARSING_WEIGHTS.name, face_parser()),
+        (DETECTION_WEIGHTS.name, face_detector(False)),
+    ):
         torch.save({key: value.half() for key, value in weights.items()}, faces / name)  # half the bytes to write
     (data / "models" / "RealESRGAN").mkdir()
     torch.save(tiny_esrgan(2), data / "models" / "RealESRGAN" / "RealESRGAN_x2plus.pth")
@@ -75,12 +79,25 @@ def test_a_checkpoint_being_written_is_listed_once_complete(tmp_path: Path):
     def write(handle) -> None:
         handle.write(b"half a checkpoint")
         seen_while_writing.extend(info.path.name for info in list_checkpoints([tmp_path]))
+
     write_atomic(target, write)
     assert seen_while_writing == [] and [info.path.name for info in list_checkpoints([tmp_path])] == [target.name]
 
 
-@pytest.mark.parametrize("route", ["cmd-flags", "samplers", "upscalers", "sd-models", "hypernetworks",
-                                   "face-restorers", "realesrgan-models", "prompt-styles", "embeddings"])
+@pytest.mark.parametrize(
+    "route",
+    [
+        "cmd-flags",
+        "samplers",
+        "upscalers",
+        "sd-models",
+        "hypernetworks",
+        "face-restorers",
+        "realesrgan-models",
+        "prompt-styles",
+        "embeddings",
+    ],
+)
 def test_a1111s_get_routes_answer(url, route):
     assert requests.get(f"{url}/{route}", timeout=60).status_code == 200
 
@@ -88,10 +105,11 @@ def test_a1111s_get_routes_answer(url, route):
 def test_hypernetworks_and_realesrgan_models_in_a1111s_shapes(server):
     url, data, _ = server
     assert requests.get(f"{url}/hypernetworks", timeout=60).json() == [
-        {"name": "anime", "path": str(data / "models" / "hypernetworks" / "styles" / "anime.pt")}]
+        {"name": "anime", "path": str(data / "models" / "hypernetworks" / "styles" / "anime.pt")}
+    ]
     assert requests.get(f"{url}/realesrgan-models", timeout=60).json() == [
-        {"name": "RealESRGAN_x2plus", "path": str(data / "models" / "RealESRGAN" / "RealESRGAN_x2plus.pth"),
-         "scale": 2}]
+        {"name": "RealESRGAN_x2plus", "path": str(data / "models" / "RealESRGAN" / "RealESRGAN_x2plus.pth"), "scale": 2}
+    ]
 
 
 def test_options_write_round_trips_send_seed_and_holds_every_a1111_key(server):
@@ -113,18 +131,52 @@ def test_options_write_round_trips_send_seed_and_holds_every_a1111_key(server):
 
 
 A1111_TXT2IMG = {  # A1111's test/test_txt2img.py request
-    "batch_size": 1, "cfg_scale": 7, "denoising_strength": 0, "enable_hr": False, "eta": 0, "firstphase_height": 0,
-    "firstphase_width": 0, "height": 64, "n_iter": 1, "negative_prompt": "", "prompt": "example prompt",
-    "restore_faces": False, "s_churn": 0, "s_noise": 1, "s_tmax": 0, "s_tmin": 0, "sampler_index": "Euler a",
-    "seed": -1, "seed_resize_from_h": -1, "seed_resize_from_w": -1, "steps": 3, "styles": [], "subseed": -1,
-    "subseed_strength": 0, "tiling": False, "width": 64}
+    "batch_size": 1,
+    "cfg_scale": 7,
+    "denoising_strength": 0,
+    "enable_hr": False,
+    "eta": 0,
+    "firstphase_height": 0,
+    "firstphase_width": 0,
+    "height": 64,
+    "n_iter": 1,
+    "negative_prompt": "",
+    "prompt": "example prompt",
+    "restore_faces": False,
+    "s_churn": 0,
+    "s_noise": 1,
+    "s_tmax": 0,
+    "s_tmin": 0,
+    "sampler_index": "Euler a",
+    "seed": -1,
+    "seed_resize_from_h": -1,
+    "seed_resize_from_w": -1,
+    "steps": 3,
+    "styles": [],
+    "subseed": -1,
+    "subseed_strength": 0,
+    "tiling": False,
+    "width": 64,
+}
 
 
-@pytest.mark.parametrize("changes", [
-    {}, {"negative_prompt": "example negative prompt"},
-    {"prompt": "((emphasis)), (emphasis1:1.1), [to:1], [from::2], [from:to:0.3], [alt|alt1]"}, {"height": 128},
-    {"enable_hr": True}, {"tiling": True}, {"restore_faces": True}, {"sampler_index": "PLMS"},
-    {"sampler_index": "DDIM"}, {"sampler_index": "UniPC"}, {"n_iter": 2}, {"batch_size": 2}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"negative_prompt": "example negative prompt"},
+        {"prompt": "((emphasis)), (emphasis1:1.1), [to:1], [from::2], [from:to:0.3], [alt|alt1]"},
+        {"height": 128},
+        {"enable_hr": True},
+        {"tiling": True},
+        {"restore_faces": True},
+        {"sampler_index": "PLMS"},
+        {"sampler_index": "DDIM"},
+        {"sampler_index": "UniPC"},
+        {"n_iter": 2},
+        {"batch_size": 2},
+    ],
+)
 def test_a1111s_txt2img_requests(url, changes):
     response = requests.post(f"{url}/txt2img", json={**A1111_TXT2IMG, **changes}, timeout=300)
     assert response.status_code == 200, response.text
@@ -144,29 +196,78 @@ def a1111_images() -> tuple[str, str]:
     return png_data_uri(image), png_data_uri(mask)
 
 
-@pytest.mark.parametrize("changes", [
-    {}, {"mask": "mask"}, {"mask": "mask", "inpainting_mask_invert": True},
-    {"script_name": "sd upscale", "script_args": ["", 8, "Lanczos", 2.0]}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"mask": "mask"},
+        {"mask": "mask", "inpainting_mask_invert": True},
+        {"script_name": "sd upscale", "script_args": ["", 8, "Lanczos", 2.0]},
+    ],
+)
 def test_a1111s_img2img_requests(url, a1111_images, changes):
     image, mask = a1111_images
     request = {  # A1111's test/test_img2img.py request
-        "batch_size": 1, "cfg_scale": 7, "denoising_strength": 0.75, "eta": 0, "height": 64,
-        "include_init_images": False, "init_images": [image], "inpaint_full_res": False,
-        "inpaint_full_res_padding": 0, "inpainting_fill": 0, "inpainting_mask_invert": False, "mask": None,
-        "mask_blur": 4, "n_iter": 1, "negative_prompt": "", "override_settings": {}, "prompt": "example prompt",
-        "resize_mode": 0, "restore_faces": False, "s_churn": 0, "s_noise": 1, "s_tmax": 0, "s_tmin": 0,
-        "sampler_index": "Euler a", "seed": -1, "seed_resize_from_h": -1, "seed_resize_from_w": -1, "steps": 3,
-        "styles": [], "subseed": -1, "subseed_strength": 0, "tiling": False, "width": 64,
-        **{key: mask if value == "mask" else value for key, value in changes.items()}}
+        "batch_size": 1,
+        "cfg_scale": 7,
+        "denoising_strength": 0.75,
+        "eta": 0,
+        "height": 64,
+        "include_init_images": False,
+        "init_images": [image],
+        "inpaint_full_res": False,
+        "inpaint_full_res_padding": 0,
+        "inpainting_fill": 0,
+        "inpainting_mask_invert": False,
+        "mask": None,
+        "mask_blur": 4,
+        "n_iter": 1,
+        "negative_prompt": "",
+        "override_settings": {},
+        "prompt": "example prompt",
+        "resize_mode": 0,
+        "restore_faces": False,
+        "s_churn": 0,
+        "s_noise": 1,
+        "s_tmax": 0,
+        "s_tmin": 0,
+        "sampler_index": "Euler a",
+        "seed": -1,
+        "seed_resize_from_h": -1,
+        "seed_resize_from_w": -1,
+        "steps": 3,
+        "styles": [],
+        "subseed": -1,
+        "subseed_strength": 0,
+        "tiling": False,
+        "width": 64,
+        **{key: mask if value == "mask" else value for key, value in changes.items()},
+    }
     response = requests.post(f"{url}/img2img", json=request, timeout=300)
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.parametrize("payload", [
-    {"resize_mode": 0, "show_extras_results": True, "gfpgan_visibility": 0, "codeformer_visibility": 0,
-     "codeformer_weight": 0, "upscaling_resize": 2, "upscaling_resize_w": 128, "upscaling_resize_h": 128,
-     "upscaling_crop": True, "upscaler_1": "Lanczos", "upscaler_2": "None", "extras_upscaler_2_visibility": 0},
-    {}, {"model": "clip"}])  # A1111's test/test_extras.py: its "png info" and "interrogate" tests post these here
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {
+            "resize_mode": 0,
+            "show_extras_results": True,
+            "gfpgan_visibility": 0,
+            "codeformer_visibility": 0,
+            "codeformer_weight": 0,
+            "upscaling_resize": 2,
+            "upscaling_resize_w": 128,
+            "upscaling_resize_h": 128,
+            "upscaling_crop": True,
+            "upscaler_1": "Lanczos",
+            "upscaler_2": "None",
+            "extras_upscaler_2_visibility": 0,
+        },
+        {},
+        {"model": "clip"},
+    ],
+)  # A1111's test/test_extras.py: its "png info" and "interrogate" tests post these here
 def test_a1111s_extras_requests(url, a1111_images, payload):
     response = requests.post(f"{url}/extra-single-image", json={**payload, "image": a1111_images[0]}, timeout=120)
     assert response.status_code == 200, response.text
@@ -183,9 +284,15 @@ def test_interrogate_names_the_folders_its_models_would_come_from(server, a1111_
     assert unknown.status_code == 404 and "'owl'" in unknown.json()["detail"]
 
 
-@pytest.mark.parametrize("route, names", [
-    ("create/embedding", "embeddings"), ("create/hypernetwork", "hypernetwork"),
-    ("train/embedding", "training"), ("train/hypernetwork", "hypernetwork")])
+@pytest.mark.parametrize(
+    "route, names",
+    [
+        ("create/embedding", "embeddings"),
+        ("create/hypernetwork", "hypernetwork"),
+        ("train/embedding", "training"),
+        ("train/hypernetwork", "hypernetwork"),
+    ],
+)
 def test_training_routes_say_what_is_missing(url, route, names):
     response = requests.post(f"{url}/{route}", json={"name": "x"}, timeout=60)
     assert response.status_code == 501 and route in response.json()["detail"] and names in response.json()["detail"]
@@ -216,6 +323,7 @@ def test_with_api_server_stop_restart_is_501_alone_and_stop_ends_the_server(url)
         except requests.Timeout:  # still closing
             return False
         return False
+
     wait_for(gone, 30, "the server to stop")
 
 

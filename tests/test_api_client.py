@@ -1,5 +1,6 @@
 """An unmodified public A1111 client (webuiapi from PyPI) against `app.py --api`: the page and the API on one
 port, one engine, one queue."""
+
 from __future__ import annotations
 
 import threading
@@ -38,8 +39,18 @@ def test_img2img_with_a_mask(client):
     source = Image.new("RGB", (64, 64), (20, 160, 60))
     mask = Image.new("RGB", (64, 64), "black")
     mask.paste((255, 255, 255), (0, 0, 32, 64))
-    result = client.img2img(images=[source], mask_image=mask, prompt="a field", seed=4, width=64, height=64,
-                            denoising_strength=0.8, mask_blur=0, inpainting_fill=1, inpaint_full_res=False)
+    result = client.img2img(
+        images=[source],
+        mask_image=mask,
+        prompt="a field",
+        seed=4,
+        width=64,
+        height=64,
+        denoising_strength=0.8,
+        mask_blur=0,
+        inpainting_fill=1,
+        inpaint_full_res=False,
+    )
     image = result.image.convert("RGB")
     assert image.getpixel((60, 32)) == (20, 160, 60) and image.getpixel((10, 32)) != (20, 160, 60)
     assert "Mask blur: 0" in result.info["infotexts"][0] and "Denoising strength: 0.8" in result.info["infotexts"][0]
@@ -65,8 +76,9 @@ def test_options(client):
 
 def test_progress_and_interrupt(client):
     answer = {}
-    thread = threading.Thread(target=lambda: answer.update(result=client.txt2img(
-        prompt="slow", steps=150, n_iter=3, width=64, height=64)))
+    thread = threading.Thread(
+        target=lambda: answer.update(result=client.txt2img(prompt="slow", steps=150, n_iter=3, width=64, height=64))
+    )
     thread.start()
     wait_for(lambda: client.get_progress()["state"]["sampling_step"] >= 2, 30, "the job to start")
     progress = client.get_progress()
@@ -81,8 +93,14 @@ def test_page_and_api_share_the_queue(server, client):
     from gradio_client import Client
 
     page = Client(server, verbose=False)
-    values = {"Prompt": "page job", "Sampling method": "Euler", "Sampling steps": 150, "Batch count": 3,
-              "Width": 64, "Height": 64}
+    values = {
+        "Prompt": "page job",
+        "Sampling method": "Euler",
+        "Sampling steps": 150,
+        "Batch count": 3,
+        "Width": 64,
+        "Height": 64,
+    }
     job = page.submit(*endpoint_args(page, "/txt2img", values), api_name="/txt2img")
     state = wait_for(lambda: (s := client.get_progress()["state"])["sampling_step"] >= 2 and s, 60, "the page job")
     assert state["job"].startswith("txt2img") and state["job_count"] == 3

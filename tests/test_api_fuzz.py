@@ -5,6 +5,7 @@ schema and data that doesn't, and bodies of types the schema doesn't name, again
 Generation stays cheap through the server's limits (tiny sizes, few steps and images) and a small
 number of examples per route; the examples are derandomized, so CI sends the same requests every run.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,13 @@ from schemathesis import GenerationMode
 from modules.api.not_available import NOT_IMPLEMENTED
 
 # Keep each generation tiny: the demo model at 64x64 or 128x64, two steps, two images at most.
-LIMITS = {"max_pixels": 128 * 64, "max_steps": 2, "max_batch_images": 2, "max_prompt_length": 300,
-          "max_upload_bytes": 100_000}
+LIMITS = {
+    "max_pixels": 128 * 64,
+    "max_steps": 2,
+    "max_batch_images": 2,
+    "max_prompt_length": 300,
+    "max_upload_bytes": 100_000,
+}
 SLOW = ("/txt2img", "/img2img", "/extra-single-image", "/extra-batch-images")
 # POST /options could lift the limits above (or move output folders): fuzzed here with data that can't
 # change a setting; tests/test_api.py covers real changes.
@@ -49,8 +55,9 @@ def _alive(url: str) -> bool:
 def _fuzz(operation, mode: GenerationMode, url: str, examples: int, failures: list[str]) -> None:
     session = requests.Session()
 
-    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def send(case) -> None:
         if operation.label == SETTINGS_ROUTE and isinstance(case.body, dict):
@@ -62,8 +69,10 @@ def _fuzz(operation, mode: GenerationMode, url: str, examples: int, failures: li
             return
         deliberate = response.status_code == 501 and operation.path.rsplit("/v1/", 1)[-1] in NOT_IMPLEMENTED
         if response.status_code >= 500 and not deliberate:  # 501: training, which this server says it hasn't
-            failures.append(f"{operation.label} ({mode}): {response.status_code} {response.text[:300]} "
-                            f"for {case.as_curl_command()[:600]}")
+            failures.append(
+                f"{operation.label} ({mode}): {response.status_code} {response.text[:300]} "
+                f"for {case.as_curl_command()[:600]}"
+            )
 
     try:
         send()
@@ -79,19 +88,26 @@ def test_no_route_answers_5xx_and_the_server_stays_up(server):
     failures: list[str] = []
     for operation in operations:
         slow = operation.path.endswith(SLOW)
-        for mode, examples in ((GenerationMode.POSITIVE, 6 if slow else 12),
-                               (GenerationMode.NEGATIVE, 4 if slow else 8)):
+        for mode, examples in (
+            (GenerationMode.POSITIVE, 6 if slow else 12),
+            (GenerationMode.NEGATIVE, 4 if slow else 8),
+        ):
             _fuzz(operation, mode, url, examples, failures)
-            assert _alive(url), f"the server stopped answering after {operation.label}:\n" \
-                                f"{(data / 'server.log').read_text()[-3000:]}"
+            assert _alive(url), (
+                f"the server stopped answering after {operation.label}:\n{(data / 'server.log').read_text()[-3000:]}"
+            )
     assert not failures, "\n".join(failures[:20])
 
 
 # Bodies the schema doesn't describe (it names JSON only): raw text, bytes, forms, XML, broken JSON.
-OTHER_BODIES = {"text/plain": b"a lighthouse", "application/octet-stream": b"\xff\xd8\xff\x00",
-                "application/x-www-form-urlencoded": b"prompt=a&steps=2",
-                "multipart/form-data; boundary=b": b"--b--\r\n", "application/json": b"{not json",
-                "application/xml": b"<prompt/>"}
+OTHER_BODIES = {
+    "text/plain": b"a lighthouse",
+    "application/octet-stream": b"\xff\xd8\xff\x00",
+    "application/x-www-form-urlencoded": b"prompt=a&steps=2",
+    "multipart/form-data; boundary=b": b"--b--\r\n",
+    "application/json": b"{not json",
+    "application/xml": b"<prompt/>",
+}
 
 
 def test_bodies_of_any_type_get_no_5xx(server):
@@ -101,6 +117,7 @@ def test_bodies_of_any_type_get_no_5xx(server):
     assert len(routes) > 5, routes
     for path in routes:
         for content_type, body in OTHER_BODIES.items():
-            response = requests.post(url.rstrip("/") + path, data=body, headers={"Content-Type": content_type},
-                                     timeout=60)
+            response = requests.post(
+                url.rstrip("/") + path, data=body, headers={"Content-Type": content_type}, timeout=60
+            )
             assert response.status_code < 500, (path, content_type, response.status_code, response.text[:300])

@@ -1,4 +1,5 @@
 """Start app.py for real on a free port with a temporary data dir and drive it over HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ def server(tmp_path_factory):
     (ckpts / "corrupt.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
     (data / "config.json").write_text(json.dumps({"show_progress_every_n_steps": 2}))
     (data / "styles.csv").write_text('name,prompt,negative_prompt\nGolden,"{prompt}, golden hour",fog\n')
-    (data / "ui-config.json").write_text(json.dumps({"txt2img/Sampling steps/maximum": 300,
-                                                     "txt2img/Sampling steps/value": 33}))
+    (data / "ui-config.json").write_text(
+        json.dumps({"txt2img/Sampling steps/maximum": 300, "txt2img/Sampling steps/value": 33})
+    )
     with running_app(data, "--ckpt", "other.safetensors", model_name="other.safetensors") as url:
         yield url, data
 
@@ -61,16 +63,27 @@ def component(url: str, label: str) -> dict:
 
 def test_generate_through_the_page_endpoint_saves_png_with_parameters(server, client):
     _url, data = server
-    gallery, info = txt2img(client, {"Prompt": "a lighthouse, at night", "Negative prompt": "fog",
-                                     "Sampling method": "Euler a", "Sampling steps": 6, "Height": 96, "Batch size": 2,
-                                     "CFG Scale": 6.5, "Seed": 77, "Clip skip": 2})
+    gallery, info = txt2img(
+        client,
+        {
+            "Prompt": "a lighthouse, at night",
+            "Negative prompt": "fog",
+            "Sampling method": "Euler a",
+            "Sampling steps": 6,
+            "Height": 96,
+            "Batch size": 2,
+            "CFG Scale": 6.5,
+            "Seed": 77,
+            "Clip skip": 2,
+        },
+    )
     assert len(gallery) == 3 and Image.open(gallery[0]["image"]).size == (128, 96)  # the grid first, as in A1111
     assert "Steps: 6, Sampler: Euler a, Schedule type: Automatic, CFG scale: 6.5, Seed: 77, Size: 64x96" in info
     folder = data / "outputs" / "txt2img-images" / date.today().isoformat()
     saved = sorted(folder.glob("*.png"))
     assert [p.name for p in saved] == ["00000-77-a lighthouse at night.png", "00001-78-a lighthouse at night.png"]
     text = Image.open(saved[1]).info["parameters"]
-    assert text.startswith('a lighthouse, at night\nNegative prompt: fog\nSteps: 6, Sampler: Euler a,')
+    assert text.startswith("a lighthouse, at night\nNegative prompt: fog\nSteps: 6, Sampler: Euler a,")
     assert "Seed: 78," in text and "Clip skip: 2" in text and "Model: other," in text
     assert Image.open(saved[0]).size == (64, 96)
 
@@ -89,8 +102,9 @@ def test_every_sampler_and_schedule_type_on_the_page_runs(server, client):
     for schedule in schedules[1:]:
         gallery, info = txt2img(client, {"Prompt": "a boat", "Schedule type": schedule, "Sampling steps": 3})
         assert len(gallery) == 1 and f"Schedule type: {schedule}," in info, info
-    _, info = txt2img(client, {"Prompt": "a boat", "Sampling method": "DDIM", "Schedule type": "Karras",
-                               "Sampling steps": 3})
+    _, info = txt2img(
+        client, {"Prompt": "a boat", "Sampling method": "DDIM", "Schedule type": "Karras", "Sampling steps": 3}
+    )
     assert "Schedule type unused: Karras" in info, info
 
 
@@ -143,9 +157,15 @@ def test_gradio_auth_requires_a_login(tmp_path, demo_checkpoint):
 
 def test_prompt_syntax_lora_and_embedding_from_the_data_dir(server, client):
     _url, data = server
-    _gallery, info = txt2img(client, {"Prompt": "a [red:blue:1] house <lora:tinylora:0.8> in mystyle AND a tree :0.5",
-                                     "Negative prompt": "ugly", "Sampling steps": 3})
-    assert 'Lora hashes: &quot;tinylora: ' in info and 'TI hashes: &quot;mystyle: ' in info
+    _gallery, info = txt2img(
+        client,
+        {
+            "Prompt": "a [red:blue:1] house <lora:tinylora:0.8> in mystyle AND a tree :0.5",
+            "Negative prompt": "ugly",
+            "Sampling steps": 3,
+        },
+    )
+    assert "Lora hashes: &quot;tinylora: " in info and "TI hashes: &quot;mystyle: " in info
     _, missing = txt2img(client, {"Prompt": "a house <lora:nope:1>", "Sampling steps": 3})
     assert "LoRA not found: nope" in missing
     assert "LoRA not found: nope" in (data / "server.log").read_text()
@@ -171,8 +191,16 @@ def test_img2img_and_inpaint_upload_through_the_page_endpoint(server, client, tm
     portrait = {"Prompt": "a portrait", "Sampling steps": 4}
     _gallery, info = img2img(client, {**portrait, "Image for img2img": handle_file(str(photo_path))})
     assert "Denoising strength: 0.75" in info and "Mask blur" not in info
-    _gallery, info = img2img(client, {**portrait, "img2img mode": 4, "Image": handle_file(str(photo_path)),
-                                     "Mask": handle_file(str(mask_path)), "Mask blur": 0})
+    _gallery, info = img2img(
+        client,
+        {
+            **portrait,
+            "img2img mode": 4,
+            "Image": handle_file(str(photo_path)),
+            "Mask": handle_file(str(mask_path)),
+            "Mask blur": 0,
+        },
+    )
     assert "Mask blur: 0, Mask mode: Inpaint masked" in info
     saved = sorted((data / "outputs" / "img2img-images" / date.today().isoformat()).glob("*.png"))
     result = np.asarray(Image.open(saved[-1]).convert("RGB")).astype(int)
@@ -185,9 +213,18 @@ def test_img2img_and_inpaint_upload_through_the_page_endpoint(server, client, tm
 
 def test_hires_fix_through_the_page_endpoint(server, client):
     url, _data = server
-    gallery, info = txt2img(client, {"Prompt": "a tower", "Sampling steps": 2, "Hires. fix": True,
-                                     "Upscale by": 1.5, "Hires steps": 2, "Denoising strength": 0.5,
-                                     "Upscaler": "Lanczos"})
+    gallery, info = txt2img(
+        client,
+        {
+            "Prompt": "a tower",
+            "Sampling steps": 2,
+            "Hires. fix": True,
+            "Upscale by": 1.5,
+            "Hires steps": 2,
+            "Denoising strength": 0.5,
+            "Upscaler": "Lanczos",
+        },
+    )
     assert Image.open(gallery[0]["image"]).size == (96, 96)
     assert "Size: 64x64" in info and "Hires upscale: 1.5, Hires steps: 2, Hires upscaler: Lanczos" in info
     assert component(url, "Denoising strength")["value"] == 0.7  # txt2img's own default, as in A1111
@@ -219,8 +256,9 @@ def test_refiner_through_the_page_endpoint(server, client):
     url, _ = server
     config = requests.get(url + "config", timeout=10).json()
     for tab in ("txt2img", "img2img"):
-        dropdown = next(c["props"] for c in config["components"]
-                        if c.get("props", {}).get("elem_id") == f"{tab}_refiner_checkpoint")
+        dropdown = next(
+            c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == f"{tab}_refiner_checkpoint"
+        )
         choices = [c[0] if isinstance(c, list) else c for c in dropdown["choices"]]
         assert choices[0] == "None" and any(c.startswith("other.safetensors") for c in choices)
     refined = {"Prompt": "a tower", "Sampling steps": 4, "Checkpoint": "other.safetensors", "Switch at": 0.5}
@@ -231,8 +269,9 @@ def test_refiner_through_the_page_endpoint(server, client):
 
 
 def test_live_previews_arrive_before_the_result(client):
-    args = endpoint_args(client, "/txt2img", {**BASE, "Prompt": "a field", "Sampling steps": 60, "Width": 256,
-                                              "Height": 256})
+    args = endpoint_args(
+        client, "/txt2img", {**BASE, "Prompt": "a field", "Sampling steps": 60, "Width": 256, "Height": 256}
+    )
     job = client.submit(*args, api_name="/txt2img")
     job.result(timeout=300)
     *previews, (gallery, info) = job.outputs()

@@ -1,4 +1,5 @@
 """Saving files: the process umask decides their permissions, and a full disk is named with the file."""
+
 from __future__ import annotations
 
 import os

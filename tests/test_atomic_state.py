@@ -2,6 +2,7 @@
 hash cache in a tight loop is killed with SIGKILL at random moments, and the file is always one
 complete version. A broken file found at start is moved aside, defaults are used, and the log and
 the page say so (through a real app.py)."""
+
 from __future__ import annotations
 
 import csv
@@ -107,8 +108,13 @@ def test_killed_while_saving_leaves_a_whole_file(kind, tmp_path):
     prepare(kind, path)
     rng = random.Random(kind)
     for _ in range(3):  # each start imports torch, so a few kills per file
-        child = subprocess.Popen([sys.executable, "-c", PRELUDE + SAVERS[kind], str(path)], cwd=ROOT,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", PRELUDE + SAVERS[kind], str(path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             first = child.stdout.readline()
             assert first == "saving\n", child.stderr.read()

@@ -1,5 +1,6 @@
 """A job of several images makes a grid as A1111 does: first among the images, saved to the grids folder with the
 first image's infotext, as the return_grid, grid_save, grid_only_if_multiple and n_rows settings say."""
+
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,13 @@ from script_services import generate, services_with_scripts
 
 from modules.grids import grid_rows, image_grid
 
-DEFAULTS = {"return_grid": True, "grid_save": True, "grid_only_if_multiple": True, "n_rows": -1,
-            "grid_prevent_empty_spots": False}
+DEFAULTS = {
+    "return_grid": True,
+    "grid_save": True,
+    "grid_only_if_multiple": True,
+    "n_rows": -1,
+    "grid_prevent_empty_spots": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +69,18 @@ def test_scripts_postprocess_and_their_own_grids_are_unchanged(services):
     assert len(result.images) == 3 and result.index_of_first_image == 1  # the matrix's grid only
 
 
-@pytest.mark.parametrize(("count", "batch", "n_rows", "prevent", "rows"), [
-    (2, 1, -1, False, 1), (3, 1, -1, False, 2), (3, 1, -1, True, 1), (8, 1, -1, True, 2), (6, 3, 0, False, 3),
-    (2, 1, 4, False, 2), (9, 1, -1, False, 3)])
+@pytest.mark.parametrize(
+    ("count", "batch", "n_rows", "prevent", "rows"),
+    [
+        (2, 1, -1, False, 1),
+        (3, 1, -1, False, 2),
+        (3, 1, -1, True, 1),
+        (8, 1, -1, True, 2),
+        (6, 3, 0, False, 3),
+        (2, 1, 4, False, 2),
+        (9, 1, -1, False, 3),
+    ],
+)
 def test_grid_rows_follow_a1111(count, batch, n_rows, prevent, rows):
     assert grid_rows(count, batch, n_rows, prevent) == rows
 

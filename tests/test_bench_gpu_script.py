@@ -1,5 +1,6 @@
 """bench/gpu.py fills docs/PERFORMANCE.md's GPU lines on a machine with CUDA; here it runs the same
 code on the CPU with the demo model, so the script is known to work before a GPU is lent."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,9 +12,32 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_gpu_benchmark_script_runs_every_line_on_the_cpu():
     out = subprocess.run(
-        [sys.executable, "bench/gpu.py", "--device", "cpu", "--blueprint", "demo", "--size", "128", "--steps", "5",
-         "--rounds", "2", "--batches", "1", "2", "--no-compile", "--peak-tflops", "1"],
-        cwd=ROOT, check=True, capture_output=True, text=True, timeout=300).stdout
+        [
+            sys.executable,
+            "bench/gpu.py",
+            "--device",
+            "cpu",
+            "--blueprint",
+            "demo",
+            "--size",
+            "128",
+            "--steps",
+            "5",
+            "--rounds",
+            "2",
+            "--batches",
+            "1",
+            "2",
+            "--no-compile",
+            "--peak-tflops",
+            "1",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
     values = dict(line.split(": ", 1) for line in out.splitlines())
     assert values["device"] == "cpu"
     assert float(values["tflop_per_cfg_step"]) > 0

@@ -1,4 +1,5 @@
 """The built-in scripts in scripts/ end to end on the demo model: grids, labels and sizes."""
+
 from __future__ import annotations
 
 import importlib
@@ -48,16 +49,20 @@ def test_xyz_range_syntax(services):
 
 def test_xyz_fill_lists_every_choice_as_the_values_box_reads_them(services):
     xyz = script_module("xyz_grid")
-    sampler, checkpoint, steps = (next(a for a in xyz.AXES if a.label == name)
-                                  for name in ("Sampler", "Checkpoint name", "Steps"))
+    sampler, checkpoint, steps = (
+        next(a for a in xyz.AXES if a.label == name) for name in ("Sampler", "Checkpoint name", "Steps")
+    )
     assert xyz.parse_values(sampler, xyz.all_values(sampler)) == registry.SAMPLER_NAMES
     assert xyz.parse_values(checkpoint, xyz.all_values(checkpoint)) == services.models.titles()
     assert xyz._csv_item('a, "b"') == '"a, ""b"""' and xyz.all_values(steps) == ""
 
 
 def test_xyz_grid_cells_labels_and_sizes(services):
-    result = generate(services, "X/Y/Z plot", {"X type": "Steps", "X values": "2-4", "Y type": "CFG Scale",
-                                                "Y values": "3, 7", "Include Sub Images": True})
+    result = generate(
+        services,
+        "X/Y/Z plot",
+        {"X type": "Steps", "X values": "2-4", "Y type": "CFG Scale", "Y values": "3, 7", "Include Sub Images": True},
+    )
     grid, *cells = result.images
     assert len(cells) == 6
     assert grid.width > 3 * 64 and grid.height > 2 * 64  # 3 columns and 2 rows plus the label bands
@@ -65,16 +70,26 @@ def test_xyz_grid_cells_labels_and_sizes(services):
     assert "Steps: 4," in result.infotexts[3] and "CFG scale: 7," in result.infotexts[6]
     alone = generate(services, steps=3, cfg_scale=7)
     assert np.array_equal(np.asarray(cells[4]), np.asarray(alone.images[0]))  # x=3, y=7: the same seed
-    assert np.array_equal(np.asarray(grid.crop((grid.width - 128, grid.height - 64, grid.width - 64, grid.height))),
-                          np.asarray(cells[4]))
+    assert np.array_equal(
+        np.asarray(grid.crop((grid.width - 128, grid.height - 64, grid.width - 64, grid.height))), np.asarray(cells[4])
+    )
 
 
 def test_xyz_z_axis_prompt_sr_and_checkpoints(services):
     before = services.models.current_title
-    result = generate(services, "X/Y/Z plot", {"X type": "Prompt S/R", "X values": "red, blue",
-                                                "Y type": "Nothing", "Z type": "Checkpoint name",
-                                                "Z values": "demo, other", "Include Sub Images": True,
-                                                "Include Sub Grids": True})
+    result = generate(
+        services,
+        "X/Y/Z plot",
+        {
+            "X type": "Prompt S/R",
+            "X values": "red, blue",
+            "Y type": "Nothing",
+            "Z type": "Checkpoint name",
+            "Z values": "demo, other",
+            "Include Sub Images": True,
+            "Include Sub Grids": True,
+        },
+    )
     summary, grid_a, grid_b, *cells = result.images
     assert len(cells) == 4 and summary.width >= grid_a.width + grid_b.width
     prompts = [text.split("\n")[0] for text in result.infotexts[3:]]
@@ -84,8 +99,17 @@ def test_xyz_z_axis_prompt_sr_and_checkpoints(services):
 
 
 def test_xyz_variation_axes(services):
-    result = generate(services, "X/Y/Z plot", {"X type": "Var. strength", "X values": "0, 1", "Y type": "Var. seed",
-                                                "Y values": "40, 41", "Include Sub Images": True})
+    result = generate(
+        services,
+        "X/Y/Z plot",
+        {
+            "X type": "Var. strength",
+            "X values": "0, 1",
+            "Y type": "Var. seed",
+            "Y values": "40, 41",
+            "Include Sub Images": True,
+        },
+    )
     cells = result.images[1:]
     assert "Variation" not in result.infotexts[1]
     assert "Variation seed: 41, Variation seed strength: 1," in result.infotexts[4]
@@ -94,9 +118,18 @@ def test_xyz_variation_axes(services):
 
 
 def test_xyz_refiner_axes(services):
-    result = generate(services, "X/Y/Z plot", {"X type": "Refiner checkpoint", "X values": "None, other",
-                                                "Y type": "Refiner switch at", "Y values": "0.3, 1",
-                                                "Include Sub Images": True}, steps=4)
+    result = generate(
+        services,
+        "X/Y/Z plot",
+        {
+            "X type": "Refiner checkpoint",
+            "X values": "None, other",
+            "Y type": "Refiner switch at",
+            "Y values": "0.3, 1",
+            "Include Sub Images": True,
+        },
+        steps=4,
+    )
     none_early, other_early, none_late, other_late = (np.asarray(cell) for cell in result.images[1:])
     assert "Refiner" not in result.infotexts[1] and "Refiner: other [" in result.infotexts[2]
     assert "Refiner switch at: 0.3" in result.infotexts[2] and "Refiner" not in result.infotexts[4]
@@ -125,8 +158,9 @@ def test_loopback_feeds_each_result_back(services, photo):
     loopback = script_module("loopback")
     assert loopback.denoising_strength(0.8, 0.4, "Linear", 1, 3) == pytest.approx(0.6)
     assert loopback.denoising_strength(0.8, 0.4, "Aggressive", 1, 3) < 0.6
-    result = generate_img2img(services, photo, "Loopback", {"Loops": 3, "Final denoising strength": 0.3},
-                              denoising_strength=0.6)
+    result = generate_img2img(
+        services, photo, "Loopback", {"Loops": 3, "Final denoising strength": 0.3}, denoising_strength=0.6
+    )
     grid, *loops = result.images
     assert len(loops) == 3 and grid.size == (3 * 64, 64)
     assert "Denoising strength: 0.6," in result.infotexts[1] and "Denoising strength: 0.3," in result.infotexts[3]
@@ -137,9 +171,14 @@ def test_sd_upscale_redraws_tiles_at_the_new_size(services, photo):
     steps = []
     script_callbacks.on_cfg_denoiser(lambda params: steps.append(params.x.shape[-1]))
     try:
-        result = generate_img2img(services, photo, "SD upscale", {"Scale Factor": 2.0, "Tile overlap": 16,
-                                                                   "Upscaler": "Lanczos"},
-                                  denoising_strength=0.5, steps=4)
+        result = generate_img2img(
+            services,
+            photo,
+            "SD upscale",
+            {"Scale Factor": 2.0, "Tile overlap": 16, "Upscaler": "Lanczos"},
+            denoising_strength=0.5,
+            steps=4,
+        )
     finally:
         script_callbacks.clear()
     assert result.images[0].size == (128, 128)
@@ -175,7 +214,7 @@ def test_reverse_euler_finds_the_noise_that_euler_turns_back_into_the_image(sigm
     alt = script_module("img2imgalt")
     denoiser, variance = Denoiser(alphas_cumprod_of({})), 0.5
     model = lambda x, sigma: x * variance / (variance + sigma.reshape(-1, 1, 1, 1) ** 2)  # noqa: E731
-    image = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * variance ** 0.5
+    image = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * variance**0.5
     noise = alt.reverse_euler(model, image, denoiser.uniform_sigmas(40).flip(0), sigma_adjustment)
     start = alt.mixed(noise, torch.zeros_like(noise), 0.0) - image / denoiser.sigma_max  # as the script starts
     schedule = denoiser.uniform_sigmas(40)
@@ -200,12 +239,18 @@ def test_img2img_alternative_test_samples_from_the_image_not_the_seed(services, 
     assert np.array_equal(np.asarray(first.images[0]), np.asarray(second.images[0])), "the seed plays no part"
     plain = [generate_img2img(services, photo, seed=seed, **settings).images[0] for seed in (1, 2)]
     assert not np.array_equal(np.asarray(plain[0]), np.asarray(plain[1]))
-    random = generate_img2img(services, photo, "img2img alternative test", {**values, "Randomness": 0.5}, seed=1,
-                              **settings)
+    random = generate_img2img(
+        services, photo, "img2img alternative test", {**values, "Randomness": 0.5}, seed=1, **settings
+    )
     assert not np.array_equal(np.asarray(random.images[0]), np.asarray(first.images[0]))
     text = first.infotexts[0]
-    for entry in ("Decode prompt: a photo", "Decode CFG scale: 1.0", "Decode steps: 6", "Randomness: 0",
-                  "Sigma Adjustment: False"):
+    for entry in (
+        "Decode prompt: a photo",
+        "Decode CFG scale: 1.0",
+        "Decode steps: 6",
+        "Randomness: 0",
+        "Sigma Adjustment: False",
+    ):
         assert entry in text, text
     assert torch.is_tensor(script_module("img2imgalt").mixed(torch.ones(1), torch.zeros(1), 0.5))
 
@@ -261,8 +306,13 @@ def test_loopback_appends_what_clip_interrogation_sees_in_each_input(services, p
     write_tiny_interrogate_models(services.paths.models)
     services.interrogator.lists_dir = write_term_lists(services.paths.root / "term-lists")
     services.opts.set_many({"interrogate_clip_min_length": 4, "interrogate_clip_max_length": 8})
-    result = generate_img2img(services, photo, "Loopback", {"Loops": 2, "Append interrogated prompt at each "
-                                                                      "iteration": "CLIP"}, prompt="a fox")
+    result = generate_img2img(
+        services,
+        photo,
+        "Loopback",
+        {"Loops": 2, "Append interrogated prompt at each iteration": "CLIP"},
+        prompt="a fox",
+    )
     _, *loops = result.images
     first_input = shared.interrogator.interrogate(photo)
     assert result.infotexts[1].startswith(f"a fox, {first_input}\n")

@@ -7,14 +7,27 @@ import pytest
 from modules.cmd_args import DEFAULT_API_PORT, DEFAULT_PORT, ReplicaRange, parse_args, parse_credentials
 
 ROOT = Path(__file__).resolve().parent.parent
-FLAGS = ["--listen", "--port", "--api", "--nowebui", "--ckpt", "--ckpt-dir", "--data-dir", "--device",
-         "--no-half", "--gradio-auth", "--api-auth", "--download-face-models", "--share",
-         "--enable-insecure-extension-access", "--skip-install"]
+FLAGS = [
+    "--listen",
+    "--port",
+    "--api",
+    "--nowebui",
+    "--ckpt",
+    "--ckpt-dir",
+    "--data-dir",
+    "--device",
+    "--no-half",
+    "--gradio-auth",
+    "--api-auth",
+    "--download-face-models",
+    "--share",
+    "--enable-insecure-extension-access",
+    "--skip-install",
+]
 
 
 def test_help_lists_every_a1111_flag():
-    out = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     for flag in FLAGS:
         assert flag in out.stdout, flag
@@ -79,17 +92,20 @@ def test_ray_flags_parse_to_address_range_and_count():
     assert parse_args(["--ray-address", "auto", "--ray-replicas", "0:2"]).ray_replicas == (0, 2)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--ray-address", "local", "--ray-replicas", "4:2"], "MIN <= MAX"),
-    (["--ray-address", "local", "--ray-replicas", "0:0"], "MAX >= 1"),
-    (["--ray-address", "local", "--ray-replicas", "two"], "is not MIN:MAX"),
-    (["--ray-address", "local", "--ray-replicas", "1:"], "is not MIN:MAX"),
-    (["--ray-address", "local", "--ray-models-per-replica", "0"], "at least 1"),
-    (["--ray-address", "cluster"], "is not local, auto or host:port"),
-    (["--ray-address", "head:99999"], "is not local, auto or host:port"),
-    (["--ray-replicas", "1:2"], "need --ray-address"),
-    (["--ray-models-per-replica", "2"], "need --ray-address"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--ray-address", "local", "--ray-replicas", "4:2"], "MIN <= MAX"),
+        (["--ray-address", "local", "--ray-replicas", "0:0"], "MAX >= 1"),
+        (["--ray-address", "local", "--ray-replicas", "two"], "is not MIN:MAX"),
+        (["--ray-address", "local", "--ray-replicas", "1:"], "is not MIN:MAX"),
+        (["--ray-address", "local", "--ray-models-per-replica", "0"], "at least 1"),
+        (["--ray-address", "cluster"], "is not local, auto or host:port"),
+        (["--ray-address", "head:99999"], "is not local, auto or host:port"),
+        (["--ray-replicas", "1:2"], "need --ray-address"),
+        (["--ray-models-per-replica", "2"], "need --ray-address"),
+    ],
+)
 def test_bad_ray_flags_are_refused_with_a_reason(flags, message, capsys):
     with pytest.raises(SystemExit):
         parse_args(flags)

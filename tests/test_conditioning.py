@@ -1,4 +1,5 @@
 """Prompt encoding on the demo model's real CLIP tokenizer and text encoder."""
+
 import torch
 
 from modules.conditioning import CHUNK_TOKENS, PromptEncoder, Segment, split_into_chunks
@@ -79,8 +80,9 @@ def test_emphasis_modes(demo_model):
     assert torch.equal(no_norm[:, 3:], plain[:, 3:])
     original = enc.encode(weighted).embeds
     assert torch.allclose(original, no_norm * (plain.mean() / no_norm.mean()), atol=1e-6)
-    assert torch.equal(enc.encode(weighted, options=EncoderOptions(emphasis="Ignore")).embeds,
-                       enc.encode("a red house").embeds)
+    assert torch.equal(
+        enc.encode(weighted, options=EncoderOptions(emphasis="Ignore")).embeds, enc.encode("a red house").embeds
+    )
     literal, _ = enc.tokenize(weighted, EncoderOptions(emphasis="None"))
     assert len(literal[0].tokens) > len(enc.tokenize("a red house")[0][0].tokens)  # brackets are tokens
 

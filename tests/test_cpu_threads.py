@@ -1,4 +1,5 @@
 """Only the engine's worker starts an OpenMP pool: other threads run torch single-threaded."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,9 @@ import torch
 from modules import cpu_threads
 from modules.engine import Engine
 
-pytestmark = pytest.mark.skipif(cpu_threads._gnu_openmp() is None or torch.get_num_threads() < 2,
-                                reason="needs GNU OpenMP and two cores")
+pytestmark = pytest.mark.skipif(
+    cpu_threads._gnu_openmp() is None or torch.get_num_threads() < 2, reason="needs GNU OpenMP and two cores"
+)
 
 
 def in_new_thread(work):
@@ -30,12 +32,14 @@ def os_threads() -> set[str]:
 def pool_threads_started(settle: bool) -> int:
     """How many new OS threads a new thread's parallel torch op starts (its OpenMP pool); threads that end
     meanwhile elsewhere in the process don't count."""
+
     def work() -> int:
         if settle:
             cpu_threads.single_threaded()
         before = os_threads()
         torch.ones(4_000_000).mul_(2)  # far above torch's grain size: runs as a parallel region
         return len(os_threads() - before)
+
     return in_new_thread(work)
 
 
@@ -48,8 +52,14 @@ def test_previews_are_built_single_threaded_and_the_worker_keeps_every_core():
     engine = Engine()
     try:
         cores = engine.call("count", lambda ctx: torch.get_num_threads())
-        engine.submit("offer", lambda ctx: (ctx.set_preview(lambda: torch.get_num_threads()), ctx.report_step(1),
-                                            threading.Event().wait(2)))
+        engine.submit(
+            "offer",
+            lambda ctx: (
+                ctx.set_preview(lambda: torch.get_num_threads()),
+                ctx.report_step(1),
+                threading.Event().wait(2),
+            ),
+        )
         for _ in range(100):
             seen = in_new_thread(engine.preview)
             if seen is not None:

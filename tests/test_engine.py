@@ -15,6 +15,7 @@ def test_jobs_run_in_fifo_order_one_at_a_time(engine):
             order.append(i)
             running.pop()
             return i
+
         return run
 
     futures = [engine.submit("j", job(i)) for i in range(6)]
@@ -25,6 +26,7 @@ def test_jobs_run_in_fifo_order_one_at_a_time(engine):
 def test_errors_reach_the_caller_and_the_worker_survives(engine):
     def fail(ctx):
         raise ValueError("bad input")
+
     with pytest.raises(ValueError, match="bad input"):
         engine.call("fail", fail, timeout=5)
     assert engine.call("ok", lambda ctx: 7, timeout=5) == 7
@@ -68,8 +70,7 @@ def test_after_a_skip_the_eta_comes_from_the_current_batch():
 
     now = time.monotonic()
     # Batch 1 of 2 was skipped early; batch 2 has made 5 of its 10 steps in 5 s (1 s a step).
-    shown = Progress(job_no=1, job_count=2, step=5, steps=10, started_at=now - 8, batch_started_at=now - 5,
-                     busy=True)
+    shown = Progress(job_no=1, job_count=2, step=5, steps=10, started_at=now - 8, batch_started_at=now - 5, busy=True)
     assert shown.eta == pytest.approx(8 * 0.25 / 0.75, abs=0.2)  # the job's pace: far too short
     assert Progress(**{**shown.__dict__, "after_skip": True}).eta == pytest.approx(5.0, abs=0.2)
 

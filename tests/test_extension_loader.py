@@ -1,6 +1,7 @@
 """The script loader as A1111 extensions need it: the extension's folder on sys.path while its scripts load,
 Script classes imported from the extension's own package, each class once, and scripts whose ui(), show()
 or component hooks raise left out of the tab with a notice naming their extension."""
+
 from __future__ import annotations
 
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 from modules import scripts
 
-LIBRARY = '''
+LIBRARY = """
 import sys
 
 import gradio as gr
@@ -30,7 +31,7 @@ class Imported(scripts.Script):
     def later(self):
         from {package} import lazy  # a submodule first imported at run time, as Dynamic Prompts does
         return lazy.VALUE
-'''
+"""
 
 
 def write(path: Path, text: str) -> None:
@@ -70,8 +71,9 @@ def test_a_script_that_fails_to_import_names_its_extension(tmp_path):
     write(ext / "scripts" / "broken.py", "import module_that_is_not_there\n")
     loaded = scripts.load_scripts([ext / "scripts"])
     assert loaded.classes == []
-    assert loaded.errors == ["Script broken.py of extension needs-missing failed to load; "
-                             "see the log for its traceback."]
+    assert loaded.errors == [
+        "Script broken.py of extension needs-missing failed to load; see the log for its traceback."
+    ]
 
 
 class Good(scripts.Script):
@@ -120,9 +122,15 @@ class Selectable(scripts.Script):
 
 def runner_of(*classes: type) -> scripts.ScriptRunner:
     extension = {Good: "good-ext", Selectable: "good-ext"}
-    return scripts.ScriptRunner(scripts.LoadedScripts(classes=[
-        (cls, f"/data/extensions/{extension.get(cls, 'broken-ext')}/scripts/{cls.__name__.lower()}.py")
-        for cls in classes]), is_img2img=False)
+    return scripts.ScriptRunner(
+        scripts.LoadedScripts(
+            classes=[
+                (cls, f"/data/extensions/{extension.get(cls, 'broken-ext')}/scripts/{cls.__name__.lower()}.py")
+                for cls in classes
+            ]
+        ),
+        is_img2img=False,
+    )
 
 
 def test_a_broken_ui_or_show_leaves_the_other_scripts_and_is_noticed():
@@ -139,9 +147,13 @@ def test_a_broken_ui_or_show_leaves_the_other_scripts_and_is_noticed():
         "The controls (ui()) of script BrokenUi of extension broken-ext failed on the txt2img tab; "
         "see the log for its traceback.",
         "The controls (ui()) of script BrokenSelectable of extension broken-ext failed on the txt2img tab; "
-        "see the log for its traceback."]
-    hidden = [block for block in page.blocks.values() if isinstance(block, gr.Group)
-              and block.elem_id == "script_txt2img_broken_ui_group"]
+        "see the log for its traceback.",
+    ]
+    hidden = [
+        block
+        for block in page.blocks.values()
+        if isinstance(block, gr.Group) and block.elem_id == "script_txt2img_broken_ui_group"
+    ]
     assert len(hidden) == 1 and hidden[0].visible is False
 
 
@@ -155,8 +167,9 @@ class Watcher(scripts.Script):
         return "Watcher"
 
     def show(self, is_img2img):
-        self.on_after_component(lambda found: self.seen.append(("callback", found.component.elem_id, None)),
-                                elem_id="txt2img_prompt")
+        self.on_after_component(
+            lambda found: self.seen.append(("callback", found.component.elem_id, None)), elem_id="txt2img_prompt"
+        )
         return scripts.AlwaysVisible
 
     def before_component(self, component, **kwargs):
@@ -184,20 +197,26 @@ def test_component_hooks_see_each_component_of_the_tab_being_built():
         gr.Textbox(label="After the tab", elem_id="after")
     watcher = runner.alwayson[0]
     assert watcher.seen[:7] == [
-        ("before", "txt2img_prompt", "Prompt"), ("callback", "txt2img_prompt", None),
+        ("before", "txt2img_prompt", "Prompt"),
+        ("callback", "txt2img_prompt", None),
         ("after", "txt2img_prompt", "Prompt"),
-        ("before", "txt2img_width", "Width"), ("after", "txt2img_width", "Width"),
-        ("before", None, None), ("after", None, None)]
+        ("before", "txt2img_width", "Width"),
+        ("after", "txt2img_width", "Width"),
+        ("before", None, None),
+        ("after", None, None),
+    ]
     assert ("after", "txt2img_script_dropdown", "Script") in watcher.seen
     assert not {"outside", "after"} & {elem_id for _, elem_id, _ in watcher.seen}
-    assert runner.notices == ["after_component of script BrokenHooks of extension broken-ext failed on the "
-                              "txt2img tab; see the log for its traceback."]
+    assert runner.notices == [
+        "after_component of script BrokenHooks of extension broken-ext failed on the "
+        "txt2img tab; see the log for its traceback."
+    ]
     assert [s.title() for s in runner.alwayson] == ["Watcher", "Good"], "a failing hook leaves its script"
 
 
 # An extension in the shape of sd-dynamic-prompts and sd-webui-ar: its Script class lives in its own package,
 # its ui() uses Gradio 3 calls, and it watches the page's components for A1111's element ids.
-PACKAGED_SCRIPT = '''
+PACKAGED_SCRIPT = """
 import json
 from pathlib import Path
 
@@ -243,9 +262,9 @@ def write_seen(demo, app):
 
 
 script_callbacks.on_app_started(write_seen)
-'''
+"""
 
-BROKEN_SCRIPT = '''
+BROKEN_SCRIPT = """
 import gradio as gr
 from modules import scripts
 
@@ -264,7 +283,7 @@ class Broken(scripts.Script):
     def after_component(self, component, **kwargs):
         if kwargs.get("elem_id") == "txt2img_generate":
             raise RuntimeError("this hook is broken")
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -296,8 +315,9 @@ def test_a_broken_extension_is_noticed_and_the_page_loads(app):
     config = served_config(url)
     notices = next(c["props"]["value"] for c in config["components"] if c["props"].get("elem_id") == "notices")
     for tab in ("txt2img", "img2img"):
-        assert (f"The controls (ui()) of script Broken of extension broken-ext failed on the {tab} tab"
-                in notices), notices
+        assert f"The controls (ui()) of script Broken of extension broken-ext failed on the {tab} tab" in notices, (
+            notices
+        )
     assert "after_component of script Broken of extension broken-ext failed on the txt2img tab" in notices
     log = (data / "server.log").read_text()
     assert "on purpose" in log and "extension broken-ext" in log
@@ -311,13 +331,15 @@ def test_the_other_extensions_script_works_with_its_gradio3_controls(app):
 
     url, _ = app
     config = served_config(url)
-    button = next(c for c in config["components"]
-                  if c["props"].get("elem_id") == "script_txt2img_packaged_suffix_dawn")
+    button = next(c for c in config["components"] if c["props"].get("elem_id") == "script_txt2img_packaged_suffix_dawn")
     assert button["type"] == "button" and button["props"]["value"] == "🌅"
     assert "() => { window.packagedClicked = true; }" in {d.get("js") for d in config["dependencies"]}
     client = Client(url, verbose=False)
-    args = endpoint_args(client, "/txt2img", {"Prompt": "a lighthouse", "Sampling steps": 2, "Width": 64,
-                                              "Height": 64, "Script": "Packaged suffix"})
+    args = endpoint_args(
+        client,
+        "/txt2img",
+        {"Prompt": "a lighthouse", "Sampling steps": 2, "Width": 64, "Height": 64, "Script": "Packaged suffix"},
+    )
     _, info = client.predict(*args, api_name="/txt2img")
     assert "a lighthouse under the stars" in info
 
@@ -327,8 +349,11 @@ def test_component_hooks_receive_a1111_element_ids(app):
 
     _, data = app
     seen = json.loads((data / "extensions" / "packaged-ext" / "seen.json").read_text())
-    expected = {f"{tab}_{name}" for tab in ("txt2img", "img2img")
-                for name in ("prompt", "width", "height", "steps", "cfg_scale", "seed", "generate", "gallery")}
+    expected = {
+        f"{tab}_{name}"
+        for tab in ("txt2img", "img2img")
+        for name in ("prompt", "width", "height", "steps", "cfg_scale", "seed", "generate", "gallery")
+    }
     expected |= {"img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch", "img_inpaint_base"}
     assert expected <= set(seen["after"]), sorted(expected - set(seen["after"]))
     assert expected <= set(seen["before"]), sorted(expected - set(seen["before"]))

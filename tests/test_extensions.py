@@ -1,4 +1,5 @@
 """Extensions with real git repositories: a bare repository in tmp_path is the remote (see git_repos)."""
+
 from __future__ import annotations
 
 import argparse
@@ -100,13 +101,15 @@ def test_update_refuses_diverged_history_with_gits_message(remote, exts, opts):
     assert run_git(ext.path, "rev-parse", "HEAD") == before
 
 
-@pytest.mark.parametrize("make_url, branch, message", [
-    (lambda root: str(root / "missing.git"), None, "does not exist"),
-    (lambda root: (root / "missing.git").as_uri(), None, "does not appear to be a git repository"),
-    (lambda root: str(root / "hello-ext.git"), "no-such-branch", "no-such-branch not found"),
-])
-def test_a_failed_clone_leaves_nothing_and_shows_gits_message(remote, exts, opts, tmp_path, make_url, branch,
-                                                              message):
+@pytest.mark.parametrize(
+    "make_url, branch, message",
+    [
+        (lambda root: str(root / "missing.git"), None, "does not exist"),
+        (lambda root: (root / "missing.git").as_uri(), None, "does not appear to be a git repository"),
+        (lambda root: str(root / "hello-ext.git"), "no-such-branch", "no-such-branch not found"),
+    ],
+)
+def test_a_failed_clone_leaves_nothing_and_shows_gits_message(remote, exts, opts, tmp_path, make_url, branch, message):
     with pytest.raises(ExtensionError, match=f"^git clone failed: fatal: .*{message}"):
         install_from_url(make_url(tmp_path), exts, opts, branch=branch, folder="target")
     assert list(exts.iterdir()) == []
@@ -149,7 +152,10 @@ def test_the_disabled_list_persists_in_config_json(exts, opts):
     stored = Options(config)
     stored.load()
     assert [(e.name, e.enabled) for e in list_extensions(exts, disabled_names(stored))] == [
-        ("a", True), ("b", False), ("c", True)]
+        ("a", True),
+        ("b", False),
+        ("c", True),
+    ]
     assert [e.name for e in list_extensions(exts, disabled_names(stored)) if e.enabled] == ["a", "c"]
     assert read_disabled(config) == {"b"}
     config.write_text("{broken")
@@ -161,9 +167,11 @@ def test_the_disabled_list_persists_in_config_json(exts, opts):
 def test_preload_py_adds_flags_before_parsing(tmp_path, exts):
     from app import preload_extensions
 
-    preloads = {"flagged": "def preload(parser):\n    parser.add_argument('--wildcards-dir', default=None)\n",
-                "off": "def preload(parser):\n    parser.add_argument('--off-flag', action='store_true')\n",
-                "broken": "raise RuntimeError('boom')\n"}
+    preloads = {
+        "flagged": "def preload(parser):\n    parser.add_argument('--wildcards-dir', default=None)\n",
+        "off": "def preload(parser):\n    parser.add_argument('--off-flag', action='store_true')\n",
+        "broken": "raise RuntimeError('boom')\n",
+    }
     for name, text in preloads.items():
         (exts / name).mkdir()
         (exts / name / "preload.py").write_text(text)
@@ -202,15 +210,26 @@ def test_requirements_from_metadata_ini(exts):
     (exts / "off").mkdir()
     assert requirement_problems(list_extensions(exts, {"off"})) == [
         'Extension "needs-gone" requires "gone", which is not installed.',
-        'Extension "needs-off" requires "off", which is disabled.']
+        'Extension "needs-off" requires "off", which is disabled.',
+    ]
 
 
 @pytest.fixture
 def index_server(remote):
     """A local server with index.json (listing `remote` and another extension) and a broken.json."""
-    index = {"extensions": [{"name": "Hello", "url": remote.bare.as_uri(), "description": "<b>hi</b>",
-                             "tags": ["script"], "added": "2024-01-01"},
-                            {"name": "Other", "url": "https://example.com/other.git"}, {"name": "no url"}]}
+    index = {
+        "extensions": [
+            {
+                "name": "Hello",
+                "url": remote.bare.as_uri(),
+                "description": "<b>hi</b>",
+                "tags": ["script"],
+                "added": "2024-01-01",
+            },
+            {"name": "Other", "url": "https://example.com/other.git"},
+            {"name": "no url"},
+        ]
+    }
     with serving({"/index.json": json.dumps(index).encode(), "/broken.json": b"<html>"}) as url:
         yield url
 
@@ -270,14 +289,16 @@ def test_actions_check_update_apply_and_restart(remote, exts, opts):
 
 
 def test_install_py_can_use_a1111s_launch_helpers(tmp_path, exts, opts):
-    script = ("import launch\n"
-              "assert launch.is_installed('numpy') and not launch.is_installed('surely-not-a-package-xyz')\n"
-              "out = launch.run(f'\"{launch.python}\" -c \"print(6 * 7)\"', desc='multiplying')\n"
-              "open('launch-ran.txt', 'w').write(out.strip())\n"
-              "try:\n"
-              "    launch.run('exit 3', errdesc='meant to fail')\n"
-              "except RuntimeError as exc:\n"
-              "    open('launch-failed.txt', 'w').write(str(exc))\n")
+    script = (
+        "import launch\n"
+        "assert launch.is_installed('numpy') and not launch.is_installed('surely-not-a-package-xyz')\n"
+        "out = launch.run(f'\"{launch.python}\" -c \"print(6 * 7)\"', desc='multiplying')\n"
+        "open('launch-ran.txt', 'w').write(out.strip())\n"
+        "try:\n"
+        "    launch.run('exit 3', errdesc='meant to fail')\n"
+        "except RuntimeError as exc:\n"
+        "    open('launch-failed.txt', 'w').write(str(exc))\n"
+    )
     uses_launch = Remote(tmp_path, "launch-ext", {"install.py": script})
     extension = install_from_url(str(uses_launch.bare), exts, opts)
     assert extension.enabled

@@ -1,6 +1,7 @@
 """app.py for real with an extension in its data dir: the extension's javascript, style.css, install.py
 and script load; the Extensions tab installs from a git repository through its endpoint; "Apply and
 restart UI" disables an extension and the page comes back without it, in the same process."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import requests
 from app_process import endpoint_args, running_app, wait_for
 from git_repos import Remote
 
-SHINY_SCRIPT = '''import gradio as gr
+SHINY_SCRIPT = """import gradio as gr
 from modules import scripts
 
 
@@ -25,12 +26,12 @@ class Shiny(scripts.Script):
 
     def ui(self, is_img2img):
         return [gr.Checkbox(label="Shiny extension checkbox")]
-'''
+"""
 
 
 # An extension as people write them for A1111: a dropdown script, a top-level tab with a paste button and an
 # app-started hook.
-FRESH_SCRIPT = '''from pathlib import Path
+FRESH_SCRIPT = """from pathlib import Path
 
 import gradio as gr
 from modules import infotext_utils, script_callbacks, scripts
@@ -64,7 +65,7 @@ class Fresh(scripts.Script):
     def run(self, p, suffix):
         p.prompt = f"{p.prompt} {suffix}"
         return process_images(p)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +75,23 @@ def app(tmp_path_factory, demo_checkpoint):
     (data / "models" / "Stable-diffusion").mkdir(parents=True)
     shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
     shiny = data / "extensions" / "shiny"
-    for name, text in {"javascript/shiny.js": "window.SHINY_EXTENSION = 'loaded';\n",
-                       "style.css": ".shiny-extension-marker { color: rebeccapurple; }\n",
-                       "install.py": "open('ran-at-start.txt', 'w').write('yes')\n",
-                       "scripts/shiny.py": SHINY_SCRIPT}.items():
+    for name, text in {
+        "javascript/shiny.js": "window.SHINY_EXTENSION = 'loaded';\n",
+        "style.css": ".shiny-extension-marker { color: rebeccapurple; }\n",
+        "install.py": "open('ran-at-start.txt', 'w').write('yes')\n",
+        "scripts/shiny.py": SHINY_SCRIPT,
+    }.items():
         (shiny / name).parent.mkdir(parents=True, exist_ok=True)
         (shiny / name).write_text(text)
-    remote = Remote(root, "fresh-ext", {"javascript/fresh.js": "window.FRESH_EXTENSION = 'loaded';\n",
-                                        "install.py": "open('installed.txt', 'w').write('yes')\n",
-                                        "scripts/fresh.py": FRESH_SCRIPT})
+    remote = Remote(
+        root,
+        "fresh-ext",
+        {
+            "javascript/fresh.js": "window.FRESH_EXTENSION = 'loaded';\n",
+            "install.py": "open('installed.txt', 'w').write('yes')\n",
+            "scripts/fresh.py": FRESH_SCRIPT,
+        },
+    )
     with running_app(data) as url:
         yield url, data, remote
 
@@ -90,7 +99,7 @@ def app(tmp_path_factory, demo_checkpoint):
 def page_html(url: str) -> str:
     """The page's HTML, followed by the text of each extension script its <head> names (`file=` URLs)."""
     html = requests.get(url, timeout=10).text
-    scripts = re.findall(r'<script src="(file=[^"]+)"', html[:html.find("<body")])
+    scripts = re.findall(r'<script src="(file=[^"]+)"', html[: html.find("<body")])
     return "\n".join([html, *(requests.get(url + src, timeout=10).text for src in scripts)])
 
 
@@ -135,8 +144,9 @@ def test_the_installed_extensions_script_tab_and_hooks_work_after_the_restart(ap
     assert "Fresh tab" in labels and "Fresh extension tab body" in json.dumps(config)
     assert (data / "extensions" / "fresh-ext" / "started.txt").read_text() == "yes"
     client = Client(url, verbose=False)
-    args = endpoint_args(client, "/txt2img", {"Prompt": "a barn", "Sampling steps": 2, "Width": 64, "Height": 64,
-                                              "Script": "Fresh"})
+    args = endpoint_args(
+        client, "/txt2img", {"Prompt": "a barn", "Sampling steps": 2, "Width": 64, "Height": 64, "Script": "Fresh"}
+    )
     _, info = client.predict(*args, api_name="/txt2img")
     assert "a barn in the snow" in info
     pasted = client.predict("a fox\nSteps: 9, Sampler: Heun, CFG scale: 3", api_name="/extension_paste_0")
@@ -159,8 +169,11 @@ def test_apply_and_restart_also_restarts_the_api_served_beside_the_page(tmp_path
     data = tmp_path / "data"
     (data / "models" / "Stable-diffusion").mkdir(parents=True)
     shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
-    remote = Remote(tmp_path, "fresh-ext", {"javascript/fresh.js": "window.FRESH_EXTENSION = 'loaded';\n",
-                                            "scripts/fresh.py": FRESH_SCRIPT})
+    remote = Remote(
+        tmp_path,
+        "fresh-ext",
+        {"javascript/fresh.js": "window.FRESH_EXTENSION = 'loaded';\n", "scripts/fresh.py": FRESH_SCRIPT},
+    )
     with running_app(data, "--api") as url:
         scripts_url = url + "sdapi/v1/scripts"
         assert "fresh" not in requests.get(scripts_url, timeout=10).json()["txt2img"]

@@ -1,4 +1,5 @@
 """Extra-network cards: listing with previews, and what a click puts into the prompt."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,5 +1,6 @@
 """The Extras job with real tools: a tiny ESRGAN file loaded by spandrel, GFPGAN's real architecture with
 random weights (its detector set to find no face), real PNG files, and the real engine worker."""
+
 from __future__ import annotations
 
 import hashlib
@@ -73,34 +74,54 @@ def _pixels(image: Image.Image) -> np.ndarray:
 
 # -- parameters and infotext ----------------------------------------------------------------------
 
+
 def test_params_convert_page_values_and_refuse_bad_ones():
-    params = ExtrasParams.from_dict({"resize_mode": 1.0, "upscaling_resize_w": 300.0, "upscaling_crop": 0,
-                                     "gfpgan_visibility": "0.5"})
+    params = ExtrasParams.from_dict(
+        {"resize_mode": 1.0, "upscaling_resize_w": 300.0, "upscaling_crop": 0, "gfpgan_visibility": "0.5"}
+    )
     assert (params.resize_mode, params.upscaling_resize_w, params.upscaling_crop) == (SCALE_TO, 300, False)
     assert params.gfpgan_visibility == 0.5 and params.upscaling_resize == 2.0 and params.upscaler_1 == "None"
-    for bad, message in (({"gfpgan_visibility": 1.5}, "between 0 and 1"), ({"resize_mode": 2}, "resize_mode"),
-                         ({"upscaling_resize": 0}, "above 0"), ({"upscaling_resize_w": "wide"}, "must be a int"),
-                         ({"denoising_strength": 0.3}, "Unknown extras field")):
+    for bad, message in (
+        ({"gfpgan_visibility": 1.5}, "between 0 and 1"),
+        ({"resize_mode": 2}, "resize_mode"),
+        ({"upscaling_resize": 0}, "above 0"),
+        ({"upscaling_resize_w": "wide"}, "must be a int"),
+        ({"denoising_strength": 0.3}, "Unknown extras field"),
+    ):
         with pytest.raises(UserError, match=message):
             ExtrasParams.from_dict(bad)
 
 
 def test_infotext_uses_a1111_keys_in_a1111_order():
-    params = ExtrasParams(upscaling_resize=2.0, upscaler_1="Lanczos", upscaler_2="Nearest",
-                          extras_upscaler_2_visibility=0.5, gfpgan_visibility=1.0, codeformer_visibility=0.5,
-                          codeformer_weight=0.5)
+    params = ExtrasParams(
+        upscaling_resize=2.0,
+        upscaler_1="Lanczos",
+        upscaler_2="Nearest",
+        extras_upscaler_2_visibility=0.5,
+        gfpgan_visibility=1.0,
+        codeformer_visibility=0.5,
+        codeformer_weight=0.5,
+    )
     assert create_infotext(params) == (
         "Postprocess upscale by: 2, Postprocess upscaler: Lanczos, Postprocess upscaler 2: Nearest, "
         "Postprocess upscaler 2 visibility: 0.5, GFPGAN visibility: 1, CodeFormer visibility: 0.5, "
-        "CodeFormer weight: 0.5")
-    scale_to = ExtrasParams(resize_mode=SCALE_TO, upscaling_resize_w=300, upscaling_resize_h=200,
-                            upscaler_1="4x, tiny", upscaler_2="Nearest")  # upscaler 2 unused at visibility 0
-    assert create_infotext(scale_to) == ('Postprocess upscale to: 300x200, Postprocess crop to: 300x200, '
-                                         'Postprocess upscaler: "4x, tiny"')
+        "CodeFormer weight: 0.5"
+    )
+    scale_to = ExtrasParams(
+        resize_mode=SCALE_TO,
+        upscaling_resize_w=300,
+        upscaling_resize_h=200,
+        upscaler_1="4x, tiny",
+        upscaler_2="Nearest",
+    )  # upscaler 2 unused at visibility 0
+    assert create_infotext(scale_to) == (
+        'Postprocess upscale to: 300x200, Postprocess crop to: 300x200, Postprocess upscaler: "4x, tiny"'
+    )
     assert create_infotext(ExtrasParams(upscaling_resize=3.14159)) == ""  # upscaler 1 None: no upscaling
 
 
 # -- one image ------------------------------------------------------------------------------------
+
 
 def test_single_image_is_upscaled_blended_and_saved_with_both_chunks(tools, engine, tmp_path: Path):
     source = Image.open(_png(tmp_path / "in.png", _photo(), SOURCE_PARAMETERS))
@@ -114,8 +135,10 @@ def test_single_image_is_upscaled_blended_and_saved_with_both_chunks(tools, engi
     assert result.paths == [tmp_path / "out" / date.today().isoformat() / "00000.png"]
     saved = Image.open(result.paths[0])
     assert saved.text == {"parameters": SOURCE_PARAMETERS, "extras": result.infotexts[0]}
-    assert result.infotexts[0] == ("Postprocess upscale by: 2, Postprocess upscaler: 4x-tiny, "
-                                   "Postprocess upscaler 2: Nearest, Postprocess upscaler 2 visibility: 0.25")
+    assert result.infotexts[0] == (
+        "Postprocess upscale by: 2, Postprocess upscaler: 4x-tiny, "
+        "Postprocess upscaler 2: Nearest, Postprocess upscaler 2 visibility: 0.25"
+    )
     assert not result.warnings and not result.interrupted
 
 
@@ -162,18 +185,25 @@ def test_faces_are_restored_before_upscaling_unless_upscale_first(tools, monkeyp
 
 # -- refusals -------------------------------------------------------------------------------------
 
+
 def test_missing_face_weights_are_named_before_any_work(tmp_path: Path):
     params = ExtrasParams(upscaler_1="Lanczos", codeformer_visibility=1.0)
     with pytest.raises(MissingWeightsError) as info:
         ExtrasJob(ImageTools.create(tmp_path), params, ExtrasSettings(save_dir=tmp_path / "out")).run([_photo()])
     message = str(info.value)
-    assert f"{CODEFORMER_WEIGHTS.name}: download {CODEFORMER_WEIGHTS.url} and put it in {tmp_path / 'Codeformer'}" \
-        in message and DETECTION_WEIGHTS.url in message and "--download-face-models" in message
+    assert (
+        f"{CODEFORMER_WEIGHTS.name}: download {CODEFORMER_WEIGHTS.url} and put it in {tmp_path / 'Codeformer'}"
+        in message
+        and DETECTION_WEIGHTS.url in message
+        and "--download-face-models" in message
+    )
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("name, message", [("not-an-upscaler", "not-an-upscaler.pth is not an upscaler model"),
-                                           ("ghost", "Upscaler 'ghost' not found")])
+@pytest.mark.parametrize(
+    "name, message",
+    [("not-an-upscaler", "not-an-upscaler.pth is not an upscaler model"), ("ghost", "Upscaler 'ghost' not found")],
+)
 def test_an_unusable_upscaler_is_refused(tools, name: str, message: str):
     with pytest.raises(UserError, match=message):
         ExtrasJob(tools, ExtrasParams(upscaler_1=name), ExtrasSettings()).run([_photo()])
@@ -186,6 +216,7 @@ def test_an_upscale_over_the_pixel_limit_is_refused(tools):
 
 
 # -- batches --------------------------------------------------------------------------------------
+
 
 def test_a_batch_skips_bad_files_and_goes_on(tools, tmp_path: Path):
     folder = tmp_path / "in"
@@ -215,6 +246,7 @@ def test_folder_errors():
 
 # -- the Download button --------------------------------------------------------------------------
 
+
 @pytest.fixture
 def release_server(monkeypatch):
     """Every face model file served from 127.0.0.1 under its real name, with the sha256 of what is served."""
@@ -224,10 +256,16 @@ def release_server(monkeypatch):
             remote = getattr(face_restoration, variable)
             body = remote.name.encode() * 50_000
             served[f"/{remote.name}"] = body
-            monkeypatch.setattr(face_restoration, variable, RemoteFile(remote.name, f"{base}/{remote.name}",
-                                                                       hashlib.sha256(body).hexdigest()))
-        monkeypatch.setattr(face_restoration, "FACE_MODEL_FILES", tuple(getattr(face_restoration, v) for v in (
-            "GFPGAN_WEIGHTS", "DETECTION_WEIGHTS", "PARSING_WEIGHTS")))
+            monkeypatch.setattr(
+                face_restoration,
+                variable,
+                RemoteFile(remote.name, f"{base}/{remote.name}", hashlib.sha256(body).hexdigest()),
+            )
+        monkeypatch.setattr(
+            face_restoration,
+            "FACE_MODEL_FILES",
+            tuple(getattr(face_restoration, v) for v in ("GFPGAN_WEIGHTS", "DETECTION_WEIGHTS", "PARSING_WEIGHTS")),
+        )
         yield served
 
 

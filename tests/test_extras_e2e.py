@@ -1,5 +1,6 @@
 """The real app with --download-face-models, fetching the face model files from a local server, then the
 Extras tab's "extras" and Download endpoints driven with gradio_client."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,10 +48,15 @@ def release(tmp_path_factory):
     built = {GFPGAN_WEIGHTS: gfpgan_weights(), DETECTION_WEIGHTS: face_detector(True), PARSING_WEIGHTS: face_parser()}
     files: dict[str, Path | bytes] = {"/codeformer.pth": b"tampered"}
     with serving(files) as base:
-        urls = {"CODEFORMER_WEIGHTS": (f"{base}/codeformer.pth", hashlib.sha256(CODEFORMER_BODY).hexdigest()),
-                "files": files}
-        for variable, remote in (("GFPGAN_WEIGHTS", GFPGAN_WEIGHTS), ("DETECTION_WEIGHTS", DETECTION_WEIGHTS),
-                                 ("PARSING_WEIGHTS", PARSING_WEIGHTS)):
+        urls = {
+            "CODEFORMER_WEIGHTS": (f"{base}/codeformer.pth", hashlib.sha256(CODEFORMER_BODY).hexdigest()),
+            "files": files,
+        }
+        for variable, remote in (
+            ("GFPGAN_WEIGHTS", GFPGAN_WEIGHTS),
+            ("DETECTION_WEIGHTS", DETECTION_WEIGHTS),
+            ("PARSING_WEIGHTS", PARSING_WEIGHTS),
+        ):
             torch.save(built[remote], store / remote.name)
             files[f"/{remote.name}"] = store / remote.name
             urls[variable] = (f"{base}/{remote.name}", hashlib.sha256((store / remote.name).read_bytes()).hexdigest())
@@ -65,8 +71,7 @@ def server(tmp_path_factory, release):
     torch.save(tiny_esrgan(), data / "models" / "ESRGAN" / "4x-tiny.pth")
     torch.save({"encoder.weight": torch.randn(8, 8)}, data / "models" / "ESRGAN" / "not-an-upscaler.pth")
     urls = {key: value for key, value in release.items() if key != "files"}
-    with running_app(data, "--download-face-models",
-                     command=[sys.executable, "-c", LAUNCHER, json.dumps(urls)]) as url:
+    with running_app(data, "--download-face-models", command=[sys.executable, "-c", LAUNCHER, json.dumps(urls)]) as url:
         yield url, data
 
 
@@ -77,8 +82,16 @@ def client(server):
     return Client(server[0], verbose=False)
 
 
-def run_extras(client, mode: int = 0, image=None, files=None, input_dir: str = "", output_dir: str = "",
-               show: bool = True, **fields) -> tuple[list, str]:
+def run_extras(
+    client,
+    mode: int = 0,
+    image=None,
+    files=None,
+    input_dir: str = "",
+    output_dir: str = "",
+    show: bool = True,
+    **fields,
+) -> tuple[list, str]:
     """Call the "extras" endpoint; `fields` are ExtrasParams fields, the rest keep their defaults."""
     values = dataclasses.asdict(ExtrasParams(**fields)).values()
     return client.predict(mode, image, files, input_dir, output_dir, show, *values, api_name="/extras")
@@ -112,8 +125,10 @@ def test_restore_faces_then_upscale_saves_both_chunks(server, client, tmp_path):
     photo = handle_file(str(_photo_file(tmp_path / "photo.png")))
     settings = {"upscaler_1": "4x-tiny", "upscaler_2": "Lanczos", "extras_upscaler_2_visibility": 0.25}
     _gallery, info = run_extras(client, image=photo, gfpgan_visibility=1.0, **settings)
-    assert ("Postprocess upscale by: 2, Postprocess upscaler: 4x-tiny, Postprocess upscaler 2: Lanczos, "
-            "Postprocess upscaler 2 visibility: 0.25, GFPGAN visibility: 1") in info
+    assert (
+        "Postprocess upscale by: 2, Postprocess upscaler: 4x-tiny, Postprocess upscaler 2: Lanczos, "
+        "Postprocess upscaler 2 visibility: 0.25, GFPGAN visibility: 1"
+    ) in info
     folder = data / "outputs" / "extras-images" / date.today().isoformat()
     saved = Image.open(folder / "00000.png")
     assert saved.size == (256, 256) and saved.text["parameters"] == PARAMETERS
@@ -132,8 +147,9 @@ def test_bad_requests_get_clear_messages_and_the_server_goes_on(server, client, 
     with pytest.raises(Exception, match=r"not-an-upscaler.pth is not an upscaler model"):
         run_extras(client, image=photo, upscaler_1="not-an-upscaler")
     with pytest.raises(Exception, match="Upscaling refused: the result would be 4096x4096"):
-        run_extras(client, image=photo, upscaler_1="Lanczos", resize_mode=1, upscaling_resize_w=4096,
-                   upscaling_resize_h=4096)
+        run_extras(
+            client, image=photo, upscaler_1="Lanczos", resize_mode=1, upscaling_resize_w=4096, upscaling_resize_h=4096
+        )
     with pytest.raises(Exception, match="CodeFormer needs model files"):
         run_extras(client, image=photo, codeformer_visibility=1.0)
     with pytest.raises(Exception, match="Drop an image"):

@@ -1,5 +1,6 @@
 """Face restoration with GFPGAN's and CodeFormer's real architectures and random weights; how the
 detector is made to find exactly one face is explained in tests/model_weights.py."""
+
 from __future__ import annotations
 
 import os
@@ -106,7 +107,8 @@ def test_codeformer_restores_the_face(tmp_path: Path, weights, photo):
     torch.save(codeformer_weights(), tmp_path / "Codeformer" / CODEFORMER_WEIGHTS.name)
     restorer = create_face_restorer("CodeFormer", weights["face_models"])
     assert isinstance(restorer, CodeFormerRestorer) and restorer.missing_files() == [
-        (CODEFORMER_WEIGHTS, weights["face_models"] / "Codeformer")]
+        (CODEFORMER_WEIGHTS, weights["face_models"] / "Codeformer")
+    ]
     restorer = CodeFormerRestorer(tmp_path)
     (tmp_path / "GFPGAN").symlink_to(weights["face_models"] / "GFPGAN")
     restored, note = restorer.restore(photo, 1.0, weight=0.3)

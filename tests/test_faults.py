@@ -1,6 +1,7 @@
 """Faults against a real `app.py --nowebui`: a job that runs out of memory gets a clear answer, its
 memory is freed and the next job runs normally; interrupt and skip while jobs wait in the queue leave
 the queue consistent (the waiting jobs run, in order, in full) and the progress back at rest."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from app_process import app_process, running_app, wait_for, with_demo_checkpoint
 # An extension that simulates running out of memory inside the sampling loop, through the same hook
 # A1111 extensions use: at step 3 of a 7-step job torch's OutOfMemoryError, of a 9-step job Python's
 # MemoryError, each while the job holds 256 MB that must be freed afterwards.
-OOM_SCRIPT = '''
+OOM_SCRIPT = """
 import torch
 from modules import script_callbacks
 
@@ -28,7 +29,7 @@ def simulate(params):
 
 
 script_callbacks.on_cfg_denoiser(simulate)
-'''
+"""
 SMALL = {"prompt": "a blue boat", "steps": 2, "width": 64, "height": 64, "sampler_name": "Euler"}
 
 
@@ -79,6 +80,7 @@ def test_interrupt_and_skip_leave_the_queue_consistent(server):
         def run() -> None:
             answers[seed] = txt2img(url, seed=seed, **body)
             finished.append(seed)
+
         thread = threading.Thread(target=run)
         thread.start()
         return thread

@@ -1,4 +1,5 @@
 """File name patterns (A1111's samples_filename_pattern tags) and sanitizing."""
+
 from datetime import datetime, timezone
 
 import pytest
@@ -7,25 +8,44 @@ from modules.file_names import NameFields, check_pattern, clean_part, expand, sa
 from modules.generation_params import GenerationParams
 
 WHEN = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
-FIELDS = NameFields(seed=42, prompt="a cat, on a mat", prompt_no_styles="a cat", styles=("Warm", "None"),
-                    steps=20, cfg_scale=7.5, sampler="DPM++ 2M", scheduler="Karras", width=512, height=768,
-                    model_name="dream", model_hash="abcdef0123", clip_skip=2, denoising=0.75, batch_number=2,
-                    generation_number=4, job_timestamp=datetime(2024, 1, 2, 3, 4, 5), now=WHEN)
+FIELDS = NameFields(
+    seed=42,
+    prompt="a cat, on a mat",
+    prompt_no_styles="a cat",
+    styles=("Warm", "None"),
+    steps=20,
+    cfg_scale=7.5,
+    sampler="DPM++ 2M",
+    scheduler="Karras",
+    width=512,
+    height=768,
+    model_name="dream",
+    model_hash="abcdef0123",
+    clip_skip=2,
+    denoising=0.75,
+    batch_number=2,
+    generation_number=4,
+    job_timestamp=datetime(2024, 1, 2, 3, 4, 5),
+    now=WHEN,
+)
 
 
-@pytest.mark.parametrize("pattern, expected", [
-    ("[seed]-[prompt_spaces]", "42-a cat, on a mat"),
-    ("[prompt]", "a_cat,_on_a_mat"),
-    ("[prompt_words]", "a cat on a"),
-    ("[prompt_no_styles]|[styles]", "a cat|Warm"),
-    ("[steps]_[cfg]_[sampler]_[scheduler]", "20_7.5_DPM++ 2M_Karras"),
-    ("[width]x[height] [model_name] [model_hash]", "512x768 dream abcdef0123"),
-    ("[clip_skip] [denoising] [batch_number] [generation_number]", "2 0.75 2 4"),
-    ("[date] [datetime] [datetime<%Y%m%d>] [job_timestamp]", "2024-05-06 20240506070809 20240506 20240102030405"),
-    ("[datetime<%H><Asia/Tokyo>]", "16"),
-    ("[SEED][none]x", "42x"),
-    ("[unknown]-[seed]", "[unknown]-42"),
-])
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [
+        ("[seed]-[prompt_spaces]", "42-a cat, on a mat"),
+        ("[prompt]", "a_cat,_on_a_mat"),
+        ("[prompt_words]", "a cat on a"),
+        ("[prompt_no_styles]|[styles]", "a cat|Warm"),
+        ("[steps]_[cfg]_[sampler]_[scheduler]", "20_7.5_DPM++ 2M_Karras"),
+        ("[width]x[height] [model_name] [model_hash]", "512x768 dream abcdef0123"),
+        ("[clip_skip] [denoising] [batch_number] [generation_number]", "2 0.75 2 4"),
+        ("[date] [datetime] [datetime<%Y%m%d>] [job_timestamp]", "2024-05-06 20240506070809 20240506 20240102030405"),
+        ("[datetime<%H><Asia/Tokyo>]", "16"),
+        ("[SEED][none]x", "42x"),
+        ("[unknown]-[seed]", "[unknown]-42"),
+    ],
+)
 def test_each_tag_fills_in(pattern, expected):
     assert expand(pattern, FIELDS, words=4) == expected
 

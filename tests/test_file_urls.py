@@ -3,6 +3,7 @@ an extension points its page scripts at are served from its own folder and the d
 images, and nothing else (traversal, encodings, symlinks, dot folders, settings and model files, /proc); with a
 page login, both need the login, as does /internal/opts (the page's `opts`, which waits for a change when asked);
 an extension's route answers beside the page, with and without --api."""
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ from modules.file_urls import FileUrls
 
 SECRET = "secret-b7f3e1"
 EXT = "tagger-ext"
-ROUTES_SCRIPT = '''from fastapi import FastAPI
+ROUTES_SCRIPT = """from fastapi import FastAPI
 from modules import script_callbacks
 
 
@@ -33,7 +34,7 @@ def routes(_demo, app: FastAPI):
 
 
 script_callbacks.on_app_started(routes)
-'''
+"""
 
 
 def make_data_dir(root: Path, demo_checkpoint: Path) -> Path:
@@ -44,12 +45,19 @@ def make_data_dir(root: Path, demo_checkpoint: Path) -> Path:
     (root / "secret.txt").write_text(SECRET)
     ext = data / "extensions" / EXT
     files = {
-        ext / "scripts" / "tag_routes.py": ROUTES_SCRIPT, ext / "tags" / "tags.csv": "1girl,0\nscenery,0\n",
-        ext / "javascript" / "tagger.js": "window.taggerLoaded = true;\n", ext / ".git" / "config": SECRET,
-        data / "extensions" / "README.txt": SECRET, data / "outputs" / "txt2img-images" / "note.txt": "output",
-        data / "tmp" / "tagPath.txt": "tmp file", data / "models" / "Lora" / "style.png": "png bytes",
-        data / "models" / "Lora" / "style.safetensors": SECRET, data / "config.json": f'{{"note": "{SECRET}"}}',
-        data / "ui-config.json": f'{{"note": "{SECRET}"}}', data / "styles.csv": SECRET, data / "top.png": SECRET,
+        ext / "scripts" / "tag_routes.py": ROUTES_SCRIPT,
+        ext / "tags" / "tags.csv": "1girl,0\nscenery,0\n",
+        ext / "javascript" / "tagger.js": "window.taggerLoaded = true;\n",
+        ext / ".git" / "config": SECRET,
+        data / "extensions" / "README.txt": SECRET,
+        data / "outputs" / "txt2img-images" / "note.txt": "output",
+        data / "tmp" / "tagPath.txt": "tmp file",
+        data / "models" / "Lora" / "style.png": "png bytes",
+        data / "models" / "Lora" / "style.safetensors": SECRET,
+        data / "config.json": f'{{"note": "{SECRET}"}}',
+        data / "ui-config.json": f'{{"note": "{SECRET}"}}',
+        data / "styles.csv": SECRET,
+        data / "top.png": SECRET,
         data / ".env": SECRET,
     }
     for path, text in files.items():
@@ -83,9 +91,11 @@ def allowed(data: Path) -> dict[str, str]:
     """Names a `file=` URL may use, with the text each serves."""
     ext = data / "extensions" / EXT
     return {
-        f"extensions/{EXT}/tags/tags.csv": "1girl,0\nscenery,0\n", f"{ext}/tags/tags.csv?1733": "1girl,0\nscenery,0\n",
+        f"extensions/{EXT}/tags/tags.csv": "1girl,0\nscenery,0\n",
+        f"{ext}/tags/tags.csv?1733": "1girl,0\nscenery,0\n",
         quote(f"{ext}/javascript/tagger.js"): "window.taggerLoaded = true;\n",
-        "outputs/txt2img-images/note.txt": "output", f"{data}/tmp/tagPath.txt": "tmp file",
+        "outputs/txt2img-images/note.txt": "output",
+        f"{data}/tmp/tagPath.txt": "tmp file",
         "models/Lora/style.png": "png bytes",
     }
 
@@ -94,13 +104,36 @@ def refused(data: Path, root: Path) -> list[str]:
     """Names that point at settings, models, dot folders, symlink targets outside, or out of the data dir."""
     ext = f"extensions/{EXT}"
     return [
-        "config.json", f"{data}/config.json", "ui-config.json", "styles.csv", "top.png", ".env", "server.log",
-        "extensions/README.txt", f"{ext}/.git/config", f"{ext}/tags/link.csv", f"{ext}/tags/outside/secret.txt",
-        f"{ext}/tags/settings.csv", "models/Lora/link.png", "models/Lora/style.safetensors",
-        "models/Stable-diffusion/demo.safetensors", "outputs/link.txt", f"{ext}/../../config.json",
-        f"{ext}/tags/..%2f..%2f..%2fconfig.json", "%2e%2e/secret.txt", quote(quote("../secret.txt", safe=""), safe=""),
-        f"{data}/../secret.txt", str(root / "secret.txt"), "/etc/passwd", "/proc/self/environ", "/proc/self/cmdline",
-        "app.py", str(ROOT / "app.py"), "extensions", f"{ext}/tags", "outputs",
+        "config.json",
+        f"{data}/config.json",
+        "ui-config.json",
+        "styles.csv",
+        "top.png",
+        ".env",
+        "server.log",
+        "extensions/README.txt",
+        f"{ext}/.git/config",
+        f"{ext}/tags/link.csv",
+        f"{ext}/tags/outside/secret.txt",
+        f"{ext}/tags/settings.csv",
+        "models/Lora/link.png",
+        "models/Lora/style.safetensors",
+        "models/Stable-diffusion/demo.safetensors",
+        "outputs/link.txt",
+        f"{ext}/../../config.json",
+        f"{ext}/tags/..%2f..%2f..%2fconfig.json",
+        "%2e%2e/secret.txt",
+        quote(quote("../secret.txt", safe=""), safe=""),
+        f"{data}/../secret.txt",
+        str(root / "secret.txt"),
+        "/etc/passwd",
+        "/proc/self/environ",
+        "/proc/self/cmdline",
+        "app.py",
+        str(ROOT / "app.py"),
+        "extensions",
+        f"{ext}/tags",
+        "outputs",
     ]
 
 
@@ -135,7 +168,7 @@ def test_everything_else_is_refused(open_app):
 def test_the_extensions_scripts_are_in_the_page_head_and_load(open_app):
     url, _, _ = open_app
     html = requests.get(url, timeout=10).text
-    head = html[:html.index("<body")]
+    head = html[: html.index("<body")]
     sources = re.findall(r'<script src="(file=[^"]+)"', head)
     assert len(sources) == 1 and f"/extensions/{EXT}/javascript/tagger.js?" in sources[0]
     assert requests.get(url + sources[0], timeout=10).text == "window.taggerLoaded = true;\n"
@@ -172,8 +205,10 @@ def test_opts_answer_when_the_settings_change(locked_app):
     session.post(url + "login", data={"username": "ann", "password": "pass-4321"}, timeout=10)
     tag = session.get(url + "internal/opts", timeout=10).headers["ETag"]
     for wait in ("0", "nan", "-5"):
-        assert session.get(f"{url}internal/opts?wait={wait}", headers={"If-None-Match": tag},
-                           timeout=10).status_code == 304, wait
+        assert (
+            session.get(f"{url}internal/opts?wait={wait}", headers={"If-None-Match": tag}, timeout=10).status_code
+            == 304
+        ), wait
     change = threading.Timer(1.0, requests.post, (url + "sdapi/v1/options",), {"json": {"samples_format": "jpg"}})
     change.start()
     started = time.monotonic()

@@ -1,5 +1,6 @@
 """A full disk under a running server (--nowebui on a real tmpfs data dir): saving settings answers 507 naming
 the file and changes nothing, in memory or on disk; a generation still answers with its images."""
+
 from __future__ import annotations
 
 import base64
@@ -14,8 +15,9 @@ from small_disk import fill, mounted_small_disk
 
 def test_a_full_disk_is_named_and_loses_nothing(tmp_path, demo_checkpoint):
     with mounted_small_disk(tmp_path / "data", size=4 * 1024 * 1024) as data:
-        with running_app(data, "--nowebui", "--ckpt-dir", str(demo_checkpoint.parent),
-                         model_name=demo_checkpoint.name) as url:
+        with running_app(
+            data, "--nowebui", "--ckpt-dir", str(demo_checkpoint.parent), model_name=demo_checkpoint.name
+        ) as url:
             api = url + "sdapi/v1/"
             (data / "config.json").write_text("{}")
             fill(data)

@@ -4,6 +4,7 @@ every weight and every encoded vector stays finite.
 The runs are derandomized (hypothesis derives its examples from each test's name) and keep no example
 database, so CI sees the same examples every time.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,22 +18,62 @@ from modules import prompt_parser as pp
 from modules.conditioning import CHUNK_TOKENS, MAX_EMPHASIS, EncoderOptions, PromptEncoder
 
 # Weights A1111's syntax may carry that are no usable number, or overflow a float.
-NASTY_WEIGHTS = ["1.2.3", "1e309", "nan", "inf", "-inf", "-1e309", "9" * 400, "-" + "9" * 400, ".", "..",
-                 "0", "-0", "1e-400", "." + "0" * 400 + "1", "3.4e38", "-1", ""]
-SYNTAX = ["(", ")", "[", "]", ":", "|", "\\", " AND ", "AND", " BREAK ", "BREAK", "<lora:x:", ">",
-          "<hypernet:y:nan>", "[a:b:", "[a|b|", ":0.5]", "::", "\n", "\t", " "]
+NASTY_WEIGHTS = [
+    "1.2.3",
+    "1e309",
+    "nan",
+    "inf",
+    "-inf",
+    "-1e309",
+    "9" * 400,
+    "-" + "9" * 400,
+    ".",
+    "..",
+    "0",
+    "-0",
+    "1e-400",
+    "." + "0" * 400 + "1",
+    "3.4e38",
+    "-1",
+    "",
+]
+SYNTAX = [
+    "(",
+    ")",
+    "[",
+    "]",
+    ":",
+    "|",
+    "\\",
+    " AND ",
+    "AND",
+    " BREAK ",
+    "BREAK",
+    "<lora:x:",
+    ">",
+    "<hypernet:y:nan>",
+    "[a:b:",
+    "[a|b|",
+    ":0.5]",
+    "::",
+    "\n",
+    "\t",
+    " ",
+]
 WORDS = ["cat", "a", "e", "ſ", "ß", "\u0301", "\u200b", "\ufeff", "\u3000", "猫", "😀", "\x00", "\ud800", "\U0010ffff"]
 
 fragment = st.one_of(
-    st.sampled_from(SYNTAX), st.sampled_from(WORDS),
+    st.sampled_from(SYNTAX),
+    st.sampled_from(WORDS),
     st.sampled_from(NASTY_WEIGHTS).map(lambda w: f"(a:{w})"),
     st.sampled_from(NASTY_WEIGHTS).map(lambda w: f"[a:b:{w}]"),
     st.sampled_from(NASTY_WEIGHTS).map(lambda w: f" AND b :{w}"),
     st.text(st.characters(codec=None, exclude_categories=()), max_size=6),  # any code point, surrogates too
 )
 prompts = st.lists(fragment, max_size=30).map("".join)
-FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=150,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    derandomize=True, database=None, deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _finite(value: float) -> bool:
@@ -92,8 +133,13 @@ def _check_encoding(encoder: PromptEncoder, prompt: str, options: EncoderOptions
 emphasis_modes = st.sampled_from(("Original", "No norm", "Ignore", "None"))
 
 
-@settings(derandomize=True, database=None, deadline=None, max_examples=40,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=40,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(prompts, emphasis_modes, st.integers(1, 3))
 def test_encoded_prompts_are_finite(demo_model, half_encoder, prompt, emphasis, clip_skip):
     options = EncoderOptions(emphasis=emphasis)
@@ -104,9 +150,22 @@ def test_encoded_prompts_are_finite(demo_model, half_encoder, prompt, emphasis, 
 HUGE = "9" * 40
 
 
-@pytest.mark.parametrize("prompt", [f"(a:{HUGE}) b", f"(a:-{HUGE})", f"(a:{'9' * 400})", f"((((a:{HUGE}))))",
-                                    f"(a:{HUGE}) (b:-{HUGE})", "(a:1) (b:-1)", "(a:0) (b:0)", "a (b:1.2.3) c",
-                                    "(a:1e309) (b:nan) (c:inf) (d:-1e309)", "a\ud800b", "\x00"])
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        f"(a:{HUGE}) b",
+        f"(a:-{HUGE})",
+        f"(a:{'9' * 400})",
+        f"((((a:{HUGE}))))",
+        f"(a:{HUGE}) (b:-{HUGE})",
+        "(a:1) (b:-1)",
+        "(a:0) (b:0)",
+        "a (b:1.2.3) c",
+        "(a:1e309) (b:nan) (c:inf) (d:-1e309)",
+        "a\ud800b",
+        "\x00",
+    ],
+)
 @pytest.mark.parametrize("emphasis", ["Original", "No norm"])
 def test_extreme_emphasis_gives_finite_conditioning(demo_model, half_encoder, prompt, emphasis):
     _check_encoding(demo_model.prompt_encoder, prompt, EncoderOptions(emphasis=emphasis))
@@ -121,8 +180,10 @@ def test_huge_weights_act_as_the_largest_allowed_one(demo_model):
     assert torch.equal(capped, largest)
 
 
-@pytest.mark.parametrize("prompt", ["cat " * 2500, "(" * 10_000, "[a:" * 3334, "😀" * 10_000,
-                                    ("(a:" + "9" * 30 + ")") * 300, "a BREAK " * 1250])
+@pytest.mark.parametrize(
+    "prompt",
+    ["cat " * 2500, "(" * 10_000, "[a:" * 3334, "😀" * 10_000, ("(a:" + "9" * 30 + ")") * 300, "a BREAK " * 1250],
+)
 def test_ten_thousand_character_prompts_encode(demo_model, prompt):
     assert len(prompt) >= 9_900
     _check_encoding(demo_model.prompt_encoder, prompt, EncoderOptions())

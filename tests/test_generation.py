@@ -1,4 +1,5 @@
 """txt2img end to end on the demo model: seeds, the sampler settings, interrupt/skip, limits."""
+
 import threading
 import time
 
@@ -103,13 +104,16 @@ def test_skip_moves_on_to_the_next_batch(engine, demo_model):
     assert np.array_equal(pixels(result.images[1]), pixels(full.images[0]))  # second batch ran to the end
 
 
-@pytest.mark.parametrize("kw,message", [
-    ({"width": 100}, "multiple of 8"),
-    ({"width": 60000, "height": 60000}, "more than the limit"),
-    ({"steps": 0}, "between 1 and 1000"),
-    ({"sampler_name": "Nope"}, "Unknown sampler"),
-    ({"batch_size": 0}, "at least 1"),
-])
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"width": 100}, "multiple of 8"),
+        ({"width": 60000, "height": 60000}, "more than the limit"),
+        ({"steps": 0}, "between 1 and 1000"),
+        ({"sampler_name": "Nope"}, "Unknown sampler"),
+        ({"batch_size": 0}, "at least 1"),
+    ],
+)
 def test_bad_input_is_refused_before_any_work(engine, demo_model, kw, message):
     started = time.monotonic()
     with pytest.raises(UserError, match=message):
@@ -121,8 +125,7 @@ def test_bad_input_is_refused_before_any_work(engine, demo_model, kw, message):
 def test_repeating_a_prompt_does_not_run_the_text_encoder_again(engine, demo_model):
     run(engine, demo_model, prompt="a unique [cat:dog:2] prompt AND a tree", negative_prompt="ugly", steps=3)
     calls = demo_model.prompt_encoder.encoder_calls
-    run(engine, demo_model, prompt="a unique [cat:dog:2] prompt AND a tree", negative_prompt="ugly", steps=3,
-        seed=99)
+    run(engine, demo_model, prompt="a unique [cat:dog:2] prompt AND a tree", negative_prompt="ugly", steps=3, seed=99)
     assert demo_model.prompt_encoder.encoder_calls == calls
 
 
@@ -175,8 +178,9 @@ def test_sigma_churn_reaches_the_samplers_that_read_it_and_is_written(engine, de
 
 
 def test_a_schedule_type_a_sampler_ignores_is_a_note(engine, demo_model):
-    params = GenerationParams(prompt="a red house", steps=4, width=64, height=64, seed=5, sampler_name="DDIM",
-                              scheduler="Karras")
+    params = GenerationParams(
+        prompt="a red house", steps=4, width=64, height=64, seed=5, sampler_name="DDIM", scheduler="Karras"
+    )
     result = engine.call("t", lambda ctx: Txt2Img(demo_model, params, ctx, RunSettings()).run())
     assert any("Schedule type Karras does not apply to DDIM" in w for w in result.warnings)
     assert "Schedule type: Karras," in result.infotexts[0] and "Schedule type unused: Karras," in result.infotexts[0]

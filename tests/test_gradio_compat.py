@@ -1,5 +1,6 @@
 """Gradio 3 calls from A1111-era extensions under Gradio 6 (modules.gradio_compat, modules.ui_components):
 built into a page served by a real Gradio server and read back from its /config."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,7 +17,7 @@ gradio_compat.install()
 
 # What an A1111-era extension writes: ToolButton subclasses (sd-webui-ar's ARButton), `_js=`,
 # `.style()`, gr.Box, variant="compact" and Gradio 3 keywords Gradio 6 no longer takes.
-EXTENSION_UI = '''
+EXTENSION_UI = """
 import gradio as gr
 from modules.ui_components import DropdownMulti, FormRow, InputAccordion, ToolButton
 
@@ -56,7 +57,7 @@ def build():
             gr.HTML("beside", elem_id="compat_extra")
         gr.Slider(label="Inside", elem_id="compat_inside")
     return accordion
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +113,7 @@ def test_a_tool_button_subclass_handler_answers_over_http(served):
 def test_gradio3_js_keyword_becomes_js_on_listeners_chains_and_load(served):
     config, _, _ = served
     scripts = {dependency.get("js") for dependency in config["dependencies"]}
-    assert {"(w, h) => [w, h]", "(t) => t", "(t) => t.trim()",
-            "() => { window.compatLoaded = true; }"} <= scripts
+    assert {"(w, h) => [w, h]", "(t) => t", "(t) => t.trim()", "() => { window.compatLoaded = true; }"} <= scripts
     change = next(d for d in config["dependencies"] if d.get("js") == "(t) => t")
     assert change["show_progress"] == "hidden"
 
@@ -140,8 +140,9 @@ def test_input_accordion_is_a_header_checkbox_linked_to_the_accordion(served):
     assert shown["type"] == "accordion" and shown["props"]["label"] == "Extra options"
     assert shown["props"]["open"] is True
     setters = [d for d in config["dependencies"] if d["targets"][0][0] == shown["id"]]
-    assert len(setters) == 2 and all(d["outputs"] == [checkbox["id"]] and "#compat_accordion-checkbox" in d["js"]
-                                     for d in setters)
+    assert len(setters) == 2 and all(
+        d["outputs"] == [checkbox["id"]] and "#compat_accordion-checkbox" in d["js"] for d in setters
+    )
     followers = [d for d in config["dependencies"] if d["targets"][0][0] == checkbox["id"] and d["js"]]
     assert any("#compat_accordion > .label-wrap" in d["js"] for d in followers)
     assert accordion.value is True and component(config, "compat_extra")["type"] == "html"

@@ -1,4 +1,5 @@
 """Hires fix on the demo model: sizes, the second pass's steps and size, every upscaler kind, infotext."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -19,14 +20,22 @@ from modules.limits import Limits
 from modules.sampling.passes import SamplingSettings
 from modules.upscalers import LATENT_MODES
 
-BASE = {"prompt": "a red house", "steps": 6, "width": 64, "height": 64, "seed": 5, "enable_hr": True,
-        "sampler_name": "Euler"}
+BASE = {
+    "prompt": "a red house",
+    "steps": 6,
+    "width": 64,
+    "height": 64,
+    "seed": 5,
+    "enable_hr": True,
+    "sampler_name": "Euler",
+}
 
 
 def run(engine, model, tools=None, settings=None, **kw):
     params = GenerationParams(**{**BASE, **kw})
-    return engine.call("txt2img", lambda ctx: Txt2Img(model, params, ctx, settings or RunSettings(), None,
-                                                      tools).run(), timeout=300)
+    return engine.call(
+        "txt2img", lambda ctx: Txt2Img(model, params, ctx, settings or RunSettings(), None, tools).run(), timeout=300
+    )
 
 
 class UnetCalls:
@@ -43,14 +52,17 @@ class UnetCalls:
         self._handle.remove()
 
 
-@pytest.mark.parametrize("kw,expected", [
-    ({"hr_scale": 2.0}, (1024, 1536, 1024, 1536)),
-    ({"hr_scale": 1.5, "width": 512, "height": 768}, (768, 1152, 768, 1152)),
-    ({"hr_resize_x": 1024}, (1024, 1536, 1024, 1536)),
-    ({"hr_resize_y": 1024}, (680, 1024, 680, 1024)),
-    ({"hr_resize_x": 1024, "hr_resize_y": 1024}, (1024, 1536, 1024, 1024)),
-    ({"hr_resize_x": 1000, "hr_resize_y": 300}, (1000, 1496, 1000, 296)),
-])
+@pytest.mark.parametrize(
+    "kw,expected",
+    [
+        ({"hr_scale": 2.0}, (1024, 1536, 1024, 1536)),
+        ({"hr_scale": 1.5, "width": 512, "height": 768}, (768, 1152, 768, 1152)),
+        ({"hr_resize_x": 1024}, (1024, 1536, 1024, 1536)),
+        ({"hr_resize_y": 1024}, (680, 1024, 680, 1024)),
+        ({"hr_resize_x": 1024, "hr_resize_y": 1024}, (1024, 1536, 1024, 1024)),
+        ({"hr_resize_x": 1000, "hr_resize_y": 300}, (1000, 1496, 1000, 296)),
+    ],
+)
 def test_target_size_follows_scale_or_resize(kw, expected):
     params = GenerationParams(**{"width": 512, "height": 768, **kw})
     size = hires_size(params)
@@ -67,10 +79,23 @@ def test_second_pass_defaults_to_the_first_pass_settings():
     second = second_pass_params(first)
     assert (second.steps, second.sampler_name, second.scheduler) == (30, "Euler a", "Karras")
     assert (second.prompt, second.negative_prompt) == ("a", "b")
-    own = second_pass_params(replace(first, hr_second_pass_steps=12, hr_sampler_name="DDIM", hr_scheduler="Uniform",
-                                     hr_prompt="c", hr_negative_prompt="d"))
+    own = second_pass_params(
+        replace(
+            first,
+            hr_second_pass_steps=12,
+            hr_sampler_name="DDIM",
+            hr_scheduler="Uniform",
+            hr_prompt="c",
+            hr_negative_prompt="d",
+        )
+    )
     assert (own.steps, own.sampler_name, own.scheduler, own.prompt, own.negative_prompt) == (
-        12, "DDIM", "Uniform", "c", "d")
+        12,
+        "DDIM",
+        "Uniform",
+        "c",
+        "d",
+    )
 
 
 def test_second_pass_gets_the_right_size_and_steps(engine, demo_model):
@@ -81,8 +106,13 @@ def test_second_pass_gets_the_right_size_and_steps(engine, demo_model):
     assert calls.sizes == [(8, 8)] * 6 + [(16, 16)] * 10
     assert result.images[0].size == (128, 128)
     text = result.infotexts[0]
-    for part in ("Size: 64x64", "Denoising strength: 0.5", "Hires upscale: 2", "Hires steps: 10",
-                 "Hires upscaler: Latent"):
+    for part in (
+        "Size: 64x64",
+        "Denoising strength: 0.5",
+        "Hires upscale: 2",
+        "Hires steps: 10",
+        "Hires upscaler: Latent",
+    ):
         assert part in text, text
 
 
@@ -106,8 +136,9 @@ def test_latent_modes_give_different_images(engine, demo_model):
 
 
 def test_resize_to_crops_to_the_requested_size(engine, demo_model):
-    result = run(engine, demo_model, steps=2, width=64, height=96, hr_resize_x=96, hr_resize_y=96,
-                 denoising_strength=0.3)
+    result = run(
+        engine, demo_model, steps=2, width=64, height=96, hr_resize_x=96, hr_resize_y=96, denoising_strength=0.3
+    )
     assert result.images[0].size == (96, 96)
     assert "Hires resize: 96x96" in result.infotexts[0] and "Hires upscale:" not in result.infotexts[0]
 
@@ -130,18 +161,32 @@ def test_pixel_upscalers_decode_upscale_and_encode(engine, demo_model, tools, up
     assert f"Hires upscaler: {upscaler}" in result.infotexts[0]
 
 
-@pytest.mark.parametrize("source,sampler,no_determinism,draws", [
-    ("CPU", "Euler", False, "seeded"), ("GPU", "Euler a", True, "seeded"), ("CPU", "DPM++ SDE", False, "seeded"),
-    ("CPU", "DPM++ SDE", True, "after the tree's seed"), ("NV", "Euler", False, None)])
-def test_pixel_upscaled_pictures_encode_to_a1111s_posterior_sample(demo_model, tools, source, sampler,
-                                                                   no_determinism, draws):
+@pytest.mark.parametrize(
+    "source,sampler,no_determinism,draws",
+    [
+        ("CPU", "Euler", False, "seeded"),
+        ("GPU", "Euler a", True, "seeded"),
+        ("CPU", "DPM++ SDE", False, "seeded"),
+        ("CPU", "DPM++ SDE", True, "after the tree's seed"),
+        ("NV", "Euler", False, None),
+    ],
+)
+def test_pixel_upscaled_pictures_encode_to_a1111s_posterior_sample(
+    demo_model, tools, source, sampler, no_determinism, draws
+):
     """A1111 encodes the upscaled pictures with the VAE's posterior sample, drawn from torch's global generator,
     which the batch's noise last seeded with the batch's last seed (an SDE sampler without batch determinism has
     drawn its tree's seed from it since); under NV that generator is the process's, so the mean is taken."""
     sampling = SamplingSettings(randn_source=source, no_dpmpp_sde_batch_determinism=no_determinism)
     settings = RunSettings(sampling=sampling)
-    first = Txt2Img(demo_model, GenerationParams(**{**BASE, "hr_upscaler": "Lanczos", "sampler_name": sampler}), None,
-                    settings, None, tools)
+    first = Txt2Img(
+        demo_model,
+        GenerationParams(**{**BASE, "hr_upscaler": "Lanczos", "sampler_name": sampler}),
+        None,
+        settings,
+        None,
+        tools,
+    )
     generator = HiresPass(first)._posterior_draws([40, 41])
     if draws is None:
         assert generator is None
@@ -162,14 +207,32 @@ def test_pixel_upscaled_pictures_encode_to_a1111s_posterior_sample(demo_model, t
 
 
 def test_hires_sampler_prompt_and_infotext_round_trip(engine, demo_model):
-    result = run(engine, demo_model, steps=3, hr_second_pass_steps=4, hr_sampler_name="DPM++ 2M",
-                 hr_scheduler="Karras", hr_prompt="a blue house", hr_negative_prompt="fog", hr_resize_x=96,
-                 denoising_strength=0.6)
+    result = run(
+        engine,
+        demo_model,
+        steps=3,
+        hr_second_pass_steps=4,
+        hr_sampler_name="DPM++ 2M",
+        hr_scheduler="Karras",
+        hr_prompt="a blue house",
+        hr_negative_prompt="fog",
+        hr_resize_x=96,
+        denoising_strength=0.6,
+    )
     values, _ = params_from_infotext(result.infotexts[0])
-    expected = {"enable_hr": True, "hr_second_pass_steps": 4, "hr_sampler_name": "DPM++ 2M",
-                "hr_scheduler": "Karras", "hr_prompt": "a blue house", "hr_negative_prompt": "fog",
-                "hr_resize_x": 96, "hr_resize_y": 0, "denoising_strength": 0.6, "hr_upscaler": "Latent",
-                "hr_checkpoint_name": "Use same checkpoint"}
+    expected = {
+        "enable_hr": True,
+        "hr_second_pass_steps": 4,
+        "hr_sampler_name": "DPM++ 2M",
+        "hr_scheduler": "Karras",
+        "hr_prompt": "a blue house",
+        "hr_negative_prompt": "fog",
+        "hr_resize_x": 96,
+        "hr_resize_y": 0,
+        "denoising_strength": 0.6,
+        "hr_upscaler": "Latent",
+        "hr_checkpoint_name": "Use same checkpoint",
+    }
     assert {k: values[k] for k in expected} == expected
     named = result.infotexts[0].replace("Hires upscaler:", "Hires checkpoint: other [0123456789], Hires upscaler:")
     assert params_from_infotext(named)[0]["hr_checkpoint_name"] == "other [0123456789]"
@@ -182,12 +245,15 @@ def test_plain_txt2img_writes_no_hires_keys(engine, demo_model):
     assert values["enable_hr"] is False
 
 
-@pytest.mark.parametrize("kw,message", [
-    ({"hr_scale": 4.0, "width": 256, "height": 256}, "more than the limit"),
-    ({"hr_upscaler": "4x-missing"}, "no upscaler called '4x-missing'"),
-    ({"denoising_strength": 1.5}, "Denoising strength must be between 0 and 1"),
-    ({"hr_checkpoint_name": "other.safetensors"}, "Hires checkpoint other.safetensors is not loaded"),
-])
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"hr_scale": 4.0, "width": 256, "height": 256}, "more than the limit"),
+        ({"hr_upscaler": "4x-missing"}, "no upscaler called '4x-missing'"),
+        ({"denoising_strength": 1.5}, "Denoising strength must be between 0 and 1"),
+        ({"hr_checkpoint_name": "other.safetensors"}, "Hires checkpoint other.safetensors is not loaded"),
+    ],
+)
 def test_bad_hires_settings_are_refused_before_any_work(engine, demo_model, kw, message):
     settings = RunSettings(limits=Limits(max_pixels=512 * 512))
     with UnetCalls(demo_model.unet) as calls, pytest.raises(UserError, match=message):

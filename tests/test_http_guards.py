@@ -2,6 +2,7 @@
 without valid credentials are refused before their body is read (the server's memory doesn't grow, the
 client can't even send it all), bodies over max_request_bytes get 413, refusals never echo the body, a
 body of any type gets a clean 422, and failed logins (page and API) are throttled per address."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ def server(tmp_path_factory, demo_checkpoint) -> Iterator[tuple[str, psutil.Proc
     (data / "config.json").write_text(json.dumps({"max_request_bytes": CAP}))
     with running_app(data, "--api", "--gradio-auth", ":".join(PAGE), "--api-auth", ":".join(API)) as url:
         port = url.rstrip("/").rsplit(":", 1)[1]
-        process = next(p for p in psutil.Process().children(recursive=True)
-                       if "app.py" in p.cmdline() and port in p.cmdline())
+        process = next(
+            p for p in psutil.Process().children(recursive=True) if "app.py" in p.cmdline() and port in p.cmdline()
+        )
         yield url, process
 
 
@@ -57,8 +59,9 @@ class Stream:
             yield chunk
 
 
-def send_big(session, url: str, size: int, chunked: bool, headers: dict | None = None, head: bytes = b"",
-             **kwargs) -> tuple[requests.Response, Stream]:
+def send_big(
+    session, url: str, size: int, chunked: bool, headers: dict | None = None, head: bytes = b"", **kwargs
+) -> tuple[requests.Response, Stream]:
     body = Stream(size, head)
     response = session.post(url, data=iter(body) if chunked else body, headers=headers, timeout=60, **kwargs)
     return response, body
@@ -86,8 +89,9 @@ def test_bodies_over_the_cap_get_413(server):
         assert response.status_code == 413 and "max_request_bytes" in response.text, response.text[:300]
     page = logged_in(url)
     upload = b'--x\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
-    response, _ = send_big(page, url + "gradio_api/upload", 2 * CAP, True,
-                           {"Content-Type": "multipart/form-data; boundary=x"}, upload)
+    response, _ = send_big(
+        page, url + "gradio_api/upload", 2 * CAP, True, {"Content-Type": "multipart/form-data; boundary=x"}, upload
+    )
     assert response.status_code == 413, response.text[:300]
     response = requests.post(api, json={"image": "x" * (CAP // 2)}, auth=API, timeout=30)  # under the cap: read
     assert response.status_code == 422 and "image" in response.text
@@ -97,25 +101,37 @@ def test_refusals_never_echo_the_body(server):
     url, _ = server
     as_json = {"Content-Type": "application/json"}
     api, page = url + "sdapi/v1/txt2img", url + "gradio_api/queue/join"
-    refusals = [requests.post(api, json={"prompt": MARKER}, timeout=10),
-                requests.post(api, data=f"{{{MARKER}", headers=as_json, timeout=10),
-                requests.post(api, json={"steps": MARKER}, auth=("robot", "wrong"), timeout=10),
-                requests.post(page, data=f"{{{MARKER}", headers=as_json, timeout=10),
-                requests.post(page, json={"data": [MARKER], "fn_index": "x"}, timeout=10)]
+    refusals = [
+        requests.post(api, json={"prompt": MARKER}, timeout=10),
+        requests.post(api, data=f"{{{MARKER}", headers=as_json, timeout=10),
+        requests.post(api, json={"steps": MARKER}, auth=("robot", "wrong"), timeout=10),
+        requests.post(page, data=f"{{{MARKER}", headers=as_json, timeout=10),
+        requests.post(page, json={"data": [MARKER], "fn_index": "x"}, timeout=10),
+    ]
     for response in refusals:
         assert response.status_code == 401 and MARKER not in response.text, response.text[:300]
 
 
-BODIES = {"text/plain": MARKER.encode(), "application/octet-stream": b"\xff\0",
-          "application/x-www-form-urlencoded": b"prompt=x", "multipart/form-data; boundary=b": b"--b--\r\n",
-          "application/json": b"[1, 2]", "application/json; charset=utf-8": b"{bad"}
+BODIES = {
+    "text/plain": MARKER.encode(),
+    "application/octet-stream": b"\xff\0",
+    "application/x-www-form-urlencoded": b"prompt=x",
+    "multipart/form-data; boundary=b": b"--b--\r\n",
+    "application/json": b"[1, 2]",
+    "application/json; charset=utf-8": b"{bad",
+}
 
 
 @pytest.mark.parametrize("content_type", list(BODIES))
 def test_a_body_of_any_type_gets_a_clean_422(server, content_type):
     url, _ = server
-    response = requests.post(url + "sdapi/v1/txt2img", data=BODIES[content_type],
-                             headers={"Content-Type": content_type}, auth=API, timeout=10)
+    response = requests.post(
+        url + "sdapi/v1/txt2img",
+        data=BODIES[content_type],
+        headers={"Content-Type": content_type},
+        auth=API,
+        timeout=10,
+    )
     assert response.status_code == 422, response.text[:300]
     assert response.json()["error"] == "RequestValidationError" and response.json()["errors"]
 
@@ -140,8 +156,9 @@ def test_failed_page_logins_are_throttled(server):
     session = requests.Session()
 
     def attempt(wrong: bool) -> requests.Response:
-        return session.post(url + "login", data={"username": PAGE[0], "password": "nope" if wrong else PAGE[1]},
-                            timeout=10)
+        return session.post(
+            url + "login", data={"username": PAGE[0], "password": "nope" if wrong else PAGE[1]}, timeout=10
+        )
 
     note = requests.get(url + "config", timeout=10).json()["detail"]["auth_message"]  # what the login form shows
     assert "wrong passwords in a row" in note and "Login does nothing" in note

@@ -2,6 +2,7 @@
 127.0.0.1: its `resolve` path answers a weights file (LFS) with a 302 to a CDN on another port and
 `X-Linked-Etag: "<sha256>"`, and a small file with a relative 307 to a cache path on the Hub that serves it with
 `ETag: "<git blob sha1>"`. The CDN sends an ETag of its own, which must not be read."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,11 @@ CDN_ETAG = hashlib.sha256(b"the CDN's own etag").hexdigest()
 
 
 def git_blob_sha1(content: bytes) -> str:
-    return subprocess.run(["git", "hash-object", "--stdin"], input=content, capture_output=True,
-                          check=True).stdout.decode().strip()
+    return (
+        subprocess.run(["git", "hash-object", "--stdin"], input=content, capture_output=True, check=True)
+        .stdout.decode()
+        .strip()
+    )
 
 
 class FakeHub:
@@ -105,6 +109,7 @@ def hub(tiny_blip) -> Iterator[FakeHub]:
 
     def answer(on_cdn: bool):
         return lambda handler: fake.answer(handler, on_cdn)
+
     with _server(answer(False)) as hub_url, _server(answer(True)) as cdn_url:
         fake = FakeHub(hub_url, cdn_url)
         for file in tiny_blip.iterdir():
@@ -154,5 +159,5 @@ def test_the_git_blob_sha1_is_gits_object_name():
     for content in (b"", b"hello\n", bytes(range(256)) * 3):
         digest = GitBlobSha1()
         for start in range(0, len(content), 100):
-            digest.update(content[start:start + 100])
+            digest.update(content[start : start + 100])
         assert digest.hexdigest() == git_blob_sha1(content)

@@ -1,5 +1,6 @@
 """A1111 hypernetworks: the .pt files read safely in their layouts, hooked into the attention key and value
 projections for one job, and the warnings for files that can't be used."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -26,17 +27,30 @@ from modules.textual_inversion import EmbeddingDatabase
 LAYOUTS = {
     "relu, dropout after the hidden layer": (
         {"layer_structure": [1, 2, 1], "activation_func": "relu", "use_dropout": True, "last_layer_dropout": True},
-        (0, 3), (), lambda x, L, N: F.relu(L[1](F.relu(L[0](x))))),
+        (0, 3),
+        (),
+        lambda x, L, N: F.relu(L[1](F.relu(L[0](x)))),
+    ),
     "tanh, layer norm, output not activated": (
-        {"layer_structure": [1, 1.5, 1], "activation_func": "tanh", "is_layer_norm": True, "activate_output": False,
-         "use_dropout": False, "dropout_structure": [0, 0, 0]},
-        (0, 3), (2, 4), lambda x, L, N: N[1](L[1](N[0](torch.tanh(L[0](x)))))),
+        {
+            "layer_structure": [1, 1.5, 1],
+            "activation_func": "tanh",
+            "is_layer_norm": True,
+            "activate_output": False,
+            "use_dropout": False,
+            "dropout_structure": [0, 0, 0],
+        },
+        (0, 3),
+        (2, 4),
+        lambda x, L, N: N[1](L[1](N[0](torch.tanh(L[0](x))))),
+    ),
     "the oldest files: linear1, linear2": ({}, ("1", "2"), (), lambda x, L, N: L[1](L[0](x))),
 }
 
 
-def mlp_state(width: int, structure: list[float], linears: tuple, norms: tuple, gen: torch.Generator,
-              std: float) -> OrderedDict:
+def mlp_state(
+    width: int, structure: list[float], linears: tuple, norms: tuple, gen: torch.Generator, std: float
+) -> OrderedDict:
     state = OrderedDict()
     sizes = [int(width * s) for s in structure]
     for n, index in enumerate(linears):
@@ -49,16 +63,25 @@ def mlp_state(width: int, structure: list[float], linears: tuple, norms: tuple, 
     return state
 
 
-def write_hypernetwork(path: Path, widths: tuple[int, ...], layout: str = "relu, dropout after the hidden layer",
-                       seed: int = 0, std: float = 0.3, structure: list[float] | None = None) -> Path:
+def write_hypernetwork(
+    path: Path,
+    widths: tuple[int, ...],
+    layout: str = "relu, dropout after the hidden layer",
+    seed: int = 0,
+    std: float = 0.3,
+    structure: list[float] | None = None,
+) -> Path:
     """A hypernetwork file as A1111's Hypernetwork.save writes it (torch.save of a dict with int keys)."""
     meta, linears, norms, _ = LAYOUTS[layout]
     meta = {**meta, **({"layer_structure": structure} if structure else {})}
     gen = torch.Generator().manual_seed(seed)
-    data = {w: tuple(mlp_state(w, meta.get("layer_structure", [1, 2, 1]), linears, norms, gen, std) for _ in "kv")
-            for w in widths}
-    data.update(meta, name=path.stem, step=120, sd_checkpoint=None, sd_checkpoint_name=None,
-                weight_initialization="Normal")
+    data = {
+        w: tuple(mlp_state(w, meta.get("layer_structure", [1, 2, 1]), linears, norms, gen, std) for _ in "kv")
+        for w in widths
+    }
+    data.update(
+        meta, name=path.stem, step=120, sd_checkpoint=None, sd_checkpoint_name=None, weight_initialization="Normal"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(data, path)
     return path
@@ -68,6 +91,7 @@ def expected(path: Path, width: int, kind: int, x: torch.Tensor, multiplier: flo
     """x + mlp(x) * multiplier from the file's raw tensors."""
     state = torch.load(path, weights_only=True)[width][kind]
     _meta, linears, norms, mlp = LAYOUTS[layout]
+
     def key(index):
         return f"linear{index}." if isinstance(index, str) else f"linear.{index}."
 
@@ -121,7 +145,7 @@ def hypernet_dir(tmp_path_factory) -> Path:
     write_evil(folder / "evil.pt", folder.parent / "payload-ran")
     (folder / "garbage.pt").write_bytes(b"not a hypernetwork at all")
     cut = write_hypernetwork(folder / "cut.pt", (64,)).read_bytes()
-    (folder / "cut.pt").write_bytes(cut[:len(cut) // 2])
+    (folder / "cut.pt").write_bytes(cut[: len(cut) // 2])
     write_hypernetwork(folder / "misnumbered.pt", (64,), structure=[1, 2, 2, 1])  # 3 layers in the file's weights
     torch.save({"step": 3, "name": "empty"}, folder / "empty.pt")
     write_hypernetwork(folder / "None.pt", (64,))
@@ -156,25 +180,35 @@ def test_a_hypernetwork_changes_the_image_and_leaves_no_trace(engine, demo_model
 
 def test_files_that_cant_be_used_are_warnings_and_the_job_goes_on(engine, demo_model, networks, hypernet_dir):
     base, _ = generate(engine, demo_model, networks, "a house")
-    image, result = generate(engine, demo_model, networks, "a house <hypernet:evil:1> <hypernet:garbage> "
-                             "<hypernet:cut> <hypernet:misnumbered> <hypernet:empty> <hypernet:sd15:1> "
-                             "<hypernet:nowhere:1> <hypernet:style:x>")
+    image, result = generate(
+        engine,
+        demo_model,
+        networks,
+        "a house <hypernet:evil:1> <hypernet:garbage> "
+        "<hypernet:cut> <hypernet:misnumbered> <hypernet:empty> <hypernet:sd15:1> "
+        "<hypernet:nowhere:1> <hypernet:style:x>",
+    )
     assert np.array_equal(image, base)
     warnings = "\n".join(result.warnings)
     assert "Hypernetwork evil was skipped: Refused to load evil.pt" in warnings and "could run code" in warnings
     assert not (hypernet_dir.parent / "payload-ran").exists()
     assert "Hypernetwork garbage was skipped: garbage.pt is unreadable" in warnings
     assert "Hypernetwork cut was skipped: cut.pt is unreadable, perhaps damaged or cut short" in warnings
-    assert ("Hypernetwork misnumbered was skipped: misnumbered.pt is not a usable hypernetwork: its weights for "
-            "width 64 don't match its layer structure (Missing key(s) in state_dict:") in warnings
+    assert (
+        "Hypernetwork misnumbered was skipped: misnumbered.pt is not a usable hypernetwork: its weights for "
+        "width 64 don't match its layer structure (Missing key(s) in state_dict:"
+    ) in warnings
     assert "Hypernetwork empty was skipped: empty.pt is not a usable hypernetwork: it has no layers" in warnings
-    assert ("Hypernetwork sd15 does not fit this SD 1.x model and was skipped: its layers are for attention widths "
-            "320, 640, 768, 1280, this model's attention reads widths 32, 64") in warnings
+    assert (
+        "Hypernetwork sd15 does not fit this SD 1.x model and was skipped: its layers are for attention widths "
+        "320, 640, 768, 1280, this model's attention reads widths 32, 64"
+    ) in warnings
     assert f"Hypernetwork not found: nowhere (looked in {hypernet_dir})" in warnings
     assert "Hypernetwork style: multiplier 'x' is not a number" in warnings
     partial, result = generate(engine, demo_model, networks, "a house <hypernet:partial:1>")
-    assert result.warnings == ["Hypernetwork partial: its layers for attention widths 768 fit nothing in this "
-                               "SD 1.x model and were left out"]
+    assert result.warnings == [
+        "Hypernetwork partial: its layers for attention widths 768 fit nothing in this SD 1.x model and were left out"
+    ]
     assert not np.array_equal(partial, base)
 
 
@@ -186,8 +220,17 @@ def test_old_infotext_keys_become_a_tag(networks):
 
 def test_listing_and_cards(networks, hypernet_dir):
     listed = networks.hypernetworks.available()
-    assert list(listed) == ["cut", "empty", "evil", "garbage", "misnumbered", "partial", "sd15", "style",
-                            "cross"]  # by path; no None.pt
+    assert list(listed) == [
+        "cut",
+        "empty",
+        "evil",
+        "garbage",
+        "misnumbered",
+        "partial",
+        "sd15",
+        "style",
+        "cross",
+    ]  # by path; no None.pt
     assert listed["cross"] == hypernet_dir / "sub" / "cross.pt"
     found = cards("Hypernetworks", networks, None)
     assert [c.insert for c in found][-1] == "<hypernet:style:1>" and [c.name for c in found] == sorted(listed)

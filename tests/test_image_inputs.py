@@ -1,5 +1,6 @@
 """Odd image files as img2img and Extras inputs: each gets a defined result (modules/image_inputs.py makes
 every input upright, 8-bit, RGB or RGBA) or a clear message (modules/images.open_image)."""
+
 from __future__ import annotations
 
 import io
@@ -115,10 +116,15 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 def test_the_files_are_what_they_claim(files):
     modes = {name: Image.open(files[name]).mode for name in CASES}
-    assert modes == {"cmyk.jpg": "CMYK", "sixteen-bit.png": "I;16", "palette-transparent.png": "P",
-                     "rgba.png": "RGBA", "exif-rotated.jpg": "RGB"}
+    assert modes == {
+        "cmyk.jpg": "CMYK",
+        "sixteen-bit.png": "I;16",
+        "palette-transparent.png": "P",
+        "rgba.png": "RGBA",
+        "exif-rotated.jpg": "RGB",
+    }
     assert Image.open(files["exif-rotated.jpg"]).getexif()[0x0112] == 6
-    assert 9_500 ** 2 > Image.MAX_IMAGE_PIXELS
+    assert 9_500**2 > Image.MAX_IMAGE_PIXELS
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -127,10 +133,15 @@ def test_normalize_input_gives_upright_8bit_rgb_or_rgba(files, name):
     CASES[name][1](normalize_input(Image.open(files[name])))  # not yet decoded, as the page may hand it over
 
 
-@pytest.mark.parametrize("name,message", [
-    ("truncated.png", "damaged"), ("truncated.jpg", "damaged"),
-    ("bomb.png", "too large to open safely"), ("over-limit.png", "too large to open safely"),
-])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("truncated.png", "damaged"),
+        ("truncated.jpg", "damaged"),
+        ("bomb.png", "too large to open safely"),
+        ("over-limit.png", "too large to open safely"),
+    ],
+)
 def test_broken_and_huge_files_are_refused_with_a_clear_message(files, name, message):
     with pytest.raises(UserError, match=f"{name}.*{message}"):
         open_image(files[name])
@@ -146,13 +157,22 @@ def test_an_undecoded_truncated_image_is_refused_when_used(files):
 
 
 def run_img2img(engine, model, image: Image.Image) -> tuple:
-    params = GenerationParams(prompt="a photo", steps=2, width=64, height=64, seed=3, sampler_name="Euler",
-                              denoising_strength=0.5, resize_mode=0)
+    params = GenerationParams(
+        prompt="a photo",
+        steps=2,
+        width=64,
+        height=64,
+        seed=3,
+        sampler_name="Euler",
+        denoising_strength=0.5,
+        resize_mode=0,
+    )
     made = []
 
     def job(ctx):
         made.append(Img2Img(model, params, ctx, RunSettings(), inputs=Img2ImgInputs([image])))
         return made[0].run()
+
     return engine.call("img2img", job, timeout=300), made[0]
 
 
@@ -161,7 +181,7 @@ def test_each_odd_file_works_as_an_img2img_input(engine, demo_model, files, name
     result, job = run_img2img(engine, demo_model, open_image(files[name]))
     assert len(result.images) == 1 and result.images[0].size == (64, 64)
     encoded_input = job.sources[0].original
-    assert encoded_input.mode == "RGB"   # transparency flattened onto white
+    assert encoded_input.mode == "RGB"  # transparency flattened onto white
     expected = flatten_input(normalize_input(open_image(files[name])))
     assert encoded_input.tobytes() == expected.tobytes()
     if name in ("palette-transparent.png", "rgba.png"):
@@ -190,6 +210,7 @@ def extras(tmp_path_factory):
     def run(engine, inputs: list, output_dir: Path | None = None):
         job = lambda ctx: ExtrasJob(tools, params, ExtrasSettings(), ctx).run(inputs, output_dir)  # noqa: E731
         return engine.call("extras", job, timeout=120)
+
     return run
 
 
@@ -203,8 +224,14 @@ def test_each_odd_file_works_as_an_extras_input(engine, extras, files, name):
         CASES[name][1](image.resize(expected.size, Image.Resampling.NEAREST))
 
 
-@pytest.mark.parametrize("name,message", [("truncated.png", "damaged"), ("bomb.png", "too large to open safely"),
-                                          ("over-limit.png", "too large to open safely")])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("truncated.png", "damaged"),
+        ("bomb.png", "too large to open safely"),
+        ("over-limit.png", "too large to open safely"),
+    ],
+)
 def test_extras_refuses_a_bad_single_file_and_skips_it_in_a_batch(engine, extras, files, tmp_path, name, message):
     with pytest.raises(UserError, match=message):
         extras(engine, [files[name]])
@@ -230,8 +257,14 @@ def page(page_app):
 def page_img2img(client, path: Path) -> bytes:
     from gradio_client import handle_file
 
-    values = {"Sampling method": "Euler", "Width": 64, "Height": 64, "Sampling steps": 2, "Seed": 9,
-              "Image for img2img": handle_file(str(path))}
+    values = {
+        "Sampling method": "Euler",
+        "Width": 64,
+        "Height": 64,
+        "Sampling steps": 2,
+        "Seed": 9,
+        "Image for img2img": handle_file(str(path)),
+    }
     gallery, *_ = client.predict(*endpoint_args(client, "/img2img", values), api_name="/img2img")
     return Image.open(gallery[0]["image"]).tobytes()
 

@@ -8,7 +8,7 @@ def stripes(width: int, height: int) -> Image.Image:
     """Left half red, right half blue, green top rows: easy to check geometry on."""
     array = np.zeros((height, width, 3), np.uint8)
     array[:, : width // 2] = (255, 0, 0)
-    array[:, width // 2:] = (0, 0, 255)
+    array[:, width // 2 :] = (0, 0, 255)
     array[:4] = (0, 255, 0)
     return Image.fromarray(array)
 

@@ -1,4 +1,5 @@
 """Saving images: counters, patterns, formats with their infotext, and names that never collide."""
+
 import threading
 from types import SimpleNamespace
 
@@ -18,8 +19,9 @@ INFOTEXT = "a cat, 猫\nNegative prompt: dog\nSteps: 3, Sampler: Euler, CFG scal
 def test_file_name_counter_and_parameters_chunk(tmp_path):
     image = Image.new("RGB", (8, 8), "red")
     naming = FileNaming()  # the default pattern, [seed]-[prompt_words]
-    first = naming.save(image, tmp_path, NameFields(seed=123, prompt="a cat: on/a mat"),
-                        "a cat\nSteps: 1, Seed: 123, Size: 8x8")
+    first = naming.save(
+        image, tmp_path, NameFields(seed=123, prompt="a cat: on/a mat"), "a cat\nSteps: 1, Seed: 123, Size: 8x8"
+    )
     second = naming.save(image, tmp_path, NameFields(seed=124, prompt=""), None)
     assert first.name == "00000-123-a cat on a mat.png"
     assert second.name == "00001-124.png"
@@ -62,8 +64,13 @@ def test_pattern_and_numbering_settings(tmp_path):
 
 def test_naming_follows_the_settings(tmp_path):
     opts = Options(tmp_path / "config.json")
-    for key, value in (("samples_format", "webp"), ("jpeg_quality", 50), ("samples_filename_pattern", "[seed]"),
-                       ("save_images_add_number", False), ("samples_filename_prompt_words", 3)):
+    for key, value in (
+        ("samples_format", "webp"),
+        ("jpeg_quality", 50),
+        ("samples_filename_pattern", "[seed]"),
+        ("save_images_add_number", False),
+        ("samples_filename_prompt_words", 3),
+    ):
         opts.set(key, value)
     naming = FileNaming.from_options(opts)
     assert (naming.pattern, naming.add_number, naming.prompt_words) == ("[seed]", False, 3)
@@ -72,8 +79,11 @@ def test_naming_follows_the_settings(tmp_path):
         opts.set("samples_filename_pattern", "[seeds]")
 
 
-@pytest.mark.parametrize("naming", [FileNaming(), FileNaming(pattern="[job_timestamp]", add_number=False)],
-                         ids=["numbered", "same name, no number"])
+@pytest.mark.parametrize(
+    "naming",
+    [FileNaming(), FileNaming(pattern="[job_timestamp]", add_number=False)],
+    ids=["numbered", "same name, no number"],
+)
 def test_many_threads_saving_at_once_never_overwrite(tmp_path, naming):
     paths, errors, start = [], [], threading.Barrier(16)
 
@@ -104,9 +114,23 @@ def test_save_image_for_scripts_follows_the_settings(tmp_path):
     opts.set("save_to_dirs", False)
     shared.install(SimpleNamespace(opts=opts))
     try:
-        p = SimpleNamespace(params=SimpleNamespace(seed=1, prompt="", styles=(), steps=9, cfg_scale=7, batch_size=1,
-                                                   n_iter=1, sampler_name="Euler", scheduler="Automatic", width=8,
-                                                   height=8, clip_skip=1, denoising_strength=0.5))
+        p = SimpleNamespace(
+            params=SimpleNamespace(
+                seed=1,
+                prompt="",
+                styles=(),
+                steps=9,
+                cfg_scale=7,
+                batch_size=1,
+                n_iter=1,
+                sampler_name="Euler",
+                scheduler="Automatic",
+                width=8,
+                height=8,
+                clip_skip=1,
+                denoising_strength=0.5,
+            )
+        )
         name, _ = save_image(Image.new("RGB", (8, 8)), tmp_path / "out", "grid", 3, "cat", "webp", info=INFOTEXT, p=p)
         assert name.endswith("out/grid-0000-3-9.webp") and read_infotext(Image.open(name)) == INFOTEXT
         forced, _ = save_image(Image.new("RGB", (8, 8)), tmp_path, "", extension="png", forced_filename="../up")

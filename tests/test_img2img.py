@@ -1,4 +1,5 @@
 """img2img and inpainting on the demo model, checked numerically on a real photo."""
+
 import numpy as np
 import pytest
 import torch
@@ -26,8 +27,9 @@ def square_mask(size=SIZE, box=(16, 16, 40, 40)) -> Image.Image:
 
 
 def job(model, ctx=None, mask=None, images=None, **kw):
-    params = GenerationParams(**{"prompt": "a photo", "steps": 10, "width": SIZE, "height": SIZE, "seed": 3,
-                                 "sampler_name": "Euler", **kw})
+    params = GenerationParams(
+        **{"prompt": "a photo", "steps": 10, "width": SIZE, "height": SIZE, "seed": 3, "sampler_name": "Euler", **kw}
+    )
     return Img2Img(model, params, ctx, RunSettings(), inputs=Img2ImgInputs(images, mask))
 
 
@@ -71,8 +73,14 @@ def test_inpainting_changes_only_the_blurred_mask(engine, demo_model, photo):
     assert (out[blurred == 0] == pixels(photo)[blurred == 0]).all()
     assert np.abs(out[blurred == 255] - pixels(photo)[blurred == 255]).mean() > 5
     text = result.infotexts[0]
-    for entry in ("Mask blur: 4", "Mask mode: Inpaint masked", "Masked content: original",
-                  "Inpaint area: Whole picture", "Masked area padding: 32", "Denoising strength: 0.9"):
+    for entry in (
+        "Mask blur: 4",
+        "Mask mode: Inpaint masked",
+        "Masked content: original",
+        "Inpaint area: Whole picture",
+        "Masked area padding: 32",
+        "Denoising strength: 0.9",
+    ):
         assert entry in text, entry
 
 
@@ -110,8 +118,10 @@ def test_latent_fills_replace_the_masked_latents(demo_model, photo, fill):
 
 
 def test_every_masked_content_option_runs(engine, demo_model, photo):
-    outputs = [pixels(run(engine, demo_model, [photo], mask=square_mask(), inpainting_fill=fill).images[0])
-               for fill in range(4)]
+    outputs = [
+        pixels(run(engine, demo_model, [photo], mask=square_mask(), inpainting_fill=fill).images[0])
+        for fill in range(4)
+    ]
     assert all(not np.array_equal(outputs[0], other) for other in outputs[1:])
 
 
@@ -156,8 +166,12 @@ def test_inpainting_checkpoint_uses_its_masked_image_conditioning(engine, tmp_pa
     key = "model.diffusion_model.input_blocks.0.0.weight"
     state[key] = torch.cat([state[key], torch.randn(state[key].shape[0], 5, 3, 3) * 0.1], dim=1)
     save_file(state, str(tmp_path / "inpainting.safetensors"))
-    model = load_model(CheckpointInfo(tmp_path / "inpainting.safetensors", "inpainting.safetensors"),
-                       torch.device("cpu"), torch.float32, tmp_path)
+    model = load_model(
+        CheckpointInfo(tmp_path / "inpainting.safetensors", "inpainting.safetensors"),
+        torch.device("cpu"),
+        torch.float32,
+        tmp_path,
+    )
     assert model.is_inpainting
     seen = []
     handle = model.unet.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
@@ -183,8 +197,10 @@ def test_batch_folder_skips_bad_files_and_writes_the_rest(engine, demo_model, ph
     (source / "notes.txt").write_text("not an image")
     square_mask().save(masks / "b.png")
     params = GenerationParams(prompt="x", steps=2, width=SIZE, height=SIZE, seed=1, mask_blur=0)
-    result = engine.call("batch", lambda ctx: run_batch(demo_model, params, ctx, RunSettings(), None,
-                                                        str(source), str(target), str(masks)))
+    result = engine.call(
+        "batch",
+        lambda ctx: run_batch(demo_model, params, ctx, RunSettings(), None, str(source), str(target), str(masks)),
+    )
     assert sorted(p.name for p in target.iterdir()) == ["a.png", "b.png"]
     assert any("Skipped broken.png" in w for w in result.warnings)
     assert "Mask blur: 0" in Image.open(target / "b.png").info["parameters"]
@@ -201,8 +217,9 @@ def test_batch_output_into_the_input_folder_never_replaces_a_file(engine, demo_m
     photo.save(folder / "a.png")
     original = (folder / "a.png").read_bytes()
     params = GenerationParams(prompt="x", steps=1, width=SIZE, height=SIZE, seed=1)
-    result = engine.call("batch", lambda ctx: run_batch(demo_model, params, ctx, RunSettings(), None,
-                                                        str(folder), str(folder)))
+    result = engine.call(
+        "batch", lambda ctx: run_batch(demo_model, params, ctx, RunSettings(), None, str(folder), str(folder))
+    )
     assert (folder / "a.png").read_bytes() == original
     assert result.paths == [folder / "a-1.png"] and "Steps: 1" in Image.open(folder / "a-1.png").info["parameters"]
 
@@ -227,6 +244,7 @@ def test_an_sde_samplers_trees_span_a1111s_sigma_range(engine, demo_model, photo
     def start(ctx):
         img2img.ctx = ctx
         return img2img.run()
+
     engine.call("img2img", start, timeout=300)
     plan = img2img.sampling_plan()
     walked = plan.full if determinism else plan.schedule

@@ -1,4 +1,5 @@
 """Import seams: the settings load no feature (no torch), and the UI modules of a former cycle import alone."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,24 +11,41 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def imported_modules(module: str) -> list[str]:
     """The modules a fresh interpreter imports for `import <module>`, from -X importtime's report."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=True)
-    return [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")
-            and "|" in line]
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return [
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    ]
 
 
 def test_options_import_no_torch_and_no_feature():
     names = imported_modules("modules.options")
     assert "modules.options" in names
     assert [name for name in names if name == "torch" or name.startswith("torch.")] == []
-    assert {"modules.face_restoration", "modules.previews", "modules.images", "modules.interrogate",
-            "modules.generation_params", "modules.extensions"}.isdisjoint(names)
+    assert {
+        "modules.face_restoration",
+        "modules.previews",
+        "modules.images",
+        "modules.interrogate",
+        "modules.generation_params",
+        "modules.extensions",
+    }.isdisjoint(names)
 
 
 def test_send_buttons_and_img2img_import_on_their_own():
     # img2img's tab and the send buttons under the generation galleries once imported each other
-    runs = [subprocess.Popen([sys.executable, "-c", f"import {module}"], cwd=ROOT, stderr=subprocess.PIPE,
-                             text=True) for module in ("modules.ui.send_buttons", "modules.ui.img2img")]
+    runs = [
+        subprocess.Popen([sys.executable, "-c", f"import {module}"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        for module in ("modules.ui.send_buttons", "modules.ui.img2img")
+    ]
     for run in runs:
         _, errors = run.communicate(timeout=180)
         assert run.returncode == 0, errors

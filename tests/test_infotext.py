@@ -3,16 +3,26 @@ from modules.infotext import create_infotext, params_from_infotext, parse_infote
 
 
 def make(**kw):
-    base = dict(prompt="a cat", steps=20, sampler_name="Euler a", scheduler="Automatic", cfg_scale=7.0,
-                seed=1, width=512, height=512)
+    base = dict(
+        prompt="a cat",
+        steps=20,
+        sampler_name="Euler a",
+        scheduler="Automatic",
+        cfg_scale=7.0,
+        seed=1,
+        width=512,
+        height=512,
+    )
     return GenerationParams(**{**base, **kw})
 
 
 def test_a1111_layout_and_key_order():
     text = create_infotext(make(negative_prompt="ugly"), {"Model hash": "0123456789", "Model": "sd15"})
-    assert text == ("a cat\nNegative prompt: ugly\n"
-                    "Steps: 20, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 1, "
-                    "Size: 512x512, Model hash: 0123456789, Model: sd15, Version: v0.1.0")
+    assert text == (
+        "a cat\nNegative prompt: ugly\n"
+        "Steps: 20, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 1, "
+        "Size: 512x512, Model hash: 0123456789, Model: sd15, Version: v0.1.0"
+    )
 
 
 def test_no_negative_line_when_empty_and_clip_skip_only_above_one():
@@ -37,11 +47,31 @@ def test_none_values_are_left_out():
 
 
 def test_round_trip_through_parser():
-    params = make(prompt="line one\nline two", negative_prompt="bad", cfg_scale=6.5, seed=42,
-                  width=640, height=384, clip_skip=2, steps=33, sampler_name="DPM++ 2M", scheduler="Karras")
+    params = make(
+        prompt="line one\nline two",
+        negative_prompt="bad",
+        cfg_scale=6.5,
+        seed=42,
+        width=640,
+        height=384,
+        clip_skip=2,
+        steps=33,
+        sampler_name="DPM++ 2M",
+        scheduler="Karras",
+    )
     values, rest = params_from_infotext(create_infotext(params, {"Model": "x"}))
-    for name in ("prompt", "negative_prompt", "cfg_scale", "seed", "width", "height", "clip_skip", "steps",
-                 "sampler_name", "scheduler"):
+    for name in (
+        "prompt",
+        "negative_prompt",
+        "cfg_scale",
+        "seed",
+        "width",
+        "height",
+        "clip_skip",
+        "steps",
+        "sampler_name",
+        "scheduler",
+    ):
         assert values[name] == getattr(params, name), name
     assert rest["Model"] == "x"
     assert rest["Size"] == "640x384"

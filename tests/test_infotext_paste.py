@@ -1,4 +1,5 @@
 """Infotext into a tab's controls: typed values, skipped bad values, and finding the named checkpoint."""
+
 import shutil
 
 import pytest
@@ -10,9 +11,11 @@ from modules.model_manager import ModelManager
 from modules.paths import DataPaths
 from modules.ui.infotext_paste import field_updates, find_checkpoint, paste_updates, read_fields
 
-TEXT = ('a house, "quoted"\nsecond line\nNegative prompt: fog\n'
-        'Steps: 12, Sampler: Euler a, CFG scale: 6.5, Seed: 42, Size: 512x768, Model: beta, Clip skip: 3, '
-        'Mask mode: Inpaint not masked, Lora hashes: "tiny: 0123abcd, other: 4567"')
+TEXT = (
+    'a house, "quoted"\nsecond line\nNegative prompt: fog\n'
+    "Steps: 12, Sampler: Euler a, CFG scale: 6.5, Seed: 42, Size: 512x768, Model: beta, Clip skip: 3, "
+    'Mask mode: Inpaint not masked, Lora hashes: "tiny: 0123abcd, other: 4567"'
+)
 
 
 def test_every_key_a_field_holds_becomes_a_typed_value_and_the_rest_stays_text():
@@ -47,11 +50,33 @@ def test_updates_only_touch_named_controls_and_show_choice_labels():
 
 
 def test_what_the_writer_writes_the_paste_reads_back_for_every_field_of_a_job():
-    params = GenerationParams(prompt="p, q", negative_prompt="n", steps=9, seed=3, width=320, height=448,
-                              cfg_scale=4.5, clip_skip=2, sampler_name="Euler", mask_blur=9, inpainting_fill=2)
+    params = GenerationParams(
+        prompt="p, q",
+        negative_prompt="n",
+        steps=9,
+        seed=3,
+        width=320,
+        height=448,
+        cfg_scale=4.5,
+        clip_skip=2,
+        sampler_name="Euler",
+        mask_blur=9,
+        inpainting_fill=2,
+    )
     values = read_fields(create_infotext(params, job="inpaint")).values
-    for name in ("prompt", "negative_prompt", "steps", "seed", "width", "height", "cfg_scale", "clip_skip",
-                 "sampler_name", "mask_blur", "inpainting_fill"):
+    for name in (
+        "prompt",
+        "negative_prompt",
+        "steps",
+        "seed",
+        "width",
+        "height",
+        "cfg_scale",
+        "clip_skip",
+        "sampler_name",
+        "mask_blur",
+        "inpainting_fill",
+    ):
         assert values[name] == getattr(params, name), name
 
 

@@ -1,6 +1,7 @@
 """Interrogate CLIP with tiny random-weight BLIP and CLIP models of the real transformers architectures, saved into
 models/BLIP and models/clip as a user would: the caption and ranked terms, determinism, the embedding cache, the
 missing-model message, the checked download, the API route and img2img batch's "Append interrogated prompt"."""
+
 from __future__ import annotations
 
 import base64
@@ -64,8 +65,12 @@ def test_a_caption_then_the_best_term_of_each_list_the_same_every_time(described
     for term, category in zip(terms, CATEGORIES):
         assert term in TERMS[category]
     assert tool.interrogate(photo(), SHORT) == text
-    assert Interrogator(tool.models_dir, tool.cache_dir.parent, tool.hashes, lists_dir=tool.lists_dir).interrogate(
-        photo(), SHORT) == text  # freshly loaded models say the same
+    assert (
+        Interrogator(tool.models_dir, tool.cache_dir.parent, tool.hashes, lists_dir=tool.lists_dir).interrogate(
+            photo(), SHORT
+        )
+        == text
+    )  # freshly loaded models say the same
 
 
 def test_ranks_skipped_lists_and_the_line_limit(described):
@@ -83,13 +88,16 @@ def test_ranks_skipped_lists_and_the_line_limit(described):
 def test_text_embeddings_are_cached_on_disk_per_model_hash_and_reused(described, data, monkeypatch):
     tool, text = described
     model_hash = hashlib.sha256((data / "models" / "clip" / "model.safetensors").read_bytes()).hexdigest()
-    files = [tool.cache_file(model_hash, category, hashlib.sha256("\n".join(TERMS[category]).encode()).hexdigest())
-             for category in CATEGORIES]
+    files = [
+        tool.cache_file(model_hash, category, hashlib.sha256("\n".join(TERMS[category]).encode()).hexdigest())
+        for category in CATEGORIES
+    ]
     assert all(f.is_file() for f in files) and files[0].parent.name == model_hash[:16]
     written = {f: f.stat().st_mtime_ns for f in files}
 
     def no_encoding(self, texts):
         raise AssertionError("the cached embeddings should have been read")
+
     monkeypatch.setattr(ClipRanker, "text_features", no_encoding)
     fresh = interrogator(data, tool.cache_dir.parent)
     assert fresh.interrogate(photo(), SHORT) == text
@@ -120,6 +128,7 @@ def test_a_missing_model_names_the_folder_and_its_files(tmp_path, data):
 def test_the_download_fetches_every_file_and_checks_sha256(tmp_path, monkeypatch):
     files: dict[str, bytes] = {}
     with serving(files) as base:
+
         def served(remotes, folder):
             table = []
             for remote in remotes:
@@ -128,6 +137,7 @@ def test_the_download_fetches_every_file_and_checks_sha256(tmp_path, monkeypatch
                 digest = hashlib.sha256(body).hexdigest()
                 table.append(RemoteFile(remote.name, f"{base}/{folder}/{remote.name}", digest))
             return tuple(table)
+
         monkeypatch.setattr(interrogate_models, "BLIP_FILES", served(interrogate_models.BLIP_FILES, "blip"))
         monkeypatch.setattr(interrogate_models, "CLIP_FILES", served(interrogate_models.CLIP_FILES, "clip"))
         files["/clip/model.safetensors"] = b"tampered"
@@ -138,10 +148,11 @@ def test_the_download_fetches_every_file_and_checks_sha256(tmp_path, monkeypatch
         reports = []
         paths = download_interrogate_models(tmp_path / "models", lambda remote, done, total: reports.append(remote))
         clip = list(interrogate_models.CLIP_FILES)
-        after_failure = {r.url for r in clip[[r.name for r in clip].index("model.safetensors"):]}
+        after_failure = {r.url for r in clip[[r.name for r in clip].index("model.safetensors") :]}
     assert {p.relative_to(tmp_path / "models").as_posix() for p in paths} == (
-        {f"BLIP/{name}" for name in interrogate_models.BLIP_SHA256} | {f"clip/{name}" for name in
-                                                                      interrogate_models.CLIP_SHA256})
+        {f"BLIP/{name}" for name in interrogate_models.BLIP_SHA256}
+        | {f"clip/{name}" for name in interrogate_models.CLIP_SHA256}
+    )
     assert (tmp_path / "models" / "BLIP" / "vocab.txt").read_bytes() == b"blip vocab.txt"
     assert {r.url for r in reports} == after_failure  # files already there are kept, not fetched again
 
@@ -162,8 +173,9 @@ def test_the_api_answers_with_the_caption(data, tmp_path):
     shutil.copytree(data / "models", tmp_path / "models")
     services = Services.create(parse_args(["--data-dir", str(tmp_path)]))
     services.interrogator.lists_dir = data / "lists"
-    services.opts.set_many({"interrogate_clip_min_length": SHORT.min_length,
-                            "interrogate_clip_max_length": SHORT.max_length})
+    services.opts.set_many(
+        {"interrogate_clip_min_length": SHORT.min_length, "interrogate_clip_max_length": SHORT.max_length}
+    )
     client = TestClient(create_app(services, []))
     buffer = io.BytesIO()
     photo().save(buffer, format="PNG")
@@ -190,8 +202,12 @@ def test_batch_appends_each_images_interrogation_to_the_prompt(engine, demo_mode
         photo(number).resize((64, 64)).save(tmp_path / "in" / f"{number}.png")
     params = GenerationParams(prompt="a prompt", steps=1, width=64, height=64, seed=1)
     describe = partial(tool.interrogate, settings=SHORT)
-    engine.call("batch", lambda ctx: run_batch(demo_model, params, ctx, RunSettings(), None, str(tmp_path / "in"),
-                                               str(tmp_path / "out"), describe=describe))
+    engine.call(
+        "batch",
+        lambda ctx: run_batch(
+            demo_model, params, ctx, RunSettings(), None, str(tmp_path / "in"), str(tmp_path / "out"), describe=describe
+        ),
+    )
     for number in (1, 2):
         expected = "a prompt, " + tool.interrogate(Image.open(tmp_path / "in" / f"{number}.png"), SHORT)
         assert Image.open(tmp_path / "out" / f"{number}.png").info["parameters"].startswith(expected + "\n")

@@ -1,4 +1,5 @@
 """A job's other files by hash: what the front end lists, and a worker's check of its own copies."""
+
 from __future__ import annotations
 
 import shutil
@@ -29,8 +30,10 @@ def a_data_dir(root: Path, demo_checkpoint: Path, lora_value: float = 1.0) -> Pa
     (root / "models" / "VAE").mkdir()
     save_file({"decoder.conv_in.weight": torch.ones(2)}, str(root / "models" / "VAE" / "soft.safetensors"))
     (root / "models" / "Lora").mkdir()
-    save_file({"lora_unet_x.lora_up.weight": torch.full((2, 2), lora_value)},
-              str(root / "models" / "Lora" / "shiny.safetensors"))
+    save_file(
+        {"lora_unet_x.lora_up.weight": torch.full((2, 2), lora_value)},
+        str(root / "models" / "Lora" / "shiny.safetensors"),
+    )
     (root / "models" / "hypernetworks").mkdir()
     (root / "models" / "hypernetworks" / "ink.pt").write_bytes(b"hashed, not read")
     (root / "embeddings").mkdir()
@@ -53,17 +56,23 @@ def a_job(prompt: str, **params) -> GenerationJob:
 def test_a_job_names_its_other_files_by_the_hashes_a1111_writes(tmp_path, demo_checkpoint):
     data = a_data_dir(tmp_path / "head", demo_checkpoint)
     services = services_for(data)
-    job = a_job("a fluffy cat <lora:shiny:0.5> <lora:gone:1> <hypernet:ink:0.5>", enable_hr=True,
-                hr_checkpoint_name="b.safetensors")
+    job = a_job(
+        "a fluffy cat <lora:shiny:0.5> <lora:gone:1> <hypernet:ink:0.5>",
+        enable_hr=True,
+        hr_checkpoint_name="b.safetensors",
+    )
     files = job_files(job, services)
+
     def short(*parts: str) -> str:
         return HashCache.short(services.models.hashes.sha256(data.joinpath(*parts)))
 
-    assert files == (JobFile("Checkpoint", "b.safetensors", short("models", "Stable-diffusion", "b.safetensors")),
-                     JobFile("VAE", "soft.safetensors", short("models", "VAE", "soft.safetensors")),
-                     JobFile("LoRA", "shiny", addnet_hash(data / "models" / "Lora" / "shiny.safetensors")),
-                     JobFile("Hypernetwork", "ink", short("models", "hypernetworks", "ink.pt")),
-                     JobFile("Embedding", "fluffy", services.networks.embeddings.embeddings["fluffy"].short_hash))
+    assert files == (
+        JobFile("Checkpoint", "b.safetensors", short("models", "Stable-diffusion", "b.safetensors")),
+        JobFile("VAE", "soft.safetensors", short("models", "VAE", "soft.safetensors")),
+        JobFile("LoRA", "shiny", addnet_hash(data / "models" / "Lora" / "shiny.safetensors")),
+        JobFile("Hypernetwork", "ink", short("models", "hypernetworks", "ink.pt")),
+        JobFile("Embedding", "fluffy", services.networks.embeddings.embeddings["fluffy"].short_hash),
+    )
     check_job_files(files, services, "worker w (node n)")  # the same machine has the same files
 
 

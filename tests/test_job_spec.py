@@ -1,4 +1,5 @@
 """The job and its result as data: what crosses to a Ray replica and back."""
+
 from __future__ import annotations
 
 import pickle
@@ -25,9 +26,18 @@ def noise_image(seed: int, mode: str = "RGB") -> Image.Image:
 
 def a_job(tmp_path: Path) -> GenerationJob:
     params = GenerationParams(prompt="a boat", seed=4, n_iter=2)
-    return GenerationJob("img2img", params, ImagePlan(["a boat"] * 2, [""] * 2, [4, 5]),
-                         RunSettings(save_dir=tmp_path), "0123456789", "boat.safetensors", "None",
-                         init_images=[noise_image(1)], mask=noise_image(2, "L"), hooks=Hooks())
+    return GenerationJob(
+        "img2img",
+        params,
+        ImagePlan(["a boat"] * 2, [""] * 2, [4, 5]),
+        RunSettings(save_dir=tmp_path),
+        "0123456789",
+        "boat.safetensors",
+        "None",
+        init_images=[noise_image(1)],
+        mask=noise_image(2, "L"),
+        hooks=Hooks(),
+    )
 
 
 def test_a_job_travels_with_png_images_and_without_hooks_or_an_output_folder(tmp_path):
@@ -47,8 +57,16 @@ def test_results_of_a_jobs_parts_join_in_batch_order():
     boat = ModelUsed("boat.safetensors [0123456789]", "boat", "0123456789", "other.vae.pt", "9876543210", True)
 
     def part(seed: int, worker: str, warning: str) -> JobResult:
-        result = GenerationResult(params=params, model=boat, images=[noise_image(seed)], infotexts=[f"text {seed}"],
-                                  seeds=[seed], prompts=["a boat"], negative_prompts=[""], warnings=[warning])
+        result = GenerationResult(
+            params=params,
+            model=boat,
+            images=[noise_image(seed)],
+            infotexts=[f"text {seed}"],
+            seeds=[seed],
+            prompts=["a boat"],
+            negative_prompts=[""],
+            warnings=[warning],
+        )
         return JobResult.of(result, worker, "txt2img")
 
     joined = JobResult.joined([part(1, "w1", "same"), part(2, "w2", "same"), part(3, "w1", "other")])
@@ -57,5 +75,6 @@ def test_results_of_a_jobs_parts_join_in_batch_order():
     result = pickle.loads(pickle.dumps(joined)).to_generation_result()
     images = result.images
     assert result.model == boat  # the model that ran travels with the images
-    assert [np.array_equal(np.asarray(image), np.asarray(noise_image(seed))) for image, seed in
-            zip(images, (1, 2, 3))] == [True] * 3
+    assert [
+        np.array_equal(np.asarray(image), np.asarray(noise_image(seed))) for image, seed in zip(images, (1, 2, 3))
+    ] == [True] * 3

@@ -1,5 +1,6 @@
 """Request limits (modules/limits.py): each is a setting, and a request over one is refused with a message
 naming that setting before any work, in the engine, on the page and in the API (422, A1111's error shape)."""
+
 from __future__ import annotations
 
 import base64
@@ -21,8 +22,15 @@ from modules.options import OPTIONS, Options
 
 SMALL = {"prompt": "a red house", "steps": 2, "width": 64, "height": 64, "seed": 5, "sampler_name": "Euler"}
 # The limits the app below runs with.
-LOW = {"max_pixels": 96 * 96, "max_batch_images": 3, "max_steps": 4, "max_prompt_length": 200,
-       "max_upload_bytes": 20_000, "max_prompt_chunks": 4, "max_input_images": 2}
+LOW = {
+    "max_pixels": 96 * 96,
+    "max_batch_images": 3,
+    "max_steps": 4,
+    "max_prompt_length": 200,
+    "max_upload_bytes": 20_000,
+    "max_prompt_chunks": 4,
+    "max_input_images": 2,
+}
 
 # (generation values over a LOW limit, the setting whose label the message names)
 OVER = [
@@ -36,8 +44,17 @@ OVER = [
 
 def test_every_limit_is_a_declared_setting_with_a_sane_default():
     limits = Limits()
-    for name in ("max_pixels", "max_batch_images", "max_steps", "max_prompt_length", "max_upload_bytes",
-                 "max_prompt_chunks", "max_grid_cells", "img_max_size_mp", "max_input_images"):
+    for name in (
+        "max_pixels",
+        "max_batch_images",
+        "max_steps",
+        "max_prompt_length",
+        "max_upload_bytes",
+        "max_prompt_chunks",
+        "max_grid_cells",
+        "img_max_size_mp",
+        "max_input_images",
+    ):
         info = OPTIONS[name]
         assert info.section == "System" and info.limit and getattr(limits, name) == info.default
     assert 512 * 512 < limits.max_pixels and 8 <= limits.max_batch_images and 150 <= limits.max_steps
@@ -67,8 +84,17 @@ def test_each_limit_refuses_with_the_setting_named(values, setting):
 
 
 def test_limits_allow_exactly_the_limit():
-    at_limit = GenerationParams.from_dict({**SMALL, "width": 96, "height": 96, "batch_size": 3, "steps": 4,
-                                           "prompt": "p" * 200, "hr_second_pass_steps": 4})
+    at_limit = GenerationParams.from_dict(
+        {
+            **SMALL,
+            "width": 96,
+            "height": 96,
+            "batch_size": 3,
+            "steps": 4,
+            "prompt": "p" * 200,
+            "hr_second_pass_steps": 4,
+        }
+    )
     Limits(**LOW).check_generation(at_limit)
     Limits(**LOW).check_upload(20_000, "image")
     with pytest.raises(UserError, match="image is 20,001 bytes, more than the limit of 20,000"):
@@ -96,8 +122,11 @@ def test_prompt_chunks_are_and_parts_times_the_longest_text_or_every_text_encode
 
     padded = ["a BREAK b AND c"]  # 2 AND parts, the longest 2 chunks: each image's conditioning is 2 × 2 wide
     Limits(max_prompt_chunks=4).check_prompt_chunks(padded, [""], 20, count)
-    with pytest.raises(UserError, match=r"needs at least 4 chunks .*: 2 AND part\(s\), each padded to the longest "
-                                        r"text's at least 2 chunk\(s\)"):
+    with pytest.raises(
+        UserError,
+        match=r"needs at least 4 chunks .*: 2 AND part\(s\), each padded to the longest "
+        r"text's at least 2 chunk\(s\)",
+    ):
         Limits(max_prompt_chunks=3).check_prompt_chunks(padded, [""], 20, count)
     with pytest.raises(UserError, match=r"needs at least 3 chunks .*the longest text's at least 3 chunk"):
         Limits(max_prompt_chunks=2).check_prompt_chunks(["a"], ["x BREAK y BREAK z"], 20, count)  # the negative
@@ -115,11 +144,14 @@ def test_the_worker_refuses_a_scripts_prompts_before_the_text_encoder_runs(engin
     calls = []
     handle = demo_model.text_encoders[0].register_forward_pre_hook(lambda *_: calls.append(1))
     try:
+
         def job(ctx):
-            txt2img = Txt2Img(demo_model, GenerationParams.from_dict(SMALL), ctx,
-                              RunSettings(limits=Limits(max_prompt_chunks=3)))
+            txt2img = Txt2Img(
+                demo_model, GenerationParams.from_dict(SMALL), ctx, RunSettings(limits=Limits(max_prompt_chunks=3))
+            )
             txt2img.plan = ImagePlan(["a BREAK b BREAK c BREAK d"], [""], [5])  # as a script would set it
             return txt2img.run()
+
         with pytest.raises(UserError, match=r"The prompt needs 5 chunks"):  # 4, and the negative prompt's 1
             engine.call("txt2img", job, timeout=120)
     finally:
@@ -170,10 +202,15 @@ def test_api_uploads_over_the_limit_are_a_422(server):
     big = b64(png_bytes((128, 128), noisy=True))
     assert len(base64.b64decode(big)) > LOW["max_upload_bytes"]
     api = f"{server}sdapi/v1"
-    assert_refused(requests.post(f"{api}/img2img", json={**SMALL, "init_images": [big]}, timeout=60),
-                   "max_upload_bytes")
-    assert_refused(requests.post(f"{api}/img2img", json={**SMALL, "init_images": [b64(png_bytes((64, 64)))],
-                                                         "mask": big}, timeout=60), "max_upload_bytes")
+    assert_refused(
+        requests.post(f"{api}/img2img", json={**SMALL, "init_images": [big]}, timeout=60), "max_upload_bytes"
+    )
+    assert_refused(
+        requests.post(
+            f"{api}/img2img", json={**SMALL, "init_images": [b64(png_bytes((64, 64)))], "mask": big}, timeout=60
+        ),
+        "max_upload_bytes",
+    )
     assert_refused(requests.post(f"{api}/extra-single-image", json={"image": big}, timeout=60), "max_upload_bytes")
     batch = {"imageList": [{"data": big, "name": "big.png"}]}
     assert_refused(requests.post(f"{api}/extra-batch-images", json=batch, timeout=60), "max_upload_bytes")
@@ -181,8 +218,9 @@ def test_api_uploads_over_the_limit_are_a_422(server):
 
 
 def test_api_requests_within_the_limits_still_work(server):
-    response = requests.post(f"{server}sdapi/v1/txt2img", json={**SMALL, "steps": 4, "batch_size": 3,
-                                                                 "width": 96, "height": 96}, timeout=300)
+    response = requests.post(
+        f"{server}sdapi/v1/txt2img", json={**SMALL, "steps": 4, "batch_size": 3, "width": 96, "height": 96}, timeout=300
+    )
     assert response.status_code == 200, response.text
     assert len(response.json()["images"]) == 3
 
@@ -190,8 +228,9 @@ def test_api_requests_within_the_limits_still_work(server):
 def test_page_uploads_over_the_limit_are_refused(server):
     small = requests.post(f"{server}gradio_api/upload", files={"files": ("a.png", png_bytes((16, 16)))}, timeout=30)
     assert small.status_code == 200, small.text
-    big = requests.post(f"{server}gradio_api/upload", files={"files": ("b.png", png_bytes((128, 128), True))},
-                        timeout=30)
+    big = requests.post(
+        f"{server}gradio_api/upload", files={"files": ("b.png", png_bytes((128, 128), True))}, timeout=30
+    )
     assert big.status_code == 413 and "File size exceeded" in big.text
 
 
@@ -203,14 +242,20 @@ def test_page_generation_over_a_limit_shows_the_message(server):
     with pytest.raises(Exception, match=r"Sampling steps 5 is more than the limit of 4 \(setting: Most sampling"):
         client.predict(*endpoint_args(client, "/txt2img", values), api_name="/txt2img")
     with pytest.raises(Exception, match="Prompt is 201 characters long"):
-        client.predict(*endpoint_args(client, "/txt2img", {**values, "Sampling steps": 2, "Prompt": "z" * 201}),
-                       api_name="/txt2img")
+        client.predict(
+            *endpoint_args(client, "/txt2img", {**values, "Sampling steps": 2, "Prompt": "z" * 201}),
+            api_name="/txt2img",
+        )
     with pytest.raises(Exception, match=r"The prompt needs 6 chunks .*Most 75-token prompt chunks"):  # and the negative
-        client.predict(*endpoint_args(client, "/txt2img", {**values, "Sampling steps": 2,
-                                                           "Prompt": "a BREAK b BREAK c BREAK d BREAK e"}),
-                       api_name="/txt2img")
-    gallery, *_ = client.predict(*endpoint_args(client, "/txt2img", {**values, "Sampling steps": 2}),
-                                 api_name="/txt2img")
+        client.predict(
+            *endpoint_args(
+                client, "/txt2img", {**values, "Sampling steps": 2, "Prompt": "a BREAK b BREAK c BREAK d BREAK e"}
+            ),
+            api_name="/txt2img",
+        )
+    gallery, *_ = client.predict(
+        *endpoint_args(client, "/txt2img", {**values, "Sampling steps": 2}), api_name="/txt2img"
+    )
     assert len(gallery) == 1
 
 
@@ -226,8 +271,10 @@ def test_page_batch_process_takes_at_most_max_input_images(server, tmp_path):
     client = Client(server, verbose=False)
 
     def extras(batch: list) -> tuple:
-        return client.predict(1, None, batch, "", "", True, *dataclasses.asdict(ExtrasParams()).values(),
-                              api_name="/extras")
+        return client.predict(
+            1, None, batch, "", "", True, *dataclasses.asdict(ExtrasParams()).values(), api_name="/extras"
+        )
+
     with pytest.raises(Exception, match=r"Batch Process holds 3 images, more than the limit of 2 \(setting: Most"):
         extras(files)
     gallery, _ = extras(files[:2])
@@ -250,13 +297,17 @@ def test_api_images_are_refused_or_normalized_with_a_clear_answer(server):
     response = requests.post(f"{api}/extra-single-image", json={"image": b64(huge.getvalue())}, timeout=60)
     assert response.status_code == 422 and "decompression bomb" in response.json()["errors"]
     whole = png_bytes((64, 64), noisy=True)
-    response = requests.post(f"{api}/img2img", json={**SMALL, "init_images": [b64(whole[: len(whole) // 2])]},
-                             timeout=60)
+    response = requests.post(
+        f"{api}/img2img", json={**SMALL, "init_images": [b64(whole[: len(whole) // 2])]}, timeout=60
+    )
     assert response.status_code == 422 and "damaged" in response.json()["errors"]
     cmyk = io.BytesIO()
     Image.new("CMYK", (32, 32), (0, 255, 255, 0)).save(cmyk, "JPEG")
-    response = requests.post(f"{api}/extra-single-image", timeout=60,
-                             json={"image": b64(cmyk.getvalue()), "upscaler_1": "Lanczos", "upscaling_resize": 2})
+    response = requests.post(
+        f"{api}/extra-single-image",
+        timeout=60,
+        json={"image": b64(cmyk.getvalue()), "upscaler_1": "Lanczos", "upscaling_resize": 2},
+    )
     assert response.status_code == 200, response.text
     result = Image.open(io.BytesIO(base64.b64decode(response.json()["image"])))
     assert result.mode == "RGB" and result.size == (64, 64) and result.getpixel((5, 5))[0] > 200

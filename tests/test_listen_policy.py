@@ -2,6 +2,7 @@
 no server folders without --allow-server-paths, no extension state or index fetches without
 --enable-insecure-extension-access, no limit raised by override_settings, only listed checkpoints; and
 --hide-ui-dir-config hides and refuses the folder fields."""
+
 from __future__ import annotations
 
 import json
@@ -47,9 +48,18 @@ def page_error(call) -> str:
 def test_img2img_batch_and_extras_folders_are_refused(listening, client):
     _, data, _ = listening
     inside = str(data / "inputs")
-    args = endpoint_args(client, "/img2img", {"img2img mode": 5, "Input directory": inside,
-                                              "Output directory": str(data / "outputs" / "batch"),
-                                              "Width": 64, "Height": 64, "Sampling steps": 1})
+    args = endpoint_args(
+        client,
+        "/img2img",
+        {
+            "img2img mode": 5,
+            "Input directory": inside,
+            "Output directory": str(data / "outputs" / "batch"),
+            "Width": 64,
+            "Height": 64,
+            "Sampling steps": 1,
+        },
+    )
     assert "--allow-server-paths" in page_error(lambda: client.predict(*args, api_name="/img2img"))
     extras = endpoint_args(client, "/extras", {"Extras mode": 2, "Input directory": inside})
     assert "--allow-server-paths" in page_error(lambda: client.predict(*extras, api_name="/extras"))
@@ -59,8 +69,12 @@ def test_img2img_batch_and_extras_folders_are_refused(listening, client):
 def test_a_prompt_line_may_not_name_an_output_folder(listening):
     url, _, root = listening
     line = f'--prompt "a cat" --outpath_samples "{root / "evil"}"'
-    job = {**SMALL, "save_images": True, "script_name": "prompts from file or textbox",
-           "script_args": [False, False, "start", line]}
+    job = {
+        **SMALL,
+        "save_images": True,
+        "script_name": "prompts from file or textbox",
+        "script_args": [False, False, "start", line],
+    }
     answer = requests.post(url + "sdapi/v1/txt2img", json=job, timeout=60)
     assert answer.status_code == 422 and "--outpath_samples" in answer.text and "--allow-server-paths" in answer.text
     assert not (root / "evil").exists()
@@ -69,16 +83,18 @@ def test_a_prompt_line_may_not_name_an_output_folder(listening):
 def test_output_folder_settings_are_refused_from_the_page_and_the_api(listening, client):
     url, _data, root = listening
     label = "Output folder for txt2img images"
-    message = client.predict(*endpoint_args(client, "/settings_apply", {label: str(root / "elsewhere")}),
-                             api_name="/settings_apply")
+    message = client.predict(
+        *endpoint_args(client, "/settings_apply", {label: str(root / "elsewhere")}), api_name="/settings_apply"
+    )
     assert message.startswith("Nothing was saved") and "--allow-server-paths" in message
     answer = requests.post(url + "sdapi/v1/options", json={"outdir_txt2img_samples": str(root)}, timeout=30)
     assert answer.status_code == 422 and "outdir_txt2img_samples" in answer.text
     job = {**SMALL, "save_images": True, "override_settings": {"outdir_txt2img_samples": str(root / "evil")}}
     answer = requests.post(url + "sdapi/v1/txt2img", json=job, timeout=60)
     assert answer.status_code == 422 and "--allow-server-paths" in answer.text
-    assert requests.get(url + "sdapi/v1/options", timeout=10).json()["outdir_txt2img_samples"] == \
-        "outputs/txt2img-images"
+    assert (
+        requests.get(url + "sdapi/v1/options", timeout=10).json()["outdir_txt2img_samples"] == "outputs/txt2img-images"
+    )
     assert not (root / "evil").exists() and not (root / "elsewhere").exists()
 
 
@@ -95,14 +111,19 @@ def test_extension_state_and_the_index_are_locked(listening, client):
 
 def test_override_settings_may_lower_a_limit_but_not_raise_it(listening):
     url, _, _ = listening
-    raised = requests.post(url + "sdapi/v1/txt2img", json={**SMALL, "override_settings": {"max_pixels": 10 ** 9}},
-                           timeout=60)
+    raised = requests.post(
+        url + "sdapi/v1/txt2img", json={**SMALL, "override_settings": {"max_pixels": 10**9}}, timeout=60
+    )
     assert raised.status_code == 422 and "override_settings.max_pixels" in raised.text
-    lowered = requests.post(url + "sdapi/v1/txt2img", timeout=60,
-                            json={**SMALL, "override_settings": {"max_pixels": 64 * 64, "max_steps": 5}})
+    lowered = requests.post(
+        url + "sdapi/v1/txt2img",
+        timeout=60,
+        json={**SMALL, "override_settings": {"max_pixels": 64 * 64, "max_steps": 5}},
+    )
     assert lowered.status_code == 200, lowered.text
-    too_big = requests.post(url + "sdapi/v1/txt2img", json={**SMALL, "width": 128, "override_settings": {
-        "max_pixels": 64 * 64}}, timeout=60)
+    too_big = requests.post(
+        url + "sdapi/v1/txt2img", json={**SMALL, "width": 128, "override_settings": {"max_pixels": 64 * 64}}, timeout=60
+    )
     assert too_big.status_code == 422 and "Largest image size allowed" in too_big.text
 
 
@@ -128,8 +149,11 @@ def test_hide_ui_dir_config_hides_and_refuses_the_folder_fields(tmp_path, demo_c
     try:
         page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
         config = page.get_config_file()
-        tabs = {c["props"].get("elem_id") or c["props"].get("id"): c["props"] for c in config["components"]
-                if c.get("type") == "tabitem"}
+        tabs = {
+            c["props"].get("elem_id") or c["props"].get("id"): c["props"]
+            for c in config["components"]
+            if c.get("type") == "tabitem"
+        }
         assert tabs["extras_batch_directory_tab"]["visible"] is False and tabs["batch_tab"]["visible"] is False
         assert tabs["extras_single_tab"]["visible"] is not False
         labels = {c["props"].get("label") for c in config["components"]}
@@ -145,8 +169,12 @@ def test_hide_ui_dir_config_hides_and_refuses_the_folder_fields(tmp_path, demo_c
 def test_settings_of_the_wrong_type_are_a_422_and_change_nothing(listening):
     url, data, _ = listening
     before = requests.get(url + "sdapi/v1/options", timeout=10).json()
-    for values in ({"outdir_txt2img_samples": None}, {"s_noise": "nan"}, {"quicksettings_list": 5},
-                   {"CLIP_stop_at_last_layers": 2, "grid_save": "yes"}):
+    for values in (
+        {"outdir_txt2img_samples": None},
+        {"s_noise": "nan"},
+        {"quicksettings_list": 5},
+        {"CLIP_stop_at_last_layers": 2, "grid_save": "yes"},
+    ):
         answer = requests.post(url + "sdapi/v1/options", json=values, timeout=30)
         assert answer.status_code == 422, (values, answer.text)
     assert requests.get(url + "sdapi/v1/options", timeout=10).json() == before

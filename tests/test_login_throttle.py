@@ -1,5 +1,6 @@
 """LoginThrottle on a hand-moved clock: free failures, then waits that double up to a cap, per address;
 a right login starts the address again."""
+
 from __future__ import annotations
 
 from modules.login_throttle import LoginThrottle, retry_after

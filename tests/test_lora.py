@@ -1,4 +1,5 @@
 """LoRA files in the kohya/A1111 format, applied at a weight and removed without reloading."""
+
 import base64
 import io
 import json
@@ -23,8 +24,12 @@ def demo_model(demo_checkpoint, tmp_path_factory):
     from modules.checkpoints import CheckpointInfo
     from modules.sd_models import load_model
 
-    return load_model(CheckpointInfo(demo_checkpoint, demo_checkpoint.name), torch.device("cpu"), torch.float32,
-                      tmp_path_factory.mktemp("cache"))
+    return load_model(
+        CheckpointInfo(demo_checkpoint, demo_checkpoint.name),
+        torch.device("cpu"),
+        torch.float32,
+        tmp_path_factory.mktemp("cache"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +39,10 @@ def lora_dir(tmp_path_factory, demo_model):
     (folder / "sub").mkdir()
     kohya_lora(folder / "sub" / "other.safetensors", demo_model.unet, None, seed=2)
     state = load_file(str(folder / "tiny.safetensors"))
-    save_file({k: (v[:, :3].contiguous() if k.endswith("lora_down.weight") else v) for k, v in state.items()},
-              str(folder / "misfit.safetensors"))  # down projections of the wrong width
+    save_file(
+        {k: (v[:, :3].contiguous() if k.endswith("lora_down.weight") else v) for k, v in state.items()},
+        str(folder / "misfit.safetensors"),
+    )  # down projections of the wrong width
     return folder
 
 

@@ -1,4 +1,5 @@
 """Freed CPU memory goes back to the system when a model is dropped."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """The checkpoints kept loaded besides the current one: A1111's sd_checkpoints_limit and a memory budget."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Detection and config fitting, checked on full-size architectures built on the meta device."""
+
 import json
 
 import pytest
@@ -41,8 +42,14 @@ def test_small_models_of_a_family_get_their_own_shapes(family):
     configs = tiny_configs(family)
     fitted = model_detection.fit_configs(model_families.get(family), _meta_checkpoint(family, configs))
     for component in ("unet", "vae", "text_encoder"):
-        for key in ("block_out_channels", "layers_per_block", "cross_attention_dim", "hidden_size",
-                    "num_hidden_layers", "intermediate_size"):
+        for key in (
+            "block_out_channels",
+            "layers_per_block",
+            "cross_attention_dim",
+            "hidden_size",
+            "num_hidden_layers",
+            "intermediate_size",
+        ):
             if key in configs[component]:
                 assert fitted[component][key] == configs[component][key], (component, key)
 

@@ -1,4 +1,5 @@
 """model_download against a real HTTP server on 127.0.0.1: success, checksum mismatch, 404, short body."""
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,12 @@ def server():
 
 def test_download_writes_the_file_and_reports_progress(server, tmp_path: Path):
     calls: list[tuple[int, int | None]] = []
-    dest = download_file(f"{server}/model.pth", tmp_path / "sub" / "model.pth", PAYLOAD_SHA,
-                         lambda done, total: calls.append((done, total)))
+    dest = download_file(
+        f"{server}/model.pth",
+        tmp_path / "sub" / "model.pth",
+        PAYLOAD_SHA,
+        lambda done, total: calls.append((done, total)),
+    )
     assert dest.read_bytes() == PAYLOAD
     assert calls[0] == (0, len(PAYLOAD)) and calls[-1] == (len(PAYLOAD), len(PAYLOAD))
     assert len(calls) > 2 and [d for d, _ in calls] == sorted(d for d, _ in calls)
@@ -63,8 +68,9 @@ def test_download_writes_the_file_and_reports_progress(server, tmp_path: Path):
 
 def test_download_without_content_length(server, tmp_path: Path):
     calls: list[tuple[int, int | None]] = []
-    dest = download_file(f"{server}/nolength.pth", tmp_path / "m.pth", PAYLOAD_SHA,
-                         lambda done, total: calls.append((done, total)))
+    dest = download_file(
+        f"{server}/nolength.pth", tmp_path / "m.pth", PAYLOAD_SHA, lambda done, total: calls.append((done, total))
+    )
     assert sha256_of_file(dest) == PAYLOAD_SHA
     assert calls[-1] == (len(PAYLOAD), None)
 
@@ -112,8 +118,10 @@ def test_unreachable_server(tmp_path: Path):
 
 def test_download_files_skips_present_files(server, tmp_path: Path):
     (tmp_path / "present.pth").write_bytes(b"mine")
-    files = [RemoteFile("present.pth", f"{server}/missing.pth", "0" * 64),
-             RemoteFile("new.pth", f"{server}/model.pth", PAYLOAD_SHA)]
+    files = [
+        RemoteFile("present.pth", f"{server}/missing.pth", "0" * 64),
+        RemoteFile("new.pth", f"{server}/model.pth", PAYLOAD_SHA),
+    ]
     seen: list[str] = []
     paths = download_files(files, tmp_path, lambda remote, done, total: seen.append(remote.name))
     assert paths == [tmp_path / "present.pth", tmp_path / "new.pth"]

@@ -1,5 +1,6 @@
 """Model families: recognised from real-architecture checkpoints and folders, their attributes checked against
 the shipped diffusers configs, a new family as one new file, and the denoiser a loaded model gives the sampler."""
+
 from __future__ import annotations
 
 import importlib
@@ -88,7 +89,10 @@ def test_attributes_agree_with_the_shipped_configs(name):
 def test_what_tells_the_families_apart():
     sd1, sd2, sdxl = (model_families.get(name) for name in NAMES)
     assert [[s.pad_token for s in f.text_encoders] for f in (sd1, sd2, sdxl)] == [
-        ["<|endoftext|>"], ["!"], ["<|endoftext|>", "!"]]
+        ["<|endoftext|>"],
+        ["!"],
+        ["<|endoftext|>", "!"],
+    ]
     assert [(s.penultimate, s.pooled) for s in sdxl.text_encoders] == [(True, False), (True, True)]
     assert not any(s.penultimate or s.pooled for f in (sd1, sd2) for s in f.text_encoders)
     assert [f.needs_size_conditioning for f in (sd1, sd2, sdxl)] == [False, False, True]
@@ -169,10 +173,10 @@ def test_a_v_prediction_sd2_model_gives_a_v_denoiser(tmp_path):
     assert model.denoiser.prediction == V_PREDICTION == model.prediction_type
     sigma = torch.tensor([2.0])
     c_skip, c_out, _c_in = model.denoiser.scalings(sigma)
-    assert float(c_skip) == pytest.approx(1 / 5) and float(c_out) == pytest.approx(-2 / 5 ** 0.5)
+    assert float(c_skip) == pytest.approx(1 / 5) and float(c_out) == pytest.approx(-2 / 5**0.5)
 
 
-TOY = '''
+TOY = """
 from modules.model_families.base import CLIP, LatentFormat, ModelFamily, TextEncoderSlot
 
 FAMILY = ModelFamily(
@@ -180,7 +184,7 @@ FAMILY = ModelFamily(
     text_encoders=(TextEncoderSlot("text_encoder", "text_encoders.toy.", CLIP, "!", 64),),
     latent_format=LatentFormat(name="toy", label="Toy", scaling_factor=1.0, preview_rgb=((1, 0, 0),) * 4),
 )
-'''
+"""
 
 
 def test_a_new_family_is_one_new_file(tmp_path, monkeypatch, tiny_states):
@@ -192,12 +196,13 @@ def test_a_new_family_is_one_new_file(tmp_path, monkeypatch, tiny_states):
         assert list(registry.FAMILIES) == ["sd1", "sd2", "sdxl", "toy"]
         toy = registry.get("toy")
         assert isinstance(toy, ModelFamily)
-        state = {UNET_KEY: torch.zeros(1), "text_encoders.toy.transformer.text_model.embeddings.token_embedding.weight":
-                 torch.zeros(1)}
+        state = {
+            UNET_KEY: torch.zeros(1),
+            "text_encoders.toy.transformer.text_model.embeddings.token_embedding.weight": torch.zeros(1),
+        }
         assert registry.detect(state) is toy
         assert registry.detect(tiny_states["sdxl"]).name == "sdxl"
         assert [f.name for f in registry.latent_formats()] == ["sd", "sdxl", "toy"]
     finally:
         for module in [m for m in sys.modules if m == "copied_families" or m.startswith("copied_families.")]:
             del sys.modules[module]
-

@@ -1,4 +1,5 @@
 """--medvram / --lowvram offloading, --xformers and --compile: each gives the image of a plain model."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -31,8 +32,15 @@ def _image(paths, optimizations: Optimizations, size: int = 128, steps: int = 6)
     engine = Engine()
     try:
         model = engine.call("load", lambda ctx: manager.load(manager.checkpoints[0].name))
-        params = GenerationParams(prompt="a red boat on a lake", negative_prompt="fog", steps=steps, width=size,
-                                  height=size, sampler_name="Euler", seed=5)
+        params = GenerationParams(
+            prompt="a red boat on a lake",
+            negative_prompt="fog",
+            steps=steps,
+            width=size,
+            height=size,
+            sampler_name="Euler",
+            seed=5,
+        )
         result = engine.call("test", lambda ctx: Txt2Img(model, params, ctx, RunSettings()).run())
     finally:
         engine.shutdown()
@@ -43,8 +51,9 @@ def test_flags_pick_the_offload_mode():
     assert Optimizations.from_args(parse_args([])) == Optimizations()
     assert Optimizations.from_args(parse_args(["--medvram"])).offload == "model"
     assert Optimizations.from_args(parse_args(["--lowvram", "--medvram"])).offload == "sequential"
-    assert Optimizations.from_args(parse_args(["--compile", "--xformers"])) == Optimizations(compile=True,
-                                                                                            xformers=True)
+    assert Optimizations.from_args(parse_args(["--compile", "--xformers"])) == Optimizations(
+        compile=True, xformers=True
+    )
 
 
 @pytest.mark.parametrize("offload", ["model", "sequential"])
@@ -65,8 +74,9 @@ def test_missing_xformers_falls_back_with_a_note(paths, caplog):
     assert np.array_equal(plain, fallback)
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
-                    reason="torch.compile's CPU backend needs a C compiler")
+@pytest.mark.skipif(
+    shutil.which("gcc") is None and shutil.which("cc") is None, reason="torch.compile's CPU backend needs a C compiler"
+)
 def test_compiled_model_gives_the_same_image(paths):
     from torch._dynamo.utils import counters
 

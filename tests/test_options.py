@@ -47,19 +47,22 @@ def test_save_is_atomic_no_temp_files_left(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
 
 
-@pytest.mark.parametrize("key, value, reason", [
-    ("outdir_txt2img_samples", None, "must be text"),
-    ("s_noise", "nan", "finite number"),
-    ("s_noise", float("nan"), "finite number"),
-    ("CLIP_stop_at_last_layers", "2", "finite number"),
-    ("CLIP_stop_at_last_layers", 2.5, "whole number"),
-    ("CLIP_stop_at_last_layers", True, "finite number"),
-    ("grid_save", "yes", "true or false"),
-    ("quicksettings_list", 5, "list of text"),
-    ("disabled_extensions", [1], "list of text"),
-    ("sd_model_checkpoint", 3, "text or null"),
-    ("extensions_index_url", "file:///etc/passwd", "http:// or https://"),
-])
+@pytest.mark.parametrize(
+    "key, value, reason",
+    [
+        ("outdir_txt2img_samples", None, "must be text"),
+        ("s_noise", "nan", "finite number"),
+        ("s_noise", float("nan"), "finite number"),
+        ("CLIP_stop_at_last_layers", "2", "finite number"),
+        ("CLIP_stop_at_last_layers", 2.5, "whole number"),
+        ("CLIP_stop_at_last_layers", True, "finite number"),
+        ("grid_save", "yes", "true or false"),
+        ("quicksettings_list", 5, "list of text"),
+        ("disabled_extensions", [1], "list of text"),
+        ("sd_model_checkpoint", 3, "text or null"),
+        ("extensions_index_url", "file:///etc/passwd", "http:// or https://"),
+    ],
+)
 def test_values_of_the_wrong_type_are_refused(tmp_path, key, value, reason):
     opts = Options(tmp_path / "config.json")
     before = getattr(opts, key)
@@ -78,8 +81,16 @@ def test_a_bad_value_in_config_json_moves_it_aside_and_keeps_the_others(tmp_path
     from modules.ui.quicksettings import row_keys
 
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"quicksettings_list": 5, "s_noise": "nan", "CLIP_stop_at_last_layers": 2,
-                                "from_an_extension": {"kept": True}}))
+    path.write_text(
+        json.dumps(
+            {
+                "quicksettings_list": 5,
+                "s_noise": "nan",
+                "CLIP_stop_at_last_layers": 2,
+                "from_an_extension": {"kept": True},
+            }
+        )
+    )
     opts = Options(path)
     opts.load()
     assert "quicksettings_list" in opts.load_notice and "sigma noise" in opts.load_notice

@@ -5,6 +5,7 @@ fill the tab's "Override settings" with the settings that differ, and Generate r
 What a job ran with is read back from its infotext: the job writes the settings its sampler used (RNG, ENSD, Eta,
 Sigma churn) as A1111 does, and an extension script (as extensions do) writes the settings in force while its
 `process` hook runs."""
+
 from __future__ import annotations
 
 import html
@@ -19,7 +20,7 @@ from PIL import Image, PngImagePlugin
 from modules.infotext import parse_infotext
 
 PROBED = ("randn_source", "eta_noise_seed_delta", "eta_ancestral", "s_churn")
-PROBE_SCRIPT = f'''import json
+PROBE_SCRIPT = f"""import json
 
 from modules import scripts, shared
 
@@ -33,7 +34,7 @@ class SettingsProbe(scripts.Script):
 
     def process(self, p, *args):
         p.extra_generation_params["Probe"] = json.dumps({{key: getattr(shared.opts, key) for key in {PROBED!r}}})
-'''
+"""
 SETTINGS = "RNG: CPU, ENSD: 31337, Eta: 0.5, Sigma churn: 0.2"
 TEXT = f"a fox\nSteps: 2, Sampler: Euler a, Seed: 5, Size: 64x64, {SETTINGS}"
 ENTRIES = ["RNG: CPU", "ENSD: 31337", "Eta: 0.5", "Sigma churn: 0.2"]
@@ -85,10 +86,13 @@ def test_api_infotext_sets_the_settings_it_names_for_its_job(server):
 
 def test_api_request_settings_win_over_the_infotext_and_no_rng_means_gpu(server):
     text = "a fox\nSteps: 2, Sampler: Euler a, Seed: 5, Size: 64x64, ENSD: 31337, Eta: 0.5, Sigma churn: 0.2"
-    infotext = txt2img_api(server, {"infotext": text, "override_settings": {"eta_noise_seed_delta": 7},
-                                    "s_churn": 0.4})
-    assert ran_with(infotext) == {"randn_source": "GPU", "eta_noise_seed_delta": 7, "eta_ancestral": 0.5,
-                                  "s_churn": 0.4}
+    infotext = txt2img_api(server, {"infotext": text, "override_settings": {"eta_noise_seed_delta": 7}, "s_churn": 0.4})
+    assert ran_with(infotext) == {
+        "randn_source": "GPU",
+        "eta_noise_seed_delta": 7,
+        "eta_ancestral": 0.5,
+        "s_churn": 0.4,
+    }
     assert "ENSD: 7" in infotext and "RNG:" not in infotext  # GPU, the default, isn't written (as in A1111)
 
 
@@ -100,8 +104,16 @@ def outputs(client, api_name: str, *args) -> dict:
 
 def generate(client, entries: list[str], tab: str = "txt2img", **values) -> str:
     """Generate on a tab of the page with these Override settings; the infotext shown under the gallery."""
-    values = {"Prompt": "a fox", "Sampling method": "Euler a", "Sampling steps": 2, "Width": 64, "Height": 64,
-              "Seed": 5, "Override settings": entries, **values}
+    values = {
+        "Prompt": "a fox",
+        "Sampling method": "Euler a",
+        "Sampling steps": 2,
+        "Width": 64,
+        "Height": 64,
+        "Seed": 5,
+        "Override settings": entries,
+        **values,
+    }
     _, info = client.predict(*endpoint_args(client, f"/{tab}", values), api_name=f"/{tab}")
     return html.unescape(re.sub(r"</?p[^>]*>", "", info.replace("<br>", "\n")))
 

@@ -2,6 +2,7 @@
 what would change the web UI's packages. The environment they install into is a throwaway virtual
 environment (tiny_wheels.make_venv) whose "web UI" is the tiny distribution fakeapp, needing coretrans
 (which needs corehub) and corenum; the project's own environment is checked to be unchanged at the end."""
+
 from __future__ import annotations
 
 import html
@@ -49,9 +50,12 @@ def in_process_pip(wheels: Path, *requirements: str) -> str:
 @pytest.fixture(scope="module", autouse=True)
 def project_environment_unchanged():
     """Nothing here may change the project's own virtual environment."""
+
     def freeze() -> str:
-        return subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(
+            [sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, check=True
+        ).stdout
+
     before = freeze()
     yield
     assert freeze() == before
@@ -116,8 +120,20 @@ def test_the_web_uis_requirements_are_protected_at_their_installed_versions():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == APP_DISTRIBUTION
     pins = protected_pins(PythonEnvironment())
-    for name in ("torch", "torchvision", "diffusers", "transformers", "gradio", "numpy", "huggingface-hub",
-                 "safetensors", "accelerate", "tokenizers", "pydantic", "fastapi"):
+    for name in (
+        "torch",
+        "torchvision",
+        "diffusers",
+        "transformers",
+        "gradio",
+        "numpy",
+        "huggingface-hub",
+        "safetensors",
+        "accelerate",
+        "tokenizers",
+        "pydantic",
+        "fastapi",
+    ):
         assert pins[name] == importlib.metadata.version(name), name
     assert "pytest" not in pins and APP_DISTRIBUTION not in pins  # test tools and the app itself are not pinned
 
@@ -126,15 +142,28 @@ def test_pins_follow_the_apps_requirements_transitively(environment):
     assert protected_pins(environment) == PROTECTED  # corehub through coretrans; pip and setuptools are not asked
 
 
-@pytest.mark.parametrize("install_py, files, package, wanted", [
-    ("import launch\nlaunch.run_pip('install coretrans==4.0', 'an older coretrans')\n", {}, "coretrans", "4.0"),
-    ("import subprocess, sys\nsubprocess.check_call([sys.executable, '-m', 'pip', 'install', 'needsoldhub'])\n", {},
-     "corehub", "1.0 (needsoldhub 1.0 requires corehub<2)"),
-    ("import os, sys\nsys.exit(os.system(f'\"{sys.executable}\" -m pip install -r requirements.txt') and 1)\n",
-     {"requirements.txt": "# what we need\ncorenum<2\n"}, "corenum", "a version <2"),
-], ids=["launch.run_pip", "subprocess", "os.system with -r"])
+@pytest.mark.parametrize(
+    "install_py, files, package, wanted",
+    [
+        ("import launch\nlaunch.run_pip('install coretrans==4.0', 'an older coretrans')\n", {}, "coretrans", "4.0"),
+        (
+            "import subprocess, sys\nsubprocess.check_call([sys.executable, '-m', 'pip', 'install', 'needsoldhub'])\n",
+            {},
+            "corehub",
+            "1.0 (needsoldhub 1.0 requires corehub<2)",
+        ),
+        (
+            "import os, sys\nsys.exit(os.system(f'\"{sys.executable}\" -m pip install -r requirements.txt') and 1)\n",
+            {"requirements.txt": "# what we need\ncorenum<2\n"},
+            "corenum",
+            "a version <2",
+        ),
+    ],
+    ids=["launch.run_pip", "subprocess", "os.system with -r"],
+)
 def test_a_request_to_change_a_core_package_is_refused_and_the_extension_disabled(
-        tmp_path, exts, opts, environment, install_py, files, package, wanted):
+    tmp_path, exts, opts, environment, install_py, files, package, wanted
+):
     remote = Remote(tmp_path, "old-deps", {"install.py": install_py, **files})
     before = freeze(environment)
     message = html.unescape(tab(exts, opts, environment).install(str(remote.bare)))
@@ -150,18 +179,30 @@ def test_a_request_to_change_a_core_package_is_refused_and_the_extension_disable
     assert disabled_names(opts) == set() and "was refused" not in html.unescape(actions.table())
 
 
-@pytest.mark.parametrize("files", [
-    {"install.py": "import subprocess, sys\n"
-                   "subprocess.check_call([sys.executable, '-m', 'pip', 'install', 'localpkg[magic,nice]'])\n"},
-    {"install.py": "import launch\nlaunch.run_pip('install -r requirements.txt', 'requirements')\n",
-     "requirements.txt": "helperpkg\nlocalpkg[magic,nice]  # the magic needs an old coretrans\n"},
-], ids=["subprocess", "launch.run_pip with -r"])
+@pytest.mark.parametrize(
+    "files",
+    [
+        {
+            "install.py": "import subprocess, sys\n"
+            "subprocess.check_call([sys.executable, '-m', 'pip', 'install', 'localpkg[magic,nice]'])\n"
+        },
+        {
+            "install.py": "import launch\nlaunch.run_pip('install -r requirements.txt', 'requirements')\n",
+            "requirements.txt": "helperpkg\nlocalpkg[magic,nice]  # the magic needs an old coretrans\n",
+        },
+    ],
+    ids=["subprocess", "launch.run_pip with -r"],
+)
 def test_an_extra_that_needs_an_older_core_package_is_left_out(tmp_path, exts, opts, environment, files):
     remote = Remote(tmp_path, "prompts", files)
     message = html.unescape(tab(exts, opts, environment).install(str(remote.bare)))
     assert 'Extension prompts: the "magic" extra of localpkg[magic,nice] was left out' in message
-    assert "change coretrans from 5.0 (the version the web UI uses) to 4.0 (localpkg 1.0 requires coretrans<5), " \
-        "and also corehub 2.0 → 1.0; the rest was installed without it." in message and "Installed prompts" in message
+    assert (
+        "change coretrans from 5.0 (the version the web UI uses) to 4.0 (localpkg 1.0 requires coretrans<5), "
+        "and also corehub 2.0 → 1.0; the rest was installed without it."
+        in message
+        and "Installed prompts" in message
+    )
     assert (version(environment, "localpkg"), version(environment, "helperpkg")) == ("1.0", "1.0")
     assert version(environment, "coretrans") == "5.0" and disabled_names(opts) == set()
     assert '"magic" extra' in html.unescape(tab(exts, opts, environment).table())
@@ -214,7 +255,8 @@ def test_the_app_refuses_an_older_transformers_at_start_and_still_starts(tmp_pat
     (data / "models" / "Stable-diffusion" / "demo.safetensors").symlink_to(demo_checkpoint)
     (data / "extensions" / "old-transformers").mkdir(parents=True)
     (data / "extensions" / "old-transformers" / "install.py").write_text(
-        "import launch\nlaunch.run_pip('install transformers==4.57.0', 'transformers 4')\n")
+        "import launch\nlaunch.run_pip('install transformers==4.57.0', 'transformers 4')\n"
+    )
     installed = importlib.metadata.version("transformers")
     with running_app(data) as url:
         page = html.unescape(requests.get(url + "config", timeout=10).text)
@@ -239,8 +281,19 @@ def test_pip_arguments_are_taken_apart(tmp_path):
     requirements = tmp_path / "req.txt"
     requirements.write_text("-i https://example.com\n\ncorenum<2  # old\nhelperpkg --hash=sha256:00\n")
     assert split_command(["-q", "--log", "install", "install", "a"]) == (["-q", "--log", "install"], "install", ["a"])
-    parsed = parse_install(["-U", "a[x]>=1", "-i", "https://i", f"--requirement={requirements}", "-e", "./b",
-                            "-r", str(tmp_path / "missing.txt")])
+    parsed = parse_install(
+        [
+            "-U",
+            "a[x]>=1",
+            "-i",
+            "https://i",
+            f"--requirement={requirements}",
+            "-e",
+            "./b",
+            "-r",
+            str(tmp_path / "missing.txt"),
+        ]
+    )
     assert [wanted.text for wanted in parsed.requirements] == ["a[x]>=1", "corenum<2", "helperpkg"]
     assert parsed.options == ["-U", "-i", "https://i", "-e", "./b", "-r", str(tmp_path / "missing.txt")]
     assert parsed.files == {requirements: (4, "--requirement=")}

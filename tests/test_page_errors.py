@@ -1,5 +1,6 @@
 """What the server log shows: a user's mistake is one line, a request cut off when serving stops (Reload UI)
 is one line, and real faults keep their tracebacks."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +23,7 @@ def test_a_user_error_on_the_page_is_one_log_line(page_app):
 
     client = Client(url, verbose=False)
     with pytest.raises(Exception, match="Width must be a multiple of 8 and at least 64, got 65"):
-        client.predict(*endpoint_args(client, "/txt2img", {"Width": 65, "Sampling steps": 2}),
-                       api_name="/txt2img")
+        client.predict(*endpoint_args(client, "/txt2img", {"Width": 65, "Sampling steps": 2}), api_name="/txt2img")
     wait_for(lambda: "Width must be a multiple of 8" in written(), 10, "the log line")
     log = written()
     lines = [line for line in log.splitlines() if "Width must be a multiple of 8" in line]
@@ -51,7 +51,8 @@ def test_requests_cut_off_when_serving_stops_are_one_info_line(uvicorn_log, capl
     uvicorn_log.error("Cancel %d running task(s), timeout graceful shutdown exceeded", 1)
     assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
         ("INFO", "A request still open when serving stopped was cancelled", None),
-        ("INFO", "Cancel 1 running task(s), timeout graceful shutdown exceeded", None)]
+        ("INFO", "Cancel 1 running task(s), timeout graceful shutdown exceeded", None),
+    ]
     assert "Traceback" not in caplog.text
 
 

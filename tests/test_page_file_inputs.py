@@ -2,6 +2,7 @@
 served alone or beside the API (--api), for a logged-in user: the file never comes back, neither in the
 answer nor through /gradio_api/file=. The endpoints and their file inputs are read from the running page's
 /config, so a new file input is covered without touching this test."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ PAGE_PASSWORD = "page-pw-31337"
 FILE_META = {"_type": "gradio.FileData"}
 
 # An extension adding a route when the app starts, as A1111 extensions do.
-ROUTE_SCRIPT = '''from modules import script_callbacks
+ROUTE_SCRIPT = """from modules import script_callbacks
 
 
 def started(demo, app):
@@ -28,7 +29,7 @@ def started(demo, app):
 
 
 script_callbacks.on_app_started(started)
-'''
+"""
 
 MODES = {"page alone": [], "page and API": ["--api"]}  # the API without a login of its own
 
@@ -48,8 +49,10 @@ def app(request, tmp_path_factory, demo_checkpoint) -> Iterator[tuple[str, reque
     paths = [str(root / "secret.png"), str(root / "secret.txt"), "/proc/self/cmdline"]  # cmdline: the passwords
     with running_app(data, "--gradio-auth", f"user:{PAGE_PASSWORD}", *MODES[request.param]) as url:
         session = requests.Session()
-        assert session.post(url + "login", data={"username": "user", "password": PAGE_PASSWORD},
-                            timeout=10).status_code == 200
+        assert (
+            session.post(url + "login", data={"username": "user", "password": PAGE_PASSWORD}, timeout=10).status_code
+            == 200
+        )
         yield url, session, paths, request.param
 
 
@@ -87,12 +90,15 @@ def file_inputs(config: dict) -> list[tuple[dict, int, dict]]:
 def call(session: requests.Session, url: str, fn_index: int, data: list) -> dict:
     """Run one page event the way the browser does (queue/join, then the event stream); its final message."""
     session_hash = uuid.uuid4().hex[:12]
-    joined = session.post(url + "gradio_api/queue/join", timeout=30,
-                          json={"data": data, "fn_index": fn_index, "session_hash": session_hash,
-                                "event_data": None, "trigger_id": None})
+    joined = session.post(
+        url + "gradio_api/queue/join",
+        timeout=30,
+        json={"data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None, "trigger_id": None},
+    )
     assert joined.status_code == 200, joined.text
-    with session.get(url + "gradio_api/queue/data", params={"session_hash": session_hash}, stream=True,
-                     timeout=120) as stream:
+    with session.get(
+        url + "gradio_api/queue/data", params={"session_hash": session_hash}, stream=True, timeout=120
+    ) as stream:
         for line in stream.iter_lines(decode_unicode=True):
             if line and line.startswith("data:"):
                 message = json.loads(line[5:])

@@ -5,8 +5,15 @@ def test_data_dir_holds_everything_a_user_owns(tmp_path):
     paths = DataPaths.create(str(tmp_path / "data"), str(tmp_path / "more"))
     root = tmp_path / "data"
     assert paths.root == root
-    for folder in ("models/Stable-diffusion", "models/VAE", "models/Lora", "models/GFPGAN", "outputs",
-                   "embeddings", "extensions"):
+    for folder in (
+        "models/Stable-diffusion",
+        "models/VAE",
+        "models/Lora",
+        "models/GFPGAN",
+        "outputs",
+        "embeddings",
+        "extensions",
+    ):
         assert (root / folder).is_dir(), folder
     assert paths.config_file == root / "config.json"
     assert paths.ui_config_file == root / "ui-config.json"

@@ -1,4 +1,5 @@
 """PNG Info: reading texts from PNG, JPEG and WebP files, the tab's HTML, and the real app's endpoints."""
+
 import io
 import shutil
 from datetime import date
@@ -33,7 +34,10 @@ def test_png_written_by_the_app_shows_every_text_chunk(tmp_path):
     meta.add_text("Software", "paint")
     image.save(tmp_path / "more.png", pnginfo=meta)
     assert read_image_texts(Image.open(tmp_path / "more.png")) == {
-        "parameters": INFOTEXT, "Comment": "ünïcode note", "Software": "paint"}
+        "parameters": INFOTEXT,
+        "Comment": "ünïcode note",
+        "Software": "paint",
+    }
     assert read_infotext(image) == INFOTEXT
     assert read_infotext(Image.new("RGB", (4, 4))) is None
 
@@ -91,6 +95,7 @@ def test_the_tab_shows_texts_and_parsed_parameters_escaped(tmp_path):
 
 # The real app: generate with the demo model, read the PNG back, send it to the tabs.
 
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, demo_checkpoint):
     data = tmp_path_factory.mktemp("pnginfo-data")
@@ -113,15 +118,25 @@ def call(client, api_name: str, *args) -> dict:
     """Call an endpoint; its outputs by label (update dicts give their value)."""
     returns = client.view_api(return_format="dict", print_info=False)["named_endpoints"][api_name]["returns"]
     result = client.predict(*args, api_name=api_name)
-    return {r["label"]: value.get("value", value) if isinstance(value, dict) and "__type__" in value else value
-            for r, value in zip(returns, result)}
+    return {
+        r["label"]: value.get("value", value) if isinstance(value, dict) and "__type__" in value else value
+        for r, value in zip(returns, result)
+    }
 
 
 @pytest.fixture(scope="module")
 def generated(server, client):
     """A PNG the app generated and saved, with its infotext."""
-    values = {"Prompt": "a lighthouse, at night", "Negative prompt": "fog", "Sampling method": "Euler a",
-              "Sampling steps": 3, "Width": 64, "Height": 96, "Seed": 77, "Clip skip": 2}
+    values = {
+        "Prompt": "a lighthouse, at night",
+        "Negative prompt": "fog",
+        "Sampling method": "Euler a",
+        "Sampling steps": 3,
+        "Width": 64,
+        "Height": 96,
+        "Seed": 77,
+        "Clip skip": 2,
+    }
     client.predict(*endpoint_args(client, "/txt2img", values), api_name="/txt2img")
     path = next((server[1] / "outputs" / "txt2img-images" / date.today().isoformat()).glob("*.png"))
     return path, Image.open(path).info["parameters"]

@@ -1,4 +1,5 @@
 """Model precision: bf16 on CPUs with fast bf16 units, fp32 with --no-half, and bf16 images close to fp32."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,13 +37,21 @@ def test_small_unets_stay_fp32_on_the_cpu(demo_checkpoint):
 def test_full_size_unets_keep_bf16():
     full = sd_models.PreparedCheckpoint(
         CheckpointInfo(Path("big.safetensors"), "big.safetensors"),
-        state={"model.diffusion_model.weight": torch.empty(sd_models.BF16_MIN_UNET_PARAMS, device="meta")})
+        state={"model.diffusion_model.weight": torch.empty(sd_models.BF16_MIN_UNET_PARAMS, device="meta")},
+    )
     assert sd_models.dtype_for(full, torch.device("cpu"), torch.bfloat16) == torch.bfloat16
 
 
 def _image(model) -> np.ndarray:
-    params = GenerationParams(prompt="a red lighthouse on a cliff", negative_prompt="blurry", steps=12,
-                              width=128, height=128, sampler_name="DPM++ 2M", seed=11)
+    params = GenerationParams(
+        prompt="a red lighthouse on a cliff",
+        negative_prompt="blurry",
+        steps=12,
+        width=128,
+        height=128,
+        sampler_name="DPM++ 2M",
+        seed=11,
+    )
     engine = Engine()
     try:
         result = engine.call("test", lambda ctx: Txt2Img(model, params, ctx, RunSettings()).run())
@@ -61,5 +70,5 @@ def test_bf16_image_is_close_to_fp32(demo_checkpoint, tmp_path):
     a, b = _image(half), _image(full)
     mse = ((a - b) ** 2).mean()
     assert mse > 0, "bf16 weights should change the image at least a little"
-    psnr = 10 * np.log10(255 ** 2 / mse)
+    psnr = 10 * np.log10(255**2 / mse)
     assert psnr > 25, f"bf16 image drifted from fp32: PSNR {psnr:.1f} dB"

@@ -1,5 +1,6 @@
 """The "Approx NN" live preview: A1111's VAEApprox weights from models/VAE-approx, read weights-only, with
 Approx cheap in their place when the file is missing, broken or unsafe."""
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,16 @@ from modules.options import OPTIONS
 from modules.previews import ApproxNNDecoders, approx_cheap, enlarged, to_image
 
 # A1111's VAEApprox as its weight files hold it: key prefix, in channels, out channels, kernel size.
-A1111_LAYERS = [("conv1", 4, 8, 7), ("conv2", 8, 16, 5), ("conv3", 16, 32, 3), ("conv4", 32, 64, 3),
-                ("conv5", 64, 32, 3), ("conv6", 32, 16, 3), ("conv7", 16, 8, 3), ("conv8", 8, 3, 3)]
+A1111_LAYERS = [
+    ("conv1", 4, 8, 7),
+    ("conv2", 8, 16, 5),
+    ("conv3", 16, 32, 3),
+    ("conv4", 32, 64, 3),
+    ("conv5", 64, 32, 3),
+    ("conv6", 32, 16, 3),
+    ("conv7", 16, 8, 3),
+    ("conv8", 8, 3, 3),
+]
 
 
 def random_weights(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -136,11 +145,11 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path, caplog):
     assert "Refused to load model.pt" in caplog.text
 
 
-def test_the_engine_previews_with_approx_nn_and_falls_back_to_approx_cheap(engine, demo_model, approx_models,
-                                                                           tmp_path):
+def test_the_engine_previews_with_approx_nn_and_falls_back_to_approx_cheap(engine, demo_model, approx_models, tmp_path):
     def previews(method: str, models: Path) -> list:
-        seen = run_with_previews(engine, demo_model, RunSettings(preview_every=2, preview_method=method),
-                                 ImageTools.create(models))
+        seen = run_with_previews(
+            engine, demo_model, RunSettings(preview_every=2, preview_method=method), ImageTools.create(models)
+        )
         return [pixels(image) for _, image in seen[2:]]
 
     nn, cheap = previews("Approx NN", approx_models), previews("Approx cheap", approx_models)

@@ -1,4 +1,5 @@
 """Live previews: the cheap linear map, TAESD from a local folder, the full VAE, and the engine's offer."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,9 @@ def test_approx_cheap_is_the_linear_map_at_eight_times_the_size():
     latents[0, 0] = 1.0  # channel 0 only: SD's first row of weights, (0.3512, 0.2297, 0.3227)
     image = approx_cheap(latents)
     assert image.size == (40, 24)
-    assert np.allclose(np.asarray(image)[12, 20], [(0.3512 + 1) * 127.5, (0.2297 + 1) * 127.5, (0.3227 + 1) * 127.5],
-                       atol=1)
+    assert np.allclose(
+        np.asarray(image)[12, 20], [(0.3512 + 1) * 127.5, (0.2297 + 1) * 127.5, (0.3227 + 1) * 127.5], atol=1
+    )
     assert not np.array_equal(np.asarray(approx_cheap(latents, SDXL_LATENTS)), np.asarray(image))
 
 
@@ -28,8 +30,12 @@ def taesd_models(tmp_path_factory):
 
     models = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    tiny = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
-                           num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    tiny = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    )
     tiny.save_pretrained(models / "VAE-taesd" / "taesd")
     return models
 
@@ -60,8 +66,9 @@ def run_with_previews(engine, model, settings, tools=None):
 
 @pytest.mark.parametrize("method", ["Approx cheap", "TAESD", "Full"])
 def test_the_engine_offers_a_preview_every_n_steps(engine, demo_model, taesd_models, method):
-    seen = run_with_previews(engine, demo_model, RunSettings(preview_every=2, preview_method=method),
-                             ImageTools.create(taesd_models))
+    seen = run_with_previews(
+        engine, demo_model, RunSettings(preview_every=2, preview_method=method), ImageTools.create(taesd_models)
+    )
     ids = [preview_id for preview_id, _ in seen]
     assert ids == [0, 0, 1, 1, 2, 2]  # offered after steps 2 and 4 (before steps 3 and 5)
     assert seen[0][1] is None and all(image.size == (64, 64) for _, image in seen[2:])

@@ -1,6 +1,7 @@
 """Generation on Ray Serve: app.py --ray-address on a real two-node Ray cluster (ray.cluster_utils.Cluster,
 loopback only), the demo checkpoint and a second one with other weights, against app.py in-process, over
 real HTTP."""
+
 from __future__ import annotations
 
 import base64
@@ -70,8 +71,17 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_app(ray_cluster, data):
     """The app (page and API) joined to the two-node cluster with a replica on each node."""
-    with running_app(data, "--api", "--ray-address", ray_cluster, "--ray-replicas", "2", "--ckpt",
-                     "a.safetensors", model_name="a.safetensors") as url:
+    with running_app(
+        data,
+        "--api",
+        "--ray-address",
+        ray_cluster,
+        "--ray-replicas",
+        "2",
+        "--ckpt",
+        "a.safetensors",
+        model_name="a.safetensors",
+    ) as url:
         yield url
     from ray import serve
 
@@ -167,8 +177,10 @@ def test_img2img_through_ray_gives_the_in_process_pixels(ray_api, local_api):
 
 
 def test_an_xyz_grid_of_checkpoints_and_seeds_through_ray_gives_the_in_process_pixels(ray_api, local_api):
-    plot = {"script_name": "x/y/z plot", "script_args": [7, "a.safetensors, b.safetensors", 1, "3, 4", 0, "",
-                                                         True, True, False, False, 0]}
+    plot = {
+        "script_name": "x/y/z plot",
+        "script_args": [7, "a.safetensors, b.safetensors", 1, "3, 4", 0, "", True, True, False, False, 0],
+    }
     remote, remote_info = generate(ray_api, **plot)
     local, local_info = generate(local_api, **plot)
     assert len(remote) == len(local) == 5  # the grid, then its four cells
@@ -179,8 +191,13 @@ def test_an_xyz_grid_of_checkpoints_and_seeds_through_ray_gives_the_in_process_p
 
 
 def test_the_cells_of_an_xyz_grid_run_at_once_on_both_replicas_with_the_in_process_pixels(ray_api, local_api):
-    body = {"steps": 20, "width": 128, "height": 128, "script_name": "x/y/z plot",
-            "script_args": [1, "3, 4", 3, "5, 9", 0, "", True, True, False, False, 0]}  # seeds × CFG scales
+    body = {
+        "steps": 20,
+        "width": 128,
+        "height": 128,
+        "script_name": "x/y/z plot",
+        "script_args": [1, "3, 4", 3, "5, 9", 0, "", True, True, False, False, 0],
+    }  # seeds × CFG scales
     answer: dict = {}
     thread = threading.Thread(target=lambda: answer.update(zip(("images", "info"), generate(ray_api, **body))))
     thread.start()
@@ -202,16 +219,19 @@ def test_an_always_visible_scripts_batch_and_image_hooks_act_on_a_job_that_runs_
     remote, remote_info = generate(ray_api, **hooked)
     local, local_info = generate(local_api, **hooked)
     plain, _ = generate(local_api, n_iter=2, seed=31)
-    assert [text.split("\n")[0] for text in remote_info["infotexts"]] == [f"a red house, hooked in batch {n}"
-                                                                        for n in (0, 1)]
+    assert [text.split("\n")[0] for text in remote_info["infotexts"]] == [
+        f"a red house, hooked in batch {n}" for n in (0, 1)
+    ]
     for a, b, c in zip(remote, local, plain):
         assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
     assert [without_worker(text) for text in remote_info["infotexts"]] == local_info["infotexts"]
 
 
 def test_the_lines_of_prompts_from_file_run_as_separate_jobs_with_the_in_process_pixels(ray_api, local_api):
-    lines = {"script_name": "prompts from file or textbox",
-             "script_args": [False, False, "start", "a red house\n--prompt \"a blue boat\" --steps 4"]}
+    lines = {
+        "script_name": "prompts from file or textbox",
+        "script_args": [False, False, "start", 'a red house\n--prompt "a blue boat" --steps 4'],
+    }
     done_before = sum(w["jobs_done"] for w in cluster_state(ray_api)["workers"])
     remote, remote_info = generate(ray_api, **lines)
     local, local_info = generate(local_api, **lines)
@@ -247,8 +267,15 @@ def test_a_checkpoint_no_replica_can_read_is_a_clear_error_naming_the_file_and_n
     from modules.job_spec import GenerationJob
 
     params = GenerationParams(**SMALL)
-    job = GenerationJob("txt2img", params, ImagePlan.repeated(params, 1), RunSettings(), "ffffffffff",
-                        "gone.safetensors", job_id="missing")
+    job = GenerationJob(
+        "txt2img",
+        params,
+        ImagePlan.repeated(params, 1),
+        RunSettings(),
+        "ffffffffff",
+        "gone.safetensors",
+        job_id="missing",
+    )
     handle = serve.get_app_handle("webui").options(multiplexed_model_id="ffffffffff", stream=True)
     with ThreadPoolExecutor(1) as off_loop:  # an earlier test may have left an asyncio loop on this thread
         (event,) = off_loop.submit(lambda: list(handle.generate.remote(job))).result()
@@ -263,14 +290,23 @@ def test_progress_and_interrupt_reach_the_replica_through_the_api(ray_api):
 
     def run() -> None:  # 256 px: the first two batches still run when the interrupt comes, even on a busy machine
         answer["images"], answer["info"] = generate(ray_api, steps=150, n_iter=4, width=256, height=256)
+
     thread = threading.Thread(target=run)
     thread.start()
-    progress = wait_for(lambda: (lambda p: p if p["state"]["sampling_step"] >= 2 else None)(
-        requests.get(f"{ray_api}/progress", timeout=30).json()), 120, "steps on the replica")
+    progress = wait_for(
+        lambda: (lambda p: p if p["state"]["sampling_step"] >= 2 else None)(
+            requests.get(f"{ray_api}/progress", timeout=30).json()
+        ),
+        120,
+        "steps on the replica",
+    )
     assert progress["state"]["sampling_steps"] == 150 and progress["state"]["job_count"] == 4
     assert 0 < progress["progress"] < 1
-    assert wait_for(lambda: requests.get(f"{ray_api}/progress", timeout=30).json()["current_image"], 60,
-                    "a live preview from the replica")
+    assert wait_for(
+        lambda: requests.get(f"{ray_api}/progress", timeout=30).json()["current_image"],
+        60,
+        "a live preview from the replica",
+    )
     assert requests.post(f"{ray_api}/interrupt", timeout=30).status_code == 200
     thread.join(120)
     assert not thread.is_alive()
@@ -280,13 +316,25 @@ def test_progress_and_interrupt_reach_the_replica_through_the_api(ray_api):
 
 
 def test_progress_previews_and_interrupt_reach_the_replica_through_the_page(page, ray_api):
-    args = endpoint_args(page, "/txt2img", {"Prompt": "a field", "Sampling method": "Euler", "Sampling steps": 150,
-                                            "Batch count": 4, "Width": 256, "Height": 256, "Seed": 5})
+    args = endpoint_args(
+        page,
+        "/txt2img",
+        {
+            "Prompt": "a field",
+            "Sampling method": "Euler",
+            "Sampling steps": 150,
+            "Batch count": 4,
+            "Width": 256,
+            "Height": 256,
+            "Seed": 5,
+        },
+    )
     job = page.submit(*args, api_name="/txt2img")
 
     def shown_step():
         units = job.status().progress_data or []
         return next((unit.desc for unit in units if unit.desc and unit.desc.startswith("Step ")), None)
+
     desc = wait_for(shown_step, 120, "the page showing the replica's steps")
     assert "/150 · batch " in desc and "/4" in desc
     wait_for(lambda: job.outputs(), 60, "a live preview on the page")
@@ -303,10 +351,14 @@ def test_skip_through_the_api_ends_the_batch_on_the_replica(ray_api):
 
     def run() -> None:  # 256 px: the first two batches still run when the interrupt comes, even on a busy machine
         answer["images"], answer["info"] = generate(ray_api, steps=150, width=128, height=128)
+
     thread = threading.Thread(target=run)
     thread.start()
-    wait_for(lambda: requests.get(f"{ray_api}/progress", timeout=30).json()["state"]["sampling_step"] >= 2, 120,
-             "steps on the replica")
+    wait_for(
+        lambda: requests.get(f"{ray_api}/progress", timeout=30).json()["state"]["sampling_step"] >= 2,
+        120,
+        "steps on the replica",
+    )
     assert requests.post(f"{ray_api}/skip", timeout=30).status_code == 200
     last_step = 0
     while thread.is_alive():
@@ -321,10 +373,14 @@ def test_a_replica_killed_mid_job_is_retried_once_elsewhere_and_the_next_job_run
 
     def run() -> None:
         answer["images"], answer["info"] = generate(ray_api, steps=60, width=128, height=128, seed=9)
+
     thread = threading.Thread(target=run)
     thread.start()
-    busy = wait_for(lambda: next((w for w in cluster_state(ray_api)["workers"] if w["running"]), None), 120,
-                    "a replica running the job")
+    busy = wait_for(
+        lambda: next((w for w in cluster_state(ray_api)["workers"] if w["running"]), None),
+        120,
+        "a replica running the job",
+    )
     time.sleep(0.5)
     os.kill(busy["pid"], signal.SIGKILL)
     thread.join(240)
@@ -333,5 +389,11 @@ def test_a_replica_killed_mid_job_is_retried_once_elsewhere_and_the_next_job_run
     worker = answer["info"]["infotexts"][0].rsplit("Worker: ", 1)[1].split(",")[0]
     assert worker != busy["name"] and len(answer["images"]) == 1  # the retry ran on the other replica
     generate(ray_api)
-    wait_for(lambda: len(cluster_state(ray_api)["workers"]) == 2 and busy["name"] not in
-             {w["name"] for w in cluster_state(ray_api)["workers"]}, 120, "Serve's new replica")
+    wait_for(
+        lambda: (
+            len(cluster_state(ray_api)["workers"]) == 2
+            and busy["name"] not in {w["name"] for w in cluster_state(ray_api)["workers"]}
+        ),
+        120,
+        "Serve's new replica",
+    )

@@ -1,5 +1,6 @@
 """The two-node loopback Ray cluster of tests/ray_cluster.py: Serve replicas land on both nodes, and leaving it
 stops every process it started."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -68,7 +69,8 @@ def test_a_replica_range_starts_at_its_minimum_and_grows_with_waiting_jobs(ray_c
     handle = serve.run(Slow.bind(), name="slow", route_prefix=None)
     assert running() == 1
     with ThreadPoolExecutor(1) as off_loop:  # see above
-        seen = off_loop.submit(lambda: {answer.result(timeout_s=120) for answer in
-                                        [handle.remote() for _ in range(24)]}).result()
+        seen = off_loop.submit(
+            lambda: {answer.result(timeout_s=120) for answer in [handle.remote() for _ in range(24)]}
+        ).result()
     assert len(seen) == 2 and running() == 2  # the waiting jobs brought up the second replica, which took some
     serve.delete("slow")

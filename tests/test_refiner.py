@@ -1,4 +1,5 @@
 """The refiner: a second checkpoint that takes over sampling after "Switch at" of the steps, as in A1111."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,9 @@ from modules.sd_models import load_model
 
 
 def _load(path, tmp_path_factory):
-    return load_model(CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32,
-                      tmp_path_factory.mktemp("cache"))
+    return load_model(
+        CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, tmp_path_factory.mktemp("cache")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +28,22 @@ def other(tmp_path_factory):
     """A second SD1 checkpoint with other weights."""
     from modules.demo_model import write_demo_checkpoint
 
-    return _load(write_demo_checkpoint(tmp_path_factory.mktemp("other") / "other.safetensors", seed=3),
-                 tmp_path_factory)
+    return _load(
+        write_demo_checkpoint(tmp_path_factory.mktemp("other") / "other.safetensors", seed=3), tmp_path_factory
+    )
 
 
 def run(engine, model, refiner=None, job=Txt2Img, settings=RunSettings(), **kw):
-    values = {"prompt": "a red house", "negative_prompt": "fog", "steps": 4, "width": 64, "height": 64, "seed": 9,
-              "sampler_name": "DPM++ 2M", **kw}
+    values = {
+        "prompt": "a red house",
+        "negative_prompt": "fog",
+        "steps": 4,
+        "width": 64,
+        "height": 64,
+        "seed": 9,
+        "sampler_name": "DPM++ 2M",
+        **kw,
+    }
     params = GenerationParams(**values)
 
     def work(ctx):
@@ -40,6 +51,7 @@ def run(engine, model, refiner=None, job=Txt2Img, settings=RunSettings(), **kw):
         task = job(model, params, ctx, settings, **extra)
         task.refiner_model = refiner
         return task.run()
+
     result = engine.call("t", work, timeout=300)
     return np.asarray(result.images[0]).astype(int), result.infotexts[0]
 
@@ -75,23 +87,44 @@ def test_a_refiner_that_never_takes_over_changes_nothing(engine, demo_model, oth
 
 def test_the_refiner_works_in_img2img_over_the_steps_it_samples(engine, demo_model, other):
     with UnetCalls(demo_model.unet) as base_calls, UnetCalls(other.unet) as refiner_calls:
-        _, text = run(engine, demo_model, other, job=Img2Img, steps=8, denoising_strength=0.5,
-                      refiner_checkpoint="other.safetensors", refiner_switch_at=0.5)
+        _, text = run(
+            engine,
+            demo_model,
+            other,
+            job=Img2Img,
+            steps=8,
+            denoising_strength=0.5,
+            refiner_checkpoint="other.safetensors",
+            refiner_switch_at=0.5,
+        )
     # int(8 × 0.5) + 1 = 5 steps run, and 3/5 is the first share to reach 0.5
     assert len(base_calls.sizes) == 3 and len(refiner_calls.sizes) == 2 and "Refiner switch at: 0.5" in text
 
 
-@pytest.mark.parametrize("passes, first_pass_calls, second_pass_calls", [
-    ("second pass", (4, 0), (2, 2)),  # A1111's default
-    ("first pass", (2, 2), (4, 0)),
-    ("both passes", (2, 2), (2, 2)),
-])
-def test_with_hires_fix_a_setting_picks_the_passes_the_refiner_joins(engine, demo_model, other, passes,
-                                                                     first_pass_calls, second_pass_calls):
+@pytest.mark.parametrize(
+    "passes, first_pass_calls, second_pass_calls",
+    [
+        ("second pass", (4, 0), (2, 2)),  # A1111's default
+        ("first pass", (2, 2), (4, 0)),
+        ("both passes", (2, 2), (2, 2)),
+    ],
+)
+def test_with_hires_fix_a_setting_picks_the_passes_the_refiner_joins(
+    engine, demo_model, other, passes, first_pass_calls, second_pass_calls
+):
     with UnetCalls(demo_model.unet) as base, UnetCalls(other.unet) as refiner:
-        _, text = run(engine, demo_model, other, settings=RunSettings(hires_refiner_pass=passes), enable_hr=True,
-                      hr_scale=2, hr_second_pass_steps=4, denoising_strength=1.0, refiner_checkpoint="other",
-                      refiner_switch_at=0.5)
+        _, text = run(
+            engine,
+            demo_model,
+            other,
+            settings=RunSettings(hires_refiner_pass=passes),
+            enable_hr=True,
+            hr_scale=2,
+            hr_second_pass_steps=4,
+            denoising_strength=1.0,
+            refiner_checkpoint="other",
+            refiner_switch_at=0.5,
+        )
     for size, expected in (((8, 8), first_pass_calls), ((16, 16), second_pass_calls)):
         assert (base.sizes.count(size), refiner.sizes.count(size)) == expected, size
     assert f"Refiner: {other.short_title}," in text
@@ -114,16 +147,26 @@ def test_img2img_batch_folders_borrow_the_refiner_too(tmp_path, demo_checkpoint,
     services = services_with_scripts(tmp_path / "data", demo_checkpoint, [])
     try:
         (services.paths.models / "Stable-diffusion" / "other.safetensors").write_bytes(
-            other.checkpoint.path.read_bytes())
+            other.checkpoint.path.read_bytes()
+        )
         services.models.refresh()
         (tmp_path / "in").mkdir()
         init_image().save(tmp_path / "in" / "a.png")
-        params = GenerationParams(prompt="a red house", steps=4, width=64, height=64, seed=9, denoising_strength=0.5,
-                                  refiner_checkpoint="other", refiner_switch_at=0.3)
+        params = GenerationParams(
+            prompt="a red house",
+            steps=4,
+            width=64,
+            height=64,
+            seed=9,
+            denoising_strength=0.5,
+            refiner_checkpoint="other",
+            refiner_switch_at=0.3,
+        )
         result = services.img2img_batch(params, str(tmp_path / "in"), str(tmp_path / "out")).result(timeout=300)
         with pytest.raises(UserError, match="No checkpoint named 'missing'"):
-            services.img2img_batch(GenerationParams(refiner_checkpoint="missing"), str(tmp_path / "in"),
-                                   str(tmp_path / "out"))
+            services.img2img_batch(
+                GenerationParams(refiner_checkpoint="missing"), str(tmp_path / "in"), str(tmp_path / "out")
+            )
     finally:
         services.engine.shutdown()
     assert "Refiner: other [" in result.infotexts[0] and (tmp_path / "out" / "a.png").is_file()

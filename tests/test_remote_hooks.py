@@ -1,5 +1,6 @@
 """Script hooks across the wire: a job whose batch and image hooks are asked of the front end (pickled both
 ways, as over Ray) gives what the same hooks give in-process; the Board carries the answers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,12 +41,14 @@ def generate(engine, model, hooks: JobHooks, plan: ImagePlan, params: Generation
         job = Txt2Img(model, params, ctx, RunSettings())
         job.plan, job.hooks = plan, hooks
         return job.run()
+
     return engine.call("txt2img", run, timeout=300)
 
 
 def test_hooks_asked_of_the_front_end_act_as_they_do_in_process(engine, demo_model):
-    params = GenerationParams(prompt="a boat", steps=2, width=64, height=64, seed=3, batch_size=2, n_iter=2,
-                              sampler_name="Euler")
+    params = GenerationParams(
+        prompt="a boat", steps=2, width=64, height=64, seed=3, batch_size=2, n_iter=2, sampler_name="Euler"
+    )
     local_script, remote_script = PromptAndImageScript(), PromptAndImageScript()
     local = generate(engine, demo_model, local_script, ImagePlan.repeated(params, 4), params)
 
@@ -83,6 +86,7 @@ def test_the_board_hands_each_answer_to_the_call_that_waits_for_it():
         await board.answer("job", 3, "late")
         await board.forget("job")
         assert await board.await_answer("job", 3, 0.01) is None
+
     with ThreadPoolExecutor(1) as off_loop:  # an earlier test may have left an asyncio loop on this thread
         off_loop.submit(asyncio.run, scenario()).result()
 
@@ -93,7 +97,7 @@ def test_an_image_hook_called_back_out_of_order_sees_its_own_batch():
             self.batch, self.seen = None, []
 
         def enter_batch(self, batch_no, plan, first, count):
-            self.batch = (batch_no, plan.seeds[first:first + count])
+            self.batch = (batch_no, plan.seeds[first : first + count])
 
         def image(self, image, index):
             self.seen.append((index, self.batch))

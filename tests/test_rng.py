@@ -1,4 +1,5 @@
 """Seeds (A1111's exact noise, ImageRNG, is tested in test_sampling_noise.py)."""
+
 from modules import rng
 
 

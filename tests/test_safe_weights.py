@@ -1,6 +1,7 @@
 """Every loader of weight files refuses a pickle that would run code: checkpoints, embeddings, LoRA,
 hypernetworks, upscalers, GFPGAN, CodeFormer, facexlib's face detection and parsing, and TAESD (VAE) decoders. The
 payload would create a marker file when unpickled; the marker must never appear."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -72,8 +73,12 @@ def load_upscaler(root: Path, marker: Path) -> str:
 
 
 def face_restore(name: str, evil: Path, marker: Path, models: Path) -> str:
-    plain = [models / "GFPGAN" / GFPGAN_WEIGHTS.name, models / "Codeformer" / CODEFORMER_WEIGHTS.name,
-             models / "GFPGAN" / DETECTION_WEIGHTS.name, models / "GFPGAN" / PARSING_WEIGHTS.name]
+    plain = [
+        models / "GFPGAN" / GFPGAN_WEIGHTS.name,
+        models / "Codeformer" / CODEFORMER_WEIGHTS.name,
+        models / "GFPGAN" / DETECTION_WEIGHTS.name,
+        models / "GFPGAN" / PARSING_WEIGHTS.name,
+    ]
     for path in plain:
         write_evil(path, marker) if path == evil else write_plain(path)
     restorer = create_face_restorer(name, models)
@@ -85,8 +90,7 @@ def load_gfpgan(root: Path, marker: Path) -> str:
 
 
 def load_codeformer(root: Path, marker: Path) -> str:
-    return face_restore("CodeFormer", root / "models" / "Codeformer" / CODEFORMER_WEIGHTS.name, marker,
-                        root / "models")
+    return face_restore("CodeFormer", root / "models" / "Codeformer" / CODEFORMER_WEIGHTS.name, marker, root / "models")
 
 
 def load_face_detector(root: Path, marker: Path) -> str:
@@ -103,8 +107,12 @@ def load_taesd(root: Path, marker: Path) -> str:
     from modules.previews import TaesdDecoders
 
     folder = root / "VAE-taesd" / "taesd"
-    AutoencoderTiny(encoder_block_out_channels=(8,), decoder_block_out_channels=(8,),
-                    num_encoder_blocks=(1,), num_decoder_blocks=(1,)).save_pretrained(folder, safe_serialization=False)
+    AutoencoderTiny(
+        encoder_block_out_channels=(8,),
+        decoder_block_out_channels=(8,),
+        num_encoder_blocks=(1,),
+        num_decoder_blocks=(1,),
+    ).save_pretrained(folder, safe_serialization=False)
     write_evil(folder / "diffusion_pytorch_model.bin", marker)
     return refusal(lambda: TaesdDecoders(root / "VAE-taesd").decode(torch.zeros(1, 4, 8, 8)))
 
@@ -128,14 +136,30 @@ def load_hypernetwork(root: Path, marker: Path) -> str:
     return "\n".join(library.apply(torch.nn.Linear(2, 2), [ExtraNetwork("hypernet", "evil")], "test"))
 
 
-LOADERS = {"checkpoint": load_checkpoint, "embedding": load_embedding, "upscaler": load_upscaler,
-           "GFPGAN": load_gfpgan, "CodeFormer": load_codeformer, "face detector": load_face_detector,
-           "face parser": load_face_parser, "TAESD VAE": load_taesd, "LoRA": load_lora,
-           "hypernetwork": load_hypernetwork}
-EVIL_NAMES = {"checkpoint": "model.ckpt", "embedding": "evil.pt", "upscaler": "evil.pth",
-              "GFPGAN": GFPGAN_WEIGHTS.name, "CodeFormer": CODEFORMER_WEIGHTS.name,
-              "face detector": DETECTION_WEIGHTS.name, "face parser": PARSING_WEIGHTS.name,
-              "TAESD VAE": "diffusion_pytorch_model.bin", "LoRA": "evil.pt", "hypernetwork": "evil.pt"}
+LOADERS = {
+    "checkpoint": load_checkpoint,
+    "embedding": load_embedding,
+    "upscaler": load_upscaler,
+    "GFPGAN": load_gfpgan,
+    "CodeFormer": load_codeformer,
+    "face detector": load_face_detector,
+    "face parser": load_face_parser,
+    "TAESD VAE": load_taesd,
+    "LoRA": load_lora,
+    "hypernetwork": load_hypernetwork,
+}
+EVIL_NAMES = {
+    "checkpoint": "model.ckpt",
+    "embedding": "evil.pt",
+    "upscaler": "evil.pth",
+    "GFPGAN": GFPGAN_WEIGHTS.name,
+    "CodeFormer": CODEFORMER_WEIGHTS.name,
+    "face detector": DETECTION_WEIGHTS.name,
+    "face parser": PARSING_WEIGHTS.name,
+    "TAESD VAE": "diffusion_pytorch_model.bin",
+    "LoRA": "evil.pt",
+    "hypernetwork": "evil.pt",
+}
 
 
 def test_the_payload_runs_when_unpickled_unsafely(tmp_path):

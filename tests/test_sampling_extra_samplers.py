@@ -2,6 +2,7 @@
 (LCMDenoiser), on the analytic model of test_sampling_timestep_samplers and on the demo checkpoint's UNet,
 against k-diffusion (the test-only oracle: Restart below 20 steps is its Heun; its Karras schedule), the LCM
 formulas transcribed here, and numbers A1111's own code produced (see A1111_RESTART and A1111_LCM)."""
+
 from __future__ import annotations
 
 import itertools
@@ -46,6 +47,7 @@ def eps_network(x_in: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def behind(denoiser: Denoiser, network):
     """`model(x, sigma) -> x0`: an ε network behind a denoiser, as guidance.CFGDenoiser calls the UNet."""
+
     def model(x, sigma):
         latents, t = denoiser.model_input(x, sigma)
         return denoiser.denoised(network(latents, t), x, sigma)
@@ -61,14 +63,46 @@ def behind(denoiser: Denoiser, network):
 # (σ 0.0292 … 14.6146) and every torch.randn_like replaced by draw(0), draw(1), … Keys: (steps, restart_list,
 # the number of draws A1111 made); printed to 9 significant digits.
 A1111_RESTART = {
-    (10, None, 0): [-0.587195992, 0.0680070221, -0.297079325, -0.807359278, -0.375027776, 0.706791937, 1.19347489,
-                    0.71227318],
-    (20, None, 1): [-0.0555602498, 0.115990698, -0.253985077, -0.722944379, -0.76396203, -0.296963394, 0.349986076,
-                    0.919239402],
-    (40, None, 2): [0.00722547248, -0.425620407, -1.02453434, -0.9693501, -0.12496686, 0.819697678, 1.10451365,
-                    0.732432187],
-    (12, ((0.5, (4, 2, 3.0)),), 2): [0.0419430807, -0.413036793, -1.04369068, -0.999361932, -0.136353016,
-                                     0.833718598, 1.12232769, 0.730706513],
+    (10, None, 0): [
+        -0.587195992,
+        0.0680070221,
+        -0.297079325,
+        -0.807359278,
+        -0.375027776,
+        0.706791937,
+        1.19347489,
+        0.71227318,
+    ],
+    (20, None, 1): [
+        -0.0555602498,
+        0.115990698,
+        -0.253985077,
+        -0.722944379,
+        -0.76396203,
+        -0.296963394,
+        0.349986076,
+        0.919239402,
+    ],
+    (40, None, 2): [
+        0.00722547248,
+        -0.425620407,
+        -1.02453434,
+        -0.9693501,
+        -0.12496686,
+        0.819697678,
+        1.10451365,
+        0.732432187,
+    ],
+    (12, ((0.5, (4, 2, 3.0)),), 2): [
+        0.0419430807,
+        -0.413036793,
+        -1.04369068,
+        -0.999361932,
+        -0.136353016,
+        0.833718598,
+        1.12232769,
+        0.730706513,
+    ],
 }
 
 
@@ -76,14 +110,20 @@ A1111_RESTART = {
 def test_restart_matches_a1111(key):
     steps, restart_list, draws_made = key
     sigmas, draws = karras(steps, SIGMA_MIN, SIGMA_MAX), Draws()
-    ours = ex.sample_restart(posterior, START * sigmas[0], sigmas, noise_sampler=draws,
-                             restart_list=None if restart_list is None else dict(restart_list))
+    ours = ex.sample_restart(
+        posterior,
+        START * sigmas[0],
+        sigmas,
+        noise_sampler=draws,
+        restart_list=None if restart_list is None else dict(restart_list),
+    )
     assert len(draws.calls) == draws_made
     assert relative_error(ours, torch.tensor(A1111_RESTART[key]).reshape(SHAPE)) < 1e-6
 
 
-@pytest.mark.parametrize(("steps", "restart_steps", "restarts"),
-                         [(10, 0, 0), (19, 0, 0), (20, 9, 1), (35, 9, 1), (36, 9, 2), (40, 10, 2)])
+@pytest.mark.parametrize(
+    ("steps", "restart_steps", "restarts"), [(10, 0, 0), (19, 0, 0), (20, 9, 1), (35, 9, 1), (36, 9, 2), (40, 10, 2)]
+)
 def test_restart_plan_follows_a1111s_rules(oracle, steps, restart_steps, restarts):
     """Below 20 steps the given sigmas, Heun all the way; from 20 a Karras main pass of steps − restarts·n
     steps and `restarts` passes of n steps (n = 9, or steps // 4 from 36) from the σ nearest 0.1 back up to the
@@ -98,8 +138,11 @@ def test_restart_plan_follows_a1111s_rules(oracle, steps, restart_steps, restart
     low = int((main - 0.1).abs().argmin())
     high = int((main - 2.0).abs().argmin())
     levels = oracle.get_sigmas_karras(restart_steps + 1, float(main[low]), float(main[high]))[:-1]
-    expected = (list(itertools.pairwise(main)) + list(itertools.pairwise(levels)) * restarts
-                + list(zip(main[low:-1], main[low + 1:])))
+    expected = (
+        list(itertools.pairwise(main))
+        + list(itertools.pairwise(levels)) * restarts
+        + list(zip(main[low:-1], main[low + 1 :]))
+    )
     assert [(float(a), float(b)) for a, b in plan] == [(float(a), float(b)) for a, b in expected]
 
 
@@ -114,8 +157,10 @@ def test_restart_converges_with_heuns_order():
     """Karras sigmas from σ_max down to σ_min (no final 0): Heun steps, second order."""
     counts, x = [4, 8, 16], START.double() * SIGMA_MAX
     exact = flow_solution(x, SIGMA_MAX, SIGMA_MIN)
-    errors = [float((ex.sample_restart(posterior, x, karras(n + 1, SIGMA_MIN, SIGMA_MAX)[:-1].double())
-                     - exact).abs().max()) for n in counts]
+    errors = [
+        float((ex.sample_restart(posterior, x, karras(n + 1, SIGMA_MIN, SIGMA_MAX)[:-1].double()) - exact).abs().max())
+        for n in counts
+    ]
     assert errors[0] > errors[1] > errors[2]
     assert abs(math.log2(errors[1] / errors[2]) - 2) < 0.3
 
@@ -140,12 +185,37 @@ def test_restart_noise_and_callbacks():
 # between the LCM levels' σ_min and σ_max for 6 steps, draws from draw(0), draw(1), …
 A1111_LCM = {
     ("sigmas", 4): [14.6146431, 2.99105597, 0.972825944, 0.13445057, 0.0],
-    ("sigmas", 8): [14.6146431, 6.76838303, 3.60098863, 2.12036538, 1.32306099, 0.829859555, 0.476454377,
-                    0.13445057, 0.0],
-    ("uniform", 4): [-0.479371011, -0.754084826, -0.822834194, -0.37753886, 0.203888342, 0.522832513, 0.643473625,
-                     0.777685761],
-    ("karras", 6): [-0.821650565, -1.217502, -0.247506469, 0.0967657566, -0.0899012908, 0.267834127, 0.599346161,
-                    0.78713429],
+    ("sigmas", 8): [
+        14.6146431,
+        6.76838303,
+        3.60098863,
+        2.12036538,
+        1.32306099,
+        0.829859555,
+        0.476454377,
+        0.13445057,
+        0.0,
+    ],
+    ("uniform", 4): [
+        -0.479371011,
+        -0.754084826,
+        -0.822834194,
+        -0.37753886,
+        0.203888342,
+        0.522832513,
+        0.643473625,
+        0.777685761,
+    ],
+    ("karras", 6): [
+        -0.821650565,
+        -1.217502,
+        -0.247506469,
+        0.0967657566,
+        -0.0899012908,
+        0.267834127,
+        0.599346161,
+        0.78713429,
+    ],
 }
 
 
@@ -160,8 +230,10 @@ def test_lcm_noise_levels():
     for sigma in (0.05, 0.5, 1.0, 7.0, 14.0):
         nearest = min(steps, key=lambda t: abs(math.log(sigma) - math.log(float(SIGMAS[t]))))
         assert float(lcm.sigma_to_t(torch.tensor([sigma]))) == nearest
-    assert torch.allclose(lcm.t_to_sigma(torch.tensor([39.0, 49.0])),
-                          torch.stack([SIGMAS[39], (SIGMAS[39].log() + SIGMAS[59].log()).div(2).exp()]))
+    assert torch.allclose(
+        lcm.t_to_sigma(torch.tensor([39.0, 49.0])),
+        torch.stack([SIGMAS[39], (SIGMAS[39].log() + SIGMAS[59].log()).div(2).exp()]),
+    )
 
 
 @pytest.mark.parametrize("key", [("uniform", 4), ("karras", 6)])
@@ -191,6 +263,7 @@ def test_lcm_steps_and_callbacks():
 
 
 # --- The demo checkpoint's UNet -----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def unet_network(demo_model):
@@ -233,7 +306,7 @@ def test_demo_unet_lcm_is_the_lcm_formulas(unet_network):
     x = LATENT * sigmas[0]
     for sigma, sigma_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
         t = min(range(19, 1000, 20), key=lambda step: abs(math.log(sigma) - math.log(float(SIGMAS[step]))))
-        eps = unet_network(x / (sigma ** 2 + 1) ** 0.5, torch.tensor([float(t)]))
+        eps = unet_network(x / (sigma**2 + 1) ** 0.5, torch.tensor([float(t)]))
         c_skip, c_out = 0.25 / ((10 * t) ** 2 + 0.25), 10 * t / ((10 * t) ** 2 + 0.25) ** 0.5
         x = c_out * (x - sigma * eps) + c_skip * x
         if sigma_next > 0:

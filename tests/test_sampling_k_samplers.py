@@ -4,6 +4,7 @@ noise: an analytic model (Gaussian data, x0 prediction in closed form) and the d
 our Denoiser. Where k-diffusion calls torch.randn_like itself, it is given A1111's substitute (TorchHijack:
 every randn_like is the next draw of the image noise), so the comparison also checks that our samplers make
 the same draws, in the same order, with the same σ arguments."""
+
 from __future__ import annotations
 
 import inspect
@@ -69,8 +70,9 @@ class RecordedNoise:
         self.calls: list[tuple] = []
 
     def __call__(self, sigma=None, sigma_next=None) -> torch.Tensor:
-        self.calls.append((sigma if sigma is None else float(sigma),
-                           sigma_next if sigma_next is None else float(sigma_next)))
+        self.calls.append(
+            (sigma if sigma is None else float(sigma), sigma_next if sigma_next is None else float(sigma_next))
+        )
         return torch.randn(SHAPE, generator=self.generator)
 
 
@@ -170,10 +172,12 @@ def test_dpm_adaptive_counts_match(oracle, sd15):
     """The step-size control makes the same accepts and rejects."""
     x = start_noise() * sd15.sigma_max
     common = dict(eta=1.0, return_info=True)
-    _, info = k_samplers.sample_dpm_adaptive(gaussian_model(), x, sd15.sigma_min, sd15.sigma_max,
-                                             noise_sampler=RecordedNoise(), **common)
-    _, info_ref = oracle.sample_dpm_adaptive(gaussian_model(), x, sd15.sigma_min, sd15.sigma_max,
-                                             noise_sampler=RecordedNoise(), disable=True, **common)
+    _, info = k_samplers.sample_dpm_adaptive(
+        gaussian_model(), x, sd15.sigma_min, sd15.sigma_max, noise_sampler=RecordedNoise(), **common
+    )
+    _, info_ref = oracle.sample_dpm_adaptive(
+        gaussian_model(), x, sd15.sigma_min, sd15.sigma_max, noise_sampler=RecordedNoise(), disable=True, **common
+    )
     assert info == info_ref and info["n_reject"] > 0
 
 
@@ -203,8 +207,11 @@ def test_demo_unet_matches_k_diffusion(oracle, unet_model, schedule, name, optio
     assert_same_run(*run_both(oracle, name, model, x, sigmas, **options))
 
 
-UNET_RANGE_CASES = [("sample_dpm_fast", {"n": 5, "eta": 0.0}), ("sample_dpm_fast", {"n": 6, "eta": 1.0}),
-                    ("sample_dpm_adaptive", {"eta": 1.0})]
+UNET_RANGE_CASES = [
+    ("sample_dpm_fast", {"n": 5, "eta": 0.0}),
+    ("sample_dpm_fast", {"n": 6, "eta": 1.0}),
+    ("sample_dpm_adaptive", {"eta": 1.0}),
+]
 
 
 @pytest.mark.parametrize(("name", "options"), UNET_RANGE_CASES)

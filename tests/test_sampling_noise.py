@@ -1,6 +1,7 @@
 """modules/sampling/noise.py against independent oracles: Random123's published Philox4x32 answers, the values
 A1111 documents for its NV source, plain torch.Generator draws in A1111's order, and k-diffusion's
 BrownianTreeNoiseSampler (test-only)."""
+
 from __future__ import annotations
 
 import itertools
@@ -29,8 +30,20 @@ PHILOX_KAT = """
 """
 
 # The "Expected output" in the docstring of A1111's modules/rng_philox.py: Generator(seed=0).randn((3, 4)).
-A1111_SEED_0 = [-0.92466259, -0.42534415, -2.6438457, 0.14518388, -0.12086647, -0.57972564, -0.62285122,
-                -0.32838709, -1.07454231, -0.36314407, -1.67105067, 2.26550497]
+A1111_SEED_0 = [
+    -0.92466259,
+    -0.42534415,
+    -2.6438457,
+    0.14518388,
+    -0.12086647,
+    -0.57972564,
+    -0.62285122,
+    -0.32838709,
+    -1.07454231,
+    -0.36314407,
+    -1.67105067,
+    2.26550497,
+]
 
 
 def draws(seed: int, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
@@ -51,8 +64,10 @@ def test_philox_gives_random123s_known_answers(line):
 def test_nv_seed_0_gives_the_values_a1111_documents():
     # The documented values are Box-Muller of the Philox words with an exact 2π/2³², unrounded: that pins the
     # counter and key layout and which words are used, to the printed precision.
-    exact = [math.sqrt(-2 * math.log((x + 0.5) / 2**32)) * math.sin((y + 0.5) * 2 * math.pi / 2**32)
-             for x, y in (philox_words(0, 0, i) for i in range(12))]
+    exact = [
+        math.sqrt(-2 * math.log((x + 0.5) / 2**32)) * math.sin((y + 0.5) * 2 * math.pi / 2**32)
+        for x, y in (philox_words(0, 0, i) for i in range(12))
+    ]
     assert np.abs(np.array(exact) - A1111_SEED_0).max() < 5e-9
     # A1111's code (and this one) takes 2π/2³² as a float32 constant, so its float32 results lie within a few
     # float32 steps of those printed values.
@@ -133,7 +148,7 @@ def test_nearly_equal_noises_mix_linearly_with_a1111s_reversed_weights():
 
 
 def test_resize_seed_from_a_smaller_size_pastes_it_centred_into_the_seeds_noise():
-    small, = draws(5, (4, 4, 6))
+    (small,) = draws(5, (4, 4, 6))
     full, full_next = draws(5, SHAPE, SHAPE)
     rng = ImageRNG(SHAPE, [5], seed_resize=(4, 6), source="CPU")
     noise_ = rng.first()[0]
@@ -147,17 +162,17 @@ def test_resize_seed_from_a_smaller_size_pastes_it_centred_into_the_seeds_noise(
 def test_resize_seed_from_a_larger_odd_size_crops_with_a1111s_floored_shift():
     # 13 columns into 8: the shift (8 - 13) // 2 is -3, so columns 3..9 fill 0..6 and column 7 keeps the seed's
     # own noise of the real size; 10 rows into 8: rows 1..8.
-    big, = draws(5, (4, 10, 13))
-    full, = draws(5, SHAPE)
+    (big,) = draws(5, (4, 10, 13))
+    (full,) = draws(5, SHAPE)
     noise_ = ImageRNG(SHAPE, [5], seed_resize=(10, 13), source="CPU").first()[0]
     assert torch.equal(noise_[:, :, :7], big[:, 1:9, 3:10])
     assert torch.equal(noise_[:, :, 7], full[:, :, 7])
 
 
 def test_resize_with_variation_mixes_at_the_made_size():
-    small, = draws(5, (4, 4, 4))
-    variation, = draws(9, (4, 4, 4))
-    full, = draws(5, SHAPE)
+    (small,) = draws(5, (4, 4, 4))
+    (variation,) = draws(9, (4, 4, 4))
+    (full,) = draws(5, SHAPE)
     got = ImageRNG(SHAPE, [5], subseeds=[9], subseed_strength=0.4, seed_resize=(4, 4), source="CPU").first()[0]
     np.testing.assert_allclose(got[:, 2:6, 2:6].numpy(), slerp_columns(0.4, small, variation), atol=1e-5)
     assert torch.equal(got[:, 0], full[:, 0])

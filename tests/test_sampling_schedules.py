@@ -2,6 +2,7 @@
 DiscreteSchedule (the test-only oracle, PyPI k-diffusion 0.1.1.post1) where A1111 calls them, A1111's loops in
 sd_schedulers.py re-derived here over the oracle's σ↔t maps where it has its own, and the SD1.5 tables that
 A1111 prints (docs/A1111-REFERENCE.md)."""
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,9 @@ def test_karras_exponential_polyexponential_are_k_diffusions(sd15, n, rho):
     sampling = k_diffusion_module("sampling")
     lo, hi = sd15.sigma_min, sd15.sigma_max
     assert torch.equal(sigmas_of("karras", n, sd15, rho=rho), sampling.get_sigmas_karras(n, lo, hi, rho or 7.0))
-    assert torch.equal(sigmas_of("polyexponential", n, sd15, rho=rho),
-                       sampling.get_sigmas_polyexponential(n, lo, hi, rho or 1.0))
+    assert torch.equal(
+        sigmas_of("polyexponential", n, sd15, rho=rho), sampling.get_sigmas_polyexponential(n, lo, hi, rho or 1.0)
+    )
     assert torch.equal(sigmas_of("exponential", n, sd15, rho=rho), sampling.get_sigmas_exponential(n, lo, hi))
 
 
@@ -161,8 +163,19 @@ def test_every_schedule_descends_to_its_end(sd15):
 
 def test_names_and_errors(sd15):
     labels = {s.label for s in schedules.SCHEDULES}
-    assert labels == {"Uniform", "Karras", "Exponential", "Polyexponential", "SGM Uniform", "KL Optimal",
-                      "Align Your Steps", "Simple", "Normal", "DDIM", "Beta"}
+    assert labels == {
+        "Uniform",
+        "Karras",
+        "Exponential",
+        "Polyexponential",
+        "SGM Uniform",
+        "KL Optimal",
+        "Align Your Steps",
+        "Simple",
+        "Normal",
+        "DDIM",
+        "Beta",
+    }
     assert all(schedules.find_schedule(s.name) is s for s in schedules.SCHEDULES)
     assert schedules.find_schedule("Automatic") is None
     with pytest.raises(ValueError, match="Unknown schedule"):

@@ -3,6 +3,7 @@ start. Checked on an analytic model (Gaussian data: the x0 prediction and the pr
 closed form) and on the demo checkpoint's UNet behind our Denoiser, against independent implementations:
 diffusers' DDIMScheduler and UniPCMultistepScheduler stepping A1111's timesteps, the PLMS and CFG++ formulas
 transcribed here, and numbers A1111's own code produced (see A1111_REFERENCE)."""
+
 from __future__ import annotations
 
 import itertools
@@ -50,12 +51,12 @@ class Draws:
 def posterior(x: torch.Tensor, sigma: torch.Tensor, mean: torch.Tensor = MEAN) -> torch.Tensor:
     """E[x0 | x0 + σ·ε = x] for x0 ~ N(mean, DATA_STD²) per element: the exact denoiser of Gaussian data."""
     variance = sigma.reshape(-1, 1, 1, 1).to(x.dtype) ** 2
-    return (DATA_STD ** 2 * x + variance * mean.to(x.dtype)) / (DATA_STD ** 2 + variance)
+    return (DATA_STD**2 * x + variance * mean.to(x.dtype)) / (DATA_STD**2 + variance)
 
 
 def flow_solution(x: torch.Tensor, sigma: float, sigma_end: float, mean: torch.Tensor = MEAN) -> torch.Tensor:
     """The probability-flow ODE's exact solution for Gaussian data: (x − μ)/√(s² + σ²) is constant."""
-    return mean + (x - mean) * math.sqrt((DATA_STD ** 2 + sigma_end ** 2) / (DATA_STD ** 2 + sigma ** 2))
+    return mean + (x - mean) * math.sqrt((DATA_STD**2 + sigma_end**2) / (DATA_STD**2 + sigma**2))
 
 
 class Guided:
@@ -75,7 +76,7 @@ class Guided:
 def eps_at(x_t: torch.Tensor, t: int, mean: torch.Tensor = MEAN) -> torch.Tensor:
     """The analytic model as an ε network: ε at the VP latent x_t and training timestep t."""
     sigma = SIGMAS[t]
-    x = x_t * (sigma ** 2 + 1) ** 0.5
+    x = x_t * (sigma**2 + 1) ** 0.5
     return (x - posterior(x, sigma.reshape(1), mean)) / sigma
 
 
@@ -84,6 +85,7 @@ def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 # --- A1111's timesteps and img2img start -------------------------------------------------------------------
+
 
 def test_a1111_timesteps():
     assert ts.a1111_timesteps(10).tolist() == [1, 101, 201, 301, 401, 501, 601, 701, 801, 901]
@@ -132,65 +134,204 @@ def test_noised_init_is_diffusers_add_noise():
 # draw(0), draw(1), … The UniPC keys are (variant, skip type, order, lower order final, steps, img2img
 # strength); printed to 9 significant digits.
 A1111_REFERENCE = {
-    ("ddim", 10, 0.0): [-0.630210698, -0.0688135847, -0.311196327, -0.667962253, -0.282142371, 0.615341783,
-                        1.04397976, 0.710121572],
-    ("ddim", 7, 0.5): [-0.514813066, -0.546628654, -0.362030149, -0.667954147, -0.174214184, 0.383716315,
-                       0.834545434, 0.782280326],
-    ("ddim_cfgpp", 10, 0.0): [-1.2275902, -0.277990103, -0.411455661, -0.930520415, -0.153869346, 0.847171307,
-                              1.1162945, 1.17581725],
-    ("ddim_cfgpp", 7, 1.0): [-0.725103438, -0.830089211, -0.147308081, -0.278494895, 0.101777531, 0.1065116,
-                             0.576494694, 0.56214726],
-    ("plms", 10): [-0.587049067, 0.0254876725, -0.294713467, -0.747648954, -0.3388592, 0.663685918, 1.12216365,
-                   0.695810914],
-    ("plms", 30): [-0.60513854, 0.0224644486, -0.303589612, -0.765354872, -0.346068174, 0.680290222, 1.15037894,
-                   0.715792716],
+    ("ddim", 10, 0.0): [
+        -0.630210698,
+        -0.0688135847,
+        -0.311196327,
+        -0.667962253,
+        -0.282142371,
+        0.615341783,
+        1.04397976,
+        0.710121572,
+    ],
+    ("ddim", 7, 0.5): [
+        -0.514813066,
+        -0.546628654,
+        -0.362030149,
+        -0.667954147,
+        -0.174214184,
+        0.383716315,
+        0.834545434,
+        0.782280326,
+    ],
+    ("ddim_cfgpp", 10, 0.0): [
+        -1.2275902,
+        -0.277990103,
+        -0.411455661,
+        -0.930520415,
+        -0.153869346,
+        0.847171307,
+        1.1162945,
+        1.17581725,
+    ],
+    ("ddim_cfgpp", 7, 1.0): [
+        -0.725103438,
+        -0.830089211,
+        -0.147308081,
+        -0.278494895,
+        0.101777531,
+        0.1065116,
+        0.576494694,
+        0.56214726,
+    ],
+    ("plms", 10): [
+        -0.587049067,
+        0.0254876725,
+        -0.294713467,
+        -0.747648954,
+        -0.3388592,
+        0.663685918,
+        1.12216365,
+        0.695810914,
+    ],
+    ("plms", 30): [
+        -0.60513854,
+        0.0224644486,
+        -0.303589612,
+        -0.765354872,
+        -0.346068174,
+        0.680290222,
+        1.15037894,
+        0.715792716,
+    ],
     ("unipc", "bh1", "time_uniform", 3, True, 10, None): [
-        -0.633993208, -0.0409627333, -0.31458807, -0.71154362, -0.307825208, 0.64758265, 1.09746861, 0.725212336],
+        -0.633993208,
+        -0.0409627333,
+        -0.31458807,
+        -0.71154362,
+        -0.307825208,
+        0.64758265,
+        1.09746861,
+        0.725212336,
+    ],
     ("unipc", "bh2", "time_uniform", 3, True, 10, None): [
-        -0.636175513, -0.0460229516, -0.315405607, -0.707105637, -0.304709524, 0.644843161, 1.09302747,
-        0.725824058],
+        -0.636175513,
+        -0.0460229516,
+        -0.315405607,
+        -0.707105637,
+        -0.304709524,
+        0.644843161,
+        1.09302747,
+        0.725824058,
+    ],
     ("unipc", "vary_coeff", "time_uniform", 3, True, 10, None): [
-        -0.641995132, -0.0595165268, -0.317586094, -0.695270717, -0.296401322, 0.637538195, 1.08118463,
-        0.727455199],
+        -0.641995132,
+        -0.0595165268,
+        -0.317586094,
+        -0.695270717,
+        -0.296401322,
+        0.637538195,
+        1.08118463,
+        0.727455199,
+    ],
     ("unipc", "bh1", "logSNR", 3, True, 10, None): [
-        -0.600773513, 0.0360633433, -0.302141666, -0.779100955, -0.355251789, 0.68928206, 1.16507244, 0.715901971],
+        -0.600773513,
+        0.0360633433,
+        -0.302141666,
+        -0.779100955,
+        -0.355251789,
+        0.68928206,
+        1.16507244,
+        0.715901971,
+    ],
     ("unipc", "bh2", "time_quadratic", 2, True, 8, None): [
-        -0.605925858, 0.0241164621, -0.304072142, -0.768622696, -0.347895741, 0.682814419, 1.15458727,
-        0.717345893],
+        -0.605925858,
+        0.0241164621,
+        -0.304072142,
+        -0.768622696,
+        -0.347895741,
+        0.682814419,
+        1.15458727,
+        0.717345893,
+    ],
     ("unipc", "bh1", "time_uniform", 4, False, 12, None): [
-        -0.78624481, -0.39396888, -0.371633172, -0.401930928, -0.0904762894, 0.456487119, 0.787645221,
-        0.767897367],
+        -0.78624481,
+        -0.39396888,
+        -0.371633172,
+        -0.401930928,
+        -0.0904762894,
+        0.456487119,
+        0.787645221,
+        0.767897367,
+    ],
     ("unipc", "vary_coeff", "logSNR", 2, True, 6, None): [
-        -0.604346514, 0.0277790315, -0.303480327, -0.771835387, -0.350150943, 0.684797645, 1.15780187,
-        0.716903329],
+        -0.604346514,
+        0.0277790315,
+        -0.303480327,
+        -0.771835387,
+        -0.350150943,
+        0.684797645,
+        1.15780187,
+        0.716903329,
+    ],
     ("unipc", "vary_coeff", "time_uniform", 4, False, 12, None): [
-        -0.787625432, -0.397183478, -0.372146696, -0.399116844, -0.0884926915, 0.454741448, 0.784835815,
-        0.768281758],
+        -0.787625432,
+        -0.397183478,
+        -0.372146696,
+        -0.399116844,
+        -0.0884926915,
+        0.454741448,
+        0.784835815,
+        0.768281758,
+    ],
     ("unipc", "bh2", "time_uniform", 1, True, 5, None): [
-        -0.689509451, -0.169687554, -0.335388333, -0.598643363, -0.228566617, 0.577894926, 0.984490097,
-        0.740772247],
+        -0.689509451,
+        -0.169687554,
+        -0.335388333,
+        -0.598643363,
+        -0.228566617,
+        0.577894926,
+        0.984490097,
+        0.740772247,
+    ],
     ("unipc", "bh1", "time_uniform", 3, True, 20, 0.6): [
-        -0.374710321, 0.210577577, -0.198590428, -0.749275565, -0.381216168, 0.619886458, 1.04092121, 0.518578231],
+        -0.374710321,
+        0.210577577,
+        -0.198590428,
+        -0.749275565,
+        -0.381216168,
+        0.619886458,
+        1.04092121,
+        0.518578231,
+    ],
     ("unipc", "vary_coeff", "time_quadratic", 3, True, 20, 0.35): [
-        -0.0630194843, 0.535702407, -0.0603726357, -0.826474547, -0.488743484, 0.60956192, 1.01094091,
-        0.278890491],
+        -0.0630194843,
+        0.535702407,
+        -0.0603726357,
+        -0.826474547,
+        -0.488743484,
+        0.60956192,
+        1.01094091,
+        0.278890491,
+    ],
 }
 
 
 def run_case(key: tuple) -> torch.Tensor:
     kind = key[0]
     if kind == "ddim":
-        return ts.sample_ddim(posterior, START, ts.a1111_timesteps(key[1]), alphas_cumprod=AC, eta=key[2],
-                              noise_sampler=Draws())
+        return ts.sample_ddim(
+            posterior, START, ts.a1111_timesteps(key[1]), alphas_cumprod=AC, eta=key[2], noise_sampler=Draws()
+        )
     if kind == "ddim_cfgpp":
-        return ts.sample_ddim_cfgpp(Guided(), START, ts.a1111_timesteps(key[1]), alphas_cumprod=AC, eta=key[2],
-                                    noise_sampler=Draws())
+        return ts.sample_ddim_cfgpp(
+            Guided(), START, ts.a1111_timesteps(key[1]), alphas_cumprod=AC, eta=key[2], noise_sampler=Draws()
+        )
     if kind == "plms":
         return ts.sample_plms(posterior, START, ts.a1111_timesteps(key[1]), alphas_cumprod=AC)
     variant, skip_type, order, lower_order_final, steps, strength = key[1:]
     timesteps = ts.a1111_timesteps(steps) if strength is None else ts.img2img_timesteps(steps, strength)[0]
-    return ts.sample_unipc(posterior, START, timesteps, alphas_cumprod=AC, variant=variant, skip_type=skip_type,
-                           order=order, lower_order_final=lower_order_final, is_img2img=strength is not None)
+    return ts.sample_unipc(
+        posterior,
+        START,
+        timesteps,
+        alphas_cumprod=AC,
+        variant=variant,
+        skip_type=skip_type,
+        order=order,
+        lower_order_final=lower_order_final,
+        is_img2img=strength is not None,
+    )
 
 
 @pytest.mark.parametrize("key", A1111_REFERENCE, ids=str)
@@ -206,19 +347,35 @@ def test_matches_a1111(key):
 # σ(τ) (ā = 1/(σ²+1)), which A1111's CompVisTimestepsVDenoiser turns into ε with ᾱ[int(τ)]; UniPC's τ are
 # fractional here. Keys: (variant, skip type, order, steps).
 A1111_V_PREDICTION = {
-    ("bh2", "time_uniform", 3, 10): [-0.637316346, -0.0463689826, -0.315957129, -0.708004832, -0.305032462,
-                                     0.645733416, 1.09454715, 0.727024734],
-    ("bh1", "logSNR", 2, 8): [-0.581998706, 0.0817652419, -0.29522419, -0.820319116, -0.383897007, 0.715040445,
-                              1.20690441, 0.711470604],
+    ("bh2", "time_uniform", 3, 10): [
+        -0.637316346,
+        -0.0463689826,
+        -0.315957129,
+        -0.708004832,
+        -0.305032462,
+        0.645733416,
+        1.09454715,
+        0.727024734,
+    ],
+    ("bh1", "logSNR", 2, 8): [
+        -0.581998706,
+        0.0817652419,
+        -0.29522419,
+        -0.820319116,
+        -0.383897007,
+        0.715040445,
+        1.20690441,
+        0.711470604,
+    ],
 }
 
 
 def v_network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     sigma = Denoiser(AC).t_to_sigma(t.float()).reshape(-1, 1, 1, 1)
-    x = x_t * (sigma ** 2 + 1) ** 0.5
+    x = x_t * (sigma**2 + 1) ** 0.5
     x0 = posterior(x, sigma)
-    alpha = 1 / (sigma ** 2 + 1)
-    return alpha ** 0.5 * (x - x0) / sigma - (1 - alpha) ** 0.5 * x0
+    alpha = 1 / (sigma**2 + 1)
+    return alpha**0.5 * (x - x0) / sigma - (1 - alpha) ** 0.5 * x0
 
 
 @pytest.mark.parametrize("key", A1111_V_PREDICTION, ids=str)
@@ -254,24 +411,37 @@ def test_ddim_is_diffusers_ddim_on_a1111_timesteps(steps, eta):
 def unipc_scheduler(variant: str, order: int, lower_order_final: bool, steps: int) -> UniPCMultistepScheduler:
     """diffusers' UniPC on the same discretisation as A1111's time_uniform when 999 / steps is whole: timesteps
     999 − k·999/steps, then the first training step's σ."""
-    scheduler = UniPCMultistepScheduler(**SD15, solver_order=order, solver_type=variant,
-                                        lower_order_final=lower_order_final, final_sigmas_type="sigma_min")
+    scheduler = UniPCMultistepScheduler(
+        **SD15,
+        solver_order=order,
+        solver_type=variant,
+        lower_order_final=lower_order_final,
+        final_sigmas_type="sigma_min",
+    )
     scheduler.alphas_cumprod = AC.clone()
     scheduler.set_timesteps(steps)
     return scheduler
 
 
-@pytest.mark.parametrize(("variant", "order", "lower_order_final"),
-                         [("bh1", 3, True), ("bh2", 3, True), ("bh2", 2, True), ("bh1", 1, True),
-                          ("bh1", 3, False)])
+@pytest.mark.parametrize(
+    ("variant", "order", "lower_order_final"),
+    [("bh1", 3, True), ("bh2", 3, True), ("bh2", 2, True), ("bh1", 1, True), ("bh1", 3, False)],
+)
 def test_unipc_is_diffusers_unipc(variant, order, lower_order_final):
     timesteps = ts.a1111_timesteps(26)  # 27 values: UniPC's model timesteps are 999 − 37k, all whole
     scheduler = unipc_scheduler(variant, order, lower_order_final, len(timesteps))
     x = START
     for t in scheduler.timesteps:
         x = scheduler.step(eps_at(x, int(t)), t, x).prev_sample
-    ours = ts.sample_unipc(posterior, START, timesteps, alphas_cumprod=AC, variant=variant, order=order,
-                           lower_order_final=lower_order_final)
+    ours = ts.sample_unipc(
+        posterior,
+        START,
+        timesteps,
+        alphas_cumprod=AC,
+        variant=variant,
+        order=order,
+        lower_order_final=lower_order_final,
+    )
     assert relative_error(ours, x) < 1e-5
 
 
@@ -283,7 +453,7 @@ def naive_plms(eps, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         a, a_prev = float(AC[t]), float(AC[t_prev])
 
         def ddim(e, x=x, a=a, a_prev=a_prev):
-            return a_prev ** 0.5 * (x - (1 - a) ** 0.5 * e) / a ** 0.5 + (1 - a_prev) ** 0.5 * e
+            return a_prev**0.5 * (x - (1 - a) ** 0.5 * e) / a**0.5 + (1 - a_prev) ** 0.5 * e
 
         e = eps(x, t)
         if len(earlier) == 0:
@@ -299,15 +469,14 @@ def naive_plms(eps, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def naive_ddim_cfgpp(eps_cond, eps_uncond, x: torch.Tensor, timesteps: torch.Tensor, cfg_scale: float
-                     ) -> torch.Tensor:
+def naive_ddim_cfgpp(eps_cond, eps_uncond, x: torch.Tensor, timesteps: torch.Tensor, cfg_scale: float) -> torch.Tensor:
     """DDIM CFG++ at eta 0 as A1111 1.10 writes it: x0 from ε guided at cfg_scale / 12.5, direction from ε_uncond."""
     descending = timesteps.flip(0).tolist()
     for t, t_prev in itertools.pairwise(descending):
         a, a_prev = float(AC[t]), float(AC[t_prev])
         e_c, e_u = eps_cond(x, t), eps_uncond(x, t)
         e = e_u + (e_c - e_u) * cfg_scale / 12.5
-        x = a_prev ** 0.5 * (x - (1 - a) ** 0.5 * e) / a ** 0.5 + (1 - a_prev) ** 0.5 * e_u
+        x = a_prev**0.5 * (x - (1 - a) ** 0.5 * e) / a**0.5 + (1 - a_prev) ** 0.5 * e_u
     return x
 
 
@@ -341,8 +510,10 @@ def test_ddim_and_plms_converge_to_the_probability_flow_solution():
     exact = flow_solution(x * (SIGMAS[961].double() ** 2 + 1) ** 0.5, float(SIGMAS[961]), float(SIGMAS[161]))
     exact_vp = exact * AC[161].double().sqrt()
     for sampler, order in ((ts.sample_ddim, 1), (ts.sample_plms, 2)):
-        errors = [float((sampler(posterior, x, torch.arange(161, 962, 800 // n), alphas_cumprod=AC) - exact_vp)
-                        .abs().max()) for n in counts]
+        errors = [
+            float((sampler(posterior, x, torch.arange(161, 962, 800 // n), alphas_cumprod=AC) - exact_vp).abs().max())
+            for n in counts
+        ]
         assert errors[0] > errors[1] > errors[2]
         assert abs(convergence_rate(errors, counts) - order) < 0.15
 
@@ -353,8 +524,25 @@ def test_unipc_converges_with_its_order(variant, order):
     counts, x = [8, 16, 32], START.double()
     exact = flow_solution(x * (SIGMAS[999].double() ** 2 + 1) ** 0.5, float(SIGMAS[999]), float(SIGMAS[0]))
     exact_vp = exact * AC[0].double().sqrt()
-    errors = [float((ts.sample_unipc(posterior, x, torch.arange(n), alphas_cumprod=AC.double(), variant=variant,
-                                     order=order, skip_type="logSNR") - exact_vp).abs().max()) for n in counts]
+    errors = [
+        float(
+            (
+                ts.sample_unipc(
+                    posterior,
+                    x,
+                    torch.arange(n),
+                    alphas_cumprod=AC.double(),
+                    variant=variant,
+                    order=order,
+                    skip_type="logSNR",
+                )
+                - exact_vp
+            )
+            .abs()
+            .max()
+        )
+        for n in counts
+    ]
     assert errors[0] > errors[1] > errors[2]
     assert convergence_rate(errors, counts) > order + 0.7
 
@@ -389,7 +577,7 @@ def test_callbacks_and_model_calls(name):
     top = SIGMAS[999] if name == "unipc" else SIGMAS[901]
     assert first["sigma"] == pytest.approx(float(top), rel=1e-5)
     # x in k-diffusion scale (the VP latent × √(σ² + 1)) and the model's x0 there
-    assert torch.allclose(first["x"], START * (top ** 2 + 1) ** 0.5, rtol=1e-5)
+    assert torch.allclose(first["x"], START * (top**2 + 1) ** 0.5, rtol=1e-5)
     assert torch.allclose(first["denoised"], posterior(first["x"], top.reshape(1)), rtol=1e-5, atol=1e-6)
 
 
@@ -417,6 +605,7 @@ def test_too_few_timesteps():
 
 
 # --- The demo checkpoint's UNet ----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def demo_unet(demo_model):

@@ -1,5 +1,6 @@
 """Save and Zip under the gallery (the selected image or all, log.csv with A1111's columns, a zip of the files), and
 📂: opened with the system's opener on a local server, named only when other machines can connect."""
+
 import csv
 import os
 import time
@@ -29,12 +30,21 @@ def opts(tmp_path, monkeypatch):
 
 
 def result_with_grid() -> GenerationResult:
-    images = [Image.new("RGB", (128, 64), "white"), Image.new("RGB", (64, 64), "red"),
-              Image.new("RGB", (64, 64), "blue")]
+    images = [
+        Image.new("RGB", (128, 64), "white"),
+        Image.new("RGB", (64, 64), "red"),
+        Image.new("RGB", (64, 64), "blue"),
+    ]
     texts = [TEXT.format("cat", 5), TEXT.format("cat", 5), TEXT.format("dog", 6)]
-    return GenerationResult(GenerationParams(prompt="a cat", negative_prompt="fog", seed=5, steps=3, width=64,
-                                             height=64, sampler_name="Euler"),
-                            images=images, infotexts=texts, seeds=[5, 5, 6], index_of_first_image=1)
+    return GenerationResult(
+        GenerationParams(
+            prompt="a cat", negative_prompt="fog", seed=5, steps=3, width=64, height=64, sampler_name="Euler"
+        ),
+        images=images,
+        infotexts=texts,
+        seeds=[5, 5, 6],
+        index_of_first_image=1,
+    )
 
 
 def test_save_writes_the_selected_image_with_its_infotext_and_a_log_row(opts, tmp_path):
@@ -85,8 +95,9 @@ def opener_on_path(tmp_path, monkeypatch) -> Path:
 
 
 def policy(**flags) -> ServerPaths:
-    args = SimpleNamespace(**{"listen": False, "share": False, "allow_server_paths": False,
-                              "hide_ui_dir_config": False, **flags})
+    args = SimpleNamespace(
+        **{"listen": False, "share": False, "allow_server_paths": False, "hide_ui_dir_config": False, **flags}
+    )
     return ServerPaths.from_args(args, SimpleNamespace(root=Path("/"), extra_ckpt_dir=None))
 
 

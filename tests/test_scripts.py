@@ -1,5 +1,6 @@
 """The A1111 Script API on the demo model: an unchanged wiki-style script, AlwaysVisible hooks,
 callbacks, load errors, and the processing objects' behaviour."""
+
 from __future__ import annotations
 
 import copy
@@ -14,7 +15,7 @@ from modules.sampling.registry import SAMPLER_NAMES
 
 # A script as A1111's wiki shows it: it imports modules.scripts, modules.processing, modules.shared
 # and gradio, calls process_images, and saves with images.save_image.
-WIKI_SCRIPT = '''
+WIKI_SCRIPT = """
 import modules.scripts as scripts
 import gradio as gr
 import os
@@ -45,9 +46,9 @@ class Script(scripts.Script):
             images.save_image(proc.images[i], p.outpath_samples, "flipped", proc.seed + i, proc.prompt,
                               opts.samples_format, info=proc.info, p=p)
         return proc
-'''
+"""
 
-HOOKS_SCRIPT = '''
+HOOKS_SCRIPT = """
 import modules.scripts as scripts
 import gradio as gr
 from PIL import ImageOps
@@ -79,7 +80,7 @@ class Invert(scripts.Script):
 
     def postprocess(self, p, processed, enabled):
         calls.append(("postprocess", len(processed.images)))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +148,12 @@ def test_prompt_matrix_grid_and_prompts(services):
     result = generate(services, "Prompt matrix", {}, prompt="a house|red|big", batch_size=1)
     grid, *cells = result.images
     assert len(cells) == 4
-    assert [text.split("\n")[0] for text in result.infotexts[1:]] == ["a house", "a house, red", "a house, big",
-                                                                     "a house, red, big"]
+    assert [text.split("\n")[0] for text in result.infotexts[1:]] == [
+        "a house",
+        "a house, red",
+        "a house, big",
+        "a house, red, big",
+    ]
     assert grid.width > 2 * 64 and grid.height > 2 * 64  # two columns, two rows, plus the label bands
     top_left = grid.crop((grid.width - 128, grid.height - 128, grid.width - 64, grid.height - 64))
     assert np.array_equal(np.asarray(top_left), np.asarray(cells[0]))

@@ -20,8 +20,10 @@ from modules.sd_models import load_model
 TOKEN_EMBEDDINGS = {
     "sd1": ["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"],
     "sd2": ["cond_stage_model.model.token_embedding.weight"],
-    "sdxl": ["conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
-             "conditioner.embedders.1.model.token_embedding.weight"],
+    "sdxl": [
+        "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
+        "conditioner.embedders.1.model.token_embedding.weight",
+    ],
 }
 
 
@@ -68,9 +70,9 @@ def test_v_prediction_probe_reads_the_unet_output(tmp_path):
     unet = model.unet
     with torch.no_grad():
         unet.conv_out.weight.zero_()
-        unet.conv_out.bias.fill_(-3.0)   # output far below the input: a v model's signature
+        unet.conv_out.bias.fill_(-3.0)  # output far below the input: a v model's signature
         assert model_detection.predicts_v(unet, unet.config.cross_attention_dim)
-        unet.conv_out.bias.fill_(0.5)    # output ≈ input: an epsilon model's
+        unet.conv_out.bias.fill_(0.5)  # output ≈ input: an epsilon model's
         assert not model_detection.predicts_v(unet, unet.config.cross_attention_dim)
 
 
@@ -118,8 +120,9 @@ def test_random_bytes_are_not_a_checkpoint_rather_than_code(name, tmp_path):
     (tmp_path / name).write_bytes(random.Random(7).randbytes(4096))
     with pytest.raises(ModelLoadError) as caught:
         _load(tmp_path / name, tmp_path)
-    assert str(caught.value) == (f"{name} is not a checkpoint (unreadable): its bytes are not a pickle, a zip or "
-                                 "safetensors")
+    assert str(caught.value) == (
+        f"{name} is not a checkpoint (unreadable): its bytes are not a pickle, a zip or safetensors"
+    )
 
 
 def test_a_damaged_pickle_is_unreadable_and_a_plain_pickle_with_code_is_refused(tmp_path):

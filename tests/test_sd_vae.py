@@ -1,5 +1,6 @@
 """Separate VAE files on the demo model: listing, switching and back, bad files, infotext, the API, the X/Y/Z
 VAE axis and the quicksettings row, with real single-file VAEs written to models/VAE."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,10 @@ def write_vae_files(folder: Path, config: dict) -> None:
     (folder / "broken.safetensors").write_bytes(whole[: len(whole) // 2])
     wide = {**config, "block_out_channels": [2 * width for width in config["block_out_channels"]]}
     save_file(vae_to_ldm(random_vae(wide, 7)), str(folder / "wrong.safetensors"))
-    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)},
-              str(folder / "lora.safetensors"))
+    save_file(
+        {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)},
+        str(folder / "lora.safetensors"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +71,13 @@ def differ(a, b) -> bool:
 def test_vae_files_are_listed_and_automatic_finds_the_checkpoints_own(tmp_path):
     (tmp_path / "VAE").mkdir()
     (tmp_path / "ckpt").mkdir()
-    for name in ("VAE/b10.pt", "VAE/b9.safetensors", "VAE/notes.txt", "ckpt/model.vae.safetensors",
-                 "ckpt/model.safetensors"):
+    for name in (
+        "VAE/b10.pt",
+        "VAE/b9.safetensors",
+        "VAE/notes.txt",
+        "ckpt/model.vae.safetensors",
+        "ckpt/model.safetensors",
+    ):
         (tmp_path / name).write_bytes(b"x")
     found = list_vae_files(tmp_path / "VAE", [tmp_path / "ckpt"])
     assert [p.name for p in found] == ["b9.safetensors", "b10.pt", "model.vae.safetensors"]
@@ -98,8 +106,14 @@ def test_a_vae_file_changes_the_images_and_none_brings_the_checkpoints_back(serv
     assert services.models.current.own_vae_state is None
 
 
-@pytest.mark.parametrize("name, reason", [("broken.safetensors", "damaged"), ("wrong.safetensors", "another shape"),
-                                          ("lora.safetensors", "not a VAE this model can use")])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("broken.safetensors", "damaged"),
+        ("wrong.safetensors", "another shape"),
+        ("lora.safetensors", "not a VAE this model can use"),
+    ],
+)
 def test_a_bad_vae_file_is_refused_and_the_vae_in_use_stays(services, own_vae_after, name, reason):
     services.set_vae(OTHER).result(timeout=60)
     before = generate(services)
@@ -134,8 +148,10 @@ def test_infotext_vae_keys_follow_model_and_parse_back():
     from modules.generation_params import GenerationParams
     from modules.infotext import create_infotext, parse_infotext
 
-    text = create_infotext(GenerationParams(prompt="a cat", steps=3), {"Model": "m", "VAE": "v.pt",
-                                                                       "VAE hash": "0123456789", "Clip skip": 2})
+    text = create_infotext(
+        GenerationParams(prompt="a cat", steps=3),
+        {"Model": "m", "VAE": "v.pt", "VAE hash": "0123456789", "Clip skip": 2},
+    )
     assert "Model: m, VAE hash: 0123456789, VAE: v.pt, Clip skip: 2" in text
     parsed = parse_infotext(text)
     assert parsed["VAE"] == "v.pt" and parsed["VAE hash"] == "0123456789"
@@ -177,8 +193,9 @@ def test_api_lists_switches_and_overrides_the_vae(services, own_vae_after):
 
 
 def test_xyz_vae_axis_switches_per_cell_and_restores(services):
-    result = generate(services, "X/Y/Z plot", {"X type": "VAE", "X values": f"None, {OTHER}",
-                                               "Include Sub Images": True})
+    result = generate(
+        services, "X/Y/Z plot", {"X type": "VAE", "X values": f"None, {OTHER}", "Include Sub Images": True}
+    )
     _grid, *cells = result.images
     assert len(cells) == 2
     first, second = (np.asarray(cell, dtype=np.int16) for cell in cells)
@@ -198,8 +215,11 @@ def quicksettings_row(page) -> list[str]:
         return next((found for child in node.get("children", []) if (found := find(child))), None)
 
     def inside(node: dict) -> list[str]:  # Gradio wraps form controls in blocks of its own
-        return [elem_id for child in node.get("children", [])
-                for elem_id in ([elem_ids[child["id"]]] if elem_ids.get(child["id"]) else inside(child))]
+        return [
+            elem_id
+            for child in node.get("children", [])
+            for elem_id in ([elem_ids[child["id"]]] if elem_ids.get(child["id"]) else inside(child))
+        ]
 
     return inside(find(config["layout"]))
 
@@ -209,8 +229,13 @@ def test_quicksettings_list_decides_the_row_and_the_settings_tab_keeps_the_rest(
     from modules.ui.ui_config import UiConfig
 
     page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
-    assert quicksettings_row(page) == ["setting_sd_model_checkpoint", "refresh_sd_model_checkpoint", "setting_sd_vae",
-                                       "refresh_sd_vae", "setting_CLIP_stop_at_last_layers"]
+    assert quicksettings_row(page) == [
+        "setting_sd_model_checkpoint",
+        "refresh_sd_model_checkpoint",
+        "setting_sd_vae",
+        "refresh_sd_vae",
+        "setting_CLIP_stop_at_last_layers",
+    ]
     vae = next(c for c in page.get_config_file()["components"] if c.get("props", {}).get("elem_id") == "setting_sd_vae")
     assert [choice[0] for choice in vae["props"]["choices"]][:3] == ["Automatic", "None", "broken.safetensors"]
     assert vae["props"]["label"] == "SD VAE"
@@ -218,8 +243,12 @@ def test_quicksettings_list_decides_the_row_and_the_settings_tab_keeps_the_rest(
         services.opts.validated("quicksettings_list", ["sd_vae", "no_such_setting"])
     with services.opts.overridden({"quicksettings_list": ["eta_noise_seed_delta", "grid_save"]}):
         page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
-    assert quicksettings_row(page) == ["setting_sd_model_checkpoint", "refresh_sd_model_checkpoint",
-                                       "setting_eta_noise_seed_delta", "setting_grid_save"]
+    assert quicksettings_row(page) == [
+        "setting_sd_model_checkpoint",
+        "refresh_sd_model_checkpoint",
+        "setting_eta_noise_seed_delta",
+        "setting_grid_save",
+    ]
     elem_ids = [c.get("props", {}).get("elem_id") for c in page.get_config_file()["components"]]
     assert "setting_sd_vae" in elem_ids and "setting_CLIP_stop_at_last_layers" in elem_ids  # in the Settings tab
     assert elem_ids.count("setting_eta_noise_seed_delta") == 1
@@ -253,8 +282,9 @@ def test_the_settings_tab_swaps_the_vae_too(services, own_vae_after):
     from modules.ui.settings import apply_settings
 
     ensd = services.opts.eta_noise_seed_delta
-    message = apply_settings(services.opts, ["sd_vae", "eta_noise_seed_delta"], ["broken.safetensors", ensd + 9],
-                             services.change_settings)
+    message = apply_settings(
+        services.opts, ["sd_vae", "eta_noise_seed_delta"], ["broken.safetensors", ensd + 9], services.change_settings
+    )
     assert message.startswith("Nothing was saved") and "Could not use the VAE broken.safetensors" in message
     assert services.opts.sd_vae != "broken.safetensors" and services.opts.eta_noise_seed_delta == ensd
     assert json.loads(services.paths.config_file.read_text()).get("eta_noise_seed_delta", 0) == ensd
@@ -268,8 +298,9 @@ def test_the_xyz_vae_axis_reaches_hires_fixs_own_checkpoint(services, own_vae_af
     services.models.refresh()
     hires = {"enable_hr": True, "hr_scale": 2, "denoising_strength": 0.5, "hr_checkpoint_name": "second.safetensors"}
     try:
-        result = generate(services, "X/Y/Z plot", {"X type": "VAE", "X values": f"None, {OTHER}",
-                                                   "Include Sub Images": True}, **hires)
+        result = generate(
+            services, "X/Y/Z plot", {"X type": "VAE", "X values": f"None, {OTHER}", "Include Sub Images": True}, **hires
+        )
         services.set_vae(OTHER).result(timeout=60)
         as_setting = generate(services, **hires)
     finally:

@@ -1,6 +1,7 @@
 """Security through a real app.py on a free port: file serving stays inside outputs and Gradio's temp
 folder, extension installs are off when listening, logins protect the page and the API, passwords
 never reach the log or /sdapi/v1/cmd-flags, and an open server says so at start."""
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,9 @@ def locked_app(tmp_path_factory, demo_checkpoint):
     plant_files(root, data)
     logins = root / "logins.txt"
     logins.write_text("alice:wonder-land-77, carol:c4r0l-pw\n\nbob:builder-no\n")  # A1111's format
-    with running_app(data, "--listen", "--api", "--gradio-auth-path", str(logins),
-                     "--api-auth", f"robot:{API_PASSWORD}") as url:
+    with running_app(
+        data, "--listen", "--api", "--gradio-auth-path", str(logins), "--api-auth", f"robot:{API_PASSWORD}"
+    ) as url:
         yield url, data, root
 
 
@@ -69,19 +71,32 @@ def escapes(root) -> list[str]:
     outputs = root / "data" / "outputs"
     relative = os.path.relpath(secret, outputs / "txt2img-images")
     return [
-        "/etc/passwd", "../../etc/passwd", "../../../../../../../../etc/passwd", secret, config,
-        f"{outputs}/../config.json", f"{outputs}/txt2img-images/{relative}",
-        quote("/etc/passwd", safe=""), quote("../../etc/passwd", safe=""), quote(quote(secret, safe=""), safe=""),
-        quote(quote("../../etc/passwd", safe=""), safe=""), "..%2f..%2f..%2fetc%2fpasswd", "%2e%2e/%2e%2e/etc/passwd",
-        f"{outputs}/txt2img-images/link.txt", f"{outputs}/txt2img-images/link-dir/secret.txt",
-        "app.py", str(ROOT / "app.py"), str(root / "data" / "models" / "Stable-diffusion" / "demo.safetensors"),
+        "/etc/passwd",
+        "../../etc/passwd",
+        "../../../../../../../../etc/passwd",
+        secret,
+        config,
+        f"{outputs}/../config.json",
+        f"{outputs}/txt2img-images/{relative}",
+        quote("/etc/passwd", safe=""),
+        quote("../../etc/passwd", safe=""),
+        quote(quote(secret, safe=""), safe=""),
+        quote(quote("../../etc/passwd", safe=""), safe=""),
+        "..%2f..%2f..%2fetc%2fpasswd",
+        "%2e%2e/%2e%2e/etc/passwd",
+        f"{outputs}/txt2img-images/link.txt",
+        f"{outputs}/txt2img-images/link-dir/secret.txt",
+        "app.py",
+        str(ROOT / "app.py"),
+        str(root / "data" / "models" / "Stable-diffusion" / "demo.safetensors"),
     ]
 
 
 def fetch(session, url: str, path: str) -> list[requests.Response]:
     """The file routes Gradio has answered on, old and new spelling."""
-    return [session.get(f"{url}{prefix}file={path}", timeout=10, allow_redirects=False)
-            for prefix in ("", "gradio_api/")]
+    return [
+        session.get(f"{url}{prefix}file={path}", timeout=10, allow_redirects=False) for prefix in ("", "gradio_api/")
+    ]
 
 
 def assert_refused(responses: list[requests.Response], path: str) -> None:
@@ -101,8 +116,13 @@ def test_files_come_only_from_outputs(open_app):
 def test_raw_paths_that_clients_do_not_normalise_are_refused(open_app):
     url, _, root, _ = open_app
     host, port = url.removeprefix("http://").rstrip("/").split(":")
-    for path in ("/gradio_api/file=../../../../etc/passwd", f"/gradio_api/file=/{root}/secret.txt",
-                 "/gradio_api/file=%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd"):
+    for path in (
+        "/gradio_api/file=../../../../etc/passwd",
+        f"/gradio_api/file=/{root}/secret.txt",
+        "/gradio_api/file=%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+    ):
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
             reply = b""
@@ -134,8 +154,13 @@ def test_extension_install_and_apply_are_refused_when_listening(open_app):
 def test_page_logins_from_the_file(locked_app):
     url, _, _ = locked_app
     assert requests.get(url + "config", timeout=10).status_code == 401
-    for user, password in (("alice", "wrong"), ("alice", ""), ("", ""), ("nobody", "wonder-land-77"),
-                           ("robot", API_PASSWORD)):
+    for user, password in (
+        ("alice", "wrong"),
+        ("alice", ""),
+        ("", ""),
+        ("nobody", "wonder-land-77"),
+        ("robot", API_PASSWORD),
+    ):
         assert login(url, user, password).get(url + "config", timeout=10).status_code == 401, (user, password)
     for user, password in (("alice", "wonder-land-77"), ("carol", "c4r0l-pw"), ("bob", "builder-no")):
         assert login(url, user, password).get(url + "config", timeout=10).status_code == 200, user
@@ -175,7 +200,11 @@ def test_a_malformed_login_file_stops_the_start_without_echoing_it(tmp_path):
 
     logins = tmp_path / "logins.txt"
     logins.write_text("alice:fine\n:leaked-password\n")
-    done = subprocess.run([sys.executable, "app.py", "--data-dir", str(tmp_path), "--gradio-auth-path", str(logins)],
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "app.py", "--data-dir", str(tmp_path), "--gradio-auth-path", str(logins)],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0 and "line 2" in done.stderr and "leaked-password" not in done.stderr

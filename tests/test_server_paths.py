@@ -1,5 +1,6 @@
 """The server folders policy: any folder on a local server; with --listen or --share none, unless
 --allow-server-paths, and then only inside the data dir (or --ckpt-dir); none with --hide-ui-dir-config."""
+
 from __future__ import annotations
 
 from pathlib import Path

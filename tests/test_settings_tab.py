@@ -1,4 +1,5 @@
 """The Settings tab's apply function and its controls, on a real config.json."""
+
 from __future__ import annotations
 
 import gradio as gr
@@ -22,7 +23,10 @@ def test_apply_saves_changed_values_atomically_and_they_survive_a_new_load(tmp_p
     again = Options(path)
     again.load()
     assert (again.samples_filename_prompt_words, again.outdir_txt2img_samples, again.samples_format) == (
-        4, "elsewhere", "webp")
+        4,
+        "elsewhere",
+        "webp",
+    )
     assert "0 settings changed." in apply_settings(again, keys[:1], [4])
 
 
@@ -42,8 +46,9 @@ def test_invalid_values_are_named_and_nothing_is_saved(tmp_path):
 def test_changes_that_wait_for_a_reload_or_a_restart_are_named(tmp_path):
     opts = Options(tmp_path / "config.json")
     opts.add_option("ext_model", OptionInfo("a", "Extension model", section="Ext").needs_restart())
-    message = apply_settings(opts, ["quicksettings_list", "ext_model", "grid_save"],
-                             [["sd_model_checkpoint"], "b", False])
+    message = apply_settings(
+        opts, ["quicksettings_list", "ext_model", "grid_save"], [["sd_model_checkpoint"], "b", False]
+    )
     assert "3 settings changed" in message
     assert "To use Quicksettings list" in message and "press Reload UI." in message
     assert "To use Extension model, restart the program." in message

@@ -3,6 +3,7 @@ answered with its own image, each client's jobs run in the order it sent them, n
 every saved image is on disk, and the server's memory stays flat once it has warmed up.
 
 The short run (40 jobs) is the default; SOAK_LONG=1 runs the full 100."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,14 @@ pytestmark = pytest.mark.soak
 CLIENTS = 20
 JOBS = 100 if os.environ.get("SOAK_LONG") == "1" else 40
 WARM = 20  # memory is compared from this job on
-BODY = {"prompt": "a small lighthouse", "steps": 1, "width": 64, "height": 64, "sampler_name": "Euler",
-        "save_images": True}
+BODY = {
+    "prompt": "a small lighthouse",
+    "steps": 1,
+    "width": 64,
+    "height": 64,
+    "sampler_name": "Euler",
+    "save_images": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +102,8 @@ def test_twenty_clients_get_every_image_in_order_with_flat_memory(server):
         assert [seed for seed in saved_seeds if seed // 1000 == 100 + number] == seeds_for(number)
 
     growth = tally.peak_rss / tally.warm_rss
-    print(f"{JOBS} jobs in {elapsed:.0f}s; RSS at job {WARM}: {tally.warm_rss / 2**20:.0f} MiB, "
-          f"peak after: {tally.peak_rss / 2**20:.0f} MiB")
+    print(
+        f"{JOBS} jobs in {elapsed:.0f}s; RSS at job {WARM}: {tally.warm_rss / 2**20:.0f} MiB, "
+        f"peak after: {tally.peak_rss / 2**20:.0f} MiB"
+    )
     assert growth < 1.10, f"the server's memory grew {100 * (growth - 1):.1f}% from job {WARM} to job {JOBS}"

@@ -1,5 +1,6 @@
 """Settings that trade work for memory or speed: tiled VAE decoding, and the guidance settings that leave the negative
 prompt out of UNet calls or pad it (NGMS, Skip Early CFG, Pad conds)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,9 @@ from modules.generation_params import GenerationParams
 from modules.sampling.passes import SamplingSettings
 
 
-def _decoder_calls(model, settings: RunSettings, latents: torch.Tensor,
-                   params: GenerationParams | None = None) -> tuple[int, np.ndarray]:
+def _decoder_calls(
+    model, settings: RunSettings, latents: torch.Tensor, params: GenerationParams | None = None
+) -> tuple[int, np.ndarray]:
     calls = []
     handle = model.vae.decoder.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape))
     try:
@@ -26,8 +28,9 @@ def test_large_images_decode_in_tiles_and_small_ones_whole(demo_model):
     tiles, tiled = _decoder_calls(demo_model, RunSettings(vae_tiling_min_pixels=512 * 512), latents)
     whole_calls, whole = _decoder_calls(demo_model, RunSettings(vae_tiling_min_pixels=0), latents)
     above_calls, _ = _decoder_calls(demo_model, RunSettings(vae_tiling_min_pixels=1024 * 1024), latents)
-    seamless_calls, _ = _decoder_calls(demo_model, RunSettings(vae_tiling_min_pixels=512 * 512), latents,
-                                       GenerationParams(tiling=True))
+    seamless_calls, _ = _decoder_calls(
+        demo_model, RunSettings(vae_tiling_min_pixels=512 * 512), latents, GenerationParams(tiling=True)
+    )
     assert tiles > 1 and whole_calls == 1 and above_calls == 1
     assert seamless_calls == 1, "Tiling (seamless images) decodes whole: tiles would break the wrap-around"
     assert tiled.shape == whole.shape == (640, 640, 3)
@@ -50,8 +53,9 @@ def _run(engine, model, ngms: float = 0.0, prompt: str = "a red house", **sampli
     """A 6-step Euler job with these sampling settings; its result and the UNet batch size of each call."""
     batch_sizes = []
     handle = model.unet.register_forward_pre_hook(lambda module, args: batch_sizes.append(args[0].shape[0]))
-    params = GenerationParams(prompt=prompt, negative_prompt="blue", steps=6, width=64, height=64, seed=3,
-                              sampler_name="Euler")
+    params = GenerationParams(
+        prompt=prompt, negative_prompt="blue", steps=6, width=64, height=64, seed=3, sampler_name="Euler"
+    )
     try:
         settings = RunSettings(sampling=SamplingSettings(s_min_uncond=ngms, **sampling))
         result = engine.call("test", lambda ctx: Txt2Img(model, params, ctx, settings).run())

@@ -1,5 +1,6 @@
 """Start-up: the first checkpoint loads on the engine's worker, so the app is ready to serve the page at
 once and its status line says "Loading model…" until the model is there, or why it is not."""
+
 from __future__ import annotations
 
 import shutil

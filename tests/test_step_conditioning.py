@@ -1,4 +1,5 @@
 """Conditioning that changes during sampling: editing, alternation, AND, and their use in the loop."""
+
 import pytest
 import torch
 
@@ -122,9 +123,9 @@ def _first_rows_seen(engine, model, sampler: str) -> list[torch.Tensor]:
     """The first UNet row's text conditioning (the prompt's) at each UNet call of a 6-step "a [red:blue:2] house"."""
     seen = []
     handle = model.unet.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][0].clone()), with_kwargs=True)
-    params = GenerationParams(prompt="a [red:blue:2] house", steps=6, width=64, height=64, seed=1,
-                              sampler_name=sampler)
+        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][0].clone()), with_kwargs=True
+    )
+    params = GenerationParams(prompt="a [red:blue:2] house", steps=6, width=64, height=64, seed=1, sampler_name=sampler)
     try:
         engine.call("t", lambda ctx: Txt2Img(model, params, ctx, RunSettings()).run(), timeout=120)
     finally:

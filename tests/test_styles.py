@@ -1,4 +1,5 @@
 """styles.csv: reading A1111's file, applying styles with and without {prompt}, saving and deleting."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,10 +7,12 @@ import pytest
 from modules.errors import UserError
 from modules.styles import PromptStyle, StyleDatabase, merge
 
-A1111_FILE = ('name,prompt,negative_prompt\n'
-              '"Cinematic","cinematic still of {prompt}, film grain","cartoon, drawing"\n'
-              'Sharp,"highly detailed, sharp focus",\n'
-              ',"no name: skipped",\n')
+A1111_FILE = (
+    "name,prompt,negative_prompt\n"
+    '"Cinematic","cinematic still of {prompt}, film grain","cartoon, drawing"\n'
+    'Sharp,"highly detailed, sharp focus",\n'
+    ',"no name: skipped",\n'
+)
 
 
 def test_merge_places_the_prompt_or_appends():
@@ -24,8 +27,10 @@ def test_reads_a1111s_file_and_applies_styles_in_order(tmp_path):
     path.write_text(A1111_FILE, encoding="utf-8")
     db = StyleDatabase(path)
     assert db.names() == ["Cinematic", "Sharp"]
-    assert db.apply_to_prompt("a cat", ["Cinematic", "Sharp"]) == \
-        "cinematic still of a cat, film grain, highly detailed, sharp focus"
+    assert (
+        db.apply_to_prompt("a cat", ["Cinematic", "Sharp"])
+        == "cinematic still of a cat, film grain, highly detailed, sharp focus"
+    )
     assert db.apply_to_negative_prompt("blurry", ["Cinematic", "Sharp"]) == "blurry, cartoon, drawing"
     with pytest.raises(UserError, match="No style named 'Missing'"):
         db.apply_to_prompt("a cat", ["Missing"])

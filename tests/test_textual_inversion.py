@@ -1,4 +1,5 @@
 """Embeddings from real files in A1111 and diffusers formats, used by name in prompts."""
+
 import torch
 from network_files import a1111_embedding, diffusers_embedding, safetensors_embedding, sdxl_embedding
 

@@ -1,4 +1,5 @@
 """Tiling: circular padding in the UNet and VAE for one job only, seamless edges, and restoring the model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,12 @@ def run(engine, model, **kw):
 
 
 def padding_modes(model) -> set[str]:
-    return {layer.padding_mode for part in (model.unet, model.vae) for layer in part.modules()
-            if isinstance(layer, torch.nn.Conv2d)}
+    return {
+        layer.padding_mode
+        for part in (model.unet, model.vae)
+        for layer in part.modules()
+        if isinstance(layer, torch.nn.Conv2d)
+    }
 
 
 def seam_ratio(image) -> float:

@@ -1,4 +1,5 @@
 """Upscalers: latent modes, real spandrel-loaded model files built here, tiling, refusals."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,9 +41,16 @@ def models_dir(tmp_path: Path) -> Path:
 
 # -- latent modes ---------------------------------------------------------------------------------
 
+
 def test_latent_modes_are_a1111s():
-    assert LATENT_MODES == ["Latent", "Latent (antialiased)", "Latent (bicubic)",
-                            "Latent (bicubic antialiased)", "Latent (nearest)", "Latent (nearest-exact)"]
+    assert LATENT_MODES == [
+        "Latent",
+        "Latent (antialiased)",
+        "Latent (bicubic)",
+        "Latent (bicubic antialiased)",
+        "Latent (nearest)",
+        "Latent (nearest-exact)",
+    ]
     assert all(is_latent_upscaler(m) for m in LATENT_MODES) and not is_latent_upscaler("Lanczos")
 
 
@@ -54,7 +62,7 @@ def test_every_latent_mode_gives_the_requested_shape_and_dtype():
         assert out.shape == (2, 4, 13, 20) and out.dtype == latents.dtype
         results[mode] = out
     for i, a in enumerate(LATENT_MODES):  # six different resamplers: no two agree
-        for b in LATENT_MODES[i + 1:]:
+        for b in LATENT_MODES[i + 1 :]:
             assert not torch.allclose(results[a], results[b]), (a, b)
     half = upscale_latents(latents.half(), "Latent (bicubic antialiased)", 16, 24)
     assert half.dtype == torch.float16 and half.shape == (2, 4, 16, 24)
@@ -77,6 +85,7 @@ def test_unknown_latent_mode():
 
 
 # -- the library ------------------------------------------------------------------------------------
+
 
 def test_names_follow_a1111_order(models_dir: Path):
     lib = UpscalerLibrary(models_dir)
@@ -129,8 +138,10 @@ def test_tiled_equals_untiled_for_a_small_receptive_field(models_dir: Path):
     image = _photo((100, 76))
     whole = np.asarray(lib.upscale(image, 2.0, "compact-2x", tile=0), dtype=np.int16)
     calls = []
-    tiled = np.asarray(lib.upscale(image, 2.0, "compact-2x", tile=32, overlap=16,
-                                   progress=lambda d, t: calls.append((d, t))), dtype=np.int16)
+    tiled = np.asarray(
+        lib.upscale(image, 2.0, "compact-2x", tile=32, overlap=16, progress=lambda d, t: calls.append((d, t))),
+        dtype=np.int16,
+    )
     assert calls[-1] == (calls[-1][1], calls[-1][1]) and calls[-1][1] == 6 * 4  # 6 columns x 4 rows
     assert np.abs(whole - tiled).max() <= 1  # only float rounding differs
 
@@ -157,9 +168,11 @@ def test_overlap_must_be_smaller_than_tile(models_dir: Path):
 
 # -- refusals -----------------------------------------------------------------------------------
 
+
 def test_a_pth_that_is_not_an_upscaler_is_refused(models_dir: Path):
-    torch.save({"encoder.weight": torch.randn(16, 16), "head.bias": torch.randn(3)},
-               models_dir / "ESRGAN" / "random.pth")
+    torch.save(
+        {"encoder.weight": torch.randn(16, 16), "head.bias": torch.randn(3)}, models_dir / "ESRGAN" / "random.pth"
+    )
     lib = UpscalerLibrary(models_dir)
     assert "random" in lib.names()  # listed like any file, refused when used
     with pytest.raises(UserError, match=r"random.pth is not an upscaler model"):

@@ -1,5 +1,6 @@
 """Variation seeds and "Resize seed from" on the demo model: txt2img, hires fix, img2img, infotext,
 the A1111 processing view and validation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -90,8 +91,11 @@ def test_img2img_uses_the_variation_noise(engine, demo_model):
 
     def img2img(**kw):
         params = GenerationParams(**{**BASE, "denoising_strength": 0.8, **kw})
-        return engine.call("img2img", lambda ctx: Img2Img(demo_model, params, ctx, RunSettings(),
-                                                          inputs=Img2ImgInputs([photo])).run(), timeout=300)
+        return engine.call(
+            "img2img",
+            lambda ctx: Img2Img(demo_model, params, ctx, RunSettings(), inputs=Img2ImgInputs([photo])).run(),
+            timeout=300,
+        )
 
     plain, full = img2img(seed=31), img2img(subseed=31, subseed_strength=1.0)
     assert np.abs(pixels(full.images[0]) - pixels(plain.images[0])).max() <= 2
@@ -100,8 +104,9 @@ def test_img2img_uses_the_variation_noise(engine, demo_model):
 
 
 def test_infotext_round_trip():
-    params = GenerationParams(**{**BASE, "subseed": 77, "subseed_strength": 0.25, "seed_resize_from_w": 320,
-                                 "seed_resize_from_h": 256})
+    params = GenerationParams(
+        **{**BASE, "subseed": 77, "subseed_strength": 0.25, "seed_resize_from_w": 320, "seed_resize_from_h": 256}
+    )
     text = create_infotext(params)
     assert "Seed: 5, Size: 64x64, Variation seed: 77, Variation seed strength: 0.25, Seed resize from: 320x256" in text
     values, _ = params_from_infotext(text)
@@ -111,18 +116,22 @@ def test_infotext_round_trip():
     assert older["subseed_strength"] == 0.0 and older["seed_resize_from_w"] == older["seed_resize_from_h"] == 0
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"subseed_strength": 1.5}, "Variation strength must be between 0 and 1"),
-    ({"seed_resize_from_w": 4, "seed_resize_from_h": 64}, "Resize seed from width and height must be at least 8"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"subseed_strength": 1.5}, "Variation strength must be between 0 and 1"),
+        ({"seed_resize_from_w": 4, "seed_resize_from_h": 64}, "Resize seed from width and height must be at least 8"),
+    ],
+)
 def test_bad_values_are_refused_with_a_message(engine, demo_model, values, message):
     with pytest.raises(UserError, match=message):
         run(engine, demo_model, **values)
 
 
 def test_processing_view_reads_and_writes_the_real_fields():
-    p = StableDiffusionProcessingTxt2Img(prompt="x", seed=8, subseed=20, subseed_strength=0.4, batch_size=3,
-                                         seed_resize_from_w=-1, seed_resize_from_h=-1)
+    p = StableDiffusionProcessingTxt2Img(
+        prompt="x", seed=8, subseed=20, subseed_strength=0.4, batch_size=3, seed_resize_from_w=-1, seed_resize_from_h=-1
+    )
     assert p.params.subseed == 20 and p.params.subseed_strength == 0.4 and p.seed_resize_from_w == -1
     plan = p.plan()
     assert p.all_seeds == [8, 8, 8] and p.all_subseeds == plan.subseeds == [20, 21, 22]

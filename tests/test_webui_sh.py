@@ -1,5 +1,6 @@
 """webui.sh picks the .[ray] extra from --ray-* flags, and setup_venv.sh knows which installs already hold it.
 The real scripts run in a copy of the repository's top level whose .venv/bin/python only logs its arguments."""
+
 import hashlib
 import shutil
 import subprocess
@@ -9,9 +10,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Logs "name [arg] [arg]…", so an empty argument shows as [].
-LOGGER = ('#!/usr/bin/env bash\n'
-          '{{ printf %s "${{0##*/}}"; for a in "$@"; do printf " [%s]" "$a"; done; echo; }} '
-          '>> "$(dirname "$0")/{log}"\n')
+LOGGER = (
+    "#!/usr/bin/env bash\n"
+    '{{ printf %s "${{0##*/}}"; for a in "$@"; do printf " [%s]" "$a"; done; echo; }} '
+    '>> "$(dirname "$0")/{log}"\n'
+)
 
 PIP = "python [-m] [pip] [install] [--disable-pip-version-check]"
 
@@ -47,13 +50,16 @@ def stamp(repo: Path, extra: str, pyproject: bytes | None = None) -> None:
     (repo / ".venv" / f".installed{'-' + extra if extra else ''}").write_text(digest + "\n")
 
 
-@pytest.mark.parametrize("flags, extra", [
-    ([], ""),
-    (["--api", "--ckpt", "a.safetensors"], ""),
-    (["--ray-address", "local"], "ray"),
-    (["--api", "--ray-replicas=1:2", "--ray-address", "auto"], "ray"),
-    (["--ray-models-per-replica", "2"], "ray"),
-])
+@pytest.mark.parametrize(
+    "flags, extra",
+    [
+        ([], ""),
+        (["--api", "--ckpt", "a.safetensors"], ""),
+        (["--ray-address", "local"], "ray"),
+        (["--api", "--ray-replicas=1:2", "--ray-address", "auto"], "ray"),
+        (["--ray-models-per-replica", "2"], "ray"),
+    ],
+)
 def test_webui_sh_asks_for_the_ray_extra_only_with_a_ray_flag(repo, flags, extra):
     setup = repo / "setup_venv.sh"
     setup.write_text(LOGGER.format(log="calls.log"))  # stands in for the installer

@@ -3,6 +3,7 @@ X/Y/Z ranges, cells and grid, Loopback loops, prompt lines), the API's input ima
 refused with the setting named before the work, or the memory it would take, is spent; interrupt ends a
 script between two images. In process: Services with the built-in scripts on the demo model (the page's
 path), and the API app on the same Services through FastAPI's TestClient."""
+
 from __future__ import annotations
 
 import base64
@@ -75,30 +76,37 @@ def test_and_break_prompt_is_refused_when_submitted(services, api):
     message = refused(api.post(f"{API}/txt2img", json={**SMALL, "prompt": AND_BREAK, "steps": 1}), "max_prompt_chunks")
     assert ": 301 AND part(s)" in message
     long_negative = {**SMALL, "negative_prompt": "ugly BREAK " * 120}
-    assert "the longest text's at least 120 chunk(s)" in refused(api.post(f"{API}/txt2img", json=long_negative),
-                                                         "max_prompt_chunks")
+    assert "the longest text's at least 120 chunk(s)" in refused(
+        api.post(f"{API}/txt2img", json=long_negative), "max_prompt_chunks"
+    )
     with_hires = {**SMALL, "enable_hr": True, "hr_upscaler": "Latent", "hr_prompt": AND_BREAK}
     assert "The hires prompt needs" in refused(api.post(f"{API}/txt2img", json=with_hires), "max_prompt_chunks")
 
 
 def test_prompt_matrix_of_30_parts_is_refused_before_any_prompt_is_built(services, api):
-    with pytest.raises(UserError, match=f"30 variable parts would make 1,073,741,824 images.*"
-                                        f"{setting('max_grid_cells')}"):
+    with pytest.raises(
+        UserError, match=f"30 variable parts would make 1,073,741,824 images.*{setting('max_grid_cells')}"
+    ):
         services.txt2img(params(prompt=MATRIX_30), script_args(services, "Prompt matrix", {}))
     body = {**SMALL, "prompt": MATRIX_30, "script_name": "prompt matrix"}
     refused(api.post(f"{API}/txt2img", json=body), "max_grid_cells")
     # 7 parts make 128 images: within max_grid_cells, but one job of 128 images is over max_batch_images
     refused(api.post(f"{API}/txt2img", json={**body, "prompt": "a|b|c|d|e|f|g|h"}), "max_batch_images")
-    script = services.script_runners["txt2img"].selectable[services.script_runners["txt2img"].script_by_title(
-        "Prompt matrix") - 1]
+    script = services.script_runners["txt2img"].selectable[
+        services.script_runners["txt2img"].script_by_title("Prompt matrix") - 1
+    ]
     with pytest.raises(UserError, match="1,073,741,824 images"):  # run() called directly checks too
-        script.run(StableDiffusionProcessingTxt2Img.from_params(params(prompt=MATRIX_30)), False, False, "positive",
-                   "comma", 0)
+        script.run(
+            StableDiffusionProcessingTxt2Img.from_params(params(prompt=MATRIX_30)), False, False, "positive", "comma", 0
+        )
 
 
 def test_xyz_ranges_are_counted_before_they_are_expanded(services, api):
-    for text, count in ((BILLION, "1,000,000,000"), ("1-1000000000", "1,000,000,000"),
-                        ("1-5, 10-2000000 (+2)", "1,000,001")):
+    for text, count in (
+        (BILLION, "1,000,000,000"),
+        ("1-1000000000", "1,000,000,000"),
+        ("1-5, 10-2000000 (+2)", "1,000,001"),
+    ):
         with pytest.raises(UserError, match=f"Steps values up to the range .* would make {count} images"):
             services.txt2img(params(), script_args(services, "X/Y/Z plot", {"X type": "Steps", "X values": text}))
     body = {**SMALL, "script_name": "x/y/z plot", "script_args": [3, "0.0-1000000.0 (+0.001)"]}  # CFG Scale
@@ -110,13 +118,21 @@ def test_xyz_cells_values_and_grid_size_are_checked_before_the_first_image(api):
     body = {**SMALL, "script_name": "x/y/z plot", "override_settings": {"max_grid_cells": 5}}
     message = refused(api.post(f"{API}/txt2img", json={**body, "script_args": [1, "1-3", 2, "2-3"]}), "max_grid_cells")
     assert "X/Y/Z plot: 3 × 2 × 1 cells would make 6 images, more than the limit of 5" in message
-    message = refused(api.post(f"{API}/txt2img", json={**body, "batch_size": 3, "script_args": [1, "1-2"]}),
-                      "max_grid_cells")
+    message = refused(
+        api.post(f"{API}/txt2img", json={**body, "batch_size": 3, "script_args": [1, "1-2"]}), "max_grid_cells"
+    )
     assert "2 × 1 × 1 cells of 3 images each would make 6 images" in message
-    grid = {**SMALL, "width": 512, "height": 512, "script_name": "x/y/z plot", "script_args": [1, "1-4"],
-            "override_settings": {"img_max_size_mp": 1}}
-    assert "4 images of 512x512 make a grid of 2 megapixels" in refused(api.post(f"{API}/txt2img", json=grid),
-                                                                       "img_max_size_mp")
+    grid = {
+        **SMALL,
+        "width": 512,
+        "height": 512,
+        "script_name": "x/y/z plot",
+        "script_args": [1, "1-4"],
+        "override_settings": {"img_max_size_mp": 1},
+    }
+    assert "4 images of 512x512 make a grid of 2 megapixels" in refused(
+        api.post(f"{API}/txt2img", json=grid), "img_max_size_mp"
+    )
     steps = {**SMALL, "script_name": "x/y/z plot", "script_args": [2, "2, 151"]}
     assert "Sampling steps 151" in refused(api.post(f"{API}/txt2img", json=steps), "max_steps")
     within = api.post(f"{API}/txt2img", json={**body, "script_args": [1, "1-2", 2, "1-2"]})
@@ -126,17 +142,26 @@ def test_xyz_cells_values_and_grid_size_are_checked_before_the_first_image(api):
 
 def test_loopback_and_prompt_lines_are_bounded(api):
     image = png(Image.new("RGB", (64, 64), "teal"))
-    loopback = {**SMALL, "init_images": [image], "script_name": "loopback", "n_iter": 3,
-                "override_settings": {"max_grid_cells": 10}}
-    message = refused(api.post(f"{API}/img2img", json={**loopback, "script_args": [4, 0.5, "Linear"]}),
-                      "max_grid_cells")
+    loopback = {
+        **SMALL,
+        "init_images": [image],
+        "script_name": "loopback",
+        "n_iter": 3,
+        "override_settings": {"max_grid_cells": 10},
+    }
+    message = refused(
+        api.post(f"{API}/img2img", json={**loopback, "script_args": [4, 0.5, "Linear"]}), "max_grid_cells"
+    )
     assert "Loopback: 4 loops × batch count 3 would make 12 images" in message
     lines = {**SMALL, "script_name": "prompts from file or textbox", "override_settings": {"max_grid_cells": 10}}
     text = "\n".join(f"line {number}" for number in range(11))
     assert "11 lines would make 11 images" in refused(
-        api.post(f"{API}/txt2img", json={**lines, "script_args": [False, False, "start", text]}), "max_grid_cells")
-    message = refused(api.post(f"{API}/txt2img", json={**lines, "script_args": [False, False, "start",
-                                                                                 "a cat\n--steps 500"]}), "max_steps")
+        api.post(f"{API}/txt2img", json={**lines, "script_args": [False, False, "start", text]}), "max_grid_cells"
+    )
+    message = refused(
+        api.post(f"{API}/txt2img", json={**lines, "script_args": [False, False, "start", "a cat\n--steps 500"]}),
+        "max_steps",
+    )
     assert "line 2: Sampling steps 500" in message
 
 
@@ -163,8 +188,10 @@ def test_script_arguments_from_the_api_must_fit_their_controls(api):
     assert "Loopback's 'Loops' must be from 1 to 32, got 100000" in response.json()["errors"]
     response = api.post(f"{API}/img2img", json={**loopback, "script_args": [2, 0.5, "Wobbly"]})
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "script_args[2]"]
-    assert "'Denoising strength curve' must be one of 'Aggressive', 'Linear', 'Subtle', got 'Wobbly'" in \
-        response.json()["errors"]
+    assert (
+        "'Denoising strength curve' must be one of 'Aggressive', 'Linear', 'Subtle', got 'Wobbly'"
+        in response.json()["errors"]
+    )
     xyz = {**SMALL, "script_name": "x/y/z plot"}
     response = api.post(f"{API}/txt2img", json={**xyz, "script_args": [99, "1-2"]})
     assert response.status_code == 422 and "'X type' must be one of 'Nothing', 'Seed'" in response.json()["errors"]
@@ -216,10 +243,13 @@ def test_extras_results_are_within_max_pixels_without_an_upscaler_too(services, 
     assert result.warnings[0].startswith(f"Skipped big: The result would be {side}x{side}")
 
 
-@pytest.mark.parametrize("title,values,most", [
-    ("X/Y/Z plot", {"X type": "Seed", "X values": "1-40", "Include Sub Images": True}, 3),  # the grid, 2 cells
-    ("Prompts from file or textbox", {"List of prompt inputs": "\n".join(f"line {n}" for n in range(40))}, 2),
-])
+@pytest.mark.parametrize(
+    "title,values,most",
+    [
+        ("X/Y/Z plot", {"X type": "Seed", "X values": "1-40", "Include Sub Images": True}, 3),  # the grid, 2 cells
+        ("Prompts from file or textbox", {"List of prompt inputs": "\n".join(f"line {n}" for n in range(40))}, 2),
+    ],
+)
 def test_interrupt_ends_a_script_between_two_images(services, title, values, most):
     saved: list[str] = []
 

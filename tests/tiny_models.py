@@ -1,4 +1,5 @@
 """Tiny random-weight checkpoints in the real SD 1.x / 2.x / XL architectures, for tests."""
+
 from __future__ import annotations
 
 import copy
@@ -18,17 +19,25 @@ def tiny_configs(family: str) -> dict[str, dict]:
     configs = copy.deepcopy(load_family_configs(family))
     unet = configs["unet"]
     levels = 2
-    unet.update(block_out_channels=[64, 128], layers_per_block=1,
-                down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
-                up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"], norm_num_groups=32)
+    unet.update(
+        block_out_channels=[64, 128],
+        layers_per_block=1,
+        down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+        up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
+        norm_num_groups=32,
+    )
     if family == "sd1":
         unet.update(cross_attention_dim=64)
     else:
         unet.update(attention_head_dim=[1, 2][:levels])
     if family == "sdxl":
         # diffusers tells SDXL's two text encoders apart by width, so they must differ, as in the real model.
-        unet.update(transformer_layers_per_block=[1, 1], cross_attention_dim=64 + 128, addition_time_embed_dim=8,
-                    projection_class_embeddings_input_dim=6 * 8 + 128)
+        unet.update(
+            transformer_layers_per_block=[1, 1],
+            cross_attention_dim=64 + 128,
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=6 * 8 + 128,
+        )
     if family == "sd2":
         unet.update(cross_attention_dim=64)
     configs["vae"].update(block_out_channels=[32, 32, 64, 64], layers_per_block=1, norm_num_groups=32)

@@ -5,6 +5,7 @@ as an attribute of the `modules` package, so `import modules.devices`, `from mod
 `from modules.devices import device` all work in extension scripts. `modules.generation_parameters_copypaste`
 (A1111's older name) is the same module object as `modules.infotext_utils`. A1111 names this app already has
 a module for (modules.shared, processing, scripts, images, paths, img2img...) are not aliased."""
+
 from __future__ import annotations
 
 import importlib

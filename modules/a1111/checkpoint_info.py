@@ -1,4 +1,5 @@
 """A1111's CheckpointInfo, as extensions read it from `shared.sd_model.sd_checkpoint_info`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,6 +24,13 @@ class CheckpointInfo:
     @classmethod
     def of(cls, info: checkpoints.CheckpointInfo, sha256: str | None) -> CheckpointInfo:
         short = checkpoints.HashCache.short(sha256)
-        return cls(filename=str(info.path), name=info.name, name_for_extra=Path(info.name).stem,
-                   model_name=info.model_name, title=info.title(short), hash=sha256[:8] if sha256 else None,
-                   sha256=sha256, shorthash=short)
+        return cls(
+            filename=str(info.path),
+            name=info.name,
+            name_for_extra=Path(info.name).stem,
+            model_name=info.model_name,
+            title=info.title(short),
+            hash=sha256[:8] if sha256 else None,
+            sha256=sha256,
+            shorthash=short,
+        )

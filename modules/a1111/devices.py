@@ -2,6 +2,7 @@
 
 `device`, `dtype`, `dtype_vae`, `dtype_unet` (and the per-task devices) are read when asked: the loaded
 model's, else the app's choice from its flags, else (before the app starts) what `--device auto` picks."""
+
 from __future__ import annotations
 
 import contextlib
@@ -54,8 +55,9 @@ def torch_gc() -> None:
 def test_for_nans(x: torch.Tensor, where: str) -> None:
     """Raise NansException when `x` holds a NaN."""
     if torch.isnan(x).any():
-        raise NansException(f"A tensor with NaN values was produced in the {where}. Try --no-half, or another "
-                            "VAE or checkpoint.")
+        raise NansException(
+            f"A tensor with NaN values was produced in the {where}. Try --no-half, or another VAE or checkpoint."
+        )
 
 
 def autocast(disable: bool = False) -> contextlib.AbstractContextManager:

@@ -2,6 +2,7 @@
 
 A1111 keys its cache by a title ("lora/name"); this app keys it by the file's path, size and mtime, so
 `title` is accepted and not needed."""
+
 from __future__ import annotations
 
 from pathlib import Path

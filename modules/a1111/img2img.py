@@ -1,5 +1,6 @@
 """A1111's functions of `modules.img2img` (modules/img2img.py hands these names out; they live here because
 they run through modules.processing, which imports that module)."""
+
 from __future__ import annotations
 
 import logging
@@ -15,9 +16,18 @@ from modules.img2img_batch import IMAGE_SUFFIXES, mask_for
 log = logging.getLogger(__name__)
 
 
-def process_batch(p: Any, input_dir: str, output_dir: str, inpaint_mask_dir: str, args: list | None = None,
-                  to_scale: bool = False, scale_by: float = 1.0, use_png_info: bool = False,
-                  png_info_props: Any = None, png_info_dir: Any = None) -> Any:
+def process_batch(
+    p: Any,
+    input_dir: str,
+    output_dir: str,
+    inpaint_mask_dir: str,
+    args: list | None = None,
+    to_scale: bool = False,
+    scale_by: float = 1.0,
+    use_png_info: bool = False,
+    png_info_props: Any = None,
+    png_info_dir: Any = None,
+) -> Any:
     """Run the img2img processing `p` once for every image in `input_dir` (with the mask of the same name in
     `inpaint_mask_dir`, if any), saving into `output_dir` (else where img2img saves). `args` are the img2img
     tab's script arguments (the Script dropdown's index first): a picked script runs each image. Returns a
@@ -53,5 +63,8 @@ def process_batch(p: Any, input_dir: str, output_dir: str, inpaint_mask_dir: str
 def img2img(*args: Any, **kwargs: Any) -> Any:
     """A1111's img2img tab handler; its arguments are that page's controls, which this app's page differs
     from."""
-    unsupported("modules.img2img.img2img", "its arguments are A1111's page controls; build a "
-                "StableDiffusionProcessingImg2Img and call modules.processing.process_images instead")
+    unsupported(
+        "modules.img2img.img2img",
+        "its arguments are A1111's page controls; build a "
+        "StableDiffusionProcessingImg2Img and call modules.processing.process_images instead",
+    )

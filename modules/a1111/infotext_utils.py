@@ -1,6 +1,7 @@
 """A1111's `modules.infotext_utils` (also imported by its older name `modules.generation_parameters_copypaste`):
 reading infotext, and extensions' buttons that paste it into a generation tab. The parsing is the app's
 (modules/infotext.py) and the pasting is the ↙️ button's (modules/ui/infotext_paste.py)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -56,14 +57,17 @@ def get_override_settings(params: dict[str, Any], *, skip_fields: list[str] | No
 
 
 def create_override_settings_dict(text_pairs: list[str]) -> dict[str, Any]:
-    """"Key: value" entries (the Override settings dropdown's) as {setting key: value}."""
+    """ "Key: value" entries (the Override settings dropdown's) as {setting key: value}."""
     return settings_from_entries(shared.opts, text_pairs)
 
 
 def add_paste_fields(tabname: str, init_img: Any, fields: Any, override_settings_component: Any = None) -> None:
     """Record a tab's paste fields, as A1111 extensions do for their own tabs."""
-    paste_fields[tabname] = {"init_img": init_img, "fields": fields,
-                             "override_settings_component": override_settings_component}
+    paste_fields[tabname] = {
+        "init_img": init_img,
+        "fields": fields,
+        "override_settings_component": override_settings_component,
+    }
 
 
 def register_paste_params_button(binding: ParamBinding) -> None:
@@ -80,8 +84,9 @@ def bind_buttons(buttons: dict[str, Any], send_image: Any, send_generate_info: A
     """Register each button to paste `send_generate_info` (text, or an image holding infotext) into its tab."""
     for tabname, button in buttons.items():
         text = send_generate_info if isinstance(send_generate_info, gr.components.Component) else None
-        register_paste_params_button(ParamBinding(button, tabname, source_text_component=text,
-                                                  source_image_component=send_image))
+        register_paste_params_button(
+            ParamBinding(button, tabname, source_text_component=text, source_image_component=send_image)
+        )
 
 
 def connect_paste_params_buttons(tabs: dict[str, Any], quick: Any, tabs_component: gr.Tabs | None = None) -> None:
@@ -97,8 +102,15 @@ def connect_paste_params_buttons(tabs: dict[str, Any], quick: Any, tabs_componen
         if tab is None or source is None:
             continue
         switch = [tabs_component] if tabs_component is not None else []
-        wire_paste(binding.paste_button, _reader(binding, [gr.update(selected=binding.tabname)] * len(switch)),
-                   [source], tab, quick, switch, api_name=f"extension_paste_{number}")
+        wire_paste(
+            binding.paste_button,
+            _reader(binding, [gr.update(selected=binding.tabname)] * len(switch)),
+            [source],
+            tab,
+            quick,
+            switch,
+            api_name=f"extension_paste_{number}",
+        )
     registered_param_bindings.clear()
 
 
@@ -109,4 +121,5 @@ def _reader(binding: ParamBinding, extra: list) -> Any:
         if isinstance(value, (str, Path)):  # an image component that gives a file path
             value = open_image(value)
         return (read_infotext(value) if value is not None else None), extra
+
     return read

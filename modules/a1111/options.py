@@ -3,6 +3,7 @@
 An OptionInfo here is mutable as A1111's is (`.info()`, `.html()`, `.link()`, `.needs_restart()` and
 `.needs_reload_ui()` change it and return it; `section` may be set after it is made). `opts.add_option` turns it
 into the app's own frozen setting (modules.options.OptionInfo) through as_setting()."""
+
 from __future__ import annotations
 
 import html
@@ -21,10 +22,21 @@ class OptionInfo:
     """One setting as A1111 declares it: default, label, Gradio component and its arguments (a dict, or a
     function returning one), onchange callback, section ((id, title)), refresh function, HTML comments."""
 
-    def __init__(self, default: Any = None, label: str = "", component: Any = None, component_args: Any = None,
-                 onchange: Callable[[], Any] | None = None, section: tuple | str | None = None,
-                 refresh: Callable[[], Any] | None = None, comment_before: str = "", comment_after: str = "",
-                 infotext: str | None = None, restrict_api: bool = False, category_id: str | None = None) -> None:
+    def __init__(
+        self,
+        default: Any = None,
+        label: str = "",
+        component: Any = None,
+        component_args: Any = None,
+        onchange: Callable[[], Any] | None = None,
+        section: tuple | str | None = None,
+        refresh: Callable[[], Any] | None = None,
+        comment_before: str = "",
+        comment_after: str = "",
+        infotext: str | None = None,
+        restrict_api: bool = False,
+        category_id: str | None = None,
+    ) -> None:
         self.default = default
         self.label = label
         self.component = component
@@ -87,16 +99,28 @@ class OptionInfo:
             choices = self._choices
         numeric = isinstance(self.default, (int, float)) and not isinstance(self.default, bool)
         return options.OptionInfo(
-            self.default, self.label, section=self.section_title, choices=choices,
-            minimum=args.get("minimum") if numeric else None, maximum=args.get("maximum") if numeric else None,
-            step=args.get("step") if numeric else None, refresh=self.refresh, applies=self.applies,
-            infotext=self.infotext, component=self.component, component_args=self.component_args,
-            comment=self.comment_before + self.comment_after, onchange=self.onchange)
+            self.default,
+            self.label,
+            section=self.section_title,
+            choices=choices,
+            minimum=args.get("minimum") if numeric else None,
+            maximum=args.get("maximum") if numeric else None,
+            step=args.get("step") if numeric else None,
+            refresh=self.refresh,
+            applies=self.applies,
+            infotext=self.infotext,
+            component=self.component,
+            component_args=self.component_args,
+            comment=self.comment_before + self.comment_after,
+            onchange=self.onchange,
+        )
 
     def _choices(self) -> list:
         """The choices component_args gives now ((label, value) pairs count by value)."""
-        return [choice[1] if isinstance(choice, (tuple, list)) else choice
-                for choice in self.component_kwargs().get("choices", [])]
+        return [
+            choice[1] if isinstance(choice, (tuple, list)) else choice
+            for choice in self.component_kwargs().get("choices", [])
+        ]
 
 
 class OptionHTML(OptionInfo):

@@ -1,6 +1,7 @@
 """A1111's `modules.safe`: loading weight files. Every name reads through the app's one safe reader
 (modules/safe_weights.py: safetensors, or torch's weights-only unpickler), `unsafe_torch_load` included: this
 app never unpickles code, so a file holding any refuses to load with a message naming it (docs/SECURITY.md)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

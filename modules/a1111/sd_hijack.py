@@ -2,6 +2,7 @@
 database, the comments and extra generation parameters a job collects). A1111 rewrites its LDM model's
 layers here; this app doesn't, so hijack(), undo_hijack() and apply_optimizations() raise NotImplementedError
 naming the extension that called them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ class EmbeddingInfo:
     @classmethod
     def of(cls, embedding: Embedding) -> EmbeddingInfo:
         count = next(iter(embedding.vectors.values())).shape[0]
-        return cls(embedding.name, str(embedding.path), sum(embedding.vectors), count, embedding.sha256,
-                   embedding.short_hash)
+        return cls(
+            embedding.name, str(embedding.path), sum(embedding.vectors), count, embedding.sha256, embedding.short_hash
+        )
 
 
 class EmbeddingDatabaseView:

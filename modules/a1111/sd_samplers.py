@@ -1,6 +1,7 @@
 """A1111's `modules.sd_samplers`: the samplers as A1111's SamplerData (name, constructor, aliases, options),
 from the app's registry (modules/sampling/registry.py). A constructor would build A1111's sampler object
 around an LDM model, which this app doesn't have: calling one raises NotImplementedError."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,19 +22,26 @@ class SamplerData(NamedTuple):
 
 def _options(info: SamplerInfo) -> dict[str, Any]:
     """The A1111 option flags a sampler has (only those that are set, as A1111 declares them)."""
-    flags = {"scheduler": info.default_schedule, "second_order": info.second_order, "uses_ensd": info.uses_ensd,
-             "brownian_noise": info.brownian_noise, "discard_next_to_last_sigma": info.discard_next_to_last_sigma}
+    flags = {
+        "scheduler": info.default_schedule,
+        "second_order": info.second_order,
+        "uses_ensd": info.uses_ensd,
+        "brownian_noise": info.brownian_noise,
+        "discard_next_to_last_sigma": info.discard_next_to_last_sigma,
+    }
     return {key: value for key, value in {**flags, **info.fixed}.items() if value}
 
 
 def _constructor(name: str) -> Callable[[Any], Any]:
     def construct(model: Any) -> Any:
         unsupported(f"modules.sd_samplers constructor of {name!r}")
+
     return construct
 
 
-all_samplers: list[SamplerData] = [SamplerData(s.label, _constructor(s.label), list(s.aliases), _options(s))
-                                   for s in SAMPLERS]
+all_samplers: list[SamplerData] = [
+    SamplerData(s.label, _constructor(s.label), list(s.aliases), _options(s)) for s in SAMPLERS
+]
 all_samplers_map: dict[str, SamplerData] = {s.name: s for s in all_samplers}
 samplers: list[SamplerData] = list(all_samplers)
 samplers_for_img2img: list[SamplerData] = list(all_samplers)

@@ -1,4 +1,5 @@
 """A1111's `modules.sd_schedulers`: the schedule types, from the app's own table (modules/sampling/schedules.py)."""
+
 from __future__ import annotations
 
 from modules.sampling.schedules import SCHEDULES, Schedule

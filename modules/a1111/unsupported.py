@@ -1,4 +1,5 @@
 """The one error for A1111 names this app keeps but can't honour (they patch an LDM model it doesn't have)."""
+
 from __future__ import annotations
 
 import inspect

@@ -1,5 +1,6 @@
 """--api-auth: HTTP Basic credentials, read from the header and compared in constant time. The check itself
 runs in modules/http_guards.py, before any of a request's body is read."""
+
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,5 @@
 """GET /sdapi/v1/cluster (beyond A1111): the workers that run generation jobs, and what each holds and does."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, Field

@@ -1,4 +1,5 @@
 """Errors in A1111's JSON shape, `{error, detail, body, errors}`, for every failure of an API route."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,8 +39,9 @@ def _shortened(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
-def error_response(status: int, error: str, detail: Any, errors: str, body: Any = "",
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, error: str, detail: Any, errors: str, body: Any = "", headers: dict[str, str] | None = None
+) -> JSONResponse:
     """An answer in A1111's error shape; `body` is the request body to echo, made fit for JSON."""
     content = {"error": error, "detail": detail, "body": _shortened(body), "errors": errors}
     return JSONResponse(content, status_code=status, headers=headers)

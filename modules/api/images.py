@@ -1,4 +1,5 @@
 """Images in API requests and responses: base64 or a data: URI in, base64 PNG (with its text chunks) out."""
+
 from __future__ import annotations
 
 import base64
@@ -47,9 +48,13 @@ def decode_image(text: str, name: str, limits: Limits) -> Image.Image:
     return decode_images([(name, text)], limits, name)[0]
 
 
-def decode_images(items: Sequence[tuple[str, str]], limits: Limits, field: str,
-                  extra: Sequence[tuple[str, str]] = (),
-                  check_sizes: Callable[[list[tuple[str, int, int]]], None] | None = None) -> list[Image.Image]:
+def decode_images(
+    items: Sequence[tuple[str, str]],
+    limits: Limits,
+    field: str,
+    extra: Sequence[tuple[str, str]] = (),
+    check_sizes: Callable[[list[tuple[str, int, int]]], None] | None = None,
+) -> list[Image.Image]:
     """The images (name, base64 text) of request field `field`, then the `extra` ones (a mask), fully decoded.
     Before any is decoded: `items` no more than max_input_images (a RequestError naming `field`), each image
     within the upload limit, and all their sizes, read from the headers, within check_input_pixels and

@@ -1,6 +1,7 @@
 """POST /sdapi/v1/interrogate as A1111's: {"image": base64, "model": "clip"} → {"caption": "..."}. "clip" runs
 Interrogate CLIP as an engine job; a missing model is a 404 naming the folders and files; deepdanbooru and unknown
 models are 404s that say so."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,10 +30,13 @@ def add_route(router: APIRouter, services: Services) -> None:
     async def interrogate(request: InterrogateRequest) -> InterrogateResponse:
         """Describe an image: a BLIP caption followed by the CLIP terms that fit it best."""
         if request.model not in INTERROGATORS:
-            raise HTTPException(404, f"Model not found: {request.model!r} (A1111's interrogators are clip and "
-                                     "deepdanbooru; this server has clip)")
+            raise HTTPException(
+                404,
+                f"Model not found: {request.model!r} (A1111's interrogators are clip and "
+                "deepdanbooru; this server has clip)",
+            )
         if request.model == "deepdanbooru":
-            raise HTTPException(404, "deepdanbooru interrogation is not supported by this server; use \"clip\"")
+            raise HTTPException(404, 'deepdanbooru interrogation is not supported by this server; use "clip"')
         try:
             image = await run_in_threadpool(decode_image, request.image, "image", Limits.from_options(services.opts))
         except RequestError:

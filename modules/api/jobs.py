@@ -1,6 +1,7 @@
 """txt2img and img2img requests as engine jobs: a request becomes a GenerationParams and a processing object
 with its settings, scripts and images, queued on the engine like the page's jobs; the result becomes A1111's
 response, `{images, parameters, info}`."""
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,9 @@ class Jobs:
                 hires_fix.check_upscaler(params.hr_upscaler, services.tools.upscalers)
             p = self.processing(request, params, overrides)
             tab = "img2img" if p.is_img2img else "txt2img"
-            p.script_args = self.scripts.args_for(services.script_runners.get(tab), request.script_name,
-                                                  request.script_args, request.alwayson_scripts)
+            p.script_args = self.scripts.args_for(
+                services.script_runners.get(tab), request.script_name, request.script_args, request.alwayson_scripts
+            )
             future = services.queue_checked(p)
         return ApiJob(request, p, future, datetime.now().strftime("%Y%m%d%H%M%S"))
 
@@ -98,13 +100,18 @@ class Jobs:
         models = self.services.models
         return models.title(models.find_listed(name))
 
-    def processing(self, request: GenerationApiFields, params: GenerationParams,
-                   overrides: dict[str, Any]) -> StableDiffusionProcessing:
+    def processing(
+        self, request: GenerationApiFields, params: GenerationParams, overrides: dict[str, Any]
+    ) -> StableDiffusionProcessing:
         """The processing object scripts see, with the API's saving rules and per-job settings."""
         if isinstance(request, Img2ImgApiFields):
             limits = Limits.from_options(self.services.opts)
-            images = decode_images([(f"init_images[{i}]", text) for i, text in enumerate(request.init_images)],
-                                   limits, "init_images", extra=[("mask", request.mask)] if request.mask else [])
+            images = decode_images(
+                [(f"init_images[{i}]", text) for i, text in enumerate(request.init_images)],
+                limits,
+                "init_images",
+                extra=[("mask", request.mask)] if request.mask else [],
+            )
             mask = images.pop() if request.mask else None
             p = StableDiffusionProcessingImg2Img.from_params(params, init_images=images, mask=mask)
         else:
@@ -120,8 +127,11 @@ class Jobs:
     def response(self, job: ApiJob, result: GenerationResult) -> ImagesResponse:
         """A1111's response: base64 PNGs with their infotext, the request, and the info JSON."""
         request = job.request
-        images = [encode_image(image, text) for image, text in zip(result.images, result.infotexts)] \
-            if request.send_images else []
+        images = (
+            [encode_image(image, text) for image, text in zip(result.images, result.infotexts)]
+            if request.send_images
+            else []
+        )
         parameters = request.model_dump()
         if isinstance(request, Img2ImgApiFields) and not request.include_init_images:
             parameters.update(init_images=None, mask=None)
@@ -132,28 +142,41 @@ class Jobs:
         p, params, request, model = job.p, result.params, job.request, result.model
         seeds = list(p.all_seeds or result.seeds)
         return {
-            "prompt": params.prompt, "all_prompts": list(p.all_prompts or []),
-            "negative_prompt": params.negative_prompt, "all_negative_prompts": list(p.all_negative_prompts or []),
-            "seed": params.seed, "all_seeds": seeds, "subseed": params.subseed,
+            "prompt": params.prompt,
+            "all_prompts": list(p.all_prompts or []),
+            "negative_prompt": params.negative_prompt,
+            "all_negative_prompts": list(p.all_negative_prompts or []),
+            "seed": params.seed,
+            "all_seeds": seeds,
+            "subseed": params.subseed,
             "all_subseeds": list(p.all_subseeds or [params.subseed] * len(seeds)),
             "subseed_strength": params.subseed_strength,
-            "width": params.width, "height": params.height,
+            "width": params.width,
+            "height": params.height,
             "sampler_name": registry.resolve(params.sampler_name, params.scheduler)[0],
-            "cfg_scale": params.cfg_scale, "steps": params.steps, "batch_size": params.batch_size,
+            "cfg_scale": params.cfg_scale,
+            "steps": params.steps,
+            "batch_size": params.batch_size,
             "restore_faces": params.restore_faces,
             "face_restoration_model": self.services.opts.face_restoration_model if params.restore_faces else None,
-            "sd_model_name": model and model.name, "sd_model_hash": model and model.hash,
-            "sd_vae_name": model and model.vae_name, "sd_vae_hash": model and model.vae_hash,
+            "sd_model_name": model and model.name,
+            "sd_model_hash": model and model.hash,
+            "sd_vae_name": model and model.vae_name,
+            "sd_vae_hash": model and model.vae_hash,
             "seed_resize_from_w": params.seed_resize_from_w,
             "seed_resize_from_h": params.seed_resize_from_h,
             "denoising_strength": params.denoising_strength if p.is_img2img or params.enable_hr else None,
             "extra_generation_params": dict(p.extra_generation_params),
             "index_of_first_image": max(0, len(result.images) - len(seeds)),  # a script's grid comes first
-            "infotexts": list(result.infotexts), "styles": list(params.styles), "job_timestamp": job.timestamp,
+            "infotexts": list(result.infotexts),
+            "styles": list(params.styles),
+            "job_timestamp": job.timestamp,
             "clip_skip": params.clip_skip,
             "is_using_inpainting_conditioning": bool(model and model.inpainting),
-            "version": VERSION, "comments": "\n".join(str(c) for c in (request.comments or {}).values()),
-            "warnings": list(result.warnings), "interrupted": result.interrupted,
+            "version": VERSION,
+            "comments": "\n".join(str(c) for c in (request.comments or {}).values()),
+            "warnings": list(result.warnings),
+            "interrupted": result.interrupted,
         }
 
 
@@ -164,8 +187,13 @@ def generation_values(request: GenerationApiFields) -> dict[str, Any]:
     fields = GenerationParams.field_names()
     values = {name: getattr(request, name) for name in type(request).model_fields if name in fields}
     from_text = params_from_infotext(request.infotext)[0] if request.infotext else {}
-    values.update({name: value for name, value in from_text.items()
-                   if name not in given and (name in values or name == "clip_skip")})
+    values.update(
+        {
+            name: value
+            for name, value in from_text.items()
+            if name not in given and (name in values or name == "clip_skip")
+        }
+    )
     chosen = getattr(request, "sampler_name", None) if "sampler_name" in given else None
     values["sampler_name"] = chosen or request.sampler_index or from_text.get("sampler_name") or DEFAULT_SAMPLER
     if isinstance(request, Txt2ImgApiFields):

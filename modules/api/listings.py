@@ -1,6 +1,7 @@
 """The GET routes that list what this server has: samplers, schedulers, upscalers, Real-ESRGAN models,
 checkpoints, face restorers, hypernetworks, styles, embeddings, LoRAs, scripts, extensions and memory, in
 A1111's shapes."""
+
 from __future__ import annotations
 
 import os
@@ -41,23 +42,36 @@ def sampler_items() -> list[SamplerItem]:
     items = []
     for s in registry.SAMPLERS:
         options: dict = {"scheduler": s.default_schedule} if s.default_schedule else {}
-        options.update({flag: True for flag in ("second_order", "uses_ensd", "brownian_noise",
-                                                "discard_next_to_last_sigma") if getattr(s, flag)})
+        options.update(
+            {
+                flag: True
+                for flag in ("second_order", "uses_ensd", "brownian_noise", "discard_next_to_last_sigma")
+                if getattr(s, flag)
+            }
+        )
         items.append(SamplerItem(name=s.label, aliases=list(s.aliases), options={**options, **s.fixed}))
     return items
 
 
 def scheduler_items() -> list[SchedulerItem]:
     """Every schedule type with A1111's name and label (Automatic first)."""
-    return [SchedulerItem(name="automatic", label=registry.AUTOMATIC),
-            *(SchedulerItem(name=s.name, label=s.label, aliases=list(s.aliases) or None) for s in SCHEDULES)]
+    return [
+        SchedulerItem(name="automatic", label=registry.AUTOMATIC),
+        *(SchedulerItem(name=s.name, label=s.label, aliases=list(s.aliases) or None) for s in SCHEDULES),
+    ]
 
 
 def upscaler_items(services: Services) -> list[UpscalerItem]:
     library = services.tools.upscalers
     files = library.model_files()
-    return [UpscalerItem(name=name, model_name=name if name in files else None,
-                         model_path=str(files[name]) if name in files else None) for name in library.names()]
+    return [
+        UpscalerItem(
+            name=name,
+            model_name=name if name in files else None,
+            model_path=str(files[name]) if name in files else None,
+        )
+        for name in library.names()
+    ]
 
 
 # "4x-UltraSharp", "RealESRGAN_x2plus", "DAT_x3": a scale the file's name states
@@ -92,8 +106,15 @@ def sd_model_items(services: Services) -> list[SDModelItem]:
     items = []
     for info in models.checkpoints:
         sha = models.hashes.cached(info.path) if info.path.is_file() else None
-        items.append(SDModelItem(title=models.title(info), model_name=info.model_name, hash=HashCache.short(sha),
-                                 sha256=sha, filename=str(info.path)))
+        items.append(
+            SDModelItem(
+                title=models.title(info),
+                model_name=info.model_name,
+                hash=HashCache.short(sha),
+                sha256=sha,
+                filename=str(info.path),
+            )
+        )
     return items
 
 
@@ -104,13 +125,17 @@ def sd_vae_items(services: Services) -> list[SDVaeItem]:
 
 def face_restorer_items(services: Services) -> list[FaceRestorerItem]:
     restorers = services.tools.face_restorers
-    return [FaceRestorerItem(name=name, cmd_dir=str(restorers.models_dir / restorers.get(name).folder_name))
-            for name in FACE_RESTORERS]
+    return [
+        FaceRestorerItem(name=name, cmd_dir=str(restorers.models_dir / restorers.get(name).folder_name))
+        for name in FACE_RESTORERS
+    ]
 
 
 def style_items(services: Services) -> list[PromptStyleItem]:
-    return [PromptStyleItem(name=s.name, prompt=s.prompt, negative_prompt=s.negative_prompt)
-            for s in services.styles.styles.values()]
+    return [
+        PromptStyleItem(name=s.name, prompt=s.prompt, negative_prompt=s.negative_prompt)
+        for s in services.styles.styles.values()
+    ]
 
 
 def embeddings(services: Services) -> EmbeddingsResponse:
@@ -129,15 +154,18 @@ def embeddings(services: Services) -> EmbeddingsResponse:
 
 
 def lora_items(services: Services) -> list[LoraItem]:
-    return [LoraItem(name=name, alias=name, path=str(path))
-            for name, path in services.networks.loras.available().items()]
+    return [
+        LoraItem(name=name, alias=name, path=str(path)) for name, path in services.networks.loras.available().items()
+    ]
 
 
 def script_names(services: Services) -> ScriptsList:
     """Every script's title, lowercased as A1111 lists them, per tab."""
+
     def titles(tab: str) -> list[str]:
         runner = services.script_runners.get(tab)
         return [s.title().lower() for s in [*runner.selectable, *runner.alwayson]] if runner else []
+
     return ScriptsList(txt2img=titles("txt2img"), img2img=titles("img2img"))
 
 
@@ -146,9 +174,17 @@ def extension_items(services: Services) -> list[ExtensionItem]:
     items = []
     for extension in list_extensions(services.paths.extensions, disabled_names(services.opts)):
         extension.read_git_info()
-        items.append(ExtensionItem(name=extension.name, remote=extension.remote, branch=extension.branch,
-                                   commit_hash=extension.commit_hash or None, version=extension.version or None,
-                                   commit_date=extension.commit_date, enabled=extension.enabled))
+        items.append(
+            ExtensionItem(
+                name=extension.name,
+                remote=extension.remote,
+                branch=extension.branch,
+                commit_hash=extension.commit_hash or None,
+                version=extension.version or None,
+                commit_date=extension.commit_date,
+                enabled=extension.enabled,
+            )
+        )
     return items
 
 
@@ -165,8 +201,12 @@ def memory() -> MemoryResponse:
     def pair(key: str) -> dict[str, int]:
         return {"current": stats.get(f"{key}.all.current", 0), "peak": stats.get(f"{key}.all.peak", 0)}
 
-    cuda = {"system": {"free": free, "used": total - free, "total": total},
-            "active": pair("active_bytes"), "allocated": pair("allocated_bytes"),
-            "reserved": pair("reserved_bytes"), "inactive": pair("inactive_split_bytes"),
-            "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)}}
+    cuda = {
+        "system": {"free": free, "used": total - free, "total": total},
+        "active": pair("active_bytes"),
+        "allocated": pair("allocated_bytes"),
+        "reserved": pair("reserved_bytes"),
+        "inactive": pair("inactive_split_bytes"),
+        "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
+    }
     return MemoryResponse(ram=ram, cuda=cuda)

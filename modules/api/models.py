@@ -4,6 +4,7 @@ The generation fields of txt2img and img2img requests are made from GenerationPa
 FieldSpec label, bounds and choices), and the extras fields from ExtrasParams, so /docs, validation and
 the page all follow the same declarations. Only fields that are the API's own are written out here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,8 +29,11 @@ from modules.extras import ExtrasParams
 from modules.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
 from modules.sampling import registry
 
-Base64Image = Annotated[str, AfterValidator(check_image),
-                        Field(description="An image as base64, or as a data: URI (data:image/png;base64,…)")]
+Base64Image = Annotated[
+    str,
+    AfterValidator(check_image),
+    Field(description="An image as base64, or as a data: URI (data:image/png;base64,…)"),
+]
 _TYPES: dict[type, Any] = {int: int, float: float, str: str, bool: bool, tuple: list[str]}
 
 
@@ -88,8 +92,9 @@ def generation_fields(tab: str) -> dict[str, Any]:
         if spec.choices:
             annotation = int | str
             metadata.append(BeforeValidator(_choice(f.name)))
-            description += ": " + ", ".join(f"{i} = {label}" for i, label in enumerate(spec.choices)) + \
-                " (the index or the label)"
+            description += (
+                ": " + ", ".join(f"{i} = {label}" for i, label in enumerate(spec.choices)) + " (the index or the label)"
+            )
         if f.name in _BEFORE:
             metadata.append(BeforeValidator(_BEFORE[f.name]))
         if f.name in _CHECKS:
@@ -103,10 +108,12 @@ def generation_fields(tab: str) -> dict[str, Any]:
 
 def _neutral(feature: str, accepts: Callable[[Any], bool], hint: str) -> AfterValidator:
     """For a field of a feature this server lacks: only its neutral values pass."""
+
     def check(value: Any, info: ValidationInfo) -> Any:
         if value is not None and not accepts(value):
             raise ValueError(f"not supported by this server yet ({feature}); leave {info.field_name} at {hint}")
         return value
+
     return AfterValidator(check)
 
 
@@ -128,28 +135,37 @@ class GenerationApiFields(BaseModel):
     model_config = ConfigDict(extra="ignore")  # as A1111: keys it doesn't know are ignored
 
     sampler_index: str | None = Field(None, description="Older name of sampler_name; used when that is not given")
-    override_settings: dict[str, Any] = Field(default_factory=dict, description=(
-        "Settings for this job only (keys as in /sdapi/v1/options), e.g. {\"CLIP_stop_at_last_layers\": 2}"))
+    override_settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description=('Settings for this job only (keys as in /sdapi/v1/options), e.g. {"CLIP_stop_at_last_layers": 2}'),
+    )
     override_settings_restore_afterwards: bool = Field(True, description="False keeps override_settings afterwards")
     script_name: str | None = Field(None, description="Title of a script from /sdapi/v1/scripts to run")
     script_args: list[Any] = Field(default_factory=list, description="The script's arguments, in its controls' order")
-    alwayson_scripts: dict[str, Any] = Field(default_factory=dict, description="{\"<title>\": {\"args\": [...]}}")
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict, description='{"<title>": {"args": [...]}}')
     send_images: bool = Field(True, description="Return the images in the response")
     save_images: bool = Field(False, description="Also save the images in the outputs folder")
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
-    infotext: str | None = Field(None, description="Generation parameters text; fills fields the request leaves out, "
-                                                     "and its settings (RNG, ENSD, Eta…) join override_settings")
+    infotext: str | None = Field(
+        None,
+        description="Generation parameters text; fills fields the request leaves out, "
+        "and its settings (RNG, ENSD, Eta…) join override_settings",
+    )
     comments: dict[str, Any] | None = None
-    eta: float | None = Field(None, description="The sampler's eta for this job, 0 to 1 (the settings eta_ancestral "
-                                                "and eta_ddim): how much fresh noise ancestral, SDE and DDIM steps add")
+    eta: float | None = Field(
+        None,
+        description="The sampler's eta for this job, 0 to 1 (the settings eta_ancestral "
+        "and eta_ddim): how much fresh noise ancestral, SDE and DDIM steps add",
+    )
     s_min_uncond: float | None = None  # the s_min_uncond setting (Negative Guidance minimum sigma) for this job
     s_churn: float | None = None  # these four: see SIGMA_FIELDS (Euler, Heun, DPM2; s_noise others too)
     s_tmax: float | None = None
     s_tmin: float | None = None
     s_noise: float | None = None
-    disable_extra_networks: bool | None = Field(False, description="Take <lora:…> tags out of the prompts "
-                                                                  "without using them")
+    disable_extra_networks: bool | None = Field(
+        False, description="Take <lora:…> tags out of the prompts without using them"
+    )
 
     def chosen_sampler(self) -> str:
         """sampler_name, else the legacy sampler_index, else A1111's API default."""
@@ -166,8 +182,13 @@ class GenerationApiFields(BaseModel):
         """Settings this request sets for its job only: those of SETTING_FIELDS and SIGMA_FIELDS, and from eta
         both eta settings (each sampler reads its own, as A1111's p.eta stands for either)."""
         values = {key: value for key in SETTING_FIELDS if (value := getattr(self, key, None)) is not None}
-        values.update({key: value for key, neutral in SIGMA_FIELDS.items()
-                       if (value := getattr(self, key)) is not None and value not in neutral})
+        values.update(
+            {
+                key: value
+                for key, neutral in SIGMA_FIELDS.items()
+                if (value := getattr(self, key)) is not None and value not in neutral
+            }
+        )
         if self.eta is not None:
             values["eta_ancestral"] = values["eta_ddim"] = self.eta
         return values
@@ -189,16 +210,21 @@ class Img2ImgApiFields(GenerationApiFields):
     mask_blur_y: int = Field(4, ge=0, le=64, description="Vertical mask blur (when mask_blur is not given)")
     mask_round: bool = Field(True, description="False: a soft latent mask, the blurred edge partly repainted")
     image_cfg_scale: float | None = Field(None, description="Only instruct-pix2pix models use it; none load here")
-    initial_noise_multiplier: float | None = Field(None, ge=0, description=(
-        "Scales the noise img2img starts from, for this job (the initial_noise_multiplier setting)"))
+    initial_noise_multiplier: float | None = Field(
+        None,
+        ge=0,
+        description=("Scales the noise img2img starts from, for this job (the initial_noise_multiplier setting)"),
+    )
     latent_mask: Annotated[str | None, _neutral("a separate latent mask", _is(None, ""), "null")] = None
     include_init_images: bool = Field(False, description="Echo init_images and mask in the response's parameters")
 
 
 StableDiffusionTxt2ImgProcessingAPI = create_model(
-    "StableDiffusionTxt2ImgProcessingAPI", __base__=Txt2ImgApiFields, **generation_fields("txt2img"))
+    "StableDiffusionTxt2ImgProcessingAPI", __base__=Txt2ImgApiFields, **generation_fields("txt2img")
+)
 StableDiffusionImg2ImgProcessingAPI = create_model(
-    "StableDiffusionImg2ImgProcessingAPI", __base__=Img2ImgApiFields, **generation_fields("img2img"))
+    "StableDiffusionImg2ImgProcessingAPI", __base__=Img2ImgApiFields, **generation_fields("img2img")
+)
 
 
 class ExtrasApiFields(BaseModel):
@@ -221,9 +247,13 @@ class ExtrasApiFields(BaseModel):
 
 def extras_fields() -> dict[str, Any]:
     """Pydantic fields for ExtrasParams, with its labels and bounds."""
-    return {f.name: Annotated[_TYPES[type(f.default)], Field(f.default, ge=spec.minimum, le=spec.maximum,
-                                                                title=spec.label, description=spec.label)]
-            for f, spec in ExtrasParams.fields()}
+    return {
+        f.name: Annotated[
+            _TYPES[type(f.default)],
+            Field(f.default, ge=spec.minimum, le=spec.maximum, title=spec.label, description=spec.label),
+        ]
+        for f, spec in ExtrasParams.fields()
+    }
 
 
 class ExtrasSingleImageFields(ExtrasApiFields):
@@ -239,10 +269,8 @@ class ExtrasBatchImagesFields(ExtrasApiFields):
     imageList: list[FileData] = Field(min_length=1, description="The images, each with a name")
 
 
-ExtrasSingleImageRequest = create_model("ExtrasSingleImageRequest", __base__=ExtrasSingleImageFields,
-                                        **extras_fields())
-ExtrasBatchImagesRequest = create_model("ExtrasBatchImagesRequest", __base__=ExtrasBatchImagesFields,
-                                        **extras_fields())
+ExtrasSingleImageRequest = create_model("ExtrasSingleImageRequest", __base__=ExtrasSingleImageFields, **extras_fields())
+ExtrasBatchImagesRequest = create_model("ExtrasBatchImagesRequest", __base__=ExtrasBatchImagesFields, **extras_fields())
 
 
 class ImagesResponse(BaseModel):
@@ -400,4 +428,4 @@ class ExtensionItem(BaseModel):
 
 class MemoryResponse(BaseModel):
     ram: dict[str, Any] = Field(description="free, used (by this process) and total, in bytes")
-    cuda: dict[str, Any] = Field(description="GPU memory as torch reports it, or {\"error\": …}")
+    cuda: dict[str, Any] = Field(description='GPU memory as torch reports it, or {"error": …}')

@@ -1,5 +1,6 @@
 """The /sdapi/v1 routes. Generation and extras requests queue jobs on the page's engine (one FIFO queue, one
 job at a time) and wait for them without holding a thread; everything else answers at once."""
+
 from __future__ import annotations
 
 import asyncio
@@ -130,8 +131,11 @@ class SdApi:
         """Upscale and/or restore faces in one image (not saved, as in A1111's API)."""
         (source,) = await run_in_threadpool(self._extras_sources, request, [("image", request.image)], "image")
         result = await self._extras(request, [source])
-        image = encode_image(result.images[0], read_infotext(source), {"extras": result.infotexts[0]}) \
-            if request.show_extras_results and result.images else None
+        image = (
+            encode_image(result.images[0], read_infotext(source), {"extras": result.infotexts[0]})
+            if request.show_extras_results and result.images
+            else None
+        )
         return ExtrasSingleImageResponse(html_info=_html_info(result), image=image)
 
     async def extra_batch_images(self, request: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
@@ -140,11 +144,19 @@ class SdApi:
         sources = await run_in_threadpool(self._extras_sources, request, items, "imageList")
         result = await self._extras(request, sources)
         # Each result keeps its source's parameters when none was skipped (then they pair up one to one).
-        texts = [read_infotext(source) for source in sources] if len(sources) == len(result.images) \
+        texts = (
+            [read_infotext(source) for source in sources]
+            if len(sources) == len(result.images)
             else [None] * len(result.images)
-        images = [encode_image(image, text, {"extras": extras})
-                  for image, text, extras in zip(result.images, texts, result.infotexts)] \
-            if request.show_extras_results else []
+        )
+        images = (
+            [
+                encode_image(image, text, {"extras": extras})
+                for image, text, extras in zip(result.images, texts, result.infotexts)
+            ]
+            if request.show_extras_results
+            else []
+        )
         return ExtrasBatchImagesResponse(html_info=_html_info(result), images=images)
 
     def _extras_sources(self, request: ExtrasApiFields, items: list[tuple[str, str]], field: str) -> list[Image.Image]:
@@ -155,12 +167,14 @@ class SdApi:
         def check_results(sizes: list[tuple[str, int, int]]) -> None:
             for name, width, height in sizes:
                 params.check_result_size(width, height, limits.max_pixels, name)
+
         return decode_images(items, limits, field, check_sizes=check_results)
 
     async def _extras(self, request: ExtrasApiFields, sources: list[Image.Image]) -> ExtrasResult:
         def submit():
             with self.services.opts.overridden({"samples_save": False}):
                 return self.services.extras(request.extras_params(), sources)
+
         return await asyncio.wrap_future(await run_in_threadpool(submit))
 
     @property
@@ -192,15 +206,26 @@ class SdApi:
         engine = self.services.engine
         progress, context = engine.progress, engine.context
         started = time.time() - (time.monotonic() - progress.started_at) if progress.busy else None
-        state = {"skipped": bool(context and context.skipped), "interrupted": bool(context and context.interrupted),
-                 "stopping_generation": False, "job": progress.job, "job_count": progress.job_count,
-                 "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(started)) if started else "0",
-                 "job_no": progress.job_no, "sampling_step": progress.step, "sampling_steps": progress.steps,
-                 "queued": progress.queued}
+        state = {
+            "skipped": bool(context and context.skipped),
+            "interrupted": bool(context and context.interrupted),
+            "stopping_generation": False,
+            "job": progress.job,
+            "job_count": progress.job_count,
+            "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(started)) if started else "0",
+            "job_no": progress.job_no,
+            "sampling_step": progress.step,
+            "sampling_steps": progress.steps,
+            "queued": progress.queued,
+        }
         preview = None if skip_current_image or not progress.busy else engine.preview()
-        return ProgressResponse(progress=progress.fraction, eta_relative=progress.eta or 0.0, state=state,
-                                current_image=encode_image(preview) if preview is not None else None,
-                                textinfo=progress.textinfo or None)
+        return ProgressResponse(
+            progress=progress.fraction,
+            eta_relative=progress.eta or 0.0,
+            state=state,
+            current_image=encode_image(preview) if preview is not None else None,
+            textinfo=progress.textinfo or None,
+        )
 
     def get_options(self) -> dict[str, Any]:
         """Every setting, with A1111's keys."""
@@ -255,4 +280,3 @@ class SdApi:
 def _html_info(result: ExtrasResult) -> str:
     lines = [*(f"⚠️ {warning}" for warning in result.warnings), *dict.fromkeys(result.infotexts)]
     return "".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
-

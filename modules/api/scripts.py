@@ -1,5 +1,6 @@
 """Scripts for API requests: script_name, script_args and alwayson_scripts turned into the argument list
 the page sends (the Script dropdown's index, then every script control's value), as A1111's API does."""
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,13 @@ def checked_value(control: Any, value: Any) -> Any:
             raise ValueError(f"must be a number, got {value!r}")
         low, high = getattr(control, "minimum", None), getattr(control, "maximum", None)
         if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f"from {low:g} to {high:g}" if low is not None and high is not None else \
-                f"at least {low:g}" if low is not None else f"at most {high:g}"
+            bounds = (
+                f"from {low:g} to {high:g}"
+                if low is not None and high is not None
+                else f"at least {low:g}"
+                if low is not None
+                else f"at most {high:g}"
+            )
             raise ValueError(f"must be {bounds}, got {value!r}")
         return value
     if isinstance(control, (gr.Dropdown, gr.Radio, gr.CheckboxGroup)) and control.choices is not None:
@@ -102,8 +108,9 @@ class ScriptControls:
         """The argument list of a job with no script picked and every control at its default."""
         return [_as_sent(control, control.value) for control in self.controls(runner)]
 
-    def args_for(self, runner: ScriptRunner | None, script_name: str | None, script_args: list,
-                 alwayson: dict[str, Any]) -> list:
+    def args_for(
+        self, runner: ScriptRunner | None, script_name: str | None, script_args: list, alwayson: dict[str, Any]
+    ) -> list:
         """The job's script arguments; a RequestError names an unknown script, too many arguments, or one its
         control could not hold."""
         if runner is None:
@@ -131,15 +138,26 @@ class ScriptControls:
     def info(self, runner: ScriptRunner) -> list[ScriptInfo]:
         """Every script of the tab with its controls' labels, defaults, ranges and choices."""
         controls = self.controls(runner)
-        return [ScriptInfo(name=script.title().lower(), is_alwayson=script.alwayson, is_img2img=runner.is_img2img,
-                           args=[_arg(control) for control in controls[script.args_from:script.args_to]])
-                for script in [*runner.selectable, *runner.alwayson]]
+        return [
+            ScriptInfo(
+                name=script.title().lower(),
+                is_alwayson=script.alwayson,
+                is_img2img=runner.is_img2img,
+                args=[_arg(control) for control in controls[script.args_from : script.args_to]],
+            )
+            for script in [*runner.selectable, *runner.alwayson]
+        ]
 
 
 def _arg(control: Any) -> ScriptArg:
-    return ScriptArg(label=getattr(control, "label", None), value=control.value,
-                     minimum=getattr(control, "minimum", None), maximum=getattr(control, "maximum", None),
-                     step=getattr(control, "step", None), choices=_choice_labels(control))
+    return ScriptArg(
+        label=getattr(control, "label", None),
+        value=control.value,
+        minimum=getattr(control, "minimum", None),
+        maximum=getattr(control, "maximum", None),
+        step=getattr(control, "step", None),
+        choices=_choice_labels(control),
+    )
 
 
 def _alwayson_script(runner: ScriptRunner, title: str) -> Script:
@@ -162,5 +180,7 @@ def _place(args: list, controls: list, script: Script, values: list, field: str)
             args[script.args_from + number] = checked_value(control, value)
         except ValueError as exc:
             label = getattr(control, "label", None)
-            raise RequestError(f"{field}[{number}]", f"{script.title()}'s {label!r} {exc}" if label else
-                               f"{script.title()}'s argument {number} {exc}") from None
+            raise RequestError(
+                f"{field}[{number}]",
+                f"{script.title()}'s {label!r} {exc}" if label else f"{script.title()}'s argument {number} {exc}",
+            ) from None

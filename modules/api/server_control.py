@@ -1,5 +1,6 @@
 """POST server-kill, server-restart and server-stop: allowed only when the server was started with
 --api-server-stop (A1111's flag), refused with 403 naming the flag otherwise."""
+
 from __future__ import annotations
 
 import logging
@@ -43,13 +44,13 @@ def restart_in_place() -> dict:
     """Rebuild the page and reload scripts in this process (as Settings → Reload UI); 501, as in A1111, when
     the server can't restart (the API alone, --nowebui)."""
     if not restart.request_restart():
-        raise HTTPException(501, "This server can't restart in place: it serves the API alone (--nowebui); "
-                                 "stop it and start it again")
+        raise HTTPException(
+            501, "This server can't restart in place: it serves the API alone (--nowebui); stop it and start it again"
+        )
     return {}
 
 
-COMMANDS: dict[str, Callable[[], Any]] = {"server-kill": kill, "server-restart": restart_in_place,
-                                          "server-stop": stop}
+COMMANDS: dict[str, Callable[[], Any]] = {"server-kill": kill, "server-restart": restart_in_place, "server-stop": stop}
 
 
 def add_routes(router: Any, allowed: bool) -> None:
@@ -61,5 +62,6 @@ def add_routes(router: Any, allowed: bool) -> None:
 def _refusal(name: str) -> Callable[[], Any]:
     def refuse() -> None:
         raise HTTPException(403, f"{name} is turned off: start the server with --api-server-stop to allow it")
+
     refuse.__name__ = f"refuse_{name.replace('-', '_')}"
     return refuse

@@ -1,6 +1,7 @@
 """The model families this app knows. Each module of this package (but base) defines one as `FAMILY`, and the
 registry finds them by looking: a new family is one new file here, plus its shipped configs in
 modules/model_configs. Nothing else lists the families."""
+
 from __future__ import annotations
 
 import importlib
@@ -48,19 +49,25 @@ def detect(state: dict[str, torch.Tensor]) -> ModelFamily:
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise ModelLoadError(f"This checkpoint looks like several kinds of model at once "
-                             f"({', '.join(f.label for f in matches)}); it can't be loaded.")
+        raise ModelLoadError(
+            f"This checkpoint looks like several kinds of model at once "
+            f"({', '.join(f.label for f in matches)}); it can't be loaded."
+        )
     if UNET_KEY not in state:
-        raise ModelLoadError(f"This file has no Stable Diffusion UNet (model.diffusion_model.*): "
-                             f"it is not an {_labels()} checkpoint.")
+        raise ModelLoadError(
+            f"This file has no Stable Diffusion UNet (model.diffusion_model.*): it is not an {_labels()} checkpoint."
+        )
     raise ModelLoadError(f"This checkpoint has a UNet but no text encoder this app recognises ({_labels()}).")
 
 
 def detect_diffusers(folder: Path) -> ModelFamily:
     """The family of a diffusers folder, from its model_index.json and its text encoders' configs."""
     index = json.loads((folder / "model_index.json").read_text())
-    text_configs = {name: json.loads((folder / name / "config.json").read_text())
-                    for name in index if name.startswith("text_encoder") and (folder / name / "config.json").is_file()}
+    text_configs = {
+        name: json.loads((folder / name / "config.json").read_text())
+        for name in index
+        if name.startswith("text_encoder") and (folder / name / "config.json").is_file()
+    }
     for family in FAMILIES.values():
         if family.detect_diffusers(index, text_configs):
             return family

@@ -1,6 +1,7 @@
 """What a model family is: how a checkpoint of it is recognised, its text encoders, its latent space and its
 training noise schedule. A family is data plus a few rules; the code that loads, encodes, previews and samples
 reads these instead of branching on a family's name."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ class TextEncoderSlot:
 
     @property
     def token_embedding_key(self) -> str:
-        return self.weights_prefix + ("embeddings.token_embedding.weight" if self.layout == CLIP
-                                      else "token_embedding.weight")
+        return self.weights_prefix + (
+            "embeddings.token_embedding.weight" if self.layout == CLIP else "token_embedding.weight"
+        )
 
     @property
     def tokenizer_folder(self) -> str:
@@ -120,11 +122,13 @@ class ModelFamily:
 
     def detect_diffusers(self, index: dict[str, Any], text_configs: dict[str, dict[str, Any]]) -> bool:
         """Whether a diffusers folder (its model_index.json and text encoder configs) is of this family."""
-        folders = {name for name, value in index.items() if name.startswith("text_encoder") and value
-                   and value[0] is not None}
+        folders = {
+            name for name, value in index.items() if name.startswith("text_encoder") and value and value[0] is not None
+        }
         return folders == {slot.folder for slot in self.text_encoders} and all(
             text_configs.get(slot.folder, {}).get("hidden_act", "quick_gelu") == slot.diffusers_activation
-            for slot in self.text_encoders)
+            for slot in self.text_encoders
+        )
 
     def load_configs(self) -> dict[str, dict[str, Any]]:
         """Its shipped component configs, keyed by folder name ("model_index" for the pipeline's)."""
@@ -147,12 +151,14 @@ class ModelFamily:
             except (yaml.YAMLError, AttributeError) as exc:
                 log.warning("Ignoring unreadable %s: %s", sidecar.name, exc)
         if self.probes_v_prediction and model_detection.predicts_v(
-                unet, model_detection.diffusers_config(unet).cross_attention_dim):
+            unet, model_detection.diffusers_config(unet).cross_attention_dim
+        ):
             return V_PREDICTION
         return EPSILON
 
-    def pipeline(self, unet: torch.nn.Module, vae: torch.nn.Module, text_encoders: list, tokenizers: list,
-                 scheduler: Any) -> Any:
+    def pipeline(
+        self, unet: torch.nn.Module, vae: torch.nn.Module, text_encoders: list, tokenizers: list, scheduler: Any
+    ) -> Any:
         """A diffusers pipeline of the family's class over these components (for its LoRA loader methods)."""
         import inspect
 

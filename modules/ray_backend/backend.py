@@ -1,5 +1,6 @@
 """The head's side of Ray Serve: start (or join) Ray, deploy the generation replicas, send each GenerationJob
 to a replica holding its checkpoint, mirror the streamed progress, and write the returned images."""
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,14 @@ def scaling(replicas: tuple[int, int] | None) -> dict[str, Any]:
     low, high = replicas or (max(1, int(ray.cluster_resources().get("GPU", 0))),) * 2
     if low == high:
         return {"num_replicas": low}
-    return {"autoscaling_config": {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": 1,
-                                   "upscale_delay_s": UPSCALE_DELAY_S}}
+    return {
+        "autoscaling_config": {
+            "min_replicas": low,
+            "max_replicas": high,
+            "target_ongoing_requests": 1,
+            "upscale_delay_s": UPSCALE_DELAY_S,
+        }
+    }
 
 
 class FanOutProgress:
@@ -76,22 +83,33 @@ class RayBackend(Backend):
     name = "ray"
     runs_jobs_at_once = True
 
-    def __init__(self, services: Services, address: str, replicas: tuple[int, int] | None = None,
-                 models_per_replica: int = 1, num_cpus: int = 1) -> None:
+    def __init__(
+        self,
+        services: Services,
+        address: str,
+        replicas: tuple[int, int] | None = None,
+        models_per_replica: int = 1,
+        num_cpus: int = 1,
+    ) -> None:
         self.local = InProcessBackend(services)  # for the jobs that must run beside the head's model
         self.hook_lock = threading.Lock()
         self.started_ray = not ray.is_initialized()
         self.own_runtime = self.started_ray and address == "local"  # else Serve may hold others' apps too
         if self.started_ray:
             ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
-        self.board = ray.remote(Board).options(name=BOARD_NAME, namespace=NAMESPACE, get_if_exists=True,
-                                               num_cpus=0).remote()
+        self.board = (
+            ray.remote(Board).options(name=BOARD_NAME, namespace=NAMESPACE, get_if_exists=True, num_cpus=0).remote()
+        )
         serve.start(proxy_location="Disabled")
-        deployment = serve.deployment(GenerationReplica, name="generation", max_ongoing_requests=1,
-                                      ray_actor_options=replica_options(num_cpus), **scaling(replicas))
+        deployment = serve.deployment(
+            GenerationReplica,
+            name="generation",
+            max_ongoing_requests=1,
+            ray_actor_options=replica_options(num_cpus),
+            **scaling(replicas),
+        )
         self.max_replicas = max(replicas) if replicas else scaling(None)["num_replicas"]
-        self.handle = serve.run(deployment.bind(services.args, models_per_replica), name=APP_NAME,
-                                route_prefix=None)
+        self.handle = serve.run(deployment.bind(services.args, models_per_replica), name=APP_NAME, route_prefix=None)
 
     def run_job(self, job: GenerationJob, ctx: JobContext) -> GenerationResult:
         """Send `job` to a replica holding its checkpoint; with several replicas, a batch count above 1 is
@@ -126,6 +144,7 @@ class RayBackend(Backend):
     def run_jobs(self, jobs: list[GenerationJob], ctx: JobContext) -> list[GenerationResult]:
         """Independent jobs (X/Y/Z cells, prompt lines) at once, one per replica; after an interrupt, the jobs
         not started yet give no images."""
+
         def run(job: GenerationJob) -> GenerationResult:
             if ctx.interrupted:
                 return GenerationResult(params=job.params, interrupted=True)
@@ -191,11 +210,28 @@ class RayBackend(Backend):
             return
         for index, (image, infotext) in enumerate(zip(result.images, result.infotexts)):
             subseed = plan.subseeds[index] if index < len(plan.subseeds) else outcome.params.subseed
-            params = replace(outcome.params, seed=result.seeds[index], prompt=result.prompts[index],
-                             negative_prompt=result.negative_prompts[index], subseed=subseed)
+            params = replace(
+                outcome.params,
+                seed=result.seeds[index],
+                prompt=result.prompts[index],
+                negative_prompt=result.negative_prompts[index],
+                subseed=subseed,
+            )
             try:
-                result.paths.append(save_output(job.settings, job.hooks.p, image, params, index, outcome.job,
-                                                model.name, model.hash, outcome.params.prompt, infotext))
+                result.paths.append(
+                    save_output(
+                        job.settings,
+                        job.hooks.p,
+                        image,
+                        params,
+                        index,
+                        outcome.job,
+                        model.name,
+                        model.hash,
+                        outcome.params.prompt,
+                        infotext,
+                    )
+                )
             except DiskFull as exc:
                 log.error("%s", exc)
                 if str(exc) not in result.warnings:

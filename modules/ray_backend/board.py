@@ -1,6 +1,7 @@
 """The control board: one named Ray actor through which the head reaches the replica running a job
 (interrupt, skip, answers to its script hooks) and the replicas tell what they hold and do
 (GET /sdapi/v1/cluster). Its methods are coroutines, so a replica can wait on it for an answer."""
+
 from __future__ import annotations
 
 import asyncio

@@ -3,6 +3,7 @@ scripts and their processing object live, so AlwaysVisible scripts act on it as 
 
 The replica's `RemoteHooks` hands each call to its `generate` stream (an event {"hook": (n, kind, args)}) and
 waits on the Board for the head's answer; the head runs `answer_hook` on the job's own hooks and posts it."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -4,6 +4,7 @@ head's flags over the same (shared) data folder, running GenerationJobs with the
 Checkpoints are Serve multiplexed models (id: the short hash); Serve drops the least recently used one
 beyond --ray-models-per-replica, and `LoadedCheckpoint.__del__` frees its memory. `generate` streams
 progress events (and live previews) while the job runs, then the JobResult."""
+
 from __future__ import annotations
 
 import argparse
@@ -64,6 +65,7 @@ class GenerationReplica:
 
         async def load(model_id: str) -> LoadedCheckpoint:
             return await self._load(model_id)
+
         self.checkpoint = serve.multiplexed(max_num_models_per_replica=models_per_replica)(load)
         self._report()
 
@@ -73,8 +75,16 @@ class GenerationReplica:
 
     def info(self) -> WorkerInfo:
         models = self.services.models
-        return WorkerInfo(name=self.name, node=self.node, device=str(models.device), loaded=list(self.loaded),
-                          loads=models.loads, running=self.running, jobs_done=self.jobs_done, pid=os.getpid())
+        return WorkerInfo(
+            name=self.name,
+            node=self.node,
+            device=str(models.device),
+            loaded=list(self.loaded),
+            loads=models.loads,
+            running=self.running,
+            jobs_done=self.jobs_done,
+            pid=os.getpid(),
+        )
 
     def _report(self) -> None:
         self.board.report.remote(self.info().as_dict())
@@ -155,6 +165,7 @@ class GenerationReplica:
                 if answer is not None:
                     return answer[0]
             return None
+
         return ask
 
     async def _progress_event(self, job_id: str, shown: int) -> tuple[dict[str, Any], int]:
@@ -165,16 +176,23 @@ class GenerationReplica:
         if stops["skip"]:
             self.engine.skip()
         progress = self.engine.progress
-        event: dict[str, Any] = {"progress": (progress.job_no, progress.job_count, progress.step, progress.steps,
-                                              progress.textinfo), "worker": self.name}
+        event: dict[str, Any] = {
+            "progress": (progress.job_no, progress.job_count, progress.step, progress.steps, progress.textinfo),
+            "worker": self.name,
+        }
         if progress.preview_id != shown:
             image = await asyncio.get_running_loop().run_in_executor(None, self.engine.preview)
             if image is not None:
                 event["preview"] = png_bytes(image)
         return event, progress.preview_id
 
-    def _run(self, job: GenerationJob, model: StableDiffusionModel, ctx: JobContext,
-             ask: Callable[[JobContext, str, tuple], Any]) -> JobResult:
+    def _run(
+        self,
+        job: GenerationJob,
+        model: StableDiffusionModel,
+        ctx: JobContext,
+        ask: Callable[[JobContext, str, tuple], Any],
+    ) -> JobResult:
         """On the replica's worker: the job on `model`, with `Worker` in its infotext (and its script hooks
         asked of the head with `ask`, when it has any)."""
         s = self.services

@@ -1,6 +1,7 @@
 """A discrete-time diffusion model seen as a denoiser over continuous noise levels σ (k-diffusion's view of
 an LDM): the training schedule's 1000 sigmas, the map between σ and the model's timestep t, and the scalings
 that turn the model's output (ε or v) into the denoised x0. Pure maths: the UNet is called elsewhere."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ def alphas_cumprod_of(config: Mapping, zero_terminal_snr: bool = False) -> torch
     start, end = float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012))
     kind = config.get("beta_schedule", "scaled_linear")
     if kind == "scaled_linear":
-        betas = torch.linspace(start ** 0.5, end ** 0.5, steps, dtype=torch.float64) ** 2
+        betas = torch.linspace(start**0.5, end**0.5, steps, dtype=torch.float64) ** 2
     elif kind == "linear":
         betas = torch.linspace(start, end, steps, dtype=torch.float64)
     else:
@@ -34,7 +35,7 @@ def rescale_zero_terminal_snr(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     root = alphas_cumprod.sqrt()
     first, last = root[0].clone(), root[-1].clone()
     root = (root - last) * first / (first - last)
-    rescaled = root ** 2
+    rescaled = root**2
     rescaled[-1] = 4.8973451890853435e-08
     return rescaled
 
@@ -86,10 +87,10 @@ class Denoiser:
 
     def scalings(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(c_skip, c_out, c_in) for noise level `sigma`: x0 = c_skip·x + c_out·model(c_in·x, t)."""
-        c_in = 1 / (sigma ** 2 + 1) ** 0.5
+        c_in = 1 / (sigma**2 + 1) ** 0.5
         if self.prediction == EPSILON:
             return torch.ones_like(sigma), -sigma, c_in
-        return 1 / (sigma ** 2 + 1), -sigma / (sigma ** 2 + 1) ** 0.5, c_in  # k-diffusion's rounding of c_out
+        return 1 / (sigma**2 + 1), -sigma / (sigma**2 + 1) ** 0.5, c_in  # k-diffusion's rounding of c_out
 
     def denoised(self, model_output: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """x0 from the model's output at `x` (k-diffusion scale) and `sigma` (shape [batch])."""
@@ -105,4 +106,3 @@ class Denoiser:
 def _per_image(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A [batch] tensor shaped to broadcast over `x`'s image dimensions."""
     return values.reshape(values.shape[0], *([1] * (x.ndim - 1))).to(x.dtype)
-

@@ -4,6 +4,7 @@ conventions: `model(x, sigma) -> x0` in k-diffusion scale, descending `sigmas` e
 from `noise_sampler(sigma, sigma_next)`, and `callback({"x", "i", "sigma", "sigma_hat", "denoised"})` once per
 step with `x` the latent at the step's start, `sigma` (= `sigma_hat`) its noise level and `denoised` the model's
 x0 there."""
+
 from __future__ import annotations
 
 import itertools
@@ -19,8 +20,9 @@ NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RestartList = dict[float, tuple[int, int, float]]  # {σ to restart from: (steps, times, σ to go back up to)}
 
 
-def restart_plan(sigmas: torch.Tensor, restart_list: RestartList | None = None
-                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def restart_plan(
+    sigmas: torch.Tensor, restart_list: RestartList | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The (σ from, σ to) pairs Restart walks for `sigmas`, restarts included: `len(plan)` is its step count.
     Without an explicit `restart_list`, A1111's rule by step count applies: no restarts below 20 steps; from
     20, one restart of 9 steps, from 36 two of steps // 4, each from the σ nearest 0.1 back up to the σ nearest
@@ -31,8 +33,9 @@ def restart_plan(sigmas: torch.Tensor, restart_list: RestartList | None = None
         restart_list = {}
         if steps >= 20:
             restart_steps, restart_times = (steps // 4, 2) if steps >= 36 else (9, 1)
-            sigmas = karras(steps - restart_steps * restart_times, float(sigmas[-2]), float(sigmas[0])
-                            ).to(sigmas.device)
+            sigmas = karras(steps - restart_steps * restart_times, float(sigmas[-2]), float(sigmas[0])).to(
+                sigmas.device
+            )
             restart_list = {0.1: (restart_steps + 1, restart_times, 2.0)}
     restarts = {_nearest(sigmas, key): value for key, value in restart_list.items()}
     plan = []
@@ -53,10 +56,17 @@ def _nearest(sigmas: torch.Tensor, value: float) -> int:
 
 
 @torch.no_grad()
-def sample_restart(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                   callback: Callable | None = None, *, s_noise: float = 1.0,
-                   restart_list: RestartList | None = None,
-                   noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_restart(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callable | None = None,
+    *,
+    s_noise: float = 1.0,
+    restart_list: RestartList | None = None,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """Restart sampling (Xu et al. 2023) as A1111 1.10 runs it: Heun steps (Euler onto σ = 0) along
     `restart_plan`; where the plan goes back up, from σ_low to σ_high, fresh noise of variance
     s_noise²·(σ_high² − σ_low²) is added first. A1111's default schedule for it is Karras."""
@@ -67,7 +77,7 @@ def sample_restart(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
         if last is not None and last < sigma:
             if noise_sampler is None:
                 raise ValueError("Restart needs a noise_sampler for its restarts")
-            x = x + noise_sampler(last, sigma) * s_noise * (sigma ** 2 - last ** 2) ** 0.5
+            x = x + noise_sampler(last, sigma) * s_noise * (sigma**2 - last**2) ** 0.5
         denoised = model(x, sigma * ones, **extra_args)
         slope = (x - denoised) / sigma
         if callback is not None:
@@ -84,8 +94,15 @@ def sample_restart(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
 
 
 @torch.no_grad()
-def sample_lcm(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-               callback: Callable | None = None, *, noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_lcm(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callable | None = None,
+    *,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """Latent consistency sampling (Luo et al. 2023): each step jumps to the model's x0 and, unless the next σ is
     0, noises it back to the next σ with a fresh draw. A1111 runs it with `LCMDenoiser`'s noise levels."""
     extra_args = extra_args or {}
@@ -111,7 +128,7 @@ class LCMDenoiser(Denoiser):
 
     def __init__(self, alphas_cumprod: torch.Tensor, original_steps: int = 50) -> None:
         self.skip = len(alphas_cumprod) // original_steps
-        super().__init__(alphas_cumprod[self.skip - 1::self.skip][:original_steps], EPSILON)
+        super().__init__(alphas_cumprod[self.skip - 1 :: self.skip][:original_steps], EPSILON)
 
     def sigma_to_t(self, sigma: torch.Tensor, quantize: bool | None = None) -> torch.Tensor:
         nearest = (sigma.float().log() - self.log_sigmas.to(sigma.device)[:, None]).abs().argmin(dim=0)
@@ -129,6 +146,6 @@ class LCMDenoiser(Denoiser):
     def denoised(self, model_output: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         plain = super().denoised(model_output, x, sigma)
         scaled_t = (self.sigma_to_t(sigma) * 10.0).reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-        c_skip = 0.25 / (scaled_t ** 2 + 0.25)
-        c_out = scaled_t / (scaled_t ** 2 + 0.25) ** 0.5
+        c_skip = 0.25 / (scaled_t**2 + 0.25)
+        c_out = scaled_t / (scaled_t**2 + 0.25) ** 0.5
         return c_out * plain + c_skip * x

@@ -5,6 +5,7 @@ image's AND parts and its negative prompt go through the UNet (in one batch when
 x0 is weighed against the negative's (A1111's combine_denoised), the inpainting keep is blended in, and A1111's
 callbacks see each stage. Calls are counted: the count picks the prompt-editing step (A1111 schedules prompts
 over model calls), the moment a refiner takes over and the calls Skip Early CFG leaves without the negative."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,8 +19,9 @@ from modules.errors import UserError
 from modules.sampling.denoiser import Denoiser
 from modules.step_conditioning import StepBatch, StepConditioning
 
-NAN_ADVICE = ("This can happen when the precision is too low for the picture: try --no-half, or another VAE or "
-              "checkpoint.")
+NAN_ADVICE = (
+    "This can happen when the precision is too low for the picture: try --no-half, or another VAE or checkpoint."
+)
 
 
 class NansProduced(UserError):
@@ -35,8 +37,14 @@ class UNetCall(Protocol):
     `pooled` (SDXL) the rows' text conditioning, `row_images` the image each row belongs to (for an inpainting
     model's extra channels); returns the raw output (ε or v)."""
 
-    def __call__(self, x_in: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor | None,
-                 row_images: torch.Tensor) -> torch.Tensor: ...
+    def __call__(
+        self,
+        x_in: torch.Tensor,
+        t: torch.Tensor,
+        embeds: torch.Tensor,
+        pooled: torch.Tensor | None,
+        row_images: torch.Tensor,
+    ) -> torch.Tensor: ...
 
 
 @dataclass
@@ -64,7 +72,7 @@ class Keep:
         return self.init * self.mask + latents * (1 - self.mask)
 
     def blend_input(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        scale = ((sigma ** 2 + 1) ** 0.5).reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+        scale = ((sigma**2 + 1) ** 0.5).reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
         return self.init * scale * self.mask + x * (1 - self.mask)
 
 
@@ -97,9 +105,18 @@ class CFGDenoiser:
     in length and `padding` (step_conditioning.PAD_EMPTY or PAD_LAST) is off, they go through the UNet in separate
     calls. `infotext` collects the keys A1111 writes for what happened (NGMS, Skip Early CFG, Pad conds)."""
 
-    def __init__(self, model: ModelPass, cfg_scale: float, expected_calls: int, *,
-                 skipping: NegativeSkipping = NegativeSkipping(), padding: str = "", keep: Keep | None = None,
-                 refiner: RefinerSwitch | None = None, check_stop: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        model: ModelPass,
+        cfg_scale: float,
+        expected_calls: int,
+        *,
+        skipping: NegativeSkipping = NegativeSkipping(),
+        padding: str = "",
+        keep: Keep | None = None,
+        refiner: RefinerSwitch | None = None,
+        check_stop: Callable[[], bool] | None = None,
+    ) -> None:
         self.model = model
         self.cfg_scale = cfg_scale
         self.expected_calls = max(1, expected_calls)
@@ -131,8 +148,9 @@ class CFGDenoiser:
         x_rows = torch.cat([x[batch.part_image], x])
         sigma_rows = torch.cat([sigma[batch.part_image], sigma])
         if script_callbacks.has("cfg_denoiser"):
-            params = script_callbacks.CFGDenoiserParams(x_rows, None, sigma_rows, self.sampling_step,
-                                                        self.sampling_steps, batch.cond, batch.uncond, self)
+            params = script_callbacks.CFGDenoiserParams(
+                x_rows, None, sigma_rows, self.sampling_step, self.sampling_steps, batch.cond, batch.uncond, self
+            )
             script_callbacks.cfg_denoiser_callback(params)
             x_rows, sigma_rows = params.x, params.sigma
             batch = replace(batch, cond=params.text_cond, uncond=params.text_uncond)
@@ -145,11 +163,12 @@ class CFGDenoiser:
         if skip_negatives:  # each image's first part stands in for its negative
             out = torch.cat([out, out[first_parts]])
         if script_callbacks.has("cfg_denoised"):
-            denoised_params = script_callbacks.CFGDenoisedParams(out, self.sampling_step, self.sampling_steps,
-                                                                 self.model.unet)
+            denoised_params = script_callbacks.CFGDenoisedParams(
+                out, self.sampling_step, self.sampling_steps, self.model.unet
+            )
             script_callbacks.cfg_denoised_callback(denoised_params)
             out = denoised_params.x
-        conds, uncond = out[:batch.parts], out[batch.parts:]
+        conds, uncond = out[: batch.parts], out[batch.parts :]
         self.last_uncond = uncond
         self.last_prediction = conds[first_parts]
         denoised = combine(uncond, conds, batch, 1.0 if skip_negatives else self.cfg_scale)
@@ -186,18 +205,33 @@ class CFGDenoiser:
         if skip_negatives:
             groups = [(0, batch.parts, batch.cond, batch.cond_pooled)]
         elif batch.cond.shape[1] == batch.uncond.shape[1]:
-            groups = [(0, len(row_images), torch.cat([batch.cond, batch.uncond]),
-                       _cat_pooled(batch.cond_pooled, batch.uncond_pooled))]
+            groups = [
+                (
+                    0,
+                    len(row_images),
+                    torch.cat([batch.cond, batch.uncond]),
+                    _cat_pooled(batch.cond_pooled, batch.uncond_pooled),
+                )
+            ]
         else:
             size = 2 * batch.images
-            groups = [(a, min(a + size, batch.parts), batch.cond[a:a + size], _rows(batch.cond_pooled, a, a + size))
-                      for a in range(0, batch.parts, size)]
+            groups = [
+                (a, min(a + size, batch.parts), batch.cond[a : a + size], _rows(batch.cond_pooled, a, a + size))
+                for a in range(0, batch.parts, size)
+            ]
             groups.append((batch.parts, len(row_images), batch.uncond, batch.uncond_pooled))
-        return torch.cat([self._unet_rows(x[a:b], sigma[a:b], embeds, pooled, row_images[a:b])
-                          for a, b, embeds, pooled in groups])
+        return torch.cat(
+            [self._unet_rows(x[a:b], sigma[a:b], embeds, pooled, row_images[a:b]) for a, b, embeds, pooled in groups]
+        )
 
-    def _unet_rows(self, x: torch.Tensor, sigma: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor | None,
-                   row_images: torch.Tensor) -> torch.Tensor:
+    def _unet_rows(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        embeds: torch.Tensor,
+        pooled: torch.Tensor | None,
+        row_images: torch.Tensor,
+    ) -> torch.Tensor:
         denoiser = self.model.denoiser
         x_in, t = denoiser.model_input(x, sigma)
         output = self.model.unet(x_in, t, embeds, pooled, row_images)
@@ -232,4 +266,3 @@ def _cat_pooled(cond: torch.Tensor | None, uncond: torch.Tensor | None) -> torch
 
 def _rows(pooled: torch.Tensor | None, a: int, b: int) -> torch.Tensor | None:
     return None if pooled is None else pooled[a:b]
-

@@ -7,6 +7,7 @@ torch.randn_like, A1111 substitutes its image noise: Euler, Heun and DPM2 draw o
 churn). A sampler raises for a missing noise_sampler only when the draw would change the result. The arithmetic
 keeps k-diffusion's order of operations, so float32 results equal k-diffusion's bit for bit on the CPU (LMS:
 to its numpy-1 precision, see _lms_coefficient)."""
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,8 @@ def get_ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
     of std σ_up, with σ_down² + σ_up² = σ_to² and σ_up scaled by eta (0: no noise)."""
     if not eta:
         return sigma_to, 0.0
-    sigma_up = min(sigma_to, eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
-    return (sigma_to ** 2 - sigma_up ** 2) ** 0.5, sigma_up
+    sigma_up = min(sigma_to, eta * (sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2) ** 0.5)
+    return (sigma_to**2 - sigma_up**2) ** 0.5, sigma_up
 
 
 @overload
@@ -72,19 +73,28 @@ def _churned(x, sigmas, i, noise_sampler, s_churn, s_tmin, s_tmax, s_noise):
     """Karras et al.'s "churn": σ raised to σ̂ = σ(1 + γ) with matching noise added (γ > 0 only inside
     [s_tmin, s_tmax]). A draw is made every step, as k-diffusion does, used only when γ > 0."""
     sigma = sigmas[i]
-    gamma = min(s_churn / (len(sigmas) - 1), 2 ** 0.5 - 1) if s_tmin <= sigma <= s_tmax else 0.0
+    gamma = min(s_churn / (len(sigmas) - 1), 2**0.5 - 1) if s_tmin <= sigma <= s_tmax else 0.0
     noise = _draw(noise_sampler, sigma, sigmas[i + 1], gamma > 0)
     sigma_hat = sigma * (gamma + 1)
     if gamma > 0:
-        x = x + noise * s_noise * (sigma_hat ** 2 - sigma ** 2) ** 0.5
+        x = x + noise * s_noise * (sigma_hat**2 - sigma**2) ** 0.5
     return x, sigma_hat
 
 
 @torch.no_grad()
-def sample_euler(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                 callback: Callback | None = None, *, s_churn: float = 0.0, s_tmin: float = 0.0,
-                 s_tmax: float = float("inf"), s_noise: float = 1.0,
-                 noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_euler(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """Euler steps of the probability-flow ODE (Karras et al. 2022, Algorithm 2 without the correction)."""
     extra_args = extra_args or {}
     ones = _batch_of(x)
@@ -98,9 +108,17 @@ def sample_euler(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args
 
 
 @torch.no_grad()
-def sample_euler_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                           callback: Callback | None = None, *, eta: float = 1.0, s_noise: float = 1.0,
-                           noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_euler_ancestral(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """Euler steps down to σ_down, then fresh noise up to the next σ."""
     extra_args = extra_args or {}
     ones = _batch_of(x)
@@ -116,10 +134,19 @@ def sample_euler_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, 
 
 
 @torch.no_grad()
-def sample_heun(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                callback: Callback | None = None, *, s_churn: float = 0.0, s_tmin: float = 0.0,
-                s_tmax: float = float("inf"), s_noise: float = 1.0,
-                noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_heun(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """Heun's second-order method (Karras et al. 2022, Algorithm 2); a plain Euler step onto σ = 0."""
     extra_args = extra_args or {}
     ones = _batch_of(x)
@@ -140,10 +167,19 @@ def sample_heun(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args:
 
 
 @torch.no_grad()
-def sample_dpm_2(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                 callback: Callback | None = None, *, s_churn: float = 0.0, s_tmin: float = 0.0,
-                 s_tmax: float = float("inf"), s_noise: float = 1.0,
-                 noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_dpm_2(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """DPM-Solver-2-like midpoint steps (the slope taken at the geometric mean of the two σ's)."""
     extra_args = extra_args or {}
     ones = _batch_of(x)
@@ -168,9 +204,17 @@ def _midpoint_step(model, x, slope, sigma, sigma_to, ones, extra_args):
 
 
 @torch.no_grad()
-def sample_dpm_2_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                           callback: Callback | None = None, *, eta: float = 1.0, s_noise: float = 1.0,
-                           noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_dpm_2_ancestral(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """DPM2 steps down to σ_down, then fresh noise up to the next σ (none after a step onto 0)."""
     extra_args = extra_args or {}
     ones = _batch_of(x)
@@ -203,8 +247,15 @@ def _lms_coefficient(order: int, sigmas: np.ndarray, i: int, j: int) -> float:
 
 
 @torch.no_grad()
-def sample_lms(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-               callback: Callback | None = None, *, order: int = 4) -> torch.Tensor:
+def sample_lms(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    order: int = 4,
+) -> torch.Tensor:
     """Linear multistep: the step integrates the polynomial through the last `order` slopes."""
     extra_args = extra_args or {}
     ones = _batch_of(x)
@@ -229,10 +280,17 @@ def _t_of(sigma: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_dpmpp_2s_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor,
-                              extra_args: dict | None = None, callback: Callback | None = None, *,
-                              eta: float = 1.0, s_noise: float = 1.0,
-                              noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_dpmpp_2s_ancestral(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """DPM-Solver++(2S) single-step second order down to σ_down, then fresh noise up to the next σ."""
     extra_args = extra_args or {}
     ones = _batch_of(x)
@@ -256,9 +314,18 @@ def sample_dpmpp_2s_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tenso
 
 
 @torch.no_grad()
-def sample_dpmpp_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                     callback: Callback | None = None, *, eta: float = 1.0, s_noise: float = 1.0,
-                     noise_sampler: NoiseSampler | None = None, r: float = 1 / 2) -> torch.Tensor:
+def sample_dpmpp_sde(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+    r: float = 1 / 2,
+) -> torch.Tensor:
     """DPM-Solver++ (stochastic), two stages per step: an ancestral step to the fraction `r` of the step in
     log σ, then the full step with the two x0 estimates blended; noise at both stages (A1111: Brownian)."""
     extra_args = extra_args or {}
@@ -291,8 +358,13 @@ def sample_dpmpp_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_
 
 
 @torch.no_grad()
-def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                    callback: Callback | None = None) -> torch.Tensor:
+def sample_dpmpp_2m(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
     """DPM-Solver++(2M): multistep second order, the previous x0 estimate extrapolated in log σ."""
     extra_args = extra_args or {}
     ones = _batch_of(x)
@@ -313,10 +385,18 @@ def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_a
 
 
 @torch.no_grad()
-def sample_dpmpp_2m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                        callback: Callback | None = None, *, eta: float = 1.0, s_noise: float = 1.0,
-                        noise_sampler: NoiseSampler | None = None,
-                        solver_type: str = "midpoint") -> torch.Tensor:
+def sample_dpmpp_2m_sde(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+    solver_type: str = "midpoint",
+) -> torch.Tensor:
     """DPM-Solver++(2M) SDE; `solver_type` "midpoint" (A1111's DPM++ 2M SDE) or "heun" (DPM++ 2M SDE Heun)
     picks the second-order correction. The last step returns the x0 estimate."""
     if solver_type not in {"heun", "midpoint"}:
@@ -351,9 +431,17 @@ def sample_dpmpp_2m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, ext
 
 
 @torch.no_grad()
-def sample_dpmpp_3m_sde(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                        callback: Callback | None = None, *, eta: float = 1.0, s_noise: float = 1.0,
-                        noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_dpmpp_3m_sde(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """DPM-Solver++(3M) SDE: multistep third order from the last three x0 estimates. The last step returns the
     x0 estimate."""
     extra_args = extra_args or {}
@@ -398,8 +486,16 @@ class _StepSizeController:
     PIDStepSizeController): the factor is limited by 1 + atan(f − 1), and a step is accepted when it is at
     least `accept_safety`."""
 
-    def __init__(self, h: float, pcoeff: float, icoeff: float, dcoeff: float, order: float = 1,
-                 accept_safety: float = 0.81, eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        h: float,
+        pcoeff: float,
+        icoeff: float,
+        dcoeff: float,
+        order: float = 1,
+        accept_safety: float = 0.81,
+        eps: float = 1e-8,
+    ) -> None:
         self.h = h
         self.b1 = (pcoeff + icoeff + dcoeff) / order
         self.b2 = -(pcoeff + 2 * dcoeff) / order
@@ -414,7 +510,7 @@ class _StepSizeController:
             self.inverse_errors = [inverse, inverse, inverse]
         self.inverse_errors[0] = inverse
         e0, e1, e2 = self.inverse_errors
-        factor = 1 + math.atan(e0 ** self.b1 * e1 ** self.b2 * e2 ** self.b3 - 1)
+        factor = 1 + math.atan(e0**self.b1 * e1**self.b2 * e2**self.b3 - 1)
         accept = factor >= self.accept_safety
         if accept:
             self.inverse_errors[2], self.inverse_errors[1] = e1, e0
@@ -465,11 +561,13 @@ class _DPMSolver:
         s1, s2 = t + r1 * h, t + r2 * h
         u1 = x - self.sigma(s1) * (r1 * h).expm1() * eps
         eps_r1 = self.eps(cache, "eps_r1", u1, s1)
-        u2 = (x - self.sigma(s2) * (r2 * h).expm1() * eps
-              - self.sigma(s2) * (r2 / r1) * ((r2 * h).expm1() / (r2 * h) - 1) * (eps_r1 - eps))
+        u2 = (
+            x
+            - self.sigma(s2) * (r2 * h).expm1() * eps
+            - self.sigma(s2) * (r2 / r1) * ((r2 * h).expm1() / (r2 * h) - 1) * (eps_r1 - eps)
+        )
         eps_r2 = self.eps(cache, "eps_r2", u2, s2)
-        return (x - self.sigma(t_next) * h.expm1() * eps
-                - self.sigma(t_next) / r2 * (h.expm1() / h - 1) * (eps_r2 - eps))
+        return x - self.sigma(t_next) * h.expm1() * eps - self.sigma(t_next) / r2 * (h.expm1() / h - 1) * (eps_r2 - eps)
 
     def _ancestral_target(self, t, t_next, t_end, eta):
         """Where a step from t to t_next lands before its noise, and the noise's std (eta 0: t_next, 0)."""
@@ -500,8 +598,23 @@ class _DPMSolver:
                 x = x + noise_std * s_noise * noise
         return x
 
-    def adaptive(self, x, t_start, t_end, order, rtol, atol, h_init, pcoeff, icoeff, dcoeff, accept_safety,
-                 eta, s_noise, noise_sampler):
+    def adaptive(
+        self,
+        x,
+        t_start,
+        t_end,
+        order,
+        rtol,
+        atol,
+        h_init,
+        pcoeff,
+        icoeff,
+        dcoeff,
+        accept_safety,
+        eta,
+        s_noise,
+        noise_sampler,
+    ):
         """Steps whose size follows the difference between an order-`order` and a lower-order solution, scaled
         by atol + rtol·|x|; returns x and the counts (steps, nfe, n_accept, n_reject)."""
         if order not in {2, 3}:
@@ -538,8 +651,18 @@ class _DPMSolver:
             info["nfe"] += order
             info["steps"] += 1
             if self.info_callback is not None:
-                self.info_callback({"x": x, "i": info["steps"] - 1, "t": s, "t_up": s, "denoised": denoised,
-                                    "error": error, "h": controller.h, **info})
+                self.info_callback(
+                    {
+                        "x": x,
+                        "i": info["steps"] - 1,
+                        "t": s,
+                        "t_up": s,
+                        "denoised": denoised,
+                        "error": error,
+                        "h": controller.h,
+                        **info,
+                    }
+                )
         return x, info
 
 
@@ -547,7 +670,8 @@ def _dpm_solver(model: Model, extra_args: dict | None, callback: Callback | None
     solver = _DPMSolver(model, extra_args or {}, None)
     if callback is not None:
         solver.info_callback = lambda info: callback(
-            {"sigma": solver.sigma(info["t"]), "sigma_hat": solver.sigma(info["t_up"]), **info})
+            {"sigma": solver.sigma(info["t"]), "sigma_hat": solver.sigma(info["t_up"]), **info}
+        )
     return solver
 
 
@@ -557,9 +681,19 @@ def _check_range(sigma_min, sigma_max) -> None:
 
 
 @torch.no_grad()
-def sample_dpm_fast(model: Model, x: torch.Tensor, sigma_min, sigma_max, n: int, extra_args: dict | None = None,
-                    callback: Callback | None = None, *, eta: float = 0.0, s_noise: float = 1.0,
-                    noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_dpm_fast(
+    model: Model,
+    x: torch.Tensor,
+    sigma_min,
+    sigma_max,
+    n: int,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    eta: float = 0.0,
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """DPM-Solver-Fast: `n` model calls from σ_max down to σ_min (> 0) on fixed steps. The callback's dict
     also holds k-diffusion's "t" and "t_up"."""
     _check_range(sigma_min, sigma_max)
@@ -570,12 +704,27 @@ def sample_dpm_fast(model: Model, x: torch.Tensor, sigma_min, sigma_max, n: int,
 
 
 @torch.no_grad()
-def sample_dpm_adaptive(model: Model, x: torch.Tensor, sigma_min, sigma_max, extra_args: dict | None = None,
-                        callback: Callback | None = None, *, order: int = 3, rtol: float = 0.05,
-                        atol: float = 0.0078, h_init: float = 0.05, pcoeff: float = 0.0, icoeff: float = 1.0,
-                        dcoeff: float = 0.0, accept_safety: float = 0.81, eta: float = 0.0,
-                        s_noise: float = 1.0, noise_sampler: NoiseSampler | None = None,
-                        return_info: bool = False):
+def sample_dpm_adaptive(
+    model: Model,
+    x: torch.Tensor,
+    sigma_min,
+    sigma_max,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    *,
+    order: int = 3,
+    rtol: float = 0.05,
+    atol: float = 0.0078,
+    h_init: float = 0.05,
+    pcoeff: float = 0.0,
+    icoeff: float = 1.0,
+    dcoeff: float = 0.0,
+    accept_safety: float = 0.81,
+    eta: float = 0.0,
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+    return_info: bool = False,
+):
     """DPM-Solver-12/23 with adaptive step size from σ_max down to σ_min (> 0); the number of steps follows
     the error control. The callback runs after every attempt, accepted or not, with k-diffusion's extra keys
     (t, t_up, error, h, steps, nfe, n_accept, n_reject). With `return_info`: (x, those counts)."""
@@ -583,6 +732,7 @@ def sample_dpm_adaptive(model: Model, x: torch.Tensor, sigma_min, sigma_max, ext
     solver = _dpm_solver(model, extra_args, callback)
     t_start = solver.t(torch.as_tensor(sigma_max, dtype=torch.float32))
     t_end = solver.t(torch.as_tensor(sigma_min, dtype=torch.float32))
-    x, info = solver.adaptive(x, t_start, t_end, order, rtol, atol, h_init, pcoeff, icoeff, dcoeff,
-                              accept_safety, eta, s_noise, noise_sampler)
+    x, info = solver.adaptive(
+        x, t_start, t_end, order, rtol, atol, h_init, pcoeff, icoeff, dcoeff, accept_safety, eta, s_noise, noise_sampler
+    )
     return (x, info) if return_info else x

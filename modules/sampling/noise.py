@@ -8,6 +8,7 @@
 - BrownianNoise: the noise sampler of the SDE samplers, a torchsde Brownian tree per image whose Gaussians come
   from the same source.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,8 +48,7 @@ def philox4x32(counter: np.ndarray, key: np.ndarray, rounds: int = 10) -> np.nda
         if done:
             k0, k1 = (k0 + PHILOX_W[0]) & _LOW32, (k1 + PHILOX_W[1]) & _LOW32
         product0, product1 = c0 * PHILOX_M[0], c2 * PHILOX_M[1]  # 32 × 32 bits: exact in 64
-        c0, c1, c2, c3 = ((product1 >> 32) ^ c1 ^ k0, product1 & _LOW32,
-                          (product0 >> 32) ^ c3 ^ k1, product0 & _LOW32)
+        c0, c1, c2, c3 = ((product1 >> 32) ^ c1 ^ k0, product1 & _LOW32, (product0 >> 32) ^ c3 ^ k1, product0 & _LOW32)
     return np.stack([c0, c1, c2, c3]).astype(np.uint32)
 
 
@@ -139,8 +139,9 @@ def paste_centred(noise: torch.Tensor, into: torch.Tensor) -> torch.Tensor:
     `noise` is cropped around its centre."""
     top, source_top, rows = _centred(into.shape[1], noise.shape[1])
     left, source_left, columns = _centred(into.shape[2], noise.shape[2])
-    into[:, top:top + rows, left:left + columns] = noise[:, source_top:source_top + rows,
-                                                         source_left:source_left + columns]
+    into[:, top : top + rows, left : left + columns] = noise[
+        :, source_top : source_top + rows, source_left : source_left + columns
+    ]
     return into
 
 
@@ -155,9 +156,17 @@ class ImageRNG:
     (ENSD) re-seeds the generators with seed + ENSD after `first()`. Noise is float32 on `device`.
     """
 
-    def __init__(self, shape: Sequence[int], seeds: Sequence[int], subseeds: Sequence[int] | None = None,
-                 subseed_strength: float = 0.0, seed_resize: tuple[int, int] | None = None, source: str = "GPU",
-                 device: torch.device = torch.device("cpu"), eta_noise_seed_delta: int = 0) -> None:
+    def __init__(
+        self,
+        shape: Sequence[int],
+        seeds: Sequence[int],
+        subseeds: Sequence[int] | None = None,
+        subseed_strength: float = 0.0,
+        seed_resize: tuple[int, int] | None = None,
+        source: str = "GPU",
+        device: torch.device = torch.device("cpu"),
+        eta_noise_seed_delta: int = 0,
+    ) -> None:
         self.shape = tuple(int(n) for n in shape)
         self.seeds = [int(s) for s in seeds]
         self.subseeds = None if subseeds is None else [int(s) for s in subseeds]
@@ -181,14 +190,16 @@ class ImageRNG:
                 noise = draw(generator, self.shape, self.device)
             if self.subseeds is not None and self.subseed_strength != 0:
                 subseed = self.subseeds[i] if i < len(self.subseeds) else 0
-                noise = slerp(self.subseed_strength, noise,
-                              seed_noise(subseed, self.noise_shape, self.source, self.device))
+                noise = slerp(
+                    self.subseed_strength, noise, seed_noise(subseed, self.noise_shape, self.source, self.device)
+                )
             if resized:
                 noise = paste_centred(noise, draw(generator, self.shape, self.device))
             images.append(noise)
         if self.eta_noise_seed_delta:
-            self.generators = [create_generator(seed + self.eta_noise_seed_delta, self.source, self.device)
-                               for seed in self.seeds]
+            self.generators = [
+                create_generator(seed + self.eta_noise_seed_delta, self.source, self.device) for seed in self.seeds
+            ]
         return torch.stack(images)
 
     def next(self) -> torch.Tensor:
@@ -238,8 +249,15 @@ class BrownianNoise:
     span [sigma_min, sigma_max]; their Gaussians come from `source` ("GPU" draws on `device`, by default x's).
     A call (sigma, sigma_next) gives (W(sigma_next) − W(sigma)) / √|sigma_next − sigma|."""
 
-    def __init__(self, x: torch.Tensor, sigma_min: torch.Tensor | float, sigma_max: torch.Tensor | float,
-                 seeds: Sequence[int] | int, source: str = "GPU", device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        sigma_min: torch.Tensor | float,
+        sigma_max: torch.Tensor | float,
+        seeds: Sequence[int] | int,
+        source: str = "GPU",
+        device: torch.device | None = None,
+    ) -> None:
         self.source, self.device = check_source(source), torch.device(device or x.device)
         self.batched = not isinstance(seeds, int)
         seeds = [seeds] if isinstance(seeds, int) else list(seeds)
@@ -258,8 +276,14 @@ class BrownianNoise:
         return (w if self.batched else w[0]) / (t1 - t0).abs().sqrt()
 
 
-def brownian_noise(x: torch.Tensor, sigmas: torch.Tensor, seeds: Sequence[int], source: str = "GPU",
-                   device: torch.device | None = None, batch_determinism: bool = True) -> BrownianNoise:
+def brownian_noise(
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    seeds: Sequence[int],
+    source: str = "GPU",
+    device: torch.device | None = None,
+    batch_determinism: bool = True,
+) -> BrownianNoise:
     """The SDE samplers' noise sampler as A1111 makes it (create_noise_sampler): trees over the schedule's
     smallest σ above 0 to its largest, one per image seeded with the image's seed (the batch's all_seeds).
 

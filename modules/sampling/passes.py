@@ -1,6 +1,7 @@
 """One sampling pass as A1111 1.10 runs it: the schedule (σ for k-diffusion samplers, integer timesteps for
 DDIM, PLMS and UniPC) from the sampler, the schedule type and A1111's settings, with the infotext keys they
 add; the latent the pass starts from; and the sampler run with the model, its noise and its options."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,8 +24,16 @@ UNUSED_SCHEDULE = "Schedule type unused"  # infotext key: the chosen schedule ty
 CHURN = ("s_churn", "s_tmin", "s_tmax", "s_noise")
 # A1111 gives the sigma settings only to these samplers (sampler_extra_params); s_tmax 0 means no limit.
 _SIGMA_OPTIONS = {k: CHURN for k in ("sample_euler", "sample_heun", "sample_dpm_2")} | {
-    k: ("s_noise",) for k in ("sample_dpm_fast", "sample_dpm_2_ancestral", "sample_dpmpp_2s_ancestral",
-                              "sample_dpmpp_sde", "sample_dpmpp_2m_sde", "sample_dpmpp_3m_sde")}
+    k: ("s_noise",)
+    for k in (
+        "sample_dpm_fast",
+        "sample_dpm_2_ancestral",
+        "sample_dpmpp_2s_ancestral",
+        "sample_dpmpp_sde",
+        "sample_dpmpp_2m_sde",
+        "sample_dpmpp_3m_sde",
+    )
+}
 _SIGMA_DEFAULTS = {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": float("inf"), "s_noise": 1.0}
 _SIGMA_INFOTEXT = {"s_churn": "Sigma churn", "s_tmin": "Sigma tmin", "s_tmax": "Sigma tmax", "s_noise": "Sigma noise"}
 
@@ -99,8 +108,9 @@ class PassPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def pass_denoiser(sampler: SamplerInfo, model_denoiser: Denoiser, settings: SamplingSettings,
-                  infotext: dict[str, Any]) -> Denoiser:
+def pass_denoiser(
+    sampler: SamplerInfo, model_denoiser: Denoiser, settings: SamplingSettings, infotext: dict[str, Any]
+) -> Denoiser:
     """The noise levels a pass runs with: the model's, with the Zero Terminal SNR noise schedule and quantized
     timesteps when the settings ask for them, or A1111's LCM levels for LCM."""
     alphas = model_denoiser.alphas_cumprod
@@ -113,9 +123,19 @@ def pass_denoiser(sampler: SamplerInfo, model_denoiser: Denoiser, settings: Samp
     return Denoiser(alphas, model_denoiser.prediction, settings.enable_quantization and sampler.kind != TIMESTEPS)
 
 
-def plan_pass(sampler_name: str, schedule_name: str | None, steps: int, model_denoiser: Denoiser,
-              settings: SamplingSettings, *, denoising_strength: float | None = None, fixed_steps: bool = False,
-              hires: bool = False, first_schedule: str | None = None, sdxl_steps_table: bool = False) -> PassPlan:
+def plan_pass(
+    sampler_name: str,
+    schedule_name: str | None,
+    steps: int,
+    model_denoiser: Denoiser,
+    settings: SamplingSettings,
+    *,
+    denoising_strength: float | None = None,
+    fixed_steps: bool = False,
+    hires: bool = False,
+    first_schedule: str | None = None,
+    sdxl_steps_table: bool = False,
+) -> PassPlan:
     """The plan of one pass. `denoising_strength` makes it an img2img pass (A1111's setup_img2img_steps; with
     `fixed_steps`, as hires fix runs, exactly `steps` steps of a longer schedule). For a hires pass the schedule
     type goes to the infotext as "Hires schedule type" when it differs from the first pass's
@@ -125,35 +145,75 @@ def plan_pass(sampler_name: str, schedule_name: str | None, steps: int, model_de
     notes = []
     denoiser = pass_denoiser(sampler, model_denoiser, settings, infotext)
     img2img = denoising_strength is not None
-    total, t_enc = (timestep_samplers.img2img_steps(steps, denoising_strength, fix_steps=fixed_steps)
-                    if denoising_strength is not None else (steps, steps - 1))
+    total, t_enc = (
+        timestep_samplers.img2img_steps(steps, denoising_strength, fix_steps=fixed_steps)
+        if denoising_strength is not None
+        else (steps, steps - 1)
+    )
     discard = sampler.discard_next_to_last_sigma or settings.always_discard_next_to_last_sigma
     if settings.always_discard_next_to_last_sigma and not sampler.discard_next_to_last_sigma:
         infotext["Discard penultimate sigma"] = True
     if sampler.kind == TIMESTEPS:
         if chosen is not None:  # a note, never silently dropped; the infotext keeps the user's choice too
-            notes.append(f"Schedule type {chosen.label} does not apply to {sampler.label}, which walks its own "
-                         "timesteps")
+            notes.append(
+                f"Schedule type {chosen.label} does not apply to {sampler.label}, which walks its own timesteps"
+            )
             infotext[UNUSED_SCHEDULE] = chosen.label
         full = timestep_samplers.a1111_timesteps(total, discard_next_to_last_sigma=discard)
         noise_timestep = int(full[t_enc]) if img2img else 0
         schedule = full[:t_enc] if img2img else full
         walks_last = sampler.function is timestep_samplers.sample_unipc  # the others never step from the last
         run_steps = len(schedule) - (0 if walks_last else 1)
-        return PassPlan(sampler, denoiser, schedule, full, run_steps, sampler.total_steps(t_enc + 1), img2img,
-                        noise_timestep, infotext, notes)
-    full = _sigmas(sampler, chosen, total + (1 if discard else 0), denoiser, settings, infotext, hires,
-                   first_schedule, sdxl_steps_table)
+        return PassPlan(
+            sampler,
+            denoiser,
+            schedule,
+            full,
+            run_steps,
+            sampler.total_steps(t_enc + 1),
+            img2img,
+            noise_timestep,
+            infotext,
+            notes,
+        )
+    full = _sigmas(
+        sampler,
+        chosen,
+        total + (1 if discard else 0),
+        denoiser,
+        settings,
+        infotext,
+        hires,
+        first_schedule,
+        sdxl_steps_table,
+    )
     if discard:
         full = torch.cat([full[:-2], full[-1:]])
-    schedule = full[total - t_enc - 1:] if img2img else full
-    return PassPlan(sampler, denoiser, schedule, full, len(schedule) - 1, sampler.total_steps(t_enc + 1), img2img,
-                    infotext=infotext, notes=notes)
+    schedule = full[total - t_enc - 1 :] if img2img else full
+    return PassPlan(
+        sampler,
+        denoiser,
+        schedule,
+        full,
+        len(schedule) - 1,
+        sampler.total_steps(t_enc + 1),
+        img2img,
+        infotext=infotext,
+        notes=notes,
+    )
 
 
-def _sigmas(sampler: SamplerInfo, chosen: schedules.Schedule | None, n: int, denoiser: Denoiser,
-            settings: SamplingSettings, infotext: dict[str, Any], hires: bool, first_schedule: str | None,
-            sdxl_steps_table: bool) -> torch.Tensor:
+def _sigmas(
+    sampler: SamplerInfo,
+    chosen: schedules.Schedule | None,
+    n: int,
+    denoiser: Denoiser,
+    settings: SamplingSettings,
+    infotext: dict[str, Any],
+    hires: bool,
+    first_schedule: str | None,
+    sdxl_steps_table: bool,
+) -> torch.Tensor:
     """A1111's get_sigmas: the schedule type (Automatic: the sampler's own, or the model's uniform σ) between the
     model's σ range or the settings' overrides, noted in the infotext as A1111 notes it."""
     if chosen is None:
@@ -175,14 +235,26 @@ def _sigmas(sampler: SamplerInfo, chosen: schedules.Schedule | None, n: int, den
     if chosen.default_rho is not None and settings.rho != 0 and settings.rho != chosen.default_rho:
         rho = infotext["Schedule rho"] = settings.rho
     if chosen.name == "beta":
-        infotext["Beta schedule alpha"], infotext["Beta schedule beta"] = settings.beta_dist_alpha, \
-            settings.beta_dist_beta
-    return schedules.compute_sigmas(chosen, n, sigma_min, sigma_max, denoiser, rho, sdxl=sdxl_steps_table,
-                                    beta_alpha=settings.beta_dist_alpha, beta_beta=settings.beta_dist_beta)
+        infotext["Beta schedule alpha"], infotext["Beta schedule beta"] = (
+            settings.beta_dist_alpha,
+            settings.beta_dist_beta,
+        )
+    return schedules.compute_sigmas(
+        chosen,
+        n,
+        sigma_min,
+        sigma_max,
+        denoiser,
+        rho,
+        sdxl=sdxl_steps_table,
+        beta_alpha=settings.beta_dist_alpha,
+        beta_beta=settings.beta_dist_beta,
+    )
 
 
-def start_latent(plan: PassPlan, noise: torch.Tensor, settings: SamplingSettings,
-                 init: torch.Tensor | None = None) -> torch.Tensor:
+def start_latent(
+    plan: PassPlan, noise: torch.Tensor, settings: SamplingSettings, init: torch.Tensor | None = None
+) -> torch.Tensor:
     """The latent the sampler starts from. txt2img: noise·σ₀ (·√(1+σ₀²) with sgm_noise_multiplier), or the
     noise itself for timestep samplers; img2img: the init latent noised to the first step's level."""
     if plan.sampler.kind == TIMESTEPS:
@@ -194,12 +266,20 @@ def start_latent(plan: PassPlan, noise: torch.Tensor, settings: SamplingSettings
         return init + noise * first
     if settings.sgm_noise_multiplier:
         plan.infotext["SGM noise multiplier"] = True
-        return noise * torch.sqrt(1.0 + first ** 2.0)
+        return noise * torch.sqrt(1.0 + first**2.0)
     return noise * first
 
 
-def run_pass(plan: PassPlan, model: CFGDenoiser, x: torch.Tensor, rng: noise_sources.ImageRNG, seeds: list[int],
-             settings: SamplingSettings, eta: float | None, callback: Callable[[dict], None]) -> torch.Tensor:
+def run_pass(
+    plan: PassPlan,
+    model: CFGDenoiser,
+    x: torch.Tensor,
+    rng: noise_sources.ImageRNG,
+    seeds: list[int],
+    settings: SamplingSettings,
+    eta: float | None,
+    callback: Callable[[dict], None],
+) -> torch.Tensor:
     """Sample from `x` with `model`; stopped by an interrupt or skip, the last prediction of x0 (as A1111)."""
     sampler = plan.sampler
     kwargs = dict(sampler.fixed) | _options(plan, settings, eta)
@@ -207,9 +287,18 @@ def run_pass(plan: PassPlan, model: CFGDenoiser, x: torch.Tensor, rng: noise_sou
         # A1111 spans its trees over the whole schedule's σ; without batch determinism it leaves the tree to
         # k-diffusion, which spans the σ the sampler walks (an img2img pass's tail)
         determinism = not settings.no_dpmpp_sde_batch_determinism
-        kwargs["noise_sampler"] = (noise_sources.brownian_noise(
-            x, plan.full if determinism else plan.schedule, seeds, source=settings.randn_source, device=x.device,
-            batch_determinism=determinism) if sampler.brownian_noise else rng.noise_sampler)
+        kwargs["noise_sampler"] = (
+            noise_sources.brownian_noise(
+                x,
+                plan.full if determinism else plan.schedule,
+                seeds,
+                source=settings.randn_source,
+                device=x.device,
+                batch_determinism=determinism,
+            )
+            if sampler.brownian_noise
+            else rng.noise_sampler
+        )
     schedule = plan.schedule.to(x.device)
     if sampler.takes("sigma_min"):  # DPM fast and adaptive: a σ range instead of a schedule
         if plan.img2img:
@@ -243,9 +332,14 @@ def _options(plan: PassPlan, settings: SamplingSettings, eta: float | None) -> d
     if sampler.kind == TIMESTEPS:
         options["alphas_cumprod"] = plan.denoiser.alphas_cumprod
         if sampler.takes("variant"):
-            options.update(variant=settings.uni_pc_variant, skip_type=settings.uni_pc_skip_type,
-                           order=settings.uni_pc_order, lower_order_final=settings.uni_pc_lower_order_final,
-                           is_img2img=plan.img2img, v_prediction=plan.denoiser.prediction == V_PREDICTION)
+            options.update(
+                variant=settings.uni_pc_variant,
+                skip_type=settings.uni_pc_skip_type,
+                order=settings.uni_pc_order,
+                lower_order_final=settings.uni_pc_lower_order_final,
+                is_img2img=plan.img2img,
+                v_prediction=plan.denoiser.prediction == V_PREDICTION,
+            )
     return options
 
 
@@ -254,4 +348,3 @@ def uses_ensd(plan: PassPlan, settings: SamplingSettings, eta: float | None) -> 
     sampler = plan.sampler
     value = eta if eta is not None else getattr(settings, sampler.eta_setting)
     return settings.eta_noise_seed_delta != 0 and value != 0 and sampler.uses_ensd
-

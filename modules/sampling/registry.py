@@ -1,5 +1,6 @@
 """Every A1111 1.10 sampler by name, with the options A1111 gives it, and name resolution for samplers and
 schedule types (labels, aliases, A1111's older combined names such as "DPM++ 2M Karras")."""
+
 from __future__ import annotations
 
 import inspect
@@ -51,24 +52,62 @@ class SamplerInfo:
 _K = k_samplers
 SAMPLERS: tuple[SamplerInfo, ...] = (
     SamplerInfo("DPM++ 2M", _K.sample_dpmpp_2m, ("k_dpmpp_2m",), default_schedule="karras"),
-    SamplerInfo("DPM++ SDE", _K.sample_dpmpp_sde, ("k_dpmpp_sde",), default_schedule="karras", second_order=True,
-                brownian_noise=True),
-    SamplerInfo("DPM++ 2M SDE", _K.sample_dpmpp_2m_sde, ("k_dpmpp_2m_sde",), default_schedule="exponential",
-                brownian_noise=True),
-    SamplerInfo("DPM++ 2M SDE Heun", _K.sample_dpmpp_2m_sde, ("k_dpmpp_2m_sde_heun",),
-                default_schedule="exponential", brownian_noise=True, fixed={"solver_type": "heun"}),
-    SamplerInfo("DPM++ 2S a", _K.sample_dpmpp_2s_ancestral, ("k_dpmpp_2s_a",), default_schedule="karras",
-                second_order=True, uses_ensd=True),
-    SamplerInfo("DPM++ 3M SDE", _K.sample_dpmpp_3m_sde, ("k_dpmpp_3m_sde",), default_schedule="exponential",
-                discard_next_to_last_sigma=True, brownian_noise=True),
+    SamplerInfo(
+        "DPM++ SDE",
+        _K.sample_dpmpp_sde,
+        ("k_dpmpp_sde",),
+        default_schedule="karras",
+        second_order=True,
+        brownian_noise=True,
+    ),
+    SamplerInfo(
+        "DPM++ 2M SDE", _K.sample_dpmpp_2m_sde, ("k_dpmpp_2m_sde",), default_schedule="exponential", brownian_noise=True
+    ),
+    SamplerInfo(
+        "DPM++ 2M SDE Heun",
+        _K.sample_dpmpp_2m_sde,
+        ("k_dpmpp_2m_sde_heun",),
+        default_schedule="exponential",
+        brownian_noise=True,
+        fixed={"solver_type": "heun"},
+    ),
+    SamplerInfo(
+        "DPM++ 2S a",
+        _K.sample_dpmpp_2s_ancestral,
+        ("k_dpmpp_2s_a",),
+        default_schedule="karras",
+        second_order=True,
+        uses_ensd=True,
+    ),
+    SamplerInfo(
+        "DPM++ 3M SDE",
+        _K.sample_dpmpp_3m_sde,
+        ("k_dpmpp_3m_sde",),
+        default_schedule="exponential",
+        discard_next_to_last_sigma=True,
+        brownian_noise=True,
+    ),
     SamplerInfo("Euler a", _K.sample_euler_ancestral, ("k_euler_a", "k_euler_ancestral"), uses_ensd=True),
     SamplerInfo("Euler", _K.sample_euler, ("k_euler",)),
     SamplerInfo("LMS", _K.sample_lms, ("k_lms",)),
     SamplerInfo("Heun", _K.sample_heun, ("k_heun",), second_order=True),
-    SamplerInfo("DPM2", _K.sample_dpm_2, ("k_dpm_2",), default_schedule="karras", second_order=True,
-                discard_next_to_last_sigma=True),
-    SamplerInfo("DPM2 a", _K.sample_dpm_2_ancestral, ("k_dpm_2_a",), default_schedule="karras", second_order=True,
-                uses_ensd=True, discard_next_to_last_sigma=True),
+    SamplerInfo(
+        "DPM2",
+        _K.sample_dpm_2,
+        ("k_dpm_2",),
+        default_schedule="karras",
+        second_order=True,
+        discard_next_to_last_sigma=True,
+    ),
+    SamplerInfo(
+        "DPM2 a",
+        _K.sample_dpm_2_ancestral,
+        ("k_dpm_2_a",),
+        default_schedule="karras",
+        second_order=True,
+        uses_ensd=True,
+        discard_next_to_last_sigma=True,
+    ),
     SamplerInfo("DPM fast", _K.sample_dpm_fast, ("k_dpm_fast",), uses_ensd=True),
     SamplerInfo("DPM adaptive", _K.sample_dpm_adaptive, ("k_dpm_ad",), uses_ensd=True),
     SamplerInfo("Restart", extra_samplers.sample_restart, ("restart",), default_schedule="karras", second_order=True),
@@ -86,8 +125,11 @@ SCHEDULE_LABELS: list[str] = [AUTOMATIC, *(s.label for s in SCHEDULES)]
 _SAMPLER_KEYS = {key.casefold(): s for s in SAMPLERS for key in (s.label, *s.aliases)}
 _SCHEDULE_KEYS = {key.casefold().replace(" ", ""): s for s in SCHEDULES for key in (s.name, s.label, *s.aliases)}
 # Suffixes of older combined names: "DPM++ 2M Karras", "k_dpmpp_2m_ka", "k_dpmpp_2m_sde_exp".
-_LEGACY_SUFFIXES = (*((" " + s.label.casefold(), s) for s in SCHEDULES),
-                    ("_ka", _SCHEDULE_KEYS["karras"]), ("_exp", _SCHEDULE_KEYS["exponential"]))
+_LEGACY_SUFFIXES = (
+    *((" " + s.label.casefold(), s) for s in SCHEDULES),
+    ("_ka", _SCHEDULE_KEYS["karras"]),
+    ("_exp", _SCHEDULE_KEYS["exponential"]),
+)
 
 
 def find_schedule(name: str | None) -> Schedule | None:

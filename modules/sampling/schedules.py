@@ -2,6 +2,7 @@
 (KL Optimal ends at σ_min, as in A1111). Computed on the CPU in float32 with the same arithmetic as A1111 1.10
 (sd_schedulers.py and k-diffusion's get_sigmas_*), so the same settings give the same values bit for bit.
 "Automatic" is not a schedule here: the registry resolves it to the sampler's default."""
+
 from __future__ import annotations
 
 import math
@@ -101,9 +102,10 @@ def ddim(n: int, sigma_min: float, sigma_max: float, *, denoiser: Denoiser) -> t
     return _from_floats(reversed(picked))
 
 
-def beta(n: int, sigma_min: float, sigma_max: float, *, beta_alpha: float = 0.6,
-         beta_beta: float = 0.6) -> torch.Tensor:
-    """"Beta Sampling is All You Need" (Lee et al. 2024): σ from σ_max to σ_min along the quantiles of a
+def beta(
+    n: int, sigma_min: float, sigma_max: float, *, beta_alpha: float = 0.6, beta_beta: float = 0.6
+) -> torch.Tensor:
+    """ "Beta Sampling is All You Need" (Lee et al. 2024): σ from σ_max to σ_min along the quantiles of a
     Beta(α, β) distribution at evenly spaced levels (A1111's settings beta_dist_alpha, beta_dist_beta)."""
     quantiles = stats.beta.ppf(1 - np.linspace(0, 1, n), beta_alpha, beta_beta)
     return _from_floats(sigma_min + quantiles * (sigma_max - sigma_min))
@@ -142,9 +144,18 @@ def find_schedule(name: str) -> Schedule | None:
     return next((s for s in SCHEDULES if name == s.name or name == s.label or name in s.aliases), None)
 
 
-def compute_sigmas(schedule: Schedule | str, n: int, sigma_min: float, sigma_max: float,
-                   denoiser: Denoiser | None = None, rho: float | None = None, *, sdxl: bool = False,
-                   beta_alpha: float = 0.6, beta_beta: float = 0.6) -> torch.Tensor:
+def compute_sigmas(
+    schedule: Schedule | str,
+    n: int,
+    sigma_min: float,
+    sigma_max: float,
+    denoiser: Denoiser | None = None,
+    rho: float | None = None,
+    *,
+    sdxl: bool = False,
+    beta_alpha: float = 0.6,
+    beta_beta: float = 0.6,
+) -> torch.Tensor:
     """The float32 CPU sigmas of `schedule` for `n` steps between `sigma_min` and `sigma_max` (the model's
     own range, or A1111's overrides), as A1111 computes them. `rho` None or 0 means the schedule's default;
     `sdxl` picks Align Your Steps' table; `beta_alpha`/`beta_beta` shape the Beta schedule. A1111's

@@ -16,6 +16,7 @@ DDIM CFG++ needs two things of its model (guidance.CFGDenoiser has both): a floa
 guidance scale read at every call, which the sampler multiplies by 1/12.5 for the run (A1111's
 `cond_scale_miltiplier`) and restores afterwards; and `last_uncond`, each image's x0 from its negative prompt
 at the latest call (where NGMS skipped the negatives, the stand-in A1111 uses: the first positive part)."""
+
 from __future__ import annotations
 
 import math
@@ -42,6 +43,7 @@ class GuidedModel(Protocol):
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor: ...
 
+
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -65,8 +67,9 @@ def img2img_steps(steps: int, denoising_strength: float, *, fix_steps: bool = Fa
     return steps, int(strength * steps)
 
 
-def img2img_timesteps(steps: int, denoising_strength: float, *, fix_steps: bool = False,
-                      discard_next_to_last_sigma: bool = False) -> tuple[torch.Tensor, int]:
+def img2img_timesteps(
+    steps: int, denoising_strength: float, *, fix_steps: bool = False, discard_next_to_last_sigma: bool = False
+) -> tuple[torch.Tensor, int]:
     """A1111's img2img for timestep samplers: (the timesteps the sampler runs: the first t_enc of the full
     list, the training timestep the init latent is noised to: the next one). The first model call is at the
     last timestep kept, one below the noise level, as in A1111."""
@@ -75,8 +78,13 @@ def img2img_timesteps(steps: int, denoising_strength: float, *, fix_steps: bool 
     return timesteps[:t_enc], int(timesteps[t_enc])
 
 
-def noised_init(init_latent: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor, timestep: int,
-                extra_noise: float = 0.0) -> torch.Tensor:
+def noised_init(
+    init_latent: torch.Tensor,
+    noise: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    timestep: int,
+    extra_noise: float = 0.0,
+) -> torch.Tensor:
     """The img2img start: `init·√ᾱ + noise·√(1−ᾱ)` at `timestep`, plus `noise·extra_noise·√ᾱ` (the setting
     img2img_extra_noise, added with the same noise)."""
     alpha = alphas_cumprod[timestep].to(torch.float32)
@@ -86,30 +94,46 @@ def noised_init(init_latent: torch.Tensor, noise: torch.Tensor, alphas_cumprod: 
     return start
 
 
-def _eps(model: Model, x: torch.Tensor, sigma: torch.Tensor, extra_args: dict
-         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _eps(
+    model: Model, x: torch.Tensor, sigma: torch.Tensor, extra_args: dict
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x in k-diffusion scale, the model's x0, ε) for the VP latent `x` at noise level `sigma` (a scalar)."""
-    x_k = x * (sigma ** 2 + 1) ** 0.5
+    x_k = x * (sigma**2 + 1) ** 0.5
     denoised = model(x_k, sigma * x.new_ones(x.shape[0]), **extra_args)
     return x_k, denoised, (x_k - denoised) / sigma
 
 
-def _ddim_transfer(x: torch.Tensor, eps: torch.Tensor, a_t: float, a_prev: float, *,
-                   eps_direction: torch.Tensor | None = None, noise_scale: float = 0.0,
-                   noise: torch.Tensor | None = None) -> torch.Tensor:
+def _ddim_transfer(
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    a_t: float,
+    a_prev: float,
+    *,
+    eps_direction: torch.Tensor | None = None,
+    noise_scale: float = 0.0,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
     """DDIM's move from ᾱ_t to ᾱ_prev (Song et al. 2021, eq. 12): the x0 that `eps` implies, rescaled, plus
     the direction (`eps_direction`, default `eps`) and `noise_scale`·noise."""
-    pred_x0 = (x - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5
+    pred_x0 = (x - (1 - a_t) ** 0.5 * eps) / a_t**0.5
     direction = eps if eps_direction is None else eps_direction
-    x_prev = a_prev ** 0.5 * pred_x0 + (1 - a_prev - noise_scale ** 2) ** 0.5 * direction
+    x_prev = a_prev**0.5 * pred_x0 + (1 - a_prev - noise_scale**2) ** 0.5 * direction
     if noise is not None:
         x_prev = x_prev + noise_scale * noise
     return x_prev
 
 
-def _ddim_loop(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict | None,
-               callback: Callable | None, alphas_cumprod: torch.Tensor, eta: float,
-               noise_sampler: NoiseSampler | None, uncond_direction: bool) -> torch.Tensor:
+def _ddim_loop(
+    model: Model,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    extra_args: dict | None,
+    callback: Callable | None,
+    alphas_cumprod: torch.Tensor,
+    eta: float,
+    noise_sampler: NoiseSampler | None,
+    uncond_direction: bool,
+) -> torch.Tensor:
     if eta > 0 and noise_sampler is None:
         raise ValueError("DDIM with eta > 0 needs a noise_sampler")
     extra_args = extra_args or {}
@@ -132,9 +156,17 @@ def _ddim_loop(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_arg
 
 
 @torch.no_grad()
-def sample_ddim(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict | None = None,
-                callback: Callable | None = None, *, alphas_cumprod: torch.Tensor, eta: float = 0.0,
-                noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_ddim(
+    model: Model,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callable | None = None,
+    *,
+    alphas_cumprod: torch.Tensor,
+    eta: float = 0.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """DDIM over A1111's ascending `timesteps`, from the last down to the first; `eta` (A1111: the API's eta,
     else the setting eta_ddim, 0) scales the fresh noise. `noise_sampler` is drawn once a step, as A1111 draws
     (and multiplies by 0 at eta 0); it may be None only at eta 0."""
@@ -142,9 +174,17 @@ def sample_ddim(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_ar
 
 
 @torch.no_grad()
-def sample_ddim_cfgpp(model: GuidedModel, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict | None = None,
-                      callback: Callable | None = None, *, alphas_cumprod: torch.Tensor, eta: float = 0.0,
-                      noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_ddim_cfgpp(
+    model: GuidedModel,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callable | None = None,
+    *,
+    alphas_cumprod: torch.Tensor,
+    eta: float = 0.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """DDIM CFG++ (Chung et al. 2024, as A1111 1.10 has it): guidance at cfg_scale / 12.5, and the step's
     direction taken from the negative prompt's ε instead of the guided one. See the module docstring for what
     the model must offer."""
@@ -161,8 +201,15 @@ _ADAMS_BASHFORTH = {1: (3 / 2, -1 / 2), 2: (23 / 12, -16 / 12, 5 / 12), 3: (55 /
 
 
 @torch.no_grad()
-def sample_plms(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict | None = None,
-                callback: Callable | None = None, *, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def sample_plms(
+    model: Model,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callable | None = None,
+    *,
+    alphas_cumprod: torch.Tensor,
+) -> torch.Tensor:
     """PLMS (pseudo linear multistep): the first step is DDIM with ε averaged over both ends (two model
     calls), the later ones DDIM with an Adams–Bashforth combination of the last (up to 4) ε."""
     extra_args = extra_args or {}
@@ -217,8 +264,9 @@ class _VPSchedule:
 
     def t_of_lambda(self, lam: float) -> float:
         """The time whose λ is `lam`: log α = −½ log(1 + e^(−2λ)), placed on the (decreasing) log α table."""
-        log_alpha = -0.5 * float(torch.logaddexp(torch.tensor(0.0, dtype=torch.float64),
-                                                 torch.tensor(-2 * lam, dtype=torch.float64)))
+        log_alpha = -0.5 * float(
+            torch.logaddexp(torch.tensor(0.0, dtype=torch.float64), torch.tensor(-2 * lam, dtype=torch.float64))
+        )
         table = self.log_alphas
         # the first step whose log α is at or below the target, kept inside the table for extrapolation
         high = int(torch.searchsorted(-table, torch.tensor(-log_alpha, dtype=torch.float64)))
@@ -231,15 +279,16 @@ class _VPSchedule:
         if skip_type == "time_uniform":
             return torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64).tolist()
         if skip_type == "time_quadratic":
-            return (torch.linspace(t_start ** 0.5, t_end ** 0.5, steps + 1, dtype=torch.float64) ** 2).tolist()
+            return (torch.linspace(t_start**0.5, t_end**0.5, steps + 1, dtype=torch.float64) ** 2).tolist()
         if skip_type == "logSNR":
             lambdas = torch.linspace(self.lam(t_start), self.lam(t_end), steps + 1, dtype=torch.float64)
             return [self.t_of_lambda(lam) for lam in lambdas.tolist()]
         raise ValueError(f"Unknown UniPC skip type {skip_type!r} (one of {', '.join(UNIPC_SKIP_TYPES)})")
 
 
-def _unipc_weights(variant: str, hh: float, ratios: Sequence[float], corrector: bool
-                   ) -> tuple[list[float], list[float] | None]:
+def _unipc_weights(
+    variant: str, hh: float, ratios: Sequence[float], corrector: bool
+) -> tuple[list[float], list[float] | None]:
     """UniPC's weights for one step of order p = len(ratios) (log-SNR distances to the earlier points over h,
     then 1 for the new point), as x = base − α_t·Σ weight·difference: (the predictor's, on the p − 1 earlier
     differences; the corrector's, on those and the new point's, or None without the corrector)."""
@@ -249,7 +298,7 @@ def _unipc_weights(variant: str, hh: float, ratios: Sequence[float], corrector: 
     for k in range(1, order + 1):
         h_phi.append(h_phi[-1] / hh - 1 / math.factorial(k))
     if variant == "vary_coeff":  # C[i, k] = r_i^k / (k+1)!, its inverse's rows weighed by h·φ_(k+1)
-        c = torch.stack([rks ** k / math.factorial(k + 1) for k in range(order)], dim=1)
+        c = torch.stack([rks**k / math.factorial(k + 1) for k in range(order)], dim=1)
         factors = torch.tensor(h_phi[1:order], dtype=torch.float64)
         pred = (factors @ torch.linalg.inv(c[:-1, :-1])).tolist() if order > 1 else []
         if not corrector:
@@ -257,11 +306,13 @@ def _unipc_weights(variant: str, hh: float, ratios: Sequence[float], corrector: 
         inverse = torch.linalg.inv(c)
         # the new point's weight takes the last row used above (row 0 at order 1) with h·φ_p, as A1111's
         # vendored UniPC does
-        corr: list[float] | None = [*(factors @ inverse[:-1, :-1]).tolist(),
-                                    h_phi[order] * float(inverse[max(order - 2, 0), -1])]
+        corr: list[float] | None = [
+            *(factors @ inverse[:-1, :-1]).tolist(),
+            h_phi[order] * float(inverse[max(order - 2, 0), -1]),
+        ]
         return pred, corr
     b_h = hh if variant == "bh1" else math.expm1(hh)  # B(h) = h or e^h − 1
-    r = torch.stack([rks ** i for i in range(order)])
+    r = torch.stack([rks**i for i in range(order)])
     b = torch.tensor([h_phi[i] * math.factorial(i) / b_h for i in range(1, order + 1)], dtype=torch.float64)
     if order <= 2:
         pred = [0.5] * (order - 1)
@@ -278,9 +329,17 @@ def _weighted(weights: Sequence[float], differences: Sequence[torch.Tensor]) -> 
     return total
 
 
-def _unipc_step(schedule: _VPSchedule, data: Callable, variant: str, x: torch.Tensor, times: list[float],
-                values: list[torch.Tensor], t: float, order: int, corrector: bool
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _unipc_step(
+    schedule: _VPSchedule,
+    data: Callable,
+    variant: str,
+    x: torch.Tensor,
+    times: list[float],
+    values: list[torch.Tensor],
+    t: float,
+    order: int,
+    corrector: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One multistep UniPC step (data prediction) from times[-1] to t with the last `order` model values:
     UniP predicts; with `corrector`, the model is called at the prediction and UniC corrects with that value.
     Returns (x at t, the model value at t or None)."""
@@ -300,10 +359,21 @@ def _unipc_step(schedule: _VPSchedule, data: Callable, variant: str, x: torch.Te
 
 
 @torch.no_grad()
-def sample_unipc(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_args: dict | None = None,
-                 callback: Callable | None = None, *, alphas_cumprod: torch.Tensor, variant: str = "bh1",
-                 skip_type: str = "time_uniform", order: int = 3, lower_order_final: bool = True,
-                 is_img2img: bool = False, v_prediction: bool = False) -> torch.Tensor:
+def sample_unipc(
+    model: Model,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callable | None = None,
+    *,
+    alphas_cumprod: torch.Tensor,
+    variant: str = "bh1",
+    skip_type: str = "time_uniform",
+    order: int = 3,
+    lower_order_final: bool = True,
+    is_img2img: bool = False,
+    v_prediction: bool = False,
+) -> torch.Tensor:
     """UniPC (Zhao et al. 2023), multistep with data prediction, as A1111 runs it: len(timesteps) steps from
     t = 1 (img2img: the last timestep's time) to t = 1/N, spaced by `skip_type`; the settings uni_pc_variant,
     uni_pc_skip_type, uni_pc_order and uni_pc_lower_order_final give the options. The first order − 1 steps
@@ -328,10 +398,10 @@ def sample_unipc(model: Model, x: torch.Tensor, timesteps: torch.Tensor, extra_a
         sigma = model_sigma.t_to_sigma(timestep)
         _, _, eps = _eps(model, x_t, sigma, extra_args)
         if v_prediction:  # ε = √(1−ā)·x_t + √ā·v at the model's own ā = 1/(σ²+1); A1111 uses ᾱ[⌊timestep⌋]
-            alpha_model = 1 / (sigma ** 2 + 1)
-            v = (eps - (1 - alpha_model) ** 0.5 * x_t) / alpha_model ** 0.5
+            alpha_model = 1 / (sigma**2 + 1)
+            v = (eps - (1 - alpha_model) ** 0.5 * x_t) / alpha_model**0.5
             alpha_whole = alphas_cumprod[int(timestep)].to(x_t.dtype)
-            eps = alpha_whole ** 0.5 * v + (1 - alpha_whole) ** 0.5 * x_t
+            eps = alpha_whole**0.5 * v + (1 - alpha_whole) ** 0.5 * x_t
         return (x_t - schedule.std(t) * eps) / schedule.alpha(t)
 
     done = [times[0]]

@@ -1,4 +1,5 @@
 """Gradio controls made from GenerationParams field specs and ui-config.json overrides."""
+
 from __future__ import annotations
 
 from typing import Any

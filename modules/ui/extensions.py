@@ -5,6 +5,7 @@ Installing, updating and switching extensions are refused, with the reason shown
 be reached from other machines, unless --enable-insecure-extension-access is given. What an extension's
 last install reported (why the package guard disabled it, or the extras it left out) is shown under its
 name; enabling a disabled extension again clears it."""
+
 from __future__ import annotations
 
 import html
@@ -85,13 +86,20 @@ class ExtensionActions:
         """Install from a git URL or folder; the outcome, or git's or install.py's message."""
         try:
             check_access(self.services.args)
-            ext = install_from_url(url, self.services.paths.extensions, self.services.opts, branch or None,
-                                   folder or None, installer=self.installer)
+            ext = install_from_url(
+                url,
+                self.services.paths.extensions,
+                self.services.opts,
+                branch or None,
+                folder or None,
+                installer=self.installer,
+            )
         except ExtensionError as exc:
             return _message(str(exc), problem=True)
         note = _message(ext.note, problem=True) if ext.note else ""
-        return note + _message(f'Installed {ext.name} into {ext.path}. Press "Apply and restart UI" on the '
-                               "Installed tab to load it.")
+        return note + _message(
+            f'Installed {ext.name} into {ext.path}. Press "Apply and restart UI" on the Installed tab to load it.'
+        )
 
     def apply(self, enabled: list[str], to_update: list[str]) -> str:
         """Update the extensions in `to_update`, store which ones are disabled, and restart the page."""
@@ -151,13 +159,20 @@ class ExtensionActions:
             name = html.escape(entry.name)
             if entry.url.startswith(("https://", "http://")):
                 name = f'<a href="{html.escape(entry.url)}" target="_blank">{name}</a>'
-            action = "installed" if entry.url.rstrip("/").removesuffix(".git") in installed else (
-                '<button class="lg secondary gradio-button install-from-index" '
-                f'onclick="installExtensionFromIndex(this, {html.escape(json.dumps(entry.url))})">Install</button>')
+            action = (
+                "installed"
+                if entry.url.rstrip("/").removesuffix(".git") in installed
+                else (
+                    '<button class="lg secondary gradio-button install-from-index" '
+                    f'onclick="installExtensionFromIndex(this, {html.escape(json.dumps(entry.url))})">Install</button>'
+                )
+            )
             cells = (name, html.escape(entry.description), html.escape(", ".join(entry.tags)), action)
             rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-        table = ('<table id="available_extensions"><thead><tr><th>Extension</th><th>Description</th><th>Tags</th>'
-                 f"<th>Action</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        table = (
+            '<table id="available_extensions"><thead><tr><th>Extension</th><th>Description</th><th>Tags</th>'
+            f"<th>Action</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
         return table, _message(f"{len(entries)} extensions in the index.")
 
 
@@ -175,31 +190,47 @@ def build_tab(services: Services, found: list[Extension] | None = None) -> None:
             with gr.Row(elem_id="extensions_installed_top"):
                 apply = gr.Button("Apply and restart UI", variant="primary", elem_id="extensions_apply")
                 check = gr.Button("Check for updates", elem_id="extensions_check")
-            enabled = gr.CheckboxGroup(label="Enabled extensions", choices=[ext.name for ext in installed],
-                                       value=[ext.name for ext in installed if ext.enabled],
-                                       elem_id="extensions_enabled_list")
-            to_update = gr.CheckboxGroup(label="Update when applying", choices=[], value=[],
-                                         elem_id="extensions_update_list")
+            enabled = gr.CheckboxGroup(
+                label="Enabled extensions",
+                choices=[ext.name for ext in installed],
+                value=[ext.name for ext in installed if ext.enabled],
+                elem_id="extensions_enabled_list",
+            )
+            to_update = gr.CheckboxGroup(
+                label="Update when applying", choices=[], value=[], elem_id="extensions_update_list"
+            )
             info = gr.HTML(elem_id="extensions_installed_info")
             table = gr.HTML(installed_table(installed), elem_id="extensions_installed_html")
         with gr.Tab("Available", id="available"):
             with gr.Row():
                 load = gr.Button("Load from:", variant="primary", elem_id="extensions_load_index", scale=0)
-                index_url = gr.Textbox(value=services.opts.extensions_index_url, label="Extension index URL",
-                                       elem_id="extensions_index_url")
+                index_url = gr.Textbox(
+                    value=services.opts.extensions_index_url,
+                    label="Extension index URL",
+                    elem_id="extensions_index_url",
+                )
             with gr.Row():
-                chosen = gr.Textbox(label="URL of the extension to install (an Install button in the table fills it)",
-                                    elem_id="extension_to_install")
+                chosen = gr.Textbox(
+                    label="URL of the extension to install (an Install button in the table fills it)",
+                    elem_id="extension_to_install",
+                )
                 install_chosen = gr.Button("Install", elem_id="install_extension_button", scale=0)
             available_info = gr.HTML(elem_id="extensions_available_info")
             available_table = gr.HTML(elem_id="extensions_available_html")
         with gr.Tab("Install from URL", id="install_from_url"):
-            url = gr.Textbox(label="URL for extension's git repository", elem_id="extensions_install_url",
-                             placeholder="https://…, git@host:…, file://… or a folder")
-            branch = gr.Textbox(label="Specific branch name", placeholder="Leave empty for the default branch",
-                                elem_id="extensions_install_branch")
-            folder = gr.Textbox(label="Local directory name", placeholder="Leave empty for auto",
-                                elem_id="extensions_install_dirname")
+            url = gr.Textbox(
+                label="URL for extension's git repository",
+                elem_id="extensions_install_url",
+                placeholder="https://…, git@host:…, file://… or a folder",
+            )
+            branch = gr.Textbox(
+                label="Specific branch name",
+                placeholder="Leave empty for the default branch",
+                elem_id="extensions_install_branch",
+            )
+            folder = gr.Textbox(
+                label="Local directory name", placeholder="Leave empty for auto", elem_id="extensions_install_dirname"
+            )
             install = gr.Button("Install", variant="primary", elem_id="extensions_install_button")
             result = gr.HTML(elem_id="extension_install_result")
 
@@ -210,15 +241,25 @@ def build_tab(services: Services, found: list[Extension] | None = None) -> None:
         message, updatable = actions.check()
         return message, actions.table(), gr.update(choices=updatable, value=updatable)
 
-
-    install.click(lambda *values: after_install(actions.install(*values)), inputs=[url, branch, folder],
-                  outputs=[result, table, enabled], api_name="extensions_install")
-    install_chosen.click(lambda address: after_install(actions.install(address or "")), inputs=chosen,
-                         outputs=[available_info, table, enabled], api_name="extensions_install_from_index")
+    install.click(
+        lambda *values: after_install(actions.install(*values)),
+        inputs=[url, branch, folder],
+        outputs=[result, table, enabled],
+        api_name="extensions_install",
+    )
+    install_chosen.click(
+        lambda address: after_install(actions.install(address or "")),
+        inputs=chosen,
+        outputs=[available_info, table, enabled],
+        api_name="extensions_install_from_index",
+    )
     apply.click(actions.apply, inputs=[enabled, to_update], outputs=info, api_name="extensions_apply").then(
-        None, inputs=info, js=RELOAD_AFTER_RESTART_JS)
+        None, inputs=info, js=RELOAD_AFTER_RESTART_JS
+    )
     check.click(run_check, outputs=[info, table, to_update], api_name="extensions_check")
-    load.click(actions.available, inputs=index_url, outputs=[available_table, available_info],
-               api_name="extensions_index")
-    installed_tab.select(lambda: (actions.table(), enabled_choices()), outputs=[table, enabled],
-                         api_visibility="private")
+    load.click(
+        actions.available, inputs=index_url, outputs=[available_table, available_info], api_name="extensions_index"
+    )
+    installed_tab.select(
+        lambda: (actions.table(), enabled_choices()), outputs=[table, enabled], api_visibility="private"
+    )

@@ -1,6 +1,7 @@
 """The extra networks of a generation tab, as A1111 ≥ 1.6 shows them: one tab per kind beside Generation, each a
 gallery of cards with search and sort. Clicking an embedding, LoRA or hypernetwork card adds its text to the prompt
 (a second click takes it out); clicking a checkpoint card picks that checkpoint in the quicksettings row."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,13 @@ def placeholder(name: str) -> Image.Image:
     """A plain card with the name on it, for files without a preview image."""
     image = Image.new("RGB", CARD_SIZE, (72, 76, 88))
     draw = ImageDraw.Draw(image)
-    draw.text((CARD_SIZE[0] // 2, CARD_SIZE[1] // 2), name[:18], fill="white", anchor="mm",
-              font=ImageFont.load_default(size=16))
+    draw.text(
+        (CARD_SIZE[0] // 2, CARD_SIZE[1] // 2),
+        name[:18],
+        fill="white",
+        anchor="mm",
+        font=ImageFont.load_default(size=16),
+    )
     return image
 
 
@@ -51,15 +57,32 @@ class ExtraNetworksPanel:
             name = f"{tab.tab}_{slug(kind)}"
             with gr.Tab(kind, id=name, elem_id=name):
                 with gr.Row(elem_id=f"{name}_controls"):
-                    search = gr.Textbox(placeholder="Search...", show_label=False, container=False, scale=4,
-                                        elem_id=f"{name}_extra_search")
-                    sort = gr.Dropdown(list(SORTS), value=SORTS[0], show_label=False, container=False, scale=1,
-                                       elem_id=f"{name}_extra_sort")
+                    search = gr.Textbox(
+                        placeholder="Search...",
+                        show_label=False,
+                        container=False,
+                        scale=4,
+                        elem_id=f"{name}_extra_search",
+                    )
+                    sort = gr.Dropdown(
+                        list(SORTS),
+                        value=SORTS[0],
+                        show_label=False,
+                        container=False,
+                        scale=1,
+                        elem_id=f"{name}_extra_sort",
+                    )
                     refresh = gr.Button("🔄 Refresh", size="sm", scale=0, elem_id=f"{name}_extra_refresh")
                 empty = gr.Markdown(self._empty_hint(kind, folder), visible=not found, elem_id=f"{name}_empty")
-                self.galleries[kind] = gr.Gallery(gallery_items(found), columns=6, height=560,
-                                                  allow_preview=False, show_label=False, elem_id=f"{name}_cards",
-                                                  elem_classes="extra-network-cards")
+                self.galleries[kind] = gr.Gallery(
+                    gallery_items(found),
+                    columns=6,
+                    height=560,
+                    allow_preview=False,
+                    show_label=False,
+                    elem_id=f"{name}_cards",
+                    elem_classes="extra-network-cards",
+                )
                 self.inserts[kind] = gr.State([card.insert for card in found])
 
             def fill(text: str, order: str, kind: str = kind) -> tuple:
@@ -67,15 +90,25 @@ class ExtraNetworksPanel:
                 return gallery_items(picked), [card.insert for card in picked], gr.update(visible=not picked)
 
             outputs = [self.galleries[kind], self.inserts[kind], empty]
-            gr.on([search.change, sort.change, refresh.click], fill, inputs=[search, sort], outputs=outputs,
-                  api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+            gr.on(
+                [search.change, sort.change, refresh.click],
+                fill,
+                inputs=[search, sort],
+                outputs=outputs,
+                api_visibility="private",
+                show_progress="hidden",
+                trigger_mode="always_last",
+            )
             self.fills.append((fill, [search, sort], outputs))
         prompt = tab.controls["prompt"]
         for kind in PROMPT_KINDS:
+
             def toggle(text: str, inserts: list[str], event: gr.SelectData) -> str:
                 return add_to_prompt(text, inserts[event.index])
-            self.galleries[kind].select(toggle, inputs=[prompt, self.inserts[kind]], outputs=prompt,
-                                        api_visibility="private")
+
+            self.galleries[kind].select(
+                toggle, inputs=[prompt, self.inserts[kind]], outputs=prompt, api_visibility="private"
+            )
 
     @staticmethod
     def _empty_hint(kind: str, folder: Path) -> str:
@@ -84,19 +117,28 @@ class ExtraNetworksPanel:
     def fill_on(self, page: gr.Blocks) -> None:
         """Fill every tab again when the page loads (the demo checkpoint may be written after the page was built),
         in one event."""
-        def fill_all(*values: str) -> list:
-            return [update for (fill, _, _), text, order in zip(self.fills, values[::2], values[1::2])
-                    for update in fill(text, order)]
 
-        page.load(fill_all, inputs=[control for _, inputs, _ in self.fills for control in inputs],
-                  outputs=[output for _, _, outputs in self.fills for output in outputs], api_visibility="private",
-                  show_progress="hidden")
+        def fill_all(*values: str) -> list:
+            return [
+                update
+                for (fill, _, _), text, order in zip(self.fills, values[::2], values[1::2])
+                for update in fill(text, order)
+            ]
+
+        page.load(
+            fill_all,
+            inputs=[control for _, inputs, _ in self.fills for control in inputs],
+            outputs=[output for _, _, outputs in self.fills for output in outputs],
+            api_visibility="private",
+            show_progress="hidden",
+        )
 
     def connect_checkpoints(self, checkpoint: gr.Dropdown, switch, status: gr.Markdown) -> None:
         """Checkpoint cards pick the checkpoint, then `switch` (the dropdown's handler) loads it."""
+
         def pick(inserts: list[str], event: gr.SelectData) -> str:
             return inserts[event.index]
 
-        self.galleries[KINDS[2]].select(pick, inputs=self.inserts[KINDS[2]], outputs=checkpoint,
-                                        api_visibility="private").success(
-            switch, inputs=checkpoint, outputs=[checkpoint, status], api_visibility="private")
+        self.galleries[KINDS[2]].select(
+            pick, inputs=self.inserts[KINDS[2]], outputs=checkpoint, api_visibility="private"
+        ).success(switch, inputs=checkpoint, outputs=[checkpoint, status], api_visibility="private")

@@ -1,5 +1,6 @@
 """The Extras tab: face restoration and upscaling of one image, several files or a folder, and the
 Download button for the face restoration models."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -45,8 +46,9 @@ class ExtrasTab:
 
 def face_models_status(restorers: FaceRestorers) -> str:
     """Markdown naming every missing face model file, its URL and folder; or that all are there."""
-    missing = list(dict.fromkeys(pair for name in ("GFPGAN", "CodeFormer")
-                                 for pair in restorers.get(name).missing_files()))
+    missing = list(
+        dict.fromkeys(pair for name in ("GFPGAN", "CodeFormer") for pair in restorers.get(name).missing_files())
+    )
     if not missing:
         return FACE_MODELS_READY
     files, _, advice = missing_weights_message("Face restoration", missing).rpartition("\n")
@@ -56,6 +58,7 @@ def face_models_status(restorers: FaceRestorers) -> str:
 def download_missing_face_models(restorers: FaceRestorers, progress: Callable[..., Any]) -> str:
     """Fetch the face model files (CodeFormer's too when missing) with sha256 checks, reporting to a
     gr.Progress-like `progress`; returns the new status. A failed download raises its UserError."""
+
     def report(remote: RemoteFile, done: int, total: int | None) -> None:
         size = f"{done / 1e6:.1f} of {total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
         progress(done / total if total else None, desc=f"Downloading {remote.name}: {size}")
@@ -65,8 +68,9 @@ def download_missing_face_models(restorers: FaceRestorers, progress: Callable[..
     return face_models_status(restorers)
 
 
-def job_inputs(mode: int, image: Any, files: list | None, input_dir: str, output_dir: str,
-               server_paths: ServerPaths) -> tuple[list, Path | None]:
+def job_inputs(
+    mode: int, image: Any, files: list | None, input_dir: str, output_dir: str, server_paths: ServerPaths
+) -> tuple[list, Path | None]:
     """The images to process for the active sub-tab, and the folder to write to (None: the default one);
     folders as `server_paths` allows."""
     if mode == SINGLE:
@@ -86,8 +90,11 @@ def job_inputs(mode: int, image: Any, files: list | None, input_dir: str, output
 def _control(name: str, upscalers: list[str]) -> gr.components.Component:
     """The component of one ExtrasParams field, labelled, bounded and with element id as in A1111."""
     f, spec = next((f, spec) for f, spec in ExtrasParams.fields() if f.name == name)
-    kwargs = {"label": spec.label, "value": f.default, "elem_id": name if name.startswith("extras_") else
-              f"extras_{name}"}
+    kwargs = {
+        "label": spec.label,
+        "value": f.default,
+        "elem_id": name if name.startswith("extras_") else f"extras_{name}",
+    }
     if spec.widget == "dropdown":
         return gr.Dropdown(choices=upscalers, **kwargs)
     if spec.widget == "checkbox":
@@ -112,20 +119,38 @@ def build_tab(services: Services) -> ExtrasTab:
             tab.mode = gr.Number(SINGLE, precision=0, visible=False, label="Extras mode", elem_id="extras_mode")
             with gr.Tabs(elem_id="mode_extras") as tab.modes:
                 with gr.Tab(MODES[SINGLE], id="single_image", elem_id="extras_single_tab") as single:
-                    tab.image = gr.Image(label="Source", type="pil", image_mode=None, format="png", height=420,
-                                         sources=("upload", "clipboard"), elem_id="extras_image")
+                    tab.image = gr.Image(
+                        label="Source",
+                        type="pil",
+                        image_mode=None,
+                        format="png",
+                        height=420,
+                        sources=("upload", "clipboard"),
+                        elem_id="extras_image",
+                    )
                 with gr.Tab(MODES[BATCH], id="batch_process", elem_id="extras_batch_process_tab") as batch:
-                    tab.image_batch = gr.File(label="Batch Process", file_count="multiple", type="filepath",
-                                              elem_id="extras_image_batch")
-                with gr.Tab(MODES[DIRECTORY], id="batch_from_directory", elem_id="extras_batch_directory_tab",
-                            visible=not services.server_paths.hidden) as directory:
-                    tab.input_dir = gr.Textbox(label="Input directory", elem_id="extras_batch_input_dir",
-                                               placeholder="A directory on the same machine where the server is "
-                                                           "running.")
-                    tab.output_dir = gr.Textbox(label="Output directory", elem_id="extras_batch_output_dir",
-                                                placeholder="Leave blank to save images to the default path.")
-                    tab.show_results = gr.Checkbox(label="Show result images", value=True,
-                                                   elem_id="extras_show_extras_results")
+                    tab.image_batch = gr.File(
+                        label="Batch Process", file_count="multiple", type="filepath", elem_id="extras_image_batch"
+                    )
+                with gr.Tab(
+                    MODES[DIRECTORY],
+                    id="batch_from_directory",
+                    elem_id="extras_batch_directory_tab",
+                    visible=not services.server_paths.hidden,
+                ) as directory:
+                    tab.input_dir = gr.Textbox(
+                        label="Input directory",
+                        elem_id="extras_batch_input_dir",
+                        placeholder="A directory on the same machine where the server is running.",
+                    )
+                    tab.output_dir = gr.Textbox(
+                        label="Output directory",
+                        elem_id="extras_batch_output_dir",
+                        placeholder="Leave blank to save images to the default path.",
+                    )
+                    tab.show_results = gr.Checkbox(
+                        label="Show result images", value=True, elem_id="extras_show_extras_results"
+                    )
             for number, sub in enumerate((single, batch, directory)):
                 sub.select(lambda n=number: n, outputs=tab.mode, api_visibility="private")
             tab.generate = gr.Button("Generate", variant="primary", elem_id="extras_generate")
@@ -148,8 +173,9 @@ def build_tab(services: Services) -> ExtrasTab:
             for name in ("gfpgan_visibility", "codeformer_visibility", "codeformer_weight", "upscale_first"):
                 control(name)
             with gr.Accordion("Face restoration models", open=False, elem_id="extras_face_models"):
-                tab.face_models = gr.Markdown(lambda: face_models_status(services.tools.face_restorers),
-                                              elem_id="extras_face_models_status")
+                tab.face_models = gr.Markdown(
+                    lambda: face_models_status(services.tools.face_restorers), elem_id="extras_face_models_status"
+                )
                 tab.download = gr.Button("Download", elem_id="extras_download_face_models")
         with gr.Column():
             tab.gallery = output_gallery(TAB)
@@ -166,8 +192,16 @@ def _wire(services: Services, tab: ExtrasTab) -> None:
     names = [f.name for f, _ in ExtrasParams.fields()]
     outputs = services.paths.outputs
 
-    def run(mode: float, image: Any, files: list | None, input_dir: str, output_dir: str, show_results: bool,
-            *values: Any, progress: gr.Progress = gr.Progress()) -> tuple:
+    def run(
+        mode: float,
+        image: Any,
+        files: list | None,
+        input_dir: str,
+        output_dir: str,
+        show_results: bool,
+        *values: Any,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple:
         mode = int(mode or 0)
         show = mode != DIRECTORY or bool(show_results)  # as in A1111, the checkbox is for folders only
         try:
@@ -189,9 +223,14 @@ def _wire(services: Services, tab: ExtrasTab) -> None:
         saved = len(result.paths) == len(result.images) and all(p.is_relative_to(outputs) for p in result.paths)
         return [str(p) for p in result.paths] if saved else result.images, infotext_html(text)
 
-    tab.generate.click(run, inputs=[tab.mode, tab.image, tab.image_batch, tab.input_dir, tab.output_dir,
-                                    tab.show_results] + [tab.controls[n] for n in names],
-                       outputs=[tab.gallery, tab.info], api_name=TAB, concurrency_limit=None)
+    tab.generate.click(
+        run,
+        inputs=[tab.mode, tab.image, tab.image_batch, tab.input_dir, tab.output_dir, tab.show_results]
+        + [tab.controls[n] for n in names],
+        outputs=[tab.gallery, tab.info],
+        api_name=TAB,
+        concurrency_limit=None,
+    )
 
     def download(progress: gr.Progress = gr.Progress()) -> str:
         try:
@@ -199,5 +238,4 @@ def _wire(services: Services, tab: ExtrasTab) -> None:
         except UserError as exc:
             raise page_error(exc) from exc
 
-    tab.download.click(download, outputs=tab.face_models, api_name="extras_download_face_models",
-                       concurrency_limit=1)
+    tab.download.click(download, outputs=tab.face_models, api_name="extras_download_face_models", concurrency_limit=1)

@@ -1,6 +1,7 @@
 """What txt2img and img2img share on the page, laid out as in A1111 1.10: the top row (toprow.py), the tab strip
 (Generation, then the extra networks), the sampling controls, the Refiner accordion, size and batch, the seed row,
 Override settings, and the gallery with its infotext beside the settings."""
+
 from __future__ import annotations
 
 import time
@@ -30,7 +31,7 @@ POLL_SECONDS = 0.25
 
 
 def progress_text(progress: Progress) -> str:
-    """"Step 5/20 · batch 1/2 · ETA 3s"."""
+    """ "Step 5/20 · batch 1/2 · ETA 3s"."""
     parts = [f"Step {progress.step}/{progress.steps}"]
     if progress.job_count > 1:
         parts.append(f"batch {progress.job_no + 1}/{progress.job_count}")
@@ -69,8 +70,9 @@ def wait_with_progress(services: Services, future: Future, progress: gr.Progress
     return job_result(future)
 
 
-def queue_job(services: Services, p: processing.StableDiffusionProcessing, script_args: list,
-              override_settings: dict[str, Any]) -> Future:
+def queue_job(
+    services: Services, p: processing.StableDiffusionProcessing, script_args: list, override_settings: dict[str, Any]
+) -> Future:
     """Queue a page job: its processing object with the Script controls' values and the Override settings."""
     p.script_args, p.override_settings = list(script_args), dict(override_settings)
     return services.submit_processing(p)
@@ -109,14 +111,20 @@ class GenerationTab:
         on; a checkpoint other than None (picked, or pasted from an infotext) ticks it."""
         accordion_id = f"{self.tab}_refiner"
         with input_accordion.wrapper(accordion_id):
-            self.refiner_enabled = gr.Checkbox(False, label="Refiner", container=False,
-                                               elem_id=input_accordion.checkbox_id(accordion_id))
+            self.refiner_enabled = gr.Checkbox(
+                False, label="Refiner", container=False, elem_id=input_accordion.checkbox_id(accordion_id)
+            )
             with input_accordion.link(self.refiner_enabled, "Refiner", accordion_id), gr.Row():
                 checkpoint = self.checkpoint_control("refiner_checkpoint", NO_REFINER)
                 self.control("refiner_switch_at")
-        checkpoint.change(lambda name: gr.update(value=True) if name not in ("", NO_REFINER) else gr.update(),
-                          inputs=checkpoint, outputs=self.refiner_enabled, queue=False, show_progress="hidden",
-                          api_visibility="private")
+        checkpoint.change(
+            lambda name: gr.update(value=True) if name not in ("", NO_REFINER) else gr.update(),
+            inputs=checkpoint,
+            outputs=self.refiner_enabled,
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
 
     def prompt_row(self) -> None:
         """A1111's top row: prompts, Generate / Interrupt / Skip, the tool buttons and Styles (modules/ui/toprow.py)."""
@@ -141,10 +149,17 @@ class GenerationTab:
         """Width and Height sliders with A1111's ⇅ that swaps them."""
         with gr.Column(scale=3, elem_id=f"{self.tab}_column_size", min_width=200):
             width, height = self.control("width"), self.control("height")
-        swap = gr.Button("⇅", elem_id=f"{self.tab}_res_switch_btn", size="sm", scale=0, min_width=40,
-                         elem_classes="tool")
-        swap.click(lambda w, h: (h, w), inputs=[width, height], outputs=[width, height], queue=False,
-                   show_progress="hidden", api_visibility="private")
+        swap = gr.Button(
+            "⇅", elem_id=f"{self.tab}_res_switch_btn", size="sm", scale=0, min_width=40, elem_classes="tool"
+        )
+        swap.click(
+            lambda w, h: (h, w),
+            inputs=[width, height],
+            outputs=[width, height],
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
 
     def seed_controls(self) -> None:
         """The seed row (🎲 ♻️ Extra) and its extras."""
@@ -168,8 +183,7 @@ class GenerationTab:
         with gr.Row(visible=False, elem_id=f"{self.tab}_seed_extra_row_1") as variation_row:
             self.control("subseed", scale=4)
             random_subseed = gr.Button("🎲", elem_id=f"{self.tab}_random_subseed", size="sm", scale=0, min_width=40)
-            self.reuse_subseed = gr.Button("♻️", elem_id=f"{self.tab}_reuse_subseed", size="sm", scale=0,
-                                           min_width=40)
+            self.reuse_subseed = gr.Button("♻️", elem_id=f"{self.tab}_reuse_subseed", size="sm", scale=0, min_width=40)
             self.control("subseed_strength", scale=4)
         with gr.Row(visible=False, elem_id=f"{self.tab}_seed_extra_row_2") as resize_row:
             self.control("seed_resize_from_w")
@@ -186,23 +200,46 @@ class GenerationTab:
         self.seed_extras.value = active(*(control.value for control in extras))
         for row in rows:
             row.visible = self.seed_extras.value
-        self.seed_extras.change(toggle, inputs=self.seed_extras, outputs=rows + extras, queue=False,
-                                show_progress="hidden", api_visibility="private")
+        self.seed_extras.change(
+            toggle,
+            inputs=self.seed_extras,
+            outputs=rows + extras,
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
         for control in extras:
-            control.change(lambda *values: gr.update(value=True) if active(*values) else gr.update(), inputs=extras,
-                           outputs=self.seed_extras, queue=False, show_progress="hidden", api_visibility="private")
+            control.change(
+                lambda *values: gr.update(value=True) if active(*values) else gr.update(),
+                inputs=extras,
+                outputs=self.seed_extras,
+                queue=False,
+                show_progress="hidden",
+                api_visibility="private",
+            )
         random_subseed.click(lambda: -1, outputs=self.controls["subseed"], queue=False, api_visibility="private")
 
     def override_settings_control(self) -> None:
         """A1111's "Override settings": the settings pasted infotext sets (RNG, ENSD, Eta…) with values other than
         those in force, as "Key: value" entries that Generate applies to its job only. Hidden while empty; an
         entry removed by hand is not applied."""
-        self.override_settings = gr.Dropdown([], value=[], label="Override settings", multiselect=True,
-                                             allow_custom_value=True, visible=False,
-                                             elem_id=f"{self.tab}_override_settings")
-        self.override_settings.change(lambda entries: gr.update(visible=bool(entries)), inputs=self.override_settings,
-                                      outputs=self.override_settings, queue=False, show_progress="hidden",
-                                      api_visibility="private")
+        self.override_settings = gr.Dropdown(
+            [],
+            value=[],
+            label="Override settings",
+            multiselect=True,
+            allow_custom_value=True,
+            visible=False,
+            elem_id=f"{self.tab}_override_settings",
+        )
+        self.override_settings.change(
+            lambda entries: gr.update(visible=bool(entries)),
+            inputs=self.override_settings,
+            outputs=self.override_settings,
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
 
     @contextmanager
     def extra_tabs(self) -> Iterator[None]:
@@ -232,8 +269,12 @@ class GenerationTab:
         self.gallery, self.info, self.selected = self.output.gallery, self.output.info, self.output.selected
         self.send_buttons = self.output.send_buttons
 
-    def wire(self, clip_skip: gr.Slider | None, submit: Callable[[GenerationParams, list, dict[str, Any]], Future],
-             extra_inputs: list | None = None) -> None:
+    def wire(
+        self,
+        clip_skip: gr.Slider | None,
+        submit: Callable[[GenerationParams, list, dict[str, Any]], Future],
+        extra_inputs: list | None = None,
+    ) -> None:
         """Connect Generate (API name = the tab's), the counters, the seed buttons and Interrupt/Skip.
 
         `clip_skip` is the quicksettings row's slider; without one, the Clip skip setting is used.
@@ -250,7 +291,7 @@ class GenerationTab:
         refiner_at = settings_at + 1  # then the Refiner accordion's box; off means no refiner whatever is chosen
 
         def run(*values: Any, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
-            field_values = values[:len(names)]
+            field_values = values[: len(names)]
             skip_value = values[len(names)] if skip_inputs else services.opts.CLIP_stop_at_last_layers
             try:
                 fields = {**dict(zip(names, field_values)), "clip_skip": skip_value}
@@ -261,7 +302,7 @@ class GenerationTab:
             except ValueError as exc:
                 raise page_error(exc) from exc
             try:
-                future = submit(params, list(values[refiner_at + 1:]), overrides)
+                future = submit(params, list(values[refiner_at + 1 :]), overrides)
             except UserError as exc:
                 raise page_error(exc) from exc
             for preview in previews_while_waiting(services, future, progress):
@@ -275,14 +316,28 @@ class GenerationTab:
                 text = f"(interrupted)\n{text}"
             yield gallery_items(result), infotext_html(text), result, 0
 
-        inputs = [*(self.controls[n] for n in names), *skip_inputs, self.override_settings, self.refiner_enabled,
-                  *extra_inputs]
-        generated = self.generate.click(run, inputs=inputs,
-                                        outputs=[self.gallery, self.info, self.output.result, self.selected],
-                                        api_name=self.tab, concurrency_limit=None)
+        inputs = [
+            *(self.controls[n] for n in names),
+            *skip_inputs,
+            self.override_settings,
+            self.refiner_enabled,
+            *extra_inputs,
+        ]
+        generated = self.generate.click(
+            run,
+            inputs=inputs,
+            outputs=[self.gallery, self.info, self.output.result, self.selected],
+            api_name=self.tab,
+            concurrency_limit=None,
+        )
         # the first image (the grid, when there is one) opens selected, as in A1111's gallery
-        generated.success(lambda: gr.update(selected_index=0), outputs=self.gallery, queue=False,
-                          show_progress="hidden", api_visibility="private")
+        generated.success(
+            lambda: gr.update(selected_index=0),
+            outputs=self.gallery,
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
         toprow.wire_tools(self)
         toprow.idle_after(self, generated)
         self.interrupt.click(services.engine.interrupt, queue=False, api_name=f"{self.tab}_interrupt")
@@ -293,13 +348,25 @@ class GenerationTab:
             return "" if counted is None else f"{counted[0]}/{counted[1]}"
 
         for name, counter in self.counters.items():
-            self.controls[name].change(count, inputs=[self.controls[name], self.controls["steps"]], outputs=counter,
-                                       queue=False, show_progress="hidden", trigger_mode="always_last",
-                                       api_name=f"{self.tab}_{name}_tokens")
+            self.controls[name].change(
+                count,
+                inputs=[self.controls[name], self.controls["steps"]],
+                outputs=counter,
+                queue=False,
+                show_progress="hidden",
+                trigger_mode="always_last",
+                api_name=f"{self.tab}_{name}_tokens",
+            )
         seed = self.controls["seed"]
         self.random_seed.click(lambda: -1, outputs=seed, queue=False, api_visibility="private")
-        self.reuse_seed.click(seed_of, inputs=[self.output.result, self.selected], outputs=seed, queue=False,
-                              api_visibility="private")
-        self.reuse_subseed.click(subseed_of, inputs=[self.output.result, self.selected],
-                                 outputs=self.controls["subseed"], queue=False, api_visibility="private")
+        self.reuse_seed.click(
+            seed_of, inputs=[self.output.result, self.selected], outputs=seed, queue=False, api_visibility="private"
+        )
+        self.reuse_subseed.click(
+            subseed_of,
+            inputs=[self.output.result, self.selected],
+            outputs=self.controls["subseed"],
+            queue=False,
+            api_visibility="private",
+        )
         self.output.wire()

@@ -1,4 +1,5 @@
 """The img2img tab: sub-tabs for img2img, Sketch, Inpaint, Inpaint sketch, Inpaint upload and Batch."""
+
 from __future__ import annotations
 
 from concurrent.futures import Future
@@ -22,8 +23,7 @@ TAB = "img2img"
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(len(MODES))
 INPAINT_MODES = (INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH)
-MASK_FIELDS = ("mask_blur", "inpainting_mask_invert", "inpainting_fill", "inpaint_full_res",
-               "inpaint_full_res_padding")
+MASK_FIELDS = ("mask_blur", "inpainting_mask_invert", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding")
 
 
 def strokes_mask(editor: dict) -> Image.Image | None:
@@ -70,7 +70,7 @@ def interrogated_image(mode: int, values: list) -> Image.Image:
 
 
 def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    """"Resize by": the image's size times `scale`, each side down to a multiple of 8 and at least 64."""
+    """ "Resize by": the image's size times `scale`, each side down to a multiple of 8 and at least 64."""
     return tuple(max(64, int(side * scale) // 8 * 8) for side in size)
 
 
@@ -100,8 +100,14 @@ def size_tabs(tab: GenerationTab) -> tuple[gr.State, gr.Slider]:
         return f"Resize: from {image.width}x{image.height} to {width}x{height}"
 
     for trigger in (tab.image.change, scale.change):
-        trigger(show, inputs=[tab.image, scale], outputs=preview, queue=False, show_progress="hidden",
-                api_visibility="private")
+        trigger(
+            show,
+            inputs=[tab.image, scale],
+            outputs=preview,
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
     preview.value = show(None, 1.0)
     return chosen, scale
 
@@ -111,38 +117,51 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
     tab = GenerationTab(TAB, services, ui_config)
     tab.prompt_row()
     # Which sub-tab is active (0 img2img … 5 Batch); a hidden number, so API clients can set it too.
-    mode = tab.mode = gr.Number(IMG2IMG, precision=0, visible=False, label="img2img mode",
-                                elem_id="img2img_mode")
+    mode = tab.mode = gr.Number(IMG2IMG, precision=0, visible=False, label="img2img mode", elem_id="img2img_mode")
     editor = {"type": "pil", "format": "png", "height": 480, "sources": ("upload", "clipboard")}
     with tab.extra_tabs(), tab.generation_columns():
         with gr.Tabs(elem_id="mode_img2img") as tab.modes:
             with gr.Tab("img2img", id="img2img_tab") as sub_img2img:
                 # image_mode=None: uploads arrive as they are; modules/image_inputs.py makes them uniform.
-                tab.image = gr.Image(label="Image for img2img", type="pil", elem_id="img2img_image",
-                                     sources=("upload", "clipboard"), image_mode=None, height=480)
+                tab.image = gr.Image(
+                    label="Image for img2img",
+                    type="pil",
+                    elem_id="img2img_image",
+                    sources=("upload", "clipboard"),
+                    image_mode=None,
+                    height=480,
+                )
             with gr.Tab("Sketch", id="sketch_tab") as sub_sketch:
                 tab.sketch = gr.ImageEditor(label="Sketch", elem_id="img2img_sketch", **editor)
             with gr.Tab("Inpaint", id="inpaint_tab") as sub_inpaint:
-                tab.inpaint = gr.ImageEditor(label="Image for inpainting with mask", elem_id="img2maskimg",
-                                             brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
-                                             layers=False, **editor)
+                tab.inpaint = gr.ImageEditor(
+                    label="Image for inpainting with mask",
+                    elem_id="img2maskimg",
+                    brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
+                    layers=False,
+                    **editor,
+                )
             with gr.Tab("Inpaint sketch", id="inpaint_sketch_tab") as sub_inpaint_sketch:
-                tab.inpaint_sketch = gr.ImageEditor(label="Color sketch inpainting", elem_id="inpaint_sketch",
-                                                    layers=False, **editor)
+                tab.inpaint_sketch = gr.ImageEditor(
+                    label="Color sketch inpainting", elem_id="inpaint_sketch", layers=False, **editor
+                )
             with gr.Tab("Inpaint upload", id="inpaint_upload_tab") as sub_upload:
-                tab.upload_image = gr.Image(label="Image", type="pil", elem_id="img_inpaint_base",
-                                            image_mode=None)
-                tab.upload_mask = gr.Image(label="Mask", type="pil", elem_id="img_inpaint_mask",
-                                           image_mode=None)
+                tab.upload_image = gr.Image(label="Image", type="pil", elem_id="img_inpaint_base", image_mode=None)
+                tab.upload_mask = gr.Image(label="Mask", type="pil", elem_id="img_inpaint_mask", image_mode=None)
             with gr.Tab("Batch", id="batch_tab", visible=not services.server_paths.hidden) as sub_batch:
-                gr.Markdown("Process every image in a folder on this machine; a mask with the same file "
-                            "name in the mask folder turns it into inpainting.")
+                gr.Markdown(
+                    "Process every image in a folder on this machine; a mask with the same file "
+                    "name in the mask folder turns it into inpainting."
+                )
                 batch_in = gr.Textbox(label="Input directory", elem_id="img2img_batch_input_dir")
                 batch_out = gr.Textbox(label="Output directory", elem_id="img2img_batch_output_dir")
-                batch_mask = gr.Textbox(label="Inpaint batch mask directory (required for inpaint batch)",
-                                        elem_id="img2img_batch_inpaint_mask_dir")
-                batch_interrogate = gr.Checkbox(label="Append interrogated prompt", value=False,
-                                                elem_id="img2img_batch_append_interrogation")
+                batch_mask = gr.Textbox(
+                    label="Inpaint batch mask directory (required for inpaint batch)",
+                    elem_id="img2img_batch_inpaint_mask_dir",
+                )
+                batch_interrogate = gr.Checkbox(
+                    label="Append interrogated prompt", value=False, elem_id="img2img_batch_append_interrogation"
+                )
         tab.control("resize_mode")
         with gr.Group(visible=False, elem_id="img2img_inpaint_controls") as inpaint_controls:
             for name in MASK_FIELDS:
@@ -160,8 +179,14 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
     for number, sub in enumerate((sub_img2img, sub_sketch, sub_inpaint, sub_inpaint_sketch, sub_upload, sub_batch)):
         sub.select(lambda n=number: n, outputs=mode, api_visibility="private")
     # the inpaint options show on the inpaint sub-tabs (and Batch, which can inpaint), as in A1111
-    mode.change(lambda n: gr.Group(visible=n in INPAINT_MODES), inputs=mode, outputs=inpaint_controls, queue=False,
-                show_progress="hidden", api_visibility="private")
+    mode.change(
+        lambda n: gr.Group(visible=n in INPAINT_MODES),
+        inputs=mode,
+        outputs=inpaint_controls,
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    )
     images = [tab.image, tab.sketch, tab.inpaint, tab.inpaint_sketch, tab.upload_image, tab.upload_mask]
     interrogate_ui.build(tab, interrogated_image, [mode, *images])
 
@@ -177,7 +202,24 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
         p = StableDiffusionProcessingImg2Img.from_params(params, init_images=inputs.images, mask=inputs.mask)
         return queue_job(services, p, extra[13:], overrides)
 
-    tab.wire(clip_skip, submit, [mode, tab.image, tab.sketch, tab.inpaint, tab.inpaint_sketch, tab.upload_image,
-                                 tab.upload_mask, batch_in, batch_out, batch_mask, batch_interrogate, scale_tab, scale,
-                                 *script_inputs])
+    tab.wire(
+        clip_skip,
+        submit,
+        [
+            mode,
+            tab.image,
+            tab.sketch,
+            tab.inpaint,
+            tab.inpaint_sketch,
+            tab.upload_image,
+            tab.upload_mask,
+            batch_in,
+            batch_out,
+            batch_mask,
+            batch_interrogate,
+            scale_tab,
+            scale,
+            *script_inputs,
+        ],
+    )
     return tab

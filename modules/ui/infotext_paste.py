@@ -6,6 +6,7 @@ dropdown and loaded through that dropdown's own handler. The settings it names (
 those with an infotext key) with values other than those in force fill the tab's "Override settings", as
 A1111's get_override_settings does; Generate applies them to its job.
 """
+
 from __future__ import annotations
 
 import logging
@@ -88,8 +89,10 @@ def find_checkpoint(models: ModelManager, rest: dict[str, str]) -> tuple[str | N
 
 def field_updates(pasted: Pasted, names: Sequence[str]) -> list[dict]:
     """One update per named control: the pasted value (a choice field shows its label), else no change."""
-    return [gr.update(value=GenerationParams.display(name, pasted.values[name])) if name in pasted.values
-            else gr.update() for name in names]
+    return [
+        gr.update(value=GenerationParams.display(name, pasted.values[name])) if name in pasted.values else gr.update()
+        for name in names
+    ]
 
 
 def paste_controls(tab: GenerationTab, quick: Quicksettings) -> dict[str, gr.components.Component]:
@@ -115,8 +118,15 @@ def paste_updates(text: str, names: Sequence[str], models: ModelManager, opts: O
     return [*field_updates(pasted, names), gr.update(value=title) if title else gr.update(), *overrides]
 
 
-def wire_paste(button: gr.Button, source: Callable[..., tuple[str | None, list]], inputs: list,
-               tab: GenerationTab | None, quick: Quicksettings, extra_outputs: list, api_name: str) -> None:
+def wire_paste(
+    button: gr.Button,
+    source: Callable[..., tuple[str | None, list]],
+    inputs: list,
+    tab: GenerationTab | None,
+    quick: Quicksettings,
+    extra_outputs: list,
+    api_name: str,
+) -> None:
     """On a click, `source(*inputs)` gives (infotext or None, values for `extra_outputs`); the infotext fills
     `tab`'s controls, its Override settings and the quicksettings, then a checkpoint it named and that differs
     is loaded."""
@@ -127,14 +137,20 @@ def wire_paste(button: gr.Button, source: Callable[..., tuple[str | None, list]]
 
     def run(*values: Any) -> tuple:
         text, extra = source(*values)
-        updates = paste_updates(text, names, quick.models, opts) if text \
+        updates = (
+            paste_updates(text, names, quick.models, opts)
+            if text
             else [gr.update()] * (len(names) + 1 + len(overrides))
+        )
         return (*updates, *extra)
 
     outputs = [*controls.values(), quick.checkpoint, *overrides, *extra_outputs]
     button.click(run, inputs=inputs, outputs=outputs, api_name=api_name).success(
-        quick.switch_checkpoint, inputs=quick.checkpoint, outputs=[quick.checkpoint, quick.status],
-        api_visibility="private")
+        quick.switch_checkpoint,
+        inputs=quick.checkpoint,
+        outputs=[quick.checkpoint, quick.status],
+        api_visibility="private",
+    )
 
 
 def connect_paste_button(tab: GenerationTab, quick: Quicksettings) -> None:

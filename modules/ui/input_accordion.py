@@ -5,6 +5,7 @@ infotext opens or closes the accordion while they are still linked.
 
 The checkbox is a real Gradio checkbox (so its value is an input and its label names its ui-config.json key),
 laid over the accordion's header by CSS (`.input-accordion-wrap` in style.css); nothing is moved in the DOM."""
+
 from __future__ import annotations
 
 import gradio as gr
@@ -13,9 +14,11 @@ import gradio as gr
 _BOX = "document.querySelector('#ID-checkbox input')"
 _FOLLOW_ACCORDION = "() => {{ const box = {box}; return box && box.dataset.unlinked ? box.checked : {open}; }}"
 _UNLINK = f"() => {{ const box = {_BOX}; if (box) box.dataset.unlinked = '1'; }}"
-_FOLLOW_VALUE = ("(checked) => { const box = " + _BOX + "; const head = document.querySelector('#ID > .label-wrap');"
-                 " if (!head || (box && box.dataset.unlinked)) return;"
-                 " if (head.classList.contains('open') !== Boolean(checked)) head.click(); }")
+_FOLLOW_VALUE = (
+    "(checked) => { const box = " + _BOX + "; const head = document.querySelector('#ID > .label-wrap');"
+    " if (!head || (box && box.dataset.unlinked)) return;"
+    " if (head.classList.contains('open') !== Boolean(checked)) head.click(); }"
+)
 
 
 def _js(template: str, accordion_id: str) -> str:
@@ -36,12 +39,24 @@ def link(checkbox: gr.Checkbox, label: str, accordion_id: str, visible: bool = T
     """Make the accordion for `checkbox` (made just before it, with elem_id checkbox_id(accordion_id)) and link
     the two as described above. Call inside `wrapper(accordion_id)`."""
     checkbox.elem_classes = [*(checkbox.elem_classes or []), "input-accordion-checkbox"]
-    accordion = gr.Accordion(label, open=bool(checkbox.value), elem_id=accordion_id, elem_classes=["input-accordion"],
-                             visible=visible)
+    accordion = gr.Accordion(
+        label, open=bool(checkbox.value), elem_id=accordion_id, elem_classes=["input-accordion"], visible=visible
+    )
     for event, opened in ((accordion.expand, "true"), (accordion.collapse, "false")):
-        event(None, js=_js(_FOLLOW_ACCORDION.format(box=_BOX, open=opened), accordion_id), outputs=[checkbox],
-              queue=False, api_visibility="private")
+        event(
+            None,
+            js=_js(_FOLLOW_ACCORDION.format(box=_BOX, open=opened), accordion_id),
+            outputs=[checkbox],
+            queue=False,
+            api_visibility="private",
+        )
     checkbox.input(None, js=_js(_UNLINK, accordion_id), queue=False, api_visibility="private")
-    checkbox.change(None, inputs=[checkbox], js=_js(_FOLLOW_VALUE, accordion_id), queue=False,
-                    show_progress="hidden", api_visibility="private")
+    checkbox.change(
+        None,
+        inputs=[checkbox],
+        js=_js(_FOLLOW_VALUE, accordion_id),
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    )
     return accordion

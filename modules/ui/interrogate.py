@@ -1,6 +1,7 @@
 """img2img's "Interrogate CLIP" button (A1111's elem_id `interrogate`, in the top row beside Generate): it fills
 the prompt with what BLIP and CLIP say of the current sub-tab's image. Beside it, while models/BLIP or models/clip
 lacks files, a Download button fetches the official ones (hash-checked, with progress)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -31,8 +32,12 @@ def build(tab: GenerationTab, image_of: Callable[[int, list], Any], image_inputs
     prompt = tab.controls["prompt"]
     with _actions_column(tab.tab), gr.Row(elem_id=f"{tab.tab}_interrogate_container"):
         interrogate = gr.Button("Interrogate CLIP", elem_id="interrogate", size="sm")
-        download = gr.Button("Download interrogate models", elem_id="interrogate_download", size="sm",
-                             visible=models_missing(services.paths.models))
+        download = gr.Button(
+            "Download interrogate models",
+            elem_id="interrogate_download",
+            size="sm",
+            visible=models_missing(services.paths.models),
+        )
 
     def describe(mode: int, *values: Any) -> str:
         try:
@@ -44,6 +49,7 @@ def build(tab: GenerationTab, image_of: Callable[[int, list], Any], image_inputs
         def report(remote: RemoteFile, done: int, total: int | None) -> None:
             size = f"{done / 1e6:.1f} of {total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
             progress(done / total if total else None, desc=f"Downloading {remote.name}: {size}")
+
         try:
             download_interrogate_models(services.paths.models, report)
         except UserError as exc:
@@ -59,7 +65,7 @@ def _actions_column(tab_name: str) -> contextlib.AbstractContextManager:
     """The top row's column of Generate and the tool buttons (re-entered to add to it), or, failing that, the
     place being built now."""
     root = gr.context.Context.root_block
-    for block in (root.blocks.values() if root is not None else ()):
+    for block in root.blocks.values() if root is not None else ():
         if getattr(block, "elem_id", None) == f"{tab_name}_actions_column":
             return block
     return contextlib.nullcontext()

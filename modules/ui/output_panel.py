@@ -1,6 +1,7 @@
 """What sits under a tab's gallery, as in A1111: 📂 💾 🗃️ and the Send-to buttons, the saved files, and the infotext
 of the selected image. The job's result stays on the server (a gr.State), so Save, ♻️ and Send-to take the selected
 image and its infotext from there; `generation_info_<tab>` holds A1111's JSON of it for extensions' scripts."""
+
 from __future__ import annotations
 
 import html
@@ -33,8 +34,15 @@ def infotext_html(text: str) -> str:
 
 def output_gallery(tab: str) -> gr.Gallery:
     """A tab's output gallery: images fitted whole into their tiles, and no upload area."""
-    return gr.Gallery(label="Output", elem_id=f"{tab}_gallery", format="png", columns=2, height=512,
-                      object_fit="contain", interactive=False)
+    return gr.Gallery(
+        label="Output",
+        elem_id=f"{tab}_gallery",
+        format="png",
+        columns=2,
+        height=512,
+        object_fit="contain",
+        interactive=False,
+    )
 
 
 def selected(result: GenerationResult | None, index: int | None) -> int:
@@ -81,12 +89,26 @@ def generation_info(result: GenerationResult | None) -> str:
     if result is None:
         return ""
     p, first = result.params, result.index_of_first_image
-    return json.dumps({"prompt": p.prompt, "negative_prompt": p.negative_prompt, "seed": p.seed,
-                       "all_seeds": result.seeds[first:], "subseed": p.subseed, "subseed_strength": p.subseed_strength,
-                       "width": p.width, "height": p.height, "sampler_name": p.sampler_name,
-                       "cfg_scale": p.cfg_scale, "steps": p.steps, "batch_size": p.batch_size,
-                       "index_of_first_image": first, "infotexts": result.infotexts, "styles": list(p.styles),
-                       "clip_skip": p.clip_skip})
+    return json.dumps(
+        {
+            "prompt": p.prompt,
+            "negative_prompt": p.negative_prompt,
+            "seed": p.seed,
+            "all_seeds": result.seeds[first:],
+            "subseed": p.subseed,
+            "subseed_strength": p.subseed_strength,
+            "width": p.width,
+            "height": p.height,
+            "sampler_name": p.sampler_name,
+            "cfg_scale": p.cfg_scale,
+            "steps": p.steps,
+            "batch_size": p.batch_size,
+            "index_of_first_image": first,
+            "infotexts": result.infotexts,
+            "styles": list(p.styles),
+            "clip_skip": p.clip_skip,
+        }
+    )
 
 
 def open_folder(folder: Path, server_paths: ServerPaths) -> str:
@@ -109,10 +131,21 @@ def open_folder(folder: Path, server_paths: ServerPaths) -> str:
 
 def folder_button(tab: str, folder: Callable[[], Path], server_paths: ServerPaths, log: gr.HTML) -> gr.Button:
     """📂 for the folder `folder()` names (hidden with --hide-ui-dir-config, as in A1111); its message goes to `log`."""
-    button = gr.Button("📂", elem_id=f"{tab}_open_folder", size="sm", scale=0, min_width=40,
-                       visible=not server_paths.hidden, elem_classes="tool")
-    button.click(lambda: f"<p>{html.escape(open_folder(folder(), server_paths))}</p>", outputs=log, queue=False,
-                 api_visibility="private")
+    button = gr.Button(
+        "📂",
+        elem_id=f"{tab}_open_folder",
+        size="sm",
+        scale=0,
+        min_width=40,
+        visible=not server_paths.hidden,
+        elem_classes="tool",
+    )
+    button.click(
+        lambda: f"<p>{html.escape(open_folder(folder(), server_paths))}</p>",
+        outputs=log,
+        queue=False,
+        api_visibility="private",
+    )
     return button
 
 
@@ -124,15 +157,24 @@ class OutputPanel:
         self.gallery = output_gallery(tab)
         with gr.Row(elem_id=f"image_buttons_{tab}", elem_classes="image-buttons"):
             self.log = gr.HTML(elem_id=f"html_log_{tab}", render=False)
-            self.open_folder = folder_button(tab, lambda: services.output_dir(samples_option), services.server_paths,
-                                             self.log)
+            self.open_folder = folder_button(
+                tab, lambda: services.output_dir(samples_option), services.server_paths, self.log
+            )
             self.save = gr.Button("💾", elem_id=f"save_{tab}", size="sm", scale=0, min_width=40, elem_classes="tool")
-            self.save_zip = gr.Button("🗃️", elem_id=f"save_zip_{tab}", size="sm", scale=0, min_width=40,
-                                      elem_classes="tool")
-            self.send_buttons = {name: gr.Button(text, elem_id=f"{tab}_send_to_{name}", size="sm")
-                                 for name, text in TARGETS}
-        self.download = gr.File(None, file_count="multiple", interactive=False, show_label=False, visible=False,
-                                elem_id=f"download_files_{tab}")
+            self.save_zip = gr.Button(
+                "🗃️", elem_id=f"save_zip_{tab}", size="sm", scale=0, min_width=40, elem_classes="tool"
+            )
+            self.send_buttons = {
+                name: gr.Button(text, elem_id=f"{tab}_send_to_{name}", size="sm") for name, text in TARGETS
+            }
+        self.download = gr.File(
+            None,
+            file_count="multiple",
+            interactive=False,
+            show_label=False,
+            visible=False,
+            elem_id=f"download_files_{tab}",
+        )
         self.info = gr.HTML(elem_id=f"html_info_{tab}", elem_classes="infotext")
         self.log.render()
         self.generation_info = gr.Textbox(visible="hidden", elem_id=f"generation_info_{tab}")
@@ -148,12 +190,25 @@ class OutputPanel:
                 return index, gr.skip()
             return index, infotext_html(result.infotexts[index])
 
-        self.gallery.select(select, inputs=self.result, outputs=[self.selected, self.info], queue=False,
-                            show_progress="hidden", api_visibility="private")
-        self.gallery.preview_close(lambda: -1, outputs=self.selected, queue=False, show_progress="hidden",
-                                   api_visibility="private")  # none selected: ♻️ takes the first, Save all
-        self.result.change(generation_info, inputs=self.result, outputs=self.generation_info, queue=False,
-                           show_progress="hidden", api_visibility="private")
+        self.gallery.select(
+            select,
+            inputs=self.result,
+            outputs=[self.selected, self.info],
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
+        self.gallery.preview_close(
+            lambda: -1, outputs=self.selected, queue=False, show_progress="hidden", api_visibility="private"
+        )  # none selected: ♻️ takes the first, Save all
+        self.result.change(
+            generation_info,
+            inputs=self.result,
+            outputs=self.generation_info,
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
         services = self.services
 
         def save(result: GenerationResult | None, index: int, make_zip: bool) -> tuple:
@@ -169,5 +224,9 @@ class OutputPanel:
             return gr.File(value=[str(f) for f in files], visible=True), f"<p>{note}</p>"
 
         for button, make_zip in ((self.save, False), (self.save_zip, True)):
-            button.click(lambda result, index, z=make_zip: save(result, index, z), inputs=[self.result, self.selected],
-                         outputs=[self.download, self.log], api_visibility="private")
+            button.click(
+                lambda result, index, z=make_zip: save(result, index, z),
+                inputs=[self.result, self.selected],
+                outputs=[self.download, self.log],
+                api_visibility="private",
+            )

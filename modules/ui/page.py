@@ -1,5 +1,6 @@
 """The whole page: quicksettings row (checkpoint, then the settings quicksettings_list names), status line
 and the tabs."""
+
 from __future__ import annotations
 
 import html
@@ -36,8 +37,10 @@ def head_scripts(extra: Sequence[Path] = ()) -> str:
     """The page's own scripts (A1111's page helpers, Ctrl+Up/Down weight editing…) inline, then `extra`
     (extensions' javascript/*.js) as `<script src="file=…">` tags, as A1111 writes them: plain scripts that
     run in order while the page loads (modules/page_head.py puts them in its <head>)."""
-    own = ["<script>" + _read(path).replace("</script", r"<\/script") + "</script>"
-           for path in sorted(JAVASCRIPT_DIR.glob("*.js"))]
+    own = [
+        "<script>" + _read(path).replace("</script", r"<\/script") + "</script>"
+        for path in sorted(JAVASCRIPT_DIR.glob("*.js"))
+    ]
     return "\n".join([*own, *(f'<script src="{html.escape(file_url(path))}"></script>' for path in extra)])
 
 
@@ -59,9 +62,14 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
     extension_tabs = script_callbacks.ui_tabs_callback()  # built before the page, rendered in it
     with gr.Blocks(title="Stable Diffusion") as page:
         with gr.Row(elem_id="quicksettings"):
-            checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=models.titles(),
-                                     value=models.current_title, elem_id="setting_sd_model_checkpoint", scale=4,
-                                     allow_custom_value=True)
+            checkpoint = gr.Dropdown(
+                label="Stable Diffusion checkpoint",
+                choices=models.titles(),
+                value=models.current_title,
+                elem_id="setting_sd_model_checkpoint",
+                scale=4,
+                allow_custom_value=True,
+            )
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", size="sm", scale=0, min_width=40)
             quick_controls = quicksettings.build_controls(services.opts)
         clip_skip = quick_controls.controls.get("CLIP_stop_at_last_layers")  # None: the setting's value is used
@@ -88,8 +96,16 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
         show_notices(notices, services)  # after the tabs: scripts that fail while they are built are named too
         for tab in (t2i, i2i):
             connect_send_buttons(tab, i2i, extras_tab, tabs)
-        check_uploads(i2i.image, i2i.sketch, i2i.inpaint, i2i.inpaint_sketch, i2i.upload_image, i2i.upload_mask,
-                      extras_tab.image, extras_tab.image_batch)
+        check_uploads(
+            i2i.image,
+            i2i.sketch,
+            i2i.inpaint,
+            i2i.inpaint_sketch,
+            i2i.upload_image,
+            i2i.upload_mask,
+            extras_tab.image,
+            extras_tab.image_batch,
+        )
         canvas_refusals()
 
         def change_checkpoint(title: str, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -110,8 +126,10 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
             """Read the checkpoint folder again, for the top dropdown and the tabs' (hires fix's, the refiner's)."""
             models.refresh()
             titles = models.titles()
-            return (gr.update(choices=titles, value=models.current_title),
-                    *(gr.update(choices=[first, *titles]) for _, first in checkpoint_lists))
+            return (
+                gr.update(choices=titles, value=models.current_title),
+                *(gr.update(choices=[first, *titles]) for _, first in checkpoint_lists),
+            )
 
         def page_status() -> tuple:
             loaded = models.current is not None or services.load_error is not None
@@ -119,11 +137,13 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
             return services.status, dropdown, gr.Timer(active=not loaded)
 
         # select, not input: Gradio 6's dropdown sends input again when it loses focus, so a pick loaded twice
-        checkpoint.select(change_checkpoint, inputs=checkpoint, outputs=[checkpoint, status],
-                          api_name="change_checkpoint")
+        checkpoint.select(
+            change_checkpoint, inputs=checkpoint, outputs=[checkpoint, status], api_name="change_checkpoint"
+        )
         quicksettings.wire(quick_controls, services, status)
-        quick = Quicksettings({"clip_skip": clip_skip} if clip_skip else {}, checkpoint, status, models,
-                              change_checkpoint)
+        quick = Quicksettings(
+            {"clip_skip": clip_skip} if clip_skip else {}, checkpoint, status, models, change_checkpoint
+        )
         for tab in (t2i, i2i):
             connect_paste_button(tab, quick)
             tab.extra_networks.connect_checkpoints(checkpoint, change_checkpoint, status)
@@ -131,8 +151,9 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
         infotext_utils.connect_paste_params_buttons({"txt2img": t2i, "img2img": i2i}, quick, tabs)  # extensions'
         for target in [*png_info.generation_targets(t2i, i2i), png_info.extras_target(extras_tab)]:
             png_info.connect_send_button(png, target, tabs, quick)
-        refresh.click(refresh_list, outputs=[checkpoint, *(control for control, _ in checkpoint_lists)],
-                      api_visibility="private")
+        refresh.click(
+            refresh_list, outputs=[checkpoint, *(control for control, _ in checkpoint_lists)], api_visibility="private"
+        )
         timer = gr.Timer(1.0)
         timer.tick(page_status, outputs=[status, checkpoint, timer], api_visibility="private")
         page.load(page_status, outputs=[status, checkpoint, timer], api_visibility="private")

@@ -1,4 +1,5 @@
 """The PNG Info tab: every text an image carries, its generation parameters, and "Send to …" buttons."""
+
 from __future__ import annotations
 
 import html
@@ -49,8 +50,10 @@ def texts_html(texts: dict[str, str]) -> str:
     """Each text chunk as a bold name over its value, escaped."""
     if not texts:
         return "<p>Nothing found in the image.</p>"
-    return "".join(f"<div><p><b>{html.escape(key)}</b></p><p class='infotext'>{_lines(value)}</p></div>"
-                   for key, value in texts.items())
+    return "".join(
+        f"<div><p><b>{html.escape(key)}</b></p><p class='infotext'>{_lines(value)}</p></div>"
+        for key, value in texts.items()
+    )
 
 
 def parameters_html(infotext: str) -> str:
@@ -59,8 +62,11 @@ def parameters_html(infotext: str) -> str:
         return ""
     parsed = parse_infotext(infotext)
     derived = {f"{key}-{part}" for key in parsed for part in (1, 2)}
-    rows = "".join(f"<tr><th>{html.escape(key)}</th><td>{_lines(value)}</td></tr>" for key, value in parsed.items()
-                   if key not in derived and (key not in MISSING_KEY_DEFAULTS or f"{key}:" in infotext))
+    rows = "".join(
+        f"<tr><th>{html.escape(key)}</th><td>{_lines(value)}</td></tr>"
+        for key, value in parsed.items()
+        if key not in derived and (key not in MISSING_KEY_DEFAULTS or f"{key}:" in infotext)
+    )
     return f"<table class='pnginfo-parameters'>{rows}</table>"
 
 
@@ -94,16 +100,23 @@ def build_tab() -> PngInfoTab:
     """Lay out the tab and wire reading a dropped image (API name `pnginfo`). Call inside a gr.Tab context."""
     with gr.Row(equal_height=False):
         with gr.Column(variant="panel"):
-            image = gr.Image(label="Source", type="filepath", image_mode=None, elem_id="pnginfo_image",
-                             sources=("upload", "clipboard"), height=480)
+            image = gr.Image(
+                label="Source",
+                type="filepath",
+                image_mode=None,
+                elem_id="pnginfo_image",
+                sources=("upload", "clipboard"),
+                height=480,
+            )
         with gr.Column(variant="panel"):
             info = gr.HTML(elem_id="pnginfo_html_info")
             parameters = gr.HTML(elem_id="pnginfo_html_parameters")
             infotext = gr.Textbox(visible=False, elem_id="pnginfo_generation_info")
             with gr.Row(elem_id="pnginfo_send_buttons") as buttons:
                 pass
-    image.change(describe_upload, inputs=image, outputs=[info, parameters, infotext], api_name="pnginfo",
-                 preprocess=False)
+    image.change(
+        describe_upload, inputs=image, outputs=[info, parameters, infotext], api_name="pnginfo", preprocess=False
+    )
     check_uploads(image, warn=False)  # describe names the file
     return PngInfoTab(image, buttons)
 
@@ -123,8 +136,7 @@ def connect_send_button(png: PngInfoTab, target: SendTarget, tabs: gr.Tabs, quic
         return text, [*picture, *(value for _, value in fixed)]
 
     outputs = [*([target.image] if target.image else []), *(component for component, _ in fixed)]
-    wire_paste(button, source, [png.image], target.fields, quick, outputs,
-               api_name=f"pnginfo_send_to_{target.name}")
+    wire_paste(button, source, [png.image], target.fields, quick, outputs, api_name=f"pnginfo_send_to_{target.name}")
     return button
 
 
@@ -136,16 +148,23 @@ def editor_value(image: Image.Image) -> dict:
 def generation_targets(txt2img: GenerationTab, i2i: GenerationTab) -> list[SendTarget]:
     """Send targets for txt2img, img2img and inpaint (the last two select their img2img sub-tab); each brings its
     tab's Generation forward."""
+
     def sub_tab(tab_id: str, mode: int) -> tuple:
         return (i2i.modes, gr.update(selected=tab_id)), (i2i.mode, mode), i2i.to_generation()
 
-    return [SendTarget("txt2img", "txt2img", txt2img, fixed=(txt2img.to_generation(),)),
-            SendTarget("img2img", "img2img", i2i, i2i.image, fixed=sub_tab("img2img_tab", img2img.IMG2IMG)),
-            SendTarget("inpaint", "img2img", i2i, i2i.inpaint, editor_value,
-                       fixed=sub_tab("inpaint_tab", img2img.INPAINT))]
+    return [
+        SendTarget("txt2img", "txt2img", txt2img, fixed=(txt2img.to_generation(),)),
+        SendTarget("img2img", "img2img", i2i, i2i.image, fixed=sub_tab("img2img_tab", img2img.IMG2IMG)),
+        SendTarget("inpaint", "img2img", i2i, i2i.inpaint, editor_value, fixed=sub_tab("inpaint_tab", img2img.INPAINT)),
+    ]
 
 
 def extras_target(extras_tab: extras.ExtrasTab) -> SendTarget:
     """Send target for the Extras tab's single image (the image only; Extras has no generation fields)."""
-    return SendTarget("extras", "extras", None, extras_tab.image,
-                      fixed=((extras_tab.modes, gr.update(selected="single_image")), (extras_tab.mode, extras.SINGLE)))
+    return SendTarget(
+        "extras",
+        "extras",
+        None,
+        extras_tab.image,
+        fixed=((extras_tab.modes, gr.update(selected="single_image")), (extras_tab.mode, extras.SINGLE)),
+    )

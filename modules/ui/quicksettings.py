@@ -1,6 +1,7 @@
 """The settings in the row at the top of the page: those A1111's `quicksettings_list` setting names, in its
 order, each with the control the Settings tab would give it (and a 🔄 beside a list that can change), applied
 and saved as soon as it changes. The checkpoint dropdown, which loads models, is always first (page.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -56,6 +57,7 @@ def wire(quick: QuickControls, services: Services, status: gr.Markdown) -> None:
     """Connect each control's change (a slider's release, a text's blur) and each 🔄."""
     opts = services.opts
     for key, control in quick.controls.items():
+
         def change(value: object, key: str = key) -> tuple:
             try:
                 apply_setting(services, key, value)
@@ -74,6 +76,7 @@ def wire(quick: QuickControls, services: Services, status: gr.Markdown) -> None:
             event = control.input
         event(change, inputs=control, outputs=[control, status], api_visibility="private")
     for key, button in quick.refresh_buttons.items():
+
         def refresh(key: str = key) -> dict:
             info = opts.info(key)
             info.refresh()

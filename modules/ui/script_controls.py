@@ -1,5 +1,6 @@
 """The scripts' part of the page: the Script dropdown and AlwaysVisible scripts' groups of a generation tab, the
 component hooks while a tab is built, and the notices (scripts that failed included)."""
+
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
@@ -21,8 +22,13 @@ def build_controls(runner: scripts.ScriptRunner) -> list[gr.components.Component
     scripts' groups of `runner`'s tab (call inside the tab's layout); returns the job's extra inputs: the dropdown
     (an index, 0 = None) followed by every script's controls."""
     inputs: list[gr.components.Component] = []
-    dropdown = gr.Dropdown(label="Script", choices=["None", *runner.titles], value="None", type="index",
-                           elem_id=f"{runner.tab}_script_dropdown")
+    dropdown = gr.Dropdown(
+        label="Script",
+        choices=["None", *runner.titles],
+        value="None",
+        type="index",
+        elem_id=f"{runner.tab}_script_dropdown",
+    )
     inputs.append(dropdown)
     for script in list(runner.alwayson):  # in a plain group, as A1111: the script brings its own accordion
         with gr.Group(elem_id=script.elem_id("group")) as group:
@@ -73,7 +79,6 @@ def notice_board() -> gr.Markdown:
 
 def show_notices(board: gr.Markdown, services: Services) -> None:
     """Fill the board with the start-up notices and those of scripts that failed while the page was built."""
-    notices = [*services.notices, *(notice for runner in services.script_runners.values()
-                                    for notice in runner.notices)]
+    notices = [*services.notices, *(notice for runner in services.script_runners.values() for notice in runner.notices)]
     board.value = "\n".join(f"⚠️ {notice}" for notice in dict.fromkeys(notices))
     board.visible = bool(notices)

@@ -1,6 +1,7 @@
 """The Settings tab: every declared setting (extensions' included), grouped by section; "Apply settings",
 which validates the changed ones and saves them atomically (or none, if any is wrong) and says which wait
 for a Reload UI or a restart; and "Reload UI", which rebuilds the page in the process."""
+
 from __future__ import annotations
 
 import html
@@ -29,8 +30,9 @@ def setting_control(key: str, info: OptionInfo, value: Any, **extra: Any) -> gr.
         return declared_component(key, info, kwargs)
     choices = info.choice_list()
     if isinstance(info.default, list):
-        return gr.Dropdown(choices=choices or list(value), multiselect=True, allow_custom_value=choices is None,
-                           **kwargs)
+        return gr.Dropdown(
+            choices=choices or list(value), multiselect=True, allow_custom_value=choices is None, **kwargs
+        )
     if choices is not None:
         return gr.Dropdown(choices=choices, **kwargs)
     if isinstance(info.default, bool):
@@ -56,8 +58,12 @@ def declared_component(key: str, info: OptionInfo, kwargs: dict[str, Any]) -> gr
     if accepted is not None:
         dropped = sorted(set(wanted) - accepted)
         if set(dropped) - {"info"}:
-            log.info("Setting %s: %s doesn't take %s; left out", key, getattr(info.component, "__name__", "it"),
-                     ", ".join(dropped))
+            log.info(
+                "Setting %s: %s doesn't take %s; left out",
+                key,
+                getattr(info.component, "__name__", "it"),
+                ", ".join(dropped),
+            )
         wanted = {name: value for name, value in wanted.items() if name in accepted}
     return info.component(**wanted)
 
@@ -67,8 +73,9 @@ def refreshed(opts: Options, key: str) -> dict:
     info = opts.info(key)
     info.refresh()
     choices = info.choice_list()
-    return gr.update(value=getattr(opts, key)) if choices is None else gr.update(choices=choices,
-                                                                                 value=getattr(opts, key))
+    return (
+        gr.update(value=getattr(opts, key)) if choices is None else gr.update(choices=choices, value=getattr(opts, key))
+    )
 
 
 def _control_with_refresh(opts: Options, key: str, info: OptionInfo) -> gr.components.Component:
@@ -82,8 +89,9 @@ def _control_with_refresh(opts: Options, key: str, info: OptionInfo) -> gr.compo
     return control
 
 
-def apply_settings(opts: Options, keys: list[str], values: list[Any],
-                   change: Callable[[dict[str, Any]], None] | None = None) -> str:
+def apply_settings(
+    opts: Options, keys: list[str], values: list[Any], change: Callable[[dict[str, Any]], None] | None = None
+) -> str:
     """Apply the changed values together, through `change(values)` when given (Services.change_settings,
     which also swaps the VAE and checks what a page user may change), else saved with opts.set_many. They are
     all checked first: when any is wrong (or can't be applied or saved), each problem is named and nothing is
@@ -122,14 +130,19 @@ def reload_ui() -> str:
     return _html(["This app was started in a way that can't reload the UI in place; restart it instead."])
 
 
-def build_tab(opts: Options, change: Callable[[dict[str, Any]], None] | None = None,
-              hide_folders: bool = False) -> None:
+def build_tab(
+    opts: Options, change: Callable[[dict[str, Any]], None] | None = None, hide_folders: bool = False
+) -> None:
     """Lay out the tab (call inside a gr.Tab context); `change` as for apply_settings. The quicksettings
     row's settings live there instead; `hide_folders` (--hide-ui-dir-config) leaves out the output folders."""
     on_top = {"sd_model_checkpoint", *opts.quicksettings_list}
-    declared = {key: info for key, info in opts.declared().items()
-                if key not in on_top and info.section is not None  # None: a hidden setting
-                and not (hide_folders and info.server_folder)}
+    declared = {
+        key: info
+        for key, info in opts.declared().items()
+        if key not in on_top
+        and info.section is not None  # None: a hidden setting
+        and not (hide_folders and info.server_folder)
+    }
     sections: dict[str, list[str]] = {}
     for key, info in declared.items():
         sections.setdefault(info.section, []).append(key)
@@ -146,7 +159,12 @@ def build_tab(opts: Options, change: Callable[[dict[str, Any]], None] | None = N
                 for key in section_keys:
                     keys.append(key)
                     controls.append(_control_with_refresh(opts, key, declared[key]))
-    submit.click(lambda *values: apply_settings(opts, keys, list(values), change), inputs=controls, outputs=result,
-                 api_name="settings_apply")
-    reload.click(reload_ui, outputs=result, api_name="settings_reload_ui").then(None, inputs=result,
-                                                                               js=RELOAD_AFTER_RESTART_JS)
+    submit.click(
+        lambda *values: apply_settings(opts, keys, list(values), change),
+        inputs=controls,
+        outputs=result,
+        api_name="settings_apply",
+    )
+    reload.click(reload_ui, outputs=result, api_name="settings_reload_ui").then(
+        None, inputs=result, js=RELOAD_AFTER_RESTART_JS
+    )

@@ -1,4 +1,5 @@
 """The txt2img tab, with its Hires. fix accordion."""
+
 from __future__ import annotations
 
 import gradio as gr
@@ -37,8 +38,9 @@ def hires_accordion(tab: GenerationTab, services: Services) -> gr.Markdown:
         with input_accordion.link(enabled, "Hires. fix", accordion_id):
             summary = gr.Markdown(elem_id=f"{TAB}_hires_summary")
             with gr.Row():
-                tab.control("hr_upscaler", choices=[*LATENT_MODES, *services.tools.upscalers.names()],
-                            allow_custom_value=True)
+                tab.control(
+                    "hr_upscaler", choices=[*LATENT_MODES, *services.tools.upscalers.names()], allow_custom_value=True
+                )
                 tab.control("hr_second_pass_steps")
                 tab.control("denoising_strength")
             with gr.Row():
@@ -49,10 +51,12 @@ def hires_accordion(tab: GenerationTab, services: Services) -> gr.Markdown:
                 tab.checkpoint_control("hr_checkpoint_name", USE_SAME_CHECKPOINT)
                 tab.control("hr_sampler_name")
                 tab.control("hr_scheduler")
-            tab.control("hr_prompt", lines=2,
-                        placeholder="Prompt for hires fix pass (empty: the same as the first)")
-            tab.control("hr_negative_prompt", lines=2,
-                        placeholder="Negative prompt for hires fix pass (empty: the same as the first)")
+            tab.control("hr_prompt", lines=2, placeholder="Prompt for hires fix pass (empty: the same as the first)")
+            tab.control(
+                "hr_negative_prompt",
+                lines=2,
+                placeholder="Negative prompt for hires fix pass (empty: the same as the first)",
+            )
     return summary
 
 
@@ -60,8 +64,9 @@ def wire_hires_summary(tab: GenerationTab, summary: gr.Markdown) -> None:
     """Keep the summary line ("from 512x512 to 1024x1024") up to date once the size controls exist."""
     sizes = [tab.controls["enable_hr"], *(tab.controls[name] for name in SIZE_FIELDS)]
     for control in sizes:
-        control.change(hires_summary, inputs=sizes, outputs=summary, queue=False, show_progress="hidden",
-                       api_visibility="private")
+        control.change(
+            hires_summary, inputs=sizes, outputs=summary, queue=False, show_progress="hidden", api_visibility="private"
+        )
     summary.value = hires_summary(*(control.value for control in sizes))
 
 
@@ -82,6 +87,11 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
             tab.override_settings_control()
             script_inputs = script_controls(services, TAB)
     wire_hires_summary(tab, summary)
-    tab.wire(clip_skip, lambda params, extra, overrides: queue_job(
-        services, StableDiffusionProcessingTxt2Img.from_params(params), extra, overrides), script_inputs)
+    tab.wire(
+        clip_skip,
+        lambda params, extra, overrides: queue_job(
+            services, StableDiffusionProcessingTxt2Img.from_params(params), extra, overrides
+        ),
+        script_inputs,
+    )
     return tab

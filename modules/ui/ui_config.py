@@ -1,4 +1,5 @@
 """ui-config.json: A1111-style `<tab>/<label>/<property>` defaults for the page's controls."""
+
 from __future__ import annotations
 
 import logging

@@ -2,6 +2,7 @@
 is dropped from the control, so nothing later trips over it (Gradio would answer with its own long error). The
 image editors (sketch and inpaint canvases) decode a file in the browser and never send one they can't read;
 javascript/canvas_uploads.js reports its name through `canvas_refusals`."""
+
 from __future__ import annotations
 
 import logging
@@ -49,6 +50,7 @@ def check_uploads(*controls: Control, warn: bool = True) -> None:
     """Check each upload into `controls`; a non-image is dropped (and named, unless another handler of the
     control names it already)."""
     for control in controls:
+
         def check(value: Any) -> Any:
             files = _uploaded(value)
             bad = [data for data in files if not is_image(data["path"])]
@@ -60,13 +62,17 @@ def check_uploads(*controls: Control, warn: bool = True) -> None:
                 return [data["path"] for data in files if data not in bad] or None
             return None
 
-        control.upload(check, inputs=control, outputs=control, preprocess=False, show_progress="hidden",
-                       api_visibility="private")
+        control.upload(
+            check, inputs=control, outputs=control, preprocess=False, show_progress="hidden", api_visibility="private"
+        )
 
 
 def canvas_refusals() -> None:
     """The hidden box through which the page names a file an image editor could not read (see the docstring)."""
-    box = gr.Textbox(show_label=False, container=False, elem_id="canvas_upload_refusals",
-                     elem_classes="hidden-relay")
-    box.change(lambda value: refuse(value.split("\n")[0]) if value else None, inputs=box, show_progress="hidden",
-               api_visibility="private")  # "name\nwhen": the same name again is a change too
+    box = gr.Textbox(show_label=False, container=False, elem_id="canvas_upload_refusals", elem_classes="hidden-relay")
+    box.change(
+        lambda value: refuse(value.split("\n")[0]) if value else None,
+        inputs=box,
+        show_progress="hidden",
+        api_visibility="private",
+    )  # "name\nwhen": the same name again is a change too

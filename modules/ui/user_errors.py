@@ -1,6 +1,7 @@
 """How the page answers a problem the user can act on: one line in the server log and the message in a toast,
 with no traceback (Gradio prints one for every gr.Error unless told not to). Real faults still raise as they
 are, so Gradio logs their tracebacks."""
+
 from __future__ import annotations
 
 import logging

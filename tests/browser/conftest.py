@@ -1,4 +1,5 @@
 """Browser tests: Debian's Chromium driven by Playwright against app.py on a free port."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,16 @@ from outcomes import failed
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless flags for this machine's closed network (see the env README).
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")

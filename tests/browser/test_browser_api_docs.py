@@ -1,5 +1,6 @@
 """/docs works offline: Swagger UI's files come from the app itself, and the page renders with every other
 host unreachable."""
+
 from __future__ import annotations
 
 import re

@@ -1,6 +1,7 @@
 """Checkpoints in the browser: a file added while the app runs appears in the top dropdown and in hires
 fix's Hires checkpoint dropdown after 🔄; the Refiner accordion hands sampling to a second checkpoint; picking
 a broken file is one load attempt with one clear warning."""
+
 import re
 import shutil
 
@@ -40,8 +41,11 @@ def test_refresh_lists_a_new_checkpoint_in_both_dropdowns(page, app_data, demo_c
     assert not any("added-later" in text for text in options_of(page, "txt2img_hr_checkpoint_name"))
     shutil.copy(demo_checkpoint, app_data / "models" / "Stable-diffusion" / "added-later.safetensors")
     page.click("#refresh_sd_model_checkpoint")
-    wait_for(lambda: any("added-later" in text for text in options_of(page, "setting_sd_model_checkpoint")), 30,
-             "the new checkpoint in the top dropdown")
+    wait_for(
+        lambda: any("added-later" in text for text in options_of(page, "setting_sd_model_checkpoint")),
+        30,
+        "the new checkpoint in the top dropdown",
+    )
     hires = options_of(page, "txt2img_hr_checkpoint_name")
     assert hires[0] == "Use same checkpoint", hires
     assert any("added-later" in text for text in hires)
@@ -51,8 +55,12 @@ def test_the_refiner_accordion_hands_sampling_to_another_checkpoint(page):
     page.click("#txt2img_refiner .label-wrap")
     page.locator("#txt2img_refiner_checkpoint input").click()
     page.locator("#txt2img_refiner_checkpoint [role=option]", has_text="second").first.click()
-    for elem_id, value in (("txt2img_steps", 4), ("txt2img_width", 64), ("txt2img_height", 64),
-                           ("txt2img_refiner_switch_at", 0.5)):
+    for elem_id, value in (
+        ("txt2img_steps", 4),
+        ("txt2img_width", 64),
+        ("txt2img_height", 64),
+        ("txt2img_refiner_switch_at", 0.5),
+    ):
         set_number(page, elem_id, value)
     page.fill("#txt2img_prompt textarea", "a quiet lake")
     page.click("#txt2img_generate")

@@ -9,7 +9,7 @@ from file_server import serving
 from git_repos import Remote
 from playwright.sync_api import expect
 
-TAB_SCRIPT = '''import gradio as gr
+TAB_SCRIPT = """import gradio as gr
 from modules import script_callbacks
 
 
@@ -20,7 +20,7 @@ def tabs():
 
 
 script_callbacks.on_ui_tabs(tabs)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,11 @@ def test_install_from_url_then_apply_and_restart_shows_its_tab(page, remote, app
 
 def test_the_available_table_installs_an_extension_with_its_own_button(page, tmp_path, app_data):
     lantern = Remote(tmp_path, "lantern-ext", {"scripts/lantern.py": "# nothing to load\n"})
-    index = {"extensions": [{"name": "Lantern", "url": lantern.bare.as_uri(), "description": "Lights <b>up</b>",
-                             "tags": ["script"]}]}
+    index = {
+        "extensions": [
+            {"name": "Lantern", "url": lantern.bare.as_uri(), "description": "Lights <b>up</b>", "tags": ["script"]}
+        ]
+    }
     with serving({"/index.json": json.dumps(index).encode()}) as server:
         open_tab(page, "Extensions")
         open_tab(page, "Available")

@@ -42,8 +42,9 @@ def test_clicking_cards_edits_the_prompt(page):
     expect(prompt).to_have_value("a castle", timeout=10000)
 
 
-def test_cards_are_searched_sorted_and_filled_on_load_and_an_empty_tab_names_its_folder(page, app_data,
-                                                                                        demo_checkpoint):
+def test_cards_are_searched_sorted_and_filled_on_load_and_an_empty_tab_names_its_folder(
+    page, app_data, demo_checkpoint
+):
     shutil.copy(demo_checkpoint, app_data / "models" / "Stable-diffusion" / "added later.safetensors")
     page.reload()  # a new page load shows the file without 🔄 (as the demo model written at first start)
     page.click("#txt2img_extra_tabs button[role=tab]:has-text('Checkpoints')")

@@ -1,6 +1,7 @@
 """The output gallery as A1111 users know it: a batch of two shows its grid first (saved to the grids folder), the
 grid is shown whole (fitted, never cropped), selecting an image shows its infotext and gives ♻️ its seed, 💾 and 🗃️
 save into log/images with log.csv, Send-to sends the selected image, and no output gallery takes uploads."""
+
 import io
 import json
 import re

@@ -1,6 +1,7 @@
 """A1111's ui_components in Chromium on a real Gradio server: a ToolButton subclass (sd-webui-ar's ARButton)
 shows its text and sets the sliders it is wired to with a Gradio 3 `_js=`; InputAccordion's value follows
 the accordion and the accordion follows its value."""
+
 from __future__ import annotations
 
 import gradio as gr
@@ -30,8 +31,12 @@ def demo_url():
             width = gr.Slider(64, 2048, 512, step=8, label="Width", elem_id="txt2img_width")
             height = gr.Slider(64, 2048, 512, step=8, label="Height", elem_id="txt2img_height")
             button = ARButton(ar=1.5, value="3:2", elem_id="ar_button")
-        button.click(button.apply, inputs=[width, height], outputs=[width, height],
-                     _js="(w, h) => { window.arClicked = true; return [w, h]; }")
+        button.click(
+            button.apply,
+            inputs=[width, height],
+            outputs=[width, height],
+            _js="(w, h) => { window.arClicked = true; return [w, h]; }",
+        )
         with InputAccordion(False, label="Enable thing", elem_id="acc") as accordion:
             gr.Markdown("Inside the accordion")
         shown = gr.Textbox(label="Read back", elem_id="read_back")

@@ -1,4 +1,5 @@
 """img2img in the browser: drag an image in, paint an inpainting mask with the mouse, Interrogate CLIP."""
+
 import base64
 import io
 import shutil
@@ -22,7 +23,8 @@ def png_bytes(image: Image.Image) -> bytes:
 
 def drop_file(page, selector: str, content: bytes, name: str = "photo.png") -> None:
     """Drop a file the way a person's drag does: dragenter, dragover and drop with a DataTransfer."""
-    page.evaluate("""([selector, b64, name]) => {
+    page.evaluate(
+        """([selector, b64, name]) => {
         const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
         const transfer = new DataTransfer();
         transfer.items.add(new File([bytes], name, {type: "image/png"}));
@@ -30,7 +32,9 @@ def drop_file(page, selector: str, content: bytes, name: str = "photo.png") -> N
         for (const type of ["dragenter", "dragover", "drop"]) {
             target.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: transfer}));
         }
-    }""", [selector, base64.b64encode(content).decode(), name])
+    }""",
+        [selector, base64.b64encode(content).decode(), name],
+    )
 
 
 def gallery_image(page, tab: str) -> Image.Image:

@@ -1,5 +1,6 @@
 """A long job in the browser: the progress bar and live preview appear, Interrupt stops it, and the
 page goes on working."""
+
 import re
 import time
 

@@ -2,6 +2,7 @@
 1.10's (top row, tab strip, settings beside the gallery, in view at 1920x1080 and 1366x768) in both themes; Hires.
 fix's header box; Interrupt and Skip in Generate's place while a job runs; X/Y/Z plot's 📒 and swap buttons; the
 Settings search box."""
+
 import pytest
 from page_controls import pick
 from playwright.sync_api import expect
@@ -29,13 +30,38 @@ def test_every_tab_fits_1280_pixels(browser, app_url, theme):
 
 
 # The first screen as A1111 1.10 lays it out: what must be wholly in view without scrolling, per window size.
-IN_VIEW = {(1920, 1080): ("txt2img_prompt", "txt2img_generate", "txt2img_sampler_name", "txt2img_steps",
-                          "txt2img_width", "txt2img_height", "txt2img_cfg_scale", "txt2img_seed"),
-           (1366, 768): ("txt2img_prompt", "txt2img_generate", "txt2img_sampler_name", "txt2img_steps")}
+IN_VIEW = {
+    (1920, 1080): (
+        "txt2img_prompt",
+        "txt2img_generate",
+        "txt2img_sampler_name",
+        "txt2img_steps",
+        "txt2img_width",
+        "txt2img_height",
+        "txt2img_cfg_scale",
+        "txt2img_seed",
+    ),
+    (1366, 768): ("txt2img_prompt", "txt2img_generate", "txt2img_sampler_name", "txt2img_steps"),
+}
 # Boxes that must not overlap one another (the tab strip is its row of tab buttons).
-SEPARATE = ("txt2img_prompt", "txt2img_neg_prompt", "txt2img_generate", "txt2img_tools", "txt2img_styles_row",
-            "txt2img_extra_tabs_strip", "txt2img_sampler_name", "txt2img_steps", "txt2img_hr", "txt2img_refiner",
-            "txt2img_width", "txt2img_height", "txt2img_n_iter", "txt2img_cfg_scale", "txt2img_seed", "txt2img_gallery")
+SEPARATE = (
+    "txt2img_prompt",
+    "txt2img_neg_prompt",
+    "txt2img_generate",
+    "txt2img_tools",
+    "txt2img_styles_row",
+    "txt2img_extra_tabs_strip",
+    "txt2img_sampler_name",
+    "txt2img_steps",
+    "txt2img_hr",
+    "txt2img_refiner",
+    "txt2img_width",
+    "txt2img_height",
+    "txt2img_n_iter",
+    "txt2img_cfg_scale",
+    "txt2img_seed",
+    "txt2img_gallery",
+)
 BOXES = """(ids) => Object.fromEntries(ids.map((id) => {
   const element = id === 'txt2img_extra_tabs_strip' ? document.querySelector('#txt2img_extra_tabs [role=tablist]')
                                                      : document.getElementById(id);
@@ -45,8 +71,12 @@ BOXES = """(ids) => Object.fromEntries(ids.map((id) => {
 
 
 def overlap(a: dict, b: dict) -> bool:
-    return a["left"] < b["right"] - 1 and b["left"] < a["right"] - 1 and a["top"] < b["bottom"] - 1 and \
-        b["top"] < a["bottom"] - 1
+    return (
+        a["left"] < b["right"] - 1
+        and b["left"] < a["right"] - 1
+        and a["top"] < b["bottom"] - 1
+        and b["top"] < a["bottom"] - 1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +110,7 @@ def test_first_screen_is_laid_out_as_a1111s_in_both_themes(wide_page, app_url):
             strip, settings, gallery = box["txt2img_extra_tabs_strip"], box["txt2img_settings"], box["txt2img_gallery"]
             assert box["txt2img_neg_prompt"]["bottom"] <= strip["top"] and strip["bottom"] <= settings["top"], where
             assert settings["right"] <= gallery["left"] and gallery["top"] < settings["bottom"], where
-            overlapping = [(a, b) for i, a in enumerate(SEPARATE) for b in SEPARATE[i + 1:] if overlap(box[a], box[b])]
+            overlapping = [(a, b) for i, a in enumerate(SEPARATE) for b in SEPARATE[i + 1 :] if overlap(box[a], box[b])]
             assert not overlapping, f"{overlapping} overlap ({where})"
         page.set_viewport_size({"width": 1920, "height": 1080})
         page.click("#tabs button[role=tab]:has-text('img2img')")

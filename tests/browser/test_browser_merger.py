@@ -1,5 +1,6 @@
 """The Checkpoint Merger tab in the browser: merge two demo checkpoints, pick the result at the top of the page
 and generate with it; a second merge under the same name is refused on the page."""
+
 import re
 
 import pytest
@@ -15,8 +16,10 @@ def app_data(tmp_path_factory, demo_checkpoint):
     data = tmp_path_factory.mktemp("merger-browser-data")
     with_demo_checkpoint(data, demo_checkpoint)
     generator = torch.Generator().manual_seed(1)
-    other = {key: value + torch.randn(value.shape, generator=generator) * 0.1
-             for key, value in load_file(demo_checkpoint).items()}
+    other = {
+        key: value + torch.randn(value.shape, generator=generator) * 0.1
+        for key, value in load_file(demo_checkpoint).items()
+    }
     save_file(other, str(data / "models" / "Stable-diffusion" / "other.safetensors"))
     return data
 
@@ -42,7 +45,8 @@ def test_merge_two_checkpoints_then_generate_with_the_result(page, app_data):
 
     pick(page, "setting_sd_model_checkpoint", "merged.safetensors")
     expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(
-        re.compile(r"^merged\.safetensors \[[0-9a-f]{10}\]$"), timeout=60000)
+        re.compile(r"^merged\.safetensors \[[0-9a-f]{10}\]$"), timeout=60000
+    )
     short_hash = page.locator("#setting_sd_model_checkpoint input").input_value()[-11:-1]
     page.click("#tabs button[role=tab]:has-text('txt2img')")
     for elem_id, value in (("txt2img_steps", 2), ("txt2img_width", 64), ("txt2img_height", 64)):

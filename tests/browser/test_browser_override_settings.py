@@ -1,5 +1,6 @@
 """Override settings in the browser: ↙️ with infotext naming settings shows them as entries, an entry removed by
 hand is not applied, and the dropdown hides again once empty."""
+
 from playwright.sync_api import expect
 
 TEXT = "a fox\nSteps: 2, Sampler: Euler a, Seed: 5, Size: 64x64, RNG: CPU, ENSD: 31337, Eta: 0.5, Sigma churn: 0.2"

@@ -1,4 +1,5 @@
 """PNG Info in the browser: drop a PNG with parameters, send it to txt2img; the ↙️ button reads the prompt box."""
+
 import re
 import shutil
 
@@ -10,8 +11,10 @@ from test_browser_img2img import drop_file
 
 from modules.images import save_unique
 
-INFOTEXT = ("a red boat, at dawn\nNegative prompt: blurry\n"
-            "Steps: 9, Sampler: Euler, CFG scale: 5.5, Seed: 1234, Size: 128x192, Model: second, Clip skip: 3")
+INFOTEXT = (
+    "a red boat, at dawn\nNegative prompt: blurry\n"
+    "Steps: 9, Sampler: Euler, CFG scale: 5.5, Seed: 1234, Size: 128x192, Model: second, Clip skip: 3"
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +45,14 @@ def test_drop_a_png_and_send_it_to_txt2img_with_its_checkpoint(page, tmp_path):
     expect(page.locator("#txt2img_prompt textarea")).to_have_value("a red boat, at dawn", timeout=20000)
     expect(page.locator("#txt2img_neg_prompt textarea")).to_have_value("blurry")
     expect(page.locator("#txt2img_settings")).to_be_visible()
-    for elem_id, value in (("txt2img_steps", "9"), ("txt2img_seed", "1234"), ("txt2img_width", "128"),
-                           ("txt2img_height", "192"), ("txt2img_cfg_scale", "5.5"),
-                           ("setting_CLIP_stop_at_last_layers", "3")):
+    for elem_id, value in (
+        ("txt2img_steps", "9"),
+        ("txt2img_seed", "1234"),
+        ("txt2img_width", "128"),
+        ("txt2img_height", "192"),
+        ("txt2img_cfg_scale", "5.5"),
+        ("setting_CLIP_stop_at_last_layers", "3"),
+    ):
         expect(number(page, elem_id)).to_have_value(value)
     expect(page.locator("#model_status")).to_contain_text("second.safetensors", timeout=60000)
     loaded = re.compile(r"^second\.safetensors \[\w{10}\]$")  # its hash is known once it is loaded
@@ -57,6 +65,11 @@ def test_paste_button_fills_the_fields_from_the_prompt_box(page):
     prompt.fill("a fox\nSteps: 11, Seed: 99, Size: 64x80, Denoising strength: 0.35")
     page.click("#img2img_paste")
     expect(prompt).to_have_value("a fox", timeout=20000)
-    for elem_id, value in (("img2img_steps", "11"), ("img2img_seed", "99"), ("img2img_width", "64"),
-                           ("img2img_height", "80"), ("img2img_denoising_strength", "0.35")):
+    for elem_id, value in (
+        ("img2img_steps", "11"),
+        ("img2img_seed", "99"),
+        ("img2img_width", "64"),
+        ("img2img_height", "80"),
+        ("img2img_denoising_strength", "0.35"),
+    ):
         expect(number(page, elem_id)).to_have_value(value)

@@ -1,4 +1,5 @@
 """The prompt box as a person uses it: the token counter and Ctrl+Up/Down weight editing."""
+
 from playwright.sync_api import expect
 
 

@@ -1,4 +1,5 @@
 """The seed row's "Extra" checkbox: variation seed and resize-seed controls, shown, used, turned off, pasted."""
+
 from page_controls import set_number
 from playwright.sync_api import expect
 
@@ -15,8 +16,14 @@ def test_extra_shows_the_variation_controls_and_hidden_values_never_count(page):
     extra.check()
     for row in rows:
         expect(row).to_be_visible()
-    for elem_id, value in (("txt2img_steps", 2), ("txt2img_width", 64), ("txt2img_height", 64),
-                           ("txt2img_seed", 5), ("txt2img_subseed", 7), ("txt2img_subseed_strength", 0.5)):
+    for elem_id, value in (
+        ("txt2img_steps", 2),
+        ("txt2img_width", 64),
+        ("txt2img_height", 64),
+        ("txt2img_seed", 5),
+        ("txt2img_subseed", 7),
+        ("txt2img_subseed_strength", 0.5),
+    ):
         set_number(page, elem_id, value)
     page.locator("#txt2img_prompt textarea").fill("a windmill")
     info = page.locator("#html_info_txt2img")
@@ -36,12 +43,18 @@ def test_extra_shows_the_variation_controls_and_hidden_values_never_count(page):
 
 def test_pasted_variation_values_tick_extra(page):
     prompt = page.locator("#txt2img_prompt textarea")
-    prompt.fill("a fox\nSteps: 11, Seed: 99, Size: 64x64, Variation seed: 12, Variation seed strength: 0.3, "
-                "Seed resize from: 128x96")
+    prompt.fill(
+        "a fox\nSteps: 11, Seed: 99, Size: 64x64, Variation seed: 12, Variation seed strength: 0.3, "
+        "Seed resize from: 128x96"
+    )
     page.click("#txt2img_paste")
     expect(prompt).to_have_value("a fox", timeout=20000)
     expect(page.locator("#txt2img_subseed_show input")).to_be_checked()
     expect(page.locator("#txt2img_seed_extra_row_1")).to_be_visible()
-    for elem_id, value in (("txt2img_subseed", "12"), ("txt2img_subseed_strength", "0.3"),
-                           ("txt2img_seed_resize_from_w", "128"), ("txt2img_seed_resize_from_h", "96")):
+    for elem_id, value in (
+        ("txt2img_subseed", "12"),
+        ("txt2img_subseed_strength", "0.3"),
+        ("txt2img_seed_resize_from_w", "128"),
+        ("txt2img_seed_resize_from_h", "96"),
+    ):
         expect(number(page, elem_id)).to_have_value(value)

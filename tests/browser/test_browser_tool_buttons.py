@@ -1,12 +1,13 @@
 """The tool buttons: A1111's hover hints, the same text as aria-label; 🗑️ asks before clearing both prompts;
 deleting a style asks first and saving one says so."""
+
 from playwright.sync_api import expect
 
 HINTS = {
     "txt2img_random_seed": "Set seed to -1, which will cause a new random number to be used every time",
     "txt2img_reuse_seed": "Reuse seed from last generation, mostly useful if it was randomized",
     "txt2img_paste": "Read generation parameters from prompt or last generation if prompt is empty into user "
-                     "interface.",
+    "interface.",
     "txt2img_clear_prompt": "Clear prompt",
     "txt2img_style_apply": "Apply selected styles to current prompt",
     "refresh_sd_model_checkpoint": "Refresh",

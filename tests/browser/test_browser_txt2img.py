@@ -1,5 +1,6 @@
 """txt2img as a person drives it: a typed prompt; Sampling steps, CFG Scale and Clip skip set once with the
 sliders' keyboard and once with their number boxes; Generate and Ctrl+Enter; the image and its infotext."""
+
 from page_controls import set_number
 from playwright.sync_api import expect
 

@@ -1,5 +1,6 @@
 """Uploads are checked when they arrive: a text file renamed fake.png gets one clear line, "not an image:
 fake.png", and the control is left empty, in img2img, PNG Info and Extras."""
+
 import pytest
 from playwright.sync_api import expect
 from test_browser_img2img import drop_file
@@ -11,8 +12,9 @@ def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name, exact=True).click()
 
 
-@pytest.mark.parametrize("tab, target", [("img2img", "#img2img_image"), ("PNG Info", "#pnginfo_image"),
-                                         ("Extras", "#extras_image")])
+@pytest.mark.parametrize(
+    "tab, target", [("img2img", "#img2img_image"), ("PNG Info", "#pnginfo_image"), ("Extras", "#extras_image")]
+)
 def test_a_fake_png_gets_one_clear_line_and_is_not_kept(page, tab, target):
     open_tab(page, tab)
     drop_file(page, f"{target} button[aria-dropeffect]", FAKE, name="fake.png")
@@ -32,8 +34,9 @@ def test_a_fake_png_gets_one_clear_line_and_is_not_kept(page, tab, target):
 def test_a_fake_png_given_to_a_canvas_gets_one_clear_line(page, sub_tab, editor):
     open_tab(page, "img2img")
     page.locator("#mode_img2img button[role=tab]", has_text=sub_tab).first.click()
-    page.set_input_files(f"{editor} input[type=file]",
-                         files=[{"name": "fake.png", "mimeType": "image/png", "buffer": FAKE}])
+    page.set_input_files(
+        f"{editor} input[type=file]", files=[{"name": "fake.png", "mimeType": "image/png", "buffer": FAKE}]
+    )
     toasts = page.locator(".toast-body")
     expect(toasts.filter(has_text="not an image: fake.png")).to_have_count(1, timeout=20000)
     expect(page.locator(f"{editor} img")).to_have_count(0)
@@ -46,8 +49,7 @@ def test_a_fake_png_among_extras_batch_files_is_dropped_and_named(page, tmp_path
     (tmp_path / "fake.png").write_bytes(FAKE)
     open_tab(page, "Extras")
     page.get_by_role("tab", name="Batch Process", exact=True).click()
-    page.locator("#extras_image_batch input[type=file]").set_input_files([tmp_path / "real.png",
-                                                                          tmp_path / "fake.png"])
+    page.locator("#extras_image_batch input[type=file]").set_input_files([tmp_path / "real.png", tmp_path / "fake.png"])
     expect(page.locator(".toast-body", has_text="not an image: fake.png")).to_have_count(1, timeout=20000)
     files = page.locator("#extras_image_batch")
     expect(files).to_contain_text("real")  # the name is shown as "real" and ".png"

@@ -1,5 +1,6 @@
 """The SD VAE dropdown in the quicksettings row: picking a file is used by the next image and saved; a file
 that can't be used is refused with a warning and the dropdown goes back to the VAE in use."""
+
 import json
 
 import pytest

@@ -3,6 +3,7 @@ element ids through gradioApp() and Gradio 3's `#txt2img_prompt > label > textar
 sets titles, gets onUiLoaded / onUiUpdate / onUiTabChange / onOptionsChanged, and fetches its own
 on_app_started route and a `file=` URL inside its folder. Typing into the moved prompt box still reaches
 Gradio, and Generate reads it and the size ⇅ swapped."""
+
 import shutil
 
 import pytest
@@ -10,7 +11,7 @@ from app_process import running_app
 from playwright.sync_api import expect
 
 EXT = "probe-ext"
-ROUTES = '''from modules import script_callbacks
+ROUTES = """from modules import script_callbacks
 
 
 def routes(_demo, app):
@@ -20,9 +21,9 @@ def routes(_demo, app):
 
 
 script_callbacks.on_app_started(routes)
-'''
+"""
 # Written as extensions for A1111 are: globals, DOMContentLoaded, the folder from document.currentScript.
-PROBE = '''
+PROBE = """
 var probe = {beforeDomContentLoaded: document.readyState === "loading", updates: 0, tabs: [], optionChanges: 0};
 var probeFolder = decodeURIComponent(new URL(document.currentScript.src).pathname).replace(/^\\/file=/, "")
   .replace(/\\/javascript\\/[^/]*$/, "");
@@ -48,7 +49,7 @@ onUiLoaded(async () => {
   probe.csv = await (await fetch(`file=${probeFolder}/tags/tags.csv?${Date.now()}`)).text();
   probe.done = true;
 });
-'''
+"""
 
 
 @pytest.fixture(scope="module")
