@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need (the project with its test extras in .venv, and Debian's Chromium with a
-# colour emoji font for the browser tests) and run the whole test suite. Extra arguments go to pytest.
+# colour emoji font for the browser tests), check lint, formatting and types, and run the whole test suite.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup_venv.sh test
@@ -15,4 +16,8 @@ if [ ! -x /usr/bin/chromium ] || [ ! -f "$EMOJI_FONT" ]; then
             "sudo apt-get install chromium fonts-noto-color-emoji" >&2
     fi
 fi
+# Lint, formatting and the type check first (the versions pinned in pyproject.toml's test extra): any finding fails.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
