@@ -139,7 +139,7 @@ def test_restart_plan_follows_a1111s_rules(oracle, steps, restart_steps, restart
     high = int((main - 2.0).abs().argmin())
     levels = oracle.get_sigmas_karras(restart_steps + 1, float(main[low]), float(main[high]))[:-1]
     expected = (
-        list(itertools.pairwise(main))
+        list(itertools.pairwise(main[: low + 1]))
         + list(itertools.pairwise(levels)) * restarts
         + list(zip(main[low:-1], main[low + 1 :]))
     )

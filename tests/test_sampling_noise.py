@@ -205,7 +205,7 @@ SIGMAS = torch.tensor([14.6146, 7.0, 3.5, 1.5, 0.6, 0.2, 0.0292, 0.0])
 def queries() -> list[tuple[torch.Tensor, torch.Tensor]]:
     """What a DPM++ SDE run asks for: each step's σ to its midpoint and on to the next σ (above 0)."""
     pairs = []
-    for sigma, sigma_next in itertools.pairwise(SIGMAS):
+    for sigma, sigma_next in itertools.pairwise(SIGMAS[:-1]):
         middle = (sigma * sigma_next).sqrt()
         pairs += [(sigma, middle), (middle, sigma_next)]
     return pairs
