@@ -21,8 +21,9 @@ PIP = "python [-m] [pip] [install] [--disable-pip-version-check]"
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A copy of webui.sh, setup_venv.sh and pyproject.toml, with a .venv/bin/python that logs its calls."""
-    for name in ("webui.sh", "setup_venv.sh", "pyproject.toml"):
+    """A copy of webui.sh, setup_venv.sh, pyproject.toml and the lock file, with a .venv/bin/python that logs its
+    calls."""
+    for name in ("webui.sh", "setup_venv.sh", "pyproject.toml", "requirements-lock.txt"):
         shutil.copy2(ROOT / name, tmp_path / name)
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
     python = tmp_path / ".venv" / "bin" / "python"
@@ -46,7 +47,9 @@ def run(repo: Path, script: str, *args: str) -> None:
 
 
 def stamp(repo: Path, extra: str, pyproject: bytes | None = None) -> None:
-    digest = hashlib.sha256(pyproject or (repo / "pyproject.toml").read_bytes()).hexdigest()
+    """Mark `extra` installed from this pyproject.toml and lock file, as setup_venv.sh does."""
+    text = (pyproject or (repo / "pyproject.toml").read_bytes()) + (repo / "requirements-lock.txt").read_bytes()
+    digest = hashlib.sha256(text).hexdigest()
     (repo / ".venv" / f".installed{'-' + extra if extra else ''}").write_text(digest + "\n")
 
 
@@ -81,7 +84,7 @@ def test_ray_extra_is_installed_once_and_then_covers_the_plain_install(repo):
     run(repo, "setup_venv.sh")
     assert len(calls(repo)) == 1
     run(repo, "setup_venv.sh", "test")  # ray doesn't hold the test extra
-    assert calls(repo)[1] == PIP + " [-e] [.[test]]"
+    assert calls(repo)[1] == PIP + " [-c] [requirements-lock.txt] [-e] [.[test]]"  # the tested versions
 
 
 def test_a_stale_test_install_does_not_cover_ray(repo):
