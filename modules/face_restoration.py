@@ -221,15 +221,15 @@ class GFPGANRestorer(FaceRestorer):
 
     name = "GFPGAN"
 
-    def _load_net(self, path: Path) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    @staticmethod
+    def network() -> torch.nn.Module:
+        """An untrained GFPGAN v1.2-v1.4 network, the shape its weight files fit."""
         from modules.torchvision_compat import ensure_functional_tensor
 
         ensure_functional_tensor()
         from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
 
-        state = read_state_dict(path)
-        state = state.get("params_ema", state.get("params", state))
-        net = GFPGANv1Clean(
+        return GFPGANv1Clean(
             out_size=512,
             num_style_feat=512,
             channel_multiplier=2,
@@ -241,6 +241,11 @@ class GFPGANRestorer(FaceRestorer):
             narrow=1,
             sft_half=True,
         )
+
+    def _load_net(self, path: Path) -> Callable[[torch.Tensor, float], torch.Tensor]:
+        state = read_state_dict(path)
+        state = state.get("params_ema", state.get("params", state))
+        net = self.network()
         try:
             net.load_state_dict(state, strict=True)
         except (RuntimeError, TypeError) as exc:

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from spandrel.architectures.ESRGAN import ESRGAN
 
-from modules.face_restoration import DETECTION_WEIGHTS, GFPGAN_WEIGHTS, PARSING_WEIGHTS
-from modules.torchvision_compat import ensure_functional_tensor
+from modules.face_restoration import DETECTION_WEIGHTS, GFPGAN_WEIGHTS, PARSING_WEIGHTS, GFPGANRestorer
 
 # Five landmarks (eyes, nose, mouth corners) relative to a face centre, in pixels: FFHQ's template at 0.2 scale.
 LANDMARKS = (
@@ -60,22 +59,8 @@ def face_parser() -> dict[str, torch.Tensor]:
 
 
 def gfpgan_weights() -> dict[str, torch.Tensor]:
-    ensure_functional_tensor()
-    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
-
     torch.manual_seed(2)
-    net = GFPGANv1Clean(
-        out_size=512,
-        num_style_feat=512,
-        channel_multiplier=2,
-        decoder_load_path=None,
-        fix_decoder=False,
-        num_mlp=8,
-        input_is_latent=True,
-        different_w=True,
-        narrow=1,
-        sft_half=True,
-    )
+    net = GFPGANRestorer.network()
     return {"params_ema": net.state_dict()}
 
 
