@@ -15,8 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a m
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import launch
-from modules import cpu_threads
 from modules.cmd_args import parse_args, parse_credentials, read_credentials_file
+from modules.core import cpu_threads
 from modules.paths import REPO_ROOT, DataPaths
 
 if TYPE_CHECKING:
@@ -28,11 +28,11 @@ log = logging.getLogger("webui")
 def create_services(args, extensions: list[Extension] | None = None):
     """Build settings, engine and model manager, and start loading the first checkpoint. `extensions`: the
     extension folders found before the flags were parsed (preload_extensions); None looks for them now."""
-    from modules import a1111, shared
-    from modules.demo_model import DEMO_FILE_NAME, add_demo_checkpoint
-    from modules.extensions import requirement_problems, run_install_scripts
-    from modules.services import Services
-    from modules.torchvision_compat import ensure_functional_tensor
+    from modules import shared
+    from modules.core.services import Services
+    from modules.extensions import a1111, requirement_problems, run_install_scripts
+    from modules.imaging.torchvision_compat import ensure_functional_tensor
+    from modules.models.demo_model import DEMO_FILE_NAME, add_demo_checkpoint
 
     ensure_functional_tensor()  # before anything (an extension, face restoration) imports gfpgan
 
@@ -134,7 +134,7 @@ def quiet_library_logs() -> None:
 
 def build_ui(services, gradio_auth: list[tuple[str, str]], extensions: list[Extension]):
     """The page and its serving options (with the enabled extensions' javascript and style.css)."""
-    from modules.login_throttle import LOGIN_PAGE_NOTE
+    from modules.api.login_throttle import LOGIN_PAGE_NOTE
     from modules.ui.page import build_page, page_assets
     from modules.ui.ui_config import UiConfig
 
@@ -181,7 +181,7 @@ def start_page(
     services, args, gradio_auth: list[tuple[str, str]], api_auth: list[tuple[str, str]], extensions: list[Extension]
 ):
     """Serve the page (and the API beside it with --api); returns the function that stops serving."""
-    from modules import web_server
+    from modules.api import web_server
 
     return web_server.start(services, args, api_auth, *build_ui(services, gradio_auth, extensions))
 
@@ -224,10 +224,10 @@ def main(argv: list[str] | None = None) -> None:
             "the face restoration models", partial(download_face_models, services.paths.models, codeformer=True)
         )
     if args.download_interrogate_models:
-        from modules.interrogate_models import download_interrogate_models
+        from modules.models.interrogate_models import download_interrogate_models
 
         download_models_at_start("the interrogate models", partial(download_interrogate_models, services.paths.models))
-    from modules import web_server
+    from modules.api import web_server
 
     if args.share:
         web_server.open_share_tunnel(args.port)

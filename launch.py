@@ -62,12 +62,12 @@ def run(
 
 def run_pip(command: str, desc: str | None = None, live: bool = False) -> str:
     """`pip <command>` with this Python, e.g. run_pip("install somepackage", "somepackage"), through the
-    package guard (modules/guarded_pip.py): what would change the web UI's own packages is refused."""
+    package guard (modules/extensions/guarded_pip.py): what would change the web UI's own packages is refused."""
     extra = f" --index-url {shlex.quote(index_url)}" if index_url else ""
-    here = os.path.dirname(os.path.abspath(__file__))  # so modules.guarded_pip imports from any folder
+    here = os.path.dirname(os.path.abspath(__file__))  # so modules.extensions.guarded_pip imports from any folder
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
     return run(
-        f"{shlex.quote(python)} -m modules.guarded_pip {command} --prefer-binary{extra}",
+        f"{shlex.quote(python)} -m modules.extensions.guarded_pip {command} --prefer-binary{extra}",
         desc=f"Installing {desc}" if desc else None,
         errdesc=f"Couldn't install {desc or command}",
         custom_env=env,

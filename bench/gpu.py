@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import load_models  # noqa: E402
-from modules.engine import Engine  # noqa: E402
+from modules.core.engine import Engine  # noqa: E402
 
 # Dense fp16 tensor-core peaks with fp32 accumulation, in TFLOP/s, from the makers' data sheets.
 PEAK_TFLOPS = {
@@ -64,8 +64,8 @@ class Sides:
         self.engine, self.model, self.pipe, self.size, self.rounds = engine, model, pipe, size, rounds
 
     def engine_job(self, steps: int, batch: int) -> None:
-        from modules.generation import RunSettings, Txt2Img
-        from modules.generation_params import GenerationParams
+        from modules.jobs.generation import RunSettings, Txt2Img
+        from modules.jobs.generation_params import GenerationParams
 
         params = GenerationParams(
             prompt="a lighthouse at dusk",
@@ -135,7 +135,7 @@ def runs_ray_fanout(device) -> bool:
 
 def compile_both(model, pipe) -> None:
     """Compile the engine's model as --compile does, and the pipeline's UNet and VAE the same way."""
-    from modules.model_optimizations import Optimizations, apply, compile_unet_and_vae
+    from modules.models.model_optimizations import Optimizations, apply, compile_unet_and_vae
 
     apply(model, Optimizations(compile=True), model.device)
     compile_unet_and_vae(pipe.unet, pipe.vae)

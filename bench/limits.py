@@ -118,8 +118,8 @@ def prompt_chunk_count_s() -> dict[str, float]:
     import string
 
     from bench.run import _demo_model
+    from modules.core.limits import Limits
     from modules.errors import UserError
-    from modules.limits import Limits
 
     model = _demo_model()
     rng = random.Random(1)

@@ -35,7 +35,7 @@ def manager(data_dir: str):
     """A ModelManager over DATA_DIR with this machine's default device and precision, as app.py makes it."""
     import torch
 
-    from modules.model_manager import ModelManager
+    from modules.models.model_manager import ModelManager
     from modules.paths import DataPaths
     from modules.sd_models import pick_dtype
 
@@ -46,9 +46,9 @@ def manager(data_dir: str):
 def generate(data_dir: str) -> float:
     """Peak RSS in MB of loading the only checkpoint and making one 512x512 image (2 steps: the peak
     does not depend on the step count)."""
-    from modules.engine import Engine
-    from modules.generation import RunSettings, Txt2Img
-    from modules.generation_params import GenerationParams
+    from modules.core.engine import Engine
+    from modules.jobs.generation import RunSettings, Txt2Img
+    from modules.jobs.generation_params import GenerationParams
 
     models = manager(data_dir)
     model = models.load(models.checkpoints[0].name)
@@ -74,7 +74,7 @@ def switch(data_dir: str) -> float:
 def merge(data_dir: str) -> float:
     """Peak RSS growth of an Add difference merge of the three checkpoints (from the RSS just before it, the
     libraries imported), over the size of one checkpoint file."""
-    from modules.checkpoint_merger import ADD_DIFFERENCE, MergeSettings, merge_checkpoints
+    from modules.models.checkpoint_merger import ADD_DIFFERENCE, MergeSettings, merge_checkpoints
     from modules.sd_vae import VaeLibrary
 
     models = manager(data_dir)
@@ -93,7 +93,7 @@ def main() -> None:
     if action == "write":
         import torch
 
-        from modules.demo_model import write_demo_checkpoint
+        from modules.models.demo_model import write_demo_checkpoint
 
         blueprint, seed, path = args
         write_demo_checkpoint(Path(path), int(seed), blueprint, torch.float16)

@@ -19,7 +19,7 @@ def _timed(run) -> float:
 def hires_checkpoint_repeat_ratio(rounds: int = 3) -> float:
     """With sd_checkpoints_limit 2: a job whose hires pass runs on another checkpoint, the second time (that
     checkpoint kept loaded since the first), over the same job once that checkpoint is the loaded one."""
-    from modules.generation_params import GenerationParams
+    from modules.jobs.generation_params import GenerationParams
 
     params = GenerationParams(
         prompt="a lighthouse",

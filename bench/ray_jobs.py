@@ -24,7 +24,7 @@ def bench_services(
 
     from app import create_services
     from modules.cmd_args import parse_args
-    from modules.demo_model import write_demo_checkpoint
+    from modules.models.demo_model import write_demo_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
@@ -59,7 +59,7 @@ def bench_services(
 
 def _fastest_job(services, rounds: int, n_iter: int = 1) -> float:
     """Seconds of the fastest of `rounds` txt2img jobs (after one to warm up), each with a new prompt."""
-    from modules.generation_params import GenerationParams
+    from modules.jobs.generation_params import GenerationParams
 
     times = []
     for i in range(rounds + 1):

@@ -41,9 +41,10 @@ def load_models(blueprint: str, device, dtype, with_pipeline: bool = False):
     leaves them."""
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
-    from modules import model_detection, sd_models
-    from modules.checkpoints import CheckpointInfo
-    from modules.demo_model import write_demo_checkpoint
+    from modules import sd_models
+    from modules.models import model_detection
+    from modules.models.checkpoints import CheckpointInfo
+    from modules.models.demo_model import write_demo_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_demo_checkpoint(Path(tmp) / f"{blueprint}.safetensors", blueprint=blueprint, dtype=dtype)
@@ -81,9 +82,9 @@ def _engine_vs_diffusers(prompt_for, rounds: int) -> float:
     threads than cores libgomp stops spinning between ops, which slows both sides by a third on 2 cores."""
     import torch
 
-    from modules.engine import Engine
-    from modules.generation import RunSettings, Txt2Img
-    from modules.generation_params import GenerationParams
+    from modules.core.engine import Engine
+    from modules.jobs.generation import RunSettings, Txt2Img
+    from modules.jobs.generation_params import GenerationParams
 
     engine = Engine()
     model, pipe = engine.call("load", lambda ctx: _demo_model(with_pipeline=True))
@@ -135,9 +136,9 @@ def sampler_step_overhead_ms(steps: int = 30, rounds: int = 5) -> float:
     """Milliseconds per sampling step spent outside the UNet on the demo model at 64x64: the CFG batch, the
     sampler's maths, its noise, the callbacks. The larger of DPM++ 2M (A1111's default) and Euler a (noise every
     step), each the fastest of `rounds`, all on the engine's worker as in the app."""
-    from modules.engine import Engine
-    from modules.generation import RunSettings, Txt2Img
-    from modules.generation_params import GenerationParams
+    from modules.core.engine import Engine
+    from modules.jobs.generation import RunSettings, Txt2Img
+    from modules.jobs.generation_params import GenerationParams
 
     class Timed(Txt2Img):
         def sample(self, *args, **kwargs):
@@ -191,9 +192,9 @@ def text_encoding_share_sd15(steps: int = 20) -> float:
     can take off a repeated job, and so the most `repeat_prompt_ratio` can sit below `txt2img_overhead_ratio`."""
     import torch
 
-    from modules.engine import Engine
-    from modules.generation import RunSettings, Txt2Img
-    from modules.generation_params import GenerationParams
+    from modules.core.engine import Engine
+    from modules.jobs.generation import RunSettings, Txt2Img
+    from modules.jobs.generation_params import GenerationParams
     from modules.sd_models import pick_dtype
 
     engine = Engine()
@@ -317,8 +318,8 @@ def launch_to_page_s() -> float:
 def prompt_parse_vs_tokenize_ratio(count: int = 300) -> float:
     """Time to parse and schedule a ~300-character prompt with editing at 150 steps, divided by
     the CLIP tokenizer's time on the same text. Each round uses a new text, so no cache helps."""
-    from modules.clip_tokenizer import load_clip_tokenizer
     from modules.prompt_parser import get_learned_conditioning_prompt_schedules
+    from modules.prompting.clip_tokenizer import load_clip_tokenizer
 
     tokenizer = load_clip_tokenizer()
     texts = [f"{TYPICAL_PROMPT} {i}" for i in range(count)]
@@ -338,9 +339,9 @@ def preview_overhead_ratio(rounds: int = 5) -> float:
     cheap) while a poller asks for them as the page does, over the time without previews."""
     import threading
 
-    from modules.engine import Engine
-    from modules.generation import RunSettings, Txt2Img
-    from modules.generation_params import GenerationParams
+    from modules.core.engine import Engine
+    from modules.jobs.generation import RunSettings, Txt2Img
+    from modules.jobs.generation_params import GenerationParams
     from modules.options import OPTIONS
     from modules.ui.generation_tab import POLL_SECONDS
 

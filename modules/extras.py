@@ -13,13 +13,13 @@ from typing import Any, Literal
 from PIL import Image
 
 from modules import images
-from modules.engine import JobContext
+from modules.core.engine import JobContext
 from modules.errors import DiskFull, UserError
 from modules.face_restoration import MissingWeightsError, missing_weights_message
-from modules.image_inputs import header_size, normalize_input
-from modules.image_tools import ImageTools
-from modules.img2img_batch import IMAGE_SUFFIXES
-from modules.infotext import quote
+from modules.imaging.image_inputs import header_size, normalize_input
+from modules.imaging.image_tools import ImageTools
+from modules.jobs.img2img_batch import IMAGE_SUFFIXES
+from modules.jobs.infotext import quote
 from modules.options import OPTIONS
 
 log = logging.getLogger(__name__)

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from modules.core.setting_values import FACE_RESTORERS
 from modules.errors import UserError
-from modules.model_download import RemoteFile, download_files
-from modules.safe_weights import check_pickled_files
-from modules.setting_values import FACE_RESTORERS
-from modules.upscalers import read_state_dict
+from modules.imaging.upscalers import read_state_dict
+from modules.models.model_download import RemoteFile, download_files
+from modules.models.safe_weights import check_pickled_files
 
 # The official release files. Their publishers post no checksums: each sha256 here is the hash of
 # that release asset as recorded, identically, by many independent projects. None would skip the check.
@@ -166,7 +166,7 @@ class FaceRestorer:
         raise NotImplementedError
 
     def _create_helper(self):
-        from modules.torchvision_compat import ensure_functional_tensor
+        from modules.imaging.torchvision_compat import ensure_functional_tensor
 
         ensure_functional_tensor()
         from facexlib.utils.face_restoration_helper import FaceRestoreHelper
@@ -224,7 +224,7 @@ class GFPGANRestorer(FaceRestorer):
     @staticmethod
     def network() -> torch.nn.Module:
         """An untrained GFPGAN v1.2-v1.4 network, the shape its weight files fit."""
-        from modules.torchvision_compat import ensure_functional_tensor
+        from modules.imaging.torchvision_compat import ensure_functional_tensor
 
         ensure_functional_tensor()
         from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean

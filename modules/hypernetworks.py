@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from modules.errors import UserError
+from modules.models.safe_weights import UnreadableWeightsError, UnsafeWeightsError, read_weights
 from modules.prompt_parser import ExtraNetwork
-from modules.safe_weights import UnreadableWeightsError, UnsafeWeightsError, read_weights
 
 log = logging.getLogger(__name__)
 

@@ -15,20 +15,20 @@ from typing import IO, Any
 
 from PIL import Image, PngImagePlugin
 
-from modules import grids
-from modules.atomic_files import write_atomic, write_new
+from modules.core.atomic_files import write_atomic, write_new
+from modules.core.setting_values import IMAGE_FORMATS as _PIL_FORMATS
+from modules.core.setting_values import SAVE_FORMATS
 from modules.errors import UserError
-from modules.file_names import DEFAULT_PATTERN, NameFields, expand, prompt_words, safe_file_name  # noqa: F401 - prompt_words: scripts import it from here
-from modules.grids import (  # noqa: F401 - A1111's names, which scripts import from here
+from modules.imaging import grids
+from modules.imaging.grids import (  # noqa: F401 - A1111's names, which scripts import from here
     GridAnnotation,
     combine_grid,
     draw_grid_annotations,
     draw_prompt_matrix,
     split_grid,
 )
-from modules.image_inputs import check_pixel_count
-from modules.setting_values import IMAGE_FORMATS as _PIL_FORMATS
-from modules.setting_values import SAVE_FORMATS
+from modules.imaging.image_inputs import check_pixel_count
+from modules.jobs.file_names import DEFAULT_PATTERN, NameFields, expand, prompt_words, safe_file_name  # noqa: F401 - prompt_words: scripts import it from here
 
 log = logging.getLogger(__name__)
 

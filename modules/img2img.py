@@ -10,9 +10,9 @@ from PIL import Image
 
 from modules import masking
 from modules.errors import UserError
-from modules.generation import GenerationResult, Txt2Img, encode_image
-from modules.image_inputs import flatten_input
-from modules.image_resize import LATENT_UPSCALE, resize_image
+from modules.imaging.image_inputs import flatten_input
+from modules.imaging.image_resize import LATENT_UPSCALE, resize_image
+from modules.jobs.generation import GenerationResult, Txt2Img, encode_image
 from modules.sampling import noise as noise_sources
 from modules.sampling.guidance import Keep
 from modules.sampling.passes import TIMESTEPS, PassPlan, plan_pass, start_latent
@@ -240,9 +240,9 @@ class Img2Img(Txt2Img):
 
 
 def __getattr__(name: str):
-    """A1111's functions of this module (process_batch, img2img), kept in modules/a1111/img2img.py."""
+    """A1111's functions of this module (process_batch, img2img), kept in modules/extensions/a1111/img2img.py."""
     if name in ("process_batch", "img2img"):
-        from modules.a1111 import img2img as a1111_img2img
+        from modules.extensions.a1111 import img2img as a1111_img2img
 
         return getattr(a1111_img2img, name)
     raise AttributeError(f"module 'modules.img2img' has no attribute {name!r}")

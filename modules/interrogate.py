@@ -17,9 +17,10 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from modules.atomic_files import write_atomic
-from modules.checkpoints import HashCache
-from modules.interrogate_models import (
+from modules.core.atomic_files import write_atomic
+from modules.core.setting_values import INTERROGATE_CATEGORIES as CATEGORIES
+from modules.models.checkpoints import HashCache
+from modules.models.interrogate_models import (
     BlipCaptioner,
     InterrogateModelError,
     Ranker,
@@ -27,7 +28,6 @@ from modules.interrogate_models import (
     load_clip,
     model_folders,
 )
-from modules.setting_values import INTERROGATE_CATEGORIES as CATEGORIES
 
 log = logging.getLogger(__name__)
 TEXT_BATCH = 256  # terms encoded at once

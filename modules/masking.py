@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from modules.image_inputs import normalize_input
+from modules.imaging.image_inputs import normalize_input
 
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = range(4)

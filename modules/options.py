@@ -11,10 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from modules.a1111_options import NO_EFFECT
-from modules.atomic_files import move_aside, read_json_object, write_json_atomic
-from modules.file_names import check_pattern
-from modules.setting_values import (
+from modules.core.a1111_options import NO_EFFECT
+from modules.core.atomic_files import move_aside, read_json_object, write_json_atomic
+from modules.core.setting_values import (
     FACE_RESTORERS,
     HIRES_REFINER_PASSES,
     INTERROGATE_CATEGORIES,
@@ -23,6 +22,7 @@ from modules.setting_values import (
     SECOND_PASS,
     check_index_url,
 )
+from modules.jobs.file_names import check_pattern
 
 log = logging.getLogger(__name__)
 RELOAD_UI = "Reload UI"
@@ -53,11 +53,11 @@ class OptionInfo:
     check: Callable[[Any], Any] | None = None
     applies: str | None = None
     limit: bool = False  # bounds what one request may ask for: a job's override_settings may lower it, not raise it
-    server_folder: bool = False  # names a folder on the server (see modules/server_paths.py)
+    server_folder: bool = False  # names a folder on the server (see modules/core/server_paths.py)
     infotext: str | None = None  # the infotext key A1111 writes it under; pasted infotext sets it for the job
-    extension_state: bool = False  # changes which extensions run (see modules/extensions.py access_refusal)
-    no_effect: bool = False  # an A1111 setting accepted and kept that changes nothing here (modules/a1111_options.py)
-    # What an extension's A1111 declaration adds (modules/a1111/options.py): its Gradio component class for
+    extension_state: bool = False  # changes which extensions run (see modules/extensions/__init__.py access_refusal)
+    no_effect: bool = False  # an A1111 setting kept that changes nothing here (modules/core/a1111_options.py)
+    # What an extension's A1111 declaration adds (modules/extensions/a1111/options.py): its Gradio component class for
     # the Settings tab and the keyword arguments (a dict, or a function returning one), HTML shown with the
     # label, and a function called after the value changed.
     component: Any = None

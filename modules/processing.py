@@ -17,13 +17,14 @@ from typing import Any
 import torch
 from PIL import Image
 
-from modules import batch_grid, masking, rng
-from modules.a1111.sd_hijack import model_hijack
-from modules.conditioning_blend import ConditioningBlend
-from modules.engine import JobContext
-from modules.generation import GenerationResult, ImagePlan, JobHooks, ModelUsed
-from modules.generation_params import GenerationParams
-from modules.job_spec import GenerationJob
+from modules import masking, rng
+from modules.core.engine import JobContext
+from modules.extensions.a1111.sd_hijack import model_hijack
+from modules.jobs import batch_grid
+from modules.jobs.generation import GenerationResult, ImagePlan, JobHooks, ModelUsed
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.job_spec import GenerationJob
+from modules.prompting.conditioning_blend import ConditioningBlend
 from modules.styles import StyleDatabase
 
 LISTABLE = frozenset({"prompt", "negative_prompt", "seed", "subseed"})  # A1111 lets scripts set one per image

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from modules.engine import is_out_of_memory
+from modules.core.engine import is_out_of_memory
 
 log = logging.getLogger(__name__)
 

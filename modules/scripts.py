@@ -20,9 +20,10 @@ from typing import Any
 
 import gradio as gr
 
-from modules import gradio_compat, script_callbacks
-from modules.engine import is_out_of_memory
+from modules import script_callbacks
+from modules.core.engine import is_out_of_memory
 from modules.errors import UserError
+from modules.extensions import gradio_compat
 from modules.paths import REPO_ROOT
 from modules.processing import PostprocessBatchListArgs, PostprocessImageArgs  # noqa: F401 - A1111 names
 
@@ -162,7 +163,7 @@ def script_files(folders: list[Path]) -> list[tuple[Path, Path]]:
 
 def load_scripts(folders: list[Path]) -> LoadedScripts:
     """Import every script file and collect the Script subclasses it exposes (each class once). Gradio 3
-    keywords and the component hooks are set up first (modules.gradio_compat)."""
+    keywords and the component hooks are set up first (modules.extensions.gradio_compat)."""
     gradio_compat.install()
     gradio_compat.observe_components(_before_component, _after_component)
     loaded = LoadedScripts()

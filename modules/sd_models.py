@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
-from modules import model_detection, model_families
-from modules.checkpoints import CheckpointInfo, HashCache, read_state_dict
-from modules.clip_tokenizer import load_clip_tokenizer
-from modules.conditioning import EncoderSlot, PromptEncoder
+from modules.core.memory_release import release_freed_memory
 from modules.errors import ModelLoadError
-from modules.memory_release import release_freed_memory
-from modules.model_families.base import ModelFamily
+from modules.models import model_detection, model_families
+from modules.models.checkpoints import CheckpointInfo, HashCache, read_state_dict
+from modules.models.model_families.base import ModelFamily
+from modules.prompting.clip_tokenizer import load_clip_tokenizer
+from modules.prompting.conditioning import EncoderSlot, PromptEncoder
 from modules.sampling.denoiser import Denoiser, alphas_cumprod_of
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class StableDiffusionModel:
     def sd_checkpoint_info(self):
         """A1111's description of the checkpoint (filename, title, model_name, hash, sha256, shorthash), which
         extensions read from `shared.sd_model`."""
-        from modules.a1111.checkpoint_info import CheckpointInfo as A1111CheckpointInfo
+        from modules.extensions.a1111.checkpoint_info import CheckpointInfo as A1111CheckpointInfo
 
         return A1111CheckpointInfo.of(self.checkpoint, self.sha256)
 

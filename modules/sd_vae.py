@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from modules import model_detection
-from modules.checkpoints import CheckpointInfo, HashCache, read_state_dict
 from modules.errors import ModelLoadError, UserError
+from modules.models import model_detection
+from modules.models.checkpoints import CheckpointInfo, HashCache, read_state_dict
 from modules.paths import DataPaths
 from modules.sd_models import StableDiffusionModel
 
@@ -68,7 +68,7 @@ def diffusers_vae_weights(state: dict[str, torch.Tensor], vae_config: dict) -> d
 def ldm_vae_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A VAE file's weights in the original (LDM) key layout, without the `first_stage_model.` prefix: the
     layout a single-file checkpoint holds them in (diffusers-layout files are converted)."""
-    from modules.ldm_convert import VAE_PREFIX, vae_to_ldm
+    from modules.models.ldm_convert import VAE_PREFIX, vae_to_ldm
 
     if any(key.startswith(_DIFFUSERS_KEYS) for key in state):
         return vae_to_ldm(state)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from modules.a1111.options import OptionHTML, OptionInfo, options_section  # noqa: F401 - A1111's names
-from modules.engine import Engine
+from modules.core.engine import Engine
+from modules.extensions.a1111.options import OptionHTML, OptionInfo, options_section  # noqa: F401 - A1111's names
 from modules.paths import DataPaths
 
 _services = None

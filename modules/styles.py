@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from modules.atomic_files import move_aside, write_atomic
+from modules.core.atomic_files import move_aside, write_atomic
 from modules.errors import UserError
 
 log = logging.getLogger(__name__)

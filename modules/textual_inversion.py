@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from modules import model_families
-from modules.file_hashes import sha256_of_file
-from modules.safe_weights import UnreadableWeightsError, UnsafeWeightsError, read_weights
+from modules.core.file_hashes import sha256_of_file
+from modules.models import model_families
+from modules.models.safe_weights import UnreadableWeightsError, UnsafeWeightsError, read_weights
 
 log = logging.getLogger(__name__)
 

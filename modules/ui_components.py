@@ -1,6 +1,6 @@
 """A1111's `modules.ui_components`: the small Gradio components extensions import (ToolButton, FormRow,
 InputAccordion, ...), made from Gradio 6's. They and their subclasses render as their Gradio base
-(see modules.gradio_compat)."""
+(see modules.extensions.gradio_compat)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from modules import gradio_compat
+from modules.extensions import gradio_compat
 from modules.ui import input_accordion
 
 gradio_compat.install()  # before the classes below are made: Gradio must not write a .pyi file beside this one

@@ -8,7 +8,7 @@ import gradio as gr
 import torch
 
 import modules.scripts as scripts
-from modules.generation import GenerationResult
+from modules.jobs.generation import GenerationResult
 from modules.processing import process_images
 from modules.sampling import noise as noise_sources
 from modules.sampling.guidance import CFGDenoiser

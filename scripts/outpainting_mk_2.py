@@ -5,10 +5,10 @@ the image (Color variation, Fall-off exponent), so the sampler has something to 
 import gradio as gr
 
 import modules.scripts as scripts
+from modules.core.limits import Limits
 from modules.errors import UserError
-from modules.limits import Limits
+from modules.imaging.outpainting import DIRECTIONS, add_falloff_noise, expand_canvas
 from modules.masking import ORIGINAL
-from modules.outpainting import DIRECTIONS, add_falloff_noise, expand_canvas
 from modules.processing import fix_seed, process_images
 from modules.shared import opts
 

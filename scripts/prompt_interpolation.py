@@ -15,11 +15,11 @@ from PIL import Image
 
 import modules.scripts as scripts
 from modules import rng
-from modules.atomic_files import write_atomic
-from modules.conditioning_blend import METHODS, SLERP, ConditioningBlend
+from modules.core.atomic_files import write_atomic
+from modules.core.limits import Limits
 from modules.errors import UserError
-from modules.limits import Limits
 from modules.processing import Processed, fix_seed, process_images_each
+from modules.prompting.conditioning_blend import METHODS, SLERP, ConditioningBlend
 from modules.shared import opts, state
 
 ANIMATION_FORMATS = ("webp", "gif")

@@ -7,7 +7,7 @@ import gradio as gr
 
 import modules.scripts as scripts
 from modules import images
-from modules.limits import Limits, output_size
+from modules.core.limits import Limits, output_size
 from modules.processing import fix_seed, process_images
 from modules.shared import opts
 

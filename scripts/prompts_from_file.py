@@ -10,10 +10,10 @@ import gradio as gr
 
 import modules.scripts as scripts
 from modules import shared
+from modules.core.limits import Limits
 from modules.errors import UserError
-from modules.generation import validate
-from modules.generation_params import GenerationParams
-from modules.limits import Limits
+from modules.jobs.generation import validate
+from modules.jobs.generation_params import GenerationParams
 from modules.processing import Processed, fix_seed, process_images_each
 from modules.shared import opts, state
 

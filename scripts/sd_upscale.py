@@ -8,8 +8,8 @@ import gradio as gr
 
 import modules.scripts as scripts
 from modules import images, shared
+from modules.core.limits import Limits
 from modules.errors import UserError
-from modules.limits import Limits
 from modules.processing import Processed, fix_seed, process_images
 from modules.shared import opts, state
 

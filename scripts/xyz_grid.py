@@ -17,10 +17,10 @@ from PIL import Image
 
 import modules.scripts as scripts
 from modules import images, shared
+from modules.core.limits import Limits, output_size
 from modules.errors import UserError
-from modules.generation import validate
-from modules.generation_params import NO_REFINER
-from modules.limits import Limits, output_size
+from modules.jobs.generation import validate
+from modules.jobs.generation_params import NO_REFINER
 from modules.processing import Processed, fix_seed, process_images_each
 from modules.sampling import registry
 from modules.shared import opts, state

@@ -2,7 +2,7 @@
 project's jobs to ("the same infotext gives A1111's image", within 2/255 per pixel).
 
 A1111's glue, rewritten here from A1111 1.10's sources, without the project's sampling code (no
-modules/sampling guidance, passes, noise, registry or denoiser, no modules/generation):
+modules/sampling guidance, passes, noise, registry or denoiser, no modules/jobs/generation):
 - processing.py: txt2img samples from `x = rng.next()`, img2img from the init latent and that same draw; the
   latents are decoded one image at a time (decode_first_stage: z · (1 / scale factor) through the VAE), then
   clamp((x + 1) / 2) · 255 truncated to uint8.

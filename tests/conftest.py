@@ -60,7 +60,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 @pytest.fixture(scope="session")
 def demo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in demo model written as a real single-file .safetensors checkpoint."""
-    from modules.demo_model import write_demo_checkpoint
+    from modules.models.demo_model import write_demo_checkpoint
 
     return write_demo_checkpoint(session_dir(tmp_path_factory, "ckpt") / "demo-tiny-sd.safetensors")
 
@@ -68,7 +68,7 @@ def demo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_model(demo_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     """The demo checkpoint loaded through the same single-file path as a user's checkpoint."""
-    from modules.checkpoints import CheckpointInfo, HashCache
+    from modules.models.checkpoints import CheckpointInfo, HashCache
     from modules.sd_models import load_model
 
     cache = session_dir(tmp_path_factory, "cache")
@@ -114,7 +114,7 @@ def page_app_left_idle(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def engine():
-    from modules.engine import Engine
+    from modules.core.engine import Engine
 
     eng = Engine()
     yield eng

@@ -93,7 +93,7 @@ def write_tiny_clip(folder: Path, seed: int = 1) -> Path:
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
     from transformers.models.clip.configuration_clip import CLIPTextConfig, CLIPVisionConfig
 
-    from modules.clip_tokenizer import load_clip_tokenizer
+    from modules.prompting.clip_tokenizer import load_clip_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = load_clip_tokenizer()

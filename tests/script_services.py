@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from modules.generation_params import GenerationParams
+from modules.jobs.generation_params import GenerationParams
 from modules.paths import REPO_ROOT
 
 SMALL = {"prompt": "a red house", "steps": 3, "width": 64, "height": 64, "seed": 11, "sampler_name": "Euler"}

@@ -277,7 +277,7 @@ def test_embedding_db_splits_by_the_loaded_model(services):
 
 def test_safe_loads_tensors_and_refuses_code(tmp_path):
     from modules import safe
-    from modules.safe_weights import UnsafeWeightsError
+    from modules.models.safe_weights import UnsafeWeightsError
 
     plain = tmp_path / "plain.pt"
     torch.save({"w": torch.ones(2)}, plain)

@@ -34,13 +34,13 @@ from test_sampling_noise import A1111_SEED_0
 from test_sampling_schedules import SD15_KARRAS_10, SD15_UNIFORM_10
 from tiny_models import write_tiny_checkpoint
 
-from modules.checkpoints import CheckpointInfo, HashCache
-from modules.engine import Engine
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import USE_SAME_SAMPLER, GenerationParams
-from modules.image_tools import ImageTools
+from modules.core.engine import Engine
+from modules.imaging.image_tools import ImageTools
 from modules.img2img import Img2Img, Img2ImgInputs
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import USE_SAME_SAMPLER, GenerationParams
 from modules.masking import FILL, LATENT_NOISE, LATENT_NOTHING, ORIGINAL
+from modules.models.checkpoints import CheckpointInfo, HashCache
 from modules.sampling import registry
 from modules.sampling.passes import SamplingSettings
 from modules.sd_models import load_model

@@ -1,7 +1,7 @@
 """A1111's own API test suite (its test/test_txt2img.py, test_img2img.py, test_extras.py, test_utils.py) as
 requests against one `app.py --nowebui --api-server-stop` on a first start (no checkpoint: the demo model),
 with the unmodified webuiapi client listing the checkpoints the moment the server first answers; and every other
-A1111 route and option (modules/api/not_available.py, server_control.py, modules/a1111_options.py)."""
+A1111 route and option (modules/api/not_available.py, server_control.py, modules/core/a1111_options.py)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from fastapi.testclient import TestClient
 from model_weights import face_detector, face_parser, gfpgan_weights, tiny_esrgan
 from PIL import Image, ImageDraw
 
-from modules.a1111_options import NO_EFFECT, NO_EFFECT_SECTIONS
 from modules.api import server_control
-from modules.atomic_files import write_atomic
-from modules.checkpoints import list_checkpoints
-from modules.demo_model import DEMO_FILE_NAME
+from modules.core.a1111_options import NO_EFFECT, NO_EFFECT_SECTIONS
+from modules.core.atomic_files import write_atomic
 from modules.face_restoration import DETECTION_WEIGHTS, GFPGAN_WEIGHTS, PARSING_WEIGHTS
+from modules.models.checkpoints import list_checkpoints
+from modules.models.demo_model import DEMO_FILE_NAME
 from modules.options import OPTIONS
 from modules.paths import REPO_ROOT
 

@@ -8,7 +8,7 @@ import stat
 import pytest
 from small_disk import fill
 
-from modules.atomic_files import process_umask, write_json_atomic, write_new
+from modules.core.atomic_files import process_umask, write_json_atomic, write_new
 from modules.errors import DiskFull
 
 
@@ -28,8 +28,8 @@ def test_the_umask_is_read_without_changing_it(umask_027):
 def test_saved_files_follow_the_umask(tmp_path, mask, mode):
     from PIL import Image
 
-    from modules.file_names import NameFields
     from modules.images import FileNaming
+    from modules.jobs.file_names import NameFields
 
     previous = os.umask(mask)
     try:
@@ -56,8 +56,8 @@ def test_a_full_disk_names_the_file_and_leaves_no_temporary_file(small_disk):
 
 
 def test_a_generation_on_a_full_disk_still_answers_with_its_images(engine, demo_model, small_disk):
-    from modules.generation import RunSettings, Txt2Img
-    from modules.generation_params import GenerationParams
+    from modules.jobs.generation import RunSettings, Txt2Img
+    from modules.jobs.generation_params import GenerationParams
 
     fill(small_disk)
     params = GenerationParams(prompt="a boat", steps=2, width=128, height=128, seed=3, batch_size=2)

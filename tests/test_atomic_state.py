@@ -51,7 +51,7 @@ for i in count():
 """,
     "cache.json": """
 import os
-from modules.checkpoints import HashCache
+from modules.models.checkpoints import HashCache
 cache = HashCache(path)
 weights = path.with_name("weights.bin")
 for i in count():

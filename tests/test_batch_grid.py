@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from script_services import generate, services_with_scripts
 
-from modules.grids import grid_rows, image_grid
+from modules.imaging.grids import grid_rows, image_grid
 
 DEFAULTS = {
     "return_grid": True,

@@ -272,8 +272,8 @@ def test_prompt_interpolation_moves_only_the_conditioning_and_makes_an_animation
 
 
 def test_a_middle_frames_conditioning_is_the_slerp_of_the_two_prompts(services):
-    from modules.conditioning_blend import BlendedConditioning, ConditioningBlend
-    from modules.step_conditioning import StepConditioning
+    from modules.prompting.conditioning_blend import BlendedConditioning, ConditioningBlend
+    from modules.prompting.step_conditioning import StepConditioning
 
     encoder = services.models.current.prompt_encoder
     a = StepConditioning(encoder, ["a red house"], [""], 3)

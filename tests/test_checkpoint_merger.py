@@ -11,12 +11,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from modules.checkpoint_merger import ADD_DIFFERENCE, NO_INTERPOLATION, MergeSettings, merge_checkpoints
-from modules.engine import JobContext
+from modules.core.engine import JobContext
+from modules.core.file_hashes import legacy_model_hash
 from modules.errors import ModelLoadError, UserError
-from modules.file_hashes import legacy_model_hash
-from modules.ldm_convert import VAE_PREFIX
-from modules.model_manager import ModelManager
+from modules.models.checkpoint_merger import ADD_DIFFERENCE, NO_INTERPOLATION, MergeSettings, merge_checkpoints
+from modules.models.ldm_convert import VAE_PREFIX
+from modules.models.model_manager import ModelManager
 from modules.paths import DataPaths
 from modules.sd_vae import VaeLibrary
 

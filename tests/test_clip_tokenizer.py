@@ -5,7 +5,7 @@ import json
 import pytest
 from open_clip.tokenizer import SimpleTokenizer
 
-from modules.clip_tokenizer import load_clip_tokenizer, write_vocab_files
+from modules.prompting.clip_tokenizer import load_clip_tokenizer, write_vocab_files
 
 PROMPTS = [
     "a photo of a cat",

@@ -2,7 +2,7 @@
 
 import torch
 
-from modules.conditioning import CHUNK_TOKENS, PromptEncoder, Segment, split_into_chunks
+from modules.prompting.conditioning import CHUNK_TOKENS, PromptEncoder, Segment, split_into_chunks
 
 
 def words(n: int) -> str:
@@ -70,7 +70,7 @@ def test_second_encode_comes_from_the_cache(demo_model):
 
 
 def test_emphasis_modes(demo_model):
-    from modules.conditioning import EncoderOptions
+    from modules.prompting.conditioning import EncoderOptions
 
     enc = demo_model.prompt_encoder
     plain = enc.encode("a red house").embeds

@@ -8,8 +8,8 @@ import threading
 import pytest
 import torch
 
-from modules import cpu_threads
-from modules.engine import Engine
+from modules.core import cpu_threads
+from modules.core.engine import Engine
 
 pytestmark = pytest.mark.skipif(
     cpu_threads._gnu_openmp() is None or torch.get_num_threads() < 2, reason="needs GNU OpenMP and two cores"

@@ -1,7 +1,7 @@
 import torch
 from safetensors.torch import load_file
 
-from modules.demo_model import build_demo_state_dict
+from modules.models.demo_model import build_demo_state_dict
 
 
 def test_demo_checkpoint_is_deterministic_in_the_original_layout(demo_checkpoint):
@@ -22,7 +22,7 @@ def test_demo_model_has_sd_shapes_and_an_8x_vae(demo_model):
 
 
 def test_the_demo_file_is_the_same_bytes_every_time(tmp_path):
-    from modules.demo_model import write_demo_checkpoint
+    from modules.models.demo_model import write_demo_checkpoint
 
     first, second = (write_demo_checkpoint(tmp_path / f"{name}.safetensors").read_bytes() for name in "ab")
     assert first == second, "so a fresh data dir always shows the same short hash"

@@ -66,7 +66,7 @@ def test_skip_ends_a_batch_and_interrupt_ends_the_job(engine):
 
 
 def test_after_a_skip_the_eta_comes_from_the_current_batch():
-    from modules.engine import Progress
+    from modules.core.engine import Progress
 
     now = time.monotonic()
     # Batch 1 of 2 was skipped early; batch 2 has made 5 of its 10 steps in 5 s (1 s a step).

@@ -9,9 +9,9 @@ from network_files import a1111_embedding, kohya_lora
 from PIL import Image
 from tiny_models import tiny_modules
 
-from modules.extra_network_cards import add_to_prompt, cards, preview_for
-from modules.lora import LoraLibrary
-from modules.networks import Networks
+from modules.prompting.extra_network_cards import add_to_prompt, cards, preview_for
+from modules.prompting.lora import LoraLibrary
+from modules.prompting.networks import Networks
 from modules.textual_inversion import EmbeddingDatabase
 
 
@@ -30,7 +30,7 @@ class Checkpoints:
 
 
 def test_cards_list_names_tags_and_previews(tmp_path, demo_checkpoint):
-    from modules.checkpoints import CheckpointInfo
+    from modules.models.checkpoints import CheckpointInfo
 
     (tmp_path / "embeddings").mkdir()
     a1111_embedding(tmp_path / "embeddings" / "mystyle.pt", torch.randn(2, 64))
@@ -70,7 +70,7 @@ def test_a_click_adds_the_tag_and_a_second_click_removes_it():
 def test_cards_are_searched_by_name_or_path_and_sorted_by_name_date_or_path(tmp_path):
     import os
 
-    from modules.extra_network_cards import Card, shown
+    from modules.prompting.extra_network_cards import Card, shown
 
     paths = [tmp_path / "b" / "zebra.pt", tmp_path / "a" / "apple.pt", tmp_path / "c" / "Mango.pt"]
     for age, path in enumerate(paths):

@@ -27,9 +27,9 @@ from modules.face_restoration import (
     FaceRestorers,
     MissingWeightsError,
 )
-from modules.image_tools import ImageTools
 from modules.images import SaveFormat, read_infotext
-from modules.model_download import DownloadError, RemoteFile
+from modules.imaging.image_tools import ImageTools
+from modules.models.model_download import DownloadError, RemoteFile
 from modules.ui.extras import FACE_MODELS_READY, download_missing_face_models, face_models_status
 
 SOURCE_PARAMETERS = "an astronaut\nSteps: 20, Sampler: Euler, Seed: 5"

@@ -30,7 +30,7 @@ PARAMETERS = "an astronaut\nSteps: 20, Sampler: Euler, Seed: 5"
 LAUNCHER = """
 import json, sys
 import modules.face_restoration as faces
-from modules.model_download import RemoteFile
+from modules.models.model_download import RemoteFile
 urls = json.loads(sys.argv[1])
 for variable, (url, sha256) in urls.items():
     setattr(faces, variable, RemoteFile(getattr(faces, variable).name, url, sha256))

@@ -4,8 +4,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from modules.file_names import NameFields, check_pattern, clean_part, expand, safe_file_name
-from modules.generation_params import GenerationParams
+from modules.jobs.file_names import NameFields, check_pattern, clean_part, expand, safe_file_name
+from modules.jobs.generation_params import GenerationParams
 
 WHEN = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
 FIELDS = NameFields(

@@ -19,7 +19,7 @@ import pytest
 import requests
 from app_process import ROOT, running_app
 
-from modules.file_urls import FileUrls
+from modules.api.file_urls import FileUrls
 
 SECRET = "secret-b7f3e1"
 EXT = "tagger-ext"

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modules import prompt_parser as pp
-from modules.conditioning import CHUNK_TOKENS, MAX_EMPHASIS, EncoderOptions, PromptEncoder
+from modules.prompting.conditioning import CHUNK_TOKENS, MAX_EMPHASIS, EncoderOptions, PromptEncoder
 
 # Weights A1111's syntax may carry that are no usable number, or overflow a float.
 NASTY_WEIGHTS = [

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from modules.errors import UserError
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
 from modules.images import FileNaming, SaveFormat, read_infotext
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
 from modules.sampling.passes import SamplingSettings
 
 

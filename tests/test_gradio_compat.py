@@ -1,4 +1,4 @@
-"""Gradio 3 calls from A1111-era extensions under Gradio 6 (modules.gradio_compat, modules.ui_components):
+"""Gradio 3 calls from A1111-era extensions under Gradio 6 (modules.extensions.gradio_compat, modules.ui_components):
 built into a page served by a real Gradio server and read back from its /config."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import requests
 from app_process import free_port
 
-from modules import gradio_compat
+from modules.extensions import gradio_compat
 
 gradio_compat.install()
 

@@ -10,15 +10,15 @@ import torch
 from model_weights import write_face_weights
 from PIL import Image
 
+from modules.core.limits import Limits
 from modules.errors import UserError
-from modules.generation import HiresPass, RunSettings, Txt2Img, encode_image
-from modules.generation_params import GenerationParams
-from modules.hires_fix import hires_size, second_pass_params, summary
-from modules.image_tools import ImageTools
-from modules.infotext import params_from_infotext
-from modules.limits import Limits
+from modules.imaging.image_tools import ImageTools
+from modules.imaging.upscalers import LATENT_MODES
+from modules.jobs.generation import HiresPass, RunSettings, Txt2Img, encode_image
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.hires_fix import hires_size, second_pass_params, summary
+from modules.jobs.infotext import params_from_infotext
 from modules.sampling.passes import SamplingSettings
-from modules.upscalers import LATENT_MODES
 
 BASE = {
     "prompt": "a red house",

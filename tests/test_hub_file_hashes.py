@@ -19,9 +19,9 @@ import torch
 from interrogate_models import write_tiny_blip
 from PIL import Image
 
-from modules.hub_file_hashes import GitBlobSha1, hub_checksum
-from modules.interrogate_models import BlipCaptioner, official_files
-from modules.model_download import DownloadError, RemoteFile, download_file, download_files
+from modules.models.hub_file_hashes import GitBlobSha1, hub_checksum
+from modules.models.interrogate_models import BlipCaptioner, official_files
+from modules.models.model_download import DownloadError, RemoteFile, download_file, download_files
 
 REPO = "Salesforce/blip-image-captioning-large"
 CDN_ETAG = hashlib.sha256(b"the CDN's own etag").hexdigest()

@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
-from modules.extra_network_cards import cards
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
 from modules.hypernetworks import HypernetworkLibrary, attention_projections
-from modules.infotext import parse_infotext
-from modules.lora import LoraLibrary
-from modules.networks import Networks
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.infotext import parse_infotext
 from modules.prompt_parser import ExtraNetwork
+from modules.prompting.extra_network_cards import cards
+from modules.prompting.lora import LoraLibrary
+from modules.prompting.networks import Networks
 from modules.textual_inversion import EmbeddingDatabase
 
 # Layouts as A1111 saves them: the file's keys, the Sequential indices of its Linear and LayerNorm layers, and

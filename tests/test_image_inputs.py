@@ -1,4 +1,4 @@
-"""Odd image files as img2img and Extras inputs: each gets a defined result (modules/image_inputs.py makes
+"""Odd image files as img2img and Extras inputs: each gets a defined result (modules/imaging/image_inputs.py makes
 every input upright, 8-bit, RGB or RGBA) or a clear message (modules/images.open_image)."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from PIL import Image
 
 from modules.errors import UserError
 from modules.extras import ExtrasJob, ExtrasParams, ExtrasSettings
-from modules.generation import RunSettings
-from modules.generation_params import GenerationParams
-from modules.image_inputs import flatten_input, normalize_input
-from modules.image_tools import ImageTools
 from modules.images import open_image
+from modules.imaging.image_inputs import flatten_input, normalize_input
+from modules.imaging.image_tools import ImageTools
 from modules.img2img import Img2Img, Img2ImgInputs
+from modules.jobs.generation import RunSettings
+from modules.jobs.generation_params import GenerationParams
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # refused all the same

@@ -1,7 +1,7 @@
 import numpy as np
 from PIL import Image
 
-from modules.image_resize import CROP_AND_RESIZE, JUST_RESIZE, LATENT_UPSCALE, RESIZE_AND_FILL, resize_image
+from modules.imaging.image_resize import CROP_AND_RESIZE, JUST_RESIZE, LATENT_UPSCALE, RESIZE_AND_FILL, resize_image
 
 
 def stripes(width: int, height: int) -> Image.Image:

@@ -8,8 +8,8 @@ from PIL import Image
 
 from modules import shared
 from modules.errors import UserError
-from modules.file_names import NameFields
 from modules.images import FileNaming, SaveFormat, dated_folder, prompt_words, read_infotext, save_image, save_unique
+from modules.jobs.file_names import NameFields
 from modules.options import Options
 from modules.ui.png_info import describe
 

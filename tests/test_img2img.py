@@ -8,9 +8,9 @@ from skimage import data
 
 from modules import masking
 from modules.errors import UserError
-from modules.generation import RunSettings, encode_image
-from modules.generation_params import GenerationParams
 from modules.img2img import Img2Img, Img2ImgInputs
+from modules.jobs.generation import RunSettings, encode_image
+from modules.jobs.generation_params import GenerationParams
 
 SIZE = 64
 
@@ -158,8 +158,8 @@ def test_inpainting_checkpoint_uses_its_masked_image_conditioning(engine, tmp_pa
     from safetensors.torch import load_file, save_file
     from tiny_models import write_tiny_checkpoint
 
-    from modules.checkpoints import CheckpointInfo
-    from modules.generation import Txt2Img
+    from modules.jobs.generation import Txt2Img
+    from modules.models.checkpoints import CheckpointInfo
     from modules.sd_models import load_model
 
     state = load_file(str(write_tiny_checkpoint("sd1", tmp_path / "base.safetensors")))
@@ -187,7 +187,7 @@ def test_inpainting_checkpoint_uses_its_masked_image_conditioning(engine, tmp_pa
 
 
 def test_batch_folder_skips_bad_files_and_writes_the_rest(engine, demo_model, photo, tmp_path):
-    from modules.img2img_batch import run_batch
+    from modules.jobs.img2img_batch import run_batch
 
     source, masks, target = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
     source.mkdir(), masks.mkdir()
@@ -210,7 +210,7 @@ def test_batch_folder_skips_bad_files_and_writes_the_rest(engine, demo_model, ph
 
 
 def test_batch_output_into_the_input_folder_never_replaces_a_file(engine, demo_model, photo, tmp_path):
-    from modules.img2img_batch import run_batch
+    from modules.jobs.img2img_batch import run_batch
 
     folder = tmp_path / "same"
     folder.mkdir()

@@ -32,10 +32,10 @@ def test_options_import_no_torch_and_no_feature():
     assert [name for name in names if name == "torch" or name.startswith("torch.")] == []
     assert {
         "modules.face_restoration",
-        "modules.previews",
+        "modules.jobs.previews",
         "modules.images",
         "modules.interrogate",
-        "modules.generation_params",
+        "modules.jobs.generation_params",
         "modules.extensions",
     }.isdisjoint(names)
 

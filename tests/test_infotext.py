@@ -1,5 +1,5 @@
-from modules.generation_params import GenerationParams
-from modules.infotext import create_infotext, params_from_infotext, parse_infotext, quote
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.infotext import create_infotext, params_from_infotext, parse_infotext, quote
 
 
 def make(**kw):

@@ -5,9 +5,9 @@ import shutil
 import pytest
 import torch
 
-from modules.generation_params import GenerationParams
-from modules.infotext import create_infotext
-from modules.model_manager import ModelManager
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.infotext import create_infotext
+from modules.models.model_manager import ModelManager
 from modules.paths import DataPaths
 from modules.ui.infotext_paste import field_updates, find_checkpoint, paste_updates, read_fields
 

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from modules.infotext import parse_infotext
+from modules.jobs.infotext import parse_infotext
 from modules.options import (
     OPTIONS,
     OptionInfo,

@@ -19,16 +19,16 @@ from file_server import serving
 from interrogate_models import TERMS, write_term_lists, write_tiny_interrogate_models, write_tiny_open_clip
 from PIL import Image
 
-import modules.interrogate_models as interrogate_models
-from modules.checkpoints import HashCache
+import modules.models.interrogate_models as interrogate_models
 from modules.interrogate import CATEGORIES, InterrogateSettings, Interrogator, packaged_lists, read_terms
-from modules.interrogate_models import (
+from modules.models.checkpoints import HashCache
+from modules.models.interrogate_models import (
     ClipRanker,
     InterrogateModelError,
     MissingInterrogateModel,
     download_interrogate_models,
 )
-from modules.model_download import DownloadError, RemoteFile
+from modules.models.model_download import DownloadError, RemoteFile
 
 SHORT = InterrogateSettings(min_length=4, max_length=8)  # A1111's defaults but a short caption: quicker on a CPU
 
@@ -166,9 +166,9 @@ def test_the_term_lists_come_from_the_clip_interrogator_package():
 def test_the_api_answers_with_the_caption(data, tmp_path):
     from fastapi.testclient import TestClient
 
+    from modules.api.web_server import create_app
     from modules.cmd_args import parse_args
-    from modules.services import Services
-    from modules.web_server import create_app
+    from modules.core.services import Services
 
     shutil.copytree(data / "models", tmp_path / "models")
     services = Services.create(parse_args(["--data-dir", str(tmp_path)]))
@@ -192,9 +192,9 @@ def test_the_api_answers_with_the_caption(data, tmp_path):
 
 
 def test_batch_appends_each_images_interrogation_to_the_prompt(engine, demo_model, described, tmp_path):
-    from modules.generation import RunSettings
-    from modules.generation_params import GenerationParams
-    from modules.img2img_batch import run_batch
+    from modules.jobs.generation import RunSettings
+    from modules.jobs.generation_params import GenerationParams
+    from modules.jobs.img2img_batch import run_batch
 
     tool, _ = described
     (tmp_path / "in").mkdir()

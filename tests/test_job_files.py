@@ -10,15 +10,15 @@ import torch
 from network_files import safetensors_embedding
 from safetensors.torch import save_file
 
-from modules.checkpoints import HashCache
 from modules.cmd_args import parse_args
+from modules.core.services import Services
 from modules.errors import UserError
-from modules.generation import ImagePlan, RunSettings
-from modules.generation_params import GenerationParams
-from modules.job_files import JobFile, check_job_files, job_files
-from modules.job_spec import GenerationJob
-from modules.lora import addnet_hash
-from modules.services import Services
+from modules.jobs.generation import ImagePlan, RunSettings
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.job_files import JobFile, check_job_files, job_files
+from modules.jobs.job_spec import GenerationJob
+from modules.models.checkpoints import HashCache
+from modules.prompting.lora import addnet_hash
 
 
 def a_data_dir(root: Path, demo_checkpoint: Path, lora_value: float = 1.0) -> Path:

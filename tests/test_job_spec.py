@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modules.generation import GenerationResult, ImagePlan, JobHooks, ModelUsed, RunSettings
-from modules.generation_params import GenerationParams
-from modules.job_spec import GenerationJob, JobResult
+from modules.jobs.generation import GenerationResult, ImagePlan, JobHooks, ModelUsed, RunSettings
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.job_spec import GenerationJob, JobResult
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -15,8 +15,8 @@ from diffusers.loaders import single_file_utils as sfu
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from modules.clip_tokenizer import load_clip_tokenizer
-from modules.ldm_convert import clip_to_ldm, open_clip_to_ldm, to_ldm_state_dict, unet_to_ldm, vae_to_ldm
+from modules.models.ldm_convert import clip_to_ldm, open_clip_to_ldm, to_ldm_state_dict, unet_to_ldm, vae_to_ldm
+from modules.prompting.clip_tokenizer import load_clip_tokenizer
 
 CONFIGS = Path(__file__).resolve().parent.parent / "modules" / "model_configs"
 TEXT_CLASSES = {"CLIPTextModel": CLIPTextModel, "CLIPTextModelWithProjection": CLIPTextModelWithProjection}

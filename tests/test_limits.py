@@ -1,4 +1,4 @@
-"""Request limits (modules/limits.py): each is a setting, and a request over one is refused with a message
+"""Request limits (modules/core/limits.py): each is a setting, and a request over one is refused with a message
 naming that setting before any work, in the engine, on the page and in the API (422, A1111's error shape)."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import requests
 from app_process import endpoint_args, running_app
 from PIL import Image
 
+from modules.core.limits import Limits
 from modules.errors import UserError
-from modules.generation import ImagePlan, RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
-from modules.limits import Limits
+from modules.jobs.generation import ImagePlan, RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
 from modules.options import OPTIONS, Options
 
 SMALL = {"prompt": "a red house", "steps": 2, "width": 64, "height": 64, "seed": 5, "sampler_name": "Euler"}

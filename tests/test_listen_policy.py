@@ -140,7 +140,7 @@ def test_hide_ui_dir_config_hides_and_refuses_the_folder_fields(tmp_path, demo_c
     from app import create_services
     from modules.cmd_args import parse_args
     from modules.errors import UserError
-    from modules.generation_params import GenerationParams
+    from modules.jobs.generation_params import GenerationParams
     from modules.ui.page import build_page
     from modules.ui.ui_config import UiConfig
 

@@ -3,7 +3,7 @@ a right login starts the address again."""
 
 from __future__ import annotations
 
-from modules.login_throttle import LoginThrottle, retry_after
+from modules.api.login_throttle import LoginThrottle, retry_after
 
 
 class Clock:

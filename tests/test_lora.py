@@ -11,17 +11,17 @@ from network_files import kohya_lora
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
-from modules.lora import LoraLibrary, addnet_hash
-from modules.networks import Networks
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
+from modules.prompting.lora import LoraLibrary, addnet_hash
+from modules.prompting.networks import Networks
 from modules.textual_inversion import EmbeddingDatabase
 
 
 @pytest.fixture(scope="module")
 def demo_model(demo_checkpoint, tmp_path_factory):
     """A model of its own: LoRA adapters stay in a model once loaded."""
-    from modules.checkpoints import CheckpointInfo
+    from modules.models.checkpoints import CheckpointInfo
     from modules.sd_models import load_model
 
     return load_model(
@@ -97,7 +97,7 @@ def test_disable_extra_networks_takes_the_tags_out_without_using_them(tmp_path, 
     from fastapi.testclient import TestClient
     from script_services import services_with_scripts
 
-    from modules.web_server import create_app
+    from modules.api.web_server import create_app
 
     services = services_with_scripts(tmp_path, demo_checkpoint, [])
     try:

@@ -108,7 +108,7 @@ def test_composite_keeps_the_original_outside_the_mask():
 
 
 def test_outpainting_canvas_grows_the_chosen_sides_to_multiples_of_8():
-    from modules.outpainting import expand_canvas
+    from modules.imaging.outpainting import expand_canvas
 
     image = Image.new("RGB", (60, 40), (0, 128, 0))
     canvas, mask = expand_canvas(image, 30, ["left", "down"])
@@ -120,7 +120,7 @@ def test_outpainting_canvas_grows_the_chosen_sides_to_multiples_of_8():
 
 
 def test_outpainting_noise_grows_away_from_the_image_and_repeats_by_seed():
-    from modules.outpainting import add_falloff_noise, expand_canvas
+    from modules.imaging.outpainting import add_falloff_noise, expand_canvas
 
     canvas, mask = expand_canvas(Image.new("RGB", (64, 64), (120, 90, 60)), 64, ["right"])
     noisy = np.asarray(add_falloff_noise(canvas, mask, 64, 1.0, 0.2, seed=3), dtype=float)

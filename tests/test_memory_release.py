@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from modules.memory_release import _glibc_malloc_trim, release_freed_memory
+from modules.core.memory_release import _glibc_malloc_trim, release_freed_memory
 
 
 def resident_mb() -> float:

@@ -7,7 +7,7 @@ import torch
 from tiny_models import write_tiny_checkpoint
 
 from modules.errors import ModelLoadError
-from modules.model_manager import ModelManager
+from modules.models.model_manager import ModelManager
 from modules.paths import DataPaths
 from modules.sd_models import model_bytes
 

@@ -104,7 +104,7 @@ def test_model_index_lists_shipped_components(family):
         if library is not None and not name.startswith("tokenizer"):
             config = "scheduler_config.json" if name == "scheduler" else "config.json"
             assert (root / name / config).is_file(), name
-    assert not list(root.glob("tokenizer*")), "tokenizers are built by modules.clip_tokenizer"
+    assert not list(root.glob("tokenizer*")), "tokenizers are built by modules.prompting.clip_tokenizer"
 
 
 def test_demo_shape():

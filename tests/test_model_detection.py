@@ -6,9 +6,9 @@ import pytest
 from accelerate import init_empty_weights
 from tiny_models import tiny_configs
 
-from modules import model_detection, model_families
 from modules.errors import ModelLoadError
-from modules.ldm_convert import to_ldm_state_dict
+from modules.models import model_detection, model_families
+from modules.models.ldm_convert import to_ldm_state_dict
 from modules.paths import MODEL_CONFIGS_DIR
 
 

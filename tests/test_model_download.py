@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from modules.core.file_hashes import sha256_of_file
 from modules.errors import UserError
-from modules.file_hashes import sha256_of_file
-from modules.model_download import DownloadError, RemoteFile, download_file, download_files
+from modules.models.model_download import DownloadError, RemoteFile, download_file, download_files
 
 PAYLOAD = bytes(range(256)) * 9000  # ~2.3 MB: several chunks
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -14,12 +14,12 @@ import torch
 from safetensors.torch import load_file
 from tiny_models import tiny_modules, write_tiny_checkpoint
 
-from modules import model_families
-from modules.checkpoints import CheckpointInfo
-from modules.clip_tokenizer import load_clip_tokenizer
 from modules.errors import ModelLoadError
-from modules.model_families.base import UNET_KEY, ModelFamily
+from modules.models import model_families
+from modules.models.checkpoints import CheckpointInfo
+from modules.models.model_families.base import UNET_KEY, ModelFamily
 from modules.paths import MODEL_CONFIGS_DIR
+from modules.prompting.clip_tokenizer import load_clip_tokenizer
 from modules.sampling.denoiser import EPSILON, V_PREDICTION
 from modules.sd_models import load_model
 
@@ -177,7 +177,7 @@ def test_a_v_prediction_sd2_model_gives_a_v_denoiser(tmp_path):
 
 
 TOY = """
-from modules.model_families.base import CLIP, LatentFormat, ModelFamily, TextEncoderSlot
+from modules.models.model_families.base import CLIP, LatentFormat, ModelFamily, TextEncoderSlot
 
 FAMILY = ModelFamily(
     name="toy", label="Toy", config_folder="sd1",

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from modules.cmd_args import parse_args
-from modules.engine import Engine
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
-from modules.model_manager import ModelManager
-from modules.model_optimizations import Optimizations
+from modules.core.engine import Engine
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
+from modules.models.model_manager import ModelManager
+from modules.models.model_optimizations import Optimizations
 from modules.paths import DataPaths
 
 CPU = torch.device("cpu")

@@ -17,7 +17,7 @@ import requests
 from app_process import endpoint_args, running_app, with_demo_checkpoint
 from PIL import Image, PngImagePlugin
 
-from modules.infotext import parse_infotext
+from modules.jobs.infotext import parse_infotext
 
 PROBED = ("randn_source", "eta_noise_seed_delta", "eta_ancestral", "s_churn")
 PROBE_SCRIPT = f"""import json

@@ -29,11 +29,11 @@ from modules.extensions import (
     list_extensions,
     run_install_scripts,
 )
-from modules.guarded_install import GuardedInstaller
-from modules.guarded_pip import parse_install, split_command
-from modules.install_runner import route_args, route_shell
+from modules.extensions.guarded_install import GuardedInstaller
+from modules.extensions.guarded_pip import parse_install, split_command
+from modules.extensions.install_runner import route_args, route_shell
+from modules.extensions.package_guard import APP_DISTRIBUTION, PythonEnvironment, protected_pins
 from modules.options import Options
-from modules.package_guard import APP_DISTRIBUTION, PythonEnvironment, protected_pins
 from modules.paths import REPO_ROOT
 from modules.ui.extensions import ExtensionActions
 
@@ -266,7 +266,7 @@ def test_the_app_refuses_an_older_transformers_at_start_and_still_starts(tmp_pat
 
 
 def test_pip_calls_on_this_python_are_routed_through_the_guard(tmp_path):
-    guarded = [sys.executable, "-m", "modules.guarded_pip", "install", "x"]
+    guarded = [sys.executable, "-m", "modules.extensions.guarded_pip", "install", "x"]
     assert route_args([sys.executable, "-m", "pip", "install", "x"]) == guarded
     assert route_args([str(Path(sys.executable).with_name("pip")), "install", "x"]) == guarded
     other = str(tmp_path / "python3")  # another environment's python is left alone
@@ -274,7 +274,9 @@ def test_pip_calls_on_this_python_are_routed_through_the_guard(tmp_path):
     assert route_args([sys.executable, "script.py"]) == [sys.executable, "script.py"]
     assert route_args(Path(sys.executable)) == Path(sys.executable)
     routed = route_shell(f'echo hi && "{sys.executable}" -m pip install x; {other} -m pip install y')
-    assert routed == f"echo hi && {sys.executable} -m modules.guarded_pip install x; {other} -m pip install y"
+    assert (
+        routed == f"echo hi && {sys.executable} -m modules.extensions.guarded_pip install x; {other} -m pip install y"
+    )
 
 
 def test_pip_arguments_are_taken_apart(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from app_process import endpoint_args, wait_for
 from gradio_client import Client
 
-from modules.web_server import CutStreams
+from modules.api.web_server import CutStreams
 
 
 def test_a_user_error_on_the_page_is_one_log_line(page_app):

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from modules import sd_models
-from modules.checkpoints import CheckpointInfo
-from modules.engine import Engine
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
+from modules.core.engine import Engine
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
+from modules.models.checkpoints import CheckpointInfo
 from modules.sd_models import load_model, pick_dtype, prepare_checkpoint
 
 

@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from test_previews import run_with_previews
 from test_safe_weights import write_evil
 
-from modules.generation import RunSettings
-from modules.image_tools import ImageTools
-from modules.model_families.sd1 import SD_LATENTS
-from modules.model_families.sdxl import SDXL_LATENTS
+from modules.imaging.image_tools import ImageTools
+from modules.jobs.generation import RunSettings
+from modules.jobs.previews import ApproxNNDecoders, approx_cheap, enlarged, to_image
+from modules.models.model_families.sd1 import SD_LATENTS
+from modules.models.model_families.sdxl import SDXL_LATENTS
 from modules.options import OPTIONS
-from modules.previews import ApproxNNDecoders, approx_cheap, enlarged, to_image
 
 # A1111's VAEApprox as its weight files hold it: key prefix, in channels, out channels, kernel size.
 A1111_LAYERS = [
@@ -102,7 +102,7 @@ def test_approx_nn_differs_from_approx_cheap_and_is_deterministic(approx_models)
 def test_a_missing_file_gives_no_decoder_and_one_message_naming_it(tmp_path, caplog):
     decoders = ApproxNNDecoders(tmp_path / "VAE-approx")
     latents = torch.zeros(1, 4, 4, 4)
-    with caplog.at_level(logging.WARNING, logger="modules.previews"):
+    with caplog.at_level(logging.WARNING, logger="modules.jobs.previews"):
         assert decoders.decode(latents) is None
         assert decoders.decode(latents) is None
         assert decoders.decode(latents, SDXL_LATENTS) is None
@@ -131,7 +131,7 @@ def test_a_broken_file_gives_no_decoder(tmp_path, caplog, defect):
         torch.save({f"layers.{i}": t for i, t in enumerate(random_weights().values())}, path)
     else:
         torch.save({k: t[..., :1] if t.ndim == 4 else t for k, t in random_weights().items()}, path)
-    with caplog.at_level(logging.WARNING, logger="modules.previews"):
+    with caplog.at_level(logging.WARNING, logger="modules.jobs.previews"):
         assert ApproxNNDecoders(path.parent).decode(torch.zeros(1, 4, 4, 4)) is None
     assert "could not load" in caplog.text and str(path) in caplog.text
 
@@ -139,7 +139,7 @@ def test_a_broken_file_gives_no_decoder(tmp_path, caplog, defect):
 def test_a_pickle_that_runs_code_is_refused(tmp_path, caplog):
     marker = tmp_path / "payload-ran"
     write_evil(tmp_path / "VAE-approx" / "model.pt", marker)
-    with caplog.at_level(logging.WARNING, logger="modules.previews"):
+    with caplog.at_level(logging.WARNING, logger="modules.jobs.previews"):
         assert ApproxNNDecoders(tmp_path / "VAE-approx").decode(torch.zeros(1, 4, 4, 4)) is None
     assert not marker.exists()
     assert "Refused to load model.pt" in caplog.text

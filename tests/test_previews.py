@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
-from modules.image_tools import ImageTools
-from modules.model_families.sdxl import SDXL_LATENTS
-from modules.previews import TaesdDecoders, approx_cheap
+from modules.imaging.image_tools import ImageTools
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.previews import TaesdDecoders, approx_cheap
+from modules.models.model_families.sdxl import SDXL_LATENTS
 
 
 def test_approx_cheap_is_the_linear_map_at_eight_times_the_size():

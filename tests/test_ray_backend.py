@@ -21,7 +21,7 @@ from app_process import endpoint_args, running_app, wait_for
 from PIL import Image
 from ray_cluster import ray_cluster  # noqa: F401 - the module's cluster fixture
 
-from modules.demo_model import write_demo_checkpoint
+from modules.models.demo_model import write_demo_checkpoint
 
 pytest.importorskip("ray")
 
@@ -262,9 +262,9 @@ def test_a_job_for_checkpoint_b_goes_to_the_replica_that_holds_b(ray_api):
 def test_a_checkpoint_no_replica_can_read_is_a_clear_error_naming_the_file_and_node(ray_api):
     from ray import serve
 
-    from modules.generation import ImagePlan, RunSettings
-    from modules.generation_params import GenerationParams
-    from modules.job_spec import GenerationJob
+    from modules.jobs.generation import ImagePlan, RunSettings
+    from modules.jobs.generation_params import GenerationParams
+    from modules.jobs.job_spec import GenerationJob
 
     params = GenerationParams(**SMALL)
     job = GenerationJob(

@@ -8,12 +8,12 @@ import torch
 from test_hires_fix import UnetCalls
 from tiny_models import write_tiny_checkpoint
 
-from modules.checkpoints import CheckpointInfo
 from modules.errors import UserError
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
 from modules.img2img import Img2Img, Img2ImgInputs
-from modules.infotext import params_from_infotext
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.infotext import params_from_infotext
+from modules.models.checkpoints import CheckpointInfo
 from modules.sd_models import load_model
 
 
@@ -26,7 +26,7 @@ def _load(path, tmp_path_factory):
 @pytest.fixture(scope="module")
 def other(tmp_path_factory):
     """A second SD1 checkpoint with other weights."""
-    from modules.demo_model import write_demo_checkpoint
+    from modules.models.demo_model import write_demo_checkpoint
 
     return _load(
         write_demo_checkpoint(tmp_path_factory.mktemp("other") / "other.safetensors", seed=3), tmp_path_factory

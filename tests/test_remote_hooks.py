@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageOps
 
-from modules.generation import ImagePlan, JobHooks, RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
-from modules.job_spec import png_bytes
+from modules.jobs.generation import ImagePlan, JobHooks, RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.job_spec import png_bytes
 from modules.ray_backend.board import Board
 from modules.ray_backend.remote_hooks import RemoteHooks, answer_hook
 

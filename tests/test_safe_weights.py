@@ -19,7 +19,7 @@ from modules.face_restoration import (
     PARSING_WEIGHTS,
     create_face_restorer,
 )
-from modules.safe_weights import UnsafeWeightsError, read_weights
+from modules.models.safe_weights import UnsafeWeightsError, read_weights
 
 
 class Payload:
@@ -51,7 +51,7 @@ def refusal(call: Callable[[], object]) -> str:
 
 
 def load_checkpoint(root: Path, marker: Path) -> str:
-    from modules.checkpoints import read_state_dict
+    from modules.models.checkpoints import read_state_dict
 
     return refusal(lambda: read_state_dict(write_evil(root / "model.ckpt", marker)))
 
@@ -67,7 +67,7 @@ def load_embedding(root: Path, marker: Path) -> str:
 
 
 def load_upscaler(root: Path, marker: Path) -> str:
-    from modules.upscalers import load_image_model
+    from modules.imaging.upscalers import load_image_model
 
     return refusal(lambda: load_image_model(write_evil(root / "ESRGAN" / "evil.pth", marker)))
 
@@ -104,7 +104,7 @@ def load_face_parser(root: Path, marker: Path) -> str:
 def load_taesd(root: Path, marker: Path) -> str:
     from diffusers import AutoencoderTiny
 
-    from modules.previews import TaesdDecoders
+    from modules.jobs.previews import TaesdDecoders
 
     folder = root / "VAE-taesd" / "taesd"
     AutoencoderTiny(
@@ -118,8 +118,8 @@ def load_taesd(root: Path, marker: Path) -> str:
 
 
 def load_lora(root: Path, marker: Path, model) -> str:
-    from modules.lora import LoraLibrary
     from modules.prompt_parser import ExtraNetwork
+    from modules.prompting.lora import LoraLibrary
 
     write_evil(root / "Lora" / "evil.pt", marker)
     applied = LoraLibrary(root / "Lora").apply(model, [ExtraNetwork("lora", "evil", ("0.5",))])

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from modules import shared
-from modules.generation import GenerationResult
-from modules.generation_params import GenerationParams
+from modules.core.server_paths import ServerPaths
+from modules.jobs.generation import GenerationResult
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.saved_images import LOG_COLUMNS, save
 from modules.options import Options
-from modules.saved_images import LOG_COLUMNS, save
-from modules.server_paths import ServerPaths
 from modules.ui.output_panel import open_folder, seed_of, subseed_of
 
 TEXT = "a {}\nNegative prompt: fog\nSteps: 3, Sampler: Euler, CFG scale: 7, Seed: {}, Size: 64x64"

@@ -7,13 +7,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from tiny_models import write_tiny_checkpoint
 
-from modules import model_detection
-from modules.checkpoints import CheckpointInfo, HashCache
-from modules.engine import Engine
+from modules.core.engine import Engine
 from modules.errors import ModelLoadError
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
-from modules.model_manager import ModelManager
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
+from modules.models import model_detection
+from modules.models.checkpoints import CheckpointInfo, HashCache
+from modules.models.model_manager import ModelManager
 from modules.paths import DataPaths
 from modules.sd_models import load_model
 

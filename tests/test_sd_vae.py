@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 from script_services import generate, services_with_scripts
 
-from modules.checkpoints import CheckpointInfo, HashCache
 from modules.errors import ModelLoadError
-from modules.ldm_convert import vae_to_ldm
+from modules.models.checkpoints import CheckpointInfo, HashCache
+from modules.models.ldm_convert import vae_to_ldm
 from modules.sd_vae import list_vae_files, matches_checkpoint
 
 OTHER = "other.safetensors"
@@ -145,8 +145,8 @@ def test_automatic_uses_a_vae_named_like_the_checkpoint(services, own_vae_after)
 
 
 def test_infotext_vae_keys_follow_model_and_parse_back():
-    from modules.generation_params import GenerationParams
-    from modules.infotext import create_infotext, parse_infotext
+    from modules.jobs.generation_params import GenerationParams
+    from modules.jobs.infotext import create_infotext, parse_infotext
 
     text = create_infotext(
         GenerationParams(prompt="a cat", steps=3),
@@ -158,7 +158,7 @@ def test_infotext_vae_keys_follow_model_and_parse_back():
 
 
 def test_api_lists_switches_and_overrides_the_vae(services, own_vae_after):
-    from modules.web_server import create_app
+    from modules.api.web_server import create_app
 
     client = TestClient(create_app(services, []))
     url = "/sdapi/v1"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from modules.cmd_args import parse_args
+from modules.core.server_paths import ServerPaths
 from modules.errors import UserError
 from modules.paths import DataPaths
-from modules.server_paths import ServerPaths
 
 
 def policy(tmp_path, *flags: str) -> ServerPaths:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
 from modules.sampling.passes import SamplingSettings
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from modules.model_manager import ModelManager
+from modules.models.model_manager import ModelManager
 
 
 def _wait_for(condition, timeout: float = 120) -> None:

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from modules.conditioning import Conditioning, PromptEncoder
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
+from modules.prompting.conditioning import Conditioning, PromptEncoder
+from modules.prompting.step_conditioning import PAD_EMPTY, PAD_LAST, StepBatch, StepConditioning, Timeline
 from modules.sampling.guidance import combine
-from modules.step_conditioning import PAD_EMPTY, PAD_LAST, StepBatch, StepConditioning, Timeline
 
 
 @pytest.fixture

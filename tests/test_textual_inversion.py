@@ -3,7 +3,7 @@
 import torch
 from network_files import a1111_embedding, diffusers_embedding, safetensors_embedding, sdxl_embedding
 
-from modules.conditioning import CHUNK_TOKENS, PromptEncoder
+from modules.prompting.conditioning import CHUNK_TOKENS, PromptEncoder
 from modules.textual_inversion import EmbeddingDatabase, read_embedding
 
 
@@ -60,10 +60,10 @@ def test_an_embedding_is_never_split_across_chunks(demo_model):
 
 
 def test_prompts_naming_unusable_embeddings_get_a_warning(engine, demo_model, tmp_path):
-    from modules.generation import RunSettings, Txt2Img
-    from modules.generation_params import GenerationParams
-    from modules.lora import LoraLibrary
-    from modules.networks import Networks
+    from modules.jobs.generation import RunSettings, Txt2Img
+    from modules.jobs.generation_params import GenerationParams
+    from modules.prompting.lora import LoraLibrary
+    from modules.prompting.networks import Networks
 
     a1111_embedding(tmp_path / "wideone.pt", torch.randn(2, 768))  # an SD 1.x embedding: wrong width here
     (tmp_path / "broken.pt").write_bytes(b"junk")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from modules.generation import JobHooks, RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
-from modules.infotext import params_from_infotext
-from modules.tiling import circular_padding
+from modules.jobs.generation import JobHooks, RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.infotext import params_from_infotext
+from modules.models.tiling import circular_padding
 
 BASE = {"prompt": "a red house", "steps": 6, "width": 64, "height": 64, "seed": 5}
 

@@ -4,7 +4,7 @@ import sys
 
 def test_gfpgan_imports_after_the_shim():
     code = (
-        "from modules.torchvision_compat import ensure_functional_tensor; ensure_functional_tensor();"
+        "from modules.imaging.torchvision_compat import ensure_functional_tensor; ensure_functional_tensor();"
         "import gfpgan, torch;"
         "from torchvision.transforms.functional_tensor import rgb_to_grayscale;"
         "print(rgb_to_grayscale(torch.ones(3, 2, 2)).shape)"

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
 
 from modules.errors import UserError
-from modules.upscalers import LATENT_MODES, UpscalerLibrary, is_latent_upscaler, tiled_apply, upscale_latents
+from modules.imaging.upscalers import LATENT_MODES, UpscalerLibrary, is_latent_upscaler, tiled_apply, upscale_latents
 
 
 def _photo(size: tuple[int, int] = (48, 40)) -> Image.Image:

@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from modules.errors import UserError
-from modules.generation import RunSettings, Txt2Img
-from modules.generation_params import GenerationParams
 from modules.img2img import Img2Img, Img2ImgInputs
-from modules.infotext import create_infotext, params_from_infotext
+from modules.jobs.generation import RunSettings, Txt2Img
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.infotext import create_infotext, params_from_infotext
 from modules.processing import Processed, StableDiffusionProcessingTxt2Img
 
 BASE = {"prompt": "a red house", "steps": 4, "width": 64, "height": 64, "seed": 5, "sampler_name": "DPM++ 2M"}

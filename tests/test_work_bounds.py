@@ -19,7 +19,7 @@ from script_services import SMALL, script_args, services_with_scripts
 from modules import script_callbacks
 from modules.errors import UserError
 from modules.extras import ExtrasParams
-from modules.generation_params import GenerationParams
+from modules.jobs.generation_params import GenerationParams
 from modules.options import OPTIONS
 from modules.processing import StableDiffusionProcessingTxt2Img
 
@@ -40,7 +40,7 @@ def services(tmp_path_factory, demo_checkpoint):
 
 @pytest.fixture(scope="module")
 def api(services) -> TestClient:
-    from modules.web_server import create_app
+    from modules.api.web_server import create_app
 
     return TestClient(create_app(services, []))
 

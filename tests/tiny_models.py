@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from modules.ldm_convert import to_ldm_state_dict
-from modules.model_detection import load_family_configs
+from modules.models.ldm_convert import to_ldm_state_dict
+from modules.models.model_detection import load_family_configs
 
 TEXT_SIZE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 1}
 

@@ -1,5 +1,5 @@
 """--api-auth: HTTP Basic credentials, read from the header and compared in constant time. The check itself
-runs in modules/http_guards.py, before any of a request's body is read."""
+runs in modules/api/http_guards.py, before any of a request's body is read."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from modules.services import Services
+from modules.core.services import Services
 
 
 class WorkerItem(BaseModel):

@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from PIL import Image, UnidentifiedImageError
 
 from modules.api.errors import RequestError
+from modules.core.limits import Limits
 from modules.errors import UserError
-from modules.image_inputs import header_size
 from modules.images import encode_png, open_image
-from modules.limits import Limits
+from modules.imaging.image_inputs import header_size
 
 
 def decode_base64(text: str) -> bytes:

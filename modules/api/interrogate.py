@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from modules.api.errors import RequestError
 from modules.api.images import decode_image
 from modules.api.models import InterrogateRequest
-from modules.interrogate_models import MissingInterrogateModel
-from modules.limits import Limits
-from modules.services import Services
+from modules.core.limits import Limits
+from modules.core.services import Services
+from modules.models.interrogate_models import MissingInterrogateModel
 
 INTERROGATORS = ("clip", "deepdanbooru")
 

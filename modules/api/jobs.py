@@ -10,16 +10,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from modules import hires_fix
 from modules.api.errors import RequestError
 from modules.api.images import decode_images, encode_image
 from modules.api.models import DEFAULT_SAMPLER, GenerationApiFields, ImagesResponse, Img2ImgApiFields, Txt2ImgApiFields
 from modules.api.scripts import ScriptControls
+from modules.core.limits import Limits
+from modules.core.services import Services
 from modules.errors import UnlistedJobCheckpoint, UserError
-from modules.generation import GenerationResult
-from modules.generation_params import GenerationParams
-from modules.infotext import VERSION, params_from_infotext, parse_infotext
-from modules.limits import Limits
+from modules.jobs import hires_fix
+from modules.jobs.generation import GenerationResult
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.infotext import VERSION, params_from_infotext, parse_infotext
 from modules.options import Options, settings_from_infotext
 from modules.processing import (
     StableDiffusionProcessing,
@@ -27,7 +28,6 @@ from modules.processing import (
     StableDiffusionProcessingTxt2Img,
 )
 from modules.sampling import registry
-from modules.services import Services
 
 CLIP_SKIP = "CLIP_stop_at_last_layers"
 

@@ -28,13 +28,13 @@ from modules.api.models import (
     SDVaeItem,
     UpscalerItem,
 )
-from modules.checkpoints import HashCache
+from modules.core.services import Services
 from modules.extensions import disabled_names, list_extensions
 from modules.face_restoration import FACE_RESTORERS
+from modules.imaging.upscalers import LATENT_MODES
+from modules.models.checkpoints import HashCache
 from modules.sampling import registry
 from modules.sampling.schedules import SCHEDULES
-from modules.services import Services
-from modules.upscalers import LATENT_MODES
 
 
 def sampler_items() -> list[SamplerItem]:

@@ -26,7 +26,7 @@ from pydantic import (
 from modules.api.images import check_image
 from modules.errors import UserError
 from modules.extras import ExtrasParams
-from modules.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
+from modules.jobs.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
 from modules.sampling import registry
 
 Base64Image = Annotated[

@@ -47,12 +47,12 @@ from modules.api.models import (
     UpscalerItem,
 )
 from modules.api.scripts import ScriptControls
+from modules.core.limits import Limits
+from modules.core.services import Services
 from modules.errors import UserError
 from modules.extras import ExtrasResult
 from modules.images import read_image_texts, read_infotext
-from modules.infotext import parse_infotext
-from modules.limits import Limits
-from modules.services import Services
+from modules.jobs.infotext import parse_infotext
 
 PREFIX = "/sdapi/v1"
 

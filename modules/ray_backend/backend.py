@@ -14,19 +14,19 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray import serve
 
-from modules.backend import Backend, InProcessBackend, WorkerInfo
-from modules.engine import JobContext
+from modules.core.backend import Backend, InProcessBackend, WorkerInfo
+from modules.core.engine import JobContext
 from modules.errors import DiskFull, UserError
-from modules.generation import GenerationResult, save_output
-from modules.job_files import job_files
-from modules.job_spec import GenerationJob, JobResult, png_image
+from modules.jobs.generation import GenerationResult, save_output
+from modules.jobs.job_files import job_files
+from modules.jobs.job_spec import GenerationJob, JobResult, png_image
 from modules.paths import REPO_ROOT
 from modules.ray_backend.board import BOARD_NAME, Board
 from modules.ray_backend.remote_hooks import answer_hook
 from modules.ray_backend.replica import NAMESPACE, GenerationReplica
 
 if TYPE_CHECKING:
-    from modules.services import Services
+    from modules.core.services import Services
 
 log = logging.getLogger(__name__)
 APP_NAME = "webui"

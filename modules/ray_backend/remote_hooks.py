@@ -11,8 +11,8 @@ from typing import Any
 
 from PIL import Image
 
-from modules.generation import ImagePlan, JobHooks
-from modules.job_spec import png_bytes, png_image
+from modules.jobs.generation import ImagePlan, JobHooks
+from modules.jobs.job_spec import png_bytes, png_image
 
 Ask = Callable[[str, tuple], Any]  # (kind, args) → the head's answer, or None when the job was interrupted
 

@@ -20,16 +20,16 @@ from typing import Any
 import ray
 from ray import serve
 
-from modules.backend import WorkerInfo, run_generation
-from modules.checkpoints import CheckpointInfo, HashCache
-from modules.engine import Engine, JobContext
+from modules.core.backend import WorkerInfo, run_generation
+from modules.core.engine import Engine, JobContext
+from modules.core.services import Services
 from modules.errors import ModelLoadError, UserError
-from modules.job_files import check_job_files
-from modules.job_spec import GenerationJob, JobResult, png_bytes
+from modules.jobs.job_files import check_job_files
+from modules.jobs.job_spec import GenerationJob, JobResult, png_bytes
+from modules.models.checkpoints import CheckpointInfo, HashCache
 from modules.ray_backend.board import BOARD_NAME
 from modules.ray_backend.remote_hooks import RemoteHooks
 from modules.sd_models import StableDiffusionModel, free_model
-from modules.services import Services
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25  # as often as the page asks for progress

@@ -16,8 +16,8 @@ import torch
 
 from modules import script_callbacks
 from modules.errors import UserError
+from modules.prompting.step_conditioning import StepBatch, StepConditioning
 from modules.sampling.denoiser import Denoiser
-from modules.step_conditioning import StepBatch, StepConditioning
 
 NAN_ADVICE = (
     "This can happen when the precision is too low for the picture: try --no-half, or another VAE or checkpoint."

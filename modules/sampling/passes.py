@@ -11,13 +11,13 @@ from typing import Any
 import torch
 
 from modules.options import OPTIONS
+from modules.prompting.step_conditioning import PAD_EMPTY, PAD_LAST
 from modules.sampling import noise as noise_sources
 from modules.sampling import registry, schedules, timestep_samplers
 from modules.sampling.denoiser import V_PREDICTION, Denoiser, rescale_zero_terminal_snr
 from modules.sampling.extra_samplers import LCMDenoiser
 from modules.sampling.guidance import CFGDenoiser, SamplingStopped
 from modules.sampling.registry import TIMESTEPS, SamplerInfo
-from modules.step_conditioning import PAD_EMPTY, PAD_LAST
 
 ZERO_TERMINAL_SNR = "Zero Terminal SNR"
 UNUSED_SCHEDULE = "Schedule type unused"  # infotext key: the chosen schedule type, which the sampler ignores

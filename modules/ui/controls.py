@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from modules.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
+from modules.jobs.generation_params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
 from modules.sampling import registry
 from modules.ui.ui_config import UiConfig
 

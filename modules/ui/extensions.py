@@ -15,6 +15,7 @@ import time
 import gradio as gr
 
 from modules import restart
+from modules.core.services import Services
 from modules.extensions import (
     Extension,
     ExtensionError,
@@ -28,8 +29,7 @@ from modules.extensions import (
     set_note,
     update,
 )
-from modules.guarded_install import GuardedInstaller
-from modules.services import Services
+from modules.extensions.guarded_install import GuardedInstaller
 
 RESTARTING = "extensions-restarting"  # marks the reply after which the page reloads itself
 RELOAD_AFTER_RESTART_JS = f"""(message) => {{

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 import gradio as gr
 from PIL import Image, ImageDraw, ImageFont
 
-from modules.extra_network_cards import KINDS, PROMPT_KINDS, SORTS, Card, add_to_prompt, cards, folder_of, shown
+from modules.prompting.extra_network_cards import (
+    KINDS,
+    PROMPT_KINDS,
+    SORTS,
+    Card,
+    add_to_prompt,
+    cards,
+    folder_of,
+    shown,
+)
 
 if TYPE_CHECKING:
     from modules.ui.generation_tab import GenerationTab

@@ -9,13 +9,13 @@ from typing import Any
 
 import gradio as gr
 
+from modules.core.limits import Limits
+from modules.core.server_paths import ServerPaths
+from modules.core.services import Services
 from modules.errors import UserError
 from modules.extras import RESIZE_MODES, ExtrasParams, images_in_folder
 from modules.face_restoration import FaceRestorers, download_face_models, missing_weights_message
-from modules.limits import Limits
-from modules.model_download import RemoteFile
-from modules.server_paths import ServerPaths
-from modules.services import Services
+from modules.models.model_download import RemoteFile
 from modules.ui.generation_tab import infotext_html, wait_with_progress
 from modules.ui.output_panel import folder_button, output_gallery
 from modules.ui.user_errors import page_error

@@ -14,12 +14,12 @@ import gradio as gr
 from PIL import Image
 
 from modules import processing
-from modules.engine import Progress
+from modules.core.engine import Progress
+from modules.core.services import Services
 from modules.errors import UserError
-from modules.generation import GenerationResult
-from modules.generation_params import NO_REFINER, GenerationParams
+from modules.jobs.generation import GenerationResult
+from modules.jobs.generation_params import NO_REFINER, GenerationParams
 from modules.options import settings_from_entries
-from modules.services import Services
 from modules.ui import input_accordion, toprow
 from modules.ui.controls import make_control
 from modules.ui.extra_networks import ExtraNetworksPanel

@@ -9,11 +9,11 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from modules.core.services import Services
 from modules.errors import UserError
-from modules.generation_params import GenerationParams
 from modules.img2img import Img2ImgInputs
+from modules.jobs.generation_params import GenerationParams
 from modules.processing import StableDiffusionProcessingImg2Img
-from modules.services import Services
 from modules.ui import interrogate as interrogate_ui
 from modules.ui.generation_tab import GenerationTab, queue_job
 from modules.ui.script_controls import script_controls
@@ -122,7 +122,7 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
     with tab.extra_tabs(), tab.generation_columns():
         with gr.Tabs(elem_id="mode_img2img") as tab.modes:
             with gr.Tab("img2img", id="img2img_tab") as sub_img2img:
-                # image_mode=None: uploads arrive as they are; modules/image_inputs.py makes them uniform.
+                # image_mode=None: uploads arrive as they are; modules/imaging/image_inputs.py makes them uniform.
                 tab.image = gr.Image(
                     label="Image for img2img",
                     type="pil",

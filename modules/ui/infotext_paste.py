@@ -18,9 +18,9 @@ import gradio as gr
 
 from modules import script_callbacks
 from modules.errors import UserError
-from modules.generation_params import GenerationParams
-from modules.infotext import params_from_parsed, parse_infotext
-from modules.model_manager import ModelManager
+from modules.jobs.generation_params import GenerationParams
+from modules.jobs.infotext import params_from_parsed, parse_infotext
+from modules.models.model_manager import ModelManager
 from modules.options import Options, override_entries, settings_from_infotext
 from modules.ui.generation_tab import GenerationTab
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from modules.errors import UserError
-from modules.interrogate_models import download_interrogate_models, model_folders
-from modules.model_download import RemoteFile
+from modules.models.interrogate_models import download_interrogate_models, model_folders
+from modules.models.model_download import RemoteFile
 from modules.ui.user_errors import page_error
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """The Checkpoint Merger tab, laid out and labelled as A1111's: three checkpoints, the interpolation, the output
-options, and Merge, which queues an engine job (modules/checkpoint_merger.py) and lists the new checkpoint."""
+options, and Merge, which queues an engine job (modules/models/checkpoint_merger.py) and lists the new checkpoint."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import html
 
 import gradio as gr
 
-from modules.checkpoint_merger import (
+from modules.core.services import Services
+from modules.errors import ModelLoadError, UserError
+from modules.models.checkpoint_merger import (
     ADD_DIFFERENCE,
     CHECKPOINT_FORMATS,
     CONFIG_SOURCES,
@@ -19,8 +21,6 @@ from modules.checkpoint_merger import (
     MergeSettings,
     merge_checkpoints,
 )
-from modules.errors import ModelLoadError, UserError
-from modules.services import Services
 from modules.ui.generation_tab import wait_with_progress
 from modules.ui.user_errors import page_error
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from modules import saved_images
+from modules.core.server_paths import ServerPaths
+from modules.core.services import Services
 from modules.errors import UserError
-from modules.generation import GenerationResult
-from modules.infotext import parse_infotext
-from modules.server_paths import ServerPaths
-from modules.services import Services
+from modules.jobs import saved_images
+from modules.jobs.generation import GenerationResult
+from modules.jobs.infotext import parse_infotext
 from modules.ui.user_errors import page_error
 
 TARGETS = (("img2img", "🖼️ Send to img2img"), ("inpaint", "🎨️ Send to inpaint"), ("extras", "📐 Send to extras"))

@@ -10,11 +10,11 @@ from pathlib import Path
 import gradio as gr
 
 from modules import script_callbacks
-from modules.a1111 import infotext_utils
+from modules.api.file_urls import file_url
+from modules.core.services import Services
 from modules.errors import UserError
 from modules.extensions import Extension, extension_assets
-from modules.file_urls import file_url
-from modules.services import Services
+from modules.extensions.a1111 import infotext_utils
 from modules.ui import extensions as extensions_ui
 from modules.ui import extras, img2img, merger, png_info, quicksettings, settings, txt2img
 from modules.ui.infotext_paste import Quicksettings, connect_paste_button
@@ -36,7 +36,7 @@ STYLE = Path(__file__).with_name("style.css")  # the generation tabs' layout
 def head_scripts(extra: Sequence[Path] = ()) -> str:
     """The page's own scripts (A1111's page helpers, Ctrl+Up/Down weight editing…) inline, then `extra`
     (extensions' javascript/*.js) as `<script src="file=…">` tags, as A1111 writes them: plain scripts that
-    run in order while the page loads (modules/page_head.py puts them in its <head>)."""
+    run in order while the page loads (modules/ui/page_head.py puts them in its <head>)."""
     own = [
         "<script>" + _read(path).replace("</script", r"<\/script") + "</script>"
         for path in sorted(JAVASCRIPT_DIR.glob("*.js"))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from modules.errors import UserError
 from modules.images import open_image, read_image_texts, read_infotext
-from modules.infotext import MISSING_KEY_DEFAULTS, parse_infotext
+from modules.jobs.infotext import MISSING_KEY_DEFAULTS, parse_infotext
 from modules.ui import extras, img2img
 from modules.ui.generation_tab import GenerationTab
 from modules.ui.infotext_paste import Quicksettings, wire_paste

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from modules.core.services import Services
 from modules.errors import UserError
 from modules.options import Options
-from modules.services import Services
 from modules.ui.settings import setting_control
 
 log = logging.getLogger(__name__)

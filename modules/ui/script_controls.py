@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 import gradio as gr
 
 from modules import scripts
-from modules.services import Services
+from modules.core.services import Services
 
 
 def script_controls(services: Services, tab: str) -> list[gr.components.Component]:

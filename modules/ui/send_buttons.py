@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from modules.generation import GenerationResult
+from modules.jobs.generation import GenerationResult
 from modules.ui import extras, img2img
 from modules.ui.generation_tab import GenerationTab
 from modules.ui.output_panel import image_of

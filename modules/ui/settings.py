@@ -11,8 +11,9 @@ from typing import Any
 
 import gradio as gr
 
-from modules import gradio_compat, restart
+from modules import restart
 from modules.errors import UserError
+from modules.extensions import gradio_compat
 from modules.options import RELOAD_UI, RESTART, OptionInfo, Options
 from modules.ui.extensions import RELOAD_AFTER_RESTART_JS, RESTARTING
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import gradio as gr
 
-from modules import hires_fix
-from modules.generation_params import USE_SAME_CHECKPOINT, GenerationParams
+from modules.core.services import Services
+from modules.imaging.upscalers import LATENT_MODES
+from modules.jobs import hires_fix
+from modules.jobs.generation_params import USE_SAME_CHECKPOINT, GenerationParams
 from modules.processing import StableDiffusionProcessingTxt2Img
-from modules.services import Services
 from modules.ui import input_accordion
 from modules.ui.generation_tab import GenerationTab, queue_job
 from modules.ui.script_controls import script_controls
 from modules.ui.ui_config import UiConfig
-from modules.upscalers import LATENT_MODES
 
 TAB = "txt2img"
 SIZE_FIELDS = ("width", "height", "hr_scale", "hr_resize_x", "hr_resize_y")

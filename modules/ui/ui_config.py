@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from modules.atomic_files import read_json_object, write_json_atomic
-from modules.generation_params import GenerationParams
+from modules.core.atomic_files import read_json_object, write_json_atomic
+from modules.jobs.generation_params import GenerationParams
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pytest
 from app_process import free_port
 from playwright.sync_api import expect
 
-from modules import gradio_compat
+from modules.extensions import gradio_compat
 
 gradio_compat.install()
 
