@@ -263,9 +263,13 @@ class Merger:
 
     def _combine(self, a: torch.Tensor, key: str) -> torch.Tensor:
         m = self.settings.multiplier
+        if self.b is None:
+            raise ValueError(f"{key} is planned as merged, but there is no model B")
         b = self.b.tensor(key).float()
         if self.settings.interpolation == WEIGHTED_SUM:
             return a.float() * (1 - m) + b * m
+        if self.c is None:
+            raise ValueError(f"{key} is planned as an added difference, but there is no model C")
         return a.float() + (b - self.c.tensor(key).float()) * m
 
 
@@ -279,7 +283,8 @@ def merge_checkpoints(
     names = [settings.primary, settings.secondary, settings.tertiary][:needs]
     infos = [models.find_listed(name) for name in names]
     files = [WeightFile(info) for info in infos]
-    a, b, c = ([*files, None, None])[:3]
+    padded: list[WeightFile | None] = [*files, None, None]
+    a, b, c = files[0], padded[1], padded[2]
     vae = read_vae(vaes.find(settings.bake_in_vae)) if settings.bake_in_vae not in ("", NO_VAE) else {}
     plan = MergePlan(settings, a, b, c, vae)
     folder = models.paths.extra_ckpt_dir or models.paths.sd_models

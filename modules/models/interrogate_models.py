@@ -163,7 +163,7 @@ class BlipCaptioner:
             BlipForConditionalGeneration.from_pretrained(
                 folder, local_files_only=True, use_safetensors=True, dtype=dtype
             )
-            .to(device)
+            .to(device)  # type: ignore[arg-type]  # transformers wraps .to, and its stub loses the binding
             .eval()
         )
 
@@ -195,7 +195,7 @@ class ClipRanker:
         self.processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
         self.model = (
             CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, dtype=dtype)
-            .to(device)
+            .to(device)  # type: ignore[arg-type]  # transformers wraps .to, and its stub loses the binding
             .eval()
         )
 

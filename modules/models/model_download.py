@@ -136,7 +136,7 @@ def _stream(
             progress(done, total)
     if total is not None and done != total:
         raise DownloadError(f"The download of {name} from {url} was cut short: got {done} of {total} bytes. Try again.")
-    if digest is not None and digest.hexdigest() != checksum.expected:
+    if checksum is not None and digest is not None and digest.hexdigest() != checksum.expected:
         raise DownloadError(
             f"{name} from {url} failed its checksum: expected {checksum.kind} {checksum.expected}, "
             f"got {digest.hexdigest()}. The file was not kept."
