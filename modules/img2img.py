@@ -12,7 +12,7 @@ from modules import masking
 from modules.errors import UserError
 from modules.imaging.image_inputs import flatten_input
 from modules.imaging.image_resize import LATENT_UPSCALE, resize_image
-from modules.jobs.generation import GenerationResult, Txt2Img, encode_image
+from modules.jobs.generation import GenerationResult, Txt2Img, check_denoising_strength, encode_image
 from modules.sampling import noise as noise_sources
 from modules.sampling.guidance import Keep
 from modules.sampling.passes import TIMESTEPS, PassPlan, plan_pass, start_latent
@@ -66,9 +66,7 @@ class Img2Img(Txt2Img):
         return "inpaint" if self.sources and self.sources[0].mask is not None else "img2img"
 
     def run(self) -> GenerationResult:
-        p = self.params
-        if not 0.0 <= p.denoising_strength <= 1.0:
-            raise UserError(f"Denoising strength must be between 0 and 1, got {p.denoising_strength}")
+        check_denoising_strength(self.params.denoising_strength)
         self.sources = [
             self._prepare(flatten_input(image, f"Input image {number}"))
             for number, image in enumerate(self.inputs.images, start=1)

@@ -145,8 +145,9 @@ class JobHooks:
 
 
 def validate(params: GenerationParams, limits: Limits) -> GenerationParams:
-    """Refuse impossible jobs and those over the limits with a clear message, before anything is allocated.
-    Returns `params` with the sampler and schedule type resolved to the ones that run."""
+    """Refuse impossible jobs and those over the limits with a clear message, before anything is allocated; with
+    hires fix, its second pass too. Returns `params` with the sampler and schedule type resolved to the ones that
+    run. A job is validated once: when it is submitted, or built again after scripts changed it (build_job)."""
     for name in ("width", "height"):
         value = getattr(params, name)
         if value < 64 or value % 8:
@@ -169,7 +170,17 @@ def validate(params: GenerationParams, limits: Limits) -> GenerationParams:
         sampler, schedule = registry.resolve(params.sampler_name, params.scheduler)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    return replace(params, sampler_name=sampler, scheduler=schedule)
+    valid = replace(params, sampler_name=sampler, scheduler=schedule)
+    if valid.enable_hr:  # the second pass, as HiresPass will run it (its sampler looked up when it plans)
+        check_denoising_strength(valid.denoising_strength)
+        validate(hires_fix.second_pass_params(valid), limits)
+    return valid
+
+
+def check_denoising_strength(strength: float) -> None:
+    """Refuse a denoising strength outside 0…1 (img2img and hires fix use it)."""
+    if not 0.0 <= strength <= 1.0:
+        raise UserError(f"Denoising strength must be between 0 and 1, got {strength}")
 
 
 def seed_resize_from(params: GenerationParams) -> bool:
@@ -241,6 +252,7 @@ class Txt2Img:
         self.use_extra_network_tags = True  # False: <lora:…> tags are ignored (A1111's disable_extra_networks)
         self.batches: range | None = None  # only these batches of the job (a part fanned out); None: all
         self.blend: ConditioningBlend | None = None  # the conditioning part-way to another prompt's
+        self.validated = False  # True: `params` passed validate (a built GenerationJob's), so run() trusts them
 
     @property
     def job(self) -> str:
@@ -248,7 +260,7 @@ class Txt2Img:
         return "hires" if self.params.enable_hr else "txt2img"
 
     def run(self) -> GenerationResult:
-        p = validate(self.params, self.settings.limits)
+        p = self.params if self.validated else validate(self.params, self.settings.limits)
         self.params = replace(
             p,
             seed=rng.resolve_seed(p.seed),
@@ -325,7 +337,8 @@ class Txt2Img:
         )
         vae_model = self.model if refiner is None else refiner.model  # A1111 decodes with the refiner's VAE
         if hires is not None and not self.ctx.should_stop:
-            latents = hires.continue_from(latents, seeds, subseeds, result, prompts, negatives)
+            latents, hires_infotext = hires.continue_from(latents, seeds, subseeds, result, prompts, negatives)
+            self.extra_infotext.update(hires_infotext)
             # a "Hires checkpoint" may have a VAE of its own, and so may a refiner in the second pass
             vae_model = hires.model if hires.refiner_call is None else hires.refiner_model
         finished = []
@@ -713,9 +726,6 @@ class HiresPass(Txt2Img):
         self.upscaler = first.params.hr_upscaler
         self.step_offset = first.sampling_steps()
         self._init: torch.Tensor | None = None
-        if not 0.0 <= first.params.denoising_strength <= 1.0:
-            raise UserError(f"Denoising strength must be between 0 and 1, got {first.params.denoising_strength}")
-        self.params = validate(self.params, self.settings.limits)
         hires_fix.check_upscaler(self.upscaler, self.tools.upscalers if self.tools else None)
 
     def make_plan(self) -> PassPlan:
@@ -755,9 +765,10 @@ class HiresPass(Txt2Img):
         result: GenerationResult,
         prompts: list[str],
         negatives: list[str],
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, dict[str, str]]:
         """Upscale a batch of first-pass latents and denoise them again at the larger size, with the hires prompts
-        where given, else the batch's own. Its noise is fresh noise of the same seeds at the larger size."""
+        where given, else the batch's own. Its noise is fresh noise of the same seeds at the larger size. Returns
+        the latents and the infotext keys of this pass, for the job's infotext."""
         first, count, factor = self.first.params, len(seeds), self.model.vae_scale_factor
         self._init = self._upscaled(latents, seeds)
         noise_source = self.image_rng(seeds, subseeds, self._init.shape[-1] * factor, self._init.shape[-2] * factor)
@@ -767,8 +778,7 @@ class HiresPass(Txt2Img):
         conditioning = self.encode(prompts, negatives, result)
         refiner = self.refiner_for(prompts, negatives, result)
         latents = self.sample(noise, conditioning, seeds, noise_source, refiner, result)
-        self.first.extra_infotext.update(self.extra_infotext)
-        return latents
+        return latents, dict(self.extra_infotext)
 
     def _upscaled(self, latents: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         factor = self.model.vae_scale_factor
