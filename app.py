@@ -38,7 +38,7 @@ def create_services(args, extensions: list[Extension] | None = None):
 
     services = Services.create(args, model_device="cpu" if args.ray_address else None)  # replicas use the GPUs
     paths, opts, models = services.paths, services.opts, services.models
-    services.notices += [notice for notice in (opts.load_notice, services.styles.notice) if notice]
+    services.page.notices += [notice for notice in (opts.load_notice, services.styles.notice) if notice]
     if args.ray_address:
         from modules.ray_backend.backend import RayBackend
 
@@ -50,8 +50,8 @@ def create_services(args, extensions: list[Extension] | None = None):
     if extensions is None:
         extensions = find_extensions(services)
     if not args.skip_install:
-        services.notices += run_install_scripts(enabled(extensions), opts)  # may disable one
-    services.notices += requirement_problems(extensions)
+        services.page.notices += run_install_scripts(enabled(extensions), opts)  # may disable one
+    services.page.notices += requirement_problems(extensions)
     load_scripts(services, extensions)
     if not models.checkpoints:
 
@@ -63,7 +63,7 @@ def create_services(args, extensions: list[Extension] | None = None):
     first = (
         args.ckpt or opts.sd_model_checkpoint or (models.checkpoints[0].name if models.checkpoints else DEMO_FILE_NAME)
     )
-    services.load_checkpoint(first, listed_only=False).add_done_callback(lambda f: _report_load(services, f))
+    services.switching.load_checkpoint(first, listed_only=False).add_done_callback(lambda f: _report_load(services, f))
     return services
 
 
@@ -80,7 +80,7 @@ def enabled(extensions: list[Extension]) -> list[Extension]:
 
 def load_scripts(services, extensions: list[Extension]) -> None:
     """(Re)load the built-in scripts and those of the enabled extensions (extensions/<name>/scripts)."""
-    services.load_scripts([REPO_ROOT / "scripts", *(ext.path / "scripts" for ext in enabled(extensions))])
+    services.scripts.load([REPO_ROOT / "scripts", *(ext.path / "scripts" for ext in enabled(extensions))])
 
 
 def preload_extensions(parser, data_dir: str | None) -> list[Extension]:
@@ -97,7 +97,7 @@ def preload_extensions(parser, data_dir: str | None) -> list[Extension]:
 def _report_load(services, future) -> None:
     exc = future.exception()
     if exc is not None:
-        services.load_error = f"Could not load the checkpoint: {exc}"
+        services.switching.load_error = f"Could not load the checkpoint: {exc}"
 
 
 def download_models_at_start(what: str, fetch) -> None:
@@ -139,15 +139,15 @@ def build_ui(services, gradio_auth: list[tuple[str, str]], extensions: list[Exte
     from modules.ui.ui_config import UiConfig
 
     ui_config = UiConfig(services.paths.ui_config_file)
-    if ui_config.notice and ui_config.notice not in services.notices:
-        services.notices.append(ui_config.notice)
+    if ui_config.notice and ui_config.notice not in services.page.notices:
+        services.page.notices.append(ui_config.notice)
     page = build_page(services, ui_config, extensions)
     page.queue()
     options = {
         "auth": gradio_auth or None,
         "auth_message": LOGIN_PAGE_NOTE,
         # outputs/, and the Save button's folder, so its files can be downloaded
-        "allowed_paths": [str(services.paths.outputs), str(services.output_dir("outdir_save"))],
+        "allowed_paths": [str(services.paths.outputs), str(services.jobs.output_dir("outdir_save"))],
         "show_error": True,
         "max_file_size": services.opts.max_upload_bytes,  # Gradio refuses larger uploads with a message
         **page_assets(enabled(extensions)),

@@ -35,10 +35,10 @@ def hires_checkpoint_repeat_ratio(rounds: int = 3) -> float:
         hr_checkpoint_name="other1.safetensors",
     )
     with bench_services([], settings={"sd_checkpoints_limit": 2}, other_checkpoints=1) as services:
-        services.txt2img(params).result()  # loads other1 beside demo, and keeps it
-        repeated = min(_timed(lambda: services.txt2img(params).result()) for _ in range(rounds))
-        services.load_checkpoint("other1.safetensors").result()
-        loaded = min(_timed(lambda: services.txt2img(params).result()) for _ in range(rounds))
+        services.jobs.txt2img(params).result()  # loads other1 beside demo, and keeps it
+        repeated = min(_timed(lambda: services.jobs.txt2img(params).result()) for _ in range(rounds))
+        services.switching.load_checkpoint("other1.safetensors").result()
+        loaded = min(_timed(lambda: services.jobs.txt2img(params).result()) for _ in range(rounds))
     return repeated / loaded
 
 
@@ -47,6 +47,6 @@ def cached_switch_s(rounds: int = 3) -> float:
     with bench_services([], settings={"sd_checkpoints_limit": 2}, other_checkpoints=1) as services:
         times = []
         for _ in range(rounds):
-            services.load_checkpoint("other1.safetensors").result()
-            times.append(_timed(lambda: services.load_checkpoint("demo.safetensors").result()))
+            services.switching.load_checkpoint("other1.safetensors").result()
+            times.append(_timed(lambda: services.switching.load_checkpoint("demo.safetensors").result()))
     return min(times)

@@ -73,7 +73,7 @@ def _fastest_job(services, rounds: int, n_iter: int = 1) -> float:
             n_iter=n_iter,
         )
         start = time.perf_counter()
-        services.txt2img(params).result()
+        services.jobs.txt2img(params).result()
         times.append(time.perf_counter() - start)
     return min(times[1:])
 

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -26,6 +26,9 @@ from modules.jobs.generation_params import GenerationParams
 from modules.jobs.job_spec import GenerationJob
 from modules.prompting.conditioning_blend import ConditioningBlend
 from modules.styles import StyleDatabase
+
+if TYPE_CHECKING:
+    from modules.scripts import ScriptRunner
 
 LISTABLE = frozenset({"prompt", "negative_prompt", "seed", "subseed"})  # A1111 lets scripts set one per image
 
@@ -41,7 +44,7 @@ class StableDiffusionProcessing:
     do_not_save_grid = False
     disable_extra_networks = False  # True: the prompts' <lora:…> tags are taken out but not used
     sd_model = None
-    scripts = None
+    scripts: ScriptRunner | None = None
     iteration = 0
     all_prompts: list[str] | None = None
     all_negative_prompts: list[str] | None = None
@@ -384,8 +387,8 @@ def _prepare(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Prepar
         p.scripts.process(p)
     p.extra_generation_params.update(model_hijack.extra_generation_params)  # what extensions put there
     vae = p.override_settings.get("sd_vae")  # X/Y/Z's VAE axis and the API set it per job
-    vae_problem = services.sync_vae(vae)
-    settings = services.run_settings(p.outdir_option)
+    vae_problem = services.switching.sync_vae(vae)
+    settings = services.jobs.run_settings(p.outdir_option)
     if p.do_not_save_samples:
         settings = dataclasses.replace(settings, save_dir=None)
     elif p.outpath_samples and settings.save_dir is not None:

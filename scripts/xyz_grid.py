@@ -344,7 +344,7 @@ class Script(scripts.Script):
         finally:
             if models.current_title != original_model and original_model is not None:
                 models.load(original_model)
-            shared.services.sync_vae()  # the VAE the settings name, after a VAE axis
+            shared.services.switching.sync_vae()  # the VAE the settings name, after a VAE axis
         if not cells:
             return Processed(p, [], p.seed, "")
         first = next(iter(cells.values()))

@@ -27,9 +27,9 @@ def services_with_scripts(data: Path, checkpoint: Path, folders: list[Path]):
     deadline = time.monotonic() + 120
     while made.models.current is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    made.load_scripts([*folders, REPO_ROOT / "scripts"])
+    made.scripts.load([*folders, REPO_ROOT / "scripts"])
     with gr.Blocks():
-        made.ui_inputs = {tab: runner.setup_ui() for tab, runner in made.script_runners.items()}
+        made.ui_inputs = {tab: runner.setup_ui() for tab, runner in made.scripts.runners.items()}
     return made
 
 
@@ -42,7 +42,7 @@ def _as_sent(control, value):
 
 def script_args(services, title: str | None, values: dict[str, object], tab: str = "txt2img") -> list:
     """The page's script inputs: the dropdown index, then every control's value (by label)."""
-    runner = services.script_runners[tab]
+    runner = services.scripts.runners[tab]
     chosen = runner.script_by_title(title) if title else 0
     return [chosen] + [
         _as_sent(control, values.get(control.label, control.value)) for control in services.ui_inputs[tab][1:]
@@ -52,7 +52,7 @@ def script_args(services, title: str | None, values: dict[str, object], tab: str
 def generate(services, title: str | None = None, values: dict | None = None, **kw):
     """A small txt2img job through Services, with a script picked by title and its controls' values."""
     params = GenerationParams(**{**SMALL, **kw})
-    return services.txt2img(params, script_args(services, title, values or {})).result(timeout=300)
+    return services.jobs.txt2img(params, script_args(services, title, values or {})).result(timeout=300)
 
 
 def generate_img2img(services, image, title: str | None = None, values: dict | None = None, **kw):
@@ -61,4 +61,4 @@ def generate_img2img(services, image, title: str | None = None, values: dict | N
 
     params = GenerationParams(**{**SMALL, **kw})
     args = script_args(services, title, values or {}, "img2img")
-    return services.img2img(params, Img2ImgInputs([image]), args).result(timeout=300)
+    return services.jobs.img2img(params, Img2ImgInputs([image]), args).result(timeout=300)

@@ -48,13 +48,13 @@ def services(tmp_path_factory, demo_checkpoint):
 
 @pytest.fixture(scope="module")
 def fixture_module(services):
-    script = next(s for s in services.script_runners["txt2img"].alwayson if s.title() == "Compat names")
+    script = next(s for s in services.scripts.runners["txt2img"].alwayson if s.title() == "Compat names")
     return sys.modules[type(script).__module__]
 
 
 def test_every_name_imports_in_an_extension_script(services, fixture_module):
     seen = fixture_module.SEEN
-    assert not [notice for notice in services.notices if "compat_names" in notice]
+    assert not [notice for notice in services.page.notices if "compat_names" in notice]
     assert seen["same devices module"] and seen["same copypaste module"] and seen["same parser"]
     assert seen["device"] == services.models.device
     assert seen["dtype"] == services.models.current.dtype
@@ -370,8 +370,10 @@ def test_tag_autocomplete_loads_and_its_settings_show(services, tmp_path):
     made_tmp = not static_tmp.exists()
     before = {} if made_tmp else {p: p.read_bytes() for p in static_tmp.iterdir() if p.is_file()}
     try:
-        services.load_scripts([extension / "scripts"])
-        assert not [notice for notice in services.notices if "tag_autocomplete" in notice or "shared_paths" in notice]
+        services.scripts.load([extension / "scripts"])
+        assert not [
+            notice for notice in services.page.notices if "tag_autocomplete" in notice or "shared_paths" in notice
+        ]
         declared = {key: info for key, info in services.opts.declared().items() if key.startswith("tac_")}
         controls = _settings_controls(services)
     finally:
@@ -382,7 +384,7 @@ def test_tag_autocomplete_loads_and_its_settings_show(services, tmp_path):
                 path.unlink()
         for path, content in before.items():
             path.write_bytes(content)
-        services.load_scripts([services.paths.extensions / EXTENSION / "scripts", REPO_ROOT / "scripts"])
+        services.scripts.load([services.paths.extensions / EXTENSION / "scripts", REPO_ROOT / "scripts"])
     assert len(declared) >= 50 and {info.section for info in declared.values()} == {"Tag Autocomplete"}
     assert all(f"setting_{key}" in controls for key in declared)
     assert isinstance(controls["setting_tac_keymap"], gr.Code)

@@ -28,12 +28,12 @@ def services(tmp_path_factory, demo_checkpoint):
 
 @pytest.fixture
 def settings(services):
-    yield services.change_settings
-    services.change_settings(DEFAULTS)
+    yield services.user_settings.change
+    services.user_settings.change(DEFAULTS)
 
 
 def grid_files(services) -> list[Path]:
-    return sorted(Path(services.output_dir("outdir_txt2img_grids")).rglob("grid-*.png"))
+    return sorted(Path(services.jobs.output_dir("outdir_txt2img_grids")).rglob("grid-*.png"))
 
 
 def test_a_batch_of_two_shows_its_grid_first_and_saves_it(services, settings):

@@ -159,9 +159,9 @@ def test_hide_ui_dir_config_hides_and_refuses_the_folder_fields(tmp_path, demo_c
         labels = {c["props"].get("label") for c in config["components"]}
         assert "Output folder for txt2img images" not in labels and "Always save all generated images" in labels
         with pytest.raises(UserError, match="--hide-ui-dir-config"):
-            services.img2img_batch(GenerationParams(**SMALL), str(tmp_path), str(tmp_path / "out"))
+            services.jobs.img2img_batch(GenerationParams(**SMALL), str(tmp_path), str(tmp_path / "out"))
         with pytest.raises(UserError, match="--hide-ui-dir-config"):
-            services.change_settings({"outdir_txt2img_samples": "outputs/elsewhere"})
+            services.user_settings.change({"outdir_txt2img_samples": "outputs/elsewhere"})
     finally:
         services.engine.shutdown()
 

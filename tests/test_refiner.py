@@ -162,9 +162,9 @@ def test_img2img_batch_folders_borrow_the_refiner_too(tmp_path, demo_checkpoint,
             refiner_checkpoint="other",
             refiner_switch_at=0.3,
         )
-        result = services.img2img_batch(params, str(tmp_path / "in"), str(tmp_path / "out")).result(timeout=300)
+        result = services.jobs.img2img_batch(params, str(tmp_path / "in"), str(tmp_path / "out")).result(timeout=300)
         with pytest.raises(UserError, match="No checkpoint named 'missing'"):
-            services.img2img_batch(
+            services.jobs.img2img_batch(
                 GenerationParams(refiner_checkpoint="missing"), str(tmp_path / "in"), str(tmp_path / "out")
             )
     finally:

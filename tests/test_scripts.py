@@ -97,22 +97,22 @@ def services(tmp_path_factory, demo_checkpoint):
 
 
 def test_a_failing_script_is_reported_and_the_rest_load(services):
-    assert any("broken.py" in notice for notice in services.notices)
-    titles = services.script_runners["txt2img"].titles
+    assert any("broken.py" in notice for notice in services.page.notices)
+    titles = services.scripts.runners["txt2img"].titles
     assert "Flip" in titles and "Prompt matrix" in titles
-    assert [s.title() for s in services.script_runners["txt2img"].alwayson] == ["Invert"]
+    assert [s.title() for s in services.scripts.runners["txt2img"].alwayson] == ["Invert"]
 
 
 def test_wiki_script_runs_unchanged(services):
     plain = generate(services)
     flipped = generate(services, "Flip", {"Horizontal flip": True})
     assert np.array_equal(np.asarray(flipped.images[0]), np.asarray(plain.images[0])[:, ::-1])
-    saved = sorted(Path(services.output_dir("outdir_txt2img_samples")).rglob("flipped-*.png"))
+    saved = sorted(Path(services.jobs.output_dir("outdir_txt2img_samples")).rglob("flipped-*.png"))
     assert saved and "Seed: 11" in saved[-1].read_bytes().decode("latin-1")
 
 
 def test_alwayson_hooks_change_the_job(services):
-    module = next(s for s in services.script_runners["txt2img"].alwayson if s.title() == "Invert")
+    module = next(s for s in services.scripts.runners["txt2img"].alwayson if s.title() == "Invert")
     calls = __import__(type(module).__module__).calls
     calls.clear()
     plain = generate(services, batch_size=2)
@@ -157,7 +157,7 @@ def test_prompt_matrix_grid_and_prompts(services):
     assert grid.width > 2 * 64 and grid.height > 2 * 64  # two columns, two rows, plus the label bands
     top_left = grid.crop((grid.width - 128, grid.height - 128, grid.width - 64, grid.height - 64))
     assert np.array_equal(np.asarray(top_left), np.asarray(cells[0]))
-    grids = list(Path(services.output_dir("outdir_txt2img_grids")).rglob("prompt_matrix-*.png"))
+    grids = list(Path(services.jobs.output_dir("outdir_txt2img_grids")).rglob("prompt_matrix-*.png"))
     assert len(grids) == 1
 
 

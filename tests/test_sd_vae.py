@@ -57,7 +57,7 @@ def services(tmp_path_factory, demo_checkpoint, demo_model):
 def own_vae_after(services):
     """Whatever a test switches to, the checkpoint's own VAE is back afterwards."""
     yield
-    services.set_vae("None").result(timeout=60)
+    services.switching.set_vae("None").result(timeout=60)
 
 
 def pixels(result) -> np.ndarray:
@@ -90,17 +90,17 @@ def test_vae_files_are_listed_and_automatic_finds_the_checkpoints_own(tmp_path):
 def test_a_vae_file_changes_the_images_and_none_brings_the_checkpoints_back(services, own_vae_after):
     base = generate(services)
     assert "VAE" not in base.infotexts[0]
-    services.set_vae(OTHER).result(timeout=60)
+    services.switching.set_vae(OTHER).result(timeout=60)
     other = generate(services)
     assert differ(base, other)
     sha = HashCache(services.paths.hash_cache_file).sha256(services.paths.models / "VAE" / OTHER)
     assert f"VAE hash: {sha[:10]}, VAE: {OTHER}" in other.infotexts[0]
     assert json.loads(services.paths.config_file.read_text())["sd_vae"] == OTHER
-    assert services.status.endswith(f"VAE: {OTHER}")
-    services.set_vae("diffusers.safetensors").result(timeout=60)  # diffusers' key layout loads too
+    assert services.page.status.endswith(f"VAE: {OTHER}")
+    services.switching.set_vae("diffusers.safetensors").result(timeout=60)  # diffusers' key layout loads too
     diffusers_layout = generate(services)
     assert differ(diffusers_layout, other) and differ(diffusers_layout, base)
-    services.set_vae("None").result(timeout=60)
+    services.switching.set_vae("None").result(timeout=60)
     again = generate(services)
     assert np.array_equal(pixels(again), pixels(base))
     assert services.models.current.own_vae_state is None
@@ -115,14 +115,14 @@ def test_a_vae_file_changes_the_images_and_none_brings_the_checkpoints_back(serv
     ],
 )
 def test_a_bad_vae_file_is_refused_and_the_vae_in_use_stays(services, own_vae_after, name, reason):
-    services.set_vae(OTHER).result(timeout=60)
+    services.switching.set_vae(OTHER).result(timeout=60)
     before = generate(services)
     with pytest.raises(ModelLoadError, match=f"Could not use the VAE {name}: .*{reason}"):
-        services.set_vae(name).result(timeout=60)
+        services.switching.set_vae(name).result(timeout=60)
     assert services.opts.sd_vae == OTHER and services.models.current.vae_name == OTHER
     assert np.array_equal(pixels(generate(services)), pixels(before))
     # A job that asks for it (override_settings) gets a warning and the VAE in use.
-    assert name in services.engine.call("sync", lambda ctx: services.sync_vae(name))
+    assert name in services.engine.call("sync", lambda ctx: services.switching.sync_vae(name))
     assert services.models.current.vae_name == OTHER
 
 
@@ -134,13 +134,13 @@ def test_automatic_uses_a_vae_named_like_the_checkpoint(services, own_vae_after)
         services.vaes.refresh()
         services.models.refresh()
         assert "demo.vae.safetensors" not in services.models.titles()  # a VAE, not a checkpoint
-        services.set_vae("Automatic").result(timeout=60)
+        services.switching.set_vae("Automatic").result(timeout=60)
         automatic = generate(services)
         assert "VAE: demo.vae.safetensors" in automatic.infotexts[0] and differ(automatic, base)
     finally:
         sidecar.unlink()
         services.vaes.refresh()
-    services.set_vae("Automatic").result(timeout=60)
+    services.switching.set_vae("Automatic").result(timeout=60)
     assert np.array_equal(pixels(generate(services)), pixels(base))
 
 
@@ -283,12 +283,15 @@ def test_the_settings_tab_swaps_the_vae_too(services, own_vae_after):
 
     ensd = services.opts.eta_noise_seed_delta
     message = apply_settings(
-        services.opts, ["sd_vae", "eta_noise_seed_delta"], ["broken.safetensors", ensd + 9], services.change_settings
+        services.opts,
+        ["sd_vae", "eta_noise_seed_delta"],
+        ["broken.safetensors", ensd + 9],
+        services.user_settings.change,
     )
     assert message.startswith("Nothing was saved") and "Could not use the VAE broken.safetensors" in message
     assert services.opts.sd_vae != "broken.safetensors" and services.opts.eta_noise_seed_delta == ensd
     assert json.loads(services.paths.config_file.read_text()).get("eta_noise_seed_delta", 0) == ensd
-    apply_settings(services.opts, ["sd_vae", "eta_noise_seed_delta"], [OTHER, ensd + 9], services.change_settings)
+    apply_settings(services.opts, ["sd_vae", "eta_noise_seed_delta"], [OTHER, ensd + 9], services.user_settings.change)
     assert services.models.current.vae_name == OTHER and services.opts.eta_noise_seed_delta == ensd + 9
 
 
@@ -301,7 +304,7 @@ def test_the_xyz_vae_axis_reaches_hires_fixs_own_checkpoint(services, own_vae_af
         result = generate(
             services, "X/Y/Z plot", {"X type": "VAE", "X values": f"None, {OTHER}", "Include Sub Images": True}, **hires
         )
-        services.set_vae(OTHER).result(timeout=60)
+        services.switching.set_vae(OTHER).result(timeout=60)
         as_setting = generate(services, **hires)
     finally:
         (folder / "second.safetensors").unlink()

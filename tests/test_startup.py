@@ -42,10 +42,10 @@ def test_services_are_ready_before_the_model_and_the_status_says_loading(tmp_pat
     shutil.copy(demo_checkpoint, folder / "mine.safetensors")
     services = create_services(parse_args(["--data-dir", str(tmp_path)]))
     try:
-        assert services.models.current is None and services.status == "Loading model…"
+        assert services.models.current is None and services.page.status == "Loading model…"
         held_loading.set()
         _wait_for(lambda: services.models.current is not None)
-        assert services.status.startswith("Model: mine.safetensors")
+        assert services.page.status.startswith("Model: mine.safetensors")
     finally:
         services.engine.shutdown()
 
@@ -59,8 +59,11 @@ def test_a_checkpoint_that_fails_to_load_is_named_in_the_status(tmp_path):
     (folder / "broken.safetensors").write_bytes(b"not a safetensors file")
     services = create_services(parse_args(["--data-dir", str(tmp_path)]))
     try:
-        _wait_for(lambda: services.load_error is not None)
+        _wait_for(lambda: services.switching.load_error is not None)
         assert services.models.current is None
-        assert services.status.startswith("Could not load the checkpoint") and "broken.safetensors" in services.status
+        assert (
+            services.page.status.startswith("Could not load the checkpoint")
+            and "broken.safetensors" in services.page.status
+        )
     finally:
         services.engine.shutdown()

@@ -72,7 +72,7 @@ def setting(key: str) -> str:
 
 def test_and_break_prompt_is_refused_when_submitted(services, api):
     with pytest.raises(UserError, match=f"The prompt needs at least 301 chunks .*{setting('max_prompt_chunks')}"):
-        services.txt2img(params(prompt=AND_BREAK, steps=1))  # the page's path: refused, not queued
+        services.jobs.txt2img(params(prompt=AND_BREAK, steps=1))  # the page's path: refused, not queued
     message = refused(api.post(f"{API}/txt2img", json={**SMALL, "prompt": AND_BREAK, "steps": 1}), "max_prompt_chunks")
     assert ": 301 AND part(s)" in message
     long_negative = {**SMALL, "negative_prompt": "ugly BREAK " * 120}
@@ -87,13 +87,13 @@ def test_prompt_matrix_of_30_parts_is_refused_before_any_prompt_is_built(service
     with pytest.raises(
         UserError, match=f"30 variable parts would make 1,073,741,824 images.*{setting('max_grid_cells')}"
     ):
-        services.txt2img(params(prompt=MATRIX_30), script_args(services, "Prompt matrix", {}))
+        services.jobs.txt2img(params(prompt=MATRIX_30), script_args(services, "Prompt matrix", {}))
     body = {**SMALL, "prompt": MATRIX_30, "script_name": "prompt matrix"}
     refused(api.post(f"{API}/txt2img", json=body), "max_grid_cells")
     # 7 parts make 128 images: within max_grid_cells, but one job of 128 images is over max_batch_images
     refused(api.post(f"{API}/txt2img", json={**body, "prompt": "a|b|c|d|e|f|g|h"}), "max_batch_images")
-    script = services.script_runners["txt2img"].selectable[
-        services.script_runners["txt2img"].script_by_title("Prompt matrix") - 1
+    script = services.scripts.runners["txt2img"].selectable[
+        services.scripts.runners["txt2img"].script_by_title("Prompt matrix") - 1
     ]
     with pytest.raises(UserError, match="1,073,741,824 images"):  # run() called directly checks too
         script.run(
@@ -108,7 +108,7 @@ def test_xyz_ranges_are_counted_before_they_are_expanded(services, api):
         ("1-5, 10-2000000 (+2)", "1,000,001"),
     ):
         with pytest.raises(UserError, match=f"Steps values up to the range .* would make {count} images"):
-            services.txt2img(params(), script_args(services, "X/Y/Z plot", {"X type": "Steps", "X values": text}))
+            services.jobs.txt2img(params(), script_args(services, "X/Y/Z plot", {"X type": "Steps", "X values": text}))
     body = {**SMALL, "script_name": "x/y/z plot", "script_args": [3, "0.0-1000000.0 (+0.001)"]}  # CFG Scale
     assert "would make 1,000,000,001 images" in refused(api.post(f"{API}/txt2img", json=body), "max_grid_cells")
     refused(api.post(f"{API}/txt2img", json={**body, "script_args": [2, BILLION]}), "max_grid_cells")
@@ -238,7 +238,9 @@ def test_extras_results_are_within_max_pixels_without_an_upscaler_too(services, 
     # Batch Process and Batch from Directory: files, each checked on its header and skipped when too large
     big.save(tmp_path / "big.png")
     Image.new("RGB", (32, 32), "teal").save(tmp_path / "small.png")
-    result = services.extras(ExtrasParams(), [tmp_path / "big.png", tmp_path / "small.png"], tmp_path / "out").result()
+    result = services.jobs.extras(
+        ExtrasParams(), [tmp_path / "big.png", tmp_path / "small.png"], tmp_path / "out"
+    ).result()
     assert [image.size for image in result.images] == [(32, 32)]
     assert result.warnings[0].startswith(f"Skipped big: The result would be {side}x{side}")
 
@@ -261,7 +263,7 @@ def test_interrupt_ends_a_script_between_two_images(services, title, values, mos
     script_callbacks.on_image_saved(interrupt_after_two)
     try:
         start = time.monotonic()
-        result = services.txt2img(params(), script_args(services, title, values)).result(timeout=120)
+        result = services.jobs.txt2img(params(), script_args(services, title, values)).result(timeout=120)
         elapsed = time.monotonic() - start
     finally:
         script_callbacks.clear()

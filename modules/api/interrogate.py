@@ -44,7 +44,7 @@ def add_route(router: APIRouter, services: Services) -> None:
         except ValueError as exc:  # not base64, empty, not an image
             raise RequestError("image", str(exc)) from None
         try:
-            job = await run_in_threadpool(services.interrogate, image)
+            job = await run_in_threadpool(services.jobs.interrogate, image)
         except MissingInterrogateModel as exc:
             raise HTTPException(404, str(exc)) from None
         return InterrogateResponse(caption=await asyncio.wrap_future(job))

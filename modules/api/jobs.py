@@ -62,7 +62,7 @@ class Jobs:
             raise RequestError("body", str(exc)) from None
         with services.opts.overridden(overrides):  # settings read while queueing (limits, output folders)
             try:
-                services.check_job(params)
+                services.jobs.check_job(params)
             except UnlistedJobCheckpoint as exc:
                 raise RequestError(exc.field, str(exc)) from None
             services.styles.apply_to_prompt("", params.styles)  # names an unknown style now, not after queueing
@@ -71,9 +71,9 @@ class Jobs:
             p = self.processing(request, params, overrides)
             tab = "img2img" if p.is_img2img else "txt2img"
             p.script_args = self.scripts.args_for(
-                services.script_runners.get(tab), request.script_name, request.script_args, request.alwayson_scripts
+                services.scripts.runners.get(tab), request.script_name, request.script_args, request.alwayson_scripts
             )
-            future = services.queue_checked(p)
+            future = services.jobs.queue_checked(p)
         return ApiJob(request, p, future, datetime.now().strftime("%Y%m%d%H%M%S"))
 
     def overrides(self, settings: dict[str, Any], field: str = "override_settings") -> dict[str, Any]:
@@ -89,7 +89,7 @@ class Jobs:
                     checked[key] = self.listed_checkpoint(str(value))
                 else:
                     checked[key] = check(key, value)
-                    self.services.check_user_settings({key: checked[key]})
+                    self.services.user_settings.check({key: checked[key]})
             except (KeyError, ValueError, UserError) as exc:
                 message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
                 raise RequestError(f"{field}.{key}" if field else key, message) from None

@@ -163,7 +163,7 @@ def script_names(services: Services) -> ScriptsList:
     """Every script's title, lowercased as A1111 lists them, per tab."""
 
     def titles(tab: str) -> list[str]:
-        runner = services.script_runners.get(tab)
+        runner = services.scripts.runners.get(tab)
         return [s.title().lower() for s in [*runner.selectable, *runner.alwayson]] if runner else []
 
     return ScriptsList(txt2img=titles("txt2img"), img2img=titles("img2img"))

@@ -173,7 +173,7 @@ class SdApi:
     async def _extras(self, request: ExtrasApiFields, sources: list[Image.Image]) -> ExtrasResult:
         def submit():
             with self.services.opts.overridden({"samples_save": False}):
-                return self.services.extras(request.extras_params(), sources)
+                return self.services.jobs.extras(request.extras_params(), sources)
 
         return await asyncio.wrap_future(await run_in_threadpool(submit))
 
@@ -232,14 +232,14 @@ class SdApi:
         return self.services.opts.as_dict()
 
     def set_options(self, values: dict[str, Any] = Body(...)) -> None:
-        """Check every value first (a 422 names the first bad one), then apply them as Services.change_settings
+        """Check every value first (a 422 names the first bad one), then apply them as UserSettings.change
         does: saved in config.json before they are in force. A null sd_model_checkpoint names none, so it changes
         nothing (as in A1111, where only a named checkpoint is looked up): a client may post back what it got."""
         current = self.services.opts.as_dict()
         changed = {key: value for key, value in values.items() if key not in current or current[key] != value}
         if changed.get("sd_model_checkpoint", "") is None:
             del changed["sd_model_checkpoint"]
-        self.services.change_settings(self.jobs.overrides(changed, field=""))
+        self.services.user_settings.change(self.jobs.overrides(changed, field=""))
 
     def cmd_flags(self) -> dict[str, Any]:
         """The command-line flags (passwords hidden)."""
@@ -247,7 +247,7 @@ class SdApi:
         return {key: "***" if key.endswith("_auth") and value else value for key, value in flags.items()}
 
     def script_info(self) -> list[ScriptInfo]:
-        runners = [self.services.script_runners.get(tab) for tab in ("txt2img", "img2img")]
+        runners = [self.services.scripts.runners.get(tab) for tab in ("txt2img", "img2img")]
         return [info for runner in runners if runner is not None for info in self.scripts.info(runner)]
 
     def refresh_checkpoints(self) -> None:
@@ -273,7 +273,7 @@ class SdApi:
         name = s.opts.sd_model_checkpoint or (s.models.checkpoints[0].name if s.models.checkpoints else None)
         if not name:
             raise UserError(f"There is no checkpoint in {s.paths.sd_models}")
-        s.load_checkpoint(name, listed_only=False).result()  # the setting: a listed one or --ckpt
+        s.switching.load_checkpoint(name, listed_only=False).result()  # the setting: a listed one or --ckpt
         return {}
 
 

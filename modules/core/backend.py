@@ -108,7 +108,7 @@ class InProcessBackend(Backend):
     def run_job(self, job: GenerationJob, ctx: JobContext) -> GenerationResult:
         s = self.services
         try:
-            return run_generation(job, s.models.require(), ctx, s.networks, s.tools, s.job_models)[0]
+            return run_generation(job, s.models.require(), ctx, s.networks, s.tools, s.switching.job_models)[0]
         finally:
             self.jobs_done += 1
 

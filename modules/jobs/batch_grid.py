@@ -33,7 +33,7 @@ def add_grid(p: Any, processed: Any, services: Any) -> None:
     path = None
     if opts.grid_save:
         kind = "img2img" if p.is_img2img else "txt2img"
-        folder = p.outpath_grids or services.output_dir(f"outdir_{kind}_grids")
+        folder = p.outpath_grids or services.jobs.output_dir(f"outdir_{kind}_grids")
         seeds, prompts = p.all_seeds or [processed.seed], p.all_prompts or [processed.prompt]
         try:
             path = Path(

@@ -7,6 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -69,6 +70,11 @@ class EncoderOptions:
 
     comma_backtrack: int = 20
     emphasis: str = "Original"
+
+    @classmethod
+    def from_options(cls, opts: Any) -> EncoderOptions:
+        """The prompt-encoding settings `opts` hold now (a job's override_settings included)."""
+        return cls(opts.comma_padding_backtrack, opts.emphasis)
 
 
 def split_into_chunks(segments: list[Segment], comma_token: int | None, comma_backtrack: int = 20) -> list[TokenChunk]:

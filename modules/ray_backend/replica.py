@@ -200,6 +200,8 @@ class GenerationReplica:
         if job.remote_hooks:
             job.hooks = RemoteHooks(functools.partial(ask, ctx))
         s.models.current = model  # the job's model is the one its hires/refiner models are compared with
-        s.sync_vae(job.vae, model)  # a VAE that can't be used: the head has warned already
-        result, kind = run_generation(job, model, ctx, s.networks, s.tools, s.job_models, {"Worker": self.name})
+        s.switching.sync_vae(job.vae, model)  # a VAE that can't be used: the head has warned already
+        result, kind = run_generation(
+            job, model, ctx, s.networks, s.tools, s.switching.job_models, {"Worker": self.name}
+        )
         return JobResult.of(result, self.name, kind)

@@ -181,7 +181,9 @@ def build_tab(services: Services) -> ExtrasTab:
             tab.gallery = output_gallery(TAB)
             with gr.Row(elem_id=f"image_buttons_{TAB}", elem_classes="image-buttons"):
                 log = gr.HTML(elem_id=f"html_log_{TAB}", render=False)
-                folder_button(TAB, lambda: services.output_dir("outdir_extras_samples"), services.server_paths, log)
+                folder_button(
+                    TAB, lambda: services.jobs.output_dir("outdir_extras_samples"), services.server_paths, log
+                )
             tab.info = gr.HTML(elem_id="html_info_extras")
             log.render()
     _wire(services, tab)
@@ -211,7 +213,7 @@ def _wire(services: Services, tab: ExtrasTab) -> None:
                 Limits.from_options(services.opts).check_input_count(len(inputs), MODES[BATCH])
         except UserError as exc:
             raise page_error(exc) from exc
-        result = wait_with_progress(services, services.extras(params, inputs, folder, show), progress)
+        result = wait_with_progress(services, services.jobs.extras(params, inputs, folder, show), progress)
         for warning in result.warnings:
             gr.Warning(warning)
         text = "\n".join([*(f"⚠️ {w}" for w in result.warnings), *result.infotexts[:1]])

@@ -75,7 +75,7 @@ def queue_job(
 ) -> Future:
     """Queue a page job: its processing object with the Script controls' values and the Override settings."""
     p.script_args, p.override_settings = list(script_args), dict(override_settings)
-    return services.submit_processing(p)
+    return services.jobs.submit_processing(p)
 
 
 def gallery_items(result: GenerationResult) -> list:
@@ -308,7 +308,7 @@ class GenerationTab:
             for preview in previews_while_waiting(services, future, progress):
                 yield [preview], gr.skip(), gr.skip(), gr.skip()
             result: GenerationResult = job_result(future)
-            services.last_infotext = next(iter(result.infotexts), services.last_infotext)
+            services.page.last_infotext = next(iter(result.infotexts), services.page.last_infotext)
             for warning in result.warnings:
                 gr.Warning(warning)
             text = "\n".join([*(f"⚠️ {w}" for w in result.warnings), *result.infotexts[:1]])
@@ -344,7 +344,7 @@ class GenerationTab:
         self.skip.click(services.engine.skip, queue=False, api_name=f"{self.tab}_skip")
 
         def count(text: str, steps: float) -> str:
-            counted = services.token_count(text or "", steps)
+            counted = services.page.token_count(text or "", steps)
             return "" if counted is None else f"{counted[0]}/{counted[1]}"
 
         for name, counter in self.counters.items():

@@ -194,7 +194,7 @@ def build_tab(services: Services, ui_config: UiConfig, clip_skip: gr.Slider | No
         mode_value, images, batch_values = int(extra[0] or 0), extra[1:7], extra[7:11]
         if mode_value == BATCH:
             with services.opts.overridden(overrides):  # a batch job reads its settings when it is queued
-                return services.img2img_batch(params, *batch_values)
+                return services.jobs.img2img_batch(params, *batch_values)
         inputs = inputs_for(mode_value, images)
         if extra[11] == 1:  # Resize by
             width, height = scaled_size(inputs.images[0].size, extra[12])

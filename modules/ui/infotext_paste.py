@@ -158,7 +158,7 @@ def connect_paste_button(tab: GenerationTab, quick: Quicksettings) -> None:
     services = tab.services
 
     def source(prompt: str | None) -> tuple[str | None, list]:
-        text = (prompt or "").strip() or services.last_infotext
+        text = (prompt or "").strip() or services.page.last_infotext
         if not text:
             gr.Warning("Nothing to read: the prompt is empty and nothing was generated yet")
         return text, []

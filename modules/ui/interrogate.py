@@ -41,7 +41,7 @@ def build(tab: GenerationTab, image_of: Callable[[int, list], Any], image_inputs
 
     def describe(mode: int, *values: Any) -> str:
         try:
-            return services.interrogate(image_of(int(mode or 0), list(values))).result()
+            return services.jobs.interrogate(image_of(int(mode or 0), list(values))).result()
         except UserError as exc:
             raise page_error(exc) from exc
 

@@ -158,7 +158,7 @@ class OutputPanel:
         with gr.Row(elem_id=f"image_buttons_{tab}", elem_classes="image-buttons"):
             self.log = gr.HTML(elem_id=f"html_log_{tab}", render=False)
             self.open_folder = folder_button(
-                tab, lambda: services.output_dir(samples_option), services.server_paths, self.log
+                tab, lambda: services.jobs.output_dir(samples_option), services.server_paths, self.log
             )
             self.save = gr.Button("💾", elem_id=f"save_{tab}", size="sm", scale=0, min_width=40, elem_classes="tool")
             self.save_zip = gr.Button(
@@ -214,7 +214,7 @@ class OutputPanel:
         def save(result: GenerationResult | None, index: int, make_zip: bool) -> tuple:
             if result is None or not result.images:
                 raise page_error("Generate an image first")
-            folder = services.output_dir("outdir_save")
+            folder = services.jobs.output_dir("outdir_save")
             try:
                 files = saved_images.save(result, -1 if index is None else index, services.opts, folder, make_zip)
             except (OSError, UserError) as exc:

@@ -73,7 +73,7 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", size="sm", scale=0, min_width=40)
             quick_controls = quicksettings.build_controls(services.opts)
         clip_skip = quick_controls.controls.get("CLIP_stop_at_last_layers")  # None: the setting's value is used
-        status = gr.Markdown(services.status, elem_id="model_status")
+        status = gr.Markdown(services.page.status, elem_id="model_status")
         notices = notice_board()
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"), tab_scripts(services, "txt2img"):
@@ -90,7 +90,7 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
                 with gr.Tab(title, id=tab_id, elem_id=f"tab_{tab_id}"):
                     blocks.render()
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
-                settings.build_tab(services.opts, services.change_settings, services.args.hide_ui_dir_config)
+                settings.build_tab(services.opts, services.user_settings.change, services.args.hide_ui_dir_config)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 extensions_ui.build_tab(services, extensions)
         show_notices(notices, services)  # after the tabs: scripts that fail while they are built are named too
@@ -110,15 +110,15 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
 
         def change_checkpoint(title: str, progress: gr.Progress = gr.Progress()) -> tuple:
             if not title or title == models.current_title:
-                return gr.update(), services.status
+                return gr.update(), services.page.status
             progress(0, desc=f"Loading {title}…")
             try:  # only a listed checkpoint, as the API: the dropdown takes typed text too
-                services.load_checkpoint(title).result()
+                services.switching.load_checkpoint(title).result()
             except UserError as exc:
-                services.load_error = None if models.current else str(exc)
+                services.switching.load_error = None if models.current else str(exc)
                 gr.Warning(str(exc))
                 return gr.update(value=models.current_title), f"⚠️ {exc}"
-            return gr.update(choices=models.titles(), value=models.current_title), services.status
+            return gr.update(choices=models.titles(), value=models.current_title), services.page.status
 
         checkpoint_lists = [pair for tab in (t2i, i2i) for pair in tab.checkpoint_lists]
 
@@ -132,9 +132,9 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
             )
 
         def page_status() -> tuple:
-            loaded = models.current is not None or services.load_error is not None
+            loaded = models.current is not None or services.switching.load_error is not None
             dropdown = gr.update(choices=models.titles(), value=models.current_title)
-            return services.status, dropdown, gr.Timer(active=not loaded)
+            return services.page.status, dropdown, gr.Timer(active=not loaded)
 
         # select, not input: Gradio 6's dropdown sends input again when it loses focus, so a pick loaded twice
         checkpoint.select(

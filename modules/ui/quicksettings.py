@@ -48,9 +48,9 @@ def build_controls(opts: Options) -> QuickControls:
 
 
 def apply_setting(services: Services, key: str, value: object) -> None:
-    """Apply and save one changed setting (Services.change_settings: sd_vae swaps the loaded model's VAE).
+    """Apply and save one changed setting (UserSettings.change: sd_vae swaps the loaded model's VAE).
     Raises UserError or ValueError, and then nothing changed."""
-    services.change_settings({key: value})
+    services.user_settings.change({key: value})
 
 
 def wire(quick: QuickControls, services: Services, status: gr.Markdown) -> None:
@@ -64,7 +64,7 @@ def wire(quick: QuickControls, services: Services, status: gr.Markdown) -> None:
             except (UserError, ValueError) as exc:
                 gr.Warning(str(exc))
                 return gr.update(value=getattr(opts, key)), f"⚠️ {exc}"
-            return gr.update(), services.status
+            return gr.update(), services.page.status
 
         if isinstance(control, gr.Slider):
             event = control.release

@@ -13,7 +13,7 @@ from modules.core.services import Services
 
 def script_controls(services: Services, tab: str) -> list[gr.components.Component]:
     """Create the tab's script controls (inside its layout); returns them as the job's extra inputs."""
-    runner = services.script_runners.get(tab)
+    runner = services.scripts.runners.get(tab)
     return build_controls(runner) if runner is not None else []
 
 
@@ -69,7 +69,7 @@ def _add_controls(runner: scripts.ScriptRunner, script: scripts.Script, inputs: 
 def tab_scripts(services: Services, tab: str) -> AbstractContextManager:
     """Enter while building `tab` ("txt2img", "img2img"): its scripts' before_component/after_component see
     each component made."""
-    return scripts.building_tab(services.script_runners.get(tab))
+    return scripts.building_tab(services.scripts.runners.get(tab))
 
 
 def notice_board() -> gr.Markdown:
@@ -79,6 +79,9 @@ def notice_board() -> gr.Markdown:
 
 def show_notices(board: gr.Markdown, services: Services) -> None:
     """Fill the board with the start-up notices and those of scripts that failed while the page was built."""
-    notices = [*services.notices, *(notice for runner in services.script_runners.values() for notice in runner.notices)]
+    notices = [
+        *services.page.notices,
+        *(notice for runner in services.scripts.runners.values() for notice in runner.notices),
+    ]
     board.value = "\n".join(f"⚠️ {notice}" for notice in dict.fromkeys(notices))
     board.visible = bool(notices)

@@ -93,7 +93,7 @@ def _control_with_refresh(opts: Options, key: str, info: OptionInfo) -> gr.compo
 def apply_settings(
     opts: Options, keys: list[str], values: list[Any], change: Callable[[dict[str, Any]], None] | None = None
 ) -> str:
-    """Apply the changed values together, through `change(values)` when given (Services.change_settings,
+    """Apply the changed values together, through `change(values)` when given (UserSettings.change,
     which also swaps the VAE and checks what a page user may change), else saved with opts.set_many. They are
     all checked first: when any is wrong (or can't be applied or saved), each problem is named and nothing is
     changed. Returns what happened, naming the changes that wait for a Reload UI or a restart."""

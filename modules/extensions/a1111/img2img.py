@@ -39,7 +39,7 @@ def process_batch(
     if not source.is_dir():
         raise UserError(f"The input folder {source} does not exist")
     masks = Path(inpaint_mask_dir) if inpaint_mask_dir else None
-    runner = shared.services.script_runners.get("img2img")
+    runner = shared.services.scripts.runners.get("img2img")
     if output_dir:
         p.outpath_samples = output_dir
     p.do_not_save_grid = True  # as in A1111: one grid per image would be of no use
