@@ -3,7 +3,8 @@
 
 The processing objects are views over one GenerationParams (A1111's field names are its field
 names); anything else a script sets is kept on the object. process_images runs on the one engine:
-inside a running job (a script's run()) at once, otherwise as a queued job."""
+inside a running job (a script's run()) at once, otherwise as a queued job. The page and the API get the job's
+GenerationResult (run_processing); `Processed` is the view of it built for scripts only."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from modules.extensions.a1111.sd_hijack import model_hijack
 from modules.jobs import batch_grid
 from modules.jobs.generation import GenerationResult, ImagePlan, JobHooks, ModelUsed
 from modules.jobs.generation_params import GenerationParams
+from modules.jobs.job_builder import SubmitCheck, build_job
 from modules.jobs.job_spec import GenerationJob
 from modules.prompting.conditioning_blend import ConditioningBlend
 from modules.styles import StyleDatabase
@@ -51,6 +53,7 @@ class StableDiffusionProcessing:
     all_seeds: list[int] | None = None
     all_subseeds: list[int] | None = None
     conditioning_blend: ConditioningBlend | None = None  # set by the Prompt interpolation script
+    submit_check: SubmitCheck | None = None  # the params the submit check passed (job_builder)
 
     def __init__(self, **kwargs: Any) -> None:
         object.__setattr__(self, "params", GenerationParams())
@@ -196,6 +199,27 @@ class Processed:
         self.interrupted = False
         self.model: ModelUsed | None = None  # the model of the job's images; None for a script's own result
 
+    @classmethod
+    def view(
+        cls, p: StableDiffusionProcessing, result: GenerationResult, plan: ImagePlan | None, comments: str = ""
+    ) -> Processed:
+        """The scripts' view of the result of `p`'s job, whose images were planned by `plan` (None: none ran)."""
+        processed = cls(
+            p,
+            result.images,
+            result.seeds[0] if result.seeds else p.params.seed,
+            result.infotexts[0] if result.infotexts else "",
+            infotexts=result.infotexts,
+            all_seeds=list(plan.seeds) if plan else None,
+            all_prompts=list(plan.prompts) if plan else None,
+            all_subseeds=list(plan.subseeds) if plan else None,
+            index_of_first_image=result.index_of_first_image,
+            comments=comments,
+        )
+        processed.warnings, processed.paths, processed.interrupted = result.warnings, result.paths, result.interrupted
+        processed.model = result.model
+        return processed
+
     def js(self) -> str:
         """The `info` JSON that A1111's API returns."""
         keys = (
@@ -262,14 +286,7 @@ class _ScriptHooks(JobHooks):
     @property
     def acts_on_batches(self) -> bool:
         """Whether an AlwaysVisible script of the job has a batch or image hook of its own."""
-        from modules.scripts import Script  # it imports this module
-
-        runner = self.p.scripts
-        return runner is not None and any(
-            getattr(type(script), hook) is not getattr(Script, hook)
-            for script in runner.alwayson
-            for hook in self.BATCH_HOOKS
-        )
+        return _has_own_hook(self.p.scripts, self.BATCH_HOOKS)
 
     @property
     def replaces_noise(self) -> bool:
@@ -330,7 +347,7 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
     from modules import shared
 
     services = shared.services
-    return services.engine.run_in_job("process_images", lambda ctx: run_processing(p, ctx, services))
+    return services.engine.run_in_job("process_images", lambda ctx: _run(p, ctx, services).processed())
 
 
 def process_images_each(jobs: Iterable[StableDiffusionProcessing]) -> Iterator[Processed]:
@@ -344,7 +361,14 @@ def process_images_each(jobs: Iterable[StableDiffusionProcessing]) -> Iterator[P
         for p in jobs:
             yield process_images(p)
         return
-    yield from services.engine.run_in_job("process_images", lambda ctx: run_processing_all(jobs, ctx, services))
+    finished = services.engine.run_in_job("process_images", lambda ctx: _run_all(jobs, ctx, services))
+    yield from (outcome.processed() for outcome in finished)
+
+
+def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> GenerationResult:
+    """A page or API job without a selected script, on the engine's worker: the scripts' hooks, the job, its batch
+    grid. After Interrupt nothing more starts: a script that calls again gets no images at once."""
+    return _run(p, ctx, services).shown(ctx.first_model)
 
 
 @dataclasses.dataclass
@@ -356,29 +380,57 @@ class _Prepared:
     vae_problem: str | None
 
 
-def run_processing(p: StableDiffusionProcessing, ctx: JobContext, services) -> Processed:
-    """process_images' body, on the engine's worker: hooks, the job itself, then Processed. After Interrupt
-    nothing more starts: a script that calls again gets no images at once."""
+class _Finished:
+    """A processing object's finished job: its result, and the Processed view of it once scripts need one."""
+
+    def __init__(self, p: StableDiffusionProcessing, result: GenerationResult, plan: ImagePlan | None) -> None:
+        self.p, self.result, self.plan = p, result, plan
+        self.comments = "\n".join(model_hijack.comments) if plan else ""  # what extensions noted during this job
+        self._processed: Processed | None = None
+
+    def processed(self) -> Processed:
+        """The scripts' view (the same one each time, so what scripts change in it stays)."""
+        if self._processed is None:
+            self._processed = Processed.view(self.p, self.result, self.plan, self.comments)
+        return self._processed
+
+    def shown(self, model: ModelUsed | None) -> GenerationResult:
+        """What the page and the API show, with what scripts changed in the view if they had one; `model` names
+        the model when no image was made."""
+        if self._processed is not None:
+            return self._processed.to_result(self.p.params, model)
+        result, params = self.result, self.p.params
+        return dataclasses.replace(
+            result,
+            params=dataclasses.replace(params, seed=result.seeds[0] if result.seeds else params.seed),
+            model=result.model or model,
+            paths=result.paths if len(result.paths) == len(result.images) else [],
+        )
+
+
+def _run(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Finished:
     ready = _prepare(p, ctx, services)
-    if isinstance(ready, Processed):
-        return ready
+    if ready is None:
+        return _Finished(p, GenerationResult(params=p.params, interrupted=True), None)
     return _finish(p, ready, services.backend.run_job(ready.job, ctx), ctx, services)
 
 
-def run_processing_all(jobs: Iterable[StableDiffusionProcessing], ctx: JobContext, services) -> list[Processed]:
-    """run_processing for several jobs: all set up first, run together by the backend, then finished in order."""
+def _run_all(jobs: Iterable[StableDiffusionProcessing], ctx: JobContext, services) -> list[_Finished]:
+    """_run for several jobs: all set up first, run together by the backend, then finished in order."""
     ready = [(p, _prepare(p, ctx, services)) for p in jobs]
-    waiting = [r for _, r in ready if isinstance(r, _Prepared)]
-    results = iter(services.backend.run_jobs([r.job for r in waiting], ctx))
-    return [r if isinstance(r, Processed) else _finish(p, r, next(results), ctx, services) for p, r in ready]
+    results = iter(services.backend.run_jobs([r.job for _, r in ready if r is not None], ctx))
+    return [
+        _finish(p, r, next(results), ctx, services)
+        if r is not None
+        else _Finished(p, GenerationResult(params=p.params, interrupted=True), None)
+        for p, r in ready
+    ]
 
 
-def _prepare(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Prepared | Processed:
-    """The job for `p` (its scripts' before_process and process hooks run); after Interrupt, an empty result."""
+def _prepare(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Prepared | None:
+    """The job for `p` (its scripts' before_process and process hooks run); None after Interrupt."""
     if ctx.interrupted:
-        stopped = Processed(p, [], p.params.seed, "")
-        stopped.interrupted = True
-        return stopped
+        return None
     model_hijack.clear_comments()
     if p.scripts is not None:
         p.scripts.before_process(p)
@@ -393,47 +445,31 @@ def _prepare(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Prepar
         settings = dataclasses.replace(settings, save_dir=None)
     elif p.outpath_samples and settings.save_dir is not None:
         settings = dataclasses.replace(settings, save_dir=Path(p.outpath_samples))
-    model = services.models.require()
-    job = GenerationJob(
-        "img2img" if p.is_img2img else "txt2img",
-        p.params,
-        ImagePlan(p.all_prompts, p.all_negative_prompts, p.all_seeds, p.all_subseeds or []) if p.all_prompts else plan,
-        settings,
-        model.short_hash or "",
-        model.checkpoint.name,
-        vae or services.opts.sd_vae,
-        extra_infotext={k: str(v) for k, v in p.extra_generation_params.items() if v is not None},
-        use_extra_network_tags=not p.disable_extra_networks,
-        init_images=list(getattr(p, "init_images", [])),
-        mask=getattr(p, "mask", None),
-        blend=p.conditioning_blend,
-        hooks=_ScriptHooks(p),
+    job_plan = (
+        ImagePlan(p.all_prompts, p.all_negative_prompts, p.all_seeds, p.all_subseeds or []) if p.all_prompts else plan
     )
+    job = build_job(p, job_plan, settings, services.models.require(), vae or services.opts.sd_vae, _ScriptHooks(p))
     return _Prepared(job, plan, vae_problem)
 
 
 def _finish(
     p: StableDiffusionProcessing, ready: _Prepared, result: GenerationResult, ctx: JobContext, services
-) -> Processed:
-    """Processed from the job's result, with the batch grid and the scripts' postprocess hooks."""
-    plan = ready.plan
+) -> _Finished:
+    """The job's result with the batch grid, and the AlwaysVisible scripts' postprocess on their view of it."""
     ctx.first_model = ctx.first_model or result.model
     if ready.vae_problem:
         result.warnings.insert(0, ready.vae_problem)
-    processed = Processed(
-        p,
-        result.images,
-        result.seeds[0] if result.seeds else p.params.seed,
-        result.infotexts[0] if result.infotexts else "",
-        infotexts=result.infotexts,
-        all_seeds=list(plan.seeds),
-        all_prompts=list(plan.prompts),
-        all_subseeds=list(plan.subseeds),
-        comments="\n".join(model_hijack.comments),
+    batch_grid.add_grid(p, result, services)
+    finished = _Finished(p, result, ready.plan)
+    if p.scripts is not None and _has_own_hook(p.scripts, ("postprocess",)):
+        p.scripts.postprocess(p, finished.processed())
+    return finished
+
+
+def _has_own_hook(runner: ScriptRunner | None, hooks: Iterable[str]) -> bool:
+    """Whether an AlwaysVisible script of `runner` has one of `hooks` of its own."""
+    from modules.scripts import Script  # it imports this module
+
+    return runner is not None and any(
+        getattr(type(script), hook) is not getattr(Script, hook) for script in runner.alwayson for hook in hooks
     )
-    processed.warnings, processed.paths, processed.interrupted = result.warnings, result.paths, result.interrupted
-    processed.model = result.model
-    batch_grid.add_grid(p, processed, services)
-    if p.scripts is not None:
-        p.scripts.postprocess(p, processed)
-    return processed

@@ -21,6 +21,7 @@ from modules.jobs import hires_fix
 from modules.jobs.generation import GenerationResult
 from modules.jobs.generation_params import GenerationParams
 from modules.jobs.infotext import VERSION, params_from_infotext, parse_infotext
+from modules.jobs.job_builder import record_submit_check
 from modules.options import Options, settings_from_infotext
 from modules.processing import (
     StableDiffusionProcessing,
@@ -62,13 +63,14 @@ class Jobs:
             raise RequestError("body", str(exc)) from None
         with services.opts.overridden(overrides):  # settings read while queueing (limits, output folders)
             try:
-                services.jobs.check_job(params)
+                valid = services.jobs.check_job(params)
             except UnlistedJobCheckpoint as exc:
                 raise RequestError(exc.field, str(exc)) from None
             services.styles.apply_to_prompt("", params.styles)  # names an unknown style now, not after queueing
             if params.enable_hr:
                 hires_fix.check_upscaler(params.hr_upscaler, services.tools.upscalers)
             p = self.processing(request, params, overrides)
+            record_submit_check(p, valid)
             tab = "img2img" if p.is_img2img else "txt2img"
             p.script_args = self.scripts.args_for(
                 services.scripts.runners.get(tab), request.script_name, request.script_args, request.alwayson_scripts

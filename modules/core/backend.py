@@ -63,6 +63,7 @@ def run_generation(
     else:
         gen = Txt2Img(model, job.params, ctx, job.settings, networks, tools)
     gen.plan, gen.hooks, gen.use_extra_network_tags = job.plan, job.hooks, job.use_extra_network_tags
+    gen.validated = job.validated  # a built job's params were validated once, when it was built
     gen.extra_infotext.update(job.extra_infotext)
     gen.extra_infotext.update(extra_infotext or {})
     gen.batches = range(*job.batches) if job.batches else None

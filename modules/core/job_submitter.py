@@ -18,6 +18,7 @@ from modules.interrogate import InterrogateSettings
 from modules.jobs.generation import GenerationResult, RunSettings, validate
 from modules.jobs.generation_params import GenerationParams
 from modules.jobs.img2img_batch import run_batch
+from modules.jobs.job_builder import record_submit_check
 from modules.models.interrogate_models import check_models
 from modules.prompting.conditioning import EncoderOptions
 from modules.sampling.passes import SamplingSettings
@@ -71,17 +72,19 @@ class JobSubmitter:
         p = processing.StableDiffusionProcessingImg2Img.from_params(params, init_images=inputs.images, mask=inputs.mask)
         return self._submit(p, self.services.scripts.runners.get("img2img"), script_args)
 
-    def check_job(self, params: GenerationParams) -> None:
+    def check_job(self, params: GenerationParams) -> GenerationParams:
         """The one check of a job before it queues, so it is refused now, not after waiting in the queue: `params`
         against the limits in force (UserError), its hires fix and refiner checkpoints (UnlistedJobCheckpoint)
-        and, with a model loaded, the length of its prompts (else the worker checks them once one is)."""
+        and, with a model loaded, the length of its prompts (else the worker checks them once one is). Returns
+        them validated (sampler resolved), for job_builder.record_submit_check."""
         opts = self.services.opts
         limits = Limits.from_options(opts)
-        validate(params, limits)
+        valid = validate(params, limits)
         self._check_checkpoints(params)
         model, options = self.services.models.current, EncoderOptions.from_options(opts)
         if model is not None:
             limits.check_job_prompts(params, lambda text: model.prompt_encoder.chunk_count(text, options))
+        return valid
 
     def _check_checkpoints(self, params: GenerationParams) -> None:
         """Refuse a hires fix or refiner checkpoint that is not one of the listed ones (UnlistedJobCheckpoint)."""
@@ -94,19 +97,19 @@ class JobSubmitter:
     def submit_processing(self, p: processing.StableDiffusionProcessing) -> Future[GenerationResult]:
         """Check and queue a processing object the caller built and keeps (the API reads all_prompts and all_seeds
         from it afterwards); `p.script_args` are laid out as the page sends them."""
-        self.check_job(p.params)
+        record_submit_check(p, self.check_job(p.params))
         return self.queue_checked(p)
 
     def queue_checked(self, p: processing.StableDiffusionProcessing) -> Future[GenerationResult]:
-        """submit_processing for a job whose params `check_job` has passed (the API checks before it reads
-        the request's images and script arguments)."""
+        """submit_processing for a job whose params `check_job` has passed, as record_submit_check keeps on `p`
+        (the API checks before it reads the request's images and script arguments)."""
         runner = self.services.scripts.runners.get("img2img" if p.is_img2img else "txt2img")
         return self._queue(p, runner, p.script_args)
 
     def _submit(
         self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None, script_args: list | None
     ) -> Future[GenerationResult]:
-        self.check_job(p.params)
+        record_submit_check(p, self.check_job(p.params))
         return self._queue(p, runner, script_args)
 
     def _queue(
@@ -127,9 +130,11 @@ class JobSubmitter:
                     runner.setup(p)
                 processed = runner.run(p, p.script_args) if runner is not None else None
                 if processed is None:
-                    processed = processing.run_processing(p, ctx, services)
-                processed.interrupted = processed.interrupted or ctx.interrupted  # a script stopped early
-                return processed.to_result(p.params, ctx.first_model)
+                    result = processing.run_processing(p, ctx, services)
+                else:  # a selected script's own result
+                    result = processed.to_result(p.params, ctx.first_model)
+                result.interrupted = result.interrupted or ctx.interrupted  # a script stopped early
+                return result
 
         return services.engine.submit(kind, run)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from modules import images
 from modules.errors import DiskFull
+from modules.jobs.generation import GenerationResult
 
 log = logging.getLogger(__name__)
 
@@ -21,20 +22,21 @@ def wanted(opts: Any, count: int, do_not_save_grid: bool) -> bool:
     return count > 1 or not opts.grid_only_if_multiple
 
 
-def add_grid(p: Any, processed: Any, services: Any) -> None:
-    """Make the grid of `processed.images` (a Processed of processing object `p`): saved into p.outpath_grids (or
-    the tab's grids folder) when grid_save is on, inserted first (with its infotext and file) when return_grid is."""
-    opts, samples = services.opts, list(processed.images)
+def add_grid(p: Any, result: GenerationResult, services: Any) -> None:
+    """Make the grid of `result.images` (the job of processing object `p`): saved into p.outpath_grids (or the
+    tab's grids folder) when grid_save is on, inserted first (with the first image's infotext, seed and prompts,
+    and its file) when return_grid is."""
+    opts, samples = services.opts, list(result.images)
     if not wanted(opts, len(samples), p.do_not_save_grid):
         return
     grid = images.image_grid(samples, p.batch_size)
-    text = processed.infotexts[0] if processed.infotexts else ""
+    text = result.infotexts[0] if result.infotexts else ""
     grid.info["parameters"] = text
     path = None
     if opts.grid_save:
         kind = "img2img" if p.is_img2img else "txt2img"
         folder = p.outpath_grids or services.jobs.output_dir(f"outdir_{kind}_grids")
-        seeds, prompts = p.all_seeds or [processed.seed], p.all_prompts or [processed.prompt]
+        seeds, prompts = p.all_seeds or result.seeds, p.all_prompts or [p.prompt]
         try:
             path = Path(
                 images.save_image(
@@ -52,12 +54,14 @@ def add_grid(p: Any, processed: Any, services: Any) -> None:
             )
         except DiskFull as exc:
             log.error("%s", exc)
-            processed.warnings.append(str(exc))
+            result.warnings.append(str(exc))
     if not opts.return_grid:
         return
-    saved_all = len(processed.paths) == len(samples)
-    processed.images.insert(0, grid)
-    processed.infotexts.insert(0, text)
-    processed.index_of_first_image = 1
+    saved_all = len(result.paths) == len(samples)
+    result.images.insert(0, grid)
+    for values in (result.infotexts, result.seeds, result.prompts, result.negative_prompts):
+        if values:  # the grid's are the first image's
+            values.insert(0, values[0])
+    result.index_of_first_image = 1
     if saved_all and path is not None:
-        processed.paths.insert(0, path)
+        result.paths.insert(0, path)

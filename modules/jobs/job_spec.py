@@ -40,7 +40,7 @@ class GenerationJob:
     """One txt2img or img2img job, ready to run on any worker that can read `checkpoint`'s file."""
 
     kind: str  # "txt2img" or "img2img"
-    params: GenerationParams
+    params: GenerationParams  # validated when `validated` (build_job): the worker doesn't validate them again
     plan: ImagePlan
     settings: RunSettings
     checkpoint: str  # the checkpoint's short hash (a Ray Serve multiplexed model id)
@@ -55,6 +55,7 @@ class GenerationJob:
     job_id: str = ""
     files: tuple[JobFile, ...] = ()  # the other files it reads, by hash (job_files), for a worker elsewhere
     remote_hooks: bool = False  # whether a worker elsewhere asks the front end to run the hooks
+    validated: bool = False  # whether `params` passed validate (sampler resolved) when the job was built
     hooks: JobHooks = field(default_factory=JobHooks)  # front end only; never pickled
 
     def __getstate__(self) -> dict[str, Any]:
