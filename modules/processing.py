@@ -388,6 +388,11 @@ class _Finished:
         self.comments = "\n".join(model_hijack.comments) if plan else ""  # what extensions noted during this job
         self._processed: Processed | None = None
 
+    @classmethod
+    def stopped(cls, p: StableDiffusionProcessing) -> _Finished:
+        """A job that didn't start: Interrupt came first."""
+        return cls(p, GenerationResult(params=p.params, interrupted=True), None)
+
     def processed(self) -> Processed:
         """The scripts' view (the same one each time, so what scripts change in it stays)."""
         if self._processed is None:
@@ -409,9 +414,10 @@ class _Finished:
 
 
 def _run(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Finished:
+    """`p`'s job set up, run by the backend and finished."""
     ready = _prepare(p, ctx, services)
     if ready is None:
-        return _Finished(p, GenerationResult(params=p.params, interrupted=True), None)
+        return _Finished.stopped(p)
     return _finish(p, ready, services.backend.run_job(ready.job, ctx), ctx, services)
 
 
@@ -419,12 +425,7 @@ def _run_all(jobs: Iterable[StableDiffusionProcessing], ctx: JobContext, service
     """_run for several jobs: all set up first, run together by the backend, then finished in order."""
     ready = [(p, _prepare(p, ctx, services)) for p in jobs]
     results = iter(services.backend.run_jobs([r.job for _, r in ready if r is not None], ctx))
-    return [
-        _finish(p, r, next(results), ctx, services)
-        if r is not None
-        else _Finished(p, GenerationResult(params=p.params, interrupted=True), None)
-        for p, r in ready
-    ]
+    return [_finish(p, r, next(results), ctx, services) if r else _Finished.stopped(p) for p, r in ready]
 
 
 def _prepare(p: StableDiffusionProcessing, ctx: JobContext, services) -> _Prepared | None:
