@@ -150,7 +150,7 @@ class JobSubmitter:
         `append_interrogation` each image's prompt ends with what Interrogate CLIP says of it."""
         services = self.services
         settings = self.run_settings("outdir_img2img_samples")
-        validate(params, settings.limits)
+        params = validate(params, settings.limits)
         self._check_checkpoints(params)
         describe = None
         if append_interrogation:
@@ -182,6 +182,7 @@ class JobSubmitter:
                     services.tools,
                     models.get(params.refiner) if params.refiner else None,
                     describe,
+                    validated=True,
                 )
 
         return services.engine.submit("img2img batch", run)

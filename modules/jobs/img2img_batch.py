@@ -46,10 +46,12 @@ def run_batch(
     tools: ImageTools | None = None,
     refiner: StableDiffusionModel | None = None,
     describe: Callable[[Image.Image], str] | None = None,
+    validated: bool = False,
 ) -> GenerationResult:
     """Process every image in `input_dir` (with `refiner`, the model of the params' Refiner checkpoint);
     a file that can't be read is skipped with a warning. With `describe` (Interrogate CLIP), each image's prompt
-    is the prompt, ", " and what `describe` says of the image (A1111's "Append interrogated prompt")."""
+    is the prompt, ", " and what `describe` says of the image (A1111's "Append interrogated prompt"). `validated`:
+    `params` passed validate when the batch was submitted, so only an image's prompt made longer is checked again."""
     source = _folder(input_dir, "input folder")
     target = _folder(output_dir, "output folder", must_exist=False)
     masks = _folder(mask_dir, "mask folder") if mask_dir and mask_dir.strip() else None
@@ -72,6 +74,7 @@ def run_batch(
         )
         job = Img2Img(model, job_params, ctx, replace(settings, save_dir=None), networks, tools, inputs=inputs)
         job.refiner_model = refiner
+        job.validated = validated and job_params is params
         done = job.run()
         result.warnings.extend(w for w in done.warnings if w not in result.warnings)
         for image, infotext, seed in zip(done.images, done.infotexts, done.seeds):
