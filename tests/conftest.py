@@ -35,7 +35,17 @@ def session_dir(factory: pytest.TempPathFactory, name: str) -> Path:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by what it runs: `browser` (tests/browser/), `e2e` (its module starts app.py, or it drives
-    a browser), `ray` (it uses the Ray cluster fixture). The soak module marks itself."""
+    a browser), `ray` (it uses the Ray cluster fixture). The soak module marks itself. Then group them for
+    pytest-xdist's `--dist loadgroup` (test.sh): a module's tests run in one worker, so its module fixtures start
+    once, and the modules with Ray tests share one worker, so no two Ray clusters run at once."""
+    _mark(items)
+    ray_modules = {item.path for item in items if item.get_closest_marker("ray")}
+    for item in items:
+        group = "ray" if item.path in ray_modules else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _mark(items: list[pytest.Item]) -> None:
     for item in items:
         in_browser = BROWSER_TESTS in item.path.parents
         if in_browser:
