@@ -1,5 +1,9 @@
 """Setting the page's controls as a person does, for the browser tests."""
 
+import re
+
+from playwright.sync_api import expect
+
 
 def set_number(page, elem_id: str, value) -> None:
     """Type `value` into a slider's or number's box and leave it (Gradio takes the value on blur)."""
@@ -12,3 +16,23 @@ def pick(page, elem_id: str, option: str) -> None:
     """Open a dropdown and click its first option holding `option`."""
     page.locator(f"#{elem_id} input").click()
     page.locator(f"#{elem_id} [role=option]", has_text=option).first.click()
+
+
+def options_of(page, elem_id: str) -> list[str]:
+    """A dropdown's options as it lists them (opened, read, closed and left again), without the ✓ of the chosen one."""
+    page.locator(f"#{elem_id} input").click()
+    options = page.locator(f"#{elem_id} [role=listbox] [role=option]")
+    expect(options.first).to_be_visible()
+    texts = [text.removeprefix("✓").strip() for text in options.all_inner_texts()]
+    page.keyboard.press("Escape")
+    expect(options.first).to_be_hidden()
+    page.locator(f"#{elem_id} input").blur()  # a click on the still focused box would not open it again
+    return texts
+
+
+def load_checkpoint(page, name: str) -> None:
+    """Pick the checkpoint `name` at the top of the page and wait until it is loaded."""
+    pick(page, "setting_sd_model_checkpoint", name)
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(
+        re.compile(rf"^{re.escape(name)} \[[0-9a-f]{{10}}\]$"), timeout=60000
+    )

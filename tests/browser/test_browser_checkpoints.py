@@ -6,55 +6,47 @@ import re
 import shutil
 
 import pytest
-from app_process import running_app, wait_for, with_demo_checkpoint
-from page_controls import set_number
+from app_process import wait_for
+from page_controls import options_of, set_number
+from page_data import log_since, log_size, removed_after, unique
 from playwright.sync_api import expect
 
-
-@pytest.fixture(scope="module")
-def app_data(tmp_path_factory, demo_checkpoint):
-    data = tmp_path_factory.mktemp("checkpoints-browser-data")
-    with_demo_checkpoint(data, demo_checkpoint)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "second.safetensors")
-    (data / "models" / "Stable-diffusion" / "unreadable.ckpt").write_bytes(bytes(range(256)) * 16)
-    return data
+SECOND, LATER, BROKEN = unique("second"), unique("added-later"), unique("unreadable")
 
 
 @pytest.fixture(scope="module")
-def app_url(app_data):
-    with running_app(app_data, model_name="demo.safetensors") as url:
-        yield url
+def checkpoints(page_app, demo_checkpoint):
+    """The shared page server's checkpoint folder with a second checkpoint and a broken file in it; they and the
+    one the refresh test adds are removed when the module is done."""
+    folder = page_app[1] / "models" / "Stable-diffusion"
+    second, broken, later = folder / f"{SECOND}.safetensors", folder / f"{BROKEN}.ckpt", folder / f"{LATER}.safetensors"
+    with removed_after(second, broken, later):
+        shutil.copy(demo_checkpoint, second)
+        broken.write_bytes(bytes(range(256)) * 16)
+        yield folder
 
 
-def options_of(page, elem_id: str) -> list[str]:
-    page.locator(f"#{elem_id} input").click()
-    options = page.locator(f"#{elem_id} [role=listbox] [role=option]")
-    expect(options.first).to_be_visible()
-    texts = [text.removeprefix("✓").strip() for text in options.all_inner_texts()]
-    page.keyboard.press("Escape")
-    expect(options.first).to_be_hidden()
-    return texts
-
-
-def test_refresh_lists_a_new_checkpoint_in_both_dropdowns(page, app_data, demo_checkpoint):
+def test_refresh_lists_a_new_checkpoint_in_both_dropdowns(page, checkpoints, demo_checkpoint):
     page.click("#txt2img_hr .label-wrap")  # open the Hires. fix accordion
-    assert not any("added-later" in text for text in options_of(page, "txt2img_hr_checkpoint_name"))
-    shutil.copy(demo_checkpoint, app_data / "models" / "Stable-diffusion" / "added-later.safetensors")
+    assert not any(LATER in text for text in options_of(page, "txt2img_hr_checkpoint_name"))
+    shutil.copy(demo_checkpoint, checkpoints / f"{LATER}.safetensors")
     page.click("#refresh_sd_model_checkpoint")
     wait_for(
-        lambda: any("added-later" in text for text in options_of(page, "setting_sd_model_checkpoint")),
+        lambda: any(LATER in text for text in options_of(page, "setting_sd_model_checkpoint")),
         30,
         "the new checkpoint in the top dropdown",
     )
     hires = options_of(page, "txt2img_hr_checkpoint_name")
     assert hires[0] == "Use same checkpoint", hires
-    assert any("added-later" in text for text in hires)
+    assert any(LATER in text for text in hires)
 
 
-def test_the_refiner_accordion_hands_sampling_to_another_checkpoint(page):
+def test_the_refiner_accordion_hands_sampling_to_another_checkpoint(page, checkpoints):
     page.click("#txt2img_refiner .label-wrap")
+    page.click("#refresh_sd_model_checkpoint")  # the page's 🔄 lists the second checkpoint for the refiner too
+    wait_for(lambda: any(SECOND in text for text in options_of(page, "txt2img_refiner_checkpoint")), 30, SECOND)
     page.locator("#txt2img_refiner_checkpoint input").click()
-    page.locator("#txt2img_refiner_checkpoint [role=option]", has_text="second").first.click()
+    page.locator("#txt2img_refiner_checkpoint [role=option]", has_text=SECOND).first.click()
     for elem_id, value in (
         ("txt2img_steps", 4),
         ("txt2img_width", 64),
@@ -65,18 +57,21 @@ def test_the_refiner_accordion_hands_sampling_to_another_checkpoint(page):
     page.fill("#txt2img_prompt textarea", "a quiet lake")
     page.click("#txt2img_generate")
     info = page.locator("#html_info_txt2img")
-    expect(info).to_contain_text("Refiner: second", timeout=60000)
+    expect(info).to_contain_text(f"Refiner: {SECOND}", timeout=60000)
     expect(info).to_contain_text("Refiner switch at: 0.5")
     expect(info).to_contain_text("Model: demo")
 
 
-def test_picking_a_broken_checkpoint_is_one_attempt_with_one_clear_warning(page, app_data):
+def test_picking_a_broken_checkpoint_is_one_attempt_with_one_clear_warning(page, page_app, checkpoints):
+    data, start = page_app[1], log_size(page_app[1])
+    page.click("#refresh_sd_model_checkpoint")
+    wait_for(lambda: any(BROKEN in text for text in options_of(page, "setting_sd_model_checkpoint")), 30, BROKEN)
     page.locator("#setting_sd_model_checkpoint input").click()
-    page.locator("#setting_sd_model_checkpoint [role=option]", has_text="unreadable.ckpt").first.click()
-    message = "unreadable.ckpt is not a checkpoint (unreadable)"
+    page.locator("#setting_sd_model_checkpoint [role=option]", has_text=f"{BROKEN}.ckpt").first.click()
+    message = f"{BROKEN}.ckpt is not a checkpoint (unreadable)"
     expect(page.locator("#model_status")).to_contain_text(message, timeout=30000)
     page.wait_for_timeout(1500)  # a second attempt, if any, would have been logged by now
-    attempts = (app_data / "server.log").read_text().count(f"Could not load checkpoint unreadable.ckpt: {message}")
-    assert attempts == 1, (app_data / "server.log").read_text()[-3000:]
+    attempts = log_since(data, start).count(f"Could not load checkpoint {BROKEN}.ckpt: {message}")
+    assert attempts == 1, log_since(data, start)[-3000:]
     expect(page.locator(".toast-body", has_text=message)).to_have_count(1)
     expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("^demo"))
