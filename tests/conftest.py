@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import requests
 import torch
 from app_process import running_app, stop_page_jobs, with_demo_checkpoint
 from outcomes import REPORTS, failed
@@ -22,7 +24,10 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 BROWSER_TESTS = Path(__file__).parent / "browser"
-SHARED_APPS = {"page_app"}  # the session's app.py servers below
+SHARED_APPS = {"page_app", "api_app", "auth_app"}  # the session's app.py servers below
+AUTH_PAGE_LOGIN = ("page-user", "page-pw-2718")  # auth_app's --gradio-auth
+AUTH_API_LOGIN = ("api-user", "api-pw-1729")  # auth_app's --api-auth
+AUTH_MAX_REQUEST_BYTES = 1024 * 1024  # auth_app's setting max_request_bytes (read at start)
 SESSION_DIRS: set[Path] = set()  # temporary folders of session fixtures, kept until the session ends
 
 
@@ -101,6 +106,29 @@ def page_app(tmp_path_factory: pytest.TempPathFactory, demo_checkpoint: Path) ->
         yield url, data
 
 
+@pytest.fixture(scope="session")
+def api_app(tmp_path_factory: pytest.TempPathFactory, demo_checkpoint: Path) -> Iterator[tuple[str, Path]]:
+    """app.py serving the page and the API (--api, no logins) with the demo model (demo.safetensors): (URL,
+    data dir), shared as page_app is, on the same terms: a test undoes what it changes and reads only its part
+    of data/server.log."""
+    data = with_demo_checkpoint(session_dir(tmp_path_factory, "api-app"), demo_checkpoint)
+    with running_app(data, "--api", model_name="demo.safetensors") as url:
+        yield url, data
+
+
+@pytest.fixture(scope="session")
+def auth_app(tmp_path_factory: pytest.TempPathFactory, demo_checkpoint: Path) -> Iterator[tuple[str, Path]]:
+    """app.py locked down: the page behind AUTH_PAGE_LOGIN (--gradio-auth), the API (--api) behind
+    AUTH_API_LOGIN (--api-auth), request bodies capped at AUTH_MAX_REQUEST_BYTES, the demo model
+    (demo.safetensors) loaded: (URL, data dir), shared as page_app is, on the same terms; a test that logs in
+    wrong on purpose ends with a right login, so no throttle is left for the next."""
+    data = with_demo_checkpoint(session_dir(tmp_path_factory, "auth-app"), demo_checkpoint)
+    (data / "config.json").write_text(json.dumps({"max_request_bytes": AUTH_MAX_REQUEST_BYTES}))
+    logins = ("--gradio-auth", ":".join(AUTH_PAGE_LOGIN), "--api-auth", ":".join(AUTH_API_LOGIN))
+    with running_app(data, "--api", *logins, model_name="demo.safetensors") as url:
+        yield url, data
+
+
 @pytest.fixture(scope="module", autouse=True)
 def module_dirs_removed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Once a test module is done, delete the temporary folders it made (its checkpoints, servers' data dirs):
@@ -115,11 +143,16 @@ def module_dirs_removed(request: pytest.FixtureRequest, tmp_path_factory: pytest
 
 @pytest.fixture(autouse=True)
 def page_app_left_idle(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After a test on page_app fails, interrupt the job it may have left running (a long one, say), so that the
-    next tests' jobs do not wait behind it."""
+    """After a test on a shared app fails, interrupt the job it may have left running (a long one, say), so that
+    the next tests' jobs do not wait behind it."""
     yield
-    if "page_app" in request.fixturenames and failed(request, ("call",)):
+    if not failed(request, ("call",)):
+        return
+    if "page_app" in request.fixturenames:
         stop_page_jobs(request.getfixturevalue("page_app")[0])
+    for name, login in (("api_app", None), ("auth_app", AUTH_API_LOGIN)):
+        if name in request.fixturenames:
+            requests.post(request.getfixturevalue(name)[0] + "sdapi/v1/interrupt", auth=login, timeout=30)
 
 
 @pytest.fixture

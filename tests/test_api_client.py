@@ -8,23 +8,22 @@ import threading
 import pytest
 import requests
 import webuiapi
-from app_process import endpoint_args, running_app, wait_for
+from app_process import endpoint_args, wait_for
+from conftest import AUTH_API_LOGIN, AUTH_PAGE_LOGIN
 from PIL import Image
-from tiny_models import write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    write_tiny_checkpoint("sd1", data / "models" / "Stable-diffusion" / "tiny.safetensors", seed=3)
-    with running_app(data, "--api", "--api-auth", "me:secret", model_name="tiny.safetensors") as url:
-        yield url
+def server(auth_app):
+    """The shared locked-down app (page and API logins, the demo model)."""
+    return auth_app[0]
 
 
 @pytest.fixture(scope="module")
 def client(server):
     port = int(server.rstrip("/").rsplit(":", 1)[1])
-    return webuiapi.WebUIApi(port=port, sampler="Euler a", steps=3, username="me", password="secret")
+    user, password = AUTH_API_LOGIN
+    return webuiapi.WebUIApi(port=port, sampler="Euler a", steps=3, username=user, password=password)
 
 
 def test_txt2img(client):
@@ -66,11 +65,16 @@ def test_extras_and_png_info(client):
 
 
 def test_options(client):
-    client.set_options({"eta_noise_seed_delta": 7, "CLIP_stop_at_last_layers": 2})
-    options = client.get_options()
-    assert options["eta_noise_seed_delta"] == 7 and options["CLIP_stop_at_last_layers"] == 2
-    assert "Clip skip: 2" in client.txt2img(prompt="x", width=64, height=64).info["infotexts"][0]
-    client.set_options({"CLIP_stop_at_last_layers": 1})
+    changed = {"eta_noise_seed_delta": 7, "CLIP_stop_at_last_layers": 2}
+    before = {key: client.get_options()[key] for key in changed}
+    assert before != changed
+    client.set_options(changed)
+    try:
+        options = client.get_options()
+        assert options["eta_noise_seed_delta"] == 7 and options["CLIP_stop_at_last_layers"] == 2
+        assert "Clip skip: 2" in client.txt2img(prompt="x", width=64, height=64).info["infotexts"][0]
+    finally:
+        client.set_options(before)  # the shared server's settings as they were
     assert options["sd_model_checkpoint"] in client.util_get_model_names()
 
 
@@ -92,7 +96,7 @@ def test_page_and_api_share_the_queue(server, client):
     """A page job shows in the API's /progress, the API can interrupt it, and an API job queued behind it runs."""
     from gradio_client import Client
 
-    page = Client(server, verbose=False)
+    page = Client(server, auth=AUTH_PAGE_LOGIN, verbose=False)
     values = {
         "Prompt": "page job",
         "Sampling method": "Euler",

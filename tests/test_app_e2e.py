@@ -11,6 +11,7 @@ import pytest
 import requests
 import torch
 from app_process import endpoint_args, running_app
+from conftest import AUTH_PAGE_LOGIN
 from network_files import a1111_embedding, kohya_lora
 from PIL import Image
 from tiny_models import tiny_modules, write_tiny_checkpoint
@@ -139,20 +140,18 @@ def test_demo_model_is_written_when_there_is_no_checkpoint(tmp_path):
             assert (tmp_path / name).exists(), name
 
 
-def test_gradio_auth_requires_a_login(tmp_path, demo_checkpoint):
+def test_gradio_auth_requires_a_login(auth_app):
     from gradio_client import Client
 
-    ckpts = tmp_path / "models" / "Stable-diffusion"
-    ckpts.mkdir(parents=True)
-    shutil.copy(demo_checkpoint, ckpts / "demo.safetensors")
-    with running_app(tmp_path, "--gradio-auth", "alice:secret") as url:
-        assert requests.get(url + "config", timeout=10).status_code == 401
-        wrong = requests.post(url + "login", data={"username": "alice", "password": "wrong"}, timeout=10)
-        assert wrong.status_code != 200
-        session = requests.Session()
-        assert session.post(url + "login", data={"username": "alice", "password": "secret"}, timeout=10).ok
-        assert session.get(url + "config", timeout=10).status_code == 200
-        Client(url, auth=("alice", "secret"), verbose=False)
+    url, _ = auth_app
+    user, password = AUTH_PAGE_LOGIN
+    assert requests.get(url + "config", timeout=10).status_code == 401
+    wrong = requests.post(url + "login", data={"username": user, "password": "wrong"}, timeout=10)
+    assert wrong.status_code != 200
+    session = requests.Session()
+    assert session.post(url + "login", data={"username": user, "password": password}, timeout=10).ok
+    assert session.get(url + "config", timeout=10).status_code == 200
+    Client(url, auth=AUTH_PAGE_LOGIN, verbose=False)
 
 
 def test_prompt_syntax_lora_and_embedding_from_the_data_dir(server, client):

@@ -5,33 +5,25 @@ body of any type gets a clean 422, and failed logins (page and API) are throttle
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 
 import psutil
 import pytest
 import requests
-from app_process import running_app, with_demo_checkpoint
+from app_process import app_process
+from conftest import AUTH_API_LOGIN, AUTH_MAX_REQUEST_BYTES, AUTH_PAGE_LOGIN
 
-PAGE = ("user", "page-pw-1618")
-API = ("robot", "api-pw-1414")
-CAP = 1024 * 1024  # max_request_bytes for this server
+PAGE, API, CAP = AUTH_PAGE_LOGIN, AUTH_API_LOGIN, AUTH_MAX_REQUEST_BYTES  # the shared auth_app's
 MARKER = "echo-me-if-you-dare-5150"
 MB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, demo_checkpoint) -> Iterator[tuple[str, psutil.Process]]:
-    data = tmp_path_factory.mktemp("guards")
-    with_demo_checkpoint(data, demo_checkpoint)
-    (data / "config.json").write_text(json.dumps({"max_request_bytes": CAP}))
-    with running_app(data, "--api", "--gradio-auth", ":".join(PAGE), "--api-auth", ":".join(API)) as url:
-        port = url.rstrip("/").rsplit(":", 1)[1]
-        process = next(
-            p for p in psutil.Process().children(recursive=True) if "app.py" in p.cmdline() and port in p.cmdline()
-        )
-        yield url, process
+def server(auth_app) -> tuple[str, psutil.Process]:
+    """The shared locked-down app and its process."""
+    url, _ = auth_app
+    return url, app_process(url)
 
 
 def logged_in(url: str) -> requests.Session:
@@ -104,7 +96,7 @@ def test_refusals_never_echo_the_body(server):
     refusals = [
         requests.post(api, json={"prompt": MARKER}, timeout=10),
         requests.post(api, data=f"{{{MARKER}", headers=as_json, timeout=10),
-        requests.post(api, json={"steps": MARKER}, auth=("robot", "wrong"), timeout=10),
+        requests.post(api, json={"steps": MARKER}, auth=(API[0], "wrong"), timeout=10),
         requests.post(page, data=f"{{{MARKER}", headers=as_json, timeout=10),
         requests.post(page, json={"data": [MARKER], "fn_index": "x"}, timeout=10),
     ]

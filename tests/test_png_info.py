@@ -2,11 +2,14 @@
 
 import io
 import shutil
+from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 
 import gradio as gr
 import pytest
-from app_process import endpoint_args, running_app
+import requests
+from app_process import endpoint_args
 from PIL import Image, PngImagePlugin
 
 from modules.images import decode_user_comment, read_image_texts, read_infotext, save_unique
@@ -97,14 +100,22 @@ def test_the_tab_shows_texts_and_parsed_parameters_escaped(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, demo_checkpoint):
-    data = tmp_path_factory.mktemp("pnginfo-data")
-    ckpts = data / "models" / "Stable-diffusion"
-    ckpts.mkdir(parents=True)
-    shutil.copy(demo_checkpoint, ckpts / "demo.safetensors")
-    shutil.copy(demo_checkpoint, ckpts / "second.safetensors")
-    with running_app(data, "--ckpt", "demo.safetensors", model_name="demo.safetensors") as url:
-        yield url, data
+def server(api_app):
+    """The shared app (page and API, demo.safetensors loaded) with a second checkpoint listed while this module
+    runs: (URL, data dir)."""
+    url, data = api_app
+    second = data / "models" / "Stable-diffusion" / "second.safetensors"
+    shutil.copy(data / "models" / "Stable-diffusion" / "demo.safetensors", second)
+    assert requests.post(url + "sdapi/v1/refresh-checkpoints", timeout=60).ok
+    yield url, data
+    second.unlink()
+    assert requests.post(url + "sdapi/v1/refresh-checkpoints", timeout=60).ok
+
+
+def log_from_here(data: Path) -> Callable[[], str]:
+    """Reads the shared server's log from its present end: what was written since."""
+    start = (data / "server.log").stat().st_size
+    return lambda: (data / "server.log").read_bytes()[start:].decode()
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +148,10 @@ def generated(server, client):
         "Seed": 77,
         "Clip skip": 2,
     }
+    folder = server[1] / "outputs" / "txt2img-images" / date.today().isoformat()
+    before = set(folder.glob("*.png"))  # the shared server's earlier images
     client.predict(*endpoint_args(client, "/txt2img", values), api_name="/txt2img")
-    path = next((server[1] / "outputs" / "txt2img-images" / date.today().isoformat()).glob("*.png"))
+    (path,) = set(folder.glob("*.png")) - before
     return path, Image.open(path).info["parameters"]
 
 
@@ -171,6 +184,7 @@ def test_sent_to_inpaint_with_the_image_and_the_inpaint_fields(client, generated
 def test_a_jpeg_naming_another_checkpoint_picks_it_and_a_missing_one_warns(server, client, generated, tmp_path):
     from gradio_client import handle_file
 
+    log = log_from_here(server[1])
     path, infotext = generated
     for name, model in (("second.jpg", "second"), ("missing.jpg", "nowhere")):
         text = infotext.replace("Model: demo", f"Model: {model}").replace("Model hash: ", "Old hash: ")
@@ -182,14 +196,15 @@ def test_a_jpeg_naming_another_checkpoint_picks_it_and_a_missing_one_warns(serve
     assert fields["img2img mode"] == img2img.IMG2IMG and fields["Seed"] == 77
     fields = call(client, "/pnginfo_send_to_img2img", handle_file(str(tmp_path / "missing.jpg")))
     assert fields["Stable Diffusion checkpoint"] == {"__type__": "update"}
-    assert "Checkpoint nowhere is not here; keeping demo.safetensors" in (server[1] / "server.log").read_text()
+    assert "Checkpoint nowhere is not here; keeping demo.safetensors" in log()
 
 
 def test_paste_button_reads_the_prompt_box_or_the_last_generation(server, client, generated):
+    log = log_from_here(server[1])
     fields = call(client, "/txt2img_paste", "")
     assert fields["Prompt"] == "a lighthouse, at night" and fields["Seed"] == 77
     fields = call(client, "/img2img_paste", "a fox\nSteps: many, Seed: 5, Size: 128x64, Denoising strength: 0.4")
     assert fields["Prompt"] == "a fox" and fields["Negative prompt"] == ""
     assert (fields["Seed"], fields["Width"], fields["Height"], fields["Denoising strength"]) == (5, 128, 64, 0.4)
     assert fields["Sampling steps"] == {"__type__": "update"}
-    assert "'many'" in (server[1] / "server.log").read_text()
+    assert "'many'" in log()
