@@ -20,6 +20,7 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+VIEWPORT = {"width": 1400, "height": 1000}
 
 
 @pytest.fixture(scope="session")
@@ -42,17 +43,47 @@ def app_url(page_app):
     return page_app[0]
 
 
+def open_app(page, url: str) -> None:
+    """Load the app's page in `page` and wait until its controls are there."""
+    page.goto(url)
+    page.wait_for_selector("#txt2img_generate", timeout=30000)
+
+
+def screenshot_if_failed(page, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """When the test failed, save a screenshot of `page` in its temporary folder and print the path (a passing
+    test's would be deleted with the folder unseen)."""
+    if failed(request):
+        shot = tmp_path / "screenshot.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot of the failed test: {shot}")
+
+
 @pytest.fixture
 def page(browser, app_url, tmp_path, request):
-    """A fresh page on the app; its screenshot is saved in the test's temporary folder, and
-    its path is printed when the test fails."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    """A fresh page on the app (a screenshot of it is kept when the test fails)."""
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
-    page.goto(app_url)
-    page.wait_for_selector("#txt2img_generate", timeout=30000)
+    open_app(page, app_url)
     yield page
-    shot = tmp_path / "screenshot.png"
-    page.screenshot(path=str(shot), full_page=True)
-    if failed(request):
-        print(f"screenshot of the failed test: {shot}")
+    screenshot_if_failed(page, tmp_path, request)
     context.close()
+
+
+@pytest.fixture(scope="module")
+def module_page(browser, app_url):
+    """One page on the app for a whole module (see reused_page)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    open_app(page, app_url)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def reused_page(module_page, app_url, tmp_path, request):
+    """The module's page, loaded once, for tests that each set the controls they read: a module's `page` where
+    its tests allow. After a failed test it is loaded again, so the next test starts from the page as loaded."""
+    yield module_page
+    if failed(request):
+        screenshot_if_failed(module_page, tmp_path, request)
+        open_app(module_page, app_url)

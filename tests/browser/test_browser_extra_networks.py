@@ -5,39 +5,43 @@ import shutil
 
 import pytest
 import torch
-from app_process import running_app, with_demo_checkpoint
 from network_files import a1111_embedding, kohya_lora
+from page_data import removed_after, unique
 from playwright.sync_api import expect
 from tiny_models import tiny_modules
 
-
-@pytest.fixture(scope="module")
-def app_data(tmp_path_factory):
-    return tmp_path_factory.mktemp("networks-data")
+LORA, EMBEDDING, LATER = unique("tinylora"), unique("mystyle"), unique("added later")
 
 
 @pytest.fixture(scope="module")
-def app_url(app_data, demo_checkpoint):
-    """app.py with the demo model, a LoRA and an embedding."""
-    data = app_data
-    with_demo_checkpoint(data, demo_checkpoint)
-    (data / "models" / "Lora").mkdir(parents=True)
-    unet, _, (text_encoder,) = tiny_modules("sd1", seed=7)
-    kohya_lora(data / "models" / "Lora" / "tinylora.safetensors", unet, text_encoder)
-    (data / "embeddings").mkdir()
-    a1111_embedding(data / "embeddings" / "mystyle.pt", torch.randn(2, 64))
-    with running_app(data, model_name="demo.safetensors") as url:
-        yield url
+def app_data(page_app):
+    """The shared page server's data dir with a LoRA and an embedding of this module's own (the page lists them
+    when it loads); they and the checkpoint a test adds are removed when the module is done."""
+    data = page_app[1]
+    lora, embedding = data / "models" / "Lora" / f"{LORA}.safetensors", data / "embeddings" / f"{EMBEDDING}.pt"
+    with removed_after(lora, embedding, data / "models" / "Stable-diffusion" / f"{LATER}.safetensors"):
+        lora.parent.mkdir(parents=True, exist_ok=True)
+        unet, _, (text_encoder,) = tiny_modules("sd1", seed=7)
+        kohya_lora(lora, unet, text_encoder)
+        embedding.parent.mkdir(exist_ok=True)
+        a1111_embedding(embedding, torch.randn(2, 64))
+        yield data
 
 
-def test_clicking_cards_edits_the_prompt(page):
+@pytest.fixture
+def page(reused_page):
+    """One page for the module: the second test loads it again itself."""
+    return reused_page
+
+
+def test_clicking_cards_edits_the_prompt(app_data, page):
     prompt = page.locator("#txt2img_prompt textarea")
     prompt.fill("a castle")
     page.click("#txt2img_extra_tabs button[role=tab]:has-text('Lora')")  # the tab beside Generation
-    card = page.locator("#txt2img_lora_cards .thumbnail-item").first
+    card = page.locator("#txt2img_lora_cards .thumbnail-item", has_text=LORA)
     expect(card).to_be_visible(timeout=20000)
     card.click()
-    expect(prompt).to_have_value("a castle <lora:tinylora:1>", timeout=10000)
+    expect(prompt).to_have_value(f"a castle <lora:{LORA}:1>", timeout=10000)
     card.click()
     expect(prompt).to_have_value("a castle", timeout=10000)
 
@@ -45,7 +49,7 @@ def test_clicking_cards_edits_the_prompt(page):
 def test_cards_are_searched_sorted_and_filled_on_load_and_an_empty_tab_names_its_folder(
     page, app_data, demo_checkpoint
 ):
-    shutil.copy(demo_checkpoint, app_data / "models" / "Stable-diffusion" / "added later.safetensors")
+    shutil.copy(demo_checkpoint, app_data / "models" / "Stable-diffusion" / f"{LATER}.safetensors")
     page.reload()  # a new page load shows the file without 🔄 (as the demo model written at first start)
     page.click("#txt2img_extra_tabs button[role=tab]:has-text('Checkpoints')")
     cards = page.locator("#txt2img_checkpoints_cards .thumbnail-item")
@@ -56,7 +60,7 @@ def test_cards_are_searched_sorted_and_filled_on_load_and_an_empty_tab_names_its
     sort = page.locator("#txt2img_checkpoints_extra_sort input")
     sort.click()
     page.locator("[role=option]", has_text="Date modified").click()
-    expect(cards.first).to_contain_text("added later", timeout=10000)  # the newest file first
+    expect(cards.first).to_contain_text(LATER, timeout=10000)  # the newest file first
     search = page.locator("#txt2img_checkpoints_extra_search textarea, #txt2img_checkpoints_extra_search input")
     search.fill("demo")
     expect(cards).to_have_count(1, timeout=10000)

@@ -5,29 +5,35 @@ save into log/images with log.csv, Send-to sends the selected image, and no outp
 import io
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
 import requests
-from app_process import running_app
 from page_controls import set_number
+from page_data import new_files
 from PIL import Image
 from playwright.sync_api import expect
 
 
-@pytest.fixture(scope="module")
-def app_data(tmp_path_factory, demo_checkpoint):
-    data = tmp_path_factory.mktemp("gallery-data")
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
-    return data
+@pytest.fixture
+def saved_before(page_app):
+    """The shared page server's data dir and what its output and log folders held before the test; what the
+    test saves into log/images is removed after it (other tests' outputs are left as they are)."""
+    data = page_app[1]
+    before = {path for name in ("outputs", "log") for path in (data / name).rglob("*")}
+    yield data, before
+    log_csv = data / "log" / "images" / "log.csv"
+    for path in new_files(data / "log" / "images", "*", before):
+        if path.is_file() and path != log_csv:
+            path.unlink()
+    if log_csv not in before:
+        log_csv.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="module")
-def app_url(app_data):
-    with running_app(app_data, model_name="demo.safetensors") as url:
-        yield url
+@pytest.fixture
+def page(reused_page):
+    """One page for the module: the first test only reads it."""
+    return reused_page
 
 
 def thumbnails(page, kind: str = "small"):
@@ -65,9 +71,12 @@ def test_no_output_gallery_takes_uploads(page):
         assert "Drop" not in (gallery.text_content() or "")
 
 
-def test_batch_of_two_shows_its_grid_first_whole_and_follows_the_selection(page, app_data):
+def test_batch_of_two_shows_its_grid_first_whole_and_follows_the_selection(page, saved_before):
+    app_data, before = saved_before
+    log_csv = app_data / "log" / "images" / "log.csv"
+    log_lines = log_csv.read_text().splitlines()[1:] if log_csv.is_file() else []  # another test's saves
     generate_two(page)
-    grids = list((app_data / "outputs" / "txt2img-grids").rglob("grid-*.png"))
+    grids = new_files(app_data / "outputs" / "txt2img-grids", "grid-*.png", before)
     assert len(grids) == 1 and b"Seed: 100," in grids[0].read_bytes()
 
     info_json = page.locator("#generation_info_txt2img textarea")  # A1111's JSON, for extensions' scripts
@@ -85,16 +94,17 @@ def test_batch_of_two_shows_its_grid_first_whole_and_follows_the_selection(page,
 
     page.click("#save_txt2img")
     expect(page.locator("#html_log_txt2img")).to_contain_text("Saved: ", timeout=30000)
-    saved = list((app_data / "log" / "images").glob("*.png"))
+    saved = new_files(app_data / "log" / "images", "*.png", before)
     assert len(saved) == 1 and b"Seed: 101," in saved[0].read_bytes()
-    log = (app_data / "log" / "images" / "log.csv").read_text().splitlines()
-    assert log[0] == "prompt,seed,width,height,sampler,cfgs,steps,filename,negative_prompt"
-    assert log[1].startswith("a lighthouse,100,64,64,") and saved[0].name in log[1]
+    header, *log = log_csv.read_text().splitlines()
+    assert header == "prompt,seed,width,height,sampler,cfgs,steps,filename,negative_prompt"
+    assert log[: len(log_lines)] == log_lines and len(log) == len(log_lines) + 1  # one line added: this save's
+    assert log[-1].startswith("a lighthouse,100,64,64,") and saved[0].name in log[-1]
     expect(page.locator("#download_files_txt2img")).to_be_visible()
 
     page.click("#save_zip_txt2img")
     expect(page.locator("#download_files_txt2img")).to_contain_text(".zip", timeout=30000)
-    assert len(list((app_data / "log" / "images").glob("*.zip"))) == 1
+    assert len(new_files(app_data / "log" / "images", "*.zip", before)) == 1
 
     thumbnails(page).nth(1).click()  # the first image
     expect(info).to_contain_text("Seed: 100,")
@@ -116,6 +126,6 @@ def test_batch_of_two_shows_its_grid_first_whole_and_follows_the_selection(page,
     page.click("#txt2img_send_to_extras")
     sent = page.locator("#extras_image img")
     expect(sent).to_be_visible(timeout=20000)
-    [second] = (app_data / "outputs" / "txt2img-images").rglob("*-101-*.png")
+    [second] = new_files(app_data / "outputs" / "txt2img-images", "*-101-*.png", before)
     received = Image.open(io.BytesIO(requests.get(sent.get_attribute("src"), timeout=30).content)).convert("RGB")
     assert np.array_equal(np.asarray(received), np.asarray(Image.open(second).convert("RGB")))

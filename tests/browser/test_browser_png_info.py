@@ -4,36 +4,46 @@ import re
 import shutil
 
 import pytest
-from app_process import running_app
+from app_process import wait_for
+from page_controls import load_checkpoint, options_of
+from page_data import removed_after, unique
 from PIL import Image
 from playwright.sync_api import expect
 from test_browser_img2img import drop_file
 
 from modules.images import save_unique
 
+SECOND = unique("second")
 INFOTEXT = (
     "a red boat, at dawn\nNegative prompt: blurry\n"
-    "Steps: 9, Sampler: Euler, CFG scale: 5.5, Seed: 1234, Size: 128x192, Model: second, Clip skip: 3"
+    f"Steps: 9, Sampler: Euler, CFG scale: 5.5, Seed: 1234, Size: 128x192, Model: {SECOND}, Clip skip: 3"
 )
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, demo_checkpoint):
-    """app.py with the demo model loaded and a second checkpoint to switch to."""
-    data = tmp_path_factory.mktemp("pnginfo-browser-data")
-    ckpts = data / "models" / "Stable-diffusion"
-    ckpts.mkdir(parents=True)
-    shutil.copy(demo_checkpoint, ckpts / "demo.safetensors")
-    shutil.copy(demo_checkpoint, ckpts / "second.safetensors")
-    with running_app(data, "--ckpt", "demo.safetensors", model_name="demo.safetensors") as url:
-        yield url
+@pytest.fixture
+def page(reused_page):
+    """One page for the module: each test fills the boxes it reads."""
+    return reused_page
+
+
+@pytest.fixture
+def second_checkpoint(page, page_app, demo_checkpoint):
+    """A second checkpoint to switch to in the shared page server's folder, listed with the page's 🔄; after the
+    test the demo model is loaded again and the file removed."""
+    path = page_app[1] / "models" / "Stable-diffusion" / f"{SECOND}.safetensors"
+    with removed_after(path):
+        shutil.copy(demo_checkpoint, path)
+        page.click("#refresh_sd_model_checkpoint")
+        wait_for(lambda: any(SECOND in text for text in options_of(page, "setting_sd_model_checkpoint")), 30, SECOND)
+        yield
+        load_checkpoint(page, "demo.safetensors")
 
 
 def number(page, elem_id: str):
     return page.locator(f"#{elem_id} input[type=number]").first
 
 
-def test_drop_a_png_and_send_it_to_txt2img_with_its_checkpoint(page, tmp_path):
+def test_drop_a_png_and_send_it_to_txt2img_with_its_checkpoint(page, second_checkpoint, tmp_path):
     path = save_unique(Image.new("RGB", (32, 48), "navy"), tmp_path, "1234-a red boat", INFOTEXT)
     page.click("#txt2img_extra_tabs button[role=tab]:has-text('Lora')")  # sending brings Generation back
     expect(page.locator("#txt2img_settings")).to_be_hidden()
@@ -54,8 +64,8 @@ def test_drop_a_png_and_send_it_to_txt2img_with_its_checkpoint(page, tmp_path):
         ("setting_CLIP_stop_at_last_layers", "3"),
     ):
         expect(number(page, elem_id)).to_have_value(value)
-    expect(page.locator("#model_status")).to_contain_text("second.safetensors", timeout=60000)
-    loaded = re.compile(r"^second\.safetensors \[\w{10}\]$")  # its hash is known once it is loaded
+    expect(page.locator("#model_status")).to_contain_text(f"{SECOND}.safetensors", timeout=60000)
+    loaded = re.compile(rf"^{SECOND}\.safetensors \[\w{{10}}\]$")  # its hash is known once it is loaded
     expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(loaded)
 
 

@@ -1,10 +1,18 @@
 """The prompt box as a person uses it: the token counter and Ctrl+Up/Down weight editing."""
 
+import pytest
 from playwright.sync_api import expect
+
+
+@pytest.fixture
+def page(reused_page):
+    """One page for the module: each test fills the boxes it reads."""
+    return reused_page
 
 
 def test_token_counter_updates_as_you_type(page):
     box = page.locator("#txt2img_prompt textarea")
+    box.fill("")
     box.click()
     box.type("a castle on a hill")
     expect(page.locator("#txt2img_prompt_token_counter")).to_have_text("5/75", timeout=10000)

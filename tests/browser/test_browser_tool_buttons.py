@@ -1,6 +1,7 @@
 """The tool buttons: A1111's hover hints, the same text as aria-label; 🗑️ asks before clearing both prompts;
 deleting a style asks first and saving one says so."""
 
+import pytest
 from playwright.sync_api import expect
 
 HINTS = {
@@ -15,6 +16,12 @@ HINTS = {
     "txt2img_styles_edit_button": "Edit styles",
     "img2img_random_seed": "Set seed to -1, which will cause a new random number to be used every time",
 }
+
+
+@pytest.fixture
+def page(reused_page):
+    """One page for the module: each test fills the boxes it reads."""
+    return reused_page
 
 
 def test_tool_buttons_have_a1111_hints_and_aria_labels(page):
