@@ -92,7 +92,7 @@ def app(tmp_path_factory, demo_checkpoint):
             "scripts/fresh.py": FRESH_SCRIPT,
         },
     )
-    with running_app(data) as url:
+    with running_app(data, "--api") as url:  # the API beside the page restarts with it (the last test)
         yield url, data, remote
 
 
@@ -117,6 +117,7 @@ def test_install_through_the_tab_then_apply_and_restart(app):
     from gradio_client import Client
 
     url, data, remote = app
+    assert "fresh" not in requests.get(url + "sdapi/v1/scripts", timeout=10).json()["txt2img"]
     client = Client(url, verbose=False)
     message, _, _ = client.predict(str(remote.bare.parent / "missing.git"), "", "", api_name="/extensions_install")
     assert "git clone failed" in message and "does not exist" in message
@@ -163,24 +164,8 @@ def page_with(url: str, text: str) -> str | None:
     return html if text in html else None
 
 
-def test_apply_and_restart_also_restarts_the_api_served_beside_the_page(tmp_path, demo_checkpoint):
-    from gradio_client import Client
-
-    data = tmp_path / "data"
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
-    remote = Remote(
-        tmp_path,
-        "fresh-ext",
-        {"javascript/fresh.js": "window.FRESH_EXTENSION = 'loaded';\n", "scripts/fresh.py": FRESH_SCRIPT},
-    )
-    with running_app(data, "--api") as url:
-        scripts_url = url + "sdapi/v1/scripts"
-        assert "fresh" not in requests.get(scripts_url, timeout=10).json()["txt2img"]
-        client = Client(url, verbose=False)
-        message, _, _ = client.predict(remote.bare.as_uri(), "", "", api_name="/extensions_install")
-        assert "Installed fresh-ext" in message
-        assert "Restarting" in client.predict(["fresh-ext"], [], api_name="/extensions_apply")
-        wait_for(lambda: page_with(url, "FRESH_EXTENSION"), 120, "the restarted page with the new extension")
-        assert "fresh" in requests.get(scripts_url, timeout=10).json()["txt2img"]
-        assert (data / "extensions" / "fresh-ext" / "started.txt").read_text() == "yes"
+def test_apply_and_restart_also_restarts_the_api_served_beside_the_page(app):
+    url, data, _ = app  # the install and restart of test_install_through_the_tab_then_apply_and_restart
+    wait_for(lambda: page_with(url, "FRESH_EXTENSION"), 120, "the restarted page with the new extension")
+    assert "fresh" in requests.get(url + "sdapi/v1/scripts", timeout=10).json()["txt2img"]
+    assert (data / "extensions" / "fresh-ext" / "started.txt").read_text() == "yes"
