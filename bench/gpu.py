@@ -173,11 +173,11 @@ def main() -> None:
         tag = "_compile" if compiled else ""
         for batch in args.batches:
             ours, theirs = sides.sampling_rates(args.steps, batch)
-            print(f"b{batch}{tag}_engine_it_per_s: {ours:.3f}")
-            print(f"b{batch}{tag}_diffusers_it_per_s: {theirs:.3f}")
-            print(f"b{batch}{tag}_engine_over_diffusers_speed: {ours / theirs:.3f}")
+            print(f"b{batch}{tag}_engine_it_per_s: {ours:.4g}")
+            print(f"b{batch}{tag}_diffusers_it_per_s: {theirs:.4g}")
+            print(f"b{batch}{tag}_engine_over_diffusers_speed: {ours / theirs:.4g}")
             if peak:
-                print(f"b{batch}{tag}_share_of_peak: {ours * batch * flops / (peak * 1e12):.3f}")
+                print(f"b{batch}{tag}_share_of_peak: {ours * batch * flops / (peak * 1e12):.4g}")
             print(f"b{batch}{tag}_peak_vram_gib: {sides.peak_memory_gib(args.steps, batch):.2f}", flush=True)
     engine.shutdown()
     if runs_ray_fanout(device):
