@@ -14,6 +14,7 @@ import requests
 import torch
 from app_process import running_app, stop_page_jobs, with_demo_checkpoint
 from outcomes import REPORTS, failed
+from shared_logins import AUTH_API_LOGIN, AUTH_MAX_REQUEST_BYTES, AUTH_PAGE_LOGIN
 from small_disk import small_disk  # noqa: F401 - a fixture for every test module
 
 if TYPE_CHECKING:
@@ -24,10 +25,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 BROWSER_TESTS = Path(__file__).parent / "browser"
-SHARED_APPS = {"page_app", "api_app", "auth_app"}  # the session's app.py servers below
-AUTH_PAGE_LOGIN = ("page-user", "page-pw-2718")  # auth_app's --gradio-auth
-AUTH_API_LOGIN = ("api-user", "api-pw-1729")  # auth_app's --api-auth
-AUTH_MAX_REQUEST_BYTES = 1024 * 1024  # auth_app's setting max_request_bytes (read at start)
+SHARED_APPS = ("page_app", "auth_app")  # the session's app.py servers below
 SESSION_DIRS: set[Path] = set()  # temporary folders of session fixtures, kept until the session ends
 
 
@@ -42,12 +40,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by what it runs: `browser` (tests/browser/), `e2e` (its module starts app.py, or it drives
     a browser), `ray` (it uses the Ray cluster fixture). The soak module marks itself. Then group them for
     pytest-xdist's `--dist loadgroup` (test.sh): a module's tests run in one worker, so its module fixtures start
-    once, and the modules with Ray tests share one worker, so no two Ray clusters run at once."""
+    once; the modules on one shared app run in one worker, so it starts once; and the modules with Ray tests
+    share one worker, so no two Ray clusters run at once."""
     _mark(items)
-    ray_modules = {item.path for item in items if item.get_closest_marker("ray")}
+    groups: dict[Path, str] = {}
     for item in items:
-        group = "ray" if item.path in ray_modules else str(item.path)
-        item.add_marker(pytest.mark.xdist_group(group))
+        shared = [name for name in SHARED_APPS if name in getattr(item, "fixturenames", ())]
+        if item.get_closest_marker("ray"):
+            groups[item.path] = "ray"
+        elif shared and item.path not in groups:
+            groups[item.path] = shared[0]
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups.get(item.path, str(item.path))))
 
 
 def _mark(items: list[pytest.Item]) -> None:
@@ -58,7 +62,7 @@ def _mark(items: list[pytest.Item]) -> None:
         if (
             in_browser
             or hasattr(getattr(item, "module", None), "running_app")
-            or SHARED_APPS & set(getattr(item, "fixturenames", ()))
+            or set(SHARED_APPS) & set(getattr(item, "fixturenames", ()))
         ):
             item.add_marker(pytest.mark.e2e)
         if "ray_cluster" in getattr(item, "fixturenames", ()):
@@ -98,20 +102,11 @@ def demo_model(demo_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def page_app(tmp_path_factory: pytest.TempPathFactory, demo_checkpoint: Path) -> Iterator[tuple[str, Path]]:
-    """app.py serving the page with the demo model (demo.safetensors), shared by the tests that need nothing
-    else: (URL, data dir). A test that changes what the server keeps (a setting, a style) undoes it, and one
-    that reads data/server.log reads the part written since it began."""
+    """app.py serving the page and the API beside it (--api, no logins) with the demo model (demo.safetensors),
+    shared by the tests that need nothing else: (URL, data dir). A test that changes what the server keeps (a
+    setting, a style, a file) undoes it, and one that reads data/server.log reads the part written since it
+    began."""
     data = with_demo_checkpoint(session_dir(tmp_path_factory, "page-app"), demo_checkpoint)
-    with running_app(data, model_name="demo.safetensors") as url:
-        yield url, data
-
-
-@pytest.fixture(scope="session")
-def api_app(tmp_path_factory: pytest.TempPathFactory, demo_checkpoint: Path) -> Iterator[tuple[str, Path]]:
-    """app.py serving the page and the API (--api, no logins) with the demo model (demo.safetensors): (URL,
-    data dir), shared as page_app is, on the same terms: a test undoes what it changes and reads only its part
-    of data/server.log."""
-    data = with_demo_checkpoint(session_dir(tmp_path_factory, "api-app"), demo_checkpoint)
     with running_app(data, "--api", model_name="demo.safetensors") as url:
         yield url, data
 
@@ -150,9 +145,8 @@ def page_app_left_idle(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     if "page_app" in request.fixturenames:
         stop_page_jobs(request.getfixturevalue("page_app")[0])
-    for name, login in (("api_app", None), ("auth_app", AUTH_API_LOGIN)):
-        if name in request.fixturenames:
-            requests.post(request.getfixturevalue(name)[0] + "sdapi/v1/interrupt", auth=login, timeout=30)
+    if "auth_app" in request.fixturenames:
+        requests.post(request.getfixturevalue("auth_app")[0] + "sdapi/v1/interrupt", auth=AUTH_API_LOGIN, timeout=30)
 
 
 @pytest.fixture

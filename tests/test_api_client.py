@@ -9,8 +9,8 @@ import pytest
 import requests
 import webuiapi
 from app_process import endpoint_args, wait_for
-from conftest import AUTH_API_LOGIN, AUTH_PAGE_LOGIN
 from PIL import Image
+from shared_logins import AUTH_API_LOGIN, AUTH_PAGE_LOGIN
 
 
 @pytest.fixture(scope="module")

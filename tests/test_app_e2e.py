@@ -11,9 +11,9 @@ import pytest
 import requests
 import torch
 from app_process import endpoint_args, running_app
-from conftest import AUTH_PAGE_LOGIN
 from network_files import a1111_embedding, kohya_lora
 from PIL import Image
+from shared_logins import AUTH_PAGE_LOGIN
 from tiny_models import tiny_modules, write_tiny_checkpoint
 
 

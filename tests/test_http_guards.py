@@ -12,7 +12,7 @@ import psutil
 import pytest
 import requests
 from app_process import app_process
-from conftest import AUTH_API_LOGIN, AUTH_MAX_REQUEST_BYTES, AUTH_PAGE_LOGIN
+from shared_logins import AUTH_API_LOGIN, AUTH_MAX_REQUEST_BYTES, AUTH_PAGE_LOGIN
 
 PAGE, API, CAP = AUTH_PAGE_LOGIN, AUTH_API_LOGIN, AUTH_MAX_REQUEST_BYTES  # the shared auth_app's
 MARKER = "echo-me-if-you-dare-5150"

@@ -100,10 +100,10 @@ def test_the_tab_shows_texts_and_parsed_parameters_escaped(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def server(api_app):
+def server(page_app):
     """The shared app (page and API, demo.safetensors loaded) with a second checkpoint listed while this module
     runs: (URL, data dir)."""
-    url, data = api_app
+    url, data = page_app
     second = data / "models" / "Stable-diffusion" / "second.safetensors"
     shutil.copy(data / "models" / "Stable-diffusion" / "demo.safetensors", second)
     assert requests.post(url + "sdapi/v1/refresh-checkpoints", timeout=60).ok
