@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 import torch
+from _pytest.nodeid import NodeId
 from app_process import running_app, stop_page_jobs, with_demo_checkpoint
 from outcomes import REPORTS, failed
 from shared_logins import AUTH_API_LOGIN, AUTH_MAX_REQUEST_BYTES, AUTH_PAGE_LOGIN
@@ -36,6 +37,7 @@ def session_dir(factory: pytest.TempPathFactory, name: str) -> Path:
     return path
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by what it runs: `browser` (tests/browser/), `e2e` (its module starts app.py, or it drives
     a browser), `ray` (it uses the Ray cluster fixture). The soak module marks itself. Then group them for
@@ -51,7 +53,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         elif shared and item.path not in groups:
             groups[item.path] = shared[0]
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups.get(item.path, str(item.path))))
+        _join_group(item, groups.get(item.path, item.nodeid.split("::")[0]))
+
+
+def _join_group(item: pytest.Item, group: str) -> None:
+    """Put `item` in xdist group `group`. pytest-xdist 3.8 appends the group to `item._nodeid`, which pytest 9.2 no
+    longer reads (a node's id is `item._id`), so its loadgroup would spread a module over both workers; the id
+    gets the suffix here, as xdist means it to."""
+    item.add_marker(pytest.mark.xdist_group(group))
+    if os.environ.get("PYTEST_XDIST_WORKER") and "@" not in item.nodeid:
+        item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 def _mark(items: list[pytest.Item]) -> None:
