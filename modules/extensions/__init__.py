@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import requests
-
 from modules.core.atomic_files import read_json_object, write_json_atomic
 from modules.core.setting_values import check_index_url
 from modules.errors import UserError
@@ -483,6 +481,10 @@ def fetch_index(url: str, timeout: float = 10.0) -> list[IndexEntry]:
         check_index_url(url)
     except ValueError as exc:
         raise ExtensionError(str(exc)) from None
+    # Imported here, not at the top: `python -m modules.extensions.install_runner` (and guarded_pip) import this
+    # package first, in whatever Python environment an extension is installed into.
+    import requests
+
     try:
         response = requests.get(url, timeout=timeout)
         response.raise_for_status()
