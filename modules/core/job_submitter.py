@@ -22,7 +22,6 @@ from modules.jobs.job_builder import record_submit_check
 from modules.models.interrogate_models import check_models
 from modules.prompting.conditioning import EncoderOptions
 from modules.sampling.passes import SamplingSettings
-from modules.scripts import ScriptRunner
 
 if TYPE_CHECKING:
     from modules.core.services import Services
@@ -63,14 +62,16 @@ class JobSubmitter:
         """Queue a txt2img job on the engine; `script_args` are the Script controls' values (the
         dropdown's index first), as the page sends them."""
         p = processing.StableDiffusionProcessingTxt2Img.from_params(params)
-        return self._submit(p, self.services.scripts.runners.get("txt2img"), script_args)
+        p.script_args = script_args or []
+        return self.submit_processing(p)
 
     def img2img(
         self, params: GenerationParams, inputs: Img2ImgInputs, script_args: list | None = None
     ) -> Future[GenerationResult]:
         """Queue an img2img or inpainting job."""
         p = processing.StableDiffusionProcessingImg2Img.from_params(params, init_images=inputs.images, mask=inputs.mask)
-        return self._submit(p, self.services.scripts.runners.get("img2img"), script_args)
+        p.script_args = script_args or []
+        return self.submit_processing(p)
 
     def check_job(self, params: GenerationParams) -> GenerationParams:
         """The one check of a job before it queues, so it is refused now, not after waiting in the queue: `params`
@@ -103,23 +104,12 @@ class JobSubmitter:
     def queue_checked(self, p: processing.StableDiffusionProcessing) -> Future[GenerationResult]:
         """submit_processing for a job whose params `check_job` has passed, as record_submit_check keeps on `p`
         (the API checks before it reads the request's images and script arguments)."""
-        runner = self.services.scripts.runners.get("img2img" if p.is_img2img else "txt2img")
-        return self._queue(p, runner, p.script_args)
-
-    def _submit(
-        self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None, script_args: list | None
-    ) -> Future[GenerationResult]:
-        record_submit_check(p, self.check_job(p.params))
-        return self._queue(p, runner, script_args)
-
-    def _queue(
-        self, p: processing.StableDiffusionProcessing, runner: ScriptRunner | None, script_args: list | None
-    ) -> Future[GenerationResult]:
         services = self.services
-        p.scripts, p.script_args = runner, list(script_args or [0])
+        kind = "img2img" if p.is_img2img else "txt2img"
+        runner = services.scripts.runners.get(kind)
+        p.scripts, p.script_args = runner, list(p.script_args or [0])
         if runner is not None:
             runner.check_plan(p)  # the chosen script's plan (grid cells, loops, lines) against the limits
-        kind = "img2img" if p.is_img2img else "txt2img"
         p.outpath_samples = str(self.output_dir(f"outdir_{kind}_samples"))
         p.outpath_grids = str(self.output_dir(f"outdir_{kind}_grids"))
 
