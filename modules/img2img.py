@@ -15,7 +15,7 @@ from modules.imaging.image_resize import LATENT_UPSCALE, resize_image
 from modules.jobs.generation import GenerationResult, Txt2Img, check_denoising_strength, encode_image
 from modules.sampling import noise as noise_sources
 from modules.sampling.guidance import Keep
-from modules.sampling.passes import TIMESTEPS, PassPlan, plan_pass, start_latent
+from modules.sampling.passes import TIMESTEPS, PassPlan, start_latent
 
 
 @dataclass
@@ -109,16 +109,8 @@ class Img2Img(Txt2Img):
 
     def make_plan(self) -> PassPlan:
         """The tail of the schedule the denoising strength keeps, as A1111's setup_img2img_steps cuts it."""
-        p = self.params
-        return plan_pass(
-            p.sampler_name,
-            p.scheduler,
-            p.steps,
-            self.model.denoiser,
-            self.settings.sampling,
-            denoising_strength=p.denoising_strength,
-            fixed_steps=self.settings.sampling.img2img_fix_steps,
-            sdxl_steps_table=self.model.family.needs_size_conditioning,
+        return self.plan_with(
+            denoising_strength=self.params.denoising_strength, fixed_steps=self.settings.sampling.img2img_fix_steps
         )
 
     def prepare_latents(self, noise_source: noise_sources.ImageRNG, first: int, seeds: list[int]) -> torch.Tensor:

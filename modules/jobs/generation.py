@@ -7,6 +7,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -443,6 +444,10 @@ class Txt2Img:
 
     def make_plan(self) -> PassPlan:
         """txt2img: the whole schedule, from pure noise."""
+        return self.plan_with()
+
+    def plan_with(self, **options: Any) -> PassPlan:
+        """This pass's params planned on its model with the sampling settings; `options` as plan_pass takes."""
         p = self.params
         return plan_pass(
             p.sampler_name,
@@ -451,6 +456,7 @@ class Txt2Img:
             self.model.denoiser,
             self.settings.sampling,
             sdxl_steps_table=self.model.family.needs_size_conditioning,
+            **options,
         )
 
     def sampling_steps(self) -> int:
@@ -731,18 +737,11 @@ class HiresPass(Txt2Img):
     def make_plan(self) -> PassPlan:
         """Exactly the hires steps, taken from the end of a schedule stretched by the denoising strength (A1111
         hands the hires pass its steps, so its fixed-steps rule applies)."""
-        p = self.params
-        return plan_pass(
-            p.sampler_name,
-            p.scheduler,
-            p.steps,
-            self.model.denoiser,
-            self.settings.sampling,
-            denoising_strength=p.denoising_strength,
+        return self.plan_with(
+            denoising_strength=self.params.denoising_strength,
             fixed_steps=True,
             hires=True,
             first_schedule=self.first.sampling_plan().infotext.get("Schedule type"),
-            sdxl_steps_table=self.model.family.needs_size_conditioning,
         )
 
     def timeline(self) -> Timeline:
