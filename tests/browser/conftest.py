@@ -49,6 +49,13 @@ def open_app(page, url: str) -> None:
     page.wait_for_selector("#txt2img_generate", timeout=30000)
 
 
+def new_app_page(browser, url: str):
+    """A page in a browser context of its own (page.context.close() ends both), with the app loaded."""
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    open_app(page, url)
+    return page
+
+
 def screenshot_if_failed(page, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """When the test failed, save a screenshot of `page` in its temporary folder and print the path (a passing
     test's would be deleted with the folder unseen)."""
@@ -61,22 +68,18 @@ def screenshot_if_failed(page, tmp_path: Path, request: pytest.FixtureRequest) -
 @pytest.fixture
 def page(browser, app_url, tmp_path, request):
     """A fresh page on the app (a screenshot of it is kept when the test fails)."""
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    open_app(page, app_url)
+    page = new_app_page(browser, app_url)
     yield page
     screenshot_if_failed(page, tmp_path, request)
-    context.close()
+    page.context.close()
 
 
 @pytest.fixture(scope="module")
 def module_page(browser, app_url):
     """One page on the app for a whole module (see reused_page)."""
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    open_app(page, app_url)
+    page = new_app_page(browser, app_url)
     yield page
-    context.close()
+    page.context.close()
 
 
 @pytest.fixture
