@@ -98,19 +98,12 @@ class Sides:
     def sampling_rates(self, steps: int, batch: int) -> tuple[float, float]:
         """Sampling steps per second of (engine, diffusers): the extra steps of a `2 * steps` job over
         a `steps` job, divided by the extra time, so prompt encoding and decoding drop out. The fastest
-        of `rounds` alternated rounds, after one warm-up round (which is also where compiling happens). While the
-        longer job's best time is not above the shorter one's (other load on the machine), up to `rounds` more."""
+        of `rounds` alternated rounds, after one warm-up round (which is also where compiling happens). Where other
+        load on the machine hides the extra time, the longer job's own rate stands in: a lower bound."""
         best: dict[tuple[str, int], float] = {}
-        names = ("engine_job", "diffusers_job")
         for side in (self.engine_job, self.diffusers_job):
             side(steps, batch)
-
-        def extra_time(name: str) -> float:
-            return best[(name, 2 * steps)] - best[(name, steps)]
-
-        for i in range(2 * self.rounds):
-            if i >= self.rounds and all(extra_time(name) > 0 for name in names):
-                break
+        for i in range(self.rounds):
             sides = (self.engine_job, self.diffusers_job)
             for side in sides if i % 2 == 0 else sides[::-1]:
                 for count in (steps, 2 * steps):
@@ -119,7 +112,13 @@ class Sides:
                     elapsed = time.perf_counter() - start
                     key = (side.__name__, count)
                     best[key] = min(best.get(key, elapsed), elapsed)
-        return tuple(steps / extra_time(name) for name in names)
+
+        def rate(name: str) -> float:
+            longer = best[(name, 2 * steps)]
+            extra = longer - best[(name, steps)]
+            return steps / extra if extra > 0 else 2 * steps / longer
+
+        return rate("engine_job"), rate("diffusers_job")
 
     def peak_memory_gib(self, steps: int, batch: int) -> float:
         """Peak CUDA memory allocated during one engine job, in GiB (0 on a CPU)."""
