@@ -42,18 +42,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by what it runs: `browser` (tests/browser/), `e2e` (its module starts app.py, or it drives
     a browser), `ray` (it uses the Ray cluster fixture). The soak module marks itself. Then group them for
     pytest-xdist's `--dist loadgroup` (test.sh): a module's tests run in one worker, so its module fixtures start
-    once; the modules on one shared app run in one worker, so it starts once; and the modules with Ray tests
-    share one worker, so no two Ray clusters run at once."""
+    once, and the modules with Ray tests share one worker, so no two Ray clusters run at once. A shared app
+    starts at most once in each worker. The longest groups go first (Ray, then the modules that start app.py or a
+    browser), so that neither worker is left with a long one at the end."""
     _mark(items)
-    groups: dict[Path, str] = {}
+    ray_modules = {item.path for item in items if item.get_closest_marker("ray")}
     for item in items:
-        shared = [name for name in SHARED_APPS if name in getattr(item, "fixturenames", ())]
-        if item.get_closest_marker("ray"):
-            groups[item.path] = "ray"
-        elif shared and item.path not in groups:
-            groups[item.path] = shared[0]
-    for item in items:
-        _join_group(item, groups.get(item.path, item.nodeid.split("::")[0]))
+        _join_group(item, "ray" if item.path in ray_modules else item.nodeid.split("::")[0])
+    e2e_modules = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: 0 if item.path in ray_modules else 1 if item.path in e2e_modules else 2)
 
 
 def _join_group(item: pytest.Item, group: str) -> None:
