@@ -6,27 +6,23 @@ no server folders without --allow-server-paths, no extension state or index fetc
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import requests
-from app_process import endpoint_args, running_app, with_demo_checkpoint
-from PIL import Image
+from app_process import endpoint_args, with_demo_checkpoint
+from shared_servers import listening_app
 
 SMALL = {"prompt": "x", "steps": 1, "width": 64, "height": 64}
 
 
+pytestmark = pytest.mark.e2e  # its server comes from shared_servers, not from running_app here
+
+
 @pytest.fixture(scope="module")
-def listening(tmp_path_factory, demo_checkpoint):
-    """--listen --api, no logins (the open case), with images in a folder inside the data dir."""
-    root = tmp_path_factory.mktemp("listening")
-    data = root / "data"
-    with_demo_checkpoint(data, demo_checkpoint)
-    shutil.copy(demo_checkpoint, root / "outside.safetensors")
-    (data / "inputs").mkdir()
-    Image.new("RGB", (64, 64), "teal").save(data / "inputs" / "a.png")
-    with running_app(data, "--listen", "--api", model_name="demo.safetensors") as url:
-        yield url, data, root
+def listening(request):
+    """--listen --api, no logins (the open case), with images in a folder inside the data dir (inputs/a.png)
+    and a checkpoint outside it (root/outside.safetensors); test_security shares it."""
+    return listening_app(request)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import pytest
 import requests
 from app_process import ROOT, running_app, with_demo_checkpoint
 from git_repos import Remote
+from shared_servers import LISTEN_SECRET, listening_app, plant_secrets
 
-SECRET = "top-secret-file-contents"
+SECRET = LISTEN_SECRET
 API_PASSWORD = "api-pass-5150"
 
 
@@ -23,26 +24,13 @@ def data_dir_with_model(root, demo_checkpoint):
     return data
 
 
-def plant_files(root, data) -> None:
-    """A readable file in outputs, a secret outside it, and a symlink in outputs pointing at the secret."""
-    (root / "secret.txt").write_text(SECRET)
-    (data / "config.json").write_text(f'{{"note": "{SECRET}"}}')
-    images = data / "outputs" / "txt2img-images"
-    images.mkdir(parents=True)
-    (images / "allowed.txt").write_text("fine to serve")
-    (images / "link.txt").symlink_to(root / "secret.txt")
-    (images / "link-dir").symlink_to(root)
-
-
 @pytest.fixture(scope="module")
-def open_app(tmp_path_factory, demo_checkpoint):
-    """--listen without any login: the case A1111 locks extension installs for."""
-    root = tmp_path_factory.mktemp("open")
-    data = data_dir_with_model(root, demo_checkpoint)
-    plant_files(root, data)
-    remote = Remote(root, "some-ext", {"install.py": "open('installed.txt', 'w').write('yes')\n"})
-    with running_app(data, "--listen") as url:
-        yield url, data, root, remote
+def open_app(request, tmp_path_factory):
+    """--listen without any login: the case A1111 locks extension installs for (the server test_listen_policy
+    shares, which serves the API beside the page)."""
+    url, data, root = listening_app(request)
+    install = {"install.py": "open('installed.txt', 'w').write('yes')\n"}
+    return url, data, root, Remote(tmp_path_factory.mktemp("remote"), "some-ext", install)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +38,7 @@ def locked_app(tmp_path_factory, demo_checkpoint):
     """--listen with page logins from a file and an API login, page and API on one port."""
     root = tmp_path_factory.mktemp("locked")
     data = data_dir_with_model(root, demo_checkpoint)
-    plant_files(root, data)
+    plant_secrets(root, data)
     logins = root / "logins.txt"
     logins.write_text("alice:wonder-land-77, carol:c4r0l-pw\n\nbob:builder-no\n")  # A1111's format
     with running_app(
