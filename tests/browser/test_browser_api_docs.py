@@ -1,5 +1,6 @@
 """/docs works offline: Swagger UI's files come from the app itself, and the page renders with every other
-host unreachable."""
+host unreachable. On the session's shared page server (tests/conftest.py's page_app): its --api serves /docs
+as --nowebui does (modules/api/web_server.py: one create_app path), so no server of its own."""
 
 from __future__ import annotations
 
@@ -8,13 +9,11 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 import requests
-from app_process import running_app
 
 
 @pytest.fixture(scope="module")
-def api_url(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("api-docs"), "--nowebui") as url:
-        yield url
+def api_url(page_app):
+    return page_app[0]
 
 
 def test_docs_names_only_local_files_and_they_answer(api_url):
