@@ -25,6 +25,7 @@ def bench_services(
     from app import create_services
     from modules.cmd_args import parse_args
     from modules.models.demo_model import write_demo_checkpoint
+    from modules.ray_backend.backend import init_ray
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
@@ -34,13 +35,7 @@ def bench_services(
         config = {"samples_save": False, "ray_replica_num_cpus": replica_cpus, **(settings or {})}
         (data / "config.json").write_text(json.dumps(config))
         if flags:
-            ray.init(
-                address="local",
-                include_dashboard=False,
-                object_store_memory=200 * 1024 * 1024,
-                log_to_driver=False,
-                namespace="webui",
-            )
+            init_ray("local", object_store_memory=200 * 1024 * 1024)
         services = create_services(parse_args(["--data-dir", tmp, "--skip-install", *flags]))
         try:
             deadline = time.monotonic() + 300

@@ -4,6 +4,7 @@ to a replica holding its checkpoint, mirror the streamed progress, and write the
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -31,6 +32,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 APP_NAME = "webui"
 UPSCALE_DELAY_S = 5  # a job waiting this long for a replica starts another one (Serve's default: 30)
+
+
+# A runtime this process starts on its own machine shares that machine's cores with the jobs, so its control plane's
+# timers, which wake every Ray process many times a second, are slowed down (Ray's idle CPU: 8.9 % of a core before,
+# 5.3 % after, measured with all of Ray's processes' CPU times over 10 s). A variable already set is kept.
+QUIET_LOCAL_RUNTIME = {
+    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "1",  # Serve's controller (default: 10 rounds a second)
+    "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "0",  # replicas record request metrics as they come, not on a timer
+    "RAY_enable_metrics_collection": "0",  # no dashboard runs to read them
+    "RAY_raylet_report_resources_period_milliseconds": "1000",  # (default 100)
+    "RAY_raylet_check_gc_period_milliseconds": "1000",  # (default 100)
+}
+
+
+def init_ray(address: str, **options: Any) -> None:
+    """Start a Ray runtime on this machine (`local`) or join a cluster (`auto`, `host:port`), without dashboard
+    and without the workers' logs on this process's output."""
+    if address == "local":
+        for name, value in QUIET_LOCAL_RUNTIME.items():
+            os.environ.setdefault(name, value)
+    ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, **options)
 
 
 class WorkerFailed(UserError):
@@ -96,7 +118,7 @@ class RayBackend(Backend):
         self.started_ray = not ray.is_initialized()
         self.own_runtime = self.started_ray and address == "local"  # else Serve may hold others' apps too
         if self.started_ray:
-            ray.init(address=address, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+            init_ray(address)
         self.board = (
             ray.remote(Board).options(name=BOARD_NAME, namespace=NAMESPACE, get_if_exists=True, num_cpus=0).remote()
         )
