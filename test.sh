@@ -20,5 +20,5 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-# Two workers (pytest-xdist), each test module kept in one of them (tests/conftest.py groups them).
-exec .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
+# Two workers (pytest-xdist), each test module kept in one of them, in the order tests/conftest.py gives them.
+exec .venv/bin/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder "$@"

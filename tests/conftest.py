@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,13 +45,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     pytest-xdist's `--dist loadgroup` (test.sh): a module's tests run in one worker, so its module fixtures start
     once, and the modules with Ray tests share one worker, so no two Ray clusters run at once. A shared app
     starts at most once in each worker. The longest groups go first (Ray, then the modules that start app.py or a
-    browser), so that neither worker is left with a long one at the end."""
+    browser, then the rest, each by its number of tests), so that neither worker is left with a long one at the
+    end; test.sh keeps that order (`--no-loadscope-reorder`)."""
     _mark(items)
     ray_modules = {item.path for item in items if item.get_closest_marker("ray")}
     for item in items:
         _join_group(item, "ray" if item.path in ray_modules else item.nodeid.split("::")[0])
     e2e_modules = {item.path for item in items if item.get_closest_marker("e2e")}
-    items.sort(key=lambda item: 0 if item.path in ray_modules else 1 if item.path in e2e_modules else 2)
+    sizes = Counter(item.path for item in items)
+    items.sort(
+        key=lambda item: (
+            0 if item.path in ray_modules else 1 if item.path in e2e_modules else 2,
+            -sizes[item.path],
+            str(item.path),
+        )
+    )
 
 
 def _join_group(item: pytest.Item, group: str) -> None:
