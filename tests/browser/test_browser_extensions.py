@@ -1,10 +1,18 @@
 """The Extensions tab in the browser: install an extension from a local git repository by its URL, press
-"Apply and restart UI", and the reloaded page has the extension's tab; Settings → "Reload UI" reloads too."""
+"Apply and restart UI", and the reloaded page has the extension's tab; Settings → "Reload UI" reloads too.
+
+And an A1111-style extension's javascript in Chromium (tests/browser/extension_probe.py's, in the app's
+extensions folder from its start, so one app serves the whole module): its script runs before DOMContentLoaded,
+finds A1111's element ids through gradioApp() and Gradio 3's `#txt2img_prompt > label > textarea` path, reads
+opts and sets titles, gets onUiLoaded / onUiUpdate / onUiTabChange / onOptionsChanged, and fetches its own
+on_app_started route and a `file=` URL inside its folder. Typing into the moved prompt box still reaches
+Gradio, and Generate reads it and the size ⇅ swapped. These run first, on the app as it started."""
 
 import json
 
 import pytest
 from app_process import running_app, with_demo_checkpoint
+from extension_probe import probe, write_probe_extension
 from file_server import serving
 from git_repos import Remote
 from playwright.sync_api import expect
@@ -32,17 +40,61 @@ def remote(tmp_path_factory):
 def app_data(tmp_path_factory, demo_checkpoint):
     data = tmp_path_factory.mktemp("extensions-browser-data")
     with_demo_checkpoint(data, demo_checkpoint)
+    write_probe_extension(data / "extensions")
     return data
 
 
 @pytest.fixture(scope="module")
 def app_url(app_data):
-    with running_app(app_data) as url:
+    with running_app(app_data, model_name="demo.safetensors") as url:
         yield url
 
 
 def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name, exact=True).click()
+
+
+def test_an_a1111_extension_script_finds_the_page_api(page):
+    page.wait_for_function("window.probe && window.probe.done", timeout=30000)
+    assert probe(page, "beforeDomContentLoaded") and probe(page, "domContentLoaded")
+    assert probe(page, "generate") == "BUTTON" and probe(page, "ids") == []
+    assert probe(page, "buttonTexts") == ["Generate", "Generate", "Apply settings"]  # as Gradio 3 wrote them
+    assert probe(page, "areas") == ["TEXTAREA"] * 4
+    assert probe(page, "samplesFormat") == "png" and probe(page, "clipSkip") == 1
+    assert probe(page, "currentTab") == "txt2img"
+    assert probe(page, "tags") == ["1girl", "scenery"] and probe(page, "csv") == "1girl,0\n"
+    assert probe(page, "updates") > 0
+    expect(page.locator("#txt2img_generate")).to_have_attribute("title", "Probe: make the images")
+
+    page.get_by_role("tab", name="img2img", exact=True).click()
+    page.wait_for_function("window.probe.tabs.includes('tab_img2img')")
+    page.get_by_role("tab", name="txt2img", exact=True).click()
+
+    clip_skip = page.locator("#setting_CLIP_stop_at_last_layers input[type=number]")
+    clip_skip.fill("2")
+    clip_skip.press("Tab")
+    page.wait_for_function("window.probe.clipSkip === 2 && opts.CLIP_stop_at_last_layers === 2", timeout=15000)
+
+
+def test_typing_into_the_a1111_path_reaches_gradio_and_generate(page):
+    page.wait_for_function("window.probe && window.probe.done", timeout=30000)
+    for elem_id, value in (("txt2img_width", "64"), ("txt2img_height", "96")):
+        box = page.locator(f"#{elem_id} input[type=number]")
+        box.fill(value)
+        box.press("Tab")
+    page.click("#txt2img_res_switch_btn")  # A1111's ⇅
+    expect(page.locator("#txt2img_width input[type=number]")).to_have_value("96")
+    page.locator("#txt2img_steps input[type=number]").fill("2")
+    prompt = page.locator("#txt2img_prompt > label > textarea")
+    prompt.click()
+    prompt.type("1girl, red hair")
+    page.locator("#txt2img_neg_prompt > label > textarea").fill("blurry")
+    expect(page.locator("#txt2img_prompt_token_counter")).not_to_have_text("0/75", timeout=15000)
+    page.click("#txt2img_generate")
+    info = page.locator("#html_info_txt2img")
+    expect(info).to_contain_text("1girl, red hair", timeout=120000)
+    expect(info).to_contain_text("Negative prompt: blurry")
+    expect(info).to_contain_text("Size: 96x64")
 
 
 def test_install_from_url_then_apply_and_restart_shows_its_tab(page, remote, app_data):
