@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -18,57 +17,9 @@ from urllib.parse import quote
 import pytest
 import requests
 from app_process import ROOT, running_app
+from shared_servers import EXT, SECRET, login_page_app, make_data_dir
 
 from modules.api.file_urls import FileUrls
-
-SECRET = "secret-b7f3e1"
-EXT = "tagger-ext"
-ROUTES_SCRIPT = """from fastapi import FastAPI
-from modules import script_callbacks
-
-
-def routes(_demo, app: FastAPI):
-    @app.get("/tacapi/v1/tag-list")
-    def tag_list():
-        return {"tags": ["1girl", "scenery"]}
-
-
-script_callbacks.on_app_started(routes)
-"""
-
-
-def make_data_dir(root: Path, demo_checkpoint: Path) -> Path:
-    """A data dir with an extension, outputs, tmp, a Lora preview, settings files and planted escapes."""
-    data = root / "data"
-    (data / "models" / "Stable-diffusion").mkdir(parents=True)
-    shutil.copy(demo_checkpoint, data / "models" / "Stable-diffusion" / "demo.safetensors")
-    (root / "secret.txt").write_text(SECRET)
-    ext = data / "extensions" / EXT
-    files = {
-        ext / "scripts" / "tag_routes.py": ROUTES_SCRIPT,
-        ext / "tags" / "tags.csv": "1girl,0\nscenery,0\n",
-        ext / "javascript" / "tagger.js": "window.taggerLoaded = true;\n",
-        ext / ".git" / "config": SECRET,
-        data / "extensions" / "README.txt": SECRET,
-        data / "outputs" / "txt2img-images" / "note.txt": "output",
-        data / "tmp" / "tagPath.txt": "tmp file",
-        data / "models" / "Lora" / "style.png": "png bytes",
-        data / "models" / "Lora" / "style.safetensors": SECRET,
-        data / "config.json": f'{{"note": "{SECRET}"}}',
-        data / "ui-config.json": f'{{"note": "{SECRET}"}}',
-        data / "styles.csv": SECRET,
-        data / "top.png": SECRET,
-        data / ".env": SECRET,
-    }
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    (ext / "tags" / "link.csv").symlink_to(root / "secret.txt")
-    (ext / "tags" / "outside").symlink_to(root)
-    (ext / "tags" / "settings.csv").symlink_to(data / "config.json")
-    (data / "models" / "Lora" / "link.png").symlink_to(root / "secret.txt")
-    (data / "outputs" / "link.txt").symlink_to(root / "secret.txt")
-    return data
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +31,9 @@ def open_app(tmp_path_factory, demo_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def locked_app(tmp_path_factory, demo_checkpoint):
-    root = tmp_path_factory.mktemp("file-urls-login")
-    data = make_data_dir(root, demo_checkpoint)
-    with running_app(data, "--api", "--gradio-auth", "ann:pass-4321", model_name="demo.safetensors") as url:
-        yield url, data, root
+def locked_app(request):
+    """With --api and a page login (ann's): shared with test_page_file_inputs."""
+    return login_page_app(request)
 
 
 def allowed(data: Path) -> dict[str, str]:
@@ -212,8 +161,11 @@ def test_opts_answer_when_the_settings_change(locked_app):
     change = threading.Timer(1.0, requests.post, (url + "sdapi/v1/options",), {"json": {"samples_format": "jpg"}})
     change.start()
     started = time.monotonic()
-    answer = session.get(url + "internal/opts?wait=20", headers={"If-None-Match": tag}, timeout=30)
-    change.join()
+    try:
+        answer = session.get(url + "internal/opts?wait=20", headers={"If-None-Match": tag}, timeout=30)
+    finally:  # a shared server: the setting goes back
+        change.join()
+        requests.post(url + "sdapi/v1/options", json={"samples_format": "png"}, timeout=30).raise_for_status()
     assert answer.status_code == 200 and answer.json()["samples_format"] == "jpg", answer.json()
     assert 1.0 <= time.monotonic() - started < 10 and answer.headers["ETag"] != tag
 

@@ -9,48 +9,48 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from app_process import running_app, with_demo_checkpoint
 from PIL import Image, PngImagePlugin
+from shared_servers import PAGE_LOGINS, add_route_extension, login_page_app
 
 SECRET = "planted-secret-4d1f"
-PAGE_PASSWORD = "page-pw-31337"
+USER, PAGE_PASSWORD = PAGE_LOGINS[1]
 FILE_META = {"_type": "gradio.FileData"}
 
-# An extension adding a route when the app starts, as A1111 extensions do.
-ROUTE_SCRIPT = """from modules import script_callbacks
+
+@contextmanager
+def page_alone(root: Path, demo_checkpoint: Path) -> Iterator[str]:
+    """app.py serving the page alone, behind the same page login as login_page_app, with its extension."""
+    data = with_demo_checkpoint(root / "data", demo_checkpoint)
+    add_route_extension(data)
+    with running_app(data, "--gradio-auth", f"{USER}:{PAGE_PASSWORD}") as url:
+        yield url
 
 
-def started(demo, app):
-    app.add_api_route("/route-ext/ping", lambda: {"pong": True}, methods=["GET"])
-
-
-script_callbacks.on_app_started(started)
-"""
-
-MODES = {"page alone": [], "page and API": ["--api"]}  # the API without a login of its own
-
-
-@pytest.fixture(scope="module", params=list(MODES))
+@pytest.fixture(scope="module", params=["page alone", "page and API"])  # the API without a login of its own
 def app(request, tmp_path_factory, demo_checkpoint) -> Iterator[tuple[str, requests.Session, list[str], str]]:
-    """A logged-in session on app.py (page alone, or page and API), the server paths to try, and the mode."""
+    """A logged-in session on app.py (page alone, or page and API: shared_servers.login_page_app), the server
+    paths to try, and the mode."""
     root = tmp_path_factory.mktemp("file-inputs")
-    data = root / "data"
-    with_demo_checkpoint(data, demo_checkpoint)
-    (data / "extensions" / "route-ext" / "scripts").mkdir(parents=True)
-    (data / "extensions" / "route-ext" / "scripts" / "route.py").write_text(ROUTE_SCRIPT)
     (root / "secret.txt").write_text(SECRET)
     meta = PngImagePlugin.PngInfo()
     meta.add_text("parameters", f"{SECRET}\nSteps: 2, Seed: 1, Size: 16x16")
     Image.new("RGB", (16, 16), "red").save(root / "secret.png", pnginfo=meta)
     paths = [str(root / "secret.png"), str(root / "secret.txt"), "/proc/self/cmdline"]  # cmdline: the passwords
-    with running_app(data, "--gradio-auth", f"user:{PAGE_PASSWORD}", *MODES[request.param]) as url:
+    with ExitStack() as stack:
+        if request.param == "page alone":
+            url = stack.enter_context(page_alone(root, demo_checkpoint))
+        else:
+            url = login_page_app(request)[0]
         session = requests.Session()
         assert (
-            session.post(url + "login", data={"username": "user", "password": PAGE_PASSWORD}, timeout=10).status_code
+            session.post(url + "login", data={"username": USER, "password": PAGE_PASSWORD}, timeout=10).status_code
             == 200
         )
         yield url, session, paths, request.param
