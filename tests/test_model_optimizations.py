@@ -20,11 +20,17 @@ from modules.paths import DataPaths
 CPU = torch.device("cpu")
 
 
-@pytest.fixture
-def paths(tmp_path, demo_checkpoint):
-    paths = DataPaths.create(str(tmp_path / "data"))
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory, demo_checkpoint):
+    paths = DataPaths.create(str(tmp_path_factory.mktemp("optimizations") / "data"))
     shutil.copy(demo_checkpoint, paths.sd_models / demo_checkpoint.name)
     return paths
+
+
+@pytest.fixture(scope="module")
+def plain(paths) -> np.ndarray:
+    """The plain model's image at _image's defaults, made once for the tests that compare with it."""
+    return _image(paths, Optimizations())[0]
 
 
 def _image(paths, optimizations: Optimizations, size: int = 128, steps: int = 6) -> np.ndarray:
@@ -57,8 +63,7 @@ def test_flags_pick_the_offload_mode():
 
 
 @pytest.mark.parametrize("offload", ["model", "sequential"])
-def test_offloading_gives_the_same_image(paths, offload):
-    plain, _ = _image(paths, Optimizations())
+def test_offloading_gives_the_same_image(paths, plain, offload):
     offloaded, model = _image(paths, Optimizations(offload=offload))
     hooked = [m for m in model.unet.modules() if getattr(m, "_hf_hook", None) or getattr(m, "_diffusers_hook", None)]
     assert hooked, "the offloading hooks were not installed"
@@ -66,8 +71,7 @@ def test_offloading_gives_the_same_image(paths, offload):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("xformers") is not None, reason="xformers is installed here")
-def test_missing_xformers_falls_back_with_a_note(paths, caplog):
-    plain, _ = _image(paths, Optimizations())
+def test_missing_xformers_falls_back_with_a_note(paths, plain, caplog):
     with caplog.at_level("WARNING"):
         fallback, _ = _image(paths, Optimizations(xformers=True))
     assert "xformers is not installed" in caplog.text
