@@ -23,7 +23,11 @@ if TYPE_CHECKING:
     from modules.options import Options
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One torch thread in the tests and in the processes they start (app.py, Ray's nodes): CI runs two workers on two
+# cores, so a second OpenMP thread has no core of its own and spins on the tiny models' small ops. A module
+# that is about threads sets its own count.
+torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 BROWSER_TESTS = Path(__file__).parent / "browser"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,8 +13,17 @@ from modules.core import cpu_threads
 from modules.core.engine import Engine
 
 pytestmark = pytest.mark.skipif(
-    cpu_threads._gnu_openmp() is None or torch.get_num_threads() < 2, reason="needs GNU OpenMP and two cores"
+    cpu_threads._gnu_openmp() is None or (os.cpu_count() or 1) < 2, reason="needs GNU OpenMP and two cores"
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_torch_threads() -> Iterator[None]:
+    """The session runs torch on one thread (tests/conftest.py); these tests are about a pool of two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
 
 
 def in_new_thread(work):

@@ -13,7 +13,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from one_torch_thread import one_torch_thread  # noqa: F401 - torch on one thread for this module
 
 from modules import prompt_parser as pp
 from modules.prompting.conditioning import CHUNK_TOKENS, MAX_EMPHASIS, EncoderOptions, PromptEncoder

@@ -12,7 +12,6 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from one_torch_thread import one_torch_thread  # noqa: F401 - torch on one thread for this module
 from sampling_oracles import k_diffusion_module
 
 from modules.sampling import k_samplers

@@ -12,7 +12,6 @@ import math
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UniPCMultistepScheduler
-from one_torch_thread import one_torch_thread  # noqa: F401 - torch on one thread for this module
 
 from modules.sampling import timestep_samplers as ts
 from modules.sampling.denoiser import Denoiser, alphas_cumprod_of
