@@ -32,6 +32,7 @@ os.environ["OMP_NUM_THREADS"] = "1"
 
 BROWSER_TESTS = Path(__file__).parent / "browser"
 SHARED_APPS = ("page_app", "auth_app")  # the session's app.py servers below
+SHARED_SERVERS = ("listening_app", "login_page_app")  # tests/shared_servers.py's: its two modules, one worker
 SESSION_DIRS: set[Path] = set()  # temporary folders of session fixtures, kept until the session ends
 
 
@@ -47,14 +48,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by what it runs: `browser` (tests/browser/), `e2e` (its module starts app.py, or it drives
     a browser), `ray` (it uses the Ray cluster fixture). The soak module marks itself. Then group them for
     pytest-xdist's `--dist loadgroup` (test.sh): a module's tests run in one worker, so its module fixtures start
-    once, and the modules with Ray tests share one worker, so no two Ray clusters run at once. A shared app
-    starts at most once in each worker. The longest groups go first (Ray, then the modules that start app.py or a
-    browser, then the rest, each by its number of tests), so that neither worker is left with a long one at the
-    end; test.sh keeps that order (`--no-loadscope-reorder`)."""
+    once; the two modules on one server of tests/shared_servers.py share a worker, so it starts once; and the
+    modules with Ray tests share one worker, so no two Ray clusters run at once. A session app (page_app,
+    auth_app) starts at most once in each worker. The longest groups go first (Ray, then the modules that
+    start app.py or a browser, then the rest, each by its number of tests), so that neither worker is left with
+    a long one at the end; test.sh keeps that order (`--no-loadscope-reorder`)."""
     _mark(items)
     ray_modules = {item.path for item in items if item.get_closest_marker("ray")}
     for item in items:
-        _join_group(item, "ray" if item.path in ray_modules else item.nodeid.split("::")[0])
+        shared = [name for name in SHARED_SERVERS if hasattr(getattr(item, "module", None), name)]
+        _join_group(item, "ray" if item.path in ray_modules else shared[0] if shared else item.nodeid.split("::")[0])
     e2e_modules = {item.path for item in items if item.get_closest_marker("e2e")}
     sizes = Counter(item.path for item in items)
     items.sort(
