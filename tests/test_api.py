@@ -329,6 +329,8 @@ def test_every_listed_sampler_and_schedule_runs(server, api):
         assert label == "Automatic" or f"Schedule type: {label}," in info["infotexts"][0], info["infotexts"][0]
     response = post(api, url, "txt2img", {**SMALL, "override_settings": {"randn_source": "TPU"}})
     assert response.status_code == 422 and "GPU, CPU, NV" in response.text
+    response = post(api, url, "txt2img", {**SMALL, "sampler_name": "UniPC", "steps": 2})
+    assert response.status_code == 422 and "UniPC needs at least as many sampling steps as its order" in response.text
 
 
 @pytest.mark.parametrize(

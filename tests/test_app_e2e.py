@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import time
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 import torch
-from app_process import endpoint_args, running_app
+from app_process import app_process, endpoint_args, running_app
 from network_files import a1111_embedding, kohya_lora
 from PIL import Image
 from shared_logins import AUTH_PAGE_LOGIN
@@ -289,3 +292,23 @@ def test_styles_apply_at_generation_and_save_through_the_page(server, client):
     assert "Rainy" in (data / "styles.csv").read_text()
     _, info = txt2img(client, {"Prompt": "a barn", "Sampling steps": 2, "Styles": ["Rainy"]})
     assert "a barn, rain" in info
+
+
+def test_an_idle_server_wakes_rarely(server):
+    """Gradio's queue looks for events every 1 ms while it is empty, over a thousand wakeups a second; the app
+    slows that down (app.QUEUE_IDLE_POLL_S), so an idle server leaves the cores to the rest of the machine."""
+    tasks = Path(f"/proc/{app_process(server[0]).pid}/task")
+
+    def switches() -> int:
+        """Context switches of all the server's threads so far (psutil counts only the main thread's)."""
+        total = 0
+        for task in tasks.iterdir():
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                lines = (task / "status").read_text().splitlines()
+                total += sum(int(line.split()[1]) for line in lines if "ctxt_switches:" in line)
+        return total
+
+    before, started = switches(), time.monotonic()
+    time.sleep(3)
+    per_second = (switches() - before) / (time.monotonic() - started)
+    assert per_second < 400, f"the idle server woke {per_second:.0f} times a second"

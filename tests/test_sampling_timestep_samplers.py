@@ -13,6 +13,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UniPCMultistepScheduler
 
+from modules.errors import UserError
 from modules.sampling import timestep_samplers as ts
 from modules.sampling.denoiser import Denoiser, alphas_cumprod_of
 
@@ -596,7 +597,7 @@ def test_ddim_draws_its_noise_every_step():
 def test_too_few_timesteps():
     # A1111 returns the start untouched when no step is left (1 step, or img2img at a low strength)
     assert torch.equal(ts.sample_ddim(posterior, START, ts.a1111_timesteps(1), alphas_cumprod=AC), START)
-    with pytest.raises(ValueError, match="order must be < sampling steps"):
+    with pytest.raises(UserError, match="UniPC needs at least as many sampling steps as its order"):
         ts.sample_unipc(posterior, START, ts.a1111_timesteps(2), alphas_cumprod=AC, order=3)
     with pytest.raises(ValueError, match="variant"):
         ts.sample_unipc(posterior, START, ts.a1111_timesteps(5), alphas_cumprod=AC, variant="bh3")

@@ -25,6 +25,7 @@ from typing import Any, Protocol, cast
 
 import torch
 
+from modules.errors import UserError
 from modules.sampling.denoiser import Denoiser
 
 TRAIN_STEPS = 1000  # A1111's timestep arithmetic assumes 1000 training steps
@@ -384,7 +385,10 @@ def sample_unipc(
     if variant not in UNIPC_VARIANTS:
         raise ValueError(f"Unknown UniPC variant {variant!r} (one of {', '.join(UNIPC_VARIANTS)})")
     if steps < order or steps == 0:
-        raise ValueError(f"UniPC order must be < sampling steps (order {order}, {steps} steps)")
+        raise UserError(
+            "UniPC needs at least as many sampling steps as its order (the uni_pc_order setting): "
+            f"order {order}, {steps} steps"
+        )
     extra_args = extra_args or {}
     schedule = _VPSchedule(alphas_cumprod)
     model_sigma = Denoiser(alphas_cumprod)
