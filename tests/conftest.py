@@ -17,6 +17,7 @@ from _pytest.nodeid import NodeId
 from app_process import running_app, stop_page_jobs, with_demo_checkpoint
 from outcomes import REPORTS, failed
 from shared_logins import AUTH_API_LOGIN, AUTH_MAX_REQUEST_BYTES, AUTH_PAGE_LOGIN
+from shared_servers import listening_app, login_page_app  # noqa: F401 - session fixtures, registered here once
 from small_disk import small_disk  # noqa: F401 - a fixture for every test module
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ os.environ["OMP_NUM_THREADS"] = "1"
 
 BROWSER_TESTS = Path(__file__).parent / "browser"
 SHARED_APPS = ("page_app", "auth_app")  # the session's app.py servers below
-SHARED_SERVERS = ("listening_app", "login_page_app")  # tests/shared_servers.py's: its two modules, one worker
+SHARED_SERVERS = ("listening_app", "login_page_app")  # tests/shared_servers.py's, each used by two modules
 SESSION_DIRS: set[Path] = set()  # temporary folders of session fixtures, kept until the session ends
 
 
@@ -55,9 +56,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     a long one at the end; test.sh keeps that order (`--no-loadscope-reorder`)."""
     _mark(items)
     ray_modules = {item.path for item in items if item.get_closest_marker("ray")}
+    shared = {item.path: name for item in items for name in SHARED_SERVERS if name in getattr(item, "fixturenames", ())}
     for item in items:
-        shared = [name for name in SHARED_SERVERS if hasattr(getattr(item, "module", None), name)]
-        _join_group(item, "ray" if item.path in ray_modules else shared[0] if shared else item.nodeid.split("::")[0])
+        module = item.nodeid.split("::")[0]
+        _join_group(item, "ray" if item.path in ray_modules else shared.get(item.path, module))
     e2e_modules = {item.path for item in items if item.get_closest_marker("e2e")}
     sizes = Counter(item.path for item in items)
     items.sort(
@@ -86,7 +88,7 @@ def _mark(items: list[pytest.Item]) -> None:
         if (
             in_browser
             or hasattr(getattr(item, "module", None), "running_app")
-            or set(SHARED_APPS) & set(getattr(item, "fixturenames", ()))
+            or set(SHARED_APPS + SHARED_SERVERS) & set(getattr(item, "fixturenames", ()))
         ):
             item.add_marker(pytest.mark.e2e)
         if "ray_cluster" in getattr(item, "fixturenames", ()):

@@ -1,21 +1,17 @@
-"""app.py servers that two test modules share, each started once per process (per xdist worker) by the first
-module that asks and stopped when the session ends, as the session apps in conftest.py are. A test on one of
-them undoes what it changes."""
+"""app.py servers that two test modules share: session fixtures, registered once by tests/conftest.py (which also
+puts each pair of modules in one xdist worker), so each starts once, as the session apps in conftest.py do. A
+test on one of them undoes what it changes."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from app_process import running_app, with_demo_checkpoint
 from PIL import Image
-
-_STARTED: dict[str, Any] = {}
 
 LISTEN_SECRET = "top-secret-file-contents"
 PAGE_LOGINS = (("ann", "pass-4321"), ("user", "page-pw-31337"))  # test_file_urls', test_page_file_inputs'
@@ -81,17 +77,6 @@ def make_data_dir(root: Path, demo_checkpoint: Path) -> Path:
     return data
 
 
-def started_once(request: pytest.FixtureRequest, name: str, start: Callable[[Path], AbstractContextManager]) -> Any:
-    """What `start(folder)` yields, entered the first time `name` is asked for in this process (in a temporary
-    folder of its own) and left when the session ends."""
-    if name not in _STARTED:
-        stack = ExitStack()
-        request.config.add_cleanup(stack.close)
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{name}-")))
-        _STARTED[name] = stack.enter_context(start(folder))
-    return _STARTED[name]
-
-
 def plant_secrets(root: Path, data: Path) -> None:
     """A readable file in outputs, a secret outside it (root/secret.txt, and a note in config.json), and
     symlinks in outputs pointing at the secret (test_security's)."""
@@ -104,14 +89,13 @@ def plant_secrets(root: Path, data: Path) -> None:
     (images / "link-dir").symlink_to(root)
 
 
-def listening_app(request: pytest.FixtureRequest) -> tuple[str, Path, Path]:
+@pytest.fixture(scope="session")
+def listening_app(demo_checkpoint: Path) -> Iterator[tuple[str, Path, Path]]:
     """app.py --listen --api with no login (the open case): (URL, data dir, the folder around it). Planted:
     plant_secrets (test_security's), and for test_listen_policy inputs/a.png and a checkpoint outside the data
     dir (root/outside.safetensors)."""
-    demo_checkpoint = request.getfixturevalue("demo_checkpoint")
-
-    @contextmanager
-    def start(root: Path) -> Iterator[tuple[str, Path, Path]]:
+    with tempfile.TemporaryDirectory(prefix="listening-") as folder:
+        root = Path(folder)
         data = with_demo_checkpoint(root / "data", demo_checkpoint)
         plant_secrets(root, data)
         shutil.copy(demo_checkpoint, root / "outside.safetensors")
@@ -120,24 +104,19 @@ def listening_app(request: pytest.FixtureRequest) -> tuple[str, Path, Path]:
         with running_app(data, "--listen", "--api", model_name="demo.safetensors") as url:
             yield url, data, root
 
-    return started_once(request, "listening", start)
 
-
-def login_page_app(request: pytest.FixtureRequest) -> tuple[str, Path, Path]:
+@pytest.fixture(scope="session")
+def login_page_app(demo_checkpoint: Path) -> Iterator[tuple[str, Path, Path]]:
     """app.py with a page login (either of PAGE_LOGINS) and the API beside it with no login of its own (--api),
     the demo model loaded: (URL, data dir, the folder around it). Planted: make_data_dir (test_file_urls') and
     test_page_file_inputs' extension (ROUTE_EXTENSION)."""
-    demo_checkpoint = request.getfixturevalue("demo_checkpoint")
-
-    @contextmanager
-    def start(root: Path) -> Iterator[tuple[str, Path, Path]]:
+    with tempfile.TemporaryDirectory(prefix="login-page-") as folder:
+        root = Path(folder)
         data = make_data_dir(root, demo_checkpoint)
         add_route_extension(data)
         logins = ",".join(f"{user}:{password}" for user, password in PAGE_LOGINS)
         with running_app(data, "--api", "--gradio-auth", logins, model_name="demo.safetensors") as url:
             yield url, data, root
-
-    return started_once(request, "login-page", start)
 
 
 def add_route_extension(data: Path) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from app_process import ROOT, running_app
-from shared_servers import EXT, SECRET, login_page_app, make_data_dir
+from shared_servers import EXT, SECRET, make_data_dir
 
 from modules.api.file_urls import FileUrls
 
@@ -28,12 +28,6 @@ def open_app(tmp_path_factory, demo_checkpoint):
     data = make_data_dir(root, demo_checkpoint)
     with running_app(data) as url:
         yield url, data, root
-
-
-@pytest.fixture(scope="module")
-def locked_app(request):
-    """With --api and a page login (ann's): shared with test_page_file_inputs."""
-    return login_page_app(request)
 
 
 def allowed(data: Path) -> dict[str, str]:
@@ -124,14 +118,14 @@ def test_the_extensions_scripts_are_in_the_page_head_and_load(open_app):
     assert head.index("window.gradioApp") < head.index(sources[0])  # the page's helpers come first
 
 
-def test_an_on_app_started_route_answers_beside_the_page(open_app, locked_app):
-    for url, _, _ in (open_app, locked_app):  # without --api, and with --api and a page login
+def test_an_on_app_started_route_answers_beside_the_page(open_app, login_page_app):
+    for url, _, _ in (open_app, login_page_app):  # without --api, and with --api and a page login
         response = requests.get(url + "tacapi/v1/tag-list", timeout=10)
         assert response.status_code == 200 and response.json() == {"tags": ["1girl", "scenery"]}, url
 
 
-def test_a_page_login_guards_files_opts_and_scripts(locked_app):
-    url, data, _ = locked_app
+def test_a_page_login_guards_files_opts_and_scripts(login_page_app):
+    url, data, _ = login_page_app
     name = f"extensions/{EXT}/tags/tags.csv"
     for path in (f"file={name}", "internal/opts"):
         assert requests.get(url + path, timeout=10).status_code == 401, path
@@ -147,9 +141,9 @@ def test_a_page_login_guards_files_opts_and_scripts(locked_app):
         assert status in (403, 404) and SECRET.encode() not in reply, (bad, status)
 
 
-def test_opts_answer_when_the_settings_change(locked_app):
+def test_opts_answer_when_the_settings_change(login_page_app):
     """The page asks with the values it has (If-None-Match) and `wait`: the answer comes once they change."""
-    url, _, _ = locked_app
+    url, _, _ = login_page_app
     session = requests.Session()
     session.post(url + "login", data={"username": "ann", "password": "pass-4321"}, timeout=10)
     tag = session.get(url + "internal/opts", timeout=10).headers["ETag"]

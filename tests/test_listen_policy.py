@@ -10,26 +10,15 @@ import json
 import pytest
 import requests
 from app_process import endpoint_args, with_demo_checkpoint
-from shared_servers import listening_app
 
 SMALL = {"prompt": "x", "steps": 1, "width": 64, "height": 64}
 
 
-pytestmark = pytest.mark.e2e  # its server comes from shared_servers, not from running_app here
-
-
 @pytest.fixture(scope="module")
-def listening(request):
-    """--listen --api, no logins (the open case), with images in a folder inside the data dir (inputs/a.png)
-    and a checkpoint outside it (root/outside.safetensors); test_security shares it."""
-    return listening_app(request)
-
-
-@pytest.fixture(scope="module")
-def client(listening):
+def client(listening_app):
     from gradio_client import Client
 
-    return Client(listening[0], verbose=False)
+    return Client(listening_app[0], verbose=False)
 
 
 def page_error(call) -> str:
@@ -41,8 +30,8 @@ def page_error(call) -> str:
     return str(caught.value)
 
 
-def test_img2img_batch_and_extras_folders_are_refused(listening, client):
-    _, data, _ = listening
+def test_img2img_batch_and_extras_folders_are_refused(listening_app, client):
+    _, data, _ = listening_app
     inside = str(data / "inputs")
     args = endpoint_args(
         client,
@@ -62,8 +51,8 @@ def test_img2img_batch_and_extras_folders_are_refused(listening, client):
     assert not (data / "outputs" / "batch").exists()
 
 
-def test_a_prompt_line_may_not_name_an_output_folder(listening):
-    url, _, root = listening
+def test_a_prompt_line_may_not_name_an_output_folder(listening_app):
+    url, _, root = listening_app
     line = f'--prompt "a cat" --outpath_samples "{root / "evil"}"'
     job = {
         **SMALL,
@@ -76,8 +65,8 @@ def test_a_prompt_line_may_not_name_an_output_folder(listening):
     assert not (root / "evil").exists()
 
 
-def test_output_folder_settings_are_refused_from_the_page_and_the_api(listening, client):
-    url, _data, root = listening
+def test_output_folder_settings_are_refused_from_the_page_and_the_api(listening_app, client):
+    url, _data, root = listening_app
     label = "Output folder for txt2img images"
     message = client.predict(
         *endpoint_args(client, "/settings_apply", {label: str(root / "elsewhere")}), api_name="/settings_apply"
@@ -94,8 +83,8 @@ def test_output_folder_settings_are_refused_from_the_page_and_the_api(listening,
     assert not (root / "evil").exists() and not (root / "elsewhere").exists()
 
 
-def test_extension_state_and_the_index_are_locked(listening, client):
-    url, data, _ = listening
+def test_extension_state_and_the_index_are_locked(listening_app, client):
+    url, data, _ = listening_app
     for values in ({"disabled_extensions": ["some-ext"]}, {"extensions_index_url": "http://127.0.0.1:9/index.json"}):
         answer = requests.post(url + "sdapi/v1/options", json=values, timeout=30)
         assert answer.status_code == 422 and "--enable-insecure-extension-access" in answer.text, answer.text
@@ -105,8 +94,8 @@ def test_extension_state_and_the_index_are_locked(listening, client):
     assert "--enable-insecure-extension-access" in message
 
 
-def test_override_settings_may_lower_a_limit_but_not_raise_it(listening):
-    url, _, _ = listening
+def test_override_settings_may_lower_a_limit_but_not_raise_it(listening_app):
+    url, _, _ = listening_app
     raised = requests.post(
         url + "sdapi/v1/txt2img", json={**SMALL, "override_settings": {"max_pixels": 10**9}}, timeout=60
     )
@@ -123,8 +112,8 @@ def test_override_settings_may_lower_a_limit_but_not_raise_it(listening):
     assert too_big.status_code == 422 and "Largest image size allowed" in too_big.text
 
 
-def test_the_checkpoint_dropdown_loads_only_listed_checkpoints(listening, client):
-    url, data, root = listening
+def test_the_checkpoint_dropdown_loads_only_listed_checkpoints(listening_app, client):
+    url, data, root = listening_app
     outside = str(root / "outside.safetensors")
     _, status = client.predict(outside, api_name="/change_checkpoint")
     assert "not one of the checkpoints" in status
@@ -162,8 +151,8 @@ def test_hide_ui_dir_config_hides_and_refuses_the_folder_fields(tmp_path, demo_c
         services.engine.shutdown()
 
 
-def test_settings_of_the_wrong_type_are_a_422_and_change_nothing(listening):
-    url, data, _ = listening
+def test_settings_of_the_wrong_type_are_a_422_and_change_nothing(listening_app):
+    url, data, _ = listening_app
     before = requests.get(url + "sdapi/v1/options", timeout=10).json()
     for values in (
         {"outdir_txt2img_samples": None},

@@ -17,7 +17,7 @@ import pytest
 import requests
 from app_process import running_app, with_demo_checkpoint
 from PIL import Image, PngImagePlugin
-from shared_servers import PAGE_LOGINS, add_route_extension, login_page_app
+from shared_servers import PAGE_LOGINS, add_route_extension
 
 SECRET = "planted-secret-4d1f"
 USER, PAGE_PASSWORD = PAGE_LOGINS[1]
@@ -34,7 +34,9 @@ def page_alone(root: Path, demo_checkpoint: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", params=["page alone", "page and API"])  # the API without a login of its own
-def app(request, tmp_path_factory, demo_checkpoint) -> Iterator[tuple[str, requests.Session, list[str], str]]:
+def app(
+    request, tmp_path_factory, demo_checkpoint, login_page_app
+) -> Iterator[tuple[str, requests.Session, list[str], str]]:
     """A logged-in session on app.py (page alone, or page and API: shared_servers.login_page_app), the server
     paths to try, and the mode."""
     root = tmp_path_factory.mktemp("file-inputs")
@@ -47,7 +49,7 @@ def app(request, tmp_path_factory, demo_checkpoint) -> Iterator[tuple[str, reque
         if request.param == "page alone":
             url = stack.enter_context(page_alone(root, demo_checkpoint))
         else:
-            url = login_page_app(request)[0]
+            url = login_page_app[0]
         session = requests.Session()
         assert (
             session.post(url + "login", data={"username": USER, "password": PAGE_PASSWORD}, timeout=10).status_code

@@ -12,7 +12,7 @@ import pytest
 import requests
 from app_process import ROOT, running_app, with_demo_checkpoint
 from git_repos import Remote
-from shared_servers import LISTEN_SECRET, listening_app, plant_secrets
+from shared_servers import LISTEN_SECRET, plant_secrets
 
 SECRET = LISTEN_SECRET
 API_PASSWORD = "api-pass-5150"
@@ -25,10 +25,10 @@ def data_dir_with_model(root, demo_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def open_app(request, tmp_path_factory):
+def open_app(listening_app, tmp_path_factory):
     """--listen without any login: the case A1111 locks extension installs for (the server test_listen_policy
     shares, which serves the API beside the page)."""
-    url, data, root = listening_app(request)
+    url, data, root = listening_app
     install = {"install.py": "open('installed.txt', 'w').write('yes')\n"}
     return url, data, root, Remote(tmp_path_factory.mktemp("remote"), "some-ext", install)
 
