@@ -20,5 +20,6 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-# Two workers (pytest-xdist), each test module kept in one of them, in the order tests/conftest.py gives them.
-exec .venv/bin/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder "$@"
+# Three workers (pytest-xdist) on CI's two cores, since the tests also wait (on servers, browsers, Ray); each test
+# module is kept in one worker, in the order tests/conftest.py gives them.
+exec .venv/bin/python -m pytest -n 3 --dist loadgroup --no-loadscope-reorder "$@"

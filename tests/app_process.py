@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,36 +52,104 @@ def with_demo_checkpoint(data_dir: Path, demo_checkpoint: Path) -> Path:
 def running_app(
     data_dir: Path, *flags: str, model_name: str | None = None, command: list[str] | None = None
 ) -> Iterator[str]:
-    """Run app.py (or `command`, which must end by calling app.main with the flags it is given) with
-    this data dir; yields the page URL once the page answers (and, if `model_name` is given, once
+    """Run app.py with this data dir: forked from tests/app_zygote.py, which has done app.py's imports once,
+    or as `command` (which must end by calling app.main with the flags it is given) in a process of its own.
+    Yields the page URL once the page answers (and, if `model_name` is given, once
     that checkpoint is loaded). The log is data_dir/server.log."""
     port = free_port()
     log_path = data_dir / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [*(command or [sys.executable, "app.py"]), "--data-dir", str(data_dir), "--port", str(port), *flags],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_TEMP_DIR": str(data_dir / "gradio-temp")},
-        )
-        url = f"http://127.0.0.1:{port}/"
+    log_path.write_text("")
+    argv = ["--data-dir", str(data_dir), "--port", str(port), *flags]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_TEMP_DIR": str(data_dir / "gradio-temp")}
+    if command:
+        with open(log_path, "w") as log:
+            proc: subprocess.Popen | ForkedApp = subprocess.Popen(
+                [*command, *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+    else:
+        proc = APP_FORKS.start(["app.py", *argv], env, log_path)
+    url = f"http://127.0.0.1:{port}/"
+    APPS[str(port)] = proc.pid
 
-        def page_up() -> bool:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                return requests.get(url, timeout=2).status_code in (200, 401)
-            except (requests.ConnectionError, requests.Timeout):  # a loaded machine: not up yet
-                return False
-
+    def page_up() -> bool:
+        assert proc.poll() is None, log_path.read_text()
         try:
-            wait_for(page_up, 180, "the page")
-            if model_name:
-                wait_for(lambda: f"Loaded {model_name}" in log_path.read_text(), 120, f"model {model_name}")
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(30)
+            return requests.get(url, timeout=2).status_code in (200, 401)
+        except (requests.ConnectionError, requests.Timeout):  # a loaded machine: not up yet
+            return False
+
+    try:
+        wait_for(page_up, 180, "the page")
+        if model_name:
+            wait_for(lambda: f"Loaded {model_name}" in log_path.read_text(), 120, f"model {model_name}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        del APPS[str(port)]
+
+
+@dataclass
+class ForkedApp:
+    """An app.py that tests/app_zygote.py forked, with the part of subprocess.Popen's interface that tests use.
+    Its exit status comes from the file the zygote writes when the process ends."""
+
+    pid: int
+    status_file: Path
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self.status_file.exists():
+            self.returncode = int(self.status_file.read_text())
+        return self.returncode
+
+    def terminate(self) -> None:
+        if self.poll() is None:
+            with suppress(ProcessLookupError):  # it ended just now
+                os.kill(self.pid, signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(["app.py"], timeout)
+            time.sleep(0.05)
+        return code
+
+
+class AppForks:
+    """This process's tests/app_zygote.py: started at the first app.py start, it lives until this process ends
+    (then its stdin closes and it leaves)."""
+
+    def __init__(self) -> None:
+        self._zygote: subprocess.Popen | None = None
+        self._status_dir = Path()
+        self._lock = threading.Lock()
+
+    def start(self, argv: list[str], env: dict[str, str], log_path: Path) -> ForkedApp:
+        with self._lock:
+            if self._zygote is None or self._zygote.poll() is not None:
+                self._status_dir = Path(tempfile.mkdtemp(prefix="app-forks-"))
+                self._zygote = subprocess.Popen(
+                    [sys.executable, str(Path(__file__).with_name("app_zygote.py")), str(self._status_dir)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            assert self._zygote.stdin and self._zygote.stdout
+            request = {"argv": argv, "cwd": str(ROOT), "env": env, "log": str(log_path)}
+            self._zygote.stdin.write(json.dumps(request) + "\n")
+            self._zygote.stdin.flush()
+            answer = self._zygote.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"tests/app_zygote.py ended with status {self._zygote.wait()}: see its stderr")
+        pid = json.loads(answer)["pid"]
+        return ForkedApp(pid, self._status_dir / str(pid))
+
+
+APP_FORKS = AppForks()
+APPS: dict[str, int] = {}  # port → the pid of the app.py serving it
 
 
 def stop_page_jobs(url: str) -> None:
@@ -89,10 +162,8 @@ def stop_page_jobs(url: str) -> None:
 
 
 def app_process(url: str) -> psutil.Process:
-    """The app.py process (a child of this one) that serves `url`."""
-    port = url.rstrip("/").rsplit(":", 1)[1].split("/")[0]
-    (app,) = [p for p in psutil.Process().children() if "app.py" in " ".join(p.cmdline()) and port in p.cmdline()]
-    return app
+    """The app.py process that serves `url` (started by running_app)."""
+    return psutil.Process(APPS[url.rstrip("/").rsplit(":", 1)[1].split("/")[0]])
 
 
 def endpoint_args(client, api_name: str, values: dict[str, Any]) -> list:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from modules.options import Options
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# One torch thread in the tests and in the processes they start (app.py, Ray's nodes): CI runs two workers on two
+# One torch thread in the tests and in the processes they start (app.py, Ray's nodes): CI runs three workers on two
 # cores, so a second OpenMP thread has no core of its own and spins on the tiny models' small ops. A module
 # that is about threads sets its own count.
 torch.set_num_threads(1)
@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     once; the two modules on one server of tests/shared_servers.py share a worker, so it starts once; and the
     modules with Ray tests share one worker, so no two Ray clusters run at once. A session app (page_app,
     auth_app) starts at most once in each worker. The longest groups go first (Ray, then the modules that
-    start app.py or a browser, then the rest, each by its number of tests), so that neither worker is left with
+    start app.py or a browser, then the rest, each by its number of tests), so that no worker is left with
     a long one at the end; test.sh keeps that order (`--no-loadscope-reorder`)."""
     _mark(items)
     ray_modules = {item.path for item in items if item.get_closest_marker("ray")}
@@ -73,7 +73,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _join_group(item: pytest.Item, group: str) -> None:
     """Put `item` in xdist group `group`. pytest-xdist 3.8 appends the group to `item._nodeid`, which pytest 9.2 no
-    longer reads (a node's id is `item._id`), so its loadgroup would spread a module over both workers; the id
+    longer reads (a node's id is `item._id`), so its loadgroup would spread a module over the workers; the id
     gets the suffix here, as xdist means it to."""
     item.add_marker(pytest.mark.xdist_group(group))
     if os.environ.get("PYTEST_XDIST_WORKER") and "@" not in item.nodeid:
