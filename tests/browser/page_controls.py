@@ -2,6 +2,7 @@
 
 import re
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 
@@ -12,10 +13,21 @@ def set_number(page, elem_id: str, value) -> None:
     box.press("Tab")
 
 
-def pick(page, elem_id: str, option: str) -> None:
-    """Open a dropdown and click its first option holding `option`."""
-    page.locator(f"#{elem_id} input").click()
-    page.locator(f"#{elem_id} [role=option]", has_text=option).first.click()
+def pick(page, elem_id: str, option: str, tries: int = 3) -> None:
+    """Open a dropdown and click its first option holding `option`. When the page redraws the dropdown meanwhile
+    (a job that just ended updates the checkpoint list), the open list goes with it: close and open it again, as
+    a person would."""
+    box = page.locator(f"#{elem_id} input")
+    for attempt in range(1, tries + 1):
+        box.click()
+        try:
+            page.locator(f"#{elem_id} [role=option]", has_text=option).first.click(timeout=10000)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == tries:
+                raise
+            page.keyboard.press("Escape")
+            box.blur()  # a click on the still focused box would not open it again
 
 
 def options_of(page, elem_id: str) -> list[str]:
