@@ -88,7 +88,8 @@ def opener_on_path(tmp_path, monkeypatch) -> Path:
     bin_dir.mkdir()
     for name in ("xdg-open", "open"):
         script = bin_dir / name
-        script.write_text(f"#!/bin/sh\nprintf '%s' \"$1\" > {record}\n")
+        # written aside, then renamed: the test waits for the file and must not find it half written
+        script.write_text(f"#!/bin/sh\nprintf '%s' \"$1\" > {record}.part && mv {record}.part {record}\n")
         script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return record
