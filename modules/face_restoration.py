@@ -7,6 +7,7 @@ before facexlib is touched, and facexlib is pointed at models/GFPGAN."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import warnings
 from collections.abc import Callable
@@ -90,6 +91,7 @@ class FaceRestorer:
         self._lock = threading.Lock()
         self._net: Callable[[torch.Tensor, float], torch.Tensor] | None = None
         self._helper = None
+        self._last: tuple[tuple, tuple[np.ndarray, int]] | None = None  # (image and weight, restored and faces)
 
     @property
     def facexlib_dir(self) -> Path:
@@ -126,22 +128,28 @@ class FaceRestorer:
 
     def restore(self, image: Image.Image, visibility: float = 1.0) -> tuple[Image.Image, str | None]:
         """Restore every face in `image`, blended with the original by `visibility` (0 keeps the
-        original, 1 is fully restored). An image without faces comes back unchanged with a note."""
+        original, 1 is fully restored). An image without faces comes back unchanged with a note. The last
+        image's restoration is kept: the same image again at another visibility (a slider moved in Extras)
+        runs no network."""
         return self._restore(image, visibility, 0.5)
 
     def unload(self) -> None:
         """Free the networks; the next restore loads them again."""
         with self._lock:
-            self._net = self._helper = None
+            self._net = self._helper = self._last = None
 
     def _restore(self, image: Image.Image, visibility: float, weight: float) -> tuple[Image.Image, str | None]:
         visibility = min(max(float(visibility), 0.0), 1.0)
         if visibility == 0.0:
             return image, None
         rgb = image.convert("RGB")
+        array = np.asarray(rgb)
+        key = (hashlib.sha1(array.tobytes()).digest(), array.shape, weight)
         with self._lock:
             self._ensure_loaded()
-            restored, faces = self._restore_array(np.asarray(rgb), weight)
+            if self._last is None or self._last[0] != key:
+                self._last = (key, self._restore_array(array, weight))
+            restored, faces = self._last[1]
         if faces == 0:
             return image, NO_FACE_NOTE
         result = Image.fromarray(restored, "RGB")

@@ -44,9 +44,10 @@ def _diff(a: Image.Image, b: Image.Image) -> np.ndarray:
     return np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
 
 
-def test_gfpgan_restores_the_face_and_blends_by_visibility(weights, photo):
+def test_gfpgan_restores_the_face_and_blends_by_visibility(weights, photo, monkeypatch):
     restorer = GFPGANRestorer(weights["face_models"])
     assert restorer.available()
+    runs = counted_runs(restorer, monkeypatch)
     full, note = restorer.restore(photo, 1.0)
     assert note is None and full.size == photo.size and full.mode == "RGB"
     changed = _diff(full, photo).max(axis=2) > 0
@@ -55,12 +56,25 @@ def test_gfpgan_restores_the_face_and_blends_by_visibility(weights, photo):
     part, note = restorer.restore(photo, 0.3)
     assert note is None
     assert _diff(part, Image.blend(photo, full, 0.3)).max() <= 1  # the same restore, 30% of it
+    assert len(runs) == 1  # ... kept from the first call
     assert restorer.restore(photo, 0.0) == (photo, None)
 
 
-def test_no_face_returns_the_image_unchanged_with_a_note(weights, photo):
-    restored, note = GFPGANRestorer(weights["noface_models"]).restore(photo, 1.0)
-    assert restored is photo and note == NO_FACE_NOTE
+def counted_runs(restorer: GFPGANRestorer, monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """The images `restorer` runs its networks on from now on."""
+    runs: list[np.ndarray] = []
+    run_networks = restorer._restore_array
+    monkeypatch.setattr(restorer, "_restore_array", lambda rgb, weight: runs.append(rgb) or run_networks(rgb, weight))
+    return runs
+
+
+def test_no_face_returns_the_image_unchanged_with_a_note(weights, photo, monkeypatch):
+    restorer = GFPGANRestorer(weights["noface_models"])
+    runs = counted_runs(restorer, monkeypatch)
+    for image in (photo, photo, photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)):
+        restored, note = restorer.restore(image, 1.0)
+        assert restored is image and note == NO_FACE_NOTE
+    assert len(runs) == 2  # the same image again is answered from the last run; another one runs again
 
 
 def test_alpha_channel_survives(weights, photo):
