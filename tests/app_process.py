@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -119,7 +120,7 @@ class ForkedApp:
 
 class AppForks:
     """This process's tests/app_zygote.py: started at the first app.py start, it lives until this process ends
-    (then its stdin closes and it leaves)."""
+    (then its stdin closes and it leaves; its folder of exit statuses is removed)."""
 
     def __init__(self) -> None:
         self._zygote: subprocess.Popen | None = None
@@ -130,6 +131,7 @@ class AppForks:
         with self._lock:
             if self._zygote is None or self._zygote.poll() is not None:
                 self._status_dir = Path(tempfile.mkdtemp(prefix="app-forks-"))
+                atexit.register(shutil.rmtree, self._status_dir, True)
                 self._zygote = subprocess.Popen(
                     [sys.executable, str(Path(__file__).with_name("app_zygote.py")), str(self._status_dir)],
                     stdin=subprocess.PIPE,
