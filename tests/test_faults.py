@@ -88,7 +88,8 @@ def test_interrupt_and_skip_leave_the_queue_consistent(server):
     threads = [send(100, steps=150, n_iter=3)]
     wait_for(lambda: progress(url)["state"]["sampling_step"] >= 2, 60, "the long job to sample")
     for number, seed in enumerate((200, 300, 400), 1):
-        threads.append(send(seed))
+        # each waiting job takes a while (192 px): answers a few ms apart could reach their threads in either order
+        threads.append(send(seed, width=192, height=192))
         wait_for(lambda n=number: progress(url)["state"]["queued"] == n, 30, f"job {seed} to be queued")
     assert requests.post(f"{url}/skip", timeout=10).status_code == 200
     wait_for(lambda: progress(url)["state"]["job_no"] == 1, 60, "the long job's second batch")
