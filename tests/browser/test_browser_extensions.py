@@ -132,7 +132,7 @@ def test_the_available_table_installs_an_extension_with_its_own_button(page, tmp
         page.locator("#extensions_index_url textarea, #extensions_index_url input").fill(f"{server}/index.json")
         page.click("#extensions_load_index")
         row = page.locator("#available_extensions tbody tr", has_text="Lantern")
-        expect(row).to_contain_text("Lights <b>up</b>")
+        expect(row).to_contain_text("Lights <b>up</b>", timeout=30000)  # the server fetches the index: 5 s was short
         row.get_by_role("button", name="Install").click()
         expect(page.locator("#extensions_available_info")).to_contain_text("Installed lantern-ext", timeout=60000)
     assert (app_data / "extensions" / "lantern-ext" / "scripts" / "lantern.py").exists()
