@@ -58,6 +58,8 @@ def main(status_dir: Path) -> None:
 
 
 def _reap(status_dir: Path) -> None:
+    from modules.core.atomic_files import write_text_atomic  # preloaded: the repository is on sys.path by now
+
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -65,8 +67,7 @@ def _reap(status_dir: Path) -> None:
             return
         if pid == 0:
             return
-        (status_dir / f"{pid}.tmp").write_text(str(os.waitstatus_to_exitcode(status)))
-        (status_dir / f"{pid}.tmp").rename(status_dir / str(pid))
+        write_text_atomic(status_dir / str(pid), str(os.waitstatus_to_exitcode(status)))  # never read half written
 
 
 def _run_app(request: dict) -> None:
