@@ -4,6 +4,9 @@ runtime on this machine, the demo checkpoint, 20 steps at 256x256."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -11,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 STEPS, SIZE = 20, 256
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
@@ -52,37 +56,74 @@ def bench_services(
                 ray.shutdown()
 
 
-def _fastest_job(services, rounds: int, n_iter: int = 1) -> float:
-    """Seconds of the fastest of `rounds` txt2img jobs (after one to warm up), each with a new prompt."""
+def _timed_job(services, number: int, n_iter: int = 1) -> float:
+    """Seconds of one txt2img job with a prompt of its own (`number`)."""
     from modules.jobs.generation_params import GenerationParams
 
-    times = []
-    for i in range(rounds + 1):
-        params = GenerationParams(
-            prompt=f"a lighthouse at dusk {i}",
-            steps=STEPS,
-            width=SIZE,
-            height=SIZE,
-            sampler_name="Euler a",
-            seed=1,
-            n_iter=n_iter,
+    params = GenerationParams(
+        prompt=f"a lighthouse at dusk {number}",
+        steps=STEPS,
+        width=SIZE,
+        height=SIZE,
+        sampler_name="Euler a",
+        seed=1,
+        n_iter=n_iter,
+    )
+    start = time.perf_counter()
+    services.jobs.txt2img(params).result()
+    return time.perf_counter() - start
+
+
+def _fastest_job(services, rounds: int, n_iter: int = 1) -> float:
+    """Seconds of the fastest of `rounds` txt2img jobs (after one to warm up)."""
+    _timed_job(services, 0, n_iter)
+    return min(_timed_job(services, number, n_iter) for number in range(1, rounds + 1))
+
+
+def serve_in_process_jobs() -> None:
+    """The in-process side of ray_job_overhead_ratio, in a process of its own: after a "ready" line, each job
+    number read from stdin is answered with a "seconds S" line."""
+    with bench_services([], os.cpu_count() or 1) as services:
+        _timed_job(services, 0)  # warm up
+        print("ready", flush=True)
+        for line in sys.stdin:
+            print(f"seconds {_timed_job(services, int(line))}", flush=True)
+
+
+def ray_job_overhead_ratio(rounds: int = 10) -> float:
+    """The same job through one Ray Serve replica (all of this machine's cores) / in-process, fastest of
+    `rounds` each. The two take turns job by job (the in-process engine in a child process), so that a slower
+    spell of a shared machine falls on both; whichever side waits is idle meanwhile."""
+    with bench_services(["--ray-address", "local", "--ray-replicas", "1"], os.cpu_count() or 1) as remote:
+        _timed_job(remote, 0)  # warm up
+        local = subprocess.Popen(
+            [sys.executable, "-c", "from bench.ray_jobs import serve_in_process_jobs; serve_in_process_jobs()"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        start = time.perf_counter()
-        services.jobs.txt2img(params).result()
-        times.append(time.perf_counter() - start)
-    return min(times[1:])
+        try:
+            requests, answers = local.stdin, local.stdout
+            assert requests is not None and answers is not None
 
+            def answer(prefix: str) -> str:
+                for line in answers:
+                    if line.startswith(prefix):
+                        return line.removeprefix(prefix)
+                raise RuntimeError("The in-process side of the benchmark ended early")
 
-def ray_job_overhead_ratio(rounds: int = 5) -> float:
-    """The same job through one Ray Serve replica (all of this machine's cores) / in-process."""
-    import os
-
-    cores = os.cpu_count() or 1
-    with bench_services([], cores) as local:
-        in_process = _fastest_job(local, rounds)
-    with bench_services(["--ray-address", "local", "--ray-replicas", "1"], cores) as remote:
-        on_ray = _fastest_job(remote, rounds)
-    return on_ray / in_process
+            answer("ready")
+            on_ray, in_process = [], []
+            for number in range(1, rounds + 1):
+                requests.write(f"{number}\n")
+                requests.flush()
+                in_process.append(float(answer("seconds ")))
+                on_ray.append(_timed_job(remote, number))
+        finally:
+            local.kill()
+            local.wait()
+    return min(on_ray) / min(in_process)
 
 
 def ray_fanout_speedup_2_replicas(rounds: int = 3) -> float:
