@@ -34,9 +34,8 @@ def two_node_cluster(cpus_per_node: int = 1) -> Iterator[str]:
         for name, value in LOOPBACK_ENV.items():
             patch.setenv(name, value)
         patch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
-        cluster = _started_head(Cluster, {**node, "include_dashboard": False})
+        cluster = _started(Cluster, node)
         try:
-            cluster.add_node(wait=False, **node)  # it joins while this process connects
             ray.init(address=cluster.address, log_to_driver=False)
             cluster.wait_for_nodes()
             yield cluster.address
@@ -47,16 +46,28 @@ def two_node_cluster(cpus_per_node: int = 1) -> Iterator[str]:
             cluster.shutdown()
 
 
-def _started_head(cluster_class, head_args: dict):
-    """A Cluster with its head node up. On a loaded machine Ray sometimes gives up on the head's raylet after its
-    fixed 30 s ("timed out during startup"; once in several suite runs on the 2-core CI machine): one more try.
-    What the failed start left running, Ray stops when this process ends."""
+def _started(cluster_class, node: dict):
+    """A Cluster with its head node up and a worker node started (it joins while this process connects). On a
+    loaded machine Ray sometimes gives up on a node's raylet after its fixed 30 s ("timed out during startup": the
+    head's or the worker node's, once in several suite runs on the busy 2-core CI machine): then both start once
+    more, with a GCS of their own, so a late raylet of the first try can't join. What the first try left running,
+    Ray stops when this process ends."""
     try:
-        return cluster_class(initialize_head=True, head_node_args=head_args)
+        return _head_and_worker(cluster_class, node)
     except Exception as exc:
         if "timed out during startup" not in str(exc):
             raise
-        return cluster_class(initialize_head=True, head_node_args=head_args)
+    return _head_and_worker(cluster_class, node)
+
+
+def _head_and_worker(cluster_class, node: dict):
+    cluster = cluster_class(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    try:
+        cluster.add_node(wait=False, **node)
+    except BaseException:
+        cluster.shutdown()
+        raise
+    return cluster
 
 
 @pytest.fixture(scope="module")
