@@ -51,24 +51,18 @@ def with_demo_checkpoint(data_dir: Path, demo_checkpoint: Path) -> Path:
 
 @contextmanager
 def running_app(
-    data_dir: Path, *flags: str, model_name: str | None = None, command: list[str] | None = None
+    data_dir: Path, *flags: str, model_name: str | None = None, script: list[str] | None = None
 ) -> Iterator[str]:
-    """Run app.py with this data dir: forked from tests/app_zygote.py, which has done app.py's imports once,
-    or as `command` (which must end by calling app.main with the flags it is given) in a process of its own.
-    Yields the page URL once the page answers (and, if `model_name` is given, once
+    """Run app.py with this data dir, forked from tests/app_zygote.py, which has done app.py's imports once; or
+    `script`, a Python file and its first arguments, run as app.py would be (it must end by calling app.main with
+    the flags it is given). Yields the page URL once the page answers (and, if `model_name` is given, once
     that checkpoint is loaded). The log is data_dir/server.log."""
     port = free_port()
     log_path = data_dir / "server.log"
     log_path.write_text("")
-    argv = ["--data-dir", str(data_dir), "--port", str(port), *flags]
+    argv = [*(script or ["app.py"]), "--data-dir", str(data_dir), "--port", str(port), *flags]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_TEMP_DIR": str(data_dir / "gradio-temp")}
-    if command:
-        with open(log_path, "w") as log:
-            proc: subprocess.Popen | ForkedApp = subprocess.Popen(
-                [*command, *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-    else:
-        proc = APP_FORKS.start(["app.py", *argv], env, log_path)
+    proc = APP_FORKS.start(argv, env, log_path)
     url = f"http://127.0.0.1:{port}/"
     APPS[str(port)] = proc.pid
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -26,7 +25,8 @@ from modules.ui.extras import FACE_MODELS_READY
 CODEFORMER_BODY = b"a stand-in for the CodeFormer weights" * 1000
 PARAMETERS = "an astronaut\nSteps: 20, Sampler: Euler, Seed: 5"
 
-# Runs app.main with the release URLs pointed at the test's server; argv: urls (JSON), then app flags.
+# Runs app.main with the release URLs pointed at the test's server; argv: urls (JSON), then app flags. The fork it
+# runs in has imported modules.face_restoration already; the app reads these names from it when it uses them.
 LAUNCHER = """
 import json, sys
 import modules.face_restoration as faces
@@ -71,7 +71,9 @@ def server(tmp_path_factory, release):
     torch.save(tiny_esrgan(), data / "models" / "ESRGAN" / "4x-tiny.pth")
     torch.save({"encoder.weight": torch.randn(8, 8)}, data / "models" / "ESRGAN" / "not-an-upscaler.pth")
     urls = {key: value for key, value in release.items() if key != "files"}
-    with running_app(data, "--download-face-models", command=[sys.executable, "-c", LAUNCHER, json.dumps(urls)]) as url:
+    launcher = data / "launcher.py"
+    launcher.write_text(LAUNCHER)
+    with running_app(data, "--download-face-models", script=[str(launcher), json.dumps(urls)]) as url:
         yield url, data
 
 
