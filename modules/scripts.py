@@ -16,16 +16,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import gradio as gr
+from typing import TYPE_CHECKING, Any
 
 from modules import script_callbacks
 from modules.core.engine import is_out_of_memory
 from modules.errors import UserError
-from modules.extensions import gradio_compat
 from modules.paths import REPO_ROOT
 from modules.processing import PostprocessBatchListArgs, PostprocessImageArgs  # noqa: F401 - A1111 names
+
+if TYPE_CHECKING:  # Gradio is imported where scripts are loaded or shown, not by the Ray replicas' jobs
+    import gradio as gr
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,8 @@ def script_files(folders: list[Path]) -> list[tuple[Path, Path]]:
 def load_scripts(folders: list[Path]) -> LoadedScripts:
     """Import every script file and collect the Script subclasses it exposes (each class once). Gradio 3
     keywords and the component hooks are set up first (modules.extensions.gradio_compat)."""
+    from modules.extensions import gradio_compat
+
     gradio_compat.install()
     gradio_compat.observe_components(_before_component, _after_component)
     loaded = LoadedScripts()

@@ -1,4 +1,5 @@
-"""Import seams: the settings load no feature (no torch), and the UI modules of a former cycle import alone."""
+"""Import seams: the settings load no feature (no torch), the UI modules of a former cycle import alone, and the
+Ray replicas load no Gradio."""
 
 from __future__ import annotations
 
@@ -49,3 +50,10 @@ def test_send_buttons_and_img2img_import_on_their_own():
     for run in runs:
         _, errors = run.communicate(timeout=180)
         assert run.returncode == 0, errors
+
+
+def test_ray_replicas_leave_gradio_out():
+    # a replica runs jobs only: Gradio (about 2 s of a replica's start here) comes with the page or a script's load
+    names = imported_modules("modules.ray_backend.replica")
+    assert "modules.ray_backend.replica" in names and "torch" in names
+    assert [name for name in names if name == "gradio" or name.startswith("gradio.")] == []

@@ -10,12 +10,16 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-import gradio as gr
-
 from modules import options
 
-# Components whose component_args may name the allowed values (a numeric range is read from any component_args).
-_CHOICE_COMPONENTS = (gr.Dropdown, gr.Radio, gr.CheckboxGroup)
+
+def _choice_components() -> tuple[type, ...]:
+    """Components whose component_args may name the allowed values (a numeric range is read from any
+    component_args). Gradio is imported when an extension's setting is added, not with modules.shared, which
+    the Ray replicas import too."""
+    import gradio as gr
+
+    return (gr.Dropdown, gr.Radio, gr.CheckboxGroup)
 
 
 class OptionInfo:
@@ -95,7 +99,7 @@ class OptionInfo:
         args = self.component_kwargs()
         choices = None
         component_class = self.component if isinstance(self.component, type) else None
-        if component_class is not None and issubclass(component_class, _CHOICE_COMPONENTS) and "choices" in args:
+        if component_class is not None and issubclass(component_class, _choice_components()) and "choices" in args:
             choices = self._choices
         numeric = isinstance(self.default, (int, float)) and not isinstance(self.default, bool)
         return options.OptionInfo(
@@ -127,6 +131,8 @@ class OptionHTML(OptionInfo):
     """Text shown among the settings, saving nothing."""
 
     def __init__(self, text: str) -> None:
+        import gradio as gr
+
         super().__init__(str(text).strip(), label="", component=gr.HTML)
         self.do_not_save = True
 
