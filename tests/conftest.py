@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +36,8 @@ os.environ["OMP_NUM_THREADS"] = "1"
 
 
 BROWSER_TESTS = Path(__file__).parent / "browser"
+SESSION_START = time.time()
+GRADIO_CLIENT_LEFTOVER = re.compile(r"[0-9a-f]{40}")  # see pytest_sessionfinish
 SHARED_APPS = ("page_app", "auth_app")  # the session's app.py servers below
 SHARED_SERVERS = ("listening_app", "login_page_app")  # tests/shared_servers.py's, each used by two modules
 SESSION_DIRS: set[Path] = set()  # temporary folders of session fixtures, kept until the session ends
@@ -93,6 +99,18 @@ def _mark(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         if "ray_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """gradio_client downloads each file into a new tempdir/<40 hex digits> folder, moves it out and leaves the
+    folder: several hundred a run. Remove the empty ones made since this session began, once no test runs: in
+    pytest-xdist's controller (a worker that ends first would race the others' downloads), or the one process."""
+    if hasattr(session.config, "workerinput"):
+        return
+    for path in Path(tempfile.gettempdir()).iterdir():
+        if GRADIO_CLIENT_LEFTOVER.fullmatch(path.name) and path.is_dir() and path.stat().st_mtime >= SESSION_START:
+            with suppress(OSError):  # only an empty folder goes
+                path.rmdir()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
