@@ -3,9 +3,9 @@ test that asks (tests/app_process.py's `running_app`). On the CI machine an app.
 seconds, 7 or 8 of them importing torch, gradio, diffusers and the project; a forked one skips that.
 
 Only the imports are shared: nothing of the app runs here. Each fork then runs app.py (or the script that argv
-names first, which ends by calling app.main) as `python app.py …` would, with the test's environment, working folder and arguments, its output in the test's log, and its own
-exit status; the status is written to STATUS_DIR/<pid> when the process ends, since only this process (its
-parent) can read it.
+names first, which ends by calling app.main) as `python app.py …` would, with the test's environment, working
+folder and arguments, its output in the test's log, and its own exit status; the status is written to
+STATUS_DIR/<pid> when the process ends, since only this process (its parent) can read it.
 
 Protocol: one JSON request a line on stdin, {"argv", "cwd", "env", "log"}; one JSON answer a line on stdout,
 {"pid"}. Closing stdin ends this process."""
