@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -90,39 +90,49 @@ def serve_in_process_jobs() -> None:
             print(f"seconds {_timed_job(services, int(line))}", flush=True)
 
 
+@contextmanager
+def in_process_side() -> Iterator[Callable[[int], float]]:
+    """serve_in_process_jobs in a child process, warmed up; yields `run(number)`, its seconds for that job."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from bench.ray_jobs import serve_in_process_jobs; serve_in_process_jobs()"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    requests, answers = child.stdin, child.stdout
+    assert requests is not None and answers is not None
+
+    def answer(prefix: str) -> str:  # other lines on its stdout (a library's print) are passed over
+        for line in answers:
+            if line.startswith(prefix):
+                return line.removeprefix(prefix)
+        raise RuntimeError("The in-process side of the benchmark ended early")
+
+    def run(number: int) -> float:
+        requests.write(f"{number}\n")
+        requests.flush()
+        return float(answer("seconds "))
+
+    try:
+        answer("ready")
+        yield run
+    finally:
+        child.kill()
+        child.wait()
+
+
 def ray_job_overhead_ratio(rounds: int = 10) -> float:
     """The same job through one Ray Serve replica (all of this machine's cores) / in-process, fastest of
     `rounds` each. The two take turns job by job (the in-process engine in a child process), so that a slower
     spell of a shared machine falls on both; whichever side waits is idle meanwhile."""
     with bench_services(["--ray-address", "local", "--ray-replicas", "1"], os.cpu_count() or 1) as remote:
         _timed_job(remote, 0)  # warm up
-        local = subprocess.Popen(
-            [sys.executable, "-c", "from bench.ray_jobs import serve_in_process_jobs; serve_in_process_jobs()"],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            requests, answers = local.stdin, local.stdout
-            assert requests is not None and answers is not None
-
-            def answer(prefix: str) -> str:
-                for line in answers:
-                    if line.startswith(prefix):
-                        return line.removeprefix(prefix)
-                raise RuntimeError("The in-process side of the benchmark ended early")
-
-            answer("ready")
+        with in_process_side() as run_in_process:
             on_ray, in_process = [], []
             for number in range(1, rounds + 1):
-                requests.write(f"{number}\n")
-                requests.flush()
-                in_process.append(float(answer("seconds ")))
+                in_process.append(run_in_process(number))
                 on_ray.append(_timed_job(remote, number))
-        finally:
-            local.kill()
-            local.wait()
     return min(on_ray) / min(in_process)
 
 

@@ -71,7 +71,7 @@ def server(tmp_path_factory, release):
     torch.save(tiny_esrgan(), data / "models" / "ESRGAN" / "4x-tiny.pth")
     torch.save({"encoder.weight": torch.randn(8, 8)}, data / "models" / "ESRGAN" / "not-an-upscaler.pth")
     urls = {key: value for key, value in release.items() if key != "files"}
-    launcher = data / "launcher.py"
+    launcher = tmp_path_factory.mktemp("launcher") / "launcher.py"
     launcher.write_text(LAUNCHER)
     with running_app(data, "--download-face-models", script=[str(launcher), json.dumps(urls)]) as url:
         yield url, data
