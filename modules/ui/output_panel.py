@@ -179,7 +179,8 @@ class OutputPanel:
         self.log.render()
         self.generation_info = gr.Textbox(visible="hidden", elem_id=f"generation_info_{tab}")
         self.result = gr.State(None)
-        self.selected = gr.State(0)
+        # the page holds the selection, so closing the preview (done in the browser) can't overtake a later select
+        self.selected = gr.Number(0, precision=0, visible=False)
 
     def wire(self) -> None:
         """Selecting an image shows its infotext; Save and Zip write the selection (or all) to the log folder."""
@@ -199,7 +200,7 @@ class OutputPanel:
             api_visibility="private",
         )
         self.gallery.preview_close(
-            lambda: -1, outputs=self.selected, queue=False, show_progress="hidden", api_visibility="private"
+            None, outputs=self.selected, js="() => -1", show_progress="hidden", api_visibility="private"
         )  # none selected: ♻️ takes the first, Save all
         self.result.change(
             generation_info,
