@@ -306,7 +306,7 @@ class GenerationTab:
             except UserError as exc:
                 raise page_error(exc) from exc
             for preview in previews_while_waiting(services, future, progress):
-                yield [preview], gr.skip(), gr.skip(), gr.skip()
+                yield [preview], gr.skip(), gr.skip()
             result: GenerationResult = job_result(future)
             services.page.last_infotext = next(iter(result.infotexts), services.page.last_infotext)
             for warning in result.warnings:
@@ -314,7 +314,7 @@ class GenerationTab:
             text = "\n".join([*(f"⚠️ {w}" for w in result.warnings), *result.infotexts[:1]])
             if result.interrupted:
                 text = f"(interrupted)\n{text}"
-            yield gallery_items(result), infotext_html(text), result, 0
+            yield gallery_items(result), infotext_html(text), result
 
         inputs = [
             *(self.controls[n] for n in names),
@@ -326,14 +326,14 @@ class GenerationTab:
         generated = self.generate.click(
             run,
             inputs=inputs,
-            outputs=[self.gallery, self.info, self.output.result, self.selected],
+            outputs=[self.gallery, self.info, self.output.result],
             api_name=self.tab,
             concurrency_limit=None,
         )
         # the first image (the grid, when there is one) opens selected, as in A1111's gallery
         generated.success(
-            lambda: gr.update(selected_index=0),
-            outputs=self.gallery,
+            lambda: (gr.update(selected_index=0), 0),
+            outputs=[self.gallery, self.selected],
             queue=False,
             show_progress="hidden",
             api_visibility="private",
