@@ -20,7 +20,7 @@ def test_gpu_benchmark_script_runs_every_line_on_the_cpu():
             "--blueprint",
             "demo",
             "--size",
-            "128",
+            "64",
             "--steps",
             "5",
             "--rounds",
