@@ -66,7 +66,11 @@ def test_paint_a_mask_with_the_mouse_and_only_that_area_changes(page):
     page.click("#txt2img_send_to_inpaint")
     canvas = page.locator("#img2maskimg canvas").first
     expect(canvas).to_be_visible(timeout=20000)
-    page.wait_for_timeout(3000)  # the editor draws its background first; a stroke before that is lost
+    # A stroke before the editor has taken the image in is lost (the job then runs without a mask). It is ready when
+    # its brush controls show and the image is its first undoable step; a fixed 3 s wait was too short under load.
+    editor = page.locator("#img2maskimg")
+    expect(editor.get_by_role("button", name="Brush Size")).to_be_visible(timeout=30000)
+    expect(editor.get_by_role("button", name="Undo")).to_be_enabled()
     box = canvas.bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * 0.3, y)
