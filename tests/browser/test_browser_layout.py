@@ -161,6 +161,8 @@ def test_interrupt_and_skip_take_generates_place_while_a_job_runs(wide_page, app
     for button in (interrupt, skip):  # side by side where Generate was
         shown = button.bounding_box()
         assert place["x"] <= shown["x"] and shown["x"] + shown["width"] <= place["x"] + place["width"] + 1
+    # as in A1111, an interrupt that comes before the job has started is lost: wait for its first step
+    expect(page.locator("#html_info_txt2img")).to_contain_text("Step ", timeout=60000)
     interrupt.click()
     expect(page.locator("#html_info_txt2img")).to_contain_text("(interrupted)", timeout=60000)
     expect(generate).to_be_visible()
