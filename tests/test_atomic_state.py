@@ -11,14 +11,13 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from app_process import ROOT, running_app, with_demo_checkpoint
+from app_process import running_app, with_demo_checkpoint
+from forked_runs import errors, forked_runs, start
 
 PADDING = "x" * 300_000  # large enough that a torn write would be caught mid-file
 
@@ -61,29 +60,16 @@ for i in count():
     started()
 """,
 }
-# The parent loads the savers' modules once (torch comes with them) and forks a saver for each "go" on its stdin,
-# printing the saver's pid, then how it ended; only the forks are killed, so a kill costs no fresh start.
-FORKING_SAVER = """
-import os, sys
+PRELUDE = """
 from itertools import count
 from pathlib import Path
-import modules.models.checkpoints, modules.options, modules.styles, modules.ui.ui_config
-saver, path = sys.argv[1], Path(sys.argv[2])
 announced = []
 def started():
     if not announced:
         print("saving", flush=True)
         announced.append(True)
-for line in sys.stdin:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            exec(saver)
-        finally:
-            os._exit(1)
-    print(pid, flush=True)
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 """
+SAVER_MODULES = ("modules.models.checkpoints", "modules.options", "modules.styles", "modules.ui.ui_config")
 
 
 def prepare(kind: str, path: Path) -> None:
@@ -120,30 +106,17 @@ def test_killed_while_saving_leaves_a_whole_file(kind, tmp_path):
     path = tmp_path / kind
     prepare(kind, path)
     rng = random.Random(kind)
-    parent = subprocess.Popen(
-        [sys.executable, "-c", FORKING_SAVER, SAVERS[kind], str(path)],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with forked_runs(*SAVER_MODULES) as runner:  # only the forks are killed: a kill costs no fresh start
         for _ in range(3):
-            parent.stdin.write("go\n")
-            parent.stdin.flush()
-            lines = [parent.stdout.readline(), parent.stdout.readline()]  # the saver's pid and its "saving"
+            start(runner, f"{PRELUDE}path = Path({str(path)!r})\n{SAVERS[kind]}")
+            lines = [runner.stdout.readline(), runner.stdout.readline()]  # the saver's pid and its "saving"
             if "saving\n" not in lines:
-                parent.kill()
-                pytest.fail(f"the saver did not start: {lines} {parent.communicate()[1]}")
+                pytest.fail(f"the saver did not start: {lines} {errors(runner)}")
             saver = int(next(line for line in lines if line != "saving\n"))
             time.sleep(rng.uniform(0.0, 0.3))
             os.kill(saver, signal.SIGKILL)
-            assert int(parent.stdout.readline()) == -signal.SIGKILL  # it was still saving when killed
+            assert int(runner.stdout.readline()) == -signal.SIGKILL  # it was still saving when killed
             check_complete(kind, path)
-    finally:
-        parent.kill()
-        parent.wait(10)
     assert not list(tmp_path.glob("*.bad-*"))
 
 

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from forked_runs import errors, forked_runs, start
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,35 +44,16 @@ def test_options_import_no_torch_and_no_feature():
     }.isdisjoint(names)
 
 
-# Imports each module named on the command line in a child forked after the third-party packages are in: the
-# packages cost most of an import, and no cycle among the project's modules can hide behind them.
-IMPORT_EACH_ALONE = """
-import importlib, os, sys, traceback
-for package in ("torch", "gradio", "diffusers", "transformers"):
-    importlib.import_module(package)
-assert not any(name == "modules" or name.startswith("modules.") for name in sys.modules)
-failed = 0
-for module in sys.argv[1:]:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            importlib.import_module(module)
-        except BaseException:
-            traceback.print_exc()
-            os._exit(1)
-        os._exit(0)
-    failed += os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0
-sys.exit(failed)
-"""
-
-
 def test_send_buttons_and_img2img_import_on_their_own():
-    # img2img's tab and the send buttons under the generation galleries once imported each other
-    modules = ["modules.ui.send_buttons", "modules.ui.img2img"]
-    done = subprocess.run(
-        [sys.executable, "-c", IMPORT_EACH_ALONE, *modules], cwd=ROOT, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stderr
+    # img2img's tab and the send buttons under the generation galleries once imported each other. Each imports in a
+    # fork made once the third-party packages are in: they cost most of an import, and no cycle among the
+    # project's modules can hide behind them.
+    with forked_runs("torch", "gradio", "diffusers", "transformers") as runner:
+        for module in ("modules.ui.send_buttons", "modules.ui.img2img"):
+            start(runner, f"import {module}")
+            runner.stdout.readline()  # its pid
+            if int(runner.stdout.readline()) != 0:
+                pytest.fail(errors(runner))
 
 
 def test_ray_replicas_leave_gradio_out():

@@ -1,0 +1,74 @@
+"""Runs pieces of Python in children forked from one process that has imported the heavy modules once, so a run
+costs no fresh start (test_import_layering, test_atomic_state; app.py's own starts go through tests/app_zygote.py).
+
+As a script, `python tests/forked_runs.py MODULE...` imports the modules, then reads one JSON string of code a line
+from stdin and runs it in a fork. For each run it prints the child's pid, then its exit status: 0 when the code
+ended, 1 when it raised (the traceback goes to stderr), minus the signal number when it was killed."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def forked_runs(*modules: str) -> Iterator[subprocess.Popen]:
+    """This script as a process that has imported `modules`; it is killed on leaving."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, *modules],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def start(process: subprocess.Popen, code: str) -> None:
+    """Have `process` run `code` in a new fork; its pid, then its exit status, come on process.stdout."""
+    process.stdin.write(json.dumps(code) + "\n")
+    process.stdin.flush()
+
+
+def errors(process: subprocess.Popen) -> str:
+    """What the runs wrote to stderr, once `process` is stopped."""
+    process.kill()
+    return process.communicate()[1]
+
+
+def _serve(modules: list[str]) -> None:
+    sys.path.insert(0, str(ROOT))
+    for name in modules:
+        importlib.import_module(name)
+    for line in sys.stdin:
+        pid = os.fork()
+        if pid == 0:
+            status = 0
+            try:
+                exec(json.loads(line), {"__name__": "__forked__"})
+            except BaseException:
+                traceback.print_exc()
+                status = 1
+            finally:
+                sys.stdout.flush()
+                os._exit(status)
+        print(pid, flush=True)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1:])
