@@ -198,9 +198,14 @@ class FaceRestorer:
                 f"loaded ({exc}). Replace {DETECTION_WEIGHTS.name} and {PARSING_WEIGHTS.name} "
                 "with the official files."
             ) from exc
-        if self.device.type == "cpu":  # ParseNet runs at 512x512 on each pasted face: channels-last is ~18% faster
-            helper.face_parse.to(memory_format=torch.channels_last)
+        self._channels_last_on_cpu(helper.face_parse)  # ParseNet runs at 512x512 on each pasted face
         return helper
+
+    def _channels_last_on_cpu(self, network: torch.nn.Module) -> None:
+        """On a CPU, keep `network`'s weights channels-last: the 512x512 convolutions of ParseNet and CodeFormer run
+        about 18% faster (GFPGAN's features are reshaped with `view`, which channels-last tensors refuse)."""
+        if self.device.type == "cpu":
+            network.to(memory_format=torch.channels_last)
 
     def _restore_array(self, rgb: np.ndarray, weight: float) -> tuple[np.ndarray, int]:
         helper = self._helper
@@ -301,8 +306,7 @@ class CodeFormerRestorer(FaceRestorer):
         if model.architecture.id != "CodeFormer":
             raise UserError(f"{path.name} is a {model.architecture.name} model, not CodeFormer.")
         net = model.model.eval().to(self.device)
-        if self.device.type == "cpu":  # its 512x512 encoder and decoder run ~18% faster on channels-last weights
-            net.to(memory_format=torch.channels_last)
+        self._channels_last_on_cpu(net)
         return lambda face, weight: net(face, weight=weight)[0]
 
 
