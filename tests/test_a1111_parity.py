@@ -20,6 +20,7 @@ enable_quantization and no_dpmpp_sde_batch_determinism (txt2img, img2img and hir
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import a1111_oracle_features as oracle_features
 import numpy as np
 import pytest
 import torch
+from network_memo import remembered_calls
 from PIL import Image
 from skimage import data
 from test_sampling_noise import A1111_SEED_0
@@ -100,13 +102,21 @@ def jobs():
     engine.shutdown()
 
 
-@pytest.fixture(scope="module")
-def sd1(demo_model) -> oracle.LDMModel:
-    return oracle.LDMModel(demo_model)
+def remembered(ldm: oracle.LDMModel) -> Iterator[oracle.LDMModel]:
+    """`ldm` with its UNet and VAE answering repeated calls from memory (tests/network_memo.py): both sides of a
+    comparison, and many cases, make the same first calls; a call that differs in any bit still runs."""
+    vae = ldm.model.vae
+    with remembered_calls(ldm.model.unet, vae.encoder, vae.decoder):
+        yield ldm
 
 
 @pytest.fixture(scope="module")
-def sd2_v(tmp_path_factory) -> oracle.LDMModel:
+def sd1(demo_model) -> Iterator[oracle.LDMModel]:
+    yield from remembered(oracle.LDMModel(demo_model))
+
+
+@pytest.fixture(scope="module")
+def sd2_v(tmp_path_factory) -> Iterator[oracle.LDMModel]:
     """A tiny SD 2.x checkpoint whose sidecar .yaml makes it v-prediction, as A1111 reads it."""
     folder = tmp_path_factory.mktemp("sd2v")
     path = write_tiny_checkpoint("sd2", folder / "tiny-sd2-v.safetensors", seed=3)
@@ -115,7 +125,7 @@ def sd2_v(tmp_path_factory) -> oracle.LDMModel:
         CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, folder, HashCache(folder / "cache.json")
     )
     assert model.prediction_type == "v_prediction"
-    return oracle.LDMModel(model, v_prediction=True)
+    yield from remembered(oracle.LDMModel(model, v_prediction=True))
 
 
 @pytest.fixture(scope="module")
@@ -531,13 +541,13 @@ def test_inpainting_masks(jobs, sd1, photo, soft_masks, kind, blur):
 
 
 @pytest.fixture(scope="module")
-def sdxl(tmp_path_factory) -> oracle.LDMModel:
+def sdxl(tmp_path_factory) -> Iterator[oracle.LDMModel]:
     folder = tmp_path_factory.mktemp("sdxl")
     path = write_tiny_checkpoint("sdxl", folder / "tiny-sdxl.safetensors", seed=5)
     model = load_model(
         CheckpointInfo(path, path.name), torch.device("cpu"), torch.float32, folder, HashCache(folder / "cache.json")
     )
-    return oracle.LDMModel(model)
+    yield from remembered(oracle.LDMModel(model))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,86 @@
+"""Remembered network calls for tests that run the same small network on the same inputs many times.
+
+`remembered_calls(module)` makes `module`'s forward answer a call it has seen before from memory. A call is the
+same only when every argument is: each tensor's dtype, shape, strides and bytes, every other value by its repr,
+and the module's weights (their storage and version counters, which in-place edits bump). So a remembered
+answer is the one the network would give again on a deterministic CPU, and a call that differs in any bit runs.
+Hooks still run on every call; answers are handed out as copies, so a caller that edits one in place edits only
+its own."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+
+def _key_of(value: Any, digest: Any) -> None:
+    """Feed `value` (tensors, containers of them, anything else by its repr) into `digest`."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}{tensor.stride()}".encode())
+        digest.update(tensor.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(b"{")
+        for name in sorted(value):
+            digest.update(repr(name).encode())
+            _key_of(value[name], digest)
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _key_of(item, digest)
+        digest.update(b"]")
+    else:
+        digest.update(repr(value).encode())
+
+
+def _weights_state(module: torch.nn.Module) -> tuple:
+    return tuple((t.data_ptr(), t._version) for t in (*module.parameters(), *module.buffers()))
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):  # diffusers' outputs are ordered dicts of tensors as well
+        return type(value)(**{name: _copied(item) for name, item in value.items()})
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(item) for item in value)
+    return value
+
+
+@contextlib.contextmanager
+def remembered_calls(*modules: torch.nn.Module) -> Iterator[dict[str, int]]:
+    """Remember the calls of each of `modules` while open; yields counts of calls "run" and "remembered"."""
+    counts = {"run": 0, "remembered": 0}
+    originals = [(module, module.__dict__.get("forward")) for module in modules]
+    for module in modules:
+        module.forward = _remembering(module, module.forward, counts)
+    try:
+        yield counts
+    finally:
+        for module, original in originals:
+            if original is None:
+                del module.forward
+            else:
+                module.forward = original
+
+
+def _remembering(module: torch.nn.Module, forward: Any, counts: dict[str, int]) -> Any:
+    answers: dict[tuple, Any] = {}
+
+    def remembered_forward(*args: Any, **kwargs: Any) -> Any:
+        digest = hashlib.blake2b(digest_size=20)
+        _key_of((args, kwargs), digest)
+        key = (digest.digest(), torch.is_grad_enabled(), _weights_state(module))
+        if key not in answers:
+            counts["run"] += 1
+            answers[key] = forward(*args, **kwargs)
+        else:
+            counts["remembered"] += 1
+        return _copied(answers[key])
+
+    return remembered_forward
