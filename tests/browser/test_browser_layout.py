@@ -3,30 +3,61 @@
 fix's header box; Interrupt and Skip in Generate's place while a job runs; X/Y/Z plot's 📒 and swap buttons; the
 Settings search box."""
 
+from collections.abc import Callable
+
 import pytest
+from outcomes import failed
 from page_controls import pick
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from modules.sampling import registry
 
 TABS = ("txt2img", "img2img", "Extras", "PNG Info", "Settings")
+THEMES = ("light", "dark")
 
 
-@pytest.mark.parametrize("theme", ["light", "dark"])
-def test_every_tab_fits_1280_pixels(browser, app_url, theme):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    try:
-        page.goto(f"{app_url}?__theme={theme}")
-        page.wait_for_selector("#txt2img_generate", timeout=30000)
+@pytest.fixture(scope="module")
+def loaded_pages(browser, app_url):
+    """The module's pages, one per theme, each loaded once at 1920x1080 when a test first asks for it."""
+    pages: dict[str, Page] = {}
+    yield pages
+    for page in pages.values():
+        page.context.close()
+
+
+@pytest.fixture
+def themed(browser, app_url, loaded_pages, request) -> Callable[[str], Page]:
+    """The page in a theme ("light", "dark"): the module's, at 1920x1080 with txt2img open. Each test here sets
+    what it reads; after a failed one the pages are loaded afresh."""
+
+    def page_in(theme: str) -> Page:
+        if theme not in loaded_pages:
+            page = browser.new_context(viewport={"width": 1920, "height": 1080}).new_page()
+            page.goto(f"{app_url}?__theme={theme}")
+            page.wait_for_selector("#txt2img_generate", timeout=30000)
+            loaded_pages[theme] = page
+        page = loaded_pages[theme]
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.click("#tabs button[role=tab]:has-text('txt2img')")
         assert page.evaluate("document.body.classList.contains('dark')") == (theme == "dark")
-        for tab in TABS:
-            page.click(f"#tabs button[role=tab]:has-text('{tab}')")
-            page.wait_for_timeout(300)
-            width = page.evaluate("document.documentElement.scrollWidth")
-            assert width <= 1280, f"{tab} is {width} pixels wide"
-    finally:
-        context.close()
+        return page
+
+    yield page_in
+    if failed(request):
+        for page in loaded_pages.values():
+            page.context.close()
+        loaded_pages.clear()
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_every_tab_fits_1280_pixels(themed, theme):
+    page = themed(theme)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    for tab in TABS:
+        page.click(f"#tabs button[role=tab]:has-text('{tab}')")
+        page.wait_for_timeout(300)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 1280, f"{tab} is {width} pixels wide"
 
 
 # The first screen as A1111 1.10 lays it out: what must be wholly in view without scrolling, per window size.
@@ -79,50 +110,34 @@ def overlap(a: dict, b: dict) -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def wide_page(browser, app_url):
-    """One page for the first-screen tests, at 1920x1080."""
-    context = browser.new_context(viewport={"width": 1920, "height": 1080})
-    page = context.new_page()
-    yield page
-    context.close()
+@pytest.mark.parametrize("theme", THEMES)
+def test_first_screen_is_laid_out_as_a1111s(themed, theme):
+    page = themed(theme)
+    for (width, height), in_view in IN_VIEW.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(300)
+        box = page.evaluate(BOXES, list({*SEPARATE, *in_view, "txt2img_settings"}))
+        where = f"{theme} theme at {width}x{height}"
+        for name in in_view:
+            assert box[name]["top"] >= 0 and box[name]["bottom"] <= height, f"{name} is out of view ({where})"
+        assert box["txt2img_gallery"]["top"] <= height - 256, f"the gallery starts too low ({where})"
+        # top row: prompt on the left, Generate on the right of it, level with it
+        prompt, generate = box["txt2img_prompt"], box["txt2img_generate"]
+        assert prompt["right"] <= generate["left"] and generate["top"] < prompt["bottom"], where
+        # the tab strip under the top row and above the settings; the gallery right of the settings
+        strip, settings, gallery = box["txt2img_extra_tabs_strip"], box["txt2img_settings"], box["txt2img_gallery"]
+        assert box["txt2img_neg_prompt"]["bottom"] <= strip["top"] and strip["bottom"] <= settings["top"], where
+        assert settings["right"] <= gallery["left"] and gallery["top"] < settings["bottom"], where
+        overlapping = [(a, b) for i, a in enumerate(SEPARATE) for b in SEPARATE[i + 1 :] if overlap(box[a], box[b])]
+        assert not overlapping, f"{overlapping} overlap ({where})"
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.click("#tabs button[role=tab]:has-text('img2img')")
+    image = page.locator("#img2img_image").bounding_box()
+    assert image["y"] + image["height"] <= 1080, f"img2img's image is out of view ({theme} theme)"
 
 
-def test_first_screen_is_laid_out_as_a1111s_in_both_themes(wide_page, app_url):
-    page = wide_page
-    for theme in ("light", "dark"):
-        page.set_viewport_size({"width": 1920, "height": 1080})
-        page.goto(f"{app_url}?__theme={theme}")
-        page.wait_for_selector("#txt2img_generate", timeout=30000)
-        assert page.evaluate("document.body.classList.contains('dark')") == (theme == "dark")
-        for (width, height), in_view in IN_VIEW.items():
-            page.set_viewport_size({"width": width, "height": height})
-            page.wait_for_timeout(300)
-            box = page.evaluate(BOXES, list({*SEPARATE, *in_view, "txt2img_settings"}))
-            where = f"{theme} theme at {width}x{height}"
-            for name in in_view:
-                assert box[name]["top"] >= 0 and box[name]["bottom"] <= height, f"{name} is out of view ({where})"
-            assert box["txt2img_gallery"]["top"] <= height - 256, f"the gallery starts too low ({where})"
-            # top row: prompt on the left, Generate on the right of it, level with it
-            prompt, generate = box["txt2img_prompt"], box["txt2img_generate"]
-            assert prompt["right"] <= generate["left"] and generate["top"] < prompt["bottom"], where
-            # the tab strip under the top row and above the settings; the gallery right of the settings
-            strip, settings, gallery = box["txt2img_extra_tabs_strip"], box["txt2img_settings"], box["txt2img_gallery"]
-            assert box["txt2img_neg_prompt"]["bottom"] <= strip["top"] and strip["bottom"] <= settings["top"], where
-            assert settings["right"] <= gallery["left"] and gallery["top"] < settings["bottom"], where
-            overlapping = [(a, b) for i, a in enumerate(SEPARATE) for b in SEPARATE[i + 1 :] if overlap(box[a], box[b])]
-            assert not overlapping, f"{overlapping} overlap ({where})"
-        page.set_viewport_size({"width": 1920, "height": 1080})
-        page.click("#tabs button[role=tab]:has-text('img2img')")
-        image = page.locator("#img2img_image").bounding_box()
-        assert image["y"] + image["height"] <= 1080, f"img2img's image is out of view ({theme} theme)"
-        page.click("#tabs button[role=tab]:has-text('txt2img')")
-
-
-def test_hires_fix_turns_on_when_opened_and_its_box_stands_alone_once_clicked(wide_page, app_url):
-    page = wide_page
-    page.goto(app_url)
-    page.wait_for_selector("#txt2img_generate", timeout=30000)
+def test_hires_fix_turns_on_when_opened_and_its_box_stands_alone_once_clicked(themed):
+    page = themed("light")
     box = page.locator("#txt2img_hr-checkbox input")
     content = page.locator("#txt2img_hr_upscaler")
     expect(box).not_to_be_checked()
@@ -140,12 +155,12 @@ def test_hires_fix_turns_on_when_opened_and_its_box_stands_alone_once_clicked(wi
     expect(box).to_be_checked()
     page.wait_for_timeout(500)
     expect(content).to_be_hidden()
+    box.click()  # off again, as loaded, for the next test on this page
+    expect(box).not_to_be_checked()
 
 
-def test_interrupt_and_skip_take_generates_place_while_a_job_runs(wide_page, app_url):
-    page = wide_page
-    page.goto(app_url)
-    page.wait_for_selector("#txt2img_generate", timeout=30000)
+def test_interrupt_and_skip_take_generates_place_while_a_job_runs(themed):
+    page = themed("light")
     generate, interrupt, skip = (page.locator(f"#txt2img_{name}") for name in ("generate", "interrupt", "skip"))
     expect(interrupt).to_be_hidden()
     expect(skip).to_be_hidden()
@@ -170,10 +185,8 @@ def test_interrupt_and_skip_take_generates_place_while_a_job_runs(wide_page, app
     expect(skip).to_be_hidden()
 
 
-def test_xyz_plot_fills_an_axis_with_its_choices_and_swaps_axes(wide_page, app_url):
-    page = wide_page
-    page.goto(app_url)
-    page.wait_for_selector("#txt2img_generate", timeout=30000)
+def test_xyz_plot_fills_an_axis_with_its_choices_and_swaps_axes(themed):
+    page = themed("light")
     pick(page, "txt2img_script_dropdown", "X/Y/Z plot")
     xyz = "script_txt2img_x_y_z_plot"
     fill = page.locator("#tab_txt2img #xyz_grid_fill_x_tool_button")
@@ -189,10 +202,8 @@ def test_xyz_plot_fills_an_axis_with_its_choices_and_swaps_axes(wide_page, app_u
     expect(page.locator(f"#{xyz}_x_values textarea")).to_have_value("")
 
 
-def test_settings_search_shows_the_matching_settings_of_every_section(wide_page, app_url):
-    page = wide_page
-    page.goto(app_url)
-    page.wait_for_selector("#txt2img_generate", timeout=30000)
+def test_settings_search_shows_the_matching_settings_of_every_section(themed):
+    page = themed("light")
     page.click("#tabs button[role=tab]:has-text('Settings')")
     search = page.locator("#settings_search textarea, #settings_search input").first
     search.fill("face restoration")
