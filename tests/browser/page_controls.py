@@ -48,3 +48,14 @@ def load_checkpoint(page, name: str) -> None:
     expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(
         re.compile(rf"^{re.escape(name)} \[[0-9a-f]{{10}}\]$"), timeout=60000
     )
+
+
+def close_messages(page) -> None:
+    """Close every message the page shows (the × of each), so that a test on a reused page counts only its own."""
+    messages = page.locator(".toast-body")
+    for _ in range(50):
+        if not messages.count():
+            return
+        page.evaluate("document.querySelectorAll('[data-testid=toast-close]').forEach((button) => button.click())")
+        page.wait_for_timeout(200)
+    expect(messages).to_have_count(0)

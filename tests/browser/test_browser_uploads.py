@@ -2,14 +2,22 @@
 fake.png", and the control is left empty, in img2img, PNG Info and Extras."""
 
 import pytest
+from page_controls import close_messages
 from playwright.sync_api import expect
 from test_browser_img2img import drop_file
 
 FAKE = b"just some text, not a picture\n" * 20
 
 
+@pytest.fixture
+def page(reused_page):
+    """One page for the module: each test starts with no message shown and opens the tab it uses."""
+    close_messages(reused_page)
+    return reused_page
+
+
 def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).click()
+    page.get_by_role("tab", name=name, exact=True).first.click()  # the top tab strip comes first
 
 
 @pytest.mark.parametrize(
