@@ -14,6 +14,12 @@ from playwright.sync_api import expect
 SECOND, LATER, BROKEN = unique("second"), unique("added-later"), unique("unreadable")
 
 
+@pytest.fixture
+def page(reused_page):
+    """One page for the module: each test sets the controls its job reads."""
+    return reused_page
+
+
 @pytest.fixture(scope="module")
 def checkpoints(page_app, demo_checkpoint):
     """The shared page server's checkpoint folder with a second checkpoint and a broken file in it; they and the
@@ -42,6 +48,7 @@ def test_refresh_lists_a_new_checkpoint_in_both_dropdowns(page, checkpoints, dem
 
 
 def test_the_refiner_accordion_hands_sampling_to_another_checkpoint(page, checkpoints):
+    page.locator("#txt2img_hr-checkbox input").uncheck()  # opening Hires. fix above turned it on
     page.click("#txt2img_refiner .label-wrap")
     page.click("#refresh_sd_model_checkpoint")  # the page's 🔄 lists the second checkpoint for the refiner too
     wait_for(lambda: any(SECOND in text for text in options_of(page, "txt2img_refiner_checkpoint")), 30, SECOND)
