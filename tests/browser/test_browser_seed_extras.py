@@ -1,7 +1,14 @@
 """The seed row's "Extra" checkbox: variation seed and resize-seed controls, shown, used, turned off, pasted."""
 
+import pytest
 from page_controls import set_number
 from playwright.sync_api import expect
+
+
+@pytest.fixture
+def page(reused_page):
+    """One page for the module: each test sets "Extra" and the boxes it reads."""
+    return reused_page
 
 
 def number(page, elem_id: str):
@@ -42,6 +49,9 @@ def test_extra_shows_the_variation_controls_and_hidden_values_never_count(page):
 
 
 def test_pasted_variation_values_tick_extra(page):
+    extra = page.locator("#txt2img_subseed_show input")
+    extra.uncheck()
+    expect(page.locator("#txt2img_seed_extra_row_1")).to_be_hidden()
     prompt = page.locator("#txt2img_prompt textarea")
     prompt.fill(
         "a fox\nSteps: 11, Seed: 99, Size: 64x64, Variation seed: 12, Variation seed strength: 0.3, "
@@ -49,7 +59,7 @@ def test_pasted_variation_values_tick_extra(page):
     )
     page.click("#txt2img_paste")
     expect(prompt).to_have_value("a fox", timeout=20000)
-    expect(page.locator("#txt2img_subseed_show input")).to_be_checked()
+    expect(extra).to_be_checked()
     expect(page.locator("#txt2img_seed_extra_row_1")).to_be_visible()
     for elem_id, value in (
         ("txt2img_subseed", "12"),
