@@ -6,6 +6,17 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 
+def open_tab(page, name: str) -> None:
+    """Open the page's top-level tab `name` (the top tab strip comes before img2img's own "img2img" tab)."""
+    page.get_by_role("tab", name=name, exact=True).first.click()
+
+
+def open_img2img_mode(page, name: str) -> None:
+    """Open img2img and its mode tab `name` ("img2img", "Sketch", "Inpaint", …)."""
+    open_tab(page, "img2img")
+    page.locator("#mode_img2img").get_by_role("tab", name=name, exact=True).click()
+
+
 def set_number(page, elem_id: str, value) -> None:
     """Type `value` into a slider's or number's box and leave it (Gradio takes the value on blur)."""
     box = page.locator(f"#{elem_id} input[type=number]")

@@ -2,7 +2,7 @@
 fake.png", and the control is left empty, in img2img, PNG Info and Extras."""
 
 import pytest
-from page_controls import close_messages
+from page_controls import close_messages, open_img2img_mode, open_tab
 from playwright.sync_api import expect
 from test_browser_img2img import drop_file
 
@@ -14,10 +14,6 @@ def page(reused_page):
     """One page for the module: each test starts with no message shown and opens the tab it uses."""
     close_messages(reused_page)
     return reused_page
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).first.click()  # the top tab strip comes first
 
 
 @pytest.mark.parametrize(
@@ -40,8 +36,7 @@ def test_a_fake_png_gets_one_clear_line_and_is_not_kept(page, tab, target):
 
 @pytest.mark.parametrize("sub_tab, editor", [("Sketch", "#img2img_sketch"), ("Inpaint", "#img2maskimg")])
 def test_a_fake_png_given_to_a_canvas_gets_one_clear_line(page, sub_tab, editor):
-    open_tab(page, "img2img")
-    page.locator("#mode_img2img button[role=tab]", has_text=sub_tab).first.click()
+    open_img2img_mode(page, sub_tab)
     page.set_input_files(
         f"{editor} input[type=file]", files=[{"name": "fake.png", "mimeType": "image/png", "buffer": FAKE}]
     )
