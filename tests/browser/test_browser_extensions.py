@@ -50,6 +50,13 @@ def app_url(app_data):
         yield url
 
 
+@pytest.fixture
+def page(reused_page):
+    """One page for the module, in the order of its tests: the probe's checks on the page as loaded come first; the
+    installs and reloads after them start from whatever tab the last test left open."""
+    return reused_page
+
+
 def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name, exact=True).click()
 
