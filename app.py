@@ -137,6 +137,7 @@ def build_ui(services, gradio_auth: list[tuple[str, str]], extensions: list[Exte
     """The page and its serving options (with the enabled extensions' javascript and style.css)."""
     from modules.api.login_throttle import LOGIN_PAGE_NOTE
     from modules.ui.page import build_page, page_assets
+    from modules.ui.quiet_queue import quiet_queue
     from modules.ui.ui_config import UiConfig
 
     ui_config = UiConfig(services.paths.ui_config_file)
@@ -144,7 +145,7 @@ def build_ui(services, gradio_auth: list[tuple[str, str]], extensions: list[Exte
         services.page.notices.append(ui_config.notice)
     page = build_page(services, ui_config, extensions)
     page.queue()
-    quiet_queue_polling(page)
+    quiet_queue(page)
     options = {
         "auth": gradio_auth or None,
         "auth_message": LOGIN_PAGE_NOTE,
@@ -155,20 +156,6 @@ def build_ui(services, gradio_auth: list[tuple[str, str]], extensions: list[Exte
         **page_assets(enabled(extensions)),
     }
     return page, options
-
-
-# Gradio's queue looks for new events every 1 ms while it is empty (and for progress every 10 ms): over a thousand
-# wakeups a second, which kept an idle server at about 5 % of a core (2.7 % now) and woke it beside running jobs.
-# An event now waits at most 10 ms to start; progress goes out every 50 ms (Gradio's own pace on Windows: 100 ms).
-QUEUE_IDLE_POLL_S = 0.01
-PROGRESS_IDLE_POLL_S = 0.05
-
-
-def quiet_queue_polling(page) -> None:
-    """Slow the polling of `page`'s Gradio queue (once `page.queue()` made it) to QUEUE_IDLE_POLL_S and
-    PROGRESS_IDLE_POLL_S."""
-    page._queue.sleep_when_free = QUEUE_IDLE_POLL_S
-    page._queue.progress_update_sleep_when_free = PROGRESS_IDLE_POLL_S
 
 
 def serve_restartable(services, extensions: list[Extension], start) -> None:

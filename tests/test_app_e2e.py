@@ -295,8 +295,9 @@ def test_styles_apply_at_generation_and_save_through_the_page(server, client):
 
 
 def test_an_idle_server_wakes_rarely(server):
-    """Gradio's queue looks for events every 1 ms while it is empty, over a thousand wakeups a second; the app
-    slows that down (app.QUEUE_IDLE_POLL_S), so an idle server leaves the cores to the rest of the machine."""
+    """Gradio's queue looks for events every 1 ms while it is empty, over a thousand wakeups a second; the app's
+    queue waits for work instead (modules/ui/quiet_queue.py), so an idle server leaves the cores to the rest of the
+    machine."""
     tasks = Path(f"/proc/{app_process(server[0]).pid}/task")
 
     def switches() -> int:
@@ -311,4 +312,4 @@ def test_an_idle_server_wakes_rarely(server):
     before, started = switches(), time.monotonic()
     time.sleep(3)
     per_second = (switches() - before) / (time.monotonic() - started)
-    assert per_second < 400, f"the idle server woke {per_second:.0f} times a second"
+    assert per_second < 60, f"the idle server woke {per_second:.0f} times a second"

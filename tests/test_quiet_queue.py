@@ -1,0 +1,59 @@
+"""modules/ui/quiet_queue.py: the queue's naps end as soon as there is work, a wake-up that comes first is kept,
+and progress keeps its pace while jobs run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import gradio as gr
+import gradio.queueing
+
+from modules.ui.quiet_queue import IDLE_WAIT_S, PROGRESS_POLL_S, Nap, quiet_queue
+
+
+def test_a_nap_ends_at_its_wake_up_and_keeps_an_early_one():
+    async def naps() -> None:
+        wake = asyncio.Event()
+        nap = Nap.create(wake)
+        asyncio.get_running_loop().call_later(0.05, wake.set)
+        await asyncio.wait_for(gradio.queueing.asyncio.sleep(nap), IDLE_WAIT_S / 2)
+        assert not wake.is_set()  # taken
+        wake.set()  # before the nap: kept for it
+        await asyncio.wait_for(gradio.queueing.asyncio.sleep(nap), IDLE_WAIT_S / 2)
+        started = time.monotonic()
+        await gradio.queueing.asyncio.sleep(nap)  # nothing wakes it: the longest nap
+        assert time.monotonic() - started >= IDLE_WAIT_S * 0.9
+
+    with gr.Blocks() as page:
+        gr.Textbox()
+    page.queue()
+    quiet_queue(page)
+    asyncio.run(naps())
+
+
+def test_the_queue_wakes_on_a_push_and_progress_keeps_its_pace_during_jobs():
+    with gr.Blocks() as page:
+        gr.Textbox()
+    page.queue()
+    queue = page._queue
+    pushed = []
+
+    async def push(*args, **kwargs):
+        pushed.append(args)
+        return True, "event", "success"
+
+    queue.push = push
+    quiet_queue(page)
+
+    async def run() -> None:
+        loop_nap = asyncio.create_task(gradio.queueing.asyncio.sleep(queue.sleep_when_free))
+        await asyncio.sleep(0.01)
+        assert await queue.push("body") == (True, "event", "success") and pushed == [("body",)]
+        await asyncio.wait_for(loop_nap, IDLE_WAIT_S / 2)  # woken by the push
+        queue.active_jobs = [["a job"]]
+        started = time.monotonic()
+        await gradio.queueing.asyncio.sleep(queue.progress_update_sleep_when_free)
+        assert time.monotonic() - started < (PROGRESS_POLL_S + IDLE_WAIT_S) / 2
+
+    asyncio.run(run())
