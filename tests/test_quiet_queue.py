@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
 import gradio.queueing
@@ -29,7 +30,7 @@ def test_a_nap_ends_at_its_wake_up_and_keeps_an_early_one():
         gr.Textbox()
     page.queue()
     quiet_queue(page)
-    asyncio.run(naps())
+    in_a_thread_of_its_own(naps())
 
 
 def test_the_queue_wakes_on_a_push_and_progress_keeps_its_pace_during_jobs():
@@ -56,4 +57,10 @@ def test_the_queue_wakes_on_a_push_and_progress_keeps_its_pace_during_jobs():
         await gradio.queueing.asyncio.sleep(queue.progress_update_sleep_when_free)
         assert time.monotonic() - started < (PROGRESS_POLL_S + IDLE_WAIT_S) / 2
 
-    asyncio.run(run())
+    in_a_thread_of_its_own(run())
+
+
+def in_a_thread_of_its_own(coroutine) -> None:
+    """asyncio.run on a fresh thread: an earlier test (Playwright's sync API) may have left a loop on this one."""
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, coroutine).result()

@@ -122,7 +122,12 @@ def test_batch_of_two_shows_its_grid_first_whole_and_follows_the_selection(page,
     page.click("#txt2img_reuse_seed")
     expect(page.locator("#txt2img_seed input")).to_have_value("100")
 
-    thumbnails(page, "lg").nth(2).click()  # Send-to sends the selected image
+    # Send-to sends the selected image: the first, then the second (each shown in the infotext before the next click,
+    # as a person sees it; a click right after a select could go out before the select's answer came back)
+    thumbnails(page, "lg").nth(1).click()
+    expect(info).to_contain_text("Seed: 100,")
+    thumbnails(page).nth(2).click()
+    expect(info).to_contain_text("Seed: 101,")
     page.click("#txt2img_send_to_extras")
     sent = page.locator("#extras_image img")
     expect(sent).to_be_visible(timeout=20000)
