@@ -3,9 +3,10 @@
 Gradio's queue runs two loops: one starts waiting events (every 1 ms it looks whether there is one, or whether a
 busy worker has come free) and one sends progress (every 10 ms, jobs or not). An idle server woke over a thousand
 times a second for them. `quiet_queue(page)` gives both loops naps that end when there is something to do:
-- the event loop's when an event is pushed or a job ends, and at the latest after IDLE_WAIT_S;
-- the progress loop's when a job starts, and at the latest after IDLE_WAIT_S; while jobs run, it sends progress
-  every PROGRESS_POLL_S, as before.
+- the nap of the loop that starts events ends when an event is pushed or a job ends, at the latest after
+  IDLE_WAIT_S;
+- the progress loop's ends when a job starts, at the latest after IDLE_WAIT_S; while jobs run, that loop sends
+  progress every PROGRESS_POLL_S, as before.
 
 The loops pass their nap to `asyncio.sleep`. A nap is a float that also knows how to wait for its wake-up, and
 gradio.queueing's `asyncio` is this module's stand-in that waits for a nap that way; every other sleep and name is
