@@ -3,13 +3,17 @@ costs no fresh start (test_import_layering, test_atomic_state; app.py's own star
 
 As a script, `python tests/forked_runs.py MODULE...` imports the modules, then reads one JSON string of code a line
 from stdin and runs it in a fork. For each run it prints the child's pid, then its exit status: 0 when the code
-ended, 1 when it raised (the traceback goes to stderr), minus the signal number when it was killed."""
+ended, 1 when it raised (the traceback goes to stderr), minus the signal number when it was killed. Each of those
+lines is one write, and so is a line the child prints with `say` (its code finds it defined): a line can't land
+inside another. `print` would not do: with PYTHONUNBUFFERED, as under pytest-xdist, it writes the text and its newline
+separately, and a CI run once read "3427saving" and a lone newline."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -22,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @contextmanager
 def forked_runs(*modules: str) -> Iterator[subprocess.Popen]:
-    """This script as a process that has imported `modules`; it is killed on leaving."""
+    """This script as a process that has imported `modules`; on leaving, it is killed with the children it forked."""
     process = subprocess.Popen(
         [sys.executable, __file__, *modules],
         cwd=ROOT,
@@ -30,12 +34,26 @@ def forked_runs(*modules: str) -> Iterator[subprocess.Popen]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # a process group of its own, which _stop ends
     )
     try:
         yield process
     finally:
-        process.kill()
+        _stop(process)
         process.wait(10)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Kill `process` and the children it forked: a child still running would hold its output open."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def say(line: str) -> None:
+    """Print `line` to stdout in one write (for the code a fork runs)."""
+    os.write(sys.stdout.fileno(), f"{line}\n".encode())
 
 
 def start(process: subprocess.Popen, code: str) -> None:
@@ -45,8 +63,8 @@ def start(process: subprocess.Popen, code: str) -> None:
 
 
 def errors(process: subprocess.Popen) -> str:
-    """What the runs wrote to stderr, once `process` is stopped."""
-    process.kill()
+    """What the runs wrote to stderr, once `process` and its forks are stopped."""
+    _stop(process)
     return process.communicate()[1]
 
 
@@ -59,15 +77,15 @@ def _serve(modules: list[str]) -> None:
         if pid == 0:
             status = 0
             try:
-                exec(json.loads(line), {"__name__": "__forked__"})
+                exec(json.loads(line), {"__name__": "__forked__", "say": say})
             except BaseException:
                 traceback.print_exc()
                 status = 1
             finally:
                 sys.stdout.flush()
                 os._exit(status)
-        print(pid, flush=True)
-        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+        say(str(pid))
+        say(str(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])))
 
 
 if __name__ == "__main__":

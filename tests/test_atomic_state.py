@@ -66,7 +66,7 @@ from pathlib import Path
 announced = []
 def started():
     if not announced:
-        print("saving", flush=True)
+        say("saving")
         announced.append(True)
 """
 SAVER_MODULES = ("modules.models.checkpoints", "modules.options", "modules.styles", "modules.ui.ui_config")
