@@ -15,6 +15,7 @@ from app_process import running_app, with_demo_checkpoint
 from extension_probe import probe, write_probe_extension
 from file_server import serving
 from git_repos import Remote
+from page_controls import open_tab
 from playwright.sync_api import expect
 
 TAB_SCRIPT = """import gradio as gr
@@ -55,10 +56,6 @@ def page(reused_page):
     """One page for the module, in the order of its tests: the probe's checks on the page as loaded come first; the
     installs and reloads after them start from whatever tab the last test left open."""
     return reused_page
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).click()
 
 
 def test_an_a1111_extension_script_finds_the_page_api(page):
