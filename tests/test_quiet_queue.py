@@ -26,17 +26,12 @@ def test_a_nap_ends_at_its_wake_up_and_keeps_an_early_one():
         await gradio.queueing.asyncio.sleep(nap)  # nothing wakes it: the longest nap
         assert time.monotonic() - started >= IDLE_WAIT_S * 0.9
 
-    with gr.Blocks() as page:
-        gr.Textbox()
-    page.queue()
-    quiet_queue(page)
+    quiet_queue(queued_page())
     in_a_thread_of_its_own(naps())
 
 
 def test_the_queue_wakes_on_a_push_and_progress_keeps_its_pace_during_jobs():
-    with gr.Blocks() as page:
-        gr.Textbox()
-    page.queue()
+    page = queued_page()
     queue = page._queue
     pushed = []
 
@@ -58,6 +53,13 @@ def test_the_queue_wakes_on_a_push_and_progress_keeps_its_pace_during_jobs():
         assert time.monotonic() - started < (PROGRESS_POLL_S + IDLE_WAIT_S) / 2
 
     in_a_thread_of_its_own(run())
+
+
+def queued_page() -> gr.Blocks:
+    with gr.Blocks() as page:
+        gr.Textbox()
+    page.queue()
+    return page
 
 
 def in_a_thread_of_its_own(coroutine) -> None:

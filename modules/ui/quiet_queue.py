@@ -86,6 +86,6 @@ def quiet_queue(page: gr.Blocks) -> None:
     queue.process_events = process_and_wake
     queue.sleep_when_free = Nap.create(new_work)
     queue.progress_update_sleep_when_free = Nap.create(
-        jobs_started, busy=lambda: any(job is not None for job in queue.active_jobs), busy_poll_s=PROGRESS_POLL_S
+        jobs_started, busy=lambda: queue.get_active_worker_count() > 0, busy_poll_s=PROGRESS_POLL_S
     )
     gradio.queueing.asyncio = _AsyncioTakingNaps()

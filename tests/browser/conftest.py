@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from outcomes import failed
+from page_controls import new_app_page, open_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless flags for this machine's closed network (see the env README).
@@ -20,7 +21,6 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORT = {"width": 1400, "height": 1000}
 
 
 @pytest.fixture(scope="session")
@@ -41,19 +41,6 @@ def browser():
 def app_url(page_app):
     """The session's app.py with the demo model (tests/conftest.py's page_app); each test gets a fresh page."""
     return page_app[0]
-
-
-def open_app(page, url: str) -> None:
-    """Load the app's page in `page` and wait until its controls are there."""
-    page.goto(url)
-    page.wait_for_selector("#txt2img_generate", timeout=30000)
-
-
-def new_app_page(browser, url: str):
-    """A page in a browser context of its own (page.context.close() ends both), with the app loaded."""
-    page = browser.new_context(viewport=VIEWPORT).new_page()
-    open_app(page, url)
-    return page
 
 
 def screenshot_if_failed(page, tmp_path: Path, request: pytest.FixtureRequest) -> None:

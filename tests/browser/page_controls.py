@@ -1,9 +1,24 @@
-"""Setting the page's controls as a person does, for the browser tests."""
+"""Loading the app's page and setting its controls as a person does, for the browser tests."""
 
 import re
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
+
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def open_app(page, url: str) -> None:
+    """Load the app's page in `page` and wait until its controls are there."""
+    page.goto(url)
+    page.wait_for_selector("#txt2img_generate", timeout=30000)
+
+
+def new_app_page(browser, url: str, viewport: dict[str, int] = VIEWPORT):
+    """A page in a browser context of its own (page.context.close() ends both), with the app loaded."""
+    page = browser.new_context(viewport=viewport).new_page()
+    open_app(page, url)
+    return page
 
 
 def open_tab(page, name: str) -> None:

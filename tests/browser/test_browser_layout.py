@@ -7,13 +7,14 @@ from collections.abc import Callable
 
 import pytest
 from outcomes import failed
-from page_controls import pick
+from page_controls import new_app_page, pick
 from playwright.sync_api import Page, expect
 
 from modules.sampling import registry
 
 TABS = ("txt2img", "img2img", "Extras", "PNG Info", "Settings")
 THEMES = ("light", "dark")
+WIDE = {"width": 1920, "height": 1080}
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +33,9 @@ def themed(browser, app_url, loaded_pages, request) -> Callable[[str], Page]:
 
     def page_in(theme: str) -> Page:
         if theme not in loaded_pages:
-            page = browser.new_context(viewport={"width": 1920, "height": 1080}).new_page()
-            page.goto(f"{app_url}?__theme={theme}")
-            page.wait_for_selector("#txt2img_generate", timeout=30000)
-            loaded_pages[theme] = page
+            loaded_pages[theme] = new_app_page(browser, f"{app_url}?__theme={theme}", viewport=WIDE)
         page = loaded_pages[theme]
-        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.set_viewport_size(WIDE)
         page.click("#tabs button[role=tab]:has-text('txt2img')")
         assert page.evaluate("document.body.classList.contains('dark')") == (theme == "dark")
         return page
@@ -130,7 +128,7 @@ def test_first_screen_is_laid_out_as_a1111s(themed, theme):
         assert settings["right"] <= gallery["left"] and gallery["top"] < settings["bottom"], where
         overlapping = [(a, b) for i, a in enumerate(SEPARATE) for b in SEPARATE[i + 1 :] if overlap(box[a], box[b])]
         assert not overlapping, f"{overlapping} overlap ({where})"
-    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.set_viewport_size(WIDE)
     page.click("#tabs button[role=tab]:has-text('img2img')")
     image = page.locator("#img2img_image").bounding_box()
     assert image["y"] + image["height"] <= 1080, f"img2img's image is out of view ({theme} theme)"
