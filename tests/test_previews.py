@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from modules.jobs.generation import RunSettings, Txt2Img
 from modules.jobs.generation_params import GenerationParams
 from modules.jobs.previews import TaesdDecoders, approx_cheap
 from modules.models.model_families.sdxl import SDXL_LATENTS
+from modules.ui.generation_tab import POLL_SECONDS, previews_while_waiting
 
 
 def test_approx_cheap_is_the_linear_map_at_eight_times_the_size():
@@ -78,3 +81,32 @@ def test_the_engine_offers_a_preview_every_n_steps(engine, demo_model, taesd_mod
 def test_no_previews_when_turned_off(engine, demo_model):
     seen = run_with_previews(engine, demo_model, RunSettings(preview_every=0))
     assert all(image is None for _, image in seen)
+
+
+def test_a_queued_page_job_mirrors_nothing_of_the_job_ahead_of_it(engine):
+    ahead_started, ahead_done, mine_shown = threading.Event(), threading.Event(), threading.Event()
+
+    def ahead(ctx):
+        ctx.begin_batch(0, steps=4)
+        ctx.report_step(2)
+        ctx.set_preview(lambda: "ahead's preview")
+        ahead_started.set()
+        ahead_done.wait(30)
+
+    def mine(ctx):
+        ctx.begin_batch(0, steps=8)
+        ctx.report_step(1)
+        ctx.set_preview(lambda: "my preview")
+        mine_shown.wait(30)
+
+    engine.submit("ahead", ahead)
+    assert ahead_started.wait(30)
+    future = engine.submit("mine", mine)
+    threading.Timer(3 * POLL_SECONDS, ahead_done.set).start()  # the page looks a few times while mine waits
+    progress: list[tuple[float, str]] = []
+    shown = []
+    for image in previews_while_waiting(engine, future, lambda fraction, desc: progress.append((fraction, desc))):
+        shown.append(image)
+        mine_shown.set()
+    assert shown == ["my preview"]
+    assert progress and all(desc.startswith("Step 1/8") for _, desc in progress)

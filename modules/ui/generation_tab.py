@@ -14,7 +14,7 @@ import gradio as gr
 from PIL import Image
 
 from modules import processing
-from modules.core.engine import Progress
+from modules.core.engine import Engine, Progress
 from modules.core.services import Services
 from modules.errors import UserError
 from modules.jobs.generation import GenerationResult
@@ -40,16 +40,20 @@ def progress_text(progress: Progress) -> str:
     return " · ".join(parts)
 
 
-def previews_while_waiting(services: Services, future: Future, progress: gr.Progress) -> Iterator[Image.Image]:
-    """Mirror an engine job's progress on the page until it ends, yielding each new live preview."""
+def previews_while_waiting(engine: Engine, future: Future, progress: gr.Progress) -> Iterator[Image.Image]:
+    """Mirror an engine job's progress on the page until it ends, yielding each new live preview. While the job
+    waits in the queue, the engine's progress and preview are another job's, so nothing is mirrored."""
     shown = 0
     while not future.done():
-        state = services.engine.progress
+        if not future.running():
+            time.sleep(POLL_SECONDS)
+            continue
+        state = engine.progress
         if state.busy and state.steps:
             progress(state.fraction, desc=progress_text(state))
         if state.preview_id != shown:
             shown = state.preview_id
-            image = services.engine.preview()
+            image = engine.preview()
             if image is not None:
                 yield image
         time.sleep(POLL_SECONDS)
@@ -65,7 +69,7 @@ def job_result(future: Future) -> Any:
 
 def wait_with_progress(services: Services, future: Future, progress: gr.Progress) -> Any:
     """Wait for an engine job, mirroring its progress on the page."""
-    for _ in previews_while_waiting(services, future, progress):
+    for _ in previews_while_waiting(services.engine, future, progress):
         pass
     return job_result(future)
 
@@ -305,7 +309,7 @@ class GenerationTab:
                 future = submit(params, list(values[refiner_at + 1 :]), overrides)
             except UserError as exc:
                 raise page_error(exc) from exc
-            for preview in previews_while_waiting(services, future, progress):
+            for preview in previews_while_waiting(services.engine, future, progress):
                 yield [preview], gr.skip(), gr.skip()
             result: GenerationResult = job_result(future)
             services.page.last_infotext = next(iter(result.infotexts), services.page.last_infotext)
