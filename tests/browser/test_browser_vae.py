@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 from app_process import wait_for
-from page_controls import options_of
+from page_controls import options_of, pick
 from page_data import removed_after, unique
 from playwright.sync_api import expect
 from test_sd_vae import OTHER, write_vae_files
@@ -14,11 +14,6 @@ from test_sd_vae import OTHER, write_vae_files
 from modules.paths import MODEL_CONFIGS_DIR
 
 MINE, BROKEN = f"{unique('other')}.safetensors", f"{unique('broken')}.safetensors"
-
-
-def choose(page, elem_id: str, option: str) -> None:
-    page.locator(f"#{elem_id} input").click()
-    page.locator("[role=listbox] [role=option]", has_text=option).first.click()
 
 
 def sd_vae(config) -> str | None:
@@ -40,7 +35,7 @@ def vae_files(page, page_app, tmp_path):
         page.click("#refresh_sd_vae")
         wait_for(lambda: BROKEN in options_of(page, "setting_sd_vae"), 30, "the VAE files listed")
         yield config
-        choose(page, "setting_sd_vae", before)
+        pick(page, "setting_sd_vae", before)
         wait_for(lambda: sd_vae(config) == before, 60, f"sd_vae back to {before}")
     # pressed with the keyboard: a click would wait ~9 s for the test's warning toast to stop covering the button
     page.locator("#refresh_sd_vae").press("Enter")
@@ -53,7 +48,7 @@ def test_pick_a_vae_in_the_quicksettings_row(page, vae_files):
     expect(row.locator("#setting_sd_vae")).to_be_visible()
     expect(row.locator("#refresh_sd_vae")).to_be_visible()
     expect(row.locator("#setting_CLIP_stop_at_last_layers")).to_be_visible()
-    choose(page, "setting_sd_vae", MINE)
+    pick(page, "setting_sd_vae", MINE)
     wait_for(lambda: sd_vae(config) == MINE, 60, "sd_vae saved")
     for elem_id, value in (("txt2img_steps", 2), ("txt2img_width", 64), ("txt2img_height", 64)):
         box = page.locator(f"#{elem_id} input[type=number]")
@@ -62,7 +57,7 @@ def test_pick_a_vae_in_the_quicksettings_row(page, vae_files):
     page.fill("#txt2img_prompt textarea", "a quiet lake")
     page.click("#txt2img_generate")
     expect(page.locator("#html_info_txt2img")).to_contain_text(f"VAE: {MINE}", timeout=60000)
-    choose(page, "setting_sd_vae", BROKEN)
+    pick(page, "setting_sd_vae", BROKEN)
     expect(page.locator("#model_status")).to_contain_text(f"Could not use the VAE {BROKEN}", timeout=60000)
     expect(page.locator("#setting_sd_vae input")).to_have_value(MINE)
     assert json.loads(config.read_text())["sd_vae"] == MINE
