@@ -144,7 +144,7 @@ def compile_both(model, pipe) -> None:
     from modules.models.model_optimizations import Optimizations, apply, compile_unet_and_vae
 
     apply(model, Optimizations(compile=True), model.device)
-    compile_unet_and_vae(pipe.unet, pipe.vae)
+    compile_unet_and_vae(pipe.unet, pipe.vae, model.device)
 
 
 def main() -> None:
