@@ -20,6 +20,10 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+# Python keeps its compiled modules (in __pycache__ folders, which git ignores) even where the environment says not to
+# (PYTHONDONTWRITEBYTECODE): the tests start many Python processes (the workers, app.py, Ray's replicas, install.py
+# runs), and each would compile the project's modules and rewrite the test files' asserts again.
+unset PYTHONDONTWRITEBYTECODE
 # Three workers (pytest-xdist) on CI's two cores, since the tests also wait (on servers, browsers, Ray); each test
 # module is kept in one worker, in the order tests/conftest.py gives them.
 exec .venv/bin/python -m pytest -n 3 --dist loadgroup --no-loadscope-reorder "$@"
