@@ -109,4 +109,4 @@ def test_a_queued_page_job_mirrors_nothing_of_the_job_ahead_of_it(engine):
         shown.append(image)
         mine_shown.set()
     assert shown == ["my preview"]
-    assert progress and all(desc.startswith("Step 1/8") for _, desc in progress)
+    assert progress and all("/8" in desc for _, desc in progress)  # my job's 8 steps, never the 4 of the one ahead
