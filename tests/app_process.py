@@ -92,6 +92,7 @@ class ForkedApp:
 
     pid: int
     status_file: Path
+    log: Path
     returncode: int | None = None
 
     def poll(self) -> int | None:
@@ -108,9 +109,25 @@ class ForkedApp:
         deadline = time.monotonic() + timeout
         while (code := self.poll()) is None:
             if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(["app.py"], timeout)
+                raise AssertionError(f"app.py (pid {self.pid}) did not end within {timeout:.0f} s: {self._state()}")
             time.sleep(0.05)
         return code
+
+    def _state(self) -> str:
+        """Whether the process still runs (then with the stacks of its threads, which tests/app_zygote.py has it
+        write to its log on SIGUSR1) or ended unnoticed."""
+        try:
+            status = psutil.Process(self.pid).status()
+        except psutil.NoSuchProcess:
+            return "it is gone, but no exit status was written"
+        if status == psutil.STATUS_ZOMBIE:
+            return "it ended, but the zygote has not collected its exit status"
+        before = self.log.stat().st_size
+        os.kill(self.pid, signal.SIGUSR1)
+        time.sleep(1)
+        with self.log.open() as log:
+            log.seek(before)
+            return f"it is {status}; its threads:\n{log.read()[-6000:]}"
 
 
 class AppForks:
@@ -142,7 +159,7 @@ class AppForks:
             else:
                 raise RuntimeError(f"tests/app_zygote.py answered nothing: see {ZYGOTE_FOLDER / 'zygote.log'}")
         reply = json.loads(answer)
-        return ForkedApp(reply["pid"], Path(reply["status_file"]))
+        return ForkedApp(reply["pid"], Path(reply["status_file"]), log_path)
 
 
 def _session_folder() -> Path:

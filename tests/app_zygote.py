@@ -14,6 +14,7 @@ when its last client has disconnected (a pytest process ends), or when none conn
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import json
 import os
@@ -144,6 +145,7 @@ def _reap(status_dir: Path) -> None:
 
 def _run_app(request: dict) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # a test that waits in vain for the end asks for stacks
     stdin = os.open(os.devnull, os.O_RDONLY)
     log = os.open(request["log"], os.O_WRONLY | os.O_APPEND)
     for fd, target in ((0, stdin), (1, log), (2, log)):
