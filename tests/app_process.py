@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import fcntl
 import json
 import os
 import shutil
@@ -119,7 +118,7 @@ class ForkedApp:
         try:
             status = psutil.Process(self.pid).status()
         except psutil.NoSuchProcess:
-            return "it is gone, but no exit status was written"
+            return "it is gone, but the zygote wrote no exit status"
         if status == psutil.STATUS_ZOMBIE:
             return "it ended, but the zygote has not collected its exit status"
         before = self.log.stat().st_size
@@ -131,82 +130,35 @@ class ForkedApp:
 
 
 class AppForks:
-    """This process's connection to the session's tests/app_zygote.py. The first app.py start of the session starts
-    the zygote (under a lock, so pytest-xdist's workers start one between them); each later one, in any worker,
-    connects to it. The zygote leaves when every process that connected has ended."""
+    """This process's tests/app_zygote.py: started at the first app.py start, it lives until this process ends
+    (then its stdin closes and it leaves; its folder of exit statuses is removed)."""
 
     def __init__(self) -> None:
-        self._connection: socket.socket | None = None
-        self._answers: Any = None
+        self._zygote: subprocess.Popen | None = None
+        self._status_dir = Path()
         self._lock = threading.Lock()
 
     def start(self, argv: list[str], env: dict[str, str], log_path: Path) -> ForkedApp:
-        request = (json.dumps({"argv": argv, "cwd": str(ROOT), "env": env, "log": str(log_path)}) + "\n").encode()
         with self._lock:
-            for _attempt in range(2):  # a zygote that was just leaving answers nothing: the next try starts one
-                if self._connection is None:
-                    self._connection = _zygote_connection()
-                    self._answers = self._connection.makefile("rb")
-                try:
-                    self._connection.sendall(request)
-                    answer = self._answers.readline()
-                except OSError:
-                    answer = b""
-                if answer:
-                    break
-                self._connection.close()
-                self._connection = None
-            else:
-                raise RuntimeError(f"tests/app_zygote.py answered nothing: see {ZYGOTE_FOLDER / 'zygote.log'}")
-        reply = json.loads(answer)
-        return ForkedApp(reply["pid"], Path(reply["status_file"]), log_path)
-
-
-def _session_folder() -> Path:
-    """The folder of the session's zygote, which all processes of the test session share: named after pytest-xdist's
-    controller (a worker's parent), or after this process when it runs the tests alone."""
-    controller = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
-    return Path(tempfile.gettempdir()) / f"app-forks-{controller}"
-
-
-ZYGOTE_FOLDER = _session_folder()
-if not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller (or the one process) ends last and removes it
-    atexit.register(shutil.rmtree, ZYGOTE_FOLDER, True)
-
-
-def _zygote_connection() -> socket.socket:
-    """A connection to the session's zygote, started first when none listens."""
-    ZYGOTE_FOLDER.mkdir(exist_ok=True)
-    with open(ZYGOTE_FOLDER / "start.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        connection = _connect()
-        if connection is not None:
-            return connection
-        with open(ZYGOTE_FOLDER / "zygote.log", "ab") as log:
-            zygote = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("app_zygote.py")), str(ZYGOTE_FOLDER)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                start_new_session=True,  # not in a worker's process group: a test that stops one leaves it be
-            )
-
-        def connected() -> socket.socket | None:
-            assert zygote.poll() is None, (ZYGOTE_FOLDER / "zygote.log").read_text()
-            return _connect()
-
-        return wait_for(connected, 180, "tests/app_zygote.py")
-
-
-def _connect() -> socket.socket | None:
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        connection.connect(str(ZYGOTE_FOLDER / "zygote.sock"))
-    except OSError:  # none listens (yet, or any more)
-        connection.close()
-        return None
-    return connection
+            if self._zygote is None or self._zygote.poll() is not None:
+                self._status_dir = Path(tempfile.mkdtemp(prefix="app-forks-"))
+                atexit.register(shutil.rmtree, self._status_dir, True)
+                self._zygote = subprocess.Popen(
+                    [sys.executable, str(Path(__file__).with_name("app_zygote.py")), str(self._status_dir)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            assert self._zygote.stdin and self._zygote.stdout
+            request = {"argv": argv, "cwd": str(ROOT), "env": env, "log": str(log_path)}
+            self._zygote.stdin.write(json.dumps(request) + "\n")
+            self._zygote.stdin.flush()
+            answer = self._zygote.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"tests/app_zygote.py ended with status {self._zygote.wait()}: see its stderr")
+        pid = json.loads(answer)["pid"]
+        return ForkedApp(pid, self._status_dir / str(pid), log_path)
 
 
 APP_FORKS = AppForks()
