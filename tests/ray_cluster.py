@@ -17,6 +17,8 @@ import pytest
 LOOPBACK = "127.0.0.1"
 OBJECT_STORE_BYTES = 150 * 2**20
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# Ray gives the GCS 30 s to write its port file; on the busy 2-core CI machine a retried start once took longer.
+CLUSTER_ENV = {**LOOPBACK_ENV, "RAY_gcs_server_port_wait_time_s": "120"}
 
 
 @contextlib.contextmanager
@@ -31,7 +33,7 @@ def two_node_cluster(cpus_per_node: int = 1) -> Iterator[str]:
         raise RuntimeError("This process is already connected to Ray; leave that cluster first")
     node = {"num_cpus": cpus_per_node, "object_store_memory": OBJECT_STORE_BYTES, "node_ip_address": LOOPBACK}
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in LOOPBACK_ENV.items():
+        for name, value in CLUSTER_ENV.items():
             patch.setenv(name, value)
         patch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
         cluster = _started(Cluster, node)
@@ -49,13 +51,13 @@ def two_node_cluster(cpus_per_node: int = 1) -> Iterator[str]:
 def _started(cluster_class, node: dict):
     """A Cluster with its head node up and a worker node started (it joins while this process connects). On a
     loaded machine Ray sometimes gives up on a node's raylet after its fixed 30 s ("timed out during startup": the
-    head's or the worker node's, once in several suite runs on the busy 2-core CI machine): then both start once
-    more, with a GCS of their own, so a late raylet of the first try can't join. What the first try left running,
-    Ray stops when this process ends."""
+    head's or the worker node's, once in several suite runs on the busy 2-core CI machine), or on the GCS's port
+    file: then both start once more, with a GCS of their own, so a late raylet of the first try can't join. What
+    the first try left running, Ray stops when this process ends."""
     try:
         return _head_and_worker(cluster_class, node)
     except Exception as exc:
-        if "timed out during startup" not in str(exc):
+        if "timed out during startup" not in str(exc) and "Timed out waiting for file" not in str(exc):
             raise
     return _head_and_worker(cluster_class, node)
 
