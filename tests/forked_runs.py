@@ -18,7 +18,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,10 +45,8 @@ def forked_runs(*modules: str) -> Iterator[subprocess.Popen]:
 
 def _stop(process: subprocess.Popen) -> None:
     """Kill `process` and the children it forked: a child still running would hold its output open."""
-    try:
+    with suppress(ProcessLookupError):  # it has ended already
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def say(line: str) -> None:

@@ -19,6 +19,7 @@ OBJECT_STORE_BYTES = 150 * 2**20
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 # Ray gives the GCS 30 s to write its port file; on the busy 2-core CI machine a retried start once took longer.
 CLUSTER_ENV = {**LOOPBACK_ENV, "RAY_gcs_server_port_wait_time_s": "120"}
+STARTUP_TIMEOUTS = ("timed out during startup", "Timed out waiting for file")  # Ray's words: a raylet, a port file
 
 
 @contextlib.contextmanager
@@ -57,7 +58,7 @@ def _started(cluster_class, node: dict):
     try:
         return _head_and_worker(cluster_class, node)
     except Exception as exc:
-        if "timed out during startup" not in str(exc) and "Timed out waiting for file" not in str(exc):
+        if not any(words in str(exc) for words in STARTUP_TIMEOUTS):
             raise
     return _head_and_worker(cluster_class, node)
 
