@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -239,6 +240,37 @@ def test_a_new_package_that_breaks_an_import_is_uninstalled(tmp_path, exts, opts
     assert freeze(environment) == before
     imported = subprocess.run([environment.python, "-c", "import corenum"], capture_output=True)
     assert imported.returncode == 0 and disabled_names(opts) == {"breaker"}
+
+
+@dataclass(frozen=True)
+class CountingEnvironment(PythonEnvironment):
+    """A PythonEnvironment that notes the pip command of each pip run of the guard's own."""
+
+    runs: list[str] = field(default_factory=list, compare=False)
+
+    def pip(self, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess:
+        self.runs.append(args[0])
+        return super().pip(*args, timeout=timeout)
+
+
+def test_pip_check_and_inspect_run_once_for_each_freeze_of_an_environment(tmp_path, exts, opts, environment):
+    counting = CountingEnvironment(environment.python, environment.app_distribution, environment.core_modules)
+    runs = []
+    for name, install_py in [
+        ("quiet", "print('nothing to install')\n"),
+        ("helper", "import launch\nlaunch.run_pip('install helperpkg', 'helper')\n"),
+        ("quiet-too", "print('nothing to install')\n"),
+    ]:
+        remote = Remote(tmp_path, name, {"install.py": install_py})
+        counting.runs.clear()
+        install_from_url(str(remote.bare), exts, opts, installer=GuardedInstaller(counting))  # a new installer each
+        runs.append(list(counting.runs))
+    assert versions(environment, "helperpkg") == ("1.0",)
+    assert runs == [
+        ["freeze", "check", "inspect", "freeze"],
+        ["freeze", "freeze", "check"],  # the same freeze before: no check, no inspect; a new one after: check
+        ["freeze", "inspect", "freeze"],  # pip check of this freeze ran after the last install
+    ]
 
 
 def test_at_start_a_blocked_install_disables_its_extension_and_the_others_run(exts, opts, environment):

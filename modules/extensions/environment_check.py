@@ -3,10 +3,12 @@
 A snapshot holds `pip freeze`, the problems `pip check` finds, and whether the core modules import in a
 fresh process (a check of seconds, for torch: it is left out where the caller knows nothing changed).
 Comparing two snapshots tells what an install changed; restore() uninstalls what was added and reinstalls
-the earlier versions of what changed (`pip install --no-deps`)."""
+the earlier versions of what changed (`pip install --no-deps`). What pip check finds depends only on what is
+installed, which pip freeze lists, so it runs once for each freeze of an environment (check_findings)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from dataclasses import dataclass, replace
@@ -65,16 +67,23 @@ class Snapshot:
 
     def completed(self, environment: PythonEnvironment, imports: bool = True) -> Snapshot:
         """This snapshot with pip check's problems and, when `imports`, the import check."""
-        problems = frozenset(
-            line
-            for line in environment.pip_output("check").splitlines()
-            if line and not line.startswith("No broken requirements")
-        )
+        problems = check_findings(environment, self.freeze)
         return replace(self, problems=problems, import_error=import_problem(environment) if imports else "")
 
     def lines(self) -> dict[str, str]:
         """Each distribution's freeze line, by canonical name."""
         return {freeze_name(line): line for line in self.freeze if freeze_name(line)}
+
+
+@functools.lru_cache(maxsize=32)
+def check_findings(environment: PythonEnvironment, freeze: tuple[str, ...]) -> frozenset[str]:
+    """The problems `pip check` finds in `environment` while its `pip freeze` is `freeze` (the cache key: pip runs
+    once for each, ~2 s a time)."""
+    return frozenset(
+        line
+        for line in environment.pip_output("check").splitlines()
+        if line and not line.startswith("No broken requirements")
+    )
 
 
 def differences(before: Snapshot, after: Snapshot) -> dict[str, tuple[str | None, str | None]]:

@@ -7,10 +7,12 @@ change them. Around each run the environment is checked (modules/extensions/envi
 A change to a protected package that slipped past pip, a core module that stopped importing or a new `pip check`
 problem of a protected package is undone, and the install is reported as blocked. (The import check before an install
 is skipped: the web UI imports those modules itself, and when they fail after an install, the check after undoing it
-tells whether the install was the cause.)"""
+tells whether the install was the cause.) The protected pins, like pip check's findings, are read once for each
+`pip freeze` of an environment: a second install into an unchanged environment runs pip only for its freezes."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -33,6 +35,13 @@ class InstallRun:
     notes: list[str] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=32)
+def pins_while(environment: PythonEnvironment, freeze: tuple[str, ...]) -> Pins:
+    """protected_pins(environment) while its `pip freeze` is `freeze` (the cache key: `pip inspect` runs once for
+    each). Not to be changed: callers copy it."""
+    return protected_pins(environment)
+
+
 class GuardedInstaller:
     """Runs install.py files one after another in one environment. The snapshot after one install is the
     one before the next, so a start with several extensions checks the environment once per install."""
@@ -43,9 +52,9 @@ class GuardedInstaller:
         self._state: Snapshot | None = None
 
     def pins(self) -> Pins:
-        """The protected distributions' versions, read once."""
+        """The protected distributions' versions, read once (as the environment was before the first install)."""
         if self._pins is None:
-            self._pins = protected_pins(self.environment)
+            self._pins = dict(pins_while(self.environment, self.state().freeze))
         return self._pins
 
     def state(self) -> Snapshot:
@@ -58,7 +67,7 @@ class GuardedInstaller:
         """Run `script` (an extension's install.py, in its folder) under the guard. Raises InstallBlocked when
         the guard refused a requirement of it or had to undo what it did; subprocess.TimeoutExpired when it
         ran past `timeout` (what it changed is undone first)."""
-        pins, before = self.pins(), self.state()
+        before, pins = self.state(), self.pins()
         session = GuardSession.start(name, pins)
         env = {
             **os.environ,
