@@ -53,13 +53,14 @@ def session_dir(factory: pytest.TempPathFactory, name: str) -> Path:
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by what it runs: `browser` (tests/browser/), `e2e` (its module starts app.py, or it drives
-    a browser), `ray` (it uses the Ray cluster fixture). The soak module marks itself. Then group them for
-    pytest-xdist's `--dist loadgroup` (test.sh): a module's tests run in one worker, so its module fixtures start
-    once; the two modules on one server of tests/shared_servers.py share a worker, so it starts once; and the
-    modules with Ray tests share one worker, so no two Ray clusters run at once. A session app (page_app,
-    auth_app) starts at most once in each worker. The longest groups go first (Ray, then the modules that
-    start app.py or a browser, then the rest, each by its number of tests), so that no worker is left with
-    a long one at the end; test.sh keeps that order (`--no-loadscope-reorder`)."""
+    a browser), `ray` (it uses the Ray cluster fixture). The soak module marks itself, as does a module that
+    starts a Ray cluster of its own. Then group them for pytest-xdist's `--dist loadgroup` (test.sh): a module's
+    tests run in one worker, so its module fixtures start once; the two modules on one server of
+    tests/shared_servers.py share a worker, so it starts once; and the modules with Ray tests share one worker,
+    so no two Ray clusters run at once. A session app (page_app, auth_app) starts at most once in each worker.
+    The longest groups go first (Ray, then the modules that start app.py or a browser, then the rest, each by
+    its number of tests), so that no worker is left with a long one at the end; test.sh keeps that order
+    (`--no-loadscope-reorder`)."""
     _mark(items)
     ray_modules = {item.path for item in items if item.get_closest_marker("ray")}
     shared = {item.path: name for item in items for name in SHARED_SERVERS if name in getattr(item, "fixturenames", ())}

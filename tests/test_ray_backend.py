@@ -1,6 +1,6 @@
 """Generation on Ray Serve: app.py --ray-address on a real two-node Ray cluster (ray.cluster_utils.Cluster,
 loopback only), the demo checkpoint and a second one with other weights, against app.py in-process, over
-real HTTP."""
+real HTTP. First, Serve itself on that cluster: replicas on both nodes, and a replica range that grows."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ import pytest
 import requests
 from app_process import endpoint_args, running_app, wait_for
 from PIL import Image
-from ray_cluster import ray_cluster  # noqa: F401 - the module's cluster fixture
+from ray_cluster import LOOPBACK, ray_cluster  # noqa: F401 - the module's cluster fixture
 
 from modules.models.demo_model import write_demo_checkpoint
 
-pytest.importorskip("ray")
+ray = pytest.importorskip("ray")
+from ray import serve  # noqa: E402
 
 SMALL = {"prompt": "a red house", "steps": 3, "width": 64, "height": 64, "seed": 5, "sampler_name": "Euler"}
 HOOKS_SCRIPT = """
@@ -83,8 +84,6 @@ def ray_app(ray_cluster, data):
         model_name="a.safetensors",
     ) as url:
         yield url
-    from ray import serve
-
     from modules.ray_backend.backend import APP_NAME
 
     assert APP_NAME not in serve.status().applications  # the app's shutdown took its Serve app down
@@ -137,6 +136,49 @@ def b64_png(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+# First, Serve alone on the cluster: the app's replicas (ray_app) would take both nodes' CPUs.
+def test_two_serve_replicas_run_on_the_two_loopback_nodes(ray_cluster):
+    assert ray_cluster.startswith(f"{LOOPBACK}:")
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    assert [node["NodeManagerAddress"] for node in nodes] == [LOOPBACK, LOOPBACK]
+
+    @serve.deployment(num_replicas=2, ray_actor_options={"num_cpus": 1})
+    class Where:
+        def __call__(self) -> str:
+            return ray.get_runtime_context().get_node_id()
+
+    serve.start(proxy_location="Disabled")
+    handle = serve.run(Where.bind(), name="where", route_prefix=None)
+    with ThreadPoolExecutor(1) as off_loop:  # an earlier test may have left an asyncio loop on this thread
+        seen = off_loop.submit(lambda: {handle.remote().result(timeout_s=60) for _ in range(16)}).result()
+    assert seen == {node["NodeID"] for node in nodes}
+    serve.delete("where")
+
+
+def test_a_replica_range_starts_at_its_minimum_and_grows_with_waiting_jobs(ray_cluster):
+    from modules.ray_backend.backend import scaling
+
+    @serve.deployment(max_ongoing_requests=1, ray_actor_options={"num_cpus": 1}, **scaling((1, 2)))
+    class Slow:
+        def __call__(self) -> str:
+            time.sleep(1)
+            return serve.get_replica_context().replica_id.unique_id
+
+    def running() -> int:
+        replicas = serve.status().applications["slow"].deployments["Slow"].replica_states
+        return replicas.get("RUNNING", 0)
+
+    serve.start(proxy_location="Disabled")
+    handle = serve.run(Slow.bind(), name="slow", route_prefix=None)
+    assert running() == 1
+    with ThreadPoolExecutor(1) as off_loop:  # see above
+        seen = off_loop.submit(
+            lambda: {answer.result(timeout_s=120) for answer in [handle.remote() for _ in range(24)]}
+        ).result()
+    assert len(seen) == 2 and running() == 2  # the waiting jobs brought up the second replica, which took some
+    serve.delete("slow")
 
 
 def test_txt2img_through_ray_gives_the_in_process_pixels_and_names_its_worker(ray_api, local_api):
@@ -260,8 +302,6 @@ def test_a_job_for_checkpoint_b_goes_to_the_replica_that_holds_b(ray_api):
 
 
 def test_a_checkpoint_no_replica_can_read_is_a_clear_error_naming_the_file_and_node(ray_api):
-    from ray import serve
-
     from modules.jobs.generation import ImagePlan, RunSettings
     from modules.jobs.generation_params import GenerationParams
     from modules.jobs.job_spec import GenerationJob
