@@ -5,6 +5,7 @@ real HTTP. First, Serve itself on that cluster: replicas on both nodes, and a re
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -138,6 +139,17 @@ def b64_png(image: Image.Image) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+@contextlib.contextmanager
+def serve_app(app, name: str):
+    """Run a Serve app for a test and delete it even when the test fails, so its replicas leave the nodes' CPUs to
+    the app's (ray_app)."""
+    handle = serve.run(app, name=name, route_prefix=None)
+    try:
+        yield handle
+    finally:
+        serve.delete(name)
+
+
 # First, Serve alone on the cluster: the app's replicas (ray_app) would take both nodes' CPUs.
 def test_two_serve_replicas_run_on_the_two_loopback_nodes(ray_cluster):
     assert ray_cluster.startswith(f"{LOOPBACK}:")
@@ -150,11 +162,10 @@ def test_two_serve_replicas_run_on_the_two_loopback_nodes(ray_cluster):
             return ray.get_runtime_context().get_node_id()
 
     serve.start(proxy_location="Disabled")
-    handle = serve.run(Where.bind(), name="where", route_prefix=None)
-    with ThreadPoolExecutor(1) as off_loop:  # an earlier test may have left an asyncio loop on this thread
+    with serve_app(Where.bind(), "where") as handle, ThreadPoolExecutor(1) as off_loop:
+        # on another thread: an earlier test may have left an asyncio loop on this one
         seen = off_loop.submit(lambda: {handle.remote().result(timeout_s=60) for _ in range(16)}).result()
     assert seen == {node["NodeID"] for node in nodes}
-    serve.delete("where")
 
 
 def test_a_replica_range_starts_at_its_minimum_and_grows_with_waiting_jobs(ray_cluster):
@@ -171,14 +182,12 @@ def test_a_replica_range_starts_at_its_minimum_and_grows_with_waiting_jobs(ray_c
         return replicas.get("RUNNING", 0)
 
     serve.start(proxy_location="Disabled")
-    handle = serve.run(Slow.bind(), name="slow", route_prefix=None)
-    assert running() == 1
-    with ThreadPoolExecutor(1) as off_loop:  # see above
+    with serve_app(Slow.bind(), "slow") as handle, ThreadPoolExecutor(1) as off_loop:  # see above
+        assert running() == 1
         seen = off_loop.submit(
             lambda: {answer.result(timeout_s=120) for answer in [handle.remote() for _ in range(24)]}
         ).result()
-    assert len(seen) == 2 and running() == 2  # the waiting jobs brought up the second replica, which took some
-    serve.delete("slow")
+        assert len(seen) == 2 and running() == 2  # the waiting jobs brought up the second replica, which took some
 
 
 def test_txt2img_through_ray_gives_the_in_process_pixels_and_names_its_worker(ray_api, local_api):
