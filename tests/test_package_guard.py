@@ -33,7 +33,7 @@ from modules.extensions import (
 from modules.extensions.guarded_install import GuardedInstaller
 from modules.extensions.guarded_pip import parse_install, split_command
 from modules.extensions.install_runner import route_args, route_shell
-from modules.extensions.package_guard import APP_DISTRIBUTION, PythonEnvironment, protected_pins
+from modules.extensions.package_guard import APP_DISTRIBUTION, PIP_TIMEOUT, PythonEnvironment, protected_pins
 from modules.options import Options
 from modules.paths import REPO_ROOT
 from modules.ui.extensions import ExtensionActions
@@ -248,7 +248,7 @@ class CountingEnvironment(PythonEnvironment):
 
     runs: list[str] = field(default_factory=list, compare=False)
 
-    def pip(self, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess:
+    def pip(self, *args: str, timeout: float = PIP_TIMEOUT) -> subprocess.CompletedProcess:
         self.runs.append(args[0])
         return super().pip(*args, timeout=timeout)
 
