@@ -141,8 +141,9 @@ def b64_png(image: Image.Image) -> str:
 
 @contextlib.contextmanager
 def serve_app(app, name: str):
-    """Run a Serve app for a test and delete it even when the test fails, so its replicas leave the nodes' CPUs to
-    the app's (ray_app)."""
+    """Run a Serve app for a test (Serve without HTTP proxies, as the app's) and delete it even when the test fails,
+    so its replicas leave the nodes' CPUs to the app's (ray_app)."""
+    serve.start(proxy_location="Disabled")
     handle = serve.run(app, name=name, route_prefix=None)
     try:
         yield handle
@@ -161,7 +162,6 @@ def test_two_serve_replicas_run_on_the_two_loopback_nodes(ray_cluster):
         def __call__(self) -> str:
             return ray.get_runtime_context().get_node_id()
 
-    serve.start(proxy_location="Disabled")
     with serve_app(Where.bind(), "where") as handle, ThreadPoolExecutor(1) as off_loop:
         # on another thread: an earlier test may have left an asyncio loop on this one
         seen = off_loop.submit(lambda: {handle.remote().result(timeout_s=60) for _ in range(16)}).result()
@@ -181,7 +181,6 @@ def test_a_replica_range_starts_at_its_minimum_and_grows_with_waiting_jobs(ray_c
         replicas = serve.status().applications["slow"].deployments["Slow"].replica_states
         return replicas.get("RUNNING", 0)
 
-    serve.start(proxy_location="Disabled")
     with serve_app(Slow.bind(), "slow") as handle, ThreadPoolExecutor(1) as off_loop:  # see above
         assert running() == 1
         seen = off_loop.submit(

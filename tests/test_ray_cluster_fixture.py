@@ -3,8 +3,6 @@ it is tested in test_ray_backend.py, on that module's cluster.)"""
 
 from __future__ import annotations
 
-import time
-
 import psutil
 import pytest
 from ray_cluster import two_node_cluster
@@ -30,21 +28,13 @@ def test_leaving_the_cluster_stops_all_its_processes():
     with two_node_cluster() as address:
         started = cluster_processes(address)
         assert len([process for process in started if "raylet" in process.name()]) == 2
-    left = still_running(started, within_s=STOP_WAIT_S)
+    _, alive = psutil.wait_procs(started, timeout=STOP_WAIT_S)
+    left = [process for process in alive if _running(process)]
     assert not left, [process.name() for process in left]
 
 
-def still_running(processes: set[psutil.Process], within_s: float) -> list[psutil.Process]:
-    """The processes that are still running (not ended, not zombies) after up to `within_s` seconds."""
-    deadline = time.monotonic() + within_s
-    while True:
-        left = [process for process in processes if _running(process)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
-
-
 def _running(process: psutil.Process) -> bool:
+    """Whether `process` still runs: not ended, not a zombie."""
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
