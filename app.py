@@ -144,8 +144,7 @@ def build_ui(services, gradio_auth: list[tuple[str, str]], extensions: list[Exte
     if ui_config.notice and ui_config.notice not in services.page.notices:
         services.page.notices.append(ui_config.notice)
     page = build_page(services, ui_config, extensions)
-    page.queue()
-    quiet_queue(page)
+    quiet_queue(page)  # the queue Gradio gave the page as it was made (another page.queue() would rebuild it)
     options = {
         "auth": gradio_auth or None,
         "auth_message": LOGIN_PAGE_NOTE,

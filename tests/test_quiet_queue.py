@@ -56,9 +56,8 @@ def test_the_queue_wakes_on_a_push_and_progress_keeps_its_pace_during_jobs():
 
 
 def queued_page() -> gr.Blocks:
-    with gr.Blocks() as page:
+    with gr.Blocks() as page:  # Gradio gives a page its queue as it is made
         gr.Textbox()
-    page.queue()
     return page
 
 

@@ -64,7 +64,7 @@ class _AsyncioTakingNaps:
 
 
 def quiet_queue(page: gr.Blocks) -> None:
-    """Give the loops of `page`'s Gradio queue (once `page.queue()` made it) naps that work ends."""
+    """Give the loops of `page`'s Gradio queue (made with the page, or again by `page.queue()`) naps that work ends."""
     queue = page._queue
     new_work, jobs_started = asyncio.Event(), asyncio.Event()
     push, process_events = queue.push, queue.process_events
