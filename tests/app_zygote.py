@@ -52,7 +52,7 @@ def main(status_dir: Path) -> None:
         raise RuntimeError(f"the preloaded imports started {threads - 1} threads; forking would be unsafe")
     # The imported modules' objects live as long as the process: out of the garbage collector's sight, a fork's
     # collections neither scan them nor write to their pages, which the fork would then have to copy (an app start
-    # and three small jobs: about 0.4 CPU s less, half the page faults).
+    # and three small jobs: about 0.6 CPU s less, half the page faults).
     gc.freeze()
     signal.signal(signal.SIGCHLD, lambda *_: _reap(status_dir))
     for line in sys.stdin:
