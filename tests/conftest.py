@@ -130,6 +130,18 @@ def demo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def weights_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every process of this test run shares, for weights built once a run (tests/model_weights.py's
+    shared_face_file): the run's temporary root, of which each pytest-xdist worker's own is a subfolder. The run
+    removes it with that root when it passes."""
+    base = tmp_path_factory.getbasetemp()
+    store = (base.parent if hasattr(request.config, "workerinput") else base) / "shared-weights"
+    store.mkdir(exist_ok=True)
+    SESSION_DIRS.add(store)  # in a run without workers it sits in the root module_dirs_removed empties
+    return store
+
+
+@pytest.fixture(scope="session")
 def demo_model(demo_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     """The demo checkpoint loaded through the same single-file path as a user's checkpoint."""
     from modules.models.checkpoints import CheckpointInfo, HashCache

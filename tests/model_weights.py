@@ -7,19 +7,26 @@ box, landmarks) are set by hand; every other weight stays random. One detector a
 everywhere; the other reports faces at the 512-pixel anchors of its coarsest level with a fixed
 five-point landmark layout, so on a 128-pixel photo exactly one face survives NMS and the whole
 path runs: detection -> alignment -> GFPGAN -> ParseNet mask -> paste back. ParseNet's output head
-is set to "skin" so the mask is not empty. This checks the plumbing, not restoration quality."""
+is set to "skin" so the mask is not empty. This checks the plumbing, not restoration quality.
+
+The face files are built once a run, into a folder all test processes share, and linked from there."""
 
 from __future__ import annotations
 
 import os
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from spandrel.architectures.ESRGAN import ESRGAN
 
 from modules.face_restoration import DETECTION_WEIGHTS, GFPGAN_WEIGHTS, PARSING_WEIGHTS, GFPGANRestorer
+
+FACE_DETECTOR = "detector-face.pth"
+NO_FACE_DETECTOR = "detector-noface.pth"
 
 # Five landmarks (eyes, nose, mouth corners) relative to a face centre, in pixels: FFHQ's template at 0.2 scale.
 LANDMARKS = (
@@ -79,24 +86,51 @@ def tiny_esrgan(scale: int = 4) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in net.state_dict().items()}
 
 
-def write_face_weights(store: Path) -> dict[str, Path]:
-    """The real file names in two models folders under `store` that differ only in the detector
-    (keys face_models and noface_models), plus each file."""
+# The face restoration files the tests share, by their names in the shared folder (the `weights_store` fixture).
+SHARED_FACE_FILES = {
+    GFPGAN_WEIGHTS.name: gfpgan_weights,
+    PARSING_WEIGHTS.name: face_parser,
+    FACE_DETECTOR: partial(face_detector, True),
+    NO_FACE_DETECTOR: partial(face_detector, False),
+}
+
+
+def shared_face_file(store: Path, name: str) -> Path:
+    """store/name, holding SHARED_FACE_FILES[name]'s weights: the first test process to ask builds it, the others
+    (pytest-xdist's workers share `store`) wait on a lock and then read it. Link it, never write to it."""
+    path = store / name
+    with FileLock(store / f"{name}.lock"):
+        if not path.exists():
+            partial_file = store / f"{name}.partial"
+            torch.save(SHARED_FACE_FILES[name](), partial_file)
+            partial_file.replace(path)
+    return path
+
+
+def link_gfpgan_files(store: Path, folder: Path, finds_faces: bool) -> Path:
+    """`folder` (a models folder's GFPGAN) with the three files GFPGAN needs under their real names, hard links to
+    the shared ones; its detector finds one face on the 128-pixel photo when `finds_faces`, else none."""
+    folder.mkdir(parents=True, exist_ok=True)
+    detector = FACE_DETECTOR if finds_faces else NO_FACE_DETECTOR
+    for name, shared in (
+        (GFPGAN_WEIGHTS.name, GFPGAN_WEIGHTS.name),
+        (PARSING_WEIGHTS.name, PARSING_WEIGHTS.name),
+        (DETECTION_WEIGHTS.name, detector),
+    ):
+        os.link(shared_face_file(store, shared), folder / name)
+    return folder
+
+
+def face_model_folders(store: Path, folder: Path) -> dict[str, Path]:
+    """Two models folders under `folder` that differ only in the detector (keys face_models and noface_models),
+    linked to the shared files in `store`, plus each shared file (gfpgan, parse, face, noface)."""
     files = {
-        "gfpgan": store / GFPGAN_WEIGHTS.name,
-        "parse": store / PARSING_WEIGHTS.name,
-        "face": store / "detector-face.pth",
-        "noface": store / "detector-noface.pth",
+        "gfpgan": shared_face_file(store, GFPGAN_WEIGHTS.name),
+        "parse": shared_face_file(store, PARSING_WEIGHTS.name),
+        "face": shared_face_file(store, FACE_DETECTOR),
+        "noface": shared_face_file(store, NO_FACE_DETECTOR),
     }
-    torch.save(gfpgan_weights(), files["gfpgan"])
-    torch.save(face_parser(), files["parse"])
-    torch.save(face_detector(True), files["face"])
-    torch.save(face_detector(False), files["noface"])
     for kind in ("face", "noface"):
-        folder = store / kind / "GFPGAN"
-        folder.mkdir(parents=True)
-        os.link(files["gfpgan"], folder / GFPGAN_WEIGHTS.name)
-        os.link(files["parse"], folder / PARSING_WEIGHTS.name)
-        os.link(files[kind], folder / DETECTION_WEIGHTS.name)
-        files[f"{kind}_models"] = store / kind
+        link_gfpgan_files(store, folder / kind / "GFPGAN", finds_faces=kind == "face")
+        files[f"{kind}_models"] = folder / kind
     return files

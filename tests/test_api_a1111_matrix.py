@@ -17,13 +17,12 @@ import webuiapi
 from app_process import running_app, wait_for
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
-from model_weights import face_detector, face_parser, gfpgan_weights, tiny_esrgan
+from model_weights import link_gfpgan_files, tiny_esrgan
 from PIL import Image, ImageDraw
 
 from modules.api import server_control
 from modules.core.a1111_options import NO_EFFECT, NO_EFFECT_SECTIONS
 from modules.core.atomic_files import write_atomic
-from modules.face_restoration import DETECTION_WEIGHTS, GFPGAN_WEIGHTS, PARSING_WEIGHTS
 from modules.models.checkpoints import list_checkpoints
 from modules.models.demo_model import DEMO_FILE_NAME
 from modules.options import OPTIONS
@@ -38,19 +37,12 @@ def png_data_uri(image: Image.Image) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(weights_store, tmp_path_factory):
     """The app on a data dir with no checkpoint, face restoration weights (random, with a detector that finds no
     face), a Real-ESRGAN file and a hypernetwork file; yields (API URL, data dir, the model titles webuiapi listed
     right after the server first answered)."""
     data = tmp_path_factory.mktemp("data")
-    faces = data / "models" / "GFPGAN"
-    faces.mkdir(parents=True)
-    for name, weights in (
-        (GFPGAN_WEIGHTS.name, gfpgan_weights()["params_ema"]),
-        (PARSING_WEIGHTS.name, face_parser()),
-        (DETECTION_WEIGHTS.name, face_detector(False)),
-    ):
-        torch.save({key: value.half() for key, value in weights.items()}, faces / name)  # half the bytes to write
+    link_gfpgan_files(weights_store, data / "models" / "GFPGAN", finds_faces=False)
     (data / "models" / "RealESRGAN").mkdir()
     torch.save(tiny_esrgan(2), data / "models" / "RealESRGAN" / "RealESRGAN_x2plus.pth")
     (data / "models" / "hypernetworks" / "styles").mkdir(parents=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from file_server import serving
-from model_weights import face_detector, face_parser, gfpgan_weights, tiny_esrgan
+from model_weights import link_gfpgan_files, tiny_esrgan
 from PIL import Image, PngImagePlugin
 
 from modules import face_restoration
@@ -36,16 +36,13 @@ SOURCE_PARAMETERS = "an astronaut\nSteps: 20, Sampler: Euler, Seed: 5"
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def models_dir(weights_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny 4x ESRGAN, a .pth that is no upscaler, and GFPGAN with a detector that finds no face."""
     root = tmp_path_factory.mktemp("models")
     (root / "ESRGAN").mkdir()
     torch.save(tiny_esrgan(), root / "ESRGAN" / "4x-tiny.pth")
     torch.save({"encoder.weight": torch.randn(8, 8)}, root / "ESRGAN" / "not-an-upscaler.pth")
-    (root / "GFPGAN").mkdir()
-    torch.save(gfpgan_weights(), root / "GFPGAN" / GFPGAN_WEIGHTS.name)
-    torch.save(face_parser(), root / "GFPGAN" / PARSING_WEIGHTS.name)
-    torch.save(face_detector(False), root / "GFPGAN" / DETECTION_WEIGHTS.name)
+    link_gfpgan_files(weights_store, root / "GFPGAN", finds_faces=False)
     return root
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from app_process import running_app
 from file_server import serving
-from model_weights import face_detector, face_parser, gfpgan_weights, tiny_esrgan
+from model_weights import FACE_DETECTOR, shared_face_file, tiny_esrgan
 from PIL import Image, PngImagePlugin
 from tiny_models import write_tiny_checkpoint
 
@@ -41,25 +41,23 @@ app.main(sys.argv[2:])
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory):
+def release(weights_store):
     """The GFPGAN files (real architectures, random weights, a detector that finds one face) on 127.0.0.1.
     CodeFormer's file is served tampered until a test puts the right one in place."""
-    store = tmp_path_factory.mktemp("release")
-    built = {GFPGAN_WEIGHTS: gfpgan_weights(), DETECTION_WEIGHTS: face_detector(True), PARSING_WEIGHTS: face_parser()}
     files: dict[str, Path | bytes] = {"/codeformer.pth": b"tampered"}
     with serving(files) as base:
         urls = {
             "CODEFORMER_WEIGHTS": (f"{base}/codeformer.pth", hashlib.sha256(CODEFORMER_BODY).hexdigest()),
             "files": files,
         }
-        for variable, remote in (
-            ("GFPGAN_WEIGHTS", GFPGAN_WEIGHTS),
-            ("DETECTION_WEIGHTS", DETECTION_WEIGHTS),
-            ("PARSING_WEIGHTS", PARSING_WEIGHTS),
+        for variable, remote, shared in (
+            ("GFPGAN_WEIGHTS", GFPGAN_WEIGHTS, GFPGAN_WEIGHTS.name),
+            ("DETECTION_WEIGHTS", DETECTION_WEIGHTS, FACE_DETECTOR),
+            ("PARSING_WEIGHTS", PARSING_WEIGHTS, PARSING_WEIGHTS.name),
         ):
-            torch.save(built[remote], store / remote.name)
-            files[f"/{remote.name}"] = store / remote.name
-            urls[variable] = (f"{base}/{remote.name}", hashlib.sha256((store / remote.name).read_bytes()).hexdigest())
+            path = shared_face_file(weights_store, shared)
+            files[f"/{remote.name}"] = path
+            urls[variable] = (f"{base}/{remote.name}", hashlib.sha256(path.read_bytes()).hexdigest())
         yield urls
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_weights import codeformer_weights, write_face_weights
+from model_weights import codeformer_weights, face_model_folders
 from PIL import Image
 
 from modules.errors import UserError
@@ -28,8 +28,8 @@ from modules.face_restoration import (
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return write_face_weights(tmp_path_factory.mktemp("weights"))
+def weights(weights_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return face_model_folders(weights_store, tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="module")

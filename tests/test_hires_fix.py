@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_weights import write_face_weights
+from model_weights import face_model_folders
 from PIL import Image
 
 from modules.core.limits import Limits
@@ -280,8 +280,8 @@ def test_restore_faces_without_weights_names_the_files(engine, demo_model, tmp_p
 
 
 @pytest.fixture(scope="module")
-def face_weights(tmp_path_factory) -> dict[str, Path]:
-    return write_face_weights(tmp_path_factory.mktemp("faces"))
+def face_weights(weights_store, tmp_path_factory) -> dict[str, Path]:
+    return face_model_folders(weights_store, tmp_path_factory.mktemp("faces"))
 
 
 def test_restore_faces_runs_after_hires_and_is_written(engine, demo_model, face_weights):
