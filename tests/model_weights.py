@@ -107,17 +107,21 @@ def shared_face_file(store: Path, name: str) -> Path:
     return path
 
 
+def gfpgan_files(store: Path, finds_faces: bool) -> dict[str, Path]:
+    """The three files GFPGAN needs, by their real names, as the shared files in `store`; the detector finds one
+    face on the 128-pixel photo when `finds_faces`, else none."""
+    return {
+        GFPGAN_WEIGHTS.name: shared_face_file(store, GFPGAN_WEIGHTS.name),
+        PARSING_WEIGHTS.name: shared_face_file(store, PARSING_WEIGHTS.name),
+        DETECTION_WEIGHTS.name: shared_face_file(store, FACE_DETECTOR if finds_faces else NO_FACE_DETECTOR),
+    }
+
+
 def link_gfpgan_files(store: Path, folder: Path, finds_faces: bool) -> Path:
-    """`folder` (a models folder's GFPGAN) with the three files GFPGAN needs under their real names, hard links to
-    the shared ones; its detector finds one face on the 128-pixel photo when `finds_faces`, else none."""
+    """`folder` (a models folder's GFPGAN) with gfpgan_files' files under their real names, as hard links."""
     folder.mkdir(parents=True, exist_ok=True)
-    detector = FACE_DETECTOR if finds_faces else NO_FACE_DETECTOR
-    for name, shared in (
-        (GFPGAN_WEIGHTS.name, GFPGAN_WEIGHTS.name),
-        (PARSING_WEIGHTS.name, PARSING_WEIGHTS.name),
-        (DETECTION_WEIGHTS.name, detector),
-    ):
-        os.link(shared_face_file(store, shared), folder / name)
+    for name, shared in gfpgan_files(store, finds_faces).items():
+        os.link(shared, folder / name)
     return folder
 
 

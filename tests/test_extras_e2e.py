@@ -14,10 +14,11 @@ import pytest
 import torch
 from app_process import running_app
 from file_server import serving
-from model_weights import FACE_DETECTOR, shared_face_file, tiny_esrgan
+from model_weights import gfpgan_files, tiny_esrgan
 from PIL import Image, PngImagePlugin
 from tiny_models import write_tiny_checkpoint
 
+from modules.core.file_hashes import sha256_of_file
 from modules.extras import ExtrasParams
 from modules.face_restoration import CODEFORMER_WEIGHTS, DETECTION_WEIGHTS, GFPGAN_WEIGHTS, PARSING_WEIGHTS
 from modules.ui.extras import FACE_MODELS_READY
@@ -50,14 +51,14 @@ def release(weights_store):
             "CODEFORMER_WEIGHTS": (f"{base}/codeformer.pth", hashlib.sha256(CODEFORMER_BODY).hexdigest()),
             "files": files,
         }
-        for variable, remote, shared in (
-            ("GFPGAN_WEIGHTS", GFPGAN_WEIGHTS, GFPGAN_WEIGHTS.name),
-            ("DETECTION_WEIGHTS", DETECTION_WEIGHTS, FACE_DETECTOR),
-            ("PARSING_WEIGHTS", PARSING_WEIGHTS, PARSING_WEIGHTS.name),
+        shared = gfpgan_files(weights_store, finds_faces=True)
+        for variable, remote in (
+            ("GFPGAN_WEIGHTS", GFPGAN_WEIGHTS),
+            ("DETECTION_WEIGHTS", DETECTION_WEIGHTS),
+            ("PARSING_WEIGHTS", PARSING_WEIGHTS),
         ):
-            path = shared_face_file(weights_store, shared)
-            files[f"/{remote.name}"] = path
-            urls[variable] = (f"{base}/{remote.name}", hashlib.sha256(path.read_bytes()).hexdigest())
+            files[f"/{remote.name}"] = shared[remote.name]
+            urls[variable] = (f"{base}/{remote.name}", sha256_of_file(shared[remote.name]))
         yield urls
 
 
