@@ -254,6 +254,20 @@ def test_quicksettings_list_decides_the_row_and_the_settings_tab_keeps_the_rest(
     assert elem_ids.count("setting_eta_noise_seed_delta") == 1
 
 
+def test_what_lists_the_checkpoints_answers_one_at_a_time_in_order(services, tmp_path):
+    """The page's load, its status timer and the 🔄 each send the checkpoint dropdown its choices: they wait for one
+    another in the queue, so a list read before a 🔄 read the folder can't land after the 🔄's."""
+    from modules.ui.page import build_page
+    from modules.ui.ui_config import UiConfig
+
+    page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
+    listing = [fn for fn in page.fns.values() if fn.name in ("page_status", "refresh_list")]
+    triggers = {(getattr(page.blocks.get(at), "elem_id", None), event) for fn in listing for at, event in fn.targets}
+    assert triggers == {(None, "load"), (None, "tick"), ("refresh_sd_model_checkpoint", "click")}
+    assert len({fn.concurrency_id for fn in listing}) == 1
+    assert {fn.concurrency_limit for fn in listing} == {"default"}  # Gradio's default: one at a time
+
+
 def test_a_setting_gone_from_quicksettings_list_is_skipped(tmp_path):
     from modules.options import Options
     from modules.ui.quicksettings import row_keys

@@ -151,10 +151,11 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
         infotext_utils.connect_paste_params_buttons({"txt2img": t2i, "img2img": i2i}, quick, tabs)  # extensions'
         for target in [*png_info.generation_targets(t2i, i2i), png_info.extras_target(extras_tab)]:
             png_info.connect_send_button(png, target, tabs, quick)
-        refresh.click(
-            refresh_list, outputs=[checkpoint, *(control for control, _ in checkpoint_lists)], api_visibility="private"
-        )
+        # One at a time, in the order they were sent: a page_status answer computed before a 🔄 read the folder
+        # would otherwise land after the 🔄's and put the old list back.
+        listing = {"api_visibility": "private", "concurrency_id": "checkpoint_list"}
+        refresh.click(refresh_list, outputs=[checkpoint, *(control for control, _ in checkpoint_lists)], **listing)
         timer = gr.Timer(1.0)
-        timer.tick(page_status, outputs=[status, checkpoint, timer], api_visibility="private")
-        page.load(page_status, outputs=[status, checkpoint, timer], api_visibility="private")
+        timer.tick(page_status, outputs=[status, checkpoint, timer], **listing)
+        page.load(page_status, outputs=[status, checkpoint, timer], **listing)
     return page
