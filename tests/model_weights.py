@@ -23,6 +23,7 @@ import torch
 from filelock import FileLock
 from spandrel.architectures.ESRGAN import ESRGAN
 
+from modules.core.atomic_files import write_atomic
 from modules.face_restoration import DETECTION_WEIGHTS, GFPGAN_WEIGHTS, PARSING_WEIGHTS, GFPGANRestorer
 
 FACE_DETECTOR = "detector-face.pth"
@@ -101,9 +102,7 @@ def shared_face_file(store: Path, name: str) -> Path:
     path = store / name
     with FileLock(store / f"{name}.lock"):
         if not path.exists():
-            partial_file = store / f"{name}.partial"
-            torch.save(SHARED_FACE_FILES[name](), partial_file)
-            partial_file.replace(path)
+            write_atomic(path, partial(torch.save, SHARED_FACE_FILES[name]()))
     return path
 
 
