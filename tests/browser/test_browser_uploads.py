@@ -34,17 +34,6 @@ def test_a_fake_png_gets_one_clear_line_and_is_not_kept(page, tab, target):
         assert "preprocess" not in " ".join(toasts.all_inner_texts())
 
 
-@pytest.mark.parametrize("sub_tab, editor", [("Sketch", "#img2img_sketch"), ("Inpaint", "#img2maskimg")])
-def test_a_fake_png_given_to_a_canvas_gets_one_clear_line(page, sub_tab, editor):
-    open_img2img_mode(page, sub_tab)
-    page.set_input_files(
-        f"{editor} input[type=file]", files=[{"name": "fake.png", "mimeType": "image/png", "buffer": FAKE}]
-    )
-    toasts = page.locator(".toast-body")
-    expect(toasts.filter(has_text="not an image: fake.png")).to_have_count(1, timeout=20000)
-    expect(page.locator(f"{editor} img")).to_have_count(0)
-
-
 def test_a_fake_png_among_extras_batch_files_is_dropped_and_named(page, tmp_path):
     from PIL import Image
 
@@ -57,3 +46,16 @@ def test_a_fake_png_among_extras_batch_files_is_dropped_and_named(page, tmp_path
     files = page.locator("#extras_image_batch")
     expect(files).to_contain_text("real")  # the name is shown as "real" and ".png"
     expect(files).not_to_contain_text("fake")
+
+
+# Last in the module: once an editor has been shown, opening another tab makes its hidden canvas redraw for a
+# while, which a GPU-less Chromium does in software (about 4 CPU s); the module's page closes instead.
+@pytest.mark.parametrize("sub_tab, editor", [("Sketch", "#img2img_sketch"), ("Inpaint", "#img2maskimg")])
+def test_a_fake_png_given_to_a_canvas_gets_one_clear_line(page, sub_tab, editor):
+    open_img2img_mode(page, sub_tab)
+    page.set_input_files(
+        f"{editor} input[type=file]", files=[{"name": "fake.png", "mimeType": "image/png", "buffer": FAKE}]
+    )
+    toasts = page.locator(".toast-body")
+    expect(toasts.filter(has_text="not an image: fake.png")).to_have_count(1, timeout=20000)
+    expect(page.locator(f"{editor} img")).to_have_count(0)
