@@ -84,9 +84,9 @@ def test_missing_xformers_falls_back_with_a_note(paths, plain, caplog):
 def test_compiled_model_gives_the_same_image(paths, monkeypatch):
     from torch._dynamo.utils import counters
 
-    # Inductor's C++ kernels are built unoptimised (-O0 in place of -O3): what is checked here is which modules run
-    # compiled and that the image matches, not how fast the kernels are; from a cold cache g++ -O3 costs about
-    # 18 CPU seconds more on the 2-core CI machine.
+    # Inductor's C++ kernels are built unoptimised (TORCHINDUCTOR_DEBUG_COMPILE: -O0 and debug symbols in place
+    # of -O3): what is checked here is which modules run compiled and that the image matches, not how fast the
+    # kernels are; from a cold cache g++ -O3 costs about 18 CPU seconds more on the 2-core CI machine.
     monkeypatch.setenv("TORCHINDUCTOR_DEBUG_COMPILE", "1")
     plain, _ = _image(paths, Optimizations(), size=64, steps=2)
     counters.clear()
