@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -25,10 +27,35 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _port_stripe() -> list[int]:
+    """This test process's own ports. They lie below the kernel's ephemeral range, so no outgoing connection and no
+    bind to port 0 (Ray's processes make many) can take one between its choice here and the server's own bind;
+    and above Ray's worker ports (10002-19999). Each xdist worker has a share of its own, so two workers never
+    choose the same port."""
+    ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = range(20000, min(ephemeral_start, 32768))
+    if len(ports) < 300:
+        raise RuntimeError(f"the ephemeral ports start at {ephemeral_start}: too few ports below them for tests")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    stripe = list(ports[worker::workers])
+    start = random.randrange(len(stripe))  # another pytest run on the machine most likely starts elsewhere
+    return stripe[start:] + stripe[:start]
+
+
+_PORTS = itertools.cycle(_port_stripe())
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on or holds now, from this process's stripe."""
+    while True:
+        port = next(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use, or a closed server's port still in TIME_WAIT
+                continue
+        return port
 
 
 def wait_for(predicate, timeout: float, what: str):
