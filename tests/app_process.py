@@ -27,15 +27,21 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 
 
+FIRST_TEST_PORT = 20000  # above Ray's worker ports (10002-19999)
+
+
+def ephemeral_ports_start() -> int:
+    """The first port of the kernel's ephemeral range, which outgoing connections and binds to port 0 draw from."""
+    return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+
+
 def _port_stripe() -> list[int]:
     """This test process's own ports. They lie below the kernel's ephemeral range, so no outgoing connection and no
-    bind to port 0 (Ray's processes make many) can take one between its choice here and the server's own bind;
-    and above Ray's worker ports (10002-19999). Each xdist worker has a share of its own, so two workers never
-    choose the same port."""
-    ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    ports = range(20000, min(ephemeral_start, 32768))
+    bind to port 0 (Ray's processes make many) can take one between its choice here and the server's own bind.
+    Each xdist worker has a share of its own, so two workers never choose the same port."""
+    ports = range(FIRST_TEST_PORT, ephemeral_ports_start())
     if len(ports) < 300:
-        raise RuntimeError(f"the ephemeral ports start at {ephemeral_start}: too few ports below them for tests")
+        raise RuntimeError(f"the ephemeral ports start at {ports.stop}: too few ports below them for tests")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
     stripe = list(ports[worker::workers])

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import socket
 from itertools import combinations
-from pathlib import Path
 
 import app_process
-from app_process import free_port
+from app_process import FIRST_TEST_PORT, ephemeral_ports_start, free_port
 
 
 def test_free_port_lies_below_the_ephemeral_range_and_skips_held_ports(monkeypatch):
-    ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ephemeral_start = ephemeral_ports_start()
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         taken = held.getsockname()[1]
         assert taken >= ephemeral_start
         free = free_port()
-        assert 20000 <= free < ephemeral_start
+        assert FIRST_TEST_PORT <= free < ephemeral_start
         monkeypatch.setattr(app_process, "_PORTS", iter([taken, free]))
         assert free_port() == free
 

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from app_process import free_port
 
 from modules.core.file_hashes import sha256_of_file
 from modules.errors import UserError
@@ -107,13 +108,8 @@ def test_short_download_is_refused(server, tmp_path: Path):
 
 
 def test_unreachable_server(tmp_path: Path):
-    import socket
-
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.raises(DownloadError, match="connection failed"):
-        download_file(f"http://127.0.0.1:{port}/x.pth", tmp_path / "x.pth", None, timeout=5)
+    with pytest.raises(DownloadError, match="connection failed"):  # a port nobody listens on
+        download_file(f"http://127.0.0.1:{free_port()}/x.pth", tmp_path / "x.pth", None, timeout=5)
 
 
 def test_download_files_skips_present_files(server, tmp_path: Path):
