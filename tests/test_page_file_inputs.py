@@ -89,9 +89,9 @@ def file_inputs(config: dict) -> list[tuple[dict, int, dict]]:
     return found
 
 
-def call(session: requests.Session, url: str, fn_index: int, data: list) -> dict:
-    """Run one page event the way the browser does (queue/join, then the event stream); its final message."""
-    session_hash = uuid.uuid4().hex[:12]
+def call(session: requests.Session, url: str, session_hash: str, fn_index: int, data: list) -> dict:
+    """Run one page event the way the browser does (queue/join, then the event stream) in the page session
+    `session_hash`; its final message."""
     joined = session.post(
         url + "gradio_api/queue/join",
         timeout=30,
@@ -125,13 +125,14 @@ def test_no_file_input_takes_a_path_on_the_server(app):
     inputs = file_inputs(config)
     api_names = {dependency["api_name"] for dependency, _, _ in inputs}
     assert {"pnginfo", "img2img", "extras"} <= api_names, api_names  # the discovery finds the known ones
+    session_hash = uuid.uuid4().hex[:12]  # one page's session, as a browser tab sends all its events in one
     for dependency, position, schema in inputs:
         defaults = [components[i]["props"].get("value") for i in dependency["inputs"]]
         for path in paths:
             data = [*defaults]
             data[position] = file_value(schema, schema.get("$defs", {}), path)
             what = f"{dependency['api_name']} input {position} <- {path}"
-            answer = call(session, url, dependency["id"], data)
+            answer = call(session, url, session_hash, dependency["id"], data)
             assert answer["success"] is False, (what, answer)
             assert "not uploaded by a user" in json.dumps(answer), (what, answer)
             assert_nothing_leaks(session, url, json.dumps(answer), what)

@@ -138,6 +138,9 @@ def _accept_gradio3_init(cls: type) -> None:
         init(self, *args, **_accepted(init, kwargs, cls.__name__))
 
     setattr(patched, _PATCHED, True)
+    # Gradio reads a block's properties from its class's __init__ signature for every block of every new session
+    # and every /config: read once here, it is not worked out again through the wrappers each time.
+    patched.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]
     cls.__init__ = patched
 
 
