@@ -207,6 +207,7 @@ def _has_frontend(cls: type) -> bool:
         return False
 
 
+@functools.cache
 def _frontend_class(cls: type) -> type:
     """`cls`, or the nearest base Gradio has a frontend for."""
     return next(c for c in cls.__mro__ if _has_frontend(c))
