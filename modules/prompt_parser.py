@@ -447,6 +447,22 @@ def _multiply(weights: list[float], start: int, multiplier: float) -> None:
         weights[index] = _clamp(weights[index] * multiplier)
 
 
+def _multiply_unclosed(weights: list[float], starts: list[int], multiplier: float) -> None:
+    """What `_multiply(weights, start, multiplier)` for each of the ascending `starts` does, in linear time: a weight
+    is multiplied once for each start at or before it, so equal weights with equal counts end equal, and each
+    weight's run of products is worked out once (10,000 characters of `[a:` took seconds bracket by bracket)."""
+    products: dict[str, list[float]] = {}  # by the weight's hex form, which tells -0.0 from 0.0
+    count = 0
+    for index, weight in enumerate(weights):
+        while count < len(starts) and starts[count] <= index:
+            count += 1
+        if count:
+            run = products.setdefault(float(weight).hex(), [weight])
+            while len(run) <= count:
+                run.append(_clamp(run[-1] * multiplier))
+            weights[index] = run[count]
+
+
 def _emphasis_weight(tokens: tuple[_Token, ...], index: int) -> tuple[str, float | None] | None:
     """For `:number)` with `number` at `index`: the number, and its value if it is one."""
     if index + 1 >= len(tokens) or tokens[index][0] != "TEXT" or tokens[index + 1][0] != "RPAR":
@@ -513,10 +529,8 @@ def _attention(text: str) -> tuple[tuple[str, float], ...]:
             emit(token)
     if run is not None:
         emit("".join(run))
-    for start in round_open:
-        _multiply(weights, start, ROUND_MULTIPLIER)
-    for start in square_open:
-        _multiply(weights, start, SQUARE_MULTIPLIER)
+    _multiply_unclosed(weights, round_open, ROUND_MULTIPLIER)
+    _multiply_unclosed(weights, square_open, SQUARE_MULTIPLIER)
     merged: list[list] = []
     for piece, weight in zip(texts, weights):
         if merged and merged[-1][1] == weight:

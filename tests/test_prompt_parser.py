@@ -250,6 +250,7 @@ def test_a1111_wiki_emphasis(text, expected):
         ("(a:nan)", [["a:nan", 1.1]]),
         ("", [["", 1.0]]),
         ("[a (b] c)", [["a ", 1 / 1.1], ["b", 1 / 1.1 * 1.1], [" c", 1.1]]),  # ( ) and [ ] cross
+        ("(a [b (c", [["a ", 1.1], ["b ", 1.1 * (1 / 1.1)], ["c", 1.1 * 1.1 * (1 / 1.1)]]),  # ( first, then [
     ],
 )
 def test_emphasis_edge_cases(text, expected):
