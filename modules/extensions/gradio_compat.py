@@ -135,11 +135,12 @@ def _accept_gradio3_init(cls: type) -> None:
     def patched(self, *args: Any, **kwargs: Any) -> None:
         if cls.__name__ in _MEDIA_SOURCES and isinstance(kwargs.get("source"), str):
             kwargs.setdefault("sources", [kwargs.pop("source")])
-        init(self, *args, **_accepted(init, kwargs, cls.__name__))
+        init(self, *args, **_accepted(patched, kwargs, cls.__name__))  # its keywords: the signature read below
 
     setattr(patched, _PATCHED, True)
     # Gradio reads a block's properties from its class's __init__ signature for every block of every new session
-    # and every /config: read once here, it is not worked out again through the wrappers each time.
+    # and every /config, and the keyword filter above reads it too: read once here, it is not worked out again
+    # through the wrappers each time.
     patched.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]
     cls.__init__ = patched
 
