@@ -49,19 +49,20 @@ def _port_stripe() -> list[int]:
     return stripe[start:] + stripe[:start]
 
 
-_PORTS = itertools.cycle(_port_stripe())
+_STRIPE = _port_stripe()
+_PORTS = itertools.cycle(_STRIPE)
 
 
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on or holds now, from this process's stripe."""
-    while True:
-        port = next(_PORTS)
+    for port in itertools.islice(_PORTS, len(_STRIPE)):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:  # in use, or a closed server's port still in TIME_WAIT
                 continue
         return port
+    raise RuntimeError(f"every one of this test process's {len(_STRIPE)} ports is held")
 
 
 def wait_for(predicate, timeout: float, what: str):
