@@ -38,8 +38,31 @@ def _key_of(value: Any, digest: Any) -> None:
         digest.update(repr(value).encode())
 
 
-def _weights_state(module: torch.nn.Module) -> tuple:
-    return tuple((t.data_ptr(), t._version) for t in (*module.parameters(), *module.buffers()))
+class _WeightsState:
+    """The storage and version counter of every parameter and buffer under a module, read on each call. Its
+    submodules are listed once, and again only when the tree changes (a child added, removed or replaced; the list
+    holds the old children, so a new one can't take an old one's id): a flat pass over that list costs a quarter of
+    walking `parameters()` and `buffers()`, which took 8% of the parity tests' time."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.modules: list[torch.nn.Module] = []
+        self.tree: tuple[int, ...] = ()
+
+    def _children(self) -> tuple[int, ...]:
+        return tuple(id(child) for module in self.modules for child in module._modules.values())
+
+    def __call__(self) -> tuple:
+        if not self.modules or self._children() != self.tree:
+            self.modules = list(self.module.modules())
+            self.tree = self._children()
+        return tuple(
+            (tensor.data_ptr(), tensor._version)
+            for module in self.modules
+            for tensors in (module._parameters, module._buffers)
+            for tensor in tensors.values()
+            if tensor is not None
+        )
 
 
 def _copied(value: Any) -> Any:
@@ -71,11 +94,12 @@ def remembered_calls(*modules: torch.nn.Module) -> Iterator[dict[str, int]]:
 
 def _remembering(module: torch.nn.Module, forward: Any, counts: dict[str, int]) -> Any:
     answers: dict[tuple, Any] = {}
+    weights_state = _WeightsState(module)
 
     def remembered_forward(*args: Any, **kwargs: Any) -> Any:
         digest = hashlib.blake2b(digest_size=20)
         _key_of((args, kwargs), digest)
-        key = (digest.digest(), torch.is_grad_enabled(), _weights_state(module))
+        key = (digest.digest(), torch.is_grad_enabled(), weights_state())
         if key not in answers:
             counts["run"] += 1
             answers[key] = forward(*args, **kwargs)

@@ -28,3 +28,19 @@ def test_only_a_bit_identical_call_on_unchanged_weights_is_remembered():
         assert counts == {"run": 4, "remembered": 2}
     assert len(seen) == 5  # hooks ran on every call through the module
     assert "forward" not in net.__dict__
+
+
+def test_a_replaced_submodule_or_parameter_and_its_later_edits_are_seen():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 1), torch.nn.Conv2d(2, 2, 1))
+    x = torch.randn(1, 2, 4, 4)
+    with torch.no_grad(), remembered_calls(net) as counts:
+        net(x)
+        net[1] = torch.nn.Conv2d(2, 2, 1)
+        assert torch.equal(net(x), net[1](net[0](x)))
+        net[1].weight.add_(1.0)  # an edit of the new child, which the first call's list of modules did not hold
+        assert torch.equal(net(x), net[1](net[0](x)))
+        net[0].bias = torch.nn.Parameter(torch.ones(2))
+        assert torch.equal(net(x), net[1](net[0](x)))
+        net(x)
+        assert counts == {"run": 4, "remembered": 1}
