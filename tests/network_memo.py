@@ -46,16 +46,18 @@ class _WeightsState:
 
     def __init__(self, module: torch.nn.Module) -> None:
         self.module = module
-        self.modules: list[torch.nn.Module] = []
-        self.tree: tuple[int, ...] = ()
+        self._list_modules()
+
+    def _list_modules(self) -> None:
+        self.modules = list(self.module.modules())
+        self.tree = self._children()
 
     def _children(self) -> tuple[int, ...]:
         return tuple(id(child) for module in self.modules for child in module._modules.values())
 
     def __call__(self) -> tuple:
-        if not self.modules or self._children() != self.tree:
-            self.modules = list(self.module.modules())
-            self.tree = self._children()
+        if self._children() != self.tree:
+            self._list_modules()
         return tuple(
             (tensor.data_ptr(), tensor._version)
             for module in self.modules
