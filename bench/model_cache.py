@@ -38,7 +38,8 @@ def hires_checkpoint_repeat_ratio(rounds: int = 5) -> float:
     )
     with bench_services([], settings={"sd_checkpoints_limit": 2}, other_checkpoints=1) as services:
         services.jobs.txt2img(params).result()  # loads other1 beside demo, and keeps it
-        repeated, loaded = [], []
+        repeated: list[float] = []
+        loaded: list[float] = []
         for _ in range(rounds):
             for checkpoint, times in (("demo.safetensors", repeated), ("other1.safetensors", loaded)):
                 services.switching.load_checkpoint(checkpoint).result()
