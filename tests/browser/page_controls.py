@@ -1,11 +1,13 @@
 """Loading the app's page and setting its controls as a person does, for the browser tests."""
 
 import re
+from urllib.parse import urlparse
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 VIEWPORT = {"width": 1400, "height": 1000}
+SITE_DATA = "local_storage,indexeddb,service_workers,cache_storage,file_systems,websql"  # not the HTTP cache
 
 
 def open_app(page, url: str) -> None:
@@ -14,9 +16,23 @@ def open_app(page, url: str) -> None:
     page.wait_for_selector("#txt2img_generate", timeout=30000)
 
 
-def new_app_page(browser, url: str, viewport: dict[str, int] = VIEWPORT):
-    """A page in a browser context of its own (page.context.close() ends both), with the app loaded."""
-    page = browser.new_context(viewport=viewport).new_page()
+def new_tab(chromium, viewport: dict[str, int] = VIEWPORT, site: str | None = None):
+    """A new tab of the session's Chromium (tests/browser/conftest.py's `chromium`) at `viewport`, with no
+    cookies, and no site data (local storage, IndexedDB, service workers) of `site`'s origin, left by earlier tabs."""
+    chromium.clear_cookies()
+    page = chromium.new_page()
+    if site:
+        devtools = chromium.new_cdp_session(page)
+        origin = "{0.scheme}://{0.netloc}".format(urlparse(site))
+        devtools.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": SITE_DATA})
+        devtools.detach()
+    page.set_viewport_size(viewport)
+    return page
+
+
+def new_app_page(chromium, url: str, viewport: dict[str, int] = VIEWPORT):
+    """A new tab (new_tab) with the app at `url` loaded."""
+    page = new_tab(chromium, viewport, site=url)
     open_app(page, url)
     return page
 

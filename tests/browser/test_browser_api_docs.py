@@ -9,6 +9,7 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 import requests
+from page_controls import new_tab
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +28,8 @@ def test_docs_names_only_local_files_and_they_answer(api_url):
         assert requests.get(urljoin(api_url, name), timeout=10).status_code == 200, name
 
 
-def test_docs_render_with_other_hosts_blocked(browser, api_url):
-    context = browser.new_context()
-    page = context.new_page()
+def test_docs_render_with_other_hosts_blocked(chromium, api_url):
+    page = new_tab(chromium)
     elsewhere: list[str] = []
 
     def only_local(route):
@@ -47,4 +47,4 @@ def test_docs_render_with_other_hosts_blocked(browser, api_url):
         page.locator(".opblock-summary-path", has_text="/sdapi/v1/txt2img").first.wait_for(timeout=20000)
         assert elsewhere == []
     finally:
-        context.close()
+        page.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 from app_process import free_port
+from page_controls import new_tab
 from playwright.sync_api import expect
 
 from modules.extensions import gradio_compat
@@ -49,13 +50,12 @@ def demo_url():
 
 
 @pytest.fixture
-def page(browser, demo_url):
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
+def page(chromium, demo_url):
+    page = new_tab(chromium, {"width": 1200, "height": 900})
     page.goto(demo_url)
     page.wait_for_selector("#read", timeout=30000)
     yield page
-    context.close()
+    page.close()
 
 
 def test_a_tool_button_subclass_shows_its_text_and_sets_the_size(page):

@@ -18,22 +18,22 @@ WIDE = {"width": 1920, "height": 1080}
 
 
 @pytest.fixture(scope="module")
-def loaded_pages(browser, app_url):
+def loaded_pages(app_url):
     """The module's pages, one per theme, each loaded once at 1920x1080 when a test first asks for it."""
     pages: dict[str, Page] = {}
     yield pages
     for page in pages.values():
-        page.context.close()
+        page.close()
 
 
 @pytest.fixture
-def themed(browser, app_url, loaded_pages, request) -> Callable[[str], Page]:
+def themed(chromium, app_url, loaded_pages, request) -> Callable[[str], Page]:
     """The page in a theme ("light", "dark"): the module's, at 1920x1080 with txt2img open. Each test here sets
     what it reads; after a failed one the pages are loaded afresh."""
 
     def page_in(theme: str) -> Page:
         if theme not in loaded_pages:
-            loaded_pages[theme] = new_app_page(browser, f"{app_url}?__theme={theme}", viewport=WIDE)
+            loaded_pages[theme] = new_app_page(chromium, f"{app_url}?__theme={theme}", viewport=WIDE)
         page = loaded_pages[theme]
         page.set_viewport_size(WIDE)
         page.click("#tabs button[role=tab]:has-text('txt2img')")
@@ -43,7 +43,7 @@ def themed(browser, app_url, loaded_pages, request) -> Callable[[str], Page]:
     yield page_in
     if failed(request):
         for page in loaded_pages.values():
-            page.context.close()
+            page.close()
         loaded_pages.clear()
 
 
