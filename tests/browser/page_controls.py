@@ -16,23 +16,23 @@ def open_app(page, url: str) -> None:
     page.wait_for_selector("#txt2img_generate", timeout=30000)
 
 
-def new_tab(chromium, viewport: dict[str, int] = VIEWPORT, site: str | None = None):
-    """A new tab of the session's Chromium (tests/browser/conftest.py's `chromium`) at `viewport`, with no
-    cookies, and no site data (local storage, IndexedDB, service workers) of `site`'s origin, left by earlier tabs."""
+def new_tab(chromium, url: str, viewport: dict[str, int] = VIEWPORT):
+    """A new tab of the session's Chromium (tests/browser/conftest.py's `chromium`) at `viewport`, for a page at
+    `url`: no cookies, and no site data (local storage, IndexedDB, service workers) of its origin, are left from
+    earlier tabs. The caller loads the page."""
     chromium.clear_cookies()
     page = chromium.new_page()
-    if site:
-        devtools = chromium.new_cdp_session(page)
-        origin = "{0.scheme}://{0.netloc}".format(urlparse(site))
-        devtools.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": SITE_DATA})
-        devtools.detach()
+    devtools = chromium.new_cdp_session(page)
+    origin = "{0.scheme}://{0.netloc}".format(urlparse(url))
+    devtools.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": SITE_DATA})
+    devtools.detach()
     page.set_viewport_size(viewport)
     return page
 
 
 def new_app_page(chromium, url: str, viewport: dict[str, int] = VIEWPORT):
     """A new tab (new_tab) with the app at `url` loaded."""
-    page = new_tab(chromium, viewport, site=url)
+    page = new_tab(chromium, url, viewport)
     open_app(page, url)
     return page
 

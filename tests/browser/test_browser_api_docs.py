@@ -29,7 +29,7 @@ def test_docs_names_only_local_files_and_they_answer(api_url):
 
 
 def test_docs_render_with_other_hosts_blocked(chromium, api_url):
-    page = new_tab(chromium)
+    page = new_tab(chromium, api_url)
     elsewhere: list[str] = []
 
     def only_local(route):

@@ -51,7 +51,7 @@ def demo_url():
 
 @pytest.fixture
 def page(chromium, demo_url):
-    page = new_tab(chromium, {"width": 1200, "height": 900})
+    page = new_tab(chromium, demo_url, {"width": 1200, "height": 900})
     page.goto(demo_url)
     page.wait_for_selector("#read", timeout=30000)
     yield page

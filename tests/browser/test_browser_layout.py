@@ -18,7 +18,7 @@ WIDE = {"width": 1920, "height": 1080}
 
 
 @pytest.fixture(scope="module")
-def loaded_pages(app_url):
+def loaded_pages():
     """The module's pages, one per theme, each loaded once at 1920x1080 when a test first asks for it."""
     pages: dict[str, Page] = {}
     yield pages
