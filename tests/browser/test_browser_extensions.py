@@ -9,13 +9,14 @@ on_app_started route and a `file=` URL inside its folder. Typing into the moved 
 Gradio, and Generate reads it and the size ⇅ swapped. These run first, on the app as it started."""
 
 import json
+import time
 
 import pytest
 from app_process import running_app, with_demo_checkpoint
 from extension_probe import probe, write_probe_extension
 from file_server import serving
 from git_repos import Remote
-from page_controls import open_tab
+from page_controls import new_tab, open_app, open_tab
 from playwright.sync_api import expect
 
 TAB_SCRIPT = """import gradio as gr
@@ -78,6 +79,23 @@ def test_an_a1111_extension_script_finds_the_page_api(page):
     clip_skip.fill("2")
     clip_skip.press("Tab")
     page.wait_for_function("window.probe.clipSkip === 2 && opts.CLIP_stop_at_last_layers === 2", timeout=15000)
+
+
+def test_on_ui_loaded_waits_for_the_galleries_whose_code_comes_late(chromium, app_url):
+    # Gradio fetches a component's code when the component is first shown; on a busy machine the galleries' came
+    # after the tabs had opened, and onUiLoaded ran without them. Here their code comes 2 s late.
+    def late(route):
+        time.sleep(2)
+        route.continue_()
+
+    page = new_tab(chromium, app_url)
+    try:
+        page.route("**/Gallery-*.js", late)
+        open_app(page, app_url)
+        page.wait_for_function("window.probe && window.probe.done", timeout=30000)
+        assert probe(page, "ids") == []
+    finally:
+        page.close()
 
 
 def test_typing_into_the_a1111_path_reaches_gradio_and_generate(page):

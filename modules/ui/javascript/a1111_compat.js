@@ -5,7 +5,8 @@
 // Gradio 6 differs from the Gradio 3 that A1111 ran on, and this script bridges three differences:
 // - it builds a tab's contents only when the tab is first opened, where A1111's page had every tab in the
 //   DOM at load. Once the page appears, each top-level tab is opened once (the page is hidden meanwhile),
-//   so #img2img_prompt, #tab_settings… exist when onUiLoaded callbacks run.
+//   so #img2img_prompt, #tab_settings… exist when onUiLoaded callbacks run; they also wait for the output
+//   galleries, whose code Gradio may still be fetching then.
 // - a textbox's textarea sits in `label > div`, not right under `label`. The prompt boxes' textareas are
 //   moved up into their label, so `#txt2img_prompt > label > textarea` finds them. The element is the same,
 //   so Gradio's own listeners keep working.
@@ -126,6 +127,7 @@
     for (const end = Date.now() + timeout; Date.now() < end; await sleep(20)) if (test()) return true;
     return false;
   }
+  const MOUNTED_LATE = ["txt2img_gallery", "img2img_gallery"];  // A1111 ids that onUiLoaded callbacks look up
   const tabButtons = () => [...document.querySelectorAll("#tabs > .tab-wrapper > [role=tablist] > [role=tab]")];
 
   // Open every top-level tab once, then the one that was open, with the page hidden meanwhile.
@@ -146,6 +148,9 @@
   async function warmUp() {
     try {
       await renderAllTabs();  // at most 3 s a tab
+      // Gradio fetches a component's code the first time it is shown: on a busy machine the galleries (the
+      // largest) can mount after the tabs have opened.
+      await until(() => MOUNTED_LATE.every((id) => document.getElementById(id)), 10000);
     } catch (error) {
       console.error("could not open the page's tabs", error);
     }
