@@ -261,11 +261,24 @@ def test_what_lists_the_checkpoints_answers_one_at_a_time_in_order(services, tmp
     from modules.ui.ui_config import UiConfig
 
     page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
-    listing = [fn for fn in page.fns.values() if fn.name in ("page_status", "refresh_list")]
+    listing = [fn for fn in page.fns.values() if fn.name in ("load_page", "page_status", "refresh_list")]
     triggers = {(getattr(page.blocks.get(at), "elem_id", None), event) for fn in listing for at, event in fn.targets}
     assert triggers == {(None, "load"), (None, "tick"), ("refresh_sd_model_checkpoint", "click")}
     assert len({fn.concurrency_id for fn in listing}) == 1
     assert {fn.concurrency_limit for fn in listing} == {"default"}  # Gradio's default: one at a time
+
+
+def test_the_page_asks_for_what_it_refreshes_in_one_load_event(services, tmp_path):
+    """The status line, the checkpoint list, both tabs' extra network cards and the face model files (see
+    modules/ui/page_load.py for why one event)."""
+    from modules.ui.page import build_page
+    from modules.ui.ui_config import UiConfig
+
+    page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
+    (load,) = [fn for fn in page.fns.values() if any(event == "load" for _, event in fn.targets)]
+    ids = {getattr(block, "elem_id", None) for block in load.outputs}
+    cards = {f"{tab}_{kind}_cards" for tab in ("txt2img", "img2img") for kind in ("lora", "checkpoints")}
+    assert {"model_status", "setting_sd_model_checkpoint", "extras_face_models_status", *cards} <= ids
 
 
 def test_a_setting_gone_from_quicksettings_list_is_skipped(tmp_path):

@@ -23,6 +23,7 @@ from modules.prompting.extra_network_cards import (
 
 if TYPE_CHECKING:
     from modules.ui.generation_tab import GenerationTab
+    from modules.ui.page_load import PageLoad
 
 CARD_SIZE = (160, 200)
 TAB_ORDER = ("Textual Inversion", "Hypernetworks", "Checkpoints", "Lora")  # A1111's order
@@ -123,9 +124,8 @@ class ExtraNetworksPanel:
     def _empty_hint(kind: str, folder: Path) -> str:
         return f"No {kind.lower()} found. Put the files in `{folder}` and press 🔄 Refresh."
 
-    def fill_on(self, page: gr.Blocks) -> None:
-        """Fill every tab again when the page loads (the demo checkpoint may be written after the page was built),
-        in one event."""
+    def fill_on(self, load: PageLoad) -> None:
+        """Fill every tab again when the page loads (the demo checkpoint may be written after the page was built)."""
 
         def fill_all(*values: str) -> list:
             return [
@@ -134,12 +134,10 @@ class ExtraNetworksPanel:
                 for update in fill(text, order)
             ]
 
-        page.load(
+        load.add(
             fill_all,
-            inputs=[control for _, inputs, _ in self.fills for control in inputs],
-            outputs=[output for _, _, outputs in self.fills for output in outputs],
-            api_visibility="private",
-            show_progress="hidden",
+            [control for _, inputs, _ in self.fills for control in inputs],
+            [output for _, _, outputs in self.fills for output in outputs],
         )
 
     def connect_checkpoints(self, checkpoint: gr.Dropdown, switch, status: gr.Markdown) -> None:

@@ -173,8 +173,8 @@ def build_tab(services: Services) -> ExtrasTab:
             for name in ("gfpgan_visibility", "codeformer_visibility", "codeformer_weight", "upscale_first"):
                 control(name)
             with gr.Accordion("Face restoration models", open=False, elem_id="extras_face_models"):
-                tab.face_models = gr.Markdown(
-                    lambda: face_models_status(services.tools.face_restorers), elem_id="extras_face_models_status"
+                tab.face_models = gr.Markdown(  # the page's load fills it in again (modules/ui/page.py)
+                    face_models_status(services.tools.face_restorers), elem_id="extras_face_models_status"
                 )
                 tab.download = gr.Button("Download", elem_id="extras_download_face_models")
         with gr.Column():

@@ -18,6 +18,7 @@ from modules.extensions.a1111 import infotext_utils
 from modules.ui import extensions as extensions_ui
 from modules.ui import extras, img2img, merger, png_info, quicksettings, settings, txt2img
 from modules.ui.infotext_paste import Quicksettings, connect_paste_button
+from modules.ui.page_load import PageLoad
 from modules.ui.script_controls import notice_board, show_notices, tab_scripts
 from modules.ui.send_buttons import connect_send_buttons
 from modules.ui.ui_config import UiConfig
@@ -144,10 +145,11 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
         quick = Quicksettings(
             {"clip_skip": clip_skip} if clip_skip else {}, checkpoint, status, models, change_checkpoint
         )
+        load = PageLoad()
         for tab in (t2i, i2i):
             connect_paste_button(tab, quick)
             tab.extra_networks.connect_checkpoints(checkpoint, change_checkpoint, status)
-            tab.extra_networks.fill_on(page)
+            tab.extra_networks.fill_on(load)
         infotext_utils.connect_paste_params_buttons({"txt2img": t2i, "img2img": i2i}, quick, tabs)  # extensions'
         for target in [*png_info.generation_targets(t2i, i2i), png_info.extras_target(extras_tab)]:
             png_info.connect_send_button(png, target, tabs, quick)
@@ -157,5 +159,7 @@ def build_page(services: Services, ui_config: UiConfig, extensions: list[Extensi
         refresh.click(refresh_list, outputs=[checkpoint, *(control for control, _ in checkpoint_lists)], **listing)
         timer = gr.Timer(1.0)
         timer.tick(page_status, outputs=[status, checkpoint, timer], **listing)
-        page.load(page_status, outputs=[status, checkpoint, timer], **listing)
+        load.add(page_status, [], [status, checkpoint, timer])
+        load.add(lambda: (extras.face_models_status(services.tools.face_restorers),), [], [extras_tab.face_models])
+        load.connect(page, **listing)
     return page
