@@ -12,6 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 from script_services import generate, services_with_scripts
+from test_page_load import load_events
 
 from modules.errors import ModelLoadError
 from modules.models.checkpoints import CheckpointInfo, HashCache
@@ -224,11 +225,19 @@ def quicksettings_row(page) -> list[str]:
     return inside(find(config["layout"]))
 
 
-def test_quicksettings_list_decides_the_row_and_the_settings_tab_keeps_the_rest(services, tmp_path):
+@pytest.fixture(scope="module")
+def page(services, tmp_path_factory):
+    """The page as built with the default settings."""
     from modules.ui.page import build_page
     from modules.ui.ui_config import UiConfig
 
-    page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
+    return build_page(services, UiConfig(tmp_path_factory.mktemp("ui") / "ui-config.json"))
+
+
+def test_quicksettings_list_decides_the_row_and_the_settings_tab_keeps_the_rest(services, page, tmp_path):
+    from modules.ui.page import build_page
+    from modules.ui.ui_config import UiConfig
+
     assert quicksettings_row(page) == [
         "setting_sd_model_checkpoint",
         "refresh_sd_model_checkpoint",
@@ -242,25 +251,21 @@ def test_quicksettings_list_decides_the_row_and_the_settings_tab_keeps_the_rest(
     with pytest.raises(ValueError, match="can't hold 'no_such_setting'"):
         services.opts.validated("quicksettings_list", ["sd_vae", "no_such_setting"])
     with services.opts.overridden({"quicksettings_list": ["eta_noise_seed_delta", "grid_save"]}):
-        page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
-    assert quicksettings_row(page) == [
+        other = build_page(services, UiConfig(tmp_path / "ui-config.json"))
+    assert quicksettings_row(other) == [
         "setting_sd_model_checkpoint",
         "refresh_sd_model_checkpoint",
         "setting_eta_noise_seed_delta",
         "setting_grid_save",
     ]
-    elem_ids = [c.get("props", {}).get("elem_id") for c in page.get_config_file()["components"]]
+    elem_ids = [c.get("props", {}).get("elem_id") for c in other.get_config_file()["components"]]
     assert "setting_sd_vae" in elem_ids and "setting_CLIP_stop_at_last_layers" in elem_ids  # in the Settings tab
     assert elem_ids.count("setting_eta_noise_seed_delta") == 1
 
 
-def test_what_lists_the_checkpoints_answers_one_at_a_time_in_order(services, tmp_path):
+def test_what_lists_the_checkpoints_answers_one_at_a_time_in_order(page):
     """The page's load, its status timer and the 🔄 each send the checkpoint dropdown its choices: they wait for one
     another in the queue, so a list read before a 🔄 read the folder can't land after the 🔄's."""
-    from modules.ui.page import build_page
-    from modules.ui.ui_config import UiConfig
-
-    page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
     listing = [fn for fn in page.fns.values() if fn.name in ("load_page", "page_status", "refresh_list")]
     triggers = {(getattr(page.blocks.get(at), "elem_id", None), event) for fn in listing for at, event in fn.targets}
     assert triggers == {(None, "load"), (None, "tick"), ("refresh_sd_model_checkpoint", "click")}
@@ -268,14 +273,10 @@ def test_what_lists_the_checkpoints_answers_one_at_a_time_in_order(services, tmp
     assert {fn.concurrency_limit for fn in listing} == {"default"}  # Gradio's default: one at a time
 
 
-def test_the_page_asks_for_what_it_refreshes_in_one_load_event(services, tmp_path):
+def test_the_page_asks_for_what_it_refreshes_in_one_load_event(page):
     """The status line, the checkpoint list, both tabs' extra network cards and the face model files (see
     modules/ui/page_load.py for why one event)."""
-    from modules.ui.page import build_page
-    from modules.ui.ui_config import UiConfig
-
-    page = build_page(services, UiConfig(tmp_path / "ui-config.json"))
-    (load,) = [fn for fn in page.fns.values() if any(event == "load" for _, event in fn.targets)]
+    (load,) = load_events(page)
     ids = {getattr(block, "elem_id", None) for block in load.outputs}
     cards = {f"{tab}_{kind}_cards" for tab in ("txt2img", "img2img") for kind in ("lora", "checkpoints")}
     assert {"model_status", "setting_sd_model_checkpoint", "extras_face_models_status", *cards} <= ids
