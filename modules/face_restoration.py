@@ -3,14 +3,17 @@ facexlib's RetinaFace to find and align faces and ParseNet to mask them when pas
 
 Weights are read only from the models folder; nothing is downloaded unless the user asks
 (`download_face_models`). facexlib would fetch missing weights itself, so every file is checked
-before facexlib is touched, and facexlib is pointed at models/GFPGAN."""
+before facexlib is touched, and facexlib is pointed at models/GFPGAN.
+
+GFPGAN and ParseNet are built with the widths their weight files have (modules.imaging.face_networks)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,14 @@ from PIL import Image
 
 from modules.core.setting_values import FACE_RESTORERS
 from modules.errors import UserError
+from modules.imaging.face_networks import (
+    FACE_SIZE,
+    gfpgan_network,
+    gfpgan_widths,
+    load_network,
+    parsenet,
+    parsenet_widths,
+)
 from modules.imaging.upscalers import read_state_dict
 from modules.models.model_download import RemoteFile, download_files
 from modules.models.safe_weights import check_pickled_files
@@ -50,6 +61,7 @@ FACE_MODEL_FILES = (GFPGAN_WEIGHTS, DETECTION_WEIGHTS, PARSING_WEIGHTS)
 
 NO_FACE_NOTE = "No face was found in the image, so it was left unchanged."
 _DETECT_SIZE = 640  # images with a shorter side above this are shrunk for detection only
+_FACEXLIB_PARSER = threading.Lock()  # held while a FaceRestoreHelper is built with a parser given to it
 
 
 class MissingWeightsError(UserError):
@@ -163,7 +175,7 @@ class FaceRestorer:
         missing = self.missing_files()
         if missing:
             raise MissingWeightsError(missing_weights_message(self.name, missing))
-        if self._helper is None:  # facexlib unpickles these itself: check them first
+        if self._helper is None:  # refused before any network loads; facexlib unpickles the detector itself
             check_pickled_files(self.facexlib_dir / remote.name for remote in (DETECTION_WEIGHTS, PARSING_WEIGHTS))
         if self._net is None:
             self._net = self._load_net(self.model_path())
@@ -179,12 +191,15 @@ class FaceRestorer:
         ensure_functional_tensor()
         from facexlib.utils.face_restoration_helper import FaceRestoreHelper
 
+        path = self.facexlib_dir / PARSING_WEIGHTS.name
+        parser = load_network(parsenet, parsenet_widths, path, "ParseNet", PARSING_WEIGHTS).to(self.device)
+        self._channels_last_on_cpu(parser)  # ParseNet runs at 512x512 on each pasted face
         try:
-            with warnings.catch_warnings():  # torchvision's note on resnet50(pretrained=False)
+            with warnings.catch_warnings(), _given_parser(parser):  # torchvision's note on resnet50(pretrained=False)
                 warnings.simplefilter("ignore", UserWarning)
-                helper = FaceRestoreHelper(
+                return FaceRestoreHelper(
                     1,
-                    face_size=512,
+                    face_size=FACE_SIZE,
                     crop_ratio=(1, 1),
                     det_model="retinaface_resnet50",
                     save_ext="png",
@@ -194,12 +209,9 @@ class FaceRestorer:
                 )
         except Exception as exc:
             raise UserError(
-                f"The face detection or parsing weights in {self.facexlib_dir} could not be "
-                f"loaded ({exc}). Replace {DETECTION_WEIGHTS.name} and {PARSING_WEIGHTS.name} "
-                "with the official files."
+                f"The face detection weights in {self.facexlib_dir} could not be loaded ({exc}). "
+                f"Replace {DETECTION_WEIGHTS.name} with the official file."
             ) from exc
-        self._channels_last_on_cpu(helper.face_parse)  # ParseNet runs at 512x512 on each pasted face
-        return helper
 
     def _channels_last_on_cpu(self, network: torch.nn.Module) -> None:
         """On a CPU, keep `network`'s weights channels-last: the 512x512 convolutions of ParseNet and CodeFormer run
@@ -237,39 +249,8 @@ class GFPGANRestorer(FaceRestorer):
 
     name = "GFPGAN"
 
-    @staticmethod
-    def network() -> torch.nn.Module:
-        """An untrained GFPGAN v1.2-v1.4 network, the shape its weight files fit."""
-        from modules.imaging.torchvision_compat import ensure_functional_tensor
-
-        ensure_functional_tensor()
-        from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
-
-        return GFPGANv1Clean(
-            out_size=512,
-            num_style_feat=512,
-            channel_multiplier=2,
-            decoder_load_path=None,
-            fix_decoder=False,
-            num_mlp=8,
-            input_is_latent=True,
-            different_w=True,
-            narrow=1,
-            sft_half=True,
-        )
-
     def _load_net(self, path: Path) -> Callable[[torch.Tensor, float], torch.Tensor]:
-        state = read_state_dict(path)
-        state = state.get("params_ema", state.get("params", state))
-        net = self.network()
-        try:
-            net.load_state_dict(state, strict=True)
-        except (RuntimeError, TypeError) as exc:
-            raise UserError(
-                f"{path.name} is not a GFPGAN v1.2-v1.4 model ({str(exc)[:200]}). "
-                f"Use {GFPGAN_WEIGHTS.name} from {GFPGAN_WEIGHTS.url}"
-            ) from None
-        net = net.eval().to(self.device)
+        net = load_network(gfpgan_network, gfpgan_widths, path, "GFPGAN v1.2-v1.4", GFPGAN_WEIGHTS).to(self.device)
         # The stored noise maps, not fresh ones, so a restore is reproducible.
         return lambda face, _weight: net(face, return_rgb=False, randomize_noise=False)[0]
 
@@ -308,6 +289,21 @@ class CodeFormerRestorer(FaceRestorer):
         net = model.model.eval().to(self.device)
         self._channels_last_on_cpu(net)
         return lambda face, weight: net(face, weight=weight)[0]
+
+
+@contextlib.contextmanager
+def _given_parser(parser: torch.nn.Module) -> Iterator[None]:
+    """While a FaceRestoreHelper is built, it takes `parser` as its ParseNet: facexlib's helper would always build
+    the official-size network and unpickle models/GFPGAN's file into it itself."""
+    from facexlib.utils import face_restoration_helper
+
+    with _FACEXLIB_PARSER:
+        build_parser = face_restoration_helper.init_parsing_model
+        face_restoration_helper.init_parsing_model = lambda **_: parser
+        try:
+            yield
+        finally:
+            face_restoration_helper.init_parsing_model = build_parser
 
 
 def create_face_restorer(name: str, models_dir: Path, device: torch.device | str = "cpu") -> FaceRestorer:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_weights import codeformer_weights, face_model_folders
+from model_weights import TEST_WIDTHS, codeformer_weights, face_model_folders
 from PIL import Image
 
 from modules.errors import UserError
@@ -24,6 +24,14 @@ from modules.face_restoration import (
     GFPGANRestorer,
     MissingWeightsError,
     create_face_restorer,
+)
+from modules.imaging.face_networks import (
+    GFPGAN_WIDTHS,
+    PARSENET_WIDTHS,
+    gfpgan_network,
+    gfpgan_widths,
+    parsenet,
+    parsenet_widths,
 )
 
 
@@ -114,6 +122,34 @@ def test_a_file_that_is_not_gfpgan_is_refused(tmp_path: Path, weights, photo):
     os.link(weights["noface"], folder / DETECTION_WEIGHTS.name)
     with pytest.raises(UserError, match=r"GFPGANv1.4.pth is not a GFPGAN v1.2-v1.4 model"):
         GFPGANRestorer(tmp_path).restore(photo, 1.0)
+
+
+def test_a_parsing_file_that_is_not_parsenet_is_refused(tmp_path: Path, weights, photo):
+    folder = tmp_path / "GFPGAN"
+    folder.mkdir()
+    torch.save({"encoder.0.conv2d.weight": torch.zeros(8, 3, 3, 3)}, folder / PARSING_WEIGHTS.name)
+    os.link(weights["gfpgan"], folder / GFPGAN_WEIGHTS.name)
+    os.link(weights["face"], folder / DETECTION_WEIGHTS.name)
+    with pytest.raises(UserError, match=rf"parsing_parsenet.pth is not a ParseNet model .*{PARSING_WEIGHTS.url}"):
+        GFPGANRestorer(tmp_path).restore(photo, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("build", "read_widths", "official"),
+    [(gfpgan_network, gfpgan_widths, GFPGAN_WIDTHS), (parsenet, parsenet_widths, PARSENET_WIDTHS)],
+    ids=["GFPGAN", "ParseNet"],
+)
+def test_the_widths_read_from_a_file_rebuild_its_network(build, read_widths, official):
+    """The official files' shapes give the official widths back; the tests' narrower files give theirs."""
+    with torch.device("meta"):  # shapes only
+        official_state = build().state_dict()
+        test_state = build(**TEST_WIDTHS[build.__name__.removesuffix("_network")]).state_dict()
+        for state in (official_state, test_state):
+            rebuilt = build(**read_widths(state)).state_dict()
+            assert {k: v.shape for k, v in rebuilt.items()} == {k: v.shape for k, v in state.items()}
+    if build is gfpgan_network:
+        assert read_widths(official_state) == official
+    assert sum(v.numel() for v in test_state.values()) < sum(v.numel() for v in official_state.values()) / 20
 
 
 def test_codeformer_restores_the_face(tmp_path: Path, weights, photo):
