@@ -135,21 +135,23 @@ def test_a_parsing_file_that_is_not_parsenet_is_refused(tmp_path: Path, weights,
 
 
 @pytest.mark.parametrize(
-    ("build", "read_widths", "official"),
-    [(gfpgan_network, gfpgan_widths, GFPGAN_WIDTHS), (parsenet, parsenet_widths, PARSENET_WIDTHS)],
-    ids=["GFPGAN", "ParseNet"],
+    ("name", "build", "read_widths", "official"),
+    [
+        ("gfpgan", gfpgan_network, gfpgan_widths, GFPGAN_WIDTHS),
+        ("parsenet", parsenet, parsenet_widths, PARSENET_WIDTHS),
+    ],
 )
-def test_the_widths_read_from_a_file_rebuild_its_network(build, read_widths, official):
-    """The official files' shapes give the official widths back; the tests' narrower files give theirs."""
+def test_the_widths_read_from_a_file_rebuild_its_network(name, build, read_widths, official):
+    """An official file's tensors give the official widths back, the tests' narrower file's give theirs, and each
+    rebuilds a network of the file's shapes."""
+    narrow = {**official, **TEST_WIDTHS[name]}
     with torch.device("meta"):  # shapes only
-        official_state = build().state_dict()
-        test_state = build(**TEST_WIDTHS[build.__name__.removesuffix("_network")]).state_dict()
-        for state in (official_state, test_state):
+        states = {"official": build().state_dict(), "narrow": build(**narrow).state_dict()}
+        for state, widths in ((states["official"], official), (states["narrow"], narrow)):
+            assert read_widths(state) == widths
             rebuilt = build(**read_widths(state)).state_dict()
             assert {k: v.shape for k, v in rebuilt.items()} == {k: v.shape for k, v in state.items()}
-    if build is gfpgan_network:
-        assert read_widths(official_state) == official
-    assert sum(v.numel() for v in test_state.values()) < sum(v.numel() for v in official_state.values()) / 20
+    assert sum(v.numel() for v in states["narrow"].values()) < sum(v.numel() for v in states["official"].values()) / 20
 
 
 def test_codeformer_restores_the_face(tmp_path: Path, weights, photo):

@@ -65,8 +65,10 @@ def parsenet(**widths) -> torch.nn.Module:
 def parsenet_widths(state: Mapping[str, torch.Tensor]) -> dict:
     """The widths (as PARSENET_WIDTHS) a ParseNet state dict was made with. A missing tensor raises KeyError."""
     base = state["encoder.0.conv2d.weight"].shape[0]
+    widest = state["body.0.conv1.conv2d.weight"].shape[0]
     blocks = {key.split(".")[1] for key in state if key.startswith("body.")}
-    return {"base_ch": base, "ch_range": [base, state["body.0.conv1.conv2d.weight"].shape[0]], "res_depth": len(blocks)}
+    # No layer is narrower than the first (base_ch), so any floor up to it builds the same network.
+    return {"base_ch": base, "ch_range": [min(base, PARSENET_WIDTHS["ch_range"][0]), widest], "res_depth": len(blocks)}
 
 
 def load_network(
