@@ -60,7 +60,7 @@ class ExtraNetworksPanel:
         self.tab = tab
         self.galleries: dict[str, gr.Gallery] = {}
         self.inserts: dict[str, gr.State] = {}
-        self.fills: list[tuple] = []  # (fill function, its inputs, its outputs) per kind, for the page's load
+        self.fills: list[tuple] = []  # (fill function, its inputs, its outputs) per kind: parts of the page's load
         for kind in TAB_ORDER:
             folder = folder_of(kind, services.networks, services.models)
             found = cards(kind, services.networks, services.models)
@@ -126,19 +126,8 @@ class ExtraNetworksPanel:
 
     def fill_on(self, load: PageLoad) -> None:
         """Fill every tab again when the page loads (the demo checkpoint may be written after the page was built)."""
-
-        def fill_all(*values: str) -> list:
-            return [
-                update
-                for (fill, _, _), text, order in zip(self.fills, values[::2], values[1::2])
-                for update in fill(text, order)
-            ]
-
-        load.add(
-            fill_all,
-            [control for _, inputs, _ in self.fills for control in inputs],
-            [output for _, _, outputs in self.fills for output in outputs],
-        )
+        for fill, inputs, outputs in self.fills:
+            load.add(fill, inputs, outputs)
 
     def connect_checkpoints(self, checkpoint: gr.Dropdown, switch, status: gr.Markdown) -> None:
         """Checkpoint cards pick the checkpoint, then `switch` (the dropdown's handler) loads it."""
